@@ -71,7 +71,9 @@ func (t Token) IsZero() bool { return t.ID == "" && t.Secret == "" }
 func (t Token) String() string { return t.ID + "=" + redacted }
 
 // GoString shows the id and a redacted secret.
-func (t Token) GoString() string { return fmt.Sprintf("proxmox.Token{ID: %q, Secret: %s}", t.ID, redacted) }
+func (t Token) GoString() string {
+	return fmt.Sprintf("proxmox.Token{ID: %q, Secret: %s}", t.ID, redacted)
+}
 
 // LogValue implements slog.LogValuer: the id only.
 func (t Token) LogValue() slog.Value { return slog.StringValue(t.String()) }
