@@ -1,0 +1,31 @@
+package main
+
+import (
+	"io"
+
+	"github.com/alecthomas/kong"
+)
+
+// CLI is the whole command line: global flags plus one struct per command,
+// each with Run(*Globals) error.
+type CLI struct {
+	Globals
+
+	Version VersionCmd `cmd:"" help:"Print the agent's version."`
+	Sim     SimCmd     `cmd:"" help:"Serve a simulated Proxmox VE host over TLS (for trying the agent and for tests)."`
+}
+
+// newParser builds the kong parser with the configuration resolver and the
+// FELHOM_AGENT_ environment prefix.
+func newParser(cli *CLI, stdout, stderr io.Writer) (*kong.Kong, error) {
+	return kong.New(cli,
+		kong.Name("felhom-agent"),
+		kong.Description("Felhom host agent for Proxmox VE: Starlark playbooks for provisioning, backup, restore, self-test and monitoring."),
+		kong.UsageOnError(),
+		kong.DefaultEnvars("FELHOM_AGENT"),
+		kong.Configuration(jsonConfig),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { panic(kongExit{code}) }),
+		kong.Vars{"version": agentVersion()},
+	)
+}

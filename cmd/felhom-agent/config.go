@@ -1,0 +1,167 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/kong"
+
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+)
+
+// Globals are the flags every command shares, and the configuration they
+// resolve to. Each configurable flag has three sources, strongest first:
+//
+//  1. the command-line flag,
+//  2. its FELHOM_AGENT_* environment variable (named from the flag:
+//     --proxmox-ca-file is FELHOM_AGENT_PROXMOX_CA_FILE),
+//  3. the JSON file given by --config, at the key in the flag's `config`
+//     tag (deploy/agent.example.json documents every key).
+//
+// All three go through kong: the file is a kong.Resolver (jsonConfig).
+type Globals struct {
+	Config   kong.ConfigFlag `help:"JSON configuration file (see deploy/agent.example.json)." placeholder:"FILE"`
+	LogLevel string          `help:"Log level: debug, info, warn or error." enum:"debug,info,warn,error" default:"info" config:"log_level"`
+
+	Proxmox ProxmoxFlags `embed:"" prefix:"proxmox-"`
+
+	stdout, stderr io.Writer
+}
+
+// ProxmoxFlags say how to reach and trust the Proxmox VE API. They become a
+// proxmox.Config; see that type for what each zero value means.
+type ProxmoxFlags struct {
+	Endpoint           string        `help:"Proxmox VE API endpoint, https://HOST:8006." config:"proxmox.endpoint"`
+	Node               string        `help:"Name of this host's PVE node." config:"proxmox.node"`
+	Token              string        `help:"API token USER@REALM!TOKENID=SECRET (prefer the environment or the config file: flags show in ps)." config:"proxmox.token"`
+	TLSFingerprint     string        `name:"tls-fingerprint" help:"SHA-256 fingerprint of the host's certificate to pin (AB:CD:...)." config:"proxmox.fingerprint"`
+	CAFile             string        `name:"ca-file" help:"PEM CA bundle to verify the host's certificate (e.g. pve-root-ca.pem)." config:"proxmox.ca_file"`
+	InsecureSkipVerify bool          `help:"Do not verify the host's TLS certificate (labs only; never the default)." config:"proxmox.insecure_skip_verify"`
+	Timeout            time.Duration `help:"Timeout of one API request." default:"30s" config:"proxmox.timeout"`
+}
+
+// ClientConfig turns the flags into a validated proxmox.Config. Every
+// problem is reported, each naming its configuration key; the token secret
+// never appears in an error.
+func (p ProxmoxFlags) ClientConfig() (proxmox.Config, error) {
+	cfg := proxmox.Config{
+		Endpoint:           p.Endpoint,
+		Node:               p.Node,
+		CAFile:             p.CAFile,
+		Fingerprint:        p.TLSFingerprint,
+		InsecureSkipVerify: p.InsecureSkipVerify,
+		Timeout:            p.Timeout,
+	}
+	var errs []error
+	tokenFailed := false
+	if p.Token != "" {
+		tok, err := proxmox.ParseToken(p.Token)
+		if err != nil {
+			errs, tokenFailed = append(errs, fmt.Errorf("proxmox.token: %w", err)), true
+		}
+		cfg.Token = tok
+	}
+	if err := cfg.Validate(); err != nil {
+		for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+			// A token that failed to parse is already reported above.
+			if tokenFailed && strings.HasPrefix(e.Error(), "proxmox.token:") {
+				continue
+			}
+			errs = append(errs, e)
+		}
+	}
+	return cfg, errors.Join(errs...)
+}
+
+// jsonConfig is the kong.ConfigurationLoader for --config: a JSON object
+// whose keys (nested objects joined with '.') are the `config` tags of the
+// flags. Unknown keys are an error naming the key, so a typo is never
+// silently ignored. A flag whose environment variable is set keeps the
+// environment's value: the file is the weakest source.
+func jsonConfig(r io.Reader) (kong.Resolver, error) {
+	var doc map[string]any
+	dec := json.NewDecoder(r)
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	flat := map[string]any{}
+	flatten("", doc, flat)
+	return &configResolver{values: flat}, nil
+}
+
+type configResolver struct{ values map[string]any }
+
+// Validate rejects keys that no flag of the application reads.
+func (c *configResolver) Validate(app *kong.Application) error {
+	known := map[string]bool{}
+	_ = kong.Visit(app, func(n kong.Visitable, next kong.Next) error {
+		if f, ok := n.(*kong.Flag); ok {
+			if key := f.Tag.Get("config"); key != "" {
+				known[key] = true
+			}
+		}
+		return next(nil)
+	})
+	for _, k := range slices.Sorted(maps.Keys(c.values)) {
+		if !known[k] {
+			return fmt.Errorf("config: unknown key %q", k)
+		}
+	}
+	return nil
+}
+
+// Resolve answers a flag from the file unless its environment variable is
+// set (kong applies environment values before resolvers, so without this
+// check the file would override the environment).
+func (c *configResolver) Resolve(_ *kong.Context, _ *kong.Path, f *kong.Flag) (any, error) {
+	key := f.Tag.Get("config")
+	if key == "" {
+		return nil, nil
+	}
+	for _, env := range f.Tag.Envs {
+		if _, set := os.LookupEnv(env); set {
+			return nil, nil
+		}
+	}
+	v, ok := c.values[key]
+	if !ok {
+		return nil, nil
+	}
+	switch v := v.(type) {
+	case json.Number:
+		return v.String(), nil
+	case []any, map[string]any:
+		b, _ := json.Marshal(v)
+		return string(b), nil
+	}
+	return v, nil
+}
+
+// flatten turns nested objects into dotted keys. Objects that are values
+// (a flag of map type) are not expected in this configuration.
+func flatten(prefix string, m map[string]any, out map[string]any) {
+	for k, v := range m {
+		key := k
+		if prefix != "" {
+			key = prefix + "." + k
+		}
+		if sub, ok := v.(map[string]any); ok && !isLeafObject(key) {
+			flatten(key, sub, out)
+			continue
+		}
+		out[key] = v
+	}
+}
+
+// leafObjects are configuration keys whose value is itself an object.
+var leafObjects = map[string]bool{"hub.keys": true}
+
+func isLeafObject(key string) bool { return leafObjects[key] }
