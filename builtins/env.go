@@ -1,0 +1,128 @@
+package builtins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"go.starlark.net/starlark"
+
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+)
+
+// ErrAtLoadTime is returned by every builtin that acts (calls Proxmox,
+// runs a root command, waits, reads the host) when it is called while a
+// file is being loaded. Load time only declares; run time acts.
+var ErrAtLoadTime = errors.New("may only be called while a playbook runs, not while its file is loaded")
+
+// Env is everything one run gives the builtins. The runtime builds one per
+// run and attaches it to the run's thread with [SetEnv]; a thread without
+// an Env is loading a file, and acting builtins refuse with [ErrAtLoadTime].
+//
+// Every field may be nil/zero except Context and Logger; a builtin whose
+// dependency is missing fails with an error naming what is not configured.
+// Env holds no secret: the API token stays inside the proxmox.Client.
+type Env struct {
+	// Context is the run's context. Every blocking builtin selects on it,
+	// because starlark.Thread.Cancel does not interrupt a running builtin.
+	Context context.Context
+	// Logger is tagged with the run; log.* and print write to it.
+	Logger *slog.Logger
+	// Proxmox is the API client (a *proxmox.Client in production).
+	Proxmox GuestAPI
+	// Host runs the fenced root operations; nil when the configuration
+	// does not enable privileged operations.
+	Host HostOps
+	// Locks serializes mutations per guest across runs; nil means none.
+	Locks GuestLocker
+	// Gauges receives gauges that playbooks publish; nil drops them.
+	Gauges GaugeSink
+	// Tunnel is the host:port that monitor.tunnel() checks; "" means no
+	// tunnel is configured.
+	Tunnel string
+	// Wait tunes every task wait a builtin does.
+	Wait proxmox.WaitOptions
+}
+
+// SetEnv attaches env to the run's thread.
+func SetEnv(thread *starlark.Thread, env *Env) { thread.SetLocal(envKey, env) }
+
+// EnvOf returns the thread's Env, or nil while a file loads.
+func EnvOf(thread *starlark.Thread) *Env {
+	env, _ := thread.Local(envKey).(*Env)
+	return env
+}
+
+// RunEnv is how acting builtins start: it returns the run's Env, or an
+// error naming the builtin and wrapping [ErrAtLoadTime].
+func RunEnv(thread *starlark.Thread, b *starlark.Builtin) (*Env, error) {
+	env := EnvOf(thread)
+	if env == nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), ErrAtLoadTime)
+	}
+	return env, nil
+}
+
+const envKey = "felhom.env"
+
+// GuestAPI is the part of *proxmox.Client the builtins call. It is
+// declared here, where it is used, so tests can substitute it.
+type GuestAPI interface {
+	Node() string
+	Version(ctx context.Context) (proxmox.Version, error)
+	Nodes(ctx context.Context) ([]proxmox.Node, error)
+	NodeStatus(ctx context.Context) (proxmox.NodeStatus, error)
+	ClusterResources(ctx context.Context, typ string) ([]proxmox.Resource, error)
+	Guests(ctx context.Context) ([]proxmox.Guest, error)
+	GuestStatus(ctx context.Context, vmid int) (proxmox.GuestStatus, error)
+	GuestConfig(ctx context.Context, vmid int) (proxmox.GuestConfig, error)
+	Storages(ctx context.Context) ([]proxmox.Storage, error)
+	NodeStorages(ctx context.Context) ([]proxmox.Storage, error)
+	StorageContent(ctx context.Context, storage, content string, vmid int) ([]proxmox.Volume, error)
+	Snapshots(ctx context.Context, vmid int) ([]proxmox.Snapshot, error)
+	Tasks(ctx context.Context, f proxmox.TaskFilter) ([]proxmox.Task, error)
+	NextID(ctx context.Context) (int, error)
+	Disks(ctx context.Context) ([]proxmox.Disk, error)
+	DiskSMART(ctx context.Context, devpath string) (proxmox.SMARTData, error)
+
+	RestoreGuest(ctx context.Context, o proxmox.RestoreOptions) (proxmox.UPID, error)
+	Vzdump(ctx context.Context, o proxmox.VzdumpOptions) (proxmox.UPID, error)
+	Snapshot(ctx context.Context, vmid int, name, description string) (proxmox.UPID, error)
+	Rollback(ctx context.Context, vmid int, name string) (proxmox.UPID, error)
+	DeleteSnapshot(ctx context.Context, vmid int, name string) (proxmox.UPID, error)
+	Start(ctx context.Context, vmid int) (proxmox.UPID, error)
+	Stop(ctx context.Context, vmid int) (proxmox.UPID, error)
+	Shutdown(ctx context.Context, vmid int, timeout int) (proxmox.UPID, error)
+	DeleteGuest(ctx context.Context, vmid int, purge bool) (proxmox.UPID, error)
+	DeleteVolume(ctx context.Context, storage, volid string) (proxmox.UPID, error)
+	SetConfig(ctx context.Context, vmid int, set map[string]string, del []string) (proxmox.UPID, error)
+
+	WaitTask(ctx context.Context, upid proxmox.UPID, o proxmox.WaitOptions) (proxmox.TaskStatus, error)
+	TaskStatusOnce(ctx context.Context, upid proxmox.UPID) (proxmox.TaskStatus, error)
+	TaskLog(ctx context.Context, upid proxmox.UPID, start, limit int) ([]proxmox.LogLine, error)
+	TaskLogTail(ctx context.Context, upid proxmox.UPID, n int) ([]string, error)
+	StopTask(ctx context.Context, upid proxmox.UPID) error
+	VzdumpArchive(ctx context.Context, upid proxmox.UPID, storage string) (string, error)
+}
+
+// HostOps is the part of *proxmox.Privileged the host module calls.
+type HostOps interface {
+	CreateGoldenLXC(ctx context.Context, spec proxmox.GoldenSpec) error
+	MountUSBByUUID(ctx context.Context, uuid, target string) (string, error)
+	SMART(ctx context.Context, device string) (proxmox.SMARTReport, error)
+	Sensors(ctx context.Context) ([]proxmox.SensorReading, error)
+}
+
+// GuestLocker serializes mutations of one guest across concurrent runs.
+// LockGuest blocks until the guest is free or ctx ends (then it returns
+// ctx's error wrapped); unlock releases it and is safe to call once.
+type GuestLocker interface {
+	LockGuest(ctx context.Context, vmid int) (unlock func(), err error)
+}
+
+// GaugeSink receives gauges a playbook publishes (monitor.gauge). Names
+// are validated by the builtin ([a-z_][a-z0-9_]*); the sink prefixes them.
+type GaugeSink interface {
+	SetGauge(name string, labels map[string]string, value float64)
+}
