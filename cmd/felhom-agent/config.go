@@ -145,10 +145,14 @@ func (c *configResolver) Resolve(_ *kong.Context, _ *kong.Path, f *kong.Flag) (a
 	return v, nil
 }
 
-// flatten turns nested objects into dotted keys. Objects that are values
+// flatten turns nested objects into dotted keys, dropping comment keys
+// (those starting with "_"). Objects that are values
 // (a flag of map type) are not expected in this configuration.
 func flatten(prefix string, m map[string]any, out map[string]any) {
 	for k, v := range m {
+		if strings.HasPrefix(k, "_") {
+			continue // a comment, as in deploy/agent.example.json
+		}
 		key := k
 		if prefix != "" {
 			key = prefix + "." + k

@@ -37,8 +37,9 @@ const testSecret = "0b3c3b7e-1c1e-4a4e-9d7e-5e3f2b1a0c9d"
 
 func TestConfigPrecedence(t *testing.T) {
 	cfgFile := writeConfig(t, `{
+		"_comment": "keys starting with _ are comments",
 		"log_level": "warn",
-		"proxmox": {"endpoint": "https://file:8006", "node": "file-node",
+		"proxmox": {"_endpoint": "ignored too", "endpoint": "https://file:8006", "node": "file-node",
 		            "token": "a@pve!t=`+testSecret+`", "timeout": "5s"}
 	}`)
 	tests := []struct {
