@@ -1,0 +1,139 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestLogs(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	id := create(t, s, "backup", t0).ID
+	line := func(msg string) LogLine {
+		return LogLine{Run: "ignored", Seq: 99, Time: t0.Add(time.Second), Level: "INFO", Msg: msg}
+	}
+	if err := s.AppendLog(ctx, id, line("one"), line("two"),
+		LogLine{Level: "WARN", Msg: "three", Attrs: []byte(`{"vmid":101}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendLog(ctx, id); err != nil {
+		t.Fatalf("AppendLog with no lines = %v; want a no-op", err)
+	}
+	// The run's end does not close its log.
+	if err := s.Finish(ctx, id, FinishInfo{Status: StatusSucceeded}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendLog(ctx, id, line("four"), line("five")); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name     string
+		id       string
+		after    int64
+		limit    int
+		want     []string
+		wantIs   error
+		wantText string
+	}{
+		{name: "all", id: id, want: []string{"1 one", "2 two", "3 three", "4 four", "5 five"}},
+		{name: "page", id: id, after: 1, limit: 2, want: []string{"2 two", "3 three"}},
+		{name: "follow from the last seen", id: id, after: 3, want: []string{"4 four", "5 five"}},
+		{name: "caught up", id: id, after: 5, want: nil},
+		{name: "unknown run", id: "r-none", wantIs: ErrNotFound, wantText: "r-none"},
+		{name: "negative limit", id: id, limit: -1, wantIs: ErrInvalid, wantText: "limit -1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			lines, err := s.Logs(ctx, tt.id, tt.after, tt.limit)
+			checkErr(t, "Logs", err, tt.wantIs, tt.wantText)
+			var got []string
+			for _, l := range lines {
+				got = append(got, fmt.Sprint(l.Seq, " ", l.Msg))
+				if l.Run != tt.id {
+					t.Errorf("line %d Run = %q; want %q", l.Seq, l.Run, tt.id)
+				}
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("Logs(%s, %d, %d) = %q; want %q", tt.id, tt.after, tt.limit, got, tt.want)
+			}
+		})
+	}
+
+	all, err := s.Logs(ctx, id, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := all[0]; !l.Time.Equal(t0.Add(time.Second)) || l.Level != "INFO" || l.Attrs != nil {
+		t.Errorf("line 1 = %+v; want time %v, INFO, no attrs", l, t0.Add(time.Second))
+	}
+	if l := all[2]; l.Time.IsZero() || l.Level != "WARN" || string(l.Attrs) != `{"vmid":101}` {
+		t.Errorf("line 3 = %+v; want a time of now, WARN, attrs {vmid:101}", l)
+	}
+}
+
+func TestAppendLogRefusals(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	id := create(t, s, "backup", t0).ID
+	checkErr(t, "AppendLog(unknown run)", s.AppendLog(ctx, "r-none", LogLine{Msg: "x"}), ErrNotFound, "r-none")
+	// A bad line refuses the whole batch.
+	err := s.AppendLog(ctx, id, LogLine{Msg: "fine"}, LogLine{Msg: "bad", Attrs: []byte(`{"a":`)})
+	checkErr(t, "AppendLog(bad attrs)", err, ErrInvalid, "lines[1].Attrs is not valid JSON")
+	if lines, err := s.Logs(ctx, id, 0, 0); err != nil || len(lines) != 0 {
+		t.Errorf("Logs after a refused batch = %d lines, %v; want none", len(lines), err)
+	}
+	// Numbering continues without a gap after the refusal.
+	if err := s.AppendLog(ctx, id, LogLine{Msg: "first"}); err != nil {
+		t.Fatal(err)
+	}
+	if lines, _ := s.Logs(ctx, id, 0, 0); len(lines) != 1 || lines[0].Seq != 1 {
+		t.Errorf("Logs = %+v; want one line with Seq 1", lines)
+	}
+}
+
+func TestAppendLogConcurrent(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	a, b := create(t, s, "a", t0).ID, create(t, s, "b", t0).ID
+	const writers, batches, per = 4, 5, 3
+	var wg sync.WaitGroup
+	for w := range writers {
+		for _, id := range []string{a, b} {
+			wg.Go(func() {
+				for i := range batches {
+					batch := make([]LogLine, per)
+					for j := range batch {
+						batch[j] = LogLine{Msg: fmt.Sprintf("w%d b%d l%d", w, i, j)}
+					}
+					if err := s.AppendLog(ctx, id, batch...); err != nil {
+						t.Error(err)
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	for _, id := range []string{a, b} {
+		lines, err := s.Logs(ctx, id, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(lines) != writers*batches*per {
+			t.Fatalf("run %s has %d lines; want %d", id, len(lines), writers*batches*per)
+		}
+		for i, l := range lines {
+			if l.Seq != int64(i+1) {
+				t.Fatalf("line %d has Seq %d; want gapless numbering", i, l.Seq)
+			}
+			// A batch stays together, in order.
+			if i%per != 0 && l.Msg[:len(l.Msg)-1] != lines[i-1].Msg[:len(l.Msg)-1] {
+				t.Errorf("line %d %q does not follow %q of its batch", l.Seq, l.Msg, lines[i-1].Msg)
+			}
+		}
+	}
+}

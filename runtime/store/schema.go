@@ -1,0 +1,104 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations brings a database from schema version i (PRAGMA user_version)
+// to i+1 with migrations[i]. Append only: a released migration is never
+// edited, since databases in the field already ran it (testdata/v1.db
+// guards version 1).
+var migrations = []string{
+	// 1: the initial schema. Times are Unix nanoseconds (NULL: not yet).
+	`
+CREATE TABLE triggers (
+	source  TEXT    NOT NULL,
+	key     TEXT    NOT NULL,
+	created INTEGER NOT NULL,
+	PRIMARY KEY (source, key)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE runs (
+	id         TEXT    PRIMARY KEY,
+	playbook   TEXT    NOT NULL,
+	version    TEXT    NOT NULL DEFAULT '',
+	source     TEXT    NOT NULL,
+	key        TEXT    NOT NULL DEFAULT '',
+	pos        INTEGER NOT NULL DEFAULT 0, -- index among its trigger's runs
+	params     TEXT,
+	status     TEXT    NOT NULL,
+	error      TEXT    NOT NULL DEFAULT '',
+	error_kind TEXT    NOT NULL DEFAULT '',
+	created    INTEGER NOT NULL,
+	started    INTEGER,
+	ended      INTEGER,
+	result     TEXT,
+	log_seq    INTEGER NOT NULL DEFAULT 0 -- last LogLine.Seq handed out
+) STRICT;
+CREATE INDEX runs_by_created  ON runs (created, id);
+CREATE INDEX runs_by_playbook ON runs (playbook, created, id);
+CREATE INDEX runs_by_status   ON runs (status);
+CREATE INDEX runs_by_key      ON runs (source, key, pos);
+
+CREATE TABLE tasks (
+	upid        TEXT    PRIMARY KEY,
+	run         TEXT    NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+	started     INTEGER NOT NULL,
+	ended       INTEGER,
+	exit_status TEXT    NOT NULL DEFAULT ''
+) STRICT;
+CREATE INDEX tasks_by_run ON tasks (run);
+CREATE INDEX tasks_open   ON tasks (run) WHERE ended IS NULL;
+
+CREATE TABLE logs (
+	run   TEXT    NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+	seq   INTEGER NOT NULL,
+	time  INTEGER NOT NULL,
+	level TEXT    NOT NULL,
+	msg   TEXT    NOT NULL,
+	attrs TEXT,
+	PRIMARY KEY (run, seq)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE timers (
+	job  TEXT    PRIMARY KEY,
+	last INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+`,
+}
+
+// migrate runs the migrations the database lacks, all in one transaction,
+// so a crash mid-way leaves the old version intact. BEGIN IMMEDIATE (the
+// writer's _txlock) keeps two processes from migrating at once.
+func migrate(ctx context.Context, w *sql.DB) error {
+	tx, err := w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback()
+	var v int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("migrate: database schema version %d is newer than this agent's (%d)", v, len(migrations))
+	}
+	if v == len(migrations) {
+		return nil
+	}
+	for i := v; i < len(migrations); i++ {
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("migrate to version %d: %w", i+1, err)
+		}
+	}
+	// PRAGMA takes no bound parameters; the value is our own integer.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations))); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,119 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// TaskStarted records that run runID started the Proxmox task upid, at
+// the given time (zero: now). Call it as soon as the POST that started
+// the task returns: when TaskStarted returns, the UPID survives any crash.
+// The run may have any status, since a task that exists must be recorded.
+// Recording the same UPID for the same run again is a no-op; for another
+// run it is an error.
+func (s *Store) TaskStarted(ctx context.Context, runID, upid string, at time.Time) error {
+	if err := checkName("upid", upid, false); err != nil {
+		return fmt.Errorf("store: task started (run %s): %w", runID, err)
+	}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var one int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM runs WHERE id = ?`, runID).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("run: %w", ErrNotFound)
+		} else if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx,
+			`INSERT INTO tasks (upid, run, started) VALUES (?, ?, ?) ON CONFLICT (upid) DO NOTHING`,
+			upid, runID, stamp(at).UnixNano())
+		if err != nil {
+			return err
+		}
+		if ok, err := exactlyOne(res); err != nil || ok {
+			return err
+		}
+		var owner string
+		if err := tx.QueryRowContext(ctx, `SELECT run FROM tasks WHERE upid = ?`, upid).Scan(&owner); err != nil {
+			return err
+		}
+		if owner != runID {
+			return fmt.Errorf("task is already recorded for run %s: %w", owner, ErrInvalid)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: task %s started (run %s): %w", upid, runID, err)
+	}
+	return nil
+}
+
+// TaskFinished records that the task upid stopped at the given time (zero:
+// now) with PVE's exit status ("OK", "WARNINGS: N" or the error text). It
+// fails with ErrNotFound for an unknown UPID and ErrFinished when the
+// task's end is already recorded.
+func (s *Store) TaskFinished(ctx context.Context, upid, exitStatus string, at time.Time) error {
+	if exitStatus == "" {
+		return fmt.Errorf("store: task %s finished: exit status is empty: %w", upid, ErrInvalid)
+	}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`UPDATE tasks SET ended = ?, exit_status = ? WHERE upid = ? AND ended IS NULL`,
+			stamp(at).UnixNano(), exitStatus, upid)
+		if err != nil {
+			return err
+		}
+		if ok, err := exactlyOne(res); err != nil || ok {
+			return err
+		}
+		var one int
+		err = tx.QueryRowContext(ctx, `SELECT 1 FROM tasks WHERE upid = ?`, upid).Scan(&one)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return ErrNotFound
+		case err != nil:
+			return err
+		}
+		return ErrFinished
+	})
+	if err != nil {
+		return fmt.Errorf("store: task %s finished: %w", upid, err)
+	}
+	return nil
+}
+
+// OpenTasks returns every task whose end is not recorded, oldest first,
+// whatever its run's status. At start, before any run begins, these are
+// the tasks a previous process left behind: follow each on the host and
+// record its end with TaskFinished.
+func (s *Store) OpenTasks(ctx context.Context) ([]Task, error) {
+	tasks, err := queryTasks(ctx, s.r, `WHERE ended IS NULL ORDER BY started, upid`)
+	if err != nil {
+		return nil, fmt.Errorf("store: open tasks: %w", err)
+	}
+	return tasks, nil
+}
+
+// queryTasks reads the tasks that clause (WHERE ... ORDER BY ...) selects.
+func queryTasks(ctx context.Context, q querier, clause string, args ...any) ([]Task, error) {
+	rows, err := q.QueryContext(ctx, `SELECT upid, run, started, ended, exit_status FROM tasks `+clause, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var tasks []Task
+	for rows.Next() {
+		var (
+			t              Task
+			started, ended sql.NullInt64
+		)
+		if err := rows.Scan(&t.UPID, &t.Run, &started, &ended, &t.ExitStatus); err != nil {
+			return nil, err
+		}
+		t.Started, t.Ended = fromNanos(started), fromNanos(ended)
+		tasks = append(tasks, t)
+	}
+	return tasks, rows.Err()
+}

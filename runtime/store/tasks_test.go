@@ -1,0 +1,79 @@
+package store
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+)
+
+const (
+	upidA = "UPID:pve:000A1B2C:0123ABCD:6751F3A8:vzdump:101:root@pam:"
+	upidB = "UPID:pve:000A1B2D:0123ABCE:6751F3A9:vzsnapshot:102:felhom@pve!agent:"
+)
+
+func TestTasks(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	run := create(t, s, "backup", t0).ID
+	other := create(t, s, "restore", t0).ID
+	steps := []struct {
+		name     string
+		do       func() error
+		wantIs   error
+		wantText string
+	}{
+		{name: "start A", do: func() error { return s.TaskStarted(ctx, run, upidA, t0.Add(time.Second)) }},
+		{name: "start A again for the same run", do: func() error { return s.TaskStarted(ctx, run, upidA, t0.Add(time.Hour)) }},
+		{name: "start A for another run", do: func() error { return s.TaskStarted(ctx, other, upidA, t0) },
+			wantIs: ErrInvalid, wantText: "already recorded for run " + run},
+		{name: "start for an unknown run", do: func() error { return s.TaskStarted(ctx, "r-none", upidB, t0) },
+			wantIs: ErrNotFound, wantText: "r-none"},
+		{name: "start with an empty UPID", do: func() error { return s.TaskStarted(ctx, run, "", t0) },
+			wantIs: ErrInvalid, wantText: "upid is empty"},
+		{name: "finish the run", do: func() error { return s.Finish(ctx, run, FinishInfo{Status: StatusCancelled}) }},
+		{name: "start B on the finished run", do: func() error { return s.TaskStarted(ctx, run, upidB, t0.Add(2*time.Second)) }},
+		{name: "finish A", do: func() error { return s.TaskFinished(ctx, upidA, "OK", t0.Add(time.Minute)) }},
+		{name: "finish A again", do: func() error { return s.TaskFinished(ctx, upidA, "OK", t0) },
+			wantIs: ErrFinished, wantText: upidA},
+		{name: "finish an unknown task", do: func() error { return s.TaskFinished(ctx, "UPID:none", "OK", t0) },
+			wantIs: ErrNotFound, wantText: "UPID:none"},
+		{name: "finish without exit status", do: func() error { return s.TaskFinished(ctx, upidB, "", t0) },
+			wantIs: ErrInvalid, wantText: "exit status is empty"},
+	}
+	for _, st := range steps {
+		checkErr(t, st.name, st.do(), st.wantIs, st.wantText)
+	}
+	want := []Task{
+		{UPID: upidA, Run: run, Started: t0.Add(time.Second), Ended: t0.Add(time.Minute), ExitStatus: "OK"},
+		{UPID: upidB, Run: run, Started: t0.Add(2 * time.Second)},
+	}
+	r := get(t, s, run)
+	if wantRun := (Run{ID: run, Playbook: "backup", Source: SourceCLI, Status: StatusCancelled, Created: t0,
+		Ended: r.Ended, Tasks: want}); !equalRun(r, wantRun) {
+		t.Errorf("Get = %+v; want tasks %+v", r, want)
+	}
+	if !r.Tasks[0].Done() || r.Tasks[1].Done() {
+		t.Errorf("Done() = %v, %v; want true, false", r.Tasks[0].Done(), r.Tasks[1].Done())
+	}
+	if o := get(t, s, other); len(o.Tasks) != 0 {
+		t.Errorf("run %s has tasks %+v; want none", other, o.Tasks)
+	}
+	open, err := s.OpenTasks(ctx)
+	if err != nil || len(open) != 1 || open[0].UPID != upidB {
+		t.Errorf("OpenTasks = %+v, %v; want only %s", open, err, upidB)
+	}
+	if err := s.TaskFinished(ctx, upidB, "job errors", t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if open, err := s.OpenTasks(ctx); err != nil || len(open) != 0 {
+		t.Errorf("OpenTasks after the last end = %+v, %v; want none", open, err)
+	}
+	// List carries tasks as Get does.
+	runs, err := s.List(ctx, Filter{Playbook: "backup"})
+	if err != nil || len(runs) != 1 || !slices.EqualFunc(runs[0].Tasks, get(t, s, run).Tasks, func(a, b Task) bool {
+		return a.UPID == b.UPID && a.ExitStatus == b.ExitStatus
+	}) {
+		t.Errorf("List tasks = %+v, %v; want those of Get", runs, err)
+	}
+}

@@ -1,0 +1,177 @@
+package store
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Status is where a run is in its life. The zero value is not a status.
+type Status string
+
+// The statuses of a run. Queued and running are live; the rest are
+// terminal and final.
+const (
+	StatusQueued      Status = "queued"      // created, not started yet
+	StatusRunning     Status = "running"     // its Starlark thread is executing
+	StatusSucceeded   Status = "succeeded"   // returned without error
+	StatusFailed      Status = "failed"      // stopped with an error (see Run.Error, Run.ErrorKind)
+	StatusCancelled   Status = "cancelled"   // cancelled from the CLI or API, or refused before it ran
+	StatusTimedOut    Status = "timed_out"   // its deadline passed
+	StatusInterrupted Status = "interrupted" // the agent stopped while it was queued or running
+)
+
+// statuses lists every Status, live ones first.
+var statuses = []Status{
+	StatusQueued, StatusRunning,
+	StatusSucceeded, StatusFailed, StatusCancelled, StatusTimedOut, StatusInterrupted,
+}
+
+// Terminal reports whether s is final: a run with a terminal status never
+// changes status again.
+func (s Status) Terminal() bool {
+	return s.Valid() && s != StatusQueued && s != StatusRunning
+}
+
+// Valid reports whether s is one of the Status constants.
+func (s Status) Valid() bool {
+	for _, v := range statuses {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Source is what asked for a run. The zero value is not a source.
+type Source string
+
+// The sources of a run.
+const (
+	SourceCLI   Source = "cli"   // felhom-agent run / trigger from the command line
+	SourceHub   Source = "hub"   // a signed trigger from the hub
+	SourceTimer Source = "timer" // a playbook's schedule
+	SourceAPI   Source = "api"   // the local API
+)
+
+// Valid reports whether s is one of the Source constants.
+func (s Source) Valid() bool {
+	switch s {
+	case SourceCLI, SourceHub, SourceTimer, SourceAPI:
+		return true
+	}
+	return false
+}
+
+// Run is one execution of one playbook, as recorded.
+type Run struct {
+	// ID is "r-<UTC creation time, seconds>-<8 random hex digits>", e.g.
+	// "r-20261123T193000-1a2b3c4d": unique, and sorting by ID sorts by
+	// creation second.
+	ID       string
+	Playbook string // the playbook's name
+	Version  string // hash of the source it ran (or will run); "" until known
+	Source   Source // what asked for it
+	Key      string // its trigger's idempotency key; "" for none
+
+	// Params are the run's parameters as JSON text, stored exactly as
+	// given: secret-typed values must be redacted by the caller. Nil for
+	// none.
+	Params json.RawMessage
+
+	Status    Status
+	Error     string // why it failed, was cancelled or interrupted; "" otherwise
+	ErrorKind string // the runtime's classification of Error (permission, lock, ...); may be ""
+
+	Created time.Time // when its trigger arrived
+	Started time.Time // zero until MarkStarted
+	Ended   time.Time // zero until it has a terminal status
+
+	Result json.RawMessage // the playbook's return value as JSON text; nil for none
+	Tasks  []Task          // the Proxmox tasks it started, oldest first
+}
+
+// Task is one Proxmox VE worker task a run started.
+type Task struct {
+	UPID    string    // PVE's task id, as PVE wrote it
+	Run     string    // ID of the run that started it
+	Started time.Time // when the POST that started it returned
+	Ended   time.Time // when it was seen stopped; zero while unknown
+
+	// ExitStatus is PVE's exitstatus once the task has stopped ("OK",
+	// "WARNINGS: 2", or the error text); "" while Ended is zero.
+	ExitStatus string
+}
+
+// Done reports whether the task's end has been recorded.
+func (t Task) Done() bool { return !t.Ended.IsZero() }
+
+// LogLine is one line a run logged. AppendLog assigns Run and Seq; the
+// lines of a run are numbered 1, 2, 3, ... in the order they were appended.
+type LogLine struct {
+	Run   string
+	Seq   int64
+	Time  time.Time
+	Level string          // e.g. "INFO", as the runtime's logger names it
+	Msg   string          // the message
+	Attrs json.RawMessage // key/value attributes as a JSON object; nil for none
+}
+
+// Trigger is what asks CreateRuns for runs.
+type Trigger struct {
+	Source Source
+	// Key is the idempotency key: a second CreateRuns with the same Source
+	// and Key returns the first call's runs instead of creating new ones.
+	// "" means every call creates runs.
+	Key string
+	At  time.Time // when it arrived; zero means now
+}
+
+// NewRun is one run to create.
+type NewRun struct {
+	Playbook string          // required
+	Version  string          // the version it will run, if known already; MarkStarted may set it
+	Params   json.RawMessage // JSON text, secrets already redacted; nil for none
+}
+
+// FinishInfo is how a run ended.
+type FinishInfo struct {
+	Status    Status          // required; must be terminal
+	Error     string          // why it did not succeed; "" for succeeded
+	ErrorKind string          // the runtime's classification of Error; may be ""
+	Result    json.RawMessage // JSON text; nil for none
+	At        time.Time       // zero means now
+}
+
+// Filter selects runs for List. The zero Filter selects every run.
+type Filter struct {
+	Playbook string // only this playbook's runs; "" for all
+	Status   Status // only runs with this status; "" for all
+	Source   Source // only runs from this source; "" for all
+	// Before is a run ID: only runs created before that run are listed.
+	// Pass the last ID of one page to get the next. "" starts at the newest.
+	Before string
+	Limit  int // at most this many runs; zero means no limit
+}
+
+// Retention says which runs Prune deletes. The zero Retention deletes no
+// run (and forgets only idempotency keys older than DefaultKeyAge whose
+// runs are gone).
+type Retention struct {
+	// KeepLast keeps the newest KeepLast runs of each playbook; older
+	// terminal runs are deleted. Zero means no limit by count. Counting
+	// per playbook keeps a minutely monitor from pushing the nightly
+	// backup's history out.
+	KeepLast int
+	// MaxAge deletes terminal runs created longer than MaxAge ago. Zero
+	// means no limit by age.
+	MaxAge time.Duration
+	// KeyAge is how long an idempotency key is remembered after its
+	// trigger, once its runs are gone: a replay within that time creates
+	// nothing. Keys are kept at least MaxAge; zero means DefaultKeyAge.
+	// After it, a replay of the key creates new runs, so it must exceed
+	// how long the hub may retry a trigger.
+	KeyAge time.Duration
+}
+
+// DefaultKeyAge is the KeyAge used when Retention.KeyAge is zero.
+const DefaultKeyAge = 7 * 24 * time.Hour
