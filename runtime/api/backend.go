@@ -1,0 +1,72 @@
+package api
+
+import (
+	"context"
+	"errors"
+)
+
+// Backend is what the local API needs from the daemon. Package runtime
+// implements it; every method may be called concurrently, and ctx is the
+// request's (cancelled when the client goes away).
+//
+// Errors: wrap ErrNotFound for an unknown run or playbook (404) and
+// ErrConflict for a request the run's state forbids (409); return a
+// *BadRequestError for refused input (400, naming the field). Any other
+// error is answered 500 with a generic message and logged in full.
+type Backend interface {
+	// Runs lists runs matching f, newest first.
+	Runs(ctx context.Context, f ListFilter) ([]Run, error)
+	// Run returns one run.
+	Run(ctx context.Context, id string) (Run, error)
+	// Logs returns up to limit lines of run id's log with Seq > after,
+	// oldest first; fewer than limit means there are no more right now.
+	// limit is always at least 1.
+	Logs(ctx context.Context, id string, after int64, limit int) ([]LogLine, error)
+	// Cancel asks run id to stop and returns without waiting for it.
+	// Cancelling a finished run is ErrConflict; cancelling a run that is
+	// already being cancelled is not an error.
+	Cancel(ctx context.Context, id string) error
+	// Playbooks lists every playbook file the agent knows, including those
+	// whose last load failed, sorted by name.
+	Playbooks(ctx context.Context) ([]Playbook, error)
+	// Start validates req.Params against the playbook's declaration and
+	// starts a run (Source "api"), returning it as recorded. A refused
+	// parameter is a *BadRequestError with Field "params.NAME".
+	Start(ctx context.Context, req TriggerRequest) (Run, error)
+}
+
+// Waiter is an optional Backend extension, found by type assertion, that
+// lets the follow stream wake on news instead of polling.
+type Waiter interface {
+	// WaitChange blocks until run id has a log line with Seq > after or
+	// has finished, or ctx is done (then it returns ctx's error). It must
+	// return at once when either is already true, so that no change
+	// between the caller's last look and this call is lost; returning
+	// early without news is allowed.
+	WaitChange(ctx context.Context, id string, after int64) error
+}
+
+var (
+	// ErrNotFound is an unknown run or playbook: 404.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict is a request the run's state forbids, such as cancelling
+	// a run that has finished: 409.
+	ErrConflict = errors.New("conflict")
+)
+
+// BadRequestError is input the backend refuses: 400, with Field in the
+// answer. Field is a request field ("playbook") or a parameter
+// ("params.storage"); Msg says what is wrong and, since requests are logged,
+// should not repeat a value that may be secret.
+type BadRequestError struct {
+	Field string
+	Msg   string
+}
+
+// Error is "FIELD: MSG", the message the client sees.
+func (e *BadRequestError) Error() string {
+	if e.Field == "" {
+		return e.Msg
+	}
+	return e.Field + ": " + e.Msg
+}

@@ -1,0 +1,119 @@
+package api
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Run is one run of a playbook as the local API shows it. Times are UTC;
+// Started and Ended are nil until they happen.
+//
+// Invariant: a run is finished exactly when Ended is set. Clients, and the
+// follow stream, rely on this rather than on the Status word.
+type Run struct {
+	ID        string          `json:"id"`
+	Playbook  string          `json:"playbook"`
+	Version   string          `json:"version,omitempty"`    // hash of the playbook's source and loads
+	Source    string          `json:"source"`               // what started it: "cli", "api", "timer", "hub"
+	Key       string          `json:"key,omitempty"`        // the idempotency key of a hub trigger, the timer tick, ...
+	Params    json.RawMessage `json:"params,omitempty"`     // coerced parameters, secrets redacted
+	Status    string          `json:"status"`               // the run store's status word
+	Error     string          `json:"error,omitempty"`      // why it failed, with the Starlark position
+	ErrorKind string          `json:"error_kind,omitempty"` // permission, lock, not_found, task, ...
+	Created   time.Time       `json:"created"`
+	Started   *time.Time      `json:"started,omitempty"`
+	Ended     *time.Time      `json:"ended,omitempty"`
+	Result    json.RawMessage `json:"result,omitempty"` // the playbook's return value
+	Tasks     []Task          `json:"tasks,omitempty"`  // Proxmox tasks it started, in order
+}
+
+// Finished reports whether the run has ended, whatever its status.
+func (r Run) Finished() bool { return r.Ended != nil }
+
+// Task is a Proxmox VE worker task that a run started.
+type Task struct {
+	UPID       string     `json:"upid"`
+	Status     string     `json:"status"`                // "running" or "stopped"
+	ExitStatus string     `json:"exit_status,omitempty"` // PVE's exitstatus once stopped: "OK", "WARNINGS: 1", an error
+	Started    *time.Time `json:"started,omitempty"`
+	Ended      *time.Time `json:"ended,omitempty"`
+}
+
+// LogLine is one line of a run's log. Seq increases by at least one per
+// line within a run, so "after Seq" is a cursor.
+type LogLine struct {
+	Seq   int64           `json:"seq"`
+	Time  time.Time       `json:"time"`
+	Level string          `json:"level"`           // DEBUG, INFO, WARN, ERROR
+	Msg   string          `json:"msg"`             // the message
+	Attrs json.RawMessage `json:"attrs,omitempty"` // a JSON object of the line's attributes
+}
+
+// Playbook is one playbook the agent knows, loaded or not.
+type Playbook struct {
+	Name      string     `json:"name"`
+	File      string     `json:"file"`              // path relative to the playbooks directory
+	Version   string     `json:"version,omitempty"` // the version new runs get; empty if never loaded
+	Doc       string     `json:"doc,omitempty"`     // the file's doc string
+	Schedule  string     `json:"schedule,omitempty"`
+	NextRun   *time.Time `json:"next_run,omitempty"` // the next timer tick, if scheduled
+	Triggers  []string   `json:"triggers,omitempty"` // hub trigger names it answers
+	Params    []Param    `json:"params,omitempty"`
+	LoadError string     `json:"load_error,omitempty"` // the last load's diagnostic; the previous good version keeps serving
+}
+
+// Param is one declared parameter of a playbook.
+type Param struct {
+	Name    string          `json:"name"`
+	Type    string          `json:"type"`              // "string", "int", "list(int)", ...
+	Default json.RawMessage `json:"default,omitempty"` // absent: required
+	Doc     string          `json:"doc,omitempty"`
+}
+
+// TriggerRequest is the body of POST /v1/runs: start Playbook with Params
+// (raw JSON values by name, validated against the declaration).
+type TriggerRequest struct {
+	Playbook string                     `json:"playbook"`
+	Params   map[string]json.RawMessage `json:"params,omitempty"`
+}
+
+// ListFilter narrows GET /v1/runs. The zero value lists the most recent
+// runs of every playbook, as many as the backend's default.
+type ListFilter struct {
+	Playbook string // only runs of this playbook
+	Status   string // only runs with this status word
+	Limit    int    // at most this many (1..1000); 0 means the backend's default
+}
+
+// FollowEvent is one line of the NDJSON stream of GET /v1/runs/{id}/follow:
+// exactly one of its fields is set. Log lines come first, in order; the
+// stream ends with the finished Run, or with an Error if following failed.
+type FollowEvent struct {
+	Log   *LogLine `json:"log,omitempty"`
+	Run   *Run     `json:"run,omitempty"`
+	Error *Error   `json:"error,omitempty"`
+}
+
+// Error is the body of every error answer, and the error the Client returns
+// for one. Field names the request field or playbook parameter at fault,
+// when there is one.
+type Error struct {
+	Message string `json:"error"`            // what went wrong, for people
+	Field   string `json:"field,omitempty"`  // "playbook", "limit", "params.storage", ...
+	Status  int    `json:"status,omitempty"` // the HTTP status of the answer
+}
+
+// Error returns the message, which for a 400 already names the field.
+func (e *Error) Error() string { return e.Message }
+
+// Is lets errors.Is match an answer's status against the Backend's
+// sentinels: 404 is ErrNotFound and 409 is ErrConflict.
+func (e *Error) Is(target error) bool {
+	switch target {
+	case ErrNotFound:
+		return e.Status == 404
+	case ErrConflict:
+		return e.Status == 409
+	}
+	return false
+}
