@@ -1,0 +1,50 @@
+package proxmox
+
+import (
+	"context"
+	"time"
+)
+
+// Observer is told what a Client does on behalf of one context: the run
+// store records the UPIDs a run started, and a run counts its API requests.
+// Attach one with [WithObserver]; a Client calls the observer of the
+// context each method was given, synchronously, so methods must be quick
+// and must not call back into the Client. One context may be shared by
+// goroutines, so an Observer must be safe for concurrent use.
+type Observer interface {
+	// Request is called once per HTTP attempt, retries included, after
+	// the attempt has finished.
+	Request(RequestInfo)
+	// TaskStarted is called as soon as a mutation returned a UPID, before
+	// the caller waits for it. Synchronous mutations (zero UPID) do not
+	// call it.
+	TaskStarted(UPID)
+	// TaskWaited is called when [Client.WaitTask] returns, with the time
+	// it waited, the last status it saw and the error it returns.
+	TaskWaited(UPID, time.Duration, TaskStatus, error)
+}
+
+// RequestInfo describes one HTTP attempt.
+type RequestInfo struct {
+	Method  string        // GET, POST, PUT, DELETE
+	Path    string        // below /api2/json, unescaped, without query
+	Attempt int           // 1 for the first try, 2 for the first retry, ...
+	Status  int           // HTTP status; 0 when no response arrived
+	Took    time.Duration // from sending to the end of the body
+	Err     error         // nil on success; an *APIError or a transport error
+}
+
+type observerKey struct{}
+
+// WithObserver returns a copy of ctx that carries o; every Client call made
+// with that context (or one derived from it) reports to o. A nil o removes
+// an observer set further up.
+func WithObserver(ctx context.Context, o Observer) context.Context {
+	return context.WithValue(ctx, observerKey{}, o)
+}
+
+// observerFrom returns ctx's Observer, or nil.
+func observerFrom(ctx context.Context) Observer {
+	o, _ := ctx.Value(observerKey{}).(Observer)
+	return o
+}

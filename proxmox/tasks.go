@@ -1,0 +1,277 @@
+package proxmox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// taskSources are the values GET /nodes/{node}/tasks accepts for source.
+var taskSources = []string{"active", "archive", "all"}
+
+// Tasks lists the managed node's tasks (GET /nodes/{node}/tasks), newest
+// first as PVE orders them, narrowed by f.
+func (c *Client) Tasks(ctx context.Context, f TaskFilter) ([]Task, error) {
+	q := url.Values{}
+	if f.VMID != 0 {
+		if err := needVMID(f.VMID); err != nil {
+			return nil, err
+		}
+		q.Set("vmid", strconv.Itoa(f.VMID))
+	}
+	if f.TypeFilter != "" {
+		q.Set("typefilter", f.TypeFilter)
+	}
+	if f.Source != "" {
+		if !slices.Contains(taskSources, f.Source) {
+			return nil, paramError("source", f.Source, fmt.Sprintf("is not one of %v", taskSources))
+		}
+		q.Set("source", f.Source)
+	}
+	if f.Errors {
+		q.Set("errors", "1")
+	}
+	if f.Limit < 0 {
+		return nil, paramError("limit", f.Limit, "must not be negative")
+	}
+	if f.Limit > 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	var ws []struct {
+		UPID      text `json:"upid"`
+		Type      text `json:"type"`
+		ID        text `json:"id"`
+		User      text `json:"user"`
+		Node      text `json:"node"`
+		Status    text `json:"status"`
+		StartTime num  `json:"starttime"`
+		EndTime   num  `json:"endtime"`
+	}
+	p := c.nodePath("tasks")
+	if err := c.get(ctx, p, q, &ws); err != nil {
+		return nil, err
+	}
+	out := make([]Task, 0, len(ws))
+	for _, w := range ws {
+		upid, err := ParseUPID(string(w.UPID))
+		if err != nil {
+			return nil, fmt.Errorf("GET %s: %w", p.plain, err)
+		}
+		t := Task{
+			UPID: upid, Type: string(w.Type), ID: string(w.ID), User: string(w.User),
+			Node: string(w.Node), Status: string(w.Status),
+			StartTime: w.StartTime.toTime(), EndTime: w.EndTime.toTime(),
+		}
+		// A listed task has stopped once it has an end time or a status
+		// other than PVE's "RUNNING"; its status is then the exit status.
+		if !t.EndTime.IsZero() || (t.Status != "" && !strings.EqualFold(t.Status, "running")) {
+			t.ExitStatus = t.Status
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// taskPath is a path below /nodes/{node}/tasks/{upid}, addressed to the
+// node that runs the task, which need not be this Client's node.
+func taskPath(upid UPID, segments ...string) (apiPath, error) {
+	if upid.IsZero() {
+		return apiPath{}, errors.New("proxmox: upid is empty (a synchronous operation has no task)")
+	}
+	return pathOf(append([]string{"nodes", upid.Node, "tasks", upid.String()}, segments...)...), nil
+}
+
+// TaskStatusOnce reads a task's status once
+// (GET /nodes/{node}/tasks/{upid}/status). UPID is the one asked for.
+func (c *Client) TaskStatusOnce(ctx context.Context, upid UPID) (TaskStatus, error) {
+	p, err := taskPath(upid, "status")
+	if err != nil {
+		return TaskStatus{}, err
+	}
+	var w struct {
+		Status     text `json:"status"`
+		ExitStatus text `json:"exitstatus"`
+	}
+	if err := c.get(ctx, p, nil, &w); err != nil {
+		return TaskStatus{}, err
+	}
+	return TaskStatus{UPID: upid, Status: string(w.Status), ExitStatus: strings.TrimSpace(string(w.ExitStatus))}, nil
+}
+
+// TaskLog returns up to limit lines of a task's log from the 0-based line
+// offset start (GET /nodes/{node}/tasks/{upid}/log). limit 0 means PVE's
+// default of 50.
+func (c *Client) TaskLog(ctx context.Context, upid UPID, start, limit int) ([]LogLine, error) {
+	lines, _, err := c.taskLogPage(ctx, upid, start, limit)
+	return lines, err
+}
+
+// taskLogPage is one page of a task log and PVE's count of all lines
+// (-1 when the answer has no total).
+func (c *Client) taskLogPage(ctx context.Context, upid UPID, start, limit int) ([]LogLine, int, error) {
+	if start < 0 {
+		return nil, 0, paramError("start", start, "must not be negative")
+	}
+	if limit < 0 {
+		return nil, 0, paramError("limit", limit, "must not be negative")
+	}
+	p, err := taskPath(upid, "log")
+	if err != nil {
+		return nil, 0, err
+	}
+	q := url.Values{"start": {strconv.Itoa(start)}}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	env, err := c.do(ctx, http.MethodGet, p, q)
+	if err != nil {
+		return nil, 0, err
+	}
+	var ws []struct {
+		N num  `json:"n"`
+		T text `json:"t"`
+	}
+	if err := decodeData(env.Data, &ws); err != nil {
+		return nil, 0, fmt.Errorf("GET %s: decoding response: %w", p.plain, err)
+	}
+	lines := make([]LogLine, 0, len(ws))
+	for _, w := range ws {
+		lines = append(lines, LogLine{N: w.N.toInt(), T: string(w.T)})
+	}
+	total := -1
+	if env.Total != "" {
+		total = env.Total.toInt()
+	}
+	return lines, total, nil
+}
+
+// logPageSize is how many lines one request of a whole-log read asks for.
+const logPageSize = 500
+
+// maxLogLines bounds a whole-log read; a task log longer than this is not
+// something a flow should page through.
+const maxLogLines = 100_000
+
+// TaskLogTail returns the text of the last n lines of a task's log. It
+// uses PVE's line count to fetch only those lines, and pages through the
+// whole log when the host does not send one.
+func (c *Client) TaskLogTail(ctx context.Context, upid UPID, n int) ([]string, error) {
+	if n < 0 {
+		return nil, paramError("n", n, "must not be negative")
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	lines, total, err := c.taskLogPage(ctx, upid, 0, n)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case total >= 0 && total > len(lines):
+		if lines, _, err = c.taskLogPage(ctx, upid, max(total-n, 0), n); err != nil {
+			return nil, err
+		}
+	case total < 0 && len(lines) == n:
+		// No count: read on from where the first page ended.
+		rest, err := c.readLog(ctx, upid, n, n)
+		if err != nil {
+			return nil, err
+		}
+		lines = append(lines, rest...)
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return logText(lines), nil
+}
+
+// readLog reads a task log from line offset start to its end, keeping at
+// most keep of the last lines (0 keeps all).
+func (c *Client) readLog(ctx context.Context, upid UPID, start, keep int) ([]LogLine, error) {
+	var out []LogLine
+	for read := 0; read < maxLogLines; {
+		page, _, err := c.taskLogPage(ctx, upid, start+read, logPageSize)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page...)
+		if keep > 0 && len(out) > keep {
+			out = out[len(out)-keep:]
+		}
+		read += len(page)
+		if len(page) < logPageSize {
+			return out, nil
+		}
+	}
+	return nil, fmt.Errorf("proxmox: task %s: log longer than %d lines", upid, maxLogLines)
+}
+
+func logText(lines []LogLine) []string {
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		out[i] = l.T
+	}
+	return out
+}
+
+// StopTask asks PVE to stop a running task (DELETE /nodes/{node}/tasks/{upid}).
+// The task stops with an error exit status; wait for it to see the end.
+func (c *Client) StopTask(ctx context.Context, upid UPID) error {
+	p, err := taskPath(upid)
+	if err != nil {
+		return err
+	}
+	_, err = c.do(ctx, http.MethodDelete, p, nil)
+	return err
+}
+
+// vzdumpArchiveMarkers introduce the archive path in a vzdump log:
+// "INFO: creating vzdump archive '/var/lib/vz/dump/vzdump-lxc-101-....tar.zst'"
+// (PVE 7 and later) and "creating archive '...'" (older hosts).
+var vzdumpArchiveMarkers = []string{"creating vzdump archive '", "creating archive '"}
+
+// VzdumpArchive reads a finished vzdump task's log and returns the volid of
+// the first archive it created on storage, "<storage>:backup/<file>". It
+// fails when the log names no archive (a failed backup, or a Proxmox Backup
+// Server target, whose snapshots are not files).
+func (c *Client) VzdumpArchive(ctx context.Context, upid UPID, storage string) (string, error) {
+	if err := needStorageID("storage", storage); err != nil {
+		return "", err
+	}
+	lines, err := c.readLog(ctx, upid, 0, 0)
+	if err != nil {
+		return "", err
+	}
+	file, ok := archiveFromLog(lines)
+	if !ok {
+		return "", fmt.Errorf("proxmox: task %s: the log names no vzdump archive", upid)
+	}
+	return storage + ":backup/" + file, nil
+}
+
+// archiveFromLog finds the first archive a vzdump log names and returns
+// its file name.
+func archiveFromLog(lines []LogLine) (string, bool) {
+	for _, l := range lines {
+		for _, marker := range vzdumpArchiveMarkers {
+			_, rest, ok := strings.Cut(l.T, marker)
+			if !ok {
+				continue
+			}
+			p, _, ok := strings.Cut(rest, "'")
+			if !ok {
+				continue
+			}
+			if file := path.Base(p); file != "" && file != "." && file != "/" {
+				return file, true
+			}
+		}
+	}
+	return "", false
+}

@@ -1,0 +1,211 @@
+package proxmox_test
+
+import (
+	"encoding/json"
+	"net/url"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+)
+
+func TestTasks(t *testing.T) {
+	f := newFake(t).fixture("GET /nodes/node1/tasks", "custom/tasks_list.json")
+	tasks, err := fakeClient(t, f).Tasks(t.Context(), proxmox.TaskFilter{VMID: 101, TypeFilter: "vzdump", Source: "all", Errors: true, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantQuery := url.Values{"vmid": {"101"}, "typefilter": {"vzdump"}, "source": {"all"}, "errors": {"1"}, "limit": {"10"}}
+	if q := f.last().Query; !reflect.DeepEqual(q, wantQuery) {
+		t.Errorf("query = %v; want %v", q, wantQuery)
+	}
+	if len(tasks) != 4 {
+		t.Fatalf("got %d tasks, want 4", len(tasks))
+	}
+	want := proxmox.Task{
+		UPID: proxmox.MustParseUPID("UPID:pve1:0019A1E0:0A6B7F00:67F3B100:vzsnapshot:101:felhom-agent@pve!agent:"),
+		Type: "vzsnapshot", ID: "101", User: "felhom-agent@pve!agent", Node: "pve1", Status: "OK",
+		StartTime: time.Unix(1744023808, 0).UTC(), EndTime: time.Unix(1744023811, 0).UTC(), ExitStatus: "OK",
+	}
+	if !reflect.DeepEqual(tasks[1], want) {
+		t.Errorf("tasks[1] = %+v\nwant       %+v", tasks[1], want)
+	}
+	if r := tasks[0]; r.Status != "RUNNING" || r.ExitStatus != "" || !r.EndTime.IsZero() {
+		t.Errorf("running task = %+v; want no exit status and no end", r)
+	}
+	if w := tasks[2]; w.ID != "" || w.ExitStatus != "WARNINGS: 2" || w.StartTime.Unix() != 1744019456 {
+		t.Errorf("vzdump-all task = %+v; want empty id, WARNINGS: 2, start from a string", w)
+	}
+	if p := tasks[3]; p.ExitStatus != "Permission check failed (/vms/105, VM.Allocate)" {
+		t.Errorf("failed task exit status = %q", p.ExitStatus)
+	}
+}
+
+func TestTasksMalformedUPID(t *testing.T) {
+	f := newFake(t).on("GET /nodes/node1/tasks", serveData([]map[string]any{{"upid": "UPID:node1:broken", "type": "x"}}))
+	_, err := fakeClient(t, f).Tasks(t.Context(), proxmox.TaskFilter{})
+	if err == nil || !strings.Contains(err.Error(), "malformed UPID") {
+		t.Errorf("error = %v; want a malformed UPID error", err)
+	}
+	if q := f.last().Query; len(q) != 0 {
+		t.Errorf("zero filter sent query %v; want none", q)
+	}
+}
+
+// TestTaskStatusOnce checks that a task is asked for on its own node and
+// that the UPID travels as one path segment.
+func TestTaskStatusOnce(t *testing.T) {
+	const other = "UPID:node2:00000002:00000002:00000002:vzstart:101:felhom-agent@pve!agent:"
+	f := newFake(t).fixture("GET /nodes/node2/tasks/"+other+"/status", "responses/task_status.pve7x_2.json")
+	u := proxmox.MustParseUPID(other)
+	st, err := fakeClient(t, f).TaskStatusOnce(t.Context(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (proxmox.TaskStatus{UPID: u, Status: "stopped", ExitStatus: "OK"}); st != want {
+		t.Errorf("status = %+v; want %+v", st, want)
+	}
+	if !st.Succeeded() || st.Running() {
+		t.Errorf("Succeeded %v Running %v; want true false", st.Succeeded(), st.Running())
+	}
+}
+
+func TestTaskStatusFixtures(t *testing.T) {
+	tests := []struct {
+		fixture   string
+		running   bool
+		succeeded bool
+	}{
+		{"responses/task_status.pve7x.json", true, false},
+		{"responses/task_status.pve7x_2.json", false, true},
+		{"responses/task_status.pve7x_3.json", false, false},
+	}
+	for _, tt := range tests {
+		f := newFake(t).fixture("GET /nodes/node1/tasks/"+upidWait+"/status", tt.fixture)
+		st, err := fakeClient(t, f).TaskStatusOnce(t.Context(), proxmox.MustParseUPID(upidWait))
+		if err != nil || st.Running() != tt.running || st.Succeeded() != tt.succeeded {
+			t.Errorf("%s: %+v, %v; want running %v succeeded %v", tt.fixture, st, err, tt.running, tt.succeeded)
+		}
+	}
+}
+
+func TestTaskLog(t *testing.T) {
+	f := newFake(t).fixture(logRoute, "responses/task_log.pve7x.json")
+	lines, err := fakeClient(t, f).TaskLog(t.Context(), proxmox.MustParseUPID(upidWait), 0, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) != 5 || lines[4] != (proxmox.LogLine{N: 5, T: "task completed successfully"}) {
+		t.Errorf("lines = %+v", lines)
+	}
+	if q := f.last().Query; !reflect.DeepEqual(q, url.Values{"start": {"0"}, "limit": {"50"}}) {
+		t.Errorf("query = %v", q)
+	}
+}
+
+func TestTaskLogTail(t *testing.T) {
+	tests := []struct {
+		name      string
+		lines     int
+		withTotal bool
+		n         int
+		wantReqs  int
+	}{
+		{"count known, long log", 30, true, 5, 2},
+		{"count known, short log", 4, true, 20, 1},
+		{"count known, exact", 20, true, 20, 1},
+		{"no count, long log", 1203, false, 3, 4}, // 3, then pages of 500 from line 4
+		{"no count, short log", 2, false, 5, 1},
+		{"empty log", 0, true, 5, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			all := numbered(tt.lines, "line %d")
+			f := newFake(t).on(logRoute, pagedLog(all, tt.withTotal))
+			got, err := fakeClient(t, f).TaskLogTail(t.Context(), proxmox.MustParseUPID(upidWait), tt.n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := all[max(0, len(all)-tt.n):]
+			if len(want) == 0 {
+				want = []string{}
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("tail = %q; want %q", got, want)
+			}
+			if n := f.count(logRoute); n != tt.wantReqs {
+				t.Errorf("%d requests; want %d", n, tt.wantReqs)
+			}
+		})
+	}
+}
+
+func TestStopTask(t *testing.T) {
+	f := newFake(t).fixture("DELETE /nodes/node1/tasks/"+upidWait, "responses/task_stop.pve7x.json")
+	if err := fakeClient(t, f).StopTask(t.Context(), proxmox.MustParseUPID(upidWait)); err != nil {
+		t.Fatal(err)
+	}
+	if err := fakeClient(t, newFake(t)).StopTask(t.Context(), proxmox.UPID{}); err == nil {
+		t.Error("StopTask of the zero UPID succeeded")
+	}
+}
+
+func TestVzdumpArchive(t *testing.T) {
+	tests := []struct {
+		name    string
+		log     []string
+		want    string
+		wantErr string
+	}{
+		{
+			name: "PVE 8 log", log: logLines(t, "custom/vzdump_log.json"),
+			want: "usb-backup:backup/vzdump-lxc-101-2026_11_20-03_00_01.tar.zst",
+		},
+		{
+			name: "older wording", log: []string{"INFO: creating archive '/var/lib/vz/dump/vzdump-lxc-101-2020_01_01-00_00_00.tar.gz'", "TASK OK"},
+			want: "usb-backup:backup/vzdump-lxc-101-2020_01_01-00_00_00.tar.gz",
+		},
+		{
+			name: "several guests: the first archive",
+			log: []string{
+				"INFO: creating vzdump archive '/mnt/usb/dump/vzdump-lxc-101-2026_11_20-03_00_01.tar.zst'",
+				"INFO: creating vzdump archive '/mnt/usb/dump/vzdump-lxc-102-2026_11_20-03_00_14.tar.zst'",
+			},
+			want: "usb-backup:backup/vzdump-lxc-101-2026_11_20-03_00_01.tar.zst",
+		},
+		{name: "no archive line", log: logLines(t, "responses/task_log.pve7x.json"), wantErr: "names no vzdump archive"},
+		{name: "unterminated quote", log: []string{"INFO: creating vzdump archive '/var/lib/vz/dump/vzdump-lxc-1"}, wantErr: "names no vzdump archive"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFake(t).on(logRoute, pagedLog(tt.log, true))
+			got, err := fakeClient(t, f).VzdumpArchive(t.Context(), proxmox.MustParseUPID(upidWait), "usb-backup")
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("VzdumpArchive = %q, %v; want error %q", got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Errorf("VzdumpArchive = %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// logLines reads the texts of a task log fixture.
+func logLines(t *testing.T, name string) []string {
+	var body struct {
+		Data []proxmox.LogLine `json:"data"`
+	}
+	if err := json.Unmarshal(readTestdata(t, name), &body); err != nil {
+		t.Fatal(err)
+	}
+	out := make([]string, len(body.Data))
+	for i, l := range body.Data {
+		out[i] = l.T
+	}
+	return out
+}
