@@ -27,10 +27,15 @@ import (
 //
 // All three go through kong: the file is a kong.Resolver (jsonConfig).
 type Globals struct {
-	Config   kong.ConfigFlag `help:"JSON configuration file (see deploy/agent.example.json)." placeholder:"FILE"`
-	LogLevel string          `help:"Log level: debug, info, warn or error." enum:"debug,info,warn,error" default:"info" config:"log_level"`
+	Config    kong.ConfigFlag `help:"JSON configuration file (see deploy/agent.example.json)." placeholder:"FILE"`
+	LogLevel  string          `help:"Log level: debug, info, warn or error." enum:"debug,info,warn,error" default:"info" config:"log_level"`
+	LogFormat string          `help:"Log format: text (for people) or json (one object per line)." enum:"text,json" default:"text" config:"log_format"`
+	Playbooks string          `help:"Directory of playbooks and their lib/ (the root that load() resolves in)." default:"/etc/felhom-agent/playbooks" placeholder:"DIR" config:"playbooks"`
 
-	Proxmox ProxmoxFlags `embed:"" prefix:"proxmox-"`
+	Proxmox    ProxmoxFlags    `embed:"" prefix:"proxmox-"`
+	Privileged PrivilegedFlags `embed:"" prefix:"privileged-"`
+	Runtime    RuntimeFlags    `embed:"" prefix:"runtime-"`
+	Tunnel     string          `name:"monitor-tunnel" help:"host:port of the tunnel endpoint monitor.tunnel() checks; empty disables it." placeholder:"HOST:PORT" config:"monitor.tunnel"`
 
 	stdout, stderr io.Writer
 }
@@ -45,6 +50,19 @@ type ProxmoxFlags struct {
 	CAFile             string        `name:"ca-file" help:"PEM CA bundle to verify the host's certificate (e.g. pve-root-ca.pem)." config:"proxmox.ca_file"`
 	InsecureSkipVerify bool          `help:"Do not verify the host's TLS certificate (labs only; never the default)." config:"proxmox.insecure_skip_verify"`
 	Timeout            time.Duration `help:"Timeout of one API request." default:"30s" config:"proxmox.timeout"`
+}
+
+// PrivilegedFlags enable and fence the root-only host operations.
+type PrivilegedFlags struct {
+	Enabled     bool   `help:"Enable the host module (golden-image create, USB mount, SMART, sensors) through the fenced root commands." config:"privileged.enabled"`
+	Sudo        bool   `help:"Run the fenced commands through sudo -n (see deploy/sudoers)." default:"true" negatable:"" config:"privileged.sudo"`
+	MountPrefix string `help:"Directory below which USB disks may be mounted." default:"/mnt/felhom" placeholder:"DIR" config:"privileged.mount_prefix"`
+}
+
+// RuntimeFlags bound what runs may consume.
+type RuntimeFlags struct {
+	MaxConcurrent int    `help:"Runs executing at once; more wait for a slot." default:"16" config:"runtime.max_concurrent"`
+	MaxSteps      uint64 `help:"Starlark steps one run may take before it is stopped." default:"100000000" config:"runtime.max_steps"`
 }
 
 // ClientConfig turns the flags into a validated proxmox.Config. Every

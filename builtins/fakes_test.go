@@ -1,0 +1,523 @@
+package builtins
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"go.starlark.net/starlark"
+	"go.starlark.net/starlarktest"
+	"go.starlark.net/syntax"
+
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+)
+
+// This file holds the fakes the proxmox, task, host and monitor tests run
+// against: a GuestAPI whose state comes from testdata/pve_host.json, a
+// HostOps, a real (in-memory) GuestLocker and a gauge sink, all recording
+// what they were asked into one ordered event log.
+
+// eventLog is the order in which fakes were called, shared between them so
+// a test can assert interleavings (lock, request, wait, unlock).
+type eventLog struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (l *eventLog) add(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, fmt.Sprintf(format, args...))
+}
+
+func (l *eventLog) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.events)
+}
+
+// pveState is the fake host's data, decoded from testdata/pve_host.json.
+type pveState struct {
+	Version      proxmox.Version
+	Nodes        []proxmox.Node
+	NodeStatus   proxmox.NodeStatus
+	Resources    []proxmox.Resource
+	Guests       []proxmox.Guest
+	Statuses     map[int]proxmox.GuestStatus
+	Configs      map[int]proxmox.GuestConfig
+	Storages     []proxmox.Storage
+	NodeStorages []proxmox.Storage
+	Content      map[string][]proxmox.Volume
+	Snapshots    map[int][]proxmox.Snapshot
+	Tasks        []proxmox.Task
+	NextID       int
+	Disks        []proxmox.Disk
+	SMART        map[string]proxmox.SMARTData
+	TaskLogs     map[string][]string // worker type → log lines
+	Archives     map[string]string   // storage → volid VzdumpArchive finds
+}
+
+// fakePVE implements GuestAPI over pveState. Reads return the state;
+// mutations record themselves and return a fresh UPID of PVE's worker
+// type; tasks stop with exit[type] (default "OK").
+type fakePVE struct {
+	pveState
+	log *eventLog
+
+	mu        sync.Mutex
+	errs      map[string]error  // method name → error it returns
+	exit      map[string]string // worker type → exit status
+	block     chan struct{}     // non-nil: WaitTask blocks until closed (or ctx ends)
+	waiting   chan proxmox.UPID // non-nil: WaitTask announces each wait here
+	asyncConf bool              // SetConfig returns a task (as for QEMU) instead of applying at once like LXC
+	quiet     bool              // WaitTask reports a failed status without an error
+	pid       uint32
+	lastWait  proxmox.WaitOptions
+	lastSet   map[string]string
+	lastDel   []string
+	lastDump  proxmox.VzdumpOptions
+	lastRest  proxmox.RestoreOptions
+	lastFilt  proxmox.TaskFilter
+	shutdown  int
+}
+
+var _ GuestAPI = (*fakePVE)(nil)
+
+func loadFakePVE(t testing.TB, log *eventLog) *fakePVE {
+	t.Helper()
+	b, err := os.ReadFile("testdata/pve_host.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakePVE{log: log, errs: map[string]error{}, exit: map[string]string{}}
+	if err := json.Unmarshal(b, &f.pveState); err != nil {
+		t.Fatalf("testdata/pve_host.json: %v", err)
+	}
+	return f
+}
+
+func (f *fakePVE) fail(method string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.errs[method]
+}
+
+func (f *fakePVE) upid(typ, id string) proxmox.UPID {
+	f.mu.Lock()
+	f.pid++
+	pid := f.pid
+	f.mu.Unlock()
+	return proxmox.MustParseUPID(fmt.Sprintf("UPID:pve:%08X:0001E240:673D6A01:%s:%s:felhom@pve!agent:", 0x1000+pid, typ, id))
+}
+
+// mutation records a call and returns its task.
+func (f *fakePVE) mutation(method, typ, id string) (proxmox.UPID, error) {
+	if err := f.fail(method); err != nil {
+		return proxmox.UPID{}, err
+	}
+	f.log.add("%s %s", method, id)
+	return f.upid(typ, id), nil
+}
+
+func (f *fakePVE) Node() string { return "pve" }
+func (f *fakePVE) Version(context.Context) (proxmox.Version, error) {
+	return f.pveState.Version, f.fail("Version")
+}
+func (f *fakePVE) Nodes(context.Context) ([]proxmox.Node, error) {
+	return f.pveState.Nodes, f.fail("Nodes")
+}
+func (f *fakePVE) NodeStatus(context.Context) (proxmox.NodeStatus, error) {
+	return f.pveState.NodeStatus, f.fail("NodeStatus")
+}
+func (f *fakePVE) ClusterResources(_ context.Context, typ string) ([]proxmox.Resource, error) {
+	var out []proxmox.Resource
+	for _, r := range f.Resources {
+		if typ == "" || r.Type == typ || typ == "vm" && (r.Type == "lxc" || r.Type == "qemu") {
+			out = append(out, r)
+		}
+	}
+	return out, f.fail("ClusterResources")
+}
+func (f *fakePVE) Guests(context.Context) ([]proxmox.Guest, error) {
+	return f.pveState.Guests, f.fail("Guests")
+}
+func (f *fakePVE) GuestStatus(_ context.Context, vmid int) (proxmox.GuestStatus, error) {
+	s, ok := f.Statuses[vmid]
+	if !ok {
+		return s, notExist(vmid)
+	}
+	return s, f.fail("GuestStatus")
+}
+func (f *fakePVE) GuestConfig(_ context.Context, vmid int) (proxmox.GuestConfig, error) {
+	c, ok := f.Configs[vmid]
+	if !ok {
+		return c, notExist(vmid)
+	}
+	return c, f.fail("GuestConfig")
+}
+func (f *fakePVE) Storages(context.Context) ([]proxmox.Storage, error) {
+	return f.pveState.Storages, f.fail("Storages")
+}
+func (f *fakePVE) NodeStorages(context.Context) ([]proxmox.Storage, error) {
+	return f.pveState.NodeStorages, f.fail("NodeStorages")
+}
+func (f *fakePVE) StorageContent(_ context.Context, storage, content string, vmid int) ([]proxmox.Volume, error) {
+	var out []proxmox.Volume
+	for _, v := range f.Content[storage] {
+		if (content == "" || v.Content == content) && (vmid == 0 || v.VMID == vmid) {
+			out = append(out, v)
+		}
+	}
+	return out, f.fail("StorageContent")
+}
+func (f *fakePVE) Snapshots(_ context.Context, vmid int) ([]proxmox.Snapshot, error) {
+	return f.pveState.Snapshots[vmid], f.fail("Snapshots")
+}
+func (f *fakePVE) Tasks(_ context.Context, filter proxmox.TaskFilter) ([]proxmox.Task, error) {
+	f.mu.Lock()
+	f.lastFilt = filter
+	f.mu.Unlock()
+	return f.pveState.Tasks, f.fail("Tasks")
+}
+func (f *fakePVE) NextID(context.Context) (int, error) { return f.pveState.NextID, f.fail("NextID") }
+func (f *fakePVE) Disks(context.Context) ([]proxmox.Disk, error) {
+	return f.pveState.Disks, f.fail("Disks")
+}
+func (f *fakePVE) DiskSMART(_ context.Context, devpath string) (proxmox.SMARTData, error) {
+	if err := f.fail("DiskSMART " + devpath); err != nil {
+		return proxmox.SMARTData{}, err
+	}
+	return f.SMART[devpath], f.fail("DiskSMART")
+}
+
+func (f *fakePVE) RestoreGuest(_ context.Context, o proxmox.RestoreOptions) (proxmox.UPID, error) {
+	f.mu.Lock()
+	f.lastRest = o
+	f.mu.Unlock()
+	return f.mutation("RestoreGuest", "vzrestore", fmt.Sprint(o.VMID))
+}
+
+func (f *fakePVE) Vzdump(_ context.Context, o proxmox.VzdumpOptions) (proxmox.UPID, error) {
+	f.mu.Lock()
+	f.lastDump = o
+	f.mu.Unlock()
+	id := "" // PVE names the guest only when exactly one is backed up
+	if len(o.VMIDs) == 1 {
+		id = fmt.Sprint(o.VMIDs[0])
+	}
+	return f.mutation("Vzdump", "vzdump", id)
+}
+func (f *fakePVE) Snapshot(_ context.Context, vmid int, name, _ string) (proxmox.UPID, error) {
+	return f.mutation("Snapshot", "vzsnapshot", fmt.Sprint(vmid))
+}
+func (f *fakePVE) Rollback(_ context.Context, vmid int, name string) (proxmox.UPID, error) {
+	return f.mutation("Rollback", "vzrollback", fmt.Sprint(vmid))
+}
+func (f *fakePVE) DeleteSnapshot(_ context.Context, vmid int, name string) (proxmox.UPID, error) {
+	return f.mutation("DeleteSnapshot", "vzdelsnapshot", fmt.Sprint(vmid))
+}
+func (f *fakePVE) Start(_ context.Context, vmid int) (proxmox.UPID, error) {
+	return f.mutation("Start", "vzstart", fmt.Sprint(vmid))
+}
+func (f *fakePVE) Stop(_ context.Context, vmid int) (proxmox.UPID, error) {
+	return f.mutation("Stop", "vzstop", fmt.Sprint(vmid))
+}
+func (f *fakePVE) Shutdown(_ context.Context, vmid int, timeout int) (proxmox.UPID, error) {
+	f.mu.Lock()
+	f.shutdown = timeout
+	f.mu.Unlock()
+	return f.mutation("Shutdown", "vzshutdown", fmt.Sprint(vmid))
+}
+func (f *fakePVE) DeleteGuest(_ context.Context, vmid int, purge bool) (proxmox.UPID, error) {
+	return f.mutation("DeleteGuest", "vzdestroy", fmt.Sprint(vmid))
+}
+func (f *fakePVE) DeleteVolume(_ context.Context, storage, volid string) (proxmox.UPID, error) {
+	return f.mutation("DeleteVolume", "imgdel", "101@"+storage)
+}
+func (f *fakePVE) SetConfig(_ context.Context, vmid int, set map[string]string, del []string) (proxmox.UPID, error) {
+	f.mu.Lock()
+	f.lastSet, f.lastDel = maps.Clone(set), slices.Clone(del)
+	synchronous := !f.asyncConf
+	f.mu.Unlock()
+	if synchronous {
+		if err := f.fail("SetConfig"); err != nil {
+			return proxmox.UPID{}, err
+		}
+		f.log.add("SetConfig %d", vmid)
+		return proxmox.UPID{}, nil
+	}
+	return f.mutation("SetConfig", "qmconfig", fmt.Sprint(vmid))
+}
+
+func (f *fakePVE) exitOf(upid proxmox.UPID) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if e, ok := f.exit[upid.Type]; ok {
+		return e
+	}
+	return "OK"
+}
+
+func (f *fakePVE) WaitTask(ctx context.Context, upid proxmox.UPID, o proxmox.WaitOptions) (proxmox.TaskStatus, error) {
+	f.mu.Lock()
+	f.lastWait = o
+	block, waiting, quiet := f.block, f.waiting, f.quiet
+	f.mu.Unlock()
+	f.log.add("wait %s", upid.Type)
+	if waiting != nil {
+		waiting <- upid
+	}
+	if block != nil {
+		select {
+		case <-block:
+		case <-ctx.Done():
+			return proxmox.TaskStatus{}, fmt.Errorf("wait for task %s: %w", upid, ctx.Err())
+		}
+	}
+	f.log.add("done %s", upid.Type)
+	st := proxmox.TaskStatus{UPID: upid, Status: "stopped", ExitStatus: f.exitOf(upid)}
+	if st.Succeeded() || quiet {
+		return st, nil
+	}
+	te := &proxmox.TaskError{UPID: upid, ExitStatus: st.ExitStatus, LogTail: []string{"TASK ERROR: " + st.ExitStatus}}
+	te.Permission, _ = proxmox.ParsePermission(st.ExitStatus)
+	return st, te
+}
+
+func (f *fakePVE) TaskStatusOnce(_ context.Context, upid proxmox.UPID) (proxmox.TaskStatus, error) {
+	if err := f.fail("TaskStatusOnce"); err != nil {
+		return proxmox.TaskStatus{}, err
+	}
+	if upid.Type == "vzdump" && upid.ID == "102" { // the running task in the fixture
+		return proxmox.TaskStatus{UPID: upid, Status: "running"}, nil
+	}
+	return proxmox.TaskStatus{UPID: upid, Status: "stopped", ExitStatus: f.exitOf(upid)}, nil
+}
+
+func (f *fakePVE) TaskLog(_ context.Context, upid proxmox.UPID, start, limit int) ([]proxmox.LogLine, error) {
+	lines := f.TaskLogs[upid.Type]
+	start = min(start, len(lines))
+	end := min(start+limit, len(lines))
+	out := make([]proxmox.LogLine, 0, end-start)
+	for i := start; i < end; i++ {
+		out = append(out, proxmox.LogLine{N: i + 1, T: lines[i]})
+	}
+	return out, f.fail("TaskLog")
+}
+
+func (f *fakePVE) TaskLogTail(_ context.Context, upid proxmox.UPID, n int) ([]string, error) {
+	lines := f.TaskLogs[upid.Type]
+	return slices.Clone(lines[max(0, len(lines)-n):]), f.fail("TaskLogTail")
+}
+
+func (f *fakePVE) StopTask(_ context.Context, upid proxmox.UPID) error {
+	if err := f.fail("StopTask"); err != nil {
+		return err
+	}
+	f.log.add("StopTask %s", upid.Type)
+	return nil
+}
+
+func (f *fakePVE) VzdumpArchive(_ context.Context, upid proxmox.UPID, storage string) (string, error) {
+	f.log.add("VzdumpArchive %s %s", upid.ID, storage)
+	if v, ok := f.Archives[storage]; ok {
+		return v, nil
+	}
+	return "", fmt.Errorf("no archive of %s on %s", upid, storage)
+}
+
+// notExist is PVE's error for a missing guest (a 500 with this text).
+func notExist(vmid int) error {
+	return &proxmox.APIError{Method: "GET", Path: fmt.Sprintf("/nodes/pve/lxc/%d/status/current", vmid), Status: 500,
+		Message: fmt.Sprintf("Configuration file 'nodes/pve/lxc/%d.conf' does not exist", vmid)}
+}
+
+// fakeHost implements HostOps.
+type fakeHost struct {
+	log        *eventLog
+	smart      map[string]proxmox.SMARTReport
+	smartErr   map[string]error
+	sensors    []proxmox.SensorReading
+	sensorsErr error
+	golden     []proxmox.GoldenSpec
+	mu         sync.Mutex
+}
+
+var _ HostOps = (*fakeHost)(nil)
+
+func newFakeHost(log *eventLog) *fakeHost {
+	return &fakeHost{
+		log: log,
+		smart: map[string]proxmox.SMARTReport{
+			"/dev/sda":     {Device: "/dev/sda", Model: "Samsung SSD 870 EVO 500GB", Serial: "S6PXNM0T", Passed: true, Temperature: 33, PowerOnHours: 12034},
+			"/dev/nvme0n1": {Device: "/dev/nvme0n1", Model: "WD Blue SN570 1TB", Serial: "22171X", Passed: true, Temperature: 41, PowerOnHours: 800},
+			"/dev/sdb":     {Device: "/dev/sdb", Model: "ST2000DM008-2FR102", Serial: "ZFL0ABCD", Passed: false, Temperature: 39, PowerOnHours: 40000, Reallocated: 2144, ExitStatus: 8},
+		},
+		smartErr: map[string]error{},
+		sensors: []proxmox.SensorReading{
+			{Chip: "coretemp-isa-0000", Adapter: "ISA adapter", Label: "Package id 0", Celsius: 48, High: 80, Crit: 100},
+			{Chip: "nvme-pci-0100", Adapter: "PCI adapter", Label: "Composite", Celsius: 41.85, High: 84.85, Crit: 84.85},
+		},
+	}
+}
+
+func (h *fakeHost) CreateGoldenLXC(_ context.Context, spec proxmox.GoldenSpec) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.golden = append(h.golden, spec)
+	h.log.add("CreateGoldenLXC %d", spec.VMID)
+	return nil
+}
+
+func (h *fakeHost) MountUSBByUUID(_ context.Context, uuid, target string) (string, error) {
+	if !strings.HasPrefix(target, "/mnt/") {
+		return "", fmt.Errorf("mount target %q is not under /mnt/", target)
+	}
+	return target, nil
+}
+
+func (h *fakeHost) SMART(_ context.Context, device string) (proxmox.SMARTReport, error) {
+	if err := h.smartErr[device]; err != nil {
+		return proxmox.SMARTReport{}, err
+	}
+	r, ok := h.smart[device]
+	if !ok {
+		return r, &proxmox.ExitError{Argv: []string{"smartctl", "--json", "-a", device}, Code: 2, Stderr: "No such device"}
+	}
+	return r, nil
+}
+
+func (h *fakeHost) Sensors(context.Context) ([]proxmox.SensorReading, error) {
+	return h.sensors, h.sensorsErr
+}
+
+// fakeLocks is a working in-memory GuestLocker that logs lock and unlock
+// and announces on waiting each LockGuest call that has to wait.
+type fakeLocks struct {
+	log     *eventLog
+	waiting chan int
+
+	mu   sync.Mutex
+	held map[int]chan struct{}
+}
+
+var _ GuestLocker = (*fakeLocks)(nil)
+
+func newFakeLocks(log *eventLog) *fakeLocks {
+	return &fakeLocks{log: log, held: map[int]chan struct{}{}}
+}
+
+func (l *fakeLocks) LockGuest(ctx context.Context, vmid int) (func(), error) {
+	for {
+		l.mu.Lock()
+		busy, ok := l.held[vmid]
+		if !ok {
+			released := make(chan struct{})
+			l.held[vmid] = released
+			l.mu.Unlock()
+			l.log.add("lock %d", vmid)
+			return sync.OnceFunc(func() {
+				l.mu.Lock()
+				delete(l.held, vmid)
+				l.mu.Unlock()
+				l.log.add("unlock %d", vmid)
+				close(released)
+			}), nil
+		}
+		l.mu.Unlock()
+		if l.waiting != nil {
+			l.waiting <- vmid
+		}
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("guest %d is busy: %w", vmid, ctx.Err())
+		}
+	}
+}
+
+// fakeGauges records the last value of every gauge.
+type fakeGauges struct {
+	mu     sync.Mutex
+	values map[string]float64 // name{k=v,...} → value
+}
+
+func (g *fakeGauges) SetGauge(name string, labels map[string]string, value float64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.values == nil {
+		g.values = map[string]float64{}
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		parts = append(parts, k+"="+labels[k])
+	}
+	g.values[name+"{"+strings.Join(parts, ",")+"}"] = value
+}
+
+func (g *fakeGauges) get(key string) (float64, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	v, ok := g.values[key]
+	return v, ok
+}
+
+// testRig is one run's Env over the fakes.
+type testRig struct {
+	env    *Env
+	pve    *fakePVE
+	host   *fakeHost
+	locks  *fakeLocks
+	gauges *fakeGauges
+	log    *eventLog
+}
+
+func newRig(t testing.TB) *testRig {
+	log := &eventLog{}
+	r := &testRig{log: log, pve: loadFakePVE(t, log), host: newFakeHost(log), locks: newFakeLocks(log), gauges: &fakeGauges{}}
+	r.env = &Env{
+		Context: t.Context(),
+		Logger:  slog.New(slog.DiscardHandler),
+		Proxmox: r.pve,
+		Host:    r.host,
+		Locks:   r.locks,
+		Gauges:  r.gauges,
+	}
+	return r
+}
+
+// starModules is the predeclared environment of the tests' scripts.
+func starModules(t testing.TB) starlark.StringDict {
+	t.Helper()
+	assert, err := starlarktest.LoadAssertModule()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return starlark.StringDict{
+		"proxmox": ProxmoxTable.Module(),
+		"task":    TaskTable.Module(),
+		"host":    HostTable.Module(),
+		"monitor": MonitorTable.Module(),
+		"assert":  assert["assert"],
+	}
+}
+
+// runStar executes src on a new thread carrying env (nil: a file being loaded)
+// and returns its globals.
+func runStar(t testing.TB, env *Env, src string) (starlark.StringDict, error) {
+	t.Helper()
+	thread := &starlark.Thread{Name: t.Name()}
+	starlarktest.SetReporter(thread, t)
+	if env != nil {
+		SetEnv(thread, env)
+	}
+	opts := &syntax.FileOptions{TopLevelControl: true, GlobalReassign: true, While: true}
+	return starlark.ExecFileOptions(opts, thread, t.Name()+".star", src, starModules(t))
+}

@@ -1,0 +1,38 @@
+package builtins
+
+import (
+	"context"
+	"fmt"
+
+	"go.starlark.net/starlark"
+
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+)
+
+const storageMonitorDoc = "Reads this node's storages: a list of struct(storage, type, active, enabled, " +
+	"used, total, avail (bytes), used_percent (float, 0 when the size is unknown))."
+
+// storageMonitor reads GET /nodes/{node}/storage.
+type storageMonitor struct{}
+
+func (storageMonitor) collect(ctx context.Context, env *Env) (starlark.Value, error) {
+	if env.Proxmox == nil {
+		return nil, errNoProxmox
+	}
+	ss, err := env.Proxmox.NodeStorages(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("node storages: %w", err)
+	}
+	return listOf(ss, func(s proxmox.Storage) starlark.Value {
+		return newStruct(starlark.StringDict{
+			"storage":      starlark.String(s.Storage),
+			"type":         starlark.String(s.Type),
+			"active":       starlark.Bool(s.Active),
+			"enabled":      starlark.Bool(s.Enabled),
+			"used":         starlark.MakeUint64(s.Used),
+			"total":        starlark.MakeUint64(s.Total),
+			"avail":        starlark.MakeUint64(s.Avail),
+			"used_percent": starlark.Float(s.UsedPercent()),
+		})
+	}), nil
+}

@@ -1,0 +1,688 @@
+package builtins
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"time"
+
+	"go.starlark.net/starlark"
+
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+)
+
+// ProxmoxTable is the `proxmox` module: the node's Proxmox VE API as the
+// agent's token sees it. Reads return structs (or lists of structs);
+// mutations return task structs (see [TaskTable] for their fields).
+//
+// Mutation contract, shared by every mutating function:
+//   - With wait = True (the default) the function returns when the task has
+//     stopped OK (or with warnings) and fails with the task's error
+//     otherwise. PVE checks many privileges only inside the task, so waiting
+//     is part of the operation. timeout (a duration, "10m" or int seconds)
+//     bounds the wait; the default is the agent's configured wait.
+//   - With wait = False it returns as soon as Proxmox accepted the request,
+//     with status "running"; follow it with task.wait.
+//   - A mutation of a guest first takes the agent's lock on that guest (two
+//     runs never mutate one guest at once) and holds it until the task
+//     stopped. With wait = False the lock is released once Proxmox accepted
+//     the request: the caller gives up that exclusivity for the rest of the
+//     task (PVE's own guest lock still refuses conflicting tasks).
+//   - Errors keep their type: catch() and the run record can tell a missing
+//     privilege (and which), a PVE lock, a missing guest, a failed task
+//     (with its log tail) and an ambiguous outcome apart.
+//   - Every call is cancelled with the run.
+var ProxmoxTable = &Table{
+	Name: "proxmox",
+	Doc: "The node's Proxmox VE API: read guests, storages, tasks and disks, " +
+		"and change guests through worker tasks that are waited for by " +
+		"default. Mutations of one guest are serialized across runs.",
+	Funcs: []Func{
+		{Name: "version", Sig: "version()", Fn: pveVersion,
+			Doc: "Returns struct(version, release, repoid) of the Proxmox VE API."},
+		{Name: "nodes", Sig: "nodes()", Fn: pveNodes,
+			Doc: "Returns the cluster's nodes: a list of struct(node, status, cpu (0..1), maxcpu, mem, maxmem, disk, maxdisk, uptime (duration))."},
+		{Name: "node_status", Sig: "node_status()", Fn: pveNodeStatus,
+			Doc: "Returns this node's status: struct(cpu (0..1), cpus, loadavg (3 floats), memory, rootfs, swap (each struct(total, used, free, percent)), uptime (duration), kernel, pveversion)."},
+		{Name: "resources", Sig: "resources(type=\"\")", Fn: pveResources,
+			Doc: "Returns the cluster's resources, optionally only of type \"vm\", \"storage\", \"node\" or \"sdn\": a list of struct(id, type, node, name, status, storage, vmid, cpu, maxcpu, mem, maxmem, disk, maxdisk, uptime, template)."},
+		{Name: "guests", Sig: "guests()", Fn: pveGuests,
+			Doc: "Returns this node's LXC guests: a list of struct(vmid, name, status, lock, template, tags (list), cpus, cpu, mem, maxmem, disk, maxdisk, uptime)."},
+		{Name: "guest", Sig: "guest(vmid)", Fn: pveGuest,
+			Doc: "Returns the current status of guest vmid: struct(vmid, name, status, running, lock, template, cpus, cpu, mem, maxmem, disk, maxdisk, swap, maxswap, uptime). Fails with a not-found error when it does not exist."},
+		{Name: "config", Sig: "config(vmid)", Fn: pveConfig,
+			Doc: "Returns guest vmid's configuration: struct(hostname, description (with PVE's trailing newline), ostype, arch, cores, memory, swap, onboot, template, unprivileged, lock, tags, features, digest, rootfs (struct(volume, path, size, options) or None), mountpoints (dict \"mpN\" → struct), nets (dict \"netN\" → struct(name, bridge, hwaddr, ip, gateway, ip6, gateway6, tag, firewall, options)), raw (dict of every key as PVE wrote it))."},
+		{Name: "storages", Sig: "storages()", Fn: pveStorages,
+			Doc: "Returns the storage configuration: a list of struct(storage, type, content (list), path, shared, enabled, active, total, used, avail, used_percent, prune_backups); usage fields are 0 here."},
+		{Name: "node_storages", Sig: "node_storages()", Fn: pveNodeStorages,
+			Doc: "Returns this node's storages with state and usage, as storages() shapes them."},
+		{Name: "content", Sig: "content(storage, content=\"\", vmid=0)", Fn: pveContent,
+			Doc: "Returns the volumes on storage, optionally only of one content type (\"backup\", \"vztmpl\", ...) and guest: a list of struct(volid, content, format, subtype, vmid, size, ctime (time or None), notes, protected)."},
+		{Name: "snapshots", Sig: "snapshots(vmid)", Fn: pveSnapshots,
+			Doc: "Returns guest vmid's snapshots (without PVE's \"current\"): a list of struct(name, description, parent, snaptime (time or None))."},
+		{Name: "tasks", Sig: "tasks(vmid=0, type=\"\", source=\"\", errors=False, limit=0)", Fn: pveTasks,
+			Doc: "Returns this node's tasks, filtered by guest, worker type, source (\"active\", \"archive\", \"all\"), only failed ones, and count (0: PVE's default of 50): a list of struct(upid, node, type, id, user, status, exitstatus, ok, starttime, endtime (None while running))."},
+		{Name: "next_id", Sig: "next_id()", Fn: pveNextID,
+			Doc: "Returns the next free guest id (an int). Another client may take it before you use it."},
+		{Name: "disks", Sig: "disks()", Fn: pveDisks,
+			Doc: "Returns this node's physical disks: a list of struct(devpath, model, serial, vendor, type, health, wwn, used, size, rpm, gpt)."},
+		{Name: "smart", Sig: "smart(disk)", Fn: pveSmart,
+			Doc: "Returns PVE's SMART data of disk (a device path such as \"/dev/sda\"): struct(health, passed, type (\"ata\" or \"text\"), text, attributes (list of struct(id, name, value, worst, threshold, raw, flags, fail)))."},
+
+		{Name: "restore", Sig: "restore(vmid, archive, storage=\"\", force=False, unique=False, start=False, hostname=\"\", wait=True, timeout=None)", Fn: pveRestore,
+			Doc: "Restores backup archive (a volid) as guest vmid, onto storage (\"\": the archive's), overwriting an existing guest only with force = True, with new MAC addresses with unique = True, starting it with start = True. Returns the task (see the mutation contract)."},
+		{Name: "vzdump", Sig: "vzdump(vmid=None, *, storage, vmids=[], all=False, mode=\"snapshot\", compress=\"zstd\", notes=\"\", remove=False, wait=True, timeout=None)", Fn: pveVzdump,
+			Doc: "Backs up one guest (vmid), several (vmids) or every guest (all = True) — exactly one of the three — to storage, in mode \"snapshot\", \"suspend\" or \"stop\", compressed with \"zstd\", \"gzip\", \"lzo\", \"1\" (lzo) or \"0\" (none), with a notes template; remove = True lets PVE prune by the storage's retention. Returns the task; for one guest, waited for, its volid is the archive. Locks every guest it backs up."},
+		{Name: "snapshot", Sig: "snapshot(vmid, name, description=\"\", wait=True, timeout=None)", Fn: pveSnapshot,
+			Doc: "Takes snapshot name of guest vmid. Returns the task."},
+		{Name: "rollback", Sig: "rollback(vmid, name, wait=True, timeout=None)", Fn: pveRollback,
+			Doc: "Rolls guest vmid back to snapshot name. Returns the task."},
+		{Name: "delete_snapshot", Sig: "delete_snapshot(vmid, name, wait=True, timeout=None)", Fn: pveDeleteSnapshot,
+			Doc: "Deletes snapshot name of guest vmid. Returns the task."},
+		{Name: "start", Sig: "start(vmid, wait=True, timeout=None)", Fn: pveStart,
+			Doc: "Starts guest vmid. Returns the task; fails if it is already running."},
+		{Name: "stop", Sig: "stop(vmid, wait=True, timeout=None)", Fn: pveStop,
+			Doc: "Stops guest vmid at once (no clean shutdown). Returns the task."},
+		{Name: "shutdown", Sig: "shutdown(vmid, timeout=0, wait=True)", Fn: pveShutdown,
+			Doc: "Shuts guest vmid down cleanly; timeout (int seconds or a duration) is how long PVE waits for it, 0 meaning PVE's default (60 s). Returns the task. The wait is bounded by the agent's wait timeout."},
+		{Name: "delete_guest", Sig: "delete_guest(vmid, purge=False, wait=True, timeout=None)", Fn: pveDeleteGuest,
+			Doc: "Destroys guest vmid and its volumes; purge = True also removes it from backup jobs, replication and HA. Returns the task; fails if the guest is running."},
+		{Name: "delete_volume", Sig: "delete_volume(storage, volid, wait=True, timeout=None)", Fn: pveDeleteVolume,
+			Doc: "Deletes volume volid (e.g. an old backup archive) from storage. Returns the task. Takes no guest lock."},
+		{Name: "set_config", Sig: "set_config(vmid, set={}, delete=[], wait=True, timeout=None)", Fn: pveSetConfig,
+			Doc: "Changes guest vmid's configuration: set maps keys to str, int or bool values (bools are written 1/0), delete lists keys to remove. LXC configuration changes apply synchronously: then it returns a task with sync = True, upid \"\", status \"stopped\" and exitstatus \"OK\"."},
+	},
+}
+
+// ---- reads ----
+
+// readFn is a read builtin's body once its arguments are unpacked.
+type readFn func(ctx context.Context, api GuestAPI) (starlark.Value, error)
+
+// read runs fn with the run's context and client, naming b in errors.
+func read(thread *starlark.Thread, b *starlark.Builtin, fn readFn) (starlark.Value, error) {
+	env, api, err := proxmoxEnv(thread, b)
+	if err != nil {
+		return nil, err
+	}
+	v, err := fn(env.Context, api)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	return v, nil
+}
+
+// noArgs is the unpacking of a builtin that takes no arguments.
+func noArgs(b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) error {
+	return starlark.UnpackArgs(b.Name(), args, kwargs)
+}
+
+func pveVersion(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if err := noArgs(b, args, kwargs); err != nil {
+		return nil, err
+	}
+	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+		v, err := api.Version(ctx)
+		return versionValue(v), err
+	})
+}
+
+func pveNodes(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if err := noArgs(b, args, kwargs); err != nil {
+		return nil, err
+	}
+	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+		ns, err := api.Nodes(ctx)
+		return listOf(ns, nodeValue), err
+	})
+}
+
+func pveNodeStatus(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if err := noArgs(b, args, kwargs); err != nil {
+		return nil, err
+	}
+	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+		s, err := api.NodeStatus(ctx)
+		return nodeStatusValue(s), err
+	})
+}
+
+func pveResources(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var typ string
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "type?", &typ); err != nil {
+		return nil, err
+	}
+	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+		rs, err := api.ClusterResources(ctx, typ)
+		return listOf(rs, resourceValue), err
+	})
+}
+
+func pveGuests(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if err := noArgs(b, args, kwargs); err != nil {
+		return nil, err
+	}
+	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+		gs, err := api.Guests(ctx)
+		return listOf(gs, guestValue), err
+	})
+}
+
+func pveGuest(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var vmid vmidArg
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "vmid", &vmid); err != nil {
+		return nil, err
+	}
+	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+		s, err := api.GuestStatus(ctx, int(vmid))
+		if s.VMID == 0 {
+			s.VMID = int(vmid) // status/current has no vmid beyond the path
+		}
+		return guestStatusValue(s), err
+	})
+}
+
+func pveConfig(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var vmid vmidArg
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "vmid", &vmid); err != nil {
+		return nil, err
+	}
+	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+		c, err := api.GuestConfig(ctx, int(vmid))
+		return guestConfigValue(c), err
+	})
+}
+
+func pveStorages(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if err := noArgs(b, args, kwargs); err != nil {
+		return nil, err
+	}
+	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+		ss, err := api.Storages(ctx)
+		return listOf(ss, storageValue), err
+	})
+}
+
+func pveNodeStorages(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if err := noArgs(b, args, kwargs); err != nil {
+		return nil, err
+	}
+	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+		ss, err := api.NodeStorages(ctx)
+		return listOf(ss, storageValue), err
+	})
+}
+
+func pveContent(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var (
+		storage, content string
+		vmid             vmidFilter
+	)
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "storage", &storage, "content?", &content, "vmid?", &vmid); err != nil {
+		return nil, err
+	}
+	if err := nonEmpty(b, "storage", storage); err != nil {
+		return nil, err
+	}
+	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+		vs, err := api.StorageContent(ctx, storage, content, int(vmid))
+		return listOf(vs, volumeValue), err
+	})
+}
+
+func pveSnapshots(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var vmid vmidArg
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "vmid", &vmid); err != nil {
+		return nil, err
+	}
+	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+		ss, err := api.Snapshots(ctx, int(vmid))
+		return listOf(ss, snapshotValue), err
+	})
+}
+
+func pveTasks(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var (
+		f    proxmox.TaskFilter
+		vmid vmidFilter
+	)
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs,
+		"vmid?", &vmid, "type?", &f.TypeFilter, "source?", &f.Source, "errors?", &f.Errors, "limit?", &f.Limit); err != nil {
+		return nil, err
+	}
+	if f.Limit < 0 {
+		return nil, fmt.Errorf("%s: limit must be >= 0, got %d", b.Name(), f.Limit)
+	}
+	f.VMID = int(vmid)
+	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+		ts, err := api.Tasks(ctx, f)
+		return listOf(ts, taskListValue), err
+	})
+}
+
+func pveNextID(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if err := noArgs(b, args, kwargs); err != nil {
+		return nil, err
+	}
+	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+		id, err := api.NextID(ctx)
+		return starlark.MakeInt(id), err
+	})
+}
+
+func pveDisks(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if err := noArgs(b, args, kwargs); err != nil {
+		return nil, err
+	}
+	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+		ds, err := api.Disks(ctx)
+		return listOf(ds, diskValue), err
+	})
+}
+
+func pveSmart(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var disk string
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "disk", &disk); err != nil {
+		return nil, err
+	}
+	if err := nonEmpty(b, "disk", disk); err != nil {
+		return nil, err
+	}
+	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+		s, err := api.DiskSMART(ctx, disk)
+		return smartDataValue(s), err
+	})
+}
+
+// ---- mutations ----
+
+// mutation is one mutating call: the guests it locks, the request, and how
+// to follow its task.
+type mutation struct {
+	lock    []int // guests to lock, any order; nil locks none
+	wait    bool
+	timeout durationArg
+	storage string // vzdump's target, to find the archive
+	do      func(ctx context.Context, api GuestAPI) (proxmox.UPID, error)
+}
+
+// mutate carries out the mutation contract documented on [ProxmoxTable].
+func mutate(env *Env, api GuestAPI, b *starlark.Builtin, m mutation) (starlark.Value, error) {
+	ctx := env.Context
+	unlock, err := lockGuests(ctx, env.Locks, m.lock)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	defer unlock()
+	start := time.Now()
+	upid, err := m.do(ctx, api)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	if upid.IsZero() {
+		env.Logger.Debug("applied synchronously", "builtin", b.Name())
+		return syncResult(time.Since(start)).value(), nil
+	}
+	env.Logger.Info("task started", "builtin", b.Name(), "upid", upid.String())
+	r := taskResult{UPID: upid, Status: "running", Storage: m.storage}
+	if !m.wait {
+		// The deferred unlock releases the guests now: with wait = False the
+		// caller gives up the exclusivity for the rest of the task.
+		r.Duration = time.Since(start)
+		return r.value(), nil
+	}
+	r, err = finish(ctx, api, r, waitOptions(env, m.timeout), start)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	env.Logger.Info("task finished", "builtin", b.Name(), "upid", upid.String(), "exitstatus", r.ExitStatus, "took", r.Duration)
+	return r.value(), nil
+}
+
+// lockGuests takes the agent's lock on every guest in vmids, in ascending
+// order (so two callers locking overlapping sets cannot deadlock), and
+// returns a function that releases them all, in reverse order.
+func lockGuests(ctx context.Context, locks GuestLocker, vmids []int) (func(), error) {
+	if locks == nil || len(vmids) == 0 {
+		return func() {}, nil
+	}
+	ids := slices.Compact(slices.Sorted(slices.Values(vmids)))
+	var held []func()
+	release := func() {
+		for i := len(held) - 1; i >= 0; i-- {
+			held[i]()
+		}
+	}
+	for _, id := range ids {
+		unlock, err := locks.LockGuest(ctx, id)
+		if err != nil {
+			release()
+			return nil, fmt.Errorf("lock guest %d: %w", id, err)
+		}
+		held = append(held, unlock)
+	}
+	return release, nil
+}
+
+func pveRestore(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var (
+		vmid vmidArg
+		o    proxmox.RestoreOptions
+		m    = mutation{wait: true}
+	)
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs,
+		"vmid", &vmid, "archive", &o.Archive, "storage?", &o.Storage, "force?", &o.Force,
+		"unique?", &o.Unique, "start?", &o.Start, "hostname?", &o.Hostname,
+		"wait?", &m.wait, "timeout??", &m.timeout); err != nil {
+		return nil, err
+	}
+	if err := nonEmpty(b, "archive", o.Archive); err != nil {
+		return nil, err
+	}
+	env, api, err := proxmoxEnv(thread, b)
+	if err != nil {
+		return nil, err
+	}
+	o.VMID = int(vmid)
+	m.lock = []int{o.VMID}
+	m.do = func(ctx context.Context, api GuestAPI) (proxmox.UPID, error) { return api.RestoreGuest(ctx, o) }
+	return mutate(env, api, b, m)
+}
+
+// Values PVE's vzdump accepts for mode and compress.
+var (
+	vzdumpModes     = []string{"snapshot", "suspend", "stop"}
+	vzdumpCompressV = []string{"zstd", "gzip", "lzo", "0", "1"}
+)
+
+func pveVzdump(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if len(args) > 1 {
+		return nil, fmt.Errorf("%s: got %d positional arguments, want at most 1 (vmid); pass the others by name", b.Name(), len(args))
+	}
+	var (
+		vmid  vmidArg
+		vmids vmidList
+		o     = proxmox.VzdumpOptions{Mode: "snapshot", Compress: "zstd"}
+		m     = mutation{wait: true}
+	)
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs,
+		"vmid??", &vmid, "storage?", &o.Storage, "vmids?", &vmids, "all?", &o.All,
+		"mode?", &o.Mode, "compress?", &o.Compress, "notes?", &o.Notes, "remove?", &o.Remove,
+		"wait?", &m.wait, "timeout??", &m.timeout); err != nil {
+		return nil, err
+	}
+	if o.Storage == "" {
+		return nil, fmt.Errorf("%s: missing argument for storage", b.Name())
+	}
+	selected := 0
+	for _, given := range []bool{vmid != 0, len(vmids) > 0, o.All} {
+		if given {
+			selected++
+		}
+	}
+	if selected != 1 {
+		return nil, fmt.Errorf("%s: give exactly one of vmid, vmids or all = True", b.Name())
+	}
+	if !slices.Contains(vzdumpModes, o.Mode) {
+		return nil, fmt.Errorf("%s: mode %q: want one of %q", b.Name(), o.Mode, vzdumpModes)
+	}
+	if !slices.Contains(vzdumpCompressV, o.Compress) {
+		return nil, fmt.Errorf("%s: compress %q: want one of %q", b.Name(), o.Compress, vzdumpCompressV)
+	}
+	env, api, err := proxmoxEnv(thread, b)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case vmid != 0:
+		o.VMIDs = []int{int(vmid)}
+	case len(vmids) > 0:
+		o.VMIDs = slices.Clone(vmids)
+	}
+	m.lock = o.VMIDs
+	if o.All {
+		// Every guest is backed up, so every guest is locked: the ones that
+		// exist now (a guest created meanwhile is not).
+		gs, err := api.Guests(env.Context)
+		if err != nil {
+			return nil, fmt.Errorf("%s: list guests to lock: %w", b.Name(), err)
+		}
+		for _, g := range gs {
+			m.lock = append(m.lock, g.VMID)
+		}
+	}
+	m.storage = o.Storage
+	m.do = func(ctx context.Context, api GuestAPI) (proxmox.UPID, error) { return api.Vzdump(ctx, o) }
+	return mutate(env, api, b, m)
+}
+
+// snapshotNamePattern is PVE's pve-configid format for snapshot names.
+var snapshotNamePattern = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_\-]{1,39}$`)
+
+func checkSnapshotName(b *starlark.Builtin, name string) error {
+	if !snapshotNamePattern.MatchString(name) {
+		return fmt.Errorf("%s: name %q: want a letter, then 1..39 letters, digits, '_' or '-'", b.Name(), name)
+	}
+	return nil
+}
+
+// guestMutation is the common shape: unpack (vmid, extra..., wait, timeout),
+// then call do on the locked guest. do takes the client first so method
+// expressions such as GuestAPI.Start fit it.
+func guestMutation(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple,
+	extra []any, check func() error, do func(api GuestAPI, ctx context.Context, vmid int) (proxmox.UPID, error)) (starlark.Value, error) {
+	var (
+		vmid vmidArg
+		m    = mutation{wait: true}
+	)
+	pairs := append([]any{"vmid", &vmid}, extra...)
+	pairs = append(pairs, "wait?", &m.wait, "timeout??", &m.timeout)
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, pairs...); err != nil {
+		return nil, err
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			return nil, err
+		}
+	}
+	env, api, err := proxmoxEnv(thread, b)
+	if err != nil {
+		return nil, err
+	}
+	m.lock = []int{int(vmid)}
+	m.do = func(ctx context.Context, api GuestAPI) (proxmox.UPID, error) { return do(api, ctx, int(vmid)) }
+	return mutate(env, api, b, m)
+}
+
+func pveSnapshot(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var name, description string
+	return guestMutation(thread, b, args, kwargs,
+		[]any{"name", &name, "description?", &description},
+		func() error { return checkSnapshotName(b, name) },
+		func(api GuestAPI, ctx context.Context, vmid int) (proxmox.UPID, error) {
+			return api.Snapshot(ctx, vmid, name, description)
+		})
+}
+
+func pveRollback(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var name string
+	return guestMutation(thread, b, args, kwargs,
+		[]any{"name", &name},
+		func() error { return nonEmpty(b, "name", name) },
+		func(api GuestAPI, ctx context.Context, vmid int) (proxmox.UPID, error) {
+			return api.Rollback(ctx, vmid, name)
+		})
+}
+
+func pveDeleteSnapshot(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var name string
+	return guestMutation(thread, b, args, kwargs,
+		[]any{"name", &name},
+		func() error { return nonEmpty(b, "name", name) },
+		func(api GuestAPI, ctx context.Context, vmid int) (proxmox.UPID, error) {
+			return api.DeleteSnapshot(ctx, vmid, name)
+		})
+}
+
+func pveStart(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	return guestMutation(thread, b, args, kwargs, nil, nil, GuestAPI.Start)
+}
+
+func pveStop(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	return guestMutation(thread, b, args, kwargs, nil, nil, GuestAPI.Stop)
+}
+
+func pveShutdown(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var (
+		vmid    vmidArg
+		timeout durationArg
+		m       = mutation{wait: true}
+	)
+	// Here timeout is PVE's shutdown timeout, not the wait's; the wait is
+	// bounded by the agent's configuration.
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "vmid", &vmid, "timeout??", &timeout, "wait?", &m.wait); err != nil {
+		return nil, err
+	}
+	if timeout.d%time.Second != 0 {
+		return nil, fmt.Errorf("%s: timeout %s: PVE takes whole seconds", b.Name(), timeout.d)
+	}
+	secs := int(timeout.d / time.Second)
+	env, api, err := proxmoxEnv(thread, b)
+	if err != nil {
+		return nil, err
+	}
+	m.lock = []int{int(vmid)}
+	m.do = func(ctx context.Context, api GuestAPI) (proxmox.UPID, error) {
+		return api.Shutdown(ctx, int(vmid), secs)
+	}
+	return mutate(env, api, b, m)
+}
+
+func pveDeleteGuest(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var purge bool
+	return guestMutation(thread, b, args, kwargs,
+		[]any{"purge?", &purge}, nil,
+		func(api GuestAPI, ctx context.Context, vmid int) (proxmox.UPID, error) {
+			return api.DeleteGuest(ctx, vmid, purge)
+		})
+}
+
+func pveDeleteVolume(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var (
+		storage, volid string
+		m              = mutation{wait: true}
+	)
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs,
+		"storage", &storage, "volid", &volid, "wait?", &m.wait, "timeout??", &m.timeout); err != nil {
+		return nil, err
+	}
+	if err := nonEmpty(b, "storage", storage); err != nil {
+		return nil, err
+	}
+	if err := nonEmpty(b, "volid", volid); err != nil {
+		return nil, err
+	}
+	env, api, err := proxmoxEnv(thread, b)
+	if err != nil {
+		return nil, err
+	}
+	m.do = func(ctx context.Context, api GuestAPI) (proxmox.UPID, error) {
+		return api.DeleteVolume(ctx, storage, volid)
+	}
+	return mutate(env, api, b, m)
+}
+
+// configKeyPattern is what PVE's configuration keys look like ("cores",
+// "mp0", "net1", "startup", "lxc.idmap" is not settable through the API).
+var configKeyPattern = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
+
+func pveSetConfig(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var (
+		vmid vmidArg
+		set  = new(starlark.Dict)
+		del  *starlark.List
+		m    = mutation{wait: true}
+	)
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs,
+		"vmid", &vmid, "set?", &set, "delete?", &del, "wait?", &m.wait, "timeout??", &m.timeout); err != nil {
+		return nil, err
+	}
+	values, err := configValues(set)
+	if err != nil {
+		return nil, fmt.Errorf("%s: set: %w", b.Name(), err)
+	}
+	deletes, err := configDeletes(del, values)
+	if err != nil {
+		return nil, fmt.Errorf("%s: delete: %w", b.Name(), err)
+	}
+	if len(values) == 0 && len(deletes) == 0 {
+		return nil, fmt.Errorf("%s: nothing to change: set and delete are both empty", b.Name())
+	}
+	env, api, err := proxmoxEnv(thread, b)
+	if err != nil {
+		return nil, err
+	}
+	m.lock = []int{int(vmid)}
+	m.do = func(ctx context.Context, api GuestAPI) (proxmox.UPID, error) {
+		return api.SetConfig(ctx, int(vmid), values, deletes)
+	}
+	return mutate(env, api, b, m)
+}
+
+// configValues converts set_config's dict to PVE's form: every value a
+// string, bools as 1/0 (PVE's boolean format), ints in decimal.
+func configValues(d *starlark.Dict) (map[string]string, error) {
+	out := make(map[string]string, d.Len())
+	for _, kv := range d.Items() {
+		k, ok := starlark.AsString(kv[0])
+		if !ok {
+			return nil, fmt.Errorf("key %s is %s, want string", kv[0], kv[0].Type())
+		}
+		if !configKeyPattern.MatchString(k) {
+			return nil, fmt.Errorf("key %q is not a configuration key", k)
+		}
+		switch v := kv[1].(type) {
+		case starlark.String:
+			out[k] = string(v)
+		case starlark.Bool:
+			out[k] = "0"
+			if v {
+				out[k] = "1"
+			}
+		case starlark.Int:
+			n, ok := v.Int64()
+			if !ok {
+				return nil, fmt.Errorf("%s: %s is out of range", k, v)
+			}
+			out[k] = strconv.FormatInt(n, 10)
+		default:
+			return nil, fmt.Errorf("%s: got %s, want str, int or bool", k, v.Type())
+		}
+	}
+	return out, nil
+}
+
+// configDeletes checks set_config's delete list: configuration keys, none
+// also being set.
+func configDeletes(l *starlark.List, set map[string]string) ([]string, error) {
+	if l == nil {
+		return nil, nil
+	}
+	out := make([]string, 0, l.Len())
+	for i := range l.Len() {
+		k, ok := starlark.AsString(l.Index(i))
+		if !ok {
+			return nil, fmt.Errorf("element %d is %s, want string", i, l.Index(i).Type())
+		}
+		if !configKeyPattern.MatchString(k) {
+			return nil, fmt.Errorf("%q is not a configuration key", k)
+		}
+		if _, both := set[k]; both {
+			return nil, fmt.Errorf("%q is both set and deleted", k)
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}

@@ -1,0 +1,75 @@
+package builtins
+
+import (
+	"fmt"
+
+	starjson "go.starlark.net/lib/json"
+	startime "go.starlark.net/lib/time"
+	"go.starlark.net/starlark"
+	"go.starlark.net/starlarkstruct"
+)
+
+// JSONTable and TimeTable are go.starlark.net's lib/json and lib/time
+// modules as Tables, so they are documented in the reference like our own
+// modules. Every member delegates to the upstream builtin unchanged; a test
+// fails if upstream gains a member these tables do not list.
+var (
+	JSONTable = &Table{
+		Name: "json",
+		Doc:  "JSON encoding and decoding (go.starlark.net/lib/json).",
+		Funcs: []Func{
+			upstream(starjson.Module, "encode", "encode(x)", "Returns x as a JSON string: None, bools, ints, floats, strings, lists/tuples, dicts with string keys and structs (as objects). Fails on other values and on non-finite floats."),
+			upstream(starjson.Module, "encode_indent", `encode_indent(x, *, prefix="", indent="\t")`, "Like encode, indented: json.indent(json.encode(x), prefix = prefix, indent = indent)."),
+			upstream(starjson.Module, "decode", "decode(x, default=?)", "Parses the JSON string x: objects become dicts, arrays lists, numbers int or float. Fails on invalid JSON unless default is given, which is then returned."),
+			upstream(starjson.Module, "indent", `indent(str, *, prefix="", indent="\t")`, "Returns the valid JSON string str pretty-printed with the given line prefix and indentation unit."),
+		},
+	}
+
+	TimeTable = &Table{
+		Name: "time",
+		Doc:  "Times and durations (go.starlark.net/lib/time). Durations support arithmetic and comparison (2 * time.minute < time.hour) and are accepted wherever a builtin takes a duration.",
+		Funcs: []Func{
+			upstream(startime.Module, "from_timestamp", "from_timestamp(sec, nsec=0)", "Returns the time of the Unix timestamp sec seconds (plus nsec nanoseconds) after 1970-01-01 UTC."),
+			upstream(startime.Module, "is_valid_timezone", "is_valid_timezone(loc)", "Reports whether loc is a time zone name the host knows, such as \"Europe/Budapest\"."),
+			upstream(startime.Module, "now", "now()", "Returns the current local time."),
+			upstream(startime.Module, "parse_duration", "parse_duration(d)", "Parses a duration string such as \"1h30m\" or \"90s\"."),
+			upstream(startime.Module, "parse_time", `parse_time(x, format="2006-01-02T15:04:05Z07:00", location="UTC")`, "Parses the time string x in Go's layout syntax (RFC 3339 by default) in the named location."),
+			upstream(startime.Module, "time", `time(*, year=0, month=0, day=0, hour=0, minute=0, second=0, nanosecond=0, location="UTC")`, "Returns the time yyyy-mm-dd hh:mm:ss + nanosecond in the named location, normalizing out-of-range values as Go's time.Date does (month = 0 is December of the year before)."),
+		},
+		Attrs: []Attr{
+			upstreamAttr(startime.Module, "nanosecond", "One nanosecond, as a duration."),
+			upstreamAttr(startime.Module, "microsecond", "One microsecond, as a duration."),
+			upstreamAttr(startime.Module, "millisecond", "One millisecond, as a duration."),
+			upstreamAttr(startime.Module, "second", "One second, as a duration."),
+			upstreamAttr(startime.Module, "minute", "One minute, as a duration."),
+			upstreamAttr(startime.Module, "hour", "One hour, as a duration."),
+		},
+	}
+)
+
+// upstream wraps member name of m as a Func. It panics at package
+// initialisation if upstream renamed or removed the member.
+func upstream(m *starlarkstruct.Module, name, sig, doc string) Func {
+	b, ok := m.Members[name].(*starlark.Builtin)
+	if !ok {
+		panic(fmt.Sprintf("builtins: %s.%s is not an upstream builtin", m.Name, name))
+	}
+	return Func{
+		Name: name,
+		Sig:  sig,
+		Doc:  doc,
+		Fn: func(thread *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+			// Upstream unpacks its own arguments, and its errors carry
+			// its own name (unqualified for time's members).
+			return b.CallInternal(thread, args, kwargs)
+		},
+	}
+}
+
+func upstreamAttr(m *starlarkstruct.Module, name, doc string) Attr {
+	v, ok := m.Members[name]
+	if !ok {
+		panic(fmt.Sprintf("builtins: %s.%s does not exist upstream", m.Name, name))
+	}
+	return Attr{Name: name, Doc: doc, Value: v}
+}

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net/url"
+
+	"gitea.dooplex.hu/admin/felhom-agent/builtins"
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
+)
+
+// backend is what runs act on: the Proxmox client and, when enabled, the
+// fenced host operations — of the configured host, or of an in-process
+// simulated one (--sim).
+type backend struct {
+	Env    builtins.Env
+	Client *proxmox.Client
+	// Sim and Server are set with --sim.
+	Sim    *pvesim.Sim
+	Server *pvesim.Server
+}
+
+// openBackend builds the backend from the configuration, or, with sim, a
+// simulator with its default world served over TLS on loopback, a client
+// pinned to its certificate, and the host module answered by the
+// simulator's root tools (as if privileged operations were enabled). With
+// sim and no configured tunnel, monitor.tunnel checks the simulator's own
+// endpoint.
+func openBackend(g *Globals, sim bool, logger *slog.Logger) (*backend, error) {
+	be := &backend{}
+	var cfg proxmox.Config
+	var runner proxmox.Runner
+	if sim {
+		be.Sim = pvesim.New()
+		srv, err := be.Sim.Start("")
+		if err != nil {
+			return nil, err
+		}
+		be.Server = srv
+		tok, err := proxmox.ParseToken(srv.Token)
+		if err != nil {
+			be.Close()
+			return nil, err
+		}
+		cfg = proxmox.Config{Endpoint: srv.Endpoint, Node: srv.Node, Token: tok, Fingerprint: srv.Fingerprint}
+		runner = be.Sim.RootRunner()
+		if g.Tunnel == "" {
+			u, _ := url.Parse(srv.Endpoint)
+			be.Env.Tunnel = u.Host
+		}
+	} else {
+		var err error
+		if cfg, err = g.Proxmox.ClientConfig(); err != nil {
+			return nil, err
+		}
+	}
+	client, err := proxmox.New(cfg, proxmox.WithLogger(logger))
+	if err != nil {
+		be.Close()
+		return nil, fmt.Errorf("proxmox: %w", err)
+	}
+	be.Client = client
+	be.Env.Proxmox = client
+	if be.Env.Tunnel == "" {
+		be.Env.Tunnel = g.Tunnel
+	}
+	if sim || g.Privileged.Enabled {
+		priv, err := proxmox.NewPrivileged(proxmox.PrivilegedConfig{
+			MountPrefix: g.Privileged.MountPrefix,
+			Sudo:        g.Privileged.Sudo && !sim,
+		}, runner)
+		if err != nil {
+			be.Close()
+			return nil, err
+		}
+		be.Env.Host = priv
+	}
+	return be, nil
+}
+
+// Close stops the simulator, if any.
+func (be *backend) Close() {
+	if be.Server != nil {
+		_ = be.Server.Close()
+	}
+}

@@ -1,0 +1,18 @@
+package main
+
+import (
+	"gitea.dooplex.hu/admin/felhom-agent/builtins"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime"
+)
+
+// DocCmd prints the reference of every builtin module, rendered from the
+// same tables that register them, so it cannot drift from what playbooks
+// can call.
+type DocCmd struct {
+	Format string `help:"Output format: text or markdown." enum:"text,markdown" default:"text"`
+}
+
+// Run writes the reference to standard output.
+func (c *DocCmd) Run(g *Globals) error {
+	return builtins.RenderDoc(g.stdout, runtime.Reference(), c.Format)
+}

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"sync"
+	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+)
+
+// recap counts what one run asked of Proxmox, for the summary printed at
+// its end (the operator's equivalent of Ansible's recap). It is a
+// proxmox.Observer attached to the run's context.
+type recap struct {
+	mu       sync.Mutex
+	requests int
+	retries  int
+	tasks    []string
+	waited   time.Duration
+}
+
+var _ proxmox.Observer = (*recap)(nil)
+
+func (r *recap) Request(info proxmox.RequestInfo) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.requests++
+	if info.Attempt > 1 {
+		r.retries++
+	}
+}
+
+func (r *recap) TaskStarted(upid proxmox.UPID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.tasks = append(r.tasks, upid.String())
+}
+
+func (r *recap) TaskWaited(_ proxmox.UPID, took time.Duration, _ proxmox.TaskStatus, _ error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.waited += took
+}
+
+// summary is the run's recap as the --json output and the human summary
+// show it.
+type summary struct {
+	Run         string   `json:"run"`
+	Playbook    string   `json:"playbook"`
+	Version     string   `json:"version"`
+	Status      string   `json:"status"`
+	Kind        string   `json:"kind,omitempty"`
+	Error       string   `json:"error,omitempty"`
+	Backtrace   string   `json:"backtrace,omitempty"`
+	Duration    string   `json:"duration"`
+	Result      any      `json:"result"`
+	Requests    int      `json:"api_requests"`
+	Retries     int      `json:"api_retries"`
+	Tasks       []string `json:"tasks"`
+	TaskWaiting string   `json:"task_waiting"`
+}
+
+func (r *recap) fill(s *summary) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s.Requests, s.Retries = r.requests, r.retries
+	s.Tasks = append([]string{}, r.tasks...)
+	s.TaskWaiting = r.waited.Round(time.Millisecond).String()
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime"
+)
+
+// RunCmd runs one playbook once, streaming its log to standard error and
+// printing a summary (human, or one JSON object with --json) to standard
+// output. Exit code 0: succeeded; 1: failed, cancelled or timed out;
+// 2: the playbook did not load, a parameter was refused, or the
+// configuration is wrong.
+type RunCmd struct {
+	Playbook string   `arg:"" help:"Playbook file to run." type:"existingfile"`
+	Param    []string `short:"p" help:"Parameter NAME=VALUE (repeatable); lists are comma-separated." placeholder:"NAME=VALUE"`
+	Sim      bool     `help:"Run against an in-process simulated Proxmox VE host (no host needed)."`
+	JSON     bool     `name:"json" help:"Log JSON lines and print the summary as one JSON object."`
+}
+
+// Run loads, checks parameters, runs and summarizes.
+func (c *RunCmd) Run(g *Globals) error {
+	if c.JSON {
+		g.LogFormat = "json"
+	}
+	logger := g.logger(g.stderr)
+
+	pb, err := runtime.LoadFile(c.Playbook, rootFor(g.Playbooks, c.Playbook, []string{c.Playbook}))
+	if err != nil {
+		return err
+	}
+	strs, err := paramArgs(c.Param)
+	if err != nil {
+		return err
+	}
+	params, err := pb.Decl.Coerce(strs, nil)
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	be, err := openBackend(g, c.Sim, logger)
+	if err != nil {
+		return err
+	}
+	defer be.Close()
+
+	engine := runtime.NewEngine(runtime.Config{
+		Env:           be.Env,
+		MaxSteps:      g.Runtime.MaxSteps,
+		MaxConcurrent: g.Runtime.MaxConcurrent,
+		Logger:        logger,
+	})
+	var rc recap
+	res := engine.Run(proxmox.WithObserver(ctx, &rc), pb, params, runtime.RunOptions{Trigger: "cli"})
+
+	s := summary{
+		Run: res.ID, Playbook: res.Playbook, Version: pb.ShortVersion(), Status: string(res.Status),
+		Kind: res.Kind, Error: res.Error, Backtrace: res.Backtrace,
+		Duration: res.Duration().Round(time.Millisecond).String(),
+	}
+	if len(res.Output) > 0 {
+		s.Result = res.Output
+	}
+	rc.fill(&s)
+	if err := printSummary(g, &s, c.JSON); err != nil {
+		return err
+	}
+	switch res.Status {
+	case runtime.StatusSucceeded:
+		return nil
+	case runtime.StatusRefused:
+		return errors.New(res.Error)
+	}
+	return failed(fmt.Errorf("run %s %s", res.ID, res.Status))
+}
+
+// paramArgs splits --param NAME=VALUE flags. A name given twice is an
+// error rather than a silent override.
+func paramArgs(args []string) (map[string]string, error) {
+	out := make(map[string]string, len(args))
+	for _, a := range args {
+		name, value, ok := strings.Cut(a, "=")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("--param %q: want NAME=VALUE", a)
+		}
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("--param %s: given twice", name)
+		}
+		out[name] = value
+	}
+	return out, nil
+}
+
+// printSummary writes the recap: one JSON object, or a few aligned lines.
+func printSummary(g *Globals, s *summary, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(g.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(s)
+	}
+	w := g.stdout
+	fmt.Fprintf(w, "\n%s %s (run %s, version %s)\n", strings.ToUpper(s.Status), s.Playbook, s.Run, s.Version)
+	if s.Error != "" {
+		fmt.Fprintf(w, "  error:     %s\n", s.Error)
+		if s.Backtrace != "" {
+			fmt.Fprintf(w, "  backtrace:\n    %s\n", strings.ReplaceAll(strings.TrimSpace(s.Backtrace), "\n", "\n    "))
+		}
+	}
+	fmt.Fprintf(w, "  duration:  %s\n", s.Duration)
+	fmt.Fprintf(w, "  proxmox:   %d API requests (%d retries), %d tasks, %s waiting on tasks\n", s.Requests, s.Retries, len(s.Tasks), s.TaskWaiting)
+	if s.Result != nil {
+		b, err := json.MarshalIndent(s.Result, "  ", "  ")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "  result:    %s\n", b)
+	}
+	return nil
+}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"syscall"
+	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/playtest"
+)
+
+// TestCmd runs playbook tests (*_test.star), each test function on a fresh
+// simulated host, and prints one line per test and a summary.
+type TestCmd struct {
+	Paths   []string `arg:"" optional:"" help:"Test files or directories, searched recursively (default: the playbooks directory)." type:"path"`
+	Match   string   `name:"run" help:"Run only tests whose name matches this regular expression." placeholder:"REGEXP"`
+	Verbose bool     `short:"v" help:"Show the logs of the playbooks under test."`
+}
+
+// Run runs the tests; any failure exits 1.
+func (c *TestCmd) Run(g *Globals) error {
+	files, err := testFiles(g.Playbooks, c.Paths)
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		return fmt.Errorf("test: no *_test.star files found")
+	}
+	opts := playtest.Options{Root: rootFor(g.Playbooks, files[0], files), MaxSteps: g.Runtime.MaxSteps}
+	if c.Match != "" {
+		if opts.Match, err = regexp.Compile(c.Match); err != nil {
+			return fmt.Errorf("--run: %w", err)
+		}
+	}
+	if c.Verbose {
+		opts.Logger = g.logger(g.stderr)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	results, err := playtest.Run(ctx, files, opts)
+	if err != nil {
+		return err
+	}
+	var passed, failedN int
+	for _, r := range results {
+		name := r.File
+		if r.Test != "" {
+			name += ": " + r.Test
+		}
+		if r.Passed() {
+			passed++
+			fmt.Fprintf(g.stdout, "--- PASS: %s (%s)\n", name, r.Duration.Round(time.Millisecond))
+			continue
+		}
+		failedN++
+		fmt.Fprintf(g.stdout, "--- FAIL: %s (%s)\n", name, r.Duration.Round(time.Millisecond))
+		for _, f := range r.Failures {
+			fmt.Fprintf(g.stdout, "    %s\n", f)
+		}
+	}
+	fmt.Fprintf(g.stdout, "%d passed, %d failed (%s)\n", passed, failedN, time.Since(start).Round(time.Millisecond))
+	if failedN > 0 {
+		return failed(fmt.Errorf("test: %d failed", failedN))
+	}
+	return nil
+}
+
+// testFiles expands args (none means the playbooks directory) into
+// *_test.star files, directories searched recursively.
+func testFiles(playbooks string, args []string) ([]string, error) {
+	if len(args) == 0 {
+		args = []string{playbooks}
+	}
+	var files []string
+	for _, a := range args {
+		err := filepath.WalkDir(a, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if !d.IsDir() && (p == a || isTestFile(p)) {
+				files = append(files, p)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return files, nil
+}

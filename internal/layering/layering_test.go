@@ -1,0 +1,101 @@
+package layering
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "gitea.dooplex.hu/admin/felhom-agent"
+
+// rules lists, per package, the dependencies (direct or not) it must not
+// have, each with the reason. A prefix ending in "/..." matches a tree.
+var rules = []struct {
+	pkg    string
+	bad    map[string]string // forbidden anywhere in the dependency graph
+	direct map[string]string // forbidden as a direct import
+}{
+	{pkg: "proxmox", bad: map[string]string{
+		"go.starlark.net/...":      "the Proxmox layer knows nothing of Starlark",
+		module + "/builtins":       "dependencies flow cmd → runtime → builtins → proxmox",
+		module + "/runtime/...":    "dependencies flow cmd → runtime → builtins → proxmox",
+		module + "/proxmox/pvesim": "production code never depends on the simulator",
+	}},
+	{pkg: "proxmox/pvesim", bad: map[string]string{
+		"go.starlark.net/...":   "the simulator models PVE, not playbooks",
+		module + "/builtins":    "the simulator may use proxmox types only",
+		module + "/runtime/...": "the simulator may use proxmox types only",
+	}},
+	{pkg: "builtins", bad: map[string]string{
+		module + "/runtime/...":        "builtins know nothing of files, timers, the hub or the store",
+		"github.com/fsnotify/fsnotify": "builtins know nothing of files",
+		"modernc.org/sqlite":           "builtins know nothing of the run store",
+		module + "/proxmox/pvesim":     "production code never depends on the simulator",
+	}, direct: map[string]string{
+		"os/exec":  "playbooks reach processes only through proxmox.Privileged's fenced runner",
+		"net/http": "playbooks reach the network only through the proxmox client",
+	}},
+	{pkg: "runtime/store", bad: map[string]string{module + "/...": "the store is stdlib plus its SQLite driver"}},
+	{pkg: "runtime/hub", bad: map[string]string{module + "/...": "the verifier is stdlib only"}},
+	{pkg: "runtime/api", bad: map[string]string{module + "/...": "the local API is stdlib only"}},
+	{pkg: "runtime/schedule", bad: map[string]string{module + "/...": "timers are stdlib plus gronx"}},
+	{pkg: "cmd/felhom-agent", bad: map[string]string{"testing": "the agent binary must not link the testing package"}},
+}
+
+func TestLayering(t *testing.T) {
+	for _, r := range rules {
+		t.Run(r.pkg, func(t *testing.T) {
+			path := module + "/" + r.pkg
+			out, err := exec.Command("go", "list", "-deps", path).Output()
+			if err != nil {
+				t.Fatalf("go list -deps %s: %v", path, err)
+			}
+			out2, err := exec.Command("go", "list", "-f", `{{join .Imports " "}}`, path).Output()
+			if err != nil {
+				t.Fatalf("go list %s: %v", path, err)
+			}
+			for _, dep := range strings.Fields(string(out2)) {
+				if why, ok := r.direct[dep]; ok {
+					t.Errorf("%s imports %s: %s", r.pkg, dep, why)
+				}
+			}
+			for _, dep := range strings.Fields(string(out)) {
+				if dep == path {
+					continue
+				}
+				for bad, why := range r.bad {
+					if matches(bad, dep) && !strings.HasPrefix(dep, path+"/") {
+						t.Errorf("%s depends on %s: %s", r.pkg, dep, why)
+					}
+				}
+			}
+		})
+	}
+}
+
+// matches reports whether pkg is pattern, or lies in its tree when
+// pattern ends in "/...".
+func matches(pattern, pkg string) bool {
+	if tree, ok := strings.CutSuffix(pattern, "/..."); ok {
+		return pkg == tree || strings.HasPrefix(pkg, tree+"/")
+	}
+	return pkg == pattern
+}
+
+func TestMatches(t *testing.T) {
+	tests := []struct {
+		pattern, pkg string
+		want         bool
+	}{
+		{"go.starlark.net/...", "go.starlark.net/starlark", true},
+		{"go.starlark.net/...", "go.starlark.net", true},
+		{"go.starlark.net/...", "go.starlark.netx/y", false},
+		{"os/exec", "os/exec", true},
+		{"os/exec", "os/execx", false},
+	}
+	for _, tt := range tests {
+		if got := matches(tt.pattern, tt.pkg); got != tt.want {
+			t.Errorf("matches(%q, %q) = %v; want %v", tt.pattern, tt.pkg, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,116 @@
+package playtest
+
+import (
+	_ "embed"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+
+	"go.starlark.net/starlark"
+	"go.starlark.net/starlarkstruct"
+)
+
+//go:embed assert.star
+var assertSrc string
+
+// assertFile is the name assert.star runs under; frames in it are skipped
+// when a failure is located, so a failure points at the test's line.
+const assertFile = "assert.star"
+
+var (
+	assertOnce  sync.Once
+	assertValue starlark.Value
+	assertErr   error
+)
+
+// assertModule returns the frozen `assert` struct, built once from
+// assert.star over the Go primitives below.
+func assertModule() (starlark.Value, error) {
+	assertOnce.Do(func() {
+		predeclared := starlark.StringDict{
+			"_error":  starlark.NewBuiltin("assert.fail", assertError),
+			"_catch":  starlark.NewBuiltin("assert.fails", assertCatch),
+			"_search": starlark.NewBuiltin("assert.matches", assertSearch),
+			"struct":  starlark.NewBuiltin("struct", starlarkstruct.Make),
+		}
+		thread := &starlark.Thread{Name: "assert"}
+		var globals starlark.StringDict
+		globals, assertErr = starlark.ExecFile(thread, assertFile, assertSrc, predeclared)
+		if assertErr == nil {
+			globals.Freeze()
+			assertValue = globals["assert"]
+		}
+	})
+	return assertValue, assertErr
+}
+
+// reporter collects a test's failures; it is a thread local of the test.
+type reporter struct {
+	mu       sync.Mutex
+	failures []string
+}
+
+func (r *reporter) add(msg string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failures = append(r.failures, msg)
+}
+
+const reporterKey = "felhom.playtest.reporter"
+
+// assertError records a failure at the innermost frame outside assert.star,
+// as "file:line:col: message", and lets the test go on.
+func assertError(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var msg string
+	if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &msg); err != nil {
+		return nil, err
+	}
+	r, ok := thread.Local(reporterKey).(*reporter)
+	if !ok {
+		return nil, fmt.Errorf("%s: %s", b.Name(), msg)
+	}
+	r.add(callerPos(thread) + msg)
+	return starlark.None, nil
+}
+
+// callerPos is "file:line:col: " of the innermost frame in a test file.
+func callerPos(thread *starlark.Thread) string {
+	stack := thread.CallStack()
+	for i := len(stack) - 1; i >= 0; i-- {
+		pos := stack[i].Pos
+		if f := pos.Filename(); f != assertFile && f != "<builtin>" && pos.IsValid() {
+			return fmt.Sprintf("%s:%d:%d: ", f, pos.Line, pos.Col)
+		}
+	}
+	return ""
+}
+
+// assertCatch calls fn(*args, **kwargs) and returns its error message, or
+// None when it succeeded.
+func assertCatch(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if len(args) < 1 {
+		return nil, fmt.Errorf("%s: missing function to call", b.Name())
+	}
+	if _, err := starlark.Call(thread, args[0], args[1:], kwargs); err != nil {
+		if ee, ok := err.(*starlark.EvalError); ok {
+			return starlark.String(ee.Msg), nil
+		}
+		return starlark.String(err.Error()), nil
+	}
+	return starlark.None, nil
+}
+
+// assertSearch reports whether the regular expression pattern matches
+// anywhere in s.
+func assertSearch(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var pattern, s string
+	if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 2, &pattern, &s); err != nil {
+		return nil, err
+	}
+	re, err := regexp.Compile(pattern)
+	if err != nil {
+		return nil, fmt.Errorf("%s: pattern %q: %w", b.Name(), pattern, err)
+	}
+	return starlark.Bool(re.MatchString(s) || strings.Contains(s, pattern)), nil
+}

@@ -1,0 +1,283 @@
+// Package playtest runs playbook tests: the test_* functions of
+// *_test.star files, each on a fresh simulated Proxmox VE host, like
+// `go test` runs Test functions. It is what `felhom-agent test` and the
+// project's Go tests of the shipped playbooks use.
+//
+// A test file is Starlark with every playbook builtin (proxmox, task, host,
+// monitor, log, json, time, catch, struct) bound to its own simulator, plus:
+//
+//   - sim: shapes and inspects the simulated host ([SimTable]);
+//   - assert: eq, ne, true, false, contains, not_contains, matches, fails
+//     (each failure is recorded at the test's line and the test goes on);
+//   - run_playbook(file, params={}): runs a playbook of the root on the
+//     test's host and returns struct(status, result, error, kind, run).
+//
+// A test passes when it returns without error and no assertion failed.
+// Failures read "file:line:col: message".
+package playtest
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"go.starlark.net/starlark"
+	"go.starlark.net/starlarkstruct"
+
+	"gitea.dooplex.hu/admin/felhom-agent/builtins"
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime"
+)
+
+// Options configure [Run]. The zero value runs every test, discarding the
+// playbooks' logs.
+type Options struct {
+	// Root is the playbooks root that load() and run_playbook resolve in;
+	// "" means the directory of each test file.
+	Root string
+	// Logger receives the logs of the code under test; nil discards them.
+	Logger *slog.Logger
+	// Match selects tests by name ("test_backup_.*"); nil runs all.
+	Match *regexp.Regexp
+	// MaxSteps is each test's Starlark step budget; 0 means
+	// runtime.DefaultMaxSteps.
+	MaxSteps uint64
+}
+
+// Result is the outcome of one test function (or of a file that did not
+// load: then Test is "").
+type Result struct {
+	File     string
+	Test     string
+	Failures []string // "file:line:col: message", in the order they happened
+	Duration time.Duration
+}
+
+// Passed reports whether the test had no failure.
+func (r Result) Passed() bool { return len(r.Failures) == 0 }
+
+// Tables are the test-only modules, for `felhom-agent doc`.
+func Tables() []*builtins.Table { return []*builtins.Table{SimTable, testGlobals} }
+
+// testGlobals are the global functions test files have besides a playbook's.
+var testGlobals = &builtins.Table{
+	Name: "",
+	Doc:  "Test files only.",
+	Funcs: []builtins.Func{{
+		Name: "run_playbook",
+		Sig:  "run_playbook(file, params={})",
+		Doc:  `Runs the playbook file (relative to the playbooks root) on the test's simulated host, as "felhom-agent run" would, and returns struct(status, result, error, kind, run): status is succeeded, failed, cancelled, timed_out or refused (bad parameters); result is what the playbook returned (None when it failed).`,
+		Fn:   runPlaybook,
+	}},
+}
+
+// Run runs the tests of files and returns one Result per test, in file
+// order and, within a file, in source order. It fails only when a file
+// cannot be found; a file that does not load is a failed Result.
+func Run(ctx context.Context, files []string, opts Options) ([]Result, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	assert, err := assertModule()
+	if err != nil {
+		return nil, fmt.Errorf("playtest: assert module: %w", err)
+	}
+	loaders := map[string]*runtime.Loader{}
+	var results []Result
+	for _, file := range files {
+		root := cmp.Or(opts.Root, filepath.Dir(file))
+		l, ok := loaders[root]
+		if !ok {
+			tables := append(builtins.Tables(), SimTable, testGlobals, &builtins.Table{
+				Name: "", Doc: "assert", Attrs: []builtins.Attr{{Name: "assert", Doc: "assertions", Value: assert}},
+			})
+			if l, err = runtime.NewLoader(root, runtime.LoaderOptions{Tables: tables, Logger: opts.Logger, MaxSteps: opts.MaxSteps}); err != nil {
+				return nil, err
+			}
+			loaders[root] = l
+		}
+		results = append(results, runFile(ctx, l, file, opts)...)
+	}
+	return results, nil
+}
+
+// test is one test function with its source position.
+type test struct {
+	name string
+	fn   *starlark.Function
+}
+
+func runFile(ctx context.Context, l *runtime.Loader, file string, opts Options) []Result {
+	start := time.Now()
+	globals, err := l.LoadScript(file)
+	if err != nil {
+		return []Result{{File: file, Failures: diagnostics(err), Duration: time.Since(start)}}
+	}
+	var tests []test
+	for name, v := range globals {
+		fn, ok := v.(*starlark.Function)
+		if ok && strings.HasPrefix(name, "test_") && (opts.Match == nil || opts.Match.MatchString(name)) {
+			tests = append(tests, test{name, fn})
+		}
+	}
+	slices.SortFunc(tests, func(a, b test) int { return cmp.Compare(a.fn.Position().Line, b.fn.Position().Line) })
+	var results []Result
+	for _, t := range tests {
+		results = append(results, runTest(ctx, l, file, t, opts))
+	}
+	return results
+}
+
+// diagnostics turns a load error into failure lines.
+func diagnostics(err error) []string {
+	var lerr *runtime.LoadError
+	if errors.As(err, &lerr) {
+		var out []string
+		for _, d := range lerr.Diagnostics {
+			out = append(out, d.String())
+		}
+		return out
+	}
+	return []string{err.Error()}
+}
+
+// harness is what run_playbook needs; it is a thread local of the test.
+type harness struct {
+	loader *runtime.Loader
+	engine *runtime.Engine
+	ctx    context.Context
+	logger *slog.Logger
+}
+
+const harnessKey = "felhom.playtest.harness"
+
+// runTest runs one test function on a fresh simulated host.
+func runTest(ctx context.Context, l *runtime.Loader, file string, t test, opts Options) (res Result) {
+	res = Result{File: file, Test: t.name}
+	start := time.Now()
+	defer func() { res.Duration = time.Since(start) }()
+	fail := func(err error) Result { res.Failures = append(res.Failures, err.Error()); return res }
+
+	world := pvesim.New()
+	world.TaskDuration = taskDuration
+	srv, err := world.Start("")
+	if err != nil {
+		return fail(err)
+	}
+	defer srv.Close()
+	tok, err := proxmox.ParseToken(srv.Token)
+	if err != nil {
+		return fail(err)
+	}
+	logger := opts.Logger.With("test", t.name)
+	client, err := proxmox.New(proxmox.Config{Endpoint: srv.Endpoint, Node: srv.Node, Token: tok, Fingerprint: srv.Fingerprint},
+		proxmox.WithLogger(logger), proxmox.WithRetryBackoff(time.Millisecond, 10*time.Millisecond))
+	if err != nil {
+		return fail(err)
+	}
+	priv, err := proxmox.NewPrivileged(proxmox.PrivilegedConfig{}, world.RootRunner())
+	if err != nil {
+		return fail(err)
+	}
+	u, _ := url.Parse(srv.Endpoint)
+	env := builtins.Env{
+		Proxmox: client, Host: priv, Tunnel: u.Host,
+		Wait: proxmox.WaitOptions{MinInterval: time.Millisecond, MaxInterval: 20 * time.Millisecond},
+	}
+	engine := runtime.NewEngine(runtime.Config{Env: env, MaxSteps: opts.MaxSteps, Logger: logger})
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	rep := &reporter{}
+	thread := &starlark.Thread{Name: t.name, Print: func(_ *starlark.Thread, msg string) { logger.Info(msg) }}
+	runEnv := env
+	runEnv.Context, runEnv.Logger, runEnv.Locks = ctx, logger, new(runtime.GuestLocks)
+	builtins.SetEnv(thread, &runEnv)
+	thread.SetLocal(simKey, world)
+	thread.SetLocal(reporterKey, rep)
+	thread.SetLocal(harnessKey, &harness{loader: l, engine: engine, ctx: ctx, logger: logger})
+	steps := cmp.Or(opts.MaxSteps, runtime.DefaultMaxSteps)
+	thread.SetMaxExecutionSteps(steps)
+	thread.OnMaxSteps = func(th *starlark.Thread) { th.Cancel(fmt.Sprintf("step budget of %d exceeded", steps)) }
+	stop := context.AfterFunc(ctx, func() { thread.Cancel("test cancelled") })
+	defer stop()
+
+	_, err = starlark.Call(thread, t.fn, nil, nil)
+	res.Failures = rep.failures
+	if err != nil {
+		res.Failures = append(res.Failures, located(err))
+	}
+	return res
+}
+
+// located renders a test's own error as "file:line:col: message" at its
+// innermost Starlark frame.
+func located(err error) string {
+	var ee *starlark.EvalError
+	if !errors.As(err, &ee) {
+		return err.Error()
+	}
+	for i := len(ee.CallStack) - 1; i >= 0; i-- {
+		pos := ee.CallStack[i].Pos
+		if pos.IsValid() && pos.Filename() != "<builtin>" && pos.Filename() != assertFile {
+			return fmt.Sprintf("%s:%d:%d: %s", pos.Filename(), pos.Line, pos.Col, ee.Msg)
+		}
+	}
+	return ee.Msg
+}
+
+// runPlaybook implements run_playbook(file, params={}).
+func runPlaybook(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var file string
+	params := new(starlark.Dict)
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "file", &file, "params?", &params); err != nil {
+		return nil, err
+	}
+	h, ok := thread.Local(harnessKey).(*harness)
+	if !ok {
+		return nil, fmt.Errorf("%s: only a test function may run playbooks", b.Name())
+	}
+	pb, err := h.loader.Load(filepath.Join(h.loader.Root(), filepath.FromSlash(file)))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	raw := map[string]json.RawMessage{}
+	for _, item := range params.Items() {
+		name, ok := starlark.AsString(item[0])
+		if !ok {
+			return nil, fmt.Errorf("%s: params: keys must be strings, got %s", b.Name(), item[0].Type())
+		}
+		js, err := encodeJSON(thread, item[1])
+		if err != nil {
+			return nil, fmt.Errorf("%s: params[%q]: %w", b.Name(), name, err)
+		}
+		raw[name] = js
+	}
+	fields := starlark.StringDict{"result": starlark.None, "error": starlark.String(""), "kind": starlark.String(""), "run": starlark.String("")}
+	p, err := pb.Decl.Coerce(nil, raw)
+	if err != nil {
+		fields["status"], fields["error"], fields["kind"] = starlark.String(runtime.StatusRefused), starlark.String(err.Error()), starlark.String(runtime.KindParams)
+		return starlarkstruct.FromStringDict(starlarkstruct.Default, fields), nil
+	}
+	res := h.engine.Run(h.ctx, pb, p, runtime.RunOptions{Trigger: "test", Logger: h.logger})
+	fields["status"], fields["error"], fields["kind"], fields["run"] = starlark.String(res.Status), starlark.String(res.Error), starlark.String(res.Kind), starlark.String(res.ID)
+	if len(res.Output) > 0 {
+		v, err := decodeJSON(thread, res.Output)
+		if err != nil {
+			return nil, fmt.Errorf("%s: result: %w", b.Name(), err)
+		}
+		fields["result"] = v
+	}
+	return starlarkstruct.FromStringDict(starlarkstruct.Default, fields), nil
+}
