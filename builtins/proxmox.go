@@ -40,6 +40,8 @@ var ProxmoxTable = &Table{
 		"and change guests through worker tasks that are waited for by " +
 		"default. Mutations of one guest are serialized across runs.",
 	Funcs: []Func{
+		{Name: "node", Sig: "node()", Fn: pveNode,
+			Doc: "Returns the name of the node this agent manages (a string). Makes no request."},
 		{Name: "version", Sig: "version()", Fn: pveVersion,
 			Doc: "Returns struct(version, release, repoid) of the Proxmox VE API."},
 		{Name: "nodes", Sig: "nodes()", Fn: pveNodes,
@@ -64,6 +66,8 @@ var ProxmoxTable = &Table{
 			Doc: "Returns guest vmid's snapshots (without PVE's \"current\"): a list of struct(name, description, parent, snaptime (time or None))."},
 		{Name: "tasks", Sig: "tasks(vmid=0, type=\"\", source=\"\", errors=False, limit=0)", Fn: pveTasks,
 			Doc: "Returns this node's tasks, filtered by guest, worker type, source (\"active\", \"archive\", \"all\"), only failed ones, and count (0: PVE's default of 50): a list of struct(upid, node, type, id, user, status, exitstatus, ok, starttime, endtime (None while running))."},
+		{Name: "wait_status", Sig: "wait_status(vmid, status=\"running\", timeout=\"60s\")", Fn: pveWaitStatus,
+			Doc: "Polls guest vmid until its status is status (\"running\" or \"stopped\") and returns the guest as guest() does; fails when timeout passes first, naming the status last seen. A started task's OK does not promise the container is up yet; this does."},
 		{Name: "next_id", Sig: "next_id()", Fn: pveNextID,
 			Doc: "Returns the next free guest id (an int). Another client may take it before you use it."},
 		{Name: "disks", Sig: "disks()", Fn: pveDisks,
@@ -167,6 +171,59 @@ func pveGuests(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
 		gs, err := api.Guests(ctx)
 		return listOf(gs, guestValue), err
+	})
+}
+
+func pveNode(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs); err != nil {
+		return nil, err
+	}
+	return read(thread, b, func(_ context.Context, api GuestAPI) (starlark.Value, error) {
+		return starlark.String(api.Node()), nil
+	})
+}
+
+// pveWaitStatus polls with the run's task-wait backoff, so it never
+// hammers the API, and selects on the run's context between polls.
+func pveWaitStatus(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var vmid vmidArg
+	want := "running"
+	timeout := durationArg{d: time.Minute}
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "vmid", &vmid, "status?", &want, "timeout?", &timeout); err != nil {
+		return nil, err
+	}
+	if want != "running" && want != "stopped" {
+		return nil, fmt.Errorf("%s: status %q: want \"running\" or \"stopped\"", b.Name(), want)
+	}
+	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+		env := EnvOf(thread)
+		interval, limit := env.Wait.MinInterval, env.Wait.MaxInterval
+		if interval <= 0 {
+			interval = 250 * time.Millisecond
+		}
+		if limit <= 0 {
+			limit = 2 * time.Second
+		}
+		deadline := time.NewTimer(timeout.d)
+		defer deadline.Stop()
+		for {
+			s, err := api.GuestStatus(ctx, int(vmid))
+			if err != nil {
+				return nil, err
+			}
+			if s.Status == want {
+				s.VMID = int(vmid)
+				return guestStatusValue(s), nil
+			}
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-deadline.C:
+				return nil, fmt.Errorf("guest %d is still %s after %s (want %s)", vmid, s.Status, timeout.d, want)
+			case <-time.After(interval):
+			}
+			interval = min(2*interval, limit)
+		}
 	})
 }
 

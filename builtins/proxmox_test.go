@@ -319,6 +319,8 @@ func TestNoProxmox(t *testing.T) {
 // loadTimeCalls is a valid call of every acting builtin of the four
 // tables; TestLoadTime fails if a function is missing here.
 var loadTimeCalls = map[string]string{
+	"proxmox.node":            `proxmox.node()`,
+	"proxmox.wait_status":     `proxmox.wait_status(101)`,
 	"proxmox.version":         `proxmox.version()`,
 	"proxmox.nodes":           `proxmox.nodes()`,
 	"proxmox.node_status":     `proxmox.node_status()`,

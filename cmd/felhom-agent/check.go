@@ -8,7 +8,7 @@ import (
 
 // CheckCmd loads, resolves and validates playbooks without running them.
 type CheckCmd struct {
-	Paths []string `arg:"" optional:"" help:"Playbook files or directories (default: the playbooks directory)." type:"path"`
+	Paths []string `arg:"" optional:"" help:"Playbook files or directories (default: the playbooks directory)."`
 }
 
 // Run prints one "file:line:col: message" line per problem and fails when

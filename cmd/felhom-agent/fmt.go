@@ -12,7 +12,7 @@ import (
 // formatting differs, or rewrites them with -w.
 type FmtCmd struct {
 	Write bool     `short:"w" help:"Rewrite files in place instead of listing them."`
-	Paths []string `arg:"" optional:"" help:"Files or directories (default: the playbooks directory)." type:"path"`
+	Paths []string `arg:"" optional:"" help:"Files or directories (default: the playbooks directory)."`
 }
 
 // Run lists (or rewrites) every file whose formatting differs; a file that

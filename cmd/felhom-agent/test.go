@@ -17,7 +17,7 @@ import (
 // TestCmd runs playbook tests (*_test.star), each test function on a fresh
 // simulated host, and prints one line per test and a summary.
 type TestCmd struct {
-	Paths   []string `arg:"" optional:"" help:"Test files or directories, searched recursively (default: the playbooks directory)." type:"path"`
+	Paths   []string `arg:"" optional:"" help:"Test files or directories, searched recursively (default: the playbooks directory)."`
 	Match   string   `name:"run" help:"Run only tests whose name matches this regular expression." placeholder:"REGEXP"`
 	Verbose bool     `short:"v" help:"Show the logs of the playbooks under test."`
 }

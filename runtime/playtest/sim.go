@@ -34,7 +34,7 @@ var SimTable = &builtins.Table{
 		{Name: "set_privileges", Sig: `set_privileges(privileges, path="/")`, Doc: "Replaces the agent token's privileges on an ACL path (checked when a request arrives).", Fn: simPrivileges},
 		{Name: "deny_at_task", Sig: "deny_at_task(privilege, path)", Doc: "Lets requests pass but makes tasks touching path fail with `Permission check failed (path, privilege)` when they run.", Fn: simDenyAtTask},
 		{Name: "fail_task", Sig: `fail_task(type, vmid=0, message="simulated task failure", always=False)`, Doc: "Makes the next task of a worker type (vzdump, vzrestore, vzstart, ...) on vmid (0: any) stop with message as its error; always=True makes every such task fail.", Fn: simFailTask},
-		{Name: "fault", Sig: "fault(spec)", Doc: "Injects a fault in the simulator's grammar, e.g. \"5xx:GET:/nodes/*/status:count=2\" or \"drop:GET:/nodes/*/tasks/*/status:count=1\".", Fn: simFault},
+		{Name: "fault", Sig: "fault(spec)", Doc: "Injects a fault in the simulator's grammar, e.g. \"503:GET:/nodes/*/status:count=2\", \"drop:GET:/nodes/*/tasks/*/status:count=1\" or \"latency:200ms\".", Fn: simFault},
 		{Name: "set_disk", Sig: "set_disk(device, passed=True, reallocated=0, temperature=0)", Doc: "Sets the SMART state of a disk (/dev/sda, /dev/sdb).", Fn: simDisk},
 		{Name: "set_temperature", Sig: "set_temperature(label, celsius)", Doc: "Sets a sensor's temperature (as `sensors -j` shows it).", Fn: simTemperature},
 		{Name: "set_rootfs", Sig: "set_rootfs(used_percent)", Doc: "Sets the node's root filesystem usage.", Fn: simRootFS},
@@ -387,7 +387,7 @@ func simDisk(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 
 func simTemperature(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var label string
-	var c float64
+	var c number
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "label", &label, "celsius", &c); err != nil {
 		return nil, err
 	}
@@ -395,14 +395,14 @@ func simTemperature(thread *starlark.Thread, b *starlark.Builtin, args starlark.
 	if err != nil {
 		return nil, err
 	}
-	if err := s.SetTemperature(label, c); err != nil {
+	if err := s.SetTemperature(label, float64(c)); err != nil {
 		return nil, wrap(b, err)
 	}
 	return starlark.None, nil
 }
 
 func simRootFS(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var pct float64
+	var pct number
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "used_percent", &pct); err != nil {
 		return nil, err
 	}
@@ -414,7 +414,7 @@ func simRootFS(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 		return nil, err
 	}
 	u := s.NodeUsage()
-	u.RootFSUsed = uint64(float64(u.RootFSTotal) * pct / 100)
+	u.RootFSUsed = uint64(float64(u.RootFSTotal) * float64(pct) / 100)
 	if err := s.SetNodeUsage(u); err != nil {
 		return nil, wrap(b, err)
 	}
@@ -472,3 +472,17 @@ func simRootCalls(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tu
 // taskDuration of the simulator every test starts with: short, so tests
 // are quick, but not zero, so waits really poll.
 const taskDuration = 5 * time.Millisecond
+
+// number unpacks an int or a float.
+type number float64
+
+var _ starlark.Unpacker = (*number)(nil)
+
+func (n *number) Unpack(v starlark.Value) error {
+	f, ok := starlark.AsFloat(v)
+	if !ok {
+		return fmt.Errorf("got %s, want a number", v.Type())
+	}
+	*n = number(f)
+	return nil
+}
