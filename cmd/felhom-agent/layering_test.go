@@ -1,4 +1,4 @@
-package layering
+package main
 
 import (
 	"os/exec"
