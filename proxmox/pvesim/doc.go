@@ -1,0 +1,78 @@
+// Package pvesim is a stateful Proxmox VE 8 simulator: an http.Handler
+// ([Sim]) that answers the API below /api2/json like a real host for every
+// endpoint felhom-agent uses, and a [RootRunner] that answers the fenced
+// root commands (pct create, mount, smartctl, sensors). It is as strict as
+// a host: parameters are validated against the official schema (embedded
+// from the PVE API viewer data), privileges are checked per ACL path, and
+// errors carry PVE's exact texts, status codes and reason phrases.
+//
+// # For tests
+//
+//	sim := &pvesim.Sim{TaskDuration: time.Millisecond}
+//	sim.OnUnmodeled = func(r *http.Request) { t.Errorf("unmodelled %s %s", r.Method, r.URL) }
+//	srv, err := sim.Start("127.0.0.1:0") // or httptest.NewTLSServer(sim)
+//	if err != nil { t.Fatal(err) }
+//	t.Cleanup(func() { srv.Close() })
+//	// point the client at srv.Endpoint with srv.Token, trusting srv.CAPEM
+//	// or pinning srv.Fingerprint; shape the world with sim.AddGuest,
+//	// sim.FillStorage, sim.DenyAtTaskTime, sim.FailNextTask, sim.AddFault;
+//	// assert with sim.Guest, sim.Volumes, sim.Tasks, sim.Mutations.
+//
+// Time is the Now knob: a test that sets Now to a fake clock decides when
+// tasks stop by advancing it (tasks stop lazily, when anyone looks after
+// their end), so no test has to sleep.
+//
+// # For operators
+//
+// `felhom-agent sim` serves the default world with Start and prints its
+// Info (endpoint, token, fingerprint); faults come from the command line in
+// the ParseFault form ("latency:200ms", "503:GET:/nodes/*/status:count=3",
+// "taskfail:vzdump:101:disk on fire", "full:usb-backup", ...).
+//
+// # The default world
+//
+// Node demo-felhom (PVE 8.2.4). Guests: 9999 "selftest" (running), 9000
+// "golden" (a stopped template whose archive is on local), 101 "web" and
+// 102 "db" (running, each with one archive on usb-backup). Storages: local
+// (dir /var/lib/vz: backup, iso, vztmpl, with the Debian 12 template),
+// local-lvm (lvmthin: images, rootdir), usb-backup (dir /mnt/usb-backup:
+// backup, prune-backups keep-last=7). Token felhom-agent@pve!agent with the
+// FelhomAgent role on /. Disks /dev/sda (SSD) and /dev/sdb (USB, partition
+// sdb1 with DefaultUSBUUID mounted at /mnt/usb-backup). Sensors coretemp
+// and nvme.
+//
+// # Where PVE checks, and so the simulator
+//
+// At the request: authentication (401 "No ticket" without credentials,
+// "Authentication failed!" with bad ones, empty body); the endpoint's
+// declared permission check (403 "Permission check failed (PATH, PRIV)");
+// "no such cluster node 'x'" (500); the schema (400 "Parameter
+// verification failed." with per-parameter errors); then the handler's own
+// checks: "CT 101 already running" / "CT 101 not running" for start/stop,
+// "CT is locked (backup)" and "unable to destroy CT 101 - container is
+// running" for config changes and destroy, "CT 101 already exists on node
+// 'demo-felhom'" for create, "Configuration file
+// 'nodes/demo-felhom/lxc/101.conf' does not exist" for a missing guest.
+//
+// In the worker (the POST returns a UPID; the task stops with the error):
+// snapshot, rollback and snapshot delete ("snapshot name 'x' already used",
+// "snapshot 'x' does not exist", locks), lock checks of start/stop/shutdown,
+// vzdump's per-guest failures (the job then ends "job errors"; a full
+// storage fails the archive write with "No space left on device" in the
+// log), and every DenyAtTaskTime rule. Workers check: vzdump VM.Backup on
+// each /vms/VMID (skipped guests with all=1) and Datastore.AllocateSpace on
+// the storage; vzcreate and vzrestore VM.Allocate on the guest and
+// Datastore.AllocateSpace on the target storage; vzstart, vzstop and
+// vzshutdown VM.PowerMgmt; vzsnapshot and vzdelsnapshot VM.Snapshot;
+// vzrollback VM.Snapshot.Rollback; vzdestroy VM.Allocate; imgdel
+// Datastore.Allocate on the storage (Datastore.AllocateSpace and VM.Backup
+// for a backup).
+//
+// A task holding a guest lock (backup, snapshot, rollback, snapshot-delete,
+// create, destroyed) holds it from its request until it stops; a concurrent
+// config change or destroy then answers 500 "CT is locked (backup)".
+//
+// Deliberate simplifications: one node; no QEMU guests (their list is
+// empty, their config "does not exist"); pending config changes apply at
+// once; storage space is accounted for archives and guest disks only.
+package pvesim

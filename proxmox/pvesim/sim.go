@@ -1,0 +1,369 @@
+package pvesim
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// DefaultTaskDuration is how long a worker task runs when
+// Sim.TaskDuration is zero.
+const DefaultTaskDuration = 200 * time.Millisecond
+
+// Sim is a simulated Proxmox VE 8 host: an http.Handler answering the API
+// below /api2/json for every endpoint the agent uses, with the state
+// behind it (node, LXC guests, storages and their content, tasks, tokens,
+// disks and sensors).
+//
+// The zero value serves the default world (see the package documentation);
+// so does New. Exported fields are knobs: set them before the first
+// request and do not change them while requests are in flight (use the
+// methods for that). Every method is safe for concurrent use: one mutex
+// guards the state, and what methods return is a copy.
+type Sim struct {
+	// TaskDuration is how long every worker task runs before it stops
+	// (a vzdump runs this long per guest it backs up). Zero means
+	// DefaultTaskDuration; negative means tasks stop at their first
+	// observation. Tasks are evaluated lazily: a task stops the first
+	// time anyone looks (a request or a reader method) at or after its
+	// end, so a test that controls Now controls task completion.
+	TaskDuration time.Duration
+
+	// Latency delays every API request before it is handled (faults may
+	// add more). Zero means none.
+	Latency time.Duration
+
+	// Faults are injected from the first use of the Sim on; AddFault adds
+	// more later. An invalid fault here panics at first use.
+	Faults []Fault
+
+	// OnUnmodeled, when set, is called for every request the simulator
+	// does not model (besides answering it like PVE: 501 "Method 'GET /x'
+	// not implemented"). Tests set it to report an error, so a client
+	// calling an endpoint the simulator cannot vouch for fails loudly.
+	OnUnmodeled func(*http.Request)
+
+	// LegacyErrors makes error bodies look like PVE before 8.4
+	// (libpve-http-server-perl < 5.2.0): no "message" field; the message
+	// travels only in the HTTP reason phrase.
+	LegacyErrors bool
+
+	// Now is the clock: task timing, ctimes and archive names (which use
+	// the location of the time Now returns; time.Now is local time, like
+	// PVE's). Nil means time.Now.
+	Now func() time.Time
+
+	once   sync.Once
+	mu     sync.Mutex
+	st     *state // guarded by mu
+	runner *RootRunner
+}
+
+// New returns a Sim serving the default world, with the default knobs
+// spelled out.
+func New() *Sim {
+	return &Sim{TaskDuration: DefaultTaskDuration}
+}
+
+func (s *Sim) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Sim) taskDuration() time.Duration {
+	switch {
+	case s.TaskDuration == 0:
+		return DefaultTaskDuration
+	case s.TaskDuration < 0:
+		return 0
+	}
+	return s.TaskDuration
+}
+
+// init builds the default world on first use.
+func (s *Sim) init() {
+	s.once.Do(func() {
+		s.st = newWorld(s, s.now())
+		s.runner = &RootRunner{sim: s}
+		for _, f := range s.Faults {
+			if err := s.st.addFault(f); err != nil {
+				panic(fmt.Sprintf("pvesim: Sim.Faults: %v", err))
+			}
+		}
+	})
+}
+
+// with runs f on the state under the lock, after letting due tasks stop.
+func (s *Sim) with(f func(st *state) error) error {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.st.now = s.now()
+	s.st.advance()
+	return f(s.st)
+}
+
+// Requests is the number of HTTP requests the handler has received.
+func (s *Sim) Requests() int {
+	var n int
+	_ = s.with(func(st *state) error { n = st.requests; return nil })
+	return n
+}
+
+// Mutations is the number of mutating requests (POST, PUT, DELETE) the
+// handler has received that name guest vmid: in the path, as the vmid of
+// a create or restore, or in a vzdump's vmid list. Requests count on
+// arrival, whatever their outcome — including those a fault failed or
+// dropped — so a test can assert that a client never repeated one.
+func (s *Sim) Mutations(vmid int) int {
+	var n int
+	_ = s.with(func(st *state) error { n = st.mutations[vmid]; return nil })
+	return n
+}
+
+// ServeHTTP answers one API request the way pveproxy would: faults first
+// (latency, injected statuses, dropped connections), then authentication,
+// routing, the permission check of the endpoint, node resolution,
+// parameter validation against the official schema, and the handler.
+func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.init()
+	req := parseRequest(r)
+	if req.route == nil && s.OnUnmodeled != nil {
+		s.OnUnmodeled(r)
+	}
+
+	s.mu.Lock()
+	st := s.st
+	st.now = s.now()
+	st.advance()
+	st.requests++
+	for _, vmid := range req.mutatedGuests() {
+		st.mutations[vmid]++
+	}
+	act := st.matchFaults(req)
+	s.mu.Unlock()
+
+	if d := s.Latency + act.delay; d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
+	}
+	switch {
+	case act.drop && !act.after:
+		dropConnection(w)
+		return
+	case act.status != 0:
+		writeResponse(w, act.response(), s.LegacyErrors, s.now())
+		return
+	}
+	resp := s.serve(req)
+	if act.drop {
+		dropConnection(w)
+		return
+	}
+	writeResponse(w, resp, s.LegacyErrors, s.now())
+}
+
+// serve runs the PVE request pipeline under the lock.
+func (s *Sim) serve(req *request) response {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.st
+	st.now = s.now()
+	st.advance()
+
+	tok, fail := st.authenticate(req.auth, req.cookie)
+	if tok == nil {
+		return fail
+	}
+	if req.unexpectedBody {
+		return response{status: 501, message: fmt.Sprintf("Unexpected content for method '%s'\n", req.method), bare: true}
+	}
+	if req.route == nil {
+		return response{status: http.StatusNotImplemented, message: fmt.Sprintf("Method '%s %s' not implemented", req.method, req.relPath)}
+	}
+	if req.badBody != "" {
+		return die("%s", req.badBody)
+	}
+	params := map[string][]string{}
+	for k, v := range req.params {
+		params[k] = v
+	}
+	conflicts := map[string]string{}
+	for k, v := range req.uri {
+		if got, ok := params[k]; ok && (len(got) != 1 || got[0] != v) {
+			conflicts[k] = "duplicate parameter (already defined in URI) with conflicting values!"
+		}
+		params[k] = []string{v}
+	}
+	if len(conflicts) > 0 {
+		return paramError(conflicts)
+	}
+	flat := make(map[string]string, len(params))
+	for k, v := range params {
+		if len(v) > 0 {
+			flat[k] = v[0]
+		}
+	}
+	ep := loadSchema()[req.route.key]
+	if ep.Permissions.Check != nil {
+		if resp, ok := tok.evalCheck(ep.Permissions.Check, flat); !ok {
+			return resp
+		}
+	}
+	if node, ok := req.uri["node"]; ok && node != st.node.name {
+		return die("no such cluster node '%s'", node)
+	}
+	if errs := ep.validate(params); errs != nil {
+		return paramError(errs)
+	}
+	c := &call{st: st, tok: tok, params: flat, multi: params, req: req}
+	return req.route.handle(c)
+}
+
+// request is an HTTP request reduced to what PVE's server looks at.
+type request struct {
+	http           *http.Request
+	method         string
+	relPath        string // below /api2/json, as requested
+	params         map[string][]string
+	auth, cookie   string
+	route          *route
+	uri            map[string]string // path parameters
+	badBody        string            // a body PVE could not decode
+	unexpectedBody bool              // a body on GET or DELETE
+}
+
+func parseRequest(r *http.Request) *request {
+	req := &request{
+		http:   r,
+		method: r.Method,
+		params: map[string][]string{},
+		auth:   r.Header.Get("Authorization"),
+	}
+	if c, err := r.Cookie("PVEAuthCookie"); err == nil {
+		req.cookie = c.Value
+	}
+	for k, v := range r.URL.Query() {
+		req.params[k] = v
+	}
+	if r.Body != nil {
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if len(body) > 0 {
+			if r.Method != http.MethodPost && r.Method != http.MethodPut {
+				req.unexpectedBody = true
+			} else {
+				req.badBody = decodeBody(r.Header.Get("Content-Type"), body, req.params)
+			}
+		}
+	}
+	rest, ok := strings.CutPrefix(r.URL.Path, "/api2/json")
+	if !ok || (rest != "" && !strings.HasPrefix(rest, "/")) {
+		req.relPath = r.URL.Path
+		return req
+	}
+	req.relPath = rest
+	if req.relPath == "" {
+		req.relPath = "/"
+	}
+	req.route, req.uri = matchRoute(r.Method, rest)
+	return req
+}
+
+// decodeBody adds the parameters of a POST or PUT body to params: form
+// encoding, or a JSON object whose scalars PVE reads as their text.
+func decodeBody(contentType string, body []byte, params map[string][]string) string {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	if mt == "application/json" {
+		var obj map[string]any
+		dec := json.NewDecoder(strings.NewReader(string(body)))
+		dec.UseNumber()
+		if err := dec.Decode(&obj); err != nil {
+			return "unable to parse JSON request body: " + err.Error()
+		}
+		for k, v := range obj {
+			switch v := v.(type) {
+			case nil:
+			case []any:
+				for _, item := range v {
+					params[k] = append(params[k], jsonScalar(item))
+				}
+			default:
+				params[k] = []string{jsonScalar(v)}
+			}
+		}
+		return ""
+	}
+	vals, err := url.ParseQuery(string(body))
+	if err != nil {
+		return "unable to parse request body: " + err.Error()
+	}
+	for k, v := range vals {
+		params[k] = append(params[k], v...)
+	}
+	return ""
+}
+
+func jsonScalar(v any) string {
+	switch v := v.(type) {
+	case bool:
+		if v {
+			return "1"
+		}
+		return "0"
+	case string:
+		return v
+	case json.Number:
+		return v.String()
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// mutatedGuests lists the guests a mutating request names.
+func (req *request) mutatedGuests() []int {
+	switch req.method {
+	case http.MethodPost, http.MethodPut, http.MethodDelete:
+	default:
+		return nil
+	}
+	var ids []int
+	add := func(s string) {
+		if n, err := strconv.Atoi(s); err == nil && !slices.Contains(ids, n) {
+			ids = append(ids, n)
+		}
+	}
+	if v, ok := req.uri["vmid"]; ok {
+		add(v)
+	}
+	if req.route == nil {
+		return ids
+	}
+	switch req.route.key {
+	case "POST /nodes/{node}/lxc":
+		if v := req.params["vmid"]; len(v) > 0 {
+			add(v[0])
+		}
+	case "POST /nodes/{node}/vzdump":
+		if v := req.params["vmid"]; len(v) > 0 {
+			for _, id := range splitList(v[0]) {
+				add(id)
+			}
+		}
+	}
+	return ids
+}

@@ -1,0 +1,260 @@
+package pvesim
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Snapshots (pve-guest-common AbstractConfig.pm snapshot_create,
+// snapshot_rollback, snapshot_delete; pve-container API2/LXC/Snapshot.pm).
+// PVE checks everything inside the worker: a POST for a taken name or a
+// locked guest returns a UPID, and the task fails. The simulator takes the
+// guest's lock when the task starts if the worker would get that far, so a
+// concurrent config change sees "CT is locked (snapshot)" meanwhile.
+
+type snapshot struct {
+	name        string
+	conf        map[string]string // the guest config at snapshot time ("parent" included)
+	description string
+	snaptime    time.Time
+}
+
+func (g *guest) sortedSnapshots() []*snapshot {
+	out := slices.Collect(maps.Values(g.snapshots))
+	slices.SortFunc(out, func(a, b *snapshot) int {
+		if c := a.snaptime.Compare(b.snaptime); c != 0 {
+			return c
+		}
+		return strings.Compare(a.name, b.name)
+	})
+	return out
+}
+
+// snapshotCopy is __snapshot_copy_config: everything but the lock and
+// unused volumes.
+func snapshotCopy(conf map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range conf {
+		if k == "lock" || isIndexed(k, "unused") {
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// snapshotCapable reports whether every volume of g sits on a storage that
+// can snapshot (lvmthin, zfspool); plain files on a dir storage cannot.
+func (st *state) snapshotCapable(g *guest) bool {
+	for _, vol := range st.guestVolumes(g) {
+		sid, _, _ := strings.Cut(vol, ":")
+		s, ok := st.storages[sid]
+		if !ok || (s.typ != "lvmthin" && s.typ != "zfspool") {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *call) listSnapshots() response {
+	g, fail := c.loadGuest(c.int("vmid"))
+	if g == nil {
+		return fail
+	}
+	out := []any{}
+	for _, s := range g.sortedSnapshots() {
+		item := map[string]any{"name": s.name, "snaptime": s.snaptime.Unix(), "description": s.description}
+		if p := s.conf["parent"]; p != "" {
+			item["parent"] = p
+		}
+		out = append(out, item)
+	}
+	running := 0
+	if g.running {
+		running = 1
+	}
+	current := map[string]any{"name": "current", "digest": g.digest(), "running": running, "description": "You are here!"}
+	if p := g.conf["parent"]; p != "" {
+		current["parent"] = p
+	}
+	return ok(append(out, current))
+}
+
+// lockedTask starts a worker that holds lock on guest vmid while it runs,
+// if preflight passes when it starts; otherwise the worker repeats
+// preflight at its end and fails with its error.
+func (c *call) lockedTask(typ string, vmid int, lock string, check taskCheck, intro []string,
+	preflight func(g *guest) error, commit func(t *task, g *guest) error) response {
+	st := c.st
+	held := false
+	if g, ok := st.guests[vmid]; ok && preflight(g) == nil {
+		g.conf["lock"] = lock
+		held = true
+	}
+	release := func() {
+		if g, ok := st.guests[vmid]; ok && held && g.lock() == lock {
+			delete(g.conf, "lock")
+		}
+	}
+	t := st.startTask(c.tok.id, taskSpec{
+		typ: typ, id: vmidString(vmid), vmid: vmid, duration: st.sim.taskDuration(),
+		intro: intro, checks: []taskCheck{check}, cleanup: release,
+		work: func(t *task) error {
+			g, ok := st.guests[vmid]
+			if !ok {
+				return failf("Configuration file '%s' does not exist", st.configPath(vmid))
+			}
+			if !held {
+				if err := preflight(g); err != nil {
+					return err
+				}
+			}
+			release()
+			return commit(t, g)
+		},
+	})
+	return ok(t.id)
+}
+
+func (c *call) createSnapshot() response {
+	st, vmid, name := c.st, c.int("vmid"), c.str("snapname")
+	if name == "current" || name == "vzdump" {
+		return die("unable to use snapshot name '%s' (reserved name)", name)
+	}
+	descr := c.str("description")
+	preflight := func(g *guest) error {
+		if g.isTemplate() {
+			return failf("you can't take a snapshot if it's a template")
+		}
+		if err := checkLock(g); err != nil {
+			return err
+		}
+		if _, taken := g.snapshots[name]; taken {
+			return failf("snapshot name '%s' already used", name)
+		}
+		if !st.snapshotCapable(g) {
+			return failf("snapshot feature is not available")
+		}
+		return nil
+	}
+	intro := []string{fmt.Sprintf("snapshot container %d: %s", vmid, name)}
+	return c.lockedTask("vzsnapshot", vmid, "snapshot", taskCheck{"/vms/" + vmidString(vmid), "VM.Snapshot"}, intro, preflight,
+		func(t *task, g *guest) error {
+			for _, vol := range st.guestVolumes(g) {
+				t.logf("  Logical volume \"snap_%s_%s\" created.", volumeName(vol), name)
+			}
+			for _, s := range g.snapshots {
+				if s.conf["parent"] == name {
+					delete(s.conf, "parent")
+				}
+			}
+			g.snapshots[name] = &snapshot{
+				name: name, conf: snapshotCopy(g.conf), description: descr,
+				snaptime: t.start.Truncate(time.Second),
+			}
+			g.conf["parent"] = name
+			return nil
+		})
+}
+
+func (c *call) rollbackSnapshot() response {
+	st, vmid, name := c.st, c.int("vmid"), c.str("snapname")
+	start := c.bool("start")
+	preflight := func(g *guest) error {
+		if g.isTemplate() {
+			return failf("you can't rollback if vm is a template")
+		}
+		if _, ok := g.snapshots[name]; !ok {
+			return failf("snapshot '%s' does not exist", name)
+		}
+		return checkLock(g)
+	}
+	intro := []string{fmt.Sprintf("rollback snapshot LXC %d: %s", vmid, name)}
+	return c.lockedTask("vzrollback", vmid, "rollback", taskCheck{"/vms/" + vmidString(vmid), "VM.Snapshot.Rollback"}, intro, preflight,
+		func(t *task, g *guest) error {
+			if g.running {
+				st.setRunning(g, false, t.end)
+			}
+			snap := g.snapshots[name]
+			for _, vol := range st.guestVolumes(g) {
+				t.logf("  Logical volume \"%s\" successfully removed.", volumeName(vol))
+				t.logf("  Logical volume \"%s\" created.", volumeName(vol))
+			}
+			conf := maps.Clone(snap.conf)
+			for k, v := range g.conf {
+				if isIndexed(k, "unused") {
+					conf[k] = v
+				}
+			}
+			conf["parent"] = name
+			g.conf = conf
+			if start {
+				st.startGuestTask(t.user, vmid, t.end, st.sim.taskDuration())
+			}
+			return nil
+		})
+}
+
+func (c *call) deleteSnapshot() response {
+	st, vmid, name := c.st, c.int("vmid"), c.str("snapname")
+	force := c.bool("force")
+	preflight := func(g *guest) error {
+		if _, ok := g.snapshots[name]; !ok {
+			return failf("snapshot '%s' does not exist", name)
+		}
+		if g.isTemplate() {
+			return failf("you can't delete a snapshot if vm is a template")
+		}
+		if !force {
+			return checkLock(g)
+		}
+		return nil
+	}
+	return c.lockedTask("vzdelsnapshot", vmid, "snapshot-delete", taskCheck{"/vms/" + vmidString(vmid), "VM.Snapshot"},
+		[]string{fmt.Sprintf("delete snapshot VM %d: %s", vmid, name)}, preflight,
+		func(t *task, g *guest) error {
+			snap := g.snapshots[name]
+			for _, vol := range st.guestVolumes(g) {
+				t.logf("  Logical volume \"snap_%s_%s\" successfully removed.", volumeName(vol), name)
+			}
+			relink := func(conf map[string]string) {
+				if conf["parent"] == name {
+					if p := snap.conf["parent"]; p != "" {
+						conf["parent"] = p
+					} else {
+						delete(conf, "parent")
+					}
+				}
+			}
+			relink(g.conf)
+			for _, s := range g.snapshots {
+				relink(s.conf)
+			}
+			delete(g.snapshots, name)
+			return nil
+		})
+}
+
+// AddSnapshot gives guest vmid a snapshot of its current config at once,
+// without a task.
+func (s *Sim) AddSnapshot(vmid int, name, description string) error {
+	if name == "current" || name == "vzdump" || !configIDRe.MatchString(name) || len(name) > 40 {
+		return fmt.Errorf("pvesim: AddSnapshot(%d): invalid snapshot name %q", vmid, name)
+	}
+	return s.with(func(st *state) error {
+		g, ok := st.guests[vmid]
+		if !ok {
+			return fmt.Errorf("pvesim: AddSnapshot: no CT %d", vmid)
+		}
+		if _, taken := g.snapshots[name]; taken {
+			return fmt.Errorf("pvesim: AddSnapshot(%d): snapshot name '%s' already used", vmid, name)
+		}
+		g.snapshots[name] = &snapshot{name: name, conf: snapshotCopy(g.conf), description: description,
+			snaptime: st.now.Truncate(time.Second)}
+		g.conf["parent"] = name
+		return nil
+	})
+}

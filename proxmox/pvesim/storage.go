@@ -1,0 +1,284 @@
+package pvesim
+
+import (
+	"crypto/sha1"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+)
+
+// Storages: their configuration, usage and activation, after pve-storage
+// (PVE/Storage.pm, Storage/DirPlugin.pm). What they hold is in volumes.go.
+
+type storage struct {
+	name     string
+	typ      string // dir, lvmthin, ...
+	content  []string
+	path     string
+	total    uint64
+	used     uint64
+	shared   bool
+	disabled bool
+	prune    string
+	mountpnt bool // is_mountpoint: active only while something is mounted at path
+	volumes  []*volume
+}
+
+type volume struct {
+	volid       string
+	content     string
+	format      string
+	size        uint64
+	ctime       time.Time
+	vmid        int
+	subtype     string
+	notes       string
+	protected   bool
+	config      map[string]string // backups: the guest config inside the archive
+	description string            // backups: the guest description inside the archive
+}
+
+// StorageSpec describes a storage for AddStorage.
+type StorageSpec struct {
+	Name         string   // storage id, e.g. "nas"
+	Type         string   // "" means dir; lvmthin, zfspool, nfs, ... are accepted
+	Content      []string // content types: backup, vztmpl, iso, rootdir, images, snippets, import
+	Path         string   // dir-like storages: "" means /mnt/pve/<Name>
+	Total        uint64   // bytes; 0 means 1 TiB
+	Used         uint64   // bytes
+	Shared       bool     // shared=1 (listed, not otherwise simulated)
+	Disabled     bool     // disable=1: inactive, refused for use
+	PruneBackups string   // e.g. "keep-last=3"; "" keeps everything
+	// MountPoint is PVE's is_mountpoint: the storage is active only while
+	// a filesystem is mounted at Path (see RootRunner's mount, Unmount).
+	MountPoint bool
+}
+
+func newStorage(sp StorageSpec) *storage {
+	s := &storage{
+		name: sp.Name, typ: sp.Type, content: slices.Sorted(slices.Values(sp.Content)), path: sp.Path,
+		total: sp.Total, used: sp.Used, shared: sp.Shared, disabled: sp.Disabled, prune: sp.PruneBackups,
+		mountpnt: sp.MountPoint,
+	}
+	if s.typ == "" {
+		s.typ = "dir"
+	}
+	if s.total == 0 {
+		s.total = 1 << 40
+	}
+	if s.path == "" && s.hasPath() {
+		s.path = "/mnt/pve/" + s.name
+	}
+	return s
+}
+
+// hasPath reports whether the storage keeps files in a directory.
+func (s *storage) hasPath() bool {
+	switch s.typ {
+	case "dir", "nfs", "cifs", "cephfs", "btrfs", "glusterfs":
+		return true
+	}
+	return false
+}
+
+func (s *storage) supports(content string) bool { return slices.Contains(s.content, content) }
+
+func (s *storage) avail() uint64 {
+	if s.used >= s.total {
+		return 0
+	}
+	return s.total - s.used
+}
+
+// claim and release account for space a volume takes.
+func (s *storage) claim(n uint64)   { s.used = min(s.used+n, s.total) }
+func (s *storage) release(n uint64) { s.used -= min(n, s.used) }
+
+// activate is PVE's activate_storage: a disabled storage or an unmounted
+// mount point cannot be used.
+func (st *state) activate(s *storage) error {
+	if s.disabled {
+		return failf("storage '%s' is disabled", s.name)
+	}
+	if s.mountpnt {
+		if _, mounted := st.mounts[s.path]; !mounted {
+			return failf("unable to activate storage '%s' - directory is expected to be a mount point but is not mounted: '%s'", s.name, s.path)
+		}
+	}
+	return nil
+}
+
+func (st *state) storage(name string) (*storage, error) {
+	s, ok := st.storages[name]
+	if !ok {
+		return nil, failf("storage '%s' does not exist", name)
+	}
+	return s, nil
+}
+
+// storageVisible reports whether the token may see storage sid in listings.
+func (c *call) storageVisible(sid string) bool {
+	p := "/storage/" + sid
+	return c.tok.has(p, "Datastore.Audit") || c.tok.has(p, "Datastore.AllocateSpace")
+}
+
+func (c *call) listStorageConfig() response {
+	out := []any{}
+	for _, name := range slices.Sorted(maps.Keys(c.st.storages)) {
+		s := c.st.storages[name]
+		if !c.storageVisible(name) || (c.has("type") && s.typ != c.str("type")) {
+			continue
+		}
+		m := map[string]any{"storage": name, "type": s.typ, "content": strings.Join(s.content, ","), "digest": c.st.storageDigest()}
+		if s.hasPath() {
+			m["path"] = s.path
+		}
+		if s.typ == "lvmthin" {
+			m["thinpool"], m["vgname"] = "data", "pve"
+		}
+		if s.shared {
+			m["shared"] = 1
+		}
+		if s.disabled {
+			m["disable"] = 1
+		}
+		if s.prune != "" {
+			m["prune-backups"] = s.prune
+		}
+		if s.mountpnt {
+			m["is_mountpoint"] = "yes"
+		}
+		out = append(out, m)
+	}
+	return ok(out)
+}
+
+// storageDigest is the SHA-1 PVE gives storage.cfg, here of its
+// simulated form.
+func (st *state) storageDigest() string {
+	h := sha1.New()
+	for _, name := range slices.Sorted(maps.Keys(st.storages)) {
+		s := st.storages[name]
+		fmt.Fprintf(h, "%s: %s\n\tcontent %s\n\tpath %s\n\tprune-backups %s\n\n", s.typ, name, strings.Join(s.content, ","), s.path, s.prune)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (c *call) listStorageStatus() response {
+	out := []any{}
+	want := splitList(c.str("content"))
+	for _, name := range slices.Sorted(maps.Keys(c.st.storages)) {
+		s := c.st.storages[name]
+		if !c.storageVisible(name) || (c.has("storage") && name != c.str("storage")) {
+			continue
+		}
+		if c.bool("enabled") && s.disabled {
+			continue
+		}
+		if len(want) > 0 && !slices.ContainsFunc(want, s.supports) {
+			continue
+		}
+		active := c.st.activate(s) == nil
+		m := map[string]any{
+			"storage": name, "type": s.typ, "content": strings.Join(s.content, ","),
+			"shared": boolInt(s.shared), "enabled": boolInt(!s.disabled), "active": boolInt(active),
+			"total": 0, "used": 0, "avail": 0,
+		}
+		if active {
+			m["total"], m["used"], m["avail"] = s.total, s.used, s.avail()
+			m["used_fraction"] = float64(s.used) / float64(s.total)
+		}
+		out = append(out, m)
+	}
+	return ok(out)
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// fillStorage makes a storage full: used = total.
+func (st *state) fillStorage(name string) error {
+	s, ok := st.storages[name]
+	if !ok {
+		return fmt.Errorf("no storage %q", name)
+	}
+	s.used = s.total
+	return nil
+}
+
+// --- shaping API ------------------------------------------------------------
+
+// AddStorage adds a storage to the node.
+func (s *Sim) AddStorage(sp StorageSpec) error {
+	if why := checkFormatValue("pve-storage-id", sp.Name); why != "" {
+		return fmt.Errorf("pvesim: AddStorage: name: %s", strings.TrimSpace(why))
+	}
+	for _, ct := range sp.Content {
+		if !contentTypes[ct] {
+			return fmt.Errorf("pvesim: AddStorage(%s): content type %q is not one of images, rootdir, vztmpl, iso, backup, snippets, import", sp.Name, ct)
+		}
+	}
+	if sp.Total != 0 && sp.Used > sp.Total {
+		return fmt.Errorf("pvesim: AddStorage(%s): used %d exceeds total %d", sp.Name, sp.Used, sp.Total)
+	}
+	return s.with(func(st *state) error {
+		if _, ok := st.storages[sp.Name]; ok {
+			return fmt.Errorf("pvesim: AddStorage: storage %q already exists", sp.Name)
+		}
+		st.storages[sp.Name] = newStorage(sp)
+		return nil
+	})
+}
+
+// SetStorageUsage sets a storage's size and use in bytes.
+func (s *Sim) SetStorageUsage(name string, total, used uint64) error {
+	if total == 0 || used > total {
+		return fmt.Errorf("pvesim: SetStorageUsage(%s): want 0 < used (%d) <= total (%d)", name, used, total)
+	}
+	return s.with(func(st *state) error {
+		sto, ok := st.storages[name]
+		if !ok {
+			return fmt.Errorf("pvesim: SetStorageUsage: no storage %q", name)
+		}
+		sto.total, sto.used = total, used
+		return nil
+	})
+}
+
+// FillStorage leaves no free space on storage name: a vzdump to it fails
+// the way a full disk makes it fail (the archive write hits "No space
+// left on device").
+func (s *Sim) FillStorage(name string) error {
+	return s.with(func(st *state) error {
+		if err := st.fillStorage(name); err != nil {
+			return fmt.Errorf("pvesim: FillStorage: %w", err)
+		}
+		return nil
+	})
+}
+
+// Storages lists the storages with their usage.
+func (s *Sim) Storages() []proxmox.Storage {
+	var out []proxmox.Storage
+	_ = s.with(func(st *state) error {
+		for _, name := range slices.Sorted(maps.Keys(st.storages)) {
+			sto := st.storages[name]
+			out = append(out, proxmox.Storage{
+				Storage: name, Type: sto.typ, Content: slices.Clone(sto.content), Path: sto.path,
+				Shared: sto.shared, Enabled: !sto.disabled, Active: st.activate(sto) == nil,
+				Total: sto.total, Used: sto.used, Avail: sto.avail(), PruneBackups: sto.prune,
+			})
+		}
+		return nil
+	})
+	return out
+}

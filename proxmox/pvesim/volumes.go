@@ -1,0 +1,523 @@
+package pvesim
+
+import (
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+)
+
+// Volumes: guest disks (listed from the guests' configs, as PVE lists the
+// LVs it finds), files on directory storages (backups, templates, ISOs),
+// their names and owners (the plugins' parse_volname), access checks
+// (PVE::Storage::check_volume_access), content listing and deletion
+// (API2/Storage/Content.pm).
+
+// --- guest disks ---------------------------------------------------------
+
+// guestDisk is a volume a guest config refers to.
+type guestDisk struct {
+	key   string // rootfs, mp0, unused0, ...
+	volid string
+	size  uint64
+}
+
+// volumeOf is the volume of a mount point value (its unnamed first
+// element or volume=).
+func volumeOf(mp string) string {
+	for i, part := range strings.Split(mp, ",") {
+		if v, ok := strings.CutPrefix(part, "volume="); ok {
+			return v
+		}
+		if i == 0 && !strings.Contains(part, "=") {
+			return part
+		}
+	}
+	return ""
+}
+
+// volumeName is the part of a volid after the storage.
+func volumeName(volid string) string {
+	_, name, _ := strings.Cut(volid, ":")
+	return name
+}
+
+func (st *state) guestDisks(g *guest) []guestDisk {
+	var out []guestDisk
+	for _, k := range slices.Sorted(maps.Keys(g.conf)) {
+		if k != "rootfs" && !isIndexed(k, "mp") && !isIndexed(k, "unused") {
+			continue
+		}
+		vol := volumeOf(g.conf[k])
+		if vol == "" || strings.HasPrefix(vol, "/") || !strings.Contains(vol, ":") {
+			continue // bind mounts and devices are not volumes
+		}
+		out = append(out, guestDisk{key: k, volid: vol, size: parseSize(g.conf[k])})
+	}
+	return out
+}
+
+// guestVolumes lists the volids of a guest's disks.
+func (st *state) guestVolumes(g *guest) []string {
+	var out []string
+	for _, d := range st.guestDisks(g) {
+		out = append(out, d.volid)
+	}
+	return out
+}
+
+// claimDisk and releaseDisk account for a guest disk on its storage.
+func (st *state) claimDisk(volid string) {
+	if s, ok := st.storages[strings.Split(volid, ":")[0]]; ok {
+		s.claim(st.diskSize(volid))
+	}
+}
+
+func (st *state) releaseDisk(volid string) {
+	if s, ok := st.storages[strings.Split(volid, ":")[0]]; ok {
+		s.release(st.diskSize(volid))
+	}
+}
+
+func (st *state) diskSize(volid string) uint64 {
+	for _, g := range st.guests {
+		for _, d := range st.guestDisks(g) {
+			if d.volid == volid {
+				return d.size
+			}
+		}
+	}
+	return 0
+}
+
+// allocDisk creates the next free disk of guest vmid on storage sid
+// (PVE's vdisk_alloc naming), claiming its space.
+func (st *state) allocDisk(vmid int, sid, size string, base bool) (string, error) {
+	s, err := st.storage(sid)
+	if err != nil {
+		return "", err
+	}
+	if !s.supports("rootdir") {
+		return "", failf("storage '%s' does not support container directories", sid)
+	}
+	prefix := "vm"
+	if base {
+		prefix = "base"
+	}
+	used := map[string]bool{}
+	for _, g := range st.guests {
+		for _, v := range st.guestVolumes(g) {
+			used[v] = true
+		}
+	}
+	for n := 0; ; n++ {
+		name := fmt.Sprintf("%s-%d-disk-%d", prefix, vmid, n)
+		if s.hasPath() {
+			name = fmt.Sprintf("%d/%s.raw", vmid, name)
+		}
+		volid := sid + ":" + name
+		if !used[volid] {
+			s.claim(parseSize("size=" + size))
+			return volid, nil
+		}
+	}
+}
+
+// --- volume names and access -----------------------------------------------
+
+var (
+	backupNameRe = regexp.MustCompile(`^backup/([^/]+\.(tgz|(?:tar|vma)(?:\.(?:gz|lzo|zst|bz2|xz))?))$`)
+	vzdumpNameRe = regexp.MustCompile(`^vzdump-(lxc|openvz|qemu)-([1-9][0-9]{2,8})-(\d{4}_\d{2}_\d{2}-\d{2}_\d{2}_\d{2})\.`)
+	vztmplNameRe = regexp.MustCompile(`^vztmpl/([^/]+\.(tar|tar\.(?:gz|xz|zst|bz2)))$`)
+	isoNameRe    = regexp.MustCompile(`(?i)^iso/([^/]+\.(?:iso|img))$`)
+	imageNameRe  = regexp.MustCompile(`^(?:(\d+)/)?((vm|base|subvol|basevol)-(\d+)-disk-\d+)(\.(raw|qcow2|vmdk|subvol))?$`)
+	snippetRe    = regexp.MustCompile(`^snippets/([^/]+)$`)
+)
+
+// parseVolname is the storage plugin's parse_volname: the content type,
+// the owning guest and the format of a volume name.
+func (s *storage) parseVolname(name string) (vtype string, owner int, format string, err error) {
+	if m := imageNameRe.FindStringSubmatch(name); m != nil && (s.hasPath() == (m[1] != "")) {
+		owner, _ = strconv.Atoi(m[4])
+		format = m[6]
+		if format == "" {
+			format = "raw"
+		}
+		return "images", owner, format, nil
+	}
+	if s.hasPath() {
+		switch {
+		case backupNameRe.MatchString(name):
+			m := backupNameRe.FindStringSubmatch(name)
+			if v := vzdumpNameRe.FindStringSubmatch(m[1]); v != nil {
+				owner, _ = strconv.Atoi(v[2])
+			}
+			return "backup", owner, m[2], nil
+		case vztmplNameRe.MatchString(name):
+			m := vztmplNameRe.FindStringSubmatch(name)
+			f := strings.TrimPrefix(m[2], "tar.")
+			if f != "tar" {
+				f = "t" + f
+			}
+			return "vztmpl", 0, f, nil
+		case isoNameRe.MatchString(name):
+			return "iso", 0, "iso", nil
+		case snippetRe.MatchString(name):
+			return "snippets", 0, "snippet", nil
+		}
+		return "", 0, "", failf("unable to parse directory volume name '%s'", name)
+	}
+	return "", 0, "", failf("unable to parse lvm volume name '%s'", name)
+}
+
+// filePath is where a volume lives on the host (PVE::Storage::path).
+func (s *storage) filePath(name string) string {
+	switch {
+	case strings.HasPrefix(name, "backup/"):
+		return s.path + "/dump/" + strings.TrimPrefix(name, "backup/")
+	case strings.HasPrefix(name, "vztmpl/"):
+		return s.path + "/template/cache/" + strings.TrimPrefix(name, "vztmpl/")
+	case strings.HasPrefix(name, "iso/"):
+		return s.path + "/template/iso/" + strings.TrimPrefix(name, "iso/")
+	case s.hasPath():
+		return s.path + "/images/" + name
+	}
+	return "/dev/pve/" + name
+}
+
+// checkVolumeAccess is PVE::Storage::check_volume_access for a token,
+// returning the parsed volume's type and owner.
+func (c *call) checkVolumeAccess(vmid int, volid, want string) (int, response) {
+	sid, name, found := strings.Cut(volid, ":")
+	if !found || !volumeIDRe.MatchString(volid) {
+		return 0, die("Only root can pass arbitrary filesystem paths.")
+	}
+	s, err := c.st.storage(sid)
+	if err != nil {
+		return 0, die("%s", err)
+	}
+	vtype, owner, _, err := s.parseVolname(name)
+	if err != nil {
+		return 0, die("%s", err)
+	}
+	if want != "" && vtype != want && (want != "rootdir" || vtype != "images") {
+		return 0, die("unable to use volume %s - content type needs to be '%s'", volid, want)
+	}
+	storagePath := "/storage/" + sid
+	if c.tok.has(storagePath, "Datastore.Allocate") {
+		return owner, response{}
+	}
+	switch {
+	case vtype == "iso" || vtype == "vztmpl":
+		if resp, ok := c.tok.checkAny(storagePath, "Datastore.AllocateSpace", "Datastore.Audit"); !ok {
+			return 0, resp
+		}
+	case owner != 0 && owner == vmid:
+	case vtype == "backup" && owner != 0:
+		if resp, ok := c.tok.check(storagePath, "Datastore.AllocateSpace"); !ok {
+			return 0, resp
+		}
+		if resp, ok := c.tok.check("/vms/"+vmidString(owner), "VM.Backup"); !ok {
+			return 0, resp
+		}
+	case vtype == "images" && owner != 0:
+		if resp, ok := c.tok.check(storagePath, "Datastore.Audit"); !ok {
+			return 0, resp
+		}
+		if resp, ok := c.tok.check("/vms/"+vmidString(owner), "VM.Config.Disk"); !ok {
+			return 0, resp
+		}
+	default:
+		return 0, die("missing privileges to access %s", volid)
+	}
+	return owner, response{}
+}
+
+func (st *state) findVolume(volid string) (*storage, int) {
+	s, ok := st.storages[strings.Split(volid, ":")[0]]
+	if !ok {
+		return nil, -1
+	}
+	return s, slices.IndexFunc(s.volumes, func(v *volume) bool { return v.volid == volid })
+}
+
+// --- listing ----------------------------------------------------------------
+
+// contentList is what GET .../content lists for s: its files and the
+// guest disks on it, sorted by volid, filtered by content and vmid.
+func (st *state) contentList(s *storage, content string, vmid int) []*volume {
+	var out []*volume
+	for _, v := range s.volumes {
+		if !s.supports(v.content) || (content != "" && v.content != content) {
+			continue
+		}
+		if vmid != 0 && (v.vmid != vmid || v.content == "vztmpl" || v.content == "iso") {
+			continue
+		}
+		out = append(out, v)
+	}
+	if s.supports("rootdir") || s.supports("images") {
+		for _, id := range slices.Sorted(maps.Keys(st.guests)) {
+			g := st.guests[id]
+			if vmid != 0 && id != vmid {
+				continue
+			}
+			for _, d := range st.guestDisks(g) {
+				if !strings.HasPrefix(d.volid, s.name+":") {
+					continue
+				}
+				ct := "rootdir"
+				if !s.supports("rootdir") {
+					ct = "images"
+				}
+				if content != "" && content != ct {
+					continue
+				}
+				out = append(out, &volume{volid: d.volid, content: ct, format: "raw", size: d.size, vmid: id})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b *volume) int { return strings.Compare(strings.ToLower(a.volid), strings.ToLower(b.volid)) })
+	return out
+}
+
+func (v *volume) json() map[string]any {
+	m := map[string]any{"volid": v.volid, "content": v.content, "format": v.format, "size": v.size}
+	if !v.ctime.IsZero() {
+		m["ctime"] = v.ctime.Unix()
+	}
+	if v.vmid != 0 {
+		m["vmid"] = v.vmid
+	}
+	if v.content == "backup" {
+		m["subtype"] = v.subtype
+		if v.subtype == "" {
+			m["subtype"] = "unknown"
+		}
+		if v.notes != "" {
+			m["notes"] = v.notes
+		}
+		if v.protected {
+			m["protected"] = 1
+		}
+	}
+	return m
+}
+
+func (v *volume) public() proxmox.Volume {
+	return proxmox.Volume{
+		VolID: v.volid, Content: v.content, Format: v.format, Subtype: v.subtype, VMID: v.vmid,
+		Size: v.size, CTime: v.ctime, Notes: v.notes, Protected: v.protected,
+	}
+}
+
+func (c *call) listContent() response {
+	s, err := c.st.storage(c.str("storage"))
+	if err != nil {
+		return die("%s", err)
+	}
+	if err := c.st.activate(s); err != nil {
+		return die("%s", err)
+	}
+	out := []any{}
+	for _, v := range c.st.contentList(s, c.str("content"), c.int("vmid")) {
+		if _, resp := c.checkVolumeAccess(0, v.volid, ""); resp.failed() {
+			continue
+		}
+		out = append(out, v.json())
+	}
+	return ok(out)
+}
+
+func (c *call) deleteVolume() response {
+	st := c.st
+	sid, volume := c.str("storage"), c.str("volume")
+	volid := sid + ":" + volume
+	if strings.Contains(volume, ":") {
+		m := volumeIDRe.FindStringSubmatch(volume)
+		if m == nil {
+			return paramError(map[string]string{"volume": fmt.Sprintf("unable to parse volume ID '%s'\n", volume)})
+		}
+		if sid != "" && m[1] != sid {
+			return paramError(map[string]string{"volume": fmt.Sprintf("storage ID mismatch (%s != %s)\n", m[1], sid)})
+		}
+		volid, sid = volume, m[1]
+	}
+	s, err := st.storage(sid)
+	if err != nil {
+		return die("%s", err)
+	}
+	name := volumeName(volid)
+	vtype, owner, _, err := s.parseVolname(name)
+	if err != nil {
+		return die("%s", err)
+	}
+	var checks []taskCheck
+	if vtype == "backup" && owner != 0 {
+		checks = []taskCheck{{"/storage/" + sid, "Datastore.AllocateSpace"}, {"/vms/" + vmidString(owner), "VM.Backup"}}
+	} else {
+		checks = []taskCheck{{"/storage/" + sid, "Datastore.Allocate"}}
+	}
+	for _, ch := range checks {
+		if resp, ok := c.tok.check(ch.path, ch.priv); !ok {
+			return resp
+		}
+	}
+	id := sid
+	if owner != 0 {
+		id = vmidString(owner) + "@" + sid
+	}
+	t := st.startTask(c.tok.id, taskSpec{
+		typ: "imgdel", id: id, vmid: owner, duration: st.sim.taskDuration(), checks: checks,
+		work: func(t *task) error { return st.workDeleteVolume(t, volid) },
+	})
+	return ok(t.id)
+}
+
+func (st *state) workDeleteVolume(t *task, volid string) error {
+	s, err := st.storage(strings.Split(volid, ":")[0])
+	if err != nil {
+		return err
+	}
+	if err := st.activate(s); err != nil {
+		return err
+	}
+	name := volumeName(volid)
+	if _, i := st.findVolume(volid); i >= 0 {
+		v := s.volumes[i]
+		if v.protected {
+			return failf("cannot remove protected volume '%s' on '%s'", name, s.name)
+		}
+		s.volumes = slices.Delete(s.volumes, i, i+1)
+		s.release(v.size)
+	} else if size := st.diskSize(volid); size > 0 || st.diskOwner(volid) != nil {
+		if g := st.diskOwner(volid); g != nil && g.running {
+			return failf("lvremove 'pve/%s' error:   Logical volume pve/%s contains a filesystem in use.", name, name)
+		}
+		s.release(size)
+	} else {
+		t.warnf("disk image '%s' does not exist", s.filePath(name))
+	}
+	t.logf("Removed volume '%s'", volid)
+	return nil
+}
+
+func (st *state) diskOwner(volid string) *guest {
+	for _, g := range st.guests {
+		if slices.Contains(st.guestVolumes(g), volid) {
+			return g
+		}
+	}
+	return nil
+}
+
+// VolumeSpec describes a file volume for AddVolume. Zero fields are
+// derived from VolID where PVE would derive them.
+type VolumeSpec struct {
+	VolID     string    // "usb-backup:backup/vzdump-lxc-101-2026_11_20-03_00_01.tar.zst"; required
+	Size      uint64    // bytes; 0 estimates one
+	CTime     time.Time // zero: from a vzdump name, else now
+	Notes     string    // backups
+	Protected bool      // backups
+	// Guest is the guest config inside a backup archive, which a restore
+	// recreates; nil takes the config of the existing guest with the
+	// archive's vmid, or a default guest.
+	Guest *GuestSpec
+}
+
+// AddVolume puts a file (backup, template, ISO, snippet) on a directory
+// storage.
+func (s *Sim) AddVolume(sp VolumeSpec) error {
+	return s.with(func(st *state) error {
+		sid, name, found := strings.Cut(sp.VolID, ":")
+		if !found {
+			return fmt.Errorf("pvesim: AddVolume: volid %q has no storage", sp.VolID)
+		}
+		sto, err := st.storage(sid)
+		if err != nil {
+			return fmt.Errorf("pvesim: AddVolume: %w", err)
+		}
+		vtype, owner, format, err := sto.parseVolname(name)
+		if err != nil || vtype == "images" {
+			return fmt.Errorf("pvesim: AddVolume: %q is not a file volume on a directory storage", sp.VolID)
+		}
+		if _, i := st.findVolume(sp.VolID); i >= 0 {
+			return fmt.Errorf("pvesim: AddVolume: %s already exists", sp.VolID)
+		}
+		v := &volume{volid: sp.VolID, content: vtype, format: format, size: sp.Size, ctime: sp.CTime,
+			vmid: owner, notes: sp.Notes, protected: sp.Protected}
+		if vtype == "backup" {
+			m := vzdumpNameRe.FindStringSubmatch(baseName(name))
+			if m != nil {
+				v.subtype = m[1]
+				if v.ctime.IsZero() {
+					v.ctime = archiveTime(m[3])
+				}
+			}
+			g := st.archiveGuest(owner, sp.Guest)
+			v.config, v.description = g.conf, g.description
+			if v.size == 0 {
+				v.size = archiveSize(g, "zstd")
+			}
+		}
+		if v.ctime.IsZero() {
+			v.ctime = st.now.Truncate(time.Second)
+		}
+		if v.size == 0 {
+			v.size = 512 * mib
+		}
+		sto.volumes = append(sto.volumes, v)
+		sto.claim(v.size)
+		return nil
+	})
+}
+
+func baseName(name string) string { return name[strings.LastIndex(name, "/")+1:] }
+
+// archiveGuest is the guest config a new archive of vmid holds.
+func (st *state) archiveGuest(vmid int, sp *GuestSpec) *guest {
+	if sp != nil {
+		tmp := &state{now: st.now, guests: map[int]*guest{}, macSeq: st.macSeq + 100}
+		spec := *sp
+		spec.VMID = vmid
+		return tmp.addGuest(spec)
+	}
+	if g, ok := st.guests[vmid]; ok {
+		return &guest{vmid: vmid, conf: snapshotCopy(g.conf), description: g.description}
+	}
+	tmp := &state{now: st.now, guests: map[int]*guest{}, macSeq: st.macSeq + 100}
+	return tmp.addGuest(GuestSpec{VMID: max(vmid, 100)})
+}
+
+// RemoveVolume deletes a file volume at once, without a task.
+func (s *Sim) RemoveVolume(volid string) error {
+	return s.with(func(st *state) error {
+		sto, i := st.findVolume(volid)
+		if i < 0 {
+			return fmt.Errorf("pvesim: RemoveVolume: no volume %q", volid)
+		}
+		sto.release(sto.volumes[i].size)
+		sto.volumes = slices.Delete(sto.volumes, i, i+1)
+		return nil
+	})
+}
+
+// Volumes lists what GET /nodes/{node}/storage/{storage}/content would
+// list (to a token that may see everything).
+func (s *Sim) Volumes(storageName string) []proxmox.Volume {
+	var out []proxmox.Volume
+	_ = s.with(func(st *state) error {
+		if sto, ok := st.storages[storageName]; ok {
+			for _, v := range st.contentList(sto, "", 0) {
+				out = append(out, v.public())
+			}
+		}
+		return nil
+	})
+	return out
+}

@@ -1,0 +1,527 @@
+package pvesim
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// vzdump, after pve-manager PVE/API2/VZDump.pm and PVE/VZDump.pm: the
+// request checks parameters and the storage privilege; the worker checks
+// VM.Backup per guest, takes the node's global vzdump lock (one job at a
+// time), backs the guests up one after another — each holding the
+// "backup" lock — writes the archives with PVE's names, adds notes, prunes
+// by the retention, and ends "job errors" when any guest failed.
+
+// compression maps vzdump's compress values to the archive extension.
+var compression = map[string]string{"": "", "0": "", "1": ".lzo", "lzo": ".lzo", "gzip": ".gz", "zstd": ".zst"}
+
+// archiveSize is a deterministic archive size for g: its used disk space
+// shrunk by the compressor.
+func archiveSize(g *guest, compress string) uint64 {
+	ratio := map[string]float64{"": 1, "0": 1, "1": 0.52, "lzo": 0.52, "gzip": 0.42, "zstd": 0.38}[compress]
+	return uint64(float64(guestUsedBytes(g)) * ratio)
+}
+
+func guestUsedBytes(g *guest) uint64 { return g.maxDisk() / 100 * uint64(22+g.vmid%31) }
+
+// vzdumpFormatSize is PVE::VZDump::format_size.
+func vzdumpFormatSize(n uint64) string {
+	kb := float64(n) / 1024
+	switch {
+	case kb < 1024:
+		return fmt.Sprintf("%dKB", int(kb))
+	case kb/1024 < 1024:
+		return fmt.Sprintf("%dMB", int(kb/1024))
+	case kb/1024/1024 < 1024:
+		return fmt.Sprintf("%.2fGB", kb/1024/1024)
+	}
+	return fmt.Sprintf("%.2fTB", kb/1024/1024/1024)
+}
+
+var (
+	notesEscapeRe = regexp.MustCompile(`\\(.)`)
+	notesVarRe    = regexp.MustCompile(`\{\{([^\s{}]+)\}\}`)
+)
+
+// verifyNotesTemplate is PVE::VZDump's $verify_notes_template.
+func verifyNotesTemplate(tmpl string) string {
+	if strings.Contains(tmpl, "\n") {
+		return "contains a line feed\n"
+	}
+	var problems []string
+	for _, m := range notesEscapeRe.FindAllStringSubmatchIndex(tmpl, -1) {
+		if ch := tmpl[m[2]:m[3]]; ch != "n" && ch != `\` {
+			problems = append(problems, fmt.Sprintf("escape sequence '\\%s' at char %d", ch, m[1]-2))
+		}
+	}
+	for _, m := range notesVarRe.FindAllStringSubmatchIndex(tmpl, -1) {
+		v := tmpl[m[2]:m[3]]
+		if v != "cluster" && v != "guestname" && v != "node" && v != "vmid" {
+			problems = append(problems, fmt.Sprintf("variable '%s' at char %d", v, m[1]-len(v)))
+		}
+	}
+	if len(problems) > 0 {
+		return "found unknown: " + strings.Join(problems, ", ") + "\n"
+	}
+	return ""
+}
+
+// generateNotes fills a (verified) notes template for one guest.
+func generateNotes(tmpl, node string, g *guest) string {
+	out := notesEscapeRe.ReplaceAllStringFunc(tmpl, func(m string) string {
+		if m == `\n` {
+			return "\n"
+		}
+		return `\`
+	})
+	vars := map[string]string{"cluster": "standalone node", "guestname": g.name(), "node": node, "vmid": vmidString(g.vmid)}
+	return notesVarRe.ReplaceAllStringFunc(out, func(m string) string {
+		if v, ok := vars[m[2:len(m)-2]]; ok {
+			return v
+		}
+		return m
+	})
+}
+
+var shellSafeRe = regexp.MustCompile(`^[A-Za-z0-9_.,:/=@+-]+$`)
+
+// vzdumpCommandLine is PVE::VZDump::Common::command_line, options sorted.
+func (c *call) vzdumpCommandLine() string {
+	var b strings.Builder
+	b.WriteString("vzdump")
+	if c.has("vmid") {
+		b.WriteString(" " + strings.Join(splitList(c.str("vmid")), " "))
+	}
+	keys := make([]string, 0, len(c.params))
+	for k := range c.params {
+		if k != "vmid" {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		v := c.params[k]
+		if !shellSafeRe.MatchString(v) {
+			v = "'" + strings.ReplaceAll(v, "'", `'"'"'`) + "'"
+		}
+		fmt.Fprintf(&b, " --%s %s", k, v)
+	}
+	return b.String()
+}
+
+func (c *call) vzdump() response {
+	st := c.st
+	if c.bool("stdout") {
+		return paramError(map[string]string{"stdout": "option is only allowed on the command line interface."})
+	}
+	for _, k := range []string{"tmpdir", "dumpdir", "script", "job-id"} {
+		if c.has(k) {
+			return paramError(map[string]string{k: "Only root may set this option."})
+		}
+	}
+	if c.has("bwlimit") || c.has("ionice") || c.has("performance") {
+		if resp, ok := c.tok.check("/", "Sys.Modify"); !ok {
+			return resp
+		}
+	}
+	storageID := c.str("storage")
+	if storageID == "" {
+		storageID = "local"
+	}
+	if c.has("prune-backups") {
+		if resp, ok := c.tok.check("/storage/"+storageID, "Datastore.Allocate"); !ok {
+			return resp
+		}
+	}
+	switch {
+	case c.bool("all") && c.has("vmid"):
+		return paramError(map[string]string{"all": "option conflicts with option 'vmid'"})
+	case c.has("exclude") && c.has("vmid"):
+		return paramError(map[string]string{"exclude": "option conflicts with option 'vmid'"})
+	case c.has("pool") && c.has("vmid"):
+		return paramError(map[string]string{"pool": "option conflicts with option 'vmid'"})
+	}
+	var prune map[string]string
+	if c.has("prune-backups") {
+		p, why := parsePropertyString("prune-backups", namedPropertyFormats["prune-backups"], c.str("prune-backups"))
+		if why != "" {
+			return paramError(map[string]string{"prune-backups": "invalid format - " + why})
+		}
+		prune = p
+	}
+	if why := verifyNotesTemplate(c.str("notes-template")); why != "" {
+		return paramError(map[string]string{"notes-template": why})
+	}
+	all := c.bool("all") || c.has("exclude")
+	if !all && !c.has("vmid") && !c.has("pool") {
+		return paramError(map[string]string{"vmid": "property is missing"})
+	}
+	if c.has("pool") {
+		return die("pool '%s' does not exist", c.str("pool"))
+	}
+	var vmids []int
+	if all {
+		excluded := map[string]bool{}
+		for _, id := range splitList(c.str("exclude")) {
+			excluded[id] = true
+		}
+		for id := range st.guests {
+			if !excluded[vmidString(id)] {
+				vmids = append(vmids, id)
+			}
+		}
+	} else {
+		for _, id := range splitList(c.str("vmid")) {
+			n, _ := strconv.Atoi(id)
+			if !slices.Contains(vmids, n) {
+				vmids = append(vmids, n)
+			}
+		}
+	}
+	slices.Sort(vmids)
+	if resp, ok := c.tok.check("/storage/"+storageID, "Datastore.AllocateSpace"); !ok {
+		return resp
+	}
+
+	job := &vzdumpJob{
+		st: st, tok: c.tok, vmids: vmids, all: all, storage: storageID,
+		mode: c.str("mode"), compress: c.str("compress"), notes: c.str("notes-template"),
+		protected: c.bool("protected"), remove: !c.has("remove") || c.bool("remove"), prune: prune,
+		cmdline: c.vzdumpCommandLine(), held: map[int]bool{},
+	}
+	if job.mode == "" {
+		job.mode = "snapshot"
+	}
+	var checks []taskCheck
+	if !all {
+		for _, id := range vmids {
+			if _, ok := st.guests[id]; ok {
+				checks = append(checks, taskCheck{"/vms/" + vmidString(id), "VM.Backup"})
+			}
+		}
+	}
+	checks = append(checks, taskCheck{"/storage/" + storageID, "Datastore.AllocateSpace"})
+	for _, id := range vmids {
+		if g, ok := st.guests[id]; ok && g.lock() == "" {
+			g.conf["lock"] = "backup"
+			job.held[id] = true
+		}
+	}
+	id, failVMID := "", 0
+	if len(vmids) == 1 {
+		id, failVMID = vmidString(vmids[0]), vmids[0]
+	}
+	dur := st.sim.taskDuration()
+	startAt := st.vzdumpUntil
+	job.waited = startAt.After(st.now)
+	t := st.startTask(c.tok.id, taskSpec{
+		typ: "vzdump", id: id, vmid: failVMID, duration: dur * time.Duration(max(len(vmids), 1)),
+		startAt: startAt, checks: checks, cleanup: job.releaseAll,
+		intro: []string{"INFO: starting new backup job: " + job.cmdline},
+		work:  job.run,
+	})
+	job.per = dur
+	st.vzdumpUntil = t.end
+	return ok(t.id)
+}
+
+// vzdumpJob is one vzdump worker's plan.
+type vzdumpJob struct {
+	st        *state
+	tok       *token
+	vmids     []int
+	all       bool
+	storage   string
+	mode      string
+	compress  string
+	notes     string
+	protected bool
+	remove    bool
+	prune     map[string]string
+	cmdline   string
+	held      map[int]bool // guests whose backup lock this job holds
+	waited    bool
+	per       time.Duration
+}
+
+func (j *vzdumpJob) release(vmid int) {
+	if g, ok := j.st.guests[vmid]; ok && j.held[vmid] && g.lock() == "backup" {
+		delete(g.conf, "lock")
+	}
+	delete(j.held, vmid)
+}
+
+func (j *vzdumpJob) releaseAll() {
+	for id := range j.held {
+		j.release(id)
+	}
+}
+
+func (j *vzdumpJob) run(t *task) error {
+	st := j.st
+	defer j.releaseAll()
+	if j.waited {
+		t.logf("INFO: trying to get global lock - waiting...")
+		t.logf("INFO: got global lock")
+	}
+	s, err := st.storage(j.storage)
+	switch {
+	case err != nil:
+		return failf("could not activate storage '%s': %s", j.storage, err)
+	case st.activate(s) != nil:
+		return failf("could not activate storage '%s': %s", j.storage, st.activate(s))
+	case !s.supports("backup"):
+		return failf("could not get storage information for '%s': can't use storage '%s' for backups - wrong content type", j.storage, j.storage)
+	}
+	begin := t.end.Add(-j.per * time.Duration(max(len(j.vmids), 1)))
+	errors := 0
+	for i, vmid := range j.vmids {
+		if j.all && (!j.tok.has("/vms/"+vmidString(vmid), "VM.Backup") || st.denied([]taskCheck{{"/vms/" + vmidString(vmid), "VM.Backup"}}) != "") {
+			continue
+		}
+		start := begin.Add(j.per * time.Duration(i))
+		if err := j.backup(t, s, vmid, start, start.Add(j.per)); err != nil {
+			t.logf("ERROR: Backup of VM %d failed - %s", vmid, err)
+			t.logf("INFO: Failed at %s", start.Add(j.per).Format("2006-01-02 15:04:05"))
+			errors++
+		}
+		j.release(vmid)
+	}
+	if errors > 0 {
+		t.logf("INFO: Backup job finished with errors")
+		return failf("job errors")
+	}
+	t.logf("INFO: Backup job finished successfully")
+	return nil
+}
+
+// backup is exec_backup_task for one guest.
+func (j *vzdumpJob) backup(t *task, s *storage, vmid int, start, end time.Time) error {
+	st := j.st
+	t.logf("INFO: Starting Backup of VM %d (lxc)", vmid)
+	t.logf("INFO: Backup started at %s", start.Format("2006-01-02 15:04:05"))
+	g, ok := st.guests[vmid]
+	if !ok {
+		return failf("unable to find VM '%d'", vmid)
+	}
+	status := "stopped"
+	if g.running {
+		status = "running"
+	}
+	t.logf("INFO: status = %s", status)
+	if !j.held[vmid] {
+		if err := checkLock(g); err != nil {
+			return err
+		}
+	}
+	mode := j.mode
+	if !g.running {
+		mode = "stop"
+	}
+	t.logf("INFO: CT Name: %s", g.name())
+	t.logf("INFO: including mount point rootfs ('/') in backup")
+	t.logf("INFO: backup mode: %s", mode)
+	t.logf("INFO: ionice priority: 7")
+	disks := st.guestVolumes(g)
+	if mode == "snapshot" {
+		t.logf("INFO: create storage snapshot 'vzdump'")
+		for _, vol := range disks {
+			t.logf("  Logical volume \"snap_%s_vzdump\" created.", volumeName(vol))
+		}
+	}
+	file := fmt.Sprintf("vzdump-lxc-%d-%s.tar%s", vmid, start.Format("2006_01_02-15_04_05"), compression[j.compress])
+	target := s.path + "/dump/" + file
+	t.logf("INFO: creating vzdump archive '%s'", target)
+	size := archiveSize(g, j.compress)
+	if size > s.avail() {
+		t.logf("INFO: %s", noSpaceLine(j.compress))
+		if mode == "snapshot" {
+			j.cleanupSnapshot(t, disks)
+		}
+		return failf("command 'set -o pipefail && lxc-usernsexec -m u:0:100000:65536 -m g:0:100000:65536 -- tar cpf - --totals --one-file-system -p --sparse --numeric-owner --acls --xattrs '--directory=/mnt/vzsnap0' ./ | %s >%s.dat' failed: exit code 1",
+			compressorCmd(j.compress), strings.TrimSuffix(target, ".tar"+compression[j.compress])+".tar")
+	}
+	used := guestUsedBytes(g)
+	secs := max(end.Sub(start).Seconds(), 1)
+	t.logf("INFO: Total bytes written: %d (%.1fGiB, %dMiB/s)", used, float64(used)/gib, int(float64(used)/mib/secs))
+	t.logf("INFO: archive file size: %s", vzdumpFormatSize(size))
+	vol := &volume{
+		volid: s.name + ":backup/" + file, content: "backup", format: "tar" + compression[j.compress],
+		size: size, ctime: start.Truncate(time.Second), vmid: vmid, subtype: "lxc",
+		config: snapshotCopy(g.conf), description: g.description,
+	}
+	// vzdump renames its .dat file over an archive of the same second, so
+	// the storage never lists one name twice.
+	if i := slices.IndexFunc(s.volumes, func(v *volume) bool { return v.volid == vol.volid }); i >= 0 {
+		s.release(s.volumes[i].size)
+		s.volumes = slices.Delete(s.volumes, i, i+1)
+	}
+	s.volumes = append(s.volumes, vol)
+	s.claim(size)
+	if j.notes != "" {
+		t.logf("INFO: adding notes to backup")
+		vol.notes = generateNotes(j.notes, st.node.name, g)
+	}
+	if j.protected {
+		t.logf("INFO: marking backup as protected")
+		vol.protected = true
+	}
+	j.pruneOld(t, s, vmid)
+	if mode == "snapshot" {
+		j.cleanupSnapshot(t, disks)
+	}
+	d := end.Sub(start).Truncate(time.Second)
+	t.logf("INFO: Finished Backup of VM %d (%02d:%02d:%02d)", vmid, int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60)
+	t.logf("INFO: Backup finished at %s", end.Format("2006-01-02 15:04:05"))
+	return nil
+}
+
+func (j *vzdumpJob) cleanupSnapshot(t *task, disks []string) {
+	t.logf("INFO: cleanup temporary 'vzdump' snapshot")
+	for _, vol := range disks {
+		t.logf("  Logical volume \"snap_%s_vzdump\" successfully removed.", volumeName(vol))
+	}
+}
+
+func compressorCmd(compress string) string {
+	switch compression[compress] {
+	case ".zst":
+		return "zstd '--threads=1'"
+	case ".gz":
+		return "gzip"
+	case ".lzo":
+		return "lzop"
+	}
+	return "cat"
+}
+
+// noSpaceLine is what the compressor (or tar) prints when the disk fills.
+func noSpaceLine(compress string) string {
+	switch compression[compress] {
+	case ".zst":
+		return "zstd: error 70 : Write error : cannot write block : No space left on device"
+	case ".gz":
+		return "gzip: stdout: No space left on device"
+	case ".lzo":
+		return "lzop: No space left on device: <stdout>"
+	}
+	return "tar: -: Cannot write: No space left on device"
+}
+
+// pruneOld applies the retention (the request's prune-backups, else the
+// storage's) to the guest's archives when remove is on, like
+// PVE::Storage prune_backups and prune_mark_backup_group.
+func (j *vzdumpJob) pruneOld(t *task, s *storage, vmid int) {
+	keep := j.prune
+	if keep == nil && s.prune != "" {
+		keep, _ = parsePropertyString("prune-backups", namedPropertyFormats["prune-backups"], s.prune)
+	}
+	if !j.remove || keep == nil || keep["keep-all"] == "1" || !anyPositive(keep) {
+		return
+	}
+	var keys []string
+	for k := range keep {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, k+"="+keep[k])
+	}
+	t.logf("INFO: prune older backups with retention: %s", strings.Join(parts, ", "))
+	var group []*volume
+	for _, v := range s.volumes {
+		if v.content == "backup" && v.vmid == vmid && v.subtype == "lxc" && vzdumpNameRe.MatchString(baseName(v.volid)) {
+			group = append(group, v)
+		}
+	}
+	marks := pruneMarks(group, keep)
+	pruned := 0
+	for _, v := range group {
+		if marks[v] != "remove" {
+			continue
+		}
+		t.logf("INFO: removing backup '%s'", v.volid)
+		if _, i := j.st.findVolume(v.volid); i >= 0 {
+			s.volumes = slices.Delete(s.volumes, i, i+1)
+			s.release(v.size)
+		}
+		pruned++
+	}
+	extra := ""
+	if pruned > 0 {
+		extra = " not covered by keep-retention policy"
+	}
+	t.logf("INFO: pruned %d backup(s)%s", pruned, extra)
+}
+
+func anyPositive(keep map[string]string) bool {
+	for k, v := range keep {
+		if n, _ := strconv.Atoi(v); k != "keep-all" && n > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// pruneMarks is prune_mark_backup_group: newest first, each keep-* option
+// keeps the newest archive of its first N distinct periods; protected
+// archives are always kept; the rest are removed.
+func pruneMarks(group []*volume, keep map[string]string) map[*volume]string {
+	marks := map[*volume]string{}
+	list := slices.Clone(group)
+	slices.SortStableFunc(list, func(a, b *volume) int { return b.ctime.Compare(a.ctime) })
+	for _, v := range list {
+		if v.protected {
+			marks[v] = "protected"
+		}
+	}
+	periods := []struct {
+		opt string
+		id  func(time.Time) string
+	}{
+		{"keep-last", func(t time.Time) string { return strconv.FormatInt(t.UnixNano(), 10) }},
+		{"keep-hourly", func(t time.Time) string { return t.Format("2006-01-02T15") }},
+		{"keep-daily", func(t time.Time) string { return t.Format("2006-01-02") }},
+		{"keep-weekly", func(t time.Time) string { y, w := t.ISOWeek(); return fmt.Sprintf("%d/%d", w, y) }},
+		{"keep-monthly", func(t time.Time) string { return t.Format("2006-01") }},
+		{"keep-yearly", func(t time.Time) string { return t.Format("2006") }},
+	}
+	for _, p := range periods {
+		n, _ := strconv.Atoi(keep[p.opt])
+		if n <= 0 {
+			continue
+		}
+		already, fresh := map[string]bool{}, map[string]bool{}
+		for _, v := range list {
+			if marks[v] == "keep" {
+				already[p.id(v.ctime)] = true
+			}
+		}
+		for _, v := range list {
+			id := p.id(v.ctime)
+			if marks[v] != "" || already[id] {
+				continue
+			}
+			if !fresh[id] {
+				if len(fresh) >= n {
+					break
+				}
+				fresh[id] = true
+				marks[v] = "keep"
+			} else {
+				marks[v] = "remove"
+			}
+		}
+	}
+	for _, v := range list {
+		if marks[v] == "" {
+			marks[v] = "remove"
+		}
+	}
+	return marks
+}

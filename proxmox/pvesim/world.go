@@ -1,0 +1,194 @@
+package pvesim
+
+import (
+	"maps"
+	"strings"
+	"time"
+)
+
+// The default world: a single-node PVE 8.2 host with a self-test guest, a
+// golden template, two customer guests, a local directory storage, a
+// thin pool, a USB backup disk and the agent's API token.
+const (
+	// DefaultNode is the node name of the default world.
+	DefaultNode = "demo-felhom"
+	// DefaultTokenID is the agent's API token in the default world. It
+	// holds the FelhomAgent role's privileges on "/".
+	DefaultTokenID = "felhom-agent@pve!agent"
+	// DefaultTokenSecret is that token's secret. It is well known: the
+	// simulator is for tests and demos, never for guarding anything.
+	DefaultTokenSecret = "5f1c9a4e-3b7d-4c2a-8e6f-0d9b1a2c3e4f"
+	// DefaultUSBUUID is the filesystem UUID of the USB backup disk's
+	// partition (/dev/sdb1), mounted at /mnt/usb-backup.
+	DefaultUSBUUID = "7c0e2f3a-5b1d-4e8f-9a6c-2d4b8e1f0a37"
+	// DefaultTemplate is the OS template volume on storage local.
+	DefaultTemplate = "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"
+)
+
+// Guests of the default world.
+const (
+	SelftestVMID = 9999 // "selftest", running
+	GoldenVMID   = 9000 // "golden", a stopped template with an archive on local
+	CustomerWeb  = 101  // "web", running, one archive on usb-backup
+	CustomerDB   = 102  // "db", running, one archive on usb-backup
+)
+
+const (
+	gib = 1 << 30
+	mib = 1 << 20
+)
+
+// state is everything the simulated host holds. Only the Sim's mutex
+// holder touches it.
+type state struct {
+	sim *Sim
+	now time.Time // the clock reading of the current locked section
+
+	node      nodeState
+	guests    map[int]*guest
+	storages  map[string]*storage
+	tasks     []*task
+	tasksByID map[string]*task
+	tokens    map[string]*token
+	denials   []denial
+	faults    []*activeFault
+	disks     []*disk
+	sensors   []*sensorChip
+	usbParts  map[string]string // filesystem UUID → partition device
+	mounts    map[string]string // mount target → filesystem UUID
+
+	requests    int
+	mutations   map[int]int
+	nextPID     uint32
+	macSeq      int
+	vzdumpUntil time.Time // the global vzdump lock is held until then
+	fingerprint string    // the served certificate's, for GET /nodes
+}
+
+// nodeState is the node's identity and load.
+type nodeState struct {
+	name     string
+	bootTime time.Time
+	usage    NodeUsage
+}
+
+// NodeUsage is the node's load and capacity as GET /nodes/{node}/status
+// reports them. Get it with Sim.NodeUsage, change it, set it back with
+// Sim.SetNodeUsage.
+type NodeUsage struct {
+	CPU         float64    // 0..1 fraction of all CPUs
+	LoadAvg     [3]float64 // 1, 5, 15 minutes
+	MemoryTotal uint64     // bytes
+	MemoryUsed  uint64     // bytes
+	SwapTotal   uint64     // bytes
+	SwapUsed    uint64     // bytes
+	RootFSTotal uint64     // bytes
+	RootFSUsed  uint64     // bytes
+}
+
+func newWorld(s *Sim, now time.Time) *state {
+	st := &state{
+		sim:       s,
+		now:       now,
+		guests:    map[int]*guest{},
+		storages:  map[string]*storage{},
+		tasksByID: map[string]*task{},
+		tokens:    map[string]*token{},
+		mutations: map[int]int{},
+		nextPID:   0x0001A2F0,
+		usbParts:  map[string]string{DefaultUSBUUID: "/dev/sdb1"},
+		mounts:    map[string]string{"/mnt/usb-backup": DefaultUSBUUID},
+		node: nodeState{
+			name:     DefaultNode,
+			bootTime: now.Add(-12*24*time.Hour - 3*time.Hour - 17*time.Minute),
+			usage: NodeUsage{
+				CPU:         0.0342,
+				LoadAvg:     [3]float64{0.42, 0.37, 0.31},
+				MemoryTotal: 32 * gib,
+				MemoryUsed:  9*gib + 412*mib,
+				SwapTotal:   8 * gib,
+				SwapUsed:    0,
+				RootFSTotal: 100861726720,
+				RootFSUsed:  13254635520,
+			},
+		},
+	}
+	st.tokens[DefaultTokenID] = &token{
+		id:     DefaultTokenID,
+		secret: DefaultTokenSecret,
+		acl:    map[string][]string{"/": FelhomAgentPrivileges()},
+	}
+
+	for _, sp := range []StorageSpec{
+		{Name: "local", Type: "dir", Path: "/var/lib/vz", Content: []string{"backup", "iso", "vztmpl"},
+			Total: 100861726720, Used: 13254635520},
+		{Name: "local-lvm", Type: "lvmthin", Content: []string{"images", "rootdir"},
+			Total: 366253838336, Used: 41943040000},
+		{Name: "usb-backup", Type: "dir", Path: "/mnt/usb-backup", Content: []string{"backup"},
+			Total: 1967317295104, Used: 88046829568, PruneBackups: "keep-last=7", MountPoint: true},
+	} {
+		st.storages[sp.Name] = newStorage(sp)
+	}
+	st.storages["local"].volumes = append(st.storages["local"].volumes, &volume{
+		volid: DefaultTemplate, content: "vztmpl", format: "tzst", size: 126839705,
+		ctime: time.Date(2024, 11, 18, 10, 12, 44, 0, time.UTC),
+	})
+
+	for _, g := range []GuestSpec{
+		{VMID: SelftestVMID, Hostname: "selftest", Running: true, Cores: 1, MemoryMB: 256, SwapMB: 256,
+			RootFS: "local-lvm:vm-9999-disk-0,size=2G", Features: "nesting=1",
+			Description: "felhom-agent self-test container", Tags: "felhom"},
+		{VMID: GoldenVMID, Hostname: "golden", Template: true, Cores: 2, MemoryMB: 1024, SwapMB: 512,
+			RootFS: "local-lvm:base-9000-disk-0,size=8G", Features: "keyctl=1,nesting=1",
+			Description: "felhom golden image\nDebian 12 with the customer stack", Tags: "felhom;golden"},
+		{VMID: CustomerWeb, Hostname: "web", Running: true, Cores: 2, MemoryMB: 2048, SwapMB: 512,
+			RootFS: "local-lvm:vm-101-disk-0,size=8G", Features: "nesting=1", OnBoot: true,
+			Description: "customer web server"},
+		{VMID: CustomerDB, Hostname: "db", Running: true, Cores: 2, MemoryMB: 4096, SwapMB: 1024,
+			RootFS: "local-lvm:vm-102-disk-0,size=16G", Features: "nesting=1", OnBoot: true,
+			Description: "customer database"},
+	} {
+		st.addGuest(g)
+	}
+
+	for _, a := range []struct {
+		storage string
+		vmid    int
+		stamp   string
+		notes   string
+	}{
+		{"local", GoldenVMID, "2026_11_01-02_00_00", "golden image"},
+		{"usb-backup", CustomerWeb, "2026_11_19-03_00_01", "web"},
+		{"usb-backup", CustomerDB, "2026_11_19-03_00_48", "db"},
+	} {
+		g := st.guests[a.vmid]
+		conf := maps.Clone(g.conf)
+		if a.vmid == GoldenVMID {
+			// The golden archive was made before the guest became a
+			// template; a template's archive restores as a template.
+			delete(conf, "template")
+			conf["rootfs"] = strings.Replace(conf["rootfs"], ":base-", ":vm-", 1)
+		}
+		st.storages[a.storage].volumes = append(st.storages[a.storage].volumes, &volume{
+			volid:   a.storage + ":backup/vzdump-lxc-" + vmidString(a.vmid) + "-" + a.stamp + ".tar.zst",
+			content: "backup", format: "tar.zst", subtype: "lxc", vmid: a.vmid,
+			size:  archiveSize(g, "zstd"),
+			ctime: archiveTime(a.stamp),
+			notes: a.notes, config: conf, description: g.description,
+		})
+	}
+
+	st.disks = defaultDisks()
+	st.sensors = defaultSensors()
+	return st
+}
+
+// archiveTime is the local time a vzdump archive's name encodes (PVE reads
+// it back with timelocal).
+func archiveTime(stamp string) time.Time {
+	t, err := time.ParseInLocation("2006_01_02-15_04_05", stamp, time.Local)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
