@@ -7,11 +7,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/adhocore/gronx"
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
 
 	"gitea.dooplex.hu/admin/felhom-agent/builtins"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/schedule"
 )
 
 // Declaration is what a playbook file declares about itself with
@@ -229,29 +229,16 @@ func (d *Declaration) setParams(params *starlark.Dict) error {
 	return nil
 }
 
-// validateSchedule checks a cron schedule with gronx, the parser the
-// timers use: five to seven fields or a tag like "@daily", optionally
-// prefixed with "TZ=Area/City " to run in that time zone.
+// validateSchedule checks a schedule with the parser the timers use
+// (runtime/schedule), so a declaration that loads is one the timers run:
+// five fields or a macro like "@daily", optionally prefixed with
+// "TZ=Area/City ".
 func validateSchedule(s string) error {
 	if s == "" {
 		return nil
 	}
-	expr := s
-	if rest, ok := strings.CutPrefix(s, "TZ="); ok {
-		tz, cron, ok := strings.Cut(rest, " ")
-		if !ok || tz == "" {
-			return fmt.Errorf("%q: want \"TZ=Area/City\" followed by a cron expression", s)
-		}
-		if _, err := time.LoadLocation(tz); err != nil {
-			return fmt.Errorf("%q: unknown time zone %q", s, tz)
-		}
-		expr = strings.TrimSpace(cron)
-	}
-	if _, err := gronx.Segments(expr); err != nil {
-		return fmt.Errorf("%q: %v", s, err)
-	}
-	if !gronx.New().IsValid(expr) {
-		return fmt.Errorf("%q: not a valid cron expression", s)
+	if _, err := schedule.ParseSpec(s, ""); err != nil {
+		return err
 	}
 	return nil
 }
