@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"log/slog"
 	"net/url"
 
@@ -58,7 +57,7 @@ func openBackend(g *Globals, sim bool, logger *slog.Logger) (*backend, error) {
 	client, err := proxmox.New(cfg, proxmox.WithLogger(logger))
 	if err != nil {
 		be.Close()
-		return nil, fmt.Errorf("proxmox: %w", err)
+		return nil, err
 	}
 	be.Client = client
 	be.Env.Proxmox = client

@@ -54,6 +54,17 @@ func (c *RunCmd) Run(g *Globals) error {
 		return err
 	}
 	defer be.Close()
+	if !c.Sim {
+		// A wrong endpoint, token or TLS trust is a configuration error
+		// (exit 2), found before the playbook starts rather than at its
+		// first call.
+		pctx, cancel := context.WithTimeout(ctx, g.Proxmox.Timeout)
+		_, err := be.Client.Version(pctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("proxmox: cannot use %s: %w", g.Proxmox.Endpoint, err)
+		}
+	}
 
 	engine := runtime.NewEngine(runtime.Config{
 		Env:           be.Env,

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
+)
+
+// TestRunAgainstServedSimulator drives `run` end to end against a
+// simulator served over TLS, the way an operator points the agent at a
+// host: the trust settings decide between a run and a configuration error.
+func TestRunAgainstServedSimulator(t *testing.T) {
+	sim := pvesim.New()
+	sim.TaskDuration = -1
+	srv, err := sim.Start("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, srv.CAPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wrongFP := "00" + srv.Fingerprint[2:]
+	if wrongFP == srv.Fingerprint {
+		wrongFP = "11" + srv.Fingerprint[2:]
+	}
+	t.Setenv("FELHOM_AGENT_PROXMOX_TOKEN", srv.Token)
+	base := []string{"--proxmox-endpoint", srv.Endpoint, "--proxmox-node", srv.Node, "--playbooks", "../../playbooks"}
+	tests := []struct {
+		name     string
+		args     []string // global flags
+		params   []string // run's own flags
+		code     int
+		stdout   string // substring
+		stderr   string // substring
+		noSecret bool
+	}{
+		{"pinned", []string{"--proxmox-tls-fingerprint", srv.Fingerprint}, nil, exitOK, `"status": "succeeded"`, "", true},
+		{"ca file", []string{"--proxmox-ca-file", ca}, nil, exitOK, `"status": "succeeded"`, "", true},
+		{"wrong pin", []string{"--proxmox-tls-fingerprint", wrongFP}, nil, exitUsage, "", "fingerprint mismatch: expected " + wrongFP + ", got " + srv.Fingerprint, true},
+		{"no trust configured", nil, nil, exitUsage, "", "certificate", true},
+		{"unreadable ca file", []string{"--proxmox-ca-file", filepath.Join(t.TempDir(), "missing.pem")}, nil, exitUsage, "", "proxmox.ca_file", true},
+		{"bad parameter", []string{"--proxmox-ca-file", ca}, []string{"-p", "mode=nonsense"}, exitUsage, "", `parameter "mode"`, true},
+	}
+	secret := srv.Token[strings.Index(srv.Token, "=")+1:]
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			args := append(append(append([]string{}, base...), tt.args...), "run", "--json", "../../playbooks/selftest.star")
+			args = append(args, tt.params...)
+			code := run(args, &stdout, &stderr)
+			if code != tt.code {
+				t.Fatalf("exit %d; want %d\nstdout: %s\nstderr: %s", code, tt.code, stdout.String(), stderr.String())
+			}
+			if !strings.Contains(stdout.String(), tt.stdout) || !strings.Contains(stderr.String(), tt.stderr) {
+				t.Errorf("stdout %q does not contain %q or stderr %q does not contain %q", stdout.String(), tt.stdout, stderr.String(), tt.stderr)
+			}
+			if strings.Contains(stdout.String()+stderr.String(), secret) {
+				t.Error("the token secret appears in the output")
+			}
+			if code == exitOK {
+				var s summary
+				if err := json.Unmarshal(stdout.Bytes(), &s); err != nil {
+					t.Fatalf("summary is not JSON: %v", err)
+				}
+				if s.Requests == 0 || s.Status != "succeeded" {
+					t.Errorf("summary = %+v; want requests counted and succeeded", s)
+				}
+			}
+		})
+	}
+}
