@@ -76,6 +76,18 @@ func isTestFile(path string) bool {
 // starFiles expands args (none means the playbooks directory) into every
 // .star file, directories walked recursively.
 func starFiles(playbooks string, args []string) ([]string, error) {
+	return walkFiles(playbooks, args, func(p string) bool { return filepath.Ext(p) == ".star" })
+}
+
+// testFiles expands args (none means the playbooks directory) into
+// *_test.star files, directories searched recursively.
+func testFiles(playbooks string, args []string) ([]string, error) {
+	return walkFiles(playbooks, args, isTestFile)
+}
+
+// walkFiles expands args (none means the playbooks directory): a file is
+// taken as given, a directory is walked for the files keep accepts.
+func walkFiles(playbooks string, args []string, keep func(string) bool) ([]string, error) {
 	if len(args) == 0 {
 		args = []string{playbooks}
 	}
@@ -85,7 +97,7 @@ func starFiles(playbooks string, args []string) ([]string, error) {
 			if err != nil {
 				return err
 			}
-			if !d.IsDir() && (p == a || filepath.Ext(p) == ".star") {
+			if !d.IsDir() && (p == a || keep(p)) {
 				files = append(files, p)
 			}
 			return nil

@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"regexp"
 	"syscall"
 	"time"
@@ -69,28 +67,4 @@ func (c *TestCmd) Run(g *Globals) error {
 		return failed(fmt.Errorf("test: %d failed", failedN))
 	}
 	return nil
-}
-
-// testFiles expands args (none means the playbooks directory) into
-// *_test.star files, directories searched recursively.
-func testFiles(playbooks string, args []string) ([]string, error) {
-	if len(args) == 0 {
-		args = []string{playbooks}
-	}
-	var files []string
-	for _, a := range args {
-		err := filepath.WalkDir(a, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if !d.IsDir() && (p == a || isTestFile(p)) {
-				files = append(files, p)
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	return files, nil
 }
