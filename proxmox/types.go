@@ -310,7 +310,7 @@ type SMARTAttribute struct {
 type RestoreOptions struct {
 	VMID     int    // required
 	Archive  string // backup volid, e.g. "local:backup/vzdump-lxc-9000-....tar.zst"; required
-	Storage  string // target storage for the root disk; "" keeps the archive's
+	Storage  string // target storage of the root disk; "" means PVE's default, "local", which a stock host refuses for container disks
 	Force    bool   // overwrite an existing guest
 	Unique   bool   // assign new MAC addresses
 	Start    bool   // start after restore

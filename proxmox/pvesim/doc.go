@@ -44,7 +44,7 @@
 // # Where PVE checks, and so the simulator
 //
 // At the request: authentication (401 "No ticket" without credentials,
-// "Authentication failed!" with bad ones, empty body); the endpoint's
+// "authentication failure" with bad ones, empty body); the endpoint's
 // declared permission check (403 "Permission check failed (PATH, PRIV)");
 // "no such cluster node 'x'" (500); the schema (400 "Parameter
 // verification failed." with per-parameter errors); then the handler's own

@@ -54,12 +54,13 @@ type token struct {
 
 var tokenIDRe = regexp.MustCompile(`^[^\s:/@!]+@[A-Za-z][A-Za-z0-9.\-_]*![A-Za-z][A-Za-z0-9.\-_]*$`)
 
-// The reason phrases of pve-manager PVE/HTTPServer.pm auth_handler, sent
-// with an empty body (no JSON formatter runs for an authentication
-// failure): no credentials at all, or credentials that do not verify.
+// The reason phrases of a 401, sent with an empty body (no JSON formatter
+// runs for an authentication failure): no credentials at all (pve-manager
+// PVE/HTTPServer.pm auth_handler's "No ticket"), or credentials that do not
+// verify ("authentication failure", as ../shared/pve-api/README.md records).
 const (
 	msgNoTicket   = "No ticket"
-	msgAuthFailed = "Authentication failed!"
+	msgAuthFailed = "authentication failure"
 )
 
 // authenticate resolves the Authorization header (PVEAPIToken=ID=SECRET)

@@ -14,9 +14,9 @@ func TestAuthentication(t *testing.T) {
 		name, auth, reason string
 	}{
 		{"missing", "", "No ticket"},
-		{"wrong secret", "PVEAPIToken=" + DefaultTokenID + "=00000000-0000-0000-0000-000000000000", "Authentication failed!"},
-		{"unknown token", "PVEAPIToken=root@pam!x=" + DefaultTokenSecret, "Authentication failed!"},
-		{"no secret", "PVEAPIToken=" + DefaultTokenID, "Authentication failed!"},
+		{"wrong secret", "PVEAPIToken=" + DefaultTokenID + "=00000000-0000-0000-0000-000000000000", "authentication failure"},
+		{"unknown token", "PVEAPIToken=root@pam!x=" + DefaultTokenSecret, "authentication failure"},
+		{"no secret", "PVEAPIToken=" + DefaultTokenID, "authentication failure"},
 		{"other scheme", "Bearer " + DefaultTokenSecret, "No ticket"},
 	}
 	for _, tc := range tests {

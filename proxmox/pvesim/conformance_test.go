@@ -1,0 +1,193 @@
+package pvesim_test
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvetest"
+)
+
+// The simulator must pass the same conformance suites a real PVE 8 host
+// passes: the proxmox.Client's (through every method and failure path),
+// a raw HTTP client's and proxmoxer's.
+
+// conformanceStopped is the stopped guest the suites may change; the
+// default world has none (its only stopped guest is a template).
+const conformanceStopped = 120
+
+// conformanceScratch is a free vmid the suites restore into.
+const conformanceScratch = 130
+
+// simWorld serves a default-world simulator over TLS with short tasks,
+// failing t on any request the simulator does not model, and returns it
+// with a client pinned to its certificate and the World describing it.
+func simWorld(t *testing.T, legacy bool) (*pvesim.Sim, *pvesim.Server, *proxmox.Client, pvetest.World) {
+	t.Helper()
+	clock := &holdClock{}
+	sim := pvesim.New()
+	sim.TaskDuration = 20 * time.Millisecond
+	sim.LegacyErrors = legacy
+	sim.Now = clock.Now
+	sim.OnUnmodeled = func(r *http.Request) { t.Errorf("unmodelled request %s %s", r.Method, r.URL) }
+	if err := sim.AddGuest(pvesim.GuestSpec{
+		VMID: conformanceStopped, Hostname: "conformance", Cores: 1, MemoryMB: 512,
+		RootFS: "local-lvm:vm-120-disk-0,size=4G", Description: "conformance guest",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := sim.Start("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	tok, err := proxmox.ParseToken(srv.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := proxmox.New(proxmox.Config{Endpoint: srv.Endpoint, Node: srv.Node, Token: tok, Fingerprint: srv.Fingerprint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := pvetest.World{
+		Running:       pvesim.CustomerWeb,
+		Stopped:       conformanceStopped,
+		Scratch:       conformanceScratch,
+		BackupStorage: "usb-backup",
+		GuestStorage:  "local-lvm",
+		Wait:          proxmox.WaitOptions{MinInterval: 5 * time.Millisecond, MaxInterval: 50 * time.Millisecond},
+		CaseTimeout:   30 * time.Second,
+		LockGuest: func(t testing.TB, vmid int, lock string) {
+			t.Helper()
+			if err := sim.SetGuestLock(vmid, lock); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				if err := sim.SetGuestLock(vmid, ""); err != nil {
+					t.Error(err)
+				}
+			})
+		},
+		DenyAtRequest: func(t testing.TB, aclPath, privilege string) {
+			t.Helper()
+			privs := slices.DeleteFunc(pvesim.FelhomAgentPrivileges(), func(p string) bool { return p == privilege })
+			if err := sim.SetTokenPrivileges(pvesim.DefaultTokenID, aclPath, privs...); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				if err := sim.RemoveTokenACL(pvesim.DefaultTokenID, aclPath); err != nil {
+					t.Error(err)
+				}
+			})
+		},
+		DenyAtTaskTime: func(t testing.TB, aclPath, privilege string) {
+			t.Helper()
+			if err := sim.DenyAtTaskTime(aclPath, privilege); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(sim.ClearTaskTimeDenials)
+		},
+		HoldTasks: func(t testing.TB) {
+			clock.hold()
+			t.Cleanup(clock.release)
+		},
+	}
+	return sim, srv, c, w
+}
+
+// holdClock is the simulator's Now: real time, or a frozen instant while
+// held, so that running tasks (which stop when Now passes their end) keep
+// running.
+type holdClock struct{ frozen atomic.Pointer[time.Time] }
+
+func (c *holdClock) Now() time.Time {
+	if t := c.frozen.Load(); t != nil {
+		return *t
+	}
+	return time.Now()
+}
+
+func (c *holdClock) hold() {
+	now := time.Now()
+	c.frozen.Store(&now)
+}
+
+func (c *holdClock) release() { c.frozen.Store(nil) }
+
+// TestConformance runs the client's conformance suite against the
+// simulator (PVE 8.4+ error bodies, with "message").
+func TestConformance(t *testing.T) {
+	sim, _, c, w := simWorld(t, false)
+	checkUndone(t, sim, w) // registered first, so it runs after the suite's cleanup
+	pvetest.Conformance(t, c, w)
+}
+
+// TestConformanceLegacyErrors runs it against error bodies of PVE before
+// 8.4, whose message travels only in the HTTP reason phrase: the client
+// must produce the same typed errors from it.
+func TestConformanceLegacyErrors(t *testing.T) {
+	_, _, c, w := simWorld(t, true)
+	pvetest.Conformance(t, c, w)
+}
+
+// checkUndone asserts, at the end of t (after the suite's own cleanup
+// when registered before the suite runs), that the world is
+// as it was: the suites promise to undo what they change.
+func checkUndone(t *testing.T, sim *pvesim.Sim, w pvetest.World) {
+	t.Cleanup(func() {
+		if g, ok := sim.Guest(w.Scratch); ok {
+			t.Errorf("guest %d still exists after the suite: %+v", w.Scratch, g)
+		}
+		if g, _ := sim.Guest(w.Running); g.Status != "running" || g.Lock != "" {
+			t.Errorf("guest %d after the suite: %s, lock %q; want running, unlocked", w.Running, g.Status, g.Lock)
+		}
+		g, _ := sim.Guest(w.Stopped)
+		if g.Status != "stopped" || g.Lock != "" || len(g.Snapshots) != 0 || strings.TrimSuffix(g.Description, "\n") != "conformance guest" {
+			t.Errorf("guest %d after the suite: %s, lock %q, snapshots %v, description %q; want it as it was",
+				w.Stopped, g.Status, g.Lock, g.Snapshots, g.Description)
+		}
+		for _, v := range sim.Volumes(w.BackupStorage) {
+			if v.VMID == w.Stopped {
+				t.Errorf("archive %s left on %s", v.VolID, w.BackupStorage)
+			}
+		}
+	})
+}
+
+// endpoint is how a client other than proxmox.Client reaches srv: an HTTP
+// client and a CA file trusting exactly its certificate.
+func endpoint(t *testing.T, srv *pvesim.Server) pvetest.Endpoint {
+	t.Helper()
+	ca := filepath.Join(t.TempDir(), "pve-root-ca.pem")
+	if err := os.WriteFile(ca, srv.CAPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return pvetest.Endpoint{URL: srv.Endpoint, Node: srv.Node, Token: srv.Token, HTTPClient: srv.Client(), CAFile: ca}
+}
+
+// TestThirdPartyClient drives the simulator with raw form-encoded HTTP,
+// as generic clients do, and checks the world is as it was afterwards.
+func TestThirdPartyClient(t *testing.T) {
+	sim, srv, _, w := simWorld(t, false)
+	checkUndone(t, sim, w)
+	pvetest.ThirdParty(t, endpoint(t, srv), w)
+}
+
+// TestProxmoxer drives the simulator with the Python library proxmoxer,
+// where it is installed.
+func TestProxmoxer(t *testing.T) {
+	sim, srv, _, w := simWorld(t, false)
+	checkUndone(t, sim, w)
+	pvetest.Proxmoxer(t, endpoint(t, srv), w)
+}

@@ -1,0 +1,166 @@
+package pvetest
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+)
+
+// taskCases check the task endpoints: list, status, log and stop, and a
+// lock a running task holds.
+var taskCases = []testCase{
+	{
+		name: "tasks-list",
+		rule: "GET /nodes/{node}/tasks lists finished tasks newest first with status = exit status and an endtime; errors=1 keeps only failures",
+		run: func(t *testing.T, s *suite) {
+			if s.snapTask.IsZero() || s.failedTask.IsZero() {
+				t.Skip("needs the tasks of cases snapshot and snapshot-name-taken")
+			}
+			all, err := s.c.Tasks(s.ctx, proxmox.TaskFilter{VMID: s.w.Stopped, TypeFilter: "vzsnapshot", Limit: 500})
+			if err != nil {
+				t.Fatalf("Tasks: %v", err)
+			}
+			find := func(list []proxmox.Task, upid proxmox.UPID) *proxmox.Task {
+				i := slices.IndexFunc(list, func(tk proxmox.Task) bool { return tk.UPID == upid })
+				if i < 0 {
+					return nil
+				}
+				return &list[i]
+			}
+			ok, bad := find(all, s.snapTask), find(all, s.failedTask)
+			if ok == nil || bad == nil {
+				t.Fatalf("Tasks = %+v; want %s and %s", all, s.snapTask, s.failedTask)
+			}
+			if ok.ExitStatus != "OK" || ok.EndTime.IsZero() || ok.Type != "vzsnapshot" || ok.ID != itoa(s.w.Stopped) {
+				t.Errorf("task %+v; want vzsnapshot of %d, stopped OK with an endtime", *ok, s.w.Stopped)
+			}
+			if !strings.HasSuffix(bad.ExitStatus, "already used") {
+				t.Errorf("failed task %+v; want its error as status", *bad)
+			}
+			for _, tk := range all {
+				if tk.Type != "vzsnapshot" || tk.ID != itoa(s.w.Stopped) {
+					t.Errorf("Tasks(vmid %d, typefilter vzsnapshot) lists %+v", s.w.Stopped, tk)
+				}
+			}
+			failed, err := s.c.Tasks(s.ctx, proxmox.TaskFilter{VMID: s.w.Stopped, TypeFilter: "vzsnapshot", Errors: true, Limit: 500})
+			if err != nil {
+				t.Fatalf("Tasks(errors): %v", err)
+			}
+			if find(failed, s.failedTask) == nil || find(failed, s.snapTask) != nil {
+				t.Errorf("Tasks(errors) = %+v; want the failed task only", failed)
+			}
+			s.noRequest(t, "Tasks(source bogus)", "source", func(ctx context.Context) error {
+				_, err := s.c.Tasks(ctx, proxmox.TaskFilter{Source: "bogus"})
+				return err
+			})
+		},
+	},
+	{
+		name: "task-log",
+		rule: "GET .../tasks/{upid}/log pages lines {n, t} (n from 1) by start and limit with a total; the last line is \"TASK OK\" or \"TASK ERROR: text\"",
+		run: func(t *testing.T, s *suite) {
+			if s.snapTask.IsZero() {
+				t.Skip("needs the task of case snapshot")
+			}
+			lines, err := s.c.TaskLog(s.ctx, s.snapTask, 0, 0)
+			if err != nil {
+				t.Fatalf("TaskLog: %v", err)
+			}
+			if len(lines) == 0 || lines[len(lines)-1].T != "TASK OK" {
+				t.Fatalf("TaskLog = %+v; want lines ending with TASK OK", lines)
+			}
+			for i, l := range lines {
+				if l.N != i+1 {
+					t.Errorf("line %d numbered %d; want %d", i, l.N, i+1)
+				}
+			}
+			page, err := s.c.TaskLog(s.ctx, s.snapTask, len(lines)-1, 1)
+			if err != nil {
+				t.Fatalf("TaskLog(start, limit 1): %v", err)
+			}
+			if len(page) != 1 || page[0] != lines[len(lines)-1] {
+				t.Errorf("TaskLog(%d, 1) = %+v; want only %+v", len(lines)-1, page, lines[len(lines)-1])
+			}
+			tail, err := s.c.TaskLogTail(s.ctx, s.snapTask, 1)
+			if err != nil || !slices.Equal(tail, []string{"TASK OK"}) {
+				t.Errorf("TaskLogTail(1) = %q, %v; want [TASK OK]", tail, err)
+			}
+			if !s.failedTask.IsZero() {
+				tail, err := s.c.TaskLogTail(s.ctx, s.failedTask, 1)
+				if err != nil || len(tail) != 1 || !strings.HasPrefix(tail[0], "TASK ERROR: ") {
+					t.Errorf("TaskLogTail(failed, 1) = %q, %v; want [TASK ERROR: ...]", tail, err)
+				}
+			}
+			s.noRequest(t, "TaskLog(start -1)", "start", func(ctx context.Context) error {
+				_, err := s.c.TaskLog(ctx, s.snapTask, -1, 0)
+				return err
+			})
+		},
+	},
+	{
+		name: "stop-stopped-task",
+		rule: "DELETE /nodes/{node}/tasks/{upid} of a task that has already stopped answers null and leaves its exit status as it was",
+		run: func(t *testing.T, s *suite) {
+			if s.snapTask.IsZero() {
+				t.Skip("needs the task of case snapshot")
+			}
+			if err := s.c.StopTask(s.ctx, s.snapTask); err != nil {
+				t.Fatalf("StopTask(stopped task): %v", err)
+			}
+			st, err := s.c.TaskStatusOnce(s.ctx, s.snapTask)
+			if err != nil || st.Status != "stopped" || st.ExitStatus != "OK" {
+				t.Errorf("TaskStatusOnce after StopTask = %+v, %v; want stopped OK", st, err)
+			}
+		},
+	},
+	{
+		name:  "task-running-holds-lock",
+		rule:  "a running vzdump holds the guest's \"backup\" lock: a config change dies with \"CT is locked (backup)\"; the status says running with no exitstatus; DELETE .../tasks/{upid} stops it (null) with an error exit status and the lock goes",
+		hooks: []string{"HoldTasks"},
+		run: func(t *testing.T, s *suite) {
+			s.w.HoldTasks(t)
+			upid, err := s.c.Vzdump(s.ctx, proxmox.VzdumpOptions{VMIDs: []int{s.w.Running}, Storage: s.w.BackupStorage})
+			if err != nil {
+				t.Fatalf("Vzdump: %v", err)
+			}
+			st, err := s.c.TaskStatusOnce(s.ctx, upid)
+			if err != nil || !st.Running() || st.Status != "running" || st.ExitStatus != "" {
+				t.Errorf("TaskStatusOnce = %+v, %v; want running without an exit status", st, err)
+			}
+			gs, err := s.c.GuestStatus(s.ctx, s.w.Running)
+			if err != nil || gs.Lock != "backup" {
+				t.Errorf("GuestStatus(%d) = %+v, %v; want lock backup while the backup runs", s.w.Running, gs, err)
+			}
+			// The same description back: harmless should the lock not hold.
+			gc, err := s.c.GuestConfig(s.ctx, s.w.Running)
+			if err != nil {
+				t.Fatalf("GuestConfig: %v", err)
+			}
+			_, err = s.c.SetConfig(s.ctx, s.w.Running, map[string]string{"description": gc.Description}, nil)
+			wantAPIError(t, "SetConfig during the backup", err, 500, "CT is locked (backup)")
+			if lock, ok := proxmox.IsLocked(err); !ok || lock != "backup" {
+				t.Errorf("IsLocked(%v) = %q, %v; want backup, true", err, lock, ok)
+			}
+
+			if err := s.c.StopTask(s.ctx, upid); err != nil {
+				t.Fatalf("StopTask: %v", err)
+			}
+			final, err := s.wait(upid)
+			te, ok := errors.AsType[*proxmox.TaskError](err)
+			if !ok || final.Running() || final.Succeeded() || te.ExitStatus == "" {
+				t.Errorf("WaitTask after StopTask = %+v, %v; want stopped with an error exit status", final, err)
+			}
+			gs, err = s.c.GuestStatus(s.ctx, s.w.Running)
+			if err != nil || gs.Lock != "" {
+				t.Errorf("GuestStatus(%d) after the stopped backup = %+v, %v; want the lock released", s.w.Running, gs, err)
+			}
+			if err := s.c.StopTask(s.ctx, proxmox.UPID{}); err == nil {
+				t.Error("StopTask(zero UPID) = nil; want an error")
+			}
+		},
+	},
+}

@@ -1,0 +1,30 @@
+// Package pvetest holds conformance suites for the Proxmox VE API as
+// felhom-agent uses it, runnable against any implementation: the
+// simulator (proxmox/pvesim) in every test run, and a real PVE 8 host
+// when one is configured.
+//
+// [Conformance] drives a [proxmox.Client] through every method it has —
+// reads, mutations and their task waits — and through the failure paths
+// flows depend on: a missing guest, a taken or missing snapshot name, a
+// guest already running or not running, a lock, a permission refused at
+// the request or inside the task, per-parameter 400s, synchronous config
+// changes, vzdump archive names, restore with and without force. Each case
+// names the PVE rule it checks, after the facts collected (with their
+// sources) in the project's PVE API notes (shared/pve-api/README.md); when a case fails, its rule is
+// logged beside the failure, so a failure against the simulator points at
+// the simulator or the client, and a failure against a real host points at
+// the simulator's model of it.
+//
+// [ThirdParty] and [Proxmoxer] check the same host from the outside, as
+// other clients see it: raw form-encoded HTTP with a PVEAPIToken header,
+// and the Python library proxmoxer (skipped where it is not installed).
+// Passing them against the simulator is what "a third-party client could
+// not tell it from a host" means in practice.
+//
+// What a suite may assume and change is described by a [World]; hooks the
+// implementation cannot offer (forcing a lock, withdrawing a privilege)
+// are left nil, and the cases needing them skip, saying why.
+//
+// This package is for tests only: it imports testing, and nothing the
+// agent binary links may import it.
+package pvetest

@@ -1,0 +1,98 @@
+package pvetest
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+)
+
+// World describes the host a suite runs against: the guests and storages
+// it may use, and hooks for situations a client cannot create by itself.
+//
+// The suites change the host, and undo what they change when the test
+// ends (best effort, logged when it fails): they take, roll back and
+// delete snapshots of Stopped; set Stopped's description and write the
+// original back; stop, shut down and start Running; back up Stopped and
+// Running to BackupStorage and delete the archives they made; restore an
+// archive into Scratch and destroy Scratch again. Give them guests that
+// exist for testing.
+type World struct {
+	// Running is a running, unlocked LXC guest. Required.
+	Running int
+	// Stopped is a stopped, unlocked LXC guest that is not a template,
+	// with its disks on storage that can take snapshots (lvmthin, zfs).
+	// Required.
+	Stopped int
+	// Scratch is a guest id that is free when the suite starts; the
+	// suite restores a backup into it and destroys it again. Required.
+	Scratch int
+	// BackupStorage is a directory storage with content "backup".
+	// Required.
+	BackupStorage string
+	// GuestStorage is a storage with content "rootdir" that restores put
+	// the root disk on (PVE's default, "local", usually cannot hold
+	// one). Required.
+	GuestStorage string
+
+	// Wait tunes every task wait; the zero value is the Client's
+	// defaults (250ms doubling to 2s), fine for a real host. Against a
+	// simulator with short tasks, small intervals keep the suite fast.
+	Wait proxmox.WaitOptions
+	// CaseTimeout bounds each case; 0 means 2 minutes.
+	CaseTimeout time.Duration
+
+	// LockGuest sets config lock lock ("backup", "snapshot", ...) on
+	// guest vmid, as an operator or a crashed task leaves it, and clears
+	// it again at t's cleanup. Nil skips the cases that need it (a real
+	// host offers no way for a token to set a lock).
+	LockGuest func(t testing.TB, vmid int, lock string)
+	// DenyAtRequest withdraws privilege on aclPath from the client's
+	// token, so that the permission check of a request fails, until t's
+	// cleanup. Nil skips the cases that need it.
+	DenyAtRequest func(t testing.TB, aclPath, privilege string)
+	// DenyAtTaskTime lets requests pass their permission check but makes
+	// every worker task that checks privilege on aclPath fail with PVE's
+	// permission text, until t's cleanup. Nil skips the cases that need it.
+	DenyAtTaskTime func(t testing.TB, aclPath, privilege string)
+	// HoldTasks keeps tasks that are running from stopping on their own
+	// until t's cleanup (they still stop when asked to), so that a case
+	// can look at a task while it runs and at the locks it holds. Nil
+	// skips the cases that need it (on a real host a task's length is
+	// not under the suite's control).
+	HoldTasks func(t testing.TB)
+}
+
+// validate names every required field that is missing.
+func (w World) validate() error {
+	var missing []string
+	for _, f := range []struct {
+		name string
+		ok   bool
+	}{
+		{"Running", w.Running != 0},
+		{"Stopped", w.Stopped != 0},
+		{"Scratch", w.Scratch != 0},
+		{"BackupStorage", w.BackupStorage != ""},
+		{"GuestStorage", w.GuestStorage != ""},
+	} {
+		if !f.ok {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("pvetest: World lacks %v", missing)
+	}
+	if w.Running == w.Stopped || w.Running == w.Scratch || w.Stopped == w.Scratch {
+		return fmt.Errorf("pvetest: World.Running (%d), Stopped (%d) and Scratch (%d) must differ", w.Running, w.Stopped, w.Scratch)
+	}
+	return nil
+}
+
+func (w World) caseTimeout() time.Duration {
+	if w.CaseTimeout <= 0 {
+		return 2 * time.Minute
+	}
+	return w.CaseTimeout
+}
