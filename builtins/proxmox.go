@@ -382,7 +382,7 @@ func mutate(env *Env, api GuestAPI, b *starlark.Builtin, m mutation) (starlark.V
 		env.Logger.Debug("applied synchronously", "builtin", b.Name())
 		return syncResult(time.Since(start)).value(), nil
 	}
-	env.Logger.Info("task started", "builtin", b.Name(), "upid", upid.String())
+	env.Logger.Info("task started", "builtin", b.Name(), "upid", upid)
 	r := taskResult{UPID: upid, Status: "running", Storage: m.storage}
 	if !m.wait {
 		// The deferred unlock releases the guests now: with wait = False the
@@ -394,7 +394,7 @@ func mutate(env *Env, api GuestAPI, b *starlark.Builtin, m mutation) (starlark.V
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
-	env.Logger.Info("task finished", "builtin", b.Name(), "upid", upid.String(), "exitstatus", r.ExitStatus, "took", r.Duration)
+	env.Logger.Info("task finished", "builtin", b.Name(), "upid", upid, "exitstatus", r.ExitStatus, "took", r.Duration)
 	return r.value(), nil
 }
 
