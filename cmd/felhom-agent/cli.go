@@ -11,13 +11,17 @@ import (
 type CLI struct {
 	Globals
 
-	Run     RunCmd     `cmd:"" help:"Run one playbook once and print a summary."`
-	Check   CheckCmd   `cmd:"" help:"Load and validate playbooks without running them."`
-	Test    TestCmd    `cmd:"" help:"Run playbook tests (*_test.star), each on a fresh simulated host."`
-	Fmt     FmtCmd     `cmd:"" help:"Format playbooks (buildifier's formatter)."`
-	Doc     DocCmd     `cmd:"" help:"Print the reference of every builtin module."`
-	Sim     SimCmd     `cmd:"" help:"Serve a simulated Proxmox VE host over TLS (for trying the agent and for tests)."`
-	Version VersionCmd `cmd:"" help:"Print the agent's version."`
+	Run       RunCmd       `cmd:"" help:"Run one playbook once and print a summary."`
+	Check     CheckCmd     `cmd:"" help:"Load and validate playbooks without running them."`
+	Test      TestCmd      `cmd:"" help:"Run playbook tests (*_test.star), each on a fresh simulated host."`
+	Fmt       FmtCmd       `cmd:"" help:"Format playbooks (buildifier's formatter)."`
+	Doc       DocCmd       `cmd:"" help:"Print the reference of every builtin module."`
+	Serve     ServeCmd     `cmd:"" help:"Run the agent daemon: hot-reloaded playbooks, hub triggers, timers, run store, local API, metrics."`
+	Runs      RunsCmd      `cmd:"" help:"List, show, follow or cancel runs of a serving agent."`
+	Trigger   TriggerCmd   `cmd:"" help:"Start a run of a playbook on a serving agent."`
+	Playbooks PlaybooksCmd `cmd:"" help:"List a serving agent's playbooks."`
+	Sim       SimCmd       `cmd:"" help:"Serve a simulated Proxmox VE host over TLS (for trying the agent and for tests)."`
+	Version   VersionCmd   `cmd:"" help:"Print the agent's version."`
 }
 
 // newParser builds the kong parser with the configuration resolver and the

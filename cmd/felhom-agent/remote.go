@@ -1,0 +1,401 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/api"
+)
+
+// The commands in this file talk to a serving agent (felhom-agent serve)
+// over its local API socket; they never touch the run store or Proxmox
+// themselves. Output is for people unless --json asks for machine output.
+
+// remoteFlags are the flags every client command takes.
+type remoteFlags struct {
+	Socket string `help:"Unix socket of the serving agent's local API." default:"/run/felhom-agent/agent.sock" placeholder:"PATH" config:"socket"`
+	JSON   bool   `name:"json" help:"Print JSON instead of text."`
+}
+
+func (f *remoteFlags) client() *api.Client { return api.NewClient(f.Socket) }
+
+// signalContext ends on SIGINT or SIGTERM, so following a run can be
+// interrupted without killing the run.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+// RunsCmd groups the run-history commands; "runs" alone lists.
+type RunsCmd struct {
+	List   RunsListCmd   `cmd:"" default:"withargs" help:"List recent runs, newest first."`
+	Show   RunsShowCmd   `cmd:"" help:"Show one run: its status word first, then details and log."`
+	Follow RunsFollowCmd `cmd:"" help:"Stream a run's log until it ends; exit 1 unless it succeeded."`
+	Cancel RunsCancelCmd `cmd:"" help:"Ask a run in flight to stop."`
+}
+
+// RunsListCmd lists runs.
+type RunsListCmd struct {
+	remoteFlags
+	Playbook string `help:"Only runs of this playbook."`
+	Status   string `help:"Only runs with this status." enum:",queued,running,succeeded,failed,cancelled,timed_out,interrupted" default:""`
+	Limit    int    `help:"At most this many runs (1-1000)." default:"20"`
+}
+
+// Run lists.
+func (c *RunsListCmd) Run(g *Globals) error {
+	cl := c.client()
+	defer cl.Close()
+	runs, err := cl.Runs(context.Background(), api.ListFilter{Playbook: c.Playbook, Status: c.Status, Limit: c.Limit})
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		return writeJSON(g.stdout, runs)
+	}
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tPLAYBOOK\tSTATUS\tSOURCE\tCREATED\tTOOK\tERROR")
+	for _, r := range runs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Playbook, r.Status, r.Source,
+			r.Created.Local().Format(time.DateTime), took(r), oneLine(r.Error, 60))
+	}
+	return tw.Flush()
+}
+
+// RunsShowCmd shows one run.
+type RunsShowCmd struct {
+	remoteFlags
+	ID string `arg:"" help:"Run id."`
+}
+
+// Run shows: the status word alone on the first line (scripts read it),
+// then the details, the tasks and the whole log.
+func (c *RunsShowCmd) Run(g *Globals) error {
+	cl := c.client()
+	defer cl.Close()
+	ctx := context.Background()
+	run, err := cl.Run(ctx, c.ID)
+	if err != nil {
+		return err
+	}
+	lines, err := allLogs(ctx, cl, c.ID)
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		return writeJSON(g.stdout, struct {
+			Run api.Run       `json:"run"`
+			Log []api.LogLine `json:"log"`
+		}{run, lines})
+	}
+	w := g.stdout
+	fmt.Fprintln(w, run.Status)
+	fmt.Fprintf(w, "run:       %s\n", run.ID)
+	fmt.Fprintf(w, "playbook:  %s", run.Playbook)
+	if run.Version != "" {
+		fmt.Fprintf(w, " (version %s)", shortID(run.Version))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "source:    %s", run.Source)
+	if run.Key != "" {
+		fmt.Fprintf(w, " (%s)", run.Key)
+	}
+	fmt.Fprintln(w)
+	if len(run.Params) > 0 && string(run.Params) != "{}" {
+		fmt.Fprintf(w, "params:    %s\n", run.Params)
+	}
+	fmt.Fprintf(w, "created:   %s\n", run.Created.Local().Format(time.DateTime))
+	if run.Started != nil {
+		fmt.Fprintf(w, "started:   %s\n", run.Started.Local().Format(time.DateTime))
+	}
+	if run.Ended != nil {
+		fmt.Fprintf(w, "ended:     %s (took %s)\n", run.Ended.Local().Format(time.DateTime), took(run))
+	}
+	if run.Error != "" {
+		kind := ""
+		if run.ErrorKind != "" {
+			kind = " [" + run.ErrorKind + "]"
+		}
+		fmt.Fprintf(w, "error:     %s%s\n", run.Error, kind)
+	}
+	if len(run.Result) > 0 {
+		fmt.Fprintf(w, "result:    %s\n", run.Result)
+	}
+	if len(run.Tasks) > 0 {
+		fmt.Fprintln(w, "tasks:")
+		for _, t := range run.Tasks {
+			fmt.Fprintf(w, "  %s  %s %s\n", t.UPID, t.Status, t.ExitStatus)
+		}
+	}
+	fmt.Fprintln(w, "log:")
+	for _, l := range lines {
+		fmt.Fprintf(w, "  %s\n", logText(l))
+	}
+	return nil
+}
+
+// RunsFollowCmd streams a run's log.
+type RunsFollowCmd struct {
+	remoteFlags
+	ID string `arg:"" help:"Run id."`
+}
+
+// Run follows until the run ends; the exit code is 1 unless it succeeded.
+func (c *RunsFollowCmd) Run(g *Globals) error {
+	cl := c.client()
+	defer cl.Close()
+	return followRun(g, cl, c.ID, c.JSON)
+}
+
+// followRun prints run id's log as it is written, then how it ended.
+func followRun(g *Globals, cl *api.Client, id string, asJSON bool) error {
+	ctx, stop := signalContext()
+	defer stop()
+	enc := json.NewEncoder(g.stdout)
+	run, err := cl.Follow(ctx, id, func(l api.LogLine) error {
+		if asJSON {
+			return enc.Encode(api.FollowEvent{Log: &l})
+		}
+		_, err := fmt.Fprintln(g.stdout, logText(l))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		if err := enc.Encode(api.FollowEvent{Run: &run}); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(g.stdout, "%s %s (run %s, took %s)\n", strings.ToUpper(run.Status), run.Playbook, run.ID, took(run))
+		if run.Error != "" {
+			fmt.Fprintf(g.stdout, "  error: %s\n", run.Error)
+		}
+	}
+	if run.Status != "succeeded" {
+		return failed(fmt.Errorf("run %s %s", run.ID, run.Status))
+	}
+	return nil
+}
+
+// RunsCancelCmd cancels a run.
+type RunsCancelCmd struct {
+	remoteFlags
+	ID string `arg:"" help:"Run id."`
+}
+
+// Run asks the agent to cancel the run and returns at once; the run is
+// recorded as cancelled once it has stopped.
+func (c *RunsCancelCmd) Run(g *Globals) error {
+	cl := c.client()
+	defer cl.Close()
+	run, err := cl.Cancel(context.Background(), c.ID)
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		return writeJSON(g.stdout, run)
+	}
+	fmt.Fprintf(g.stdout, "cancelling run %s (%s, %s)\n", run.ID, run.Playbook, run.Status)
+	return nil
+}
+
+// TriggerCmd starts a run of a playbook on the serving agent.
+type TriggerCmd struct {
+	remoteFlags
+	Name   string   `arg:"" help:"Name of the playbook to run."`
+	Param  []string `short:"p" sep:"none" help:"Parameter NAME=VALUE (repeatable); lists are comma-separated or a JSON array." placeholder:"NAME=VALUE"`
+	Follow bool     `short:"f" help:"Stream the run's log until it ends; exit 1 unless it succeeded."`
+}
+
+// Run triggers. Values are typed by the playbook's declaration, as the
+// agent lists it, so that --param count=3 reaches an int parameter as 3.
+func (c *TriggerCmd) Run(g *Globals) error {
+	strs, err := paramArgs(c.Param)
+	if err != nil {
+		return err
+	}
+	cl := c.client()
+	defer cl.Close()
+	ctx := context.Background()
+	types := map[string]string{}
+	if len(strs) > 0 {
+		pbs, err := cl.Playbooks(ctx)
+		if err != nil {
+			return err
+		}
+		for _, pb := range pbs {
+			if pb.Name == c.Name {
+				for _, p := range pb.Params {
+					types[p.Name] = p.Type
+				}
+			}
+		}
+	}
+	req := api.TriggerRequest{Playbook: c.Name, Params: map[string]json.RawMessage{}}
+	for _, name := range slices.Sorted(maps.Keys(strs)) {
+		req.Params[name] = paramJSON(types[name], strs[name])
+	}
+	run, err := cl.Trigger(ctx, req)
+	if err != nil {
+		return err
+	}
+	if !c.Follow {
+		if c.JSON {
+			return writeJSON(g.stdout, run)
+		}
+		fmt.Fprintf(g.stdout, "started run %s (%s)\n", run.ID, run.Playbook)
+		return nil
+	}
+	if !c.JSON {
+		fmt.Fprintf(g.stdout, "started run %s (%s)\n", run.ID, run.Playbook)
+	}
+	return followRun(g, cl, run.ID, c.JSON)
+}
+
+// paramJSON encodes a command-line value for a parameter of type typ (as
+// the local API names types: "int", "bool", "list(int)", ...): numbers and
+// booleans as such when they parse, lists split on commas unless given as
+// a JSON array, anything else (and anything that does not parse) as a
+// string, which the agent then checks against the declaration.
+func paramJSON(typ, v string) json.RawMessage {
+	quote := func(s string) json.RawMessage { b, _ := json.Marshal(s); return b }
+	switch {
+	case typ == "int":
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			return json.RawMessage(strconv.FormatInt(n, 10))
+		}
+	case typ == "bool":
+		if b, err := strconv.ParseBool(v); err == nil {
+			return json.RawMessage(strconv.FormatBool(b))
+		}
+	case strings.HasPrefix(typ, "list(") && strings.HasSuffix(typ, ")"):
+		if t := strings.TrimSpace(v); strings.HasPrefix(t, "[") && json.Valid([]byte(t)) {
+			return json.RawMessage(t)
+		}
+		elem := strings.TrimSuffix(strings.TrimPrefix(typ, "list("), ")")
+		parts := []json.RawMessage{}
+		if strings.TrimSpace(v) != "" {
+			for p := range strings.SplitSeq(v, ",") {
+				parts = append(parts, paramJSON(elem, strings.TrimSpace(p)))
+			}
+		}
+		b, _ := json.Marshal(parts)
+		return b
+	}
+	return quote(v)
+}
+
+// PlaybooksCmd lists the serving agent's playbooks.
+type PlaybooksCmd struct {
+	remoteFlags
+}
+
+// Run prints one row per playbook file: name, version, schedule, next
+// timer tick, hub triggers and the last load error (the previous good
+// version keeps serving meanwhile).
+func (c *PlaybooksCmd) Run(g *Globals) error {
+	cl := c.client()
+	defer cl.Close()
+	pbs, err := cl.Playbooks(context.Background())
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		return writeJSON(g.stdout, pbs)
+	}
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tVERSION\tSCHEDULE\tNEXT RUN\tTRIGGERS\tLOAD ERROR")
+	for _, p := range pbs {
+		next := "-"
+		if p.NextRun != nil {
+			next = p.NextRun.Local().Format(time.DateTime)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, dash(shortID(p.Version)), dash(p.Schedule), next,
+			dash(strings.Join(p.Triggers, ",")), dash(oneLine(p.LoadError, 80)))
+	}
+	return tw.Flush()
+}
+
+// allLogs reads run id's whole log, page by page.
+func allLogs(ctx context.Context, cl *api.Client, id string) ([]api.LogLine, error) {
+	const page = 1000
+	var out []api.LogLine
+	var after int64
+	for {
+		lines, err := cl.Logs(ctx, id, after, page)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, lines...)
+		if len(lines) < page {
+			return out, nil
+		}
+		after = lines[len(lines)-1].Seq
+	}
+}
+
+// logText renders a log line: "15:04:05 INFO msg key=value ...", keys
+// sorted, values as JSON.
+func logText(l api.LogLine) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %-5s %s", l.Time.Local().Format(time.TimeOnly), l.Level, l.Msg)
+	var attrs map[string]json.RawMessage
+	if len(l.Attrs) > 0 && json.Unmarshal(l.Attrs, &attrs) == nil {
+		for _, k := range slices.Sorted(maps.Keys(attrs)) {
+			fmt.Fprintf(&b, " %s=%s", k, attrs[k])
+		}
+	}
+	return b.String()
+}
+
+// took is how long a run took (so far, while it runs).
+func took(r api.Run) string {
+	if r.Started == nil {
+		return "-"
+	}
+	end := time.Now()
+	if r.Ended != nil {
+		end = *r.Ended
+	}
+	return end.Sub(*r.Started).Round(time.Millisecond).String()
+}
+
+// oneLine is the first line of s, cut to n runes.
+func oneLine(s string, n int) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
+
+func shortID(v string) string {
+	if len(v) > 12 {
+		return v[:12]
+	}
+	return v
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/alecthomas/kong"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/api"
+)
+
+// agentCLI is the part of the command line that serve and the client
+// commands make up, parsed as the real CLI parses it (configuration file,
+// environment) so these tests do not depend on where cli.go mounts them.
+type agentCLI struct {
+	Globals
+	Serve     ServeCmd     `cmd:""`
+	Runs      RunsCmd      `cmd:""`
+	Trigger   TriggerCmd   `cmd:""`
+	Playbooks PlaybooksCmd `cmd:""`
+}
+
+// syncBuffer is a bytes.Buffer safe for the agent's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// newAgentKong is newParser for agentCLI.
+func newAgentKong(cli *agentCLI, stdout, stderr io.Writer) (*kong.Kong, error) {
+	return kong.New(cli, kong.Name("felhom-agent"), kong.DefaultEnvars("FELHOM_AGENT"),
+		kong.Configuration(jsonConfig), kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { panic(kongExit{code}) }))
+}
+
+// runAgentCLI parses args and runs the selected command, returning what it
+// printed on standard output and its error.
+func runAgentCLI(t *testing.T, stderr *syncBuffer, args ...string) (string, error) {
+	t.Helper()
+	var cli agentCLI
+	var out bytes.Buffer
+	if stderr == nil {
+		stderr = new(syncBuffer)
+	}
+	p, err := newAgentKong(&cli, &out, stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kctx, exited, err := parse(p, args)
+	if err != nil {
+		return out.String(), err
+	}
+	if exited != nil {
+		t.Fatalf("%q exited %d: %s", args, exited.code, out.String())
+	}
+	cli.Globals.stdout, cli.Globals.stderr = &out, stderr
+	err = kctx.Run(&cli.Globals)
+	return out.String(), err
+}
+
+// serveAgent serves playbooks with the runtime directly and returns the
+// socket path.
+func serveAgent(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, src := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sockDir, err := os.MkdirTemp("", "fa")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	sock := filepath.Join(sockDir, "s")
+	a, err := runtime.NewAgent(runtime.AgentConfig{PlaybooksDir: dir, StateDir: t.TempDir(), Socket: sock,
+		NoWatch: true, ShutdownGrace: -1, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	// Run serves the socket after loading; a request that succeeds proves it.
+	cl := api.NewClient(sock)
+	defer cl.Close()
+	for {
+		if _, err := cl.Playbooks(ctx); err == nil {
+			return sock
+		}
+		if err := ctx.Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func exitCode(err error) int {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	if err != nil {
+		return exitUsage
+	}
+	return exitOK
+}
+
+func TestRemoteCommands(t *testing.T) {
+	sock := serveAgent(t, map[string]string{
+		"hello.star": `def run(ctx):
+    log.info("hello", n = ctx.params.n)
+    return {"n": ctx.params.n, "names": ctx.params.names}
+
+playbook(name = "hello", run = run, schedule = "TZ=UTC 0 3 * * *", triggers = ["greet"],
+         params = {"n": param.int(default = 1), "names": param.list(param.string(), default = []), "flag": param.bool(default = False)})
+`,
+		"fails.star":  "def run(ctx):\n    fail(\"no luck\")\n\nplaybook(name = \"fails\", run = run)\n",
+		"spin.star":   "def run(ctx):\n    while True:\n        pass\n\nplaybook(name = \"spin\", run = run)\n",
+		"broken.star": "def run(ctx)\n",
+	})
+	s := "--socket=" + sock
+
+	out, err := runAgentCLI(t, nil, "trigger", "hello", s, "-p", "n=3", "-p", "names=a,b", "-p", "flag=true", "--follow")
+	if err != nil || !strings.Contains(out, "started run r-") || !strings.Contains(out, "INFO  hello n=3") || !strings.Contains(out, "SUCCEEDED hello") {
+		t.Fatalf("trigger --follow: %v\n%s", err, out)
+	}
+	id := strings.Fields(strings.TrimPrefix(out, "started run "))[0]
+
+	out, err = runAgentCLI(t, nil, "runs", s)
+	if err != nil || !strings.Contains(out, id) || !strings.Contains(out, "succeeded") || !strings.HasPrefix(out, "ID ") {
+		t.Errorf("runs: %v\n%s", err, out)
+	}
+	out, err = runAgentCLI(t, nil, "runs", "list", s, "--status=failed")
+	if err != nil || strings.Contains(out, id) {
+		t.Errorf("runs list --status=failed lists the succeeded run: %v\n%s", err, out)
+	}
+
+	out, err = runAgentCLI(t, nil, "runs", "show", id, s)
+	if first, _, _ := strings.Cut(out, "\n"); err != nil || first != "succeeded" ||
+		!strings.Contains(out, `result:    {"n":3,"names":["a","b"]}`) || !strings.Contains(out, "hello n=3") {
+		t.Errorf("runs show: %v\n%s", err, out)
+	}
+	out, err = runAgentCLI(t, nil, "runs", "show", id, s, "--json")
+	var shown struct {
+		Run api.Run       `json:"run"`
+		Log []api.LogLine `json:"log"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &shown) != nil || shown.Run.ID != id || shown.Run.Status != "succeeded" || len(shown.Log) < 3 {
+		t.Errorf("runs show --json: %v\n%s", err, out)
+	}
+
+	out, err = runAgentCLI(t, nil, "playbooks", s)
+	if err != nil || !strings.Contains(out, "hello") || !strings.Contains(out, "TZ=UTC 0 3 * * *") || !strings.Contains(out, "greet") ||
+		!strings.Contains(out, "broken.star:2:1:") {
+		t.Errorf("playbooks: %v\n%s", err, out)
+	}
+
+	out, err = runAgentCLI(t, nil, "trigger", "fails", s, "--follow")
+	if exitCode(err) != exitFailed || !strings.Contains(out, "FAILED fails") || !strings.Contains(out, "no luck") {
+		t.Errorf("trigger fails --follow: exit %d (%v)\n%s", exitCode(err), err, out)
+	}
+
+	out, err = runAgentCLI(t, nil, "trigger", "spin", s, "--json")
+	var spin api.Run
+	if err != nil || json.Unmarshal([]byte(out), &spin) != nil || spin.Playbook != "spin" {
+		t.Fatalf("trigger spin --json: %v\n%s", err, out)
+	}
+	out, err = runAgentCLI(t, nil, "runs", "cancel", spin.ID, s)
+	if err != nil || !strings.Contains(out, "cancelling run "+spin.ID) {
+		t.Errorf("runs cancel: %v\n%s", err, out)
+	}
+	out, err = runAgentCLI(t, nil, "runs", "follow", spin.ID, s)
+	if exitCode(err) != exitFailed || !strings.Contains(out, "CANCELLED spin") {
+		t.Errorf("runs follow of a cancelled run: exit %d (%v)\n%s", exitCode(err), err, out)
+	}
+	if _, err := runAgentCLI(t, nil, "runs", "cancel", spin.ID, s); err == nil || !strings.Contains(err.Error(), "already finished") {
+		t.Errorf("cancelling a finished run: %v; want a conflict", err)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"trigger", "nope", s}, "nope"},
+		{[]string{"trigger", "hello", s, "-p", "n=abc"}, "params.n: must be int"},
+		{[]string{"trigger", "hello", s, "-p", "n"}, "want NAME=VALUE"},
+		{[]string{"runs", "show", "r-nope", s}, "not found"},
+		{[]string{"runs", "--socket=" + filepath.Join(t.TempDir(), "none")}, "is the agent running?"},
+	} {
+		if _, err := runAgentCLI(t, nil, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) || exitCode(err) != exitUsage {
+			t.Errorf("%q: %v; want an error mentioning %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+var paramJSONTests = []struct {
+	typ, v, want string
+}{
+	{"int", "3", `3`},
+	{"int", "-12", `-12`},
+	{"int", "abc", `"abc"`}, // the agent refuses it, naming the parameter
+	{"int", "1e3", `"1e3"`},
+	{"int", "007", `7`},
+	{"int", "+5", `5`},
+	{"bool", "true", `true`},
+	{"bool", "0", `false`},
+	{"bool", "maybe", `"maybe"`},
+	{"string", "42", `"42"`},
+	{"secret", "s3cr=t", `"s3cr=t"`},
+	{"duration", "90", `"90"`},
+	{"enum(a|b)", "a", `"a"`},
+	{"list(int)", "1, 2,3", `[1,2,3]`},
+	{"list(int)", "[4,5]", `[4,5]`},
+	{"list(int)", "", `[]`},
+	{"list(string)", "x,y", `["x","y"]`},
+	{"list(string)", "[not json", `["[not json"]`},
+	{"", "undeclared", `"undeclared"`},
+}
+
+func TestParamJSON(t *testing.T) {
+	for _, tt := range paramJSONTests {
+		if got := string(paramJSON(tt.typ, tt.v)); got != tt.want {
+			t.Errorf("paramJSON(%q, %q) = %s; want %s", tt.typ, tt.v, got, tt.want)
+		}
+	}
+}
+
+func FuzzParamJSON(f *testing.F) {
+	for _, tt := range paramJSONTests {
+		f.Add(tt.typ, tt.v)
+	}
+	f.Fuzz(func(t *testing.T, typ, v string) {
+		if got := paramJSON(typ, v); !json.Valid(got) {
+			t.Errorf("paramJSON(%q, %q) = %s: not JSON", typ, v, got)
+		}
+	})
+}

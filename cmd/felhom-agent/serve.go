@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/hub"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
+)
+
+// ServeCmd runs the agent daemon: it loads the playbooks directory and
+// hot-reloads it on save, runs playbooks on signed hub triggers, cron
+// timers and local API requests, records every run in the run store, and
+// serves the hub endpoints, /metrics and /healthz on --listen and the
+// local API on --socket. SIGINT/SIGTERM stop it gracefully (runs get
+// --shutdown-grace to finish, then are cancelled); SIGHUP re-reads the
+// configuration and applies hub keys, log level and retention.
+type ServeCmd struct {
+	Listen        string        `help:"TCP address of hub triggers, /metrics and /healthz; empty disables it. Put TLS in front when it leaves the host." default:"127.0.0.1:8787" placeholder:"ADDR" config:"listen"`
+	Socket        string        `help:"Unix socket of the local API used by the CLI (mode 0660)." default:"/run/felhom-agent/agent.sock" placeholder:"PATH" config:"socket"`
+	StateDir      string        `help:"Directory of the run store (runs.db)." default:"/var/lib/felhom-agent" placeholder:"DIR" config:"state_dir"`
+	ShutdownGrace time.Duration `help:"On SIGTERM, how long runs may finish before they are cancelled." default:"60s" config:"shutdown_grace"`
+	HubKeys       string        `name:"hub-keys" help:"Public keys of the hub: ID=BASE64[,ID=BASE64]... (in the config file, an object {\"ID\": \"BASE64\"}). None refuses every trigger." placeholder:"ID=BASE64,..." config:"hub.keys"`
+	RunsKeep      int           `name:"runs-keep" help:"Run records kept per playbook, newest first; 0 keeps all." default:"10000" config:"runs.keep"`
+	RunsMaxAge    time.Duration `name:"runs-max-age" help:"Run records older than this are deleted; 0 keeps them." default:"2160h" config:"runs.max_age"`
+	Sim           bool          `help:"Serve against an in-process simulated Proxmox VE host (no host needed)."`
+}
+
+// Run serves until SIGINT or SIGTERM. kctx (bound by kong) lets SIGHUP
+// parse the same command line and configuration file again.
+func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
+	hot, err := c.hotConfig(g)
+	if err != nil {
+		return err
+	}
+	level := new(slog.LevelVar)
+	level.Set(hot.LogLevel)
+	logger := levelLogger(g, g.stderr, level)
+
+	be, err := openBackend(g, c.Sim, logger)
+	if err != nil {
+		return err
+	}
+	defer be.Close()
+	if c.Sim {
+		logger.Info("serving against a simulated Proxmox VE host", "endpoint", be.Server.Endpoint, "node", be.Server.Node)
+	}
+
+	agent, err := runtime.NewAgent(runtime.AgentConfig{
+		PlaybooksDir:  g.Playbooks,
+		StateDir:      c.StateDir,
+		Listen:        c.Listen,
+		Socket:        c.Socket,
+		HubKeys:       hot.HubKeys,
+		Retention:     hot.Retention,
+		ShutdownGrace: c.ShutdownGrace,
+		Engine: runtime.Config{
+			Env:           be.Env,
+			MaxSteps:      g.Runtime.MaxSteps,
+			MaxConcurrent: g.Runtime.MaxConcurrent,
+		},
+		Logger:   logger,
+		LogLevel: level,
+	})
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				h, err := reloadServeConfig(kctx)
+				if err != nil {
+					logger.Error("configuration reload refused; keeping the running configuration", "err", err)
+					continue
+				}
+				agent.Reconfigure(h)
+			}
+		}
+	}()
+	return agent.Run(ctx)
+}
+
+// hotConfig is what SIGHUP may change, from the flags.
+func (c *ServeCmd) hotConfig(g *Globals) (runtime.HotConfig, error) {
+	var h runtime.HotConfig
+	if err := h.LogLevel.UnmarshalText([]byte(g.LogLevel)); err != nil {
+		return h, fmt.Errorf("log_level: %w", err)
+	}
+	keys, err := parseHubKeys(c.HubKeys)
+	if err != nil {
+		return h, err
+	}
+	h.HubKeys = keys
+	if c.RunsKeep < 0 {
+		return h, fmt.Errorf("runs.keep: %d is negative", c.RunsKeep)
+	}
+	if c.RunsMaxAge < 0 {
+		return h, fmt.Errorf("runs.max_age: %s is negative", c.RunsMaxAge)
+	}
+	h.Retention = store.Retention{KeepLast: c.RunsKeep, MaxAge: c.RunsMaxAge}
+	return h, nil
+}
+
+// parseHubKeys reads hub.keys in either form: the configuration file's
+// JSON object (which the resolver hands over as JSON text) or the
+// environment's ID=BASE64[,ID=BASE64]. Errors never quote key material.
+func parseHubKeys(s string) (hub.Keys, error) {
+	if t := strings.TrimSpace(s); strings.HasPrefix(t, "{") {
+		var m map[string]string
+		if err := json.Unmarshal([]byte(t), &m); err != nil {
+			return nil, errors.New("hub.keys: want an object of key id to base64 public key")
+		}
+		return hub.KeysFromMap(m)
+	}
+	return hub.ParseKeys(s)
+}
+
+// newServeParser builds a fresh parser of the whole command line, with
+// the Globals it fills, for reloadServeConfig. Tests that mount ServeCmd
+// in a command line of their own replace it.
+var newServeParser = func() (*kong.Kong, *Globals, error) {
+	var cli CLI
+	p, err := newParser(&cli, io.Discard, io.Discard)
+	return p, &cli.Globals, err
+}
+
+// reloadServeConfig parses the original command line again, which re-reads
+// the configuration file and the environment, and returns what a running
+// agent can take on.
+func reloadServeConfig(kctx *kong.Context) (runtime.HotConfig, error) {
+	if kctx == nil {
+		return runtime.HotConfig{}, errors.New("no command line to reload from")
+	}
+	parser, g, err := newServeParser()
+	if err != nil {
+		return runtime.HotConfig{}, err
+	}
+	k2, exited, err := parse(parser, kctx.Args)
+	switch {
+	case err != nil:
+		return runtime.HotConfig{}, err
+	case exited != nil:
+		return runtime.HotConfig{}, errors.New("the command line no longer selects serve")
+	}
+	node := k2.Selected()
+	if node == nil || !node.Target.CanAddr() {
+		return runtime.HotConfig{}, errors.New("the command line no longer selects serve")
+	}
+	sc, ok := node.Target.Addr().Interface().(*ServeCmd)
+	if !ok {
+		return runtime.HotConfig{}, errors.New("the command line no longer selects serve")
+	}
+	return sc.hotConfig(g)
+}
+
+// levelLogger is Globals.logger with a level that can change while the
+// agent runs.
+func levelLogger(g *Globals, w io.Writer, level *slog.LevelVar) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if g.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
