@@ -27,6 +27,9 @@ type Declaration struct {
 	// Schedule is the cron expression as declared, optionally prefixed
 	// "TZ=Area/City "; "" when the playbook has no timer.
 	Schedule string
+	// Jitter delays each timer run by a random duration below it, so hosts
+	// sharing a schedule do not hit shared targets at once; 0 means none.
+	Jitter time.Duration
 	// Triggers are the hub trigger names that start this playbook.
 	Triggers []string
 	// Timeout bounds one run; 0 means the engine's default.
@@ -76,12 +79,13 @@ var PlaybookTable = &builtins.Table{
 	Doc:  "Declaring a playbook. Each playbook file calls playbook() once at its top level; a loaded module (a file in a subdirectory) must not. The declaration is read when the file loads, before anything runs.",
 	Funcs: []builtins.Func{{
 		Name: "playbook",
-		Sig:  `playbook(*, name, run, params={}, schedule="", triggers=[], timeout=None, concurrent=False, doc=None)`,
+		Sig:  `playbook(*, name, run, params={}, schedule="", jitter=None, triggers=[], timeout=None, concurrent=False, doc=None)`,
 		Doc: `Declares this file's playbook. Keyword arguments only:
   name        unique name, [a-z][a-z0-9_-]*, used by "felhom-agent run NAME", timers and triggers
   run         the entry point: a function taking one argument, ctx
   params      dict of name -> param.*(...); ctx.params has one field per entry
   schedule    cron expression ("0 3 * * *", "@daily"), optionally "TZ=Europe/Budapest 0 3 * * *"
+  jitter      delay each timer run by a random duration below this ("10m"), so hosts sharing a schedule spread out
   triggers    names of hub triggers that start this playbook
   timeout     a run's deadline: "4h", a time duration, or seconds; None means the agent's default
   concurrent  allow runs of this playbook to overlap (default: a second run is refused)
@@ -120,11 +124,12 @@ func playbookBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark
 		schedule   string
 		triggers   builtins.StringList
 		timeout    starlark.Value = starlark.None
+		jitter     starlark.Value = starlark.None
 		concurrent bool
 		doc        starlark.Value = starlark.None
 	)
 	if err := starlark.UnpackArgs(b.Name(), nil, kwargs,
-		"name", &name, "run", &run, "params?", &params, "schedule?", &schedule,
+		"name", &name, "run", &run, "params?", &params, "schedule?", &schedule, "jitter?", &jitter,
 		"triggers?", &triggers, "timeout?", &timeout, "concurrent?", &concurrent, "doc?", &doc,
 	); err != nil {
 		return nil, err
@@ -142,6 +147,16 @@ func playbookBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark
 	}
 	if err := validateSchedule(schedule); err != nil {
 		return nil, builtins.Errorf(b, "schedule: %v", err)
+	}
+	if jitter != starlark.None {
+		var dur builtins.Duration
+		if err := dur.Unpack(jitter); err != nil {
+			return nil, builtins.Errorf(b, "jitter: %v", err)
+		}
+		if dur < 0 || schedule == "" {
+			return nil, builtins.Errorf(b, "jitter: want a duration of zero or more, with a schedule")
+		}
+		d.Jitter = time.Duration(dur)
 	}
 	for i, t := range triggers {
 		if !namePattern.MatchString(t) {

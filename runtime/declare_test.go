@@ -36,6 +36,7 @@ func TestDeclarationGood(t *testing.T) {
         "tags": param.list(param.enum(["a", "b"]), default = ("a",)),
     },
     schedule = "TZ=Europe/Budapest 0 3 * * *",
+    jitter = "10m",
     triggers = ["backup", "backup-now"],
     timeout = "4h",
     concurrent = True,
@@ -45,7 +46,7 @@ func TestDeclarationGood(t *testing.T) {
 	}
 	d := pb.Decl
 	if d.Name != "p" || d.Doc != "Backs up guests." || d.Schedule != "TZ=Europe/Budapest 0 3 * * *" ||
-		strings.Join(d.Triggers, ",") != "backup,backup-now" || d.Timeout != 4*time.Hour || !d.Concurrent {
+		strings.Join(d.Triggers, ",") != "backup,backup-now" || d.Timeout != 4*time.Hour || !d.Concurrent || d.Jitter != 10*time.Minute {
 		t.Errorf("declaration = %+v", d)
 	}
 	if got, want := d.Pos.String(), "p.star:6:9"; !strings.HasSuffix(got, want) {
@@ -146,6 +147,8 @@ func TestDeclarationBad(t *testing.T) {
 		{"timeout zero", `timeout = "0s"`, `playbook: timeout: must be longer than zero`},
 		{"timeout bad", `timeout = "forever"`, `playbook: timeout: got "forever", want a duration`},
 		{"doc type", `doc = 1`, `playbook: doc: got int, want string`},
+		{"jitter without schedule", `jitter = "5m"`, `playbook: jitter: want a duration of zero or more, with a schedule`},
+		{"jitter bad", `schedule = "@daily", jitter = "soon"`, `playbook: jitter: got "soon", want a duration`},
 		{"unknown keyword", `shedule = "@daily"`, `playbook: unexpected keyword argument "shedule" \(did you mean schedule\?\)`},
 		{"concurrent type", `concurrent = "yes"`, `playbook: for parameter "concurrent": got string, want bool`},
 	}

@@ -19,6 +19,10 @@
 //     concurrency and overlap, and guest locks ([GuestLocks]); the
 //     [Result] says how it ended, where and why.
 //
-// The daemon's parts (run store, hub triggers, local API, cron timers)
-// live in subpackages and are wired to these by the command line.
+//  5. An [Agent] is the daemon around them (`felhom-agent serve`): it
+//     watches the playbooks directory and hot-reloads it, runs playbooks
+//     on timers (runtime/schedule), signed hub triggers (runtime/hub) and
+//     local requests (runtime/api), records every run in the store
+//     (runtime/store), follows interrupted tasks after a crash, and serves
+//     metrics and health. lifecycle.go gives its start and stop order.
 package runtime

@@ -94,6 +94,7 @@ func (a *Agent) syncTimers() {
 			continue
 		}
 		spec.AllowOverlap = pb.Decl.Concurrent
+		spec.Jitter = pb.Decl.Jitter
 		want[pb.Name] = spec
 	}
 	a.timersMu.Lock()
