@@ -9,11 +9,14 @@
 //     fill a [Declaration]; builtins that act refuse. Compiled programs
 //     and frozen modules are cached by content, and a playbook's Version
 //     is the hash of its source and everything it loads.
+//
 //  2. A [Registry] holds the loaded [Playbook] of every file in the root
 //     and reloads changed files and their dependents; a bad version is
 //     refused with its diagnostics while the last good one keeps serving.
 //     [Check] is the same validation without a registry.
+//
 //  3. [Declaration.Coerce] checks a run's untrusted parameter values.
+//
 //  4. An [Engine] runs a Playbook: one Starlark thread per run with the
 //     run's context, deadline and step budget, its own logger, limits on
 //     concurrency and overlap, and guest locks ([GuestLocks]); the
