@@ -1,0 +1,147 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestConfigErrors: a wrong configuration is refused before anything runs,
+// with a message naming the key, and exit code 2. The sim is real, so a
+// configuration that were accepted would reach it.
+func TestConfigErrors(t *testing.T) {
+	t.Parallel()
+	sim := startSim(t)
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "junk.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, secret, _ := strings.Cut(sim.Token, "=")
+
+	// with returns the sim's configuration with key replaced (value "" drops it).
+	with := func(kv ...string) []string {
+		env := map[string]string{}
+		for _, e := range sim.env() {
+			k, v, _ := strings.Cut(e, "=")
+			env[k] = v
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			if kv[i+1] == "" {
+				delete(env, kv[i])
+			} else {
+				env[kv[i]] = kv[i+1]
+			}
+		}
+		var out []string
+		for k, v := range env {
+			out = append(out, k+"="+v)
+		}
+		return out
+	}
+	const (
+		endpoint = "FELHOM_AGENT_PROXMOX_ENDPOINT"
+		token    = "FELHOM_AGENT_PROXMOX_TOKEN"
+		fp       = "FELHOM_AGENT_PROXMOX_TLS_FINGERPRINT"
+		caFile   = "FELHOM_AGENT_PROXMOX_CA_FILE"
+	)
+	tests := []struct {
+		name string
+		env  []string
+		want []string // substrings of standard error
+	}{
+		{"missing token", with(token, ""), []string{"proxmox.token: is required"}},
+		{"token without its id, secret not echoed", with(token, "felhom-agent@pve="+secret), []string{"proxmox.token:", "must have the form"}},
+		{"missing endpoint", with(endpoint, ""), []string{"proxmox.endpoint: is required"}},
+		{"endpoint over plain http", with(endpoint, strings.Replace(sim.Endpoint, "https:", "http:", 1)), []string{"proxmox.endpoint:", "must use https"}},
+		{"endpoint not a URL", with(endpoint, "https://[::1"), []string{"proxmox.endpoint:", "is not a URL"}},
+		{"CA file missing", with(fp, "", caFile, filepath.Join(dir, "nope.pem")), []string{"proxmox.ca_file:", "no such file"}},
+		{"CA file a directory", with(fp, "", caFile, dir), []string{"proxmox.ca_file:", "is a directory"}},
+		{"CA file not PEM", with(fp, "", caFile, notPEM), []string{"proxmox.ca_file:", "no PEM certificate"}},
+		{"unknown key in the config file", append(with(), "FELHOM_AGENT_CONFIG="+writeJSON(t, dir, "typo.json", map[string]any{"proxmox": map[string]any{"endpont": "x"}})), []string{`unknown key "proxmox.endpont"`}},
+	}
+	if os.Geteuid() != 0 {
+		unreadable := filepath.Join(dir, "unreadable.pem")
+		if err := os.WriteFile(unreadable, sim.certPEM(t), 0o000); err != nil {
+			t.Fatal(err)
+		}
+		tests = append(tests, struct {
+			name string
+			env  []string
+			want []string
+		}{"CA file unreadable", with(fp, "", caFile, unreadable), []string{"proxmox.ca_file:", "permission denied"}})
+	}
+	refused := newTally(t, "configuration errors refused before a run (exit 2, key named)", "cases", "refused")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			refused.add("cases")
+			out := runPlaybook(t, tt.env, playbooksDir, "selftest.star")
+			if out.Code != 2 {
+				t.Errorf("exit %d; want 2\nstderr: %s", out.Code, tail(out.Stderr, 1500))
+			}
+			if out.Summary != nil {
+				t.Errorf("a run started (summary printed): %s", out.Summary.Status)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out.Stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, tail(out.Stderr, 1500))
+				}
+			}
+			msg, _, _ := strings.Cut(strings.TrimSpace(out.Stderr), "\n")
+			t.Logf("exit %d: %s", out.Code, msg)
+			if !t.Failed() {
+				refused.add("refused")
+			}
+		})
+	}
+
+	// A wrong fingerprint can only be found by connecting: the client
+	// refuses the certificate at its first request.
+	t.Run("wrong TLS fingerprint", func(t *testing.T) {
+		t.Parallel()
+		wrong := "00" + sim.Fingerprint[2:]
+		out := runPlaybook(t, with(fp, wrong), playbooksDir, "selftest.star")
+		code, msg, started := out.refusedWith()
+		if code == 0 || !strings.Contains(msg, "fingerprint mismatch") {
+			t.Fatalf("exit %d, message %q; want a refusal naming the fingerprint mismatch", code, msg)
+		}
+		if started && out.Summary.Requests > 1 {
+			t.Errorf("%d API requests after the certificate was refused", out.Summary.Requests)
+		}
+		if code != 2 {
+			finding(t, "a wrong TLS fingerprint exits %d, not 2 (found at the first request and reported as a failed run: %q)", code, clipLine(msg))
+		}
+		record(t, "wrong fingerprint: exit code / a run started", "%d / %v", code, started)
+	})
+
+	// The same settings from a configuration file work (the positive
+	// control of the cases above).
+	t.Run("config file", func(t *testing.T) {
+		t.Parallel()
+		cfg := writeJSON(t, dir, "agent.json", map[string]any{
+			"proxmox": map[string]any{"endpoint": sim.Endpoint, "node": sim.Node, "token": sim.Token, "fingerprint": sim.Fingerprint},
+		})
+		out := runPlaybook(t, []string{"FELHOM_AGENT_CONFIG=" + cfg}, playbooksDir, "selftest.star")
+		if s := out.mustSummary(t); s.Status != "succeeded" || out.Code != 0 {
+			t.Fatalf("status %s (%s), exit %d; want succeeded, 0", s.Status, s.Error, out.Code)
+		}
+	})
+}
+
+// writeJSON writes v to dir/name (mode 0600, as the token demands) and
+// returns the path.
+func writeJSON(t testing.TB, dir, name string, v any) string {
+	t.Helper()
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
