@@ -167,10 +167,10 @@ func scanAll(w io.Writer) int {
 		}
 		hits = append(hits, scan(c)...)
 	}
+	fmt.Fprintf(w, "\n=== secret scan: %d captures, %d bytes, %d secret encodings, %d hits\n", len(list), bytes, nSecrets, len(hits))
 	if largest != nil {
 		fmt.Fprintf(w, "largest capture: %s (test %s), %d bytes\n", largest.label, largest.test, largestN)
 	}
-	fmt.Fprintf(w, "\n=== secret scan: %d captures, %d bytes, %d secret encodings, %d hits\n", len(list), bytes, nSecrets, len(hits))
 	for _, h := range hits {
 		fmt.Fprintf(w, "LEAK: %s\n", h)
 	}

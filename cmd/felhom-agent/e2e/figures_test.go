@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -69,7 +70,11 @@ func printSummary(w io.Writer) {
 	fmt.Fprintln(w, "\n=== felhom-agent end-to-end figures")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TEST\tFIGURE\tVALUE")
-	for _, f := range summary.figures {
+	// Parallel tests record in any order; the table is sorted by test,
+	// keeping each test's figures in the order it recorded them.
+	figs := slices.Clone(summary.figures)
+	slices.SortStableFunc(figs, func(a, b figure) int { return strings.Compare(a.test, b.test) })
+	for _, f := range figs {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.test, f.name, f.value)
 	}
 	tw.Flush()

@@ -44,6 +44,9 @@ func TestServeWithProxmoxDown(t *testing.T) {
 	if !strings.Contains(h.Proxmox.Error, "connect") && !strings.Contains(h.Proxmox.Error, "refused") {
 		t.Errorf("health error %q does not say the API cannot be reached", h.Proxmox.Error)
 	}
+	if up := metricValue(t, a.metrics(t), "felhom_proxmox_up"); up != 0 {
+		t.Errorf("felhom_proxmox_up = %v while Proxmox is down; want 0", up)
+	}
 	if _, err := a.proc.stderr.waitFor(a.proc.done, time.Minute, contains("unreachable")); err != nil {
 		t.Errorf("the log does not report Proxmox unreachable: %v\n%s", err, tail(a.proc.stderr.String(), 2000))
 	}
@@ -66,6 +69,9 @@ func TestServeWithProxmoxDown(t *testing.T) {
 		return code == http.StatusOK, body
 	})
 	recovered := time.Since(up)
+	if v := metricValue(t, a.metrics(t), "felhom_proxmox_up"); v != 1 {
+		t.Errorf("felhom_proxmox_up = %v after recovery; want 1", v)
+	}
 	code, ans = a.trigger(t, "after-up", "selftest", nil)
 	if code != http.StatusAccepted {
 		t.Fatalf("trigger after recovery: HTTP %d %+v", code, ans)

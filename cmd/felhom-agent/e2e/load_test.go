@@ -214,6 +214,9 @@ func TestLoadTriggerRate(t *testing.T) {
 			toStart = append(toStart, r.Started.Sub(r.Created))
 		}
 	}
+	if got := metricValue(t, a.metrics(t), "felhom_runs_total", `playbook="burst"`, `status="succeeded"`); int(got) != total {
+		t.Errorf("felhom_runs_total of burst succeeded = %v; want %d", got, total)
+	}
 	record(t, fmt.Sprintf("%d triggers/s for %v: sent / accepted / succeeded / achieved rate", rate, dur),
 		"%d / %d / %d / %.1f/s", total, len(runs), ok, float64(total)/sent.Seconds())
 	record(t, fmt.Sprintf("%d triggers/s: accept latency p50 / p95 / p99 / max", rate), "%s", percentiles(lat, 50, 95, 99, 100))

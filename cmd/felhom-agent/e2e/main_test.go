@@ -31,10 +31,11 @@ var playbooksDir string
 // The hub's key pair for this run of the suite: the agent is given the
 // public key, the tests sign with the private one, and the secret scan
 // looks for both.
+const hubKeyID = "hub-e2e"
+
 var (
-	hubKeyID = "hub-e2e"
-	hubPriv  ed25519.PrivateKey
-	hubPub   ed25519.PublicKey
+	hubPriv ed25519.PrivateKey
+	hubPub  ed25519.PublicKey
 )
 
 // paramSecret is the value the suite gives secret-typed playbook
@@ -42,7 +43,7 @@ var (
 const paramSecret = "e2e-secret-param-5d1f0b7a"
 
 // serveMissing is why `felhom-agent serve` cannot be tested ("" when it
-// can): the daemon is being written in parallel with this suite.
+// can): the daemon tests skip, saying so, against a binary without it.
 var serveMissing string
 
 func TestMain(m *testing.M) {

@@ -123,7 +123,8 @@ func TestBadPlaybooks(t *testing.T) {
 					if out.Summary != nil {
 						text = out.Summary.Error
 						if len(out.Summary.Backtrace) > 64<<10 {
-							finding(t, "%s: the run's backtrace is %d bytes (one line per frame, unbounded); it goes to the run summary and the run record", name, len(out.Summary.Backtrace))
+							finding(t, "%s: the run's backtrace is %d bytes (one line per frame, unbounded; peak RSS %d MiB before Starlark's stack overflow); it goes to the run summary and the run record",
+								name, len(out.Summary.Backtrace), r.MaxRSSKB>>10)
 						}
 					}
 				}

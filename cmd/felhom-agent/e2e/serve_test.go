@@ -50,7 +50,6 @@ type agentOpts struct {
 	env       []string // proxmox configuration and extras (FELHOM_AGENT_*)
 	playbooks string   // the playbooks directory; "" means servePlaybooks(t)
 	args      []string // extra serve flags
-	noWait    bool     // do not wait for readiness
 }
 
 // startAgent starts serve on a free loopback port and a short socket path
@@ -85,7 +84,7 @@ func startAgent(t testing.TB, o agentOpts) *agent {
 	// after the process cleanups (LIFO): the run store is scanned for
 	// secrets like every other output.
 	t.Cleanup(func() { scanDir(t, a.stateDir) })
-	a.start(t, !o.noWait)
+	a.start(t, true)
 	return a
 }
 
@@ -304,6 +303,31 @@ func (a *agent) metrics(t testing.TB) string {
 		t.Fatalf("GET /metrics: HTTP %d", resp.StatusCode)
 	}
 	return string(b)
+}
+
+// metricValue returns the value of the sample of metric name whose labels
+// include every one of labels (`playbook="burst"`), from Prometheus text.
+func metricValue(t testing.TB, text, name string, labels ...string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		ok := true
+		for _, l := range labels {
+			ok = ok && strings.Contains(line, l)
+		}
+		if !ok {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err != nil {
+			t.Fatalf("metric line %q: %v", line, err)
+		}
+		return v
+	}
+	t.Fatalf("no sample of %s with %v in /metrics", name, labels)
+	return 0
 }
 
 // --- local API (unix socket) -------------------------------------------
