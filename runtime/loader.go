@@ -22,9 +22,13 @@ import (
 )
 
 // FileOptions is the Starlark dialect of playbooks and the modules they
-// load: while loops, top-level control flow, sets and recursion are
-// allowed (the step budget bounds them); globals are assigned once.
-var FileOptions = &syntax.FileOptions{Set: true, While: true, TopLevelControl: true, Recursion: true}
+// load: while loops, top-level control flow and sets are allowed (the step
+// budget bounds them); globals are assigned once. Recursion stays refused,
+// as in standard Starlark: the step budget cannot bound the memory of a
+// deep call stack (go.starlark.net stops only at 100,000 frames, hundreds
+// of MiB later), while a refused recursive call fails at once, at its
+// position.
+var FileOptions = &syntax.FileOptions{Set: true, While: true, TopLevelControl: true}
 
 // Defaults for the zero values of [LoaderOptions] and [Config].
 const (

@@ -39,6 +39,7 @@ const (
 const (
 	KindError      = "error"       // any other failure of the playbook
 	KindStepBudget = "step_budget" // the run exceeded its step budget
+	KindMemory     = "memory"      // the agent's heap passed its limit while the run allocated
 	KindResult     = "result"      // the returned value cannot be encoded as JSON
 	KindParams     = "params"      // refused: invalid parameters
 	KindBusy       = "busy"        // refused: the playbook is already running

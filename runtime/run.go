@@ -23,6 +23,7 @@ import (
 const (
 	DefaultMaxConcurrent = 4
 	DefaultTimeout       = time.Hour
+	DefaultMaxMemory     = 512 << 20 // bytes of Go heap
 )
 
 // Config configures an [Engine]. The zero value runs playbooks with no
@@ -41,6 +42,10 @@ type Config struct {
 	// MaxConcurrent bounds the runs executing at once; more wait for a
 	// slot (or for their context to end). 0 means DefaultMaxConcurrent.
 	MaxConcurrent int
+	// MaxMemory is the Go heap, in bytes, above which the runs executing
+	// Starlark are stopped (see memoryGuard); 0 means DefaultMaxMemory,
+	// a negative value disables the guard.
+	MaxMemory int64
 	// DefaultTimeout bounds a run of a playbook that declares no timeout;
 	// 0 means DefaultTimeout.
 	DefaultTimeout time.Duration
@@ -67,8 +72,9 @@ type RunOptions struct {
 // An Engine runs playbooks. It is safe for concurrent use; each run has
 // its own Starlark thread, context, deadline, step budget and logger.
 type Engine struct {
-	cfg   Config
-	slots chan struct{}
+	cfg    Config
+	slots  chan struct{}
+	memory memoryGuard
 
 	mu      sync.Mutex
 	running map[string]*activeRun // by run id
@@ -105,9 +111,17 @@ func NewEngine(cfg Config) *Engine {
 	if cfg.Env.Locks == nil {
 		cfg.Env.Locks = new(GuestLocks)
 	}
+	var limit uint64
+	switch {
+	case cfg.MaxMemory == 0:
+		limit = DefaultMaxMemory
+	case cfg.MaxMemory > 0:
+		limit = uint64(cfg.MaxMemory)
+	}
 	return &Engine{
 		cfg:     cfg,
 		slots:   make(chan struct{}, cfg.MaxConcurrent),
+		memory:  memoryGuard{limit: limit},
 		running: map[string]*activeRun{},
 		byName:  map[string]int{},
 	}
@@ -229,6 +243,9 @@ func (e *Engine) execute(ctx context.Context, pb *Playbook, params *Params, res 
 	env.Context, env.Logger = ctx, logger
 	var budgetSpent atomic.Bool
 	budget := e.cfg.MaxSteps
+	// The thread stops every memoryProbeSteps steps to mark progress for
+	// the memory guard, and at the budget for good.
+	var progress atomic.Uint64
 	thread := &starlark.Thread{
 		Name:  res.ID,
 		Print: func(_ *starlark.Thread, msg string) { logger.InfoContext(ctx, msg) },
@@ -236,11 +253,23 @@ func (e *Engine) execute(ctx context.Context, pb *Playbook, params *Params, res 
 			return nil, errors.New("load() runs only while a file loads")
 		},
 		OnMaxSteps: func(t *starlark.Thread) {
-			budgetSpent.Store(true)
-			t.Cancel(fmt.Sprintf("step budget of %d exceeded", budget))
+			if t.ExecutionSteps() >= budget {
+				budgetSpent.Store(true)
+				t.Cancel(fmt.Sprintf("step budget of %d exceeded", budget))
+				return
+			}
+			progress.Add(1)
+			t.SetMaxExecutionSteps(min(t.ExecutionSteps()+memoryProbeSteps, budget))
 		},
 	}
-	thread.SetMaxExecutionSteps(budget)
+	thread.SetMaxExecutionSteps(min(memoryProbeSteps, budget))
+	var memHit atomic.Pointer[memoryError]
+	unwatch := e.memory.watch(&guardedRun{progress: &progress, stop: func(heap uint64) {
+		me := &memoryError{limit: e.memory.limit, heap: heap}
+		memHit.Store(me)
+		thread.Cancel(me.Error())
+	}})
+	defer unwatch()
 	builtins.SetEnv(thread, &env)
 	stop := context.AfterFunc(ctx, func() { thread.Cancel(context.Cause(ctx).Error()) })
 	defer stop()
@@ -271,6 +300,8 @@ func (e *Engine) execute(ctx context.Context, pb *Playbook, params *Params, res 
 	case errors.As(err, &pe):
 		logger.Error("builtin panicked", "panic", fmt.Sprint(pe.value), "stack", string(pe.stack))
 		res.fail(StatusFailed, KindInternal, fmt.Sprintf("internal error: %v", pe.value), err)
+	case memHit.Load() != nil:
+		res.failAt(StatusFailed, KindMemory, memHit.Load().Error(), err)
 	case budgetSpent.Load():
 		res.failAt(StatusFailed, KindStepBudget, fmt.Sprintf("step budget of %d exceeded", budget), err)
 	case ctx.Err() != nil:

@@ -63,6 +63,7 @@ type PrivilegedFlags struct {
 type RuntimeFlags struct {
 	MaxConcurrent int    `help:"Runs executing at once; more wait for a slot." default:"16" config:"runtime.max_concurrent"`
 	MaxSteps      uint64 `help:"Starlark steps one run may take before it is stopped." default:"100000000" config:"runtime.max_steps"`
+	MaxMemoryMiB  int64  `name:"max-memory-mib" help:"Go heap (MiB) above which the runs executing Starlark are stopped; 0 disables the guard." default:"512" config:"runtime.max_memory_mib"`
 }
 
 // ClientConfig turns the flags into a validated proxmox.Config. Every
@@ -187,3 +188,12 @@ func flatten(prefix string, m map[string]any, out map[string]any) {
 var leafObjects = map[string]bool{"hub.keys": true}
 
 func isLeafObject(key string) bool { return leafObjects[key] }
+
+// engineMemory converts --runtime-max-memory-mib to runtime.Config's
+// MaxMemory: bytes, negative for "no guard".
+func (r RuntimeFlags) engineMemory() int64 {
+	if r.MaxMemoryMiB <= 0 {
+		return -1
+	}
+	return r.MaxMemoryMiB << 20
+}

@@ -70,6 +70,7 @@ func (c *RunCmd) Run(g *Globals) error {
 		Env:           be.Env,
 		MaxSteps:      g.Runtime.MaxSteps,
 		MaxConcurrent: g.Runtime.MaxConcurrent,
+		MaxMemory:     g.Runtime.engineMemory(),
 		Logger:        logger,
 	})
 	var rc recap

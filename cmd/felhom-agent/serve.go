@@ -32,6 +32,7 @@ type ServeCmd struct {
 	Socket        string        `help:"Unix socket of the local API used by the CLI (mode 0660)." default:"/run/felhom-agent/agent.sock" placeholder:"PATH" config:"socket"`
 	StateDir      string        `help:"Directory of the run store (runs.db)." default:"/var/lib/felhom-agent" placeholder:"DIR" config:"state_dir"`
 	ShutdownGrace time.Duration `help:"On SIGTERM, how long runs may finish before they are cancelled." default:"60s" config:"shutdown_grace"`
+	HealthEvery   time.Duration `name:"health-interval" help:"How often the Proxmox API is probed for /healthz." default:"30s" config:"health_interval"`
 	HubKeys       string        `name:"hub-keys" help:"Public keys of the hub: ID=BASE64[,ID=BASE64]... (in the config file, an object {\"ID\": \"BASE64\"}). None refuses every trigger." placeholder:"ID=BASE64,..." config:"hub.keys"`
 	RunsKeep      int           `name:"runs-keep" help:"Run records kept per playbook, newest first; 0 keeps all." default:"10000" config:"runs.keep"`
 	RunsMaxAge    time.Duration `name:"runs-max-age" help:"Run records older than this are deleted; 0 keeps them." default:"2160h" config:"runs.max_age"`
@@ -59,17 +60,19 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 	}
 
 	agent, err := runtime.NewAgent(runtime.AgentConfig{
-		PlaybooksDir:  g.Playbooks,
-		StateDir:      c.StateDir,
-		Listen:        c.Listen,
-		Socket:        c.Socket,
-		HubKeys:       hot.HubKeys,
-		Retention:     hot.Retention,
-		ShutdownGrace: c.ShutdownGrace,
+		PlaybooksDir:   g.Playbooks,
+		StateDir:       c.StateDir,
+		Listen:         c.Listen,
+		Socket:         c.Socket,
+		HubKeys:        hot.HubKeys,
+		Retention:      hot.Retention,
+		ShutdownGrace:  c.ShutdownGrace,
+		HealthInterval: c.HealthEvery,
 		Engine: runtime.Config{
 			Env:           be.Env,
 			MaxSteps:      g.Runtime.MaxSteps,
 			MaxConcurrent: g.Runtime.MaxConcurrent,
+			MaxMemory:     g.Runtime.engineMemory(),
 		},
 		Logger:   logger,
 		LogLevel: level,

@@ -18,7 +18,7 @@ import (
 
 var (
 	flagLong   = flag.Bool("e2e.long", os.Getenv("FELHOM_E2E_LONG") == "1", "run the long load variants (1,000 concurrent runs; 100 triggers/s for 60 s)")
-	flagStrict = flag.Bool("e2e.strict", os.Getenv("FELHOM_E2E_STRICT") == "1", "make findings (deviations the suite reports) fail their test")
+	flagStrict = flag.Bool("e2e.strict", os.Getenv("FELHOM_E2E_STRICT") != "0", "make findings (deviations from issue #6 the suite reports) fail their test; -e2e.strict=false only logs them")
 	flagBin    = flag.String("e2e.bin", os.Getenv("FELHOM_E2E_BIN"), "test this felhom-agent binary instead of building one")
 )
 
