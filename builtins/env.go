@@ -121,8 +121,12 @@ type GuestLocker interface {
 	LockGuest(ctx context.Context, vmid int) (unlock func(), err error)
 }
 
-// GaugeSink receives gauges a playbook publishes (monitor.gauge). Names
-// are validated by the builtin ([a-z_][a-z0-9_]*); the sink prefixes them.
+// GaugeSink receives gauges a playbook publishes (monitor.gauge) and
+// answers what was last published (monitor.gauge_value), so a playbook can
+// compare a reading with the previous run's. Names are validated by the
+// builtin ([a-z_][a-z0-9_]*); the sink prefixes them. Values live as long
+// as the sink (the agent process); [LastGauges] implements the memory.
 type GaugeSink interface {
 	SetGauge(name string, labels map[string]string, value float64)
+	Gauge(name string, labels map[string]string) (float64, bool)
 }

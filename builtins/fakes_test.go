@@ -462,6 +462,14 @@ func (g *fakeGauges) SetGauge(name string, labels map[string]string, value float
 	g.values[name+"{"+strings.Join(parts, ",")+"}"] = value
 }
 
+func (g *fakeGauges) Gauge(name string, labels map[string]string) (float64, bool) {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		parts = append(parts, k+"="+labels[k])
+	}
+	return g.get(name + "{" + strings.Join(parts, ",") + "}")
+}
+
 func (g *fakeGauges) get(key string) (float64, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()

@@ -31,6 +31,8 @@ var MonitorTable = &Table{
 	Funcs: append(monitorFuncs(),
 		Func{Name: "all", Sig: "all()", Fn: monitorAll,
 			Doc: "Reads every monitor concurrently with its defaults and returns struct(node, storage, smart, sensors, tunnel, errors, took): each monitor's reading (None when it failed), errors a dict monitor → message of the ones that failed (one failure never stops the others), took a dict monitor → duration. Fails only when the run is cancelled."},
+		Func{Name: "gauge_value", Sig: "gauge_value(name, labels={})", Fn: monitorGaugeValue,
+			Doc: "Returns the value last published with gauge(name, ..., labels) in this agent process (a float), or None — for comparing a reading with the previous run's, e.g. a growing count."},
 		Func{Name: "gauge", Sig: "gauge(name, value, labels={})", Fn: monitorGauge,
 			Doc: "Publishes value (int or float) as gauge name with labels (dict of name → str or int) on the agent's metrics endpoint, which prefixes the name. Names and label names match [a-z_][a-z0-9_]*; label names must not start with \"__\". Returns None; without a metrics sink it does nothing."},
 	),
@@ -198,6 +200,34 @@ func monitorGauge(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tu
 	}
 	if env.Gauges != nil {
 		env.Gauges.SetGauge(name, ls, f)
+	}
+	return starlark.None, nil
+}
+
+func monitorGaugeValue(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var (
+		name   string
+		labels = new(starlark.Dict)
+	)
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "labels?", &labels); err != nil {
+		return nil, err
+	}
+	if !metricNamePattern.MatchString(name) {
+		return nil, fmt.Errorf("%s: name %q: want [a-z_][a-z0-9_]*", b.Name(), name)
+	}
+	ls, err := gaugeLabels(labels)
+	if err != nil {
+		return nil, fmt.Errorf("%s: labels: %w", b.Name(), err)
+	}
+	env, err := RunEnv(thread, b)
+	if err != nil {
+		return nil, err
+	}
+	if env.Gauges == nil {
+		return starlark.None, nil
+	}
+	if v, ok := env.Gauges.Gauge(name, ls); ok {
+		return starlark.Float(v), nil
 	}
 	return starlark.None, nil
 }

@@ -320,6 +320,7 @@ func TestNoProxmox(t *testing.T) {
 // tables; TestLoadTime fails if a function is missing here.
 var loadTimeCalls = map[string]string{
 	"proxmox.node":            `proxmox.node()`,
+	"monitor.gauge_value":     `monitor.gauge_value("x")`,
 	"proxmox.wait_status":     `proxmox.wait_status(101)`,
 	"proxmox.version":         `proxmox.version()`,
 	"proxmox.nodes":           `proxmox.nodes()`,

@@ -141,6 +141,8 @@ type playbookGauges struct {
 	dropped prometheus.Counter
 	log     *slog.Logger
 
+	last builtins.LastGauges // what monitor.gauge_value reads back
+
 	mu     sync.Mutex
 	vecs   map[string]*gaugeFamily
 	series int
@@ -225,6 +227,12 @@ func (g *playbookGauges) SetGauge(name string, labels map[string]string, value f
 	}
 	g.mu.Unlock()
 	fam.vec.WithLabelValues(values...).Set(value)
+	g.last.SetGauge(name, labels, value)
+}
+
+// Gauge returns the value last exported for name{labels}.
+func (g *playbookGauges) Gauge(name string, labels map[string]string) (float64, bool) {
+	return g.last.Gauge(name, labels)
 }
 
 // checkGauge validates a gauge's name and labels.

@@ -192,7 +192,7 @@ func runTest(ctx context.Context, l *runtime.Loader, file string, t test, opts O
 	}
 	u, _ := url.Parse(srv.Endpoint)
 	env := builtins.Env{
-		Proxmox: client, Host: priv, Tunnel: u.Host,
+		Proxmox: client, Host: priv, Tunnel: u.Host, Gauges: new(builtins.LastGauges),
 		Wait: proxmox.WaitOptions{MinInterval: time.Millisecond, MaxInterval: 20 * time.Millisecond},
 	}
 	engine := runtime.NewEngine(runtime.Config{Env: env, MaxSteps: opts.MaxSteps, Logger: logger})
