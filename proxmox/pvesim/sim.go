@@ -80,6 +80,13 @@ func (s *Sim) now() time.Time {
 	return time.Now()
 }
 
+// SetTaskDuration changes TaskDuration while the simulator serves; tasks
+// already started keep their duration. (Writing the field directly races
+// with requests in flight.)
+func (s *Sim) SetTaskDuration(d time.Duration) {
+	_ = s.with(func(*state) error { s.TaskDuration = d; return nil })
+}
+
 func (s *Sim) taskDuration() time.Duration {
 	switch {
 	case s.TaskDuration == 0:

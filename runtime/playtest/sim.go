@@ -34,6 +34,7 @@ var SimTable = &builtins.Table{
 		{Name: "set_privileges", Sig: `set_privileges(privileges, path="/")`, Doc: "Replaces the agent token's privileges on an ACL path (checked when a request arrives).", Fn: simPrivileges},
 		{Name: "deny_at_task", Sig: "deny_at_task(privilege, path)", Doc: "Lets requests pass but makes tasks touching path fail with `Permission check failed (path, privilege)` when they run.", Fn: simDenyAtTask},
 		{Name: "fail_task", Sig: `fail_task(type, vmid=0, message="simulated task failure", always=False)`, Doc: "Makes the next task of a worker type (vzdump, vzrestore, vzstart, ...) on vmid (0: any) stop with message as its error; always=True makes every such task fail.", Fn: simFailTask},
+		{Name: "task_duration", Sig: "task_duration(duration)", Doc: "Sets how long every task started from now on runs (\"2s\", a duration, or seconds); tests start with 5ms.", Fn: simTaskDuration},
 		{Name: "fault", Sig: "fault(spec)", Doc: "Injects a fault in the simulator's grammar, e.g. \"503:GET:/nodes/*/status:count=2\", \"drop:GET:/nodes/*/tasks/*/status:count=1\" or \"latency:200ms\".", Fn: simFault},
 		{Name: "set_disk", Sig: "set_disk(device, passed=True, reallocated=0, temperature=0)", Doc: "Sets the SMART state of a disk (/dev/sda, /dev/sdb).", Fn: simDisk},
 		{Name: "set_temperature", Sig: "set_temperature(label, celsius)", Doc: "Sets a sensor's temperature (as `sensors -j` shows it).", Fn: simTemperature},
@@ -205,6 +206,17 @@ func simFailTask(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 		}
 		return nil, nil
 	}, "type", &typ, "vmid?", &vmid, "message?", &msg, "always?", &always)
+}
+
+func simTaskDuration(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var d builtins.Duration
+	return withSim(thread, b, args, kwargs, func(s *pvesim.Sim) (starlark.Value, error) {
+		if d <= 0 {
+			return nil, fmt.Errorf("duration %s: want more than zero", time.Duration(d))
+		}
+		s.SetTaskDuration(time.Duration(d))
+		return nil, nil
+	}, "duration", &d)
 }
 
 func simFault(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
