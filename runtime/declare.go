@@ -81,7 +81,7 @@ var PlaybookTable = &builtins.Table{
 		Name: "playbook",
 		Sig:  `playbook(*, name, run, params={}, schedule="", jitter=None, triggers=[], timeout=None, concurrent=False, doc=None)`,
 		Doc: `Declares this file's playbook. Keyword arguments only:
-  name        unique name, [a-z][a-z0-9_-]*, used by "felhom-agent run NAME", timers and triggers
+  name        unique name, [a-z][a-z0-9_-]*, used by "felhom-agent trigger NAME", timers and the run store
   run         the entry point: a function taking one argument, ctx
   params      dict of name -> param.*(...); ctx.params has one field per entry
   schedule    cron expression ("0 3 * * *", "@daily"), optionally "TZ=Europe/Budapest 0 3 * * *"

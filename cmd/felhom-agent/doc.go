@@ -9,7 +9,7 @@ import (
 // same tables that register them, so it cannot drift from what playbooks
 // can call.
 type DocCmd struct {
-	Format string `help:"Output format: text or markdown." enum:"text,markdown" default:"text"`
+	Format string `help:"Output format: text or markdown." enum:"text,markdown" default:"text" env:"-"`
 }
 
 // Run writes the reference to standard output.

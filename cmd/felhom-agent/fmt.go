@@ -11,7 +11,7 @@ import (
 // FmtCmd formats playbooks like gofmt: it prints the files whose
 // formatting differs, or rewrites them with -w.
 type FmtCmd struct {
-	Write bool     `short:"w" help:"Rewrite files in place instead of listing them."`
+	Write bool     `short:"w" help:"Rewrite files in place instead of listing them." env:"-"`
 	Paths []string `arg:"" optional:"" help:"Files or directories (default: the playbooks directory)."`
 }
 

@@ -25,7 +25,7 @@ import (
 // remoteFlags are the flags every client command takes.
 type remoteFlags struct {
 	Socket string `help:"Unix socket of the serving agent's local API." default:"/run/felhom-agent/agent.sock" placeholder:"PATH" config:"socket"`
-	JSON   bool   `name:"json" help:"Print JSON instead of text."`
+	JSON   bool   `name:"json" help:"Print JSON instead of text." env:"-"`
 }
 
 func (f *remoteFlags) client() *api.Client { return api.NewClient(f.Socket) }
@@ -47,9 +47,9 @@ type RunsCmd struct {
 // RunsListCmd lists runs.
 type RunsListCmd struct {
 	remoteFlags
-	Playbook string `help:"Only runs of this playbook."`
-	Status   string `help:"Only runs with this status." enum:",queued,running,succeeded,failed,cancelled,timed_out,interrupted" default:""`
-	Limit    int    `help:"At most this many runs (1-1000)." default:"20"`
+	Playbook string `help:"Only runs of this playbook." env:"-"`
+	Status   string `help:"Only runs with this status." enum:",queued,running,succeeded,failed,cancelled,timed_out,interrupted" default:"" env:"-"`
+	Limit    int    `help:"At most this many runs (1-1000)." default:"20" env:"-"`
 }
 
 // Run lists.
@@ -214,8 +214,8 @@ func (c *RunsCancelCmd) Run(g *Globals) error {
 type TriggerCmd struct {
 	remoteFlags
 	Name   string   `arg:"" help:"Name of the playbook to run."`
-	Param  []string `short:"p" sep:"none" help:"Parameter NAME=VALUE (repeatable); lists are comma-separated or a JSON array." placeholder:"NAME=VALUE"`
-	Follow bool     `short:"f" help:"Stream the run's log until it ends; exit 1 unless it succeeded."`
+	Param  []string `short:"p" sep:"none" help:"Parameter NAME=VALUE (repeatable); lists are comma-separated or a JSON array." placeholder:"NAME=VALUE" env:"-"`
+	Follow bool     `short:"f" help:"Stream the run's log until it ends; exit 1 unless it succeeded." env:"-"`
 }
 
 // Run triggers. Values are typed by the playbook's declaration, as the

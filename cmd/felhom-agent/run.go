@@ -22,9 +22,9 @@ import (
 // configuration is wrong.
 type RunCmd struct {
 	Playbook string   `arg:"" help:"Playbook file to run." type:"existingfile"`
-	Param    []string `short:"p" sep:"none" help:"Parameter NAME=VALUE (repeatable); lists are comma-separated." placeholder:"NAME=VALUE"`
-	Sim      bool     `help:"Run against an in-process simulated Proxmox VE host (no host needed)."`
-	JSON     bool     `name:"json" help:"Log JSON lines and print the summary as one JSON object."`
+	Param    []string `short:"p" sep:"none" help:"Parameter NAME=VALUE (repeatable); lists are comma-separated." placeholder:"NAME=VALUE" env:"-"`
+	Sim      bool     `help:"Run against an in-process simulated Proxmox VE host (no host needed)." env:"-"`
+	JSON     bool     `name:"json" help:"Log JSON lines and print the summary as one JSON object." env:"-"`
 }
 
 // Run loads, checks parameters, runs and summarizes.

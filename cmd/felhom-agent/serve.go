@@ -36,7 +36,7 @@ type ServeCmd struct {
 	HubKeys       string        `name:"hub-keys" help:"Public keys of the hub: ID=BASE64[,ID=BASE64]... (in the config file, an object {\"ID\": \"BASE64\"}). None refuses every trigger." placeholder:"ID=BASE64,..." config:"hub.keys"`
 	RunsKeep      int           `name:"runs-keep" help:"Run records kept per playbook, newest first; 0 keeps all." default:"10000" config:"runs.keep"`
 	RunsMaxAge    time.Duration `name:"runs-max-age" help:"Run records older than this are deleted; 0 keeps them." default:"2160h" config:"runs.max_age"`
-	Sim           bool          `help:"Serve against an in-process simulated Proxmox VE host (no host needed)."`
+	Sim           bool          `help:"Serve against an in-process simulated Proxmox VE host (no host needed)." env:"-"`
 }
 
 // Run serves until SIGINT or SIGTERM. kctx (bound by kong) lets SIGHUP

@@ -16,10 +16,10 @@ import (
 // usb-backup — over TLS, and prints one JSON line with what a client needs
 // (endpoint, node, token, fingerprint). It serves until interrupted.
 type SimCmd struct {
-	Listen       string        `help:"Address to listen on." default:"127.0.0.1:8006" placeholder:"ADDR"`
-	Fault        []string      `help:"Inject a fault (repeatable), e.g. 5xx:GET:/nodes/*/status:count=3; see the pvesim package for the grammar." placeholder:"SPEC"`
-	TaskDuration time.Duration `help:"How long each simulated task runs." default:"200ms"`
-	Latency      time.Duration `help:"Delay added to every API request."`
+	Listen       string        `help:"Address to listen on." default:"127.0.0.1:8006" placeholder:"ADDR" env:"-"`
+	Fault        []string      `help:"Inject a fault (repeatable), e.g. 5xx:GET:/nodes/*/status:count=3; see the pvesim package for the grammar." placeholder:"SPEC" env:"-"`
+	TaskDuration time.Duration `help:"How long each simulated task runs." default:"200ms" env:"-"`
+	Latency      time.Duration `help:"Delay added to every API request." env:"-"`
 }
 
 // simInfo is the line SimCmd prints.

@@ -16,8 +16,8 @@ import (
 // simulated host, and prints one line per test and a summary.
 type TestCmd struct {
 	Paths   []string `arg:"" optional:"" help:"Test files or directories, searched recursively (default: the playbooks directory)."`
-	Match   string   `name:"run" help:"Run only tests whose name matches this regular expression." placeholder:"REGEXP"`
-	Verbose bool     `short:"v" help:"Show the logs of the playbooks under test."`
+	Match   string   `name:"run" help:"Run only tests whose name matches this regular expression." placeholder:"REGEXP" env:"-"`
+	Verbose bool     `short:"v" help:"Show the logs of the playbooks under test." env:"-"`
 }
 
 // Run runs the tests; any failure exits 1.
