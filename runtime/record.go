@@ -158,14 +158,15 @@ func (a *Agent) execute(lr *liveRun, pb *Playbook, params *Params, attrs []any) 
 }
 
 // recordStatus maps how the engine ended a run to the store's status. A
-// refused run never started: the store calls that cancelled, with the
-// kind (params, busy) saying why.
+// refused run never started; its kind (params, busy) says why.
 func recordStatus(s Status) store.Status {
 	switch s {
 	case StatusSucceeded:
 		return store.StatusSucceeded
-	case StatusCancelled, StatusRefused:
+	case StatusCancelled:
 		return store.StatusCancelled
+	case StatusRefused:
+		return store.StatusRefused
 	case StatusTimedOut:
 		return store.StatusTimedOut
 	}

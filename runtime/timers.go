@@ -54,7 +54,7 @@ func (a *Agent) fireTimer(_ context.Context, job string, scheduled time.Time) {
 		if pe, ok := errors.AsType[*ParamError](perr); ok {
 			msg = "parameter " + pe.Param + " " + refusalMsg(pe) + "; a timer passes no parameters"
 		}
-		a.finishUnstarted(runs[0].ID, store.StatusCancelled, KindParams, msg)
+		a.finishUnstarted(runs[0].ID, store.StatusRefused, KindParams, msg)
 		a.metrics.runFinished(pb.Name, string(store.StatusCancelled), 0)
 		return
 	}

@@ -182,7 +182,7 @@ func TestTimersRequiredParamsRecordARefusal(t *testing.T) {
 		a.stop()
 	})
 	runs := timerRuns(t, state)
-	if len(runs) != 1 || runs[0].Status != store.StatusCancelled || runs[0].ErrorKind != KindParams ||
+	if len(runs) != 1 || runs[0].Status != store.StatusRefused || runs[0].ErrorKind != KindParams ||
 		runs[0].Error != "parameter vmid is required (it has no default); a timer passes no parameters" {
 		t.Errorf("runs %+v; want one cancelled run saying why", runs)
 	}

@@ -15,7 +15,8 @@ const (
 	StatusRunning     Status = "running"     // its Starlark thread is executing
 	StatusSucceeded   Status = "succeeded"   // returned without error
 	StatusFailed      Status = "failed"      // stopped with an error (see Run.Error, Run.ErrorKind)
-	StatusCancelled   Status = "cancelled"   // cancelled from the CLI or API, or refused before it ran
+	StatusCancelled   Status = "cancelled"   // cancelled from the CLI or API, or by shutdown
+	StatusRefused     Status = "refused"     // never started: its parameters, or the playbook already running (see Run.ErrorKind)
 	StatusTimedOut    Status = "timed_out"   // its deadline passed
 	StatusInterrupted Status = "interrupted" // the agent stopped while it was queued or running
 )
@@ -23,7 +24,7 @@ const (
 // statuses lists every Status, live ones first.
 var statuses = []Status{
 	StatusQueued, StatusRunning,
-	StatusSucceeded, StatusFailed, StatusCancelled, StatusTimedOut, StatusInterrupted,
+	StatusSucceeded, StatusFailed, StatusCancelled, StatusRefused, StatusTimedOut, StatusInterrupted,
 }
 
 // Terminal reports whether s is final: a run with a terminal status never
