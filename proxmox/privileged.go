@@ -170,6 +170,9 @@ func (p *Privileged) MountUSBByUUID(ctx context.Context, uuid, target string) (s
 	if err != nil {
 		return "", err
 	}
+	if err := checkNoSymlinks(opMountUSB, p.prefix, target); err != nil {
+		return "", err
+	}
 	if _, err := p.run.Run(ctx, argv); err != nil {
 		return "", fmt.Errorf("%s: mount UUID=%s on %s: %w", opMountUSB, uuid, target, err)
 	}

@@ -486,3 +486,40 @@ func FuzzParseSensors(f *testing.F) {
 		}
 	})
 }
+
+// TestMountRefusesSymlinks: a symbolic link under the prefix would carry
+// the mount elsewhere, so it is refused before anything runs.
+func TestMountRefusesSymlinks(t *testing.T) {
+	prefix := t.TempDir()
+	if err := os.Mkdir(filepath.Join(prefix, "usb"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc", filepath.Join(prefix, "usb", "evil")); err != nil {
+		t.Fatal(err)
+	}
+	rec := &recordingRunner{}
+	p, err := NewPrivileged(PrivilegedConfig{MountPrefix: prefix}, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const uuid = "7c0e2f3a-5b1d-4e8f-9a6c-2d4b8e1f0a37"
+	for target, wantErr := range map[string]string{
+		prefix + "/usb/evil":        "passes through the symbolic link " + prefix + "/usb/evil",
+		prefix + "/usb/evil/inside": "passes through the symbolic link " + prefix + "/usb/evil",
+		prefix + "/usb/fresh":       "",
+		prefix + "/usb":             "",
+	} {
+		_, err := p.MountUSBByUUID(context.Background(), uuid, target)
+		switch {
+		case wantErr == "" && err != nil:
+			t.Errorf("MountUSBByUUID(%s) = %v; want success", target, err)
+		case wantErr != "" && (err == nil || !strings.Contains(err.Error(), wantErr)):
+			t.Errorf("MountUSBByUUID(%s) = %v; want an error containing %q", target, err, wantErr)
+		}
+	}
+	for _, argv := range rec.calls {
+		if strings.Contains(strings.Join(argv, " "), "evil") {
+			t.Errorf("ran %q through a symbolic link", argv)
+		}
+	}
+}

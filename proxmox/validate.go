@@ -1,7 +1,10 @@
 package proxmox
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -142,6 +145,32 @@ func checkMountTarget(op, prefix, target string) error {
 		}
 		if strings.Trim(c, ".") == "" {
 			return bad(fmt.Sprintf("has a component %q made only of dots", c))
+		}
+	}
+	return nil
+}
+
+// checkNoSymlinks refuses a mount target when the prefix or any existing
+// component below it is a symbolic link: mount(8) follows links, so a link
+// planted under the prefix (on a mounted disk, say) would carry the mount
+// anywhere, /etc included. Components that do not exist yet end the walk;
+// mount then fails on its own.
+func checkNoSymlinks(op, prefix, target string) error {
+	path := prefix
+	rest, _ := strings.CutPrefix(target, prefix)
+	for _, c := range append([]string{""}, strings.Split(strings.Trim(rest, "/"), "/")...) {
+		if c != "" {
+			path += "/" + c
+		}
+		fi, err := os.Lstat(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return &ArgError{op, "target", target, fmt.Sprintf("cannot inspect %s: %v", path, err)}
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return &ArgError{op, "target", target, fmt.Sprintf("passes through the symbolic link %s", path)}
 		}
 	}
 	return nil
