@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -105,15 +106,31 @@ func (p ProxmoxFlags) ClientConfig() (proxmox.Config, error) {
 // silently ignored. A flag whose environment variable is set keeps the
 // environment's value: the file is the weakest source.
 func jsonConfig(r io.Reader) (kong.Resolver, error) {
+	src, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
 	var doc map[string]any
-	dec := json.NewDecoder(r)
+	dec := json.NewDecoder(bytes.NewReader(src))
 	dec.UseNumber()
 	if err := dec.Decode(&doc); err != nil {
+		if se, ok := errors.AsType[*json.SyntaxError](err); ok {
+			line, col := lineCol(src, se.Offset-1) // Offset is just past the bad byte
+			return nil, fmt.Errorf("config: line %d, column %d: %w", line, col, err)
+		}
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	flat := map[string]any{}
 	flatten("", doc, flat)
 	return &configResolver{values: flat}, nil
+}
+
+// lineCol is the 1-based line and column of the byte at offset in src.
+func lineCol(src []byte, offset int64) (line, col int) {
+	before := src[:min(max(int(offset), 0), len(src))]
+	line = bytes.Count(before, []byte("\n")) + 1
+	col = len(before) - bytes.LastIndexByte(before, '\n')
+	return line, col
 }
 
 type configResolver struct{ values map[string]any }

@@ -86,6 +86,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 	}{
 		{"unknown key", `{"proxmox": {"endpont": "https://x:8006"}}`, nil, []string{`unknown key "proxmox.endpont"`}},
 		{"malformed json", `{"proxmox": `, nil, []string{"config"}},
+		{"syntax error position", "{\n  \"proxmox\": {\"node\": \"a\",}\n}", nil, []string{"config: line 2, column 27: invalid character '}'"}},
 		{"missing everything", `{}`, nil, []string{"proxmox.endpoint: is required", "proxmox.node: is required", "proxmox.token: is required"}},
 		{"malformed endpoint", `{"proxmox": {"endpoint": "http://x", "node": "n", "token": "a@pve!t=s"}}`, nil, []string{"proxmox.endpoint", "must use https"}},
 		{"bad token", `{"proxmox": {"endpoint": "https://x:8006", "node": "n", "token": "nonsense-` + testSecret + `"}}`, nil, []string{"proxmox.token"}},
