@@ -24,7 +24,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
+	"net"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -190,9 +190,15 @@ func runTest(ctx context.Context, l *runtime.Loader, file string, t test, opts O
 	if err != nil {
 		return fail(err)
 	}
-	u, _ := url.Parse(srv.Endpoint)
+	// The tunnel endpoint monitor.tunnel() checks: a listener of the test's
+	// own that sim.tunnel_down() closes.
+	tunnel, err := listenTunnel()
+	if err != nil {
+		return fail(err)
+	}
+	defer tunnel.Close()
 	env := builtins.Env{
-		Proxmox: client, Host: priv, Tunnel: u.Host, Gauges: new(builtins.LastGauges),
+		Proxmox: client, Host: priv, Tunnel: tunnel.Addr().String(), Gauges: new(builtins.LastGauges),
 		Wait: proxmox.WaitOptions{MinInterval: time.Millisecond, MaxInterval: 20 * time.Millisecond},
 	}
 	engine := runtime.NewEngine(runtime.Config{Env: env, MaxSteps: opts.MaxSteps, Logger: logger})
@@ -205,6 +211,7 @@ func runTest(ctx context.Context, l *runtime.Loader, file string, t test, opts O
 	runEnv.Context, runEnv.Logger, runEnv.Locks = ctx, logger, new(runtime.GuestLocks)
 	builtins.SetEnv(thread, &runEnv)
 	thread.SetLocal(simKey, world)
+	thread.SetLocal(tunnelKey, tunnel)
 	thread.SetLocal(reporterKey, rep)
 	thread.SetLocal(harnessKey, &harness{loader: l, engine: engine, ctx: ctx, logger: logger})
 	steps := cmp.Or(opts.MaxSteps, runtime.DefaultMaxSteps)
@@ -219,6 +226,27 @@ func runTest(ctx context.Context, l *runtime.Loader, file string, t test, opts O
 		res.Failures = append(res.Failures, located(err))
 	}
 	return res
+}
+
+const tunnelKey = "felhom.playtest.tunnel"
+
+// listenTunnel stands in for the hub tunnel's endpoint: it accepts and
+// closes connections until closed.
+func listenTunnel() (net.Listener, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("playtest: tunnel endpoint: %w", err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln, nil
 }
 
 // located renders a test's own error as "file:line:col: message" at its

@@ -2,6 +2,7 @@ package playtest
 
 import (
 	"fmt"
+	"net"
 	"slices"
 	"time"
 
@@ -39,6 +40,7 @@ var SimTable = &builtins.Table{
 		{Name: "set_disk", Sig: "set_disk(device, passed=True, reallocated=0, temperature=0)", Doc: "Sets the SMART state of a disk (/dev/sda, /dev/sdb).", Fn: simDisk},
 		{Name: "set_temperature", Sig: "set_temperature(label, celsius)", Doc: "Sets a sensor's temperature (as `sensors -j` shows it).", Fn: simTemperature},
 		{Name: "set_rootfs", Sig: "set_rootfs(used_percent)", Doc: "Sets the node's root filesystem usage.", Fn: simRootFS},
+		{Name: "tunnel_down", Sig: "tunnel_down()", Doc: "Takes the tunnel endpoint that monitor.tunnel() checks down (it is up when a test starts).", Fn: simTunnelDown},
 		{Name: "mutations", Sig: "mutations(vmid)", Doc: "Returns how many mutating requests reached guest vmid.", Fn: simVMID(func(s *pvesim.Sim, vmid int) (starlark.Value, error) { return starlark.MakeInt(s.Mutations(vmid)), nil })},
 		{Name: "requests", Sig: "requests()", Doc: "Returns how many API requests the simulator answered.", Fn: simRequests},
 		{Name: "tasks", Sig: "tasks()", Doc: "Returns every task started, oldest first: struct(upid, type, id, running, exitstatus).", Fn: simTasks},
@@ -217,6 +219,16 @@ func simTaskDuration(thread *starlark.Thread, b *starlark.Builtin, args starlark
 		s.SetTaskDuration(time.Duration(d))
 		return nil, nil
 	}, "duration", &d)
+}
+
+func simTunnelDown(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	return withSim(thread, b, args, kwargs, func(*pvesim.Sim) (starlark.Value, error) {
+		ln, ok := thread.Local(tunnelKey).(net.Listener)
+		if !ok {
+			return nil, fmt.Errorf("no tunnel endpoint in this test")
+		}
+		return none(ln.Close())
+	})
 }
 
 func simFault(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
