@@ -400,33 +400,8 @@ func listOf[T any](xs []T, conv func(T) starlark.Value) *starlark.List {
 
 // ---- Starlark → Go: argument unpackers ----
 //
-// These are private on purpose: builtins/args.go (another file) owns the
-// shared, exported unpackers; these can be folded into it.
-
-// PVE's guest id range (pve-vmid format).
-const (
-	minVMID = 100
-	maxVMID = 999999999
-)
-
-// vmidArg is a guest id argument: an int in PVE's range. Its zero value
-// means "not given" for optional parameters ("vmid??").
-type vmidArg int
-
-var _ starlark.Unpacker = (*vmidArg)(nil)
-
-func (v *vmidArg) Unpack(x starlark.Value) error {
-	i, ok := x.(starlark.Int)
-	if !ok {
-		return fmt.Errorf("got %s, want int (a guest id)", x.Type())
-	}
-	n, ok := i.Int64()
-	if !ok || n < minVMID || n > maxVMID {
-		return fmt.Errorf("guest id %s out of range %d..%d", i, minVMID, maxVMID)
-	}
-	*v = vmidArg(n)
-	return nil
-}
+// The shared ones (VMID, Duration, StringList) are in args.go; these add
+// what only this module's builtins need.
 
 // vmidFilter is an optional guest id filter: 0 (no filter) or a guest id.
 type vmidFilter int
@@ -438,7 +413,7 @@ func (v *vmidFilter) Unpack(x starlark.Value) error {
 		*v = 0
 		return nil
 	}
-	var id vmidArg
+	var id VMID
 	if err := id.Unpack(x); err != nil {
 		return err
 	}
@@ -461,7 +436,7 @@ func (l *vmidList) Unpack(x starlark.Value) error {
 	}
 	out := make([]int, 0, seq.Len())
 	for i := range seq.Len() {
-		var id vmidArg
+		var id VMID
 		if err := id.Unpack(seq.Index(i)); err != nil {
 			return fmt.Errorf("element %d: %v", i, err)
 		}

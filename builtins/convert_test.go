@@ -95,9 +95,9 @@ func TestVMIDArgs(t *testing.T) {
 		{starlark.String("101"), false, false},
 		{starlark.Float(101), false, false},
 	} {
-		var id vmidArg
+		var id VMID
 		if err := id.Unpack(tt.in); (err == nil) != tt.ok {
-			t.Errorf("vmidArg.Unpack(%v) = %v; want ok %v", tt.in, err, tt.ok)
+			t.Errorf("VMID.Unpack(%v) = %v; want ok %v", tt.in, err, tt.ok)
 		}
 		var f vmidFilter
 		if err := f.Unpack(tt.in); (err == nil) != tt.filter {

@@ -73,7 +73,7 @@ func hostEnabled(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 }
 
 func hostCreateGolden(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var vmid vmidArg
+	var vmid VMID
 	spec := proxmox.GoldenSpec{Storage: "local-lvm", RootFSGB: 8, Cores: 1, MemoryMB: 512, Bridge: "vmbr0", Unprivileged: true}
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs,
 		"vmid", &vmid, "template", &spec.Template, "hostname", &spec.Hostname,

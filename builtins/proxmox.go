@@ -186,7 +186,7 @@ func pveNode(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 // pveWaitStatus polls with the run's task-wait backoff, so it never
 // hammers the API, and selects on the run's context between polls.
 func pveWaitStatus(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var vmid vmidArg
+	var vmid VMID
 	want := "running"
 	timeout := durationArg{d: time.Minute}
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "vmid", &vmid, "status?", &want, "timeout?", &timeout); err != nil {
@@ -228,7 +228,7 @@ func pveWaitStatus(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 }
 
 func pveGuest(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var vmid vmidArg
+	var vmid VMID
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "vmid", &vmid); err != nil {
 		return nil, err
 	}
@@ -242,7 +242,7 @@ func pveGuest(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 }
 
 func pveConfig(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var vmid vmidArg
+	var vmid VMID
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "vmid", &vmid); err != nil {
 		return nil, err
 	}
@@ -290,7 +290,7 @@ func pveContent(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 }
 
 func pveSnapshots(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var vmid vmidArg
+	var vmid VMID
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "vmid", &vmid); err != nil {
 		return nil, err
 	}
@@ -425,7 +425,7 @@ func lockGuests(ctx context.Context, locks GuestLocker, vmids []int) (func(), er
 
 func pveRestore(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var (
-		vmid vmidArg
+		vmid VMID
 		o    proxmox.RestoreOptions
 		m    = mutation{wait: true}
 	)
@@ -459,7 +459,7 @@ func pveVzdump(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 		return nil, fmt.Errorf("%s: got %d positional arguments, want at most 1 (vmid); pass the others by name", b.Name(), len(args))
 	}
 	var (
-		vmid  vmidArg
+		vmid  VMID
 		vmids vmidList
 		o     = proxmox.VzdumpOptions{Mode: "snapshot", Compress: "zstd"}
 		m     = mutation{wait: true}
@@ -531,7 +531,7 @@ func checkSnapshotName(b *starlark.Builtin, name string) error {
 func guestMutation(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple,
 	extra []any, check func() error, do func(api GuestAPI, ctx context.Context, vmid int) (proxmox.UPID, error)) (starlark.Value, error) {
 	var (
-		vmid vmidArg
+		vmid VMID
 		m    = mutation{wait: true}
 	)
 	pairs := append([]any{"vmid", &vmid}, extra...)
@@ -593,7 +593,7 @@ func pveStop(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 
 func pveShutdown(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var (
-		vmid    vmidArg
+		vmid    VMID
 		timeout durationArg
 		m       = mutation{wait: true}
 	)
@@ -657,7 +657,7 @@ var configKeyPattern = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
 
 func pveSetConfig(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var (
-		vmid vmidArg
+		vmid VMID
 		set  = new(starlark.Dict)
 		del  *starlark.List
 		m    = mutation{wait: true}

@@ -139,7 +139,7 @@ func simGuests(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 
 func simAddStorage(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var sp pvesim.StorageSpec
-	content := stringsArg{"backup"}
+	content := builtins.StringList{"backup"}
 	var total, used size
 	return withSim(thread, b, args, kwargs, func(s *pvesim.Sim) (starlark.Value, error) {
 		sp.Content, sp.Total, sp.Used = content, uint64(total), uint64(used)
@@ -182,7 +182,7 @@ func simVolumes(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 }
 
 func simPrivileges(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var privs stringsArg
+	var privs builtins.StringList
 	path := "/"
 	return withSim(thread, b, args, kwargs, func(s *pvesim.Sim) (starlark.Value, error) {
 		return none(s.SetTokenPrivileges(pvesim.DefaultTokenID, path, privs...))
@@ -338,27 +338,5 @@ func (n *size) Unpack(v starlark.Value) error {
 		return fmt.Errorf("got %s, want a non-negative int", v)
 	}
 	*n = size(i)
-	return nil
-}
-
-// stringsArg unpacks a list of strings.
-type stringsArg []string
-
-var _ starlark.Unpacker = (*stringsArg)(nil)
-
-func (l *stringsArg) Unpack(v starlark.Value) error {
-	list, ok := v.(*starlark.List)
-	if !ok {
-		return fmt.Errorf("got %s, want a list of strings", v.Type())
-	}
-	out := make([]string, list.Len())
-	for i := range out {
-		s, ok := starlark.AsString(list.Index(i))
-		if !ok {
-			return fmt.Errorf("element %d: got %s, want string", i, list.Index(i).Type())
-		}
-		out[i] = s
-	}
-	*l = out
 	return nil
 }
