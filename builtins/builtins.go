@@ -24,10 +24,8 @@ import (
 // Tables returns every module playbooks can use, in reference order: the
 // global functions first (a Table with an empty Name), then the modules
 // that reach Proxmox and the host in the order a flow uses them —
-// ProxmoxTable, TaskTable, HostTable, MonitorTable, which the files
-// proxmox.go, task.go, host.go and monitor.go define and the lead lists
-// here when they land — then the general-purpose modules log, json and
-// time.
+// ProxmoxTable, TaskTable, HostTable, MonitorTable — then the
+// general-purpose modules log, json and time.
 //
 // The result is a fresh slice; the Tables themselves are shared and must
 // not be modified.

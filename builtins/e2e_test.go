@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -125,12 +124,6 @@ assert.fails(lambda: host.smart("/dev/sdz"), "^host.smart: /dev/sdz")  # named o
 }
 
 // TestEndToEndGolden creates a golden container through the fenced pct.
-//
-// Known gap between proxmox.Privileged and pvesim (neither is this
-// package's): Privileged's `pct create` passes --rootfs STORAGE:SIZE but no
-// --storage, and the simulator, like PVE's create_vm, checks the storage
-// parameter (default "local", which holds no container directories). The
-// test skips on exactly that refusal and fails on anything else.
 func TestEndToEndGolden(t *testing.T) {
 	_, env := e2eRig(t)
 	_, err := runStar(t, env, `
@@ -138,9 +131,6 @@ gid = proxmox.next_id()
 assert.eq(host.create_golden(gid, "`+pvesim.DefaultTemplate+`", "golden-e2e"), None)
 assert.eq(proxmox.config(gid).hostname, "golden-e2e")
 `)
-	if err != nil && strings.Contains(err.Error(), "storage 'local' does not support container directories") {
-		t.Skipf("pct create without --storage is refused by the simulator: %v", err)
-	}
 	if err != nil {
 		t.Fatal(err)
 	}

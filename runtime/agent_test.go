@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -390,7 +392,7 @@ func (f *fakePVE) Version(context.Context) (proxmox.Version, error) {
 
 func TestAgentHealthz(t *testing.T) {
 	pve := &fakePVE{}
-	pve.setErr(errors.New("dial tcp 127.0.0.1:8006: connect: connection refused"))
+	pve.setErr(&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED})
 	probed := make(chan struct{}, 10)
 	ta := startAgent(t, map[string]string{"a.star": agentPlaybook("a", "    pass", "")},
 		func(c *AgentConfig) { c.Engine.Env.Proxmox = pve },
@@ -402,7 +404,7 @@ func TestAgentHealthz(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &h); err != nil {
 		t.Fatalf("/healthz body %q: %v", body, err)
 	}
-	if code != http.StatusServiceUnavailable || h.Status != "degraded" || h.Proxmox.OK || !strings.Contains(h.Proxmox.Error, "connection refused") ||
+	if code != http.StatusServiceUnavailable || h.Status != "degraded" || h.Proxmox.OK || h.Proxmox.Error != "the Proxmox API refused the connection (unreachable)" ||
 		h.Proxmox.Checked == nil || h.Playbooks != 1 {
 		t.Errorf("/healthz with Proxmox down = %d %+v", code, h)
 	}

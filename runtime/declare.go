@@ -140,18 +140,18 @@ func playbookBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark
 		return nil, builtins.Errorf(b, "name %q: want lower-case letters, digits, '-' and '_', starting with a letter", name)
 	}
 	if err := checkEntry(run); err != nil {
-		return nil, builtins.Errorf(b, "run: %v", err)
+		return nil, builtins.Errorf(b, "run: %w", err)
 	}
 	if err := d.setParams(params); err != nil {
-		return nil, builtins.Errorf(b, "params: %v", err)
+		return nil, builtins.Errorf(b, "params: %w", err)
 	}
 	if err := validateSchedule(schedule); err != nil {
-		return nil, builtins.Errorf(b, "schedule: %v", err)
+		return nil, builtins.Errorf(b, "schedule: %w", err)
 	}
 	if jitter != starlark.None {
 		var dur builtins.Duration
 		if err := dur.Unpack(jitter); err != nil {
-			return nil, builtins.Errorf(b, "jitter: %v", err)
+			return nil, builtins.Errorf(b, "jitter: %w", err)
 		}
 		if dur < 0 || schedule == "" {
 			return nil, builtins.Errorf(b, "jitter: want a duration of zero or more, with a schedule")
@@ -170,7 +170,7 @@ func playbookBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark
 	if timeout != starlark.None {
 		var dur builtins.Duration
 		if err := dur.Unpack(timeout); err != nil {
-			return nil, builtins.Errorf(b, "timeout: %v", err)
+			return nil, builtins.Errorf(b, "timeout: %w", err)
 		}
 		if dur <= 0 {
 			return nil, builtins.Errorf(b, "timeout: must be longer than zero (omit it for the agent's default)")
@@ -312,7 +312,7 @@ func newSpec(b *starlark.Builtin, typ ParamType, def starlark.Value, doc string)
 	}
 	v, err := typ.fromStarlark(def)
 	if err != nil {
-		return nil, builtins.Errorf(b, "default: %v", err)
+		return nil, builtins.Errorf(b, "default: %w", err)
 	}
 	v.Freeze()
 	spec.def = v

@@ -2,9 +2,14 @@ package runtime
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
@@ -62,7 +67,7 @@ func (a *Agent) probeLoop(ctx context.Context) {
 // probe asks Proxmox for its version once and records the outcome.
 func (a *Agent) probe(ctx context.Context) {
 	client := a.cfg.Engine.Env.Proxmox
-	var errMsg string
+	var errMsg, detail string
 	if client == nil {
 		errMsg = "no Proxmox client is configured"
 	} else {
@@ -73,7 +78,9 @@ func (a *Agent) probe(ctx context.Context) {
 			return // shutting down: not news about Proxmox
 		}
 		if err != nil {
-			errMsg = err.Error()
+			// /healthz is unauthenticated: it says what kind of problem
+			// there is; the log has the full error.
+			errMsg, detail = publicReason(err), err.Error()
 		}
 	}
 	h := a.health
@@ -93,8 +100,33 @@ func (a *Agent) probe(ctx context.Context) {
 	}
 	a.metrics.proxmoxUp.Set(0)
 	if was || wasErr != errMsg {
-		a.log.Warn("Proxmox API unreachable; serving anyway", "err", errMsg)
+		a.log.Warn("Proxmox API unreachable; serving anyway", "reason", errMsg, "err", detail)
 	}
+}
+
+// publicReason says what kind of problem err is, without addresses, paths
+// or messages from the host.
+func publicReason(err error) string {
+	var fp *proxmox.FingerprintError
+	var unknown x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	var hostname x509.HostnameError
+	var cve *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &fp), errors.As(err, &unknown), errors.As(err, &invalid), errors.As(err, &hostname), errors.As(err, &cve):
+		return "TLS verification of the Proxmox API failed"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "the Proxmox API did not answer in time"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "the Proxmox API refused the connection (unreachable)"
+	}
+	if ae, ok := errors.AsType[*proxmox.APIError](err); ok {
+		if ae.Status == http.StatusUnauthorized {
+			return "the Proxmox API refused the token (HTTP 401)"
+		}
+		return fmt.Sprintf("the Proxmox API answered HTTP %d", ae.Status)
+	}
+	return "the Proxmox API is unreachable"
 }
 
 // Health reports the agent's health as /healthz does.

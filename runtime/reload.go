@@ -127,8 +127,9 @@ func (w *watcher) run(ctx context.Context) {
 			}
 			// An overflow lost events: only a full reload is sure to
 			// catch what they said.
-			w.log.Warn("file watcher error; reloading every playbook", "err", err)
+			w.log.Warn("file watcher error", "err", err)
 			if errors.Is(err, fsnotify.ErrEventOverflow) {
+				w.log.Warn("file watcher lost events; reloading every playbook")
 				pending[w.root] = true
 				timer.Reset(w.debounce)
 			}

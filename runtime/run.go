@@ -21,7 +21,7 @@ import (
 
 // Defaults for the zero values of [Config].
 const (
-	DefaultMaxConcurrent = 4
+	DefaultMaxConcurrent = 16
 	DefaultTimeout       = time.Hour
 	DefaultMaxMemory     = 512 << 20 // bytes of Go heap
 )

@@ -55,7 +55,7 @@ func (a *Agent) fireTimer(_ context.Context, job string, scheduled time.Time) {
 			msg = "parameter " + pe.Param + " " + refusalMsg(pe) + "; a timer passes no parameters"
 		}
 		a.finishUnstarted(runs[0].ID, store.StatusRefused, KindParams, msg)
-		a.metrics.runFinished(pb.Name, string(store.StatusCancelled), 0)
+		a.metrics.runFinished(pb.Name, string(store.StatusRefused), 0)
 		return
 	}
 	if lr := a.launch(runs[0], pb, params, "scheduled", scheduled); lr != nil {

@@ -2,8 +2,11 @@ package main
 
 import (
 	"io"
+	"strconv"
 
 	"github.com/alecthomas/kong"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime"
 )
 
 // CLI is the whole command line: global flags plus one struct per command,
@@ -35,6 +38,17 @@ func newParser(cli *CLI, stdout, stderr io.Writer) (*kong.Kong, error) {
 		kong.Configuration(jsonConfig),
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(code int) { panic(kongExit{code}) }),
-		kong.Vars{"version": agentVersion()},
+		cliVars(),
 	)
+}
+
+// cliVars are the values interpolated into flag tags: the runtime's
+// defaults are the CLI's, so there is one source of truth.
+func cliVars() kong.Vars {
+	return kong.Vars{
+		"version":        agentVersion(),
+		"max_concurrent": strconv.Itoa(runtime.DefaultMaxConcurrent),
+		"max_steps":      strconv.FormatUint(runtime.DefaultMaxSteps, 10),
+		"max_memory_mib": strconv.Itoa(runtime.DefaultMaxMemory >> 20),
+	}
 }

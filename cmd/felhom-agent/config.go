@@ -62,9 +62,9 @@ type PrivilegedFlags struct {
 
 // RuntimeFlags bound what runs may consume.
 type RuntimeFlags struct {
-	MaxConcurrent int    `help:"Runs executing at once; more wait for a slot." default:"16" config:"runtime.max_concurrent"`
-	MaxSteps      uint64 `help:"Starlark steps one run may take before it is stopped." default:"100000000" config:"runtime.max_steps"`
-	MaxMemoryMiB  int64  `name:"max-memory-mib" help:"Go heap (MiB) above which the runs executing Starlark are stopped; 0 disables the guard." default:"512" config:"runtime.max_memory_mib"`
+	MaxConcurrent int    `help:"Runs executing at once; more wait for a slot." default:"${max_concurrent}" config:"runtime.max_concurrent"`
+	MaxSteps      uint64 `help:"Starlark steps one run may take before it is stopped." default:"${max_steps}" config:"runtime.max_steps"`
+	MaxMemoryMiB  int64  `name:"max-memory-mib" help:"Go heap (MiB) above which the runs executing Starlark are stopped; 0 disables the guard." default:"${max_memory_mib}" config:"runtime.max_memory_mib"`
 }
 
 // ClientConfig turns the flags into a validated proxmox.Config. Every
@@ -89,7 +89,11 @@ func (p ProxmoxFlags) ClientConfig() (proxmox.Config, error) {
 		cfg.Token = tok
 	}
 	if err := cfg.Validate(); err != nil {
-		for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		all := []error{err}
+		if joined, ok := err.(interface{ Unwrap() []error }); ok {
+			all = joined.Unwrap()
+		}
+		for _, e := range all {
 			// A token that failed to parse is already reported above.
 			if tokenFailed && strings.HasPrefix(e.Error(), "proxmox.token:") {
 				continue

@@ -56,7 +56,9 @@ type RunsListCmd struct {
 func (c *RunsListCmd) Run(g *Globals) error {
 	cl := c.client()
 	defer cl.Close()
-	runs, err := cl.Runs(context.Background(), api.ListFilter{Playbook: c.Playbook, Status: c.Status, Limit: c.Limit})
+	ctx, stop := signalContext()
+	defer stop()
+	runs, err := cl.Runs(ctx, api.ListFilter{Playbook: c.Playbook, Status: c.Status, Limit: c.Limit})
 	if err != nil {
 		return err
 	}
@@ -83,7 +85,8 @@ type RunsShowCmd struct {
 func (c *RunsShowCmd) Run(g *Globals) error {
 	cl := c.client()
 	defer cl.Close()
-	ctx := context.Background()
+	ctx, stop := signalContext()
+	defer stop()
 	run, err := cl.Run(ctx, c.ID)
 	if err != nil {
 		return err
@@ -199,7 +202,9 @@ type RunsCancelCmd struct {
 func (c *RunsCancelCmd) Run(g *Globals) error {
 	cl := c.client()
 	defer cl.Close()
-	run, err := cl.Cancel(context.Background(), c.ID)
+	ctx, stop := signalContext()
+	defer stop()
+	run, err := cl.Cancel(ctx, c.ID)
 	if err != nil {
 		return err
 	}
@@ -227,7 +232,8 @@ func (c *TriggerCmd) Run(g *Globals) error {
 	}
 	cl := c.client()
 	defer cl.Close()
-	ctx := context.Background()
+	ctx, stop := signalContext()
+	defer stop()
 	types := map[string]string{}
 	if len(strs) > 0 {
 		pbs, err := cl.Playbooks(ctx)
@@ -307,7 +313,9 @@ type PlaybooksCmd struct {
 func (c *PlaybooksCmd) Run(g *Globals) error {
 	cl := c.client()
 	defer cl.Close()
-	pbs, err := cl.Playbooks(context.Background())
+	ctx, stop := signalContext()
+	defer stop()
+	pbs, err := cl.Playbooks(ctx)
 	if err != nil {
 		return err
 	}

@@ -51,7 +51,7 @@ func (s *syncBuffer) String() string {
 // newAgentKong is newParser for agentCLI.
 func newAgentKong(cli *agentCLI, stdout, stderr io.Writer) (*kong.Kong, error) {
 	return kong.New(cli, kong.Name("felhom-agent"), kong.DefaultEnvars("FELHOM_AGENT"),
-		kong.Configuration(jsonConfig), kong.Writers(stdout, stderr),
+		kong.Configuration(jsonConfig), kong.Writers(stdout, stderr), cliVars(),
 		kong.Exit(func(code int) { panic(kongExit{code}) }))
 }
 
