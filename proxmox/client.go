@@ -150,12 +150,6 @@ func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastR
 // node-scoped read and mutation addresses it.
 func (c *Client) Node() string { return c.cfg.Node }
 
-// Guest ids PVE accepts (pve-vmid).
-const (
-	guestIDMin = 100
-	guestIDMax = 999999999
-)
-
 // paramError is input the Client refuses before sending anything; it names
 // the API parameter.
 func paramError(param string, value any, reason string) error {
@@ -164,8 +158,8 @@ func paramError(param string, value any, reason string) error {
 
 // needVMID checks a guest id.
 func needVMID(vmid int) error {
-	if vmid < guestIDMin || vmid > guestIDMax {
-		return paramError("vmid", vmid, fmt.Sprintf("is not a guest id (%d..%d)", guestIDMin, guestIDMax))
+	if vmid < minVMID || vmid > maxVMID {
+		return paramError("vmid", vmid, fmt.Sprintf("is not a guest id (%d..%d)", minVMID, maxVMID))
 	}
 	return nil
 }

@@ -53,7 +53,9 @@ var (
 	devicePattern = regexp.MustCompile(`^/dev/(?:sd[a-z]{1,2}|nvme[0-9]{1,2}n[0-9]{1,2}|hd[a-z])$`)
 	// hostnamePattern: one DNS label (RFC 1123).
 	hostnamePattern = regexp.MustCompile(`^[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`)
-	// storagePattern is PVE's pve-storage-id.
+	// storagePattern is the lower-case subset of PVE's pve-storage-id
+	// that the fenced commands (and deploy/sudoers) accept; the API client
+	// accepts PVE's case-insensitive form (apiStorageIDPattern).
 	storagePattern = regexp.MustCompile(`^[a-z][a-z0-9\-_.]*[a-z0-9]$`)
 	// templatePattern: an OS template volume on a storage, no subdirectory.
 	templatePattern = regexp.MustCompile(`^([a-z][a-z0-9\-_.]*[a-z0-9]):vztmpl/[a-zA-Z0-9][a-zA-Z0-9._+-]*\.tar\.(?:gz|xz|zst)$`)
