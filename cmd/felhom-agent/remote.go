@@ -30,6 +30,14 @@ type remoteFlags struct {
 
 func (f *remoteFlags) client() *api.Client { return api.NewClient(f.Socket) }
 
+// session opens the agent's client with a context that SIGINT and SIGTERM
+// cancel; done releases both.
+func (f *remoteFlags) session() (cl *api.Client, ctx context.Context, done func()) {
+	cl = f.client()
+	ctx, stop := signalContext()
+	return cl, ctx, func() { stop(); cl.Close() }
+}
+
 // signalContext ends on SIGINT or SIGTERM, so following a run can be
 // interrupted without killing the run.
 func signalContext() (context.Context, context.CancelFunc) {
@@ -54,10 +62,8 @@ type RunsListCmd struct {
 
 // Run lists.
 func (c *RunsListCmd) Run(g *Globals) error {
-	cl := c.client()
-	defer cl.Close()
-	ctx, stop := signalContext()
-	defer stop()
+	cl, ctx, done := c.session()
+	defer done()
 	runs, err := cl.Runs(ctx, api.ListFilter{Playbook: c.Playbook, Status: c.Status, Limit: c.Limit})
 	if err != nil {
 		return err
@@ -83,10 +89,8 @@ type RunsShowCmd struct {
 // Run shows: the status word alone on the first line (scripts read it),
 // then the details, the tasks and the whole log.
 func (c *RunsShowCmd) Run(g *Globals) error {
-	cl := c.client()
-	defer cl.Close()
-	ctx, stop := signalContext()
-	defer stop()
+	cl, ctx, done := c.session()
+	defer done()
 	run, err := cl.Run(ctx, c.ID)
 	if err != nil {
 		return err
@@ -200,10 +204,8 @@ type RunsCancelCmd struct {
 // Run asks the agent to cancel the run and returns at once; the run is
 // recorded as cancelled once it has stopped.
 func (c *RunsCancelCmd) Run(g *Globals) error {
-	cl := c.client()
-	defer cl.Close()
-	ctx, stop := signalContext()
-	defer stop()
+	cl, ctx, done := c.session()
+	defer done()
 	run, err := cl.Cancel(ctx, c.ID)
 	if err != nil {
 		return err
@@ -230,10 +232,8 @@ func (c *TriggerCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	cl := c.client()
-	defer cl.Close()
-	ctx, stop := signalContext()
-	defer stop()
+	cl, ctx, done := c.session()
+	defer done()
 	types := map[string]string{}
 	if len(strs) > 0 {
 		pbs, err := cl.Playbooks(ctx)
@@ -311,10 +311,8 @@ type PlaybooksCmd struct {
 // timer tick, hub triggers and the last load error (the previous good
 // version keeps serving meanwhile).
 func (c *PlaybooksCmd) Run(g *Globals) error {
-	cl := c.client()
-	defer cl.Close()
-	ctx, stop := signalContext()
-	defer stop()
+	cl, ctx, done := c.session()
+	defer done()
 	pbs, err := cl.Playbooks(ctx)
 	if err != nil {
 		return err
