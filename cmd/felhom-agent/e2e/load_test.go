@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -102,15 +100,13 @@ func TestLoadConcurrentRuns(t *testing.T) {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			t0 := time.Now()
-			code, b, err := a.hubDo(t, hubRequest{method: "POST", path: "/v1/triggers",
-				body: triggerBody(t, fmt.Sprintf("hold-%d", i), "hold", map[string]any{"vmid": firstVMID + i})})
+			id, err := a.acceptedRun(t, fmt.Sprintf("hold-%d", i), "hold", map[string]any{"vmid": firstVMID + i})
 			lat[i] = time.Since(t0)
-			var ans triggerAnswer
-			if err != nil || code != http.StatusAccepted || json.Unmarshal(b, &ans) != nil || len(ans.Runs) != 1 {
-				t.Errorf("trigger %d: HTTP %d %s %v", i, code, b, err)
+			if err != nil {
+				t.Errorf("trigger %d: %v", i, err)
 				return
 			}
-			runIDs[i] = ans.Runs[0].ID
+			runIDs[i] = id
 		})
 	}
 	wg.Wait()
@@ -181,15 +177,13 @@ func TestLoadTriggerRate(t *testing.T) {
 		<-tick.C
 		wg.Go(func() {
 			t0 := time.Now()
-			code, b, err := a.hubDo(t, hubRequest{method: "POST", path: "/v1/triggers",
-				body: triggerBody(t, fmt.Sprintf("rate-%d", i), "burst", map[string]any{"n": i})})
+			id, err := a.acceptedRun(t, fmt.Sprintf("rate-%d", i), "burst", map[string]any{"n": i})
 			lat[i] = time.Since(t0)
-			var ans triggerAnswer
-			if err != nil || code != http.StatusAccepted || json.Unmarshal(b, &ans) != nil || len(ans.Runs) != 1 {
-				t.Errorf("trigger %d: HTTP %d %s %v", i, code, b, err)
+			if err != nil {
+				t.Errorf("trigger %d: %v", i, err)
 				return
 			}
-			runIDs[i] = ans.Runs[0].ID
+			runIDs[i] = id
 		})
 	}
 	wg.Wait()

@@ -260,6 +260,18 @@ func (a *agent) trigger(t testing.TB, id, name string, params map[string]any) (i
 	return code, ans
 }
 
+// acceptedRun posts a signed trigger expected to start exactly one run
+// and returns its id. It never calls t.Fatal, so load senders running in
+// their own goroutines can use it.
+func (a *agent) acceptedRun(t testing.TB, id, name string, params map[string]any) (string, error) {
+	code, b, err := a.hubDo(t, hubRequest{method: "POST", path: "/v1/triggers", body: triggerBody(t, id, name, params)})
+	var ans triggerAnswer
+	if err != nil || code != http.StatusAccepted || json.Unmarshal(b, &ans) != nil || len(ans.Runs) != 1 {
+		return "", fmt.Errorf("HTTP %d %s %v", code, b, err)
+	}
+	return ans.Runs[0].ID, nil
+}
+
 // hubRun asks GET /v1/runs/{id}, signed.
 func (a *agent) hubRun(t testing.TB, id string) (int, hub.RunStatus) {
 	t.Helper()
