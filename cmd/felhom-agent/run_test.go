@@ -33,20 +33,19 @@ func TestRunAgainstServedSimulator(t *testing.T) {
 	t.Setenv("FELHOM_AGENT_PROXMOX_TOKEN", srv.Token)
 	base := []string{"--proxmox-endpoint", srv.Endpoint, "--proxmox-node", srv.Node, "--playbooks", "../../playbooks"}
 	tests := []struct {
-		name     string
-		args     []string // global flags
-		params   []string // run's own flags
-		code     int
-		stdout   string // substring
-		stderr   string // substring
-		noSecret bool
+		name   string
+		args   []string // global flags
+		params []string // run's own flags
+		code   int
+		stdout string // substring
+		stderr string // substring
 	}{
-		{"pinned", []string{"--proxmox-tls-fingerprint", srv.Fingerprint}, nil, exitOK, `"status": "succeeded"`, "", true},
-		{"ca file", []string{"--proxmox-ca-file", ca}, nil, exitOK, `"status": "succeeded"`, "", true},
-		{"wrong pin", []string{"--proxmox-tls-fingerprint", wrongFP}, nil, exitUsage, "", "fingerprint mismatch: expected " + wrongFP + ", got " + srv.Fingerprint, true},
-		{"no trust configured", nil, nil, exitUsage, "", "certificate", true},
-		{"unreadable ca file", []string{"--proxmox-ca-file", filepath.Join(t.TempDir(), "missing.pem")}, nil, exitUsage, "", "proxmox.ca_file", true},
-		{"bad parameter", []string{"--proxmox-ca-file", ca}, []string{"-p", "mode=nonsense"}, exitUsage, "", `parameter "mode"`, true},
+		{"pinned", []string{"--proxmox-tls-fingerprint", srv.Fingerprint}, nil, exitOK, `"status": "succeeded"`, ""},
+		{"ca file", []string{"--proxmox-ca-file", ca}, nil, exitOK, `"status": "succeeded"`, ""},
+		{"wrong pin", []string{"--proxmox-tls-fingerprint", wrongFP}, nil, exitUsage, "", "fingerprint mismatch: expected " + wrongFP + ", got " + srv.Fingerprint},
+		{"no trust configured", nil, nil, exitUsage, "", "certificate"},
+		{"unreadable ca file", []string{"--proxmox-ca-file", filepath.Join(t.TempDir(), "missing.pem")}, nil, exitUsage, "", "proxmox.ca_file"},
+		{"bad parameter", []string{"--proxmox-ca-file", ca}, []string{"-p", "mode=nonsense"}, exitUsage, "", `parameter "mode"`},
 	}
 	secret := srv.Token[strings.Index(srv.Token, "=")+1:]
 	for _, tt := range tests {
