@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"gitea.dooplex.hu/admin/felhom-agent/runtime"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/playtest"
 )
 
@@ -49,7 +49,7 @@ func TestShippedPlaybooksCheck(t *testing.T) {
 	for _, n := range names {
 		paths = append(paths, n+".star")
 	}
-	for _, d := range runtime.Check(".", paths) {
+	for _, d := range engine.Check(".", paths) {
 		t.Error(d)
 	}
 	matches, _ := filepath.Glob("*.star")
@@ -59,7 +59,7 @@ func TestShippedPlaybooksCheck(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out, err := runtime.Format(src, f)
+		out, err := engine.Format(src, f)
 		if err != nil {
 			t.Errorf("%s: %v", f, err)
 			continue
@@ -69,7 +69,7 @@ func TestShippedPlaybooksCheck(t *testing.T) {
 		}
 	}
 	// Each shipped playbook answers the hub trigger of its own name.
-	l, err := runtime.NewLoader(".", runtime.LoaderOptions{})
+	l, err := engine.NewLoader(".", engine.LoaderOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

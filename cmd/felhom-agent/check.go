@@ -3,7 +3,7 @@ package main
 import (
 	"fmt"
 
-	"gitea.dooplex.hu/admin/felhom-agent/runtime"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 )
 
 // CheckCmd loads, resolves and validates playbooks without running them.
@@ -18,7 +18,7 @@ func (c *CheckCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	diags := runtime.Check(root, paths)
+	diags := engine.Check(root, paths)
 	for _, d := range diags {
 		fmt.Fprintln(g.stdout, d.String())
 	}

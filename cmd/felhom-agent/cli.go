@@ -6,7 +6,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
-	"gitea.dooplex.hu/admin/felhom-agent/runtime"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 )
 
 // CLI is the whole command line: global flags plus one struct per command,
@@ -47,8 +47,8 @@ func newParser(cli *CLI, stdout, stderr io.Writer) (*kong.Kong, error) {
 func cliVars() kong.Vars {
 	return kong.Vars{
 		"version":        agentVersion(),
-		"max_concurrent": strconv.Itoa(runtime.DefaultMaxConcurrent),
-		"max_steps":      strconv.FormatUint(runtime.DefaultMaxSteps, 10),
-		"max_memory_mib": strconv.Itoa(runtime.DefaultMaxMemory >> 20),
+		"max_concurrent": strconv.Itoa(engine.DefaultMaxConcurrent),
+		"max_steps":      strconv.FormatUint(engine.DefaultMaxSteps, 10),
+		"max_memory_mib": strconv.Itoa(engine.DefaultMaxMemory >> 20),
 	}
 }

@@ -210,7 +210,7 @@ var leafObjects = map[string]bool{"hub.keys": true}
 
 func isLeafObject(key string) bool { return leafObjects[key] }
 
-// engineMemory converts --runtime-max-memory-mib to runtime.Config's
+// engineMemory converts --runtime-max-memory-mib to engine.Config's
 // MaxMemory: bytes, negative for "no guard".
 func (r RuntimeFlags) engineMemory() int64 {
 	if r.MaxMemoryMiB <= 0 {

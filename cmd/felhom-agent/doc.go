@@ -2,7 +2,7 @@ package main
 
 import (
 	"gitea.dooplex.hu/admin/felhom-agent/builtins"
-	"gitea.dooplex.hu/admin/felhom-agent/runtime"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 )
 
 // DocCmd prints the reference of every builtin module, rendered from the
@@ -14,5 +14,5 @@ type DocCmd struct {
 
 // Run writes the reference to standard output.
 func (c *DocCmd) Run(g *Globals) error {
-	return builtins.RenderDoc(g.stdout, runtime.Reference(), c.Format)
+	return builtins.RenderDoc(g.stdout, engine.Reference(), c.Format)
 }

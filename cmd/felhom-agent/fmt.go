@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"os"
 
-	"gitea.dooplex.hu/admin/felhom-agent/runtime"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 )
 
 // FmtCmd formats playbooks like gofmt: it prints the files whose
@@ -28,7 +28,7 @@ func (c *FmtCmd) Run(g *Globals) error {
 		if err != nil {
 			return err
 		}
-		out, err := runtime.Format(src, f)
+		out, err := engine.Format(src, f)
 		if err != nil {
 			fmt.Fprintln(g.stderr, err)
 			bad++

@@ -20,8 +20,8 @@ var rules = []struct {
 }{
 	{pkg: "proxmox", bad: map[string]string{
 		"go.starlark.net/...":      "the Proxmox layer knows nothing of Starlark",
-		module + "/builtins":       "dependencies flow cmd → runtime → builtins → proxmox",
-		module + "/runtime/...":    "dependencies flow cmd → runtime → builtins → proxmox",
+		module + "/builtins":       "dependencies flow cmd → runtime/agent → runtime/engine → builtins → proxmox",
+		module + "/runtime/...":    "dependencies flow cmd → runtime/agent → runtime/engine → builtins → proxmox",
 		module + "/proxmox/pvesim": "production code never depends on the simulator",
 	}},
 	{pkg: "proxmox/pvesim", bad: map[string]string{
@@ -37,6 +37,19 @@ var rules = []struct {
 	}, direct: map[string]string{
 		"os/exec":  "playbooks reach processes only through proxmox.Privileged's fenced runner",
 		"net/http": "playbooks reach the network only through the proxmox client",
+	}},
+	{pkg: "runtime/engine", bad: map[string]string{
+		module + "/runtime/agent":      "the engine runs playbooks; the daemon around it is the agent's",
+		module + "/runtime/store":      "the engine never records runs: the agent (or the CLI) does",
+		module + "/runtime/hub":        "the engine knows nothing of where a run came from",
+		module + "/runtime/api":        "the engine knows nothing of where a run came from",
+		"github.com/fsnotify/fsnotify": "hot reload is the agent's; the engine reloads what it is told",
+		"modernc.org/sqlite":           "the engine never records runs",
+		module + "/proxmox/pvesim":     "production code never depends on the simulator",
+	}},
+	{pkg: "runtime/playtest", bad: map[string]string{
+		module + "/runtime/agent": "playbook tests run on the engine and the simulator, never the daemon",
+		module + "/runtime/store": "playbook tests keep no records",
 	}},
 	{pkg: "runtime/store", only: map[string]string{"modernc.org/sqlite": "the pure-Go SQLite driver; UPIDs are plain strings so proxmox stays out"}},
 	{pkg: "runtime/hub", only: map[string]string{}},

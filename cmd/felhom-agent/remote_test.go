@@ -15,7 +15,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
-	"gitea.dooplex.hu/admin/felhom-agent/runtime"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/agent"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/api"
 )
 
@@ -96,7 +96,7 @@ func serveAgent(t *testing.T, files map[string]string) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
 	sock := filepath.Join(sockDir, "s")
-	a, err := runtime.NewAgent(runtime.AgentConfig{PlaybooksDir: dir, StateDir: t.TempDir(), Socket: sock,
+	a, err := agent.New(agent.Config{PlaybooksDir: dir, StateDir: t.TempDir(), Socket: sock,
 		NoWatch: true, ShutdownGrace: -1, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

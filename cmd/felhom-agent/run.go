@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
-	"gitea.dooplex.hu/admin/felhom-agent/runtime"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 )
 
 // RunCmd runs one playbook once, streaming its log to standard error and
@@ -34,7 +34,7 @@ func (c *RunCmd) Run(g *Globals) error {
 	}
 	logger := g.logger(g.stderr)
 
-	pb, err := runtime.LoadFile(c.Playbook, rootFor(g.Playbooks, c.Playbook, []string{c.Playbook}))
+	pb, err := engine.LoadFile(c.Playbook, rootFor(g.Playbooks, c.Playbook, []string{c.Playbook}))
 	if err != nil {
 		return err
 	}
@@ -66,7 +66,7 @@ func (c *RunCmd) Run(g *Globals) error {
 		}
 	}
 
-	engine := runtime.NewEngine(runtime.Config{
+	eng := engine.NewEngine(engine.Config{
 		Env:           be.Env,
 		MaxSteps:      g.Runtime.MaxSteps,
 		MaxConcurrent: g.Runtime.MaxConcurrent,
@@ -74,7 +74,7 @@ func (c *RunCmd) Run(g *Globals) error {
 		Logger:        logger,
 	})
 	var rc recap
-	res := engine.Run(proxmox.WithObserver(ctx, &rc), pb, params, runtime.RunOptions{Trigger: "cli"})
+	res := eng.Run(proxmox.WithObserver(ctx, &rc), pb, params, engine.RunOptions{Trigger: "cli"})
 
 	s := summary{
 		Run: res.ID, Playbook: res.Playbook, Version: pb.ShortVersion(), Status: string(res.Status),
@@ -89,9 +89,9 @@ func (c *RunCmd) Run(g *Globals) error {
 		return err
 	}
 	switch res.Status {
-	case runtime.StatusSucceeded:
+	case engine.StatusSucceeded:
 		return nil
-	case runtime.StatusRefused:
+	case engine.StatusRefused:
 		return errors.New(res.Error)
 	}
 	return failed(fmt.Errorf("run %s %s", res.ID, res.Status))

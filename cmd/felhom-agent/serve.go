@@ -15,7 +15,8 @@ import (
 
 	"github.com/alecthomas/kong"
 
-	"gitea.dooplex.hu/admin/felhom-agent/runtime"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/agent"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/hub"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
 )
@@ -59,7 +60,7 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 		logger.Info("serving against a simulated Proxmox VE host", "endpoint", be.Server.Endpoint, "node", be.Server.Node)
 	}
 
-	agent, err := runtime.NewAgent(runtime.AgentConfig{
+	ag, err := agent.New(agent.Config{
 		PlaybooksDir:   g.Playbooks,
 		StateDir:       c.StateDir,
 		Listen:         c.Listen,
@@ -68,7 +69,7 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 		Retention:      hot.Retention,
 		ShutdownGrace:  c.ShutdownGrace,
 		HealthInterval: c.HealthEvery,
-		Engine: runtime.Config{
+		Engine: engine.Config{
 			Env:           be.Env,
 			MaxSteps:      g.Runtime.MaxSteps,
 			MaxConcurrent: g.Runtime.MaxConcurrent,
@@ -97,16 +98,16 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 					logger.Error("configuration reload refused; keeping the running configuration", "err", err)
 					continue
 				}
-				agent.Reconfigure(h)
+				ag.Reconfigure(h)
 			}
 		}
 	}()
-	return agent.Run(ctx)
+	return ag.Run(ctx)
 }
 
 // hotConfig is what SIGHUP may change, from the flags.
-func (c *ServeCmd) hotConfig(g *Globals) (runtime.HotConfig, error) {
-	var h runtime.HotConfig
+func (c *ServeCmd) hotConfig(g *Globals) (agent.HotConfig, error) {
+	var h agent.HotConfig
 	if err := h.LogLevel.UnmarshalText([]byte(g.LogLevel)); err != nil {
 		return h, fmt.Errorf("log_level: %w", err)
 	}
@@ -151,28 +152,28 @@ var newServeParser = func() (*kong.Kong, *Globals, error) {
 // reloadServeConfig parses the original command line again, which re-reads
 // the configuration file and the environment, and returns what a running
 // agent can take on.
-func reloadServeConfig(kctx *kong.Context) (runtime.HotConfig, error) {
+func reloadServeConfig(kctx *kong.Context) (agent.HotConfig, error) {
 	if kctx == nil {
-		return runtime.HotConfig{}, errors.New("no command line to reload from")
+		return agent.HotConfig{}, errors.New("no command line to reload from")
 	}
 	parser, g, err := newServeParser()
 	if err != nil {
-		return runtime.HotConfig{}, err
+		return agent.HotConfig{}, err
 	}
 	k2, exited, err := parse(parser, kctx.Args)
 	switch {
 	case err != nil:
-		return runtime.HotConfig{}, err
+		return agent.HotConfig{}, err
 	case exited != nil:
-		return runtime.HotConfig{}, errors.New("the command line no longer selects serve")
+		return agent.HotConfig{}, errors.New("the command line no longer selects serve")
 	}
 	node := k2.Selected()
 	if node == nil || !node.Target.CanAddr() {
-		return runtime.HotConfig{}, errors.New("the command line no longer selects serve")
+		return agent.HotConfig{}, errors.New("the command line no longer selects serve")
 	}
 	sc, ok := node.Target.Addr().Interface().(*ServeCmd)
 	if !ok {
-		return runtime.HotConfig{}, errors.New("the command line no longer selects serve")
+		return agent.HotConfig{}, errors.New("the command line no longer selects serve")
 	}
 	return sc.hotConfig(g)
 }

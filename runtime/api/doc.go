@@ -21,7 +21,7 @@
 // forbids (cancelling a finished run), 500 an internal failure whose detail
 // is in the agent's log only.
 //
-// The daemon (package runtime) implements [Backend] and serves
+// The daemon (package runtime/agent) implements [Backend] and serves
 // [NewHandler] on [Listen]; the command line uses [Client]. This package
 // imports only the standard library.
 package api

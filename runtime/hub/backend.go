@@ -9,7 +9,7 @@ import (
 )
 
 // Backend is what the hub endpoints need from the daemon. The daemon
-// (package runtime) implements it; the handler calls it only for requests
+// (package runtime/agent) implements it; the handler calls it only for requests
 // whose signature verified and whose body parsed.
 //
 // Both methods may be called concurrently.

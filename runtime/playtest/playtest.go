@@ -37,7 +37,7 @@ import (
 	"gitea.dooplex.hu/admin/felhom-agent/builtins"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
-	"gitea.dooplex.hu/admin/felhom-agent/runtime"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 )
 
 // Options configure [Run]. The zero value runs every test, discarding the
@@ -51,7 +51,7 @@ type Options struct {
 	// Match selects tests by name ("test_backup_.*"); nil runs all.
 	Match *regexp.Regexp
 	// MaxSteps is each test's Starlark step budget; 0 means
-	// runtime.DefaultMaxSteps.
+	// engine.DefaultMaxSteps.
 	MaxSteps uint64
 }
 
@@ -93,7 +93,7 @@ func Run(ctx context.Context, files []string, opts Options) ([]Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("playtest: assert module: %w", err)
 	}
-	loaders := map[string]*runtime.Loader{}
+	loaders := map[string]*engine.Loader{}
 	var results []Result
 	for _, file := range files {
 		root := cmp.Or(opts.Root, filepath.Dir(file))
@@ -102,7 +102,7 @@ func Run(ctx context.Context, files []string, opts Options) ([]Result, error) {
 			tables := append(builtins.Tables(), SimTable, testGlobals, &builtins.Table{
 				Name: "", Doc: "assert", Attrs: []builtins.Attr{{Name: "assert", Doc: "assertions", Value: assert}},
 			})
-			if l, err = runtime.NewLoader(root, runtime.LoaderOptions{Tables: tables, Logger: opts.Logger, MaxSteps: opts.MaxSteps}); err != nil {
+			if l, err = engine.NewLoader(root, engine.LoaderOptions{Tables: tables, Logger: opts.Logger, MaxSteps: opts.MaxSteps}); err != nil {
 				return nil, err
 			}
 			loaders[root] = l
@@ -118,7 +118,7 @@ type test struct {
 	fn   *starlark.Function
 }
 
-func runFile(ctx context.Context, l *runtime.Loader, file string, opts Options) []Result {
+func runFile(ctx context.Context, l *engine.Loader, file string, opts Options) []Result {
 	start := time.Now()
 	globals, err := l.LoadScript(file)
 	if err != nil {
@@ -141,7 +141,7 @@ func runFile(ctx context.Context, l *runtime.Loader, file string, opts Options) 
 
 // diagnostics turns a load error into failure lines.
 func diagnostics(err error) []string {
-	var lerr *runtime.LoadError
+	var lerr *engine.LoadError
 	if errors.As(err, &lerr) {
 		var out []string
 		for _, d := range lerr.Diagnostics {
@@ -154,8 +154,8 @@ func diagnostics(err error) []string {
 
 // harness is what run_playbook needs; it is a thread local of the test.
 type harness struct {
-	loader *runtime.Loader
-	engine *runtime.Engine
+	loader *engine.Loader
+	engine *engine.Engine
 	ctx    context.Context
 	logger *slog.Logger
 }
@@ -163,7 +163,7 @@ type harness struct {
 const harnessKey = "felhom.playtest.harness"
 
 // runTest runs one test function on a fresh simulated host.
-func runTest(ctx context.Context, l *runtime.Loader, file string, t test, opts Options) (res Result) {
+func runTest(ctx context.Context, l *engine.Loader, file string, t test, opts Options) (res Result) {
 	res = Result{File: file, Test: t.name}
 	start := time.Now()
 	defer func() { res.Duration = time.Since(start) }()
@@ -201,20 +201,20 @@ func runTest(ctx context.Context, l *runtime.Loader, file string, t test, opts O
 		Proxmox: client, Host: priv, Tunnel: tunnel.Addr().String(), Gauges: new(builtins.LastGauges),
 		Wait: proxmox.WaitOptions{MinInterval: time.Millisecond, MaxInterval: 20 * time.Millisecond},
 	}
-	engine := runtime.NewEngine(runtime.Config{Env: env, MaxSteps: opts.MaxSteps, Logger: logger})
+	eng := engine.NewEngine(engine.Config{Env: env, MaxSteps: opts.MaxSteps, Logger: logger})
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	rep := &reporter{}
 	thread := &starlark.Thread{Name: t.name, Print: func(_ *starlark.Thread, msg string) { logger.Info(msg) }}
 	runEnv := env
-	runEnv.Context, runEnv.Logger, runEnv.Locks = ctx, logger, new(runtime.GuestLocks)
+	runEnv.Context, runEnv.Logger, runEnv.Locks = ctx, logger, new(engine.GuestLocks)
 	builtins.SetEnv(thread, &runEnv)
 	thread.SetLocal(simKey, world)
 	thread.SetLocal(tunnelKey, tunnel)
 	thread.SetLocal(reporterKey, rep)
-	thread.SetLocal(harnessKey, &harness{loader: l, engine: engine, ctx: ctx, logger: logger})
-	steps := cmp.Or(opts.MaxSteps, runtime.DefaultMaxSteps)
+	thread.SetLocal(harnessKey, &harness{loader: l, engine: eng, ctx: ctx, logger: logger})
+	steps := cmp.Or(opts.MaxSteps, engine.DefaultMaxSteps)
 	thread.SetMaxExecutionSteps(steps)
 	thread.OnMaxSteps = func(th *starlark.Thread) { th.Cancel(fmt.Sprintf("step budget of %d exceeded", steps)) }
 	stop := context.AfterFunc(ctx, func() { thread.Cancel("test cancelled") })
@@ -295,10 +295,10 @@ func runPlaybook(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	fields := starlark.StringDict{"result": starlark.None, "error": starlark.String(""), "kind": starlark.String(""), "run": starlark.String("")}
 	p, err := pb.Decl.Coerce(nil, raw)
 	if err != nil {
-		fields["status"], fields["error"], fields["kind"] = starlark.String(runtime.StatusRefused), starlark.String(err.Error()), starlark.String(runtime.KindParams)
+		fields["status"], fields["error"], fields["kind"] = starlark.String(engine.StatusRefused), starlark.String(err.Error()), starlark.String(engine.KindParams)
 		return starlarkstruct.FromStringDict(starlarkstruct.Default, fields), nil
 	}
-	res := h.engine.Run(h.ctx, pb, p, runtime.RunOptions{Trigger: "test", Logger: h.logger})
+	res := h.engine.Run(h.ctx, pb, p, engine.RunOptions{Trigger: "test", Logger: h.logger})
 	fields["status"], fields["error"], fields["kind"], fields["run"] = starlark.String(res.Status), starlark.String(res.Error), starlark.String(res.Kind), starlark.String(res.ID)
 	if len(res.Output) > 0 {
 		v, err := decodeJSON(thread, res.Output)

@@ -1,0 +1,297 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/hub"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/schedule"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
+)
+
+// Defaults for the zero values of [Config].
+const (
+	DefaultShutdownGrace  = 60 * time.Second
+	DefaultDebounce       = 100 * time.Millisecond
+	DefaultHealthInterval = 30 * time.Second
+	DefaultPruneInterval  = time.Hour
+	// StoreFile is the run store's file name in Config.StateDir.
+	StoreFile = "runs.db"
+)
+
+// Config configures an [Agent]. The zero value of each field is
+// documented; PlaybooksDir and StateDir are required.
+type Config struct {
+	// PlaybooksDir is the playbooks root: its top-level *.star files are
+	// the playbooks, its subdirectories the modules they load. It is
+	// watched, subdirectories included, for hot reload.
+	PlaybooksDir string
+	// StateDir holds the run store (StoreFile); it is created (0700) if
+	// missing.
+	StateDir string
+	// Listen is the TCP address of the hub endpoints, /metrics and
+	// /healthz, and of nothing else; "" means no TCP listener. The
+	// command line's default is 127.0.0.1:8787.
+	Listen string
+	// Socket is the path of the local API's unix socket (mode 0660);
+	// "" means no local API.
+	Socket string
+	// HubKeys are the public keys hub triggers must be signed with; none
+	// refuses every trigger (401). Reconfigure replaces them.
+	HubKeys hub.Keys
+	// Retention says which run records are pruned (at start and every
+	// PruneInterval). The zero value keeps every run.
+	Retention store.Retention
+	// ShutdownGrace is how long runs in flight may go on after Run's
+	// context ends before they are cancelled; 0 means
+	// DefaultShutdownGrace, negative cancels them at once.
+	ShutdownGrace time.Duration
+	// Engine configures the runs: Env carries the Proxmox client (also
+	// used to follow interrupted runs' tasks and by the health probe),
+	// the fenced host operations and the tunnel. Env.Gauges nil means the
+	// agent's /metrics; Engine.Logger nil means Logger.
+	Engine engine.Config
+	// Loader configures how playbooks load (builtin tables, load-time
+	// step budget, cache size). Its Logger nil means Logger.
+	Loader engine.LoaderOptions
+	// Logger is the agent's log; nil means slog.Default(). Each run's
+	// log goes to it as well as to the run store.
+	Logger *slog.Logger
+	// LogLevel, if set, is the level Logger's handler reads;
+	// Reconfigure changes it.
+	LogLevel *slog.LevelVar
+	// Debounce is how long the watcher waits for a burst of file events
+	// to end before reloading; 0 means DefaultDebounce.
+	Debounce time.Duration
+	// NoWatch turns hot reload off: playbooks load once at start.
+	NoWatch bool
+	// HealthInterval is the period of the Proxmox health probe; 0 means
+	// DefaultHealthInterval.
+	HealthInterval time.Duration
+	// PruneInterval is the period of retention; 0 means
+	// DefaultPruneInterval.
+	PruneInterval time.Duration
+	// MaxGaugeSeries caps the playbook gauge series on /metrics; 0 means
+	// DefaultMaxGaugeSeries.
+	MaxGaugeSeries int
+}
+
+// HotConfig is the part of the configuration a running agent takes on
+// without a restart (SIGHUP).
+type HotConfig struct {
+	// HubKeys replace the keys hub triggers are verified with.
+	HubKeys hub.Keys
+	// LogLevel is set on Config.LogLevel, if that is set.
+	LogLevel slog.Level
+	// Retention replaces Config.Retention from the next prune on.
+	Retention store.Retention
+}
+
+// Agent is the long-running host agent (felhom-agent serve): it keeps the
+// playbooks of one directory loaded and hot-reloaded, runs them on hub
+// triggers, cron timers and local API requests, records every run in the
+// run store, and serves metrics and health. See lifecycle.go for the
+// order in which it starts and stops.
+//
+// New opens the store and binds the listeners; Run does the rest and
+// returns after a graceful shutdown. An Agent runs once.
+type Agent struct {
+	cfg      Config
+	log      *slog.Logger
+	store    *store.Store
+	registry *engine.Registry
+	engine   *engine.Engine
+	metrics  *agentMetrics
+	health   *healthState
+	sched    *schedule.Scheduler
+
+	tcp  net.Listener // nil: none
+	unix net.Listener // nil: none
+
+	hubHandler atomic.Pointer[http.Handler] // replaced by Reconfigure
+	retention  atomic.Pointer[store.Retention]
+
+	// runsCtx is the parent of every run's context; it is cancelled with
+	// errShutdown when the grace period ends.
+	runsCtx    context.Context
+	cancelRuns context.CancelCauseFunc
+	// bgCtx is the context of background work (task followers, probes);
+	// cancelled last.
+	bgCtx    context.Context
+	cancelBG context.CancelFunc
+	bg       sync.WaitGroup // task followers
+
+	running sync.WaitGroup // runs launched and not finished
+
+	mu       sync.Mutex
+	live     map[string]*liveRun // by run id
+	draining bool                // no new run starts
+
+	timersMu sync.Mutex
+	jobs     map[string]bool // playbooks with a timer set
+
+	ran       atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+
+	// hooks let tests wait for events instead of sleeping.
+	hooks struct {
+		reloaded func(engine.Change) // after a load or reload has been applied
+		draining func()              // when shutdown has stopped new runs
+		probed   func()              // after a health probe has been recorded
+		followed func(upid string)   // after a followed task's end has been recorded
+	}
+}
+
+// New opens the run store, prepares the registry, the engine and the
+// metrics, and binds the TCP listener and the unix socket, so that a
+// configuration that cannot work fails here, before anything runs.
+// Nothing is served and no playbook is loaded until Run.
+func New(cfg Config) (*Agent, error) {
+	switch {
+	case cfg.PlaybooksDir == "":
+		return nil, errors.New("agent: the playbooks directory is not set")
+	case cfg.StateDir == "":
+		return nil, errors.New("agent: the state directory is not set")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.ShutdownGrace == 0 {
+		cfg.ShutdownGrace = DefaultShutdownGrace
+	}
+	if cfg.Debounce <= 0 {
+		cfg.Debounce = DefaultDebounce
+	}
+	if cfg.HealthInterval <= 0 {
+		cfg.HealthInterval = DefaultHealthInterval
+	}
+	if cfg.PruneInterval <= 0 {
+		cfg.PruneInterval = DefaultPruneInterval
+	}
+	if cfg.Loader.Logger == nil {
+		cfg.Loader.Logger = cfg.Logger
+	}
+	if cfg.Engine.Logger == nil {
+		cfg.Engine.Logger = cfg.Logger
+	}
+
+	a := &Agent{cfg: cfg, log: cfg.Logger, live: map[string]*liveRun{}, jobs: map[string]bool{}}
+	a.metrics = newAgentMetrics(cfg.MaxGaugeSeries, cfg.Logger)
+	if a.cfg.Engine.Env.Gauges == nil {
+		a.cfg.Engine.Env.Gauges = a.metrics.gauges
+	}
+	a.health = newHealthState()
+	a.retention.Store(&cfg.Retention)
+	a.setHubKeys(cfg.HubKeys)
+	a.runsCtx, a.cancelRuns = context.WithCancelCause(context.Background())
+	a.bgCtx, a.cancelBG = context.WithCancel(context.Background())
+
+	reg, err := engine.NewRegistry(cfg.PlaybooksDir, cfg.Loader)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	a.registry = reg
+	a.engine = engine.NewEngine(a.cfg.Engine)
+	a.sched, err = schedule.New(schedule.Options{
+		Fire:    a.fireTimer,
+		LastRun: a.timerLast,
+		MarkRun: a.timerMark,
+		Logger:  cfg.Logger.With("part", "timers"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+
+	if a.store, err = store.Open(filepath.Join(cfg.StateDir, StoreFile), store.Options{}); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	if cfg.Listen != "" {
+		if a.tcp, err = net.Listen("tcp", cfg.Listen); err != nil {
+			a.Close()
+			return nil, fmt.Errorf("agent: listen %s: %w", cfg.Listen, err)
+		}
+	}
+	if cfg.Socket != "" {
+		if a.unix, err = listenSocket(cfg.Socket); err != nil {
+			a.Close()
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+	}
+	return a, nil
+}
+
+// Addr is the TCP listener's address (useful with port 0), or nil.
+func (a *Agent) Addr() net.Addr {
+	if a.tcp == nil {
+		return nil
+	}
+	return a.tcp.Addr()
+}
+
+// Run serves until ctx ends, then shuts down gracefully (see
+// lifecycle.go) and closes the agent. It returns nil after a clean
+// shutdown, or the error that stopped the agent early. It may be called
+// once.
+func (a *Agent) Run(ctx context.Context) error {
+	if !a.ran.CompareAndSwap(false, true) {
+		return errors.New("agent: Run called twice")
+	}
+	defer a.Close()
+	return a.lifecycle(ctx)
+}
+
+// Reconfigure applies what SIGHUP changes: hub keys, log level and
+// retention. Runs in flight are not affected.
+func (a *Agent) Reconfigure(h HotConfig) {
+	a.setHubKeys(h.HubKeys)
+	if a.cfg.LogLevel != nil {
+		a.cfg.LogLevel.Set(h.LogLevel)
+	}
+	r := h.Retention
+	a.retention.Store(&r)
+	a.log.Info("configuration reloaded", "hub_keys", h.HubKeys, "log_level", h.LogLevel.String(),
+		"runs_keep", r.KeepLast, "runs_max_age", r.MaxAge)
+}
+
+// setHubKeys swaps the hub handler for one verifying with keys; requests
+// under way finish with the handler they started with.
+func (a *Agent) setHubKeys(keys hub.Keys) {
+	h := hub.NewHandler(&hub.Verifier{Keys: keys}, a, a.log.With("part", "hub"))
+	a.hubHandler.Store(&h)
+}
+
+// Close releases what New opened: the listeners and the store. Run
+// calls it; call it yourself only when Run is never called.
+func (a *Agent) Close() error {
+	a.closeOnce.Do(func() {
+		var errs []error
+		if a.tcp != nil {
+			if err := a.tcp.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				errs = append(errs, err)
+			}
+		}
+		if a.unix != nil {
+			if err := a.unix.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				errs = append(errs, err)
+			}
+		}
+		a.cancelRuns(errShutdown)
+		a.cancelBG()
+		if a.store != nil {
+			errs = append(errs, a.store.Close())
+		}
+		a.closeErr = errors.Join(errs...)
+	})
+	return a.closeErr
+}

@@ -1,0 +1,162 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"syscall"
+	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+)
+
+// Health: a background probe asks the Proxmox API for its version, at
+// start and then every HealthInterval. The agent serves whatever the
+// answer (triggers are accepted and recorded while Proxmox is down; their
+// runs fail on their own terms), reports it on /healthz and as
+// felhom_proxmox_up, and recovers by itself when Proxmox comes back.
+
+// healthProbeTimeout bounds one probe, retries included.
+const healthProbeTimeout = 15 * time.Second
+
+type healthState struct {
+	mu      sync.Mutex
+	ok      bool
+	err     string
+	checked time.Time // zero until the first probe ends
+}
+
+func newHealthState() *healthState { return &healthState{err: "not checked yet"} }
+
+// Health is the body of GET /healthz.
+type Health struct {
+	// Status is "ok" when Proxmox answered the last probe and every
+	// playbook file loads, else "degraded" (the agent still serves).
+	Status     string        `json:"status"`
+	Proxmox    ProxmoxHealth `json:"proxmox"`
+	Playbooks  int           `json:"playbooks"`   // playbooks serving
+	LoadErrors int           `json:"load_errors"` // files whose latest version was refused
+}
+
+// ProxmoxHealth is the outcome of the last probe of the Proxmox API.
+type ProxmoxHealth struct {
+	OK      bool       `json:"ok"`
+	Error   string     `json:"error,omitempty"`
+	Checked *time.Time `json:"checked,omitempty"` // absent before the first probe ended
+}
+
+// probeLoop probes at once and then every HealthInterval until ctx ends.
+func (a *Agent) probeLoop(ctx context.Context) {
+	t := time.NewTicker(a.cfg.HealthInterval)
+	defer t.Stop()
+	for {
+		a.probe(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// probe asks Proxmox for its version once and records the outcome.
+func (a *Agent) probe(ctx context.Context) {
+	client := a.cfg.Engine.Env.Proxmox
+	var errMsg, detail string
+	if client == nil {
+		errMsg = "no Proxmox client is configured"
+	} else {
+		pctx, cancel := context.WithTimeout(proxmox.WithObserver(ctx, metricsObserver{a.metrics}), healthProbeTimeout)
+		_, err := client.Version(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return // shutting down: not news about Proxmox
+		}
+		if err != nil {
+			// /healthz is unauthenticated: it says what kind of problem
+			// there is; the log has the full error.
+			errMsg, detail = publicReason(err), err.Error()
+		}
+	}
+	h := a.health
+	h.mu.Lock()
+	was, wasErr := h.ok, h.err
+	h.ok, h.err, h.checked = errMsg == "", errMsg, time.Now()
+	h.mu.Unlock()
+	if a.hooks.probed != nil {
+		defer a.hooks.probed()
+	}
+	if errMsg == "" {
+		a.metrics.proxmoxUp.Set(1)
+		if !was {
+			a.log.Info("Proxmox API reachable")
+		}
+		return
+	}
+	a.metrics.proxmoxUp.Set(0)
+	if was || wasErr != errMsg {
+		a.log.Warn("Proxmox API unreachable; serving anyway", "reason", errMsg, "err", detail)
+	}
+}
+
+// publicReason says what kind of problem err is, without addresses, paths
+// or messages from the host.
+func publicReason(err error) string {
+	var fp *proxmox.FingerprintError
+	var unknown x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	var hostname x509.HostnameError
+	var cve *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &fp), errors.As(err, &unknown), errors.As(err, &invalid), errors.As(err, &hostname), errors.As(err, &cve):
+		return "TLS verification of the Proxmox API failed"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "the Proxmox API did not answer in time"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "the Proxmox API refused the connection (unreachable)"
+	}
+	if ae, ok := errors.AsType[*proxmox.APIError](err); ok {
+		if ae.Status == http.StatusUnauthorized {
+			return "the Proxmox API refused the token (HTTP 401)"
+		}
+		return fmt.Sprintf("the Proxmox API answered HTTP %d", ae.Status)
+	}
+	return "the Proxmox API is unreachable"
+}
+
+// Health reports the agent's health as /healthz does.
+func (a *Agent) Health() Health {
+	a.health.mu.Lock()
+	px := ProxmoxHealth{OK: a.health.ok, Error: a.health.err, Checked: timePtr(a.health.checked)}
+	a.health.mu.Unlock()
+	h := Health{Proxmox: px, Playbooks: len(a.registry.Playbooks())}
+	for _, e := range a.registry.Entries() {
+		if len(e.Diagnostics) > 0 {
+			h.LoadErrors++
+		}
+	}
+	h.Status = "ok"
+	if !px.OK || h.LoadErrors > 0 {
+		h.Status = "degraded"
+	}
+	return h
+}
+
+// serveHealth answers GET /healthz: 200 when ok, 503 when degraded, with
+// the Health as JSON either way.
+func (a *Agent) serveHealth(w http.ResponseWriter, _ *http.Request) {
+	h := a.Health()
+	status := http.StatusOK
+	if h.Status != "ok" {
+		status = http.StatusServiceUnavailable
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(h)
+}

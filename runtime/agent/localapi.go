@@ -1,0 +1,264 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/api"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
+)
+
+// localAPI is the Agent as the local API's backend (runs list, show,
+// follow, cancel, playbooks, trigger); it also wakes follow streams when a
+// run logs or ends. It is a type of its own because api.Backend's Run(ctx,
+// id) is not the Agent's Run(ctx).
+type localAPI struct{ a *Agent }
+
+var (
+	_ api.Backend = localAPI{}
+	_ api.Waiter  = localAPI{}
+)
+
+// defaultListLimit is how many runs a list without ?limit= returns.
+const defaultListLimit = 50
+
+// errDraining refuses new runs during shutdown.
+var errDraining = fmt.Errorf("the agent is shutting down: %w", api.ErrConflict)
+
+func listenSocket(path string) (net.Listener, error) { return api.Listen(path) }
+
+// Runs lists recorded runs, newest first.
+func (l localAPI) Runs(ctx context.Context, f api.ListFilter) ([]api.Run, error) {
+	sf := store.Filter{Playbook: f.Playbook, Status: store.Status(f.Status), Limit: f.Limit}
+	if sf.Status != "" && !sf.Status.Valid() {
+		return nil, &api.BadRequestError{Field: "status", Msg: "must be one of queued, running, succeeded, failed, cancelled, timed_out, interrupted"}
+	}
+	if sf.Limit == 0 {
+		sf.Limit = defaultListLimit
+	}
+	runs, err := l.a.store.List(ctx, sf)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Run, len(runs))
+	for i, r := range runs {
+		out[i] = apiRun(r)
+	}
+	return out, nil
+}
+
+// Run returns one recorded run.
+func (l localAPI) Run(ctx context.Context, id string) (api.Run, error) {
+	r, err := l.a.store.Get(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return api.Run{}, fmt.Errorf("run %s: %w", id, api.ErrNotFound)
+	}
+	if err != nil {
+		return api.Run{}, err
+	}
+	return apiRun(r), nil
+}
+
+// Logs returns a page of a run's log.
+func (l localAPI) Logs(ctx context.Context, id string, after int64, limit int) ([]api.LogLine, error) {
+	lines, err := l.a.store.Logs(ctx, id, after, limit)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("run %s: %w", id, api.ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.LogLine, len(lines))
+	for i, l := range lines {
+		out[i] = api.LogLine{Seq: l.Seq, Time: l.Time, Level: l.Level, Msg: l.Msg, Attrs: l.Attrs}
+	}
+	return out, nil
+}
+
+// Cancel asks a run in flight to stop; it is recorded as cancelled when
+// it has.
+func (l localAPI) Cancel(ctx context.Context, id string) error {
+	l.a.mu.Lock()
+	lr := l.a.live[id]
+	l.a.mu.Unlock()
+	if lr != nil {
+		lr.cancel(errCancelledByAPI)
+		return nil
+	}
+	r, err := l.a.store.Get(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("run %s: %w", id, api.ErrNotFound)
+	case err != nil:
+		return err
+	case r.Status.Terminal():
+		return fmt.Errorf("run %s has already finished (%s): %w", id, r.Status, api.ErrConflict)
+	}
+	return fmt.Errorf("run %s is %s but not in flight in this agent: %w", id, r.Status, api.ErrConflict)
+}
+
+// WaitChange returns when run id has logged past after or finished, or
+// when ctx ends. A run not in flight returns at once: it has finished (or
+// does not exist), and the caller's next look says which.
+func (l localAPI) WaitChange(ctx context.Context, id string, after int64) error {
+	l.a.mu.Lock()
+	lr := l.a.live[id]
+	l.a.mu.Unlock()
+	if lr == nil {
+		return nil
+	}
+	ch := lr.watch() // before looking, so no change is missed
+	select {
+	case <-lr.done:
+		return nil
+	default:
+	}
+	if lr.log.written.Load() > after {
+		return nil
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-lr.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Playbooks lists every playbook file, loaded or refused, by name.
+func (l localAPI) Playbooks(context.Context) ([]api.Playbook, error) {
+	next := l.a.sched.NextRuns()
+	var out []api.Playbook
+	for _, e := range l.a.registry.Entries() {
+		p := api.Playbook{File: e.File, Name: strings.TrimSuffix(path.Base(e.File), ".star")}
+		if pb := e.Playbook; pb != nil {
+			d := pb.Decl
+			p.Name, p.Version, p.Doc, p.Schedule, p.Triggers = pb.Name, pb.Version, d.Doc, d.Schedule, slices.Clone(d.Triggers)
+			if t, ok := next[pb.Name]; ok {
+				t = t.UTC()
+				p.NextRun = &t
+			}
+			for _, dp := range d.Params {
+				p.Params = append(p.Params, apiParam(dp))
+			}
+		}
+		if len(e.Diagnostics) > 0 {
+			lines := make([]string, len(e.Diagnostics))
+			for i, d := range e.Diagnostics {
+				lines[i] = d.String()
+			}
+			p.LoadError = strings.Join(lines, "\n")
+		}
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(x, y api.Playbook) int {
+		return strings.Compare(x.Name+"\x00"+x.File, y.Name+"\x00"+y.File)
+	})
+	return out, nil
+}
+
+// Start starts a run of req.Playbook from the local API (source "api").
+func (l localAPI) Start(ctx context.Context, req api.TriggerRequest) (api.Run, error) {
+	if l.a.isDraining() {
+		return api.Run{}, errDraining
+	}
+	pb := l.a.registry.Get(req.Playbook)
+	if pb == nil {
+		return api.Run{}, fmt.Errorf("playbook %q: %w", req.Playbook, api.ErrNotFound)
+	}
+	params, err := pb.Decl.Coerce(nil, req.Params)
+	if err != nil {
+		if pe, ok := errors.AsType[*engine.ParamError](err); ok {
+			return api.Run{}, &api.BadRequestError{Field: "params." + pe.Param, Msg: refusalMsg(pe)}
+		}
+		return api.Run{}, err
+	}
+	rec, err := json.Marshal(params.Record())
+	if err != nil {
+		return api.Run{}, err
+	}
+	runs, _, err := l.a.store.CreateRuns(ctx, store.Trigger{Source: store.SourceAPI},
+		[]store.NewRun{{Playbook: pb.Name, Version: pb.Version, Params: rec}})
+	if err != nil {
+		return api.Run{}, err
+	}
+	l.a.launch(runs[0], pb, params)
+	return apiRun(runs[0]), nil
+}
+
+func (a *Agent) isDraining() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.draining
+}
+
+// refusalMsg says what is wrong with a parameter without quoting the
+// value that came: it may be a secret, and refusals are logged.
+func refusalMsg(pe *engine.ParamError) string {
+	switch {
+	case pe.Unknown:
+		return "is not declared (declared: " + pe.Want + ")"
+	case pe.Got == "":
+		return "is required (it has no default)"
+	}
+	return "must be " + pe.Want
+}
+
+// apiRun is a stored run as the local API shows it.
+func apiRun(r store.Run) api.Run {
+	out := api.Run{
+		ID: r.ID, Playbook: r.Playbook, Version: r.Version, Source: string(r.Source), Key: r.Key,
+		Params: r.Params, Status: string(r.Status), Error: r.Error, ErrorKind: r.ErrorKind,
+		Created: r.Created.UTC(), Started: timePtr(r.Started), Ended: timePtr(r.Ended), Result: r.Result,
+	}
+	for _, t := range r.Tasks {
+		at := api.Task{UPID: t.UPID, Status: "running", ExitStatus: t.ExitStatus, Started: timePtr(t.Started), Ended: timePtr(t.Ended)}
+		if t.Done() {
+			at.Status = "stopped"
+		}
+		out.Tasks = append(out.Tasks, at)
+	}
+	return out
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}
+
+// apiParam describes a declared parameter; the default is JSON as a run
+// record would show it.
+func apiParam(p engine.Param) api.Param {
+	out := api.Param{Name: p.Name, Type: paramTypeName(&p.Type), Doc: p.Doc}
+	if !p.Required && p.Default != nil {
+		if b, err := engine.ResultJSON(p.Default); err == nil {
+			out.Default = b
+		}
+	}
+	return out
+}
+
+// paramTypeName is the compact type name the API uses: "int",
+// "list(int)", "enum(a|b)".
+func paramTypeName(t *engine.ParamType) string {
+	switch t.Kind {
+	case engine.KindList:
+		return "list(" + paramTypeName(t.Elem) + ")"
+	case engine.KindEnum:
+		return "enum(" + strings.Join(t.Values, "|") + ")"
+	}
+	return string(t.Kind)
+}

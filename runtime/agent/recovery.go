@@ -1,0 +1,110 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
+)
+
+// Recovery after a crash or kill: the runs a previous process left queued
+// or running are marked interrupted (never re-run: a mutation may have
+// happened, and a hub retrying its trigger must find the run it was
+// promised), and every Proxmox task recorded without an end is followed on
+// the host until it stops, then recorded with its exit status. A task the
+// host no longer knows is recorded as such, so it is not followed forever.
+
+// Task followers poll slowly: a recovered task is usually a long backup,
+// and nobody waits on it.
+var followWait = proxmox.WaitOptions{MinInterval: time.Second, MaxInterval: 30 * time.Second}
+
+// followRetry is how long a follower waits after the host could not be
+// asked (it is down, or refuses the token) before asking again.
+const followRetry = time.Minute
+
+// recoverRuns is lifecycle step 4.
+func (a *Agent) recoverRuns() error {
+	ctx := context.Background()
+	runs, err := a.store.RecoverInterrupted(ctx, time.Time{})
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	for _, r := range runs {
+		a.log.Warn("run interrupted by the agent's stop; it is not re-run", "run", r.ID, "playbook", r.Playbook,
+			"source", string(r.Source), "tasks", len(r.Tasks))
+		a.metrics.runFinished(r.Playbook, string(store.StatusInterrupted), 0)
+	}
+	tasks, err := a.store.OpenTasks(ctx)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	for _, t := range tasks {
+		upid, err := proxmox.ParseUPID(t.UPID)
+		if err != nil {
+			a.log.Error("recorded task has a malformed UPID; recording it as unknown", "run", t.Run, "upid", t.UPID, "err", err)
+			a.recordTaskEnd(t.UPID, "unknown: malformed UPID")
+			continue
+		}
+		a.follow(upid, t.Run)
+	}
+	return nil
+}
+
+// follow watches a task in the background until it stops, then records
+// its end and notes it in its run's log. It gives up only when the agent
+// stops, leaving the task open for the next start.
+func (a *Agent) follow(upid proxmox.UPID, runID string) {
+	client := a.cfg.Engine.Env.Proxmox
+	if client == nil {
+		a.log.Warn("cannot follow a Proxmox task: no Proxmox client is configured", "run", runID, "upid", upid.String())
+		return
+	}
+	if a.bgCtx.Err() != nil {
+		return // stopping: the next start follows it
+	}
+	a.bg.Go(func() {
+		ctx := proxmox.WithObserver(a.bgCtx, metricsObserver{a.metrics})
+		log := a.log.With("run", runID, "upid", upid.String())
+		log.Info("following a Proxmox task to its end")
+		for {
+			st, err := client.WaitTask(ctx, upid, followWait)
+			var exit string
+			var te *proxmox.TaskError
+			switch {
+			case ctx.Err() != nil:
+				log.Info("stopped following a Proxmox task; the next start follows it")
+				return
+			case err == nil || errors.As(err, &te):
+				exit = st.ExitStatus
+				if exit == "" {
+					exit = "unknown: stopped without an exit status"
+				}
+			case proxmox.IsNotFound(err):
+				exit = "unknown: the host no longer knows the task"
+			default:
+				log.Warn("cannot follow a Proxmox task; trying again later", "err", err, "retry_in", followRetry)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(followRetry):
+				}
+				continue
+			}
+			a.recordTaskEnd(upid.String(), exit)
+			line := store.LogLine{Level: "INFO", Msg: "followed task ended", Attrs: attrsJSON([]slog.Attr{
+				slog.String("upid", upid.String()), slog.String("exit_status", exit)})}
+			if err := a.store.AppendLog(context.Background(), runID, line); err != nil {
+				log.Warn("noting the task's end in the run's log failed", "err", err)
+			}
+			log.Info("followed task ended", "exit_status", exit)
+			if a.hooks.followed != nil {
+				a.hooks.followed(upid.String())
+			}
+			return
+		}
+	})
+}

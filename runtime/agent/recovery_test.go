@@ -1,0 +1,151 @@
+package agent
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/internal/enginetest"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
+)
+
+// simClient serves sim over TLS on loopback for the test and returns a
+// client pinned to its certificate.
+func simClient(t testing.TB, sim *pvesim.Sim) *proxmox.Client {
+	t.Helper()
+	srv, err := sim.Start("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	tok, err := proxmox.ParseToken(srv.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := proxmox.New(proxmox.Config{Endpoint: srv.Endpoint, Node: srv.Node, Token: tok, Fingerprint: srv.Fingerprint},
+		proxmox.WithLogger(enginetest.Logger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestRecoveryInterruptsAndFollowsTasks(t *testing.T) {
+	saved := followWait
+	followWait = proxmox.WaitOptions{MinInterval: 5 * time.Millisecond, MaxInterval: 20 * time.Millisecond}
+	defer func() { followWait = saved }()
+
+	sim := pvesim.New()
+	sim.TaskDuration = 150 * time.Millisecond
+	client := simClient(t, sim)
+	ctx := context.Background()
+
+	// A previous agent started a snapshot for a run and was killed while
+	// waiting for it; another run was queued and never started.
+	upid, err := client.Snapshot(ctx, 101, "before-upgrade", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := "UPID:" + pvesim.DefaultNode + ":0000BEEF:00ABCDEF:65F0A1B2:vzsnapshot:102:root@pam:"
+	state := t.TempDir()
+	st, err := store.Open(state+"/"+StoreFile, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs, _, err := st.CreateRuns(ctx, store.Trigger{Source: store.SourceHub, Key: "t-1"},
+		[]store.NewRun{{Playbook: "snap"}, {Playbook: "other"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	running, queued := runs[0].ID, runs[1].ID
+	for _, err := range []error{
+		st.MarkStarted(ctx, running, "v1", time.Time{}),
+		st.TaskStarted(ctx, running, upid.String(), time.Time{}),
+		st.TaskStarted(ctx, running, gone, time.Time{}),
+		st.Close(),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	followed := make(chan string, 2)
+	ta := startAgent(t, map[string]string{"snap.star": agentPlaybook("snap", "    return None", "")},
+		func(c *Config) { c.StateDir, c.Engine.Env.Proxmox = state, client },
+		func(a *Agent) { a.hooks.followed = func(u string) { followed <- u } })
+	got := map[string]bool{<-followed: true, <-followed: true}
+	if !got[upid.String()] || !got[gone] {
+		t.Fatalf("followed %v; want both recorded tasks", got)
+	}
+
+	r, err := ta.store.Get(ctx, running)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != store.StatusInterrupted || !strings.Contains(r.Error, "running") {
+		t.Errorf("run left running = %s %q; want interrupted", r.Status, r.Error)
+	}
+	exits := map[string]string{}
+	for _, tk := range r.Tasks {
+		if !tk.Done() {
+			t.Errorf("task %s not recorded as ended", tk.UPID)
+		}
+		exits[tk.UPID] = tk.ExitStatus
+	}
+	if exits[upid.String()] != "OK" || !strings.HasPrefix(exits[gone], "unknown:") {
+		t.Errorf("task exits %v; want the snapshot OK and the vanished task unknown", exits)
+	}
+	if q, _ := ta.store.Get(ctx, queued); q.Status != store.StatusInterrupted || !strings.Contains(q.Error, "queued") {
+		t.Errorf("run left queued = %s %q; want interrupted, never started", q.Status, q.Error)
+	}
+	if open, _ := ta.store.OpenTasks(ctx); len(open) != 0 {
+		t.Errorf("open tasks after recovery: %v", open)
+	}
+	// Followed, never re-run: one snapshot request reached the host.
+	if n := sim.Mutations(101); n != 1 {
+		t.Errorf("guest 101 saw %d mutations; want 1 (the interrupted run's, not repeated)", n)
+	}
+	lines, _ := ta.store.Logs(ctx, running, 0, 0)
+	if len(lines) != 2 || lines[0].Msg != "followed task ended" {
+		t.Errorf("run log %v; want a line per followed task", lines)
+	}
+}
+
+func TestRunRecordsTasksAndMetrics(t *testing.T) {
+	sim := pvesim.New()
+	sim.TaskDuration = 20 * time.Millisecond
+	client := simClient(t, sim)
+	ta := startAgent(t, map[string]string{
+		"snap.star": agentPlaybook("snap", `    t = proxmox.snapshot(101, "nightly")
+    monitor.gauge("snapshots_taken", 1, labels = {"vmid": "101"})
+    monitor.gauge("snapshots_taken", 1, labels = {"guest": "101"})
+    return t.exitstatus`, ""),
+	}, func(c *Config) { c.Engine.Env.Proxmox = client })
+
+	run, _ := ta.wait(ta.start("snap", nil).ID)
+	if run.Status != "succeeded" || len(run.Tasks) != 1 || run.Tasks[0].Status != "stopped" || run.Tasks[0].ExitStatus != "OK" ||
+		!strings.Contains(run.Tasks[0].UPID, ":vzsnapshot:101:") {
+		t.Fatalf("run = %+v; want succeeded with its snapshot task recorded and ended", run)
+	}
+	_, metrics := ta.get("/metrics")
+	for _, want := range []string{
+		`felhom_runs_total{playbook="snap",status="succeeded"} 1`,
+		`felhom_run_duration_seconds_count{playbook="snap"} 1`,
+		`felhom_task_wait_seconds_count 1`,
+		`felhom_proxmox_requests_total{method="POST",status="200"} 1`,
+		`felhom_proxmox_requests_total{method="GET",status="200"}`,
+		`felhom_playbooks_loaded 1`,
+		`felhom_reload_errors_total 0`,
+		`felhom_runs_in_flight 0`,
+		`felhom_playbook_snapshots_taken{vmid="101"} 1`,
+		`felhom_playbook_gauges_dropped_total 1`, // the second label set differs from the first
+		`go_goroutines`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}

@@ -1,0 +1,118 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/schedule"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
+)
+
+// Timers: each serving playbook that declares a schedule is a job of the
+// scheduler (runtime/schedule), named after the playbook. The scheduler
+// owns the loop, catch-up, jitter and overlap; the agent persists its
+// fires in the run store (TimerMark/TimerLast) and turns each fire into a
+// run with source "timer". A fire blocks until its run has ended, which is
+// how the scheduler knows the previous run is still going: a tick that
+// comes meanwhile is skipped unless the playbook declares concurrent = True.
+
+// fireTimer is the scheduler's Fire: one run of playbook job for the tick
+// scheduled. The tick is the run's idempotency key, so a tick is never
+// run twice, across restarts included.
+func (a *Agent) fireTimer(_ context.Context, job string, scheduled time.Time) {
+	pb := a.registry.Get(job)
+	if pb == nil || a.isDraining() {
+		return // removed since the tick was computed, or shutting down
+	}
+	params, perr := pb.Decl.Coerce(nil, nil)
+	var rec json.RawMessage
+	if perr == nil {
+		var err error
+		if rec, err = json.Marshal(params.Record()); err != nil {
+			a.log.Error("timer: encoding the parameters failed", "playbook", job, "err", err)
+			return
+		}
+	}
+	key := job + "@" + scheduled.UTC().Format(time.RFC3339)
+	runs, created, err := a.store.CreateRuns(context.Background(),
+		store.Trigger{Source: store.SourceTimer, Key: key, At: time.Now()},
+		[]store.NewRun{{Playbook: pb.Name, Version: pb.Version, Params: rec}})
+	if err != nil {
+		a.log.Error("timer: recording the run failed", "playbook", job, "scheduled", scheduled, "err", err)
+		return
+	}
+	if !created {
+		a.log.Info("timer: this tick already has its run", "playbook", job, "scheduled", scheduled, "run", runs[0].ID)
+		return
+	}
+	if perr != nil {
+		// Without values for its required parameters the playbook cannot
+		// run from a timer; the refusal is recorded where people look.
+		msg := perr.Error()
+		if pe, ok := errors.AsType[*engine.ParamError](perr); ok {
+			msg = "parameter " + pe.Param + " " + refusalMsg(pe) + "; a timer passes no parameters"
+		}
+		a.finishUnstarted(runs[0].ID, store.StatusRefused, engine.KindParams, msg)
+		a.metrics.runFinished(pb.Name, string(store.StatusRefused), 0)
+		return
+	}
+	if lr := a.launch(runs[0], pb, params, "scheduled", scheduled); lr != nil {
+		<-lr.done
+	}
+}
+
+// timerLast is the scheduler's LastRun, from the store.
+func (a *Agent) timerLast(job string) (time.Time, bool) {
+	t, ok, err := a.store.TimerLast(context.Background(), job)
+	if err != nil {
+		a.log.Error("timer: reading the last fire failed; no catch-up", "playbook", job, "err", err)
+		return time.Time{}, false
+	}
+	return t, ok
+}
+
+// timerMark is the scheduler's MarkRun, into the store.
+func (a *Agent) timerMark(job string, at time.Time) error {
+	return a.store.TimerMark(context.Background(), job, at)
+}
+
+// syncTimers makes the scheduler's jobs those of the serving playbooks:
+// new schedules are set, changed ones replaced, and the jobs of playbooks
+// that no longer serve or no longer declare a schedule removed.
+func (a *Agent) syncTimers() {
+	want := map[string]schedule.Spec{}
+	for _, pb := range a.registry.Playbooks() {
+		if pb.Decl.Schedule == "" {
+			continue
+		}
+		// The declaration was validated with this parser when it loaded.
+		spec, err := schedule.ParseSpec(pb.Decl.Schedule, "")
+		if err != nil {
+			a.log.Error("timer: schedule refused", "playbook", pb.Name, "err", err)
+			continue
+		}
+		spec.AllowOverlap = pb.Decl.Concurrent
+		spec.Jitter = pb.Decl.Jitter
+		want[pb.Name] = spec
+	}
+	a.timersMu.Lock()
+	defer a.timersMu.Unlock()
+	for name := range a.jobs {
+		if _, ok := want[name]; !ok {
+			a.sched.Remove(name)
+			delete(a.jobs, name)
+			a.log.Info("timer removed", "playbook", name)
+		}
+	}
+	for name, spec := range want {
+		if err := a.sched.Set(name, spec); err != nil {
+			a.log.Error("timer: schedule refused", "playbook", name, "err", err)
+			continue
+		}
+		a.jobs[name] = true
+	}
+}

@@ -1,0 +1,211 @@
+package engine
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"go.starlark.net/resolve"
+	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
+)
+
+// A Diagnostic is one problem in a playbook or module, located in source.
+// Line and Col are 1-based; 0 means unknown (a file that cannot be read).
+type Diagnostic struct {
+	File      string
+	Line, Col int
+	Msg       string
+}
+
+// String formats d as "file:line:col: msg", the form editors jump to.
+func (d Diagnostic) String() string {
+	switch {
+	case d.Line == 0:
+		return fmt.Sprintf("%s: %s", d.File, d.Msg)
+	case d.Col == 0:
+		return fmt.Sprintf("%s:%d: %s", d.File, d.Line, d.Msg)
+	}
+	return fmt.Sprintf("%s:%d:%d: %s", d.File, d.Line, d.Col, d.Msg)
+}
+
+// LoadError is a file that failed to load: a syntax or name error, a
+// failing top level, an invalid declaration, a module that cannot be
+// loaded. Each Diagnostic points at its cause; a module's problems come
+// before the load statement that reached it.
+type LoadError struct {
+	Diagnostics []Diagnostic
+}
+
+func (e *LoadError) Error() string {
+	lines := make([]string, len(e.Diagnostics))
+	for i, d := range e.Diagnostics {
+		lines[i] = d.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+func at(pos syntax.Position, msg string) Diagnostic {
+	return Diagnostic{File: pos.Filename(), Line: int(pos.Line), Col: int(pos.Col), Msg: msg}
+}
+
+// locate converts an error from compiling or executing file into a
+// *LoadError: scanner and parser errors, every resolver error, and an
+// evaluation error at its innermost Starlark frame.
+func locate(err error, file string) *LoadError {
+	var se syntax.Error
+	var rl resolve.ErrorList
+	var ee *starlark.EvalError
+	switch {
+	case errors.As(err, &se):
+		return &LoadError{Diagnostics: []Diagnostic{at(se.Pos, se.Msg)}}
+	case errors.As(err, &rl):
+		diags := make([]Diagnostic, len(rl))
+		for i, e := range rl {
+			diags[i] = at(e.Pos, e.Msg)
+		}
+		return &LoadError{Diagnostics: diags}
+	case errors.As(err, &ee):
+		if pos, ok := sourcePos(ee.CallStack); ok {
+			return &LoadError{Diagnostics: []Diagnostic{at(pos, ee.Msg)}}
+		}
+		return &LoadError{Diagnostics: []Diagnostic{{File: file, Msg: ee.Msg}}}
+	}
+	return &LoadError{Diagnostics: []Diagnostic{{File: file, Msg: err.Error()}}}
+}
+
+// sourcePos is the position of the innermost frame that is Starlark
+// source, not a builtin.
+func sourcePos(stack starlark.CallStack) (syntax.Position, bool) {
+	for i := len(stack) - 1; i >= 0; i-- {
+		if pos := stack[i].Pos; pos.IsValid() && pos.Filename() != "<builtin>" {
+			return pos, true
+		}
+	}
+	return syntax.Position{}, false
+}
+
+// Check loads, resolves and validates the playbooks and modules at paths
+// without running anything, as `felhom-agent check` does: each file is
+// compiled and its top level executed (acting builtins refuse, as at any
+// load), and each playbook's declaration is validated. Top-level files
+// under root are checked as playbooks, files in subdirectories as modules.
+// A path may be a directory; no paths means everything under root.
+// Playbook names must be unique among the files checked.
+//
+// The result is sorted by position and empty when all is well.
+func Check(root string, paths []string) []Diagnostic {
+	l, err := NewLoader(root, LoaderOptions{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return []Diagnostic{{File: root, Msg: err.Error()}}
+	}
+	return l.Check(paths)
+}
+
+// Check is [Check] with this loader's tables and options.
+func (l *Loader) Check(paths []string) []Diagnostic {
+	files, diags := l.checkTargets(paths)
+	names := map[string]string{} // playbook name -> the file that declared it first
+	for _, rel := range files {
+		if !isPlaybookFile(rel) {
+			if err := l.loadModule(rel); err != nil {
+				diags = append(diags, diagnostics(err, l.displayPath(rel))...)
+			}
+			continue
+		}
+		pb, _, err := l.load(rel)
+		if err != nil {
+			diags = append(diags, diagnostics(err, l.displayPath(rel))...)
+			continue
+		}
+		if first, dup := names[pb.Name]; dup {
+			diags = append(diags, at(pb.Decl.Pos, fmt.Sprintf("playbook name %q is already declared by %s", pb.Name, l.displayPath(first))))
+			continue
+		}
+		names[pb.Name] = rel
+	}
+	return sortDiagnostics(diags)
+}
+
+func diagnostics(err error, file string) []Diagnostic {
+	var lerr *LoadError
+	if errors.As(err, &lerr) {
+		return lerr.Diagnostics
+	}
+	return []Diagnostic{{File: file, Msg: err.Error()}}
+}
+
+// sortDiagnostics orders diags by file and position and drops repeats (a
+// broken module is reported once however many files load it).
+func sortDiagnostics(diags []Diagnostic) []Diagnostic {
+	slices.SortFunc(diags, func(a, b Diagnostic) int {
+		return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col), cmp.Compare(a.Msg, b.Msg))
+	})
+	return slices.Compact(diags)
+}
+
+// isPlaybookFile reports whether rel is a playbook: a .star file directly
+// in the root that is neither a test (*_test.star) nor hidden (editors'
+// lock and backup files start with a dot). Everything else is a module,
+// loaded by playbooks.
+func isPlaybookFile(rel string) bool {
+	return !strings.Contains(rel, "/") && !strings.HasPrefix(rel, ".") &&
+		strings.HasSuffix(rel, ".star") && !strings.HasSuffix(rel, "_test.star")
+}
+
+// checkTargets expands paths to root-relative files, in order.
+func (l *Loader) checkTargets(paths []string) ([]string, []Diagnostic) {
+	if len(paths) == 0 {
+		paths = []string{l.dir}
+	}
+	var files []string
+	var diags []Diagnostic
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			diags = append(diags, Diagnostic{File: p, Msg: readError(err).Error()})
+			continue
+		}
+		if !fi.IsDir() {
+			rel, err := l.Rel(p)
+			if err != nil {
+				diags = append(diags, Diagnostic{File: p, Msg: err.Error()})
+				continue
+			}
+			files = append(files, rel)
+			continue
+		}
+		err = filepath.WalkDir(p, func(fp string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() {
+				if fp != p && strings.HasPrefix(d.Name(), ".") {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			if path.Ext(d.Name()) != ".star" || strings.HasSuffix(d.Name(), "_test.star") || strings.HasPrefix(d.Name(), ".") {
+				return nil
+			}
+			rel, err := l.Rel(fp)
+			if err != nil {
+				return err
+			}
+			files = append(files, rel)
+			return nil
+		})
+		if err != nil {
+			diags = append(diags, Diagnostic{File: p, Msg: err.Error()})
+		}
+	}
+	slices.Sort(files)
+	return slices.Compact(files), diags
+}

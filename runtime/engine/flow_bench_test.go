@@ -1,0 +1,187 @@
+package engine_test
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/builtins"
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
+)
+
+// The cost of running a flow as a playbook rather than as Go (issue #3):
+// the same snapshot → rollback → delete snapshot of one guest, as a
+// playbook run by the Engine and as plain calls on the Client, both
+// against the in-process simulator over TLS with tasks that stop at their
+// first poll. The target is a playbook within 10% of plain Go. Read the
+// numbers, never assert them: run with
+//
+//	go test -run '^$' -bench Flow -benchtime 200x ./runtime/
+
+const (
+	flowVMID = 120     // a stopped guest on thin storage, added to the world
+	flowSnap = "bench" // the snapshot each iteration takes and deletes
+)
+
+// flowPlaybook is the flow as a playbook.
+const flowPlaybook = `"""Snapshot, roll back and delete a snapshot of one guest."""
+
+def run(ctx):
+    proxmox.snapshot(120, "bench", description = "benchmark")
+    proxmox.rollback(120, "bench")
+    proxmox.delete_snapshot(120, "bench")
+    return None
+
+playbook(name = "snapflow", run = run)
+`
+
+// flowsPerSim bounds how many flows one simulator serves. The simulator
+// keeps every task it ever started and scans them all on each request
+// (pvesim's lazy task completion), so its cost per request grows with
+// the benchmark's length; a fresh one every few hundred flows keeps the
+// numbers about the client and the engine.
+const flowsPerSim = 200
+
+// flowRig is what a flow runs on: a simulator serving the default world
+// plus the flow's guest over TLS, with tasks that stop as soon as they are
+// polled, a client pinned to its certificate, and an Engine acting on it.
+type flowRig struct {
+	b     *testing.B
+	pb    *engine.Playbook
+	srv   *pvesim.Server
+	c     *proxmox.Client
+	e     *engine.Engine
+	flows int
+}
+
+func newFlowRig(b *testing.B) *flowRig {
+	b.Helper()
+	dir := b.TempDir()
+	path := filepath.Join(dir, "snapflow.star")
+	if err := os.WriteFile(path, []byte(flowPlaybook), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	pb, err := engine.LoadFile(path, dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := &flowRig{b: b, pb: pb}
+	r.renew()
+	b.Cleanup(func() { _ = r.srv.Close() })
+	return r
+}
+
+// renew replaces the simulator, client and engine with fresh ones.
+func (r *flowRig) renew() {
+	b := r.b
+	b.Helper()
+	if r.srv != nil {
+		_ = r.srv.Close()
+	}
+	sim := pvesim.New()
+	sim.TaskDuration = -1 // a task stops at its first observation
+	sim.OnUnmodeled = func(req *http.Request) { b.Errorf("unmodelled request %s %s", req.Method, req.URL) }
+	if err := sim.AddGuest(pvesim.GuestSpec{VMID: flowVMID, Hostname: "bench", RootFS: "local-lvm:vm-120-disk-0,size=4G"}); err != nil {
+		b.Fatal(err)
+	}
+	srv, err := sim.Start("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.srv = srv
+	tok, err := proxmox.ParseToken(srv.Token)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.c, err = proxmox.New(proxmox.Config{Endpoint: srv.Endpoint, Node: srv.Node, Token: tok, Fingerprint: srv.Fingerprint})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.e = engine.NewEngine(engine.Config{Env: builtins.Env{Proxmox: r.c}, Logger: slog.New(slog.DiscardHandler)})
+	r.flows = 0
+}
+
+// next counts a flow about to run, renewing the rig (with the timer
+// stopped) when its simulator has served flowsPerSim.
+func (r *flowRig) next() {
+	if r.flows >= flowsPerSim {
+		r.b.StopTimer()
+		r.renew()
+		r.b.StartTimer()
+	}
+	r.flows++
+}
+
+// goFlow is the flow as plain Go: each mutation, then its task's wait.
+func (r *flowRig) goFlow() {
+	ctx, c := context.Background(), r.c
+	steps := []func() (proxmox.UPID, error){
+		func() (proxmox.UPID, error) { return c.Snapshot(ctx, flowVMID, flowSnap, "benchmark") },
+		func() (proxmox.UPID, error) { return c.Rollback(ctx, flowVMID, flowSnap) },
+		func() (proxmox.UPID, error) { return c.DeleteSnapshot(ctx, flowVMID, flowSnap) },
+	}
+	for _, step := range steps {
+		upid, err := step()
+		if err == nil {
+			_, err = c.WaitTask(ctx, upid, proxmox.WaitOptions{})
+		}
+		if err != nil {
+			r.b.Fatal(err)
+		}
+	}
+}
+
+// playbookFlow runs the playbook once.
+func (r *flowRig) playbookFlow() {
+	if res := r.e.Run(context.Background(), r.pb, nil, engine.RunOptions{ID: "bench"}); res.Status != engine.StatusSucceeded {
+		r.b.Fatalf("run = %s: %s", res.Status, res.Error)
+	}
+}
+
+// BenchmarkFlow reports ns/op of the flow as plain Go and as a playbook,
+// each on its own simulators. Their ratio drifts with the machine's load
+// between the two; BenchmarkFlowInterleaved measures it.
+func BenchmarkFlow(b *testing.B) {
+	b.Run("go", func(b *testing.B) {
+		r := newFlowRig(b)
+		for b.Loop() {
+			r.next()
+			r.goFlow()
+		}
+	})
+	b.Run("playbook", func(b *testing.B) {
+		r := newFlowRig(b)
+		for b.Loop() {
+			r.next()
+			r.playbookFlow()
+		}
+	})
+}
+
+// BenchmarkFlowInterleaved runs the two forms alternately on the same
+// simulator, so that load from other processes hits both alike, and
+// reports each one's mean and the playbook's overhead in percent.
+func BenchmarkFlowInterleaved(b *testing.B) {
+	r := newFlowRig(b)
+	var goTime, pbTime time.Duration
+	for b.Loop() {
+		r.next()
+		r.flows++ // two flows per iteration
+		t0 := time.Now()
+		r.goFlow()
+		t1 := time.Now()
+		r.playbookFlow()
+		goTime += t1.Sub(t0)
+		pbTime += time.Since(t1)
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(goTime.Nanoseconds())/n, "go-ns/flow")
+	b.ReportMetric(float64(pbTime.Nanoseconds())/n, "playbook-ns/flow")
+	b.ReportMetric((float64(pbTime)/float64(goTime)-1)*100, "overhead-%")
+}

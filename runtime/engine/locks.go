@@ -1,0 +1,110 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/builtins"
+)
+
+// ErrGuestBusy is wrapped by [GuestLocks.LockGuest] when MaxWait passes
+// while another run holds the guest.
+var ErrGuestBusy = errors.New("guest is locked by another run")
+
+// GuestLocks serializes mutations of one guest across concurrent runs: a
+// mutating builtin holds the guest's lock for the whole operation,
+// including the wait for its Proxmox task. Waiters are served in arrival
+// order. The zero value is ready to use and never times out on its own.
+type GuestLocks struct {
+	// MaxWait bounds how long LockGuest waits for a guest another run
+	// holds; the error then wraps ErrGuestBusy. 0 means until the
+	// caller's context ends; a negative value means not at all (refuse
+	// at once).
+	MaxWait time.Duration
+
+	mu     sync.Mutex
+	guests map[int]*guestLock
+}
+
+var _ builtins.GuestLocker = (*GuestLocks)(nil)
+
+type guestLock struct {
+	held   chan struct{} // capacity 1: full while a run holds the guest
+	refs   int           // holder and waiters; the entry is dropped at 0
+	holder string        // run id of the holder, for messages
+}
+
+// LockGuest blocks until vmid is free, ctx ends or MaxWait passes. The
+// returned unlock releases the guest; calling it more than once is safe.
+// The error names the guest and the run holding it, and wraps ctx's error
+// or ErrGuestBusy.
+func (g *GuestLocks) LockGuest(ctx context.Context, vmid int) (unlock func(), err error) {
+	g.mu.Lock()
+	if g.guests == nil {
+		g.guests = map[int]*guestLock{}
+	}
+	l := g.guests[vmid]
+	if l == nil {
+		l = &guestLock{held: make(chan struct{}, 1)}
+		g.guests[vmid] = l
+	}
+	l.refs++
+	g.mu.Unlock()
+
+	select {
+	case l.held <- struct{}{}:
+	default:
+		if err := g.wait(ctx, l); err != nil {
+			g.mu.Lock()
+			holder := l.holder
+			g.mu.Unlock()
+			g.release(vmid, l)
+			if holder == "" {
+				return nil, fmt.Errorf("waiting for guest %d: %w", vmid, err)
+			}
+			return nil, fmt.Errorf("waiting for guest %d (held by run %s): %w", vmid, holder, err)
+		}
+	}
+	g.mu.Lock()
+	l.holder = RunID(ctx)
+	g.mu.Unlock()
+	return sync.OnceFunc(func() {
+		g.mu.Lock()
+		l.holder = ""
+		g.mu.Unlock()
+		<-l.held
+		g.release(vmid, l)
+	}), nil
+}
+
+// wait takes the lock l, which another run holds, within the limits.
+func (g *GuestLocks) wait(ctx context.Context, l *guestLock) error {
+	if g.MaxWait < 0 {
+		return ErrGuestBusy
+	}
+	var expired <-chan time.Time
+	if g.MaxWait > 0 {
+		t := time.NewTimer(g.MaxWait)
+		defer t.Stop()
+		expired = t.C
+	}
+	select {
+	case l.held <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-expired:
+		return fmt.Errorf("%w (waited %s)", ErrGuestBusy, g.MaxWait)
+	}
+}
+
+func (g *GuestLocks) release(vmid int, l *guestLock) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if l.refs--; l.refs == 0 {
+		delete(g.guests, vmid)
+	}
+}

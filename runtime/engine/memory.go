@@ -1,0 +1,123 @@
+package engine
+
+import (
+	"fmt"
+	"runtime"
+	"runtime/metrics"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// heapSample is the runtime/metrics name of the bytes held by live and
+// not yet swept heap objects: what a runaway allocation grows.
+const heapSample = "/memory/classes/heap/objects:bytes"
+
+// memoryCheckInterval is how often the memory guard samples the heap while
+// runs execute. Starlark allocates at most 1 GiB in one step, so a run
+// cannot get far past the limit between two samples.
+const memoryCheckInterval = 50 * time.Millisecond
+
+// memoryGuard stops runs when the agent's Go heap passes a limit. The Go
+// runtime cannot attribute memory to a goroutine, so the guard cannot tell
+// which run allocated: when the heap is over the limit it stops every run
+// that executed Starlark steps since the previous sample (a run waiting in
+// a builtin — on a Proxmox task, say — takes no steps and allocates
+// nothing, and is left alone). Each stopped run fails at its position with
+// KindMemory; the agent itself keeps serving. After stopping runs the
+// guard collects garbage and lets a few samples pass, so runs that merely
+// continue are not blamed for memory not yet freed.
+//
+// The guard's goroutine runs only while runs are registered.
+//
+// Invariant: done is non-nil exactly while a loop goroutine runs.
+type memoryGuard struct {
+	limit uint64 // bytes; 0 disables the guard
+
+	mu   sync.Mutex
+	next int
+	runs map[int]*guardedRun
+	done chan struct{} // closed to stop the loop; nil while it is not running
+}
+
+// guardedRun is one run's hook into the guard.
+type guardedRun struct {
+	progress *atomic.Uint64 // advanced by the run's thread every memoryProbeSteps steps
+	seen     uint64         // progress at the previous sample
+	stop     func(heap uint64)
+}
+
+// memoryProbeSteps is how many Starlark steps a run takes between two
+// progress marks; small, because one step can allocate a lot.
+const memoryProbeSteps = 64
+
+// watch registers a run; the returned function unregisters it.
+func (g *memoryGuard) watch(r *guardedRun) (unwatch func()) {
+	if g.limit == 0 {
+		return func() {}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.runs == nil {
+		g.runs = map[int]*guardedRun{}
+	}
+	id := g.next
+	g.next++
+	g.runs[id] = r
+	if g.done == nil {
+		g.done = make(chan struct{})
+		go g.loop(g.done)
+	}
+	return func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		delete(g.runs, id)
+		if len(g.runs) == 0 && g.done != nil {
+			close(g.done)
+			g.done = nil
+		}
+	}
+}
+
+func (g *memoryGuard) loop(done <-chan struct{}) {
+	sample := []metrics.Sample{{Name: heapSample}}
+	tick := time.NewTicker(memoryCheckInterval)
+	defer tick.Stop()
+	cooldown := 0
+	for {
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		}
+		g.mu.Lock()
+		metrics.Read(sample)
+		heap := sample[0].Value.Uint64()
+		stopped := false
+		for id, r := range g.runs {
+			p := r.progress.Load()
+			busy := p != r.seen
+			r.seen = p
+			if busy && heap > g.limit && cooldown == 0 {
+				r.stop(heap)
+				delete(g.runs, id)
+				stopped = true
+			}
+		}
+		g.mu.Unlock()
+		switch {
+		case stopped:
+			cooldown = 4
+			go runtime.GC()
+		case cooldown > 0:
+			cooldown--
+		}
+	}
+}
+
+// memoryError is why the guard stopped a run.
+type memoryError struct{ limit, heap uint64 }
+
+func (e *memoryError) Error() string {
+	return fmt.Sprintf("memory limit exceeded: the agent's heap reached %d MiB, over its limit of %d MiB (runtime.max_memory_mib)", e.heap>>20, e.limit>>20)
+}

@@ -1,0 +1,74 @@
+package engine
+
+import (
+	"context"
+	"path/filepath"
+	"regexp"
+	rt "runtime"
+	"testing"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/internal/enginetest"
+)
+
+// TestMemoryGuard: a run that grows the heap past the limit fails at its
+// position with KindMemory, while a run waiting in a builtin at the same
+// time is left alone, and the engine runs again afterwards.
+func TestMemoryGuard(t *testing.T) {
+	sig := enginetest.NewSignal()
+	dir := enginetest.WriteTree(t, map[string]string{
+		"grow.star": `
+def run(ctx):
+    chunk = "x" * (1 << 20)
+    kept = []
+    for i in range(1024):
+        kept.append(chunk + str(i))
+    return len(kept)
+
+playbook(name = "grow", run = run)
+`,
+		"wait.star": `
+def run(ctx):
+    test.block()
+    return "waited"
+
+playbook(name = "wait", run = run)
+`,
+	})
+	l, err := NewLoader(dir, LoaderOptions{Tables: enginetest.Tables(sig), Logger: enginetest.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	grow, err := l.Load(filepath.Join(dir, "grow.star"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait, err := l.Load(filepath.Join(dir, "wait.star"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ms rt.MemStats
+	rt.ReadMemStats(&ms)
+	e := NewEngine(Config{Logger: enginetest.Logger(), MaxMemory: int64(ms.HeapAlloc) + 64<<20})
+
+	started := sig.Arm()
+	waited := make(chan *Result)
+	go func() { waited <- e.Run(context.Background(), wait, nil, RunOptions{}) }()
+	<-started
+
+	res := e.Run(context.Background(), grow, nil, RunOptions{})
+	if res.Status != StatusFailed || res.Kind != KindMemory {
+		t.Fatalf("grow: status %s kind %q error %q; want failed, %q", res.Status, res.Kind, res.Error, KindMemory)
+	}
+	if want := regexp.MustCompile(`grow\.star:\d+:\d+: memory limit exceeded: the agent's heap reached \d+ MiB, over its limit of \d+ MiB`); !want.MatchString(res.Error) {
+		t.Errorf("grow: error %q does not match %s", res.Error, want)
+	}
+
+	close(sig.Release)
+	if w := <-waited; w.Status != StatusSucceeded {
+		t.Errorf("wait: status %s error %q; want succeeded (it allocated nothing)", w.Status, w.Error)
+	}
+	rt.GC()
+	if again := e.Run(context.Background(), wait, nil, RunOptions{}); again.Status != StatusSucceeded {
+		t.Errorf("a run after the guard stopped one: %s %q", again.Status, again.Error)
+	}
+}

@@ -1,0 +1,460 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	startime "go.starlark.net/lib/time"
+	"go.starlark.net/starlark"
+	"go.starlark.net/starlarkstruct"
+
+	"gitea.dooplex.hu/admin/felhom-agent/builtins"
+)
+
+// ParamKind is the kind of a declared parameter.
+type ParamKind string
+
+// The parameter kinds a playbook can declare with param.*.
+const (
+	KindString   ParamKind = "string"
+	KindInt      ParamKind = "int"      // a 64-bit signed integer
+	KindBool     ParamKind = "bool"     //
+	KindDuration ParamKind = "duration" // "90s", "1h30m", or whole seconds
+	KindEnum     ParamKind = "enum"     // one of a declared set of strings
+	KindSecret   ParamKind = "secret"   // a string redacted in run records
+	KindList     ParamKind = "list"     // a list of one scalar kind
+)
+
+// Redacted replaces a secret parameter's value in run records.
+const Redacted = "[redacted]"
+
+// ParamType is a declared parameter's type.
+type ParamType struct {
+	Kind   ParamKind
+	Values []string   // KindEnum: the allowed values, in declaration order
+	Elem   *ParamType // KindList: the element type, never a list or secret
+}
+
+// String names the type the way refusals say what was expected: "int",
+// "list of int", `one of "snapshot", "stop"`.
+func (t *ParamType) String() string {
+	switch t.Kind {
+	case KindEnum:
+		quoted := make([]string, len(t.Values))
+		for i, v := range t.Values {
+			quoted[i] = strconv.Quote(v)
+		}
+		return "one of " + strings.Join(quoted, ", ")
+	case KindList:
+		return "list of " + t.Elem.String()
+	case KindDuration:
+		return `duration (such as "90s" or "1h30m")`
+	}
+	return string(t.Kind)
+}
+
+// Param is one declared parameter.
+type Param struct {
+	Name string
+	Type ParamType
+	Doc  string
+	// Required is set when the declaration gives no default: a run must be
+	// given a value.
+	Required bool
+	// Default is the frozen value used when none is given (None for
+	// default = None); nil when Required.
+	Default starlark.Value
+}
+
+// ParamError refuses one parameter value. Its message names the parameter
+// and the expected type, and never contains a secret's value.
+type ParamError struct {
+	Param string // the parameter's name as given
+	// Want is the expected type ("int", "list of int"); for an unknown
+	// parameter it lists the declared names instead.
+	Want string
+	// Got shows what was given: the value quoted (shortened when long), a
+	// JSON type name for secrets, or "" when a required value is missing.
+	Got     string
+	Unknown bool // no parameter of this name is declared
+}
+
+func (e *ParamError) Error() string {
+	switch {
+	case e.Unknown:
+		return fmt.Sprintf("unknown parameter %q (declared: %s)", e.Param, e.Want)
+	case e.Got == "":
+		return fmt.Sprintf("parameter %q: expected %s, got no value (it has no default)", e.Param, e.Want)
+	}
+	return fmt.Sprintf("parameter %q: expected %s, got %s", e.Param, e.Want, e.Got)
+}
+
+// Params are a run's parameter values, coerced and validated against one
+// Declaration by [Declaration.Coerce]. A Params is immutable.
+type Params struct {
+	decl   *Declaration
+	value  *starlarkstruct.Struct
+	record map[string]any
+}
+
+// Value is ctx.params: a frozen struct with one field per declared
+// parameter.
+func (p *Params) Value() starlark.Value { return p.value }
+
+// Record returns the values for the run record: JSON-able (strings, int64,
+// bool, nil, []any; durations as Go duration strings) with every secret
+// replaced by [Redacted]. The map is a fresh copy.
+func (p *Params) Record() map[string]any { return maps.Clone(p.record) }
+
+// MarshalJSON encodes [Params.Record].
+func (p *Params) MarshalJSON() ([]byte, error) { return json.Marshal(p.record) }
+
+// Coerce checks untrusted input against the declaration and converts it:
+// strs are command-line values (--param k=v, always strings), raw are JSON
+// values (from the hub or the local API). A name may appear in only one
+// of them. A JSON null counts as not given.
+//
+// It refuses unknown names, values of the wrong type and missing required
+// parameters; the error joins one *[ParamError] per problem, in parameter
+// name order, so errors.As finds the first.
+func (d *Declaration) Coerce(strs map[string]string, raw map[string]json.RawMessage) (*Params, error) {
+	var errs []error
+	given := map[string]bool{}
+	for _, name := range slices.Sorted(maps.Keys(strs)) {
+		given[name] = true
+	}
+	for _, name := range slices.Sorted(maps.Keys(raw)) {
+		if given[name] {
+			errs = append(errs, &ParamError{Param: name, Want: "one value", Got: "two (as a string and as JSON)"})
+		}
+		given[name] = true
+	}
+	for _, name := range slices.Sorted(maps.Keys(given)) {
+		if d.Param(name) == nil {
+			errs = append(errs, &ParamError{Param: name, Want: d.paramNames(), Unknown: true})
+		}
+	}
+
+	fields := make(starlark.StringDict, len(d.Params))
+	record := make(map[string]any, len(d.Params))
+	for i := range d.Params {
+		p := &d.Params[i]
+		var v starlark.Value
+		var err error
+		s, isStr := strs[p.Name]
+		r, isRaw := raw[p.Name]
+		if isRaw && bytes.Equal(bytes.TrimSpace(r), []byte("null")) {
+			isRaw = false
+		}
+		switch {
+		case isStr:
+			v, err = p.Type.fromString(s)
+		case isRaw:
+			v, err = p.Type.fromJSON(r)
+		case p.Required:
+			err = errMissing
+		default:
+			v = p.Default
+		}
+		if err != nil {
+			errs = append(errs, p.refusal(err, isStr, s, r))
+			continue
+		}
+		fields[p.Name] = v
+		record[p.Name] = recordValue(&p.Type, v)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	st := starlarkstruct.FromStringDict(starlarkstruct.Default, fields)
+	st.Freeze()
+	return &Params{decl: d, value: st, record: record}, nil
+}
+
+// errMissing and errMismatch are the two ways a value is refused; the
+// ParamError built from them carries the details.
+var (
+	errMissing  = errors.New("missing")
+	errMismatch = errors.New("mismatch")
+)
+
+func (p *Param) refusal(err error, isStr bool, s string, raw json.RawMessage) *ParamError {
+	e := &ParamError{Param: p.Name, Want: p.Type.String()}
+	switch {
+	case err == errMissing:
+	case p.Type.Kind == KindSecret:
+		e.Got = jsonKind(raw)
+	case isStr:
+		e.Got = shorten(strconv.Quote(s))
+	default:
+		var buf bytes.Buffer
+		if json.Compact(&buf, raw) != nil {
+			e.Got = "invalid JSON"
+		} else {
+			e.Got = shorten(buf.String())
+		}
+	}
+	return e
+}
+
+func (d *Declaration) paramNames() string {
+	if len(d.Params) == 0 {
+		return "none"
+	}
+	names := make([]string, len(d.Params))
+	for i, p := range d.Params {
+		names[i] = p.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// shorten keeps refusals readable when the input is long.
+func shorten(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// jsonKind names the JSON type of raw, for refusals that must not echo
+// the value.
+func jsonKind(raw json.RawMessage) string {
+	t := bytes.TrimSpace(raw)
+	if len(t) == 0 {
+		return "nothing"
+	}
+	switch t[0] {
+	case '"':
+		return "a string"
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return "a number"
+}
+
+// fromString converts a command-line value.
+func (t *ParamType) fromString(s string) (starlark.Value, error) {
+	// A record is JSON, which cannot carry invalid UTF-8 unchanged.
+	if !utf8.ValidString(s) {
+		return nil, errMismatch
+	}
+	switch t.Kind {
+	case KindString, KindSecret:
+		return starlark.String(s), nil
+	case KindInt:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return nil, errMismatch
+		}
+		return starlark.MakeInt64(n), nil
+	case KindBool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return nil, errMismatch
+		}
+		return starlark.Bool(b), nil
+	case KindDuration:
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return durationFromSeconds(n)
+		}
+		return t.fromStarlark(starlark.String(s))
+	case KindEnum:
+		return t.fromStarlark(starlark.String(s))
+	case KindList:
+		// A JSON array is exact; the comma form is what people type.
+		if trimmed := strings.TrimSpace(s); strings.HasPrefix(trimmed, "[") {
+			return t.fromJSON(json.RawMessage(trimmed))
+		}
+		var elems []starlark.Value
+		if strings.TrimSpace(s) != "" {
+			for part := range strings.SplitSeq(s, ",") {
+				v, err := t.Elem.fromString(strings.TrimSpace(part))
+				if err != nil {
+					return nil, err
+				}
+				elems = append(elems, v)
+			}
+		}
+		return frozenList(elems), nil
+	}
+	return nil, fmt.Errorf("parameter kind %q: %w", t.Kind, errMismatch)
+}
+
+// fromJSON converts a JSON value.
+func (t *ParamType) fromJSON(raw json.RawMessage) (starlark.Value, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, errMismatch
+	}
+	if dec.More() {
+		return nil, errMismatch
+	}
+	return t.fromAny(v)
+}
+
+func (t *ParamType) fromAny(v any) (starlark.Value, error) {
+	switch x := v.(type) {
+	case string:
+		if t.Kind == KindInt || t.Kind == KindBool || t.Kind == KindList {
+			return nil, errMismatch
+		}
+		return t.fromStarlark(starlark.String(x))
+	case json.Number:
+		switch t.Kind {
+		case KindInt:
+			n, err := strconv.ParseInt(x.String(), 10, 64)
+			if err != nil {
+				return nil, errMismatch
+			}
+			return starlark.MakeInt64(n), nil
+		case KindDuration:
+			n, err := strconv.ParseInt(x.String(), 10, 64)
+			if err != nil {
+				return nil, errMismatch
+			}
+			return durationFromSeconds(n)
+		}
+	case bool:
+		if t.Kind == KindBool {
+			return starlark.Bool(x), nil
+		}
+	case []any:
+		if t.Kind == KindList {
+			elems := make([]starlark.Value, len(x))
+			for i, e := range x {
+				ev, err := t.Elem.fromAny(e)
+				if err != nil {
+					return nil, err
+				}
+				elems[i] = ev
+			}
+			return frozenList(elems), nil
+		}
+	}
+	return nil, errMismatch
+}
+
+func durationFromSeconds(n int64) (starlark.Value, error) {
+	var d builtins.Duration
+	if err := d.Unpack(starlark.MakeInt64(n)); err != nil {
+		return nil, errMismatch
+	}
+	return startime.Duration(d), nil
+}
+
+// fromStarlark converts a value from Starlark (a declared default, or a
+// string parsed above) to the parameter's canonical frozen value. Its
+// errors read "expected int, got string".
+func (t *ParamType) fromStarlark(v starlark.Value) (starlark.Value, error) {
+	mismatch := func() error { return fmt.Errorf("expected %s, got %s", t, describe(v)) }
+	switch t.Kind {
+	case KindString, KindSecret:
+		if s, ok := v.(starlark.String); ok {
+			return s, nil
+		}
+	case KindInt:
+		if i, ok := v.(starlark.Int); ok {
+			if _, ok := i.Int64(); ok {
+				return i, nil
+			}
+			return nil, fmt.Errorf("expected %s, got %s (out of the 64-bit range)", t, i)
+		}
+	case KindBool:
+		if b, ok := v.(starlark.Bool); ok {
+			return b, nil
+		}
+	case KindDuration:
+		var d builtins.Duration
+		if err := d.Unpack(v); err != nil {
+			return nil, mismatch()
+		}
+		return startime.Duration(d), nil
+	case KindEnum:
+		if s, ok := v.(starlark.String); ok && slices.Contains(t.Values, string(s)) {
+			return s, nil
+		}
+	case KindList:
+		var seq starlark.Indexable
+		switch x := v.(type) {
+		case *starlark.List:
+			seq = x
+		case starlark.Tuple:
+			seq = x
+		default:
+			return nil, mismatch()
+		}
+		elems := make([]starlark.Value, seq.Len())
+		for i := range elems {
+			e, err := t.Elem.fromStarlark(seq.Index(i))
+			if err != nil {
+				return nil, fmt.Errorf("element %d: %w", i, err)
+			}
+			elems[i] = e
+		}
+		return frozenList(elems), nil
+	}
+	return nil, mismatch()
+}
+
+// describe names a Starlark value in a mismatch: its type, and for short
+// strings the value too.
+func describe(v starlark.Value) string {
+	if s, ok := v.(starlark.String); ok {
+		return "string " + shorten(strconv.Quote(string(s)))
+	}
+	return v.Type()
+}
+
+func frozenList(elems []starlark.Value) *starlark.List {
+	l := starlark.NewList(elems)
+	l.Freeze()
+	return l
+}
+
+// recordValue is v as the run record shows it.
+func recordValue(t *ParamType, v starlark.Value) any {
+	if v == starlark.None {
+		return nil
+	}
+	switch t.Kind {
+	case KindSecret:
+		return Redacted
+	case KindInt:
+		n, _ := v.(starlark.Int).Int64()
+		return n
+	case KindBool:
+		return bool(v.(starlark.Bool))
+	case KindDuration:
+		return time.Duration(v.(startime.Duration)).String()
+	case KindList:
+		l := v.(*starlark.List)
+		out := make([]any, l.Len())
+		for i := range out {
+			out[i] = recordValue(t.Elem, l.Index(i))
+		}
+		return out
+	}
+	s, _ := starlark.AsString(v)
+	return s
+}

@@ -1,0 +1,439 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.starlark.net/starlark"
+	"go.starlark.net/starlarkstruct"
+
+	"gitea.dooplex.hu/admin/felhom-agent/builtins"
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+)
+
+// Defaults for the zero values of [Config].
+const (
+	DefaultMaxConcurrent = 16
+	DefaultTimeout       = time.Hour
+	DefaultMaxMemory     = 512 << 20 // bytes of Go heap
+)
+
+// Config configures an [Engine]. The zero value runs playbooks with no
+// Proxmox client or host operations (builtins needing them fail, naming
+// what is not configured), the default limits, and slog.Default().
+type Config struct {
+	// Env is the template of every run's builtins.Env: Proxmox, Host,
+	// Gauges, Tunnel and Wait are copied into each run as they are;
+	// Context and Logger are replaced per run. Env.Locks nil means the
+	// engine's own [GuestLocks], so concurrent runs never mutate one guest
+	// at once.
+	Env builtins.Env
+	// MaxSteps is each run's Starlark step budget; 0 means
+	// DefaultMaxSteps. A run that exceeds it fails.
+	MaxSteps uint64
+	// MaxConcurrent bounds the runs executing at once; more wait for a
+	// slot (or for their context to end). 0 means DefaultMaxConcurrent.
+	MaxConcurrent int
+	// MaxMemory is the Go heap, in bytes, above which the runs executing
+	// Starlark are stopped (see memoryGuard); 0 means DefaultMaxMemory,
+	// a negative value disables the guard.
+	MaxMemory int64
+	// DefaultTimeout bounds a run of a playbook that declares no timeout;
+	// 0 means DefaultTimeout.
+	DefaultTimeout time.Duration
+	// Logger receives the runs' logs when RunOptions.Logger is nil; nil
+	// means slog.Default().
+	Logger *slog.Logger
+}
+
+// RunOptions are what the caller knows about one run.
+type RunOptions struct {
+	// ID names the run in logs, records and Cancel; "" means a new random
+	// id. The thread running it has the same name.
+	ID string
+	// Trigger says what started the run ("cli", "timer", "hub", "api");
+	// playbooks see it as ctx.trigger. "" means "cli".
+	Trigger string
+	// Logger receives the run's log (log.*, print, and the engine's
+	// started/finished lines), with attributes run=ID and
+	// playbook=NAME added; the daemon passes one that also writes to the
+	// run store. nil means Config.Logger.
+	Logger *slog.Logger
+}
+
+// An Engine runs playbooks. It is safe for concurrent use; each run has
+// its own Starlark thread, context, deadline, step budget and logger.
+type Engine struct {
+	cfg    Config
+	slots  chan struct{}
+	memory memoryGuard
+
+	mu      sync.Mutex
+	running map[string]*activeRun // by run id
+	byName  map[string]int        // runs in flight per playbook
+}
+
+type activeRun struct {
+	playbook string
+	started  time.Time
+	cancel   context.CancelCauseFunc
+}
+
+// RunInfo describes a run in flight.
+type RunInfo struct {
+	ID       string
+	Playbook string
+	Started  time.Time
+}
+
+// NewEngine returns an Engine for cfg.
+func NewEngine(cfg Config) *Engine {
+	if cfg.MaxSteps == 0 {
+		cfg.MaxSteps = DefaultMaxSteps
+	}
+	if cfg.MaxConcurrent <= 0 {
+		cfg.MaxConcurrent = DefaultMaxConcurrent
+	}
+	if cfg.DefaultTimeout <= 0 {
+		cfg.DefaultTimeout = DefaultTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Env.Locks == nil {
+		cfg.Env.Locks = new(GuestLocks)
+	}
+	var limit uint64
+	switch {
+	case cfg.MaxMemory == 0:
+		limit = DefaultMaxMemory
+	case cfg.MaxMemory > 0:
+		limit = uint64(cfg.MaxMemory)
+	}
+	return &Engine{
+		cfg:     cfg,
+		slots:   make(chan struct{}, cfg.MaxConcurrent),
+		memory:  memoryGuard{limit: limit},
+		running: map[string]*activeRun{},
+		byName:  map[string]int{},
+	}
+}
+
+// Running lists the runs in flight, in no particular order.
+func (e *Engine) Running() []RunInfo {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]RunInfo, 0, len(e.running))
+	for id, r := range e.running {
+		out = append(out, RunInfo{ID: id, Playbook: r.playbook, Started: r.started})
+	}
+	return out
+}
+
+// Cancel cancels the run id with cause (nil means context.Canceled) and
+// reports whether such a run was in flight. The run stops at its next
+// Starlark step, or as soon as the builtin it is waiting in returns.
+func (e *Engine) Cancel(id string, cause error) bool {
+	e.mu.Lock()
+	r, ok := e.running[id]
+	e.mu.Unlock()
+	if ok {
+		r.cancel(cause)
+	}
+	return ok
+}
+
+type runIDKey struct{}
+
+// RunID returns the id of the run whose context ctx is (or derives
+// from), or "".
+func RunID(ctx context.Context) string {
+	id, _ := ctx.Value(runIDKey{}).(string)
+	return id
+}
+
+// timeoutError is the cause of a run context whose playbook timeout
+// passed.
+type timeoutError struct{ d time.Duration }
+
+func (e *timeoutError) Error() string { return fmt.Sprintf("timed out after %s", e.d) }
+
+// Run runs pb with params (nil: every parameter's default) and returns
+// its record. It blocks until the run ends: the entry function returns or
+// fails, ctx is cancelled, the playbook's timeout passes, or the step
+// budget is spent. Cancellation stops Starlark at its next step and, via
+// the Env's context, interrupts a builtin that is waiting.
+//
+// params must come from pb.Decl.Coerce. A run is refused (without
+// starting) when they do not, or when pb is already running and does
+// not declare concurrent = True.
+func (e *Engine) Run(ctx context.Context, pb *Playbook, params *Params, opts RunOptions) *Result {
+	res := &Result{ID: opts.ID, Playbook: pb.Name, Version: pb.Version, Trigger: opts.Trigger, Started: time.Now()}
+	if res.ID == "" {
+		res.ID = newRunID()
+	}
+	if res.Trigger == "" {
+		res.Trigger = "cli"
+	}
+	base := opts.Logger
+	if base == nil {
+		base = e.cfg.Logger
+	}
+	logger := base.With("run", res.ID, "playbook", pb.Name)
+	defer func() {
+		res.Finished = time.Now()
+		level := slog.LevelInfo
+		if res.Status != StatusSucceeded {
+			level = slog.LevelError
+		}
+		logger.LogAttrs(context.Background(), level, "run finished", slog.String("status", string(res.Status)),
+			slog.Duration("took", res.Duration()), slog.String("error", res.Error))
+	}()
+
+	if params == nil {
+		var err error
+		if params, err = pb.Decl.Coerce(nil, nil); err != nil {
+			return res.refuse(KindParams, err)
+		}
+	} else if params.decl != pb.Decl {
+		return res.refuse(KindParams, errors.New("parameters were checked against another version of the playbook"))
+	}
+	res.Params = params.Record()
+
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if err := e.enter(res.ID, pb, cancel); err != nil {
+		return res.refuse(KindBusy, err)
+	}
+	defer e.leave(res.ID, pb)
+
+	select {
+	case e.slots <- struct{}{}:
+		defer func() { <-e.slots }()
+	case <-runCtx.Done():
+		res.stopped(runCtx, "while waiting for a run slot")
+		return res
+	}
+
+	timeout := pb.Decl.Timeout
+	if timeout == 0 {
+		timeout = e.cfg.DefaultTimeout
+	}
+	runCtx, cancelTimeout := context.WithTimeoutCause(runCtx, timeout, &timeoutError{timeout})
+	defer cancelTimeout()
+	runCtx = context.WithValue(runCtx, runIDKey{}, res.ID)
+
+	logger.LogAttrs(runCtx, slog.LevelInfo, "run started", slog.String("version", pb.ShortVersion()),
+		slog.String("trigger", res.Trigger), slog.Any("params", res.Params))
+	e.execute(runCtx, pb, params, res, logger)
+	return res
+}
+
+// execute runs the entry function on a new thread and fills in res.
+func (e *Engine) execute(ctx context.Context, pb *Playbook, params *Params, res *Result, logger *slog.Logger) {
+	env := e.cfg.Env
+	env.Context, env.Logger = ctx, logger
+	var budgetSpent atomic.Bool
+	budget := e.cfg.MaxSteps
+	// The thread stops every memoryProbeSteps steps to mark progress for
+	// the memory guard, and at the budget for good.
+	var progress atomic.Uint64
+	thread := &starlark.Thread{
+		Name:  res.ID,
+		Print: func(_ *starlark.Thread, msg string) { logger.InfoContext(ctx, msg) },
+		Load: func(*starlark.Thread, string) (starlark.StringDict, error) {
+			return nil, errors.New("load() runs only while a file loads")
+		},
+		OnMaxSteps: func(t *starlark.Thread) {
+			if t.ExecutionSteps() >= budget {
+				budgetSpent.Store(true)
+				t.Cancel(fmt.Sprintf("step budget of %d exceeded", budget))
+				return
+			}
+			progress.Add(1)
+			t.SetMaxExecutionSteps(min(t.ExecutionSteps()+memoryProbeSteps, budget))
+		},
+	}
+	thread.SetMaxExecutionSteps(min(memoryProbeSteps, budget))
+	var memHit atomic.Pointer[memoryError]
+	unwatch := e.memory.watch(&guardedRun{progress: &progress, stop: func(heap uint64) {
+		me := &memoryError{limit: e.memory.limit, heap: heap}
+		memHit.Store(me)
+		thread.Cancel(me.Error())
+	}})
+	defer unwatch()
+	builtins.SetEnv(thread, &env)
+	stop := context.AfterFunc(ctx, func() { thread.Cancel(context.Cause(ctx).Error()) })
+	defer stop()
+
+	ctxValue := starlarkstruct.FromStringDict(starlarkstruct.Default, starlark.StringDict{
+		"params":   params.Value(),
+		"run_id":   starlark.String(res.ID),
+		"playbook": starlark.String(pb.Name),
+		"version":  starlark.String(pb.Version),
+		"trigger":  starlark.String(res.Trigger),
+	})
+	ctxValue.Freeze()
+
+	v, err := call(thread, pb.Decl.Entry(), ctxValue)
+	res.Steps = thread.ExecutionSteps()
+	if err == nil {
+		out, err := ResultJSON(v)
+		if err != nil {
+			res.fail(StatusFailed, KindResult, fmt.Sprintf("%s: %v", pb.Path, err), err)
+			return
+		}
+		res.Status, res.Output = StatusSucceeded, out
+		return
+	}
+
+	var pe *panicError
+	switch {
+	case errors.As(err, &pe):
+		logger.Error("builtin panicked", "panic", fmt.Sprint(pe.value), "stack", string(pe.stack))
+		res.fail(StatusFailed, KindInternal, fmt.Sprintf("internal error: %v", pe.value), err)
+	case memHit.Load() != nil:
+		res.failAt(StatusFailed, KindMemory, memHit.Load().Error(), err)
+	case budgetSpent.Load():
+		res.failAt(StatusFailed, KindStepBudget, fmt.Sprintf("step budget of %d exceeded", budget), err)
+	case ctx.Err() != nil:
+		res.stopped(ctx, "")
+		// Keep both the reason (context.Canceled, the timeout, the
+		// caller's cause) and where the run was, for errors.Is and As.
+		res.Err = errors.Join(res.Err, err)
+		res.Backtrace = backtrace(err)
+		if pos := errPos(err); pos != "" {
+			res.Error = pos + ": " + res.Error
+		}
+	default:
+		kind := proxmox.Kind(err)
+		if kind == "" {
+			kind = KindError
+		}
+		res.failAt(StatusFailed, kind, "", err)
+	}
+}
+
+// call calls fn(arg) and turns a panic in a builtin into an error, so one
+// broken builtin fails its run instead of the agent.
+func call(thread *starlark.Thread, fn starlark.Callable, arg starlark.Value) (v starlark.Value, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &panicError{value: r, stack: debug.Stack()}
+		}
+	}()
+	return starlark.Call(thread, fn, starlark.Tuple{arg}, nil)
+}
+
+type panicError struct {
+	value any
+	stack []byte
+}
+
+func (e *panicError) Error() string { return fmt.Sprintf("panic: %v", e.value) }
+
+func (r *Result) refuse(kind string, err error) *Result {
+	r.Status, r.Kind, r.Error, r.Err = StatusRefused, kind, err.Error(), err
+	return r
+}
+
+func (r *Result) fail(status Status, kind, msg string, err error) {
+	r.Status, r.Kind, r.Error, r.Err = status, kind, msg, err
+	r.Backtrace = backtrace(err)
+}
+
+// failAt records a failure located at the innermost Starlark frame of
+// err; msg "" means err's own message.
+func (r *Result) failAt(status Status, kind, msg string, err error) {
+	if msg == "" {
+		msg = err.Error()
+		var ee *starlark.EvalError
+		if errors.As(err, &ee) {
+			msg = ee.Msg
+		}
+	}
+	if pos := errPos(err); pos != "" {
+		msg = pos + ": " + msg
+	}
+	r.fail(status, kind, msg, err)
+}
+
+// stopped records a run ended by its context: timed out (the playbook's
+// timeout or the caller's deadline) or cancelled (with the cause).
+func (r *Result) stopped(ctx context.Context, when string) {
+	cause := context.Cause(ctx)
+	var te *timeoutError
+	if errors.As(cause, &te) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		r.Status, r.Error = StatusTimedOut, cause.Error()
+	} else {
+		r.Status, r.Error = StatusCancelled, "cancelled"
+		if !errors.Is(cause, context.Canceled) {
+			r.Error += ": " + cause.Error()
+		}
+	}
+	if when != "" {
+		r.Error += " " + when
+	}
+	r.Err = cause
+}
+
+func backtrace(err error) string {
+	var ee *starlark.EvalError
+	if errors.As(err, &ee) {
+		return ee.Backtrace()
+	}
+	return ""
+}
+
+// errPos is "file:line:col" of err's innermost Starlark frame, or "".
+func errPos(err error) string {
+	var ee *starlark.EvalError
+	if !errors.As(err, &ee) {
+		return ""
+	}
+	if pos, ok := sourcePos(ee.CallStack); ok {
+		return pos.String()
+	}
+	return ""
+}
+
+func (e *Engine) enter(id string, pb *Playbook, cancel context.CancelCauseFunc) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, dup := e.running[id]; dup {
+		return fmt.Errorf("a run with id %s is already in flight", id)
+	}
+	if !pb.Decl.Concurrent && e.byName[pb.Name] > 0 {
+		for rid, r := range e.running {
+			if r.playbook == pb.Name {
+				return fmt.Errorf("playbook %q is already running (run %s) and does not declare concurrent = True", pb.Name, rid)
+			}
+		}
+	}
+	e.running[id] = &activeRun{playbook: pb.Name, started: time.Now(), cancel: cancel}
+	e.byName[pb.Name]++
+	return nil
+}
+
+func (e *Engine) leave(id string, pb *Playbook) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.running, id)
+	if e.byName[pb.Name]--; e.byName[pb.Name] <= 0 {
+		delete(e.byName, pb.Name)
+	}
+}
+
+func newRunID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
