@@ -13,6 +13,7 @@ import (
 
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
 // RunCmd runs one playbook once, streaming its log to standard error and
@@ -89,9 +90,9 @@ func (c *RunCmd) Run(g *Globals) error {
 		return err
 	}
 	switch res.Status {
-	case engine.StatusSucceeded:
+	case runstate.Succeeded:
 		return nil
-	case engine.StatusRefused:
+	case runstate.Refused:
 		return errors.New(res.Error)
 	}
 	return failed(fmt.Errorf("run %s %s", res.ID, res.Status))

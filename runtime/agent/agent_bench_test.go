@@ -14,7 +14,7 @@ import (
 
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/api"
-	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
 // Benchmarks of the daemon. Run them one at a time, for example:
@@ -100,7 +100,7 @@ func BenchmarkTriggerToStart(b *testing.B) {
 	lat := make([]time.Duration, b.N)
 	for i, id := range ids {
 		r, err := ta.store.Get(context.Background(), id)
-		if err != nil || r.Status != store.StatusSucceeded {
+		if err != nil || r.Status != runstate.Succeeded {
 			b.Fatalf("run %s: %+v %v", id, r, err)
 		}
 		lat[i] = r.Started.Sub(sent[i])
@@ -202,7 +202,7 @@ func BenchmarkConcurrentRuns1000(b *testing.B) {
 		close(stop)
 		sampler.Wait()
 		for _, id := range ids {
-			if r, err := ta.store.Get(context.Background(), id); err != nil || r.Status != store.StatusSucceeded || len(r.Tasks) != 1 || !r.Tasks[0].Done() {
+			if r, err := ta.store.Get(context.Background(), id); err != nil || r.Status != runstate.Succeeded || len(r.Tasks) != 1 || !r.Tasks[0].Done() {
 				b.Fatalf("run %s = %+v, %v", id, r, err)
 			}
 		}

@@ -19,6 +19,7 @@ import (
 
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/internal/enginetest"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 
 	"gitea.dooplex.hu/admin/felhom-agent/builtins"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
@@ -348,7 +349,7 @@ func TestAgentShutdownGrace(t *testing.T) {
 			t.Fatal(err)
 		}
 		r, err := openStore(t, ta.state).Get(context.Background(), run.ID)
-		if err != nil || r.Status != store.StatusSucceeded || string(r.Result) != `"done"` {
+		if err != nil || r.Status != runstate.Succeeded || string(r.Result) != `"done"` {
 			t.Errorf("run after a graceful stop = %+v, %v; want succeeded", r, err)
 		}
 	})
@@ -363,7 +364,7 @@ func TestAgentShutdownGrace(t *testing.T) {
 		}
 		st := openStore(t, ta.state)
 		r, err := st.Get(context.Background(), run.ID)
-		if err != nil || r.Status != store.StatusCancelled || !strings.Contains(r.Error, errShutdown.Error()) {
+		if err != nil || r.Status != runstate.Cancelled || !strings.Contains(r.Error, errShutdown.Error()) {
 			t.Errorf("run cut by the shutdown = %+v, %v; want cancelled, naming the shutdown", r, err)
 		}
 		lines, _ := st.Logs(context.Background(), run.ID, 0, 0)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/api"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
@@ -38,9 +39,9 @@ func listenSocket(path string) (net.Listener, error) { return api.Listen(path) }
 
 // Runs lists recorded runs, newest first.
 func (l localAPI) Runs(ctx context.Context, f api.ListFilter) ([]api.Run, error) {
-	sf := store.Filter{Playbook: f.Playbook, Status: store.Status(f.Status), Limit: f.Limit}
+	sf := store.Filter{Playbook: f.Playbook, Status: runstate.Status(f.Status), Limit: f.Limit}
 	if sf.Status != "" && !sf.Status.Valid() {
-		return nil, &api.BadRequestError{Field: "status", Msg: "must be one of queued, running, succeeded, failed, cancelled, timed_out, interrupted"}
+		return nil, &api.BadRequestError{Field: "status", Msg: "must be one of " + runstate.Names()}
 	}
 	if sf.Limit == 0 {
 		sf.Limit = defaultListLimit

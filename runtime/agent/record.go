@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
@@ -80,7 +81,7 @@ func (a *Agent) launch(run store.Run, pb *engine.Playbook, params *engine.Params
 	a.mu.Lock()
 	if a.draining {
 		a.mu.Unlock()
-		a.finishUnstarted(run.ID, store.StatusCancelled, "", "the agent stopped before the run started")
+		a.finishUnstarted(run.ID, runstate.Cancelled, "", "the agent stopped before the run started")
 		return nil
 	}
 	ctx, cancel := context.WithCancelCause(a.runsCtx)
@@ -97,7 +98,7 @@ func (a *Agent) launch(run store.Run, pb *engine.Playbook, params *engine.Params
 }
 
 // finishUnstarted records the end of a queued run that never ran.
-func (a *Agent) finishUnstarted(id string, status store.Status, kind, msg string) {
+func (a *Agent) finishUnstarted(id string, status runstate.Status, kind, msg string) {
 	err := a.store.Finish(context.Background(), id, store.FinishInfo{Status: status, ErrorKind: kind, Error: msg})
 	if err != nil {
 		a.log.Error("recording a run that did not start failed", "run", id, "err", err)
@@ -119,7 +120,7 @@ func (a *Agent) execute(lr *liveRun, pb *engine.Playbook, params *engine.Params,
 	if err := a.store.MarkStarted(context.Background(), lr.id, pb.Version, time.Time{}); err != nil {
 		// The record cannot follow the run, so the run does not happen.
 		a.log.Error("recording the start of a run failed; not running it", "run", lr.id, "playbook", pb.Name, "err", err)
-		res = &engine.Result{ID: lr.id, Playbook: pb.Name, Version: pb.Version, Status: engine.StatusFailed, Kind: engine.KindInternal,
+		res = &engine.Result{ID: lr.id, Playbook: pb.Name, Version: pb.Version, Status: runstate.Failed, Kind: engine.KindInternal,
 			Error: "the run store could not record the start", Started: time.Now(), Finished: time.Now()}
 	} else {
 		ctx := proxmox.WithObserver(lr.ctx, tasks)
@@ -132,7 +133,7 @@ func (a *Agent) execute(lr *liveRun, pb *engine.Playbook, params *engine.Params,
 	}
 	lr.log.close() // the last line is durable before Ended is set
 
-	status := recordStatus(res.Status)
+	status := res.Status
 	var result json.RawMessage
 	if len(res.Output) > 0 {
 		result = res.Output
@@ -157,22 +158,6 @@ func (a *Agent) execute(lr *liveRun, pb *engine.Playbook, params *engine.Params,
 	lr.cancel(nil)
 	close(lr.done)
 	lr.notify()
-}
-
-// recordStatus maps how the engine ended a run to the store's status. A
-// refused run never started; its kind (params, busy) says why.
-func recordStatus(s engine.Status) store.Status {
-	switch s {
-	case engine.StatusSucceeded:
-		return store.StatusSucceeded
-	case engine.StatusCancelled:
-		return store.StatusCancelled
-	case engine.StatusRefused:
-		return store.StatusRefused
-	case engine.StatusTimedOut:
-		return store.StatusTimedOut
-	}
-	return store.StatusFailed
 }
 
 // runTasks is the proxmox.Observer on a run's context: it counts the run's

@@ -9,6 +9,7 @@ import (
 
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
 // Recovery after a crash or kill: the runs a previous process left queued
@@ -36,7 +37,7 @@ func (a *Agent) recoverRuns() error {
 	for _, r := range runs {
 		a.log.Warn("run interrupted by the agent's stop; it is not re-run", "run", r.ID, "playbook", r.Playbook,
 			"source", string(r.Source), "tasks", len(r.Tasks))
-		a.metrics.runFinished(r.Playbook, string(store.StatusInterrupted), 0)
+		a.metrics.runFinished(r.Playbook, string(runstate.Interrupted), 0)
 	}
 	tasks, err := a.store.OpenTasks(ctx)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/internal/enginetest"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
 // simClient serves sim over TLS on loopback for the test and returns a
@@ -85,7 +86,7 @@ func TestRecoveryInterruptsAndFollowsTasks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Status != store.StatusInterrupted || !strings.Contains(r.Error, "running") {
+	if r.Status != runstate.Interrupted || !strings.Contains(r.Error, "running") {
 		t.Errorf("run left running = %s %q; want interrupted", r.Status, r.Error)
 	}
 	exits := map[string]string{}
@@ -98,7 +99,7 @@ func TestRecoveryInterruptsAndFollowsTasks(t *testing.T) {
 	if exits[upid.String()] != "OK" || !strings.HasPrefix(exits[gone], "unknown:") {
 		t.Errorf("task exits %v; want the snapshot OK and the vanished task unknown", exits)
 	}
-	if q, _ := ta.store.Get(ctx, queued); q.Status != store.StatusInterrupted || !strings.Contains(q.Error, "queued") {
+	if q, _ := ta.store.Get(ctx, queued); q.Status != runstate.Interrupted || !strings.Contains(q.Error, "queued") {
 		t.Errorf("run left queued = %s %q; want interrupted, never started", q.Status, q.Error)
 	}
 	if open, _ := ta.store.OpenTasks(ctx); len(open) != 0 {

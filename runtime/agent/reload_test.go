@@ -11,9 +11,9 @@ import (
 
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/internal/enginetest"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/api"
-	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
 )
 
 // The watcher is real (fsnotify); tests wait for the change the agent
@@ -190,7 +190,7 @@ func TestHotReloadInFlightRunKeepsItsVersion(t *testing.T) {
 		t.Errorf("run after the reload = %s version %.12s; want \"new\" on %.12s", r2.Result, r2.Version, v2)
 	}
 	rec, _ := ta.store.Get(context.Background(), first.ID)
-	if rec.Version != v1 || rec.Status != store.StatusSucceeded {
+	if rec.Version != v1 || rec.Status != runstate.Succeeded {
 		t.Errorf("record of the first run: version %.12s status %s", rec.Version, rec.Status)
 	}
 }

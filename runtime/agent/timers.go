@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/schedule"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
@@ -56,8 +57,8 @@ func (a *Agent) fireTimer(_ context.Context, job string, scheduled time.Time) {
 		if pe, ok := errors.AsType[*engine.ParamError](perr); ok {
 			msg = "parameter " + pe.Param + " " + refusalMsg(pe) + "; a timer passes no parameters"
 		}
-		a.finishUnstarted(runs[0].ID, store.StatusRefused, engine.KindParams, msg)
-		a.metrics.runFinished(pb.Name, string(store.StatusRefused), 0)
+		a.finishUnstarted(runs[0].ID, runstate.Refused, engine.KindParams, msg)
+		a.metrics.runFinished(pb.Name, string(runstate.Refused), 0)
 		return
 	}
 	if lr := a.launch(runs[0], pb, params, "scheduled", scheduled); lr != nil {

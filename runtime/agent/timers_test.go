@@ -9,6 +9,7 @@ import (
 
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/internal/enginetest"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
 )
@@ -104,7 +105,7 @@ func TestTimersFireOnSchedule(t *testing.T) {
 		t.Fatalf("timer runs %v; want %v", got, want)
 	}
 	for _, r := range runs {
-		if r.Status != store.StatusSucceeded || string(r.Result) != `"timer"` || r.Playbook != "tick" {
+		if r.Status != runstate.Succeeded || string(r.Result) != `"timer"` || r.Playbook != "tick" {
 			t.Errorf("timer run %+v; want tick succeeded with ctx.trigger = timer", r)
 		}
 	}
@@ -162,7 +163,7 @@ func TestTimersDoNotOverlap(t *testing.T) {
 		case "overlap":
 			overlap++
 		}
-		if r.Status != store.StatusCancelled {
+		if r.Status != runstate.Cancelled {
 			t.Errorf("run %s of %s is %s; want cancelled by the shutdown", r.ID, r.Playbook, r.Status)
 		}
 	}
@@ -185,7 +186,7 @@ func TestTimersRequiredParamsRecordARefusal(t *testing.T) {
 		a.stop()
 	})
 	runs := timerRuns(t, state)
-	if len(runs) != 1 || runs[0].Status != store.StatusRefused || runs[0].ErrorKind != engine.KindParams ||
+	if len(runs) != 1 || runs[0].Status != runstate.Refused || runs[0].ErrorKind != engine.KindParams ||
 		runs[0].Error != "parameter vmid is required (it has no default); a timer passes no parameters" {
 		t.Errorf("runs %+v; want one cancelled run saying why", runs)
 	}

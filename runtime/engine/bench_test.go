@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/internal/enginetest"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
 // benchFiles is a small playbook over a module: the shape of a real one,
@@ -35,7 +36,7 @@ playbook(name = "bench", run = run, params = {"only": param.list(param.int(), de
 
 func benchRun(b *testing.B, e *Engine, pb *Playbook) {
 	res := e.Run(context.Background(), pb, nil, RunOptions{ID: "bench"})
-	if res.Status != StatusSucceeded || string(res.Output) != `{"picked":["ct1","ct5"]}` {
+	if res.Status != runstate.Succeeded || string(res.Output) != `{"picked":["ct1","ct5"]}` {
 		b.Fatalf("run = %s %q %s", res.Status, res.Error, res.Output)
 	}
 }
@@ -87,7 +88,7 @@ func TestRunsDoNotCompile(t *testing.T) {
 	}
 	e := NewEngine(Config{Logger: enginetest.Logger()})
 	for range 3 {
-		if res := e.Run(context.Background(), r.Get("bench"), nil, RunOptions{}); res.Status != StatusSucceeded {
+		if res := e.Run(context.Background(), r.Get("bench"), nil, RunOptions{}); res.Status != runstate.Succeeded {
 			t.Fatal(res.Error)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
 // The cost of running a flow as a playbook rather than as Go (issue #3):
@@ -139,7 +140,7 @@ func (r *flowRig) goFlow() {
 
 // playbookFlow runs the playbook once.
 func (r *flowRig) playbookFlow() {
-	if res := r.e.Run(context.Background(), r.pb, nil, engine.RunOptions{ID: "bench"}); res.Status != engine.StatusSucceeded {
+	if res := r.e.Run(context.Background(), r.pb, nil, engine.RunOptions{ID: "bench"}); res.Status != runstate.Succeeded {
 		r.b.Fatalf("run = %s: %s", res.Status, res.Error)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/internal/enginetest"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
 // TestMemoryGuard: a run that grows the heap past the limit fails at its
@@ -56,7 +57,7 @@ playbook(name = "wait", run = run)
 	<-started
 
 	res := e.Run(context.Background(), grow, nil, RunOptions{})
-	if res.Status != StatusFailed || res.Kind != KindMemory {
+	if res.Status != runstate.Failed || res.Kind != KindMemory {
 		t.Fatalf("grow: status %s kind %q error %q; want failed, %q", res.Status, res.Kind, res.Error, KindMemory)
 	}
 	if want := regexp.MustCompile(`grow\.star:\d+:\d+: memory limit exceeded: the agent's heap reached \d+ MiB, over its limit of \d+ MiB`); !want.MatchString(res.Error) {
@@ -64,11 +65,11 @@ playbook(name = "wait", run = run)
 	}
 
 	close(sig.Release)
-	if w := <-waited; w.Status != StatusSucceeded {
+	if w := <-waited; w.Status != runstate.Succeeded {
 		t.Errorf("wait: status %s error %q; want succeeded (it allocated nothing)", w.Status, w.Error)
 	}
 	rt.GC()
-	if again := e.Run(context.Background(), wait, nil, RunOptions{}); again.Status != StatusSucceeded {
+	if again := e.Run(context.Background(), wait, nil, RunOptions{}); again.Status != runstate.Succeeded {
 		t.Errorf("a run after the guard stopped one: %s %q", again.Status, again.Error)
 	}
 }

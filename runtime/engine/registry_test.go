@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/internal/enginetest"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
 func newTestRegistry(t *testing.T, files map[string]string) (*Registry, string) {
@@ -194,7 +195,7 @@ func TestRegistryRunInFlightKeepsItsVersion(t *testing.T) {
 	}
 	close(sig.Release)
 	res := <-done
-	if res.Status != StatusSucceeded || string(res.Output) != `"`+old.Version+`"` || res.Version != old.Version {
+	if res.Status != runstate.Succeeded || string(res.Output) != `"`+old.Version+`"` || res.Version != old.Version {
 		t.Errorf("in-flight run = %s %s; want the old version %s", res.Status, res.Output, old.ShortVersion())
 	}
 	if r.Get("p").Version == old.Version {

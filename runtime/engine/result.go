@@ -9,29 +9,8 @@ import (
 
 	startime "go.starlark.net/lib/time"
 	"go.starlark.net/starlark"
-)
 
-// Status is how a run ended.
-type Status string
-
-// The statuses a [Result] can have.
-const (
-	// StatusSucceeded: the entry function returned and its value was
-	// converted to JSON.
-	StatusSucceeded Status = "succeeded"
-	// StatusFailed: the playbook failed (fail(), a failing builtin, a
-	// Starlark error, the step budget, a result that is not JSON).
-	StatusFailed Status = "failed"
-	// StatusCancelled: the caller's context was cancelled (CLI, API,
-	// shutdown) before the run ended.
-	StatusCancelled Status = "cancelled"
-	// StatusTimedOut: the playbook's timeout (or the caller's deadline)
-	// passed before the run ended.
-	StatusTimedOut Status = "timed_out"
-	// StatusRefused: the run never started — its parameters were invalid,
-	// or the playbook is already running and does not declare
-	// concurrent = True.
-	StatusRefused Status = "refused"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
 // Kinds of failure a Result records besides proxmox.Kind's "permission",
@@ -49,12 +28,12 @@ const (
 // Result is the record of one run, as the run store keeps it and the CLI
 // shows it. Field meanings are fixed by the JSON names.
 type Result struct {
-	ID       string         `json:"id"`
-	Playbook string         `json:"playbook"`
-	Version  string         `json:"version"` // of the sources the run executed
-	Trigger  string         `json:"trigger"`
-	Params   map[string]any `json:"params"` // secrets redacted; nil when refused before coercion
-	Status   Status         `json:"status"`
+	ID       string          `json:"id"`
+	Playbook string          `json:"playbook"`
+	Version  string          `json:"version"` // of the sources the run executed
+	Trigger  string          `json:"trigger"`
+	Params   map[string]any  `json:"params"` // secrets redacted; nil when refused before coercion
+	Status   runstate.Status `json:"status"`
 	// Kind classifies a failure or refusal (see the Kind constants and
 	// proxmox.Kind); "" for a run that succeeded, was cancelled or timed
 	// out.

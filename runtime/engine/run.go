@@ -2,8 +2,6 @@ package engine
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +15,7 @@ import (
 
 	"gitea.dooplex.hu/admin/felhom-agent/builtins"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
 // Defaults for the zero values of [Config].
@@ -178,7 +177,7 @@ func (e *timeoutError) Error() string { return fmt.Sprintf("timed out after %s",
 func (e *Engine) Run(ctx context.Context, pb *Playbook, params *Params, opts RunOptions) *Result {
 	res := &Result{ID: opts.ID, Playbook: pb.Name, Version: pb.Version, Trigger: opts.Trigger, Started: time.Now()}
 	if res.ID == "" {
-		res.ID = newRunID()
+		res.ID = runstate.NewID(time.Now())
 	}
 	if res.Trigger == "" {
 		res.Trigger = "cli"
@@ -191,7 +190,7 @@ func (e *Engine) Run(ctx context.Context, pb *Playbook, params *Params, opts Run
 	defer func() {
 		res.Finished = time.Now()
 		level := slog.LevelInfo
-		if res.Status != StatusSucceeded {
+		if res.Status != runstate.Succeeded {
 			level = slog.LevelError
 		}
 		logger.LogAttrs(context.Background(), level, "run finished", slog.String("status", string(res.Status)),
@@ -288,10 +287,10 @@ func (e *Engine) execute(ctx context.Context, pb *Playbook, params *Params, res 
 	if err == nil {
 		out, err := ResultJSON(v)
 		if err != nil {
-			res.fail(StatusFailed, KindResult, fmt.Sprintf("%s: %v", pb.Path, err), err)
+			res.fail(runstate.Failed, KindResult, fmt.Sprintf("%s: %v", pb.Path, err), err)
 			return
 		}
-		res.Status, res.Output = StatusSucceeded, out
+		res.Status, res.Output = runstate.Succeeded, out
 		return
 	}
 
@@ -299,11 +298,11 @@ func (e *Engine) execute(ctx context.Context, pb *Playbook, params *Params, res 
 	switch {
 	case errors.As(err, &pe):
 		logger.Error("builtin panicked", "panic", fmt.Sprint(pe.value), "stack", string(pe.stack))
-		res.fail(StatusFailed, KindInternal, fmt.Sprintf("internal error: %v", pe.value), err)
+		res.fail(runstate.Failed, KindInternal, fmt.Sprintf("internal error: %v", pe.value), err)
 	case memHit.Load() != nil:
-		res.failAt(StatusFailed, KindMemory, memHit.Load().Error(), err)
+		res.failAt(runstate.Failed, KindMemory, memHit.Load().Error(), err)
 	case budgetSpent.Load():
-		res.failAt(StatusFailed, KindStepBudget, fmt.Sprintf("step budget of %d exceeded", budget), err)
+		res.failAt(runstate.Failed, KindStepBudget, fmt.Sprintf("step budget of %d exceeded", budget), err)
 	case ctx.Err() != nil:
 		res.stopped(ctx, "")
 		// Keep both the reason (context.Canceled, the timeout, the
@@ -318,7 +317,7 @@ func (e *Engine) execute(ctx context.Context, pb *Playbook, params *Params, res 
 		if kind == "" {
 			kind = KindError
 		}
-		res.failAt(StatusFailed, kind, "", err)
+		res.failAt(runstate.Failed, kind, "", err)
 	}
 }
 
@@ -341,18 +340,18 @@ type panicError struct {
 func (e *panicError) Error() string { return fmt.Sprintf("panic: %v", e.value) }
 
 func (r *Result) refuse(kind string, err error) *Result {
-	r.Status, r.Kind, r.Error, r.Err = StatusRefused, kind, err.Error(), err
+	r.Status, r.Kind, r.Error, r.Err = runstate.Refused, kind, err.Error(), err
 	return r
 }
 
-func (r *Result) fail(status Status, kind, msg string, err error) {
+func (r *Result) fail(status runstate.Status, kind, msg string, err error) {
 	r.Status, r.Kind, r.Error, r.Err = status, kind, msg, err
 	r.Backtrace = backtrace(err)
 }
 
 // failAt records a failure located at the innermost Starlark frame of
 // err; msg "" means err's own message.
-func (r *Result) failAt(status Status, kind, msg string, err error) {
+func (r *Result) failAt(status runstate.Status, kind, msg string, err error) {
 	if msg == "" {
 		msg = err.Error()
 		var ee *starlark.EvalError
@@ -372,9 +371,9 @@ func (r *Result) stopped(ctx context.Context, when string) {
 	cause := context.Cause(ctx)
 	var te *timeoutError
 	if errors.As(cause, &te) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		r.Status, r.Error = StatusTimedOut, cause.Error()
+		r.Status, r.Error = runstate.TimedOut, cause.Error()
 	} else {
-		r.Status, r.Error = StatusCancelled, "cancelled"
+		r.Status, r.Error = runstate.Cancelled, "cancelled"
 		if !errors.Is(cause, context.Canceled) {
 			r.Error += ": " + cause.Error()
 		}
@@ -430,10 +429,4 @@ func (e *Engine) leave(id string, pb *Playbook) {
 	if e.byName[pb.Name]--; e.byName[pb.Name] <= 0 {
 		delete(e.byName, pb.Name)
 	}
-}
-
-func newRunID() string {
-	var b [8]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }

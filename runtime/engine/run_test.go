@@ -14,6 +14,7 @@ import (
 	"gitea.dooplex.hu/admin/felhom-agent/builtins"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/internal/enginetest"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
 type harness struct {
@@ -82,7 +83,7 @@ func TestRunResultIsJSON(t *testing.T) {
 		"none.star": pbSource("none", "    pass"),
 	}, Config{})
 	res := h.run(context.Background(), "p.star", nil, RunOptions{ID: "r1", Trigger: "hub"})
-	if res.Status != StatusSucceeded {
+	if res.Status != runstate.Succeeded {
 		t.Fatalf("status = %s (%s)", res.Status, res.Error)
 	}
 	// Object keys are sorted, as json.encode sorts them; durations read
@@ -102,7 +103,7 @@ func TestRunResultIsJSON(t *testing.T) {
 	}
 
 	res = h.run(context.Background(), "none.star", nil, RunOptions{})
-	if res.Status != StatusSucceeded || string(res.Output) != "null" || len(res.ID) != 16 || res.Trigger != "cli" {
+	if res.Status != runstate.Succeeded || string(res.Output) != "null" || !strings.HasPrefix(res.ID, "r-") || len(res.ID) != len("r-20060102T150405-0123abcd") || res.Trigger != "cli" {
 		t.Errorf("None result: status %s output %s id %q trigger %q", res.Status, res.Output, res.ID, res.Trigger)
 	}
 }
@@ -146,7 +147,7 @@ func TestRunFailures(t *testing.T) {
 		t.Run(tt.file, func(t *testing.T) {
 			res := h.run(context.Background(), tt.file, nil, RunOptions{})
 			msg := strings.ReplaceAll(res.Error, h.dir+string(filepath.Separator), "")
-			if res.Status != StatusFailed || res.Kind != tt.kind || !regexp.MustCompile(tt.error).MatchString(msg) {
+			if res.Status != runstate.Failed || res.Kind != tt.kind || !regexp.MustCompile(tt.error).MatchString(msg) {
 				t.Errorf("result = %s %s %q; want failed %s %q", res.Status, res.Kind, msg, tt.kind, tt.error)
 			}
 			bt := strings.ReplaceAll(res.Backtrace, h.dir+string(filepath.Separator), "")
@@ -177,7 +178,7 @@ func TestRunCatchTaskError(t *testing.T) {
 		`"log":["INFO: starting new backup job","TASK ERROR: Permission check failed (/storage/usb-backup, Datastore.AllocateSpace)"],` +
 		`"message":"test.vzdump: task vzdump (101 UPID:pve:0000F00D:00A1B2C3:65F0A1B2:vzdump:101:felhom@pve!agent:) failed: Permission check failed (/storage/usb-backup, Datastore.AllocateSpace)",` +
 		`"path":"/storage/usb-backup","privilege":"Datastore.AllocateSpace","status":0,"upid":"UPID:pve:0000F00D:00A1B2C3:65F0A1B2:vzdump:101:felhom@pve!agent:"}`
-	if res.Status != StatusSucceeded || string(res.Output) != want {
+	if res.Status != runstate.Succeeded || string(res.Output) != want {
 		t.Errorf("result = %s %s\noutput %s\nwant   %s", res.Status, res.Error, res.Output, want)
 	}
 }
@@ -190,7 +191,7 @@ func TestRunStopped(t *testing.T) {
 	t.Run("timeout stops a loop", func(t *testing.T) {
 		h := newHarness(t, files, Config{MaxSteps: 1 << 62})
 		res := h.run(context.Background(), "spin.star", nil, RunOptions{})
-		if res.Status != StatusTimedOut || !regexp.MustCompile(`spin\.star:\d+:\d+: timed out after 20ms$`).MatchString(res.Error) || res.Kind != "" {
+		if res.Status != runstate.TimedOut || !regexp.MustCompile(`spin\.star:\d+:\d+: timed out after 20ms$`).MatchString(res.Error) || res.Kind != "" {
 			t.Errorf("result = %s %s %q; want timed_out after 20ms", res.Status, res.Kind, res.Error)
 		}
 		var te *timeoutError
@@ -203,7 +204,7 @@ func TestRunStopped(t *testing.T) {
 			h := newHarness(t, files, Config{})
 			start := time.Now()
 			res := h.run(context.Background(), "block.star", nil, RunOptions{})
-			if res.Status != StatusTimedOut || !strings.HasSuffix(res.Error, "block.star:2:15: timed out after 1h0m0s") {
+			if res.Status != runstate.TimedOut || !strings.HasSuffix(res.Error, "block.star:2:15: timed out after 1h0m0s") {
 				t.Errorf("result = %s %q; want timed_out", res.Status, res.Error)
 			}
 			if took := time.Since(start); took != time.Hour {
@@ -221,7 +222,7 @@ func TestRunStopped(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			res := h.run(ctx, "block.star", nil, RunOptions{})
-			if res.Status != StatusTimedOut || !strings.HasSuffix(res.Error, "context deadline exceeded") {
+			if res.Status != runstate.TimedOut || !strings.HasSuffix(res.Error, "context deadline exceeded") {
 				t.Errorf("result = %s %q; want timed_out by the caller's deadline", res.Status, res.Error)
 			}
 		})
@@ -232,7 +233,7 @@ func TestRunStopped(t *testing.T) {
 		started := h.sig.Arm()
 		go func() { <-started; cancel() }()
 		res := h.run(ctx, "block.star", nil, RunOptions{})
-		if res.Status != StatusCancelled || !strings.HasSuffix(res.Error, "block.star:2:15: cancelled") || !errors.Is(res.Err, context.Canceled) {
+		if res.Status != runstate.Cancelled || !strings.HasSuffix(res.Error, "block.star:2:15: cancelled") || !errors.Is(res.Err, context.Canceled) {
 			t.Errorf("result = %s %q (%v); want cancelled", res.Status, res.Error, res.Err)
 		}
 	})
@@ -246,7 +247,7 @@ func TestRunStopped(t *testing.T) {
 			}
 		}()
 		res := h.run(context.Background(), "block.star", nil, RunOptions{ID: "r7"})
-		if res.Status != StatusCancelled || !strings.HasSuffix(res.Error, "cancelled: by the operator") {
+		if res.Status != runstate.Cancelled || !strings.HasSuffix(res.Error, "cancelled: by the operator") {
 			t.Errorf("result = %s %q; want cancelled by the operator", res.Status, res.Error)
 		}
 		if h.engine.Cancel("r7", nil) {
@@ -257,7 +258,7 @@ func TestRunStopped(t *testing.T) {
 		h := newHarness(t, map[string]string{"p.star": "def spin():\n    while True:\n        pass\n\n" +
 			pbSource("p", "    r = catch(spin)\n    return \"swallowed\"")}, Config{MaxSteps: 10_000})
 		res := h.run(context.Background(), "p.star", nil, RunOptions{})
-		if res.Status != StatusFailed || res.Kind != KindStepBudget {
+		if res.Status != runstate.Failed || res.Kind != KindStepBudget {
 			t.Errorf("result = %s %s %q; want the step budget to stop the run through catch()", res.Status, res.Kind, res.Error)
 		}
 	})
@@ -268,7 +269,7 @@ func TestRunLogsWithRunAttributes(t *testing.T) {
     log.info("backed up", vmid = 101)
     log.warn("slow")`)}, Config{})
 	res := h.run(context.Background(), "p.star", nil, RunOptions{ID: "r1"})
-	if res.Status != StatusSucceeded {
+	if res.Status != runstate.Succeeded {
 		t.Fatal(res.Error)
 	}
 	want := []string{
@@ -303,12 +304,12 @@ func TestRunRefusals(t *testing.T) {
 	}
 	h := newHarness(t, files, Config{})
 	res := h.engine.Run(context.Background(), h.load("p.star"), nil, RunOptions{})
-	if res.Status != StatusRefused || res.Kind != KindParams || res.Error != `parameter "vmid": expected int, got no value (it has no default)` {
+	if res.Status != runstate.Refused || res.Kind != KindParams || res.Error != `parameter "vmid": expected int, got no value (it has no default)` {
 		t.Errorf("run without required params = %s %s %q", res.Status, res.Kind, res.Error)
 	}
 	other, _ := h.load("solo.star").Decl.Coerce(nil, nil)
 	res = h.engine.Run(context.Background(), h.load("p.star"), other, RunOptions{})
-	if res.Status != StatusRefused || res.Kind != KindParams {
+	if res.Status != runstate.Refused || res.Kind != KindParams {
 		t.Errorf("run with another playbook's params = %s %s %q", res.Status, res.Kind, res.Error)
 	}
 
@@ -316,8 +317,8 @@ func TestRunRefusals(t *testing.T) {
 	// declares concurrent = True.
 	for _, tt := range []struct {
 		file string
-		want Status
-	}{{"solo.star", StatusRefused}, {"many.star", StatusSucceeded}} {
+		want runstate.Status
+	}{{"solo.star", runstate.Refused}, {"many.star", runstate.Succeeded}} {
 		started := h.sig.Arm()
 		first := make(chan *Result)
 		go func() { first <- h.run(context.Background(), tt.file, nil, RunOptions{ID: "first-" + tt.file}) }()
@@ -327,20 +328,20 @@ func TestRunRefusals(t *testing.T) {
 		}
 		done := make(chan *Result)
 		go func() { done <- h.run(context.Background(), tt.file, nil, RunOptions{}) }()
-		if tt.want == StatusRefused {
+		if tt.want == runstate.Refused {
 			second := <-done
-			if second.Status != StatusRefused || second.Kind != KindBusy ||
+			if second.Status != runstate.Refused || second.Kind != KindBusy ||
 				second.Error != `playbook "solo" is already running (run first-solo.star) and does not declare concurrent = True` {
 				t.Errorf("second run = %s %s %q", second.Status, second.Kind, second.Error)
 			}
 			close(h.sig.Release)
 		} else {
 			close(h.sig.Release)
-			if second := <-done; second.Status != StatusSucceeded {
+			if second := <-done; second.Status != runstate.Succeeded {
 				t.Errorf("second concurrent run = %s %q", second.Status, second.Error)
 			}
 		}
-		if r := <-first; r.Status != StatusSucceeded {
+		if r := <-first; r.Status != runstate.Succeeded {
 			t.Errorf("first run = %s %q", r.Status, r.Error)
 		}
 		h.sig.Release = make(chan struct{})
@@ -362,11 +363,11 @@ func TestRunConcurrencyLimit(t *testing.T) {
 		go func() { second <- h.run(ctx, "p.star", nil, RunOptions{ID: "second"}) }()
 		synctest.Wait() // the second run is waiting for the only slot
 		cancel()
-		if r := <-second; r.Status != StatusCancelled || r.Error != "cancelled while waiting for a run slot" || r.Steps != 0 {
+		if r := <-second; r.Status != runstate.Cancelled || r.Error != "cancelled while waiting for a run slot" || r.Steps != 0 {
 			t.Errorf("second run = %s %q (%d steps)", r.Status, r.Error, r.Steps)
 		}
 		close(h.sig.Release)
-		if r := <-first; r.Status != StatusSucceeded {
+		if r := <-first; r.Status != runstate.Succeeded {
 			t.Errorf("first run = %s %q", r.Status, r.Error)
 		}
 	})
@@ -392,7 +393,7 @@ func TestRunTokenUnreachable(t *testing.T) {
     print("\n".join(seen))
     return seen`)}, Config{Env: builtins.Env{Proxmox: secretAPI{token: token}}})
 	res := h.run(context.Background(), "p.star", nil, RunOptions{})
-	if res.Status != StatusSucceeded {
+	if res.Status != runstate.Succeeded {
 		t.Fatal(res.Error)
 	}
 	all := string(res.Output) + strings.Join(h.rec.lines(), "\n")

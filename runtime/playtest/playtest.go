@@ -38,6 +38,7 @@ import (
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
 // Options configure [Run]. The zero value runs every test, discarding the
@@ -295,7 +296,7 @@ func runPlaybook(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	fields := starlark.StringDict{"result": starlark.None, "error": starlark.String(""), "kind": starlark.String(""), "run": starlark.String("")}
 	p, err := pb.Decl.Coerce(nil, raw)
 	if err != nil {
-		fields["status"], fields["error"], fields["kind"] = starlark.String(engine.StatusRefused), starlark.String(err.Error()), starlark.String(engine.KindParams)
+		fields["status"], fields["error"], fields["kind"] = starlark.String(runstate.Refused), starlark.String(err.Error()), starlark.String(engine.KindParams)
 		return starlarkstruct.FromStringDict(starlarkstruct.Default, fields), nil
 	}
 	res := h.engine.Run(h.ctx, pb, p, engine.RunOptions{Trigger: "test", Logger: h.logger})

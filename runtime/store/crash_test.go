@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
 // The crash tests re-run this test binary as a child (the helper-process
@@ -222,7 +224,7 @@ func TestCrashWithTaskInFlight(t *testing.T) {
 		t.Fatalf("RecoverInterrupted = %v; want [%s]", ids(got), id)
 	}
 	r := got[0]
-	if r.Status != StatusInterrupted || r.Version != "v1" || len(r.Tasks) != 2 ||
+	if r.Status != runstate.Interrupted || r.Version != "v1" || len(r.Tasks) != 2 ||
 		r.Tasks[0].UPID != upidA || r.Tasks[0].ExitStatus != "OK" || r.Tasks[1].UPID != upidB || r.Tasks[1].Done() {
 		t.Errorf("recovered run = %+v; want interrupted v1 with %s OK and %s open", r, upidA, upidB)
 	}

@@ -19,8 +19,9 @@
 //	CreateRuns ──► queued ──MarkStarted──► running ──Finish──► terminal
 //	                  └──────────────Finish─────────────────────┘
 //
-// The terminal statuses are succeeded, failed, cancelled, timed_out and
-// interrupted ([Status.Terminal]); a terminal status is final and Finish
+// The statuses and which of them are final are one table, owned here and
+// kept in the leaf package runtime/store/runstate so that the engine,
+// which never opens the store, shares it ([runstate.Status.Terminal]); a terminal status is final and Finish
 // refuses a second one ([ErrFinished]). TaskStarted and TaskFinished accept
 // any run, terminal included: a task that exists on the host must be in the
 // store even if its run ended in between.

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
 func TestLogs(t *testing.T) {
@@ -24,7 +26,7 @@ func TestLogs(t *testing.T) {
 		t.Fatalf("AppendLog with no lines = %v; want a no-op", err)
 	}
 	// The run's end does not close its log.
-	if err := s.Finish(ctx, id, FinishInfo{Status: StatusSucceeded}); err != nil {
+	if err := s.Finish(ctx, id, FinishInfo{Status: runstate.Succeeded}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.AppendLog(ctx, id, line("four"), line("five")); err != nil {

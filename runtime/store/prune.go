@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
 // defaultPruneBatch bounds the runs one Prune transaction deletes, so
@@ -84,7 +86,7 @@ func (s *Store) pruneOnce(ctx context.Context, keep, cutoff int64) (int, error) 
 			  AND r.status NOT IN (?, ?)
 			  AND NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.run = r.id AND tasks.ended IS NULL)
 			LIMIT ?)`,
-			keep, cutoff, StatusQueued, StatusRunning, s.pruneBatch)
+			keep, cutoff, runstate.Queued, runstate.Running, s.pruneBatch)
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
 // pruneFixture fills s with runs of two playbooks, one per hour, oldest
@@ -44,7 +46,7 @@ func pruneFixture(t *testing.T, s *Store) map[string]string {
 				}
 			}
 			if name != "b0" {
-				if err := s.Finish(ctx, id, FinishInfo{Status: StatusSucceeded, At: at}); err != nil {
+				if err := s.Finish(ctx, id, FinishInfo{Status: runstate.Succeeded, At: at}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -137,7 +139,7 @@ func TestPruneBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range created {
-		if err := s.Finish(ctx, r.ID, FinishInfo{Status: StatusFailed}); err != nil {
+		if err := s.Finish(ctx, r.ID, FinishInfo{Status: runstate.Failed}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -171,7 +173,7 @@ func TestPruneKeys(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := s.Finish(ctx, old[0].ID, FinishInfo{Status: StatusSucceeded, At: t0}); err != nil {
+			if err := s.Finish(ctx, old[0].ID, FinishInfo{Status: runstate.Succeeded, At: t0}); err != nil {
 				t.Fatal(err)
 			}
 			create(t, s, "p", t0.Add(time.Minute)) // newer: KeepLast 1 drops the keyed run

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
 // RecoverInterrupted marks every queued or running run as interrupted,
@@ -22,7 +24,7 @@ func (s *Store) RecoverInterrupted(ctx context.Context, at time.Time) ([]Run, er
 			SET status = ?, ended = ?,
 			    error = CASE WHEN error = '' THEN 'the agent stopped while the run was ' || status ELSE error END
 			WHERE status IN (?, ?) RETURNING id`,
-			StatusInterrupted, end, StatusQueued, StatusRunning)
+			runstate.Interrupted, end, runstate.Queued, runstate.Running)
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
 func TestRecoverInterrupted(t *testing.T) {
@@ -21,11 +23,11 @@ func TestRecoverInterrupted(t *testing.T) {
 		s.TaskStarted(ctx, running, upidA, t0),
 		s.TaskFinished(ctx, upidA, "OK", t0),
 		s.TaskStarted(ctx, running, upidB, t0),
-		s.Finish(ctx, done, FinishInfo{Status: StatusSucceeded, At: t0}),
+		s.Finish(ctx, done, FinishInfo{Status: runstate.Succeeded, At: t0}),
 		// A run cancelled while its task ran on: not interrupted, but its
 		// task still needs following.
 		s.TaskStarted(ctx, cancelled, "UPID:pve:1:2:3:vzcreate:103:root@pam:", t0),
-		s.Finish(ctx, cancelled, FinishInfo{Status: StatusCancelled, Error: "cancelled by the operator", At: t0}),
+		s.Finish(ctx, cancelled, FinishInfo{Status: runstate.Cancelled, Error: "cancelled by the operator", At: t0}),
 	} {
 		if err != nil {
 			t.Fatal(err)
@@ -44,7 +46,7 @@ func TestRecoverInterrupted(t *testing.T) {
 		running: "the agent stopped while the run was running",
 	}
 	for _, r := range got {
-		if r.Status != StatusInterrupted || !r.Ended.Equal(at) || r.Error != wantErr[r.ID] {
+		if r.Status != runstate.Interrupted || !r.Ended.Equal(at) || r.Error != wantErr[r.ID] {
 			t.Errorf("run %s: %s ended %v error %q; want interrupted, %v, %q", r.Playbook, r.Status, r.Ended, r.Error, at, wantErr[r.ID])
 		}
 		if stored := get(t, s, r.ID); !equalRun(stored, r) {
@@ -54,15 +56,15 @@ func TestRecoverInterrupted(t *testing.T) {
 	if tasks := got[1].Tasks; len(tasks) != 2 || !tasks[0].Done() || tasks[1].Done() || tasks[1].UPID != upidB {
 		t.Errorf("running run's tasks = %+v; want %s done and %s open", tasks, upidA, upidB)
 	}
-	if r := get(t, s, done); r.Status != StatusSucceeded {
+	if r := get(t, s, done); r.Status != runstate.Succeeded {
 		t.Errorf("finished run became %s", r.Status)
 	}
-	if r := get(t, s, cancelled); r.Status != StatusCancelled || r.Error != "cancelled by the operator" {
+	if r := get(t, s, cancelled); r.Status != runstate.Cancelled || r.Error != "cancelled by the operator" {
 		t.Errorf("cancelled run became %s %q", r.Status, r.Error)
 	}
 	// Interrupted is final: nothing runs it again.
 	checkErr(t, "MarkStarted(interrupted)", s.MarkStarted(ctx, queued, "", at), ErrFinished, "interrupted")
-	checkErr(t, "Finish(interrupted)", s.Finish(ctx, running, FinishInfo{Status: StatusSucceeded}), ErrFinished, "interrupted")
+	checkErr(t, "Finish(interrupted)", s.Finish(ctx, running, FinishInfo{Status: runstate.Succeeded}), ErrFinished, "interrupted")
 
 	open, err := s.OpenTasks(ctx)
 	if err != nil {

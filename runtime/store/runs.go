@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
 // runColumns are the columns queryRuns reads, in its order.
@@ -58,7 +60,7 @@ func (s *Store) CreateRuns(ctx context.Context, t Trigger, runs []NewRun) ([]Run
 				Source:   t.Source,
 				Key:      t.Key,
 				Params:   bytes.Clone(nr.Params),
-				Status:   StatusQueued,
+				Status:   runstate.Queued,
 				Created:  at,
 			}
 			if len(r.Params) == 0 {
@@ -66,7 +68,7 @@ func (s *Store) CreateRuns(ctx context.Context, t Trigger, runs []NewRun) ([]Run
 			}
 			// A fresh random suffix on the rare collision.
 			for {
-				r.ID = newRunID(at)
+				r.ID = runstate.NewID(at)
 				res, err := tx.ExecContext(ctx, `INSERT INTO runs
 					(id, playbook, version, source, key, pos, params, status, created)
 					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
@@ -131,7 +133,7 @@ func (s *Store) MarkStarted(ctx context.Context, id, version string, at time.Tim
 		res, err := tx.ExecContext(ctx, `UPDATE runs
 			SET status = ?, started = ?, version = CASE WHEN ? = '' THEN version ELSE ? END
 			WHERE id = ? AND status = ?`,
-			StatusRunning, stamp(at).UnixNano(), version, version, id, StatusQueued)
+			runstate.Running, stamp(at).UnixNano(), version, version, id, runstate.Queued)
 		if err != nil {
 			return err
 		}
@@ -161,7 +163,7 @@ func (s *Store) Finish(ctx context.Context, id string, fi FinishInfo) error {
 			SET status = ?, error = ?, error_kind = ?, result = ?, ended = ?
 			WHERE id = ? AND status IN (?, ?)`,
 			fi.Status, fi.Error, fi.ErrorKind, jsonText(fi.Result), stamp(fi.At).UnixNano(),
-			id, StatusQueued, StatusRunning)
+			id, runstate.Queued, runstate.Running)
 		if err != nil {
 			return err
 		}
@@ -179,7 +181,7 @@ func (s *Store) Finish(ctx context.Context, id string, fi FinishInfo) error {
 // refusal explains why a status change touched no row: the run is
 // missing, terminal, or (for MarkStarted) running already.
 func refusal(ctx context.Context, q querier, id string) error {
-	var st Status
+	var st runstate.Status
 	err := q.QueryRowContext(ctx, `SELECT status FROM runs WHERE id = ?`, id).Scan(&st)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):

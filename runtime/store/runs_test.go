@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
 // createCases are CreateRuns inputs and what must come of them. They seed
@@ -58,7 +60,7 @@ func TestCreateRuns(t *testing.T) {
 				t.Fatalf("CreateRuns = %d runs, %v, %v; want 1 run created", len(runs), created, err)
 			}
 			want := Run{ID: runs[0].ID, Playbook: tt.playbook, Source: tt.source, Key: tt.key,
-				Params: params, Status: StatusQueued, Created: t0}
+				Params: params, Status: runstate.Queued, Created: t0}
 			if !idFormat.MatchString(want.ID) {
 				t.Errorf("ID = %q; want %v", want.ID, idFormat)
 			}
@@ -138,7 +140,7 @@ func TestCreateRunsIdempotent(t *testing.T) {
 				t.Errorf("replay = %v, created %v; want %v, false", ids(then), created, ids(first))
 			}
 			// The replay returns the runs as they are now.
-			if then[0].Status != StatusRunning || then[0].Version != "v1" {
+			if then[0].Status != runstate.Running || then[0].Version != "v1" {
 				t.Errorf("replayed run status %s version %q; want running v1", then[0].Status, then[0].Version)
 			}
 			byKey, err := s.RunsByKey(ctx, tt.first.Source, tt.first.Key)
@@ -191,7 +193,7 @@ func TestCreateRunsConcurrentSameKey(t *testing.T) {
 func TestTransitions(t *testing.T) {
 	ctx := context.Background()
 	start := func(s *Store, id string) error { return s.MarkStarted(ctx, id, "", t0.Add(time.Second)) }
-	finish := func(st Status) func(*Store, string) error {
+	finish := func(st runstate.Status) func(*Store, string) error {
 		return func(s *Store, id string) error {
 			return s.Finish(ctx, id, FinishInfo{Status: st, Error: "e-" + string(st), ErrorKind: "k", At: t0.Add(time.Minute)})
 		}
@@ -204,23 +206,23 @@ func TestTransitions(t *testing.T) {
 	tests := []struct {
 		name       string
 		steps      []step
-		wantStatus Status
+		wantStatus runstate.Status
 		wantError  string
 	}{
-		{"start then succeed", []step{{do: start}, {do: finish(StatusSucceeded)}}, StatusSucceeded, "e-succeeded"},
-		{"cancelled while queued", []step{{do: finish(StatusCancelled)}}, StatusCancelled, "e-cancelled"},
-		{"start twice", []step{{do: start}, {do: start, wantIs: ErrStarted, wantText: "status running"}}, StatusRunning, ""},
-		{"finish twice, first outcome stands", []step{{do: start}, {do: finish(StatusTimedOut)},
-			{do: finish(StatusSucceeded), wantIs: ErrFinished, wantText: "status timed_out"}}, StatusTimedOut, "e-timed_out"},
-		{"start after finish", []step{{do: finish(StatusFailed)}, {do: start, wantIs: ErrFinished}}, StatusFailed, "e-failed"},
-		{"finish with a live status", []step{{do: start}, {do: finish(StatusRunning), wantIs: ErrInvalid, wantText: `status "running" is not a terminal`}}, StatusRunning, ""},
-		{"finish with an unknown status", []step{{do: finish("done"), wantIs: ErrInvalid, wantText: `"done"`}}, StatusQueued, ""},
+		{"start then succeed", []step{{do: start}, {do: finish(runstate.Succeeded)}}, runstate.Succeeded, "e-succeeded"},
+		{"cancelled while queued", []step{{do: finish(runstate.Cancelled)}}, runstate.Cancelled, "e-cancelled"},
+		{"start twice", []step{{do: start}, {do: start, wantIs: ErrStarted, wantText: "status running"}}, runstate.Running, ""},
+		{"finish twice, first outcome stands", []step{{do: start}, {do: finish(runstate.TimedOut)},
+			{do: finish(runstate.Succeeded), wantIs: ErrFinished, wantText: "status timed_out"}}, runstate.TimedOut, "e-timed_out"},
+		{"start after finish", []step{{do: finish(runstate.Failed)}, {do: start, wantIs: ErrFinished}}, runstate.Failed, "e-failed"},
+		{"finish with a live status", []step{{do: start}, {do: finish(runstate.Running), wantIs: ErrInvalid, wantText: `status "running" is not a terminal`}}, runstate.Running, ""},
+		{"finish with an unknown status", []step{{do: finish("done"), wantIs: ErrInvalid, wantText: `"done"`}}, runstate.Queued, ""},
 		{"finish with a bad result", []step{{do: func(s *Store, id string) error {
-			return s.Finish(ctx, id, FinishInfo{Status: StatusSucceeded, Result: []byte("{")})
-		}, wantIs: ErrInvalid, wantText: "result is not valid JSON"}}, StatusQueued, ""},
+			return s.Finish(ctx, id, FinishInfo{Status: runstate.Succeeded, Result: []byte("{")})
+		}, wantIs: ErrInvalid, wantText: "result is not valid JSON"}}, runstate.Queued, ""},
 		{"start with a bad version", []step{{do: func(s *Store, id string) error {
 			return s.MarkStarted(ctx, id, "a\tb", t0)
-		}, wantIs: ErrInvalid, wantText: "version"}}, StatusQueued, ""},
+		}, wantIs: ErrInvalid, wantText: "version"}}, runstate.Queued, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -244,7 +246,7 @@ func TestTransitionsUnknownRun(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t)
 	checkErr(t, "MarkStarted", s.MarkStarted(ctx, "r-none", "", t0), ErrNotFound, "r-none")
-	checkErr(t, "Finish", s.Finish(ctx, "r-none", FinishInfo{Status: StatusFailed}), ErrNotFound, "r-none")
+	checkErr(t, "Finish", s.Finish(ctx, "r-none", FinishInfo{Status: runstate.Failed}), ErrNotFound, "r-none")
 	_, err := s.Get(ctx, "r-none")
 	checkErr(t, "Get", err, ErrNotFound, "r-none")
 }
@@ -265,18 +267,18 @@ func TestRunRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := []byte(`{"backed_up":[101]}`)
-	if err := s.Finish(ctx, b, FinishInfo{Status: StatusFailed, Error: "permission denied", ErrorKind: "permission",
+	if err := s.Finish(ctx, b, FinishInfo{Status: runstate.Failed, Error: "permission denied", ErrorKind: "permission",
 		Result: res, At: t0.Add(time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
-	want := Run{ID: b, Playbook: "backup", Version: "v-started", Source: SourceHub, Key: "k", Status: StatusFailed,
+	want := Run{ID: b, Playbook: "backup", Version: "v-started", Source: SourceHub, Key: "k", Status: runstate.Failed,
 		Error: "permission denied", ErrorKind: "permission", Created: t0, Started: t0.Add(time.Second),
 		Ended: t0.Add(time.Minute), Result: res}
 	if got := get(t, s, b); !equalRun(got, want) {
 		t.Errorf("Get(backup) = %+v; want %+v", got, want)
 	}
 	// MarkStarted with "" keeps the version given at creation.
-	if got := get(t, s, n); got.Version != "v-n" || got.Status != StatusRunning {
+	if got := get(t, s, n); got.Version != "v-n" || got.Status != runstate.Running {
 		t.Errorf("Get(notify) version %q status %s; want v-n running", got.Version, got.Status)
 	}
 	// A zero time means now, not the zero time.
@@ -325,7 +327,7 @@ func TestList(t *testing.T) {
 		{name: "all, newest first", f: Filter{}, want: pick(5, 4, 3, 2, 1, 0)},
 		{name: "playbook", f: Filter{Playbook: "backup"}, want: pick(4, 2, 0)},
 		{name: "source", f: Filter{Source: SourceTimer}, want: pick(5, 3, 1)},
-		{name: "status", f: Filter{Status: StatusRunning}, want: pick(2)},
+		{name: "status", f: Filter{Status: runstate.Running}, want: pick(2)},
 		{name: "limit", f: Filter{Limit: 2}, want: pick(5, 4)},
 		{name: "next page", f: Filter{Limit: 2, Before: all[4].ID}, want: pick(3, 2)},
 		{name: "last page", f: Filter{Limit: 2, Before: all[1].ID}, want: pick(0)},

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/v1.db")
@@ -194,7 +196,7 @@ func TestOpenV1Fixture(t *testing.T) {
 	r := runs[0]
 	want := Run{
 		ID: r.ID, Playbook: "backup", Version: "v-abc", Source: SourceHub, Key: "fixture-1",
-		Params: []byte(`{"storage":"usb","token":"<redacted>"}`), Status: StatusSucceeded,
+		Params: []byte(`{"storage":"usb","token":"<redacted>"}`), Status: runstate.Succeeded,
 		Created: t0, Started: t0.Add(1e9), Ended: t0.Add(9e9),
 		Result: []byte(`{"backed_up":[101]}`),
 		Tasks: []Task{{
@@ -240,7 +242,7 @@ func writeV1Fixture(t *testing.T) {
 		s.AppendLog(ctx, id, LogLine{Time: t0.Add(2e9), Level: "INFO", Msg: "backing up"},
 			LogLine{Time: t0.Add(8e9), Level: "INFO", Msg: "backed up", Attrs: []byte(`{"vmid":101}`)}),
 		s.TaskFinished(ctx, upid, "OK", t0.Add(8e9)),
-		s.Finish(ctx, id, FinishInfo{Status: StatusSucceeded, Result: []byte(`{"backed_up":[101]}`), At: t0.Add(9e9)}),
+		s.Finish(ctx, id, FinishInfo{Status: runstate.Succeeded, Result: []byte(`{"backed_up":[101]}`), At: t0.Add(9e9)}),
 		s.TimerMark(ctx, "backup", t0),
 		s.Close(),
 	} {

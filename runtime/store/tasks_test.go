@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
 const (
@@ -31,7 +33,7 @@ func TestTasks(t *testing.T) {
 			wantIs: ErrNotFound, wantText: "r-none"},
 		{name: "start with an empty UPID", do: func() error { return s.TaskStarted(ctx, run, "", t0) },
 			wantIs: ErrInvalid, wantText: "upid is empty"},
-		{name: "finish the run", do: func() error { return s.Finish(ctx, run, FinishInfo{Status: StatusCancelled}) }},
+		{name: "finish the run", do: func() error { return s.Finish(ctx, run, FinishInfo{Status: runstate.Cancelled}) }},
 		{name: "start B on the finished run", do: func() error { return s.TaskStarted(ctx, run, upidB, t0.Add(2*time.Second)) }},
 		{name: "finish A", do: func() error { return s.TaskFinished(ctx, upidA, "OK", t0.Add(time.Minute)) }},
 		{name: "finish A again", do: func() error { return s.TaskFinished(ctx, upidA, "OK", t0) },
@@ -49,7 +51,7 @@ func TestTasks(t *testing.T) {
 		{UPID: upidB, Run: run, Started: t0.Add(2 * time.Second)},
 	}
 	r := get(t, s, run)
-	if wantRun := (Run{ID: run, Playbook: "backup", Source: SourceCLI, Status: StatusCancelled, Created: t0,
+	if wantRun := (Run{ID: run, Playbook: "backup", Source: SourceCLI, Status: runstate.Cancelled, Created: t0,
 		Ended: r.Ended, Tasks: want}); !equalRun(r, wantRun) {
 		t.Errorf("Get = %+v; want tasks %+v", r, want)
 	}

@@ -3,45 +3,9 @@ package store
 import (
 	"encoding/json"
 	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
-
-// Status is where a run is in its life. The zero value is not a status.
-type Status string
-
-// The statuses of a run. Queued and running are live; the rest are
-// terminal and final.
-const (
-	StatusQueued      Status = "queued"      // created, not started yet
-	StatusRunning     Status = "running"     // its Starlark thread is executing
-	StatusSucceeded   Status = "succeeded"   // returned without error
-	StatusFailed      Status = "failed"      // stopped with an error (see Run.Error, Run.ErrorKind)
-	StatusCancelled   Status = "cancelled"   // cancelled from the CLI or API, or by shutdown
-	StatusRefused     Status = "refused"     // never started: its parameters, or the playbook already running (see Run.ErrorKind)
-	StatusTimedOut    Status = "timed_out"   // its deadline passed
-	StatusInterrupted Status = "interrupted" // the agent stopped while it was queued or running
-)
-
-// statuses lists every Status, live ones first.
-var statuses = []Status{
-	StatusQueued, StatusRunning,
-	StatusSucceeded, StatusFailed, StatusCancelled, StatusRefused, StatusTimedOut, StatusInterrupted,
-}
-
-// Terminal reports whether s is final: a run with a terminal status never
-// changes status again.
-func (s Status) Terminal() bool {
-	return s.Valid() && s != StatusQueued && s != StatusRunning
-}
-
-// Valid reports whether s is one of the Status constants.
-func (s Status) Valid() bool {
-	for _, v := range statuses {
-		if s == v {
-			return true
-		}
-	}
-	return false
-}
 
 // Source is what asked for a run. The zero value is not a source.
 type Source string
@@ -79,7 +43,7 @@ type Run struct {
 	// none.
 	Params json.RawMessage
 
-	Status    Status
+	Status    runstate.Status
 	Error     string // why it failed, was cancelled or interrupted; "" otherwise
 	ErrorKind string // the runtime's classification of Error (permission, lock, ...); may be ""
 
@@ -136,7 +100,7 @@ type NewRun struct {
 
 // FinishInfo is how a run ended.
 type FinishInfo struct {
-	Status    Status          // required; must be terminal
+	Status    runstate.Status // required; must be terminal
 	Error     string          // why it did not succeed; "" for succeeded
 	ErrorKind string          // the runtime's classification of Error; may be ""
 	Result    json.RawMessage // JSON text; nil for none
@@ -145,9 +109,9 @@ type FinishInfo struct {
 
 // Filter selects runs for List. The zero Filter selects every run.
 type Filter struct {
-	Playbook string // only this playbook's runs; "" for all
-	Status   Status // only runs with this status; "" for all
-	Source   Source // only runs from this source; "" for all
+	Playbook string          // only this playbook's runs; "" for all
+	Status   runstate.Status // only runs with this status; "" for all
+	Source   Source          // only runs from this source; "" for all
 	// Before is a run ID: only runs created before that run are listed.
 	// Pass the last ID of one page to get the next. "" starts at the newest.
 	Before string

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"unicode"
 	"unicode/utf8"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
 // maxName bounds names, keys, versions and UPIDs: they are identifiers,
@@ -44,7 +46,7 @@ func checkJSON(field string, m json.RawMessage) error {
 }
 
 // checkTerminal refuses anything but a terminal status.
-func checkTerminal(field string, s Status) error {
+func checkTerminal(field string, s runstate.Status) error {
 	if !s.Terminal() {
 		return fmt.Errorf("%s %q is not a terminal status: %w", field, s, ErrInvalid)
 	}
