@@ -5,11 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"os/signal"
-	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -225,8 +222,8 @@ type TriggerCmd struct {
 	Follow bool     `short:"f" help:"Stream the run's log until it ends; exit 1 unless it succeeded." env:"-"`
 }
 
-// Run triggers. Values are typed by the playbook's declaration, as the
-// agent lists it, so that --param count=3 reaches an int parameter as 3.
+// Run triggers. Values go as the strings they were typed; the agent
+// coerces them against the declaration exactly as `felhom-agent run` does.
 func (c *TriggerCmd) Run(g *Globals) error {
 	strs, err := paramArgs(c.Param)
 	if err != nil {
@@ -234,24 +231,7 @@ func (c *TriggerCmd) Run(g *Globals) error {
 	}
 	cl, ctx, done := c.session()
 	defer done()
-	types := map[string]string{}
-	if len(strs) > 0 {
-		pbs, err := cl.Playbooks(ctx)
-		if err != nil {
-			return err
-		}
-		for _, pb := range pbs {
-			if pb.Name == c.Name {
-				for _, p := range pb.Params {
-					types[p.Name] = p.Type
-				}
-			}
-		}
-	}
-	req := api.TriggerRequest{Playbook: c.Name, Params: map[string]json.RawMessage{}}
-	for _, name := range slices.Sorted(maps.Keys(strs)) {
-		req.Params[name] = paramJSON(types[name], strs[name])
-	}
+	req := api.TriggerRequest{Playbook: c.Name, Args: strs}
 	run, err := cl.Trigger(ctx, req)
 	if err != nil {
 		return err
@@ -267,39 +247,6 @@ func (c *TriggerCmd) Run(g *Globals) error {
 		fmt.Fprintf(g.stdout, "started run %s (%s)\n", run.ID, run.Playbook)
 	}
 	return followRun(g, cl, run.ID, c.JSON)
-}
-
-// paramJSON encodes a command-line value for a parameter of type typ (as
-// the local API names types: "int", "bool", "list(int)", ...): numbers and
-// booleans as such when they parse, lists split on commas unless given as
-// a JSON array, anything else (and anything that does not parse) as a
-// string, which the agent then checks against the declaration.
-func paramJSON(typ, v string) json.RawMessage {
-	quote := func(s string) json.RawMessage { b, _ := json.Marshal(s); return b }
-	switch {
-	case typ == "int":
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-			return json.RawMessage(strconv.FormatInt(n, 10))
-		}
-	case typ == "bool":
-		if b, err := strconv.ParseBool(v); err == nil {
-			return json.RawMessage(strconv.FormatBool(b))
-		}
-	case strings.HasPrefix(typ, "list(") && strings.HasSuffix(typ, ")"):
-		if t := strings.TrimSpace(v); strings.HasPrefix(t, "[") && json.Valid([]byte(t)) {
-			return json.RawMessage(t)
-		}
-		elem := strings.TrimSuffix(strings.TrimPrefix(typ, "list("), ")")
-		parts := []json.RawMessage{}
-		if strings.TrimSpace(v) != "" {
-			for p := range strings.SplitSeq(v, ",") {
-				parts = append(parts, paramJSON(elem, strings.TrimSpace(p)))
-			}
-		}
-		b, _ := json.Marshal(parts)
-		return b
-	}
-	return quote(v)
 }
 
 // PlaybooksCmd lists the serving agent's playbooks.
@@ -354,15 +301,7 @@ func allLogs(ctx context.Context, cl *api.Client, id string) ([]api.LogLine, err
 // logText renders a log line: "15:04:05 INFO msg key=value ...", keys
 // sorted, values as JSON.
 func logText(l api.LogLine) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s %-5s %s", l.Time.Local().Format(time.TimeOnly), l.Level, l.Msg)
-	var attrs map[string]json.RawMessage
-	if len(l.Attrs) > 0 && json.Unmarshal(l.Attrs, &attrs) == nil {
-		for _, k := range slices.Sorted(maps.Keys(attrs)) {
-			fmt.Fprintf(&b, " %s=%s", k, attrs[k])
-		}
-	}
-	return b.String()
+	return fmt.Sprintf("%s %-5s %s", l.Time.Local().Format(time.TimeOnly), l.Level, l.Text())
 }
 
 // took is how long a run took (so far, while it runs).

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -80,7 +79,7 @@ func (l localAPI) Logs(ctx context.Context, id string, after int64, limit int) (
 	}
 	out := make([]api.LogLine, len(lines))
 	for i, l := range lines {
-		out[i] = api.LogLine{Seq: l.Seq, Time: l.Time, Level: l.Level, Msg: l.Msg, Attrs: l.Attrs}
+		out[i] = apiLogLine(l)
 	}
 	return out, nil
 }
@@ -170,49 +169,21 @@ func (l localAPI) Playbooks(context.Context) ([]api.Playbook, error) {
 
 // Start starts a run of req.Playbook from the local API (source "api").
 func (l localAPI) Start(ctx context.Context, req api.TriggerRequest) (api.Run, error) {
-	if l.a.isDraining() {
-		return api.Run{}, errDraining
-	}
-	pb := l.a.registry.Get(req.Playbook)
-	if pb == nil {
-		return api.Run{}, fmt.Errorf("playbook %q: %w", req.Playbook, api.ErrNotFound)
-	}
-	params, err := pb.Decl.Coerce(nil, req.Params)
-	if err != nil {
-		if pe, ok := errors.AsType[*engine.ParamError](err); ok {
-			return api.Run{}, &api.BadRequestError{Field: "params." + pe.Param, Msg: refusalMsg(pe)}
+	st, err := l.a.start(ctx, startRequest{Source: store.SourceAPI, Playbook: req.Playbook, Args: req.Args, Params: req.Params})
+	if r, ok := errors.AsType[*startRefusal](err); ok {
+		switch r.Reason {
+		case refusedUnknown:
+			return api.Run{}, fmt.Errorf("playbook %q: %w", req.Playbook, api.ErrNotFound)
+		case refusedParams:
+			return api.Run{}, &api.BadRequestError{Field: "params." + r.Param, Msg: r.Msg}
+		case refusedDraining:
+			return api.Run{}, errDraining
 		}
-		return api.Run{}, err
 	}
-	rec, err := json.Marshal(params.Record())
 	if err != nil {
 		return api.Run{}, err
 	}
-	runs, _, err := l.a.store.CreateRuns(ctx, store.Trigger{Source: store.SourceAPI},
-		[]store.NewRun{{Playbook: pb.Name, Version: pb.Version, Params: rec}})
-	if err != nil {
-		return api.Run{}, err
-	}
-	l.a.launch(runs[0], pb, params)
-	return apiRun(runs[0]), nil
-}
-
-func (a *Agent) isDraining() bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.draining
-}
-
-// refusalMsg says what is wrong with a parameter without quoting the
-// value that came: it may be a secret, and refusals are logged.
-func refusalMsg(pe *engine.ParamError) string {
-	switch {
-	case pe.Unknown:
-		return "is not declared (declared: " + pe.Want + ")"
-	case pe.Got == "":
-		return "is required (it has no default)"
-	}
-	return "must be " + pe.Want
+	return apiRun(st.Runs[0]), nil
 }
 
 // apiRun is a stored run as the local API shows it.
@@ -230,6 +201,11 @@ func apiRun(r store.Run) api.Run {
 		out.Tasks = append(out.Tasks, at)
 	}
 	return out
+}
+
+// apiLogLine is a stored log line as the local API and the hub show it.
+func apiLogLine(l store.LogLine) api.LogLine {
+	return api.LogLine{Seq: l.Seq, Time: l.Time, Level: l.Level, Msg: l.Msg, Attrs: l.Attrs}
 }
 
 func timePtr(t time.Time) *time.Time {

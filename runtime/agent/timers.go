@@ -2,12 +2,8 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"time"
-
-	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
-	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/schedule"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
@@ -25,43 +21,29 @@ import (
 // scheduled. The tick is the run's idempotency key, so a tick is never
 // run twice, across restarts included.
 func (a *Agent) fireTimer(_ context.Context, job string, scheduled time.Time) {
-	pb := a.registry.Get(job)
-	if pb == nil || a.isDraining() {
-		return // removed since the tick was computed, or shutting down
-	}
-	params, perr := pb.Decl.Coerce(nil, nil)
-	var rec json.RawMessage
-	if perr == nil {
-		var err error
-		if rec, err = json.Marshal(params.Record()); err != nil {
-			a.log.Error("timer: encoding the parameters failed", "playbook", job, "err", err)
-			return
-		}
-	}
 	key := job + "@" + scheduled.UTC().Format(time.RFC3339)
-	runs, created, err := a.store.CreateRuns(context.Background(),
-		store.Trigger{Source: store.SourceTimer, Key: key, At: time.Now()},
-		[]store.NewRun{{Playbook: pb.Name, Version: pb.Version, Params: rec}})
+	st, err := a.start(context.Background(), startRequest{
+		Source: store.SourceTimer, Key: key, At: time.Now(), Playbook: job,
+		RecordRefusal: true, RefusalHint: "; a timer passes no parameters",
+		Attrs: []any{"scheduled", scheduled},
+	})
+	if r, ok := errors.AsType[*startRefusal](err); ok {
+		switch r.Reason {
+		case refusedParams: // recorded as a refused run, where people look
+			a.log.Warn("timer: run refused", "playbook", job, "scheduled", scheduled, "err", r)
+		default: // removed since the tick was computed, or shutting down
+		}
+		return
+	}
 	if err != nil {
 		a.log.Error("timer: recording the run failed", "playbook", job, "scheduled", scheduled, "err", err)
 		return
 	}
-	if !created {
-		a.log.Info("timer: this tick already has its run", "playbook", job, "scheduled", scheduled, "run", runs[0].ID)
+	if st.Existing {
+		a.log.Info("timer: this tick already has its run", "playbook", job, "scheduled", scheduled, "run", st.Runs[0].ID)
 		return
 	}
-	if perr != nil {
-		// Without values for its required parameters the playbook cannot
-		// run from a timer; the refusal is recorded where people look.
-		msg := perr.Error()
-		if pe, ok := errors.AsType[*engine.ParamError](perr); ok {
-			msg = "parameter " + pe.Param + " " + refusalMsg(pe) + "; a timer passes no parameters"
-		}
-		a.finishUnstarted(runs[0].ID, runstate.Refused, engine.KindParams, msg)
-		a.metrics.runFinished(pb.Name, string(runstate.Refused), 0)
-		return
-	}
-	if lr := a.launch(runs[0], pb, params, "scheduled", scheduled); lr != nil {
+	if lr := st.Live[0]; lr != nil {
 		<-lr.done
 	}
 }

@@ -2,14 +2,8 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
-	"strings"
-
-	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/hub"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
@@ -29,53 +23,22 @@ const hubLogTail = 20
 // before returns that trigger's runs and starts nothing, even if the
 // playbooks or their parameters have changed since.
 func (a *Agent) StartTrigger(ctx context.Context, keyID string, t hub.Trigger) ([]hub.RunRef, bool, error) {
-	if prior, err := a.store.RunsByKey(ctx, store.SourceHub, t.ID); err != nil {
-		return nil, false, err
-	} else if len(prior) > 0 {
-		return runRefs(prior), true, nil
-	}
-	if a.isDraining() {
-		return nil, false, errDraining
-	}
-
-	var pbs []*engine.Playbook
-	for _, pb := range a.registry.Playbooks() { // sorted by name: refusals are stable
-		if slices.Contains(pb.Decl.Triggers, t.Name) {
-			pbs = append(pbs, pb)
+	st, err := a.start(ctx, startRequest{
+		Source: store.SourceHub, Key: t.ID, Trigger: t.Name, Params: t.Params,
+		Attrs: []any{"hub_key", keyID, "trigger", t.Name, "trigger_id", t.ID},
+	})
+	if r, ok := errors.AsType[*startRefusal](err); ok {
+		switch r.Reason {
+		case refusedUnknown:
+			return nil, false, fmt.Errorf("trigger %q: %w", t.Name, hub.ErrUnknownTrigger)
+		case refusedParams:
+			return nil, false, &hub.ParamError{Playbook: r.Playbook, Param: r.Param, Msg: r.Msg}
 		}
 	}
-	if len(pbs) == 0 {
-		return nil, false, fmt.Errorf("trigger %q: %w", t.Name, hub.ErrUnknownTrigger)
-	}
-	params := make([]*engine.Params, len(pbs))
-	newRuns := make([]store.NewRun, len(pbs))
-	for i, pb := range pbs {
-		p, err := pb.Decl.Coerce(nil, t.Params)
-		if err != nil {
-			if pe, ok := errors.AsType[*engine.ParamError](err); ok {
-				return nil, false, &hub.ParamError{Playbook: pb.Name, Param: pe.Param, Msg: refusalMsg(pe)}
-			}
-			return nil, false, fmt.Errorf("playbook %s: %w", pb.Name, err)
-		}
-		rec, err := json.Marshal(p.Record())
-		if err != nil {
-			return nil, false, fmt.Errorf("playbook %s: parameters: %w", pb.Name, err)
-		}
-		params[i] = p
-		newRuns[i] = store.NewRun{Playbook: pb.Name, Version: pb.Version, Params: rec}
-	}
-
-	runs, created, err := a.store.CreateRuns(ctx, store.Trigger{Source: store.SourceHub, Key: t.ID}, newRuns)
 	if err != nil {
 		return nil, false, err
 	}
-	if !created { // a concurrent request with the same id won the race
-		return runRefs(runs), true, nil
-	}
-	for i, run := range runs {
-		a.launch(run, pbs[i], params[i], "hub_key", keyID, "trigger", t.Name, "trigger_id", t.ID)
-	}
-	return runRefs(runs), false, nil
+	return runRefs(st.Runs), st.Existing, nil
 }
 
 // TriggeredRun reports a run to the hub, only if a hub trigger started it.
@@ -105,67 +68,15 @@ func runRefs(runs []store.Run) []hub.RunRef {
 	return out
 }
 
-// logTail returns the last n lines of run id's log as text. Lines are
-// numbered 1, 2, 3, ... so the last number is found by probing for lines
-// at doubling offsets, then bisecting: a few one-row queries however long
-// the log, instead of reading it all on every poll.
+// logTail returns the last n lines of run id's log as text.
 func (a *Agent) logTail(ctx context.Context, id string, n int) ([]string, error) {
-	exists := func(seq int64) (bool, error) {
-		lines, err := a.store.Logs(ctx, id, seq-1, 1)
-		return len(lines) > 0, err
-	}
-	var lo, hi int64 = 0, 1 // line lo exists (0: none needed); line hi is probed
-	for {
-		ok, err := exists(hi)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			break
-		}
-		lo, hi = hi, hi*2
-	}
-	for hi-lo > 1 { // lo exists, hi does not
-		mid := lo + (hi-lo)/2
-		ok, err := exists(mid)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			lo = mid
-		} else {
-			hi = mid
-		}
-	}
-	if lo == 0 {
-		return nil, nil
-	}
-	lines, err := a.store.Logs(ctx, id, max(0, lo-int64(n)), n)
+	lines, err := a.store.LogTail(ctx, id, n)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]string, len(lines))
 	for i, l := range lines {
-		out[i] = logLineText(l.Level, l.Msg, l.Attrs)
+		out[i] = apiLogLine(l).String()
 	}
 	return out, nil
-}
-
-// logLineText renders a log line for people: "INFO msg k=v k2=v2", keys
-// sorted, values as JSON text.
-func logLineText(level, msg string, attrs json.RawMessage) string {
-	var b strings.Builder
-	b.WriteString(level)
-	b.WriteByte(' ')
-	b.WriteString(msg)
-	var m map[string]json.RawMessage
-	if len(attrs) > 0 && json.Unmarshal(attrs, &m) == nil {
-		for _, k := range slices.Sorted(maps.Keys(m)) {
-			b.WriteByte(' ')
-			b.WriteString(k)
-			b.WriteByte('=')
-			b.Write(m[k])
-		}
-	}
-	return b.String()
 }

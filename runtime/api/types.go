@@ -2,6 +2,9 @@ package api
 
 import (
 	"encoding/json"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -49,6 +52,27 @@ type LogLine struct {
 	Attrs json.RawMessage `json:"attrs,omitempty"` // a JSON object of the line's attributes
 }
 
+// Text renders the line's message and attributes for people: "msg k=v
+// k2=v2", keys sorted, values as JSON text.
+func (l LogLine) Text() string {
+	var b strings.Builder
+	b.WriteString(l.Msg)
+	var attrs map[string]json.RawMessage
+	if len(l.Attrs) > 0 && json.Unmarshal(l.Attrs, &attrs) == nil {
+		for _, k := range slices.Sorted(maps.Keys(attrs)) {
+			b.WriteByte(' ')
+			b.WriteString(k)
+			b.WriteByte('=')
+			b.Write(attrs[k])
+		}
+	}
+	return b.String()
+}
+
+// String renders the line as "LEVEL msg k=v k2=v2": how the hub's log tail
+// and the CLI show a line (the CLI puts the time in front).
+func (l LogLine) String() string { return l.Level + " " + l.Text() }
+
 // Playbook is one playbook the agent knows, loaded or not.
 type Playbook struct {
 	Name      string     `json:"name"`
@@ -70,10 +94,14 @@ type Param struct {
 	Doc     string          `json:"doc,omitempty"`
 }
 
-// TriggerRequest is the body of POST /v1/runs: start Playbook with Params
-// (raw JSON values by name, validated against the declaration).
+// TriggerRequest is the body of POST /v1/runs: start Playbook with Args
+// (command-line values, strings by name, as `felhom-agent run --param`
+// takes them) and Params (JSON values by name). The agent coerces both
+// against the declaration, with the same rules as `felhom-agent run`; a
+// name may appear in only one of them.
 type TriggerRequest struct {
 	Playbook string                     `json:"playbook"`
+	Args     map[string]string          `json:"args,omitempty"`
 	Params   map[string]json.RawMessage `json:"params,omitempty"`
 }
 

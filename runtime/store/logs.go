@@ -103,3 +103,24 @@ func (s *Store) Logs(ctx context.Context, id string, afterSeq int64, limit int) 
 	}
 	return lines, nil
 }
+
+// LogTail returns the last n lines of run id's log, oldest first (n <= 0:
+// none). The store keeps each run's last line number, so this is one
+// bounded query however long the log is. It fails with ErrNotFound for an
+// unknown run.
+func (s *Store) LogTail(ctx context.Context, id string, n int) ([]LogLine, error) {
+	var last int64
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, `SELECT log_seq FROM runs WHERE id = ?`, id).Scan(&last)
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("store: log tail (run %s): %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: log tail (run %s): %w", id, err)
+	}
+	if n <= 0 || last == 0 {
+		return nil, nil
+	}
+	return s.Logs(ctx, id, max(0, last-int64(n)), n)
+}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -137,5 +138,48 @@ func TestAppendLogConcurrent(t *testing.T) {
 				t.Errorf("line %d %q does not follow %q of its batch", l.Seq, l.Msg, lines[i-1].Msg)
 			}
 		}
+	}
+}
+
+func TestLogTail(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	id := create(t, s, "backup", t0).ID
+	empty := create(t, s, "backup", t0).ID
+	var lines []LogLine
+	for i := 1; i <= 7; i++ {
+		lines = append(lines, LogLine{Level: "INFO", Msg: fmt.Sprint("line ", i)})
+	}
+	if err := s.AppendLog(ctx, id, lines...); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		id   string
+		n    int
+		want []int64 // Seqs
+	}{
+		{id, 3, []int64{5, 6, 7}},
+		{id, 7, []int64{1, 2, 3, 4, 5, 6, 7}},
+		{id, 100, []int64{1, 2, 3, 4, 5, 6, 7}},
+		{id, 1, []int64{7}},
+		{id, 0, nil},
+		{id, -1, nil},
+		{empty, 5, nil},
+	}
+	for _, tt := range tests {
+		got, err := s.LogTail(ctx, tt.id, tt.n)
+		if err != nil {
+			t.Fatalf("LogTail(%s, %d): %v", tt.id, tt.n, err)
+		}
+		var seqs []int64
+		for _, l := range got {
+			seqs = append(seqs, l.Seq)
+		}
+		if !slices.Equal(seqs, tt.want) {
+			t.Errorf("LogTail(%s, %d) = seqs %v; want %v", tt.id, tt.n, seqs, tt.want)
+		}
+	}
+	if _, err := s.LogTail(ctx, "r-nope", 3); !errors.Is(err, ErrNotFound) {
+		t.Errorf("LogTail of an unknown run = %v; want ErrNotFound", err)
 	}
 }

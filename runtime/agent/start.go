@@ -1,0 +1,212 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
+)
+
+// startRequest is what a front end (the hub, the local API, a timer, and
+// later others) asks of [Agent.start]. Exactly one of Trigger and Playbook
+// is set.
+type startRequest struct {
+	// Source is recorded with the runs; Key, when set, is the idempotency
+	// key: a request whose (Source, Key) was accepted before starts
+	// nothing and returns that request's runs. At is the trigger's time
+	// (a timer's tick); zero means now.
+	Source store.Source
+	Key    string
+	At     time.Time
+
+	// Trigger selects every serving playbook whose declaration lists it,
+	// in name order; Playbook selects one playbook by name.
+	Trigger  string
+	Playbook string
+
+	// Args are command-line values (strings), Params JSON values; both are
+	// coerced by the declaration ([engine.Declaration.Coerce]), so a
+	// front end never interprets a value itself.
+	Args   map[string]string
+	Params map[string]json.RawMessage
+
+	// RecordRefusal records a parameter refusal as a refused run under
+	// Key, where people look (a timer: its tick must not fire again, and
+	// nobody is waiting for an answer), instead of refusing synchronously
+	// with nothing recorded.
+	RecordRefusal bool
+	// RefusalHint is appended to a recorded refusal's message ("; a timer
+	// passes no parameters").
+	RefusalHint string
+
+	// Attrs go on each run's first log line.
+	Attrs []any
+}
+
+// started is what [Agent.start] did.
+type started struct {
+	// Runs are the recorded runs, in playbook name order.
+	Runs []store.Run
+	// Existing: the idempotency key was seen before; Runs are that
+	// request's and nothing was started now.
+	Existing bool
+	// Live are the runs launched now (nil where the agent began draining
+	// between recording and launching, or for a recorded refusal).
+	Live []*liveRun
+}
+
+// startRefusal is the one typed refusal of [Agent.start]; each front end
+// translates its Reason into its own answer and never inspects anything
+// else.
+type startRefusal struct {
+	Reason refusalReason
+	// Playbook and Param name what was refused (Param for refusedParams
+	// only); Msg says what is wrong, never quoting the value that came
+	// (it may be a secret).
+	Playbook, Param, Msg string
+}
+
+// refusalReason is why [Agent.start] refused.
+type refusalReason int
+
+const (
+	// refusedUnknown: no serving playbook answers the trigger or name.
+	refusedUnknown refusalReason = iota + 1
+	// refusedParams: a parameter failed a declaration.
+	refusedParams
+	// refusedDraining: the agent is shutting down.
+	refusedDraining
+)
+
+func (r *startRefusal) Error() string {
+	switch r.Reason {
+	case refusedParams:
+		return "parameter " + r.Param + " " + r.Msg
+	case refusedDraining:
+		return "the agent is shutting down"
+	}
+	return r.Msg
+}
+
+// start is the one path from a request to recorded, launched runs:
+//
+//  1. a request whose idempotency key was accepted before returns that
+//     request's runs and starts nothing;
+//  2. a draining agent refuses;
+//  3. the playbooks are resolved (by trigger or by name);
+//  4. the parameters are coerced against every declaration before any
+//     run is recorded (all or nothing);
+//  5. the runs are recorded together with the key, durably, and only then
+//     launched.
+//
+// It returns the runs, or a *startRefusal for the front end to translate,
+// or another error (the store failed).
+func (a *Agent) start(ctx context.Context, req startRequest) (started, error) {
+	if req.Key != "" {
+		prior, err := a.store.RunsByKey(ctx, req.Source, req.Key)
+		if err != nil {
+			return started{}, err
+		}
+		if len(prior) > 0 {
+			return started{Runs: prior, Existing: true}, nil
+		}
+	}
+	if a.isDraining() {
+		return started{}, &startRefusal{Reason: refusedDraining}
+	}
+	pbs, err := a.resolve(req)
+	if err != nil {
+		return started{}, err
+	}
+
+	params := make([]*engine.Params, len(pbs))
+	newRuns := make([]store.NewRun, len(pbs))
+	var refusal *startRefusal
+	for i, pb := range pbs {
+		p, err := pb.Decl.Coerce(req.Args, req.Params)
+		if err != nil {
+			pe, ok := errors.AsType[*engine.ParamError](err)
+			if !ok {
+				return started{}, fmt.Errorf("playbook %s: %w", pb.Name, err)
+			}
+			refusal = &startRefusal{Reason: refusedParams, Playbook: pb.Name, Param: pe.Param, Msg: refusalMsg(pe)}
+			if !req.RecordRefusal {
+				return started{}, refusal
+			}
+			newRuns[i] = store.NewRun{Playbook: pb.Name, Version: pb.Version}
+			continue
+		}
+		rec, err := json.Marshal(p.Record())
+		if err != nil {
+			return started{}, fmt.Errorf("playbook %s: parameters: %w", pb.Name, err)
+		}
+		params[i] = p
+		newRuns[i] = store.NewRun{Playbook: pb.Name, Version: pb.Version, Params: rec}
+	}
+
+	runs, created, err := a.store.CreateRuns(ctx, store.Trigger{Source: req.Source, Key: req.Key, At: req.At}, newRuns)
+	if err != nil {
+		return started{}, err
+	}
+	if !created { // a concurrent request with the same key won the race
+		return started{Runs: runs, Existing: true}, nil
+	}
+	out := started{Runs: runs, Live: make([]*liveRun, len(runs))}
+	if refusal != nil {
+		// Recorded refusals (RecordRefusal): every run of the request is
+		// refused, as a synchronous refusal would have refused them all.
+		for i, run := range runs {
+			a.finishUnstarted(run.ID, runstate.Refused, engine.KindParams, refusal.Error()+req.RefusalHint)
+			a.metrics.runFinished(pbs[i].Name, string(runstate.Refused), 0)
+		}
+		return out, refusal
+	}
+	for i, run := range runs {
+		out.Live[i] = a.launch(run, pbs[i], params[i], req.Attrs...)
+	}
+	return out, nil
+}
+
+// resolve finds the serving playbooks a request names.
+func (a *Agent) resolve(req startRequest) ([]*engine.Playbook, error) {
+	if req.Playbook != "" {
+		if pb := a.registry.Get(req.Playbook); pb != nil {
+			return []*engine.Playbook{pb}, nil
+		}
+		return nil, &startRefusal{Reason: refusedUnknown, Playbook: req.Playbook, Msg: fmt.Sprintf("playbook %q: not found", req.Playbook)}
+	}
+	var pbs []*engine.Playbook
+	for _, pb := range a.registry.Playbooks() { // sorted by name: refusals are stable
+		if slices.Contains(pb.Decl.Triggers, req.Trigger) {
+			pbs = append(pbs, pb)
+		}
+	}
+	if len(pbs) == 0 {
+		return nil, &startRefusal{Reason: refusedUnknown, Msg: fmt.Sprintf("trigger %q: no playbook answers it", req.Trigger)}
+	}
+	return pbs, nil
+}
+
+func (a *Agent) isDraining() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.draining
+}
+
+// refusalMsg says what is wrong with a parameter without quoting the
+// value that came: it may be a secret, and refusals are logged.
+func refusalMsg(pe *engine.ParamError) string {
+	switch {
+	case pe.Unknown:
+		return "is not declared (declared: " + pe.Want + ")"
+	case pe.Got == "":
+		return "is required (it has no default)"
+	}
+	return "must be " + pe.Want
+}
