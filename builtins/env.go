@@ -66,26 +66,39 @@ func RunEnv(thread *starlark.Thread, b *starlark.Builtin) (*Env, error) {
 
 const envKey = "felhom.env"
 
-// GuestAPI is the part of *proxmox.Client the builtins call. It is
-// declared here, where it is used, so tests can substitute it.
-type GuestAPI interface {
+// The Proxmox client as each builtin module uses it: small interfaces,
+// declared here where they are used, each sized to what its callers call,
+// so that a test substitutes only what it exercises. *proxmox.Client
+// implements them all; [GuestAPI] is their union, what Env carries.
+
+// nodeReader is what the monitors read about this node (monitor module).
+type nodeReader interface {
+	NodeStatus(ctx context.Context) (proxmox.NodeStatus, error)
+	NodeStorages(ctx context.Context) ([]proxmox.Storage, error)
+	Disks(ctx context.Context) ([]proxmox.Disk, error)
+}
+
+// guestReader is the read side of the proxmox module.
+type guestReader interface {
+	nodeReader
 	Node() string
 	Version(ctx context.Context) (proxmox.Version, error)
 	Nodes(ctx context.Context) ([]proxmox.Node, error)
-	NodeStatus(ctx context.Context) (proxmox.NodeStatus, error)
 	ClusterResources(ctx context.Context, typ string) ([]proxmox.Resource, error)
 	Guests(ctx context.Context) ([]proxmox.Guest, error)
 	GuestStatus(ctx context.Context, vmid int) (proxmox.GuestStatus, error)
 	GuestConfig(ctx context.Context, vmid int) (proxmox.GuestConfig, error)
 	Storages(ctx context.Context) ([]proxmox.Storage, error)
-	NodeStorages(ctx context.Context) ([]proxmox.Storage, error)
 	StorageContent(ctx context.Context, storage, content string, vmid int) ([]proxmox.Volume, error)
 	Snapshots(ctx context.Context, vmid int) ([]proxmox.Snapshot, error)
 	Tasks(ctx context.Context, f proxmox.TaskFilter) ([]proxmox.Task, error)
 	NextID(ctx context.Context) (int, error)
-	Disks(ctx context.Context) ([]proxmox.Disk, error)
 	DiskSMART(ctx context.Context, devpath string) (proxmox.SMARTData, error)
+}
 
+// guestMutator is the mutating side of the proxmox module: each call
+// returns the UPID of the task it started (zero for a synchronous one).
+type guestMutator interface {
 	RestoreGuest(ctx context.Context, o proxmox.RestoreOptions) (proxmox.UPID, error)
 	Vzdump(ctx context.Context, o proxmox.VzdumpOptions) (proxmox.UPID, error)
 	Snapshot(ctx context.Context, vmid int, name, description string) (proxmox.UPID, error)
@@ -97,14 +110,33 @@ type GuestAPI interface {
 	DeleteGuest(ctx context.Context, vmid int, purge bool) (proxmox.UPID, error)
 	DeleteVolume(ctx context.Context, storage, volid string) (proxmox.UPID, error)
 	SetConfig(ctx context.Context, vmid int, set map[string]string, del []string) (proxmox.UPID, error)
+}
 
+// taskWaiter is what waiting for a task needs: the proxmox module's
+// mutations (which wait by default) and task.wait.
+type taskWaiter interface {
 	WaitTask(ctx context.Context, upid proxmox.UPID, o proxmox.WaitOptions) (proxmox.TaskStatus, error)
+	VzdumpArchive(ctx context.Context, upid proxmox.UPID, storage string) (string, error)
+}
+
+// taskAPI is the task module: waiting, plus a task's status, log and stop.
+type taskAPI interface {
+	taskWaiter
 	TaskStatusOnce(ctx context.Context, upid proxmox.UPID) (proxmox.TaskStatus, error)
 	TaskLog(ctx context.Context, upid proxmox.UPID, start, limit int) ([]proxmox.LogLine, error)
 	TaskLogTail(ctx context.Context, upid proxmox.UPID, n int) ([]string, error)
 	StopTask(ctx context.Context, upid proxmox.UPID) error
-	VzdumpArchive(ctx context.Context, upid proxmox.UPID, storage string) (string, error)
 }
+
+// GuestAPI is the whole of *proxmox.Client that the builtins use: the
+// union of the modules' interfaces above. It is what [Env.Proxmox] holds.
+type GuestAPI interface {
+	guestReader
+	guestMutator
+	taskAPI
+}
+
+var _ GuestAPI = (*proxmox.Client)(nil)
 
 // HostOps is the part of *proxmox.Privileged the host module calls.
 type HostOps interface {

@@ -86,7 +86,7 @@ func smartFromHost(ctx context.Context, host HostOps, d proxmox.Disk) smartReadi
 	return r
 }
 
-func smartFromAPI(ctx context.Context, api GuestAPI, d proxmox.Disk) smartReading {
+func smartFromAPI(ctx context.Context, api guestReader, d proxmox.Disk) smartReading {
 	r := smartReading{device: d.DevPath, model: d.Model, source: "api", health: "UNKNOWN"}
 	data, err := api.DiskSMART(ctx, d.DevPath)
 	if err != nil {

@@ -103,7 +103,7 @@ var ProxmoxTable = &Table{
 // ---- reads ----
 
 // readFn is a read builtin's body once its arguments are unpacked.
-type readFn func(ctx context.Context, api GuestAPI) (starlark.Value, error)
+type readFn func(ctx context.Context, api guestReader) (starlark.Value, error)
 
 // read runs fn with the run's context and client, naming b in errors.
 func read(thread *starlark.Thread, b *starlark.Builtin, fn readFn) (starlark.Value, error) {
@@ -127,7 +127,7 @@ func pveVersion(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if err := noArgs(b, args, kwargs); err != nil {
 		return nil, err
 	}
-	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
 		v, err := api.Version(ctx)
 		return versionValue(v), err
 	})
@@ -137,7 +137,7 @@ func pveNodes(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	if err := noArgs(b, args, kwargs); err != nil {
 		return nil, err
 	}
-	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
 		ns, err := api.Nodes(ctx)
 		return listOf(ns, nodeValue), err
 	})
@@ -147,7 +147,7 @@ func pveNodeStatus(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 	if err := noArgs(b, args, kwargs); err != nil {
 		return nil, err
 	}
-	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
 		s, err := api.NodeStatus(ctx)
 		return nodeStatusValue(s), err
 	})
@@ -158,7 +158,7 @@ func pveResources(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tu
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "type?", &typ); err != nil {
 		return nil, err
 	}
-	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
 		rs, err := api.ClusterResources(ctx, typ)
 		return listOf(rs, resourceValue), err
 	})
@@ -168,7 +168,7 @@ func pveGuests(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	if err := noArgs(b, args, kwargs); err != nil {
 		return nil, err
 	}
-	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
 		gs, err := api.Guests(ctx)
 		return listOf(gs, guestValue), err
 	})
@@ -178,7 +178,7 @@ func pveNode(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs); err != nil {
 		return nil, err
 	}
-	return read(thread, b, func(_ context.Context, api GuestAPI) (starlark.Value, error) {
+	return read(thread, b, func(_ context.Context, api guestReader) (starlark.Value, error) {
 		return starlark.String(api.Node()), nil
 	})
 }
@@ -195,7 +195,7 @@ func pveWaitStatus(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 	if want != "running" && want != "stopped" {
 		return nil, fmt.Errorf("%s: status %q: want \"running\" or \"stopped\"", b.Name(), want)
 	}
-	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
 		env := EnvOf(thread)
 		interval, limit := env.Wait.MinInterval, env.Wait.MaxInterval
 		if interval <= 0 {
@@ -232,7 +232,7 @@ func pveGuest(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "vmid", &vmid); err != nil {
 		return nil, err
 	}
-	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
 		s, err := api.GuestStatus(ctx, int(vmid))
 		if s.VMID == 0 {
 			s.VMID = int(vmid) // status/current has no vmid beyond the path
@@ -246,7 +246,7 @@ func pveConfig(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "vmid", &vmid); err != nil {
 		return nil, err
 	}
-	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
 		c, err := api.GuestConfig(ctx, int(vmid))
 		return guestConfigValue(c), err
 	})
@@ -256,7 +256,7 @@ func pveStorages(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	if err := noArgs(b, args, kwargs); err != nil {
 		return nil, err
 	}
-	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
 		ss, err := api.Storages(ctx)
 		return listOf(ss, storageValue), err
 	})
@@ -266,7 +266,7 @@ func pveNodeStorages(thread *starlark.Thread, b *starlark.Builtin, args starlark
 	if err := noArgs(b, args, kwargs); err != nil {
 		return nil, err
 	}
-	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
 		ss, err := api.NodeStorages(ctx)
 		return listOf(ss, storageValue), err
 	})
@@ -283,7 +283,7 @@ func pveContent(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if err := nonEmpty(b, "storage", storage); err != nil {
 		return nil, err
 	}
-	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
 		vs, err := api.StorageContent(ctx, storage, content, int(vmid))
 		return listOf(vs, volumeValue), err
 	})
@@ -294,7 +294,7 @@ func pveSnapshots(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tu
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "vmid", &vmid); err != nil {
 		return nil, err
 	}
-	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
 		ss, err := api.Snapshots(ctx, int(vmid))
 		return listOf(ss, snapshotValue), err
 	})
@@ -313,7 +313,7 @@ func pveTasks(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 		return nil, fmt.Errorf("%s: limit must be >= 0, got %d", b.Name(), f.Limit)
 	}
 	f.VMID = int(vmid)
-	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
 		ts, err := api.Tasks(ctx, f)
 		return listOf(ts, taskListValue), err
 	})
@@ -323,7 +323,7 @@ func pveNextID(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	if err := noArgs(b, args, kwargs); err != nil {
 		return nil, err
 	}
-	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
 		id, err := api.NextID(ctx)
 		return starlark.MakeInt(id), err
 	})
@@ -333,7 +333,7 @@ func pveDisks(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	if err := noArgs(b, args, kwargs); err != nil {
 		return nil, err
 	}
-	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
 		ds, err := api.Disks(ctx)
 		return listOf(ds, diskValue), err
 	})
@@ -347,7 +347,7 @@ func pveSmart(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	if err := nonEmpty(b, "disk", disk); err != nil {
 		return nil, err
 	}
-	return read(thread, b, func(ctx context.Context, api GuestAPI) (starlark.Value, error) {
+	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
 		s, err := api.DiskSMART(ctx, disk)
 		return smartDataValue(s), err
 	})
@@ -362,7 +362,7 @@ type mutation struct {
 	wait    bool
 	timeout durationArg
 	storage string // vzdump's target, to find the archive
-	do      func(ctx context.Context, api GuestAPI) (proxmox.UPID, error)
+	do      func(ctx context.Context, api guestMutator) (proxmox.UPID, error)
 }
 
 // mutate carries out the mutation contract documented on [ProxmoxTable].
@@ -444,7 +444,7 @@ func pveRestore(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	}
 	o.VMID = int(vmid)
 	m.lock = []int{o.VMID}
-	m.do = func(ctx context.Context, api GuestAPI) (proxmox.UPID, error) { return api.RestoreGuest(ctx, o) }
+	m.do = func(ctx context.Context, api guestMutator) (proxmox.UPID, error) { return api.RestoreGuest(ctx, o) }
 	return mutate(env, api, b, m)
 }
 
@@ -511,7 +511,7 @@ func pveVzdump(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 		}
 	}
 	m.storage = o.Storage
-	m.do = func(ctx context.Context, api GuestAPI) (proxmox.UPID, error) { return api.Vzdump(ctx, o) }
+	m.do = func(ctx context.Context, api guestMutator) (proxmox.UPID, error) { return api.Vzdump(ctx, o) }
 	return mutate(env, api, b, m)
 }
 
@@ -527,9 +527,9 @@ func checkSnapshotName(b *starlark.Builtin, name string) error {
 
 // guestMutation is the common shape: unpack (vmid, extra..., wait, timeout),
 // then call do on the locked guest. do takes the client first so method
-// expressions such as GuestAPI.Start fit it.
+// expressions such as guestMutator.Start fit it.
 func guestMutation(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple,
-	extra []any, check func() error, do func(api GuestAPI, ctx context.Context, vmid int) (proxmox.UPID, error)) (starlark.Value, error) {
+	extra []any, check func() error, do func(api guestMutator, ctx context.Context, vmid int) (proxmox.UPID, error)) (starlark.Value, error) {
 	var (
 		vmid VMID
 		m    = mutation{wait: true}
@@ -549,7 +549,7 @@ func guestMutation(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 		return nil, err
 	}
 	m.lock = []int{int(vmid)}
-	m.do = func(ctx context.Context, api GuestAPI) (proxmox.UPID, error) { return do(api, ctx, int(vmid)) }
+	m.do = func(ctx context.Context, api guestMutator) (proxmox.UPID, error) { return do(api, ctx, int(vmid)) }
 	return mutate(env, api, b, m)
 }
 
@@ -558,7 +558,7 @@ func pveSnapshot(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	return guestMutation(thread, b, args, kwargs,
 		[]any{"name", &name, "description?", &description},
 		func() error { return checkSnapshotName(b, name) },
-		func(api GuestAPI, ctx context.Context, vmid int) (proxmox.UPID, error) {
+		func(api guestMutator, ctx context.Context, vmid int) (proxmox.UPID, error) {
 			return api.Snapshot(ctx, vmid, name, description)
 		})
 }
@@ -568,7 +568,7 @@ func pveRollback(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	return guestMutation(thread, b, args, kwargs,
 		[]any{"name", &name},
 		func() error { return nonEmpty(b, "name", name) },
-		func(api GuestAPI, ctx context.Context, vmid int) (proxmox.UPID, error) {
+		func(api guestMutator, ctx context.Context, vmid int) (proxmox.UPID, error) {
 			return api.Rollback(ctx, vmid, name)
 		})
 }
@@ -578,17 +578,17 @@ func pveDeleteSnapshot(thread *starlark.Thread, b *starlark.Builtin, args starla
 	return guestMutation(thread, b, args, kwargs,
 		[]any{"name", &name},
 		func() error { return nonEmpty(b, "name", name) },
-		func(api GuestAPI, ctx context.Context, vmid int) (proxmox.UPID, error) {
+		func(api guestMutator, ctx context.Context, vmid int) (proxmox.UPID, error) {
 			return api.DeleteSnapshot(ctx, vmid, name)
 		})
 }
 
 func pveStart(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	return guestMutation(thread, b, args, kwargs, nil, nil, GuestAPI.Start)
+	return guestMutation(thread, b, args, kwargs, nil, nil, guestMutator.Start)
 }
 
 func pveStop(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	return guestMutation(thread, b, args, kwargs, nil, nil, GuestAPI.Stop)
+	return guestMutation(thread, b, args, kwargs, nil, nil, guestMutator.Stop)
 }
 
 func pveShutdown(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -611,7 +611,7 @@ func pveShutdown(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 		return nil, err
 	}
 	m.lock = []int{int(vmid)}
-	m.do = func(ctx context.Context, api GuestAPI) (proxmox.UPID, error) {
+	m.do = func(ctx context.Context, api guestMutator) (proxmox.UPID, error) {
 		return api.Shutdown(ctx, int(vmid), secs)
 	}
 	return mutate(env, api, b, m)
@@ -621,7 +621,7 @@ func pveDeleteGuest(thread *starlark.Thread, b *starlark.Builtin, args starlark.
 	var purge bool
 	return guestMutation(thread, b, args, kwargs,
 		[]any{"purge?", &purge}, nil,
-		func(api GuestAPI, ctx context.Context, vmid int) (proxmox.UPID, error) {
+		func(api guestMutator, ctx context.Context, vmid int) (proxmox.UPID, error) {
 			return api.DeleteGuest(ctx, vmid, purge)
 		})
 }
@@ -645,7 +645,7 @@ func pveDeleteVolume(thread *starlark.Thread, b *starlark.Builtin, args starlark
 	if err != nil {
 		return nil, err
 	}
-	m.do = func(ctx context.Context, api GuestAPI) (proxmox.UPID, error) {
+	m.do = func(ctx context.Context, api guestMutator) (proxmox.UPID, error) {
 		return api.DeleteVolume(ctx, storage, volid)
 	}
 	return mutate(env, api, b, m)
@@ -682,7 +682,7 @@ func pveSetConfig(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tu
 		return nil, err
 	}
 	m.lock = []int{int(vmid)}
-	m.do = func(ctx context.Context, api GuestAPI) (proxmox.UPID, error) {
+	m.do = func(ctx context.Context, api guestMutator) (proxmox.UPID, error) {
 		return api.SetConfig(ctx, int(vmid), values, deletes)
 	}
 	return mutate(env, api, b, m)

@@ -137,38 +137,50 @@ func TestSetConfigAsync(t *testing.T) {
 
 // TestTaskFailureKeepsType: a task that fails inside PVE with a permission
 // error reaches Go callers of the script as a *proxmox.TaskError, through
-// starlark's *EvalError, with the privilege parsed — whether the client
-// returned the typed error or only a failed status.
+// starlark's *EvalError, with the privilege parsed, exactly as the client
+// built it. A client that breaks WaitTask's contract (a failed status
+// without its error) still fails the call, naming the exit status.
 func TestTaskFailureKeepsType(t *testing.T) {
 	const exit = "Permission check failed (/storage/usb-backup, Datastore.AllocateSpace)"
-	for _, quiet := range []bool{false, true} {
+	{
 		rig := newRig(t)
 		rig.pve.exit["vzdump"] = exit
-		rig.pve.quiet = quiet
+		rig.pve.quiet = true
+		_, err := runStar(t, rig.env, `proxmox.vzdump(101, storage = "usb-backup")`)
+		if err == nil || !strings.Contains(err.Error(), exit) || !strings.Contains(err.Error(), "the wait reported no error") {
+			t.Errorf("a failed status without an error: err = %v; want a failure naming %q", err, exit)
+		}
+		if got := rig.log.all(); got[len(got)-1] != "unlock 101" {
+			t.Errorf("lock not released after failure: %q", got)
+		}
+	}
+	{
+		rig := newRig(t)
+		rig.pve.exit["vzdump"] = exit
 		_, err := runStar(t, rig.env, `proxmox.vzdump(101, storage = "usb-backup")`)
 		var evalErr *starlark.EvalError
 		if !errors.As(err, &evalErr) {
-			t.Fatalf("quiet=%v: err = %v (%T); want *starlark.EvalError", quiet, err, err)
+			t.Fatalf("err = %v (%T); want *starlark.EvalError", err, err)
 		}
 		te, ok := errors.AsType[*proxmox.TaskError](err)
 		if !ok {
-			t.Fatalf("quiet=%v: err = %v; want a *proxmox.TaskError in the chain", quiet, err)
+			t.Fatalf("err = %v; want a *proxmox.TaskError in the chain", err)
 		}
 		if te.ExitStatus != exit || te.Permission == nil || te.Permission.Path != "/storage/usb-backup" ||
 			!slices.Equal(te.Permission.Privileges, []string{"Datastore.AllocateSpace"}) {
-			t.Errorf("quiet=%v: TaskError = %+v (permission %+v)", quiet, te, te.Permission)
+			t.Errorf("TaskError = %+v (permission %+v)", te, te.Permission)
 		}
 		if len(te.LogTail) == 0 {
-			t.Errorf("quiet=%v: TaskError has no log tail", quiet)
+			t.Errorf("TaskError has no log tail")
 		}
 		if p, ok := proxmox.IsPermission(err); !ok || p.Privileges[0] != "Datastore.AllocateSpace" {
-			t.Errorf("quiet=%v: IsPermission(err) = %v, %v", quiet, p, ok)
+			t.Errorf("IsPermission(err) = %v, %v", p, ok)
 		}
 		if !strings.HasPrefix(evalErr.Msg, "proxmox.vzdump: task vzdump") {
-			t.Errorf("quiet=%v: message %q; want it to start with the builtin's name", quiet, evalErr.Msg)
+			t.Errorf("message %q; want it to start with the builtin's name", evalErr.Msg)
 		}
 		if got := rig.log.all(); got[len(got)-1] != "unlock 101" {
-			t.Errorf("quiet=%v: lock not released after failure: %q", quiet, got)
+			t.Errorf("lock not released after failure: %q", got)
 		}
 	}
 }

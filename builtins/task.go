@@ -117,12 +117,11 @@ func waitOptions(env *Env, timeout durationArg) proxmox.WaitOptions {
 	return o
 }
 
-// finish waits for upid and fills in r. The client's WaitTask returns a
-// *proxmox.TaskError for a failed task; should an implementation report a
-// failed status without one, finish builds it, so every caller sees the
-// same typed error. For a one-guest vzdump (PVE names the guest in the
-// UPID's id only then) with a known storage, it looks up the archive.
-func finish(ctx context.Context, api GuestAPI, r taskResult, o proxmox.WaitOptions, start time.Time) (taskResult, error) {
+// finish waits for upid and fills in r. WaitTask returns the client's
+// *proxmox.TaskError for a failed task, which passes through unchanged.
+// For a one-guest vzdump (PVE names the guest in the UPID's id only then)
+// with a known storage, it looks up the archive.
+func finish(ctx context.Context, api taskWaiter, r taskResult, o proxmox.WaitOptions, start time.Time) (taskResult, error) {
 	st, err := api.WaitTask(ctx, r.UPID, o)
 	if err != nil {
 		return r, err
@@ -131,7 +130,8 @@ func finish(ctx context.Context, api GuestAPI, r taskResult, o proxmox.WaitOptio
 		return r, fmt.Errorf("task %s: wait returned while it is still running", r.UPID)
 	}
 	if !st.Succeeded() {
-		return r, failedTask(ctx, api, r.UPID, st.ExitStatus, o.LogTail)
+		// WaitTask's contract: a failed task comes with its *TaskError.
+		return r, fmt.Errorf("task %s stopped with %q, but the wait reported no error", r.UPID, st.ExitStatus)
 	}
 	r.Status, r.ExitStatus = st.Status, st.ExitStatus
 	if r.UPID.Type == "vzdump" && r.UPID.ID != "" && r.Storage != "" {
@@ -143,22 +143,6 @@ func finish(ctx context.Context, api GuestAPI, r taskResult, o proxmox.WaitOptio
 	}
 	r.Duration = time.Since(start)
 	return r, nil
-}
-
-// failedTask builds the *proxmox.TaskError of a task that stopped with
-// exit, with the log tail when Proxmox still serves it.
-func failedTask(ctx context.Context, api GuestAPI, upid proxmox.UPID, exit string, tail int) error {
-	if tail <= 0 {
-		tail = 20
-	}
-	te := &proxmox.TaskError{UPID: upid, ExitStatus: exit}
-	if p, ok := proxmox.ParsePermission(exit); ok {
-		te.Permission = p
-	}
-	if lines, err := api.TaskLogTail(ctx, upid, tail); err == nil {
-		te.LogTail = lines
-	}
-	return te
 }
 
 // taskRef is a task argument: a task struct (its upid, storage and sync
@@ -304,7 +288,7 @@ func taskLog(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 }
 
 // fullLog pages through the whole task log.
-func fullLog(ctx context.Context, api GuestAPI, upid proxmox.UPID) ([]string, error) {
+func fullLog(ctx context.Context, api taskAPI, upid proxmox.UPID) ([]string, error) {
 	var out []string
 	for len(out) < logMax {
 		page, err := api.TaskLog(ctx, upid, len(out), logPage)

@@ -69,6 +69,7 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 		Retention:      hot.Retention,
 		ShutdownGrace:  c.ShutdownGrace,
 		HealthInterval: c.HealthEvery,
+		Proxmox:        be.Client,
 		Engine: engine.Config{
 			Env:           be.Env,
 			MaxSteps:      g.Runtime.MaxSteps,

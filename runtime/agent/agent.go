@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/hub"
@@ -28,6 +29,16 @@ const (
 	// StoreFile is the run store's file name in Config.StateDir.
 	StoreFile = "runs.db"
 )
+
+// ProxmoxAPI is what the agent itself asks of Proxmox (*proxmox.Client
+// implements it): its version, for the health probe, and waiting for a
+// task, to follow the tasks of interrupted runs to their end.
+type ProxmoxAPI interface {
+	Version(ctx context.Context) (proxmox.Version, error)
+	WaitTask(ctx context.Context, upid proxmox.UPID, o proxmox.WaitOptions) (proxmox.TaskStatus, error)
+}
+
+var _ ProxmoxAPI = (*proxmox.Client)(nil)
 
 // Config configures an [Agent]. The zero value of each field is
 // documented; PlaybooksDir and StateDir are required.
@@ -56,11 +67,15 @@ type Config struct {
 	// context ends before they are cancelled; 0 means
 	// DefaultShutdownGrace, negative cancels them at once.
 	ShutdownGrace time.Duration
-	// Engine configures the runs: Env carries the Proxmox client (also
-	// used to follow interrupted runs' tasks and by the health probe),
-	// the fenced host operations and the tunnel. Env.Gauges nil means the
-	// agent's /metrics; Engine.Logger nil means Logger.
+	// Engine configures the runs: Env carries the playbooks' Proxmox
+	// client, the fenced host operations and the tunnel. Env.Gauges nil
+	// means the agent's /metrics; Engine.Logger nil means Logger.
 	Engine engine.Config
+	// Proxmox is the agent's own use of Proxmox — the health probe and
+	// following interrupted runs' tasks — normally the same
+	// *proxmox.Client as Engine.Env.Proxmox. nil: /healthz reports no
+	// client, and interrupted tasks are left for a later start.
+	Proxmox ProxmoxAPI
 	// Loader configures how playbooks load (builtin tables, load-time
 	// step budget, cache size). Its Logger nil means Logger.
 	Loader engine.LoaderOptions

@@ -153,7 +153,7 @@ func BenchmarkConcurrentRuns1000(b *testing.B) {
 		"snap.star": agentPlaybook("snap", `    t = proxmox.snapshot(ctx.params.vmid, "bench%d" % ctx.params.round)
     return t.exitstatus`, `concurrent = True, params = {"vmid": param.int(), "round": param.int()}`),
 	}, func(c *Config) {
-		c.Engine.Env.Proxmox = client
+		c.Engine.Env.Proxmox, c.Proxmox = client, client
 		c.Engine.MaxConcurrent = runs
 		c.Listen = ""
 	})

@@ -21,7 +21,6 @@ import (
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/internal/enginetest"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 
-	"gitea.dooplex.hu/admin/felhom-agent/builtins"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/api"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
@@ -377,7 +376,7 @@ func TestAgentShutdownGrace(t *testing.T) {
 // fakePVE is a Proxmox client whose Version fails with the error the test
 // sets; other methods are not called by these tests.
 type fakePVE struct {
-	builtins.GuestAPI
+	ProxmoxAPI
 	mu  sync.Mutex
 	err error
 }
@@ -399,7 +398,7 @@ func TestAgentHealthz(t *testing.T) {
 	pve.setErr(&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED})
 	probed := make(chan struct{}, 10)
 	ta := startAgent(t, map[string]string{"a.star": agentPlaybook("a", "    pass", "")},
-		func(c *Config) { c.Engine.Env.Proxmox = pve },
+		func(c *Config) { c.Proxmox = pve },
 		func(a *Agent) { a.hooks.probed = func() { probed <- struct{}{} } })
 	<-probed // the probe at start
 

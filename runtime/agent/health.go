@@ -66,7 +66,7 @@ func (a *Agent) probeLoop(ctx context.Context) {
 
 // probe asks Proxmox for its version once and records the outcome.
 func (a *Agent) probe(ctx context.Context) {
-	client := a.cfg.Engine.Env.Proxmox
+	client := a.cfg.Proxmox
 	var errMsg, detail string
 	if client == nil {
 		errMsg = "no Proxmox client is configured"

@@ -108,7 +108,6 @@ func (a *Agent) finishUnstarted(id string, status runstate.Status, kind, msg str
 // execute runs lr to its end and records it.
 func (a *Agent) execute(lr *liveRun, pb *engine.Playbook, params *engine.Params, attrs []any) {
 	defer a.running.Done()
-	defer a.metrics.inFlight.Dec()
 	logger := slog.New(&runLogHandler{next: a.log.Handler(), sink: lr.log})
 	// The engine tags its lines with run and playbook; the agent's own
 	// lines around them tag themselves (the store leaves the tags out).
@@ -138,6 +137,9 @@ func (a *Agent) execute(lr *liveRun, pb *engine.Playbook, params *engine.Params,
 	if len(res.Output) > 0 {
 		result = res.Output
 	}
+	// Out of flight before the record says it ended, so a reader who saw
+	// the end sees the gauge without it.
+	a.metrics.inFlight.Dec()
 	if err := a.store.Finish(context.Background(), lr.id, store.FinishInfo{
 		Status: status, Error: res.Error, ErrorKind: res.Kind, Result: result,
 	}); err != nil {

@@ -59,7 +59,7 @@ func (a *Agent) recoverRuns() error {
 // its end and notes it in its run's log. It gives up only when the agent
 // stops, leaving the task open for the next start.
 func (a *Agent) follow(upid proxmox.UPID, runID string) {
-	client := a.cfg.Engine.Env.Proxmox
+	client := a.cfg.Proxmox
 	if client == nil {
 		a.log.Warn("cannot follow a Proxmox task: no Proxmox client is configured", "run", runID, "upid", upid.String())
 		return

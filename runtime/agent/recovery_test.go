@@ -75,7 +75,7 @@ func TestRecoveryInterruptsAndFollowsTasks(t *testing.T) {
 
 	followed := make(chan string, 2)
 	ta := startAgent(t, map[string]string{"snap.star": agentPlaybook("snap", "    return None", "")},
-		func(c *Config) { c.StateDir, c.Engine.Env.Proxmox = state, client },
+		func(c *Config) { c.StateDir, c.Engine.Env.Proxmox, c.Proxmox = state, client, client },
 		func(a *Agent) { a.hooks.followed = func(u string) { followed <- u } })
 	got := map[string]bool{<-followed: true, <-followed: true}
 	if !got[upid.String()] || !got[gone] {
@@ -124,7 +124,7 @@ func TestRunRecordsTasksAndMetrics(t *testing.T) {
     monitor.gauge("snapshots_taken", 1, labels = {"vmid": "101"})
     monitor.gauge("snapshots_taken", 1, labels = {"guest": "101"})
     return t.exitstatus`, ""),
-	}, func(c *Config) { c.Engine.Env.Proxmox = client })
+	}, func(c *Config) { c.Engine.Env.Proxmox, c.Proxmox = client, client })
 
 	run, _ := ta.wait(ta.start("snap", nil).ID)
 	if run.Status != "succeeded" || len(run.Tasks) != 1 || run.Tasks[0].Status != "stopped" || run.Tasks[0].ExitStatus != "OK" ||
