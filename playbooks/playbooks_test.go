@@ -49,7 +49,8 @@ func TestShippedPlaybooksCheck(t *testing.T) {
 	for _, n := range names {
 		paths = append(paths, n+".star")
 	}
-	for _, d := range engine.Check(".", paths) {
+	_, diags := engine.Check(".", paths)
+	for _, d := range diags {
 		t.Error(d)
 	}
 	matches, _ := filepath.Glob("*.star")

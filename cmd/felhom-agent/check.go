@@ -14,17 +14,29 @@ type CheckCmd struct {
 // Run prints one "file:line:col: message" line per problem and fails when
 // there is any.
 func (c *CheckCmd) Run(g *Globals) error {
-	root, paths, err := playbookPaths(g.Playbooks, c.Paths)
-	if err != nil {
-		return err
-	}
-	diags := engine.Check(root, paths)
+	checked, diags := engine.Check(rootFor(g.Playbooks, c.Paths), c.Paths)
 	for _, d := range diags {
 		fmt.Fprintln(g.stdout, d.String())
 	}
 	if len(diags) > 0 {
 		return failed(fmt.Errorf("check: %d problem(s)", len(diags)))
 	}
-	fmt.Fprintf(g.stdout, "%d playbook file(s) OK\n", len(paths))
+	var playbooks, modules int
+	for _, rel := range checked {
+		if engine.ClassifyFile(rel) == engine.FilePlaybook {
+			playbooks++
+		} else {
+			modules++
+		}
+	}
+	fmt.Fprintf(g.stdout, "%s and %s OK\n", plural(playbooks, "playbook"), plural(modules, "module"))
 	return nil
+}
+
+// plural is "1 playbook", "2 playbooks".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

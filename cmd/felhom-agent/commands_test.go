@@ -29,7 +29,7 @@ func TestCommands(t *testing.T) {
 			[]string{"--- PASS: testdata/cli/mixed_test.star: test_passes", "--- FAIL: testdata/cli/mixed_test.star: test_fails",
 				"testdata/cli/mixed_test.star:5:14: guests: 4 != 0", "1 passed, 1 failed"}},
 		{"test filters by name", []string{"test", "--run", "passes", "testdata/cli/mixed_test.star"}, exitOK, []string{"1 passed, 0 failed"}},
-		{"check the shipped playbooks", []string{"--playbooks", "../../playbooks", "check"}, exitOK, []string{"6 playbook file(s) OK"}},
+		{"check the shipped playbooks", []string{"--playbooks", "../../playbooks", "check"}, exitOK, []string{"6 playbooks and 2 modules OK"}},
 		{"check broken playbooks", []string{"check", "../../testdata/check/syntax_error.star"}, exitFailed, []string{"syntax_error.star:"}},
 		{"fmt lists an unformatted file", []string{"fmt", unformatted}, exitOK, []string{unformatted}},
 		{"fmt -w rewrites it", []string{"fmt", "-w", unformatted}, exitOK, nil},
@@ -52,5 +52,55 @@ func TestCommands(t *testing.T) {
 				t.Errorf("stdout = %q; want nothing", stdout.String())
 			}
 		})
+	}
+}
+
+// TestCheckDirectory: `check DIR`, `test DIR` and `fmt DIR` see the files
+// the registry serves — editors' lock and swap files skipped, modules in
+// subdirectories checked — so a broken lib/ file is reported and an
+// editor's .#ok.star is not.
+func TestCheckDirectory(t *testing.T) {
+	dir := t.TempDir()
+	for name, src := range map[string]string{
+		"ok.star":         "def run(ctx):\n    return 1\n\nplaybook(name = \"ok\", run = run)\n",
+		".#ok.star":       "an editor's lock file, not Starlark (\n",
+		".ok.star.swp":    "swap (\n",
+		"lib/broken.star": "def f(:\n",
+		"lib/.#x.star":    "lock (\n",
+		"ok_test.star":    "def test_ok():\n    assert.eq(run_playbook(\"ok.star\").status, \"succeeded\")\n",
+		".#ok_test.star":  "lock (\n",
+	} {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"check", dir}, &stdout, &stderr); code != exitFailed {
+		t.Fatalf("check DIR = %d; want %d (lib/broken.star)\n%s%s", code, exitFailed, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	if !strings.Contains(out, filepath.Join(dir, "lib", "broken.star")+":1:") || strings.Contains(out, ".#") || strings.Contains(out, ".swp") {
+		t.Errorf("check DIR printed:\n%s\nwant lib/broken.star reported and no editor file", out)
+	}
+
+	stdout.Reset()
+	if code := run([]string{"check", filepath.Join(dir, "ok.star")}, &stdout, &stderr); code != exitOK || !strings.Contains(stdout.String(), "1 playbook and 0 modules OK") {
+		t.Errorf("check ok.star = %d:\n%s", code, stdout.String())
+	}
+
+	stdout.Reset()
+	if code := run([]string{"test", dir}, &stdout, &stderr); code != exitOK || !strings.Contains(stdout.String(), "1 passed, 0 failed") {
+		t.Errorf("test DIR = %d:\n%s%s", code, stdout.String(), stderr.String())
+	}
+
+	stdout.Reset()
+	stderr.Reset()
+	run([]string{"fmt", dir}, &stdout, &stderr)
+	if strings.Contains(stdout.String()+stderr.String(), ".#") {
+		t.Errorf("fmt DIR looked at an editor's file:\n%s%s", stdout.String(), stderr.String())
 	}
 }

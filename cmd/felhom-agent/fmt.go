@@ -18,7 +18,7 @@ type FmtCmd struct {
 // Run lists (or rewrites) every file whose formatting differs; a file that
 // does not parse is an error naming its position.
 func (c *FmtCmd) Run(g *Globals) error {
-	files, err := starFiles(g.Playbooks, c.Paths)
+	_, files, err := listFiles(g.Playbooks, c.Paths, engine.FilePlaybook, engine.FileModule, engine.FileTest)
 	if err != nil {
 		return err
 	}

@@ -1,61 +1,35 @@
 package main
 
 import (
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 )
 
-// playbookPaths expands args (files and directories; none means the
-// playbooks directory) into the playbook files to consider and the root
-// their load() statements resolve in: the playbooks directory when every
-// file lies under it, otherwise the directory of the first argument.
-func playbookPaths(playbooks string, args []string) (root string, files []string, err error) {
-	if len(args) == 0 {
-		args = []string{playbooks}
-	}
-	for _, a := range args {
-		fi, err := os.Stat(a)
-		if err != nil {
-			return "", nil, err
-		}
-		if !fi.IsDir() {
-			files = append(files, a)
-			continue
-		}
-		matches, err := filepath.Glob(filepath.Join(a, "*.star"))
-		if err != nil {
-			return "", nil, err
-		}
-		for _, m := range matches {
-			if !isTestFile(m) {
-				files = append(files, m)
-			}
-		}
-	}
-	return rootFor(playbooks, args[0], files), files, nil
-}
-
-// rootFor picks the load() root for files: the playbooks directory when it
-// holds all of them, else first itself (a directory) or its directory.
-func rootFor(playbooks, first string, files []string) string {
-	if under(playbooks, files) {
+// rootFor picks the load() root for the files or directories args name
+// (none: the playbooks directory): the playbooks directory when it holds
+// all of them, else the first argument itself (a directory) or its
+// directory. Which files under them count is the engine's one rule
+// ([engine.ListFiles]).
+func rootFor(playbooks string, args []string) string {
+	if len(args) == 0 || under(playbooks, args) {
 		return playbooks
 	}
-	if fi, err := os.Stat(first); err == nil && fi.IsDir() {
-		return first
+	if fi, err := os.Stat(args[0]); err == nil && fi.IsDir() {
+		return args[0]
 	}
-	return filepath.Dir(first)
+	return filepath.Dir(args[0])
 }
 
-// under reports whether every file lies below dir.
-func under(dir string, files []string) bool {
+// under reports whether every path lies below dir (or is dir).
+func under(dir string, paths []string) bool {
 	absDir, err := filepath.Abs(dir)
-	if err != nil || len(files) == 0 {
+	if err != nil {
 		return false
 	}
-	for _, f := range files {
+	for _, f := range paths {
 		abs, err := filepath.Abs(f)
 		if err != nil {
 			return false
@@ -68,45 +42,19 @@ func under(dir string, files []string) bool {
 	return true
 }
 
-// isTestFile reports whether path is a playbook test (*_test.star).
-func isTestFile(path string) bool {
-	return strings.HasSuffix(path, "_test.star")
-}
-
-// starFiles expands args (none means the playbooks directory) into every
-// .star file, directories walked recursively.
-func starFiles(playbooks string, args []string) ([]string, error) {
-	return walkFiles(playbooks, args, func(p string) bool { return filepath.Ext(p) == ".star" })
-}
-
-// testFiles expands args (none means the playbooks directory) into
-// *_test.star files, directories searched recursively.
-func testFiles(playbooks string, args []string) ([]string, error) {
-	return walkFiles(playbooks, args, isTestFile)
-}
-
-// walkFiles expands args (none means the playbooks directory): a file is
-// taken as given, a directory is walked for the files keep accepts.
-func walkFiles(playbooks string, args []string, keep func(string) bool) ([]string, error) {
-	if len(args) == 0 {
-		args = []string{playbooks}
+// listFiles is [engine.ListFiles] for the command line: args (none: the
+// playbooks directory) expanded to the files of the given kinds, as paths
+// under their root, and that root.
+func listFiles(playbooks string, args []string, kinds ...engine.FileKind) (root string, files []string, err error) {
+	root = rootFor(playbooks, args)
+	rels, err := engine.ListFiles(root, args, kinds...)
+	if err != nil {
+		return "", nil, err
 	}
-	var files []string
-	for _, a := range args {
-		err := filepath.WalkDir(a, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if !d.IsDir() && (p == a || keep(p)) {
-				files = append(files, p)
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
+	for _, rel := range rels {
+		files = append(files, filepath.Join(root, filepath.FromSlash(rel)))
 	}
-	return files, nil
+	return root, files, nil
 }
 
 // writeFileAtomic replaces path with data through a temporary file in the

@@ -35,7 +35,7 @@ func (c *RunCmd) Run(g *Globals) error {
 	}
 	logger := g.logger(g.stderr)
 
-	pb, err := engine.LoadFile(c.Playbook, rootFor(g.Playbooks, c.Playbook, []string{c.Playbook}))
+	pb, err := engine.LoadFile(c.Playbook, rootFor(g.Playbooks, []string{c.Playbook}))
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/playtest"
 )
 
@@ -22,14 +23,14 @@ type TestCmd struct {
 
 // Run runs the tests; any failure exits 1.
 func (c *TestCmd) Run(g *Globals) error {
-	files, err := testFiles(g.Playbooks, c.Paths)
+	root, files, err := listFiles(g.Playbooks, c.Paths, engine.FileTest)
 	if err != nil {
 		return err
 	}
 	if len(files) == 0 {
 		return fmt.Errorf("test: no *_test.star files found")
 	}
-	opts := playtest.Options{Root: rootFor(g.Playbooks, files[0], files), MaxSteps: g.Runtime.MaxSteps}
+	opts := playtest.Options{Root: root, MaxSteps: g.Runtime.MaxSteps}
 	if c.Match != "" {
 		if opts.Match, err = regexp.Compile(c.Match); err != nil {
 			return fmt.Errorf("--run: %w", err)

@@ -74,7 +74,7 @@ func (w *watcher) addTree(dir string) ([]string, error) {
 			files = append(files, p)
 			return nil
 		}
-		if p != w.root && strings.HasPrefix(d.Name(), ".") {
+		if p != w.root && engine.Hidden(d.Name()) {
 			return filepath.SkipDir
 		}
 		if err := w.fw.Add(p); err != nil {

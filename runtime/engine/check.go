@@ -4,11 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
-	"path"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -101,20 +97,21 @@ func sourcePos(stack starlark.CallStack) (syntax.Position, bool) {
 // Playbook names must be unique among the files checked.
 //
 // The result is sorted by position and empty when all is well.
-func Check(root string, paths []string) []Diagnostic {
+func Check(root string, paths []string) (checked []string, diags []Diagnostic) {
 	l, err := NewLoader(root, LoaderOptions{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
-		return []Diagnostic{{File: root, Msg: err.Error()}}
+		return nil, []Diagnostic{{File: root, Msg: err.Error()}}
 	}
 	return l.Check(paths)
 }
 
-// Check is [Check] with this loader's tables and options.
-func (l *Loader) Check(paths []string) []Diagnostic {
+// Check is [Check] with this loader's tables and options. checked are the
+// root-relative files it checked ([ListFiles] of playbooks and modules).
+func (l *Loader) Check(paths []string) (checked []string, diags []Diagnostic) {
 	files, diags := l.checkTargets(paths)
 	names := map[string]string{} // playbook name -> the file that declared it first
 	for _, rel := range files {
-		if !isPlaybookFile(rel) {
+		if ClassifyFile(rel) != FilePlaybook {
 			if err := l.loadModule(rel); err != nil {
 				diags = append(diags, diagnostics(err, l.displayPath(rel))...)
 			}
@@ -131,7 +128,7 @@ func (l *Loader) Check(paths []string) []Diagnostic {
 		}
 		names[pb.Name] = rel
 	}
-	return sortDiagnostics(diags)
+	return files, sortDiagnostics(diags)
 }
 
 func diagnostics(err error, file string) []Diagnostic {
@@ -151,16 +148,9 @@ func sortDiagnostics(diags []Diagnostic) []Diagnostic {
 	return slices.Compact(diags)
 }
 
-// isPlaybookFile reports whether rel is a playbook: a .star file directly
-// in the root that is neither a test (*_test.star) nor hidden (editors'
-// lock and backup files start with a dot). Everything else is a module,
-// loaded by playbooks.
-func isPlaybookFile(rel string) bool {
-	return !strings.Contains(rel, "/") && !strings.HasPrefix(rel, ".") &&
-		strings.HasSuffix(rel, ".star") && !strings.HasSuffix(rel, "_test.star")
-}
-
-// checkTargets expands paths to root-relative files, in order.
+// checkTargets expands paths to root-relative files: each path on its
+// own, so that one that cannot be listed is a diagnostic and the rest are
+// still checked.
 func (l *Loader) checkTargets(paths []string) ([]string, []Diagnostic) {
 	if len(paths) == 0 {
 		paths = []string{l.dir}
@@ -168,43 +158,12 @@ func (l *Loader) checkTargets(paths []string) ([]string, []Diagnostic) {
 	var files []string
 	var diags []Diagnostic
 	for _, p := range paths {
-		fi, err := os.Stat(p)
+		listed, err := ListFiles(l.dir, []string{p}, FilePlaybook, FileModule)
 		if err != nil {
 			diags = append(diags, Diagnostic{File: p, Msg: readError(err).Error()})
 			continue
 		}
-		if !fi.IsDir() {
-			rel, err := l.Rel(p)
-			if err != nil {
-				diags = append(diags, Diagnostic{File: p, Msg: err.Error()})
-				continue
-			}
-			files = append(files, rel)
-			continue
-		}
-		err = filepath.WalkDir(p, func(fp string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if d.IsDir() {
-				if fp != p && strings.HasPrefix(d.Name(), ".") {
-					return filepath.SkipDir
-				}
-				return nil
-			}
-			if path.Ext(d.Name()) != ".star" || strings.HasSuffix(d.Name(), "_test.star") || strings.HasPrefix(d.Name(), ".") {
-				return nil
-			}
-			rel, err := l.Rel(fp)
-			if err != nil {
-				return err
-			}
-			files = append(files, rel)
-			return nil
-		})
-		if err != nil {
-			diags = append(diags, Diagnostic{File: p, Msg: err.Error()})
-		}
+		files = append(files, listed...)
 	}
 	slices.Sort(files)
 	return slices.Compact(files), diags

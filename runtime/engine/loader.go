@@ -176,7 +176,11 @@ func (l *Loader) Load(path string) (*Playbook, error) {
 // Rel converts a file system path (absolute, or relative to the working
 // directory) to a slash-separated path relative to the root. It fails
 // for a path outside the root. The file need not exist.
-func (l *Loader) Rel(p string) (string, error) {
+func (l *Loader) Rel(p string) (string, error) { return rootRel(l.realDir, l.dir, p) }
+
+// rootRel is [Loader.Rel] for the root whose symbolic links are resolved
+// in realRoot; root is how errors name it.
+func rootRel(realRoot, root, p string) (string, error) {
 	abs, err := filepath.Abs(p)
 	if err != nil {
 		return "", err
@@ -187,9 +191,9 @@ func (l *Loader) Rel(p string) (string, error) {
 	if err != nil {
 		dir = filepath.Dir(abs)
 	}
-	rel, err := filepath.Rel(l.realDir, filepath.Join(dir, filepath.Base(abs)))
+	rel, err := filepath.Rel(realRoot, filepath.Join(dir, filepath.Base(abs)))
 	if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-		return "", fmt.Errorf("%s is not under the playbooks root %s", p, l.dir)
+		return "", fmt.Errorf("%s is not under the playbooks root %s", p, root)
 	}
 	return filepath.ToSlash(rel), nil
 }

@@ -170,7 +170,7 @@ func (r *Registry) Reload(paths ...string) Change {
 		if err != nil {
 			continue
 		}
-		if isPlaybookFile(rel) {
+		if ClassifyFile(rel) == FilePlaybook {
 			affected[rel] = true
 		}
 		r.mu.RLock()
@@ -184,19 +184,11 @@ func (r *Registry) Reload(paths ...string) Change {
 
 // scan lists the playbook files in the root.
 func (r *Registry) scan() []string {
-	entries, err := os.ReadDir(r.loader.realDir)
+	files, err := ListFiles(r.loader.dir, nil, FilePlaybook)
 	if err != nil {
 		return nil
 	}
-	var out []string
-	for _, e := range entries {
-		if e.Type().IsRegular() || e.Type()&fs.ModeSymlink != 0 {
-			if isPlaybookFile(e.Name()) {
-				out = append(out, e.Name())
-			}
-		}
-	}
-	return out
+	return files
 }
 
 // reload loads each of rels (playbook files) and applies the outcome. The
