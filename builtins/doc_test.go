@@ -9,66 +9,16 @@ import (
 
 	starjson "go.starlark.net/lib/json"
 	startime "go.starlark.net/lib/time"
+	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
 )
-
-// CheckTable reports every way t breaks the Table invariant; the tables of
-// every package that defines some are walked by a test like this one.
-func checkTable(t *testing.T, tab *Table) {
-	t.Helper()
-	label := tab.Name
-	if label == "" {
-		label = "(globals)"
-	}
-	if strings.TrimSpace(tab.Doc) == "" {
-		t.Errorf("%s: table has no Doc", label)
-	}
-	seen := map[string]bool{}
-	for _, f := range tab.Funcs {
-		if seen[f.Name] {
-			t.Errorf("%s.%s: listed twice", label, f.Name)
-		}
-		seen[f.Name] = true
-		if !strings.HasPrefix(f.Sig, f.Name+"(") || !strings.HasSuffix(f.Sig, ")") {
-			t.Errorf("%s.%s: Sig %q does not read %s(...)", label, f.Name, f.Sig, f.Name)
-		}
-		if strings.TrimSpace(f.Doc) == "" {
-			t.Errorf("%s.%s: no Doc", label, f.Name)
-		}
-		if f.Fn == nil {
-			t.Errorf("%s.%s: no Fn", label, f.Name)
-		}
-	}
-	for _, a := range tab.Attrs {
-		if seen[a.Name] {
-			t.Errorf("%s.%s: listed twice", label, a.Name)
-		}
-		seen[a.Name] = true
-		if strings.TrimSpace(a.Doc) == "" {
-			t.Errorf("%s.%s: no Doc", label, a.Name)
-		}
-		if a.Value == nil {
-			t.Errorf("%s.%s: no Value", label, a.Name)
-		}
-	}
-	if tab.Name == "" {
-		return
-	}
-	// Every member of the module comes from a documented Func or Attr.
-	for name := range tab.Module().Members {
-		if !seen[name] {
-			t.Errorf("%s.%s: module member without a Func or Attr", label, name)
-		}
-	}
-	if got := len(tab.Module().Members); got != len(seen) {
-		t.Errorf("%s: module has %d members; table lists %d", label, got, len(seen))
-	}
-}
 
 func TestTablesAreComplete(t *testing.T) {
 	names := map[string]bool{}
 	for _, tab := range Tables() {
-		checkTable(t, tab)
+		if err := tab.Check(); err != nil {
+			t.Error(err)
+		}
 		if tab.Name != "" && names[tab.Name] {
 			t.Errorf("module %q listed twice by Tables()", tab.Name)
 		}
@@ -140,5 +90,39 @@ demo.limit
 	}
 	if err := RenderDoc(new(bytes.Buffer), docFixture, "html"); err == nil || !strings.Contains(err.Error(), `unknown format "html"`) {
 		t.Errorf("RenderDoc(html) = %v; want an unknown-format error", err)
+	}
+}
+
+func TestTableCheck(t *testing.T) {
+	fn := catch
+	tests := []struct {
+		name string
+		tab  *Table
+		want []string // fragments of the joined error; none: valid
+	}{
+		{"valid", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f(x)", Doc: "F.", Fn: fn}}, Attrs: []Attr{{Name: "K", Doc: "K.", Value: starlark.MakeInt(1)}}}, nil},
+		{"no table doc", &Table{Name: "m"}, []string{"m: table has no Doc"}},
+		{"bad sig", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "g(x)", Doc: "F.", Fn: fn}}}, []string{`m.f: Sig "g(x)" does not read f(...)`}},
+		{"no doc, no fn", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f()"}}}, []string{"m.f: no Doc", "m.f: no Fn"}},
+		{"twice", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f()", Doc: "F.", Fn: fn}, {Name: "f", Sig: "f()", Doc: "F.", Fn: fn}}}, []string{"m.f: listed twice"}},
+		{"attr without value", &Table{Name: "", Doc: "G.", Attrs: []Attr{{Name: "K", Doc: "K."}}}, []string{"(globals).K: no Value"}},
+	}
+	for _, tt := range tests {
+		err := tt.tab.Check()
+		if len(tt.want) == 0 {
+			if err != nil {
+				t.Errorf("%s: Check() = %v; want nil", tt.name, err)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("%s: Check() = nil; want %q", tt.name, tt.want)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: Check() = %v; want it to contain %q", tt.name, err, w)
+			}
+		}
 	}
 }

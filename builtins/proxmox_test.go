@@ -403,28 +403,3 @@ func TestLoadTime(t *testing.T) {
 		t.Errorf("host.enabled() at load time = %v, %v; want False", g["e"], err)
 	}
 }
-
-// TestTablesDocumented: every function has a signature naming it and a
-// doc, names are unique, and the builtin is registered under
-// "module.name" so its errors start with that.
-func TestTablesDocumented(t *testing.T) {
-	for _, table := range []*Table{ProxmoxTable, TaskTable, HostTable, MonitorTable} {
-		if table.Name == "" || table.Doc == "" {
-			t.Errorf("table %q has no name or doc", table.Name)
-		}
-		seen := map[string]bool{}
-		m := table.Module()
-		for _, f := range table.Funcs {
-			if seen[f.Name] {
-				t.Errorf("%s.%s is listed twice", table.Name, f.Name)
-			}
-			seen[f.Name] = true
-			if !strings.HasPrefix(f.Sig, f.Name+"(") || !strings.HasSuffix(f.Sig, ")") || f.Doc == "" || f.Fn == nil {
-				t.Errorf("%s.%s: Sig %q, Doc %q: want a signature starting %q and a doc", table.Name, f.Name, f.Sig, f.Doc, f.Name+"(")
-			}
-			if b := m.Members[f.Name].(*starlark.Builtin); b.Name() != table.Name+"."+f.Name {
-				t.Errorf("builtin registered as %q; want %q", b.Name(), table.Name+"."+f.Name)
-			}
-		}
-	}
-}

@@ -1,6 +1,10 @@
 package builtins
 
 import (
+	"errors"
+	"fmt"
+	"strings"
+
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
 )
@@ -9,8 +13,11 @@ import (
 // module's members and renders its reference (`felhom-agent doc`), so the
 // documentation cannot drift from what playbooks can call.
 //
-// Invariant: every Func has a non-empty Sig and Doc (a test walks all
-// tables), and Func names are unique within a Table.
+// Invariant (checked by [Table.Check], which every package that defines
+// tables runs over them in a test): the table has a Doc; every Func has a
+// Sig reading "name(...)", a Doc and an Fn; every Attr a Doc and a Value;
+// names are unique; and the module has no member the table does not
+// document.
 type Table struct {
 	Name  string // module name as playbooks see it: "proxmox"
 	Doc   string // one paragraph: what the module is for
@@ -50,4 +57,57 @@ func (t *Table) Module() *starlarkstruct.Module {
 		m.Members[a.Name] = a.Value
 	}
 	return m
+}
+
+// Check reports every way t breaks the Table invariant, joined; nil when
+// it holds. Tests call it for each table they define, so a builtin cannot
+// be added without its documentation.
+func (t *Table) Check() error {
+	label := t.Name
+	if label == "" {
+		label = "(globals)"
+	}
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(label+format, args...)) }
+	if strings.TrimSpace(t.Doc) == "" {
+		bad(": table has no Doc")
+	}
+	seen := map[string]bool{}
+	for _, f := range t.Funcs {
+		if seen[f.Name] {
+			bad(".%s: listed twice", f.Name)
+		}
+		seen[f.Name] = true
+		if !strings.HasPrefix(f.Sig, f.Name+"(") || !strings.HasSuffix(f.Sig, ")") {
+			bad(".%s: Sig %q does not read %s(...)", f.Name, f.Sig, f.Name)
+		}
+		if strings.TrimSpace(f.Doc) == "" {
+			bad(".%s: no Doc", f.Name)
+		}
+		if f.Fn == nil {
+			bad(".%s: no Fn", f.Name)
+		}
+	}
+	for _, a := range t.Attrs {
+		if seen[a.Name] {
+			bad(".%s: listed twice", a.Name)
+		}
+		seen[a.Name] = true
+		if strings.TrimSpace(a.Doc) == "" {
+			bad(".%s: no Doc", a.Name)
+		}
+		if a.Value == nil {
+			bad(".%s: no Value", a.Name)
+		}
+	}
+	m := t.Module()
+	for name, v := range m.Members {
+		if !seen[name] {
+			bad(".%s: module member without a Func or Attr", name)
+		}
+		if b, ok := v.(*starlark.Builtin); ok && t.Name != "" && b.Name() != t.Name+"."+name {
+			bad(".%s: registered as %q; want %q so its errors start with it", name, b.Name(), t.Name+"."+name)
+		}
+	}
+	return errors.Join(errs...)
 }

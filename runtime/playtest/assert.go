@@ -7,8 +7,10 @@ import (
 	"strings"
 	"sync"
 
+	"gitea.dooplex.hu/admin/felhom-agent/builtins"
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
+	"go.starlark.net/syntax"
 )
 
 //go:embed assert.star
@@ -36,13 +38,49 @@ func assertModule() (starlark.Value, error) {
 		}
 		thread := &starlark.Thread{Name: "assert"}
 		var globals starlark.StringDict
-		globals, assertErr = starlark.ExecFile(thread, assertFile, assertSrc, predeclared)
+		globals, assertErr = starlark.ExecFileOptions(&syntax.FileOptions{}, thread, assertFile, assertSrc, predeclared)
 		if assertErr == nil {
 			globals.Freeze()
 			assertValue = globals["assert"]
 		}
 	})
 	return assertValue, assertErr
+}
+
+// AssertTable is the `assert` module of test files. Its functions are
+// written in Starlark (assert.star) over three Go primitives; the table
+// documents them and calls them, so `felhom-agent doc` lists them like
+// every other builtin. A failed assertion is recorded at the test's line
+// and the test goes on.
+var AssertTable = &builtins.Table{
+	Name: "assert",
+	Doc:  "Assertions for test files. A failing assertion records a failure at the calling line of the test (file:line:col: message) and lets the test go on; every failure is reported.",
+	Funcs: []builtins.Func{
+		{Name: "eq", Sig: `eq(got, want, msg="")`, Doc: "Fails unless got == want.", Fn: assertCall("eq")},
+		{Name: "ne", Sig: `ne(got, unwanted, msg="")`, Doc: "Fails if got == unwanted.", Fn: assertCall("ne")},
+		{Name: "true", Sig: `true(cond, msg="assertion failed")`, Doc: "Fails unless cond is true.", Fn: assertCall("true")},
+		{Name: "false", Sig: `false(cond, msg="assertion failed")`, Doc: "Fails if cond is true.", Fn: assertCall("false")},
+		{Name: "contains", Sig: `contains(container, x, msg="")`, Doc: "Fails unless x in container.", Fn: assertCall("contains")},
+		{Name: "not_contains", Sig: `not_contains(container, x, msg="")`, Doc: "Fails if x in container.", Fn: assertCall("not_contains")},
+		{Name: "matches", Sig: `matches(pattern, s, msg="")`, Doc: "Fails unless the regular expression pattern (RE2) matches somewhere in s.", Fn: assertCall("matches")},
+		{Name: "fails", Sig: "fails(fn, pattern, *args, **kwargs)", Doc: "Calls fn(*args, **kwargs) and fails unless it fails with an error matching pattern; returns the error message (\"\" when the call succeeded).", Fn: assertCall("fails")},
+		{Name: "fail", Sig: "fail(msg)", Doc: "Records a failure with msg.", Fn: assertCall("fail")},
+	},
+}
+
+// assertCall is the builtin that calls the assert.star function name.
+func assertCall(name string) func(*starlark.Thread, *starlark.Builtin, starlark.Tuple, []starlark.Tuple) (starlark.Value, error) {
+	return func(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		m, err := assertModule()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", b.Name(), err)
+		}
+		fn, err := m.(starlark.HasAttrs).Attr(name)
+		if err != nil || fn == nil {
+			return nil, fmt.Errorf("%s: assert.star does not define %s", b.Name(), name)
+		}
+		return starlark.Call(thread, fn, args, kwargs)
+	}
 }
 
 // reporter collects a test's failures; it is a thread local of the test.

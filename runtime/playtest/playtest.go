@@ -69,7 +69,7 @@ type Result struct {
 func (r Result) Passed() bool { return len(r.Failures) == 0 }
 
 // Tables are the test-only modules, for `felhom-agent doc`.
-func Tables() []*builtins.Table { return []*builtins.Table{SimTable, testGlobals} }
+func Tables() []*builtins.Table { return []*builtins.Table{SimTable, AssertTable, testGlobals} }
 
 // testGlobals are the global functions test files have besides a playbook's.
 var testGlobals = &builtins.Table{
@@ -90,8 +90,7 @@ func Run(ctx context.Context, files []string, opts Options) ([]Result, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	assert, err := assertModule()
-	if err != nil {
+	if _, err := assertModule(); err != nil {
 		return nil, fmt.Errorf("playtest: assert module: %w", err)
 	}
 	loaders := map[string]*engine.Loader{}
@@ -100,9 +99,8 @@ func Run(ctx context.Context, files []string, opts Options) ([]Result, error) {
 		root := cmp.Or(opts.Root, filepath.Dir(file))
 		l, ok := loaders[root]
 		if !ok {
-			tables := append(builtins.Tables(), SimTable, testGlobals, &builtins.Table{
-				Name: "", Doc: "assert", Attrs: []builtins.Attr{{Name: "assert", Doc: "assertions", Value: assert}},
-			})
+			tables := append(builtins.Tables(), Tables()...)
+			var err error
 			if l, err = engine.NewLoader(root, engine.LoaderOptions{Tables: tables, Logger: opts.Logger, MaxSteps: opts.MaxSteps}); err != nil {
 				return nil, err
 			}
