@@ -5,6 +5,7 @@ import (
 	"math"
 	"time"
 
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	startime "go.starlark.net/lib/time"
 	"go.starlark.net/starlark"
 )
@@ -16,15 +17,9 @@ import (
 //
 //	proxmox.start: for parameter "vmid": got 42, want a guest id between 100 and 999999999
 
-// MinVMID and MaxVMID bound a Proxmox VE guest id (PVE's pve-vmid format).
-const (
-	MinVMID = 100
-	MaxVMID = 999_999_999
-)
-
 // VMID is a guest id. It accepts a Starlark int only — never a string or a
 // float, so "100" in a playbook is a mistake reported at the call — in the
-// range [MinVMID, MaxVMID].
+// range [proxmox.MinVMID, proxmox.MaxVMID].
 type VMID int
 
 var _ starlark.Unpacker = (*VMID)(nil)
@@ -36,8 +31,8 @@ func (id *VMID) Unpack(v starlark.Value) error {
 		return fmt.Errorf("got %s, want int", v.Type())
 	}
 	n, ok := i.Int64()
-	if !ok || n < MinVMID || n > MaxVMID {
-		return fmt.Errorf("got %s, want a guest id between %d and %d", i, MinVMID, MaxVMID)
+	if !ok || n < proxmox.MinVMID || n > proxmox.MaxVMID {
+		return fmt.Errorf("got %s, want a guest id between %d and %d", i, proxmox.MinVMID, proxmox.MaxVMID)
 	}
 	*id = VMID(n)
 	return nil

@@ -158,8 +158,8 @@ func paramError(param string, value any, reason string) error {
 
 // needVMID checks a guest id.
 func needVMID(vmid int) error {
-	if vmid < minVMID || vmid > maxVMID {
-		return paramError("vmid", vmid, fmt.Sprintf("is not a guest id (%d..%d)", minVMID, maxVMID))
+	if vmid < MinVMID || vmid > MaxVMID {
+		return paramError("vmid", vmid, fmt.Sprintf("is not a guest id (%d..%d)", MinVMID, MaxVMID))
 	}
 	return nil
 }

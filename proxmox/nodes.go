@@ -151,7 +151,7 @@ func (c *Client) NextID(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	id := n.toInt()
-	if id < minVMID || id > maxVMID {
+	if id < MinVMID || id > MaxVMID {
 		return 0, fmt.Errorf("GET /cluster/nextid: %q is not a guest id", string(n))
 	}
 	return id, nil

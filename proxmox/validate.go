@@ -38,10 +38,13 @@ const (
 	opSensors      = "host.sensors"
 )
 
-// VMID bounds PVE accepts for a new guest (pve-vmid).
+// MinVMID and MaxVMID bound a Proxmox VE guest id: the pve-vmid format
+// of pve-common's PVE/JSONSchema.pm (an integer 100..999999999). Every
+// check of a guest id — the client, the fenced commands, the builtins, the
+// simulator — uses these two.
 const (
-	minVMID = 100
-	maxVMID = 999999999
+	MinVMID = 100
+	MaxVMID = 999_999_999
 )
 
 var (
@@ -67,8 +70,8 @@ var (
 )
 
 func checkVMID(op string, v int) error {
-	if v < minVMID || v > maxVMID {
-		return &ArgError{op, "vmid", fmt.Sprint(v), fmt.Sprintf("is not in %d..%d", minVMID, maxVMID)}
+	if v < MinVMID || v > MaxVMID {
+		return &ArgError{op, "vmid", fmt.Sprint(v), fmt.Sprintf("is not in %d..%d", MinVMID, MaxVMID)}
 	}
 	return nil
 }

@@ -12,7 +12,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"gitea.dooplex.hu/admin/felhom-agent/internal/clip"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/api"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 )
 
 // The commands in this file talk to a serving agent (felhom-agent serve)
@@ -72,7 +74,7 @@ func (c *RunsListCmd) Run(g *Globals) error {
 	fmt.Fprintln(tw, "ID\tPLAYBOOK\tSTATUS\tSOURCE\tCREATED\tTOOK\tERROR")
 	for _, r := range runs {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Playbook, r.Status, r.Source,
-			r.Created.Local().Format(time.DateTime), took(r), oneLine(r.Error, 60))
+			r.Created.Local().Format(time.DateTime), took(r), clip.Line(r.Error, 60))
 	}
 	return tw.Flush()
 }
@@ -107,7 +109,7 @@ func (c *RunsShowCmd) Run(g *Globals) error {
 	fmt.Fprintf(w, "run:       %s\n", run.ID)
 	fmt.Fprintf(w, "playbook:  %s", run.Playbook)
 	if run.Version != "" {
-		fmt.Fprintf(w, " (version %s)", shortID(run.Version))
+		fmt.Fprintf(w, " (version %s)", engine.ShortVersion(run.Version))
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "source:    %s", run.Source)
@@ -274,8 +276,8 @@ func (c *PlaybooksCmd) Run(g *Globals) error {
 		if p.NextRun != nil {
 			next = p.NextRun.Local().Format(time.DateTime)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, dash(shortID(p.Version)), dash(p.Schedule), next,
-			dash(strings.Join(p.Triggers, ",")), dash(oneLine(p.LoadError, 80)))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, dash(engine.ShortVersion(p.Version)), dash(p.Schedule), next,
+			dash(strings.Join(p.Triggers, ",")), dash(clip.Line(p.LoadError, 80)))
 	}
 	return tw.Flush()
 }
@@ -314,22 +316,6 @@ func took(r api.Run) string {
 		end = *r.Ended
 	}
 	return end.Sub(*r.Started).Round(time.Millisecond).String()
-}
-
-// oneLine is the first line of s, cut to n runes.
-func oneLine(s string, n int) string {
-	s, _, _ = strings.Cut(s, "\n")
-	if r := []rune(s); len(r) > n {
-		return string(r[:n-1]) + "…"
-	}
-	return s
-}
-
-func shortID(v string) string {
-	if len(v) > 12 {
-		return v[:12]
-	}
-	return v
 }
 
 func dash(s string) string {

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 )
 
 // FaultKind names what a Fault does.
@@ -149,7 +151,7 @@ func ParseFault(spec string) (Fault, error) {
 		}
 		if v := fields[2]; v != "*" {
 			n, err := strconv.Atoi(v)
-			if err != nil || n < 100 || n > 999999999 {
+			if err != nil || n < proxmox.MinVMID || n > proxmox.MaxVMID {
 				return bad(2, "vmid", "want a guest id 100-999999999, or *")
 			}
 			f.VMID = n

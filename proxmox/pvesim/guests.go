@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 )
 
 // LXC guests: their configuration (the keys of /etc/pve/lxc/VMID.conf),
@@ -330,7 +332,7 @@ func (c *call) qemuConfig() response {
 // AddGuest adds a guest to the world (replacing none: the vmid must be
 // free).
 func (s *Sim) AddGuest(sp GuestSpec) error {
-	if sp.VMID < 100 || sp.VMID > 999999999 {
+	if sp.VMID < proxmox.MinVMID || sp.VMID > proxmox.MaxVMID {
 		return fmt.Errorf("pvesim: AddGuest: vmid %d out of range 100-999999999", sp.VMID)
 	}
 	if sp.Hostname != "" && checkFormatValue("dns-name", sp.Hostname) != "" {

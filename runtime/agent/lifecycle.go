@@ -206,11 +206,12 @@ func (a *Agent) tcpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", a.metricsHandler())
 	mux.HandleFunc("GET /healthz", a.serveHealth)
-	hubRoutes := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// The hub handler owns its routes (hub.NewHandler); it is swapped
+	// whole when the hub keys change, so the prefix forwards to the
+	// current one.
+	mux.Handle("/v1/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		(*a.hubHandler.Load()).ServeHTTP(w, r)
-	})
-	mux.Handle("POST /v1/triggers", hubRoutes)
-	mux.Handle("GET /v1/runs/{id}", hubRoutes)
+	}))
 	return mux
 }
 

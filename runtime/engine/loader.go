@@ -103,7 +103,7 @@ type Playbook struct {
 }
 
 // ShortVersion is the first 12 hex digits of Version, for display.
-func (p *Playbook) ShortVersion() string { return shortVersion(p.Version) }
+func (p *Playbook) ShortVersion() string { return ShortVersion(p.Version) }
 
 // NewLoader returns a Loader for the playbooks under root.
 func NewLoader(root string, opts LoaderOptions) (*Loader, error) {

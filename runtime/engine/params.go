@@ -17,6 +17,7 @@ import (
 	"go.starlark.net/starlarkstruct"
 
 	"gitea.dooplex.hu/admin/felhom-agent/builtins"
+	"gitea.dooplex.hu/admin/felhom-agent/internal/clip"
 )
 
 // ParamKind is the kind of a declared parameter.
@@ -193,17 +194,21 @@ func (p *Param) refusal(err error, isStr bool, s string, raw json.RawMessage) *P
 	case p.Type.Kind == KindSecret:
 		e.Got = jsonKind(raw)
 	case isStr:
-		e.Got = shorten(strconv.Quote(s))
+		e.Got = clip.String(strconv.Quote(s), refusalQuote)
 	default:
 		var buf bytes.Buffer
 		if json.Compact(&buf, raw) != nil {
 			e.Got = "invalid JSON"
 		} else {
-			e.Got = shorten(buf.String())
+			e.Got = clip.String(buf.String(), refusalQuote)
 		}
 	}
 	return e
 }
+
+// refusalQuote is how much of a refused value a refusal quotes, so it
+// stays readable when the input is long.
+const refusalQuote = 64
 
 func (d *Declaration) paramNames() string {
 	if len(d.Params) == 0 {
@@ -214,19 +219,6 @@ func (d *Declaration) paramNames() string {
 		names[i] = p.Name
 	}
 	return strings.Join(names, ", ")
-}
-
-// shorten keeps refusals readable when the input is long.
-func shorten(s string) string {
-	const max = 64
-	if len(s) <= max {
-		return s
-	}
-	cut := max
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
 }
 
 // jsonKind names the JSON type of raw, for refusals that must not echo
@@ -421,7 +413,7 @@ func (t *ParamType) fromStarlark(v starlark.Value) (starlark.Value, error) {
 // strings the value too.
 func describe(v starlark.Value) string {
 	if s, ok := v.(starlark.String); ok {
-		return "string " + shorten(strconv.Quote(string(s)))
+		return "string " + clip.String(strconv.Quote(string(s)), refusalQuote)
 	}
 	return v.Type()
 }

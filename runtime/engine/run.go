@@ -76,21 +76,8 @@ type Engine struct {
 	memory memoryGuard
 
 	mu      sync.Mutex
-	running map[string]*activeRun // by run id
-	byName  map[string]int        // runs in flight per playbook
-}
-
-type activeRun struct {
-	playbook string
-	started  time.Time
-	cancel   context.CancelCauseFunc
-}
-
-// RunInfo describes a run in flight.
-type RunInfo struct {
-	ID       string
-	Playbook string
-	Started  time.Time
+	running map[string]string // run id -> playbook name, of the runs in flight
+	byName  map[string]int    // runs in flight per playbook
 }
 
 // NewEngine returns an Engine for cfg.
@@ -121,33 +108,9 @@ func NewEngine(cfg Config) *Engine {
 		cfg:     cfg,
 		slots:   make(chan struct{}, cfg.MaxConcurrent),
 		memory:  memoryGuard{limit: limit},
-		running: map[string]*activeRun{},
+		running: map[string]string{},
 		byName:  map[string]int{},
 	}
-}
-
-// Running lists the runs in flight, in no particular order.
-func (e *Engine) Running() []RunInfo {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	out := make([]RunInfo, 0, len(e.running))
-	for id, r := range e.running {
-		out = append(out, RunInfo{ID: id, Playbook: r.playbook, Started: r.started})
-	}
-	return out
-}
-
-// Cancel cancels the run id with cause (nil means context.Canceled) and
-// reports whether such a run was in flight. The run stops at its next
-// Starlark step, or as soon as the builtin it is waiting in returns.
-func (e *Engine) Cancel(id string, cause error) bool {
-	e.mu.Lock()
-	r, ok := e.running[id]
-	e.mu.Unlock()
-	if ok {
-		r.cancel(cause)
-	}
-	return ok
 }
 
 type runIDKey struct{}
@@ -209,7 +172,7 @@ func (e *Engine) Run(ctx context.Context, pb *Playbook, params *Params, opts Run
 
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	if err := e.enter(res.ID, pb, cancel); err != nil {
+	if err := e.enter(res.ID, pb); err != nil {
 		return res.refuse(KindBusy, err)
 	}
 	defer e.leave(res.ID, pb)
@@ -404,20 +367,20 @@ func errPos(err error) string {
 	return ""
 }
 
-func (e *Engine) enter(id string, pb *Playbook, cancel context.CancelCauseFunc) error {
+func (e *Engine) enter(id string, pb *Playbook) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if _, dup := e.running[id]; dup {
 		return fmt.Errorf("a run with id %s is already in flight", id)
 	}
 	if !pb.Decl.Concurrent && e.byName[pb.Name] > 0 {
-		for rid, r := range e.running {
-			if r.playbook == pb.Name {
+		for rid, name := range e.running {
+			if name == pb.Name {
 				return fmt.Errorf("playbook %q is already running (run %s) and does not declare concurrent = True", pb.Name, rid)
 			}
 		}
 	}
-	e.running[id] = &activeRun{playbook: pb.Name, started: time.Now(), cancel: cancel}
+	e.running[id] = pb.Name
 	e.byName[pb.Name]++
 	return nil
 }

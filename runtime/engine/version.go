@@ -34,8 +34,9 @@ func (v versionHash) add(loadName, depVersion string) {
 
 func (v versionHash) sum() string { return hex.EncodeToString(v.h.Sum(nil)) }
 
-// shortVersion is how versions are shown to people.
-func shortVersion(v string) string {
+// ShortVersion is how a version is shown to people: its first 12 hex
+// digits.
+func ShortVersion(v string) string {
 	if len(v) > 12 {
 		return v[:12]
 	}

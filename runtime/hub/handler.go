@@ -100,12 +100,12 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request) {
 func (h *handler) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	var rj *Rejection
 	if !errors.As(err, &rj) {
-		h.log.Error("hub request failed", "method", r.Method, "path", clip(r.URL.Path),
+		h.log.Error("hub request failed", "method", r.Method, "path", clipped(r.URL.Path),
 			"remote", r.RemoteAddr, "err", err)
 		writeJSON(w, http.StatusInternalServerError, errorBody{Error: "internal error"})
 		return
 	}
-	h.log.Warn("hub request rejected", "method", r.Method, "path", clip(r.URL.Path),
+	h.log.Warn("hub request rejected", "method", r.Method, "path", clipped(r.URL.Path),
 		"remote", r.RemoteAddr, "status", rj.Status, "err", rj)
 	rj.Write(w)
 }

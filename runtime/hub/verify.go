@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/internal/clip"
 )
 
 // Defaults of the zero Verifier.
@@ -109,7 +111,7 @@ func (v *Verifier) key(id string) (ed25519.PublicKey, error) {
 	pub, ok := v.Keys[id]
 	if !ok {
 		return nil, reject(http.StatusUnauthorized, msgUnknownKey,
-			fmt.Errorf("key id %q is not configured in hub.keys", clip(id)))
+			fmt.Errorf("key id %q is not configured in hub.keys", clipped(id)))
 	}
 	if len(pub) != ed25519.PublicKeySize {
 		// Only a Keys built by hand can hold this; ed25519.Verify would panic.
@@ -124,11 +126,11 @@ func (v *Verifier) fresh(ts string) error {
 	// Digits only (no sign, no blanks) and short enough that the arithmetic
 	// below cannot overflow.
 	if len(ts) == 0 || len(ts) > 18 {
-		return reject(http.StatusUnauthorized, msgBadTimestamp, fmt.Errorf("timestamp %q is not unix seconds", clip(ts)))
+		return reject(http.StatusUnauthorized, msgBadTimestamp, fmt.Errorf("timestamp %q is not unix seconds", clipped(ts)))
 	}
 	for i := 0; i < len(ts); i++ {
 		if ts[i] < '0' || ts[i] > '9' {
-			return reject(http.StatusUnauthorized, msgBadTimestamp, fmt.Errorf("timestamp %q is not unix seconds", clip(ts)))
+			return reject(http.StatusUnauthorized, msgBadTimestamp, fmt.Errorf("timestamp %q is not unix seconds", clipped(ts)))
 		}
 	}
 	sec, err := strconv.ParseInt(ts, 10, 64)
@@ -178,11 +180,5 @@ func (v *Verifier) readBody(r *http.Request) ([]byte, error) {
 	return b, nil
 }
 
-// clip shortens client-supplied text before it reaches the log.
-func clip(s string) string {
-	const n = 64
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
-}
+// clipped shortens client-supplied text before it reaches the log.
+func clipped(s string) string { return clip.String(s, 64) }
