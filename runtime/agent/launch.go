@@ -1,0 +1,149 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
+)
+
+// A run's record in the store follows it as it goes:
+//
+//	CreateRuns (queued; by the trigger, before it is acknowledged)
+//	MarkStarted(version)
+//	log lines, batched: AppendLog at most every logFlushEvery, and at the end
+//	TaskStarted as soon as a mutation's POST returns a UPID (synchronously,
+//	  from the proxmox.Observer), TaskFinished when a wait sees it stop
+//	Finish(status, error, kind, result), after the last log line is durable
+//
+// so a reader who sees Ended set has the whole log, and a crash at any
+// point loses neither a finished run nor a started UPID.
+
+// liveRun is a run this agent is executing (or about to).
+type liveRun struct {
+	id     string
+	source store.Source
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	log    *runLogSink
+	done   chan struct{} // closed after the run's Finish is recorded
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced on each flush and at the end
+}
+
+// notify wakes WaitChange callers.
+func (lr *liveRun) notify() {
+	lr.mu.Lock()
+	close(lr.changed)
+	lr.changed = make(chan struct{})
+	lr.mu.Unlock()
+}
+
+// watch returns the channel the next change closes.
+func (lr *liveRun) watch() <-chan struct{} {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	return lr.changed
+}
+
+// errCancelledByAPI is the cause of a cancel from the local API.
+var errCancelledByAPI = errors.New("requested through the local API")
+
+// errShutdown is the cause of runs cancelled when the grace period ends.
+var errShutdown = errors.New("the agent is shutting down")
+
+// launch starts a recorded (queued) run of pb in the background. It
+// returns nil without starting anything once the agent is draining: the
+// run is then recorded as cancelled. attrs go on the run's first log line.
+func (a *Agent) launch(run store.Run, pb *engine.Playbook, params *engine.Params, attrs ...any) *liveRun {
+	a.mu.Lock()
+	if a.draining {
+		a.mu.Unlock()
+		a.finishUnstarted(run.ID, runstate.Cancelled, "", "the agent stopped before the run started")
+		return nil
+	}
+	ctx, cancel := context.WithCancelCause(a.runsCtx)
+	lr := &liveRun{id: run.ID, source: run.Source, ctx: ctx, cancel: cancel,
+		done: make(chan struct{}), changed: make(chan struct{})}
+	lr.log = newRunLogSink(a, lr)
+	a.live[run.ID] = lr
+	a.running.Add(1)
+	a.mu.Unlock()
+
+	a.metrics.inFlight.Inc()
+	go a.execute(lr, pb, params, attrs)
+	return lr
+}
+
+// finishUnstarted records the end of a queued run that never ran.
+func (a *Agent) finishUnstarted(id string, status runstate.Status, kind, msg string) {
+	err := a.store.Finish(context.Background(), id, store.FinishInfo{Status: status, ErrorKind: kind, Error: msg})
+	if err != nil {
+		a.log.Error("recording a run that did not start failed", "run", id, "err", err)
+	}
+}
+
+// execute runs lr to its end and records it.
+func (a *Agent) execute(lr *liveRun, pb *engine.Playbook, params *engine.Params, attrs []any) {
+	defer a.running.Done()
+	logger := slog.New(&runLogHandler{next: a.log.Handler(), sink: lr.log})
+	// The engine tags its lines with run and playbook; the agent's own
+	// lines around them tag themselves (the store leaves the tags out).
+	own := logger.With("run", lr.id, "playbook", pb.Name)
+	own.Info("run triggered", append([]any{"source", string(lr.source)}, attrs...)...)
+
+	tasks := &runTasks{a: a, run: lr.id, open: map[string]proxmox.UPID{}}
+	var res *engine.Result
+	if err := a.store.MarkStarted(context.Background(), lr.id, pb.Version, time.Time{}); err != nil {
+		// The record cannot follow the run, so the run does not happen.
+		a.log.Error("recording the start of a run failed; not running it", "run", lr.id, "playbook", pb.Name, "err", err)
+		res = &engine.Result{ID: lr.id, Playbook: pb.Name, Version: pb.Version, Status: runstate.Failed, Kind: engine.KindInternal,
+			Error: "the run store could not record the start", Started: time.Now(), Finished: time.Now()}
+	} else {
+		ctx := proxmox.WithObserver(lr.ctx, tasks)
+		res = a.engine.Run(ctx, pb, params, engine.RunOptions{ID: lr.id, Trigger: string(lr.source), Logger: logger})
+		if res.Backtrace != "" {
+			// After the engine's "run finished": where the run failed or
+			// stopped, frame by frame, for runs show.
+			own.Info("run stopped here", "backtrace", res.Backtrace)
+		}
+	}
+	lr.log.close() // the last line is durable before Ended is set
+
+	status := res.Status
+	var result json.RawMessage
+	if len(res.Output) > 0 {
+		result = res.Output
+	}
+	// Out of flight before the record says it ended, so a reader who saw
+	// the end sees the gauge without it.
+	a.metrics.inFlight.Dec()
+	if err := a.store.Finish(context.Background(), lr.id, store.FinishInfo{
+		Status: status, Error: res.Error, ErrorKind: res.Kind, Result: result,
+	}); err != nil {
+		a.log.Error("recording the end of a run failed", "run", lr.id, "playbook", pb.Name, "err", err)
+	}
+	a.metrics.runFinished(pb.Name, string(status), res.Duration())
+
+	// Tasks the run started and did not see stop (it was cancelled while
+	// waiting, or started one with wait = False) go on on the host: follow
+	// them so that their end is recorded too.
+	for _, upid := range tasks.unfinished() {
+		a.follow(upid, lr.id)
+	}
+
+	a.mu.Lock()
+	delete(a.live, lr.id)
+	a.mu.Unlock()
+	lr.cancel(nil)
+	close(lr.done)
+	lr.notify()
+}
