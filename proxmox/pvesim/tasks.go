@@ -42,9 +42,7 @@ func (e taskError) Error() string { return string(e) }
 func failf(format string, args ...any) error { return taskError(fmt.Sprintf(format, args...)) }
 
 func (t *task) logf(format string, args ...any) {
-	for _, line := range strings.Split(fmt.Sprintf(format, args...), "\n") {
-		t.lines = append(t.lines, line)
-	}
+	t.lines = append(t.lines, strings.Split(fmt.Sprintf(format, args...), "\n")...)
 }
 
 // warnf logs a warning line and counts it, like log_warn.

@@ -211,16 +211,7 @@ func (s *suite) wait(upid proxmox.UPID) (proxmox.TaskStatus, error) {
 	return s.c.WaitTask(s.ctx, upid, s.w.Wait)
 }
 
-// done runs a mutation and waits for its task; the request's error or the
-// task's is the result.
-func (s *suite) done(upid proxmox.UPID, err error) (proxmox.TaskStatus, error) {
-	if err != nil {
-		return proxmox.TaskStatus{}, err
-	}
-	return s.wait(upid)
-}
-
-// mustDone is done for a step that must succeed.
+// mustDone runs a step that must succeed: the request and its task.
 func (s *suite) mustDone(t *testing.T, what string, upid proxmox.UPID, err error) proxmox.TaskStatus {
 	t.Helper()
 	if err != nil {

@@ -46,7 +46,6 @@ func saveRenaming(t testing.TB, dir, rel, src string) {
 }
 
 func TestHotReload(t *testing.T) {
-	const lib = "def greeting():\n    return %q\n"
 	helloV := func(word string) string {
 		return "load(\"lib/words.star\", \"greeting\")\n\n" +
 			agentPlaybook("hello", "    return greeting() + \" "+word+"\"", `schedule = "TZ=UTC 0 3 * * *"`)

@@ -335,7 +335,6 @@ type node struct {
 	version   string
 	err       error // the problem found resolving this file or below
 	visiting  bool
-	done      bool
 }
 
 func (l *Loader) newSession() (*session, error) {

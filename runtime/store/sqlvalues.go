@@ -51,15 +51,7 @@ func stamp(t time.Time) time.Time {
 	return time.Unix(0, t.UnixNano()).UTC()
 }
 
-// nanos is t as stored: NULL for the zero time.
-func nanos(t time.Time) sql.NullInt64 {
-	if t.IsZero() {
-		return sql.NullInt64{}
-	}
-	return sql.NullInt64{Int64: t.UnixNano(), Valid: true}
-}
-
-// fromNanos is the inverse of nanos.
+// fromNanos reads a stored time: NULL is the zero time.
 func fromNanos(n sql.NullInt64) time.Time {
 	if !n.Valid {
 		return time.Time{}

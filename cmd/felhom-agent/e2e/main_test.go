@@ -19,6 +19,7 @@ import (
 var (
 	flagLong   = flag.Bool("e2e.long", os.Getenv("FELHOM_E2E_LONG") == "1", "run the long load variants (1,000 concurrent runs; 100 triggers/s for 60 s)")
 	flagStrict = flag.Bool("e2e.strict", os.Getenv("FELHOM_E2E_STRICT") != "0", "make findings (deviations from issue #6 the suite reports) fail their test; -e2e.strict=false only logs them")
+	flagRace   = flag.Bool("e2e.race", os.Getenv("FELHOM_E2E_RACE") != "0", "build the binary under test with -race (the default); -e2e.race=false builds it plain, for figures")
 	flagBin    = flag.String("e2e.bin", os.Getenv("FELHOM_E2E_BIN"), "test this felhom-agent binary instead of building one")
 )
 
@@ -99,7 +100,13 @@ func setup() (setupState, error) {
 		agentBin = filepath.Join(st.dir, "felhom-agent")
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", agentBin, "gitea.dooplex.hu/admin/felhom-agent/cmd/felhom-agent")
+		// Built with the race detector, so the daemon under concurrent
+		// load is race-checked (a report fails the process, and the test).
+		args := []string{"build", "-o", agentBin}
+		if *flagRace {
+			args = append(args, "-race")
+		}
+		cmd := exec.CommandContext(ctx, "go", append(args, "gitea.dooplex.hu/admin/felhom-agent/cmd/felhom-agent")...)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return st, fmt.Errorf("go build felhom-agent: %v\n%s", err, out)
 		}
