@@ -83,7 +83,7 @@ func migrate(ctx context.Context, w *sql.DB) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	if v > len(migrations) {
-		return fmt.Errorf("migrate: database schema version %d is newer than this agent's (%d)", v, len(migrations))
+		return fmt.Errorf("migrate: database schema version %d is newer than this agent's (%d): a newer felhom-agent wrote it; run that version, or move the file aside to start an empty store", v, len(migrations))
 	}
 	if v == len(migrations) {
 		return nil
