@@ -3,10 +3,12 @@ package main
 import (
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/alecthomas/kong"
 
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
 // CLI is the whole command line: global flags plus one struct per command,
@@ -50,5 +52,18 @@ func cliVars() kong.Vars {
 		"max_concurrent": strconv.Itoa(engine.DefaultMaxConcurrent),
 		"max_steps":      strconv.FormatUint(engine.DefaultMaxSteps, 10),
 		"max_memory_mib": strconv.Itoa(engine.DefaultMaxMemory >> 20),
+		"statuses":       statusEnum(),
+		"status_names":   runstate.Names(),
 	}
+}
+
+// statusEnum is the run statuses as a kong enum ("" first: no filter),
+// from the store's one table.
+func statusEnum() string {
+	var b strings.Builder
+	for _, in := range runstate.All() {
+		b.WriteByte(',')
+		b.WriteString(string(in.Status))
+	}
+	return b.String()
 }

@@ -55,7 +55,7 @@ type RunsCmd struct {
 type RunsListCmd struct {
 	remoteFlags
 	Playbook string `help:"Only runs of this playbook." env:"-"`
-	Status   string `help:"Only runs with this status." enum:",queued,running,succeeded,failed,cancelled,refused,timed_out,interrupted" default:"" env:"-"`
+	Status   string `help:"Only runs with this status: ${status_names}." enum:"${statuses}" default:"" env:"-"`
 	Limit    int    `help:"At most this many runs (1-1000)." default:"20" env:"-"`
 }
 
