@@ -54,10 +54,11 @@
 // 'demo-felhom'" for create, "Configuration file
 // 'nodes/demo-felhom/lxc/101.conf' does not exist" for a missing guest.
 //
-// In the worker (the POST returns a UPID; the task stops with the error):
-// snapshot, rollback and snapshot delete ("snapshot name 'x' already used",
-// "snapshot 'x' does not exist", locks), lock checks of start/stop/shutdown,
-// vzdump's per-guest failures (the job then ends "job errors"; a full
+// In the worker (the POST returns a UPID; the task stops with the error).
+// As the worker starts, so the task fails at once: snapshot, rollback and
+// snapshot delete ("snapshot name 'x' already used", "snapshot 'x' does
+// not exist", locks) and the lock checks of start/stop/shutdown. When the
+// job reaches each guest: vzdump's per-guest failures (the job then ends "job errors"; a full
 // storage fails the archive write with "No space left on device" in the
 // log), and every DenyAtTaskTime rule. Workers check: vzdump VM.Backup on
 // each /vms/VMID (skipped guests with all=1) and Datastore.AllocateSpace on
@@ -68,9 +69,12 @@
 // Datastore.Allocate on the storage (Datastore.AllocateSpace and VM.Backup
 // for a backup).
 //
-// A task holding a guest lock (backup, snapshot, rollback, snapshot-delete,
-// create, destroyed) holds it from its request until it stops; a concurrent
-// config change or destroy then answers 500 "CT is locked (backup)".
+// A task holding a guest lock (snapshot, rollback, snapshot-delete, create,
+// destroyed) holds it from its request until it stops; a vzdump holds
+// "backup" on each guest only while it backs that guest up. Meanwhile a
+// config change or destroy answers 500 "CT is locked (backup)", and a
+// worker of that guest fails at once with it (see locks.go for the PVE
+// sources); a second vzdump waits for the node's global vzdump lock.
 //
 // Deliberate simplifications: one node; no QEMU guests (their list is
 // empty, their config "does not exist"); pending config changes apply at

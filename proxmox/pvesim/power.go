@@ -6,8 +6,9 @@ import (
 
 // Start, stop, shutdown and destroy (pve-container API2/LXC/Status.pm and
 // API2/LXC.pm destroy_vm). "already running" and "not running" are checked
-// at the request, locks inside the worker; destroy checks its lock and run
-// state at the request and holds the "destroyed" lock while it runs.
+// at the request, locks inside the worker as it starts, so a locked guest
+// fails the task at once (locks.go); destroy checks its lock and run state
+// at the request and holds the "destroyed" lock while it runs.
 
 // skiplockRefused is the 400 PVE gives anyone but root@pam for skiplock.
 func (c *call) skiplockRefused() (response, bool) {
@@ -36,25 +37,30 @@ func (st *state) startGuestTask(user string, vmid int, at time.Time, d time.Dura
 	return st.startTask(user, taskSpec{
 		typ: "vzstart", id: vmidString(vmid), vmid: vmid, duration: d, at: at,
 		checks: []taskCheck{{"/vms/" + vmidString(vmid), "VM.PowerMgmt"}},
+		begin: func(*task) error {
+			g, ok := st.guests[vmid]
+			if !ok {
+				return failf("Configuration file '%s' does not exist", st.configPath(vmid))
+			}
+			if g.isTemplate() {
+				return failf("you can't start a CT if it's a template")
+			}
+			if g.lock() != "mounted" {
+				return checkLock(g)
+			}
+			return nil
+		},
 		work: func(t *task) error {
 			return st.workStart(t, vmid)
 		},
 	})
 }
 
-// workStart is the vzstart worker's body.
+// workStart is the vzstart worker's body once its checks have passed.
 func (st *state) workStart(t *task, vmid int) error {
 	g, ok := st.guests[vmid]
 	if !ok {
 		return failf("Configuration file '%s' does not exist", st.configPath(vmid))
-	}
-	if g.isTemplate() {
-		return failf("you can't start a CT if it's a template")
-	}
-	if g.lock() != "mounted" {
-		if err := checkLock(g); err != nil {
-			return err
-		}
 	}
 	if g.running {
 		return failf("CT %d already running", vmid)
@@ -80,15 +86,20 @@ func (c *call) powerOff(typ string, hard bool) response {
 	t := st.startTask(c.tok.id, taskSpec{
 		typ: typ, id: vmidString(vmid), vmid: vmid, duration: st.sim.taskDuration(),
 		checks: []taskCheck{{"/vms/" + vmidString(vmid), "VM.PowerMgmt"}},
-		work: func(t *task) error {
+		begin: func(*task) error {
 			g, ok := st.guests[vmid]
 			if !ok {
 				return failf("Configuration file '%s' does not exist", st.configPath(vmid))
 			}
 			if !hard || g.lock() != "mounted" {
-				if err := checkLock(g); err != nil {
-					return err
-				}
+				return checkLock(g)
+			}
+			return nil
+		},
+		work: func(t *task) error {
+			g, ok := st.guests[vmid]
+			if !ok {
+				return failf("Configuration file '%s' does not exist", st.configPath(vmid))
 			}
 			if g.running {
 				st.setRunning(g, false, t.end)

@@ -11,9 +11,10 @@ import (
 // Snapshots (pve-guest-common AbstractConfig.pm snapshot_create,
 // snapshot_rollback, snapshot_delete; pve-container API2/LXC/Snapshot.pm).
 // PVE checks everything inside the worker: a POST for a taken name or a
-// locked guest returns a UPID, and the task fails. The simulator takes the
-// guest's lock when the task starts if the worker would get that far, so a
-// concurrent config change sees "CT is locked (snapshot)" meanwhile.
+// locked guest returns a UPID, and the task fails at once, as the worker
+// starts (locks.go). Otherwise the worker takes the guest's lock as it
+// starts, so a concurrent config change sees "CT is locked (snapshot)"
+// meanwhile.
 
 type snapshot struct {
 	name        string
@@ -83,34 +84,39 @@ func (c *call) listSnapshots() response {
 	return ok(append(out, current))
 }
 
-// lockedTask starts a worker that holds lock on guest vmid while it runs,
-// if preflight passes when it starts; otherwise the worker repeats
-// preflight at its end and fails with its error.
+// lockedTask starts a worker that, as it starts, runs preflight (PVE's
+// prepare step under lock_config: check_lock, the snapshot name checks)
+// and fails at once with its error, or takes lock on guest vmid and holds
+// it while it runs; at its end it releases the lock and runs commit.
 func (c *call) lockedTask(typ string, vmid int, lock string, check taskCheck, intro []string,
 	preflight func(g *guest) error, commit func(t *task, g *guest) error) response {
 	st := c.st
 	held := false
-	if g, ok := st.guests[vmid]; ok && preflight(g) == nil {
-		g.conf["lock"] = lock
-		held = true
-	}
 	release := func() {
 		if g, ok := st.guests[vmid]; ok && held && g.lock() == lock {
 			delete(g.conf, "lock")
 		}
+		held = false
 	}
 	t := st.startTask(c.tok.id, taskSpec{
 		typ: typ, id: vmidString(vmid), vmid: vmid, duration: st.sim.taskDuration(),
 		intro: intro, checks: []taskCheck{check}, cleanup: release,
-		work: func(t *task) error {
+		begin: func(*task) error {
 			g, ok := st.guests[vmid]
 			if !ok {
 				return failf("Configuration file '%s' does not exist", st.configPath(vmid))
 			}
-			if !held {
-				if err := preflight(g); err != nil {
-					return err
-				}
+			if err := preflight(g); err != nil {
+				return err
+			}
+			g.conf["lock"] = lock
+			held = true
+			return nil
+		},
+		work: func(t *task) error {
+			g, ok := st.guests[vmid]
+			if !ok {
+				return failf("Configuration file '%s' does not exist", st.configPath(vmid))
 			}
 			release()
 			return commit(t, g)

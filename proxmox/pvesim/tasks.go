@@ -31,6 +31,7 @@ type task struct {
 	injected string       // failure injected by a fault
 	work     func() error // runs at the end; its error is the task's
 	cleanup  func()       // releases what the task holds when it fails without its work
+	startErr error        // the worker died as it started (see failAtStart)
 	warnings int
 }
 
@@ -60,8 +61,12 @@ type taskSpec struct {
 	intro    []string  // log lines visible while it runs
 	checks   []taskCheck
 	vmid     int // the guest, for matching injected failures
-	work     func(t *task) error
-	cleanup  func()
+	// begin runs when the worker starts (the request's instant, or at):
+	// an error fails the task at once with it (locks.go). It may take
+	// what the task holds (a config lock) for cleanup to release.
+	begin   func(t *task) error
+	work    func(t *task) error
+	cleanup func()
 }
 
 // startTask forks a worker started by user (a token id, or root@pam).
@@ -101,6 +106,11 @@ func (st *state) startTask(user string, sp taskSpec) *task {
 	t.injected = st.consumeTaskFailure(sp.typ, sp.vmid)
 	st.tasks = append(st.tasks, t)
 	st.tasksByID[t.id] = t
+	if sp.begin != nil && t.injected == "" {
+		if err := sp.begin(t); err != nil {
+			t.failAtStart(err)
+		}
+	}
 	return t
 }
 
@@ -114,8 +124,10 @@ func (st *state) advance() {
 			}
 		}
 		if next == nil {
+			st.advanceEvents(st.now)
 			return
 		}
+		st.advanceEvents(next.end)
 		st.finish(next)
 	}
 }
@@ -126,6 +138,8 @@ func (st *state) finish(t *task) {
 	switch {
 	case t.injected != "":
 		err = taskError(t.injected)
+	case t.startErr != nil:
+		err = t.startErr
 	case st.denied(t.checks) != "":
 		err = taskError(st.denied(t.checks))
 	}

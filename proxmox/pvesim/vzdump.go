@@ -13,7 +13,7 @@ import (
 // request checks parameters and the storage privilege; the worker checks
 // VM.Backup per guest, takes the node's global vzdump lock (one job at a
 // time), backs the guests up one after another — each holding the
-// "backup" lock — writes the archives with PVE's names, adds notes, prunes
+// "backup" lock during its own slot only (locks.go) — writes the archives with PVE's names, adds notes, prunes
 // by the retention, and ends "job errors" when any guest failed.
 
 // compression maps vzdump's compress values to the archive extension.
@@ -191,7 +191,7 @@ func (c *call) vzdump() response {
 		st: st, tok: c.tok, vmids: vmids, all: all, storage: storageID,
 		mode: c.str("mode"), compress: c.str("compress"), notes: c.str("notes-template"),
 		protected: c.bool("protected"), remove: !c.has("remove") || c.bool("remove"), prune: prune,
-		cmdline: c.vzdumpCommandLine(), held: map[int]bool{},
+		cmdline: c.vzdumpCommandLine(), held: map[int]bool{}, lockErr: map[int]error{},
 	}
 	if job.mode == "" {
 		job.mode = "snapshot"
@@ -205,18 +205,12 @@ func (c *call) vzdump() response {
 		}
 	}
 	checks = append(checks, taskCheck{"/storage/" + storageID, "Datastore.AllocateSpace"})
-	for _, id := range vmids {
-		if g, ok := st.guests[id]; ok && g.lock() == "" {
-			g.conf["lock"] = "backup"
-			job.held[id] = true
-		}
-	}
 	id, failVMID := "", 0
 	if len(vmids) == 1 {
 		id, failVMID = vmidString(vmids[0]), vmids[0]
 	}
 	dur := st.sim.taskDuration()
-	startAt := st.vzdumpUntil
+	startAt := st.vzdumpLockFree()
 	job.waited = startAt.After(st.now)
 	t := st.startTask(c.tok.id, taskSpec{
 		typ: "vzdump", id: id, vmid: failVMID, duration: dur * time.Duration(max(len(vmids), 1)),
@@ -225,8 +219,31 @@ func (c *call) vzdump() response {
 		work:  job.run,
 	})
 	job.per = dur
-	st.vzdumpUntil = t.end
+	// Each guest is locked only during its own slot (locks.go).
+	begin := t.end.Add(-dur * time.Duration(max(len(vmids), 1)))
+	for i, vmid := range vmids {
+		from := begin.Add(dur * time.Duration(i))
+		st.schedule(from, func() {
+			if t.running {
+				job.lock(vmid)
+			}
+		})
+		st.schedule(from.Add(dur), func() { job.release(vmid) })
+	}
 	return ok(t.id)
+}
+
+// vzdumpLockFree is when the node's global vzdump lock comes free: when
+// the last vzdump worker still running (or waiting for it) ends. A job
+// stopped early frees it at once.
+func (st *state) vzdumpLockFree() time.Time {
+	free := st.now
+	for _, t := range st.tasks {
+		if t.running && t.upid.Type == "vzdump" && t.end.After(free) {
+			free = t.end
+		}
+	}
+	return free
 }
 
 // vzdumpJob is one vzdump worker's plan.
@@ -243,9 +260,33 @@ type vzdumpJob struct {
 	remove    bool
 	prune     map[string]string
 	cmdline   string
-	held      map[int]bool // guests whose backup lock this job holds
+	held      map[int]bool  // guests whose backup lock this job holds
+	lockErr   map[int]error // guests whose lock_vm failed: locked by someone else
 	waited    bool
 	per       time.Duration
+}
+
+// skips reports whether an all=1 job leaves vmid out: a guest the token
+// may not back up is skipped silently (PVE/VZDump.pm exec_backup).
+func (j *vzdumpJob) skips(vmid int) bool {
+	id := "/vms/" + vmidString(vmid)
+	return j.all && (!j.tok.has(id, "VM.Backup") || j.st.denied([]taskCheck{{id, "VM.Backup"}}) != "")
+}
+
+// lock is lock_vm as the job reaches guest vmid: set_lock 'backup', which
+// fails when the guest holds another lock; that guest's backup then fails
+// with the error.
+func (j *vzdumpJob) lock(vmid int) {
+	g, ok := j.st.guests[vmid]
+	if !ok || j.skips(vmid) {
+		return
+	}
+	if err := checkLock(g); err != nil {
+		j.lockErr[vmid] = err
+		return
+	}
+	g.conf["lock"] = "backup"
+	j.held[vmid] = true
 }
 
 func (j *vzdumpJob) release(vmid int) {
@@ -280,7 +321,7 @@ func (j *vzdumpJob) run(t *task) error {
 	begin := t.end.Add(-j.per * time.Duration(max(len(j.vmids), 1)))
 	errors := 0
 	for i, vmid := range j.vmids {
-		if j.all && (!j.tok.has("/vms/"+vmidString(vmid), "VM.Backup") || st.denied([]taskCheck{{"/vms/" + vmidString(vmid), "VM.Backup"}}) != "") {
+		if j.skips(vmid) {
 			continue
 		}
 		start := begin.Add(j.per * time.Duration(i))
@@ -313,10 +354,8 @@ func (j *vzdumpJob) backup(t *task, s *storage, vmid int, start, end time.Time) 
 		status = "running"
 	}
 	t.logf("INFO: status = %s", status)
-	if !j.held[vmid] {
-		if err := checkLock(g); err != nil {
-			return err
-		}
+	if err := j.lockErr[vmid]; err != nil {
+		return err
 	}
 	mode := j.mode
 	if !g.running {

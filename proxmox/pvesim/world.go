@@ -61,8 +61,9 @@ type state struct {
 	mutations   map[int]int
 	nextPID     uint32
 	macSeq      int
-	vzdumpUntil time.Time // the global vzdump lock is held until then
-	fingerprint string    // the served certificate's, for GET /nodes
+	events      []*event // what happens part-way through tasks (locks.go)
+	eventSeq    int
+	fingerprint string // the served certificate's, for GET /nodes
 }
 
 // nodeState is the node's identity and load.

@@ -87,7 +87,7 @@ var snapshotCases = []testCase{
 	},
 	{
 		name:  "snapshot-locked",
-		rule:  "a snapshot of a locked guest fails inside the task with \"CT is locked (backup)\"; IsLocked",
+		rule:  "a snapshot of a locked guest fails inside the task, at once, with \"CT is locked (backup)\" (pve-guest-common src/PVE/AbstractConfig.pm check_lock; guest_type CT in pve-container src/PVE/LXC/Config.pm); IsLocked",
 		hooks: []string{"LockGuest"},
 		run: func(t *testing.T, s *suite) {
 			s.w.LockGuest(t, s.w.Stopped, "backup")

@@ -163,4 +163,59 @@ var taskCases = []testCase{
 			}
 		},
 	},
+	{
+		name: "worker-checks-lock-as-it-starts",
+		rule: "a worker checks the guest's lock when it starts (pve-container src/PVE/API2/LXC/Snapshot.pm and Status.pm: " +
+			"lock_config + check_lock before any work): a snapshot requested while a vzdump holds the guest returns a UPID " +
+			"and its task fails at once with \"CT is locked (backup)\", whether or not the backup ends first",
+		hooks: []string{"HoldTasks"},
+		run: func(t *testing.T, s *suite) {
+			s.w.HoldTasks(t)
+			dump, err := s.c.Vzdump(s.ctx, proxmox.VzdumpOptions{VMIDs: []int{s.w.Running}, Storage: s.w.BackupStorage})
+			if err != nil {
+				t.Fatalf("Vzdump: %v", err)
+			}
+			defer func() { _ = s.c.StopTask(s.ctx, dump) }()
+			upid, err := s.c.Snapshot(s.ctx, s.w.Running, s.snapName+"bk", "")
+			te := s.wantTaskError(t, "Snapshot during the backup", upid, err, "CT is locked (backup)")
+			wantKind(t, "Snapshot during the backup", te, "lock")
+			st, err := s.c.TaskStatusOnce(s.ctx, dump)
+			if err != nil || !st.Running() {
+				t.Errorf("vzdump status after the snapshot failed = %+v, %v; want still running (the snapshot failed at once)", st, err)
+			}
+		},
+	},
+	{
+		name: "vzdump-locks-each-guest-in-turn",
+		rule: "a multi-guest vzdump locks each guest only while that guest is backed up (pve-manager PVE/VZDump.pm " +
+			"exec_backup_task: lock_vm when it reaches the guest, unlock_vm when done): while the lower vmid is backed up, " +
+			"the other carries no lock and takes a config change",
+		hooks: []string{"HoldTasks"},
+		run: func(t *testing.T, s *suite) {
+			s.w.HoldTasks(t)
+			first, second := min(s.w.Running, s.w.Stopped), max(s.w.Running, s.w.Stopped)
+			dump, err := s.c.Vzdump(s.ctx, proxmox.VzdumpOptions{VMIDs: []int{first, second}, Storage: s.w.BackupStorage})
+			if err != nil {
+				t.Fatalf("Vzdump: %v", err)
+			}
+			defer func() {
+				if err := s.c.StopTask(s.ctx, dump); err != nil {
+					t.Errorf("StopTask: %v", err)
+				}
+				_, _ = s.wait(dump)
+			}()
+			a, errA := s.c.GuestStatus(s.ctx, first)
+			b, errB := s.c.GuestStatus(s.ctx, second)
+			if errA != nil || errB != nil || a.Lock != "backup" || b.Lock != "" {
+				t.Errorf("while %d is backed up: locks %q (%v), %q (%v); want backup and none", first, a.Lock, errA, b.Lock, errB)
+			}
+			gc, err := s.c.GuestConfig(s.ctx, second)
+			if err != nil {
+				t.Fatalf("GuestConfig: %v", err)
+			}
+			if _, err := s.c.SetConfig(s.ctx, second, map[string]string{"description": gc.Description}, nil); err != nil {
+				t.Errorf("SetConfig(%d) while %d is backed up: %v; want it applied", second, first, err)
+			}
+		},
+	},
 }
