@@ -356,9 +356,10 @@ func (c *call) taskLog() response {
 		}
 		return die("download of task logs is not simulated")
 	}
-	lines := []string{"unable to open file - No such file or directory"}
-	if known {
-		lines = t.lines
+	if !known {
+		// dump_logfile answers a log it cannot open with one line,
+		// whatever start and limit say.
+		return response{status: 200, data: []any{map[string]any{"n": 1, "t": "unable to open file - No such file or directory"}}, total: 1}
 	}
 	start, limit := 0, 50
 	if c.has("start") {
@@ -367,8 +368,20 @@ func (c *call) taskLog() response {
 	if c.has("limit") {
 		limit = c.int("limit")
 	}
+	return logPage(t.lines, start, limit)
+}
+
+// logPage is pve-common PVE::Tools::dump_logfile over a task's lines: n
+// counts from 1, lines before start are skipped, limit 0 reads to the end
+// (since pve-common commit f0c1b0c, PVE 7.3), total is the number of lines
+// in the log, and an empty log reads as the one line "no content" (the
+// ExtJS hack in dump_logfile_by_filehandle), total 1.
+func logPage(lines []string, start, limit int) response {
+	if len(lines) == 0 {
+		return response{status: 200, data: []any{map[string]any{"n": 1, "t": "no content"}}, total: 1}
+	}
 	out := []any{}
-	for i := start; i < len(lines) && len(out) < limit; i++ {
+	for i := start; i < len(lines) && (limit == 0 || len(out) < limit); i++ {
 		out = append(out, map[string]any{"n": i + 1, "t": lines[i]})
 	}
 	return response{status: 200, data: out, total: len(lines)}

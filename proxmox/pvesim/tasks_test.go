@@ -179,3 +179,37 @@ func TestTaskDurationKnob(t *testing.T) {
 		t.Error("New does not spell out the default task duration")
 	}
 }
+
+// The paging rules of pve-common PVE::Tools::dump_logfile: limit=0 reads
+// the whole log, a start past the end reads nothing (total stays the
+// count), and a running task with no output yet reads "no content".
+func TestTaskLogPaging(t *testing.T) {
+	h := newHarness(t)
+	// vzstart writes nothing until it ends.
+	h.ok("POST", nodePath+"/lxc/101/status/stop", nil)
+	h.clock.Advance(time.Hour)
+	upid := h.upid("POST", nodePath+"/lxc/101/status/start", nil)
+	r := h.ok("GET", nodePath+"/tasks/"+upid+"/log", nil)
+	if string(r.raw) != `{"data":[{"n":1,"t":"no content"}],"total":1}` {
+		t.Errorf("log of a running task without output = %s; want PVE's no-content line", r.raw)
+	}
+	h.wantExit(upid, "OK")
+
+	long := h.upid("POST", nodePath+"/vzdump", vals("vmid", "101,102,9999", "storage", "usb-backup"))
+	lines := h.wantExit(long, "OK")
+	if len(lines) <= 50 {
+		t.Fatalf("a three-guest vzdump log has %d lines; the test needs more than 50", len(lines))
+	}
+	all := h.ok("GET", nodePath+"/tasks/"+long+"/log", vals("limit", "0"))
+	if got := all.list(); len(got) != len(lines) || got[len(got)-1]["t"] != "TASK OK" || all.env["total"] != float64(len(lines)) {
+		t.Errorf("limit=0 gave %d lines (total %v); want all %d", len(got), all.env["total"], len(lines))
+	}
+	tail := h.ok("GET", nodePath+"/tasks/"+long+"/log", vals("start", "40", "limit", "0")).list()
+	if len(tail) != len(lines)-40 || tail[0]["n"] != float64(41) {
+		t.Errorf("start=40 limit=0 gave %d lines from n=%v; want %d from 41", len(tail), tail[0]["n"], len(lines)-40)
+	}
+	past := h.ok("GET", nodePath+"/tasks/"+long+"/log", vals("start", "1000"))
+	if string(past.raw) != fmt.Sprintf(`{"data":[],"total":%d}`, len(lines)) {
+		t.Errorf("start past the end = %s; want no lines and the count", past.raw)
+	}
+}
