@@ -33,6 +33,8 @@ type simInfo struct {
 // Run serves until SIGINT or SIGTERM.
 func (c *SimCmd) Run(g *Globals) error {
 	sim := pvesim.New()
+	// Like pveproxy, slow down token guessing: a 401 waits 3 s.
+	sim.AuthFailureDelay = pvesim.PVEAuthFailureDelay
 	sim.TaskDuration = c.TaskDuration
 	sim.Latency = c.Latency
 	for _, spec := range c.Fault {

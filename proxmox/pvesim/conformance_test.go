@@ -60,7 +60,9 @@ func simWorld(t *testing.T, legacy bool) (*pvesim.Sim, *pvesim.Server, *proxmox.
 	if err != nil {
 		t.Fatal(err)
 	}
+	ep := endpoint(t, srv)
 	w := pvetest.World{
+		Endpoint:      &ep,
 		Running:       pvesim.CustomerWeb,
 		Stopped:       conformanceStopped,
 		Scratch:       conformanceScratch,

@@ -43,11 +43,16 @@
 //
 // # Where PVE checks, and so the simulator
 //
-// At the request: authentication (401 "No ticket" without credentials,
-// "authentication failure" with bad ones, empty body); the endpoint's
+// At the request: authentication (401 with an empty body: "No ticket"
+// without credentials, "invalid token value!" for a wrong secret, "no
+// such token 'ID' for user 'USER@REALM'" for an unknown token — see
+// tokens.go — after AuthFailureDelay); the body (506 "upload
+// 'Content-Type 'text/plain' not implemented" for a type other than form
+// or JSON, 501 "Unexpected content for method 'GET'"); the endpoint's
 // declared permission check (403 "Permission check failed (PATH, PRIV)");
 // "no such cluster node 'x'" (500); the schema (400 "Parameter
-// verification failed." with per-parameter errors); then the handler's own
+// verification failed." with per-parameter errors, "type check ('string')
+// failed - got ARRAY" for a key sent twice); then the handler's own
 // checks: "CT 101 already running" / "CT 101 not running" for start/stop,
 // "CT is locked (backup)" and "unable to destroy CT 101 - container is
 // running" for config changes and destroy, "CT 101 already exists on node

@@ -48,8 +48,18 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
+	return newHarnessWith(t, nil)
+}
+
+// newHarnessWith is newHarness with knobs set by tune before the
+// simulator serves.
+func newHarnessWith(t *testing.T, tune func(*Sim)) *harness {
+	t.Helper()
 	clock := &fakeClock{t: testStart}
 	sim := &Sim{TaskDuration: testTaskDuration, Now: clock.Now}
+	if tune != nil {
+		tune(sim)
+	}
 	sim.OnUnmodeled = func(r *http.Request) { t.Errorf("unmodelled request %s %s", r.Method, r.URL) }
 	srv, err := sim.Start("127.0.0.1:0")
 	if err != nil {
@@ -151,6 +161,9 @@ func (h *harness) send(req *http.Request) *result {
 	}
 	r := &result{status: resp.StatusCode, raw: raw, headers: resp.Header}
 	_, r.reason, _ = strings.Cut(resp.Status, " ")
+	if len(raw) > 0 && !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") && resp.StatusCode >= 500 {
+		return r // pveproxy's own errors: the message as plain text
+	}
 	if len(raw) > 0 {
 		if err := json.Unmarshal(raw, &r.env); err != nil {
 			h.t.Fatalf("%s %s: body %q is not JSON: %v", req.Method, req.URL.Path, raw, err)

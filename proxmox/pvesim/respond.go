@@ -20,6 +20,17 @@ type response struct {
 	data    any               // success payload
 	total   int               // the envelope's "total" (task list and log), when > 0
 	bare    bool              // no body: authentication failures are not formatted
+	// plain is pveproxy's own error() answer (a body it refuses before
+	// any handler runs): since libpve-http-server-perl 5.2.0 the message
+	// is the body, as text without a Content-Type (pve-http-server commit
+	// 9b59e1f "add error message into http body"); before it, no body.
+	plain bool
+}
+
+// serverError is pveproxy's error(): status with msg as reason phrase
+// and, since 5.2.0, as a plain-text body.
+func serverError(status int, msg string) response {
+	return response{status: status, message: msg, plain: true}
 }
 
 func ok(data any) response { return response{status: http.StatusOK, data: data} }
@@ -60,8 +71,11 @@ func (r response) reason() string {
 // {"data": null, "message": ..., "errors": {...}}, where "message" exists
 // only since PVE 8.4 (LegacyErrors leaves it out).
 func (r response) body(legacy bool) []byte {
-	if r.bare {
+	if r.bare || (r.plain && legacy) {
 		return nil
+	}
+	if r.plain {
+		return []byte(r.message)
 	}
 	env := map[string]any{"data": r.data}
 	if r.failed() {
@@ -104,7 +118,7 @@ func writeResponse(w http.ResponseWriter, resp response, legacy bool, now time.T
 	h.Set("Cache-Control", "max-age=0")
 	h.Set("Pragma", "no-cache")
 	h.Set("Expires", now.UTC().Format(http.TimeFormat))
-	if body != nil {
+	if body != nil && !resp.plain {
 		h.Set("Content-Type", "application/json;charset=UTF-8")
 	}
 	h.Set("Content-Length", strconv.Itoa(len(body)))

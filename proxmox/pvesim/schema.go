@@ -257,6 +257,12 @@ func checkProp(path string, p *propSchema, vals []string, errs map[string]string
 		}
 		return
 	}
+	if len(vals) > 1 && p.Type != "" {
+		// A repeated form key arrives as a list (pve-http-server
+		// decode_urlencoded), which check_type refuses for a scalar.
+		addError(errs, path, fmt.Sprintf("type check ('%s') failed - got ARRAY", p.Type))
+		return
+	}
 	v := ""
 	if len(vals) > 0 {
 		v = vals[0]

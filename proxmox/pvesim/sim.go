@@ -18,6 +18,12 @@ import (
 // Sim.TaskDuration is zero.
 const DefaultTaskDuration = 200 * time.Millisecond
 
+// PVEAuthFailureDelay is how long pveproxy waits before it answers a
+// failed authentication: "always delay unauthorized calls by 3 seconds"
+// (pve-http-server src/PVE/APIServer/AnyEvent.pm, both where auth_handler
+// fails and where a handler answers 401).
+const PVEAuthFailureDelay = 3 * time.Second
+
 // Sim is a simulated Proxmox VE 8 host: an http.Handler answering the API
 // below /api2/json for every endpoint the agent uses, with the state
 // behind it (node, LXC guests, storages and their content, tasks, tokens,
@@ -50,6 +56,13 @@ type Sim struct {
 	// not implemented"). Tests set it to report an error, so a client
 	// calling an endpoint the simulator cannot vouch for fails loudly.
 	OnUnmodeled func(*http.Request)
+
+	// AuthFailureDelay is how long a failed authentication (a 401) waits
+	// before it is answered, as pveproxy waits PVEAuthFailureDelay to slow
+	// token guessing. Zero answers at once, which tests want; the
+	// operators' simulator (felhom-agent sim) sets PVEAuthFailureDelay.
+	// A client that gives up or disconnects meanwhile gets no answer.
+	AuthFailureDelay time.Duration
 
 	// LegacyErrors makes error bodies look like PVE before 8.4
 	// (libpve-http-server-perl < 5.2.0): no "message" field; the message
@@ -178,6 +191,15 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp := s.serve(req)
+	if resp.status == http.StatusUnauthorized && s.AuthFailureDelay > 0 {
+		t := time.NewTimer(s.AuthFailureDelay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
+	}
 	if act.drop {
 		dropConnection(w)
 		return
@@ -198,7 +220,10 @@ func (s *Sim) serve(req *request) response {
 		return fail
 	}
 	if req.unexpectedBody {
-		return response{status: 501, message: fmt.Sprintf("Unexpected content for method '%s'\n", req.method), bare: true}
+		return serverError(http.StatusNotImplemented, fmt.Sprintf("Unexpected content for method '%s'", req.method))
+	}
+	if req.badContentType != "" {
+		return serverError(506, fmt.Sprintf("upload 'Content-Type '%s' not implemented", req.badContentType))
 	}
 	if req.route == nil {
 		return response{status: http.StatusNotImplemented, message: fmt.Sprintf("Method '%s %s' not implemented", req.method, req.relPath)}
@@ -253,6 +278,7 @@ type request struct {
 	uri            map[string]string // path parameters
 	badBody        string            // a body PVE could not decode
 	unexpectedBody bool              // a body on GET or DELETE
+	badContentType string            // a body of a type pveproxy does not read: the Content-Type header
 }
 
 func parseRequest(r *http.Request) *request {
@@ -265,18 +291,24 @@ func parseRequest(r *http.Request) *request {
 	if c, err := r.Cookie("PVEAuthCookie"); err == nil {
 		req.cookie = c.Value
 	}
-	for k, v := range r.URL.Query() {
-		req.params[k] = v
-	}
 	if r.Body != nil {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		if len(body) > 0 {
-			if r.Method != http.MethodPost && r.Method != http.MethodPut {
+			ctype := r.Header.Get("Content-Type")
+			switch {
+			case r.Method != http.MethodPost && r.Method != http.MethodPut:
 				req.unexpectedBody = true
-			} else {
-				req.badBody = decodeBody(r.Header.Get("Content-Type"), body, req.params)
+			case !acceptedBodyType(ctype):
+				req.badContentType = ctype
+			default:
+				req.badBody = decodeBody(ctype, body, req.params)
 			}
 		}
+	}
+	// extract_params: query parameters replace body parameters of the
+	// same name; a key repeated within either becomes a list.
+	for k, v := range r.URL.Query() {
+		req.params[k] = v
 	}
 	rest, ok := strings.CutPrefix(r.URL.Path, "/api2/json")
 	if !ok || (rest != "" && !strings.HasPrefix(rest, "/")) {
@@ -289,6 +321,21 @@ func parseRequest(r *http.Request) *request {
 	}
 	req.route, req.uri = matchRoute(r.Method, rest)
 	return req
+}
+
+// acceptedBodyType is pveproxy's test of a Content-Type before it reads a
+// body (pve-http-server src/PVE/APIServer/AnyEvent.pm
+// authenticate_and_handle_request): none, form encoding or JSON, the
+// media type compared case-sensitively as parse_content_type cuts it (at
+// the first ';' or ','); any other type (text/plain, multipart/form-data
+// outside uploads) is answered 506 "upload 'Content-Type 'TYPE' not
+// implemented", TYPE being the header as sent.
+func acceptedBodyType(ctype string) bool {
+	ct := ctype
+	if i := strings.IndexAny(ct, ";,"); i >= 0 {
+		ct = strings.TrimRight(ct[:i], " \t")
+	}
+	return ct == "" || ct == "application/x-www-form-urlencoded" || ct == "application/json"
 }
 
 // decodeBody adds the parameters of a POST or PUT body to params: form

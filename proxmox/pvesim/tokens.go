@@ -54,14 +54,45 @@ type token struct {
 
 var tokenIDRe = regexp.MustCompile(`^[^\s:/@!]+@[A-Za-z][A-Za-z0-9.\-_]*![A-Za-z][A-Za-z0-9.\-_]*$`)
 
-// The reason phrases of a 401, sent with an empty body (no JSON formatter
-// runs for an authentication failure): no credentials at all (pve-manager
-// PVE/HTTPServer.pm auth_handler's "No ticket"), or credentials that do not
-// verify ("authentication failure", as ../shared/pve-api/README.md records).
+// A failed authentication is a 401 whose reason phrase carries the cause
+// and whose body is empty: pveproxy answers it before any formatter runs
+// (pve-http-server src/PVE/APIServer/AnyEvent.pm, the auth_handler
+// failure branch builds an HTTP::Response with the error as its message
+// and no content — proxmoxer shows such answers as "401 Unauthorized: No
+// ticket - b”"). The causes, in the order PVE finds them (pve-manager
+// PVE/HTTPServer.pm auth_handler before 9.1.5; pve-access-control
+// src/PVE/AccessControl.pm verify_token, split_tokenid,
+// check_user_exist, check_token_exist; pve-common src/PVE/Ticket.pm):
+//
+//	No ticket                                      no credentials at all
+//	permission denied - invalid PVE ticket         a PVEAuthCookie that does not verify
+//	no tokenid specified                           PVEAPIToken without '='
+//	'X' is not a valid token ID - not able to split into user and token parts
+//	no such user ('USER@REALM')                    the token's user does not exist
+//	no such token 'ID' for user 'USER@REALM'       the user has no such token
+//	invalid token value!                           the secret is wrong
+//
+// PVE 9.1.5 and later answer a uniform "Authentication failed!" instead
+// of the token and ticket causes (pve-manager commit 26c10a2e); the
+// simulator models the earlier texts. ("authentication failure" is the
+// 401 of POST /access/ticket for a wrong password, which the simulator
+// does not serve.)
 const (
-	msgNoTicket   = "No ticket"
-	msgAuthFailed = "authentication failure"
+	msgNoTicket      = "No ticket"
+	msgInvalidTicket = "permission denied - invalid PVE ticket"
+	msgNoTokenID     = "no tokenid specified"
+	msgInvalidSecret = "invalid token value!"
 )
+
+// tokenFullRe is pve-access-control's $token_full_regex: USER@REALM!ID,
+// with PVE::Auth::Plugin's user and realm patterns (a realm, and a token
+// id, have at least two characters).
+var tokenFullRe = regexp.MustCompile(`^(([^\s:/]+)@([A-Za-z][A-Za-z0-9.\-_]+))!([A-Za-z][A-Za-z0-9.\-_]+)$`)
+
+// unauthorized is a 401 with reason and no body.
+func unauthorized(reason string) response {
+	return response{status: 401, message: reason + "\n", bare: true}
+}
 
 // authenticate resolves the Authorization header (PVEAPIToken=ID=SECRET)
 // to a token, or answers PVE's 401.
@@ -69,20 +100,46 @@ func (st *state) authenticate(header, cookie string) (*token, response) {
 	value, found := extractAuthValue(header)
 	if !found {
 		if cookie != "" {
-			return nil, response{status: 401, message: msgAuthFailed + "\n", bare: true}
+			return nil, unauthorized(msgInvalidTicket)
 		}
-		return nil, response{status: 401, message: msgNoTicket + "\n", bare: true}
+		return nil, unauthorized(msgNoTicket)
 	}
-	// PVE splits at the last '=' (verify_token: m/^(.*)=(.*)$/).
+	// verify_token splits at the last '=' (m/^(.*)=(.*)$/).
 	i := strings.LastIndex(value, "=")
 	if i < 0 {
-		return nil, response{status: 401, message: msgAuthFailed + "\n", bare: true}
+		return nil, unauthorized(msgNoTokenID)
 	}
-	tok, ok := st.tokens[value[:i]]
-	if !ok || tok.secret != value[i+1:] {
-		return nil, response{status: 401, message: msgAuthFailed + "\n", bare: true}
+	id, secret := value[:i], value[i+1:]
+	m := tokenFullRe.FindStringSubmatch(id)
+	if m == nil {
+		return nil, unauthorized(fmt.Sprintf("'%s' is not a valid token ID - not able to split into user and token parts", id))
+	}
+	user, tokenName := m[1], m[4]
+	if !st.userExists(user) {
+		return nil, unauthorized(fmt.Sprintf("no such user ('%s')", user))
+	}
+	tok, ok := st.tokens[id]
+	if !ok {
+		return nil, unauthorized(fmt.Sprintf("no such token '%s' for user '%s'", tokenName, user))
+	}
+	if tok.secret != secret {
+		return nil, unauthorized(msgInvalidSecret)
 	}
 	return tok, response{}
+}
+
+// userExists reports whether user is in the simulated user.cfg: root@pam
+// and the owner of every token.
+func (st *state) userExists(user string) bool {
+	if user == "root@pam" {
+		return true
+	}
+	for id := range st.tokens {
+		if u, _ := userParts(id); u == user {
+			return true
+		}
+	}
+	return false
 }
 
 // apiTokenRe is PVE::APIServer::Formatter::extract_auth_value's pattern

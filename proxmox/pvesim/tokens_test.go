@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 )
@@ -14,16 +15,25 @@ func TestAuthentication(t *testing.T) {
 		name, auth, reason string
 	}{
 		{"missing", "", "No ticket"},
-		{"wrong secret", "PVEAPIToken=" + DefaultTokenID + "=00000000-0000-0000-0000-000000000000", "authentication failure"},
-		{"unknown token", "PVEAPIToken=root@pam!x=" + DefaultTokenSecret, "authentication failure"},
-		{"no secret", "PVEAPIToken=" + DefaultTokenID, "authentication failure"},
+		{"wrong secret", "PVEAPIToken=" + DefaultTokenID + "=00000000-0000-0000-0000-000000000000", "invalid token value!"},
+		{"unknown token", "PVEAPIToken=felhom-agent@pve!x2=" + DefaultTokenSecret, "no such token 'x2' for user 'felhom-agent@pve'"},
+		{"unknown user", "PVEAPIToken=nobody@pve!agent=" + DefaultTokenSecret, "no such user ('nobody@pve')"},
+		{"root's unknown token", "PVEAPIToken=root@pam!ci=" + DefaultTokenSecret, "no such token 'ci' for user 'root@pam'"},
+		{"no secret", "PVEAPIToken=" + DefaultTokenID, "no tokenid specified"},
+		{"not a token id", "PVEAPIToken=agent=" + DefaultTokenSecret,
+			"'agent' is not a valid token ID - not able to split into user and token parts"},
 		{"other scheme", "Bearer " + DefaultTokenSecret, "No ticket"},
 	}
 	for _, tc := range tests {
 		r := h.doAuth("GET", "/version", nil, tc.auth)
 		if r.status != http.StatusUnauthorized || r.reason != tc.reason || len(r.raw) != 0 {
-			t.Errorf("%s: %d %q %q; want 401 %q with an empty body", tc.name, r.status, tc.reason, r.raw, tc.reason)
+			t.Errorf("%s: %d %q %q; want 401 %q with an empty body", tc.name, r.status, r.reason, r.raw, tc.reason)
 		}
+	}
+	req, _ := http.NewRequest("GET", h.srv.Endpoint+"/api2/json/version", nil)
+	req.AddCookie(&http.Cookie{Name: "PVEAuthCookie", Value: "PVE:root@pam:00000000::bogus"})
+	if r := h.send(req); r.status != 401 || r.reason != "permission denied - invalid PVE ticket" || len(r.raw) != 0 {
+		t.Errorf("bad ticket: %d %q %q; want 401 %q", r.status, r.reason, r.raw, "permission denied - invalid PVE ticket")
 	}
 	// The space form of the header works as well.
 	if r := h.doAuth("GET", "/version", nil, "PVEAPIToken "+h.token); r.status != 200 {
@@ -174,4 +184,22 @@ func proxmoxPermission(msg string) (string, bool) {
 		return "", false
 	}
 	return p.Path, true
+}
+
+// pveproxy answers a failed authentication only after PVEAuthFailureDelay;
+// a request that authenticates is not delayed. This is the one test that
+// pays for the delay: every other one runs with AuthFailureDelay zero.
+func TestAuthFailureDelay(t *testing.T) {
+	t.Parallel()
+	h := newHarnessWith(t, func(s *Sim) { s.AuthFailureDelay = PVEAuthFailureDelay })
+	start := time.Now()
+	h.ok("GET", "/version", nil)
+	if d := time.Since(start); d >= PVEAuthFailureDelay {
+		t.Errorf("an authenticated request took %v", d)
+	}
+	start = time.Now()
+	r := h.doAuth("GET", "/version", nil, "PVEAPIToken="+DefaultTokenID+"=wrong")
+	if d := time.Since(start); r.status != http.StatusUnauthorized || d < PVEAuthFailureDelay {
+		t.Errorf("a wrong secret: %d after %v; want 401 after at least %v", r.status, d, PVEAuthFailureDelay)
+	}
 }

@@ -61,10 +61,10 @@ type testCase struct {
 
 // cases is the whole suite in order: reads, then the failure paths of a
 // missing guest and of config changes, snapshots, power, tasks, backups,
-// restores and volumes.
+// restores and volumes, then the wire rules seen through World.Endpoint.
 func cases() []testCase {
 	var all []testCase
-	for _, group := range [][]testCase{readCases, missingCases, configCases, snapshotCases, powerCases, taskCases, backupCases, restoreCases, volumeCases} {
+	for _, group := range [][]testCase{readCases, missingCases, configCases, snapshotCases, powerCases, taskCases, backupCases, restoreCases, volumeCases, wireCases} {
 		all = append(all, group...)
 	}
 	return all
@@ -101,6 +101,8 @@ func (s *suite) missingHook(name string) string {
 		nilHook = s.w.DenyAtTaskTime == nil
 	case "HoldTasks":
 		nilHook = s.w.HoldTasks == nil
+	case "Endpoint":
+		nilHook = s.w.Endpoint == nil
 	default:
 		return "unknown hook " + name
 	}

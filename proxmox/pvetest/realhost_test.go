@@ -91,6 +91,9 @@ func TestConformanceRealHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ep := realEndpoint(t, cfg)
+	w.Endpoint = &ep
+	w.AuthFailureDelay = 3 * time.Second
 	pvetest.Conformance(t, c, w)
 }
 

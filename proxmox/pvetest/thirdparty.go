@@ -1,6 +1,7 @@
 package pvetest
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -150,6 +151,8 @@ type rawResult struct {
 	raw    []byte
 	env    map[string]any
 	data   any
+	header http.Header
+	took   time.Duration // from sending the request to the end of the headers
 }
 
 func (r *rawResult) object() map[string]any { m, _ := r.data.(map[string]any); return m }
@@ -167,26 +170,54 @@ func (r *rawResult) list() []map[string]any {
 
 // do sends one request the way proxmoxer does.
 func (a *rawAPI) do(method, path string, params url.Values) (*rawResult, error) {
-	target := strings.TrimSuffix(a.e.URL, "/") + "/api2/json" + path
-	var body io.Reader
+	var body []byte
 	if method == "POST" || method == "PUT" {
-		body = strings.NewReader(params.Encode())
+		body = []byte(params.Encode())
 	} else if len(params) > 0 {
-		target += "?" + params.Encode()
+		path += "?" + params.Encode()
 	}
-	req, err := http.NewRequest(method, target, body)
+	ct := ""
+	if body != nil {
+		ct = "application/x-www-form-urlencoded"
+	}
+	r, err := a.send(method, path, ct, body, "PVEAPIToken="+a.e.Token)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "PVEAPIToken="+a.e.Token)
-	req.Header.Set("Accept", "application/json")
+	if len(r.raw) > 0 {
+		if r.env == nil {
+			return nil, fmt.Errorf("body %q is not JSON", r.raw)
+		}
+		r.data = r.env["data"]
+	}
+	return r, nil
+}
+
+// send sends one request with a body of content type ct (none when ""),
+// and auth as the Authorization header (none when ""). The envelope is
+// decoded when the body is JSON; r.raw always holds the body.
+func (a *rawAPI) send(method, path, ct string, body []byte, auth string) (*rawResult, error) {
+	target := strings.TrimSuffix(a.e.URL, "/") + "/api2/json" + path
+	var rd io.Reader
 	if body != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, target, rd)
+	if err != nil {
+		return nil, err
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	req.Header.Set("Accept", "application/json")
+	if ct != "" {
+		req.Header.Set("Content-Type", ct)
 	}
 	hc := a.e.HTTPClient
 	if hc == nil {
 		hc = http.DefaultClient
 	}
+	start := time.Now()
 	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err
@@ -196,12 +227,9 @@ func (a *rawAPI) do(method, path string, params url.Values) (*rawResult, error) 
 	if err != nil {
 		return nil, err
 	}
-	r := &rawResult{status: resp.StatusCode, raw: raw}
+	r := &rawResult{status: resp.StatusCode, raw: raw, header: resp.Header, took: time.Since(start)}
 	_, r.reason, _ = strings.Cut(resp.Status, " ")
-	if len(raw) > 0 {
-		if err := json.Unmarshal(raw, &r.env); err != nil {
-			return nil, fmt.Errorf("body %q is not JSON: %w", raw, err)
-		}
+	if json.Unmarshal(raw, &r.env) == nil && r.env != nil {
 		r.data = r.env["data"]
 	}
 	return r, nil

@@ -56,6 +56,16 @@ type World struct {
 	// every worker task that checks privilege on aclPath fail with PVE's
 	// permission text, until t's cleanup. Nil skips the cases that need it.
 	DenyAtTaskTime func(t testing.TB, aclPath, privilege string)
+	// Endpoint reaches the same host and token as the Client, for the
+	// cases that check what the Client does not send or read: raw
+	// request bodies, failed authentication, paging parameters, the
+	// endpoints third-party clients call that it has no method for. Nil
+	// skips those cases.
+	Endpoint *Endpoint
+	// AuthFailureDelay is the least time the host takes to answer a
+	// failed authentication: pveproxy waits 3 s. Zero checks no timing
+	// (a simulator that answers at once).
+	AuthFailureDelay time.Duration
 	// HoldTasks keeps tasks that are running from stopping on their own
 	// until t's cleanup (they still stop when asked to), so that a case
 	// can look at a task while it runs and at the locks it holds. Nil
