@@ -100,6 +100,13 @@ func simWorld(t *testing.T, legacy bool) (*pvesim.Sim, *pvesim.Server, *proxmox.
 			}
 			t.Cleanup(sim.ClearTaskTimeDenials)
 		},
+		ProxyError: func(t testing.TB, method, path string) {
+			t.Helper()
+			if err := sim.AddFault(pvesim.Fault{Kind: pvesim.FaultStatus, Status: 595, Method: method, Path: path, Count: 1}); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(sim.ClearFaults)
+		},
 		HoldTasks: func(t testing.TB) {
 			clock.hold()
 			t.Cleanup(clock.release)

@@ -60,7 +60,7 @@ type Fault struct {
 	Delay   time.Duration // latency
 	Status  int           // status: 400-599
 	After   bool          // drop: handle the request (its effects happen), then drop the answer
-	Message string        // status: PVE's message ("" sends the standard phrase and no body); taskfail: the exit status
+	Message string        // status: PVE's message ("" sends the standard phrase and no body; 59x always have no body); taskfail: the exit status
 
 	TaskType string // taskfail: worker type, "" for any
 	VMID     int    // taskfail: guest (the task's id), 0 for any
@@ -385,10 +385,33 @@ type faultAction struct {
 }
 
 func (a faultAction) response() response {
+	if a.status >= 590 {
+		// 59x are AnyEvent::HTTP's own statuses for a request that got no
+		// answer (595 connection refused, reset or timed out, 596 TLS,
+		// 599 other): pveproxy passes them on from a proxied request with
+		// the reason phrase and the (empty) body it got
+		// (pve-http-server src/PVE/APIServer/AnyEvent.pm proxy_request),
+		// never a JSON envelope.
+		msg := a.message
+		if msg == "" {
+			msg = proxyReasons[a.status]
+		}
+		return response{status: a.status, message: msg, bare: true}
+	}
 	if a.message == "" {
 		return response{status: a.status, bare: true}
 	}
 	return response{status: a.status, message: a.message + "\n"}
+}
+
+// proxyReasons are AnyEvent::HTTP's reason phrases for its 59x statuses
+// when a fault gives none.
+var proxyReasons = map[int]string{
+	595: "Connection refused",
+	596: "Errors during TLS negotiation, request sending or header processing",
+	597: "Errors during body receiving or processing",
+	598: "User aborted request via on_header or on_body",
+	599: "Other, usually nonretryable, errors",
 }
 
 // matchFaults applies the request faults to req: every matching latency

@@ -284,3 +284,24 @@ func TestTasksInSynctest(t *testing.T) {
 		}
 	})
 }
+
+// A 595 is what pveproxy relays when the node it proxies to does not
+// answer: AnyEvent::HTTP's reason phrase and no body, never JSON.
+func TestProxyErrorHasNoBody(t *testing.T) {
+	h := newHarness(t)
+	for _, spec := range []string{"595:GET:/nodes/*/status:count=1", "595:GET:/version:count=1:Connection timed out"} {
+		f, err := ParseFault(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.sim.AddFault(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct{ path, reason string }{{nodePath + "/status", "Connection refused"}, {"/version", "Connection timed out"}} {
+		r := h.do("GET", tc.path, nil)
+		if r.status != 595 || r.reason != tc.reason || len(r.raw) != 0 || r.headers.Get("Content-Type") != "" {
+			t.Errorf("GET %s = %d %q %q (type %q); want 595 %q without a body", tc.path, r.status, r.reason, r.raw, r.headers.Get("Content-Type"), tc.reason)
+		}
+	}
+}

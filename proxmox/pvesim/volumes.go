@@ -278,7 +278,7 @@ func (st *state) contentList(s *storage, content string, vmid int) []*volume {
 				if content != "" && content != ct {
 					continue
 				}
-				out = append(out, &volume{volid: d.volid, content: ct, format: "raw", size: d.size, vmid: id})
+				out = append(out, &volume{volid: d.volid, content: ct, format: "raw", size: d.size, vmid: id, ctime: st.diskCTime(s, d.volid)})
 			}
 		}
 	}

@@ -63,7 +63,8 @@ type state struct {
 	macSeq      int
 	events      []*event // what happens part-way through tasks (locks.go)
 	eventSeq    int
-	fingerprint string // the served certificate's, for GET /nodes
+	diskCTimes  map[string]time.Time // guest disk volid → its creation time as listed (shapes.go)
+	fingerprint string               // the served certificate's, for GET /nodes
 }
 
 // nodeState is the node's identity and load.

@@ -152,6 +152,151 @@ var wireCases = []testCase{
 			}
 		},
 	},
+	{
+		name: "cluster-status",
+		rule: "GET /cluster/status lists this node as {type node, id node/NAME, name, local 1, online 1}; a node in no " +
+			"cluster lists only itself, with nodeid 0 (pve-manager PVE/API2/Cluster.pm get_status, the fake local entry)",
+		hooks: []string{"Endpoint"},
+		run: func(t *testing.T, s *suite) {
+			list := s.raw(t).ok("GET", "/cluster/status", nil).list()
+			var self map[string]any
+			clustered := false
+			for _, e := range list {
+				switch e["type"] {
+				case "cluster":
+					clustered = true
+				case "node":
+					if e["name"] == s.node {
+						self = e
+					}
+				}
+			}
+			if self == nil || self["id"] != "node/"+s.node || fmt.Sprint(self["local"]) != "1" || fmt.Sprint(self["online"]) != "1" {
+				t.Fatalf("GET /cluster/status = %v; want node %s, local and online", list, s.node)
+			}
+			if !clustered && (len(list) != 1 || fmt.Sprint(self["nodeid"]) != "0") {
+				t.Errorf("GET /cluster/status without a cluster = %v; want only this node, nodeid 0", list)
+			}
+		},
+	},
+	{
+		name: "storage-config-and-status",
+		rule: "GET /storage/{storage} is the storage's section with its id and digest (pve-storage PVE/API2/Storage/Config.pm " +
+			"read); GET /nodes/{node}/storage/{storage}/status is its storage_info entry, and 400 {storage: \"No such " +
+			"storage.\"} for an unknown id (PVE/API2/Storage/Status.pm read_status)",
+		hooks: []string{"Endpoint"},
+		run: func(t *testing.T, s *suite) {
+			a := s.raw(t)
+			cfg := a.ok("GET", "/storage/"+s.w.BackupStorage, nil).object()
+			if cfg["storage"] != s.w.BackupStorage || cfg["type"] == nil || !strings.Contains(fmt.Sprint(cfg["content"]), "backup") || cfg["digest"] == nil {
+				t.Errorf("GET /storage/%s = %v; want storage, type, content with backup, digest", s.w.BackupStorage, cfg)
+			}
+			st := a.ok("GET", "/nodes/"+s.node+"/storage/"+s.w.BackupStorage+"/status", nil).object()
+			if fmt.Sprint(st["active"]) != "1" || fmt.Sprint(st["enabled"]) != "1" || st["total"] == nil || st["type"] != cfg["type"] {
+				t.Errorf("storage status = %v; want active, enabled, total and the type %v", st, cfg["type"])
+			}
+			r := a.fails("GET", "/nodes/"+s.node+"/storage/felhomnosuchstore/status", nil, 400, "Parameter verification failed.")
+			if errs, _ := r.env["errors"].(map[string]any); errs["storage"] != "No such storage." {
+				t.Errorf("errors = %v; want storage: No such storage.", r.env["errors"])
+			}
+		},
+	},
+	{
+		name: "snapshot-config",
+		rule: "GET .../lxc/{vmid}/snapshot/{snapname}/config is the snapshot's section: the guest's keys then, snaptime and " +
+			"its description; an unknown name dies \"snapshot 'x' does not exist\" (pve-container " +
+			"src/PVE/API2/LXC/Snapshot.pm get_snapshot_config)",
+		hooks: []string{"Endpoint"},
+		run: func(t *testing.T, s *suite) {
+			name := s.snapName + "cf"
+			upid, err := s.c.Snapshot(s.ctx, s.w.Stopped, name, "snapshot config")
+			s.mustDone(t, "Snapshot", upid, err)
+			defer func() {
+				upid, err := s.c.DeleteSnapshot(s.ctx, s.w.Stopped, name)
+				s.mustDone(t, "DeleteSnapshot", upid, err)
+			}()
+			a := s.raw(t)
+			base := fmt.Sprintf("/nodes/%s/lxc/%d/snapshot/", s.node, s.w.Stopped)
+			conf := a.ok("GET", base+name+"/config", nil).object()
+			if conf["hostname"] != s.stoppedConfig.Hostname || conf["snaptime"] == nil || conf["description"] != "snapshot config\n" {
+				t.Errorf("snapshot config = %v; want hostname %q, snaptime, description", conf, s.stoppedConfig.Hostname)
+			}
+			a.fails("GET", base+"felhomnosuchsnap/config", nil, 500, "snapshot 'felhomnosuchsnap' does not exist")
+		},
+	},
+	{
+		name: "access-reads",
+		rule: "a token with Sys.Audit (or User.Modify) on /access/groups lists every user, its own included, with userid " +
+			"and enable (pve-access-control src/PVE/API2/User.pm index); GET /access/groups is a list; GET /access/domains " +
+			"answers without credentials and lists the built-in realms pam and pve (src/PVE/API2/Domains.pm index; " +
+			"pve-manager PVE/HTTPServer.pm auth_handler exempts it)",
+		hooks: []string{"Endpoint"},
+		run: func(t *testing.T, s *suite) {
+			a := s.raw(t)
+			id, _, _ := strings.Cut(a.e.Token, "!")
+			users := a.ok("GET", "/access/users", nil).list()
+			if !slices.ContainsFunc(users, func(u map[string]any) bool { return u["userid"] == id }) {
+				t.Errorf("GET /access/users = %v; want the token's user %s", users, id)
+			}
+			if r := a.ok("GET", "/access/groups", nil); r.data == nil {
+				t.Errorf("GET /access/groups = %s; want a list", r.raw)
+			}
+			r, err := a.send("GET", "/access/domains", "", nil, "")
+			if err != nil || r.status != 200 {
+				t.Fatalf("GET /access/domains without credentials = %+v, %v; want 200", r, err)
+			}
+			var realms []string
+			for _, d := range r.list() {
+				realms = append(realms, fmt.Sprint(d["realm"]))
+			}
+			if !slices.Contains(realms, "pam") || !slices.Contains(realms, "pve") {
+				t.Errorf("realms = %q; want pam and pve", realms)
+			}
+		},
+	},
+	{
+		name: "content-and-disk-shapes",
+		rule: "guest disks in a storage's content carry ctime (lv_time on LVM-thin: pve-storage src/PVE/Storage/LvmThinPlugin.pm " +
+			"list_images; none on ZFS); disks/list?include-partitions=1 marks what is mounted with mounted 1 and leaves the key " +
+			"out otherwise (src/PVE/Storage/Diskmanage.pm get_disks)",
+		hooks: []string{"Endpoint"},
+		run: func(t *testing.T, s *suite) {
+			a := s.raw(t)
+			cfg := a.ok("GET", "/storage/"+s.w.GuestStorage, nil).object()
+			disks := a.ok("GET", "/nodes/"+s.node+"/storage/"+s.w.GuestStorage+"/content", url.Values{"vmid": {itoa(s.w.Stopped)}}).list()
+			if len(disks) == 0 {
+				t.Errorf("content of %s for guest %d is empty; want its disk", s.w.GuestStorage, s.w.Stopped)
+			}
+			for _, d := range disks {
+				ct, _ := d["ctime"].(float64)
+				if cfg["type"] != "zfspool" && ct <= 0 {
+					t.Errorf("disk %v on %v storage %s has no ctime", d, cfg["type"], s.w.GuestStorage)
+				}
+			}
+			for _, d := range a.ok("GET", "/nodes/"+s.node+"/disks/list", url.Values{"include-partitions": {"1"}}).list() {
+				if m, has := d["mounted"]; has && fmt.Sprint(m) != "1" {
+					t.Errorf("disk %v: mounted = %v; PVE sets it to 1 or leaves it out", d["devpath"], m)
+				}
+			}
+		},
+	},
+	{
+		name: "proxy-error-595",
+		rule: "when pveproxy cannot reach the node it proxies to it relays AnyEvent::HTTP's 595 with its reason phrase " +
+			"and no JSON body (pve-http-server src/PVE/APIServer/AnyEvent.pm proxy_request)",
+		hooks: []string{"Endpoint", "ProxyError"},
+		run: func(t *testing.T, s *suite) {
+			path := "/nodes/" + s.node + "/status"
+			s.w.ProxyError(t, "GET", path)
+			r, err := s.raw(t).send("GET", path, "", nil, "PVEAPIToken="+s.w.Endpoint.Token)
+			if err != nil {
+				t.Fatalf("GET %s: %v", path, err)
+			}
+			if r.status != 595 || r.reason == "" || len(r.raw) != 0 || r.header.Get("Content-Type") != "" {
+				t.Errorf("GET %s = %d %q %q (type %q); want 595 with a reason and no body", path, r.status, r.reason, r.raw, r.header.Get("Content-Type"))
+			}
+		},
+	},
 }
 
 // raw is a hand-written client of World.Endpoint for the running case.

@@ -103,6 +103,8 @@ func (s *suite) missingHook(name string) string {
 		nilHook = s.w.HoldTasks == nil
 	case "Endpoint":
 		nilHook = s.w.Endpoint == nil
+	case "ProxyError":
+		nilHook = s.w.ProxyError == nil
 	default:
 		return "unknown hook " + name
 	}

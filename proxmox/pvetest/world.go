@@ -66,6 +66,11 @@ type World struct {
 	// failed authentication: pveproxy waits 3 s. Zero checks no timing
 	// (a simulator that answers at once).
 	AuthFailureDelay time.Duration
+	// ProxyError makes the next request for method and path fail as
+	// pveproxy answers when the node it proxies to is unreachable (595,
+	// no body), until t's cleanup. Nil skips the case (a real host does
+	// this only for a node of its cluster that is down).
+	ProxyError func(t testing.TB, method, path string)
 	// HoldTasks keeps tasks that are running from stopping on their own
 	// until t's cleanup (they still stop when asked to), so that a case
 	// can look at a task while it runs and at the locks it holds. Nil
