@@ -200,3 +200,11 @@ func TestProxmoxer(t *testing.T) {
 	checkUndone(t, sim, w)
 	pvetest.Proxmoxer(t, endpoint(t, srv), w)
 }
+
+// TestAnsible drives the simulator with Ansible's community.general
+// Proxmox modules, where Debian's ansible is installed.
+func TestAnsible(t *testing.T) {
+	sim, srv, _, w := simWorld(t, false)
+	checkUndone(t, sim, w)
+	pvetest.Ansible(t, endpoint(t, srv), w)
+}

@@ -15,9 +15,12 @@
 // the simulator or the client, and a failure against a real host points at
 // the simulator's model of it.
 //
-// [ThirdParty] and [Proxmoxer] check the same host from the outside, as
-// other clients see it: raw form-encoded HTTP with a PVEAPIToken header,
-// and the Python library proxmoxer (skipped where it is not installed).
+// [ThirdParty], [Proxmoxer] and [Ansible] check the same host from the
+// outside, as other clients see it: raw form-encoded HTTP with a
+// PVEAPIToken header, the Python library proxmoxer, and Ansible's
+// community.general Proxmox modules (each skipped where it is not
+// installed); the nested module goclient does the same with the Go client
+// github.com/luthermonson/go-proxmox.
 // Passing them against the simulator is what "a third-party client could
 // not tell it from a host" means in practice.
 //

@@ -23,11 +23,15 @@ var proxmoxerFlow []byte
 const PythonEnv = "FELHOM_PYTHON"
 
 // Proxmoxer runs the ThirdParty flow with the Python library proxmoxer
-// (its https backend, token authentication): snapshot, rollback and
-// delete a snapshot of w.Stopped, a config PUT answering null, a vzdump
+// (its https backend, token authentication): the cluster status, the
+// backup storage's config and status; snapshot, read the snapshot's
+// config, roll back and delete a snapshot of w.Stopped (per guest kind);
+// a config PUT answering null, a vzdump
 // whose archive appears in the storage content with PVE's name, a restore
 // into w.Scratch, and a refusal whose HTTP reason phrase proxmoxer shows
-// as the error. It skips when no Python with proxmoxer is found, or when
+// as the error; the node's vzsnapshot tasks and one's whole log
+// (limit=0); a wrong secret refused with 401 and PVE's reason. It skips
+// when no Python with proxmoxer is found, or when
 // e.CAFile is empty.
 func Proxmoxer(t *testing.T, e Endpoint, w World) {
 	t.Helper()
@@ -60,6 +64,7 @@ func Proxmoxer(t *testing.T, e Endpoint, w World) {
 		"running": w.Running, "stopped": w.Stopped, "scratch": w.Scratch,
 		"backup_storage": w.BackupStorage, "guest_storage": w.GuestStorage,
 		"snapshot": snapshotName() + "py",
+		"guests":   []ThirdPartyGuest{{Kind: "lxc", Stopped: w.Stopped, Running: w.Running}},
 	})
 	if err != nil {
 		t.Fatal(err)

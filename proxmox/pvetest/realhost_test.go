@@ -102,6 +102,11 @@ func TestThirdPartyRealHost(t *testing.T) {
 	pvetest.ThirdParty(t, realEndpoint(t, cfg), w)
 }
 
+func TestAnsibleRealHost(t *testing.T) {
+	cfg, w := realHost(t)
+	pvetest.Ansible(t, realEndpoint(t, cfg), w)
+}
+
 func TestProxmoxerRealHost(t *testing.T) {
 	cfg, w := realHost(t)
 	pvetest.Proxmoxer(t, realEndpoint(t, cfg), w)

@@ -1,7 +1,8 @@
 """Drive a Proxmox VE host with proxmoxer, as third-party automation does.
 
 Run by pvetest.Proxmoxer with a JSON object on stdin (host, port, cafile, node,
-token, running, stopped, scratch, backup_storage, guest_storage). Prints one
+token, running, stopped, scratch, backup_storage, guest_storage, and guests: one
+{kind, stopped} per guest kind the snapshot steps run on). Prints one
 line per step and exits non-zero at the first answer a real host would not
 give. Whatever it creates it removes again.
 """
@@ -26,6 +27,20 @@ class Mismatch(Exception):
 def expect(cond, what):
     if not cond:
         raise Mismatch(what)
+
+
+def guest_snapshots(node, guest, snap, wait):
+    """Snapshot a stopped guest of guest["kind"] (lxc, qemu), read the
+    snapshot's config, roll back and delete it."""
+    api = getattr(node, guest["kind"])(guest["stopped"])
+    wait(api.snapshot.post(snapname=snap, description="proxmoxer"))
+    names = [s["name"] for s in api.snapshot.get()]
+    expect(snap in names and "current" in names, "snapshot list %r" % (names,))
+    conf = api.snapshot(snap).config.get()
+    expect(conf.get("description") == "proxmoxer\n" and "snaptime" in conf, "snapshot config %r" % (conf,))
+    wait(api.snapshot(snap).rollback.post())
+    wait(api.snapshot(snap).delete())
+    expect(snap not in [s["name"] for s in api.snapshot.get()], "snapshot not deleted")
 
 
 def main():
@@ -63,13 +78,20 @@ def main():
         expect(isinstance(px.cluster.nextid.get(), str), "nextid is not a JSON string")
         step("nextid")
 
-        wait(stopped.snapshot.post(snapname=snap, description="proxmoxer"))
-        names = [s["name"] for s in stopped.snapshot.get()]
-        expect(snap in names and "current" in names, "snapshot list %r" % (names,))
-        wait(stopped.snapshot(snap).rollback.post())
-        wait(stopped.snapshot(snap).delete())
-        expect(snap not in [s["name"] for s in stopped.snapshot.get()], "snapshot not deleted")
-        step("snapshot, rollback, delete snapshot")
+        status = px.cluster.status.get()
+        me = [e for e in status if e.get("type") == "node" and e.get("name") == cfg["node"]]
+        expect(len(me) == 1 and me[0].get("local") == 1, "cluster status %r" % (status,))
+        step("cluster status")
+
+        store = px.storage(cfg["backup_storage"]).get()
+        expect(store["storage"] == cfg["backup_storage"] and "backup" in store["content"], "storage config %r" % (store,))
+        st = node.storage(cfg["backup_storage"]).status.get()
+        expect(st.get("active") == 1 and st.get("total", 0) > 0, "storage status %r" % (st,))
+        step("storage config and status")
+
+        for guest in cfg["guests"]:
+            guest_snapshots(node, guest, snap, wait)
+            step("%s %d: snapshot, its config, rollback, delete snapshot" % (guest["kind"], guest["stopped"]))
 
         before = stopped.config.get().get("description")
         expect(stopped.config.put(description="proxmoxer") is None, "config PUT did not answer null")
@@ -105,6 +127,25 @@ def main():
             want = "CT %d already running" % cfg["running"]
             expect(e.status_code == 500 and e.content == want, "refusal %d %r, want 500 %r" % (e.status_code, e.content, want))
         step("start refused")
+
+        tasks = node.tasks.get(typefilter="vzsnapshot", limit=500)
+        expect(tasks and all(t["type"] == "vzsnapshot" for t in tasks), "task list %r" % (tasks,))
+        whole = node.tasks(tasks[0]["upid"]).log.get(limit=0)
+        expect(whole and whole[-1]["t"] == "TASK OK" and [l["n"] for l in whole] == list(range(1, len(whole) + 1)),
+               "log?limit=0 %r" % (whole,))
+        step("tasks and a whole log")
+
+        user, rest = cfg["token"].split("!", 1)
+        token_name = rest.split("=", 1)[0]
+        wrong = ProxmoxAPI(cfg["host"], port=cfg["port"], user=user, token_name=token_name,
+                           token_value="felhom-wrong-secret", verify_ssl=cfg["cafile"], timeout=30)
+        try:
+            wrong.version.get()
+            raise Mismatch("a wrong secret was accepted")
+        except ResourceException as e:
+            expect(e.status_code == 401 and e.content in ("invalid token value!", "Authentication failed!"),
+                   "wrong secret: %d %r" % (e.status_code, e.content))
+        step("wrong secret refused")
     finally:
         if restored:
             wait(node.lxc(cfg["scratch"]).delete(purge=1))
