@@ -3,9 +3,7 @@ package builtins
 import (
 	"context"
 	"log/slog"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"go.starlark.net/starlark"
@@ -33,38 +31,6 @@ func newLoadThread(l *slog.Logger) *starlark.Thread {
 func execThread(thread *starlark.Thread, src string, extra ...*Table) (starlark.StringDict, error) {
 	opts := &syntax.FileOptions{While: true, TopLevelControl: true}
 	return starlark.ExecFileOptions(opts, thread, "test.star", src, Predeclared(append(Tables(), extra...)))
-}
-
-// recorder is a slog.Handler that keeps every record, with the attributes
-// of With() calls applied.
-type recorder struct {
-	mu      *sync.Mutex
-	records *[]slog.Record
-	attrs   []slog.Attr
-}
-
-func newRecorder() *recorder { return &recorder{mu: new(sync.Mutex), records: new([]slog.Record)} }
-
-func (r *recorder) Enabled(context.Context, slog.Level) bool { return true }
-func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
-	rec = rec.Clone()
-	rec.AddAttrs(r.attrs...)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	*r.records = append(*r.records, rec)
-	return nil
-}
-func (r *recorder) WithAttrs(as []slog.Attr) slog.Handler {
-	c := *r
-	c.attrs = append(slices.Clip(r.attrs), as...)
-	return &c
-}
-func (r *recorder) WithGroup(string) slog.Handler { return r }
-
-func (r *recorder) all() []slog.Record {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(*r.records)
 }
 
 // attrs renders a record's attributes as "k=v" in order.

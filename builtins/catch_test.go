@@ -11,6 +11,7 @@ import (
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
 
+	"gitea.dooplex.hu/admin/felhom-agent/internal/logtest"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 )
 
@@ -56,7 +57,7 @@ var fakeTable = &Table{
 	},
 }
 
-func runEnv(ctx context.Context) *Env { return &Env{Context: ctx, Logger: slog.New(newRecorder())} }
+func runEnv(ctx context.Context) *Env { return &Env{Context: ctx, Logger: slog.New(logtest.New())} }
 
 // field reads a dotted path of struct attributes from v.
 func field(t *testing.T, v starlark.Value, path string) starlark.Value {

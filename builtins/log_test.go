@@ -4,10 +4,12 @@ import (
 	"context"
 	"log/slog"
 	"testing"
+
+	"gitea.dooplex.hu/admin/felhom-agent/internal/logtest"
 )
 
 func TestLogRoutesToRunLogger(t *testing.T) {
-	rec := newRecorder()
+	rec := logtest.New()
 	env := &Env{Context: context.Background(), Logger: slog.New(rec).With("run", "r1")}
 	src := `
 log.debug("d")
@@ -28,7 +30,7 @@ log.error("e", big = 1 << 70)
 		{slog.LevelWarn, "w", "n=<nil> run=r1"},
 		{slog.LevelError, "e", "big=1180591620717411303424 run=r1"},
 	}
-	got := rec.all()
+	got := rec.Records()
 	if len(got) != len(want) {
 		t.Fatalf("got %d records; want %d", len(got), len(want))
 	}
@@ -40,12 +42,12 @@ log.error("e", big = 1 << 70)
 }
 
 func TestLogAtLoadTime(t *testing.T) {
-	rec := newRecorder()
+	rec := logtest.New()
 	thread := newLoadThread(slog.New(rec))
 	if _, err := execThread(thread, `log.info("declaring", file = "x.star")`); err != nil {
 		t.Fatal(err)
 	}
-	if got := rec.all(); len(got) != 1 || got[0].Message != "declaring" || attrs(got[0]) != "file=x.star" {
+	if got := rec.Records(); len(got) != 1 || got[0].Message != "declaring" || attrs(got[0]) != "file=x.star" {
 		t.Errorf("load-time records = %v; want one \"declaring\" with file=x.star", got)
 	}
 }

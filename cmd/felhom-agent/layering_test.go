@@ -60,7 +60,11 @@ var rules = []struct {
 	{pkg: "internal/clip", only: map[string]string{}},
 	{pkg: "runtime/api", only: map[string]string{}},
 	{pkg: "runtime/schedule", only: map[string]string{"github.com/adhocore/gronx": "the cron parser"}},
-	{pkg: "cmd/felhom-agent", bad: map[string]string{"testing": "the agent binary must not link the testing package"}},
+	{pkg: "cmd/felhom-agent", bad: map[string]string{
+		"testing":                               "the agent binary must not link the testing package",
+		module + "/internal/logtest":            "test fixtures never reach the binary",
+		module + "/runtime/internal/enginetest": "test fixtures never reach the binary",
+	}},
 }
 
 func TestLayering(t *testing.T) {

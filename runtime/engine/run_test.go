@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"gitea.dooplex.hu/admin/felhom-agent/builtins"
+	"gitea.dooplex.hu/admin/felhom-agent/internal/logtest"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/internal/enginetest"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
@@ -22,13 +23,13 @@ type harness struct {
 	dir    string
 	loader *Loader
 	engine *Engine
-	rec    *recorder
+	rec    *logtest.Recorder
 	sig    *enginetest.Signal
 }
 
 func newHarness(t testing.TB, files map[string]string, cfg Config) *harness {
 	t.Helper()
-	h := &harness{t: t, dir: enginetest.WriteTree(t, files), rec: newRecorder(), sig: enginetest.NewSignal()}
+	h := &harness{t: t, dir: enginetest.WriteTree(t, files), rec: logtest.New(), sig: enginetest.NewSignal()}
 	var err error
 	h.loader, err = NewLoader(h.dir, LoaderOptions{Tables: enginetest.Tables(h.sig), Logger: enginetest.Logger()})
 	if err != nil {
@@ -271,7 +272,7 @@ func TestRunLogsWithRunAttributes(t *testing.T) {
 		"INFO backed up vmid=101 run=r1 playbook=p",
 		"WARN slow run=r1 playbook=p",
 	}
-	got := h.rec.lines()
+	got := h.rec.Lines()
 	if len(got) != 5 || !strings.HasPrefix(got[4], "INFO run finished status=succeeded took=") {
 		t.Fatalf("log =\n%s", strings.Join(got, "\n"))
 	}
@@ -282,9 +283,9 @@ func TestRunLogsWithRunAttributes(t *testing.T) {
 	}
 
 	// A logger given per run receives the run's lines instead.
-	own := newRecorder()
+	own := logtest.New()
 	h.run(context.Background(), "p.star", nil, RunOptions{ID: "r2", Logger: slog.New(own).With("store", "yes")})
-	if lines := own.lines(); len(lines) != 5 || lines[1] != "INFO hello 1 store=yes run=r2 playbook=p" {
+	if lines := own.Lines(); len(lines) != 5 || lines[1] != "INFO hello 1 store=yes run=r2 playbook=p" {
 		t.Errorf("per-run logger got:\n%s", strings.Join(lines, "\n"))
 	}
 }
@@ -392,7 +393,7 @@ func TestRunTokenUnreachable(t *testing.T) {
 	if res.Status != runstate.Succeeded {
 		t.Fatal(res.Error)
 	}
-	all := string(res.Output) + strings.Join(h.rec.lines(), "\n")
+	all := string(res.Output) + strings.Join(h.rec.Lines(), "\n")
 	if strings.Contains(all, "8a2f0c9e") {
 		t.Errorf("the token is reachable from a playbook:\n%s", all)
 	}
