@@ -23,7 +23,7 @@ import (
 // Defaults for the zero values of [Config].
 const (
 	DefaultShutdownGrace  = 60 * time.Second
-	DefaultDebounce       = 100 * time.Millisecond
+	DefaultDebounce       = 10 * time.Millisecond
 	DefaultHealthInterval = 30 * time.Second
 	DefaultPruneInterval  = time.Hour
 	// StoreFile is the run store's file name in Config.StateDir.

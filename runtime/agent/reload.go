@@ -31,22 +31,39 @@ import (
 // original produce a create (or rename) of the original's name, which is
 // a path like any other here. New subdirectories are watched as they
 // appear, and the files already inside them count as changed.
+//
+// The debounce is short (DefaultDebounce, 10 ms), so a save serves within
+// milliseconds. A writer that does not rename atomically may be caught
+// mid-file: a file written in place (a write event, not a create or
+// rename) whose reload fails is not reported at once but reloaded again
+// once it has been quiet for settleDelay, and only that second outcome is
+// logged and counted. A failed reload never activates anything: the last
+// good version keeps serving meanwhile.
 
 // maxDebounceDelay bounds how long a stream of events that never goes
 // quiet can hold a reload back.
 const maxDebounceDelay = 2 * time.Second
+
+// settleDelay is how long a file written in place must be quiet before a
+// failed reload of it is retried and reported.
+const settleDelay = 250 * time.Millisecond
+
+// reloadFunc reloads what paths affect. provisional holds the paths that
+// were written in place in this batch; a failure of one of them is not
+// reported but returned in held, for the watcher to retry once settled.
+type reloadFunc func(paths []string, provisional map[string]bool) (held []string)
 
 // watcher turns file events under root into debounced reloads.
 type watcher struct {
 	fw       *fsnotify.Watcher
 	root     string
 	debounce time.Duration
-	reload   func(paths []string)
+	reload   reloadFunc
 	log      *slog.Logger
 }
 
 // newWatcher watches root and every directory below it.
-func newWatcher(root string, debounce time.Duration, reload func([]string), logger *slog.Logger) (*watcher, error) {
+func newWatcher(root string, debounce time.Duration, reload reloadFunc, logger *slog.Logger) (*watcher, error) {
 	fw, err := fsnotify.NewWatcher()
 	if err != nil {
 		return nil, fmt.Errorf("watching playbooks: %w", err)
@@ -92,10 +109,15 @@ func (w *watcher) addTree(dir string) ([]string, error) {
 func (w *watcher) run(ctx context.Context) {
 	defer w.fw.Close()
 	pending := map[string]bool{}
+	written := map[string]bool{} // pending paths written in place
+	held := map[string]bool{}    // failed reloads waiting to settle
 	var first time.Time
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	settle := time.NewTimer(time.Hour)
+	settle.Stop()
+	defer settle.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -108,6 +130,15 @@ func (w *watcher) run(ctx context.Context) {
 				continue // permissions or timestamps only
 			}
 			pending[ev.Name] = true
+			if held[ev.Name] {
+				delete(held, ev.Name) // still being written: back to the debounce
+			}
+			switch {
+			case ev.Has(fsnotify.Create) || ev.Has(fsnotify.Rename) || ev.Has(fsnotify.Remove):
+				delete(written, ev.Name) // replaced whole (or gone)
+			case ev.Has(fsnotify.Write):
+				written[ev.Name] = true
+			}
 			if ev.Has(fsnotify.Create) || ev.Has(fsnotify.Rename) {
 				if fi, err := os.Lstat(ev.Name); err == nil && fi.IsDir() {
 					files, err := w.addTree(ev.Name)
@@ -141,16 +172,55 @@ func (w *watcher) run(ctx context.Context) {
 				paths = append(paths, p)
 			}
 			slices.Sort(paths)
+			provisional := maps.Clone(written)
 			clear(pending)
+			clear(written)
 			first = time.Time{}
-			w.reload(paths)
+			for _, p := range w.reload(paths, provisional) {
+				held[p] = true
+			}
+			if len(held) > 0 {
+				settle.Reset(settleDelay)
+			}
+		case <-settle.C:
+			if len(held) == 0 {
+				continue
+			}
+			paths := slices.Sorted(maps.Keys(held))
+			clear(held)
+			w.reload(paths, nil)
 		}
 	}
 }
 
-// reload reloads what paths affect and applies the change.
-func (a *Agent) reload(paths []string) {
-	a.applyChange(a.registry.Reload(paths...))
+// reload reloads what paths affect and applies the change: the
+// watcher's reloadFunc. A failure of a file among provisional (written in
+// place in this batch) is held back, unreported, for the watcher to retry
+// once the file has settled.
+func (a *Agent) reload(paths []string, provisional map[string]bool) (held []string) {
+	// What each in-place write affects, as of the last load: the file
+	// itself and the playbooks that load it.
+	affects := map[string][]string{}
+	for p := range provisional {
+		if rel, err := a.registry.Loader().Rel(p); err == nil {
+			affects[p] = append(a.registry.Dependents(p), rel)
+		}
+	}
+	ch := a.registry.Reload(paths...)
+	for _, p := range slices.Sorted(maps.Keys(affects)) {
+		hold := false
+		for _, rel := range affects[p] {
+			if _, failed := ch.Failed[rel]; failed {
+				delete(ch.Failed, rel)
+				hold = true
+			}
+		}
+		if hold {
+			held = append(held, p)
+		}
+	}
+	a.applyChange(ch)
+	return held
 }
 
 // applyChange logs what a load or reload did, updates the metrics and the

@@ -199,7 +199,7 @@ func TestWatcherDebounces(t *testing.T) {
 	// guards against a hang.
 	dir := t.TempDir()
 	got := make(chan []string, 10)
-	w, err := newWatcher(dir, 50*time.Millisecond, func(p []string) { got <- p }, enginetest.Logger())
+	w, err := newWatcher(dir, 50*time.Millisecond, func(p []string, _ map[string]bool) []string { got <- p; return nil }, enginetest.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,4 +223,46 @@ func TestWatcherDebounces(t *testing.T) {
 			t.Fatal("no reload")
 		}
 	}
+}
+
+// TestHotReloadSettlesInPlaceWrites: a writer that does not rename (it
+// truncates and writes in place) may be seen mid-file. A reload that
+// fails right after such a write is not reported; the file is reloaded
+// again once it has settled, and only that outcome counts.
+func TestHotReloadSettlesInPlaceWrites(t *testing.T) {
+	good := agentPlaybook("inplace", "    return 1", "")
+	ta := startAgent(t, map[string]string{"inplace.star": good}, nil)
+	path := filepath.Join(ta.dir, "inplace.star")
+
+	t.Run("half a file, then the rest", func(t *testing.T) {
+		next := agentPlaybook("inplace", "    return 2", "")
+		half := next[:len(next)/2]
+		if err := os.WriteFile(path, []byte(half), 0o644); err != nil { // in place: a write event
+			t.Fatal(err)
+		}
+		ch := ta.waitReload(func(engine.Change) bool { return true })
+		if len(ch.Failed) != 0 {
+			t.Fatalf("the half-written file was reported at once: %v", ch.Failed)
+		}
+		if err := os.WriteFile(path, []byte(next), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for ch := ta.waitReload(func(engine.Change) bool { return true }); !slices.Contains(loadedNames(ch), "inplace"); ch = ta.waitReload(func(engine.Change) bool { return true }) {
+			if len(ch.Failed) != 0 {
+				t.Fatalf("a refusal was reported for a file that became good: %v", ch.Failed)
+			}
+		}
+	})
+	t.Run("a file that stays broken is reported once settled", func(t *testing.T) {
+		if err := os.WriteFile(path, []byte("def run(ctx)\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ch := ta.waitReload(func(ch engine.Change) bool { return len(ch.Failed) > 0 })
+		if _, ok := ch.Failed["inplace.star"]; !ok {
+			t.Errorf("refusal reported for %v; want inplace.star", ch.Failed)
+		}
+		if pb := ta.registry.Get("inplace"); pb == nil {
+			t.Error("the last good version stopped serving")
+		}
+	})
 }
