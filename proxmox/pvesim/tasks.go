@@ -33,6 +33,9 @@ type task struct {
 	cleanup  func()       // releases what the task holds when it fails without its work
 	startErr error        // the worker died as it started (see failAtStart)
 	warnings int
+
+	seq    int // position in the order tasks were forked
+	heapAt int // index in the end heap while running, -1 after
 }
 
 // taskError is a worker's failure text, without PVE's "TASK ERROR: ".
@@ -104,31 +107,28 @@ func (st *state) startTask(user string, sp taskSpec) *task {
 		t.work = func() error { return work(t) }
 	}
 	t.injected = st.consumeTaskFailure(sp.typ, sp.vmid)
-	st.tasks = append(st.tasks, t)
 	st.tasksByID[t.id] = t
 	if sp.begin != nil && t.injected == "" {
 		if err := sp.begin(t); err != nil {
 			t.failAtStart(err)
 		}
 	}
+	st.tasks.add(t) // once its end is known: begin may move it
 	return t
 }
 
 // advance stops every task whose end has come, in order of their ends.
 func (st *state) advance() {
 	for {
-		var next *task
-		for _, t := range st.tasks {
-			if t.running && !t.end.After(st.now) && (next == nil || t.end.Before(next.end)) {
-				next = t
-			}
-		}
-		if next == nil {
+		next := st.tasks.due()
+		if next == nil || next.end.After(st.now) {
 			st.advanceEvents(st.now)
 			return
 		}
 		st.advanceEvents(next.end)
-		st.finish(next)
+		if st.tasks.due() == next { // else an event changed what ends first
+			st.finish(next)
+		}
 	}
 }
 
@@ -151,6 +151,7 @@ func (st *state) finish(t *task) {
 		err = t.work()
 	}
 	t.close(err)
+	st.tasks.archive(t)
 }
 
 // close writes the last log line and derives the exit status from it.
@@ -180,6 +181,7 @@ func (st *state) stop(t *task) {
 		t.cleanup()
 	}
 	t.close(taskError("interrupted by signal"))
+	st.tasks.archive(t)
 }
 
 // userParts splits a UPID user into PVE's user and tokenid fields.
@@ -189,8 +191,15 @@ func userParts(user string) (string, string) {
 }
 
 // json is a task as the status (list false) or list endpoint shows it.
+// A running task in a list is an entry of PVE's active file, which the
+// list passes on as read_active_workers parsed it: the UPID's user whole
+// (no tokenid split, unlike the archive and the status endpoint) and the
+// file's "saved" flag, the string "0".
 func (t *task) json(list bool) map[string]any {
 	user, tokenID := userParts(t.user)
+	if list && t.running {
+		user, tokenID = t.user, ""
+	}
 	m := map[string]any{
 		"upid":      t.id,
 		"node":      t.upid.Node,
@@ -207,6 +216,7 @@ func (t *task) json(list bool) map[string]any {
 	switch {
 	case list && t.running:
 		m["status"] = "RUNNING"
+		m["saved"] = "0"
 	case list:
 		m["status"] = t.exit
 		m["endtime"] = t.end.Unix()
@@ -266,7 +276,8 @@ func (c *call) listTasks() response {
 		user, _ := userParts(t.user)
 		status := t.exit
 		if t.running {
-			status = "" // PVE filters active tasks before calling them RUNNING
+			user = t.user // the active file's entries keep the whole UPID user
+			status = ""   // PVE filters active tasks before calling them RUNNING
 		}
 		switch {
 		case c.has("userfilter") && !strings.Contains(strings.ToLower(user), strings.ToLower(c.str("userfilter"))):
@@ -283,22 +294,21 @@ func (c *call) listTasks() response {
 		return false
 	}
 	if source == "active" || source == "all" {
-		for _, t := range st.tasks {
-			if t.running && filter(t) {
+		for _, t := range st.tasks.active {
+			if filter(t) {
 				out = append(out, t.json(true))
 				limit--
 			}
 		}
 	}
 	if source != "active" {
-		done := slices.DeleteFunc(slices.Clone(st.tasks), func(t *task) bool { return t.running })
-		slices.SortStableFunc(done, func(a, b *task) int { return b.end.Compare(a.end) })
-		for _, t := range done {
+		st.tasks.archived(func(t *task) bool {
 			if filter(t) {
 				out = append(out, t.json(true))
 				limit--
 			}
-		}
+			return true
+		})
 	}
 	if out == nil {
 		out = []any{}
@@ -410,15 +420,13 @@ type TaskView struct {
 	Log        []string // every log line so far, the TASK line last once stopped
 }
 
-// Tasks returns every task the simulator has started, oldest first.
+// Tasks returns every task the simulator has started, oldest first,
+// including those the task index no longer lists.
 func (s *Sim) Tasks() []TaskView {
 	var out []TaskView
 	_ = s.with(func(st *state) error {
-		for _, t := range st.tasks {
-			out = append(out, TaskView{
-				UPID: t.id, Type: t.upid.Type, ID: t.upid.ID, User: t.user,
-				Running: t.running, ExitStatus: t.exit, Log: slices.Clone(t.lines),
-			})
+		for _, t := range st.tasks.all {
+			out = append(out, t.view())
 		}
 		return nil
 	})
@@ -427,12 +435,22 @@ func (s *Sim) Tasks() []TaskView {
 
 // Task returns one task by UPID.
 func (s *Sim) Task(upid string) (TaskView, bool) {
-	for _, t := range s.Tasks() {
-		if t.UPID == upid {
-			return t, true
+	var v TaskView
+	var found bool
+	_ = s.with(func(st *state) error {
+		if t, ok := st.tasksByID[upid]; ok {
+			v, found = t.view(), true
 		}
+		return nil
+	})
+	return v, found
+}
+
+func (t *task) view() TaskView {
+	return TaskView{
+		UPID: t.id, Type: t.upid.Type, ID: t.upid.ID, User: t.user,
+		Running: t.running, ExitStatus: t.exit, Log: slices.Clone(t.lines),
 	}
-	return TaskView{}, false
 }
 
 // vmidString is the worker id PVE uses for a guest.

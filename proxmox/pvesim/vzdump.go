@@ -238,8 +238,8 @@ func (c *call) vzdump() response {
 // stopped early frees it at once.
 func (st *state) vzdumpLockFree() time.Time {
 	free := st.now
-	for _, t := range st.tasks {
-		if t.running && t.upid.Type == "vzdump" && t.end.After(free) {
+	for _, t := range st.tasks.active {
+		if t.upid.Type == "vzdump" && t.end.After(free) {
 			free = t.end
 		}
 	}

@@ -47,7 +47,7 @@ type state struct {
 	node      nodeState
 	guests    map[int]*guest
 	storages  map[string]*storage
-	tasks     []*task
+	tasks     taskIndex
 	tasksByID map[string]*task
 	tokens    map[string]*token
 	denials   []denial
