@@ -85,14 +85,48 @@ func (st *state) releaseDisk(volid string) {
 }
 
 func (st *state) diskSize(volid string) uint64 {
-	for _, g := range st.guests {
-		for _, d := range st.guestDisks(g) {
-			if d.volid == volid {
-				return d.size
+	_, d := st.findDisk(volid)
+	return d.size
+}
+
+// findDisk finds the guest whose config names volid, and that disk. A
+// disk carries its owner in its name (vm-101-disk-0, 101/vm-101-disk-0.raw:
+// PVE's names, parse_volname's owner), so the owner's config is read first
+// and the cost is one guest's; only a disk its owner does not name (a world
+// shaped with other names) costs a walk of every guest.
+func (st *state) findDisk(volid string) (*guest, guestDisk) {
+	if m := imageNameRe.FindStringSubmatch(volumeName(volid)); m != nil {
+		owner, _ := strconv.Atoi(m[4])
+		if g, ok := st.guests[owner]; ok {
+			if d, ok := g.disk(volid); ok {
+				return g, d
 			}
 		}
 	}
-	return 0
+	for _, g := range st.guests {
+		if d, ok := g.disk(volid); ok {
+			return g, d
+		}
+	}
+	return nil, guestDisk{}
+}
+
+// disk is the disk of g's config that names volid (the first key in
+// sorted order, should two name it, as guestDisks lists them).
+func (g *guest) disk(volid string) (guestDisk, bool) {
+	var found guestDisk
+	for k, v := range g.conf {
+		if !strings.HasPrefix(k, "rootfs") && !strings.HasPrefix(k, "mp") && !strings.HasPrefix(k, "unused") {
+			continue
+		}
+		if volumeOf(v) != volid || (k != "rootfs" && !isIndexed(k, "mp") && !isIndexed(k, "unused")) {
+			continue
+		}
+		if found.key == "" || k < found.key {
+			found = guestDisk{key: k, volid: volid, size: parseSize(v)}
+		}
+	}
+	return found, found.key != ""
 }
 
 // allocDisk creates the next free disk of guest vmid on storage sid
@@ -408,12 +442,8 @@ func (st *state) workDeleteVolume(t *task, volid string) error {
 }
 
 func (st *state) diskOwner(volid string) *guest {
-	for _, g := range st.guests {
-		if slices.Contains(st.guestVolumes(g), volid) {
-			return g
-		}
-	}
-	return nil
+	g, _ := st.findDisk(volid)
+	return g
 }
 
 // VolumeSpec describes a file volume for AddVolume. Zero fields are
