@@ -30,6 +30,7 @@ type Client struct {
 	log        *slog.Logger
 	backoffMin time.Duration
 	backoffMax time.Duration
+	waits      taskWaits // WaitTask calls in flight, sharing one poll per node
 }
 
 // Option adjusts a Client that [New] builds.

@@ -261,12 +261,18 @@ type LogLine struct {
 }
 
 // WaitOptions tune [Client.WaitTask]. The zero value polls at once, then
-// backs off from 250ms doubling to 2s, with no overall timeout beyond ctx,
-// and keeps the last 20 log lines for a *TaskError.
+// sleeps a twentieth of the time waited so far, between 25ms and a minute,
+// with no overall timeout beyond ctx, and keeps the last 20 log lines for a
+// *TaskError.
+//
+// MinInterval and MaxInterval bound each sleep; they no longer start and
+// cap a doubling backoff (which was 250ms doubling to 2s). Waits sharing
+// a node's poll sleep at least min(n, 10) times the smallest MinInterval
+// among the n of them.
 type WaitOptions struct {
 	Timeout     time.Duration // overall limit; 0 means only ctx
-	MinInterval time.Duration // first backoff step; 0 means 250ms
-	MaxInterval time.Duration // backoff cap; 0 means 2s
+	MinInterval time.Duration // shortest sleep between polls; 0 means 25ms
+	MaxInterval time.Duration // longest sleep between polls; 0 means 1m
 	LogTail     int           // log lines kept in a TaskError; 0 means 20
 }
 

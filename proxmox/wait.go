@@ -14,17 +14,19 @@ import (
 // goes on running; only the wait ended.
 var ErrWaitTimeout = errors.New("timed out waiting for the task")
 
-// Defaults of WaitOptions (see its doc in types.go).
-const (
-	defaultWaitMin     = 250 * time.Millisecond
-	defaultWaitMax     = 2 * time.Second
-	defaultWaitLogTail = 20
-)
-
 // WaitTask polls a task until it stops and returns its final status.
 //
-// The first poll is immediate; then it sleeps o.MinInterval, doubling up to
-// o.MaxInterval. It returns when the task stops, when o.Timeout passes
+// A lone wait polls the task's status at once, then after sleeping a
+// twentieth of the time it has waited so far, at least o.MinInterval and at
+// most o.MaxInterval (see waitschedule.go): it notices the end at most 5%
+// of the task's duration or MinInterval late. Waits on tasks of one node,
+// from any goroutines sharing this Client, share one poll of the node's
+// active task list instead, which follows the youngest wait, and each
+// reads its task's status once, when the task has left the list (see
+// nodepoll.go); n such waits are also up to min(n, 10) times MinInterval
+// late, and cost the host a few requests a second however many they are.
+//
+// It returns when the task stops, when o.Timeout passes
 // (the error wraps [ErrWaitTimeout] and context.DeadlineExceeded), or when
 // ctx ends (the error wraps ctx's error) — at once, also mid-sleep. A lost
 // connection, a gateway error or a timed-out poll does not end the wait:
@@ -65,9 +67,26 @@ func (c *Client) waitTask(ctx context.Context, upid UPID, o WaitOptions) (TaskSt
 		wctx, cancel = context.WithTimeoutCause(ctx, o.Timeout, ErrWaitTimeout)
 		defer cancel()
 	}
+	w := &taskWait{upid: upid, id: upid.String(), ctx: wctx, since: time.Now(), lo: lo, hi: hi, poll: make(chan struct{}, 1)}
+	c.waits.join(c, w)
+	defer c.waits.leave(w)
 	last := TaskStatus{UPID: upid}
-	interval := min(lo, hi)
+	// seen is the last status known: the wait's own, or running as the
+	// shared list showed it.
+	seen := func() TaskStatus {
+		c.waits.mu.Lock()
+		defer c.waits.mu.Unlock()
+		if last.Status == "" && w.listed {
+			return TaskStatus{UPID: upid, Status: "running"}
+		}
+		return last
+	}
 	for {
+		select {
+		case <-wctx.Done():
+			return seen(), c.waitEnded(ctx, wctx, upid, o.Timeout)
+		case <-w.poll:
+		}
 		st, err := c.TaskStatusOnce(wctx, upid)
 		switch {
 		case err == nil && !st.Running():
@@ -75,16 +94,12 @@ func (c *Client) waitTask(ctx context.Context, upid UPID, o WaitOptions) (TaskSt
 		case err == nil:
 			last = st
 		case wctx.Err() != nil:
-			return last, c.waitEnded(ctx, wctx, upid, o.Timeout)
+			return seen(), c.waitEnded(ctx, wctx, upid, o.Timeout)
 		case !pollTransient(err):
-			return last, fmt.Errorf("waiting for task %s: %w", upid, err)
+			return seen(), fmt.Errorf("waiting for task %s: %w", upid, err)
 		default:
 			c.log.DebugContext(ctx, "proxmox task poll failed, polling on", "upid", upid.String(), "err", err)
 		}
-		if sleepCtx(wctx, interval) != nil {
-			return last, c.waitEnded(ctx, wctx, upid, o.Timeout)
-		}
-		interval = min(interval*2, hi)
 	}
 }
 

@@ -216,32 +216,49 @@ func waitBubble(t *testing.T, status http.HandlerFunc, fn func(t *testing.T, c *
 	})
 }
 
-// TestWaitTaskBackoff checks the poll schedule of the zero WaitOptions
-// in fake time: at once, then 250ms doubling to 2s.
-func TestWaitTaskBackoff(t *testing.T) {
-	var polls []time.Duration
-	var start time.Time
-	n := 0
-	status := func(w http.ResponseWriter, r *http.Request) {
-		polls = append(polls, time.Since(start))
-		n++
-		if n == 7 {
-			stopped("OK")(w, r)
-			return
-		}
-		running()(w, r)
+// TestWaitTaskSchedule checks a lone wait's poll schedule in fake time:
+// at once, then a twentieth of the time waited, within MinInterval and
+// MaxInterval (25ms and 1m by default).
+func TestWaitTaskSchedule(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		name   string
+		opts   proxmox.WaitOptions
+		polls  int
+		lo, hi time.Duration
+	}{
+		{"defaults", proxmox.WaitOptions{}, 300, 25 * ms, time.Minute},
+		{"bounds", proxmox.WaitOptions{MinInterval: 100 * ms, MaxInterval: time.Second}, 60, 100 * ms, time.Second},
+		{"min above max", proxmox.WaitOptions{MinInterval: time.Second, MaxInterval: 10 * ms}, 5, 10 * ms, 10 * ms},
 	}
-	waitBubble(t, status, func(t *testing.T, c *proxmox.Client) {
-		start = time.Now()
-		if _, err := c.WaitTask(t.Context(), proxmox.MustParseUPID(upidWait), proxmox.WaitOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		ms := time.Millisecond
-		want := []time.Duration{0, 250 * ms, 750 * ms, 1750 * ms, 3750 * ms, 5750 * ms, 7750 * ms}
-		if !reflect.DeepEqual(polls, want) {
-			t.Errorf("polled at %v; want %v", polls, want)
-		}
-	})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var polls []time.Duration
+			var start time.Time
+			status := func(w http.ResponseWriter, r *http.Request) {
+				polls = append(polls, time.Since(start))
+				if len(polls) == tt.polls {
+					stopped("OK")(w, r)
+					return
+				}
+				running()(w, r)
+			}
+			waitBubble(t, status, func(t *testing.T, c *proxmox.Client) {
+				start = time.Now()
+				if _, err := c.WaitTask(t.Context(), proxmox.MustParseUPID(upidWait), tt.opts); err != nil {
+					t.Fatal(err)
+				}
+			})
+			want := []time.Duration{0}
+			for len(want) < tt.polls {
+				at := want[len(want)-1]
+				want = append(want, at+min(max(at/20, tt.lo), tt.hi))
+			}
+			if !reflect.DeepEqual(polls, want) {
+				t.Errorf("polled at %v; want %v", polls, want)
+			}
+		})
+	}
 }
 
 func TestWaitTaskTimeout(t *testing.T) {
@@ -269,14 +286,14 @@ func TestWaitTaskCancel(t *testing.T) {
 	t.Run("while sleeping", func(t *testing.T) {
 		waitBubble(t, running(), func(t *testing.T, c *proxmox.Client) {
 			ctx, cancel := context.WithCancel(t.Context())
-			time.AfterFunc(3*time.Second, cancel) // the next poll would be at 3.75s
+			time.AfterFunc(3*time.Second+time.Millisecond, cancel) // between two polls
 			start := time.Now()
 			_, err := c.WaitTask(ctx, proxmox.MustParseUPID(upidWait), proxmox.WaitOptions{})
 			if !errors.Is(err, context.Canceled) || errors.Is(err, proxmox.ErrWaitTimeout) {
 				t.Errorf("error = %v; want context.Canceled", err)
 			}
-			if took := time.Since(start); took != 3*time.Second {
-				t.Errorf("returned after %v; want at the cancel (3s)", took)
+			if took := time.Since(start); took != 3*time.Second+time.Millisecond {
+				t.Errorf("returned after %v; want at the cancel (3.001s)", took)
 			}
 		})
 	})
@@ -291,7 +308,7 @@ func TestWaitTaskCancel(t *testing.T) {
 		}
 		waitBubble(t, hang, func(t *testing.T, c *proxmox.Client) {
 			ctx, cancel := context.WithCancel(t.Context())
-			time.AfterFunc(time.Second, cancel) // the second poll starts at 250ms and hangs
+			time.AfterFunc(time.Second, cancel) // the second poll starts at 25ms and hangs
 			start := time.Now()
 			_, err := c.WaitTask(ctx, proxmox.MustParseUPID(upidWait), proxmox.WaitOptions{})
 			if !errors.Is(err, context.Canceled) {
