@@ -285,6 +285,7 @@ func TestSharedPollObservers(t *testing.T) {
 			})
 		}
 		wg.Wait()
+		synctest.Wait() // the poller reports its last request as it exits
 		told := 0
 		for _, r := range recs {
 			told += len(r.Requests())

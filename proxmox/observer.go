@@ -13,7 +13,9 @@ import (
 // goroutines, so an Observer must be safe for concurrent use.
 type Observer interface {
 	// Request is called once per HTTP attempt, retries included, after
-	// the attempt has finished.
+	// the attempt has finished. A poll that several task waits share (see
+	// [Client.WaitTask]) is reported to one of them, the youngest, and
+	// possibly just after that wait has returned.
 	Request(RequestInfo)
 	// TaskStarted is called as soon as a mutation returned a UPID, before
 	// the caller waits for it. Synchronous mutations (zero UPID) do not
