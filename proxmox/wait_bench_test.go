@@ -215,31 +215,42 @@ func BenchmarkWaitLone(b *testing.B) {
 	}
 }
 
-// BenchmarkWaitMany is 1,000 runs, starting over 100 s, each waiting on a
-// task of one of the seven durations in turn: the requests the host
-// received per second on average over the whole span and in the busiest
-// second, and the worst lateness beyond 5% of a task's duration.
+// BenchmarkWaitMany is 1,000 runs, each waiting on a task of one of the
+// seven durations in turn, starting over 100 s ("staggered") or all at
+// once ("together"): the requests the host received per second on average
+// over the whole span and in the busiest second, and the worst lateness
+// beyond 5% of a task's duration.
 func BenchmarkWaitMany(b *testing.B) {
+	starts := []struct {
+		name    string
+		stagger time.Duration
+	}{{"staggered", manyStagger}, {"together", 0}}
 	for _, s := range schedules {
-		b.Run(s.name, func(b *testing.B) {
-			var sc scenario
-			for b.Loop() {
-				inBubble(b, func(t *testing.T) { sc = runWaits(t, s.wait, manyRuns, manyStagger, taskDurations) })
-			}
-			var worst, worstLate time.Duration
-			for _, r := range sc.runs {
-				worst = max(worst, r.over(0.05, 0))
-				worstLate = max(worstLate, r.late)
-			}
-			b.ReportMetric(float64(sc.requests)/sc.span.Seconds(), "req/s")
-			b.ReportMetric(float64(sc.requests)/sc.span.Seconds()/manyRuns, "req/s/run")
-			b.ReportMetric(float64(sc.peak), "req/s-peak")
-			b.ReportMetric(float64(sc.peakGets), "GET/s-peak")
-			b.ReportMetric(float64(sc.requests-manyRuns)/manyRuns, "polls/task")
-			b.ReportMetric(float64(worst)/float64(time.Millisecond), "ms-over-5%")
-			b.ReportMetric(float64(worstLate)/float64(time.Millisecond), "late-ms-max")
-		})
+		for _, st := range starts {
+			b.Run(s.name+"/"+st.name, func(b *testing.B) {
+				benchMany(b, s.wait, st.stagger)
+			})
+		}
 	}
+}
+
+func benchMany(b *testing.B, wait waitFunc, stagger time.Duration) {
+	var sc scenario
+	for b.Loop() {
+		inBubble(b, func(t *testing.T) { sc = runWaits(t, wait, manyRuns, stagger, taskDurations) })
+	}
+	var worst, worstLate time.Duration
+	for _, r := range sc.runs {
+		worst = max(worst, r.over(0.05, 0))
+		worstLate = max(worstLate, r.late)
+	}
+	b.ReportMetric(float64(sc.requests)/sc.span.Seconds(), "req/s")
+	b.ReportMetric(float64(sc.requests)/sc.span.Seconds()/manyRuns, "req/s/run")
+	b.ReportMetric(float64(sc.peak), "req/s-peak")
+	b.ReportMetric(float64(sc.peakGets), "GET/s-peak")
+	b.ReportMetric(float64(sc.requests-manyRuns)/manyRuns, "polls/task")
+	b.ReportMetric(float64(worst)/float64(time.Millisecond), "ms-over-5%")
+	b.ReportMetric(float64(worstLate)/float64(time.Millisecond), "late-ms-max")
 }
 
 // inBubble runs f with a *testing.T, so that a benchmark can run a
