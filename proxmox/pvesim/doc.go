@@ -20,7 +20,9 @@
 //
 // Time is the Now knob: a test that sets Now to a fake clock decides when
 // tasks stop by advancing it (tasks stop lazily, when anyone looks after
-// their end), so no test has to sleep.
+// their end), so no test has to sleep. In a testing/synctest bubble, leave
+// Now unset and serve the Sim with PipeTransport: its tasks then run on the
+// bubble's fake time.
 //
 // # For operators
 //
