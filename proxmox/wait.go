@@ -18,12 +18,12 @@ var ErrWaitTimeout = errors.New("timed out waiting for the task")
 //
 // A lone wait polls the task's status at once, then after sleeping a
 // twentieth of the time it has waited so far, at least o.MinInterval and at
-// most o.MaxInterval (see waitschedule.go): it notices the end at most 5%
-// of the task's duration or MinInterval late. Waits on tasks of one node,
-// from any goroutines sharing this Client, share one poll of the node's
-// active task list instead, which follows the youngest wait, and each
-// reads its task's status once, when the task has left the list (see
-// nodepoll.go); n such waits are also up to min(n, 10) times MinInterval
+// most o.MaxInterval: it notices the end at most 5% of the task's duration
+// or MinInterval late. Waits on tasks of one node, from any goroutines
+// sharing this Client, share one poll of the node's active task list
+// instead (GET /nodes/{node}/tasks?source=active), which follows the
+// youngest wait, and each reads its task's status once, when the task has
+// left the list; n such waits are also up to min(n, 10) times MinInterval
 // late, and cost the host a few requests a second however many they are.
 //
 // It returns when the task stops, when o.Timeout passes
