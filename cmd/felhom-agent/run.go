@@ -55,11 +55,14 @@ func (c *RunCmd) Run(g *Globals) error {
 		return err
 	}
 	defer be.Close()
+	// The recap counts every request the host receives, the preflight's
+	// included.
+	var rc recap
 	if !c.Sim {
 		// A wrong endpoint, token or TLS trust is a configuration error
 		// (exit 2), found before the playbook starts rather than at its
 		// first call.
-		pctx, cancel := context.WithTimeout(ctx, g.Proxmox.Timeout)
+		pctx, cancel := context.WithTimeout(proxmox.WithObserver(ctx, &rc), g.Proxmox.Timeout)
 		_, err := be.Client.Version(pctx)
 		cancel()
 		if err != nil {
@@ -74,7 +77,6 @@ func (c *RunCmd) Run(g *Globals) error {
 		MaxMemory:     g.Runtime.engineMemory(),
 		Logger:        logger,
 	})
-	var rc recap
 	res := eng.Run(proxmox.WithObserver(ctx, &rc), pb, params, engine.RunOptions{Trigger: "cli"})
 
 	s := summary{
