@@ -14,8 +14,9 @@ import (
 // react to a failure ("is it a lock? wait and retry"; "is the snapshot
 // already gone? fine") calls through catch and inspects the typed result.
 var catchFunc = Func{
-	Name: "catch",
-	Sig:  "catch(fn, *args, **kwargs)",
+	Name:    "catch",
+	Sig:     "catch(fn, *args, **kwargs)",
+	Returns: catchShape,
 	Doc: `Calls fn(*args, **kwargs) and returns struct(ok, value, error) instead of failing the run.
 On success: ok = True, value = what fn returned, error = None.
 On failure: ok = False, value = None, and error is a struct with

@@ -94,7 +94,13 @@ demo.limit
 }
 
 func TestTableCheck(t *testing.T) {
-	fn := catch
+	fn := func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		var x starlark.Value
+		return starlark.None, starlark.UnpackArgs(b.Name(), args, kwargs, "x", &x)
+	}
+	loose := func(*starlark.Thread, *starlark.Builtin, starlark.Tuple, []starlark.Tuple) (starlark.Value, error) {
+		return starlark.None, nil
+	}
 	tests := []struct {
 		name string
 		tab  *Table
@@ -105,6 +111,10 @@ func TestTableCheck(t *testing.T) {
 		{"bad sig", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "g(x)", Doc: "F.", Fn: fn}}}, []string{`m.f: Sig "g(x)" does not read f(...)`}},
 		{"no doc, no fn", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f()"}}}, []string{"m.f: no Doc", "m.f: no Fn"}},
 		{"twice", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f()", Doc: "F.", Fn: fn}, {Name: "f", Sig: "f()", Doc: "F.", Fn: fn}}}, []string{"m.f: listed twice"}},
+		{"sig that is not a def header", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f(x=)", Doc: "F.", Fn: fn}}}, []string{`m.f: sig "f(x=)" is not a def header`}},
+		{"sig names a parameter the unpacker does not", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f(y)", Doc: "F.", Fn: fn}}}, []string{"m.f: sig names parameter y, which the builtin does not take"}},
+		{"sig allows fewer positional arguments", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f(*, x)", Doc: "F.", Fn: fn}}}, []string{"m.f: sig allows 0 positional arguments, but the builtin took 1"}},
+		{"sig requires what the builtin does not", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f(x, y)", Doc: "F.", Fn: loose}}}, []string{"m.f: sig requires x, but the builtin accepted a call without it"}},
 		{"attr without value", &Table{Name: "", Doc: "G.", Attrs: []Attr{{Name: "K", Doc: "K."}}}, []string{"(globals).K: no Value"}},
 	}
 	for _, tt := range tests {

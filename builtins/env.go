@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
+	startime "go.starlark.net/lib/time"
 	"go.starlark.net/starlark"
 
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
@@ -43,10 +45,20 @@ type Env struct {
 	Tunnel string
 	// Wait tunes every task wait a builtin does.
 	Wait proxmox.WaitOptions
+	// Now is the run's clock, which time.now() reads; nil means the
+	// host's. Playbook tests give the simulated host's, so that a test
+	// moves time for the playbook and the host at once (sim.advance).
+	Now func() time.Time
 }
 
-// SetEnv attaches env to the run's thread.
-func SetEnv(thread *starlark.Thread, env *Env) { thread.SetLocal(envKey, env) }
+// SetEnv attaches env to the run's thread, and env.Now (when set) as the
+// thread's clock for time.now().
+func SetEnv(thread *starlark.Thread, env *Env) {
+	thread.SetLocal(envKey, env)
+	if now := env.Now; now != nil {
+		startime.SetNow(thread, func() (time.Time, error) { return now(), nil })
+	}
+}
 
 // EnvOf returns the thread's Env, or nil while a file loads.
 func EnvOf(thread *starlark.Thread) *Env {

@@ -514,6 +514,7 @@ func starModules(t testing.TB) starlark.StringDict {
 		"host":    HostTable.Module(),
 		"monitor": MonitorTable.Module(),
 		"assert":  assert["assert"],
+		"catch":   starlark.NewBuiltin("catch", catch),
 	}
 }
 

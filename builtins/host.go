@@ -31,9 +31,9 @@ var HostTable = &Table{
 			Doc: "Creates container vmid from OS template (a vztmpl volid) with keyctl=1 — which the API refuses to a token — via `pct create`, with the given hostname, root disk storage and size in GiB, cores, memory in MiB and bridge. Takes the agent's lock on vmid. Returns None; fails if the guest exists or an argument is invalid."},
 		{Name: "mount_usb", Sig: "mount_usb(uuid, target)", Fn: hostMountUSB,
 			Doc: "Mounts the filesystem with UUID uuid at target (which must be under the configured mount prefix), nodev,nosuid,noexec. Returns the mounted path."},
-		{Name: "smart", Sig: "smart(device)", Fn: hostSmart,
+		{Name: "smart", Sig: "smart(device)", Fn: hostSmart, Returns: smartReport,
 			Doc: "Runs smartctl on device (e.g. \"/dev/sda\"). Returns struct(device, model, serial, passed, temperature (°C, 0 unknown), power_on_hours, reallocated, exit_status (smartctl's status bits))."},
-		{Name: "sensors", Sig: "sensors()", Fn: hostSensors,
+		{Name: "sensors", Sig: "sensors()", Fn: hostSensors, Returns: ListOf(sensorShape),
 			Doc: "Reads lm-sensors temperatures. Returns a list of struct(chip, adapter, label, celsius, high, crit); high and crit are 0 when the chip reports none."},
 	},
 }

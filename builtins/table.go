@@ -15,9 +15,10 @@ import (
 //
 // Invariant (checked by [Table.Check], which every package that defines
 // tables runs over them in a test): the table has a Doc; every Func has a
-// Sig reading "name(...)", a Doc and an Fn; every Attr a Doc and a Value;
-// names are unique; and the module has no member the table does not
-// document.
+// Sig reading "name(...)" that parses as a def header and matches what its
+// Fn unpacks (see [Func.Signature]), a Doc and an Fn; every Attr a Doc and
+// a Value; names are unique; and the module has no member the table does
+// not document.
 type Table struct {
 	Name  string // module name as playbooks see it: "proxmox"
 	Doc   string // one paragraph: what the module is for
@@ -36,6 +37,11 @@ type Func struct {
 	// Doc says what the function promises: what it returns, when it
 	// fails, and whether it blocks.
 	Doc string
+	// Returns declares the struct (or list of structs) the function
+	// returns, for `felhom-agent check` to know its fields; nil when it
+	// returns something else or check should not reason about it. See
+	// [Shape] for the invariant that holds it true.
+	Returns *Shape
 	// Fn implements it. It starts with starlark.UnpackArgs.
 	Fn func(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error)
 }
@@ -45,6 +51,15 @@ type Attr struct {
 	Name  string
 	Doc   string
 	Value starlark.Value
+}
+
+// qualified is the name a member is registered under: "proxmox.vzdump",
+// or the bare name of a global.
+func qualified(table, name string) string {
+	if table == "" {
+		return name
+	}
+	return table + "." + name
 }
 
 // Module builds the Starlark module from the table.
@@ -86,6 +101,10 @@ func (t *Table) Check() error {
 		}
 		if f.Fn == nil {
 			bad(".%s: no Fn", f.Name)
+		} else {
+			for _, err := range checkSignature(qualified(t.Name, f.Name), &f) {
+				bad(".%s: %v", f.Name, err)
+			}
 		}
 	}
 	for _, a := range t.Attrs {

@@ -37,8 +37,9 @@ var TaskTable = &Table{
 		"a UPID string, and blocks at most until the run is cancelled.",
 	Funcs: []Func{
 		{
-			Name: "wait",
-			Sig:  "wait(task, timeout=None)",
+			Name:    "wait",
+			Sig:     "wait(task, timeout=None)",
+			Returns: taskShape,
 			Doc: "Blocks until the task stops and returns the finished task " +
 				"struct. Fails with the task's error (permission, lock, log " +
 				"tail kept) when it did not stop OK or with warnings; fails " +
@@ -49,8 +50,9 @@ var TaskTable = &Table{
 			Fn: taskWait,
 		},
 		{
-			Name: "status",
-			Sig:  "status(task)",
+			Name:    "status",
+			Sig:     "status(task)",
+			Returns: taskStatusShape,
 			Doc: "Asks Proxmox once for the task's state and returns " +
 				"struct(upid, status, exitstatus, ok, running). Does not fail " +
 				"because the task failed; only when Proxmox cannot answer.",

@@ -58,6 +58,7 @@ var rules = []struct {
 	{pkg: "runtime/store/runstate", only: map[string]string{}},
 	{pkg: "runtime/hub", only: map[string]string{module + "/internal/clip": "how text is cut for the log, a stdlib-only leaf"}},
 	{pkg: "internal/clip", only: map[string]string{}},
+	{pkg: "internal/spell", only: map[string]string{}},
 	{pkg: "runtime/api", only: map[string]string{}},
 	{pkg: "runtime/schedule", only: map[string]string{"github.com/adhocore/gronx": "the cron parser"}},
 	{pkg: "cmd/felhom-agent", bad: map[string]string{
