@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/playtest"
 )
 
 // CheckCmd loads, resolves and validates playbooks without running them.
@@ -12,24 +14,34 @@ type CheckCmd struct {
 }
 
 // Run prints one "file:line:col: message" line per problem and fails when
-// there is any.
+// there is any. Test files (*_test.star) are checked against the test
+// modules as well as the builtins.
 func (c *CheckCmd) Run(g *Globals) error {
-	checked, diags := engine.Check(rootFor(g.Playbooks, c.Paths), c.Paths)
+	root := rootFor(g.Playbooks, c.Paths)
+	l, err := engine.NewLoader(root, engine.LoaderOptions{Logger: slog.New(slog.DiscardHandler), TestTables: playtest.Tables()})
+	if err != nil {
+		fmt.Fprintln(g.stdout, engine.Diagnostic{File: root, Msg: err.Error()}.String())
+		return failed(fmt.Errorf("check: 1 problem(s)"))
+	}
+	checked, diags := l.Check(c.Paths)
 	for _, d := range diags {
 		fmt.Fprintln(g.stdout, d.String())
 	}
 	if len(diags) > 0 {
 		return failed(fmt.Errorf("check: %d problem(s)", len(diags)))
 	}
-	var playbooks, modules int
+	var playbooks, modules, tests int
 	for _, rel := range checked {
-		if engine.ClassifyFile(rel) == engine.FilePlaybook {
+		switch engine.ClassifyFile(rel) {
+		case engine.FilePlaybook:
 			playbooks++
-		} else {
+		case engine.FileTest:
+			tests++
+		default:
 			modules++
 		}
 	}
-	fmt.Fprintf(g.stdout, "%s and %s OK\n", plural(playbooks, "playbook"), plural(modules, "module"))
+	fmt.Fprintf(g.stdout, "%s, %s and %s OK\n", plural(playbooks, "playbook"), plural(modules, "module"), plural(tests, "test file"))
 	return nil
 }
 

@@ -29,8 +29,20 @@ func TestCommands(t *testing.T) {
 			[]string{"--- PASS: testdata/cli/mixed_test.star: test_passes", "--- FAIL: testdata/cli/mixed_test.star: test_fails",
 				"testdata/cli/mixed_test.star:5:14: guests: 4 != 0", "1 passed, 1 failed"}},
 		{"test filters by name", []string{"test", "--run", "passes", "testdata/cli/mixed_test.star"}, exitOK, []string{"1 passed, 0 failed"}},
-		{"check the shipped playbooks", []string{"--playbooks", "../../playbooks", "check"}, exitOK, []string{"6 playbooks and 2 modules OK"}},
+		{"check the shipped playbooks", []string{"--playbooks", "../../playbooks", "check"}, exitOK, []string{"6 playbooks, 2 modules and 7 test files OK"}},
 		{"check broken playbooks", []string{"check", "../../testdata/check/syntax_error.star"}, exitFailed, []string{"syntax_error.star:"}},
+		{"check knows the builtins", []string{"check", "testdata/typos/typos.star"}, exitFailed, []string{
+			"testdata/typos/typos.star:5:21: module proxmox has no .guets field or method (did you mean .guests?)\n",
+			"testdata/typos/typos.star:7:25: proxmox.vzdump: unexpected keyword argument \"storge\" (did you mean storage?)\n",
+			"testdata/typos/typos.star:9:35: a guest (from proxmox.guests()) has no field hostname; its fields are vmid, name, status,",
+			"testdata/typos/typos.star:10:19: proxmox.guest: for parameter \"vmid\": got string, want int\n",
+			"testdata/typos/typos.star:11:22: ctx.params has no parameter storag (did you mean .storage?): playbook \"typos\" declares storage\n",
+		}},
+		{"check knows the test modules", []string{"check", "testdata/typos/typos_test.star"}, exitFailed, []string{
+			"testdata/typos/typos_test.star:4:8: module sim has no .add_gest field or method (did you mean .add_guest?)\n",
+			"testdata/typos/typos_test.star:5:29: sim.fail_task: unexpected keyword argument \"mesage\" (did you mean message?)\n",
+			"testdata/typos/typos_test.star:7:35: assert.eq: unexpected keyword argument \"mssg\" (did you mean msg?)\n",
+		}},
 		{"fmt lists an unformatted file", []string{"fmt", unformatted}, exitOK, []string{unformatted}},
 		{"fmt -w rewrites it", []string{"fmt", "-w", unformatted}, exitOK, nil},
 		{"fmt then lists nothing", []string{"fmt", unformatted}, exitOK, nil},
@@ -52,6 +64,26 @@ func TestCommands(t *testing.T) {
 				t.Errorf("stdout = %q; want nothing", stdout.String())
 			}
 		})
+	}
+}
+
+// TestCheckCorpus is the false-positive sweep through the command: every
+// shipped playbook, module and test file, and the playbooks and tests kept
+// as test data that are meant to work, check clean.
+func TestCheckCorpus(t *testing.T) {
+	for _, args := range [][]string{
+		{"--playbooks", "../../playbooks", "check"},
+		{"--playbooks", "testdata/cli", "check"},
+		{"--playbooks", "testdata/bench", "check"},
+		{"--playbooks", "e2e/testdata/limits", "check"},
+		{"--playbooks", "e2e/testdata/privileged", "check"},
+		{"--playbooks", "e2e/testdata/serve", "check"},
+		{"check", "../../runtime/playtest/testdata/hello.star", "../../runtime/playtest/testdata/sample_test.star"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(args, &stdout, &stderr); code != exitOK {
+			t.Errorf("%q = %d:\n%s%s", args, code, stdout.String(), stderr.String())
+		}
 	}
 }
 
@@ -88,7 +120,7 @@ func TestCheckDirectory(t *testing.T) {
 	}
 
 	stdout.Reset()
-	if code := run([]string{"check", filepath.Join(dir, "ok.star")}, &stdout, &stderr); code != exitOK || !strings.Contains(stdout.String(), "1 playbook and 0 modules OK") {
+	if code := run([]string{"check", filepath.Join(dir, "ok.star")}, &stdout, &stderr); code != exitOK || !strings.Contains(stdout.String(), "1 playbook, 0 modules and 0 test files OK") {
 		t.Errorf("check ok.star = %d:\n%s", code, stdout.String())
 	}
 

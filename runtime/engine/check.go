@@ -106,11 +106,18 @@ func Check(root string, paths []string) (checked []string, diags []Diagnostic) {
 }
 
 // Check is [Check] with this loader's tables and options. checked are the
-// root-relative files it checked ([ListFiles] of playbooks and modules).
+// root-relative files it checked ([ListFiles] of playbooks and modules,
+// and of tests when the options have TestTables).
 func (l *Loader) Check(paths []string) (checked []string, diags []Diagnostic) {
 	files, diags := l.checkTargets(paths)
 	names := map[string]string{} // playbook name -> the file that declared it first
 	for _, rel := range files {
+		if ClassifyFile(rel) == FileTest {
+			if _, err := l.testLoader().LoadScript(l.displayPath(rel)); err != nil {
+				diags = append(diags, diagnostics(err, l.displayPath(rel))...)
+			}
+			continue
+		}
 		if ClassifyFile(rel) != FilePlaybook {
 			if err := l.loadModule(rel); err != nil {
 				diags = append(diags, diagnostics(err, l.displayPath(rel))...)
@@ -129,6 +136,22 @@ func (l *Loader) Check(paths []string) (checked []string, diags []Diagnostic) {
 		names[pb.Name] = rel
 	}
 	return files, sortDiagnostics(diags)
+}
+
+// testLoader is the loader of test files: this one's root and options,
+// with the test modules added to the tables.
+func (l *Loader) testLoader() *Loader {
+	l.testsOnce.Do(func() {
+		opts := l.opts
+		opts.Tables = append(slices.Clip(opts.Tables), opts.TestTables...)
+		opts.TestTables = nil
+		tl, err := NewLoader(l.dir, opts)
+		if err != nil {
+			tl = l // the root was readable a moment ago; report through this one
+		}
+		l.tests = tl
+	})
+	return l.tests
 }
 
 func diagnostics(err error, file string) []Diagnostic {
@@ -155,10 +178,14 @@ func (l *Loader) checkTargets(paths []string) ([]string, []Diagnostic) {
 	if len(paths) == 0 {
 		paths = []string{l.dir}
 	}
+	kinds := []FileKind{FilePlaybook, FileModule}
+	if l.opts.TestTables != nil {
+		kinds = append(kinds, FileTest)
+	}
 	var files []string
 	var diags []Diagnostic
 	for _, p := range paths {
-		listed, err := ListFiles(l.dir, []string{p}, FilePlaybook, FileModule)
+		listed, err := ListFiles(l.dir, []string{p}, kinds...)
 		if err != nil {
 			diags = append(diags, Diagnostic{File: p, Msg: readError(err).Error()})
 			continue

@@ -52,6 +52,11 @@ type LoaderOptions struct {
 	// Logger receives print() and log.* output of files while they load;
 	// nil means slog.Default().
 	Logger *slog.Logger
+	// TestTables are the modules playbook tests (*_test.star) have besides
+	// Tables: playtest's sim, assert and run_playbook. When set, Check
+	// checks test files too, against Tables and TestTables; nil leaves
+	// them out (the engine does not know the test modules).
+	TestTables []*builtins.Table
 }
 
 // A Loader reads, compiles and executes playbook files under one root
@@ -73,6 +78,7 @@ type Loader struct {
 	realDir     string // the root, absolute with symbolic links resolved
 	opts        LoaderOptions
 	predeclared starlark.StringDict
+	index       *builtinIndex // the tables, for the static check
 
 	programs *lru.Cache[programKey, *compiled]
 	modules  *lru.Cache[moduleKey, *module]
@@ -80,6 +86,9 @@ type Loader struct {
 	execs    atomic.Uint64
 
 	mu sync.Mutex // one load session at a time: a module version is executed once
+
+	testsOnce sync.Once
+	tests     *Loader // loads test files for Check, when TestTables are set
 }
 
 // LoaderStats counts the work a Loader has done; the cache tests and
@@ -133,6 +142,7 @@ func NewLoader(root string, opts LoaderOptions) (*Loader, error) {
 		realDir:     realDir,
 		opts:        opts,
 		predeclared: builtins.Predeclared(append(DeclarationTables(), opts.Tables...)),
+		index:       newBuiltinIndex(append(DeclarationTables(), opts.Tables...)),
 	}
 	l.programs, _ = lru.New[programKey, *compiled](opts.CacheSize)
 	l.modules, _ = lru.New[moduleKey, *module](opts.CacheSize)
@@ -262,6 +272,9 @@ type compiled struct {
 	prog  *starlark.Program
 	doc   string    // the module docstring
 	loads []loadRef // load statements, in order
+	// static is what the static check found (static.go): its diagnostics
+	// refuse the file like a syntax error.
+	static *staticInfo
 }
 
 type loadRef struct {
@@ -299,7 +312,7 @@ func (l *Loader) compile(name string, src []byte) (*compiled, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &compiled{prog: prog, doc: docstring(f)}
+	c := &compiled{prog: prog, doc: docstring(f), static: checkStatic(f, l.index)}
 	for i := range prog.NumLoads() {
 		name, pos := prog.Load(i)
 		c.loads = append(c.loads, loadRef{name, pos})
@@ -537,22 +550,29 @@ func (s *session) exec(n *node, asPlaybook bool) (*module, error) {
 
 	globals, err := n.c.prog.Init(thread, s.l.predeclared)
 	globals.Freeze()
+	// The static check's findings refuse the file like an error of its
+	// top level, and are reported with it.
+	static := slices.Clone(n.c.static.diags)
 	if err != nil {
-		return nil, locate(err, n.path)
+		return nil, &LoadError{Diagnostics: append(static, locate(err, n.path).Diagnostics...)}
 	}
 	m := &module{globals: globals}
 	if asPlaybook {
 		if st.decl == nil {
-			return nil, &LoadError{Diagnostics: []Diagnostic{{File: n.path, Line: 1, Col: 1,
-				Msg: "no playbook() declaration: a playbook file calls playbook(name = ..., run = ...) at its top level"}}}
+			return nil, &LoadError{Diagnostics: append(static, Diagnostic{File: n.path, Line: 1, Col: 1,
+				Msg: "no playbook() declaration: a playbook file calls playbook(name = ..., run = ...) at its top level"})}
 		}
 		if st.decl.Doc == "" {
 			st.decl.Doc = n.c.doc
 		}
+		static = append(static, checkCtx(n.c.static, st.decl)...)
 		// The entry point may be a closure that is not among the
 		// globals; concurrent runs call it, so it must be frozen too.
 		st.decl.run.Freeze()
 		m.decl = st.decl
+	}
+	if len(static) > 0 {
+		return nil, &LoadError{Diagnostics: static}
 	}
 	s.l.modules.Add(key, m)
 	return m, nil
