@@ -28,6 +28,10 @@ func TestCommands(t *testing.T) {
 		{"test reports each test and a summary", []string{"test", "testdata/cli/mixed_test.star"}, exitFailed,
 			[]string{"--- PASS: testdata/cli/mixed_test.star: test_passes", "--- FAIL: testdata/cli/mixed_test.star: test_fails",
 				"testdata/cli/mixed_test.star:5:14: guests: 4 != 0", "1 passed, 1 failed"}},
+		{"test: the clock, add_snapshot, add_archive, keyword did-you-means", []string{"test", "../../runtime/playtest/testdata/clock_test.star"}, exitOK,
+			[]string{"--- PASS: ../../runtime/playtest/testdata/clock_test.star: test_advance_moves_the_host_and_the_playbooks_clock", "test_add_archive_is_named_and_dated_by_the_clock", "test_keywords_have_a_did_you_mean", "6 passed, 0 failed"}},
+		{"test: a retention test over weeks", []string{"--playbooks", "../../playbooks", "test", "--run", "retention_over", "../../playbooks/backup_test.star"}, exitOK,
+			[]string{"test_retention_over_four_weeks_of_nightly_runs", "1 passed, 0 failed"}},
 		{"test filters by name", []string{"test", "--run", "passes", "testdata/cli/mixed_test.star"}, exitOK, []string{"1 passed, 0 failed"}},
 		{"check the shipped playbooks", []string{"--playbooks", "../../playbooks", "check"}, exitOK, []string{"6 playbooks, 2 modules and 7 test files OK"}},
 		{"check broken playbooks", []string{"check", "../../testdata/check/syntax_error.star"}, exitFailed, []string{"syntax_error.star:"}},
@@ -46,7 +50,7 @@ func TestCommands(t *testing.T) {
 		{"fmt lists an unformatted file", []string{"fmt", unformatted}, exitOK, []string{unformatted}},
 		{"fmt -w rewrites it", []string{"fmt", "-w", unformatted}, exitOK, nil},
 		{"fmt then lists nothing", []string{"fmt", unformatted}, exitOK, nil},
-		{"doc renders every module", []string{"doc"}, exitOK, []string{"proxmox.vzdump(", "task.wait(", "host.mount_usb(", "monitor.all(", "param.enum("}},
+		{"doc renders every module", []string{"doc"}, exitOK, []string{"proxmox.vzdump(", "task.wait(", "host.mount_usb(", "monitor.all(", "param.enum(", "sim.now()", "sim.advance(duration)", "sim.add_snapshot(", "sim.add_archive("}},
 		{"unknown command", []string{"frobnicate"}, exitUsage, nil},
 	}
 	for _, tt := range tests {

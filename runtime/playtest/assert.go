@@ -79,6 +79,15 @@ func assertCall(name string) func(*starlark.Thread, *starlark.Builtin, starlark.
 		if err != nil || fn == nil {
 			return nil, fmt.Errorf("%s: assert.star does not define %s", b.Name(), name)
 		}
+		if f, ok := fn.(*starlark.Function); ok && !f.HasKwargs() {
+			names := make([]string, f.NumParams())
+			for i := range names {
+				names[i], _ = f.Param(i)
+			}
+			if err := checkKeywords(b.Name(), kwargs, names); err != nil {
+				return nil, err
+			}
+		}
 		return starlark.Call(thread, fn, args, kwargs)
 	}
 }

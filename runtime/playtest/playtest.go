@@ -76,10 +76,11 @@ var testGlobals = &builtins.Table{
 	Name: "",
 	Doc:  "Test files only.",
 	Funcs: []builtins.Func{{
-		Name: "run_playbook",
-		Sig:  "run_playbook(file, params={})",
-		Doc:  `Runs the playbook file (relative to the playbooks root) on the test's simulated host, as "felhom-agent run" would, and returns struct(status, result, error, kind, run): status is succeeded, failed, cancelled, timed_out or refused (bad parameters); result is what the playbook returned (None when it failed).`,
-		Fn:   runPlaybook,
+		Name:    "run_playbook",
+		Sig:     "run_playbook(file, params={})",
+		Doc:     `Runs the playbook file (relative to the playbooks root) on the test's simulated host, as "felhom-agent run" would, and returns struct(status, result, error, kind, run): status is succeeded, failed, cancelled, timed_out or refused (bad parameters); result is what the playbook returned (None when it failed).`,
+		Fn:      runPlaybook,
+		Returns: builtins.StructShape("playbook run", "status", "result", "error", "kind", "run"),
 	}},
 }
 
@@ -168,8 +169,10 @@ func runTest(ctx context.Context, l *engine.Loader, file string, t test, opts Op
 	defer func() { res.Duration = time.Since(start) }()
 	fail := func(err error) Result { res.Failures = append(res.Failures, err.Error()); return res }
 
+	clk := &clock{}
 	world := pvesim.New()
 	world.TaskDuration = taskDuration
+	world.Now = clk.now
 	srv, err := world.Start("")
 	if err != nil {
 		return fail(err)
@@ -199,6 +202,7 @@ func runTest(ctx context.Context, l *engine.Loader, file string, t test, opts Op
 	env := builtins.Env{
 		Proxmox: client, Host: priv, Tunnel: tunnel.Addr().String(), Gauges: new(builtins.LastGauges),
 		Wait: proxmox.WaitOptions{MinInterval: time.Millisecond, MaxInterval: 20 * time.Millisecond},
+		Now:  clk.now,
 	}
 	eng := engine.NewEngine(engine.Config{Env: env, MaxSteps: opts.MaxSteps, Logger: logger})
 
@@ -210,6 +214,7 @@ func runTest(ctx context.Context, l *engine.Loader, file string, t test, opts Op
 	runEnv.Context, runEnv.Logger, runEnv.Locks = ctx, logger, new(engine.GuestLocks)
 	builtins.SetEnv(thread, &runEnv)
 	thread.SetLocal(simKey, world)
+	thread.SetLocal(clockKey, clk)
 	thread.SetLocal(tunnelKey, tunnel)
 	thread.SetLocal(reporterKey, rep)
 	thread.SetLocal(harnessKey, &harness{loader: l, engine: eng, ctx: ctx, logger: logger})

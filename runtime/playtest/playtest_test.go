@@ -45,6 +45,23 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// TestClock runs the tests of the test's clock, sim.add_snapshot,
+// sim.add_archive and the keyword did-you-means (testdata/clock_test.star).
+func TestClock(t *testing.T) {
+	results, err := Run(context.Background(), []string{"testdata/clock_test.star"}, Options{Root: "testdata"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) < 6 {
+		t.Errorf("ran %d tests; want the 6 of clock_test.star", len(results))
+	}
+	for _, r := range results {
+		if !r.Passed() {
+			t.Errorf("%s: %q", r.Test, r.Failures)
+		}
+	}
+}
+
 func TestRunMatch(t *testing.T) {
 	results, err := Run(context.Background(), []string{"testdata/sample_test.star"}, Options{Root: "testdata", Match: regexp.MustCompile("fresh")})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"time"
 
 	"go.starlark.net/starlark"
@@ -25,7 +26,7 @@ var SimTable = &builtins.Table{
 		{Name: "remove_guest", Sig: "remove_guest(vmid)", Doc: "Removes a guest and its disks.", Fn: simVMID(func(s *pvesim.Sim, vmid int) (starlark.Value, error) { return none(s.RemoveGuest(vmid)) })},
 		{Name: "set_status", Sig: `set_status(vmid, status)`, Doc: `Sets a guest "running" or "stopped" without a task.`, Fn: simSetStatus},
 		{Name: "lock", Sig: `lock(vmid, lock="backup")`, Doc: `Puts a lock on a guest's config, as a task of another client would ("" unlocks); mutations then fail with PVE's "CT is locked (backup)".`, Fn: simLock},
-		{Name: "guest", Sig: "guest(vmid)", Doc: "Returns the guest as the simulator holds it: struct(vmid, name, status, lock, template, description, config (dict), snapshots (list of names)), or None.", Fn: simVMID(guestValue)},
+		{Name: "guest", Sig: "guest(vmid)", Doc: "Returns the guest as the simulator holds it: struct(vmid, name, status, lock, template, description, config (dict), snapshots (list of names)), or None.", Fn: simVMID(guestValue), Returns: simGuestShape},
 		{Name: "guests", Sig: "guests()", Doc: "Returns the vmids of all guests, sorted.", Fn: simGuests},
 		{Name: "add_storage", Sig: `add_storage(name, type="dir", content=["backup"], total=0, used=0)`, Doc: "Adds a storage; total 0 means 1 TiB.", Fn: simAddStorage},
 		{Name: "set_storage_usage", Sig: "set_storage_usage(name, total, used)", Doc: "Sets a storage's size and usage in bytes.", Fn: simStorageUsage},
@@ -35,7 +36,11 @@ var SimTable = &builtins.Table{
 		{Name: "set_privileges", Sig: `set_privileges(privileges, path="/")`, Doc: "Replaces the agent token's privileges on an ACL path (checked when a request arrives).", Fn: simPrivileges},
 		{Name: "deny_at_task", Sig: "deny_at_task(privilege, path)", Doc: "Lets requests pass but makes tasks touching path fail with `Permission check failed (path, privilege)` when they run.", Fn: simDenyAtTask},
 		{Name: "fail_task", Sig: `fail_task(type, vmid=0, message="simulated task failure", always=False)`, Doc: "Makes the next task of a worker type (vzdump, vzrestore, vzstart, ...) on vmid (0: any) stop with message as its error; always=True makes every such task fail.", Fn: simFailTask},
-		{Name: "task_duration", Sig: "task_duration(duration)", Doc: "Sets how long every task started from now on runs (\"2s\", a duration, or seconds); tests start with 5ms.", Fn: simTaskDuration},
+		{Name: "task_duration", Sig: "task_duration(duration)", Doc: "Sets how long every task started from now on runs (\"2s\", a duration, or seconds); tests start with 5ms. To test what happens over hours or weeks, move the clock with advance() instead.", Fn: simTaskDuration},
+		{Name: "now", Sig: "now()", Doc: "Returns the test's time: the one clock of the simulated host (task ends, snapshot and archive times and names) and of time.now() in the test and in every playbook it runs. It starts at the wall clock's time.", Fn: simNow},
+		{Name: "advance", Sig: "advance(duration)", Doc: "Moves the test's clock forward by duration (\"25h\", a duration, or seconds) at once, and returns the new time; tasks whose end it passes stop. A retention test over weeks advances a day at a time and runs in milliseconds.", Fn: simAdvance},
+		{Name: "add_snapshot", Sig: `add_snapshot(vmid, name, description="")`, Doc: "Gives a guest a snapshot of its current config at once, without a task, dated now on the test's clock.", Fn: simAddSnapshot},
+		{Name: "add_archive", Sig: `add_archive(vmid, storage="usb-backup", notes="", protected=False)`, Doc: "Puts a vzdump archive of guest vmid on storage at once, without a task, dated and named now on the test's clock (vzdump-lxc-VMID-YYYY_MM_DD-HH_MM_SS.tar.zst), and returns its volid. Two in one second clash: advance the clock between them.", Fn: simAddArchive},
 		{Name: "fault", Sig: "fault(spec)", Doc: "Injects a fault in the simulator's grammar, e.g. \"503:GET:/nodes/*/status:count=2\", \"drop:GET:/nodes/*/tasks/*/status:count=1\" or \"latency:200ms\".", Fn: simFault},
 		{Name: "set_disk", Sig: "set_disk(device, passed=True, reallocated=0, temperature=0)", Doc: "Sets the SMART state of a disk (/dev/sda, /dev/sdb).", Fn: simDisk},
 		{Name: "set_temperature", Sig: "set_temperature(label, celsius)", Doc: "Sets a sensor's temperature (as `sensors -j` shows it).", Fn: simTemperature},
@@ -43,12 +48,18 @@ var SimTable = &builtins.Table{
 		{Name: "tunnel_down", Sig: "tunnel_down()", Doc: "Takes the tunnel endpoint that monitor.tunnel() checks down (it is up when a test starts).", Fn: simTunnelDown},
 		{Name: "mutations", Sig: "mutations(vmid)", Doc: "Returns how many mutating requests reached guest vmid.", Fn: simVMID(func(s *pvesim.Sim, vmid int) (starlark.Value, error) { return starlark.MakeInt(s.Mutations(vmid)), nil })},
 		{Name: "requests", Sig: "requests()", Doc: "Returns how many API requests the simulator answered.", Fn: simRequests},
-		{Name: "tasks", Sig: "tasks()", Doc: "Returns every task started, oldest first: struct(upid, type, id, running, exitstatus).", Fn: simTasks},
+		{Name: "tasks", Sig: "tasks()", Doc: "Returns every task started, oldest first: struct(upid, type, id, running, exitstatus).", Fn: simTasks, Returns: builtins.ListOf(simTaskShape)},
 		{Name: "root_calls", Sig: "root_calls()", Doc: "Returns every argv the fenced root runner was given.", Fn: simRootCalls},
 	},
 }
 
 const simKey = "felhom.playtest.sim"
+
+// The shapes of what sim.guest and sim.tasks return, for check.
+var (
+	simGuestShape = builtins.StructShape("simulated guest", "vmid", "name", "status", "lock", "template", "description", "config", "snapshots")
+	simTaskShape  = builtins.StructShape("simulated task", "upid", "type", "id", "running", "exitstatus")
+)
 
 // builtinFn is the signature of a Starlark builtin's implementation.
 type builtinFn = func(*starlark.Thread, *starlark.Builtin, starlark.Tuple, []starlark.Tuple) (starlark.Value, error)
@@ -59,6 +70,11 @@ type builtinFn = func(*starlark.Thread, *starlark.Builtin, starlark.Tuple, []sta
 func withSim(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple,
 	f func(*pvesim.Sim) (starlark.Value, error), pairs ...any) (starlark.Value, error) {
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, pairs...); err != nil {
+		if strings.Contains(err.Error(), "unexpected keyword argument") {
+			if kerr := checkKeywords(b.Name(), kwargs, pairNames(pairs)); kerr != nil {
+				return nil, kerr
+			}
+		}
 		return nil, err
 	}
 	s, ok := thread.Local(simKey).(*pvesim.Sim)
