@@ -82,7 +82,8 @@ func TestCheckCorpus(t *testing.T) {
 		{"--playbooks", "e2e/testdata/limits", "check"},
 		{"--playbooks", "e2e/testdata/privileged", "check"},
 		{"--playbooks", "e2e/testdata/serve", "check"},
-		{"check", "../../runtime/playtest/testdata/hello.star", "../../runtime/playtest/testdata/sample_test.star"},
+		{"check", "../../runtime/playtest/testdata/hello.star", "../../runtime/playtest/testdata/sample_test.star",
+			"../../runtime/playtest/testdata/clock.star", "../../runtime/playtest/testdata/clock_test.star"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(args, &stdout, &stderr); code != exitOK {
