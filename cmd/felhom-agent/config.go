@@ -51,6 +51,7 @@ type ProxmoxFlags struct {
 	CAFile             string        `name:"ca-file" help:"PEM CA bundle to verify the host's certificate (e.g. pve-root-ca.pem)." config:"proxmox.ca_file"`
 	InsecureSkipVerify bool          `help:"Do not verify the host's TLS certificate (labs only; never the default)." config:"proxmox.insecure_skip_verify"`
 	Timeout            time.Duration `help:"Timeout of one API request." default:"30s" config:"proxmox.timeout"`
+	ReadRetryBudget    time.Duration `help:"How long a read keeps retrying while the API is unavailable (502/503, refused or dropped connections); 0 never retries." default:"30s" config:"proxmox.read_retry_budget"`
 }
 
 // PrivilegedFlags enable and fence the root-only host operations.
@@ -78,6 +79,10 @@ func (p ProxmoxFlags) ClientConfig() (proxmox.Config, error) {
 		Fingerprint:        p.TLSFingerprint,
 		InsecureSkipVerify: p.InsecureSkipVerify,
 		Timeout:            p.Timeout,
+		ReadRetryBudget:    p.ReadRetryBudget,
+	}
+	if p.ReadRetryBudget == 0 {
+		cfg.ReadRetryBudget = -1 // the flag's 0 is "never", the Config's "the default"
 	}
 	var errs []error
 	tokenFailed := false
