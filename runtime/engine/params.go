@@ -244,6 +244,25 @@ func (p *Params) Value() starlark.Value { return p.value }
 // replaced by [Redacted]. The map is a fresh copy.
 func (p *Params) Record() map[string]any { return maps.Clone(p.record) }
 
+// Secrets returns the values of the secret parameters that were given
+// (not empty), for scrubbing what a run writes. Nothing else may keep them.
+func (p *Params) Secrets() []string {
+	var out []string
+	for _, dp := range p.decl.Params {
+		if dp.Type.Kind != KindSecret {
+			continue
+		}
+		v, err := p.value.Attr(dp.Name)
+		if err != nil {
+			continue
+		}
+		if s, ok := starlark.AsString(v); ok && s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // MarshalJSON encodes [Params.Record].
 func (p *Params) MarshalJSON() ([]byte, error) { return json.Marshal(p.record) }
 

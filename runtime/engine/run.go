@@ -150,8 +150,12 @@ func (e *Engine) Run(ctx context.Context, pb *Playbook, params *Params, opts Run
 		base = e.cfg.Logger
 	}
 	logger := base.With("run", res.ID, "playbook", pb.Name)
+	// Set once the parameters are known: from then on every line the run
+	// writes, and its error and result, are scrubbed of their secrets.
+	var sc *scrubber
 	defer func() {
 		res.Finished = time.Now()
+		res.Error, res.Backtrace, res.Output = sc.String(res.Error), sc.String(res.Backtrace), sc.JSON(res.Output)
 		level := slog.LevelInfo
 		if res.Status != runstate.Succeeded {
 			level = slog.LevelError
@@ -169,6 +173,9 @@ func (e *Engine) Run(ctx context.Context, pb *Playbook, params *Params, opts Run
 		return res.refuse(KindParams, errors.New("parameters were checked against another version of the playbook"))
 	}
 	res.Params = params.Record()
+	if sc = newScrubber(params.Secrets()); sc != nil {
+		logger = scrubLogger(logger, sc)
+	}
 
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
