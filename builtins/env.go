@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 
 	"go.starlark.net/starlark"
 
@@ -43,6 +44,15 @@ type Env struct {
 	Tunnel string
 	// Wait tunes every task wait a builtin does.
 	Wait proxmox.WaitOptions
+	// Parked counts the calls of waiting builtins (proxmox, task, host,
+	// monitor) the run is inside; Module maintains it. The memory guard
+	// reads it: a parked run is not the one allocating. nil: not counted.
+	Parked *atomic.Int32
+	// Reserve reports whether about n more bytes fit under the run's
+	// memory limit, and fails (naming the limit) when they do not.
+	// Builtins that can allocate much in one call — json.decode — ask
+	// before they start. nil means no limit.
+	Reserve func(n uint64) error
 }
 
 // SetEnv attaches env to the run's thread.
