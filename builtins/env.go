@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	startime "go.starlark.net/lib/time"
@@ -49,6 +50,15 @@ type Env struct {
 	// host's. Playbook tests give the simulated host's, so that a test
 	// moves time for the playbook and the host at once (sim.advance).
 	Now func() time.Time
+	// Parked counts the calls of waiting builtins (proxmox, task, host,
+	// monitor) the run is inside; Module maintains it. The memory guard
+	// reads it: a parked run is not the one allocating. nil: not counted.
+	Parked *atomic.Int32
+	// Reserve reports whether about n more bytes fit under the run's
+	// memory limit, and fails (naming the limit) when they do not.
+	// Builtins that can allocate much in one call — json.decode — ask
+	// before they start. nil means no limit.
+	Reserve func(n uint64) error
 }
 
 // SetEnv attaches env to the run's thread, and env.Now (when set) as the

@@ -20,7 +20,8 @@ import (
 // in the configuration)"; a playbook that can do without them branches on
 // host.enabled().
 var HostTable = &Table{
-	Name: "host",
+	Name:  "host",
+	Waits: true,
 	Doc: "Fenced root operations on the Proxmox host (golden template " +
 		"creation, USB mounts, SMART, sensors). Available only when the " +
 		"configuration enables privileged operations; host.enabled() tells.",

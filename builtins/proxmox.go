@@ -35,7 +35,8 @@ import (
 //     (with its log tail) and an ambiguous outcome apart.
 //   - Every call is cancelled with the run.
 var ProxmoxTable = &Table{
-	Name: "proxmox",
+	Name:  "proxmox",
+	Waits: true,
 	Doc: "The node's Proxmox VE API: read guests, storages, tasks and disks, " +
 		"and change guests through worker tasks that are waited for by " +
 		"default. Mutations of one guest are serialized across runs.",

@@ -20,7 +20,7 @@ var (
 		Funcs: []Func{
 			upstream(starjson.Module, "encode", "encode(x)", "Returns x as a JSON string: None, bools, ints, floats, strings, lists/tuples, dicts with string keys and structs (as objects). Fails on other values and on non-finite floats."),
 			upstream(starjson.Module, "encode_indent", `encode_indent(x, /, *, prefix="", indent="\t")`, "Like encode, indented: json.indent(json.encode(x), prefix = prefix, indent = indent)."),
-			upstream(starjson.Module, "decode", "decode(x, default=?)", "Parses the JSON string x: objects become dicts, arrays lists, numbers int or float. Fails on invalid JSON unless default is given, which is then returned."),
+			boundedDecode(upstream(starjson.Module, "decode", "decode(x, default=?)", "Parses the JSON string x: objects become dicts, arrays lists, numbers int or float. Fails on invalid JSON unless default is given, which is then returned. A document whose decoded value would not fit under the run's memory limit fails before it is decoded (about 32 bytes per element plus its text).")),
 			upstream(starjson.Module, "indent", `indent(str, /, *, prefix="", indent="\t")`, "Returns the valid JSON string str pretty-printed with the given line prefix and indentation unit."),
 		},
 	}
@@ -86,4 +86,42 @@ func upstreamAttr(m *starlarkstruct.Module, name, doc string) Attr {
 		panic(fmt.Sprintf("builtins: %s.%s does not exist upstream", m.Name, name))
 	}
 	return Attr{Name: name, Doc: doc, Value: v}
+}
+
+// decodeCostPerElement estimates what one decoded JSON element costs
+// beyond its text: an interface slot in its list or dict (16 bytes), the
+// value's own header, and the slack of a growing slice.
+const decodeCostPerElement = 32
+
+// boundedDecode asks the run's memory budget (Env.Reserve) for the
+// decoded size of the document before decoding it: one call of
+// json.decode could otherwise allocate gigabytes in a single Starlark
+// step, before any guard could act.
+func boundedDecode(f Func) Func {
+	inner := f.Fn
+	f.Fn = func(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		if env := EnvOf(thread); env != nil && env.Reserve != nil && len(args) > 0 {
+			if s, ok := starlark.AsString(args[0]); ok {
+				if err := env.Reserve(decodeEstimate(s)); err != nil {
+					return nil, fmt.Errorf("json.decode: a document of %d bytes: %w", len(s), err)
+				}
+			}
+		}
+		return inner(thread, b, args, kwargs)
+	}
+	return f
+}
+
+// decodeEstimate is the bytes a decoded document of text s takes, about:
+// its text plus decodeCostPerElement per element (each ',', ':', '[' and
+// '{' starts one).
+func decodeEstimate(s string) uint64 {
+	var elems uint64
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case ',', ':', '[', '{':
+			elems++
+		}
+	}
+	return uint64(len(s)) + (elems+1)*decodeCostPerElement
 }

@@ -24,6 +24,12 @@ type Table struct {
 	Doc   string // one paragraph: what the module is for
 	Funcs []Func // in the order the reference lists them
 	Attrs []Attr // constants, documented like functions
+	// Waits marks a module whose builtins wait on Proxmox or the host (an
+	// HTTP answer, a task, a root command, a guest lock): a run inside one
+	// is parked (Env.Parked) — it takes no Starlark steps and allocates
+	// little — and the memory guard does not stop it for memory others
+	// took.
+	Waits bool
 }
 
 // Func is one builtin of a Table.
@@ -66,7 +72,11 @@ func qualified(table, name string) string {
 func (t *Table) Module() *starlarkstruct.Module {
 	m := &starlarkstruct.Module{Name: t.Name, Members: make(starlark.StringDict, len(t.Funcs)+len(t.Attrs))}
 	for _, f := range t.Funcs {
-		m.Members[f.Name] = starlark.NewBuiltin(t.Name+"."+f.Name, f.Fn)
+		fn := f.Fn
+		if t.Waits {
+			fn = parking(fn)
+		}
+		m.Members[f.Name] = starlark.NewBuiltin(t.Name+"."+f.Name, fn)
 	}
 	for _, a := range t.Attrs {
 		m.Members[a.Name] = a.Value
@@ -129,4 +139,15 @@ func (t *Table) Check() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// parking marks the run parked (Env.Parked) while fn runs.
+func parking(fn func(*starlark.Thread, *starlark.Builtin, starlark.Tuple, []starlark.Tuple) (starlark.Value, error)) func(*starlark.Thread, *starlark.Builtin, starlark.Tuple, []starlark.Tuple) (starlark.Value, error) {
+	return func(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		if env := EnvOf(thread); env != nil && env.Parked != nil {
+			env.Parked.Add(1)
+			defer env.Parked.Add(-1)
+		}
+		return fn(thread, b, args, kwargs)
+	}
 }

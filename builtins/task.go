@@ -31,7 +31,8 @@ import (
 //	storage     string    the target storage of a vzdump, else ""
 //	sync        bool      the change was applied without a task (LXC config)
 var TaskTable = &Table{
-	Name: "task",
+	Name:  "task",
+	Waits: true,
 	Doc: "Follow Proxmox worker tasks. Every function takes a task struct " +
 		"(returned by a proxmox mutation, for example with wait = False) or " +
 		"a UPID string, and blocks at most until the run is cancelled.",

@@ -36,10 +36,24 @@ type Config struct {
 	InsecureSkipVerify bool `json:"insecure_skip_verify,omitempty"`
 	// Timeout bounds one HTTP request (not a task wait). Zero means 30 s.
 	Timeout time.Duration `json:"timeout,omitempty"`
-	// ReadRetries is how many times an idempotent read is retried after a
-	// transient failure. Zero means 3; negative means never.
+	// ReadRetryBudget is how long an idempotent read keeps retrying
+	// transient failures (PVE's proxy answering 502/503/595/596, refused
+	// or dropped connections), counted from its first attempt: an outage
+	// of the API daemon shorter than this is ridden out. No retry is
+	// started that could not end before the caller's deadline. Zero means
+	// [DefaultReadRetryBudget]; negative means reads are never retried.
+	ReadRetryBudget time.Duration `json:"read_retry_budget,omitempty"`
+	// ReadRetries, when positive, also caps the number of retries of one
+	// read within the budget; zero means the budget alone decides;
+	// negative means reads are never retried.
 	ReadRetries int `json:"read_retries,omitempty"`
 }
+
+// DefaultReadRetryBudget is the zero value of Config.ReadRetryBudget:
+// long enough to ride out a restart of pveproxy or pvedaemon (which takes
+// a few seconds on a loaded host), short enough that a host that is
+// really gone is reported within a minute.
+const DefaultReadRetryBudget = 30 * time.Second
 
 // Validate reports every problem in c, each naming its configuration key.
 func (c *Config) Validate() error {
@@ -107,12 +121,26 @@ func (c *Config) timeout() time.Duration {
 	return c.Timeout
 }
 
+// readRetries is the most retries of one read: 0 none, -1 no count limit
+// (the budget decides).
 func (c *Config) readRetries() int {
 	switch {
-	case c.ReadRetries == 0:
-		return 3
-	case c.ReadRetries < 0:
+	case c.ReadRetries < 0 || c.ReadRetryBudget < 0:
 		return 0
+	case c.ReadRetries == 0:
+		return -1
 	}
 	return c.ReadRetries
+}
+
+// readRetryBudget is how long a read may keep retrying; 0 when it never
+// does.
+func (c *Config) readRetryBudget() time.Duration {
+	switch {
+	case c.ReadRetryBudget < 0 || c.ReadRetries < 0:
+		return 0
+	case c.ReadRetryBudget == 0:
+		return DefaultReadRetryBudget
+	}
+	return c.ReadRetryBudget
 }

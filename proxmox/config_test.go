@@ -94,7 +94,7 @@ func TestConfigDefaults(t *testing.T) {
 		wantTimeout time.Duration
 		wantRetries int
 	}{
-		{0, 0, 30 * time.Second, 3},
+		{0, 0, 30 * time.Second, -1},
 		{5 * time.Second, 1, 5 * time.Second, 1},
 		{time.Minute, -1, time.Minute, 0},
 		{time.Minute, 10, time.Minute, 10},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
@@ -57,12 +58,14 @@ type envelope struct {
 }
 
 // do sends one API request and returns the decoded envelope. GETs are
-// retried on transient failures; other methods are sent exactly once.
+// retried on transient failures within the read retry budget (see
+// [Config.ReadRetryBudget]); other methods are sent exactly once.
 func (c *Client) do(ctx context.Context, method string, p apiPath, params url.Values) (envelope, error) {
-	attempts := 1
+	retries, budget := 0, time.Duration(0)
 	if method == http.MethodGet {
-		attempts += c.cfg.readRetries()
+		retries, budget = c.cfg.readRetries(), c.cfg.readRetryBudget()
 	}
+	first := time.Now()
 	obs := observerFrom(ctx)
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
@@ -79,13 +82,71 @@ func (c *Client) do(ctx context.Context, method string, p apiPath, params url.Va
 		if err == nil {
 			return env, nil
 		}
-		if attempt >= attempts || ctx.Err() != nil || !retryable(err) {
+		if budget == 0 || (retries >= 0 && attempt > retries) || ctx.Err() != nil || !retryable(err) {
 			return envelope{}, err
 		}
-		if serr := sleepCtx(ctx, c.backoff(attempt)); serr != nil {
+		delay := c.backoff(attempt)
+		wake := time.Now().Add(delay)
+		if wake.Sub(first) > budget {
+			return envelope{}, &RetryError{Attempts: attempt, Took: time.Since(first), Err: err}
+		}
+		if dl, ok := ctx.Deadline(); ok && !wake.Before(dl) {
+			// The caller's deadline would end the wait: say so now rather
+			// than sleep into it.
+			return envelope{}, &RetryError{Attempts: attempt, Took: time.Since(first), Deadline: true, Err: err}
+		}
+		if serr := sleepCtx(ctx, delay); serr != nil {
 			return envelope{}, fmt.Errorf("%s %s: %w (while retrying after: %w)", method, p.plain, serr, err)
 		}
 	}
+}
+
+// RetryError is a read that kept failing transiently until its retry
+// budget (or the caller's deadline) ran out. Err is the last failure,
+// which errors.Is and errors.As see through: an *APIError with its status,
+// a refused connection.
+type RetryError struct {
+	Attempts int           // requests sent
+	Took     time.Duration // from the first request to giving up
+	Deadline bool          // the caller's deadline, not the budget, ended the retries
+	Err      error
+}
+
+func (e *RetryError) Error() string {
+	why := "read retry budget (proxmox.read_retry_budget) spent"
+	if e.Deadline {
+		why = "deadline reached"
+	}
+	return fmt.Sprintf("%v (%d attempts in %s, %s)", e.Err, e.Attempts, e.Took.Round(time.Millisecond), why)
+}
+
+func (e *RetryError) Unwrap() error { return e.Err }
+
+// IsUnreachable reports whether err says the API could not be reached or
+// answered only that it is unavailable — the transient failures reads
+// retry, a request that timed out, a host that cannot be dialled — as
+// opposed to an answer (a 401 for a bad token, a 400) or a TLS trust
+// failure, which are configuration problems that waiting does not fix.
+func IsUnreachable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if retryable(err) {
+		return true
+	}
+	if _, ok := errors.AsType[*APIError](err); ok {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	for _, target := range []error{syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.EHOSTDOWN, syscall.ETIMEDOUT} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // attempt performs one HTTP exchange. It returns the HTTP status (0 when

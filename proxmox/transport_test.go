@@ -15,7 +15,8 @@ import (
 )
 
 // TestReadRetries checks which failed reads are repeated: gateway errors
-// and dropped connections, up to Config.ReadRetries, and nothing else.
+// and dropped connections, within the budget and up to Config.ReadRetries
+// when that caps them, and nothing else.
 func TestReadRetries(t *testing.T) {
 	ok := serveFile(t, "responses/version.pve7x_2.json")
 	tests := []struct {
@@ -30,13 +31,14 @@ func TestReadRetries(t *testing.T) {
 		{name: "502 then 503 then ok", handlers: []http.HandlerFunc{serveError(502, "proxy error", nil), serveReason(503, "Service Unavailable", ""), ok}, wantHits: 3},
 		{name: "595 and 596 are retried", handlers: []http.HandlerFunc{serveReason(595, "Connection refused", ""), serveReason(596, "Broken pipe", ""), ok}, wantHits: 3},
 		{name: "dropped connection then ok", handlers: []http.HandlerFunc{dropConn, ok}, wantHits: 2},
-		{name: "503 until retries run out", handlers: []http.HandlerFunc{serveError(503, "busy", nil)}, wantErr: true, wantHits: 4, wantStatus: 503},
+		{name: "four 503s then ok", handlers: []http.HandlerFunc{serveError(503, "busy", nil), serveError(503, "busy", nil), serveError(503, "busy", nil), serveError(503, "busy", nil), ok}, wantHits: 5},
+		{name: "503 until a capped count runs out", retries: 3, handlers: []http.HandlerFunc{serveError(503, "busy", nil)}, wantErr: true, wantHits: 4, wantStatus: 503},
 		{name: "two retries configured", retries: 2, handlers: []http.HandlerFunc{serveError(502, "x", nil)}, wantErr: true, wantHits: 3, wantStatus: 502},
 		{name: "retries off", retries: -1, handlers: []http.HandlerFunc{serveError(503, "busy", nil), ok}, wantErr: true, wantHits: 1, wantStatus: 503},
 		{name: "500 with a message is an answer", handlers: []http.HandlerFunc{serveError(500, "CT is locked (backup)", nil), ok}, wantErr: true, wantHits: 1, wantStatus: 500},
 		{name: "500 without a message is an answer", handlers: []http.HandlerFunc{serveJSON(500, `{"data":null}`), ok}, wantErr: true, wantHits: 1, wantStatus: 500},
 		{name: "504 is not retried", handlers: []http.HandlerFunc{serveJSON(504, `{"data":null}`), ok}, wantErr: true, wantHits: 1, wantStatus: 504},
-		{name: "dropped every time", handlers: []http.HandlerFunc{dropConn}, wantErr: true, wantHits: 4, wantFailure: "EOF"},
+		{name: "dropped every time", retries: 3, handlers: []http.HandlerFunc{dropConn}, wantErr: true, wantHits: 4, wantFailure: "EOF"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -151,6 +153,7 @@ func closedAddr(t *testing.T) string {
 func TestConnectionRefused(t *testing.T) {
 	cfg := testConfig("https://" + closedAddr(t))
 	cfg.InsecureSkipVerify = true
+	cfg.ReadRetries = 3
 	c := newClientCfg(t, cfg)
 
 	t.Run("mutation is not ambiguous", func(t *testing.T) {
@@ -175,6 +178,9 @@ func TestConnectionRefused(t *testing.T) {
 		}
 		if n := len(rec.Requests()); n != 4 {
 			t.Errorf("%d attempts; want 1 + 3 retries", n)
+		}
+		if !proxmox.IsUnreachable(err) {
+			t.Errorf("IsUnreachable(%v) = false", err)
 		}
 	})
 }
@@ -233,7 +239,9 @@ func TestRetryBackoff(t *testing.T) {
 func TestRetryHonoursCancel(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := serveError(503, "busy", nil)
-		c, err := proxmox.New(testConfig("https://pve.example:8006"), proxmox.WithTransport(handlerTransport{h}),
+		cfg := testConfig("https://pve.example:8006")
+		cfg.ReadRetryBudget = 3 * time.Hour
+		c, err := proxmox.New(cfg, proxmox.WithTransport(handlerTransport{h}),
 			proxmox.WithRetryBackoff(time.Hour, time.Hour))
 		if err != nil {
 			t.Fatal(err)
@@ -249,4 +257,103 @@ func TestRetryHonoursCancel(t *testing.T) {
 			t.Errorf("returned after %v; want at the cancel (1s)", took)
 		}
 	})
+}
+
+// TestRetryBudget checks, in fake time, that a read rides out an outage
+// shorter than its budget, gives up once the budget is spent (with an
+// error that still is the last failure), and never sleeps past the
+// caller's deadline.
+func TestRetryBudget(t *testing.T) {
+	tests := []struct {
+		name       string
+		budget     time.Duration // Config.ReadRetryBudget
+		outage     time.Duration // the API answers 503 for this long
+		deadline   time.Duration // of the caller's context; 0 none
+		wantErr    bool
+		wantWithin [2]time.Duration // when the read returns
+		wantDL     bool             // a RetryError saying the deadline ended it
+	}{
+		{name: "outage of 20s within the default 30s", outage: 20 * time.Second, wantWithin: [2]time.Duration{20 * time.Second, 22 * time.Second}},
+		{name: "endless outage, default budget", outage: time.Hour, wantErr: true, wantWithin: [2]time.Duration{28 * time.Second, 30 * time.Second}},
+		{name: "endless outage, 5s budget", budget: 5 * time.Second, outage: time.Hour, wantErr: true, wantWithin: [2]time.Duration{3 * time.Second, 5 * time.Second}},
+		{name: "caller's deadline first", outage: time.Hour, deadline: 7 * time.Second, wantErr: true, wantWithin: [2]time.Duration{5 * time.Second, 7 * time.Second}, wantDL: true},
+		{name: "budget off", budget: -1, outage: time.Hour, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				start := time.Now()
+				hits := 0
+				ok, busy := serveFile(t, "responses/version.pve7x_2.json"), serveError(503, "busy", nil)
+				h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					hits++
+					if time.Since(start) < tt.outage {
+						busy(w, r)
+						return
+					}
+					ok(w, r)
+				})
+				cfg := testConfig("https://pve.example:8006")
+				cfg.ReadRetryBudget = tt.budget
+				c, err := proxmox.New(cfg, proxmox.WithTransport(handlerTransport{h}))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx := t.Context()
+				if tt.deadline > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, tt.deadline)
+					defer cancel()
+				}
+				_, err = c.Version(ctx)
+				took := time.Since(start)
+				if (err != nil) != tt.wantErr {
+					t.Fatalf("Version() error = %v after %d attempts; want error %v", err, hits, tt.wantErr)
+				}
+				if tt.wantWithin[1] > 0 && (took < tt.wantWithin[0] || took > tt.wantWithin[1]) {
+					t.Errorf("returned after %v (%d attempts); want within %v", took, hits, tt.wantWithin)
+				}
+				if tt.budget < 0 && hits != 1 {
+					t.Errorf("%d attempts with the budget off; want 1", hits)
+				}
+				if !tt.wantErr {
+					return
+				}
+				if ae, ok := errors.AsType[*proxmox.APIError](err); !ok || ae.Status != 503 {
+					t.Errorf("error = %v; want it to be the last 503", err)
+				}
+				if !proxmox.IsUnreachable(err) {
+					t.Errorf("IsUnreachable(%v) = false", err)
+				}
+				if re, ok := errors.AsType[*proxmox.RetryError](err); tt.budget >= 0 && (!ok || re.Deadline != tt.wantDL || re.Attempts != hits) {
+					t.Errorf("error = %#v; want a *RetryError with Deadline %v and %d attempts", err, tt.wantDL, hits)
+				}
+			})
+		})
+	}
+}
+
+// TestIsUnreachable separates "not reachable now" from answers and trust
+// failures, which are configuration problems.
+func TestIsUnreachable(t *testing.T) {
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{&proxmox.APIError{Status: 503}, true},
+		{&proxmox.APIError{Status: 595}, true},
+		{&proxmox.APIError{Status: 401, Message: "authentication failure"}, false},
+		{&proxmox.APIError{Status: 500, Message: "CT is locked"}, false},
+		{syscall.ECONNREFUSED, true},
+		{syscall.EHOSTUNREACH, true},
+		{context.DeadlineExceeded, true},
+		{&net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, true},
+		{errors.New("tls: certificate fingerprint mismatch"), false},
+	}
+	for _, tt := range tests {
+		if got := proxmox.IsUnreachable(tt.err); got != tt.want {
+			t.Errorf("IsUnreachable(%v) = %v; want %v", tt.err, got, tt.want)
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -51,6 +52,7 @@ type ProxmoxFlags struct {
 	CAFile             string        `name:"ca-file" help:"PEM CA bundle to verify the host's certificate (e.g. pve-root-ca.pem)." config:"proxmox.ca_file"`
 	InsecureSkipVerify bool          `help:"Do not verify the host's TLS certificate (labs only; never the default)." config:"proxmox.insecure_skip_verify"`
 	Timeout            time.Duration `help:"Timeout of one API request." default:"30s" config:"proxmox.timeout"`
+	ReadRetryBudget    time.Duration `help:"How long a read keeps retrying while the API is unavailable (502/503, refused or dropped connections); 0 never retries." default:"30s" config:"proxmox.read_retry_budget"`
 }
 
 // PrivilegedFlags enable and fence the root-only host operations.
@@ -78,6 +80,10 @@ func (p ProxmoxFlags) ClientConfig() (proxmox.Config, error) {
 		Fingerprint:        p.TLSFingerprint,
 		InsecureSkipVerify: p.InsecureSkipVerify,
 		Timeout:            p.Timeout,
+		ReadRetryBudget:    p.ReadRetryBudget,
+	}
+	if p.ReadRetryBudget == 0 {
+		cfg.ReadRetryBudget = -1 // the flag's 0 is "never", the Config's "the default"
 	}
 	var errs []error
 	tokenFailed := false
@@ -109,6 +115,11 @@ func (p ProxmoxFlags) ClientConfig() (proxmox.Config, error) {
 // flags. Unknown keys are an error naming the key, so a typo is never
 // silently ignored. A flag whose environment variable is set keeps the
 // environment's value: the file is the weakest source.
+//
+// A file that holds the API token is a key file, and is treated as ssh
+// treats one: if others may read it, or anyone but its owner may write it,
+// it is refused (checkConfigMode). A file others may write is refused
+// whatever it holds: it says which host to trust and where playbooks are.
 func jsonConfig(r io.Reader) (kong.Resolver, error) {
 	src, err := io.ReadAll(r)
 	if err != nil {
@@ -126,7 +137,34 @@ func jsonConfig(r io.Reader) (kong.Resolver, error) {
 	}
 	flat := map[string]any{}
 	flatten("", doc, flat)
+	if f, ok := r.(*os.File); ok {
+		_, hasToken := flat["proxmox.token"]
+		if err := checkConfigMode(f, hasToken); err != nil {
+			return nil, err
+		}
+	}
 	return &configResolver{values: flat}, nil
+}
+
+// checkConfigMode refuses a configuration file whose permissions let
+// others change it, or — when it holds the token — read it or let its
+// group change it. Group read stays allowed: the documented deployment is
+// root:felhom-agent 0640.
+func checkConfigMode(f *os.File, hasToken bool) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	mode := fi.Mode().Perm()
+	switch {
+	case mode&0o002 != 0:
+		return fmt.Errorf("config: %s is writable by others (mode %04o): anyone could point the agent at another host; chmod o-w it", f.Name(), mode)
+	case hasToken && mode&0o004 != 0:
+		return fmt.Errorf("config: %s holds proxmox.token and is readable by others (mode %04o); chmod 0640 (or 0600) it, or give the token in FELHOM_AGENT_PROXMOX_TOKEN", f.Name(), mode)
+	case hasToken && mode&0o020 != 0:
+		return fmt.Errorf("config: %s holds proxmox.token and is writable by its group (mode %04o); chmod 0640 (or 0600) it", f.Name(), mode)
+	}
+	return nil
 }
 
 // lineCol is the 1-based line and column of the byte at offset in src.
@@ -141,19 +179,60 @@ type configResolver struct{ values map[string]any }
 
 // Validate rejects keys that no flag of the application reads.
 func (c *configResolver) Validate(app *kong.Application) error {
-	known := map[string]bool{}
+	known := map[string]*kong.Flag{}
 	_ = kong.Visit(app, func(n kong.Visitable, next kong.Next) error {
 		if f, ok := n.(*kong.Flag); ok {
 			if key := f.Tag.Get("config"); key != "" {
-				known[key] = true
+				known[key] = f
 			}
 		}
 		return next(nil)
 	})
 	for _, k := range slices.Sorted(maps.Keys(c.values)) {
-		if !known[k] {
+		if _, ok := known[k]; !ok {
 			return fmt.Errorf("config: unknown key %q", k)
 		}
+	}
+	return nil
+}
+
+// checkShape refuses a JSON array or object (or a number or boolean given
+// for a string) at a key whose flag takes one value of another kind, naming
+// the key and the JSON type but never the value: a token given as
+// ["..."] would otherwise become the string `["..."]` and reach an error
+// message whole.
+func checkShape(key string, f *kong.Flag, v any) error {
+	kind := f.Target.Kind()
+	got := ""
+	switch v.(type) {
+	case []any:
+		got = "an array"
+	case map[string]any:
+		got = "an object"
+	case json.Number:
+		got = "a number"
+	case bool:
+		got = "a boolean"
+	case nil:
+		got = "null"
+	}
+	switch {
+	case got == "":
+		return nil
+	case kind == reflect.Slice || kind == reflect.Map, got == "an object" && isLeafObject(key):
+		return nil
+	case (got == "an array" || got == "an object" || got == "null") || kind == reflect.String:
+		want := "a string"
+		switch kind {
+		case reflect.Bool:
+			want = "true or false"
+		case reflect.Int, reflect.Int64, reflect.Uint64, reflect.Uint, reflect.Int32:
+			want = "a number"
+			if f.Target.Type() == reflect.TypeFor[time.Duration]() {
+				want = `a duration string such as "30s"`
+			}
+		}
+		return fmt.Errorf("config: %s: want %s, got %s", key, want, got)
 	}
 	return nil
 }
@@ -174,6 +253,9 @@ func (c *configResolver) Resolve(_ *kong.Context, _ *kong.Path, f *kong.Flag) (a
 	v, ok := c.values[key]
 	if !ok {
 		return nil, nil
+	}
+	if err := checkShape(key, f, v); err != nil {
+		return nil, err
 	}
 	switch v := v.(type) {
 	case json.Number:

@@ -126,3 +126,72 @@ func TestVersionAndHelpExitCodes(t *testing.T) {
 		t.Errorf("unknown command: code %d; want %d", code, exitUsage)
 	}
 }
+
+// TestConfigFileMode: a file holding the token is refused when others may
+// read it or its group may write it, and any file others may write is
+// refused — like ssh with a private key. The messages say what to do and
+// never show the token.
+func TestConfigFileMode(t *testing.T) {
+	withToken := `{"proxmox": {"endpoint": "https://x:8006", "node": "n", "token": "a@pve!t=` + testSecret + `"}}`
+	noToken := `{"log_level": "warn"}`
+	tests := []struct {
+		body string
+		mode os.FileMode
+		want string // "" accepted
+	}{
+		{withToken, 0o600, ""},
+		{withToken, 0o640, ""},
+		{withToken, 0o400, ""},
+		{withToken, 0o644, "is readable by others (mode 0644); chmod 0640"},
+		{withToken, 0o604, "is readable by others"},
+		{withToken, 0o660, "is writable by its group (mode 0660)"},
+		{withToken, 0o602, "is writable by others"},
+		{noToken, 0o644, ""},
+		{noToken, 0o664, ""},
+		{noToken, 0o666, "is writable by others (mode 0666)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.mode.String(), func(t *testing.T) {
+			path := writeConfig(t, tt.body)
+			if err := os.Chmod(path, tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			_, err := parseGlobals(t, "--config", path, "version")
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("mode %04o: %v; want accepted", tt.mode, err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), path)):
+				t.Errorf("mode %04o: error %v; want one naming the file and %q", tt.mode, err, tt.want)
+			case err != nil && strings.Contains(err.Error(), testSecret):
+				t.Errorf("error leaks the token: %v", err)
+			}
+		})
+	}
+}
+
+// TestConfigShapes: a value of the wrong JSON shape is refused naming the
+// key and the shape, never echoing the value.
+func TestConfigShapes(t *testing.T) {
+	tests := []struct{ name, file, want string }{
+		{"token as an array", `{"proxmox": {"token": ["a@pve!t=` + testSecret + `"]}}`, "config: proxmox.token: want a string, got an array"},
+		{"token as an object", `{"proxmox": {"token": {"secret": "` + testSecret + `"}}}`, `config: unknown key "proxmox.token.secret"`},
+		{"token as a number", `{"proxmox": {"token": 1234567}}`, "config: proxmox.token: want a string, got a number"},
+		{"endpoint null", `{"proxmox": {"endpoint": null}}`, "config: proxmox.endpoint: want a string, got null"},
+		{"timeout as an array", `{"proxmox": {"timeout": ["30s"]}}`, `config: proxmox.timeout: want a duration string such as "30s", got an array`},
+		{"bool as an array", `{"privileged": {"enabled": [true]}}`, "config: privileged.enabled: want true or false, got an array"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseGlobals(t, "--config", writeConfig(t, tt.file), "version")
+			if err == nil || !strings.HasSuffix(err.Error(), tt.want) || strings.Contains(err.Error(), testSecret) {
+				t.Errorf("error = %v; want %s", err, tt.want)
+			}
+		})
+	}
+	// A number for a number, an object where the key takes one: accepted.
+	for _, ok := range []string{`{"runtime": {"max_steps": 5}}`, `{"log_level": "warn"}`} {
+		if _, err := parseGlobals(t, "--config", writeConfig(t, ok), "version"); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+}

@@ -6,7 +6,8 @@
 // parts together; the behaviour lives in runtime, builtins and proxmox.
 //
 // Exit codes: 0 success, 1 the playbook (or test) failed, 2 usage,
-// configuration or load error.
+// configuration or load error, 3 the Proxmox API could not be reached
+// (run's start-up check, after retrying for proxmox.read_retry_budget).
 package main
 
 import (
@@ -23,6 +24,10 @@ const (
 	exitOK     = 0
 	exitFailed = 1 // the playbook or a test failed
 	exitUsage  = 2 // usage, configuration or load error
+	// exitUnreachable: the configuration is sound but the Proxmox API did
+	// not answer (refused, timed out, 502/503) within the retry budget —
+	// worth retrying later, unlike exitUsage.
+	exitUnreachable = 3
 )
 
 // exitError carries a command's exit code with its message. A command that

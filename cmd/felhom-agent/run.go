@@ -20,7 +20,8 @@ import (
 // printing a summary (human, or one JSON object with --json) to standard
 // output. Exit code 0: succeeded; 1: failed, cancelled or timed out;
 // 2: the playbook did not load, a parameter was refused, or the
-// configuration is wrong.
+// configuration is wrong; 3: the Proxmox API did not answer the start-up
+// check within the read retry budget.
 type RunCmd struct {
 	Playbook string   `arg:"" help:"Playbook file to run." type:"existingfile"`
 	Param    []string `short:"p" sep:"none" help:"Parameter NAME=VALUE (repeatable); lists are comma-separated." placeholder:"NAME=VALUE" env:"-"`
@@ -61,11 +62,15 @@ func (c *RunCmd) Run(g *Globals) error {
 	if !c.Sim {
 		// A wrong endpoint, token or TLS trust is a configuration error
 		// (exit 2), found before the playbook starts rather than at its
-		// first call.
-		pctx, cancel := context.WithTimeout(proxmox.WithObserver(ctx, &rc), g.Proxmox.Timeout)
+		// first call; an API that does not answer, after the reads' retry
+		// budget, is an outage (exit 3): the same command may work later.
+		pctx, cancel := context.WithTimeout(proxmox.WithObserver(ctx, &rc), max(g.Proxmox.ReadRetryBudget, 0)+g.Proxmox.Timeout)
 		_, err := be.Client.Version(pctx)
 		cancel()
-		if err != nil {
+		switch {
+		case err != nil && proxmox.IsUnreachable(err) && ctx.Err() == nil:
+			return &exitError{code: exitUnreachable, err: fmt.Errorf("proxmox: %s is unreachable (the configuration looks sound; try again when the API answers): %w", g.Proxmox.Endpoint, err)}
+		case err != nil:
 			return fmt.Errorf("proxmox: cannot use %s: %w", g.Proxmox.Endpoint, err)
 		}
 	}

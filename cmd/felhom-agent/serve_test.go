@@ -26,7 +26,17 @@ func TestServeConfigKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := parse(p, []string{"--config", "../../deploy/agent.example.json", "serve"}); err != nil {
+	// Installed as the example says (mode 0640: it holds the token); the
+	// checkout's 0644 copy is refused, as TestConfigFileMode shows.
+	example, err := os.ReadFile("../../deploy/agent.example.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	installed := filepath.Join(t.TempDir(), "agent.json")
+	if err := os.WriteFile(installed, example, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := parse(p, []string{"--config", installed, "serve"}); err != nil {
 		t.Fatalf("the example configuration does not parse: %v", err)
 	}
 	s := cli.Serve

@@ -229,13 +229,16 @@ func apiParam(p engine.Param) api.Param {
 }
 
 // paramTypeName is the compact type name the API uses: "int",
-// "list(int)", "enum(a|b)".
+// "list(int)", "enum(a|b)", and a format's name ("vmid", "hostname").
 func paramTypeName(t *engine.ParamType) string {
 	switch t.Kind {
 	case engine.KindList:
 		return "list(" + paramTypeName(t.Elem) + ")"
 	case engine.KindEnum:
 		return "enum(" + strings.Join(t.Values, "|") + ")"
+	}
+	if t.Format != "" {
+		return t.Format
 	}
 	return string(t.Kind)
 }

@@ -39,10 +39,13 @@ func Listen(path string) (net.Listener, error) {
 	if len(path) > maxSocketPath {
 		return nil, fmt.Errorf("local API socket %s: path is %d bytes, longer than the %d a unix socket allows", path, len(path), maxSocketPath)
 	}
+	dir := filepath.Dir(path)
+	if err := checkSocketDir(dir); err != nil {
+		return nil, fmt.Errorf("local API socket %s: %w", path, err)
+	}
 	if err := removeStale(path); err != nil {
 		return nil, err
 	}
-	dir := filepath.Dir(path)
 	tmp := filepath.Join(dir, fmt.Sprintf(".fa%d-%d", os.Getpid(), tmpSeq.Add(1)))
 	if len(tmp) > maxSocketPath {
 		tmp = path + "~" // rare: a very short name in a deep directory
@@ -76,6 +79,27 @@ func Listen(path string) (net.Listener, error) {
 		return fail(err)
 	}
 	return &socketListener{UnixListener: l, path: path, file: fi}, nil
+}
+
+// checkSocketDir refuses a socket directory that others may write: anyone
+// who can write it can replace the socket with their own (and answer the
+// CLI's requests) or, without the sticky bit, remove it; the socket's mode
+// is only worth anything in a directory the agent controls. The sticky bit
+// (as on /tmp) does not make it acceptable: others could still take the
+// name before the agent starts. Group-writable is allowed: the group is the
+// one the socket's 0660 trusts anyway.
+func checkSocketDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	if mode := fi.Mode(); mode.Perm()&0o002 != 0 {
+		return fmt.Errorf("its directory %s is writable by others (mode %04o%s): choose a directory only the agent's user and group may write, such as systemd's RuntimeDirectory= (/run/felhom-agent)", dir, mode.Perm(), map[bool]string{true: ", sticky", false: ""}[mode&fs.ModeSticky != 0])
+	}
+	return nil
 }
 
 // removeStale makes room at path for a new socket, or says why not.

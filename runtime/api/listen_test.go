@@ -120,3 +120,44 @@ func TestClientNoServer(t *testing.T) {
 		t.Errorf("errors.Is(%v, fs.ErrNotExist) = false; want the cause kept", err)
 	}
 }
+
+// TestListenSocketDirectory: a directory others may write (sticky or not)
+// is refused before any socket is made; the agent's own and group-writable
+// directories are accepted.
+func TestListenSocketDirectory(t *testing.T) {
+	tests := []struct {
+		mode fs.FileMode
+		want string // "" accepted
+	}{
+		{0o700, ""},
+		{0o750, ""},
+		{0o770, ""},
+		{0o755, ""},
+		{0o777, "writable by others (mode 0777)"},
+		{0o777 | fs.ModeSticky, "writable by others (mode 0777, sticky)"},
+		{0o703, "writable by others (mode 0703)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.mode.String(), func(t *testing.T) {
+			dir := shortDir(t)
+			if err := os.Chmod(dir, tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			l, err := Listen(filepath.Join(dir, "a.sock"))
+			if err == nil {
+				l.Close()
+			}
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("Listen in a %v directory: %v", tt.mode, err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("Listen in a %v directory: error %v; want %q", tt.mode, err, tt.want)
+			}
+			if tt.want != "" {
+				if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+					t.Errorf("a refused directory holds %d entries", len(entries))
+				}
+			}
+		})
+	}
+}

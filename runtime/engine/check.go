@@ -11,6 +11,8 @@ import (
 	"go.starlark.net/resolve"
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
+
+	"gitea.dooplex.hu/admin/felhom-agent/internal/clip"
 )
 
 // A Diagnostic is one problem in a playbook or module, located in source.
@@ -21,15 +23,19 @@ type Diagnostic struct {
 	Msg       string
 }
 
-// String formats d as "file:line:col: msg", the form editors jump to.
+// String formats d as "file:line:col: msg", the form editors jump to, on
+// one line: control characters and other non-printing bytes in the file
+// name or the message (a playbook's fail() text, say) are escaped
+// (clip.Printable), so what it prints cannot drive a terminal.
 func (d Diagnostic) String() string {
+	file, msg := clip.Printable(d.File), clip.Printable(d.Msg)
 	switch {
 	case d.Line == 0:
-		return fmt.Sprintf("%s: %s", d.File, d.Msg)
+		return fmt.Sprintf("%s: %s", file, msg)
 	case d.Col == 0:
-		return fmt.Sprintf("%s:%d: %s", d.File, d.Line, d.Msg)
+		return fmt.Sprintf("%s:%d: %s", file, d.Line, msg)
 	}
-	return fmt.Sprintf("%s:%d:%d: %s", d.File, d.Line, d.Col, d.Msg)
+	return fmt.Sprintf("%s:%d:%d: %s", file, d.Line, d.Col, msg)
 }
 
 // LoadError is a file that failed to load: a syntax or name error, a

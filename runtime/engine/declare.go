@@ -11,6 +11,7 @@ import (
 	"go.starlark.net/syntax"
 
 	"gitea.dooplex.hu/admin/felhom-agent/builtins"
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/schedule"
 )
 
@@ -265,11 +266,13 @@ var ParamTable = &builtins.Table{
 	Name: "param",
 	Doc:  "Parameter declarations for playbook(params = {...}). A parameter without a default is required; default = None makes it optional with the value None. Values given to a run (--param k=v, or JSON from the hub) are checked against the declaration before the run starts.",
 	Funcs: []builtins.Func{
-		{Name: "string", Sig: `string(default=?, doc="")`, Doc: "A string.", Fn: scalarParam(KindString)},
-		{Name: "int", Sig: `int(default=?, doc="")`, Doc: "A 64-bit integer.", Fn: scalarParam(KindInt)},
+		{Name: "string", Sig: `string(default=?, doc="", pattern="", max_len=0)`, Doc: "A string: valid UTF-8 without NUL bytes. pattern is a regular expression (RE2 syntax, as Go's regexp) the whole value must match; max_len bounds its length in bytes (0: no bound).", Fn: stringParam},
+		{Name: "int", Sig: `int(default=?, doc="", min=None, max=None)`, Doc: "A 64-bit integer, at least min and at most max when they are given.", Fn: intParam},
+		{Name: "vmid", Sig: `vmid(default=?, doc="")`, Doc: "A Proxmox VE guest id: an integer 100..999999999 (PVE's pve-vmid format). In a run it is an int.", Fn: vmidParam},
+		{Name: "hostname", Sig: `hostname(default=?, doc="", fqdn=False)`, Doc: "A host name as Proxmox VE accepts it (RFC 1123): one DNS label of letters, digits and inner '-', at most 63 bytes (PVE's pve-node format); with fqdn = True labels joined by '.', at most 253 bytes (PVE's dns-name). In a run it is a string.", Fn: hostnameParam},
 		{Name: "bool", Sig: `bool(default=?, doc="")`, Doc: "True or False; on the command line true/false/1/0.", Fn: scalarParam(KindBool)},
 		{Name: "duration", Sig: `duration(default=?, doc="")`, Doc: "A length of time: \"90s\", \"1h30m\" or whole seconds. The value is a time duration.", Fn: scalarParam(KindDuration)},
-		{Name: "secret", Sig: `secret(doc="")`, Doc: "A string that run records show as [redacted]. It has no default, since a default would be in the playbook's source; its value still reaches whatever the playbook passes it to, including its log.", Fn: secretParam},
+		{Name: "secret", Sig: `secret(doc="")`, Doc: "A string (valid UTF-8 without NUL bytes) that the agent never writes in clear: run records show [redacted], and its value is replaced by [redacted] in the run's log, its error, its fail() message and its result (as given, and JSON-escaped; a transformed value — upper-cased, encoded, a slice of it — is not recognised, so never log one). It has no default, since a default would be in the playbook's source.", Fn: secretParam},
 		{Name: "enum", Sig: `enum(values, default=?, doc="")`, Doc: "One of values, a non-empty list of distinct strings.", Fn: enumParam},
 		{Name: "list", Sig: `list(elem, default=?, doc="")`, Doc: "A list whose elements are of the type elem (a param.string, int, bool, duration or enum without default). On the command line: comma-separated (101,102) or a JSON array.", Fn: listParam},
 	},
@@ -311,6 +314,11 @@ func newSpec(b *starlark.Builtin, typ ParamType, def starlark.Value, doc string)
 		return spec, nil
 	}
 	v, err := typ.fromStarlark(def)
+	if err == nil {
+		if cerr := typ.constrain(v); cerr != nil {
+			err = fmt.Errorf("expected %s, got %s", &typ, describeValue(v))
+		}
+	}
 	if err != nil {
 		return nil, builtins.Errorf(b, "default: %w", err)
 	}
@@ -328,6 +336,78 @@ func scalarParam(kind ParamKind) func(*starlark.Thread, *starlark.Builtin, starl
 		}
 		return newSpec(b, ParamType{Kind: kind}, def, doc)
 	}
+}
+
+func stringParam(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var def starlark.Value
+	var doc, pattern string
+	var maxLen int
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "default?", &def, "doc?", &doc, "pattern?", &pattern, "max_len?", &maxLen); err != nil {
+		return nil, err
+	}
+	if maxLen < 0 {
+		return nil, builtins.Errorf(b, "max_len: want 0 (no bound) or more, got %d", maxLen)
+	}
+	typ := ParamType{Kind: KindString, Pattern: pattern, MaxLen: maxLen}
+	if err := typ.compile(); err != nil {
+		return nil, builtins.Errorf(b, "pattern: %w", err)
+	}
+	return newSpec(b, typ, def, doc)
+}
+
+func intParam(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var def, lo, hi starlark.Value
+	var doc string
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "default?", &def, "doc?", &doc, "min?", &lo, "max?", &hi); err != nil {
+		return nil, err
+	}
+	typ := ParamType{Kind: KindInt}
+	for _, bound := range []struct {
+		name string
+		v    starlark.Value
+		dst  **int64
+	}{{"min", lo, &typ.Min}, {"max", hi, &typ.Max}} {
+		if bound.v == nil || bound.v == starlark.None {
+			continue
+		}
+		i, ok := bound.v.(starlark.Int)
+		if !ok {
+			return nil, builtins.Errorf(b, "%s: got %s, want int", bound.name, bound.v.Type())
+		}
+		n64, ok := i.Int64()
+		if !ok {
+			return nil, builtins.Errorf(b, "%s: %s is out of the 64-bit range", bound.name, i)
+		}
+		*bound.dst = &n64
+	}
+	if typ.Min != nil && typ.Max != nil && *typ.Min > *typ.Max {
+		return nil, builtins.Errorf(b, "min %d is above max %d", *typ.Min, *typ.Max)
+	}
+	return newSpec(b, typ, def, doc)
+}
+
+func vmidParam(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var def starlark.Value
+	var doc string
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "default?", &def, "doc?", &doc); err != nil {
+		return nil, err
+	}
+	lo, hi := int64(proxmox.MinVMID), int64(proxmox.MaxVMID)
+	return newSpec(b, ParamType{Kind: KindInt, Format: FormatVMID, Min: &lo, Max: &hi}, def, doc)
+}
+
+func hostnameParam(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var def starlark.Value
+	var doc string
+	var fqdn bool
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "default?", &def, "doc?", &doc, "fqdn?", &fqdn); err != nil {
+		return nil, err
+	}
+	format := FormatHostname
+	if fqdn {
+		format = FormatFQDN
+	}
+	return newSpec(b, ParamType{Kind: KindString, Format: format}, def, doc)
 }
 
 func secretParam(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {

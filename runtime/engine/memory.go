@@ -16,7 +16,7 @@ const heapSample = "/memory/classes/heap/objects:bytes"
 // memoryCheckInterval is how often the memory guard samples the heap while
 // runs execute. Starlark allocates at most 1 GiB in one step, so a run
 // cannot get far past the limit between two samples.
-const memoryCheckInterval = 50 * time.Millisecond
+const memoryCheckInterval = 20 * time.Millisecond
 
 // memoryGuard stops runs when the agent's Go heap passes a limit. The Go
 // runtime cannot attribute memory to a goroutine, so the guard cannot tell
@@ -43,8 +43,37 @@ type memoryGuard struct {
 // guardedRun is one run's hook into the guard.
 type guardedRun struct {
 	progress *atomic.Uint64 // advanced by the run's thread every memoryProbeSteps steps
+	parked   *atomic.Int32  // > 0 while the run waits in a waiting builtin (builtins.Env.Parked)
 	seen     uint64         // progress at the previous sample
 	stop     func(heap uint64)
+}
+
+// busy reports whether the run may be the one allocating: it took steps
+// since the previous sample, or it is not parked in a waiting builtin. The
+// second half matters for work that takes few steps but allocates much
+// (s = s + s doubling a string, a large comprehension): such a run may
+// take fewer than memoryProbeSteps steps between two samples.
+func (r *guardedRun) busy() bool {
+	p := r.progress.Load()
+	moved := p != r.seen
+	r.seen = p
+	return moved || r.parked == nil || r.parked.Load() == 0
+}
+
+// reserve reports whether n more bytes fit under the limit now: the
+// heap's current size plus n, against the limit. Builtins that allocate
+// much in one call ask before they start (builtins.Env.Reserve).
+func (g *memoryGuard) reserve(n uint64) error {
+	if g.limit == 0 {
+		return nil
+	}
+	sample := []metrics.Sample{{Name: heapSample}}
+	metrics.Read(sample)
+	heap := sample[0].Value.Uint64()
+	if heap+n > g.limit {
+		return &memoryError{limit: g.limit, heap: heap, need: n}
+	}
+	return nil
 }
 
 // memoryProbeSteps is how many Starlark steps a run takes between two
@@ -95,9 +124,7 @@ func (g *memoryGuard) loop(done <-chan struct{}) {
 		heap := sample[0].Value.Uint64()
 		stopped := false
 		for id, r := range g.runs {
-			p := r.progress.Load()
-			busy := p != r.seen
-			r.seen = p
+			busy := r.busy()
 			if busy && heap > g.limit && cooldown == 0 {
 				r.stop(heap)
 				delete(g.runs, id)
@@ -115,9 +142,13 @@ func (g *memoryGuard) loop(done <-chan struct{}) {
 	}
 }
 
-// memoryError is why the guard stopped a run.
-type memoryError struct{ limit, heap uint64 }
+// memoryError is why the guard stopped a run, or refused a reservation
+// (need > 0).
+type memoryError struct{ limit, heap, need uint64 }
 
 func (e *memoryError) Error() string {
+	if e.need > 0 {
+		return fmt.Sprintf("memory limit exceeded: about %d MiB more would take the agent's heap (%d MiB) over its limit of %d MiB (runtime.max_memory_mib)", e.need>>20, e.heap>>20, e.limit>>20)
+	}
 	return fmt.Sprintf("memory limit exceeded: the agent's heap reached %d MiB, over its limit of %d MiB (runtime.max_memory_mib)", e.heap>>20, e.limit>>20)
 }

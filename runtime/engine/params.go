@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 
 	"gitea.dooplex.hu/admin/felhom-agent/builtins"
 	"gitea.dooplex.hu/admin/felhom-agent/internal/clip"
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 )
 
 // ParamKind is the kind of a declared parameter.
@@ -37,12 +39,43 @@ const (
 // Redacted replaces a secret parameter's value in run records.
 const Redacted = "[redacted]"
 
-// ParamType is a declared parameter's type.
+// ParamType is a declared parameter's type, with the constraints the
+// declaration adds to its kind. Every value a run is given, and every
+// declared default, satisfies them: a value that does not is refused by
+// [Declaration.Coerce] before any run exists.
 type ParamType struct {
 	Kind   ParamKind
 	Values []string   // KindEnum: the allowed values, in declaration order
 	Elem   *ParamType // KindList: the element type, never a list or secret
+
+	// Format names a shape that a constructor fixes ([FormatVMID],
+	// [FormatHostname], [FormatFQDN]); "" for none. The format implies the
+	// constraints below (a vmid's Min and Max) or checks of its own.
+	Format string
+	// Min and Max bound a KindInt value, inclusive; nil means unbounded.
+	Min, Max *int64
+	// MaxLen bounds a string's length in bytes (KindString, KindSecret);
+	// 0 means no bound.
+	MaxLen int
+	// Pattern is a regular expression (RE2 syntax) that the whole of a
+	// KindString value must match; "" means any string.
+	Pattern string
+
+	re *regexp.Regexp // Pattern compiled, anchored at both ends
 }
+
+// The formats of param.vmid() and param.hostname(). Their rules are
+// Proxmox VE's, from pve-common's src/PVE/JSONSchema.pm: pve_verify_vmid
+// (pve-vmid, "^[1-9][0-9]{2,8}$", so 100..999999999), pve_verify_node_name
+// (pve-node: one label, [a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?) and
+// pve_verify_dns_name (dns-name: such labels joined by '.'), with RFC
+// 1123's length limits (a label at most 63 bytes, a name at most 253),
+// which PVE's regular expressions leave to the resolver.
+const (
+	FormatVMID     = "vmid"
+	FormatHostname = "hostname" // one DNS label, as PVE names nodes and pct writes /etc/hostname
+	FormatFQDN     = "fqdn"     // a DNS name: labels joined by '.'
+)
 
 // String names the type the way refusals say what was expected: "int",
 // "list of int", `one of "snapshot", "stop"`.
@@ -59,7 +92,103 @@ func (t *ParamType) String() string {
 	case KindDuration:
 		return `duration (such as "90s" or "1h30m")`
 	}
-	return string(t.Kind)
+	switch t.Format {
+	case FormatVMID:
+		return fmt.Sprintf("vmid (%d..%d)", proxmox.MinVMID, proxmox.MaxVMID)
+	case FormatHostname:
+		return "hostname (one DNS label: letters, digits and inner '-', at most 63)"
+	case FormatFQDN:
+		return "DNS name (labels of letters, digits and inner '-', joined by '.', at most 253)"
+	}
+	s := string(t.Kind)
+	switch {
+	case t.Min != nil && t.Max != nil:
+		s += fmt.Sprintf(" in %d..%d", *t.Min, *t.Max)
+	case t.Min != nil:
+		s += fmt.Sprintf(" >= %d", *t.Min)
+	case t.Max != nil:
+		s += fmt.Sprintf(" <= %d", *t.Max)
+	}
+	if t.Pattern != "" {
+		s += " matching " + strconv.Quote(t.Pattern)
+	}
+	if t.MaxLen > 0 {
+		s += fmt.Sprintf(" of at most %d bytes", t.MaxLen)
+	}
+	return s
+}
+
+// Valid strings: every string a run is given is valid UTF-8 (a record is
+// JSON, which cannot carry anything else unchanged) and holds no NUL
+// (which C-string consumers — PVE's Perl, pct, a shell — would cut at).
+func validString(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
+
+var (
+	labelPattern = regexp.MustCompile(`^[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`)
+)
+
+// constrain checks a converted value against t's constraints (recursively
+// for a list's elements). It returns errMismatch or a describing error.
+func (t *ParamType) constrain(v starlark.Value) error {
+	if v == starlark.None {
+		return nil
+	}
+	switch t.Kind {
+	case KindList:
+		l, ok := v.(*starlark.List)
+		if !ok {
+			return errMismatch
+		}
+		for i := range l.Len() {
+			if err := t.Elem.constrain(l.Index(i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	case KindInt:
+		n, ok := v.(starlark.Int).Int64()
+		if !ok || (t.Min != nil && n < *t.Min) || (t.Max != nil && n > *t.Max) {
+			return errMismatch
+		}
+		return nil
+	case KindString, KindSecret, KindEnum:
+		s, _ := starlark.AsString(v)
+		if !validString(s) || (t.MaxLen > 0 && len(s) > t.MaxLen) {
+			return errMismatch
+		}
+		if t.re != nil && !t.re.MatchString(s) {
+			return errMismatch
+		}
+		switch t.Format {
+		case FormatHostname:
+			if !labelPattern.MatchString(s) {
+				return errMismatch
+			}
+		case FormatFQDN:
+			if len(s) > 253 {
+				return errMismatch
+			}
+			for label := range strings.SplitSeq(s, ".") {
+				if !labelPattern.MatchString(label) {
+					return errMismatch
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// compile prepares Pattern; a declaration calls it once.
+func (t *ParamType) compile() error {
+	if t.Pattern == "" {
+		return nil
+	}
+	re, err := regexp.Compile(`^(?:` + t.Pattern + `)$`)
+	if err != nil {
+		return err
+	}
+	t.re = re
+	return nil
 }
 
 // Param is one declared parameter.
@@ -115,6 +244,25 @@ func (p *Params) Value() starlark.Value { return p.value }
 // replaced by [Redacted]. The map is a fresh copy.
 func (p *Params) Record() map[string]any { return maps.Clone(p.record) }
 
+// Secrets returns the values of the secret parameters that were given
+// (not empty), for scrubbing what a run writes. Nothing else may keep them.
+func (p *Params) Secrets() []string {
+	var out []string
+	for _, dp := range p.decl.Params {
+		if dp.Type.Kind != KindSecret {
+			continue
+		}
+		v, err := p.value.Attr(dp.Name)
+		if err != nil {
+			continue
+		}
+		if s, ok := starlark.AsString(v); ok && s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // MarshalJSON encodes [Params.Record].
 func (p *Params) MarshalJSON() ([]byte, error) { return json.Marshal(p.record) }
 
@@ -165,6 +313,9 @@ func (d *Declaration) Coerce(strs map[string]string, raw map[string]json.RawMess
 		default:
 			v = p.Default
 		}
+		if err == nil && (isStr || isRaw) {
+			err = p.Type.constrain(v)
+		}
 		if err != nil {
 			errs = append(errs, p.refusal(err, isStr, s, r))
 			continue
@@ -193,11 +344,16 @@ func (p *Param) refusal(err error, isStr bool, s string, raw json.RawMessage) *P
 	case err == errMissing:
 	case p.Type.Kind == KindSecret:
 		e.Got = jsonKind(raw)
+		if isStr {
+			e.Got = "a string"
+		}
 	case isStr:
 		e.Got = clip.String(strconv.Quote(s), refusalQuote)
 	default:
 		var buf bytes.Buffer
-		if json.Compact(&buf, raw) != nil {
+		if !utf8.Valid(raw) {
+			e.Got = "invalid UTF-8"
+		} else if json.Compact(&buf, raw) != nil {
 			e.Got = "invalid JSON"
 		} else {
 			e.Got = clip.String(buf.String(), refusalQuote)
@@ -246,7 +402,7 @@ func jsonKind(raw json.RawMessage) string {
 // fromString converts a command-line value.
 func (t *ParamType) fromString(s string) (starlark.Value, error) {
 	// A record is JSON, which cannot carry invalid UTF-8 unchanged.
-	if !utf8.ValidString(s) {
+	if !validString(s) {
 		return nil, errMismatch
 	}
 	switch t.Kind {
@@ -293,6 +449,11 @@ func (t *ParamType) fromString(s string) (starlark.Value, error) {
 
 // fromJSON converts a JSON value.
 func (t *ParamType) fromJSON(raw json.RawMessage) (starlark.Value, error) {
+	// encoding/json would quietly replace invalid UTF-8 with U+FFFD: the
+	// value would not be what was sent.
+	if !utf8.Valid(raw) {
+		return nil, errMismatch
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var v any
@@ -416,6 +577,15 @@ func describe(v starlark.Value) string {
 		return "string " + clip.String(strconv.Quote(string(s)), refusalQuote)
 	}
 	return v.Type()
+}
+
+// describeValue names a value that has the right type but breaks a
+// constraint: its type and (shortened) value.
+func describeValue(v starlark.Value) string {
+	if s, ok := v.(starlark.String); ok {
+		return describe(s)
+	}
+	return v.Type() + " " + clip.String(v.String(), refusalQuote)
 }
 
 func frozenList(elems []starlark.Value) *starlark.List {

@@ -50,7 +50,8 @@ type Result struct {
 	Steps    uint64          `json:"steps"` // Starlark execution steps used
 	// Err is the failure itself, for errors.As on the typed errors it
 	// wraps (*proxmox.TaskError, *proxmox.APIError, *ParamError). It is
-	// not part of the record.
+	// not part of the record, and unlike Error, Backtrace and Output it is
+	// not scrubbed of secret parameter values: never print it.
 	Err error `json:"-"`
 }
 

@@ -150,8 +150,12 @@ func (e *Engine) Run(ctx context.Context, pb *Playbook, params *Params, opts Run
 		base = e.cfg.Logger
 	}
 	logger := base.With("run", res.ID, "playbook", pb.Name)
+	// Set once the parameters are known: from then on every line the run
+	// writes, and its error and result, are scrubbed of their secrets.
+	var sc *scrubber
 	defer func() {
 		res.Finished = time.Now()
+		res.Error, res.Backtrace, res.Output = sc.String(res.Error), sc.String(res.Backtrace), sc.JSON(res.Output)
 		level := slog.LevelInfo
 		if res.Status != runstate.Succeeded {
 			level = slog.LevelError
@@ -169,6 +173,9 @@ func (e *Engine) Run(ctx context.Context, pb *Playbook, params *Params, opts Run
 		return res.refuse(KindParams, errors.New("parameters were checked against another version of the playbook"))
 	}
 	res.Params = params.Record()
+	if sc = newScrubber(params.Secrets()); sc != nil {
+		logger = scrubLogger(logger, sc)
+	}
 
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -201,6 +208,10 @@ func (e *Engine) Run(ctx context.Context, pb *Playbook, params *Params, opts Run
 
 // execute runs the entry function on a new thread and fills in res.
 func (e *Engine) execute(ctx context.Context, pb *Playbook, params *Params, res *Result, logger *slog.Logger) {
+	// The memory guard ends the run's context too, so a builtin that is
+	// waiting returns and a stuck call is abandoned like a timed-out one.
+	ctx, stopRun := context.WithCancelCause(ctx)
+	defer stopRun(nil)
 	env := e.cfg.Env
 	env.Context, env.Logger = ctx, logger
 	var budgetSpent atomic.Bool
@@ -226,10 +237,20 @@ func (e *Engine) execute(ctx context.Context, pb *Playbook, params *Params, res 
 	}
 	thread.SetMaxExecutionSteps(min(memoryProbeSteps, budget))
 	var memHit atomic.Pointer[memoryError]
-	unwatch := e.memory.watch(&guardedRun{progress: &progress, stop: func(heap uint64) {
+	var parked atomic.Int32
+	env.Parked = &parked
+	env.Reserve = func(n uint64) error {
+		err := e.memory.reserve(n)
+		if me, ok := err.(*memoryError); ok {
+			memHit.CompareAndSwap(nil, me)
+		}
+		return err
+	}
+	unwatch := e.memory.watch(&guardedRun{progress: &progress, parked: &parked, stop: func(heap uint64) {
 		me := &memoryError{limit: e.memory.limit, heap: heap}
 		memHit.Store(me)
 		thread.Cancel(me.Error())
+		stopRun(me)
 	}})
 	defer unwatch()
 	builtins.SetEnv(thread, &env)
@@ -245,8 +266,45 @@ func (e *Engine) execute(ctx context.Context, pb *Playbook, params *Params, res 
 	})
 	ctxValue.Freeze()
 
-	v, err := call(thread, pb.Decl.Entry(), ctxValue)
-	res.Steps = thread.ExecutionSteps()
+	// The call runs on its own goroutine so that a run stuck where
+	// cancellation cannot reach — inside one Go call that never returns,
+	// such as hashing a deep DAG of tuples — is given up abandonGrace after
+	// its context ended: the run is recorded as stopped, its slot and name
+	// are released and shutdown is not held up. The goroutine itself
+	// cannot be killed (Go has no way to), so it keeps its CPU and memory
+	// until the call returns or the process exits; see abandonGrace.
+	type outcome struct {
+		v     starlark.Value
+		err   error
+		steps uint64
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		v, err := call(thread, pb.Decl.Entry(), ctxValue)
+		done <- outcome{v, err, thread.ExecutionSteps()}
+	}()
+	var o outcome
+	select {
+	case o = <-done:
+	case <-ctx.Done():
+		grace := time.NewTimer(abandonGrace)
+		select {
+		case o = <-done:
+			grace.Stop()
+		case <-grace.C:
+			abandoned.Add(1)
+			if me := memHit.Load(); me != nil {
+				res.fail(runstate.Failed, KindMemory, me.Error(), me)
+			} else {
+				res.stopped(ctx, "")
+			}
+			res.Error += fmt.Sprintf(" (the run did not stop within %s of it, inside a call Starlark cannot interrupt; abandoned)", abandonGrace)
+			logger.Error("run abandoned: it did not stop within the grace after its context ended", "grace", abandonGrace)
+			return
+		}
+	}
+	v, err := o.v, o.err
+	res.Steps = o.steps
 	if err == nil {
 		out, err := ResultJSON(v)
 		if err != nil {
@@ -283,6 +341,21 @@ func (e *Engine) execute(ctx context.Context, pb *Playbook, params *Params, res 
 		res.failAt(runstate.Failed, kind, "", err)
 	}
 }
+
+// abandonGrace is how long a run whose context ended (deadline, cancel,
+// memory limit, shutdown) may take to return before the engine gives it up.
+// A run stops at its next Starlark step and a waiting builtin returns at
+// once, so only a call that never checks (Go code inside go.starlark.net)
+// reaches it.
+const abandonGrace = time.Second
+
+// abandoned counts the runs given up since the process started.
+var abandoned atomic.Int64
+
+// Abandoned is how many runs the engine gave up because they did not stop
+// within a second of their context ending; each keeps a goroutine (and a
+// CPU, if it spins) until the process exits.
+func Abandoned() int64 { return abandoned.Load() }
 
 // call calls fn(arg) and turns a panic in a builtin into an error, so one
 // broken builtin fails its run instead of the agent.
