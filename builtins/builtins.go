@@ -24,7 +24,7 @@ import (
 // Tables returns every module playbooks can use, in reference order: the
 // global functions first (a Table with an empty Name), then the modules
 // that reach Proxmox and the host in the order a flow uses them —
-// ProxmoxTable, TaskTable, HostTable, MonitorTable — then the
+// ProxmoxTable, TaskTable, HostTable, MonitorTable, HubTable — then the
 // general-purpose modules log, json and time.
 //
 // The result is a fresh slice; the Tables themselves are shared and must
@@ -36,6 +36,7 @@ func Tables() []*Table {
 		TaskTable,
 		HostTable,
 		MonitorTable,
+		HubTable,
 		LogTable,
 		JSONTable,
 		TimeTable,

@@ -59,6 +59,9 @@ type Env struct {
 	// Builtins that can allocate much in one call — json.decode — ask
 	// before they start. nil means no limit.
 	Reserve func(n uint64) error
+	// Desired is what hub.desired_state() reads; nil when no hub is
+	// configured.
+	Desired DesiredSource
 }
 
 // SetEnv attaches env to the run's thread, and env.Now (when set) as the

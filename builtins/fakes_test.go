@@ -513,6 +513,7 @@ func starModules(t testing.TB) starlark.StringDict {
 		"task":    TaskTable.Module(),
 		"host":    HostTable.Module(),
 		"monitor": MonitorTable.Module(),
+		"hub":     HubTable.Module(),
 		"assert":  assert["assert"],
 		"catch":   starlark.NewBuiltin("catch", catch),
 	}

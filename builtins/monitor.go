@@ -39,11 +39,18 @@ var MonitorTable = &Table{
 	),
 }
 
-// monitor reads one aspect of the host's health. collect must honour ctx
-// and return a value only Starlark code reads (a struct or a list of
-// structs); it may be called concurrently with other monitors.
+// monitor reads one aspect of the host's health. read must honour ctx and
+// may be called concurrently with other monitors. Its reading is typed,
+// so that Go callers ([ReadHealth], for the hub report) and playbooks (its
+// value()) read the same thing.
 type monitor interface {
-	collect(ctx context.Context, env *Env) (starlark.Value, error)
+	read(ctx context.Context, env *Env) (reading, error)
+}
+
+// reading is one monitor's typed result; value is what playbooks see (a
+// struct or a list of structs).
+type reading interface {
+	value() starlark.Value
 }
 
 // monitorDef is one row of the monitor table: the module function
@@ -94,18 +101,18 @@ func monitorBuiltin(d monitorDef) func(*starlark.Thread, *starlark.Builtin, star
 		if err != nil {
 			return nil, err
 		}
-		v, _, err := runMonitor(env.Context, env, d.name, m)
+		r, _, err := runMonitor(env.Context, env, d.name, m)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", b.Name(), err)
 		}
-		return v, nil
+		return r.value(), nil
 	}
 }
 
 // runMonitor reads m and records how long it took and whether it worked.
-func runMonitor(ctx context.Context, env *Env, name string, m monitor) (starlark.Value, time.Duration, error) {
+func runMonitor(ctx context.Context, env *Env, name string, m monitor) (reading, time.Duration, error) {
 	start := time.Now()
-	v, err := m.collect(ctx, env)
+	r, err := m.read(ctx, env)
 	took := time.Since(start)
 	logger := env.Logger.With("monitor", name)
 	success := 1.0
@@ -120,7 +127,7 @@ func runMonitor(ctx context.Context, env *Env, name string, m monitor) (starlark
 		env.Gauges.SetGauge("monitor_duration_seconds", labels, took.Seconds())
 		env.Gauges.SetGauge("monitor_success", labels, success)
 	}
-	return v, took, err
+	return r, took, err
 }
 
 func monitorAll(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -131,25 +138,7 @@ func monitorAll(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if err != nil {
 		return nil, err
 	}
-	type result struct {
-		v    starlark.Value
-		took time.Duration
-		err  error
-	}
-	results := make([]result, len(monitors))
-	var wg sync.WaitGroup
-	for i, d := range monitors {
-		wg.Go(func() {
-			m, err := d.configure(b, nil, nil)
-			if err != nil { // a default that does not unpack is a bug in the table
-				results[i] = result{err: err}
-				return
-			}
-			v, took, err := runMonitor(env.Context, env, d.name, m)
-			results[i] = result{v, took, err}
-		})
-	}
-	wg.Wait()
+	results := readAll(env.Context, env)
 	if err := env.Context.Err(); err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), context.Cause(env.Context))
 	}
@@ -164,11 +153,38 @@ func monitorAll(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 			_ = errs.SetKey(starlark.String(d.name), starlark.String(fmt.Sprintf("monitor.%s: %v", d.name, r.err)))
 			continue
 		}
-		fields[d.name] = r.v
+		fields[d.name] = r.r.value()
 	}
 	fields["errors"] = errs
 	fields["took"] = took
 	return newStruct(fields), nil
+}
+
+// monitorResult is one monitor's outcome in readAll.
+type monitorResult struct {
+	r    reading
+	took time.Duration
+	err  error
+}
+
+// readAll reads every monitor concurrently with its defaults, in the
+// order of [monitors]; one failure never stops the others.
+func readAll(ctx context.Context, env *Env) []monitorResult {
+	results := make([]monitorResult, len(monitors))
+	var wg sync.WaitGroup
+	for i, d := range monitors {
+		wg.Go(func() {
+			m, err := d.configure(starlark.NewBuiltin("monitor."+d.name, nil), nil, nil)
+			if err != nil { // a default that does not unpack is a bug in the table
+				results[i] = monitorResult{err: err}
+				return
+			}
+			r, took, err := runMonitor(ctx, env, d.name, m)
+			results[i] = monitorResult{r, took, err}
+		})
+	}
+	wg.Wait()
+	return results
 }
 
 // metricNamePattern is what gauge and label names must look like: a safe

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"go.starlark.net/starlark"
+
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 )
 
 const nodeMonitorDoc = "Reads the node's load: struct(cpu (percent 0..100), cpus, load1, load5, load15, " +
@@ -14,7 +16,10 @@ const nodeMonitorDoc = "Reads the node's load: struct(cpu (percent 0..100), cpus
 // nodeMonitor reads GET /nodes/{node}/status.
 type nodeMonitor struct{}
 
-func (nodeMonitor) collect(ctx context.Context, env *Env) (starlark.Value, error) {
+// nodeReading is the node's status as PVE reports it.
+type nodeReading struct{ proxmox.NodeStatus }
+
+func (nodeMonitor) read(ctx context.Context, env *Env) (reading, error) {
 	if env.Proxmox == nil {
 		return nil, errNoProxmox
 	}
@@ -22,6 +27,11 @@ func (nodeMonitor) collect(ctx context.Context, env *Env) (starlark.Value, error
 	if err != nil {
 		return nil, fmt.Errorf("node status: %w", err)
 	}
+	return nodeReading{s}, nil
+}
+
+func (r nodeReading) value() starlark.Value {
+	s := r.NodeStatus
 	return newStruct(starlark.StringDict{
 		"cpu":            starlark.Float(s.CPU * 100), // PVE sends a 0..1 fraction
 		"cpus":           starlark.MakeInt(s.CPUs),
@@ -36,5 +46,5 @@ func (nodeMonitor) collect(ctx context.Context, env *Env) (starlark.Value, error
 		"rootfs_percent": starlark.Float(s.RootFS.Percent()),
 		"swap_percent":   starlark.Float(s.Swap.Percent()),
 		"uptime":         secondsValue(s.Uptime),
-	}), nil
+	})
 }

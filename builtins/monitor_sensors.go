@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"go.starlark.net/starlark"
+
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 )
 
 const sensorsMonitorDoc = "Reads the host's temperature sensors: a list of struct(chip, adapter, label, celsius, " +
@@ -14,7 +16,10 @@ const sensorsMonitorDoc = "Reads the host's temperature sensors: a list of struc
 // sensorsMonitor reads `sensors -j` through the fenced host operations.
 type sensorsMonitor struct{}
 
-func (sensorsMonitor) collect(ctx context.Context, env *Env) (starlark.Value, error) {
+// sensorsReading is every temperature the host reports.
+type sensorsReading []proxmox.SensorReading
+
+func (sensorsMonitor) read(ctx context.Context, env *Env) (reading, error) {
 	if env.Host == nil {
 		return nil, errHostDisabled
 	}
@@ -22,5 +27,7 @@ func (sensorsMonitor) collect(ctx context.Context, env *Env) (starlark.Value, er
 	if err != nil {
 		return nil, fmt.Errorf("sensors: %w", err)
 	}
-	return listOf(rs, sensorValue), nil
+	return sensorsReading(rs), nil
 }
+
+func (r sensorsReading) value() starlark.Value { return listOf(r, sensorValue) }

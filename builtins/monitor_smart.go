@@ -23,28 +23,41 @@ const smartMonitorDoc = "Reads the SMART health of every disk Proxmox lists: a l
 // with the API's SMART endpoint otherwise.
 type smartMonitor struct{}
 
-// smartReading is one disk's row.
-type smartReading struct {
-	device, model, health, source, err string
-	passed                             bool
-	temperature                        int
-	reallocated                        int64
+// DiskHealth is one disk's SMART reading, as monitor.smart() lists it.
+type DiskHealth struct {
+	Device, Model string
+	// Health is "PASSED", "FAILED", "OK" or "UNKNOWN" (unreadable; Error
+	// says why).
+	Health string
+	Passed bool
+	// Temperature is °C, 0 when unknown.
+	Temperature int
+	// Reallocated counts reallocated sectors, or NVMe media errors.
+	Reallocated int64
+	// Source is "smartctl" or "api".
+	Source string
+	Error  string
 }
 
-func (r smartReading) value() starlark.Value {
+func (r DiskHealth) value() starlark.Value {
 	return newStruct(starlark.StringDict{
-		"device":      starlark.String(r.device),
-		"model":       starlark.String(r.model),
-		"health":      starlark.String(r.health),
-		"passed":      starlark.Bool(r.passed),
-		"temperature": starlark.MakeInt(r.temperature),
-		"reallocated": starlark.MakeInt64(r.reallocated),
-		"source":      starlark.String(r.source),
-		"error":       starlark.String(r.err),
+		"device":      starlark.String(r.Device),
+		"model":       starlark.String(r.Model),
+		"health":      starlark.String(r.Health),
+		"passed":      starlark.Bool(r.Passed),
+		"temperature": starlark.MakeInt(r.Temperature),
+		"reallocated": starlark.MakeInt64(r.Reallocated),
+		"source":      starlark.String(r.Source),
+		"error":       starlark.String(r.Error),
 	})
 }
 
-func (smartMonitor) collect(ctx context.Context, env *Env) (starlark.Value, error) {
+// smartReading is every disk's row.
+type smartReading []DiskHealth
+
+func (rs smartReading) value() starlark.Value { return listOf(rs, DiskHealth.value) }
+
+func (smartMonitor) read(ctx context.Context, env *Env) (reading, error) {
 	if env.Proxmox == nil {
 		return nil, errNoProxmox
 	}
@@ -52,9 +65,9 @@ func (smartMonitor) collect(ctx context.Context, env *Env) (starlark.Value, erro
 	if err != nil {
 		return nil, fmt.Errorf("list disks: %w", err)
 	}
-	out := make([]starlark.Value, 0, len(disks))
+	out := make(smartReading, 0, len(disks))
 	for _, d := range disks {
-		var r smartReading
+		var r DiskHealth
 		if env.Host != nil {
 			r = smartFromHost(ctx, env.Host, d)
 		} else {
@@ -63,45 +76,45 @@ func (smartMonitor) collect(ctx context.Context, env *Env) (starlark.Value, erro
 		if ctx.Err() != nil {
 			return nil, context.Cause(ctx)
 		}
-		out = append(out, r.value())
+		out = append(out, r)
 	}
-	return starlark.NewList(out), nil
+	return out, nil
 }
 
-func smartFromHost(ctx context.Context, host HostOps, d proxmox.Disk) smartReading {
-	r := smartReading{device: d.DevPath, model: d.Model, source: "smartctl", health: "UNKNOWN"}
+func smartFromHost(ctx context.Context, host HostOps, d proxmox.Disk) DiskHealth {
+	r := DiskHealth{Device: d.DevPath, Model: d.Model, Source: "smartctl", Health: "UNKNOWN"}
 	rep, err := host.SMART(ctx, d.DevPath)
 	if err != nil {
-		r.err = err.Error()
+		r.Error = err.Error()
 		return r
 	}
 	if rep.Model != "" {
-		r.model = rep.Model
+		r.Model = rep.Model
 	}
-	r.passed, r.temperature, r.reallocated = rep.Passed, rep.Temperature, rep.Reallocated
-	r.health = "FAILED"
+	r.Passed, r.Temperature, r.Reallocated = rep.Passed, rep.Temperature, rep.Reallocated
+	r.Health = "FAILED"
 	if rep.Passed {
-		r.health = "PASSED"
+		r.Health = "PASSED"
 	}
 	return r
 }
 
-func smartFromAPI(ctx context.Context, api guestReader, d proxmox.Disk) smartReading {
-	r := smartReading{device: d.DevPath, model: d.Model, source: "api", health: "UNKNOWN"}
+func smartFromAPI(ctx context.Context, api guestReader, d proxmox.Disk) DiskHealth {
+	r := DiskHealth{Device: d.DevPath, Model: d.Model, Source: "api", Health: "UNKNOWN"}
 	data, err := api.DiskSMART(ctx, d.DevPath)
 	if err != nil {
-		r.err = err.Error()
+		r.Error = err.Error()
 		return r
 	}
 	if data.Health != "" {
-		r.health = data.Health
+		r.Health = data.Health
 	}
-	r.passed = healthPassed(data.Health)
+	r.Passed = healthPassed(data.Health)
 	switch data.Type {
 	case "ata":
-		r.temperature, r.reallocated = smartATA(data.Attributes)
+		r.Temperature, r.Reallocated = smartATA(data.Attributes)
 	case "text":
-		r.temperature, r.reallocated = smartText(data.Text)
+		r.Temperature, r.Reallocated = smartText(data.Text)
 	}
 	return r
 }

@@ -15,7 +15,10 @@ const storageMonitorDoc = "Reads this node's storages: a list of struct(storage,
 // storageMonitor reads GET /nodes/{node}/storage.
 type storageMonitor struct{}
 
-func (storageMonitor) collect(ctx context.Context, env *Env) (starlark.Value, error) {
+// storageReading is this node's storages.
+type storageReading []proxmox.Storage
+
+func (storageMonitor) read(ctx context.Context, env *Env) (reading, error) {
 	if env.Proxmox == nil {
 		return nil, errNoProxmox
 	}
@@ -23,7 +26,11 @@ func (storageMonitor) collect(ctx context.Context, env *Env) (starlark.Value, er
 	if err != nil {
 		return nil, fmt.Errorf("node storages: %w", err)
 	}
-	return listOf(ss, func(s proxmox.Storage) starlark.Value {
+	return storageReading(ss), nil
+}
+
+func (r storageReading) value() starlark.Value {
+	return listOf(r, func(s proxmox.Storage) starlark.Value {
 		return newStruct(starlark.StringDict{
 			"storage":      starlark.String(s.Storage),
 			"type":         starlark.String(s.Type),
@@ -34,5 +41,5 @@ func (storageMonitor) collect(ctx context.Context, env *Env) (starlark.Value, er
 			"avail":        starlark.MakeUint64(s.Avail),
 			"used_percent": starlark.Float(s.UsedPercent()),
 		})
-	}), nil
+	})
 }

@@ -33,14 +33,26 @@ func configureTunnel(b *starlark.Builtin, args starlark.Tuple, kwargs []starlark
 	return tunnelMonitor{timeout: timeout.d}, nil
 }
 
-func (m tunnelMonitor) collect(ctx context.Context, env *Env) (starlark.Value, error) {
-	result := func(up bool, latency time.Duration, msg string) starlark.Value {
-		return newStruct(starlark.StringDict{
-			"endpoint": starlark.String(env.Tunnel),
-			"up":       starlark.Bool(up),
-			"latency":  durationValue(latency),
-			"error":    starlark.String(msg),
-		})
+// TunnelHealth is the tunnel check's result, as monitor.tunnel() returns it.
+type TunnelHealth struct {
+	Endpoint string
+	Up       bool
+	Latency  time.Duration // of the dial
+	Error    string        // "" when up
+}
+
+func (r TunnelHealth) value() starlark.Value {
+	return newStruct(starlark.StringDict{
+		"endpoint": starlark.String(r.Endpoint),
+		"up":       starlark.Bool(r.Up),
+		"latency":  durationValue(r.Latency),
+		"error":    starlark.String(r.Error),
+	})
+}
+
+func (m tunnelMonitor) read(ctx context.Context, env *Env) (reading, error) {
+	result := func(up bool, latency time.Duration, msg string) reading {
+		return TunnelHealth{Endpoint: env.Tunnel, Up: up, Latency: latency, Error: msg}
 	}
 	if env.Tunnel == "" {
 		return result(false, 0, "no tunnel endpoint configured"), nil

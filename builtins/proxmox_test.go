@@ -375,13 +375,14 @@ var loadTimeCalls = map[string]string{
 	"monitor.tunnel":          `monitor.tunnel()`,
 	"monitor.all":             `monitor.all()`,
 	"monitor.gauge":           `monitor.gauge("x", 1)`,
+	"hub.desired_state":       `hub.desired_state()`,
 }
 
 // TestLoadTime: every acting builtin refuses while a file loads (a thread
 // without an Env), with ErrAtLoadTime named after the builtin; host.enabled
 // answers False.
 func TestLoadTime(t *testing.T) {
-	for _, table := range []*Table{ProxmoxTable, TaskTable, HostTable, MonitorTable} {
+	for _, table := range []*Table{ProxmoxTable, TaskTable, HostTable, MonitorTable, HubTable} {
 		for _, f := range table.Funcs {
 			name := table.Name + "." + f.Name
 			if name == "host.enabled" {

@@ -24,16 +24,31 @@ func (e *FingerprintError) Error() string {
 	return fmt.Sprintf("TLS certificate fingerprint mismatch: expected %s, got %s", e.Expected, e.Got)
 }
 
-// tlsConfig builds the client TLS configuration Config asks for. Exactly
-// one trust mode applies (Validate refuses InsecureSkipVerify with either
-// of the others; a CA file and a pin together mean the pin decides).
-func tlsConfig(cfg *Config) (*tls.Config, error) {
+// TLSTrust is how a client trusts an HTTPS server, for every HTTPS client
+// of the agent (the Proxmox client and the hub channel), so that the trust
+// rules are written once. Exactly one mode applies: a pinned Fingerprint
+// (the pin decides, also with a CAFile), a CAFile, InsecureSkipVerify, or
+// — the zero value — the system's roots.
+type TLSTrust struct {
+	// CAFile is a PEM bundle whose certificates verify the server.
+	CAFile string
+	// Fingerprint pins the SHA-256 of the server's leaf certificate
+	// ("AB:CD:..." or plain hex); chain and name are then not checked.
+	Fingerprint string
+	// InsecureSkipVerify checks nothing (labs only).
+	InsecureSkipVerify bool
+}
+
+// ClientConfig builds the client TLS configuration. key is the
+// configuration prefix errors name ("proxmox" gives "proxmox.ca_file: ...").
+// A pin mismatch fails the handshake with a *[FingerprintError].
+func (t TLSTrust) ClientConfig(key string) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 	switch {
-	case cfg.Fingerprint != "":
-		pin, err := ParseFingerprint(cfg.Fingerprint)
+	case t.Fingerprint != "":
+		pin, err := ParseFingerprint(t.Fingerprint)
 		if err != nil {
-			return nil, fmt.Errorf("proxmox.fingerprint: %w", err)
+			return nil, fmt.Errorf("%s.fingerprint: %w", key, err)
 		}
 		// Chain verification is off only so that the pin below is the one
 		// check: PVE's certificate is self-signed and has no usable chain.
@@ -49,22 +64,33 @@ func tlsConfig(cfg *Config) (*tls.Config, error) {
 			}
 			return nil
 		}
-	case cfg.CAFile != "":
-		pem, err := os.ReadFile(cfg.CAFile)
+	case t.CAFile != "":
+		pem, err := os.ReadFile(t.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("proxmox.ca_file: %w", err)
+			return nil, fmt.Errorf("%s.ca_file: %w", key, err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("proxmox.ca_file: %s holds no PEM certificate", cfg.CAFile)
+			return nil, fmt.Errorf("%s.ca_file: %s holds no PEM certificate", key, t.CAFile)
 		}
 		tc.RootCAs = pool
-	case cfg.InsecureSkipVerify:
+	case t.InsecureSkipVerify:
 		tc.InsecureSkipVerify = true
 	}
-	// Otherwise RootCAs stays nil: the system roots verify the host.
+	// Otherwise RootCAs stays nil: the system roots verify the server.
 	return tc, nil
 }
+
+// tlsConfig builds the client TLS configuration Config asks for (Validate
+// refuses InsecureSkipVerify with either of the others).
+func tlsConfig(cfg *Config) (*tls.Config, error) {
+	return TLSTrust{CAFile: cfg.CAFile, Fingerprint: cfg.Fingerprint, InsecureSkipVerify: cfg.InsecureSkipVerify}.ClientConfig("proxmox")
+}
+
+// IsTrustError reports whether err is a server failing TLS verification: a
+// pin mismatch or a certificate the trust store rejects. Such a failure is
+// configuration, not a transient fault; callers do not retry it quickly.
+func IsTrustError(err error) bool { return trustError(err) }
 
 // trustError reports whether err is the host failing TLS verification: a
 // pin mismatch or a certificate the trust store rejects. Such a failure is

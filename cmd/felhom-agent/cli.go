@@ -26,6 +26,7 @@ type CLI struct {
 	Trigger   TriggerCmd   `cmd:"" help:"Start a run of a playbook on a serving agent."`
 	Playbooks PlaybooksCmd `cmd:"" help:"List a serving agent's playbooks."`
 	Sim       SimCmd       `cmd:"" help:"Serve a simulated Proxmox VE host over TLS (for trying the agent and for tests)."`
+	HubSim    HubSimCmd    `cmd:"" name:"hub-sim" help:"Serve a simulated Felhom hub over TLS (for trying the hub channel and for tests)."`
 	Version   VersionCmd   `cmd:"" help:"Print the agent's version."`
 }
 

@@ -57,6 +57,21 @@ var rules = []struct {
 	}},
 	{pkg: "runtime/store/runstate", only: map[string]string{}},
 	{pkg: "runtime/hub", only: map[string]string{module + "/internal/clip": "how text is cut for the log, a stdlib-only leaf"}},
+	{pkg: "runtime/hub/channel", only: map[string]string{
+		module + "/proxmox":       "its TLSTrust is the one TLS trust implementation of every HTTPS client (and the vmid bounds)",
+		module + "/internal/clip": "how untrusted hub text is cut",
+	}, bad: map[string]string{
+		"go.starlark.net/...":          "the hub channel knows nothing of playbooks: the agent hands it a report and takes the desired state",
+		module + "/runtime/hub/hubsim": "production code never depends on the simulator",
+		module + "/proxmox/pvesim":     "production code never depends on the simulator",
+	}},
+	{pkg: "runtime/hub/hubsim", only: map[string]string{
+		module + "/proxmox": "the fingerprint format PVE and the agent's pins use",
+	}},
+	{pkg: "runtime/agent", bad: map[string]string{
+		module + "/runtime/hub/hubsim": "production code never depends on the simulator",
+		module + "/proxmox/pvesim":     "production code never depends on the simulator",
+	}},
 	{pkg: "internal/clip", only: map[string]string{}},
 	{pkg: "internal/spell", only: map[string]string{}},
 	{pkg: "runtime/api", only: map[string]string{}},

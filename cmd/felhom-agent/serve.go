@@ -15,9 +15,11 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/agent"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/hub"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/hub/channel"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
 )
 
@@ -38,6 +40,36 @@ type ServeCmd struct {
 	RunsKeep      int           `name:"runs-keep" help:"Run records kept per playbook, newest first; 0 keeps all." default:"10000" config:"runs.keep"`
 	RunsMaxAge    time.Duration `name:"runs-max-age" help:"Run records older than this are deleted; 0 keeps them." default:"2160h" config:"runs.max_age"`
 	Sim           bool          `help:"Serve against an in-process simulated Proxmox VE host (no host needed)." env:"-"`
+
+	HubURL         string        `name:"hub-url" help:"The hub the agent reports to, https://HUB; empty: no hub channel." placeholder:"URL" config:"hub.url"`
+	HubHostID      string        `name:"hub-host-id" help:"This host's id at the hub." placeholder:"ID" config:"hub.host_id"`
+	HubAPIKey      string        `name:"hub-api-key" help:"This host's bearer key for the hub (prefer the environment or the config file: flags show in ps)." placeholder:"KEY" config:"hub.api_key"`
+	HubCAFile      string        `name:"hub-ca-file" help:"PEM CA bundle to verify the hub's certificate; default the system's roots." placeholder:"FILE" config:"hub.ca_file"`
+	HubFingerprint string        `name:"hub-fingerprint" help:"SHA-256 fingerprint of the hub's certificate to pin (AB:CD:...)." placeholder:"SHA256" config:"hub.fingerprint"`
+	HubPollFloor   time.Duration `name:"hub-poll-floor" help:"The shortest poll interval the hub may ask for (tests lower it)." default:"60s" config:"hub.poll_floor"`
+	HubTimeout     time.Duration `name:"hub-timeout" help:"Timeout of one hub request." default:"30s" config:"hub.timeout"`
+}
+
+// hubConfig is the hub channel's configuration, or nil when hub.url is
+// not set. Every problem names its key; the API key never appears.
+func (c *ServeCmd) hubConfig() (*agent.HubConfig, error) {
+	if c.HubURL == "" {
+		if c.HubHostID != "" || c.HubAPIKey != "" {
+			return nil, errors.New("hub.url: is required when hub.host_id or hub.api_key is set")
+		}
+		return nil, nil
+	}
+	cfg := channel.Config{
+		URL: c.HubURL, HostID: c.HubHostID, APIKey: channel.APIKey(c.HubAPIKey), Timeout: c.HubTimeout,
+		TLS: proxmox.TLSTrust{CAFile: c.HubCAFile, Fingerprint: c.HubFingerprint},
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if c.HubPollFloor <= 0 || c.HubPollFloor > channel.MaxPoll {
+		return nil, fmt.Errorf("hub.poll_floor: %s is not in (0, %s]", c.HubPollFloor, channel.MaxPoll)
+	}
+	return &agent.HubConfig{Client: cfg, MinPoll: c.HubPollFloor, AgentVersion: agentVersion()}, nil
 }
 
 // Run serves until SIGINT or SIGTERM. kctx (bound by kong) lets SIGHUP
@@ -51,6 +83,10 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 	level.Set(hot.LogLevel)
 	logger := levelLogger(g, g.stderr, level)
 
+	hubCfg, err := c.hubConfig()
+	if err != nil {
+		return err
+	}
 	be, err := openBackend(g, c.Sim, logger)
 	if err != nil {
 		return err
@@ -78,6 +114,7 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 		},
 		Logger:   logger,
 		LogLevel: level,
+		Hub:      hubCfg,
 	})
 	if err != nil {
 		return err

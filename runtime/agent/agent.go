@@ -16,6 +16,7 @@ import (
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/hub"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/hub/channel"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/schedule"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
 )
@@ -99,6 +100,10 @@ type Config struct {
 	// MaxGaugeSeries caps the playbook gauge series on /metrics; 0 means
 	// DefaultMaxGaugeSeries.
 	MaxGaugeSeries int
+	// Hub, when set, runs the outbound hub channel (hubchannel.go): host
+	// reports, the control envelope, the desired state that
+	// hub.desired_state() reads. nil: no hub; hub.desired_state() fails.
+	Hub *HubConfig
 }
 
 // HotConfig is the part of the configuration a running agent takes on
@@ -134,6 +139,8 @@ type Agent struct {
 	unix net.Listener // nil: none
 
 	hubHandler atomic.Pointer[http.Handler] // replaced by Reconfigure
+	hub        *channel.Channel             // nil: no hub channel
+	hubBlocked atomic.Bool                  // the hub's envelope blocks this host
 	retention  atomic.Pointer[store.Retention]
 
 	// runsCtx is the parent of every run's context; it is cancelled with
@@ -212,6 +219,12 @@ func New(cfg Config) (*Agent, error) {
 	a.runsCtx, a.cancelRuns = context.WithCancelCause(context.Background())
 	a.bgCtx, a.cancelBG = context.WithCancel(context.Background())
 
+	if cfg.Hub != nil {
+		if err := a.newHubChannel(cfg.Hub); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		a.cfg.Engine.Env.Desired = a
+	}
 	reg, err := engine.NewRegistry(cfg.PlaybooksDir, cfg.Loader)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)

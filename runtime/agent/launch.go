@@ -132,6 +132,9 @@ func (a *Agent) execute(lr *liveRun, pb *engine.Playbook, params *engine.Params,
 		a.log.Error("recording the end of a run failed", "run", lr.id, "playbook", pb.Name, "err", err)
 	}
 	a.metrics.runFinished(pb.Name, string(status), res.Duration())
+	if status == runstate.Succeeded {
+		a.indexResult(lr.id, result)
+	}
 
 	// Tasks the run started and did not see stop (it was cancelled while
 	// waiting, or started one with wait = False) go on on the host: follow

@@ -32,7 +32,9 @@ import (
 //     file that fails is logged and counted; the others serve.
 //  6. Set the timers of the loaded playbooks; start handling file events, the
 //     scheduler (which catches up a tick missed while the agent was down,
-//     once), the Proxmox health probe and retention.
+//     once), the Proxmox health probe, retention and the hub channel (its
+//     first report goes out at once; the desired state it holds starts its
+//     convergence, once per generation).
 //  7. Serve the local API on the socket, then the hub endpoints, /metrics
 //     and /healthz on the TCP listener.
 //
@@ -45,7 +47,8 @@ import (
 //  10. Cancel the runs still going, with the cause "the agent is shutting
 //     down" (recorded as cancelled), and wait for their records.
 //  11. Stop background work: task followers leave their tasks open for the
-//     next start to follow. Close the local API.
+//     next start to follow; the hub channel stops between reports. Close
+//     the local API.
 //  12. Close the run store.
 
 // runsHardStop bounds the wait for cancelled runs to record their end
@@ -83,6 +86,9 @@ func (a *Agent) lifecycle(ctx context.Context) error {
 	parts.Go(func() { _ = a.sched.Start(partsCtx) })
 	a.bg.Go(func() { a.probeLoop(a.bgCtx) })
 	a.bg.Go(func() { a.pruneLoop(a.bgCtx) })
+	if a.hub != nil {
+		a.bg.Go(func() { _ = a.hub.Run(a.bgCtx) })
+	}
 
 	// 7. Serve.
 	errc := make(chan error, 2)

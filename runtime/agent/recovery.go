@@ -47,7 +47,7 @@ func (a *Agent) recoverRuns() error {
 		upid, err := proxmox.ParseUPID(t.UPID)
 		if err != nil {
 			a.log.Error("recorded task has a malformed UPID; recording it as unknown", "run", t.Run, "upid", t.UPID, "err", err)
-			a.recordTaskEnd(t.UPID, "unknown: malformed UPID")
+			a.recordTaskEnd(t.Run, t.UPID, "unknown: malformed UPID")
 			continue
 		}
 		a.follow(upid, t.Run)
@@ -95,7 +95,7 @@ func (a *Agent) follow(upid proxmox.UPID, runID string) {
 				}
 				continue
 			}
-			a.recordTaskEnd(upid.String(), exit)
+			a.recordTaskEnd(runID, upid.String(), exit)
 			line := store.LogLine{Level: "INFO", Msg: "followed task ended", Attrs: attrsJSON([]slog.Attr{
 				slog.String("upid", upid.String()), slog.String("exit_status", exit)})}
 			if err := a.store.AppendLog(context.Background(), runID, line); err != nil {

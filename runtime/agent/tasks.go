@@ -49,7 +49,7 @@ func (t *runTasks) TaskWaited(upid proxmox.UPID, took time.Duration, st proxmox.
 	if !mine {
 		return // a task another run (or nobody) recorded
 	}
-	t.a.recordTaskEnd(upid.String(), st.ExitStatus)
+	t.a.recordTaskEnd(t.run, upid.String(), st.ExitStatus)
 }
 
 // unfinished returns the tasks whose end no wait has seen.
@@ -63,11 +63,15 @@ func (t *runTasks) unfinished() []proxmox.UPID {
 	return out
 }
 
-// recordTaskEnd records a task's exit status; a second record of the same
-// end (two waits on one task) is not an error.
-func (a *Agent) recordTaskEnd(upid, exit string) {
+// recordTaskEnd records a task's exit status, and a guest's backup in the
+// per-guest index (indexTask); a second record of the same end (two waits
+// on one task) is not an error and indexes nothing.
+func (a *Agent) recordTaskEnd(run, upid, exit string) {
 	err := a.store.TaskFinished(context.Background(), upid, exit, time.Time{})
 	if err != nil && !errors.Is(err, store.ErrFinished) {
 		a.log.Error("recording the end of a Proxmox task failed", "upid", upid, "err", err)
+	}
+	if err == nil {
+		a.indexTask(run, upid, exit)
 	}
 }

@@ -23,6 +23,10 @@ const hubLogTail = 20
 // before returns that trigger's runs and starts nothing, even if the
 // playbooks or their parameters have changed since.
 func (a *Agent) StartTrigger(ctx context.Context, keyID string, t hub.Trigger) ([]hub.RunRef, bool, error) {
+	if a.hubBlocked.Load() {
+		a.log.Warn("hub trigger refused: the hub has blocked this host", "trigger", t.Name, "trigger_id", t.ID)
+		return nil, false, hub.ErrBlocked
+	}
 	st, err := a.start(ctx, startRequest{
 		Source: store.SourceHub, Key: t.ID, Trigger: t.Name, Params: t.Params,
 		Attrs: []any{"hub_key", keyID, "trigger", t.Name, "trigger_id", t.ID},

@@ -25,7 +25,7 @@ type Backend interface {
 	// the id of the key that signed the request, for the run record.
 	//
 	// Errors: ErrUnknownTrigger (or an error wrapping it) when no playbook
-	// answers t.Name; a *ParamError when a parameter is refused; anything
+	// answers t.Name; ErrBlocked while the hub has blocked the host; a *ParamError when a parameter is refused; anything
 	// else is an internal failure, answered 500 and logged.
 	StartTrigger(ctx context.Context, keyID string, t Trigger) (runs []RunRef, existing bool, err error)
 
@@ -64,6 +64,9 @@ var (
 	ErrUnknownTrigger = errors.New("no playbook answers the trigger")
 	// ErrUnknownRun means no run with that id was started by the hub: 404.
 	ErrUnknownRun = errors.New("no such run")
+	// ErrBlocked means the hub's control envelope blocked this host: 403,
+	// and nothing starts.
+	ErrBlocked = errors.New("the hub has blocked this host")
 )
 
 // ParamError is a trigger parameter refused by a playbook's declaration:

@@ -52,6 +52,9 @@ func (h *handler) trigger(w http.ResponseWriter, r *http.Request) {
 		case errors.As(err, &pe):
 			err = &Rejection{Status: http.StatusBadRequest, Field: "params." + pe.Param,
 				Public: fmt.Sprintf("parameter %s: %s", pe.Param, pe.Msg), Cause: err}
+		case errors.Is(err, ErrBlocked):
+			err = &Rejection{Status: http.StatusForbidden,
+				Public: "this host is blocked by the hub: it accepts no hub-started work", Cause: err}
 		case errors.Is(err, ErrUnknownTrigger):
 			err = &Rejection{Status: http.StatusNotFound, Field: "trigger",
 				Public: fmt.Sprintf("no playbook answers trigger %q", t.Name), Cause: err}

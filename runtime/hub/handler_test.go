@@ -38,6 +38,8 @@ func (b *fakeBackend) StartTrigger(_ context.Context, keyID string, t Trigger) (
 		}
 	case "fail":
 		return nil, false, errors.New("database is locked")
+	case "blocked":
+		return nil, false, ErrBlocked
 	default:
 		return nil, false, fmt.Errorf("trigger %s: %w", t.Name, ErrUnknownTrigger)
 	}
@@ -104,6 +106,7 @@ func TestHandler(t *testing.T) {
 		{"refused parameter", true, "POST", "/v1/triggers", `{"id":"t-1","trigger":"backup","params":{"storage":"tape"}}`, 400,
 			`"error":"parameter storage: must be one of \"usb\", \"nas\"","field":"params.storage"`, 0},
 		{"unknown trigger", true, "POST", "/v1/triggers", `{"id":"t-1","trigger":"restore"}`, 404, `no playbook answers trigger \"restore\"`, 0},
+		{"host blocked by the hub", true, "POST", "/v1/triggers", `{"id":"t-b","trigger":"blocked"}`, 403, `this host is blocked by the hub`, 0},
 		{"internal failure", true, "POST", "/v1/triggers", `{"id":"t-1","trigger":"fail"}`, 500, `{"error":"internal error"}`, 0},
 		{"new trigger", true, "POST", "/v1/triggers", goodBody, 202, `{"runs":[{"id":"r1","playbook":"backup"},{"id":"r2","playbook":"backup-offsite"}]}`, 2},
 		{"repeated id", true, "POST", "/v1/triggers", goodBody, 200, `{"runs":[{"id":"r1","playbook":"backup"},{"id":"r2","playbook":"backup-offsite"}]}`, 2},
@@ -123,8 +126,8 @@ func TestHandler(t *testing.T) {
 		}
 	}
 	// Rejections by the verifier and the parser never reach the backend.
-	if b.calls != 5 {
-		t.Errorf("StartTrigger called %d times; want 5", b.calls)
+	if b.calls != 6 {
+		t.Errorf("StartTrigger called %d times; want 6", b.calls)
 	}
 	log := logged.String()
 	assertNoSecrets(t, "log", log)

@@ -199,8 +199,9 @@ func runTest(ctx context.Context, l *engine.Loader, file string, t test, opts Op
 		return fail(err)
 	}
 	defer tunnel.Close()
+	desired := &testDesired{}
 	env := builtins.Env{
-		Proxmox: client, Host: priv, Tunnel: tunnel.Addr().String(), Gauges: new(builtins.LastGauges),
+		Proxmox: client, Host: priv, Tunnel: tunnel.Addr().String(), Gauges: new(builtins.LastGauges), Desired: desired,
 		Wait: proxmox.WaitOptions{MinInterval: time.Millisecond, MaxInterval: 20 * time.Millisecond},
 		Now:  clk.now,
 	}
@@ -216,6 +217,7 @@ func runTest(ctx context.Context, l *engine.Loader, file string, t test, opts Op
 	thread.SetLocal(simKey, world)
 	thread.SetLocal(clockKey, clk)
 	thread.SetLocal(tunnelKey, tunnel)
+	thread.SetLocal(desiredKey, desired)
 	thread.SetLocal(reporterKey, rep)
 	thread.SetLocal(harnessKey, &harness{loader: l, engine: eng, ctx: ctx, logger: logger})
 	steps := cmp.Or(opts.MaxSteps, engine.DefaultMaxSteps)

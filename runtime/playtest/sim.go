@@ -49,6 +49,7 @@ var SimTable = &builtins.Table{
 		{Name: "mutations", Sig: "mutations(vmid)", Doc: "Returns how many mutating requests reached guest vmid.", Fn: simVMID(func(s *pvesim.Sim, vmid int) (starlark.Value, error) { return starlark.MakeInt(s.Mutations(vmid)), nil })},
 		{Name: "requests", Sig: "requests()", Doc: "Returns how many API requests the simulator answered.", Fn: simRequests},
 		{Name: "tasks", Sig: "tasks()", Doc: "Returns every task started, oldest first: struct(upid, type, id, running, exitstatus).", Fn: simTasks, Returns: builtins.ListOf(simTaskShape)},
+		{Name: "set_desired_state", Sig: "set_desired_state(doc, generation=0)", Doc: "Makes doc (a dict) the desired state hub.desired_state() returns, under generation (0: the next one), which it returns; fails naming what the agent's schema refuses.", Fn: simSetDesired},
 		{Name: "root_calls", Sig: "root_calls()", Doc: "Returns every argv the fenced root runner was given.", Fn: simRootCalls},
 	},
 }

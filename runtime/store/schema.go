@@ -67,6 +67,32 @@ CREATE TABLE timers (
 	last INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
 `,
+	// 2: the hub channel. guest_index is the per-guest index of the last
+	// backup and restore drill (the last attempt and the last success, in
+	// one row); hub_state holds the channel's persisted state by key;
+	// runs_by_ended serves "the runs that ended since the last report".
+	`
+CREATE TABLE guest_index (
+	vmid      INTEGER NOT NULL,
+	kind      TEXT    NOT NULL,
+	at        INTEGER NOT NULL,
+	ok        INTEGER NOT NULL,
+	run       TEXT    NOT NULL DEFAULT '',
+	detail    TEXT    NOT NULL DEFAULT '',
+	ok_at     INTEGER,
+	ok_run    TEXT    NOT NULL DEFAULT '',
+	ok_detail TEXT    NOT NULL DEFAULT '',
+	PRIMARY KEY (vmid, kind)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE hub_state (
+	key     TEXT    PRIMARY KEY,
+	value   BLOB    NOT NULL,
+	updated INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE INDEX runs_by_ended ON runs (ended, id) WHERE ended IS NOT NULL;
+`,
 }
 
 // migrate runs the migrations the database lacks, all in one transaction,

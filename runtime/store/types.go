@@ -16,12 +16,15 @@ const (
 	SourceHub   Source = "hub"   // a signed trigger from the hub
 	SourceTimer Source = "timer" // a playbook's schedule
 	SourceAPI   Source = "api"   // the local API
+	// SourceDesired is a new desired-state generation from the hub
+	// channel; the key is "generation-N".
+	SourceDesired Source = "desired"
 )
 
 // Valid reports whether s is one of the Source constants.
 func (s Source) Valid() bool {
 	switch s {
-	case SourceCLI, SourceHub, SourceTimer, SourceAPI:
+	case SourceCLI, SourceHub, SourceTimer, SourceAPI, SourceDesired:
 		return true
 	}
 	return false

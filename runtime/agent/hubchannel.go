@@ -1,0 +1,306 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/builtins"
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/hub/channel"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
+)
+
+// The outbound hub channel, as the agent runs it. runtime/hub/channel owns
+// the protocol (report, envelope, desired state, backoff); the agent owns
+// what goes into a report and what a new desired state starts:
+//
+//   - Collect reads the monitors through builtins.ReadHealth (the code
+//     monitor.all() runs), this node's guests and their configuration, the
+//     per-guest index and the runs that ended since the last accepted
+//     report.
+//   - A new desired-state generation starts the playbooks that answer the
+//     trigger DesiredTrigger (the shipped reconcile.star) through the one
+//     start path, with source "desired" and the key "generation-N", so a
+//     generation is converged once, across restarts too.
+//   - While the hub blocks the host, signed hub triggers are refused
+//     (hub.ErrBlocked) and no new desired state is fetched; timers and
+//     local work go on.
+
+// DesiredTrigger is the trigger a new desired-state generation fires.
+const DesiredTrigger = "desired_state"
+
+// HubConfig configures the outbound hub channel.
+type HubConfig struct {
+	// Client says how to reach the hub; see channel.Config.
+	Client channel.Config
+	// MinPoll is the floor of the poll interval; 0 means channel.MinPoll.
+	MinPoll time.Duration
+	// AgentVersion goes into every report.
+	AgentVersion string
+}
+
+// hubStateKey is the channel's entry in the store's hub_state.
+const hubStateKey = "channel"
+
+// maxReportRuns bounds the runs of one report; the rest wait for the next.
+const maxReportRuns = 500
+
+// newHubChannel builds the channel for cfg.Hub.
+func (a *Agent) newHubChannel(cfg *HubConfig) error {
+	client, err := channel.NewClient(cfg.Client)
+	if err != nil {
+		return err
+	}
+	a.hub = &channel.Channel{
+		Hub:          client,
+		HostID:       cfg.Client.HostID,
+		AgentVersion: cfg.AgentVersion,
+		Collect:      a.collectReport,
+		Store:        hubStateStore{a},
+		OnDesired:    a.desiredAccepted,
+		OnBlocked:    func(b bool) { a.hubBlocked.Store(b) },
+		MinPoll:      cfg.MinPoll,
+		Logger:       a.log.With("part", "hub-channel"),
+	}
+	return nil
+}
+
+// DesiredState implements builtins.DesiredSource for hub.desired_state().
+func (a *Agent) DesiredState() (int64, json.RawMessage) {
+	if a.hub == nil {
+		return 0, nil
+	}
+	gen, d := a.hub.Desired()
+	if d == nil {
+		return gen, nil
+	}
+	return gen, d.JSON()
+}
+
+// HubStats reports how the hub channel is doing; ok is false without one.
+func (a *Agent) HubStats() (channel.Stats, bool) {
+	if a.hub == nil {
+		return channel.Stats{}, false
+	}
+	return a.hub.Stats(), true
+}
+
+// desiredAccepted starts the convergence of a desired-state generation.
+func (a *Agent) desiredAccepted(gen int64, d *channel.DesiredState) {
+	key := "generation-" + strconv.FormatInt(gen, 10)
+	st, err := a.start(context.Background(), startRequest{
+		Source: store.SourceDesired, Key: key, Trigger: DesiredTrigger,
+		RecordRefusal: true, RefusalHint: "; a desired-state generation passes no parameters",
+		Attrs: []any{"generation", gen, "guests", len(d.Guests)},
+	})
+	if r, ok := errors.AsType[*startRefusal](err); ok {
+		if r.Reason == refusedUnknown {
+			a.log.Warn("a desired state was accepted but no playbook answers its trigger", "trigger", DesiredTrigger, "generation", gen)
+		}
+		return
+	}
+	if err != nil {
+		a.log.Error("starting the convergence of a desired state failed", "generation", gen, "err", err)
+		return
+	}
+	if st.Existing {
+		a.log.Debug("this desired-state generation was converged before", "generation", gen)
+	}
+}
+
+// hubStateStore keeps the channel's state in the run store.
+type hubStateStore struct{ a *Agent }
+
+func (s hubStateStore) LoadState(ctx context.Context) (channel.State, bool, error) {
+	b, ok, err := s.a.store.HubState(ctx, hubStateKey)
+	if err != nil || !ok {
+		return channel.State{}, false, err
+	}
+	var st channel.State
+	if err := json.Unmarshal(b, &st); err != nil {
+		s.a.log.Error("the hub channel's stored state does not decode; starting afresh", "err", err)
+		return channel.State{}, false, nil
+	}
+	return st, true, nil
+}
+
+func (s hubStateStore) SaveState(ctx context.Context, st channel.State) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return s.a.store.SetHubState(ctx, hubStateKey, b)
+}
+
+// collectReport builds the host parts of a report. Only an unreadable
+// node fails it; every other missing part is named in Errors.
+func (a *Agent) collectReport(ctx context.Context, since channel.Cursor) (*channel.Report, error) {
+	env := a.cfg.Engine.Env // a copy: the report's own reading context
+	env.Context, env.Logger, env.Gauges, env.Locks, env.Desired = ctx, a.log.With("part", "hub-report"), nil, nil, nil
+	h := builtins.ReadHealth(ctx, &env)
+	if h.Node == nil {
+		return nil, errors.New(h.Errors["node"])
+	}
+	rep := &channel.Report{ReportedAt: time.Now().UTC(), Errors: map[string]string{}}
+	for name, msg := range h.Errors {
+		if name == "sensors" && env.Host == nil {
+			continue // privileged operations are off: nothing to report
+		}
+		rep.Errors[name] = msg
+	}
+	n := h.Node
+	rep.Host = channel.HostMetrics{
+		CPUPercent: n.CPU * 100, CPUs: n.CPUs, Load: n.LoadAvg,
+		MemUsed: n.Memory.Used, MemTotal: n.Memory.Total, MemPercent: n.Memory.Percent(),
+		DiskUsed: n.RootFS.Used, DiskTotal: n.RootFS.Total, DiskPercent: n.RootFS.Percent(),
+		SwapPercent: n.Swap.Percent(), UptimeSeconds: int64(n.Uptime), CPUTempC: cpuTemp(h.Sensors),
+	}
+	if env.Proxmox != nil {
+		rep.Host.Node = env.Proxmox.Node()
+	}
+	for _, s := range h.Storage {
+		rep.Storage = append(rep.Storage, channel.Storage{Storage: s.Storage, Type: s.Type, Active: s.Active, Enabled: s.Enabled,
+			Used: s.Used, Total: s.Total, Avail: s.Avail, UsedPercent: s.UsedPercent()})
+	}
+	for _, d := range h.Disks {
+		rep.Disks = append(rep.Disks, channel.Disk{Device: d.Device, Model: d.Model, Health: d.Health, Passed: d.Passed,
+			Temperature: d.Temperature, Reallocated: d.Reallocated, Error: d.Error})
+	}
+	for _, s := range h.Sensors {
+		rep.Sensors = append(rep.Sensors, channel.Sensor{Chip: s.Chip, Label: s.Label, Celsius: s.Celsius, High: s.High, Crit: s.Crit})
+	}
+	if t := h.Tunnel; t != nil {
+		rep.Tunnel = &channel.Tunnel{Endpoint: t.Endpoint, Up: t.Up, LatencyMS: t.Latency.Milliseconds(), Error: t.Error}
+	}
+	a.reportGuests(ctx, env.Proxmox, rep)
+
+	runs, more, err := a.store.EndedSince(ctx, since.Ended, since.ID, maxReportRuns)
+	if err != nil {
+		rep.Errors["runs"] = err.Error()
+	}
+	for _, r := range runs {
+		rep.Runs = append(rep.Runs, channel.Run{ID: r.ID, Playbook: r.Playbook, Source: string(r.Source), Status: string(r.Status),
+			ErrorKind: r.ErrorKind, Error: r.Error, Created: r.Created.UTC(), Ended: r.Ended.UTC()})
+	}
+	rep.RunsOmitted = more
+	if len(rep.Errors) == 0 {
+		rep.Errors = nil
+	}
+	return rep, nil
+}
+
+// reportGuests adds this node's guests, each with its spec and its entries
+// of the per-guest index. A guest whose configuration cannot be read is
+// "unknown", with the reason.
+func (a *Agent) reportGuests(ctx context.Context, pve builtins.GuestAPI, rep *channel.Report) {
+	if pve == nil {
+		rep.Errors["guests"] = "no Proxmox client is configured"
+		return
+	}
+	guests, err := pve.Guests(ctx)
+	if err != nil {
+		rep.Errors["guests"] = err.Error()
+		return
+	}
+	idx, err := a.store.GuestIndex(ctx)
+	if err != nil {
+		rep.Errors["guest_index"] = err.Error()
+	}
+	rep.Guests = make([]channel.Guest, 0, len(guests))
+	for _, g := range guests {
+		out := channel.Guest{VMID: g.VMID, Kind: "lxc", Name: g.Name, Status: g.Status, Template: g.Template}
+		if cfg, err := pve.GuestConfig(ctx, g.VMID); err != nil {
+			out.Status, out.Error = "unknown", err.Error()
+		} else {
+			out.Spec = &channel.GuestSpec{Hostname: cfg.Hostname, Cores: cfg.Cores, Memory: int64(cfg.Memory),
+				Net: cfg.Raw["net0"], Description: strings.TrimSuffix(cfg.Description, "\n"), OnBoot: cfg.OnBoot}
+		}
+		if out.Status == "" {
+			out.Status = "unknown"
+		}
+		if e, ok := idx[g.VMID][store.GuestBackup]; ok {
+			out.LastBackup = guestEvent(e.Last)
+			if !e.Last.OK && !e.LastOK.At.IsZero() {
+				out.LastBackupOK = guestEvent(e.LastOK)
+			}
+		}
+		if e, ok := idx[g.VMID][store.GuestRestoreDrill]; ok {
+			out.LastRestoreDrill = guestEvent(e.Last)
+		}
+		rep.Guests = append(rep.Guests, out)
+	}
+}
+
+func guestEvent(e store.GuestEvent) *channel.GuestEvent {
+	return &channel.GuestEvent{At: e.At.UTC(), OK: e.OK, Run: e.Run, Detail: e.Detail}
+}
+
+// cpuTemp is the hottest CPU package sensor (coretemp, k10temp,
+// zenpower), or nil when there is none.
+func cpuTemp(ss []proxmox.SensorReading) *float64 {
+	var hot *float64
+	for _, s := range ss {
+		if !strings.HasPrefix(s.Chip, "coretemp") && !strings.HasPrefix(s.Chip, "k10temp") && !strings.HasPrefix(s.Chip, "zenpower") {
+			continue
+		}
+		if hot == nil || s.Celsius > *hot {
+			c := s.Celsius
+			hot = &c
+		}
+	}
+	return hot
+}
+
+// indexTask records a finished vzdump of one guest in the per-guest index:
+// a backup attempt, ok when PVE's exit status is OK (or WARNINGS). A
+// vzdump of several guests at once has no vmid in its UPID and is not
+// indexed (the shipped backup playbook backs up one guest per task).
+func (a *Agent) indexTask(run, upid, exit string) {
+	u, err := proxmox.ParseUPID(upid)
+	if err != nil || u.Type != "vzdump" {
+		return
+	}
+	vmid, err := strconv.Atoi(u.ID)
+	if err != nil || vmid <= 0 {
+		return
+	}
+	ok := exit == "OK" || strings.HasPrefix(exit, "WARNINGS")
+	detail := upid
+	if !ok {
+		detail = exit
+	}
+	if err := a.store.IndexGuest(context.Background(), store.GuestEvent{VMID: vmid, Kind: store.GuestBackup, OK: ok, Run: run, Detail: detail}); err != nil {
+		a.log.Error("recording a backup in the per-guest index failed", "vmid", vmid, "err", err)
+	}
+}
+
+// indexResult records what a finished run says it did to guests, by the
+// result convention the shipped restore playbook follows: a result dict
+// with "guest_index", a list of {vmid, kind ("backup" or
+// "restore_drill"), ok, detail}.
+func (a *Agent) indexResult(run string, result json.RawMessage) {
+	if len(result) == 0 || result[0] != '{' {
+		return
+	}
+	var r struct {
+		Index []struct {
+			VMID   int    `json:"vmid"`
+			Kind   string `json:"kind"`
+			OK     bool   `json:"ok"`
+			Detail string `json:"detail"`
+		} `json:"guest_index"`
+	}
+	if json.Unmarshal(result, &r) != nil {
+		return
+	}
+	for _, e := range r.Index {
+		err := a.store.IndexGuest(context.Background(), store.GuestEvent{VMID: e.VMID, Kind: e.Kind, OK: e.OK, Run: run, Detail: e.Detail})
+		if err != nil {
+			a.log.Warn("a run's guest_index entry was not recorded", "run", run, "vmid", e.VMID, "kind", e.Kind, "err", err)
+		}
+	}
+}

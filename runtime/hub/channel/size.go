@@ -1,0 +1,61 @@
+package channel
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"gitea.dooplex.hu/admin/felhom-agent/internal/clip"
+)
+
+// EncodeReport encodes rep in at most limit bytes. A report that is too
+// large is cut in this order, each step only if still needed, with
+// Truncated set: long strings are clipped (run errors, guest
+// descriptions and errors, disk errors); runs are dropped from the newest
+// end (RunsOmitted counts them; they go in a later report, since the
+// cursor only passes the runs sent); guests are dropped from the end
+// (GuestsOmitted); the disk, sensor and storage lists are emptied. rep is
+// modified to what was sent.
+func EncodeReport(rep *Report, limit int) ([]byte, error) {
+	b, err := json.Marshal(rep)
+	if err != nil || len(b) <= limit {
+		return b, err
+	}
+	rep.Truncated = true
+	for i := range rep.Runs {
+		rep.Runs[i].Error = clip.String(rep.Runs[i].Error, 512)
+	}
+	for i := range rep.Guests {
+		g := &rep.Guests[i]
+		g.Error = clip.String(g.Error, 512)
+		if g.Spec != nil {
+			g.Spec.Description = clip.String(g.Spec.Description, 256)
+		}
+	}
+	for i := range rep.Disks {
+		rep.Disks[i].Error = clip.String(rep.Disks[i].Error, 256)
+	}
+	if b, err = json.Marshal(rep); err != nil || len(b) <= limit {
+		return b, err
+	}
+	for len(rep.Runs) > 0 {
+		keep := len(rep.Runs) / 2
+		rep.RunsOmitted += len(rep.Runs) - keep
+		rep.Runs = rep.Runs[:keep]
+		if b, err = json.Marshal(rep); err != nil || len(b) <= limit {
+			return b, err
+		}
+	}
+	for len(rep.Guests) > 0 {
+		keep := len(rep.Guests) / 2
+		rep.GuestsOmitted += len(rep.Guests) - keep
+		rep.Guests = rep.Guests[:keep]
+		if b, err = json.Marshal(rep); err != nil || len(b) <= limit {
+			return b, err
+		}
+	}
+	rep.Disks, rep.Sensors, rep.Storage = nil, nil, nil
+	if b, err = json.Marshal(rep); err != nil || len(b) <= limit {
+		return b, err
+	}
+	return nil, fmt.Errorf("the host report is %d bytes even cut down, over the limit of %d", len(b), limit)
+}
