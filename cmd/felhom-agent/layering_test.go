@@ -53,6 +53,7 @@ var rules = []struct {
 	}},
 	{pkg: "runtime/store", only: map[string]string{
 		"modernc.org/sqlite":               "the pure-Go SQLite driver; UPIDs are plain strings so proxmox stays out",
+		"modernc.org/sqlite/lib":           "the driver's result codes, to tell a damaged file from a full disk",
 		module + "/runtime/store/runstate": "the store's own run vocabulary, a leaf the engine shares",
 	}},
 	{pkg: "runtime/store/runstate", only: map[string]string{}},

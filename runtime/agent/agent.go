@@ -231,6 +231,7 @@ func New(cfg Config) (*Agent, error) {
 	if a.store, err = store.Open(filepath.Join(cfg.StateDir, StoreFile), store.Options{}); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
+	a.metrics.reg.MustRegister(a.storeUpMetric())
 	if cfg.Listen != "" {
 		if a.tcp, err = net.Listen("tcp", cfg.Listen); err != nil {
 			a.Close()

@@ -85,10 +85,47 @@ func (a *Agent) launch(run store.Run, pb *engine.Playbook, params *engine.Params
 
 // finishUnstarted records the end of a queued run that never ran.
 func (a *Agent) finishUnstarted(id string, status runstate.Status, kind, msg string) {
-	err := a.store.Finish(context.Background(), id, store.FinishInfo{Status: status, ErrorKind: kind, Error: msg})
-	if err != nil {
-		a.log.Error("recording a run that did not start failed", "run", id, "err", err)
+	a.recordFinish(id, store.FinishInfo{Status: status, ErrorKind: kind, Error: msg})
+}
+
+// finishRetry is how often the end of a run that the store could not
+// record is tried again.
+const finishRetry = 5 * time.Second
+
+// recordFinish records how a run ended. While the store cannot write, it
+// tries again in the background (every finishRetry, until the agent
+// stops), so that the record catches up with the run once the disk has
+// room again; the time recorded is the run's real end.
+func (a *Agent) recordFinish(id string, fi store.FinishInfo) {
+	if fi.At.IsZero() {
+		fi.At = time.Now()
 	}
+	err := a.store.Finish(context.Background(), id, fi)
+	if err == nil {
+		return
+	}
+	a.log.Error("recording the end of a run failed", "run", id, "status", string(fi.Status), "err", err)
+	if !errors.Is(err, store.ErrUnwritable) || a.bgCtx.Err() != nil {
+		return
+	}
+	a.bg.Go(func() {
+		t := time.NewTicker(finishRetry)
+		defer t.Stop()
+		for {
+			select {
+			case <-a.bgCtx.Done():
+				return
+			case <-t.C:
+			}
+			err := a.store.Finish(context.Background(), id, fi)
+			if err == nil || !errors.Is(err, store.ErrUnwritable) {
+				if err == nil {
+					a.log.Info("the end of a run is recorded now that the store can write", "run", id, "status", string(fi.Status))
+				}
+				return
+			}
+		}
+	})
 }
 
 // execute runs lr to its end and records it.
@@ -100,7 +137,7 @@ func (a *Agent) execute(lr *liveRun, pb *engine.Playbook, params *engine.Params,
 	own := logger.With("run", lr.id, "playbook", pb.Name)
 	own.Info("run triggered", append([]any{"source", string(lr.source)}, attrs...)...)
 
-	tasks := &runTasks{a: a, run: lr.id, open: map[string]proxmox.UPID{}}
+	tasks := &runTasks{a: a, run: lr.id, lr: lr, open: map[string]proxmox.UPID{}}
 	var res *engine.Result
 	if err := a.store.MarkStarted(context.Background(), lr.id, pb.Version, time.Time{}); err != nil {
 		// The record cannot follow the run, so the run does not happen.
@@ -126,11 +163,7 @@ func (a *Agent) execute(lr *liveRun, pb *engine.Playbook, params *engine.Params,
 	// Out of flight before the record says it ended, so a reader who saw
 	// the end sees the gauge without it.
 	a.metrics.inFlight.Dec()
-	if err := a.store.Finish(context.Background(), lr.id, store.FinishInfo{
-		Status: status, Error: res.Error, ErrorKind: res.Kind, Result: result,
-	}); err != nil {
-		a.log.Error("recording the end of a run failed", "run", lr.id, "playbook", pb.Name, "err", err)
-	}
+	a.recordFinish(lr.id, store.FinishInfo{Status: status, Error: res.Error, ErrorKind: res.Kind, Result: result})
 	a.metrics.runFinished(pb.Name, string(status), res.Duration())
 
 	// Tasks the run started and did not see stop (it was cancelled while

@@ -32,7 +32,7 @@ import (
 //     file that fails is logged and counted; the others serve.
 //  6. Set the timers of the loaded playbooks; start handling file events, the
 //     scheduler (which catches up a tick missed while the agent was down,
-//     once), the Proxmox health probe and retention.
+//     once), the Proxmox health probe, the run store's probe and retention.
 //  7. Serve the local API on the socket, then the hub endpoints, /metrics
 //     and /healthz on the TCP listener.
 //
@@ -82,6 +82,7 @@ func (a *Agent) lifecycle(ctx context.Context) error {
 	}
 	parts.Go(func() { _ = a.sched.Start(partsCtx) })
 	a.bg.Go(func() { a.probeLoop(a.bgCtx) })
+	a.bg.Go(func() { a.storeProbeLoop(a.bgCtx) })
 	a.bg.Go(func() { a.pruneLoop(a.bgCtx) })
 
 	// 7. Serve.

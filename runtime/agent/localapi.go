@@ -178,6 +178,8 @@ func (l localAPI) Start(ctx context.Context, req api.TriggerRequest) (api.Run, e
 			return api.Run{}, &api.BadRequestError{Field: "params." + r.Param, Msg: r.Msg}
 		case refusedDraining:
 			return api.Run{}, errDraining
+		case refusedStore:
+			return api.Run{}, fmt.Errorf("%s: %w", r.Error(), api.ErrUnavailable)
 		}
 	}
 	if err != nil {

@@ -81,6 +81,29 @@ func (s *runLogSink) flush() {
 	s.lr.notify()
 }
 
+// writeNow makes the waiting lines and l durable in one transaction,
+// before it returns, and reports whether they are: the intent of a
+// mutation is written this way, so that nothing is sent that the record
+// does not hold.
+func (s *runLogSink) writeNow(l store.LogLine) error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	s.mu.Lock()
+	lines := append(s.buf, l)
+	s.buf = nil
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	s.mu.Unlock()
+	if err := s.a.store.AppendLog(context.Background(), s.lr.id, lines...); err != nil {
+		return err
+	}
+	s.written.Add(int64(len(lines)))
+	s.lr.notify()
+	return nil
+}
+
 // close flushes what is left; lines added later are dropped.
 func (s *runLogSink) close() {
 	s.mu.Lock()

@@ -82,6 +82,9 @@ const (
 	refusedParams
 	// refusedDraining: the agent is shutting down.
 	refusedDraining
+	// refusedStore: the run store cannot write, so nothing can be
+	// recorded (Msg says why, in words fit for the hub).
+	refusedStore
 )
 
 func (r *startRefusal) Error() string {
@@ -90,6 +93,8 @@ func (r *startRefusal) Error() string {
 		return "parameter " + r.Param + " " + r.Msg
 	case refusedDraining:
 		return "the agent is shutting down"
+	case refusedStore:
+		return "the run store cannot write: " + r.Msg
 	}
 	return r.Msg
 }
@@ -103,7 +108,8 @@ func (r *startRefusal) Error() string {
 //  4. the parameters are coerced against every declaration before any
 //     run is recorded (all or nothing);
 //  5. the runs are recorded together with the key, durably, and only then
-//     launched.
+//     launched; a store that cannot write refuses the request (fails
+//     closed, nothing accepted).
 //
 // It returns the runs, or a *startRefusal for the front end to translate,
 // or another error (the store failed).
@@ -151,6 +157,11 @@ func (a *Agent) start(ctx context.Context, req startRequest) (started, error) {
 	}
 
 	runs, created, err := a.store.CreateRuns(ctx, store.Trigger{Source: req.Source, Key: req.Key, At: req.At}, newRuns)
+	if errors.Is(err, store.ErrUnwritable) {
+		// Fail closed: nothing is recorded, so nothing is accepted.
+		a.log.Error("a trigger could not be recorded; refused", "source", string(req.Source), "err", err)
+		return started{}, &startRefusal{Reason: refusedStore, Msg: "nothing was recorded"}
+	}
 	if err != nil {
 		return started{}, err
 	}

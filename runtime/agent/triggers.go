@@ -33,6 +33,8 @@ func (a *Agent) StartTrigger(ctx context.Context, keyID string, t hub.Trigger) (
 			return nil, false, fmt.Errorf("trigger %q: %w", t.Name, hub.ErrUnknownTrigger)
 		case refusedParams:
 			return nil, false, &hub.ParamError{Playbook: r.Playbook, Param: r.Param, Msg: r.Msg}
+		case refusedStore:
+			return nil, false, fmt.Errorf("%w: %w", hub.ErrUnavailable, r)
 		}
 	}
 	if err != nil {

@@ -229,6 +229,10 @@ func (s *server) classify(r *http.Request, err error) *Error {
 		return &Error{Status: http.StatusNotFound, Message: err.Error()}
 	case errors.Is(err, ErrConflict):
 		return &Error{Status: http.StatusConflict, Message: err.Error()}
+	case errors.Is(err, ErrTooMany):
+		return &Error{Status: http.StatusTooManyRequests, Message: err.Error()}
+	case errors.Is(err, ErrUnavailable):
+		return &Error{Status: http.StatusServiceUnavailable, Message: err.Error()}
 	}
 	s.log.Error("local API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	return &Error{Status: http.StatusInternalServerError, Message: "internal error; the agent's log has the detail"}

@@ -25,8 +25,11 @@ type Backend interface {
 	// the id of the key that signed the request, for the run record.
 	//
 	// Errors: ErrUnknownTrigger (or an error wrapping it) when no playbook
-	// answers t.Name; a *ParamError when a parameter is refused; anything
-	// else is an internal failure, answered 500 and logged.
+	// answers t.Name; a *ParamError when a parameter is refused;
+	// ErrUnavailable when the agent cannot record the trigger (503); a
+	// *QueueFullError when a playbook's queue is full (429); anything else
+	// is an internal failure, answered 500 and logged. In every error case
+	// nothing is recorded as accepted.
 	StartTrigger(ctx context.Context, keyID string, t Trigger) (runs []RunRef, existing bool, err error)
 
 	// TriggeredRun returns the state of run id, if and only if a hub trigger
@@ -64,7 +67,25 @@ var (
 	ErrUnknownTrigger = errors.New("no playbook answers the trigger")
 	// ErrUnknownRun means no run with that id was started by the hub: 404.
 	ErrUnknownRun = errors.New("no such run")
+	// ErrUnavailable means the agent cannot take the trigger now because
+	// it cannot record it (its run store cannot write): 503, to be retried
+	// later with the same id.
+	ErrUnavailable = errors.New("the agent cannot record runs now")
 )
+
+// QueueFullError is a trigger refused because a playbook that does not
+// run concurrently already has as many runs waiting as the agent queues
+// (runs.queue_max): 429, nothing recorded, to be retried later with the
+// same id.
+type QueueFullError struct {
+	Playbook string // the playbook whose queue is full
+	Max      int    // how many runs it queues
+}
+
+// Error names the playbook and the bound.
+func (e *QueueFullError) Error() string {
+	return fmt.Sprintf("playbook %s already has %d runs queued (runs.queue_max)", e.Playbook, e.Max)
+}
 
 // ParamError is a trigger parameter refused by a playbook's declaration:
 // 400, with the parameter named in the answer's "field" as "params.NAME".

@@ -14,6 +14,17 @@
 // returns, and a UPID recorded with TaskStarted right after the POST that
 // started the task is never forgotten.
 //
+// # Failing closed
+//
+// A write the store cannot commit for reasons of its own (disk full, I/O
+// error, read-only or damaged file) wraps [ErrUnwritable] and marks the
+// store unhealthy ([Store.Health]) until a later write, or [Store.Probe],
+// commits: the agent refuses triggers and stops runs before their next
+// mutation meanwhile. [Open] checks an existing file (PRAGMA quick_check)
+// and refuses, never replaces, one that is empty or damaged ([ErrDamaged]);
+// a new store is created whole under a temporary name and renamed into
+// place.
+//
 // # Life of a run
 //
 //	CreateRuns ──► queued ──MarkStarted──► running ──Finish──► terminal

@@ -67,6 +67,14 @@ CREATE TABLE timers (
 	last INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
 `,
+	// 2: the row Store.Probe rewrites to find out whether the store can
+	// write.
+	`
+CREATE TABLE probe (
+	id INTEGER PRIMARY KEY CHECK (id = 1),
+	at INTEGER NOT NULL
+) STRICT;
+`,
 }
 
 // migrate runs the migrations the database lacks, all in one transaction,
