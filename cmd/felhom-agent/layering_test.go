@@ -57,6 +57,9 @@ var rules = []struct {
 		module + "/runtime/store/runstate": "the store's own run vocabulary, a leaf the engine shares",
 	}},
 	{pkg: "runtime/store/runstate", only: map[string]string{}},
+	{pkg: "runtime/statedir", only: map[string]string{
+		module + "/runtime/store": "exports and imports the run store through the store's own backup and check",
+	}},
 	{pkg: "runtime/hub", only: map[string]string{module + "/internal/clip": "how text is cut for the log, a stdlib-only leaf"}},
 	{pkg: "internal/clip", only: map[string]string{}},
 	{pkg: "internal/spell", only: map[string]string{}},

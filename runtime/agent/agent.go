@@ -17,6 +17,7 @@ import (
 
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/hub"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/schedule"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/statedir"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
 )
 
@@ -48,7 +49,9 @@ type Config struct {
 	// watched, subdirectories included, for hot reload.
 	PlaybooksDir string
 	// StateDir holds the run store (StoreFile); it is created (0700) if
-	// missing.
+	// missing. The agent holds its lock (runtime/statedir) from New to
+	// Close: a second agent on the same directory is refused, naming the
+	// first one's pid.
 	StateDir string
 	// Listen is the TCP address of the hub endpoints, /metrics and
 	// /healthz, and of nothing else; "" means no TCP listener. The
@@ -129,6 +132,7 @@ type Agent struct {
 	metrics  *agentMetrics
 	health   *healthState
 	sched    *schedule.Scheduler
+	lock     *statedir.DirLock // the state directory's, held until Close
 
 	tcp  net.Listener // nil: none
 	unix net.Listener // nil: none
@@ -228,7 +232,11 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 
+	if a.lock, err = statedir.Lock(cfg.StateDir); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
 	if a.store, err = store.Open(filepath.Join(cfg.StateDir, StoreFile), store.Options{}); err != nil {
+		a.lock.Close()
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	a.metrics.reg.MustRegister(a.storeUpMetric())
@@ -287,7 +295,8 @@ func (a *Agent) setHubKeys(keys hub.Keys) {
 	a.hubHandler.Store(&h)
 }
 
-// Close releases what New opened: the listeners and the store. Run
+// Close releases what New opened: the listeners, the store and the state
+// directory's lock. Run
 // calls it; call it yourself only when Run is never called.
 func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
@@ -307,6 +316,7 @@ func (a *Agent) Close() error {
 		if a.store != nil {
 			errs = append(errs, a.store.Close())
 		}
+		errs = append(errs, a.lock.Close()) // last: the store is closed under it
 		a.closeErr = errors.Join(errs...)
 	})
 	return a.closeErr

@@ -18,7 +18,8 @@ import (
 //
 //  1. Check the configuration; build the registry (nothing loaded yet), the
 //     engine, the metrics and the scheduler (no timer set yet).
-//  2. Open the run store.
+//  2. Lock the state directory (a second agent on it is refused, naming the
+//     first one's pid), then open the run store (refused when damaged).
 //  3. Bind the TCP listener and the unix socket. Nothing is served yet, so
 //     a wrong address or a live agent on the socket fails the start.
 //
@@ -46,7 +47,7 @@ import (
 //     down" (recorded as cancelled), and wait for their records.
 //  11. Stop background work: task followers leave their tasks open for the
 //     next start to follow. Close the local API.
-//  12. Close the run store.
+//  12. Close the run store, then release the state directory's lock.
 
 // runsHardStop bounds the wait for cancelled runs to record their end
 // (step 10). Cancellation reaches every wait of a well-behaved builtin at

@@ -3,12 +3,14 @@ package agent
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/internal/enginetest"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/statedir"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
 )
 
@@ -84,4 +86,29 @@ func TestStartRefusedWhileStoreFails(t *testing.T) {
 	if !errors.As(err, &r) || r.Reason != refusedStore {
 		t.Fatalf("start on a failing store = %v; want a refusedStore refusal", err)
 	}
+}
+
+// TestSecondAgentRefused: a second agent on the same state directory is
+// refused in New, naming the first one's pid; once the first has closed,
+// the directory is free again.
+func TestSecondAgentRefused(t *testing.T) {
+	files := map[string]string{"p.star": agentPlaybook("p", "    return 1", "")}
+	state := filepath.Join(t.TempDir(), "state")
+	cfg := Config{PlaybooksDir: enginetest.WriteTree(t, files), StateDir: state, Logger: enginetest.Logger(),
+		Loader: engine.LoaderOptions{Tables: enginetest.Tables(enginetest.NewSignal()), Logger: enginetest.Logger()}}
+	first, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(cfg)
+	var le *statedir.LockedError
+	if !errors.As(err, &le) || le.PID != os.Getpid() {
+		t.Fatalf("a second New on %s = %v; want a LockedError naming pid %d", state, err, os.Getpid())
+	}
+	first.Close()
+	again, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New after the first agent closed = %v", err)
+	}
+	again.Close()
 }
