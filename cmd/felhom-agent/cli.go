@@ -7,6 +7,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/agent"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
@@ -52,6 +53,7 @@ func cliVars() kong.Vars {
 		"max_concurrent": strconv.Itoa(engine.DefaultMaxConcurrent),
 		"max_steps":      strconv.FormatUint(engine.DefaultMaxSteps, 10),
 		"max_memory_mib": strconv.Itoa(engine.DefaultMaxMemory >> 20),
+		"queue_max":      strconv.Itoa(agent.DefaultQueueMax),
 		"statuses":       statusEnum(),
 		"status_names":   runstate.Names(),
 	}

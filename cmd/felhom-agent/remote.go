@@ -73,10 +73,19 @@ func (c *RunsListCmd) Run(g *Globals) error {
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tPLAYBOOK\tSTATUS\tSOURCE\tCREATED\tTOOK\tERROR")
 	for _, r := range runs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Playbook, r.Status, r.Source,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Playbook, statusText(r), r.Source,
 			r.Created.Local().Format(time.DateTime), took(r), clip.Line(r.Error, 60))
 	}
 	return tw.Flush()
+}
+
+// statusText is a run's status for a table: "queued #2" while it waits in
+// its playbook's queue.
+func statusText(r api.Run) string {
+	if r.QueuePosition > 0 {
+		return fmt.Sprintf("%s #%d", r.Status, r.QueuePosition)
+	}
+	return r.Status
 }
 
 // RunsShowCmd shows one run.
@@ -121,6 +130,9 @@ func (c *RunsShowCmd) Run(g *Globals) error {
 		fmt.Fprintf(w, "params:    %s\n", run.Params)
 	}
 	fmt.Fprintf(w, "created:   %s\n", run.Created.Local().Format(time.DateTime))
+	if run.QueuePosition > 0 {
+		fmt.Fprintf(w, "queued:    place %d in playbook %s's queue (it runs when the runs before it have ended)\n", run.QueuePosition, run.Playbook)
+	}
 	if run.Started != nil {
 		fmt.Fprintf(w, "started:   %s\n", run.Started.Local().Format(time.DateTime))
 	}

@@ -37,6 +37,7 @@ type ServeCmd struct {
 	HubKeys       string        `name:"hub-keys" help:"Public keys of the hub: ID=BASE64[,ID=BASE64]... (in the config file, an object {\"ID\": \"BASE64\"}). None refuses every trigger." placeholder:"ID=BASE64,..." config:"hub.keys"`
 	RunsKeep      int           `name:"runs-keep" help:"Run records kept per playbook, newest first; 0 keeps all." default:"10000" config:"runs.keep"`
 	RunsMaxAge    time.Duration `name:"runs-max-age" help:"Run records older than this are deleted; 0 keeps them." default:"2160h" config:"runs.max_age"`
+	RunsQueueMax  int           `name:"runs-queue-max" help:"Runs of one non-concurrent playbook that may wait for it to be free; a trigger beyond is refused (429)." default:"${queue_max}" config:"runs.queue_max"`
 	Sim           bool          `help:"Serve against an in-process simulated Proxmox VE host (no host needed)." env:"-"`
 }
 
@@ -46,6 +47,9 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 	hot, err := c.hotConfig(g)
 	if err != nil {
 		return err
+	}
+	if c.RunsQueueMax < 1 {
+		return fmt.Errorf("runs.queue_max: %d; want at least 1", c.RunsQueueMax)
 	}
 	level := new(slog.LevelVar)
 	level.Set(hot.LogLevel)
@@ -69,6 +73,7 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 		Retention:      hot.Retention,
 		ShutdownGrace:  c.ShutdownGrace,
 		HealthInterval: c.HealthEvery,
+		QueueMax:       c.RunsQueueMax,
 		Proxmox:        be.Client,
 		Engine: engine.Config{
 			Env:           be.Env,

@@ -102,6 +102,10 @@ type Config struct {
 	// MaxGaugeSeries caps the playbook gauge series on /metrics; 0 means
 	// DefaultMaxGaugeSeries.
 	MaxGaugeSeries int
+	// QueueMax is how many runs of one playbook that does not run
+	// concurrently may wait for it to be free (runs.queue_max); a trigger
+	// that would queue more is refused (429). 0 means DefaultQueueMax.
+	QueueMax int
 }
 
 // HotConfig is the part of the configuration a running agent takes on
@@ -131,6 +135,7 @@ type Agent struct {
 	engine   *engine.Engine
 	metrics  *agentMetrics
 	health   *healthState
+	queues   *runQueues
 	sched    *schedule.Scheduler
 	lock     *statedir.DirLock // the state directory's, held until Close
 
@@ -182,6 +187,8 @@ func New(cfg Config) (*Agent, error) {
 		return nil, errors.New("agent: the playbooks directory is not set")
 	case cfg.StateDir == "":
 		return nil, errors.New("agent: the state directory is not set")
+	case cfg.QueueMax < 0:
+		return nil, fmt.Errorf("agent: runs.queue_max %d is negative", cfg.QueueMax)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -211,6 +218,7 @@ func New(cfg Config) (*Agent, error) {
 		a.cfg.Engine.Env.Gauges = a.metrics.gauges
 	}
 	a.health = newHealthState()
+	a.queues = newRunQueues(cfg.QueueMax)
 	a.retention.Store(&cfg.Retention)
 	a.setHubKeys(cfg.HubKeys)
 	a.runsCtx, a.cancelRuns = context.WithCancelCause(context.Background())

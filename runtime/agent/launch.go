@@ -28,12 +28,13 @@ import (
 
 // liveRun is a run this agent is executing (or about to).
 type liveRun struct {
-	id     string
-	source store.Source
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	log    *runLogSink
-	done   chan struct{} // closed after the run's Finish is recorded
+	id       string
+	playbook string
+	source   store.Source
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	log      *runLogSink
+	done     chan struct{} // closed after the run's Finish is recorded
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on each flush and at the end
@@ -60,27 +61,47 @@ var errCancelledByAPI = errors.New("requested through the local API")
 // errShutdown is the cause of runs cancelled when the grace period ends.
 var errShutdown = errors.New("the agent is shutting down")
 
-// launch starts a recorded (queued) run of pb in the background. It
-// returns nil without starting anything once the agent is draining: the
-// run is then recorded as cancelled. attrs go on the run's first log line.
-func (a *Agent) launch(run store.Run, pb *engine.Playbook, params *engine.Params, attrs ...any) *liveRun {
+// launch starts a recorded (queued) run of pb in the background: at once,
+// or when its turn comes if pb does not run concurrently and is busy (see
+// queue.go). reserved says whether start reserved the run's place in the
+// queue. It returns nil without starting anything once the agent is
+// draining: the run then stays queued in the store, for the next start.
+// attrs go on the run's first log line.
+func (a *Agent) launch(run store.Run, pb *engine.Playbook, params *engine.Params, reserved bool, attrs ...any) *liveRun {
 	a.mu.Lock()
 	if a.draining {
 		a.mu.Unlock()
-		a.finishUnstarted(run.ID, runstate.Cancelled, "", "the agent stopped before the run started")
+		if reserved && !pb.Decl.Concurrent {
+			a.queues.unreserve([]string{pb.Name})
+		}
+		a.log.Info("the agent stops before the run started; it stays queued for the next start", "run", run.ID, "playbook", pb.Name)
 		return nil
 	}
 	ctx, cancel := context.WithCancelCause(a.runsCtx)
-	lr := &liveRun{id: run.ID, source: run.Source, ctx: ctx, cancel: cancel,
+	lr := &liveRun{id: run.ID, playbook: pb.Name, source: run.Source, ctx: ctx, cancel: cancel,
 		done: make(chan struct{}), changed: make(chan struct{})}
 	lr.log = newRunLogSink(a, lr)
 	a.live[run.ID] = lr
 	a.running.Add(1)
 	a.mu.Unlock()
 
-	a.metrics.inFlight.Inc()
-	go a.execute(lr, pb, params, attrs)
+	var t *turn
+	if !pb.Decl.Concurrent {
+		t = a.queues.enter(pb.Name, run.ID, reserved) // in acceptance order
+	}
+	go a.execute(lr, pb, params, t, attrs)
 	return lr
+}
+
+// endLive takes lr out of the live runs and wakes whoever waits on it.
+func (a *Agent) endLive(lr *liveRun) {
+	a.mu.Lock()
+	delete(a.live, lr.id)
+	a.mu.Unlock()
+	lr.cancel(nil)
+	close(lr.done)
+	lr.notify()
+	a.running.Done()
 }
 
 // finishUnstarted records the end of a queued run that never ran.
@@ -128,14 +149,26 @@ func (a *Agent) recordFinish(id string, fi store.FinishInfo) {
 	})
 }
 
-// execute runs lr to its end and records it.
-func (a *Agent) execute(lr *liveRun, pb *engine.Playbook, params *engine.Params, attrs []any) {
-	defer a.running.Done()
+// execute waits for lr's turn (t nil: none to wait for), runs it to its
+// end and records it.
+func (a *Agent) execute(lr *liveRun, pb *engine.Playbook, params *engine.Params, t *turn, attrs []any) {
 	logger := slog.New(&runLogHandler{next: a.log.Handler(), sink: lr.log})
 	// The engine tags its lines with run and playbook; the agent's own
 	// lines around them tag themselves (the store leaves the tags out).
 	own := logger.With("run", lr.id, "playbook", pb.Name)
 	own.Info("run triggered", append([]any{"source", string(lr.source)}, attrs...)...)
+	if t != nil {
+		own.Info("run queued: the playbook is busy and does not run concurrently", "place", a.queues.position(pb.Name, lr.id))
+		if !a.awaitTurn(lr, pb.Name, t) {
+			lr.log.close()
+			return
+		}
+		own.Info("run leaves the queue")
+	}
+	if !pb.Decl.Concurrent {
+		defer a.queues.leave(pb.Name) // after the record says it ended
+	}
+	a.metrics.inFlight.Inc()
 
 	tasks := &runTasks{a: a, run: lr.id, lr: lr, open: map[string]proxmox.UPID{}}
 	var res *engine.Result
@@ -173,10 +206,5 @@ func (a *Agent) execute(lr *liveRun, pb *engine.Playbook, params *engine.Params,
 		a.follow(upid, lr.id)
 	}
 
-	a.mu.Lock()
-	delete(a.live, lr.id)
-	a.mu.Unlock()
-	lr.cancel(nil)
-	close(lr.done)
-	lr.notify()
+	a.endLive(lr)
 }

@@ -25,12 +25,14 @@ import (
 //
 // Run, starting:
 //
-//  4. Recover: runs a previous process left queued or running become
-//     interrupted, and each Proxmox task without a recorded end is followed
-//     on the host in the background until it stops, and recorded. Nothing
+//  4. Recover: runs a previous process left running become interrupted,
+//     and each Proxmox task without a recorded end is followed on the host
+//     in the background until it stops, and recorded. Nothing that started
 //     is ever re-run.
 //  5. Start watching the playbooks directory, then load every playbook. A
-//     file that fails is logged and counted; the others serve.
+//     file that fails is logged and counted; the others serve. Then the
+//     runs a previous process accepted and never started (still queued)
+//     are queued again, oldest first: an accepted trigger always runs.
 //  6. Set the timers of the loaded playbooks; start handling file events, the
 //     scheduler (which catches up a tick missed while the agent was down,
 //     once), the Proxmox health probe, the run store's probe and retention.
@@ -40,8 +42,9 @@ import (
 // Run, stopping (its context ended, or a listener failed):
 //
 //  8. Drain: close the TCP listener (no hub trigger is accepted), refuse
-//     local API starts, stop the watcher and the scheduler. From here no
-//     run starts.
+//     local API starts, take the queued runs out of the queue (they stay
+//     queued in the store), stop the watcher and the scheduler. From here
+//     no run starts.
 //  9. Let the runs in flight finish, for up to ShutdownGrace.
 //  10. Cancel the runs still going, with the cause "the agent is shutting
 //     down" (recorded as cancelled), and wait for their records.
@@ -73,6 +76,7 @@ func (a *Agent) lifecycle(ctx context.Context) error {
 		}
 	}
 	a.applyChange(a.registry.LoadAll())
+	a.requeue() // the runs a previous process accepted and never started
 
 	// 6. Timers (set by applyChange), watcher, scheduler, probe, retention.
 	partsCtx, stopParts := context.WithCancel(context.Background())
@@ -119,6 +123,7 @@ func (a *Agent) lifecycle(ctx context.Context) error {
 	a.mu.Lock()
 	a.draining = true
 	a.mu.Unlock()
+	a.queues.drain() // queued runs leave the queue, still queued in the store
 	if tcpSrv != nil {
 		shutdown(tcpSrv, 5*time.Second)
 	}

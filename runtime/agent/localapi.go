@@ -51,9 +51,18 @@ func (l localAPI) Runs(ctx context.Context, f api.ListFilter) ([]api.Run, error)
 	}
 	out := make([]api.Run, len(runs))
 	for i, r := range runs {
-		out[i] = apiRun(r)
+		out[i] = l.apiRun(r)
 	}
 	return out, nil
+}
+
+// apiRun is apiRun with the run's place in its queue.
+func (l localAPI) apiRun(r store.Run) api.Run {
+	out := apiRun(r)
+	if r.Status == runstate.Queued {
+		out.QueuePosition = l.a.queues.position(r.Playbook, r.ID)
+	}
+	return out
 }
 
 // Run returns one recorded run.
@@ -65,7 +74,7 @@ func (l localAPI) Run(ctx context.Context, id string) (api.Run, error) {
 	if err != nil {
 		return api.Run{}, err
 	}
-	return apiRun(r), nil
+	return l.apiRun(r), nil
 }
 
 // Logs returns a page of a run's log.
@@ -180,12 +189,14 @@ func (l localAPI) Start(ctx context.Context, req api.TriggerRequest) (api.Run, e
 			return api.Run{}, errDraining
 		case refusedStore:
 			return api.Run{}, fmt.Errorf("%s: %w", r.Error(), api.ErrUnavailable)
+		case refusedQueueFull:
+			return api.Run{}, fmt.Errorf("%s: %w", r.Error(), api.ErrTooMany)
 		}
 	}
 	if err != nil {
 		return api.Run{}, err
 	}
-	return apiRun(st.Runs[0]), nil
+	return l.apiRun(st.Runs[0]), nil
 }
 
 // apiRun is a stored run as the local API shows it.

@@ -44,6 +44,7 @@ type agentMetrics struct {
 	runs            *prometheus.CounterVec
 	runDuration     *prometheus.HistogramVec
 	inFlight        prometheus.Gauge
+	queued          prometheus.Gauge
 	reloadErrors    prometheus.Counter
 	playbooksLoaded prometheus.Gauge
 	taskWait        prometheus.Histogram
@@ -72,6 +73,9 @@ func newAgentMetrics(maxSeries int, logger *slog.Logger) *agentMetrics {
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "felhom_runs_in_flight", Help: "Runs started and not finished yet.",
 		}),
+		queued: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "felhom_runs_queued", Help: "Runs accepted and waiting for their playbook to be free (runs.queue_max per playbook).",
+		}),
 		reloadErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "felhom_reload_errors_total", Help: "Playbook versions refused by a load or hot reload (the last good version keeps serving).",
 		}),
@@ -92,7 +96,7 @@ func newAgentMetrics(maxSeries int, logger *slog.Logger) *agentMetrics {
 	dropped := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "felhom_playbook_gauges_dropped_total", Help: "monitor.gauge calls refused: an invalid name or label, a label set that differs from the gauge's first, or the series cap.",
 	})
-	reg.MustRegister(m.runs, m.runDuration, m.inFlight, m.reloadErrors, m.playbooksLoaded,
+	reg.MustRegister(m.runs, m.runDuration, m.inFlight, m.queued, m.reloadErrors, m.playbooksLoaded,
 		m.taskWait, m.requests, m.proxmoxUp, dropped,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.gauges = newPlaybookGauges(reg, maxSeries, dropped, logger)

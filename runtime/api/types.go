@@ -14,20 +14,23 @@ import (
 // Invariant: a run is finished exactly when Ended is set. Clients, and the
 // follow stream, rely on this rather than on the Status word.
 type Run struct {
-	ID        string          `json:"id"`
-	Playbook  string          `json:"playbook"`
-	Version   string          `json:"version,omitempty"`    // hash of the playbook's source and loads
-	Source    string          `json:"source"`               // what started it: "cli", "api", "timer", "hub"
-	Key       string          `json:"key,omitempty"`        // the idempotency key of a hub trigger, the timer tick, ...
-	Params    json.RawMessage `json:"params,omitempty"`     // coerced parameters, secrets redacted
-	Status    string          `json:"status"`               // the run store's status word
-	Error     string          `json:"error,omitempty"`      // why it failed, with the Starlark position
-	ErrorKind string          `json:"error_kind,omitempty"` // permission, lock, not_found, task, ...
-	Created   time.Time       `json:"created"`
-	Started   *time.Time      `json:"started,omitempty"`
-	Ended     *time.Time      `json:"ended,omitempty"`
-	Result    json.RawMessage `json:"result,omitempty"` // the playbook's return value
-	Tasks     []Task          `json:"tasks,omitempty"`  // Proxmox tasks it started, in order
+	ID       string          `json:"id"`
+	Playbook string          `json:"playbook"`
+	Version  string          `json:"version,omitempty"` // hash of the playbook's source and loads
+	Source   string          `json:"source"`            // what started it: "cli", "api", "timer", "hub"
+	Key      string          `json:"key,omitempty"`     // the idempotency key of a hub trigger, the timer tick, ...
+	Params   json.RawMessage `json:"params,omitempty"`  // coerced parameters, secrets redacted
+	Status   string          `json:"status"`            // the run store's status word
+	// QueuePosition is the run's place in its playbook's queue while it
+	// waits behind another run (1: next to go); absent otherwise.
+	QueuePosition int             `json:"queue_position,omitempty"`
+	Error         string          `json:"error,omitempty"`      // why it failed, with the Starlark position
+	ErrorKind     string          `json:"error_kind,omitempty"` // permission, lock, not_found, task, ...
+	Created       time.Time       `json:"created"`
+	Started       *time.Time      `json:"started,omitempty"`
+	Ended         *time.Time      `json:"ended,omitempty"`
+	Result        json.RawMessage `json:"result,omitempty"` // the playbook's return value
+	Tasks         []Task          `json:"tasks,omitempty"`  // Proxmox tasks it started, in order
 }
 
 // Finished reports whether the run has ended, whatever its status.

@@ -49,16 +49,19 @@ type RunRef struct {
 // UTC in RFC 3339; Started and Ended are absent until they happen, and a
 // run is finished exactly when Ended is set.
 type RunStatus struct {
-	ID        string          `json:"id"`
-	Playbook  string          `json:"playbook"`
-	TriggerID string          `json:"trigger_id"`        // the idempotency key that started it
-	Status    string          `json:"status"`            // the run store's status word
-	Error     string          `json:"error,omitempty"`   // why the run failed, as people read it
-	Created   time.Time       `json:"created"`           // when the trigger was accepted
-	Started   *time.Time      `json:"started,omitempty"` // when the playbook began
-	Ended     *time.Time      `json:"ended,omitempty"`   // when the run finished
-	Result    json.RawMessage `json:"result,omitempty"`  // the playbook's return value
-	Log       []string        `json:"log,omitempty"`     // the last lines of the run's log, oldest first
+	ID        string `json:"id"`
+	Playbook  string `json:"playbook"`
+	TriggerID string `json:"trigger_id"` // the idempotency key that started it
+	Status    string `json:"status"`     // the run store's status word
+	// QueuePosition is the run's place in its playbook's queue while it
+	// is queued behind another run (1: next to go); absent otherwise.
+	QueuePosition int             `json:"queue_position,omitempty"`
+	Error         string          `json:"error,omitempty"`   // why the run failed, as people read it
+	Created       time.Time       `json:"created"`           // when the trigger was accepted
+	Started       *time.Time      `json:"started,omitempty"` // when the playbook began
+	Ended         *time.Time      `json:"ended,omitempty"`   // when the run finished
+	Result        json.RawMessage `json:"result,omitempty"`  // the playbook's return value
+	Log           []string        `json:"log,omitempty"`     // the last lines of the run's log, oldest first
 }
 
 // Errors a Backend returns; the handler maps them to answers with errors.Is.

@@ -40,14 +40,15 @@
 // # Recovery
 //
 // At start, before it accepts work, the daemon calls
-// [Store.RecoverInterrupted]: every run a previous process left queued or
-// running becomes interrupted. Such runs are never re-run automatically —
-// queued ones included, because a hub retrying the trigger must find the
-// run it was promised, not a second one. Then [Store.OpenTasks] lists every
-// task without a recorded end (the interrupted runs' tasks, and any that a
-// crash during an earlier recovery left unfollowed); the daemon follows
-// each UPID on the host to its end and records it with
-// [Store.TaskFinished]. Nothing is ever started again.
+// [Store.RecoverInterrupted]: every run a previous process left running
+// becomes interrupted. Such runs are never re-run automatically, because a
+// hub retrying the trigger must find the run it was promised, not a second
+// one. Runs left queued stay queued: they never started, so the daemon
+// starts them (an accepted trigger always runs). Then [Store.OpenTasks]
+// lists every task without a recorded end (the interrupted runs' tasks,
+// and any that a crash during an earlier recovery left unfollowed); the
+// daemon follows each UPID on the host to its end and records it with
+// [Store.TaskFinished]. Nothing that started is ever started again.
 //
 // # Idempotency
 //
