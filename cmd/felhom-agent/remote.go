@@ -57,18 +57,23 @@ type RunsListCmd struct {
 	Playbook string `help:"Only runs of this playbook." env:"-"`
 	Status   string `help:"Only runs with this status: ${status_names}." enum:"${statuses}" default:"" env:"-"`
 	Limit    int    `help:"At most this many runs (1-1000)." default:"20" env:"-"`
+	Before   string `help:"Only runs older than this run id: the next page (runs list prints it when there are more)." placeholder:"ID" env:"-"`
 }
 
 // Run lists.
 func (c *RunsListCmd) Run(g *Globals) error {
 	cl, ctx, done := c.session()
 	defer done()
-	runs, err := cl.Runs(ctx, api.ListFilter{Playbook: c.Playbook, Status: c.Status, Limit: c.Limit})
+	page, err := cl.RunsPage(ctx, api.ListFilter{Playbook: c.Playbook, Status: c.Status, Limit: c.Limit, Before: c.Before})
 	if err != nil {
 		return err
 	}
+	runs := page.Runs
 	if c.JSON {
 		return writeJSON(g.stdout, runs)
+	}
+	if page.Next != "" {
+		defer fmt.Fprintf(g.stderr, "more runs: felhom-agent runs list --before %s\n", page.Next)
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tPLAYBOOK\tSTATUS\tSOURCE\tCREATED\tTOOK\tERROR")

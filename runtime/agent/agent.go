@@ -106,6 +106,10 @@ type Config struct {
 	// concurrently may wait for it to be free (runs.queue_max); a trigger
 	// that would queue more is refused (429). 0 means DefaultQueueMax.
 	QueueMax int
+	// Limits bound what one run writes into the store: a log line, its
+	// whole log and its result (see limits.go). Zero fields mean the
+	// defaults.
+	Limits RunLimits
 }
 
 // HotConfig is the part of the configuration a running agent takes on
@@ -136,6 +140,7 @@ type Agent struct {
 	metrics  *agentMetrics
 	health   *healthState
 	queues   *runQueues
+	limits   RunLimits // cfg.Limits with the defaults filled in
 	sched    *schedule.Scheduler
 	lock     *statedir.DirLock // the state directory's, held until Close
 
@@ -219,6 +224,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a.health = newHealthState()
 	a.queues = newRunQueues(cfg.QueueMax)
+	a.limits = cfg.Limits.withDefaults()
 	a.retention.Store(&cfg.Retention)
 	a.setHubKeys(cfg.HubKeys)
 	a.runsCtx, a.cancelRuns = context.WithCancelCause(context.Background())

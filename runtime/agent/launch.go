@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -186,17 +187,24 @@ func (a *Agent) execute(lr *liveRun, pb *engine.Playbook, params *engine.Params,
 			own.Info("run stopped here", "backtrace", res.Backtrace)
 		}
 	}
-	lr.log.close() // the last line is durable before Ended is set
-
-	status := res.Status
+	status, errMsg, kind := res.Status, res.Error, res.Kind
 	var result json.RawMessage
 	if len(res.Output) > 0 {
 		result = res.Output
 	}
+	if len(result) > a.limits.Result {
+		// Not cut: a cut JSON value would be a wrong one.
+		status, kind = runstate.Failed, KindLimit
+		errMsg = fmt.Sprintf("the result is %d bytes, more than runs.result_max_kib allows (%d bytes); it is not recorded", len(result), a.limits.Result)
+		result = nil
+		own.Error("run failed: its result is too large to record", "bytes", len(res.Output), "limit_bytes", a.limits.Result)
+	}
+	lr.log.close() // the last line is durable before Ended is set
+
 	// Out of flight before the record says it ended, so a reader who saw
 	// the end sees the gauge without it.
 	a.metrics.inFlight.Dec()
-	a.recordFinish(lr.id, store.FinishInfo{Status: status, Error: res.Error, ErrorKind: res.Kind, Result: result})
+	a.recordFinish(lr.id, store.FinishInfo{Status: status, Error: errMsg, ErrorKind: kind, Result: result})
 	a.metrics.runFinished(pb.Name, string(status), res.Duration())
 
 	// Tasks the run started and did not see stop (it was cancelled while

@@ -28,9 +28,6 @@ var (
 	_ api.Waiter  = localAPI{}
 )
 
-// defaultListLimit is how many runs a list without ?limit= returns.
-const defaultListLimit = 50
-
 // errDraining refuses new runs during shutdown.
 var errDraining = fmt.Errorf("the agent is shutting down: %w", api.ErrConflict)
 
@@ -38,14 +35,18 @@ func listenSocket(path string) (net.Listener, error) { return api.Listen(path) }
 
 // Runs lists recorded runs, newest first.
 func (l localAPI) Runs(ctx context.Context, f api.ListFilter) ([]api.Run, error) {
-	sf := store.Filter{Playbook: f.Playbook, Status: runstate.Status(f.Status), Limit: f.Limit}
+	sf := store.Filter{Playbook: f.Playbook, Status: runstate.Status(f.Status), Limit: f.Limit, Before: f.Before,
+		OmitResults: true} // list answers carry no results (api.RunsPage)
 	if sf.Status != "" && !sf.Status.Valid() {
 		return nil, &api.BadRequestError{Field: "status", Msg: "must be one of " + runstate.Names()}
 	}
 	if sf.Limit == 0 {
-		sf.Limit = defaultListLimit
+		sf.Limit = api.DefaultListLimit
 	}
 	runs, err := l.a.store.List(ctx, sf)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, &api.BadRequestError{Field: "before", Msg: "no run has this id"}
+	}
 	if err != nil {
 		return nil, err
 	}

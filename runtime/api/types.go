@@ -109,11 +109,28 @@ type TriggerRequest struct {
 }
 
 // ListFilter narrows GET /v1/runs. The zero value lists the most recent
-// runs of every playbook, as many as the backend's default.
+// runs of every playbook, one page of DefaultListLimit.
 type ListFilter struct {
 	Playbook string // only runs of this playbook
 	Status   string // only runs with this status word
-	Limit    int    // at most this many (1..1000); 0 means the backend's default
+	Limit    int    // at most this many (1..1000); 0 means DefaultListLimit
+	// Before is a run id, the cursor: only runs older than it are listed.
+	// A page's RunsPage.Next is the Before of the next page.
+	Before string
+}
+
+// DefaultListLimit is the page size of a list without a limit.
+const DefaultListLimit = 50
+
+// RunsPage is the body of GET /v1/runs: one page of runs, newest first.
+// List answers leave out each run's result (GET /v1/runs/{id} has it), so
+// that a page's size is bounded by its length, not by what playbooks
+// returned.
+type RunsPage struct {
+	Runs []Run `json:"runs"`
+	// Next is the cursor of the following page (?before=NEXT), set when
+	// this page is full; "" on the last page.
+	Next string `json:"next,omitempty"`
 }
 
 // FollowEvent is one line of the NDJSON stream of GET /v1/runs/{id}/follow:
