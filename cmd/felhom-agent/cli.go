@@ -26,6 +26,7 @@ type CLI struct {
 	Runs      RunsCmd      `cmd:"" help:"List, show, follow or cancel runs of a serving agent."`
 	Trigger   TriggerCmd   `cmd:"" help:"Start a run of a playbook on a serving agent."`
 	Playbooks PlaybooksCmd `cmd:"" help:"List a serving agent's playbooks."`
+	State     StateCmd     `cmd:"" help:"Export or import the agent's state directory (backup, restore on a new host)."`
 	Sim       SimCmd       `cmd:"" help:"Serve a simulated Proxmox VE host over TLS (for trying the agent and for tests)."`
 	Version   VersionCmd   `cmd:"" help:"Print the agent's version."`
 }

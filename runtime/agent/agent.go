@@ -28,7 +28,7 @@ const (
 	DefaultHealthInterval = 30 * time.Second
 	DefaultPruneInterval  = time.Hour
 	// StoreFile is the run store's file name in Config.StateDir.
-	StoreFile = "runs.db"
+	StoreFile = statedir.StoreFile
 )
 
 // ProxmoxAPI is what the agent itself asks of Proxmox (*proxmox.Client
