@@ -293,7 +293,11 @@ func (c *PlaybooksCmd) Run(g *Globals) error {
 		if p.NextRun != nil {
 			next = p.NextRun.Local().Format(time.DateTime)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, dash(engine.ShortVersion(p.Version)), dash(p.Schedule), next,
+		version := dash(engine.ShortVersion(p.Version))
+		if p.Saved {
+			version += " (last good, saved)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, version, dash(p.Schedule), next,
 			dash(strings.Join(p.Triggers, ",")), dash(clip.Line(p.LoadError, 80)))
 	}
 	return tw.Flush()

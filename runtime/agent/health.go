@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"gitea.dooplex.hu/admin/felhom-agent/internal/clip"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 )
 
@@ -46,6 +47,20 @@ type Health struct {
 	Store      StoreHealth   `json:"store"`
 	Playbooks  int           `json:"playbooks"`   // playbooks serving
 	LoadErrors int           `json:"load_errors"` // files whose latest version was refused
+	// PlaybookErrors says, for each file whose latest version was refused,
+	// why and what serves in its place.
+	PlaybookErrors []PlaybookError `json:"playbook_errors,omitempty"`
+}
+
+// PlaybookError is one playbook file whose latest version does not load.
+type PlaybookError struct {
+	File  string `json:"file"`  // relative to the playbooks directory
+	Error string `json:"error"` // its first diagnostic, file:line:col: message (clipped)
+	// Serving is the version serving in its place ("" for none); Saved
+	// says it is the last good version from the version store (the file
+	// has not loaded since the agent started).
+	Serving string `json:"serving,omitempty"`
+	Saved   bool   `json:"saved,omitempty"`
 }
 
 // StoreHealth is whether the run store could write at its last write.
@@ -197,6 +212,11 @@ func (a *Agent) Health() Health {
 	for _, e := range a.registry.Entries() {
 		if len(e.Diagnostics) > 0 {
 			h.LoadErrors++
+			pe := PlaybookError{File: e.File, Error: clip.Line(e.Diagnostics[0].String(), 300)}
+			if e.Playbook != nil {
+				pe.Serving, pe.Saved = e.Playbook.ShortVersion(), e.Playbook.Saved
+			}
+			h.PlaybookErrors = append(h.PlaybookErrors, pe)
 		}
 	}
 	h.Status = "ok"

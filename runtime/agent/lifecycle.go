@@ -30,7 +30,9 @@ import (
 //     in the background until it stops, and recorded. Nothing that started
 //     is ever re-run.
 //  5. Start watching the playbooks directory, then load every playbook. A
-//     file that fails is logged and counted; the others serve. Then the
+//     file that fails is logged and counted, and serves its last good
+//     version from the version store if it has one; the others serve
+//     (each version that loads is saved there). Then the
 //     runs a previous process accepted and never started (still queued)
 //     are queued again, oldest first: an accepted trigger always runs.
 //  6. Set the timers of the loaded playbooks; start handling file events, the
@@ -75,7 +77,11 @@ func (a *Agent) lifecycle(ctx context.Context) error {
 			return err
 		}
 	}
-	a.applyChange(a.registry.LoadAll())
+	loaded := a.registry.LoadAll()
+	a.applyChange(loaded)
+	if saved := a.serveSaved(loaded.Failed); !saved.Empty() { // the last good versions of files that do not load
+		a.applyChange(saved)
+	}
 	a.requeue() // the runs a previous process accepted and never started
 
 	// 6. Timers (set by applyChange), watcher, scheduler, probe, retention.

@@ -154,6 +154,7 @@ func (l localAPI) Playbooks(context.Context) ([]api.Playbook, error) {
 		if pb := e.Playbook; pb != nil {
 			d := pb.Decl
 			p.Name, p.Version, p.Doc, p.Schedule, p.Triggers = pb.Name, pb.Version, d.Doc, d.Schedule, slices.Clone(d.Triggers)
+			p.Saved = pb.Saved
 			if t, ok := next[pb.Name]; ok {
 				t = t.UTC()
 				p.NextRun = &t

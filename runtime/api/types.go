@@ -87,6 +87,10 @@ type Playbook struct {
 	Triggers  []string   `json:"triggers,omitempty"` // hub trigger names it answers
 	Params    []Param    `json:"params,omitempty"`
 	LoadError string     `json:"load_error,omitempty"` // the last load's diagnostic; the previous good version keeps serving
+	// Saved: the version serving is the file's last good version from the
+	// version store, served since the agent started because the file on
+	// disk does not load.
+	Saved bool `json:"saved,omitempty"`
 }
 
 // Param is one declared parameter of a playbook.
