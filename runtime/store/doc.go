@@ -50,6 +50,14 @@
 // daemon follows each UPID on the host to its end and records it with
 // [Store.TaskFinished]. Nothing that started is ever started again.
 //
+// # Versions
+//
+// The version store keeps the sources of playbook versions, content
+// addressed ([Store.PutVersion], [Store.GetVersion]), and the last good
+// version of each playbook file ([Store.SetGoodVersion],
+// [Store.GoodVersions]), which the agent serves at start when a file does
+// not load. Prune deletes versions nothing refers to.
+//
 // # Idempotency
 //
 // A trigger with a key ([Trigger.Key]) creates its runs once, atomically:
