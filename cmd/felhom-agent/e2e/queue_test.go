@@ -18,7 +18,9 @@ import (
 func TestQueuedTriggersRun(t *testing.T) {
 	t.Parallel()
 	requireServe(t)
-	sim := startSim(t, "--task-duration", "3s")
+	// Tasks long enough that the first run is surely still in flight at
+	// the kill, however slow the machine.
+	sim := startSim(t, "--task-duration", "10s")
 	a := startAgent(t, agentOpts{env: append(sim.env(), "FELHOM_AGENT_RUNS_QUEUE_MAX=2"),
 		playbooks: filepath.Join(mustAbs(t, "testdata"), "queue")})
 
@@ -62,7 +64,16 @@ func TestQueuedTriggersRun(t *testing.T) {
 		t.Errorf("runs show of a queued run:\n%s", show.Stdout)
 	}
 
+	queuedAtKill := map[string]bool{}
+	for _, key := range []string{"q-2", "q-3"} {
+		if _, st := a.hubRun(t, ids[key]); st.Status == "queued" {
+			queuedAtKill[key] = true
+		}
+	}
 	a.kill9(t)
+	if len(queuedAtKill) != 2 {
+		t.Fatalf("queued at the kill: %v; want q-2 and q-3 (the first run's task outlasted the test's steps?)", queuedAtKill)
+	}
 	a.restart(t)
 	first := a.waitRun(t, ids["q-1"], 30*time.Second, "to be recovered", finished)
 	if first.Status != "interrupted" {
@@ -70,7 +81,7 @@ func TestQueuedTriggersRun(t *testing.T) {
 	}
 	got := map[string]string{}
 	for _, key := range []string{"q-2", "q-3"} {
-		r := a.waitRun(t, ids[key], 60*time.Second, "to run after the restart", finished)
+		r := a.waitRun(t, ids[key], 90*time.Second, "to run after the restart", finished)
 		got[key] = r.Status
 		if r.Status != "succeeded" {
 			t.Errorf("queued run %s after kill -9 and restart: %s (%s); want succeeded", key, r.Status, r.Error)
