@@ -98,6 +98,10 @@ func ParsePermission(msg string) (*Permission, bool) {
 // state before acting again.
 var ErrAmbiguous = errors.New("outcome unknown: the request may have been applied")
 
+// ErrNotSent is a mutation that a [MutationGate] on its context refused:
+// nothing reached Proxmox, so acting again later is safe.
+var ErrNotSent = errors.New("not sent")
+
 // IsPermission reports whether err is a failed PVE permission check, at the
 // request (403) or inside a task, and returns what the check named.
 func IsPermission(err error) (*Permission, bool) {

@@ -24,6 +24,11 @@ import (
 // the endpoints that may finish synchronously and answer null, for which
 // the zero UPID is returned.
 func (c *Client) mutate(ctx context.Context, method string, p apiPath, params url.Values, allowNull bool) (UPID, error) {
+	if gate, ok := observerFrom(ctx).(MutationGate); ok {
+		if err := gate.BeforeMutation(ctx, method, p.plain); err != nil {
+			return UPID{}, fmt.Errorf("%s %s: %w: %w", method, p.plain, ErrNotSent, err)
+		}
+	}
 	env, err := c.do(ctx, method, p, params)
 	if err != nil {
 		return UPID{}, err

@@ -26,6 +26,17 @@ type Observer interface {
 	TaskWaited(UPID, time.Duration, TaskStatus, error)
 }
 
+// MutationGate is an optional extension of an [Observer], found by type
+// assertion: a Client asks it before sending each mutation and sends
+// nothing when it refuses. The agent uses it so that a mutation is never
+// sent unless the run's record can be written (it writes the mutation's
+// intent first). BeforeMutation runs synchronously on the caller's
+// goroutine, like the Observer's methods; its error is returned to the
+// caller wrapped with [ErrNotSent].
+type MutationGate interface {
+	BeforeMutation(ctx context.Context, method, path string) error
+}
+
 // RequestInfo describes one HTTP attempt.
 type RequestInfo struct {
 	Method  string        // GET, POST, PUT, DELETE

@@ -7,6 +7,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/agent"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
@@ -25,6 +26,7 @@ type CLI struct {
 	Runs      RunsCmd      `cmd:"" help:"List, show, follow or cancel runs of a serving agent."`
 	Trigger   TriggerCmd   `cmd:"" help:"Start a run of a playbook on a serving agent."`
 	Playbooks PlaybooksCmd `cmd:"" help:"List a serving agent's playbooks."`
+	State     StateCmd     `cmd:"" help:"Export or import the agent's state directory (backup, restore on a new host)."`
 	Sim       SimCmd       `cmd:"" help:"Serve a simulated Proxmox VE host over TLS (for trying the agent and for tests)."`
 	HubSim    HubSimCmd    `cmd:"" name:"hub-sim" help:"Serve a simulated Felhom hub over TLS (for trying the hub channel and for tests)."`
 	Version   VersionCmd   `cmd:"" help:"Print the agent's version."`
@@ -53,6 +55,7 @@ func cliVars() kong.Vars {
 		"max_concurrent": strconv.Itoa(engine.DefaultMaxConcurrent),
 		"max_steps":      strconv.FormatUint(engine.DefaultMaxSteps, 10),
 		"max_memory_mib": strconv.Itoa(engine.DefaultMaxMemory >> 20),
+		"queue_max":      strconv.Itoa(agent.DefaultQueueMax),
 		"statuses":       statusEnum(),
 		"status_names":   runstate.Names(),
 	}

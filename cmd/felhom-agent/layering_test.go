@@ -53,9 +53,13 @@ var rules = []struct {
 	}},
 	{pkg: "runtime/store", only: map[string]string{
 		"modernc.org/sqlite":               "the pure-Go SQLite driver; UPIDs are plain strings so proxmox stays out",
+		"modernc.org/sqlite/lib":           "the driver's result codes, to tell a damaged file from a full disk",
 		module + "/runtime/store/runstate": "the store's own run vocabulary, a leaf the engine shares",
 	}},
 	{pkg: "runtime/store/runstate", only: map[string]string{}},
+	{pkg: "runtime/statedir", only: map[string]string{
+		module + "/runtime/store": "exports and imports the run store through the store's own backup and check",
+	}},
 	{pkg: "runtime/hub", only: map[string]string{module + "/internal/clip": "how text is cut for the log, a stdlib-only leaf"}},
 	{pkg: "runtime/hub/channel", only: map[string]string{
 		module + "/proxmox":       "its TLSTrust is the one TLS trust implementation of every HTTPS client (and the vmid bounds)",

@@ -57,26 +57,40 @@ type RunsListCmd struct {
 	Playbook string `help:"Only runs of this playbook." env:"-"`
 	Status   string `help:"Only runs with this status: ${status_names}." enum:"${statuses}" default:"" env:"-"`
 	Limit    int    `help:"At most this many runs (1-1000)." default:"20" env:"-"`
+	Before   string `help:"Only runs older than this run id: the next page (runs list prints it when there are more)." placeholder:"ID" env:"-"`
 }
 
 // Run lists.
 func (c *RunsListCmd) Run(g *Globals) error {
 	cl, ctx, done := c.session()
 	defer done()
-	runs, err := cl.Runs(ctx, api.ListFilter{Playbook: c.Playbook, Status: c.Status, Limit: c.Limit})
+	page, err := cl.RunsPage(ctx, api.ListFilter{Playbook: c.Playbook, Status: c.Status, Limit: c.Limit, Before: c.Before})
 	if err != nil {
 		return err
 	}
+	runs := page.Runs
 	if c.JSON {
 		return writeJSON(g.stdout, runs)
+	}
+	if page.Next != "" {
+		defer fmt.Fprintf(g.stderr, "more runs: felhom-agent runs list --before %s\n", page.Next)
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tPLAYBOOK\tSTATUS\tSOURCE\tCREATED\tTOOK\tERROR")
 	for _, r := range runs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Playbook, r.Status, r.Source,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Playbook, statusText(r), r.Source,
 			r.Created.Local().Format(time.DateTime), took(r), clip.Line(r.Error, 60))
 	}
 	return tw.Flush()
+}
+
+// statusText is a run's status for a table: "queued #2" while it waits in
+// its playbook's queue.
+func statusText(r api.Run) string {
+	if r.QueuePosition > 0 {
+		return fmt.Sprintf("%s #%d", r.Status, r.QueuePosition)
+	}
+	return r.Status
 }
 
 // RunsShowCmd shows one run.
@@ -121,6 +135,9 @@ func (c *RunsShowCmd) Run(g *Globals) error {
 		fmt.Fprintf(w, "params:    %s\n", run.Params)
 	}
 	fmt.Fprintf(w, "created:   %s\n", run.Created.Local().Format(time.DateTime))
+	if run.QueuePosition > 0 {
+		fmt.Fprintf(w, "queued:    place %d in playbook %s's queue (it runs when the runs before it have ended)\n", run.QueuePosition, run.Playbook)
+	}
 	if run.Started != nil {
 		fmt.Fprintf(w, "started:   %s\n", run.Started.Local().Format(time.DateTime))
 	}
@@ -276,7 +293,11 @@ func (c *PlaybooksCmd) Run(g *Globals) error {
 		if p.NextRun != nil {
 			next = p.NextRun.Local().Format(time.DateTime)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, dash(engine.ShortVersion(p.Version)), dash(p.Schedule), next,
+		version := dash(engine.ShortVersion(p.Version))
+		if p.Saved {
+			version += " (last good, saved)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, version, dash(p.Schedule), next,
 			dash(strings.Join(p.Triggers, ",")), dash(clip.Line(p.LoadError, 80)))
 	}
 	return tw.Flush()

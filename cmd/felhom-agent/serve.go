@@ -39,6 +39,10 @@ type ServeCmd struct {
 	HubKeys       string        `name:"hub-keys" help:"Public keys of the hub: ID=BASE64[,ID=BASE64]... (in the config file, an object {\"ID\": \"BASE64\"}). None refuses every trigger." placeholder:"ID=BASE64,..." config:"hub.keys"`
 	RunsKeep      int           `name:"runs-keep" help:"Run records kept per playbook, newest first; 0 keeps all." default:"10000" config:"runs.keep"`
 	RunsMaxAge    time.Duration `name:"runs-max-age" help:"Run records older than this are deleted; 0 keeps them." default:"2160h" config:"runs.max_age"`
+	LogLineKiB    int           `name:"runs-log-line-max-kib" help:"Longest log line a run records (KiB); longer ones are cut with a marker." default:"8" config:"runs.log_line_max_kib"`
+	LogMiB        int           `name:"runs-log-max-mib" help:"Most log a run records (MiB); past it one line says so and the rest is not recorded." default:"16" config:"runs.log_max_mib"`
+	ResultKiB     int           `name:"runs-result-max-kib" help:"Largest result a run records (KiB); a larger one fails the run with kind limit." default:"1024" config:"runs.result_max_kib"`
+	RunsQueueMax  int           `name:"runs-queue-max" help:"Runs of one non-concurrent playbook that may wait for it to be free; a trigger beyond is refused (429)." default:"${queue_max}" config:"runs.queue_max"`
 	Sim           bool          `help:"Serve against an in-process simulated Proxmox VE host (no host needed)." env:"-"`
 
 	HubURL         string        `name:"hub-url" help:"The hub the agent reports to, https://HUB; empty: no hub channel." placeholder:"URL" config:"hub.url"`
@@ -79,6 +83,14 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 	if err != nil {
 		return err
 	}
+	for _, k := range []struct {
+		key string
+		v   int
+	}{{"runs.queue_max", c.RunsQueueMax}, {"runs.log_line_max_kib", c.LogLineKiB}, {"runs.log_max_mib", c.LogMiB}, {"runs.result_max_kib", c.ResultKiB}} {
+		if k.v < 1 {
+			return fmt.Errorf("%s: %d; want at least 1", k.key, k.v)
+		}
+	}
 	level := new(slog.LevelVar)
 	level.Set(hot.LogLevel)
 	logger := levelLogger(g, g.stderr, level)
@@ -105,6 +117,8 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 		Retention:      hot.Retention,
 		ShutdownGrace:  c.ShutdownGrace,
 		HealthInterval: c.HealthEvery,
+		QueueMax:       c.RunsQueueMax,
+		Limits:         agent.RunLimits{LogLine: c.LogLineKiB << 10, Log: int64(c.LogMiB) << 20, Result: c.ResultKiB << 10},
 		Proxmox:        be.Client,
 		Engine: engine.Config{
 			Env:           be.Env,

@@ -18,6 +18,7 @@ import (
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/hub"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/hub/channel"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/schedule"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/statedir"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
 )
 
@@ -28,7 +29,7 @@ const (
 	DefaultHealthInterval = 30 * time.Second
 	DefaultPruneInterval  = time.Hour
 	// StoreFile is the run store's file name in Config.StateDir.
-	StoreFile = "runs.db"
+	StoreFile = statedir.StoreFile
 )
 
 // ProxmoxAPI is what the agent itself asks of Proxmox (*proxmox.Client
@@ -49,7 +50,9 @@ type Config struct {
 	// watched, subdirectories included, for hot reload.
 	PlaybooksDir string
 	// StateDir holds the run store (StoreFile); it is created (0700) if
-	// missing.
+	// missing. The agent holds its lock (runtime/statedir) from New to
+	// Close: a second agent on the same directory is refused, naming the
+	// first one's pid.
 	StateDir string
 	// Listen is the TCP address of the hub endpoints, /metrics and
 	// /healthz, and of nothing else; "" means no TCP listener. The
@@ -104,6 +107,14 @@ type Config struct {
 	// reports, the control envelope, the desired state that
 	// hub.desired_state() reads. nil: no hub; hub.desired_state() fails.
 	Hub *HubConfig
+	// QueueMax is how many runs of one playbook that does not run
+	// concurrently may wait for it to be free (runs.queue_max); a trigger
+	// that would queue more is refused (429). 0 means DefaultQueueMax.
+	QueueMax int
+	// Limits bound what one run writes into the store: a log line, its
+	// whole log and its result (see limits.go). Zero fields mean the
+	// defaults.
+	Limits RunLimits
 }
 
 // HotConfig is the part of the configuration a running agent takes on
@@ -133,7 +144,10 @@ type Agent struct {
 	engine   *engine.Engine
 	metrics  *agentMetrics
 	health   *healthState
+	queues   *runQueues
+	limits   RunLimits // cfg.Limits with the defaults filled in
 	sched    *schedule.Scheduler
+	lock     *statedir.DirLock // the state directory's, held until Close
 
 	tcp  net.Listener // nil: none
 	unix net.Listener // nil: none
@@ -185,6 +199,8 @@ func New(cfg Config) (*Agent, error) {
 		return nil, errors.New("agent: the playbooks directory is not set")
 	case cfg.StateDir == "":
 		return nil, errors.New("agent: the state directory is not set")
+	case cfg.QueueMax < 0:
+		return nil, fmt.Errorf("agent: runs.queue_max %d is negative", cfg.QueueMax)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -214,6 +230,8 @@ func New(cfg Config) (*Agent, error) {
 		a.cfg.Engine.Env.Gauges = a.metrics.gauges
 	}
 	a.health = newHealthState()
+	a.queues = newRunQueues(cfg.QueueMax)
+	a.limits = cfg.Limits.withDefaults()
 	a.retention.Store(&cfg.Retention)
 	a.setHubKeys(cfg.HubKeys)
 	a.runsCtx, a.cancelRuns = context.WithCancelCause(context.Background())
@@ -241,9 +259,14 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 
-	if a.store, err = store.Open(filepath.Join(cfg.StateDir, StoreFile), store.Options{}); err != nil {
+	if a.lock, err = statedir.Lock(cfg.StateDir); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
+	if a.store, err = store.Open(filepath.Join(cfg.StateDir, StoreFile), store.Options{}); err != nil {
+		a.lock.Close()
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	a.metrics.reg.MustRegister(a.storeUpMetric())
 	if cfg.Listen != "" {
 		if a.tcp, err = net.Listen("tcp", cfg.Listen); err != nil {
 			a.Close()
@@ -299,7 +322,8 @@ func (a *Agent) setHubKeys(keys hub.Keys) {
 	a.hubHandler.Store(&h)
 }
 
-// Close releases what New opened: the listeners and the store. Run
+// Close releases what New opened: the listeners, the store and the state
+// directory's lock. Run
 // calls it; call it yourself only when Run is never called.
 func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
@@ -319,6 +343,7 @@ func (a *Agent) Close() error {
 		if a.store != nil {
 			errs = append(errs, a.store.Close())
 		}
+		errs = append(errs, a.lock.Close()) // last: the store is closed under it
 		a.closeErr = errors.Join(errs...)
 	})
 	return a.closeErr

@@ -12,6 +12,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"gitea.dooplex.hu/admin/felhom-agent/internal/clip"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 )
 
@@ -35,12 +38,81 @@ func newHealthState() *healthState { return &healthState{err: "not checked yet"}
 
 // Health is the body of GET /healthz.
 type Health struct {
-	// Status is "ok" when Proxmox answered the last probe and every
-	// playbook file loads, else "degraded" (the agent still serves).
+	// Status is "ok" when Proxmox answered the last probe, the run store
+	// can write and every playbook file loads, else "degraded" (the agent
+	// still serves what it can: while the store cannot write, triggers
+	// are refused with 503).
 	Status     string        `json:"status"`
 	Proxmox    ProxmoxHealth `json:"proxmox"`
+	Store      StoreHealth   `json:"store"`
 	Playbooks  int           `json:"playbooks"`   // playbooks serving
 	LoadErrors int           `json:"load_errors"` // files whose latest version was refused
+	// PlaybookErrors says, for each file whose latest version was refused,
+	// why and what serves in its place.
+	PlaybookErrors []PlaybookError `json:"playbook_errors,omitempty"`
+}
+
+// PlaybookError is one playbook file whose latest version does not load.
+type PlaybookError struct {
+	File  string `json:"file"`  // relative to the playbooks directory
+	Error string `json:"error"` // its first diagnostic, file:line:col: message (clipped)
+	// Serving is the version serving in its place ("" for none); Saved
+	// says it is the last good version from the version store (the file
+	// has not loaded since the agent started).
+	Serving string `json:"serving,omitempty"`
+	Saved   bool   `json:"saved,omitempty"`
+}
+
+// StoreHealth is whether the run store could write at its last write.
+type StoreHealth struct {
+	OK    bool       `json:"ok"`
+	Error string     `json:"error,omitempty"` // the last write's failure while not OK
+	Since *time.Time `json:"since,omitempty"` // when OK last changed
+}
+
+// Store probes: while the store cannot write, a small write is tried every
+// storeProbeFailing so that it is seen to recover (and triggers are taken
+// again) without waiting for one to try; while it can, every
+// HealthInterval, so that a disk that filled up while the agent was idle
+// shows on /healthz.
+const storeProbeFailing = 2 * time.Second
+
+// storeProbeLoop runs until ctx ends.
+func (a *Agent) storeProbeLoop(ctx context.Context) {
+	for {
+		wait := a.cfg.HealthInterval
+		if !a.store.Health().OK {
+			wait = storeProbeFailing
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		was := a.store.Health().OK
+		err := a.store.Probe(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil && was:
+			a.log.Error("the run store cannot write; triggers are refused until it can", "err", err)
+		case err == nil && !was:
+			a.log.Info("the run store can write again; triggers are taken")
+		}
+	}
+}
+
+// storeUpMetric is felhom_store_up, read from the store's health at each
+// scrape.
+func (a *Agent) storeUpMetric() prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "felhom_store_up", Help: "1 when the run store's last write committed, else 0 (triggers are refused with 503).",
+	}, func() float64 {
+		if a.store.Health().OK {
+			return 1
+		}
+		return 0
+	})
 }
 
 // ProxmoxHealth is the outcome of the last probe of the Proxmox API.
@@ -134,14 +206,21 @@ func (a *Agent) Health() Health {
 	a.health.mu.Lock()
 	px := ProxmoxHealth{OK: a.health.ok, Error: a.health.err, Checked: timePtr(a.health.checked)}
 	a.health.mu.Unlock()
-	h := Health{Proxmox: px, Playbooks: len(a.registry.Playbooks())}
+	sh := a.store.Health()
+	h := Health{Proxmox: px, Store: StoreHealth{OK: sh.OK, Error: sh.Err, Since: timePtr(sh.Since)},
+		Playbooks: len(a.registry.Playbooks())}
 	for _, e := range a.registry.Entries() {
 		if len(e.Diagnostics) > 0 {
 			h.LoadErrors++
+			pe := PlaybookError{File: e.File, Error: clip.Line(e.Diagnostics[0].String(), 300)}
+			if e.Playbook != nil {
+				pe.Serving, pe.Saved = e.Playbook.ShortVersion(), e.Playbook.Saved
+			}
+			h.PlaybookErrors = append(h.PlaybookErrors, pe)
 		}
 	}
 	h.Status = "ok"
-	if !px.OK || h.LoadErrors > 0 {
+	if !px.OK || !h.Store.OK || h.LoadErrors > 0 {
 		h.Status = "degraded"
 	}
 	return h

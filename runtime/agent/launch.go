@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -28,12 +29,13 @@ import (
 
 // liveRun is a run this agent is executing (or about to).
 type liveRun struct {
-	id     string
-	source store.Source
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	log    *runLogSink
-	done   chan struct{} // closed after the run's Finish is recorded
+	id       string
+	playbook string
+	source   store.Source
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	log      *runLogSink
+	done     chan struct{} // closed after the run's Finish is recorded
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on each flush and at the end
@@ -60,47 +62,116 @@ var errCancelledByAPI = errors.New("requested through the local API")
 // errShutdown is the cause of runs cancelled when the grace period ends.
 var errShutdown = errors.New("the agent is shutting down")
 
-// launch starts a recorded (queued) run of pb in the background. It
-// returns nil without starting anything once the agent is draining: the
-// run is then recorded as cancelled. attrs go on the run's first log line.
-func (a *Agent) launch(run store.Run, pb *engine.Playbook, params *engine.Params, attrs ...any) *liveRun {
+// launch starts a recorded (queued) run of pb in the background: at once,
+// or when its turn comes if pb does not run concurrently and is busy (see
+// queue.go). reserved says whether start reserved the run's place in the
+// queue. It returns nil without starting anything once the agent is
+// draining: the run then stays queued in the store, for the next start.
+// attrs go on the run's first log line.
+func (a *Agent) launch(run store.Run, pb *engine.Playbook, params *engine.Params, reserved bool, attrs ...any) *liveRun {
 	a.mu.Lock()
 	if a.draining {
 		a.mu.Unlock()
-		a.finishUnstarted(run.ID, runstate.Cancelled, "", "the agent stopped before the run started")
+		if reserved && !pb.Decl.Concurrent {
+			a.queues.unreserve([]string{pb.Name})
+		}
+		a.log.Info("the agent stops before the run started; it stays queued for the next start", "run", run.ID, "playbook", pb.Name)
 		return nil
 	}
 	ctx, cancel := context.WithCancelCause(a.runsCtx)
-	lr := &liveRun{id: run.ID, source: run.Source, ctx: ctx, cancel: cancel,
+	lr := &liveRun{id: run.ID, playbook: pb.Name, source: run.Source, ctx: ctx, cancel: cancel,
 		done: make(chan struct{}), changed: make(chan struct{})}
 	lr.log = newRunLogSink(a, lr)
 	a.live[run.ID] = lr
 	a.running.Add(1)
 	a.mu.Unlock()
 
-	a.metrics.inFlight.Inc()
-	go a.execute(lr, pb, params, attrs)
+	var t *turn
+	if !pb.Decl.Concurrent {
+		t = a.queues.enter(pb.Name, run.ID, reserved) // in acceptance order
+	}
+	go a.execute(lr, pb, params, t, attrs)
 	return lr
+}
+
+// endLive takes lr out of the live runs and wakes whoever waits on it.
+func (a *Agent) endLive(lr *liveRun) {
+	a.mu.Lock()
+	delete(a.live, lr.id)
+	a.mu.Unlock()
+	lr.cancel(nil)
+	close(lr.done)
+	lr.notify()
+	a.running.Done()
 }
 
 // finishUnstarted records the end of a queued run that never ran.
 func (a *Agent) finishUnstarted(id string, status runstate.Status, kind, msg string) {
-	err := a.store.Finish(context.Background(), id, store.FinishInfo{Status: status, ErrorKind: kind, Error: msg})
-	if err != nil {
-		a.log.Error("recording a run that did not start failed", "run", id, "err", err)
-	}
+	a.recordFinish(id, store.FinishInfo{Status: status, ErrorKind: kind, Error: msg})
 }
 
-// execute runs lr to its end and records it.
-func (a *Agent) execute(lr *liveRun, pb *engine.Playbook, params *engine.Params, attrs []any) {
-	defer a.running.Done()
+// finishRetry is how often the end of a run that the store could not
+// record is tried again.
+const finishRetry = 5 * time.Second
+
+// recordFinish records how a run ended. While the store cannot write, it
+// tries again in the background (every finishRetry, until the agent
+// stops), so that the record catches up with the run once the disk has
+// room again; the time recorded is the run's real end.
+func (a *Agent) recordFinish(id string, fi store.FinishInfo) {
+	if fi.At.IsZero() {
+		fi.At = time.Now()
+	}
+	err := a.store.Finish(context.Background(), id, fi)
+	if err == nil {
+		return
+	}
+	a.log.Error("recording the end of a run failed", "run", id, "status", string(fi.Status), "err", err)
+	if !errors.Is(err, store.ErrUnwritable) || a.bgCtx.Err() != nil {
+		return
+	}
+	a.bg.Go(func() {
+		t := time.NewTicker(finishRetry)
+		defer t.Stop()
+		for {
+			select {
+			case <-a.bgCtx.Done():
+				return
+			case <-t.C:
+			}
+			err := a.store.Finish(context.Background(), id, fi)
+			if err == nil || !errors.Is(err, store.ErrUnwritable) {
+				if err == nil {
+					a.log.Info("the end of a run is recorded now that the store can write", "run", id, "status", string(fi.Status))
+				}
+				return
+			}
+		}
+	})
+}
+
+// execute waits for lr's turn (t nil: none to wait for), runs it to its
+// end and records it.
+func (a *Agent) execute(lr *liveRun, pb *engine.Playbook, params *engine.Params, t *turn, attrs []any) {
 	logger := slog.New(&runLogHandler{next: a.log.Handler(), sink: lr.log})
 	// The engine tags its lines with run and playbook; the agent's own
 	// lines around them tag themselves (the store leaves the tags out).
 	own := logger.With("run", lr.id, "playbook", pb.Name)
 	own.Info("run triggered", append([]any{"source", string(lr.source)}, attrs...)...)
+	if t != nil {
+		own.Info("run queued: the playbook is busy and does not run concurrently", "place", a.queues.position(pb.Name, lr.id))
+		if !a.awaitTurn(lr, pb.Name, t) {
+			lr.log.close()
+			return
+		}
+		own.Info("run leaves the queue")
+	}
+	if !pb.Decl.Concurrent {
+		defer a.queues.leave(pb.Name) // after the record says it ended
+	}
+	a.metrics.inFlight.Inc()
 
-	tasks := &runTasks{a: a, run: lr.id, open: map[string]proxmox.UPID{}}
+	tasks := &runTasks{a: a, run: lr.id, lr: lr, open: map[string]proxmox.UPID{}}
 	var res *engine.Result
 	if err := a.store.MarkStarted(context.Background(), lr.id, pb.Version, time.Time{}); err != nil {
 		// The record cannot follow the run, so the run does not happen.
@@ -116,21 +187,24 @@ func (a *Agent) execute(lr *liveRun, pb *engine.Playbook, params *engine.Params,
 			own.Info("run stopped here", "backtrace", res.Backtrace)
 		}
 	}
-	lr.log.close() // the last line is durable before Ended is set
-
-	status := res.Status
+	status, errMsg, kind := res.Status, res.Error, res.Kind
 	var result json.RawMessage
 	if len(res.Output) > 0 {
 		result = res.Output
 	}
+	if len(result) > a.limits.Result {
+		// Not cut: a cut JSON value would be a wrong one.
+		status, kind = runstate.Failed, KindLimit
+		errMsg = fmt.Sprintf("the result is %d bytes, more than runs.result_max_kib allows (%d bytes); it is not recorded", len(result), a.limits.Result)
+		result = nil
+		own.Error("run failed: its result is too large to record", "bytes", len(res.Output), "limit_bytes", a.limits.Result)
+	}
+	lr.log.close() // the last line is durable before Ended is set
+
 	// Out of flight before the record says it ended, so a reader who saw
 	// the end sees the gauge without it.
 	a.metrics.inFlight.Dec()
-	if err := a.store.Finish(context.Background(), lr.id, store.FinishInfo{
-		Status: status, Error: res.Error, ErrorKind: res.Kind, Result: result,
-	}); err != nil {
-		a.log.Error("recording the end of a run failed", "run", lr.id, "playbook", pb.Name, "err", err)
-	}
+	a.recordFinish(lr.id, store.FinishInfo{Status: status, Error: errMsg, ErrorKind: kind, Result: result})
 	a.metrics.runFinished(pb.Name, string(status), res.Duration())
 	if status == runstate.Succeeded {
 		a.indexResult(lr.id, result)
@@ -143,10 +217,5 @@ func (a *Agent) execute(lr *liveRun, pb *engine.Playbook, params *engine.Params,
 		a.follow(upid, lr.id)
 	}
 
-	a.mu.Lock()
-	delete(a.live, lr.id)
-	a.mu.Unlock()
-	lr.cancel(nil)
-	close(lr.done)
-	lr.notify()
+	a.endLive(lr)
 }

@@ -18,38 +18,44 @@ import (
 //
 //  1. Check the configuration; build the registry (nothing loaded yet), the
 //     engine, the metrics and the scheduler (no timer set yet).
-//  2. Open the run store.
+//  2. Lock the state directory (a second agent on it is refused, naming the
+//     first one's pid), then open the run store (refused when damaged).
 //  3. Bind the TCP listener and the unix socket. Nothing is served yet, so
 //     a wrong address or a live agent on the socket fails the start.
 //
 // Run, starting:
 //
-//  4. Recover: runs a previous process left queued or running become
-//     interrupted, and each Proxmox task without a recorded end is followed
-//     on the host in the background until it stops, and recorded. Nothing
+//  4. Recover: runs a previous process left running become interrupted,
+//     and each Proxmox task without a recorded end is followed on the host
+//     in the background until it stops, and recorded. Nothing that started
 //     is ever re-run.
 //  5. Start watching the playbooks directory, then load every playbook. A
-//     file that fails is logged and counted; the others serve.
+//     file that fails is logged and counted, and serves its last good
+//     version from the version store if it has one; the others serve
+//     (each version that loads is saved there). Then the
+//     runs a previous process accepted and never started (still queued)
+//     are queued again, oldest first: an accepted trigger always runs.
 //  6. Set the timers of the loaded playbooks; start handling file events, the
 //     scheduler (which catches up a tick missed while the agent was down,
-//     once), the Proxmox health probe, retention and the hub channel (its
-//     first report goes out at once; the desired state it holds starts its
-//     convergence, once per generation).
+//     once), the Proxmox health probe, the run store's probe, retention
+//     and the hub channel (its first report goes out at once; the desired
+//     state it holds starts its convergence, once per generation).
 //  7. Serve the local API on the socket, then the hub endpoints, /metrics
 //     and /healthz on the TCP listener.
 //
 // Run, stopping (its context ended, or a listener failed):
 //
 //  8. Drain: close the TCP listener (no hub trigger is accepted), refuse
-//     local API starts, stop the watcher and the scheduler. From here no
-//     run starts.
+//     local API starts, take the queued runs out of the queue (they stay
+//     queued in the store), stop the watcher and the scheduler. From here
+//     no run starts.
 //  9. Let the runs in flight finish, for up to ShutdownGrace.
 //  10. Cancel the runs still going, with the cause "the agent is shutting
 //     down" (recorded as cancelled), and wait for their records.
 //  11. Stop background work: task followers leave their tasks open for the
 //     next start to follow; the hub channel stops between reports. Close
 //     the local API.
-//  12. Close the run store.
+//  12. Close the run store, then release the state directory's lock.
 
 // runsHardStop bounds the wait for cancelled runs to record their end
 // (step 10). Cancellation reaches every wait of a well-behaved builtin at
@@ -74,7 +80,12 @@ func (a *Agent) lifecycle(ctx context.Context) error {
 			return err
 		}
 	}
-	a.applyChange(a.registry.LoadAll())
+	loaded := a.registry.LoadAll()
+	a.applyChange(loaded)
+	if saved := a.serveSaved(loaded.Failed); !saved.Empty() { // the last good versions of files that do not load
+		a.applyChange(saved)
+	}
+	a.requeue() // the runs a previous process accepted and never started
 
 	// 6. Timers (set by applyChange), watcher, scheduler, probe, retention.
 	partsCtx, stopParts := context.WithCancel(context.Background())
@@ -85,6 +96,7 @@ func (a *Agent) lifecycle(ctx context.Context) error {
 	}
 	parts.Go(func() { _ = a.sched.Start(partsCtx) })
 	a.bg.Go(func() { a.probeLoop(a.bgCtx) })
+	a.bg.Go(func() { a.storeProbeLoop(a.bgCtx) })
 	a.bg.Go(func() { a.pruneLoop(a.bgCtx) })
 	if a.hub != nil {
 		a.bg.Go(func() { _ = a.hub.Run(a.bgCtx) })
@@ -123,6 +135,7 @@ func (a *Agent) lifecycle(ctx context.Context) error {
 	a.mu.Lock()
 	a.draining = true
 	a.mu.Unlock()
+	a.queues.drain() // queued runs leave the queue, still queued in the store
 	if tcpSrv != nil {
 		shutdown(tcpSrv, 5*time.Second)
 	}

@@ -28,9 +28,6 @@ var (
 	_ api.Waiter  = localAPI{}
 )
 
-// defaultListLimit is how many runs a list without ?limit= returns.
-const defaultListLimit = 50
-
 // errDraining refuses new runs during shutdown.
 var errDraining = fmt.Errorf("the agent is shutting down: %w", api.ErrConflict)
 
@@ -38,22 +35,35 @@ func listenSocket(path string) (net.Listener, error) { return api.Listen(path) }
 
 // Runs lists recorded runs, newest first.
 func (l localAPI) Runs(ctx context.Context, f api.ListFilter) ([]api.Run, error) {
-	sf := store.Filter{Playbook: f.Playbook, Status: runstate.Status(f.Status), Limit: f.Limit}
+	sf := store.Filter{Playbook: f.Playbook, Status: runstate.Status(f.Status), Limit: f.Limit, Before: f.Before,
+		OmitResults: true} // list answers carry no results (api.RunsPage)
 	if sf.Status != "" && !sf.Status.Valid() {
 		return nil, &api.BadRequestError{Field: "status", Msg: "must be one of " + runstate.Names()}
 	}
 	if sf.Limit == 0 {
-		sf.Limit = defaultListLimit
+		sf.Limit = api.DefaultListLimit
 	}
 	runs, err := l.a.store.List(ctx, sf)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, &api.BadRequestError{Field: "before", Msg: "no run has this id"}
+	}
 	if err != nil {
 		return nil, err
 	}
 	out := make([]api.Run, len(runs))
 	for i, r := range runs {
-		out[i] = apiRun(r)
+		out[i] = l.apiRun(r)
 	}
 	return out, nil
+}
+
+// apiRun is apiRun with the run's place in its queue.
+func (l localAPI) apiRun(r store.Run) api.Run {
+	out := apiRun(r)
+	if r.Status == runstate.Queued {
+		out.QueuePosition = l.a.queues.position(r.Playbook, r.ID)
+	}
+	return out
 }
 
 // Run returns one recorded run.
@@ -65,7 +75,7 @@ func (l localAPI) Run(ctx context.Context, id string) (api.Run, error) {
 	if err != nil {
 		return api.Run{}, err
 	}
-	return apiRun(r), nil
+	return l.apiRun(r), nil
 }
 
 // Logs returns a page of a run's log.
@@ -144,6 +154,7 @@ func (l localAPI) Playbooks(context.Context) ([]api.Playbook, error) {
 		if pb := e.Playbook; pb != nil {
 			d := pb.Decl
 			p.Name, p.Version, p.Doc, p.Schedule, p.Triggers = pb.Name, pb.Version, d.Doc, d.Schedule, slices.Clone(d.Triggers)
+			p.Saved = pb.Saved
 			if t, ok := next[pb.Name]; ok {
 				t = t.UTC()
 				p.NextRun = &t
@@ -178,12 +189,16 @@ func (l localAPI) Start(ctx context.Context, req api.TriggerRequest) (api.Run, e
 			return api.Run{}, &api.BadRequestError{Field: "params." + r.Param, Msg: r.Msg}
 		case refusedDraining:
 			return api.Run{}, errDraining
+		case refusedStore:
+			return api.Run{}, fmt.Errorf("%s: %w", r.Error(), api.ErrUnavailable)
+		case refusedQueueFull:
+			return api.Run{}, fmt.Errorf("%s: %w", r.Error(), api.ErrTooMany)
 		}
 	}
 	if err != nil {
 		return api.Run{}, err
 	}
-	return apiRun(st.Runs[0]), nil
+	return l.apiRun(st.Runs[0]), nil
 }
 
 // apiRun is a stored run as the local API shows it.

@@ -44,8 +44,10 @@ type agentMetrics struct {
 	runs            *prometheus.CounterVec
 	runDuration     *prometheus.HistogramVec
 	inFlight        prometheus.Gauge
+	queued          prometheus.Gauge
 	reloadErrors    prometheus.Counter
 	playbooksLoaded prometheus.Gauge
+	loadErrors      prometheus.Gauge
 	taskWait        prometheus.Histogram
 	requests        *prometheus.CounterVec
 	proxmoxUp       prometheus.Gauge
@@ -72,11 +74,17 @@ func newAgentMetrics(maxSeries int, logger *slog.Logger) *agentMetrics {
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "felhom_runs_in_flight", Help: "Runs started and not finished yet.",
 		}),
+		queued: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "felhom_runs_queued", Help: "Runs accepted and waiting for their playbook to be free (runs.queue_max per playbook).",
+		}),
 		reloadErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "felhom_reload_errors_total", Help: "Playbook versions refused by a load or hot reload (the last good version keeps serving).",
 		}),
 		playbooksLoaded: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "felhom_playbooks_loaded", Help: "Playbooks serving.",
+		}),
+		loadErrors: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "felhom_playbooks_load_errors", Help: "Playbook files whose latest version does not load (a last good version may serve in their place).",
 		}),
 		taskWait: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "felhom_task_wait_seconds", Help: "Time runs spent waiting for Proxmox tasks to stop.",
@@ -92,7 +100,7 @@ func newAgentMetrics(maxSeries int, logger *slog.Logger) *agentMetrics {
 	dropped := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "felhom_playbook_gauges_dropped_total", Help: "monitor.gauge calls refused: an invalid name or label, a label set that differs from the gauge's first, or the series cap.",
 	})
-	reg.MustRegister(m.runs, m.runDuration, m.inFlight, m.reloadErrors, m.playbooksLoaded,
+	reg.MustRegister(m.runs, m.runDuration, m.inFlight, m.queued, m.reloadErrors, m.playbooksLoaded, m.loadErrors,
 		m.taskWait, m.requests, m.proxmoxUp, dropped,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.gauges = newPlaybookGauges(reg, maxSeries, dropped, logger)

@@ -2,22 +2,27 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
-// Recovery after a crash or kill: the runs a previous process left queued
-// or running are marked interrupted (never re-run: a mutation may have
-// happened, and a hub retrying its trigger must find the run it was
-// promised), and every Proxmox task recorded without an end is followed on
-// the host until it stops, then recorded with its exit status. A task the
-// host no longer knows is recorded as such, so it is not followed forever.
+// Recovery after a crash or kill: the runs a previous process left running
+// are marked interrupted (never re-run: a mutation may have happened, and
+// a hub retrying its trigger must find the run it was promised), and every
+// Proxmox task recorded without an end is followed on the host until it
+// stops, then recorded with its exit status. A task the host no longer
+// knows is recorded as such, so it is not followed forever. The runs it
+// left queued never started, so nothing of them happened: they are queued
+// again (requeue) once the playbooks are loaded, and run.
 
 // Task followers poll slowly: a recovered task is usually a long backup,
 // and nobody waits on it.
@@ -108,4 +113,58 @@ func (a *Agent) follow(upid proxmox.UPID, runID string) {
 			return
 		}
 	})
+}
+
+// requeue queues the runs a previous process accepted and never started,
+// oldest first, on the playbooks as they load now (lifecycle step 5). A
+// run whose playbook does not load, or whose recorded parameters no longer
+// pass its declaration, is refused with the reason. A secret parameter is
+// recorded redacted, so a run given one cannot be queued again: it is
+// refused saying so, and the hub triggers it again under a new id.
+func (a *Agent) requeue() {
+	ctx := context.Background()
+	runs, err := a.store.List(ctx, store.Filter{Status: runstate.Queued})
+	if err != nil {
+		a.log.Error("listing the runs left queued failed; they stay queued until the next start", "err", err)
+		return
+	}
+	slices.Reverse(runs) // List is newest first
+	for _, r := range runs {
+		pb := a.registry.Get(r.Playbook)
+		if pb == nil {
+			a.finishUnstarted(r.ID, runstate.Refused, engine.KindParams, fmt.Sprintf("playbook %q does not load at the agent's start; the run queued before the restart cannot run", r.Playbook))
+			a.metrics.runFinished(r.Playbook, string(runstate.Refused), 0)
+			continue
+		}
+		params, msg := recordedParams(pb, r.Params)
+		if msg != "" {
+			a.finishUnstarted(r.ID, runstate.Refused, engine.KindParams, msg)
+			a.metrics.runFinished(r.Playbook, string(runstate.Refused), 0)
+			continue
+		}
+		a.log.Info("run queued before the restart is queued again", "run", r.ID, "playbook", r.Playbook, "source", string(r.Source))
+		a.launch(r, pb, params, false, "requeued", true)
+	}
+}
+
+// recordedParams coerces a run's recorded parameters against pb's
+// declaration, or says why they cannot be.
+func recordedParams(pb *engine.Playbook, rec json.RawMessage) (*engine.Params, string) {
+	var m map[string]json.RawMessage
+	if len(rec) > 0 {
+		if err := json.Unmarshal(rec, &m); err != nil {
+			return nil, "the recorded parameters cannot be read: " + err.Error()
+		}
+	}
+	redacted, _ := json.Marshal(engine.Redacted)
+	for _, p := range pb.Decl.Params {
+		if p.Type.Kind == engine.KindSecret && string(m[p.Name]) == string(redacted) {
+			return nil, "parameter " + p.Name + " is secret and recorded only redacted, so the run queued before the restart cannot run; trigger it again"
+		}
+	}
+	params, err := pb.Decl.Coerce(nil, m)
+	if err != nil {
+		return nil, "the parameters recorded before the restart no longer pass the playbook's declaration: " + err.Error()
+	}
+	return params, ""
 }

@@ -227,8 +227,11 @@ func (a *Agent) reload(paths []string, provisional map[string]bool) (held []stri
 // timers, and tells the test hook.
 func (a *Agent) applyChange(ch engine.Change) {
 	for _, pb := range ch.Loaded {
-		a.log.Info("playbook loaded", "playbook", pb.Name, "file", pb.File, "version", pb.ShortVersion())
+		if !pb.Saved {
+			a.log.Info("playbook loaded", "playbook", pb.Name, "file", pb.File, "version", pb.ShortVersion())
+		}
 	}
+	a.saveVersions(ch)
 	for _, file := range slices.Sorted(maps.Keys(ch.Failed)) {
 		diags := ch.Failed[file]
 		msgs := make([]string, len(diags))
@@ -239,6 +242,9 @@ func (a *Agent) applyChange(ch engine.Change) {
 		for _, e := range a.registry.Entries() {
 			if e.File == file && e.Playbook != nil {
 				serving = "version " + e.Playbook.ShortVersion() + " keeps serving"
+				if e.Playbook.Saved {
+					serving = "its last good version " + e.Playbook.ShortVersion() + " serves from the version store"
+				}
 			}
 		}
 		a.log.Error("playbook refused; "+serving, "file", file, "error", strings.Join(msgs, "\n"))
@@ -248,6 +254,7 @@ func (a *Agent) applyChange(ch engine.Change) {
 		a.log.Info("playbook removed", "playbook", name)
 	}
 	a.metrics.playbooksLoaded.Set(float64(len(a.registry.Playbooks())))
+	a.metrics.loadErrors.Set(float64(a.loadErrors()))
 	a.syncTimers()
 	if a.hooks.reloaded != nil {
 		a.hooks.reloaded(ch)

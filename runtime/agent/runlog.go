@@ -35,18 +35,34 @@ type runLogSink struct {
 	buf    []store.LogLine
 	timer  *time.Timer // armed while buf holds lines
 	closed bool
+	// What the run has logged against its limits (limits.go).
+	logged, droppedLines, droppedBytes int64
 }
 
 func newRunLogSink(a *Agent, lr *liveRun) *runLogSink { return &runLogSink{a: a, lr: lr} }
 
-// add queues a line and arranges for it to be flushed.
+// add queues a line and arranges for it to be flushed, within the run's
+// limits (limits.go).
 func (s *runLogSink) add(l store.LogLine) {
+	lim := s.a.limits
+	l = capLine(l, lim.LogLine)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		s.a.log.Warn("log line after the run ended dropped", "run", s.lr.id, "msg", l.Msg)
 		return
 	}
+	size := int64(lineSize(l))
+	if s.logged+size > lim.Log {
+		if s.droppedLines == 0 {
+			s.buf = append(s.buf, limitLine(lim.Log))
+		}
+		s.droppedLines++
+		s.droppedBytes += size
+		s.mu.Unlock()
+		return
+	}
+	s.logged += size
 	s.buf = append(s.buf, l)
 	full := len(s.buf) >= logFlushLines
 	if !full && s.timer == nil {
@@ -81,10 +97,38 @@ func (s *runLogSink) flush() {
 	s.lr.notify()
 }
 
-// close flushes what is left; lines added later are dropped.
+// writeNow makes the waiting lines and l durable in one transaction,
+// before it returns, and reports whether they are: the intent of a
+// mutation is written this way, so that nothing is sent that the record
+// does not hold.
+func (s *runLogSink) writeNow(l store.LogLine) error {
+	l = capLine(l, s.a.limits.LogLine)
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	s.mu.Lock()
+	lines := append(s.buf, l)
+	s.buf = nil
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	s.mu.Unlock()
+	if err := s.a.store.AppendLog(context.Background(), s.lr.id, lines...); err != nil {
+		return err
+	}
+	s.written.Add(int64(len(lines)))
+	s.lr.notify()
+	return nil
+}
+
+// close flushes what is left, with the count of lines the log limit
+// dropped; lines added later are dropped.
 func (s *runLogSink) close() {
 	s.mu.Lock()
 	s.closed = true
+	if s.droppedLines > 0 {
+		s.buf = append(s.buf, droppedLine(s.droppedLines, s.droppedBytes))
+	}
 	s.mu.Unlock()
 	s.flush()
 }
@@ -108,6 +152,7 @@ func (h *runLogHandler) Enabled(ctx context.Context, level slog.Level) bool {
 }
 
 func (h *runLogHandler) Handle(ctx context.Context, r slog.Record) error {
+	r = capRecord(r, h.sink.a.limits.LogLine)
 	var err error
 	if h.next.Enabled(ctx, r.Level) {
 		err = h.next.Handle(ctx, r)

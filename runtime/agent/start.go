@@ -82,6 +82,12 @@ const (
 	refusedParams
 	// refusedDraining: the agent is shutting down.
 	refusedDraining
+	// refusedStore: the run store cannot write, so nothing can be
+	// recorded (Msg says why, in words fit for the hub).
+	refusedStore
+	// refusedQueueFull: Playbook does not run concurrently and already
+	// has Config.QueueMax runs waiting.
+	refusedQueueFull
 )
 
 func (r *startRefusal) Error() string {
@@ -90,6 +96,10 @@ func (r *startRefusal) Error() string {
 		return "parameter " + r.Param + " " + r.Msg
 	case refusedDraining:
 		return "the agent is shutting down"
+	case refusedStore:
+		return "the run store cannot write: " + r.Msg
+	case refusedQueueFull:
+		return "playbook " + r.Playbook + " " + r.Msg
 	}
 	return r.Msg
 }
@@ -102,8 +112,12 @@ func (r *startRefusal) Error() string {
 //  3. the playbooks are resolved (by trigger or by name);
 //  4. the parameters are coerced against every declaration before any
 //     run is recorded (all or nothing);
-//  5. the runs are recorded together with the key, durably, and only then
-//     launched.
+//  5. a place is reserved in the queue of each playbook that does not run
+//     concurrently (a full queue refuses: nothing accepted);
+//  6. the runs are recorded together with the key, durably, and only then
+//     launched — at once, or queued behind the run of their playbook in
+//     flight; a store that cannot write refuses the request (fails
+//     closed, nothing accepted).
 //
 // It returns the runs, or a *startRefusal for the front end to translate,
 // or another error (the store failed).
@@ -150,7 +164,29 @@ func (a *Agent) start(ctx context.Context, req startRequest) (started, error) {
 		newRuns[i] = store.NewRun{Playbook: pb.Name, Version: pb.Version, Params: rec}
 	}
 
+	// A place in each busy playbook's queue is reserved before anything is
+	// recorded, so that a full queue refuses with nothing accepted.
+	var gated []string
+	if refusal == nil {
+		for _, pb := range pbs {
+			if !pb.Decl.Concurrent {
+				gated = append(gated, pb.Name)
+			}
+		}
+		if full := a.queues.reserve(gated); full != "" {
+			return started{}, &startRefusal{Reason: refusedQueueFull, Playbook: full,
+				Msg: fmt.Sprintf("already has %d runs queued (runs.queue_max); nothing was recorded", a.queues.max)}
+		}
+	}
 	runs, created, err := a.store.CreateRuns(ctx, store.Trigger{Source: req.Source, Key: req.Key, At: req.At}, newRuns)
+	if err != nil || !created {
+		a.queues.unreserve(gated)
+	}
+	if errors.Is(err, store.ErrUnwritable) {
+		// Fail closed: nothing is recorded, so nothing is accepted.
+		a.log.Error("a trigger could not be recorded; refused", "source", string(req.Source), "err", err)
+		return started{}, &startRefusal{Reason: refusedStore, Msg: "nothing was recorded"}
+	}
 	if err != nil {
 		return started{}, err
 	}
@@ -168,7 +204,7 @@ func (a *Agent) start(ctx context.Context, req startRequest) (started, error) {
 		return out, refusal
 	}
 	for i, run := range runs {
-		out.Live[i] = a.launch(run, pbs[i], params[i], req.Attrs...)
+		out.Live[i] = a.launch(run, pbs[i], params[i], true, req.Attrs...)
 	}
 	return out, nil
 }

@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -11,17 +13,76 @@ import (
 )
 
 // runTasks is the proxmox.Observer on a run's context: it counts the run's
-// API requests and task waits, records each UPID the moment its POST
-// returns, and records a task's end when a wait sees it.
+// API requests and task waits, records each mutation's intent before its
+// request is sent and each UPID the moment its POST returns, and records
+// a task's end when a wait sees it.
+//
+// It is how the store fails closed: a mutation whose intent cannot be
+// written is not sent (proxmox.MutationGate), and a run whose record
+// cannot be written — its intent or its UPID — is stopped there, so it
+// sends no further mutation.
 type runTasks struct {
 	a   *Agent
 	run string
+	lr  *liveRun // nil in tests that have no live run
 
-	mu   sync.Mutex
-	open map[string]proxmox.UPID
+	mu      sync.Mutex
+	open    map[string]proxmox.UPID
+	unready error // set once the run's record could not be written
 }
 
-var _ proxmox.Observer = (*runTasks)(nil)
+var (
+	_ proxmox.Observer     = (*runTasks)(nil)
+	_ proxmox.MutationGate = (*runTasks)(nil)
+)
+
+// errRecordLost is the cause of a run stopped because its record could
+// not be written.
+type errRecordLost struct{ err error }
+
+func (e *errRecordLost) Error() string {
+	return "the run store could not record this run, so it was stopped before its next mutation: " + e.err.Error()
+}
+func (e *errRecordLost) Unwrap() error { return e.err }
+
+// BeforeMutation writes the mutation's intent (a line of the run's log,
+// with every line before it) durably, and refuses the mutation when that
+// fails or an earlier record of the run already did.
+func (t *runTasks) BeforeMutation(_ context.Context, method, path string) error {
+	t.mu.Lock()
+	err := t.unready
+	t.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	line := store.LogLine{Level: "INFO", Msg: "sending mutation", Attrs: attrsJSON([]slog.Attr{
+		slog.String("method", method), slog.String("path", path)})}
+	if t.lr != nil {
+		err = t.lr.log.writeNow(line)
+	} else {
+		err = t.a.store.AppendLog(context.Background(), t.run, line)
+	}
+	if err != nil {
+		return t.stop(fmt.Errorf("recording the intent of %s %s: %w", method, path, err))
+	}
+	return nil
+}
+
+// stop marks the run's record as lost and cancels the run with that
+// cause; it returns the cause.
+func (t *runTasks) stop(err error) error {
+	cause := &errRecordLost{err: err}
+	t.mu.Lock()
+	if t.unready == nil {
+		t.unready = cause
+	}
+	t.mu.Unlock()
+	t.a.log.Error("the run's record cannot be written; stopping the run before its next mutation", "run", t.run, "err", err)
+	if t.lr != nil {
+		t.lr.cancel(cause)
+	}
+	return cause
+}
 
 func (t *runTasks) Request(info proxmox.RequestInfo) { metricsObserver{t.a.metrics}.Request(info) }
 
@@ -34,6 +95,7 @@ func (t *runTasks) TaskStarted(upid proxmox.UPID) {
 	t.mu.Unlock()
 	if err := t.a.store.TaskStarted(context.Background(), t.run, upid.String(), time.Time{}); err != nil {
 		t.a.log.Error("recording a Proxmox task failed", "run", t.run, "upid", upid.String(), "err", err)
+		t.stop(fmt.Errorf("recording task %s: %w", upid.String(), err))
 	}
 }
 

@@ -37,6 +37,10 @@ func (a *Agent) StartTrigger(ctx context.Context, keyID string, t hub.Trigger) (
 			return nil, false, fmt.Errorf("trigger %q: %w", t.Name, hub.ErrUnknownTrigger)
 		case refusedParams:
 			return nil, false, &hub.ParamError{Playbook: r.Playbook, Param: r.Param, Msg: r.Msg}
+		case refusedStore:
+			return nil, false, fmt.Errorf("%w: %w", hub.ErrUnavailable, r)
+		case refusedQueueFull:
+			return nil, false, &hub.QueueFullError{Playbook: r.Playbook, Max: a.queues.max}
 		}
 	}
 	if err != nil {
@@ -60,7 +64,8 @@ func (a *Agent) TriggeredRun(ctx context.Context, id string) (hub.RunStatus, err
 	}
 	return hub.RunStatus{
 		ID: r.ID, Playbook: r.Playbook, TriggerID: r.Key, Status: string(r.Status), Error: r.Error,
-		Created: r.Created.UTC(), Started: timePtr(r.Started), Ended: timePtr(r.Ended), Result: r.Result, Log: tail,
+		QueuePosition: a.queues.position(r.Playbook, r.ID),
+		Created:       r.Created.UTC(), Started: timePtr(r.Started), Ended: timePtr(r.Ended), Result: r.Result, Log: tail,
 	}, nil
 }
 

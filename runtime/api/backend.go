@@ -9,8 +9,10 @@ import (
 // implements it; every method may be called concurrently, and ctx is the
 // request's (cancelled when the client goes away).
 //
-// Errors: wrap ErrNotFound for an unknown run or playbook (404) and
-// ErrConflict for a request the run's state forbids (409); return a
+// Errors: wrap ErrNotFound for an unknown run or playbook (404),
+// ErrConflict for a request the run's state forbids (409), ErrTooMany for
+// a full queue (429) and ErrUnavailable for what cannot be done now (503,
+// the store cannot write); return a
 // *BadRequestError for refused input (400, naming the field). Any other
 // error is answered 500 with a generic message and logged in full.
 type Backend interface {
@@ -52,6 +54,12 @@ var (
 	// ErrConflict is a request the run's state forbids, such as cancelling
 	// a run that has finished: 409.
 	ErrConflict = errors.New("conflict")
+	// ErrUnavailable is a request the agent cannot take now, such as a
+	// run while its run store cannot write: 503, with the error's text.
+	ErrUnavailable = errors.New("unavailable")
+	// ErrTooMany is a start refused because the playbook's queue is full:
+	// 429, with the error's text.
+	ErrTooMany = errors.New("too many runs queued")
 )
 
 // BadRequestError is input the backend refuses: 400, with Field in the

@@ -63,8 +63,16 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// Runs lists runs matching f, newest first.
+// Runs lists one page of runs matching f, newest first (without their
+// results: Run has them).
 func (c *Client) Runs(ctx context.Context, f ListFilter) ([]Run, error) {
+	p, err := c.RunsPage(ctx, f)
+	return p.Runs, err
+}
+
+// RunsPage lists one page of runs matching f, newest first, with the
+// cursor of the next page.
+func (c *Client) RunsPage(ctx context.Context, f ListFilter) (RunsPage, error) {
 	q := url.Values{}
 	if f.Playbook != "" {
 		q.Set("playbook", f.Playbook)
@@ -75,9 +83,12 @@ func (c *Client) Runs(ctx context.Context, f ListFilter) ([]Run, error) {
 	if f.Limit != 0 {
 		q.Set("limit", strconv.Itoa(f.Limit))
 	}
-	var out struct{ Runs []Run }
+	if f.Before != "" {
+		q.Set("before", f.Before)
+	}
+	var out RunsPage
 	err := c.do(ctx, "GET", "/v1/runs", q, nil, &out)
-	return out.Runs, err
+	return out, err
 }
 
 // Run returns one run.

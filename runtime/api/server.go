@@ -59,17 +59,26 @@ func (s *server) runs(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	runs, err := s.b.Runs(r.Context(), ListFilter{Playbook: q.Get("playbook"), Status: q.Get("status"), Limit: int(limit)})
+	if limit == 0 {
+		limit = DefaultListLimit
+	}
+	runs, err := s.b.Runs(r.Context(), ListFilter{Playbook: q.Get("playbook"), Status: q.Get("status"), Limit: int(limit),
+		Before: q.Get("before")})
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if runs == nil {
-		runs = []Run{}
+	page := RunsPage{Runs: runs}
+	if page.Runs == nil {
+		page.Runs = []Run{}
 	}
-	writeJSON(w, http.StatusOK, struct {
-		Runs []Run `json:"runs"`
-	}{runs})
+	for i := range page.Runs {
+		page.Runs[i].Result = nil
+	}
+	if len(runs) == int(limit) {
+		page.Next = runs[len(runs)-1].ID
+	}
+	writeJSON(w, http.StatusOK, page)
 }
 
 func (s *server) run(w http.ResponseWriter, r *http.Request) {
@@ -229,6 +238,10 @@ func (s *server) classify(r *http.Request, err error) *Error {
 		return &Error{Status: http.StatusNotFound, Message: err.Error()}
 	case errors.Is(err, ErrConflict):
 		return &Error{Status: http.StatusConflict, Message: err.Error()}
+	case errors.Is(err, ErrTooMany):
+		return &Error{Status: http.StatusTooManyRequests, Message: err.Error()}
+	case errors.Is(err, ErrUnavailable):
+		return &Error{Status: http.StatusServiceUnavailable, Message: err.Error()}
 	}
 	s.log.Error("local API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	return &Error{Status: http.StatusInternalServerError, Message: "internal error; the agent's log has the detail"}

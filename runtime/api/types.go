@@ -14,20 +14,23 @@ import (
 // Invariant: a run is finished exactly when Ended is set. Clients, and the
 // follow stream, rely on this rather than on the Status word.
 type Run struct {
-	ID        string          `json:"id"`
-	Playbook  string          `json:"playbook"`
-	Version   string          `json:"version,omitempty"`    // hash of the playbook's source and loads
-	Source    string          `json:"source"`               // what started it: "cli", "api", "timer", "hub"
-	Key       string          `json:"key,omitempty"`        // the idempotency key of a hub trigger, the timer tick, ...
-	Params    json.RawMessage `json:"params,omitempty"`     // coerced parameters, secrets redacted
-	Status    string          `json:"status"`               // the run store's status word
-	Error     string          `json:"error,omitempty"`      // why it failed, with the Starlark position
-	ErrorKind string          `json:"error_kind,omitempty"` // permission, lock, not_found, task, ...
-	Created   time.Time       `json:"created"`
-	Started   *time.Time      `json:"started,omitempty"`
-	Ended     *time.Time      `json:"ended,omitempty"`
-	Result    json.RawMessage `json:"result,omitempty"` // the playbook's return value
-	Tasks     []Task          `json:"tasks,omitempty"`  // Proxmox tasks it started, in order
+	ID       string          `json:"id"`
+	Playbook string          `json:"playbook"`
+	Version  string          `json:"version,omitempty"` // hash of the playbook's source and loads
+	Source   string          `json:"source"`            // what started it: "cli", "api", "timer", "hub"
+	Key      string          `json:"key,omitempty"`     // the idempotency key of a hub trigger, the timer tick, ...
+	Params   json.RawMessage `json:"params,omitempty"`  // coerced parameters, secrets redacted
+	Status   string          `json:"status"`            // the run store's status word
+	// QueuePosition is the run's place in its playbook's queue while it
+	// waits behind another run (1: next to go); absent otherwise.
+	QueuePosition int             `json:"queue_position,omitempty"`
+	Error         string          `json:"error,omitempty"`      // why it failed, with the Starlark position
+	ErrorKind     string          `json:"error_kind,omitempty"` // permission, lock, not_found, task, ...
+	Created       time.Time       `json:"created"`
+	Started       *time.Time      `json:"started,omitempty"`
+	Ended         *time.Time      `json:"ended,omitempty"`
+	Result        json.RawMessage `json:"result,omitempty"` // the playbook's return value
+	Tasks         []Task          `json:"tasks,omitempty"`  // Proxmox tasks it started, in order
 }
 
 // Finished reports whether the run has ended, whatever its status.
@@ -84,6 +87,10 @@ type Playbook struct {
 	Triggers  []string   `json:"triggers,omitempty"` // hub trigger names it answers
 	Params    []Param    `json:"params,omitempty"`
 	LoadError string     `json:"load_error,omitempty"` // the last load's diagnostic; the previous good version keeps serving
+	// Saved: the version serving is the file's last good version from the
+	// version store, served since the agent started because the file on
+	// disk does not load.
+	Saved bool `json:"saved,omitempty"`
 }
 
 // Param is one declared parameter of a playbook.
@@ -106,11 +113,28 @@ type TriggerRequest struct {
 }
 
 // ListFilter narrows GET /v1/runs. The zero value lists the most recent
-// runs of every playbook, as many as the backend's default.
+// runs of every playbook, one page of DefaultListLimit.
 type ListFilter struct {
 	Playbook string // only runs of this playbook
 	Status   string // only runs with this status word
-	Limit    int    // at most this many (1..1000); 0 means the backend's default
+	Limit    int    // at most this many (1..1000); 0 means DefaultListLimit
+	// Before is a run id, the cursor: only runs older than it are listed.
+	// A page's RunsPage.Next is the Before of the next page.
+	Before string
+}
+
+// DefaultListLimit is the page size of a list without a limit.
+const DefaultListLimit = 50
+
+// RunsPage is the body of GET /v1/runs: one page of runs, newest first.
+// List answers leave out each run's result (GET /v1/runs/{id} has it), so
+// that a page's size is bounded by its length, not by what playbooks
+// returned.
+type RunsPage struct {
+	Runs []Run `json:"runs"`
+	// Next is the cursor of the following page (?before=NEXT), set when
+	// this page is full; "" on the last page.
+	Next string `json:"next,omitempty"`
 }
 
 // FollowEvent is one line of the NDJSON stream of GET /v1/runs/{id}/follow:

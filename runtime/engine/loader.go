@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -109,7 +110,18 @@ type Playbook struct {
 	// Modules are the files this playbook loads, directly or not, as
 	// root-relative paths, sorted.
 	Modules []string
+	// Saved: this version was loaded from saved sources (LoadSaved), not
+	// from the files on disk.
+	Saved bool
+
+	sources map[string][]byte // every file of the version, by root-relative path
 }
+
+// Sources returns the contents of every file this version was loaded
+// from — the playbook file and each module — by root-relative path: what
+// a version store keeps so that LoadSaved can load the same version
+// later. The caller must not modify the slices.
+func (p *Playbook) Sources() map[string][]byte { return maps.Clone(p.sources) }
 
 // ShortVersion is the first 12 hex digits of Version, for display.
 func (p *Playbook) ShortVersion() string { return ShortVersion(p.Version) }
@@ -229,6 +241,27 @@ func (l *Loader) load(rel string) (pb *Playbook, deps []string, err error) {
 	if err != nil {
 		return nil, nil, &LoadError{Diagnostics: []Diagnostic{{File: l.dir, Msg: err.Error()}}}
 	}
+	return s.load(rel)
+}
+
+// LoadSaved loads the playbook rel (root-relative) from files, a
+// version's sources as Playbook.Sources returned them, instead of from
+// disk: the same sources give the same Version. It is how the agent serves
+// the last good version of a playbook whose file does not load, and how a
+// run can go on with the version it started with.
+func (l *Loader) LoadSaved(rel string, files map[string][]byte) (*Playbook, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := &session{l: l, root: savedSources(files), nodes: map[string]*node{}, srcs: map[string][]byte{}}
+	pb, _, err := s.load(rel)
+	if pb != nil {
+		pb.Saved = true
+	}
+	return pb, err
+}
+
+// load loads rel as a playbook in s (and closes s).
+func (s *session) load(rel string) (pb *Playbook, deps []string, err error) {
 	defer s.root.Close()
 	n, err := s.resolve(rel)
 	deps = s.deps(rel)
@@ -246,6 +279,7 @@ func (l *Loader) load(rel string) (pb *Playbook, deps []string, err error) {
 		Version: n.version,
 		Decl:    m.decl,
 		Modules: deps,
+		sources: s.srcs,
 	}, deps, nil
 }
 
@@ -337,9 +371,32 @@ func docstring(f *syntax.File) string {
 // computing each one's version, then executes it bottom-up.
 type session struct {
 	l     *Loader
-	root  *os.Root
+	root  sourceReader
 	nodes map[string]*node
+	// srcs are the contents read, by root-relative path: the sources of
+	// the version being loaded.
+	srcs map[string][]byte
 }
+
+// sourceReader is where a session reads files: the playbooks root on
+// disk (*os.Root), or a saved version's files (savedSources).
+type sourceReader interface {
+	ReadFile(name string) ([]byte, error)
+	Close() error
+}
+
+// savedSources are the files of a version kept in a version store.
+type savedSources map[string][]byte
+
+func (m savedSources) ReadFile(name string) ([]byte, error) {
+	b, ok := m[name]
+	if !ok {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	return b, nil
+}
+
+func (savedSources) Close() error { return nil }
 
 type node struct {
 	rel, path string
@@ -355,7 +412,7 @@ func (l *Loader) newSession() (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &session{l: l, root: root, nodes: map[string]*node{}}, nil
+	return &session{l: l, root: root, nodes: map[string]*node{}, srcs: map[string][]byte{}}, nil
 }
 
 // cycleError is a load cycle on its way up to the file being loaded;
@@ -393,6 +450,7 @@ func (s *session) resolveNode(n *node) error {
 	if err != nil {
 		return &fileError{readError(err)}
 	}
+	s.srcs[n.rel] = src
 	if n.c, err = s.l.compile(n.path, src); err != nil {
 		return locate(err, n.path)
 	}

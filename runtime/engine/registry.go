@@ -277,3 +277,39 @@ func (r *Registry) reloadOne(rel string, ch *Change) (freed []string) {
 	ch.Loaded = append(ch.Loaded, pb)
 	return freed
 }
+
+// ServeSaved serves a saved version of the playbook file rel — its
+// sources as Playbook.Sources gave them, from a version store — while the
+// file's latest version on disk is refused and no version of it serves:
+// at start, so that a broken save followed by a restart does not make the
+// playbook (and its timer) disappear. The file's diagnostics stay, so it
+// still shows as not loading. It does nothing (an empty Change) when a
+// version of rel serves already, or the file loads; a saved version that
+// does not load, or whose name another file has taken, is an error.
+func (r *Registry) ServeSaved(rel string, files map[string][]byte) (Change, error) {
+	r.reloadMu.Lock()
+	defer r.reloadMu.Unlock()
+	ch := Change{Failed: map[string][]Diagnostic{}}
+	r.mu.RLock()
+	st := r.files[rel]
+	r.mu.RUnlock()
+	if st == nil || st.good != nil || st.diags == nil {
+		return ch, nil
+	}
+	pb, err := r.loader.LoadSaved(rel, files)
+	if err != nil {
+		return ch, fmt.Errorf("the saved version of %s does not load: %w", rel, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if st.good != nil || st.diags == nil || r.files[rel] != st {
+		return ch, nil // a reload got there first
+	}
+	if owner := r.byName[pb.Name]; owner != nil {
+		return ch, fmt.Errorf("the saved version of %s declares %q, which %s serves", rel, pb.Name, owner.File)
+	}
+	st.good = pb
+	r.byName[pb.Name] = pb
+	ch.Loaded = append(ch.Loaded, pb)
+	return ch, nil
+}

@@ -58,6 +58,15 @@ func (h *handler) trigger(w http.ResponseWriter, r *http.Request) {
 		case errors.Is(err, ErrUnknownTrigger):
 			err = &Rejection{Status: http.StatusNotFound, Field: "trigger",
 				Public: fmt.Sprintf("no playbook answers trigger %q", t.Name), Cause: err}
+		case errors.Is(err, ErrUnavailable):
+			w.Header().Set("Retry-After", "30")
+			err = &Rejection{Status: http.StatusServiceUnavailable,
+				Public: "the agent cannot record runs now (its run store cannot write; see /healthz); nothing was accepted, retry with the same id", Cause: err}
+		}
+		if qf, ok := errors.AsType[*QueueFullError](err); ok {
+			w.Header().Set("Retry-After", "60")
+			err = &Rejection{Status: http.StatusTooManyRequests, Field: "trigger",
+				Public: qf.Error() + "; nothing was accepted, retry with the same id", Cause: err}
 		}
 		h.refuse(w, r, err)
 		return

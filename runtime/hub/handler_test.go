@@ -40,6 +40,10 @@ func (b *fakeBackend) StartTrigger(_ context.Context, keyID string, t Trigger) (
 		return nil, false, errors.New("database is locked")
 	case "blocked":
 		return nil, false, ErrBlocked
+	case "full":
+		return nil, false, fmt.Errorf("%w: store: database or disk is full", ErrUnavailable)
+	case "busy":
+		return nil, false, &QueueFullError{Playbook: "provision", Max: 100}
 	default:
 		return nil, false, fmt.Errorf("trigger %s: %w", t.Name, ErrUnknownTrigger)
 	}
@@ -108,6 +112,8 @@ func TestHandler(t *testing.T) {
 		{"unknown trigger", true, "POST", "/v1/triggers", `{"id":"t-1","trigger":"restore"}`, 404, `no playbook answers trigger \"restore\"`, 0},
 		{"host blocked by the hub", true, "POST", "/v1/triggers", `{"id":"t-b","trigger":"blocked"}`, 403, `this host is blocked by the hub`, 0},
 		{"internal failure", true, "POST", "/v1/triggers", `{"id":"t-1","trigger":"fail"}`, 500, `{"error":"internal error"}`, 0},
+		{"store cannot write", true, "POST", "/v1/triggers", `{"id":"t-1","trigger":"full"}`, 503, `the agent cannot record runs now`, 0},
+		{"queue full", true, "POST", "/v1/triggers", `{"id":"t-1","trigger":"busy"}`, 429, `playbook provision already has 100 runs queued (runs.queue_max)`, 0},
 		{"new trigger", true, "POST", "/v1/triggers", goodBody, 202, `{"runs":[{"id":"r1","playbook":"backup"},{"id":"r2","playbook":"backup-offsite"}]}`, 2},
 		{"repeated id", true, "POST", "/v1/triggers", goodBody, 200, `{"runs":[{"id":"r1","playbook":"backup"},{"id":"r2","playbook":"backup-offsite"}]}`, 2},
 		{"run status", true, "GET", "/v1/runs/r2", "", 200, `"status":"succeeded","trigger_id":"t-1"`, 2},
@@ -126,8 +132,8 @@ func TestHandler(t *testing.T) {
 		}
 	}
 	// Rejections by the verifier and the parser never reach the backend.
-	if b.calls != 6 {
-		t.Errorf("StartTrigger called %d times; want 6", b.calls)
+	if b.calls != 8 {
+		t.Errorf("StartTrigger called %d times; want 8", b.calls)
 	}
 	log := logged.String()
 	assertNoSecrets(t, "log", log)

@@ -13,7 +13,7 @@ import (
 // Invariant: Public and Field never contain key material, request bodies,
 // parameter values or internal error text.
 type Rejection struct {
-	Status int    // HTTP status: 400, 401, 404 or 413
+	Status int    // HTTP status: 400, 401, 404, 413, 429 or 503
 	Public string // the message the client sees
 	Field  string // the request field or parameter at fault, if any
 	Cause  error  // the detailed reason, for the log; may be nil

@@ -14,6 +14,17 @@
 // returns, and a UPID recorded with TaskStarted right after the POST that
 // started the task is never forgotten.
 //
+// # Failing closed
+//
+// A write the store cannot commit for reasons of its own (disk full, I/O
+// error, read-only or damaged file) wraps [ErrUnwritable] and marks the
+// store unhealthy ([Store.Health]) until a later write, or [Store.Probe],
+// commits: the agent refuses triggers and stops runs before their next
+// mutation meanwhile. [Open] checks an existing file (PRAGMA quick_check)
+// and refuses, never replaces, one that is empty or damaged ([ErrDamaged]);
+// a new store is created whole under a temporary name and renamed into
+// place.
+//
 // # Life of a run
 //
 //	CreateRuns ──► queued ──MarkStarted──► running ──Finish──► terminal
@@ -29,14 +40,23 @@
 // # Recovery
 //
 // At start, before it accepts work, the daemon calls
-// [Store.RecoverInterrupted]: every run a previous process left queued or
-// running becomes interrupted. Such runs are never re-run automatically —
-// queued ones included, because a hub retrying the trigger must find the
-// run it was promised, not a second one. Then [Store.OpenTasks] lists every
-// task without a recorded end (the interrupted runs' tasks, and any that a
-// crash during an earlier recovery left unfollowed); the daemon follows
-// each UPID on the host to its end and records it with
-// [Store.TaskFinished]. Nothing is ever started again.
+// [Store.RecoverInterrupted]: every run a previous process left running
+// becomes interrupted. Such runs are never re-run automatically, because a
+// hub retrying the trigger must find the run it was promised, not a second
+// one. Runs left queued stay queued: they never started, so the daemon
+// starts them (an accepted trigger always runs). Then [Store.OpenTasks]
+// lists every task without a recorded end (the interrupted runs' tasks,
+// and any that a crash during an earlier recovery left unfollowed); the
+// daemon follows each UPID on the host to its end and records it with
+// [Store.TaskFinished]. Nothing that started is ever started again.
+//
+// # Versions
+//
+// The version store keeps the sources of playbook versions, content
+// addressed ([Store.PutVersion], [Store.GetVersion]), and the last good
+// version of each playbook file ([Store.SetGoodVersion],
+// [Store.GoodVersions]), which the agent serves at start when a file does
+// not load. Prune deletes versions nothing refers to.
 //
 // # Idempotency
 //

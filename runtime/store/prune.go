@@ -19,7 +19,8 @@ const defaultPruneBatch = 500
 // ages are measured from. A run that is queued or running, or that has a
 // task whose end is not recorded yet, is never deleted. Then it forgets
 // the idempotency keys that have no run left and are older than the key
-// age (see Retention.KeyAge).
+// age (see Retention.KeyAge), and the playbook versions nothing refers to
+// any more (see versions.go).
 func (s *Store) Prune(ctx context.Context, r Retention, now time.Time) (int, error) {
 	switch {
 	case r.KeepLast < 0:
@@ -67,7 +68,7 @@ func (s *Store) Prune(ctx context.Context, r Retention, now time.Time) (int, err
 	if err != nil {
 		return deleted, fmt.Errorf("store: prune keys: %w", err)
 	}
-	return deleted, nil
+	return deleted, s.pruneVersions(ctx, now)
 }
 
 // pruneOnce deletes up to s.pruneBatch runs that are beyond the newest keep

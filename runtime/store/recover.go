@@ -9,13 +9,14 @@ import (
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
-// RecoverInterrupted marks every queued or running run as interrupted,
-// ended at the given time (zero: now), and returns those runs with all
-// their tasks. Call it once at start, before any run begins: the runs it
-// finds belong to a process that is gone. They are never re-run; the
-// queued ones neither, so a replayed trigger finds its run instead of
-// starting a second one. Their unfinished tasks (Ended zero) are among
-// OpenTasks, to be followed to their end.
+// RecoverInterrupted marks every running run as interrupted, ended at the
+// given time (zero: now), and returns those runs with all their tasks.
+// Call it once at start, before any run begins: the runs it finds belong
+// to a process that is gone. They are never re-run, so a replayed trigger
+// finds its run instead of starting a second one. Their unfinished tasks
+// (Ended zero) are among OpenTasks, to be followed to their end. Queued
+// runs are left queued: they never started, so nothing of them happened,
+// and the caller starts them (an accepted trigger always runs).
 func (s *Store) RecoverInterrupted(ctx context.Context, at time.Time) ([]Run, error) {
 	end := stamp(at).UnixNano()
 	var runs []Run
@@ -23,8 +24,8 @@ func (s *Store) RecoverInterrupted(ctx context.Context, at time.Time) ([]Run, er
 		rows, err := tx.QueryContext(ctx, `UPDATE runs
 			SET status = ?, ended = ?,
 			    error = CASE WHEN error = '' THEN 'the agent stopped while the run was ' || status ELSE error END
-			WHERE status IN (?, ?) RETURNING id`,
-			runstate.Interrupted, end, runstate.Queued, runstate.Running)
+			WHERE status = ? RETURNING id`,
+			runstate.Interrupted, end, runstate.Running)
 		if err != nil {
 			return err
 		}

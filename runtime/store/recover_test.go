@@ -38,11 +38,10 @@ func TestRecoverInterrupted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(ids(got), []string{queued, running}) {
-		t.Fatalf("RecoverInterrupted = %v; want [queued running] %v", ids(got), []string{queued, running})
+	if !slices.Equal(ids(got), []string{running}) {
+		t.Fatalf("RecoverInterrupted = %v; want only the running run %v", ids(got), running)
 	}
 	wantErr := map[string]string{
-		queued:  "the agent stopped while the run was queued",
 		running: "the agent stopped while the run was running",
 	}
 	for _, r := range got {
@@ -53,7 +52,7 @@ func TestRecoverInterrupted(t *testing.T) {
 			t.Errorf("returned %+v; stored %+v", r, stored)
 		}
 	}
-	if tasks := got[1].Tasks; len(tasks) != 2 || !tasks[0].Done() || tasks[1].Done() || tasks[1].UPID != upidB {
+	if tasks := got[0].Tasks; len(tasks) != 2 || !tasks[0].Done() || tasks[1].Done() || tasks[1].UPID != upidB {
 		t.Errorf("running run's tasks = %+v; want %s done and %s open", tasks, upidA, upidB)
 	}
 	if r := get(t, s, done); r.Status != runstate.Succeeded {
@@ -62,8 +61,11 @@ func TestRecoverInterrupted(t *testing.T) {
 	if r := get(t, s, cancelled); r.Status != runstate.Cancelled || r.Error != "cancelled by the operator" {
 		t.Errorf("cancelled run became %s %q", r.Status, r.Error)
 	}
+	// A queued run never started: it stays queued, for the caller to run.
+	if r := get(t, s, queued); r.Status != runstate.Queued || !r.Ended.IsZero() {
+		t.Errorf("queued run became %s (ended %v); want still queued", r.Status, r.Ended)
+	}
 	// Interrupted is final: nothing runs it again.
-	checkErr(t, "MarkStarted(interrupted)", s.MarkStarted(ctx, queued, "", at), ErrFinished, "interrupted")
 	checkErr(t, "Finish(interrupted)", s.Finish(ctx, running, FinishInfo{Status: runstate.Succeeded}), ErrFinished, "interrupted")
 
 	open, err := s.OpenTasks(ctx)

@@ -12,9 +12,14 @@ import (
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
-// runColumns are the columns queryRuns reads, in its order.
-const runColumns = `id, playbook, version, source, key, params, status, error, error_kind,
+// runColumns are the columns queryRuns reads, in its order;
+// runColumnsNoResult reads NULL for the result.
+const (
+	runColumns = `id, playbook, version, source, key, params, status, error, error_kind,
 	created, started, ended, result`
+	runColumnsNoResult = `id, playbook, version, source, key, params, status, error, error_kind,
+	created, started, ended, NULL`
+)
 
 // CreateRuns records the runs a trigger asks for, all queued, in one
 // durable transaction, and returns them with created=true.
@@ -279,8 +284,12 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Run, error) {
 				return err
 			}
 		}
+		cols := runColumns
+		if f.OmitResults {
+			cols = runColumnsNoResult
+		}
 		var err error
-		runs, err = queryRuns(ctx, tx, clause, args...)
+		runs, err = queryRunsCols(ctx, tx, cols, clause, args...)
 		return err
 	})
 	if err != nil {
@@ -292,7 +301,11 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Run, error) {
 // queryRuns reads the runs that clause (WHERE ... ORDER BY ...) selects,
 // then their tasks.
 func queryRuns(ctx context.Context, q querier, clause string, args ...any) ([]Run, error) {
-	rows, err := q.QueryContext(ctx, `SELECT `+runColumns+` FROM runs `+clause, args...)
+	return queryRunsCols(ctx, q, runColumns, clause, args...)
+}
+
+func queryRunsCols(ctx context.Context, q querier, cols, clause string, args ...any) ([]Run, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+cols+` FROM runs `+clause, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -93,6 +93,43 @@ CREATE TABLE hub_state (
 
 CREATE INDEX runs_by_ended ON runs (ended, id) WHERE ended IS NOT NULL;
 `,
+	// 3: the row Store.Probe rewrites to find out whether the store can
+	// write.
+	`
+CREATE TABLE probe (
+	id INTEGER PRIMARY KEY CHECK (id = 1),
+	at INTEGER NOT NULL
+) STRICT;
+`,
+	// 4: the version store (versions.go): file contents by their SHA-256,
+	// each playbook version as the set of files it loads, and the last
+	// good version of each playbook file.
+	`
+CREATE TABLE sources (
+	hash TEXT PRIMARY KEY, -- hex SHA-256 of body
+	body BLOB NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE versions (
+	version TEXT    PRIMARY KEY,
+	created INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE version_files (
+	version TEXT NOT NULL REFERENCES versions (version) ON DELETE CASCADE,
+	path    TEXT NOT NULL,
+	hash    TEXT NOT NULL REFERENCES sources (hash),
+	PRIMARY KEY (version, path)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX version_files_by_hash ON version_files (hash);
+
+CREATE TABLE good_versions (
+	file     TEXT    PRIMARY KEY,
+	playbook TEXT    NOT NULL,
+	version  TEXT    NOT NULL REFERENCES versions (version),
+	updated  INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+`,
 }
 
 // migrate runs the migrations the database lacks, all in one transaction,

@@ -17,8 +17,13 @@ type querier interface {
 }
 
 // write runs fn in one write transaction (BEGIN IMMEDIATE) and commits it.
-// The commit is durable when write returns nil.
+// The commit is durable when write returns nil. The outcome is noted in
+// the store's Health; a failure of the store's own wraps ErrUnwritable.
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return s.health.note(s.writeTx(ctx, fn))
+}
+
+func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err

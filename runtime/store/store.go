@@ -34,12 +34,17 @@ type Store struct {
 	r *sql.DB // read-only pool; WAL lets it read while w writes
 
 	pruneBatch int // runs deleted per Prune transaction; tests lower it
+	health     writeHealth
 }
 
-// Open opens the store at path, creating the file (mode 0600) and its
-// directory (mode 0700) when missing, and brings the schema up to date.
-// An empty file is a new store. A file that is not an SQLite database, or
-// whose schema is newer than this package knows, is refused.
+// Open opens the store at path and brings the schema up to date. A missing
+// file is a new store: it is created whole under a temporary name (mode
+// 0600, its directory 0700) and renamed into place, so that a crash never
+// leaves a half-made store behind. An existing file is checked first
+// (PRAGMA quick_check) and refused, never replaced, when it is empty (0
+// bytes: the records it should hold are gone), not an SQLite database,
+// damaged, or of a schema newer than this package knows; the error wraps
+// ErrDamaged (all but the last) and says what the operator can do.
 //
 // Open sets the journal to WAL and synchronous to FULL: durability comes
 // before speed, since an acknowledged trigger must survive kill -9.
@@ -63,34 +68,21 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	if err := prepareFile(abs); err != nil {
+	if err := prepareFile(abs, opts); err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 
-	busy := strconv.FormatInt(opts.BusyTimeout.Milliseconds(), 10)
-	w, err := sql.Open("sqlite", dsn(abs, url.Values{
-		"_busy_timeout": {busy},
-		"_foreign_keys": {"1"},
-		"_journal_mode": {"WAL"},
-		"_synchronous":  {"FULL"},
-		// BEGIN IMMEDIATE takes the write lock up front, so a transaction
-		// that reads then writes never fails half-way on a lock upgrade.
-		"_txlock": {"immediate"},
-	}))
+	w, err := openWriter(abs, opts)
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	w.SetMaxOpenConns(1)
-	w.SetMaxIdleConns(1)
-	w.SetConnMaxLifetime(0)
-	w.SetConnMaxIdleTime(0)
-	if err := setup(w); err != nil {
+	if err := setup(w, abs); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 
 	r, err := sql.Open("sqlite", dsn(abs, url.Values{
-		"_busy_timeout": {busy},
+		"_busy_timeout": {busyMillis(opts)},
 		"_foreign_keys": {"1"},
 		"_query_only":   {"1"},
 	}))
@@ -106,7 +98,32 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("store: open %s: readers: %w", path, err)
 	}
-	return &Store{w: w, r: r, pruneBatch: defaultPruneBatch}, nil
+	st := &Store{w: w, r: r, pruneBatch: defaultPruneBatch}
+	st.health.h.OK = true
+	return st, nil
+}
+
+func busyMillis(opts Options) string { return strconv.FormatInt(opts.BusyTimeout.Milliseconds(), 10) }
+
+// openWriter opens the one writing connection of the database at abs.
+func openWriter(abs string, opts Options) (*sql.DB, error) {
+	w, err := sql.Open("sqlite", dsn(abs, url.Values{
+		"_busy_timeout": {busyMillis(opts)},
+		"_foreign_keys": {"1"},
+		"_journal_mode": {"WAL"},
+		"_synchronous":  {"FULL"},
+		// BEGIN IMMEDIATE takes the write lock up front, so a transaction
+		// that reads then writes never fails half-way on a lock upgrade.
+		"_txlock": {"immediate"},
+	}))
+	if err != nil {
+		return nil, err
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	return w, nil
 }
 
 // Close closes the store. Calls after Close fail.
@@ -115,15 +132,22 @@ func (s *Store) Close() error {
 }
 
 // setup checks that the writer connection really runs in WAL mode (some
-// file systems refuse it) and migrates the schema.
-func setup(w *sql.DB) error {
+// file systems refuse it), that the file is sound, and migrates the
+// schema.
+func setup(w *sql.DB, abs string) error {
 	ctx := context.Background()
 	var mode string
 	if err := w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		if damaged(err) {
+			return damagedError(abs, err.Error())
+		}
 		return err
 	}
 	if mode != "wal" {
 		return fmt.Errorf("journal_mode is %q, not wal", mode)
+	}
+	if err := quickCheck(ctx, w, abs); err != nil {
+		return err
 	}
 	return migrate(ctx, w)
 }
@@ -135,20 +159,25 @@ func dsn(abs string, params url.Values) string {
 	return u.String()
 }
 
-// prepareFile creates the database's directory and file owner-only, and
-// tightens an existing file that is readable by others: run parameters and
-// logs are the operator's business. SQLite gives the -wal and -shm files
-// the database file's mode when it creates them.
-func prepareFile(abs string) error {
+// prepareFile creates the database's directory owner-only, creates a
+// missing database whole (createNew), refuses an empty one, and tightens
+// an existing file that is readable by others: run parameters and logs
+// are the operator's business. SQLite gives the -wal and -shm files the
+// database file's mode when it creates them.
+func prepareFile(abs string, opts Options) error {
 	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
+	fi, err := os.Stat(abs)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return createNew(abs, opts)
+	case err != nil:
 		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%s is not a regular file", abs)
+	case fi.Size() == 0:
+		return damagedError(abs, "the file is empty (0 bytes), so every record it held is gone")
 	}
 	for _, p := range []string{abs, abs + "-wal", abs + "-shm"} {
 		fi, err := os.Stat(p)
@@ -165,4 +194,51 @@ func prepareFile(abs string) error {
 		}
 	}
 	return nil
+}
+
+// createNew makes a new, migrated database at abs.new, closes it (which
+// checkpoints the WAL into the file) and renames it to abs, so that abs
+// either does not exist or is a whole store: a crash half-way leaves
+// only the .new files, which the next start replaces.
+func createNew(abs string, opts Options) error {
+	tmp := abs + ".new"
+	for _, p := range []string{tmp, tmp + "-wal", tmp + "-shm"} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	w, err := openWriter(tmp, opts)
+	if err != nil {
+		return err
+	}
+	if err := migrate(context.Background(), w); err != nil {
+		w.Close()
+		return fmt.Errorf("creating a new store: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("creating a new store: %w", err)
+	}
+	if err := syncFile(tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, abs); err != nil {
+		return err
+	}
+	return syncFile(filepath.Dir(abs))
+}
+
+// syncFile fsyncs the file or directory at p.
+func syncFile(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	return errors.Join(f.Sync(), f.Close())
 }

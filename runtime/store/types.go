@@ -119,6 +119,9 @@ type Filter struct {
 	// Pass the last ID of one page to get the next. "" starts at the newest.
 	Before string
 	Limit  int // at most this many runs; zero means no limit
+	// OmitResults leaves each run's Result nil, so that a page of many
+	// runs costs no more than their records without what they returned.
+	OmitResults bool
 }
 
 // Retention says which runs Prune deletes. The zero Retention deletes no

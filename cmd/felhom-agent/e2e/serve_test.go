@@ -50,6 +50,7 @@ type agentOpts struct {
 	env       []string // proxmox configuration and extras (FELHOM_AGENT_*)
 	playbooks string   // the playbooks directory; "" means servePlaybooks(t)
 	args      []string // extra serve flags
+	stateDir  string   // the state directory; "" means a fresh t.TempDir()
 }
 
 // startAgent starts serve on a free loopback port and a short socket path
@@ -65,13 +66,16 @@ func startAgent(t testing.TB, o agentOpts) *agent {
 	a := &agent{
 		listen:    freeAddr(t),
 		socket:    filepath.Join(sockDir, "a.sock"),
-		stateDir:  t.TempDir(),
+		stateDir:  o.stateDir,
 		playbooks: o.playbooks,
 		env:       append([]string{"FELHOM_AGENT_HUB_KEYS=" + hubKeyID + "=" + hubPubB64(), "FELHOM_AGENT_LOG_FORMAT=json"}, o.env...),
 		args:      o.args,
 	}
 	if a.playbooks == "" {
 		a.playbooks = servePlaybooks(t)
+	}
+	if a.stateDir == "" {
+		a.stateDir = t.TempDir()
 	}
 	a.tcp = &http.Client{Timeout: 30 * time.Second}
 	a.unix = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{

@@ -22,14 +22,14 @@ type Status string
 
 // The statuses of a run, as the store records them.
 const (
-	Queued      Status = "queued"      // created, not started yet
+	Queued      Status = "queued"      // accepted, not started yet: waiting for its playbook to be free, or about to start
 	Running     Status = "running"     // its Starlark thread is executing
 	Succeeded   Status = "succeeded"   // returned without error
 	Failed      Status = "failed"      // stopped with an error (see its error kind)
 	Cancelled   Status = "cancelled"   // cancelled from the CLI or API, or by shutdown
-	Refused     Status = "refused"     // never started: its parameters, or the playbook already running (see its error kind)
+	Refused     Status = "refused"     // never started: its parameters were refused (see its error kind)
 	TimedOut    Status = "timed_out"   // its deadline passed
-	Interrupted Status = "interrupted" // the agent stopped while it was queued or running
+	Interrupted Status = "interrupted" // the agent stopped while it was running
 )
 
 // Info is one row of the status table.
@@ -44,14 +44,14 @@ type Info struct {
 // table is the one list of statuses, live ones first. Invariant: every
 // Status constant appears exactly once.
 var table = []Info{
-	{Queued, false, "created, not started yet"},
+	{Queued, false, "accepted, not started yet: waiting for its playbook to be free (kept across restarts)"},
 	{Running, false, "its Starlark thread is executing"},
 	{Succeeded, true, "returned without error"},
 	{Failed, true, "stopped with an error"},
 	{Cancelled, true, "cancelled from the CLI or API, or by shutdown"},
-	{Refused, true, "never started: invalid parameters, or the playbook already running"},
+	{Refused, true, "never started: its parameters were refused"},
 	{TimedOut, true, "its deadline passed"},
-	{Interrupted, true, "the agent stopped while it was queued or running"},
+	{Interrupted, true, "the agent stopped while it was running"},
 }
 
 // All returns the status table, live statuses first. The caller may not
