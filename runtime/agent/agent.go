@@ -154,6 +154,7 @@ type Agent struct {
 	bg       sync.WaitGroup // task followers
 
 	running sync.WaitGroup // runs launched and not finished
+	hurry   hurrySignal    // closed by Hurry: the grace period ends now
 
 	mu       sync.Mutex
 	live     map[string]*liveRun // by run id
@@ -209,6 +210,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 
 	a := &Agent{cfg: cfg, log: cfg.Logger, live: map[string]*liveRun{}, jobs: map[string]bool{}}
+	a.hurry.init()
 	a.metrics = newAgentMetrics(cfg.MaxGaugeSeries, cfg.Logger)
 	if a.cfg.Engine.Env.Gauges == nil {
 		a.cfg.Engine.Env.Gauges = a.metrics.gauges

@@ -43,7 +43,8 @@ import (
 //  8. Drain: close the TCP listener (no hub trigger is accepted), refuse
 //     local API starts, stop the watcher and the scheduler. From here no
 //     run starts.
-//  9. Let the runs in flight finish, for up to ShutdownGrace.
+//  9. Let the runs in flight finish, for up to ShutdownGrace (cut short by
+//     Hurry, a second interrupt).
 //  10. Cancel the runs still going, with the cause "the agent is shutting
 //     down" (recorded as cancelled), and wait for their records.
 //  11. Stop background work: task followers leave their tasks open for the
@@ -133,7 +134,7 @@ func (a *Agent) lifecycle(ctx context.Context) error {
 	}
 
 	// 9. Grace.
-	if !a.waitRuns(a.cfg.ShutdownGrace) {
+	if !a.waitGrace(a.cfg.ShutdownGrace) {
 		// 10. Cancel.
 		a.log.Warn("grace period over; cancelling the runs still going", "runs", len(a.liveIDs()))
 		a.cancelRuns(errShutdown)
@@ -171,7 +172,13 @@ func shutdown(srv *http.Server, d time.Duration) {
 
 // waitRuns waits up to d (negative: not at all) for every run to end and
 // reports whether they did.
-func (a *Agent) waitRuns(d time.Duration) bool {
+func (a *Agent) waitRuns(d time.Duration) bool { return a.waitRunsUntil(d, nil) }
+
+// waitGrace is waitRuns for the grace period, which Hurry cuts short.
+func (a *Agent) waitGrace(d time.Duration) bool { return a.waitRunsUntil(d, a.hurry.ch) }
+
+// waitRunsUntil is waitRuns that also gives up when stop is closed.
+func (a *Agent) waitRunsUntil(d time.Duration, stop <-chan struct{}) bool {
 	done := make(chan struct{})
 	go func() {
 		a.running.Wait()
@@ -185,6 +192,13 @@ func (a *Agent) waitRuns(d time.Duration) bool {
 	select {
 	case <-done:
 		return true
+	case <-stop:
+		select {
+		case <-done:
+			return true
+		default:
+			return false
+		}
 	case <-t.C:
 		select {
 		case <-done:
