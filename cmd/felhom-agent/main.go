@@ -65,6 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exited.code
 	}
 	cli.Globals.stdout, cli.Globals.stderr = stdout, stderr
+	cli.Globals.color = colorFor(stdout)
 	if err := kctx.Run(&cli.Globals); err != nil {
 		fmt.Fprintf(stderr, "felhom-agent: %v\n", err)
 		if ee, ok := errors.AsType[*exitError](err); ok {

@@ -120,8 +120,7 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 		return err
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx := stopOnSignals(ag, logger, c.ShutdownGrace)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -141,6 +140,27 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 		}
 	}()
 	return ag.Run(ctx)
+}
+
+// stopOnSignals returns a context that the first SIGINT or SIGTERM ends —
+// the agent's graceful stop — and makes the second hurry the stop (runs
+// still going are cancelled at once), as a second Ctrl-C does in the
+// tools operators know.
+func stopOnSignals(ag *agent.Agent, logger *slog.Logger, grace time.Duration) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-sigs
+		logger.Info("stopping: runs in flight get the grace period; interrupt again to cancel them now", "signal", sig.String(), "grace", grace)
+		cancel()
+		<-sigs
+		ag.Hurry()
+		// A third goes to the default handler: the process ends, as a
+		// stuck stop must still be killable from the keyboard.
+		signal.Stop(sigs)
+	}()
+	return ctx
 }
 
 // hotConfig is what SIGHUP may change, from the flags.
@@ -219,8 +239,9 @@ func reloadServeConfig(kctx *kong.Context) (agent.HotConfig, error) {
 // levelLogger is Globals.logger with a level that can change while the
 // agent runs.
 func levelLogger(g *Globals, w io.Writer, level *slog.LevelVar) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: humanReplaceAttr}
 	if g.LogFormat == "json" {
+		opts.ReplaceAttr = jsonReplaceAttr
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
