@@ -27,7 +27,7 @@ import (
 //  4. Recover: runs a previous process left queued or running become
 //     interrupted, and each Proxmox task without a recorded end is followed
 //     on the host in the background until it stops, and recorded. Nothing
-//     is ever re-run.
+//     is ever re-run. The felhom_run_last_* metrics are set from the store.
 //  5. Start watching the playbooks directory, then load every playbook. A
 //     file that fails is logged and counted; the others serve.
 //  6. Set the timers of the loaded playbooks; start handling file events, the
@@ -63,6 +63,7 @@ func (a *Agent) lifecycle(ctx context.Context) error {
 	if err := a.recoverRuns(); err != nil {
 		return err
 	}
+	a.loadOutcomes()
 
 	// 5. Load. The watch begins first, so that a save during the load
 	// is not missed (at worst it reloads a file twice).

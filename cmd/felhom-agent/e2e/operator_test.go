@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,5 +69,58 @@ func TestInterrupts(t *testing.T) {
 	if r.Status != "cancelled" || !strings.Contains(r.Error, "shutting down") {
 		t.Errorf("the run after a hurried stop: %s %q; want cancelled by the shutdown", r.Status, r.Error)
 	}
+	a.stop(t)
+}
+
+// TestLastOutcomeMetrics: felhom_run_last_success_timestamp_seconds and
+// felhom_run_last_status say how each playbook's runs last ended, and say
+// it again after a restart, from the run store.
+func TestLastOutcomeMetrics(t *testing.T) {
+	dir := t.TempDir()
+	for name, src := range map[string]string{
+		"ok.star":    "def run(ctx):\n    return 1\n\nplaybook(name = \"ok\", run = run)\n",
+		"fails.star": "def run(ctx):\n    fail(\"disk on fire\")\n\nplaybook(name = \"fails\", run = run)\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := startAgent(t, agentOpts{playbooks: dir, args: []string{"--sim"}})
+	before := time.Now()
+	for _, pb := range []string{"ok", "fails"} {
+		r := a.startRun(t, pb, nil)
+		a.waitRun(t, r.ID, 30*time.Second, "to finish", finished)
+	}
+	check := func(when string) {
+		m := a.metrics(t)
+		for _, want := range []string{
+			`felhom_run_last_status{playbook="ok",status="succeeded"} 1`,
+			`felhom_run_last_status{playbook="ok",status="failed"} 0`,
+			`felhom_run_last_status{playbook="fails",status="failed"} 1`,
+			`felhom_run_last_status{playbook="fails",status="succeeded"} 0`,
+			`felhom_run_last_success_timestamp_seconds{playbook="ok"} `,
+		} {
+			if !strings.Contains(m, want) {
+				t.Errorf("%s: /metrics lacks %s", when, want)
+			}
+		}
+		if strings.Contains(m, `felhom_run_last_success_timestamp_seconds{playbook="fails"}`) {
+			t.Errorf("%s: a playbook that never succeeded has a last success", when)
+		}
+		for _, line := range strings.Split(m, "\n") {
+			if v, ok := strings.CutPrefix(line, `felhom_run_last_success_timestamp_seconds{playbook="ok"} `); ok {
+				var ts float64
+				if _, err := fmt.Sscan(v, &ts); err != nil || ts < float64(before.Unix()) || ts > float64(time.Now().Unix()+1) {
+					t.Errorf("%s: last success of ok = %s; want between the start of the test and now", when, v)
+				}
+			}
+		}
+	}
+	check("after the runs")
+	if code := a.stop(t); code != 0 {
+		t.Fatalf("serve exited %d", code)
+	}
+	a.restart(t)
+	check("after a restart")
 	a.stop(t)
 }
