@@ -17,6 +17,7 @@ import (
 
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/hub"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/hub/channel"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/notify"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/schedule"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
 )
@@ -104,6 +105,11 @@ type Config struct {
 	// reports, the control envelope, the desired state that
 	// hub.desired_state() reads. nil: no hub; hub.desired_state() fails.
 	Hub *HubConfig
+	// Notifier tells people of failed and timed-out runs and missed
+	// timer ticks, and carries the playbooks' notify.send (notify.go);
+	// nil tells nobody. The caller owns it: it outlives Run, and closes
+	// after it.
+	Notifier *notify.Notifier
 }
 
 // HotConfig is the part of the configuration a running agent takes on
@@ -215,6 +221,12 @@ func New(cfg Config) (*Agent, error) {
 	if a.cfg.Engine.Env.Gauges == nil {
 		a.cfg.Engine.Env.Gauges = a.metrics.gauges
 	}
+	if cfg.Notifier != nil {
+		if a.cfg.Engine.Env.Notify == nil {
+			a.cfg.Engine.Env.Notify = runNotifier{a}
+		}
+		a.metrics.registerNotifyMetrics(cfg.Notifier)
+	}
 	a.health = newHealthState()
 	a.retention.Store(&cfg.Retention)
 	a.setHubKeys(cfg.HubKeys)
@@ -237,6 +249,7 @@ func New(cfg Config) (*Agent, error) {
 		Fire:    a.fireTimer,
 		LastRun: a.timerLast,
 		MarkRun: a.timerMark,
+		Missed:  a.notifyMissed,
 		Logger:  cfg.Logger.With("part", "timers"),
 	})
 	if err != nil {
