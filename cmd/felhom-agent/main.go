@@ -56,6 +56,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "felhom-agent: %v\n", err)
 		return exitUsage
 	}
+	if completeRequest(parser) {
+		return exitOK
+	}
 	kctx, exited, err := parse(parser, args)
 	switch {
 	case err != nil:

@@ -179,3 +179,25 @@ func TestRunIDPrefixAndDetach(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestCompletionAsksTheAgent: playbook names, trigger names and run ids
+// complete from the agent on the line's --socket.
+func TestCompletionAsksTheAgent(t *testing.T) {
+	sock := serveAgent(t, operatorPlaybooks)
+	out, err := runAgentCLI(t, nil, "trigger", "tagged", "--socket="+sock, "--follow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := strings.Fields(strings.TrimPrefix(out, "started run "))[0]
+	for line, want := range map[string]string{
+		"felhom-agent trigger --socket=" + sock + " tag":          "tagged-backup",
+		"felhom-agent playbooks show --socket=" + sock + " sn":    "snap",
+		"felhom-agent runs show --socket " + sock + " " + id[:10]: id,
+	} {
+		t.Setenv("COMP_LINE", line)
+		var stdout syncBuffer
+		if code := run(nil, &stdout, &syncBuffer{}); code != exitOK || !strings.Contains(stdout.String(), want) {
+			t.Errorf("COMP_LINE=%q = %d %q; want %q", line, code, stdout.String(), want)
+		}
+	}
+}
