@@ -281,10 +281,12 @@ func (c *TriggerCmd) Run(g *Globals) error {
 		return explainAPIParamError(err, target.playbooks)
 	}
 	if c.JSON && !c.Follow {
-		if target.byTrigger {
-			return writeJSON(g.stdout, runs)
+		// One run is its object, as ever; a trigger several playbooks
+		// answer is the array of their runs.
+		if len(runs) == 1 {
+			return writeJSON(g.stdout, runs[0])
 		}
-		return writeJSON(g.stdout, runs[0])
+		return writeJSON(g.stdout, runs)
 	}
 	if !c.JSON {
 		for _, run := range runs {
