@@ -17,12 +17,12 @@ import (
 // a missed timer tick, and for the playbooks' notify.send. Neither set
 // means nobody is told (the metrics still are).
 type NotifyFlags struct {
-	WebhookURL   string `name:"webhook-url" help:"URL that receives each notification as a JSON POST, signed with the agent's Ed25519 key (STATE_DIR/notify.key; its public half is logged at start and in notify.pub) like a hub trigger." placeholder:"URL" config:"notify.webhook.url"`
-	SMTPAddr     string `name:"smtp-addr" help:"host:port of the SMTP relay that mails notifications (STARTTLS when offered)." placeholder:"HOST:PORT" config:"notify.smtp.addr"`
-	SMTPFrom     string `name:"smtp-from" help:"Sender address of notification mail." placeholder:"ADDR" config:"notify.smtp.from"`
-	SMTPTo       string `name:"smtp-to" help:"Recipients of notification mail, comma-separated (in the config file, a list)." placeholder:"ADDR,..." config:"notify.smtp.to"`
-	SMTPUsername string `name:"smtp-username" help:"User for PLAIN authentication at the relay; empty sends unauthenticated." config:"notify.smtp.username"`
-	SMTPPassword string `name:"smtp-password" help:"Password for the relay (prefer the environment or the config file: flags show in ps)." config:"notify.smtp.password"`
+	WebhookURL   string   `name:"webhook-url" help:"URL that receives each notification as a JSON POST, signed with the agent's Ed25519 key (STATE_DIR/notify.key; its public half is logged at start and in notify.pub) like a hub trigger." placeholder:"URL" config:"notify.webhook.url"`
+	SMTPAddr     string   `name:"smtp-addr" help:"host:port of the SMTP relay that mails notifications (STARTTLS when offered)." placeholder:"HOST:PORT" config:"notify.smtp.addr"`
+	SMTPFrom     string   `name:"smtp-from" help:"Sender address of notification mail." placeholder:"ADDR" config:"notify.smtp.from"`
+	SMTPTo       []string `name:"smtp-to" sep:"none" help:"Recipients of notification mail, comma-separated (in the config file, a list); repeatable." placeholder:"ADDR,..." config:"notify.smtp.to"`
+	SMTPUsername string   `name:"smtp-username" help:"User for PLAIN authentication at the relay; empty sends unauthenticated." config:"notify.smtp.username"`
+	SMTPPassword string   `name:"smtp-password" help:"Password for the relay (prefer the environment or the config file: flags show in ps)." config:"notify.smtp.password"`
 }
 
 // notifier builds the notifier the flags ask for, with its signing key in
@@ -36,7 +36,7 @@ func (f *NotifyFlags) notifier(stateDir string, logger *slog.Logger) (*notify.No
 	}
 	cfg := notify.Config{
 		WebhookURL: f.WebhookURL,
-		SMTP: notify.SMTPConfig{Addr: f.SMTPAddr, From: f.SMTPFrom, To: splitList(f.SMTPTo),
+		SMTP: notify.SMTPConfig{Addr: f.SMTPAddr, From: f.SMTPFrom, To: splitLists(f.SMTPTo),
 			Username: f.SMTPUsername, Password: notify.Secret(f.SMTPPassword)},
 		Journal: filepath.Join(stateDir, notify.JournalFile),
 		Logger:  logger.With("part", "notify"),
@@ -60,6 +60,15 @@ func (f *NotifyFlags) notifier(stateDir string, logger *slog.Logger) (*notify.No
 			"file", filepath.Join(stateDir, notify.PublicKeyFile))
 	}
 	return notify.New(cfg)
+}
+
+// splitLists reads each value of a list flag with splitList.
+func splitLists(vs []string) []string {
+	var out []string
+	for _, v := range vs {
+		out = append(out, splitList(v)...)
+	}
+	return out
 }
 
 // splitList reads a list flag: a JSON array (the configuration file's

@@ -234,3 +234,11 @@ func (r *testRelay) waitMails(t *testing.T, n int) string {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestSMTPToForms(t *testing.T) {
+	for in, want := range map[string]string{`["a@x","b@x"]`: "a@x b@x", "a@x, b@x": "a@x b@x", "": ""} {
+		if got := strings.Join(splitLists([]string{in}), " "); got != want {
+			t.Errorf("splitLists(%q) = %q; want %q", in, got, want)
+		}
+	}
+}
