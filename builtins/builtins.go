@@ -38,6 +38,7 @@ func Tables() []*Table {
 		MonitorTable,
 		HubTable,
 		LogTable,
+		NotifyTable,
 		JSONTable,
 		TimeTable,
 	}

@@ -62,6 +62,9 @@ type Env struct {
 	// Desired is what hub.desired_state() reads; nil when no hub is
 	// configured.
 	Desired DesiredSource
+	// Notify sends notify.send's notifications; nil means no channel is
+	// configured (notify.send returns False).
+	Notify Notifier
 }
 
 // SetEnv attaches env to the run's thread, and env.Now (when set) as the

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/playtest"
@@ -45,10 +46,13 @@ func (c *CheckCmd) Run(g *Globals) error {
 	return nil
 }
 
-// plural is "1 playbook", "2 playbooks".
+// plural is "1 playbook", "2 playbooks", "2 retries".
 func plural(n int, noun string) string {
 	if n == 1 {
 		return "1 " + noun
+	}
+	if stem, ok := strings.CutSuffix(noun, "y"); ok && !strings.HasSuffix(stem, "a") && !strings.HasSuffix(stem, "e") && !strings.HasSuffix(stem, "o") {
+		return fmt.Sprintf("%d %sies", n, stem)
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
 }

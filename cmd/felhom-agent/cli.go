@@ -17,6 +17,9 @@ import (
 type CLI struct {
 	Globals
 
+	// VersionFlag is --version on every command: what `version` prints.
+	VersionFlag kong.VersionFlag `name:"version" help:"Print the version, commit and build date, and exit." env:"-"`
+
 	Run       RunCmd       `cmd:"" help:"Run one playbook once and print a summary."`
 	Check     CheckCmd     `cmd:"" help:"Load and validate playbooks without running them."`
 	Test      TestCmd      `cmd:"" help:"Run playbook tests (*_test.star), each on a fresh simulated host."`
@@ -29,13 +32,15 @@ type CLI struct {
 	State     StateCmd     `cmd:"" help:"Export or import the agent's state directory (backup, restore on a new host)."`
 	Sim       SimCmd       `cmd:"" help:"Serve a simulated Proxmox VE host over TLS (for trying the agent and for tests)."`
 	HubSim    HubSimCmd    `cmd:"" name:"hub-sim" help:"Serve a simulated Felhom hub over TLS (for trying the hub channel and for tests)."`
-	Version   VersionCmd   `cmd:"" help:"Print the agent's version."`
+	Version   VersionCmd   `cmd:"" help:"Print the agent's version, commit and build date."`
+
+	Completion CompletionCmd `cmd:"" help:"Print the line that makes bash, zsh or fish complete felhom-agent's commands, flags, playbooks and run ids."`
 }
 
 // newParser builds the kong parser with the configuration resolver and the
 // FELHOM_AGENT_ environment prefix.
 func newParser(cli *CLI, stdout, stderr io.Writer) (*kong.Kong, error) {
-	return kong.New(cli,
+	p, err := kong.New(cli,
 		kong.Name("felhom-agent"),
 		kong.Description("Felhom host agent for Proxmox VE: Starlark playbooks for provisioning, backup, restore, self-test and monitoring."),
 		kong.UsageOnError(),
@@ -45,13 +50,31 @@ func newParser(cli *CLI, stdout, stderr io.Writer) (*kong.Kong, error) {
 		kong.Exit(func(code int) { panic(kongExit{code}) }),
 		cliVars(),
 	)
+	if err == nil {
+		groupGlobals(p)
+	}
+	return p, err
+}
+
+// globalGroup holds the flags every command inherits: a command's help
+// lists its own flags first, then these under their own heading.
+var globalGroup = &kong.Group{Key: "global", Title: "Global flags (every command; also FELHOM_AGENT_* and --config):"}
+
+// groupGlobals puts the root's flags (Globals, --version) in globalGroup,
+// except --help, which stays with the command's own.
+func groupGlobals(p *kong.Kong) {
+	for _, f := range p.Model.Flags {
+		if f.Group == nil && f.Name != "help" {
+			f.Group = globalGroup
+		}
+	}
 }
 
 // cliVars are the values interpolated into flag tags: the runtime's
 // defaults are the CLI's, so there is one source of truth.
 func cliVars() kong.Vars {
 	return kong.Vars{
-		"version":        agentVersion(),
+		"version":        versionLine(),
 		"max_concurrent": strconv.Itoa(engine.DefaultMaxConcurrent),
 		"max_steps":      strconv.FormatUint(engine.DefaultMaxSteps, 10),
 		"max_memory_mib": strconv.Itoa(engine.DefaultMaxMemory >> 20),

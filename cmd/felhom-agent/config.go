@@ -40,6 +40,7 @@ type Globals struct {
 	Tunnel     string          `name:"monitor-tunnel" help:"host:port of the tunnel endpoint monitor.tunnel() checks; empty disables it." placeholder:"HOST:PORT" config:"monitor.tunnel"`
 
 	stdout, stderr io.Writer
+	color          bool // stdout gets colour (color.go)
 }
 
 // ProxmoxFlags say how to reach and trust the Proxmox VE API. They become a

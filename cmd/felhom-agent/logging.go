@@ -11,8 +11,9 @@ import (
 func (g *Globals) logger(w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(g.LogLevel)) // kong's enum already checked it
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: humanReplaceAttr}
 	if g.LogFormat == "json" {
+		opts.ReplaceAttr = jsonReplaceAttr
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))

@@ -56,6 +56,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "felhom-agent: %v\n", err)
 		return exitUsage
 	}
+	if completeRequest(parser) {
+		return exitOK
+	}
 	kctx, exited, err := parse(parser, args)
 	switch {
 	case err != nil:
@@ -65,6 +68,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exited.code
 	}
 	cli.Globals.stdout, cli.Globals.stderr = stdout, stderr
+	cli.Globals.color = colorFor(stdout)
 	if err := kctx.Run(&cli.Globals); err != nil {
 		fmt.Fprintf(stderr, "felhom-agent: %v\n", err)
 		if ee, ok := errors.AsType[*exitError](err); ok {

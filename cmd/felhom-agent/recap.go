@@ -42,7 +42,7 @@ func (r *recap) TaskWaited(_ proxmox.UPID, took time.Duration, _ proxmox.TaskSta
 }
 
 // summary is the run's recap as the --json output and the human summary
-// show it.
+// show it. Its keys are fixed; durations are seconds as numbers.
 type summary struct {
 	Run         string   `json:"run"`
 	Playbook    string   `json:"playbook"`
@@ -51,12 +51,12 @@ type summary struct {
 	Kind        string   `json:"kind,omitempty"`
 	Error       string   `json:"error,omitempty"`
 	Backtrace   string   `json:"backtrace,omitempty"`
-	Duration    string   `json:"duration"`
+	Duration    float64  `json:"duration_seconds"`
 	Result      any      `json:"result"`
 	Requests    int      `json:"api_requests"`
 	Retries     int      `json:"api_retries"`
 	Tasks       []string `json:"tasks"`
-	TaskWaiting string   `json:"task_waiting"`
+	TaskWaiting float64  `json:"task_waiting_seconds"`
 }
 
 func (r *recap) fill(s *summary) {
@@ -64,5 +64,5 @@ func (r *recap) fill(s *summary) {
 	defer r.mu.Unlock()
 	s.Requests, s.Retries = r.requests, r.retries
 	s.Tasks = append([]string{}, r.tasks...)
-	s.TaskWaiting = r.waited.Round(time.Millisecond).String()
+	s.TaskWaiting = r.waited.Seconds()
 }

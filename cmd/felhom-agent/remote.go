@@ -3,16 +3,19 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"gitea.dooplex.hu/admin/felhom-agent/internal/clip"
+	"gitea.dooplex.hu/admin/felhom-agent/internal/suggest"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/api"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 )
@@ -25,6 +28,7 @@ import (
 type remoteFlags struct {
 	Socket string `help:"Unix socket of the serving agent's local API." default:"/run/felhom-agent/agent.sock" placeholder:"PATH" config:"socket"`
 	JSON   bool   `name:"json" help:"Print JSON instead of text." env:"-"`
+	UTC    bool   `name:"utc" help:"Show times in UTC instead of the local time zone." env:"-"`
 }
 
 func (f *remoteFlags) client() *api.Client { return api.NewClient(f.Socket) }
@@ -38,9 +42,16 @@ func (f *remoteFlags) session() (cl *api.Client, ctx context.Context, done func(
 }
 
 // signalContext ends on SIGINT or SIGTERM, so following a run can be
-// interrupted without killing the run.
-func signalContext() (context.Context, context.CancelFunc) {
+// interrupted without killing the run. Tests replace it to interrupt
+// without a signal.
+var signalContext = func() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+// resolveRun reads run id — a full id or a unique prefix — so that the
+// commands after it use the full id.
+func resolveRun(ctx context.Context, cl *api.Client, id string) (api.Run, error) {
+	return cl.Run(ctx, id)
 }
 
 // RunsCmd groups the run-history commands; "runs" alone lists.
@@ -78,8 +89,8 @@ func (c *RunsListCmd) Run(g *Globals) error {
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tPLAYBOOK\tSTATUS\tSOURCE\tCREATED\tTOOK\tERROR")
 	for _, r := range runs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Playbook, statusText(r), r.Source,
-			r.Created.Local().Format(time.DateTime), took(r), clip.Line(r.Error, 60))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Playbook, paint(g, statusText(r)), r.Source,
+			timeText(r.Created, c.UTC), took(r), clip.Line(r.Error, 60))
 	}
 	return tw.Flush()
 }
@@ -96,7 +107,7 @@ func statusText(r api.Run) string {
 // RunsShowCmd shows one run.
 type RunsShowCmd struct {
 	remoteFlags
-	ID string `arg:"" help:"Run id."`
+	ID string `arg:"" help:"Run id, or a unique prefix of one." predictor:"run"`
 }
 
 // Run shows: the status word alone on the first line (scripts read it),
@@ -104,11 +115,11 @@ type RunsShowCmd struct {
 func (c *RunsShowCmd) Run(g *Globals) error {
 	cl, ctx, done := c.session()
 	defer done()
-	run, err := cl.Run(ctx, c.ID)
+	run, err := resolveRun(ctx, cl, c.ID)
 	if err != nil {
 		return err
 	}
-	lines, err := allLogs(ctx, cl, c.ID)
+	lines, err := allLogs(ctx, cl, run.ID)
 	if err != nil {
 		return err
 	}
@@ -119,7 +130,7 @@ func (c *RunsShowCmd) Run(g *Globals) error {
 		}{run, lines})
 	}
 	w := g.stdout
-	fmt.Fprintln(w, run.Status)
+	fmt.Fprintln(w, paint(g, run.Status))
 	fmt.Fprintf(w, "run:       %s\n", run.ID)
 	fmt.Fprintf(w, "playbook:  %s", run.Playbook)
 	if run.Version != "" {
@@ -134,15 +145,15 @@ func (c *RunsShowCmd) Run(g *Globals) error {
 	if len(run.Params) > 0 && string(run.Params) != "{}" {
 		fmt.Fprintf(w, "params:    %s\n", run.Params)
 	}
-	fmt.Fprintf(w, "created:   %s\n", run.Created.Local().Format(time.DateTime))
+	fmt.Fprintf(w, "created:   %s\n", timeText(run.Created, c.UTC))
 	if run.QueuePosition > 0 {
 		fmt.Fprintf(w, "queued:    place %d in playbook %s's queue (it runs when the runs before it have ended)\n", run.QueuePosition, run.Playbook)
 	}
 	if run.Started != nil {
-		fmt.Fprintf(w, "started:   %s\n", run.Started.Local().Format(time.DateTime))
+		fmt.Fprintf(w, "started:   %s\n", timeText(*run.Started, c.UTC))
 	}
 	if run.Ended != nil {
-		fmt.Fprintf(w, "ended:     %s (took %s)\n", run.Ended.Local().Format(time.DateTime), took(run))
+		fmt.Fprintf(w, "ended:     %s (took %s)\n", timeText(*run.Ended, c.UTC), took(run))
 	}
 	if run.Error != "" {
 		kind := ""
@@ -162,7 +173,7 @@ func (c *RunsShowCmd) Run(g *Globals) error {
 	}
 	fmt.Fprintln(w, "log:")
 	for _, l := range lines {
-		fmt.Fprintf(w, "  %s\n", logText(l))
+		fmt.Fprintf(w, "  %s\n", logText(g, l, c.UTC))
 	}
 	return nil
 }
@@ -170,18 +181,24 @@ func (c *RunsShowCmd) Run(g *Globals) error {
 // RunsFollowCmd streams a run's log.
 type RunsFollowCmd struct {
 	remoteFlags
-	ID string `arg:"" help:"Run id."`
+	ID string `arg:"" help:"Run id, or a unique prefix of one." predictor:"run"`
 }
 
 // Run follows until the run ends; the exit code is 1 unless it succeeded.
+// An interrupt (Ctrl-C) detaches: the run goes on, and the exit code is 0.
 func (c *RunsFollowCmd) Run(g *Globals) error {
-	cl := c.client()
-	defer cl.Close()
-	return followRun(g, cl, c.ID, c.JSON)
+	cl, ctx, done := c.session()
+	defer done()
+	run, err := resolveRun(ctx, cl, c.ID)
+	if err != nil {
+		return err
+	}
+	return followRun(g, cl, run.ID, c.JSON, c.UTC)
 }
 
-// followRun prints run id's log as it is written, then how it ended.
-func followRun(g *Globals, cl *api.Client, id string, asJSON bool) error {
+// followRun prints run id's log as it is written, then how it ended. An
+// interrupt stops following, not the run: it says so and returns nil.
+func followRun(g *Globals, cl *api.Client, id string, asJSON, utc bool) error {
 	ctx, stop := signalContext()
 	defer stop()
 	enc := json.NewEncoder(g.stdout)
@@ -189,9 +206,13 @@ func followRun(g *Globals, cl *api.Client, id string, asJSON bool) error {
 		if asJSON {
 			return enc.Encode(api.FollowEvent{Log: &l})
 		}
-		_, err := fmt.Fprintln(g.stdout, logText(l))
+		_, err := fmt.Fprintln(g.stdout, logText(g, l, utc))
 		return err
 	})
+	if err != nil && ctx.Err() != nil {
+		fmt.Fprintf(g.stderr, "detached; run %s goes on (felhom-agent runs follow %s)\n", id, id)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -200,7 +221,7 @@ func followRun(g *Globals, cl *api.Client, id string, asJSON bool) error {
 			return err
 		}
 	} else {
-		fmt.Fprintf(g.stdout, "%s %s (run %s, took %s)\n", strings.ToUpper(run.Status), run.Playbook, run.ID, took(run))
+		fmt.Fprintf(g.stdout, "%s %s (run %s, took %s)\n", paint(g, strings.ToUpper(run.Status)), run.Playbook, run.ID, took(run))
 		if run.Error != "" {
 			fmt.Fprintf(g.stdout, "  error: %s\n", run.Error)
 		}
@@ -214,7 +235,7 @@ func followRun(g *Globals, cl *api.Client, id string, asJSON bool) error {
 // RunsCancelCmd cancels a run.
 type RunsCancelCmd struct {
 	remoteFlags
-	ID string `arg:"" help:"Run id."`
+	ID string `arg:"" help:"Run id, or a unique prefix of one." predictor:"run"`
 }
 
 // Run asks the agent to cancel the run and returns at once; the run is
@@ -222,7 +243,11 @@ type RunsCancelCmd struct {
 func (c *RunsCancelCmd) Run(g *Globals) error {
 	cl, ctx, done := c.session()
 	defer done()
-	run, err := cl.Cancel(ctx, c.ID)
+	run, err := resolveRun(ctx, cl, c.ID)
+	if err != nil {
+		return err
+	}
+	run, err = cl.Cancel(ctx, run.ID)
 	if err != nil {
 		return err
 	}
@@ -233,16 +258,19 @@ func (c *RunsCancelCmd) Run(g *Globals) error {
 	return nil
 }
 
-// TriggerCmd starts a run of a playbook on the serving agent.
+// TriggerCmd starts runs on the serving agent, by trigger name or by
+// playbook name.
 type TriggerCmd struct {
 	remoteFlags
-	Name   string   `arg:"" help:"Name of the playbook to run."`
+	Name   string   `arg:"" help:"Trigger name (every playbook answering it runs), or a playbook name." predictor:"trigger"`
 	Param  []string `short:"p" sep:"none" help:"Parameter NAME=VALUE (repeatable); lists are comma-separated or a JSON array." placeholder:"NAME=VALUE" env:"-"`
-	Follow bool     `short:"f" help:"Stream the run's log until it ends; exit 1 unless it succeeded." env:"-"`
+	Follow bool     `short:"f" help:"Stream the runs' logs until they end; exit 1 unless all succeeded." env:"-"`
 }
 
-// Run triggers. Values go as the strings they were typed; the agent
-// coerces them against the declaration exactly as `felhom-agent run` does.
+// Run resolves the name — a trigger first, then a playbook, saying which —
+// and triggers. Values go as the strings they were typed; the agent
+// coerces them against each declaration exactly as `felhom-agent run`
+// does.
 func (c *TriggerCmd) Run(g *Globals) error {
 	strs, err := paramArgs(c.Param)
 	if err != nil {
@@ -250,57 +278,109 @@ func (c *TriggerCmd) Run(g *Globals) error {
 	}
 	cl, ctx, done := c.session()
 	defer done()
-	req := api.TriggerRequest{Playbook: c.Name, Args: strs}
-	run, err := cl.Trigger(ctx, req)
-	if err != nil {
-		return err
-	}
-	if !c.Follow {
-		if c.JSON {
-			return writeJSON(g.stdout, run)
-		}
-		fmt.Fprintf(g.stdout, "started run %s (%s)\n", run.ID, run.Playbook)
-		return nil
-	}
-	if !c.JSON {
-		fmt.Fprintf(g.stdout, "started run %s (%s)\n", run.ID, run.Playbook)
-	}
-	return followRun(g, cl, run.ID, c.JSON)
-}
-
-// PlaybooksCmd lists the serving agent's playbooks.
-type PlaybooksCmd struct {
-	remoteFlags
-}
-
-// Run prints one row per playbook file: name, version, schedule, next
-// timer tick, hub triggers and the last load error (the previous good
-// version keeps serving meanwhile).
-func (c *PlaybooksCmd) Run(g *Globals) error {
-	cl, ctx, done := c.session()
-	defer done()
 	pbs, err := cl.Playbooks(ctx)
 	if err != nil {
 		return err
 	}
-	if c.JSON {
-		return writeJSON(g.stdout, pbs)
+	target, err := resolveTrigger(c.Name, pbs)
+	if err != nil {
+		return err
 	}
-	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tVERSION\tSCHEDULE\tNEXT RUN\tTRIGGERS\tLOAD ERROR")
-	for _, p := range pbs {
-		next := "-"
-		if p.NextRun != nil {
-			next = p.NextRun.Local().Format(time.DateTime)
-		}
-		version := dash(engine.ShortVersion(p.Version))
-		if p.Saved {
-			version += " (last good, saved)"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, version, dash(p.Schedule), next,
-			dash(strings.Join(p.Triggers, ",")), dash(clip.Line(p.LoadError, 80)))
+	var runs []api.Run
+	if target.byTrigger {
+		runs, err = cl.StartTrigger(ctx, api.TriggerRequest{Trigger: c.Name, Args: strs})
+	} else {
+		var run api.Run
+		run, err = cl.Trigger(ctx, api.TriggerRequest{Playbook: c.Name, Args: strs})
+		runs = []api.Run{run}
 	}
-	return tw.Flush()
+	if err != nil {
+		return explainAPIParamError(err, target.playbooks)
+	}
+	if c.JSON && !c.Follow {
+		// One run is its object, as ever; a trigger several playbooks
+		// answer is the array of their runs.
+		if len(runs) == 1 {
+			return writeJSON(g.stdout, runs[0])
+		}
+		return writeJSON(g.stdout, runs)
+	}
+	if !c.JSON {
+		for _, run := range runs {
+			fmt.Fprintf(g.stdout, "started run %s (%s, %s)\n", run.ID, run.Playbook, target.how(run.Playbook))
+		}
+	}
+	if !c.Follow {
+		return nil
+	}
+	var errs []error
+	for _, run := range runs {
+		if err := followRun(g, cl, run.ID, c.JSON, c.UTC); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	if len(errs) > 1 {
+		return failed(errors.Join(errs...))
+	}
+	return nil
+}
+
+// triggerTarget is what a trigger command's name resolved to.
+type triggerTarget struct {
+	name      string
+	byTrigger bool           // a trigger name; else a playbook name
+	playbooks []api.Playbook // the playbooks it starts
+}
+
+// how says, for a run's recap, how the name led to the playbook.
+func (t triggerTarget) how(playbook string) string {
+	if t.byTrigger {
+		return "by trigger " + t.name
+	}
+	return "by playbook name; no trigger is called " + t.name
+}
+
+// resolveTrigger finds what name means among the agent's playbooks: the
+// serving playbooks answering trigger name, else the serving playbook of
+// that name. Neither is an error with the nearest names and the list.
+func resolveTrigger(name string, pbs []api.Playbook) (triggerTarget, error) {
+	t := triggerTarget{name: name}
+	var triggers, names []string
+	for _, pb := range pbs {
+		if pb.Version == "" {
+			continue // never loaded: it serves nothing
+		}
+		names = append(names, pb.Name)
+		for _, tr := range pb.Triggers {
+			if !slices.Contains(triggers, tr) {
+				triggers = append(triggers, tr)
+			}
+			if tr == name {
+				t.byTrigger = true
+				t.playbooks = append(t.playbooks, pb)
+			}
+		}
+	}
+	if t.byTrigger {
+		return t, nil
+	}
+	for _, pb := range pbs {
+		if pb.Version != "" && pb.Name == name {
+			t.playbooks = []api.Playbook{pb}
+			return t, nil
+		}
+	}
+	slices.Sort(triggers)
+	var b strings.Builder
+	fmt.Fprintf(&b, "no trigger or playbook is called %q", name)
+	if near := suggest.Nearest(name, append(slices.Clone(triggers), names...)); len(near) > 0 {
+		fmt.Fprintf(&b, "; did you mean %s?", strings.Join(near, " or "))
+	}
+	fmt.Fprintf(&b, "\n  triggers:  %s\n  playbooks: %s", dash(strings.Join(triggers, ", ")), dash(strings.Join(names, ", ")))
+	return t, errors.New(b.String())
 }
 
 // allLogs reads run id's whole log, page by page.
@@ -321,10 +401,10 @@ func allLogs(ctx context.Context, cl *api.Client, id string) ([]api.LogLine, err
 	}
 }
 
-// logText renders a log line: "15:04:05 INFO msg key=value ...", keys
-// sorted, values as JSON.
-func logText(l api.LogLine) string {
-	return fmt.Sprintf("%s %-5s %s", l.Time.Local().Format(time.TimeOnly), l.Level, l.Text())
+// logText renders a log line: "15:04:05 CET INFO  msg key=value ...",
+// keys sorted, values as JSON with durations and fractions rounded.
+func logText(g *Globals, l api.LogLine, utc bool) string {
+	return fmt.Sprintf("%s %s %s", clockText(l.Time, utc), paintLevel(g, fmt.Sprintf("%-5s", l.Level)), humanAttrs(l))
 }
 
 // took is how long a run took (so far, while it runs).
@@ -336,7 +416,7 @@ func took(r api.Run) string {
 	if r.Ended != nil {
 		end = *r.Ended
 	}
-	return end.Sub(*r.Started).Round(time.Millisecond).String()
+	return humanDuration(end.Sub(*r.Started))
 }
 
 func dash(s string) string {

@@ -46,7 +46,7 @@ func (c *RunCmd) Run(g *Globals) error {
 	}
 	params, err := pb.Decl.Coerce(strs, nil)
 	if err != nil {
-		return err
+		return explainParamErrors(err, pb.Decl)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -87,7 +87,7 @@ func (c *RunCmd) Run(g *Globals) error {
 	s := summary{
 		Run: res.ID, Playbook: res.Playbook, Version: pb.ShortVersion(), Status: string(res.Status),
 		Kind: res.Kind, Error: res.Error, Backtrace: res.Backtrace,
-		Duration: res.Duration().Round(time.Millisecond).String(),
+		Duration: res.Duration().Seconds(),
 	}
 	if len(res.Output) > 0 {
 		s.Result = res.Output
@@ -104,6 +104,9 @@ func (c *RunCmd) Run(g *Globals) error {
 	}
 	return failed(fmt.Errorf("run %s %s", res.ID, res.Status))
 }
+
+// seconds is a number of seconds as a duration.
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
 // paramArgs splits --param NAME=VALUE flags. A name given twice is an
 // error rather than a silent override.
@@ -130,15 +133,16 @@ func printSummary(g *Globals, s *summary, asJSON bool) error {
 		return enc.Encode(s)
 	}
 	w := g.stdout
-	fmt.Fprintf(w, "\n%s %s (run %s, version %s)\n", strings.ToUpper(s.Status), s.Playbook, s.Run, s.Version)
+	fmt.Fprintf(w, "\n%s %s (run %s, version %s)\n", paint(g, strings.ToUpper(s.Status)), s.Playbook, s.Run, s.Version)
 	if s.Error != "" {
 		fmt.Fprintf(w, "  error:     %s\n", s.Error)
 		if s.Backtrace != "" {
 			fmt.Fprintf(w, "  backtrace:\n    %s\n", strings.ReplaceAll(strings.TrimSpace(s.Backtrace), "\n", "\n    "))
 		}
 	}
-	fmt.Fprintf(w, "  duration:  %s\n", s.Duration)
-	fmt.Fprintf(w, "  proxmox:   %d API requests (%d retries), %d tasks, %s waiting on tasks\n", s.Requests, s.Retries, len(s.Tasks), s.TaskWaiting)
+	fmt.Fprintf(w, "  duration:  %s\n", humanDuration(seconds(s.Duration)))
+	fmt.Fprintf(w, "  proxmox:   %s (%s), %s, %s waiting on tasks\n", plural(s.Requests, "API request"), plural(s.Retries, "retry"),
+		plural(len(s.Tasks), "task"), humanDuration(seconds(s.TaskWaiting)))
 	if s.Result != nil {
 		b, err := json.MarshalIndent(s.Result, "  ", "  ")
 		if err != nil {

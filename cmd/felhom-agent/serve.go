@@ -20,6 +20,7 @@ import (
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/hub"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/hub/channel"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/notify"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
 )
 
@@ -44,6 +45,8 @@ type ServeCmd struct {
 	ResultKiB     int           `name:"runs-result-max-kib" help:"Largest result a run records (KiB); a larger one fails the run with kind limit." default:"1024" config:"runs.result_max_kib"`
 	RunsQueueMax  int           `name:"runs-queue-max" help:"Runs of one non-concurrent playbook that may wait for it to be free; a trigger beyond is refused (429)." default:"${queue_max}" config:"runs.queue_max"`
 	Sim           bool          `help:"Serve against an in-process simulated Proxmox VE host (no host needed)." env:"-"`
+
+	Notify NotifyFlags `embed:"" prefix:"notify-" group:"Notifications"`
 
 	HubURL         string        `name:"hub-url" help:"The hub the agent reports to, https://HUB; empty: no hub channel." placeholder:"URL" config:"hub.url"`
 	HubHostID      string        `name:"hub-host-id" help:"This host's id at the hub." placeholder:"ID" config:"hub.host_id"`
@@ -108,6 +111,12 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 		logger.Info("serving against a simulated Proxmox VE host", "endpoint", be.Server.Endpoint, "node", be.Server.Node)
 	}
 
+	nt, err := c.Notify.notifier(c.StateDir, logger)
+	if err != nil {
+		return err
+	}
+	defer closeNotifier(nt, logger)
+
 	ag, err := agent.New(agent.Config{
 		PlaybooksDir:   g.Playbooks,
 		StateDir:       c.StateDir,
@@ -129,13 +138,14 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 		Logger:   logger,
 		LogLevel: level,
 		Hub:      hubCfg,
+		Notifier: nt,
 	})
 	if err != nil {
 		return err
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, release := stopOnSignals(ag, logger, c.ShutdownGrace)
+	defer release()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -155,6 +165,52 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 		}
 	}()
 	return ag.Run(ctx)
+}
+
+// notifyDrain is how long a stopping agent still tries to deliver the
+// notifications it has queued.
+const notifyDrain = 10 * time.Second
+
+// closeNotifier delivers what is queued, for a while, then stops.
+func closeNotifier(nt *notify.Notifier, logger *slog.Logger) {
+	if nt == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), notifyDrain)
+	defer cancel()
+	if err := nt.Close(ctx); err != nil {
+		logger.Error("closing the notifier", "err", err)
+	}
+}
+
+// stopOnSignals returns a context that the first SIGINT or SIGTERM ends —
+// the agent's graceful stop — and makes the second hurry the stop (runs
+// still going are cancelled at once), as a second Ctrl-C does in the
+// tools operators know. release stops listening.
+func stopOnSignals(ag *agent.Agent, logger *slog.Logger, grace time.Duration) (ctx context.Context, release func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	done := make(chan struct{})
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case sig := <-sigs:
+			logger.Info("stopping: runs in flight get the grace period; interrupt again to cancel them now", "signal", sig.String(), "grace", grace)
+			cancel()
+		case <-done:
+			return
+		}
+		select {
+		case <-sigs:
+			ag.Hurry()
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel()
+	}
 }
 
 // hotConfig is what SIGHUP may change, from the flags.
@@ -233,8 +289,9 @@ func reloadServeConfig(kctx *kong.Context) (agent.HotConfig, error) {
 // levelLogger is Globals.logger with a level that can change while the
 // agent runs.
 func levelLogger(g *Globals, w io.Writer, level *slog.LevelVar) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: humanReplaceAttr}
 	if g.LogFormat == "json" {
+		opts.ReplaceAttr = jsonReplaceAttr
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))

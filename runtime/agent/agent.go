@@ -17,6 +17,7 @@ import (
 
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/hub"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/hub/channel"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/notify"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/schedule"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/statedir"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
@@ -115,6 +116,11 @@ type Config struct {
 	// whole log and its result (see limits.go). Zero fields mean the
 	// defaults.
 	Limits RunLimits
+	// Notifier tells people of failed and timed-out runs and missed
+	// timer ticks, and carries the playbooks' notify.send (notify.go);
+	// nil tells nobody. The caller owns it: it outlives Run, and closes
+	// after it.
+	Notifier *notify.Notifier
 }
 
 // HotConfig is the part of the configuration a running agent takes on
@@ -168,6 +174,7 @@ type Agent struct {
 	bg       sync.WaitGroup // task followers
 
 	running sync.WaitGroup // runs launched and not finished
+	hurry   hurrySignal    // closed by Hurry: the grace period ends now
 
 	mu       sync.Mutex
 	live     map[string]*liveRun // by run id
@@ -225,9 +232,16 @@ func New(cfg Config) (*Agent, error) {
 	}
 
 	a := &Agent{cfg: cfg, log: cfg.Logger, live: map[string]*liveRun{}, jobs: map[string]bool{}}
+	a.hurry.init()
 	a.metrics = newAgentMetrics(cfg.MaxGaugeSeries, cfg.Logger)
 	if a.cfg.Engine.Env.Gauges == nil {
 		a.cfg.Engine.Env.Gauges = a.metrics.gauges
+	}
+	if cfg.Notifier != nil {
+		if a.cfg.Engine.Env.Notify == nil {
+			a.cfg.Engine.Env.Notify = runNotifier{a}
+		}
+		a.metrics.registerNotifyMetrics(cfg.Notifier)
 	}
 	a.health = newHealthState()
 	a.queues = newRunQueues(cfg.QueueMax)
@@ -253,6 +267,7 @@ func New(cfg Config) (*Agent, error) {
 		Fire:    a.fireTimer,
 		LastRun: a.timerLast,
 		MarkRun: a.timerMark,
+		Missed:  a.notifyMissed,
 		Logger:  cfg.Logger.With("part", "timers"),
 	})
 	if err != nil {

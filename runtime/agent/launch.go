@@ -209,6 +209,7 @@ func (a *Agent) execute(lr *liveRun, pb *engine.Playbook, params *engine.Params,
 	if status == runstate.Succeeded {
 		a.indexResult(lr.id, result)
 	}
+	a.notifyEnded(lr.id, pb.Name, res)
 
 	// Tasks the run started and did not see stop (it was cancelled while
 	// waiting, or started one with wait = False) go on on the host: follow

@@ -28,7 +28,7 @@ import (
 //  4. Recover: runs a previous process left running become interrupted,
 //     and each Proxmox task without a recorded end is followed on the host
 //     in the background until it stops, and recorded. Nothing that started
-//     is ever re-run.
+//     is ever re-run. The felhom_run_last_* metrics are set from the store.
 //  5. Start watching the playbooks directory, then load every playbook. A
 //     file that fails is logged and counted, and serves its last good
 //     version from the version store if it has one; the others serve
@@ -49,7 +49,8 @@ import (
 //     local API starts, take the queued runs out of the queue (they stay
 //     queued in the store), stop the watcher and the scheduler. From here
 //     no run starts.
-//  9. Let the runs in flight finish, for up to ShutdownGrace.
+//  9. Let the runs in flight finish, for up to ShutdownGrace (cut short by
+//     Hurry, a second interrupt).
 //  10. Cancel the runs still going, with the cause "the agent is shutting
 //     down" (recorded as cancelled), and wait for their records.
 //  11. Stop background work: task followers leave their tasks open for the
@@ -68,6 +69,7 @@ func (a *Agent) lifecycle(ctx context.Context) error {
 	if err := a.recoverRuns(); err != nil {
 		return err
 	}
+	a.loadOutcomes()
 
 	// 5. Load. The watch begins first, so that a save during the load
 	// is not missed (at worst it reloads a file twice).
@@ -146,7 +148,7 @@ func (a *Agent) lifecycle(ctx context.Context) error {
 	}
 
 	// 9. Grace.
-	if !a.waitRuns(a.cfg.ShutdownGrace) {
+	if !a.waitGrace(a.cfg.ShutdownGrace) {
 		// 10. Cancel.
 		a.log.Warn("grace period over; cancelling the runs still going", "runs", len(a.liveIDs()))
 		a.cancelRuns(errShutdown)
@@ -184,7 +186,13 @@ func shutdown(srv *http.Server, d time.Duration) {
 
 // waitRuns waits up to d (negative: not at all) for every run to end and
 // reports whether they did.
-func (a *Agent) waitRuns(d time.Duration) bool {
+func (a *Agent) waitRuns(d time.Duration) bool { return a.waitRunsUntil(d, nil) }
+
+// waitGrace is waitRuns for the grace period, which Hurry cuts short.
+func (a *Agent) waitGrace(d time.Duration) bool { return a.waitRunsUntil(d, a.hurry.ch) }
+
+// waitRunsUntil is waitRuns that also gives up when stop is closed.
+func (a *Agent) waitRunsUntil(d time.Duration, stop <-chan struct{}) bool {
 	done := make(chan struct{})
 	go func() {
 		a.running.Wait()
@@ -198,6 +206,13 @@ func (a *Agent) waitRuns(d time.Duration) bool {
 	select {
 	case <-done:
 		return true
+	case <-stop:
+		select {
+		case <-done:
+			return true
+		default:
+			return false
+		}
 	case <-t.C:
 		select {
 		case <-done:

@@ -14,6 +14,7 @@ import (
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/api"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/schedule"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
 )
 
@@ -24,9 +25,13 @@ import (
 type localAPI struct{ a *Agent }
 
 var (
-	_ api.Backend = localAPI{}
-	_ api.Waiter  = localAPI{}
+	_ api.Backend        = localAPI{}
+	_ api.Waiter         = localAPI{}
+	_ api.TriggerStarter = localAPI{}
 )
+
+// nextRunsShown is how many of a schedule's next ticks the API lists.
+const nextRunsShown = 5
 
 // errDraining refuses new runs during shutdown.
 var errDraining = fmt.Errorf("the agent is shutting down: %w", api.ErrConflict)
@@ -66,12 +71,9 @@ func (l localAPI) apiRun(r store.Run) api.Run {
 	return out
 }
 
-// Run returns one recorded run.
+// Run returns one recorded run, by id or unique id prefix.
 func (l localAPI) Run(ctx context.Context, id string) (api.Run, error) {
-	r, err := l.a.store.Get(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return api.Run{}, fmt.Errorf("run %s: %w", id, api.ErrNotFound)
-	}
+	r, err := l.a.getRun(ctx, id)
 	if err != nil {
 		return api.Run{}, err
 	}
@@ -159,6 +161,7 @@ func (l localAPI) Playbooks(context.Context) ([]api.Playbook, error) {
 				t = t.UTC()
 				p.NextRun = &t
 			}
+			p.Zone, p.NextRuns = scheduleTicks(d.Schedule, nextRunsShown)
 			for _, dp := range d.Params {
 				p.Params = append(p.Params, apiParam(dp))
 			}
@@ -201,6 +204,30 @@ func (l localAPI) Start(ctx context.Context, req api.TriggerRequest) (api.Run, e
 	return l.apiRun(st.Runs[0]), nil
 }
 
+// StartTrigger starts a run of every playbook answering req.Trigger
+// (source "api"), all or none.
+func (l localAPI) StartTrigger(ctx context.Context, req api.TriggerRequest) ([]api.Run, error) {
+	st, err := l.a.start(ctx, startRequest{Source: store.SourceAPI, Trigger: req.Trigger, Args: req.Args, Params: req.Params})
+	if r, ok := errors.AsType[*startRefusal](err); ok {
+		switch r.Reason {
+		case refusedUnknown:
+			return nil, fmt.Errorf("trigger %q: no playbook answers it: %w", req.Trigger, api.ErrNotFound)
+		case refusedParams:
+			return nil, &api.BadRequestError{Field: "params." + r.Param, Msg: r.Msg + " (playbook " + r.Playbook + ")"}
+		case refusedDraining:
+			return nil, errDraining
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Run, len(st.Runs))
+	for i, r := range st.Runs {
+		out[i] = apiRun(r)
+	}
+	return out, nil
+}
+
 // apiRun is a stored run as the local API shows it.
 func apiRun(r store.Run) api.Run {
 	out := api.Run{
@@ -229,6 +256,30 @@ func timePtr(t time.Time) *time.Time {
 	}
 	t = t.UTC()
 	return &t
+}
+
+// scheduleTicks is the zone a schedule is read in and its next n ticks
+// from now (UTC); nothing for no schedule.
+func scheduleTicks(sched string, n int) (zone string, ticks []time.Time) {
+	if sched == "" {
+		return "", nil
+	}
+	spec, err := schedule.ParseSpec(sched, "")
+	if err != nil {
+		return "", nil // refused at load; the playbook would not serve
+	}
+	zone = "Local"
+	if spec.Location != nil {
+		zone = spec.Location.String()
+	}
+	t := time.Now()
+	for range n {
+		if t = spec.Next(t); t.IsZero() {
+			break
+		}
+		ticks = append(ticks, t.UTC())
+	}
+	return zone, ticks
 }
 
 // apiParam describes a declared parameter; the default is JSON as a run

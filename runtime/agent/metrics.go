@@ -18,6 +18,7 @@ import (
 
 	"gitea.dooplex.hu/admin/felhom-agent/builtins"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
 // The agent's metrics live in a registry of its own, never the global one:
@@ -36,6 +37,8 @@ import (
 //	felhom_proxmox_up                         1 when the last health probe reached the API
 //	felhom_playbook_<name>{...}               gauges playbooks publish (monitor.gauge)
 //	felhom_playbook_gauges_dropped_total      monitor.gauge calls refused (bad name, label set, cap)
+//	felhom_run_last_success_timestamp_seconds{playbook}, felhom_run_last_status{playbook,status}
+//	                                          how runs last ended (outcomes.go), from the store at start
 //
 // plus the Go runtime and process collectors.
 type agentMetrics struct {
@@ -52,7 +55,8 @@ type agentMetrics struct {
 	requests        *prometheus.CounterVec
 	proxmoxUp       prometheus.Gauge
 
-	gauges *playbookGauges
+	gauges   *playbookGauges
+	outcomes *outcomeMetrics
 }
 
 // DefaultMaxGaugeSeries caps the distinct playbook gauge series (name and
@@ -104,6 +108,7 @@ func newAgentMetrics(maxSeries int, logger *slog.Logger) *agentMetrics {
 		m.taskWait, m.requests, m.proxmoxUp, dropped,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.gauges = newPlaybookGauges(reg, maxSeries, dropped, logger)
+	m.outcomes = newOutcomeMetrics(reg)
 	return m
 }
 
@@ -116,6 +121,7 @@ func (a *Agent) metricsHandler() http.Handler {
 func (m *agentMetrics) runFinished(playbook, status string, took time.Duration) {
 	m.runs.WithLabelValues(playbook, status).Inc()
 	m.runDuration.WithLabelValues(playbook).Observe(took.Seconds())
+	m.outcomes.ended(playbook, runstate.Status(status), time.Now())
 }
 
 // observer is the metrics part of a run's proxmox.Observer; the health

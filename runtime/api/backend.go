@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"strings"
 )
 
 // Backend is what the local API needs from the daemon. Package runtime
@@ -18,7 +19,9 @@ import (
 type Backend interface {
 	// Runs lists runs matching f, newest first.
 	Runs(ctx context.Context, f ListFilter) ([]Run, error)
-	// Run returns one run.
+	// Run returns one run. id may be a unique prefix of a run id, as
+	// git takes one (the answer carries the full id); a prefix more
+	// than one run starts with is an *AmbiguousError.
 	Run(ctx context.Context, id string) (Run, error)
 	// Logs returns up to limit lines of run id's log with Seq > after,
 	// oldest first; fewer than limit means there are no more right now.
@@ -46,6 +49,31 @@ type Waiter interface {
 	// between the caller's last look and this call is lost; returning
 	// early without news is allowed.
 	WaitChange(ctx context.Context, id string, after int64) error
+}
+
+// TriggerStarter is an optional Backend extension, found by type
+// assertion, that starts runs by trigger name (TriggerRequest.Trigger):
+// every playbook whose declaration lists the trigger, all or none. Without
+// it such a request is refused (400).
+type TriggerStarter interface {
+	// StartTrigger validates req's parameters against every playbook that
+	// answers req.Trigger and starts one run of each (Source "api"),
+	// returning them as recorded, in playbook name order. No playbook
+	// answering is ErrNotFound; a refused parameter is a
+	// *BadRequestError with Field "params.NAME" and starts nothing.
+	StartTrigger(ctx context.Context, req TriggerRequest) ([]Run, error)
+}
+
+// AmbiguousError is a run id prefix that more than one run starts with:
+// 400, listing (some of) them, so that people can pick.
+type AmbiguousError struct {
+	Prefix     string
+	Candidates []string // full run ids, at most a handful
+}
+
+// Error is "run id prefix P is ambiguous: ID, ID, ...".
+func (e *AmbiguousError) Error() string {
+	return "run id prefix " + e.Prefix + " is ambiguous: " + strings.Join(e.Candidates, ", ")
 }
 
 var (

@@ -149,6 +149,23 @@ func (c *Client) Trigger(ctx context.Context, req TriggerRequest) (Run, error) {
 	return run, err
 }
 
+// StartTrigger starts a run of every playbook that answers req.Trigger
+// and returns them as recorded. No playbook answering is ErrNotFound; a
+// refused parameter is an *Error with Status 400 and Field "params.NAME",
+// and then nothing started.
+func (c *Client) StartTrigger(ctx context.Context, req TriggerRequest) ([]Run, error) {
+	if req.Trigger == "" {
+		return nil, errors.New("start by trigger: the trigger name is empty")
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("trigger %s: %w", req.Trigger, err)
+	}
+	var out struct{ Runs []Run }
+	err = c.do(ctx, "POST", "/v1/runs", nil, body, &out)
+	return out.Runs, err
+}
+
 // Follow calls fn with each line of run id's log, from the first, as it is
 // written, and returns the run once it has finished. It returns early with
 // fn's error if fn fails, and with ctx's error when ctx ends.

@@ -9,8 +9,8 @@
 // # Routes
 //
 //	GET  /v1/runs?playbook=&status=&limit=   {"runs": [Run...]}, newest first
-//	POST /v1/runs                            TriggerRequest -> 202 Run
-//	GET  /v1/runs/{id}                       Run
+//	POST /v1/runs                            TriggerRequest -> 202 Run ({"runs": [Run...]} by trigger)
+//	GET  /v1/runs/{id}                       Run (id: a run id or a unique prefix of one)
 //	GET  /v1/runs/{id}/logs?after=&limit=    {"lines": [LogLine...]}, Seq > after, oldest first
 //	GET  /v1/runs/{id}/follow?after=         NDJSON stream of FollowEvent until the run ends
 //	POST /v1/runs/{id}/cancel                202 Run (cancellation requested)

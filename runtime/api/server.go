@@ -34,6 +34,9 @@ func NewHandler(b Backend, logger *slog.Logger) http.Handler {
 	if w, ok := b.(Waiter); ok {
 		s.wait = w
 	}
+	if ts, ok := b.(TriggerStarter); ok {
+		s.triggers = ts
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/runs", s.runs)
 	mux.HandleFunc("POST /v1/runs", s.start)
@@ -48,8 +51,10 @@ func NewHandler(b Backend, logger *slog.Logger) http.Handler {
 type server struct {
 	b    Backend
 	wait Waiter // nil: poll
-	log  *slog.Logger
-	poll time.Duration // follow's polling interval without a Waiter
+	// triggers starts runs by trigger name; nil refuses such requests.
+	triggers TriggerStarter
+	log      *slog.Logger
+	poll     time.Duration // follow's polling interval without a Waiter
 }
 
 func (s *server) runs(w http.ResponseWriter, r *http.Request) {
@@ -151,7 +156,23 @@ func (s *server) start(w http.ResponseWriter, r *http.Request) {
 	}
 	// The run is started and recorded by the backend; a client hanging up
 	// half-way must not leave that undone.
-	run, err := s.b.Start(context.WithoutCancel(r.Context()), req)
+	ctx := context.WithoutCancel(r.Context())
+	if req.Trigger != "" {
+		if s.triggers == nil {
+			s.fail(w, r, &BadRequestError{Field: "trigger", Msg: "starting by trigger is not supported by this agent"})
+			return
+		}
+		runs, err := s.triggers.StartTrigger(ctx, req)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusAccepted, struct {
+			Runs []Run `json:"runs"`
+		}{runs})
+		return
+	}
+	run, err := s.b.Start(ctx, req)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -190,8 +211,11 @@ func decodeTrigger(body io.Reader) (TriggerRequest, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return req, &BadRequestError{Msg: "malformed JSON request: data after the object"}
 	}
-	if req.Playbook == "" {
+	switch {
+	case req.Playbook == "" && req.Trigger == "":
 		return req, &BadRequestError{Field: "playbook", Msg: "is required"}
+	case req.Playbook != "" && req.Trigger != "":
+		return req, &BadRequestError{Field: "trigger", Msg: "give a playbook or a trigger, not both"}
 	}
 	return req, nil
 }
@@ -231,9 +255,12 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 // classify turns err into the Error the client sees.
 func (s *server) classify(r *http.Request, err error) *Error {
 	var bad *BadRequestError
+	var amb *AmbiguousError
 	switch {
 	case errors.As(err, &bad):
 		return &Error{Status: http.StatusBadRequest, Message: bad.Error(), Field: bad.Field}
+	case errors.As(err, &amb):
+		return &Error{Status: http.StatusBadRequest, Message: amb.Error(), Field: "id"}
 	case errors.Is(err, ErrNotFound):
 		return &Error{Status: http.StatusNotFound, Message: err.Error()}
 	case errors.Is(err, ErrConflict):

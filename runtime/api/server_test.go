@@ -191,7 +191,7 @@ func TestClientErrorFromForeignBody(t *testing.T) {
 }
 
 // FuzzDecodeTrigger checks that any request body is either a
-// TriggerRequest naming a playbook or a *BadRequestError, and that an
+// TriggerRequest naming a playbook or a trigger, or a *BadRequestError, and that an
 // accepted one survives a round trip.
 func FuzzDecodeTrigger(f *testing.F) {
 	for _, c := range rawCases {
@@ -209,15 +209,15 @@ func FuzzDecodeTrigger(f *testing.F) {
 			}
 			return
 		}
-		if req.Playbook == "" {
-			t.Fatalf("decodeTrigger(%q) accepted an empty playbook", body)
+		if (req.Playbook == "") == (req.Trigger == "") {
+			t.Fatalf("decodeTrigger(%q) accepted %+v; want exactly one of playbook and trigger", body, req)
 		}
 		again, err := json.Marshal(req)
 		if err != nil {
 			t.Fatalf("re-encoding %+v: %v", req, err)
 		}
 		back, err := decodeTrigger(bytes.NewReader(again))
-		if err != nil || back.Playbook != req.Playbook || len(back.Params) != len(req.Params) {
+		if err != nil || back.Playbook != req.Playbook || back.Trigger != req.Trigger || len(back.Params) != len(req.Params) {
 			t.Fatalf("round trip of %q = %+v, %v; want %+v", body, back, err, req)
 		}
 	})

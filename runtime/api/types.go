@@ -91,6 +91,13 @@ type Playbook struct {
 	// version store, served since the agent started because the file on
 	// disk does not load.
 	Saved bool `json:"saved,omitempty"`
+	// Zone is the time zone the schedule is read in ("Europe/Budapest",
+	// "Local" for the agent's own zone); empty without a schedule.
+	Zone string `json:"zone,omitempty"`
+	// NextRuns are the schedule's next ticks (at most five, without
+	// jitter), from now; NextRun is the one the timer waits for, which
+	// differs from NextRuns[0] while a missed tick is being caught up.
+	NextRuns []time.Time `json:"next_runs,omitempty"`
 }
 
 // Param is one declared parameter of a playbook.
@@ -101,13 +108,15 @@ type Param struct {
 	Doc     string          `json:"doc,omitempty"`
 }
 
-// TriggerRequest is the body of POST /v1/runs: start Playbook with Args
+// TriggerRequest is the body of POST /v1/runs: start Playbook — or every
+// playbook that answers Trigger; exactly one of the two is set — with Args
 // (command-line values, strings by name, as `felhom-agent run --param`
 // takes them) and Params (JSON values by name). The agent coerces both
-// against the declaration, with the same rules as `felhom-agent run`; a
-// name may appear in only one of them.
+// against each declaration, with the same rules as `felhom-agent run`,
+// before it starts anything; a name may appear in only one of them.
 type TriggerRequest struct {
-	Playbook string                     `json:"playbook"`
+	Playbook string                     `json:"playbook,omitempty"`
+	Trigger  string                     `json:"trigger,omitempty"`
 	Args     map[string]string          `json:"args,omitempty"`
 	Params   map[string]json.RawMessage `json:"params,omitempty"`
 }

@@ -39,7 +39,8 @@ func SignedMessage(method, path, timestamp string, body []byte) []byte {
 // Sign returns the three headers that authenticate a request of method to
 // path with body, signed by priv under keyID at time now. Copy them onto the
 // request (for k, v := range h { req.Header[k] = v }). The hub, the end to
-// end suite and the tests use it; the agent never signs.
+// end suite and the tests use it; the agent signs only its own
+// notification webhooks with it (runtime/notify), with a key of its own.
 func Sign(priv ed25519.PrivateKey, keyID, method, path string, body []byte, now time.Time) http.Header {
 	ts := strconv.FormatInt(now.Unix(), 10)
 	sig := ed25519.Sign(priv, SignedMessage(method, path, ts, body))

@@ -265,20 +265,29 @@ func TestSchedulerCatchUp(t *testing.T) {
 		last    time.Time // persisted last fire; zero: none
 		noStore bool      // LastRun is nil
 		want    []time.Time
+		// caughtUp: the first fire is a catch-up, which Missed hears of.
+		caughtUp bool
 	}{
-		{name: "missed one", startAt: day(1, 10), last: day(0, 3), want: []time.Time{day(1, 3), day(2, 3)}},
-		{name: "down for days fires once", startAt: day(5, 10), last: day(0, 3), want: []time.Time{day(5, 3), day(6, 3)}},
+		{name: "missed one", startAt: day(1, 10), last: day(0, 3), want: []time.Time{day(1, 3), day(2, 3)}, caughtUp: true},
+		{name: "down for days fires once", startAt: day(5, 10), last: day(0, 3), want: []time.Time{day(5, 3), day(6, 3)}, caughtUp: true},
 		{name: "nothing missed", startAt: day(1, 10), last: day(1, 3), want: []time.Time{day(2, 3)}},
 		{name: "never ran", startAt: day(1, 10), want: []time.Time{day(2, 3)}},
 		{name: "no store", startAt: day(1, 10), noStore: true, want: []time.Time{day(2, 3)}},
-		{name: "start on the tick fires once", startAt: day(1, 3), last: day(0, 3), want: []time.Time{day(1, 3), day(2, 3)}},
+		{name: "start on the tick fires once", startAt: day(1, 3), last: day(0, 3), want: []time.Time{day(1, 3), day(2, 3)}, caughtUp: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				sleepUntil(tt.startAt)
 				r := &recorder{}
-				o := Options{LastRun: func(job string) (time.Time, bool) { return tt.last, !tt.last.IsZero() }}
+				var missed []time.Time
+				o := Options{LastRun: func(job string) (time.Time, bool) { return tt.last, !tt.last.IsZero() },
+					Missed: func(job string, tick time.Time, why string) {
+						if !strings.Contains(why, "not running") {
+							t.Errorf("Missed(%s, %v, %q); want a catch-up", job, tick, why)
+						}
+						missed = append(missed, tick)
+					}}
 				if tt.noStore {
 					o.LastRun = nil
 				}
@@ -291,6 +300,14 @@ func TestSchedulerCatchUp(t *testing.T) {
 				}
 				if fs[0].scheduled.Before(tt.startAt) && !fs[0].at.Equal(tt.startAt) {
 					t.Errorf("catch-up came at %v; want at start, %v", fs[0].at, tt.startAt)
+				}
+				// Missed hears of exactly the caught-up tick.
+				var wantMissed []time.Time
+				if tt.caughtUp {
+					wantMissed = tt.want[:1]
+				}
+				if !equalTimes(missed, wantMissed) {
+					t.Errorf("Missed heard %v; want %v", missed, wantMissed)
 				}
 			})
 		})
@@ -368,7 +385,9 @@ func TestSchedulerNoOverlap(t *testing.T) {
 		t.Run(fmt.Sprintf("allow=%v", tt.allow), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				r := &recorder{fireFor: 150 * time.Second}
-				rs := start(t, r, Options{}, func(s *Scheduler) {
+				var mu sync.Mutex
+				missed := 0
+				rs := start(t, r, Options{Missed: func(string, time.Time, string) { mu.Lock(); missed++; mu.Unlock() }}, func(s *Scheduler) {
 					set(t, s, "slow", "* * * * *", func(sp *Spec) { sp.AllowOverlap = tt.allow })
 				})
 				sleepUntil(at(0, 9).Add(30 * time.Second))
@@ -380,6 +399,11 @@ func TestSchedulerNoOverlap(t *testing.T) {
 				if skipped != tt.wantSkipped {
 					t.Errorf("Skipped = %d; want %d", skipped, tt.wantSkipped)
 				}
+				mu.Lock()
+				if missed != tt.wantSkipped {
+					t.Errorf("Missed heard %d skips; want %d", missed, tt.wantSkipped)
+				}
+				mu.Unlock()
 			})
 		})
 	}

@@ -29,6 +29,12 @@ type Options struct {
 	// Logger receives skipped ticks, catch-ups and MarkRun failures; nil
 	// discards them.
 	Logger *slog.Logger
+	// Missed, if set, hears of every tick that did not fire on time: one
+	// caught up at start because the process was not running at the tick,
+	// and one skipped because the job's previous Fire was still running.
+	// why says which, for people. It is called with the scheduler's lock
+	// held, so it must return quickly and must not call the Scheduler.
+	Missed func(job string, scheduled time.Time, why string)
 }
 
 // Scheduler fires jobs on their cron [Spec]s. It reads the clock with
@@ -239,6 +245,7 @@ func (s *Scheduler) fireDue(ctx context.Context) (time.Time, bool) {
 		if s.running[name] > 0 && !e.spec.AllowOverlap {
 			s.skipped[name]++
 			s.log.Warn("skipped a tick: the previous run is still going", "job", name, "scheduled", tick)
+			s.missed(name, tick, "skipped: the previous run was still going")
 		} else {
 			s.running[name]++
 			s.fired[name] = tick
@@ -295,6 +302,14 @@ func (s *Scheduler) catchUp(job string, e *entry, now time.Time) {
 	}
 	e.tick, e.due = missed, s.jittered(e.spec, now)
 	s.log.Info("catching up a missed run", "job", job, "scheduled", missed, "last_run", last)
+	s.missed(job, missed, "the agent was not running at the tick; it runs now, late")
+}
+
+// missed tells Options.Missed, if set. Called with s.mu held.
+func (s *Scheduler) missed(job string, tick time.Time, why string) {
+	if s.opts.Missed != nil {
+		s.opts.Missed(job, tick, why)
+	}
 }
 
 // jittered returns t plus a random part of spec.Jitter; zero stays zero.
