@@ -162,6 +162,7 @@ func resourceValue(r proxmox.Resource) starlark.Value {
 
 func guestValue(g proxmox.Guest) starlark.Value {
 	return newStruct(starlark.StringDict{
+		"type":     starlark.String(g.Type),
 		"vmid":     starlark.MakeInt(g.VMID),
 		"name":     starlark.String(g.Name),
 		"status":   starlark.String(g.Status),
@@ -180,21 +181,23 @@ func guestValue(g proxmox.Guest) starlark.Value {
 
 func guestStatusValue(g proxmox.GuestStatus) starlark.Value {
 	return newStruct(starlark.StringDict{
-		"vmid":     starlark.MakeInt(g.VMID),
-		"name":     starlark.String(g.Name),
-		"status":   starlark.String(g.Status),
-		"running":  starlark.Bool(g.Status == "running"),
-		"lock":     starlark.String(g.Lock),
-		"template": starlark.Bool(g.Template),
-		"cpus":     starlark.Float(g.CPUs),
-		"cpu":      starlark.Float(g.CPU),
-		"mem":      starlark.MakeUint64(g.Mem),
-		"maxmem":   starlark.MakeUint64(g.MaxMem),
-		"disk":     starlark.MakeUint64(g.Disk),
-		"maxdisk":  starlark.MakeUint64(g.MaxDisk),
-		"swap":     starlark.MakeUint64(g.Swap),
-		"maxswap":  starlark.MakeUint64(g.MaxSwap),
-		"uptime":   secondsValue(g.Uptime),
+		"type":      starlark.String(g.Type),
+		"qmpstatus": starlark.String(g.QMPStatus),
+		"vmid":      starlark.MakeInt(g.VMID),
+		"name":      starlark.String(g.Name),
+		"status":    starlark.String(g.Status),
+		"running":   starlark.Bool(g.Status == "running"),
+		"lock":      starlark.String(g.Lock),
+		"template":  starlark.Bool(g.Template),
+		"cpus":      starlark.Float(g.CPUs),
+		"cpu":       starlark.Float(g.CPU),
+		"mem":       starlark.MakeUint64(g.Mem),
+		"maxmem":    starlark.MakeUint64(g.MaxMem),
+		"disk":      starlark.MakeUint64(g.Disk),
+		"maxdisk":   starlark.MakeUint64(g.MaxDisk),
+		"swap":      starlark.MakeUint64(g.Swap),
+		"maxswap":   starlark.MakeUint64(g.MaxSwap),
+		"uptime":    secondsValue(g.Uptime),
 	})
 }
 
@@ -209,16 +212,18 @@ func mountPointValue(m proxmox.MountPoint) starlark.Value {
 
 func netValue(n proxmox.Net) starlark.Value {
 	return newStruct(starlark.StringDict{
-		"name":     starlark.String(n.Name),
-		"bridge":   starlark.String(n.Bridge),
-		"hwaddr":   starlark.String(n.HWAddr),
-		"ip":       starlark.String(n.IP),
-		"gateway":  starlark.String(n.Gateway),
-		"ip6":      starlark.String(n.IP6),
-		"gateway6": starlark.String(n.Gateway6),
-		"tag":      starlark.MakeInt(n.Tag),
-		"firewall": starlark.Bool(n.Firewall),
-		"options":  stringDict(n.Options),
+		"name":      starlark.String(n.Name),
+		"model":     starlark.String(n.Model),
+		"bridge":    starlark.String(n.Bridge),
+		"hwaddr":    starlark.String(n.HWAddr),
+		"link_down": starlark.Bool(n.LinkDown),
+		"ip":        starlark.String(n.IP),
+		"gateway":   starlark.String(n.Gateway),
+		"ip6":       starlark.String(n.IP6),
+		"gateway6":  starlark.String(n.Gateway6),
+		"tag":       starlark.MakeInt(n.Tag),
+		"firewall":  starlark.Bool(n.Firewall),
+		"options":   stringDict(n.Options),
 	})
 }
 
@@ -235,7 +240,20 @@ func guestConfigValue(c proxmox.GuestConfig) starlark.Value {
 	for _, k := range sortedKeys(c.Nets) {
 		_ = nets.SetKey(starlark.String(k), netValue(c.Nets[k]))
 	}
+	drives := starlark.NewDict(len(c.Drives))
+	for _, k := range sortedKeys(c.Drives) {
+		_ = drives.SetKey(starlark.String(k), driveValue(c.Drives[k]))
+	}
 	return newStruct(starlark.StringDict{
+		"type":         starlark.String(c.Type),
+		"name":         starlark.String(c.Name),
+		"sockets":      starlark.MakeInt(c.Sockets),
+		"cpu":          starlark.String(c.CPU),
+		"machine":      starlark.String(c.Machine),
+		"bios":         starlark.String(c.BIOS),
+		"boot":         starlark.String(c.Boot),
+		"agent":        starlark.String(c.Agent),
+		"drives":       drives,
 		"hostname":     starlark.String(c.Hostname),
 		"description":  starlark.String(c.Description),
 		"ostype":       starlark.String(c.OSType),
@@ -254,6 +272,15 @@ func guestConfigValue(c proxmox.GuestConfig) starlark.Value {
 		"mountpoints":  mps,
 		"nets":         nets,
 		"raw":          stringDict(c.Raw),
+	})
+}
+
+func driveValue(d proxmox.Drive) starlark.Value {
+	return newStruct(starlark.StringDict{
+		"volume":  starlark.String(d.Volume),
+		"size":    starlark.String(d.Size),
+		"media":   starlark.String(d.Media),
+		"options": stringDict(d.Options),
 	})
 }
 
@@ -276,15 +303,17 @@ func storageValue(s proxmox.Storage) starlark.Value {
 
 func volumeValue(v proxmox.Volume) starlark.Value {
 	return newStruct(starlark.StringDict{
-		"volid":     starlark.String(v.VolID),
-		"content":   starlark.String(v.Content),
-		"format":    starlark.String(v.Format),
-		"subtype":   starlark.String(v.Subtype),
-		"vmid":      starlark.MakeInt(v.VMID),
-		"size":      starlark.MakeUint64(v.Size),
-		"ctime":     timeValue(v.CTime),
-		"notes":     starlark.String(v.Notes),
-		"protected": starlark.Bool(v.Protected),
+		"volid":        starlark.String(v.VolID),
+		"content":      starlark.String(v.Content),
+		"format":       starlark.String(v.Format),
+		"subtype":      starlark.String(v.Subtype),
+		"vmid":         starlark.MakeInt(v.VMID),
+		"size":         starlark.MakeUint64(v.Size),
+		"ctime":        timeValue(v.CTime),
+		"notes":        starlark.String(v.Notes),
+		"protected":    starlark.Bool(v.Protected),
+		"verification": starlark.String(v.Verification),
+		"encrypted":    starlark.String(v.Encrypted),
 	})
 }
 
@@ -294,6 +323,7 @@ func snapshotValue(s proxmox.Snapshot) starlark.Value {
 		"description": starlark.String(s.Description),
 		"parent":      starlark.String(s.Parent),
 		"snaptime":    timeValue(s.SnapTime),
+		"vmstate":     starlark.Bool(s.VMState),
 	})
 }
 
@@ -490,8 +520,16 @@ const maxDuration = time.Duration(1<<63 - 1)
 
 // nonEmpty refuses an empty string parameter with an error naming it.
 func nonEmpty(b *starlark.Builtin, name, value string) error {
+	if err := nonEmptyArg(name, value); err != nil {
+		return fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	return nil
+}
+
+// nonEmptyArg is nonEmpty for a caller that names the builtin itself.
+func nonEmptyArg(name, value string) error {
 	if value == "" {
-		return fmt.Errorf("%s: %s must not be empty", b.Name(), name)
+		return fmt.Errorf("%s must not be empty", name)
 	}
 	return nil
 }

@@ -68,9 +68,11 @@ type Env struct {
 }
 
 // SetEnv attaches env to the run's thread, and env.Now (when set) as the
-// thread's clock for time.now().
+// thread's clock for time.now(). It also gives the thread an empty memory
+// of guest kinds (kinds.go), so what one run learnt never reaches another.
 func SetEnv(thread *starlark.Thread, env *Env) {
 	thread.SetLocal(envKey, env)
+	thread.SetLocal(kindsKey, new(guestKinds))
 	if now := env.Now; now != nil {
 		startime.SetNow(thread, func() (time.Time, error) { return now(), nil })
 	}
@@ -113,12 +115,12 @@ type guestReader interface {
 	Version(ctx context.Context) (proxmox.Version, error)
 	Nodes(ctx context.Context) ([]proxmox.Node, error)
 	ClusterResources(ctx context.Context, typ string) ([]proxmox.Resource, error)
-	Guests(ctx context.Context) ([]proxmox.Guest, error)
-	GuestStatus(ctx context.Context, vmid int) (proxmox.GuestStatus, error)
-	GuestConfig(ctx context.Context, vmid int) (proxmox.GuestConfig, error)
+	guestLister
+	GuestStatus(ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.GuestStatus, error)
+	GuestConfig(ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.GuestConfig, error)
 	Storages(ctx context.Context) ([]proxmox.Storage, error)
 	StorageContent(ctx context.Context, storage, content string, vmid int) ([]proxmox.Volume, error)
-	Snapshots(ctx context.Context, vmid int) ([]proxmox.Snapshot, error)
+	Snapshots(ctx context.Context, kind proxmox.GuestKind, vmid int) ([]proxmox.Snapshot, error)
 	Tasks(ctx context.Context, f proxmox.TaskFilter) ([]proxmox.Task, error)
 	NextID(ctx context.Context) (int, error)
 	DiskSMART(ctx context.Context, devpath string) (proxmox.SMARTData, error)
@@ -129,15 +131,22 @@ type guestReader interface {
 type guestMutator interface {
 	RestoreGuest(ctx context.Context, o proxmox.RestoreOptions) (proxmox.UPID, error)
 	Vzdump(ctx context.Context, o proxmox.VzdumpOptions) (proxmox.UPID, error)
-	Snapshot(ctx context.Context, vmid int, name, description string) (proxmox.UPID, error)
-	Rollback(ctx context.Context, vmid int, name string) (proxmox.UPID, error)
-	DeleteSnapshot(ctx context.Context, vmid int, name string) (proxmox.UPID, error)
-	Start(ctx context.Context, vmid int) (proxmox.UPID, error)
-	Stop(ctx context.Context, vmid int) (proxmox.UPID, error)
-	Shutdown(ctx context.Context, vmid int, timeout int) (proxmox.UPID, error)
-	DeleteGuest(ctx context.Context, vmid int, purge bool) (proxmox.UPID, error)
+	Snapshot(ctx context.Context, kind proxmox.GuestKind, vmid int, o proxmox.SnapshotOptions) (proxmox.UPID, error)
+	Rollback(ctx context.Context, kind proxmox.GuestKind, vmid int, name string) (proxmox.UPID, error)
+	DeleteSnapshot(ctx context.Context, kind proxmox.GuestKind, vmid int, name string) (proxmox.UPID, error)
+	Start(ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.UPID, error)
+	Stop(ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.UPID, error)
+	Reboot(ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.UPID, error)
+	Shutdown(ctx context.Context, kind proxmox.GuestKind, vmid int, timeout int) (proxmox.UPID, error)
+	DeleteGuest(ctx context.Context, kind proxmox.GuestKind, vmid int, purge bool) (proxmox.UPID, error)
 	DeleteVolume(ctx context.Context, storage, volid string) (proxmox.UPID, error)
-	SetConfig(ctx context.Context, vmid int, set map[string]string, del []string) (proxmox.UPID, error)
+	SetConfig(ctx context.Context, kind proxmox.GuestKind, vmid int, set map[string]string, del []string) (proxmox.UPID, error)
+}
+
+// guestLister lists every guest of the node, both kinds; the proxmox
+// module also uses it to learn a vmid's kind ([guestKind]).
+type guestLister interface {
+	Guests(ctx context.Context) ([]proxmox.Guest, error)
 }
 
 // taskWaiter is what waiting for a task needs: the proxmox module's

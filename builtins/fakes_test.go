@@ -85,6 +85,8 @@ type fakePVE struct {
 	lastDump  proxmox.VzdumpOptions
 	lastRest  proxmox.RestoreOptions
 	lastFilt  proxmox.TaskFilter
+	lastSnap  proxmox.SnapshotOptions
+	lastKind  proxmox.GuestKind // of the last guest mutation
 	shutdown  int
 }
 
@@ -148,17 +150,43 @@ func (f *fakePVE) ClusterResources(_ context.Context, typ string) ([]proxmox.Res
 func (f *fakePVE) Guests(context.Context) ([]proxmox.Guest, error) {
 	return f.pveState.Guests, f.fail("Guests")
 }
-func (f *fakePVE) GuestStatus(_ context.Context, vmid int) (proxmox.GuestStatus, error) {
-	s, ok := f.Statuses[vmid]
-	if !ok {
-		return s, notExist(vmid)
+
+// kindOf is the kind the state lists guest vmid with, "" when it lists
+// no such guest.
+func (f *fakePVE) kindOf(vmid int) proxmox.GuestKind {
+	for _, g := range f.pveState.Guests {
+		if g.VMID == vmid {
+			return g.Type
+		}
 	}
+	return ""
+}
+
+// asKind is PVE's answer for a guest asked of the wrong kind's endpoint:
+// its config file is not in that kind's directory.
+func (f *fakePVE) asKind(kind proxmox.GuestKind, vmid int) error {
+	if k := f.kindOf(vmid); k != "" && k != kind {
+		return notExist(vmid)
+	}
+	return nil
+}
+
+func (f *fakePVE) GuestStatus(_ context.Context, kind proxmox.GuestKind, vmid int) (proxmox.GuestStatus, error) {
+	s, ok := f.Statuses[vmid]
+	if !ok || f.asKind(kind, vmid) != nil {
+		return proxmox.GuestStatus{}, notExist(vmid)
+	}
+	s.Type = kind
 	return s, f.fail("GuestStatus")
 }
-func (f *fakePVE) GuestConfig(_ context.Context, vmid int) (proxmox.GuestConfig, error) {
+func (f *fakePVE) GuestConfig(_ context.Context, kind proxmox.GuestKind, vmid int) (proxmox.GuestConfig, error) {
 	c, ok := f.Configs[vmid]
-	if !ok {
-		return c, notExist(vmid)
+	if !ok || f.asKind(kind, vmid) != nil {
+		return proxmox.GuestConfig{}, notExist(vmid)
+	}
+	c.Type = kind
+	if kind == proxmox.LXC {
+		c.Name = c.Hostname // as the client fills it
 	}
 	return c, f.fail("GuestConfig")
 }
@@ -177,7 +205,10 @@ func (f *fakePVE) StorageContent(_ context.Context, storage, content string, vmi
 	}
 	return out, f.fail("StorageContent")
 }
-func (f *fakePVE) Snapshots(_ context.Context, vmid int) ([]proxmox.Snapshot, error) {
+func (f *fakePVE) Snapshots(_ context.Context, kind proxmox.GuestKind, vmid int) ([]proxmox.Snapshot, error) {
+	if err := f.asKind(kind, vmid); err != nil {
+		return nil, err
+	}
 	return f.pveState.Snapshots[vmid], f.fail("Snapshots")
 }
 func (f *fakePVE) Tasks(_ context.Context, filter proxmox.TaskFilter) ([]proxmox.Task, error) {
@@ -201,7 +232,7 @@ func (f *fakePVE) RestoreGuest(_ context.Context, o proxmox.RestoreOptions) (pro
 	f.mu.Lock()
 	f.lastRest = o
 	f.mu.Unlock()
-	return f.mutation("RestoreGuest", "vzrestore", fmt.Sprint(o.VMID))
+	return f.mutation("RestoreGuest", worker(o.Kind, "restore"), fmt.Sprint(o.VMID))
 }
 
 func (f *fakePVE) Vzdump(_ context.Context, o proxmox.VzdumpOptions) (proxmox.UPID, error) {
@@ -214,37 +245,68 @@ func (f *fakePVE) Vzdump(_ context.Context, o proxmox.VzdumpOptions) (proxmox.UP
 	}
 	return f.mutation("Vzdump", "vzdump", id)
 }
-func (f *fakePVE) Snapshot(_ context.Context, vmid int, name, _ string) (proxmox.UPID, error) {
-	return f.mutation("Snapshot", "vzsnapshot", fmt.Sprint(vmid))
+
+// worker is PVE's worker type of action for a guest of kind: vz* for
+// containers, qm* for VMs.
+func worker(kind proxmox.GuestKind, action string) string {
+	if kind == proxmox.QEMU {
+		return "qm" + action
+	}
+	return "vz" + action
 }
-func (f *fakePVE) Rollback(_ context.Context, vmid int, name string) (proxmox.UPID, error) {
-	return f.mutation("Rollback", "vzrollback", fmt.Sprint(vmid))
+
+// guestMutation records a mutation of a guest of kind, refusing one asked
+// of the wrong kind's endpoint as PVE does.
+func (f *fakePVE) guestMutation(method string, kind proxmox.GuestKind, action string, vmid int) (proxmox.UPID, error) {
+	if err := f.asKind(kind, vmid); err != nil {
+		return proxmox.UPID{}, err
+	}
+	f.mu.Lock()
+	f.lastKind = kind
+	f.mu.Unlock()
+	return f.mutation(method, worker(kind, action), fmt.Sprint(vmid))
 }
-func (f *fakePVE) DeleteSnapshot(_ context.Context, vmid int, name string) (proxmox.UPID, error) {
-	return f.mutation("DeleteSnapshot", "vzdelsnapshot", fmt.Sprint(vmid))
+
+func (f *fakePVE) Snapshot(_ context.Context, kind proxmox.GuestKind, vmid int, o proxmox.SnapshotOptions) (proxmox.UPID, error) {
+	f.mu.Lock()
+	f.lastSnap = o
+	f.mu.Unlock()
+	return f.guestMutation("Snapshot", kind, "snapshot", vmid)
 }
-func (f *fakePVE) Start(_ context.Context, vmid int) (proxmox.UPID, error) {
-	return f.mutation("Start", "vzstart", fmt.Sprint(vmid))
+func (f *fakePVE) Rollback(_ context.Context, kind proxmox.GuestKind, vmid int, name string) (proxmox.UPID, error) {
+	return f.guestMutation("Rollback", kind, "rollback", vmid)
 }
-func (f *fakePVE) Stop(_ context.Context, vmid int) (proxmox.UPID, error) {
-	return f.mutation("Stop", "vzstop", fmt.Sprint(vmid))
+func (f *fakePVE) DeleteSnapshot(_ context.Context, kind proxmox.GuestKind, vmid int, name string) (proxmox.UPID, error) {
+	return f.guestMutation("DeleteSnapshot", kind, "delsnapshot", vmid)
 }
-func (f *fakePVE) Shutdown(_ context.Context, vmid int, timeout int) (proxmox.UPID, error) {
+func (f *fakePVE) Start(_ context.Context, kind proxmox.GuestKind, vmid int) (proxmox.UPID, error) {
+	return f.guestMutation("Start", kind, "start", vmid)
+}
+func (f *fakePVE) Stop(_ context.Context, kind proxmox.GuestKind, vmid int) (proxmox.UPID, error) {
+	return f.guestMutation("Stop", kind, "stop", vmid)
+}
+func (f *fakePVE) Reboot(_ context.Context, kind proxmox.GuestKind, vmid int) (proxmox.UPID, error) {
+	return f.guestMutation("Reboot", kind, "reboot", vmid)
+}
+func (f *fakePVE) Shutdown(_ context.Context, kind proxmox.GuestKind, vmid int, timeout int) (proxmox.UPID, error) {
 	f.mu.Lock()
 	f.shutdown = timeout
 	f.mu.Unlock()
-	return f.mutation("Shutdown", "vzshutdown", fmt.Sprint(vmid))
+	return f.guestMutation("Shutdown", kind, "shutdown", vmid)
 }
-func (f *fakePVE) DeleteGuest(_ context.Context, vmid int, purge bool) (proxmox.UPID, error) {
-	return f.mutation("DeleteGuest", "vzdestroy", fmt.Sprint(vmid))
+func (f *fakePVE) DeleteGuest(_ context.Context, kind proxmox.GuestKind, vmid int, purge bool) (proxmox.UPID, error) {
+	return f.guestMutation("DeleteGuest", kind, "destroy", vmid)
 }
 func (f *fakePVE) DeleteVolume(_ context.Context, storage, volid string) (proxmox.UPID, error) {
 	return f.mutation("DeleteVolume", "imgdel", "101@"+storage)
 }
-func (f *fakePVE) SetConfig(_ context.Context, vmid int, set map[string]string, del []string) (proxmox.UPID, error) {
+func (f *fakePVE) SetConfig(_ context.Context, kind proxmox.GuestKind, vmid int, set map[string]string, del []string) (proxmox.UPID, error) {
+	if err := f.asKind(kind, vmid); err != nil {
+		return proxmox.UPID{}, err
+	}
 	f.mu.Lock()
 	f.lastSet, f.lastDel = maps.Clone(set), slices.Clone(del)
-	synchronous := !f.asyncConf
+	synchronous := !f.asyncConf && kind != proxmox.QEMU
 	f.mu.Unlock()
 	if synchronous {
 		if err := f.fail("SetConfig"); err != nil {

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.starlark.net/starlark"
@@ -34,6 +35,12 @@ import (
 //     privilege (and which), a PVE lock, a missing guest, a failed task
 //     (with its log tail) and an ambiguous outcome apart.
 //   - Every call is cancelled with the run.
+//
+// Guest kinds: every function that takes a vmid acts on whichever kind the
+// guest is — an LXC container or a QEMU VM — looked up, not guessed, and
+// remembered for the run (kinds.go). Options that only one kind has
+// (vmstate for VMs, hostname on restore for containers) are refused for
+// the other with a message naming both.
 var ProxmoxTable = &Table{
 	Name:  "proxmox",
 	Waits: true,
@@ -52,23 +59,23 @@ var ProxmoxTable = &Table{
 		{Name: "resources", Sig: "resources(type=\"\")", Fn: pveResources, Returns: ListOf(resourceShape),
 			Doc: "Returns the cluster's resources, optionally only of type \"vm\", \"storage\", \"node\" or \"sdn\": a list of struct(id, type, node, name, status, storage, vmid, cpu, maxcpu, mem, maxmem, disk, maxdisk, uptime, template)."},
 		{Name: "guests", Sig: "guests()", Fn: pveGuests, Returns: ListOf(guestShape),
-			Doc: "Returns this node's LXC guests: a list of struct(vmid, name, status, lock, template, tags (list), cpus, cpu, mem, maxmem, disk, maxdisk, uptime)."},
+			Doc: "Returns every guest of this node, LXC containers and QEMU VMs, ordered by vmid: a list of struct(type (\"lxc\" or \"qemu\"), vmid, name, status, lock, template, tags (list), cpus, cpu, mem, maxmem, disk, maxdisk, uptime)."},
 		{Name: "guest", Sig: "guest(vmid)", Fn: pveGuest, Returns: guestStatusShape,
-			Doc: "Returns the current status of guest vmid: struct(vmid, name, status, running, lock, template, cpus, cpu, mem, maxmem, disk, maxdisk, swap, maxswap, uptime). Fails with a not-found error when it does not exist."},
+			Doc: "Returns the current status of guest vmid, of either kind: struct(type, vmid, name, status, running, qmpstatus (VMs: QEMU's own state, e.g. \"paused\"; \"\" for containers), lock, template, cpus, cpu, mem, maxmem, disk, maxdisk, swap, maxswap (0 for VMs), uptime). Fails with a not-found error when it does not exist."},
 		{Name: "config", Sig: "config(vmid)", Fn: pveConfig, Returns: guestConfigShape,
-			Doc: "Returns guest vmid's configuration: struct(hostname, description (with PVE's trailing newline), ostype, arch, cores, memory, swap, onboot, template, unprivileged, lock, tags, features, digest, rootfs (struct(volume, path, size, options) or None), mountpoints (dict \"mpN\" → struct), nets (dict \"netN\" → struct(name, bridge, hwaddr, ip, gateway, ip6, gateway6, tag, firewall, options)), raw (dict of every key as PVE wrote it))."},
+			Doc: "Returns guest vmid's configuration: struct(type, name (a VM's name, a container's hostname), hostname (containers), description (with PVE's trailing newline), ostype, arch, cores, sockets (VMs), cpu (VMs: the CPU type), machine, bios, boot, agent (VMs, as written), memory, swap, onboot, template, unprivileged, lock, tags, features, digest, rootfs (containers: struct(volume, path, size, options); None for VMs), mountpoints (containers: dict \"mpN\" → struct), drives (VMs: dict \"scsi0\", \"virtio0\", \"ide2\", \"efidisk0\", ... → struct(volume, size, media, options)), nets (dict \"netN\" → struct(name (containers), model (VMs), bridge, hwaddr, link_down, ip, gateway, ip6, gateway6, tag, firewall, options)), raw (dict of every key as PVE wrote it))."},
 		{Name: "storages", Sig: "storages()", Fn: pveStorages, Returns: ListOf(storageShape),
 			Doc: "Returns the storage configuration: a list of struct(storage, type, content (list), path, shared, enabled, active, total, used, avail, used_percent, prune_backups); usage fields are 0 here."},
 		{Name: "node_storages", Sig: "node_storages()", Fn: pveNodeStorages, Returns: ListOf(storageShape),
 			Doc: "Returns this node's storages with state and usage, as storages() shapes them."},
 		{Name: "content", Sig: "content(storage, content=\"\", vmid=0)", Fn: pveContent, Returns: ListOf(volumeShape),
-			Doc: "Returns the volumes on storage, optionally only of one content type (\"backup\", \"vztmpl\", ...) and guest: a list of struct(volid, content, format, subtype, vmid, size, ctime (time or None), notes, protected)."},
+			Doc: "Returns the volumes on storage, optionally only of one content type (\"backup\", \"vztmpl\", ...) and guest: a list of struct(volid, content, format, subtype (backups: \"lxc\" or \"qemu\"), vmid, size, ctime (time or None), notes, protected, verification (Proxmox Backup Server snapshots: \"ok\", \"failed\", or \"\" when never verified), encrypted (PBS: the key fingerprint, \"\" when not encrypted)). A PBS snapshot's volid is STORAGE:backup/ct/101/2026-12-01T03:00:00Z (vm/… for a VM), its format pbs-ct or pbs-vm."},
 		{Name: "snapshots", Sig: "snapshots(vmid)", Fn: pveSnapshots, Returns: ListOf(snapshotShape),
-			Doc: "Returns guest vmid's snapshots (without PVE's \"current\"): a list of struct(name, description, parent, snaptime (time or None))."},
+			Doc: "Returns guest vmid's snapshots (without PVE's \"current\"): a list of struct(name, description, parent, snaptime (time or None), vmstate (VMs: the snapshot holds the RAM, so a rollback resumes the VM))."},
 		{Name: "tasks", Sig: "tasks(vmid=0, type=\"\", source=\"\", errors=False, limit=0)", Fn: pveTasks, Returns: ListOf(taskListShape),
 			Doc: "Returns this node's tasks, filtered by guest, worker type, source (\"active\", \"archive\", \"all\"), only failed ones, and count (0: PVE's default of 50): a list of struct(upid, node, type, id, user, status, exitstatus, ok, starttime, endtime (None while running))."},
 		{Name: "wait_status", Sig: "wait_status(vmid, status=\"running\", timeout=\"60s\")", Fn: pveWaitStatus, Returns: guestStatusShape,
-			Doc: "Polls guest vmid until its status is status (\"running\" or \"stopped\") and returns the guest as guest() does; fails when timeout passes first, naming the status last seen. A started task's OK does not promise the container is up yet; this does."},
+			Doc: "Polls guest vmid until its status is status (\"running\" or \"stopped\") and returns the guest as guest() does; fails when timeout passes first, naming the status last seen. A started task's OK does not promise the guest is up yet; this does."},
 		{Name: "next_id", Sig: "next_id()", Fn: pveNextID,
 			Doc: "Returns the next free guest id (an int). Another client may take it before you use it."},
 		{Name: "disks", Sig: "disks()", Fn: pveDisks, Returns: ListOf(diskShape),
@@ -77,19 +84,21 @@ var ProxmoxTable = &Table{
 			Doc: "Returns PVE's SMART data of disk (a device path such as \"/dev/sda\"): struct(health, passed, type (\"ata\" or \"text\"), text, attributes (list of struct(id, name, value, worst, threshold, raw, flags, fail)))."},
 
 		{Name: "restore", Sig: "restore(vmid, archive, storage=\"\", force=False, unique=False, start=False, hostname=\"\", wait=True, timeout=None)", Fn: pveRestore, Returns: taskShape,
-			Doc: "Restores backup archive (a volid) as guest vmid, onto storage (\"\": the archive's), overwriting an existing guest only with force = True, with new MAC addresses with unique = True, starting it with start = True. Returns the task (see the mutation contract)."},
+			Doc: "Restores backup archive (a volid: a vzdump file or a Proxmox Backup Server snapshot) as guest vmid, of the kind the archive holds (a container archive with POST /nodes/{node}/lxc, a VM's with POST /nodes/{node}/qemu), onto storage (\"\": the archive's), overwriting an existing guest only with force = True, with new MAC addresses with unique = True, starting it with start = True. hostname applies only to container archives. Returns the task (see the mutation contract)."},
 		{Name: "vzdump", Sig: "vzdump(vmid=None, *, storage, vmids=[], all=False, mode=\"snapshot\", compress=\"zstd\", notes=\"\", remove=False, wait=True, timeout=None)", Fn: pveVzdump, Returns: taskShape,
 			Doc: "Backs up one guest (vmid), several (vmids) or every guest (all = True) — exactly one of the three — to storage, in mode \"snapshot\", \"suspend\" or \"stop\", compressed with \"zstd\", \"gzip\", \"lzo\", \"1\" (lzo) or \"0\" (none), with a notes template; remove = True lets PVE prune by the storage's retention. Returns the task; for one guest, waited for, its volid is the archive. Locks every guest it backs up."},
-		{Name: "snapshot", Sig: "snapshot(vmid, name, description=\"\", wait=True, timeout=None)", Fn: pveSnapshot, Returns: taskShape,
-			Doc: "Takes snapshot name of guest vmid. Returns the task."},
+		{Name: "snapshot", Sig: "snapshot(vmid, name, description=\"\", vmstate=False, wait=True, timeout=None)", Fn: pveSnapshot, Returns: taskShape,
+			Doc: "Takes snapshot name of guest vmid. vmstate = True (VMs only; refused for a container) saves a running VM's RAM too, so a rollback resumes it. Returns the task."},
 		{Name: "rollback", Sig: "rollback(vmid, name, wait=True, timeout=None)", Fn: pveRollback, Returns: taskShape,
-			Doc: "Rolls guest vmid back to snapshot name. Returns the task."},
+			Doc: "Rolls guest vmid back to snapshot name; the guest is stopped afterwards, unless the snapshot holds a VM's RAM (vmstate), which resumes it. On a ZFS pool only the most recent snapshot can be rolled back to (PVE refuses the others). Returns the task."},
 		{Name: "delete_snapshot", Sig: "delete_snapshot(vmid, name, wait=True, timeout=None)", Fn: pveDeleteSnapshot, Returns: taskShape,
 			Doc: "Deletes snapshot name of guest vmid. Returns the task."},
 		{Name: "start", Sig: "start(vmid, wait=True, timeout=None)", Fn: pveStart, Returns: taskShape,
 			Doc: "Starts guest vmid. Returns the task; fails if it is already running."},
 		{Name: "stop", Sig: "stop(vmid, wait=True, timeout=None)", Fn: pveStop, Returns: taskShape,
-			Doc: "Stops guest vmid at once (no clean shutdown). Returns the task."},
+			Doc: "Stops guest vmid at once (no clean shutdown). Returns the task. PVE refuses it for a stopped container; for a stopped VM the task succeeds doing nothing."},
+		{Name: "reboot", Sig: "reboot(vmid, wait=True, timeout=None)", Fn: pveReboot,
+			Doc: "Reboots running guest vmid cleanly (shutdown, then start). Returns the task; fails if the guest is not running."},
 		{Name: "shutdown", Sig: "shutdown(vmid, timeout=0, wait=True)", Fn: pveShutdown, Returns: taskShape,
 			Doc: "Shuts guest vmid down cleanly; timeout (int seconds or a duration) is how long PVE waits for it, 0 meaning PVE's default (60 s). Returns the task. The wait is bounded by the agent's wait timeout."},
 		{Name: "delete_guest", Sig: "delete_guest(vmid, purge=False, wait=True, timeout=None)", Fn: pveDeleteGuest, Returns: taskShape,
@@ -97,7 +106,7 @@ var ProxmoxTable = &Table{
 		{Name: "delete_volume", Sig: "delete_volume(storage, volid, wait=True, timeout=None)", Fn: pveDeleteVolume, Returns: taskShape,
 			Doc: "Deletes volume volid (e.g. an old backup archive) from storage. Returns the task. Takes no guest lock."},
 		{Name: "set_config", Sig: "set_config(vmid, set={}, delete=[], wait=True, timeout=None)", Fn: pveSetConfig, Returns: taskShape,
-			Doc: "Changes guest vmid's configuration: set maps keys to str, int or bool values (bools are written 1/0), delete lists keys to remove. LXC configuration changes apply synchronously: then it returns a task with sync = True, upid \"\", status \"stopped\" and exitstatus \"OK\"."},
+			Doc: "Changes guest vmid's configuration: set maps keys to str, int or bool values (bools are written 1/0), delete lists keys to remove. A container's change applies synchronously (PUT): then it returns a task with sync = True, upid \"\", status \"stopped\" and exitstatus \"OK\". A VM's change is a qmconfig task (POST), waited for like any other."},
 	},
 }
 
@@ -117,6 +126,20 @@ func read(thread *starlark.Thread, b *starlark.Builtin, fn readFn) (starlark.Val
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
 	return v, nil
+}
+
+// guestReadFn is a read of one guest once its kind is known.
+type guestReadFn func(ctx context.Context, api guestReader, kind proxmox.GuestKind) (starlark.Value, error)
+
+// readGuest runs fn for guest vmid with its kind looked up (see kinds.go).
+func readGuest(thread *starlark.Thread, b *starlark.Builtin, vmid int, fn guestReadFn) (starlark.Value, error) {
+	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
+		kind, _, err := guestKind(thread, ctx, api, vmid)
+		if err != nil {
+			return nil, err
+		}
+		return fn(ctx, api, kind)
+	})
 }
 
 // noArgs is the unpacking of a builtin that takes no arguments.
@@ -171,6 +194,7 @@ func pveGuests(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	}
 	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
 		gs, err := api.Guests(ctx)
+		kindsOf(thread).learn(gs)
 		return listOf(gs, guestValue), err
 	})
 }
@@ -196,7 +220,7 @@ func pveWaitStatus(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 	if want != "running" && want != "stopped" {
 		return nil, fmt.Errorf("%s: status %q: want \"running\" or \"stopped\"", b.Name(), want)
 	}
-	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
+	return readGuest(thread, b, int(vmid), func(ctx context.Context, api guestReader, kind proxmox.GuestKind) (starlark.Value, error) {
 		env := EnvOf(thread)
 		interval, limit := env.Wait.MinInterval, env.Wait.MaxInterval
 		if interval <= 0 {
@@ -208,7 +232,7 @@ func pveWaitStatus(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 		deadline := time.NewTimer(timeout.d)
 		defer deadline.Stop()
 		for {
-			s, err := api.GuestStatus(ctx, int(vmid))
+			s, err := api.GuestStatus(ctx, kind, int(vmid))
 			if err != nil {
 				return nil, err
 			}
@@ -233,8 +257,8 @@ func pveGuest(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "vmid", &vmid); err != nil {
 		return nil, err
 	}
-	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
-		s, err := api.GuestStatus(ctx, int(vmid))
+	return readGuest(thread, b, int(vmid), func(ctx context.Context, api guestReader, kind proxmox.GuestKind) (starlark.Value, error) {
+		s, err := api.GuestStatus(ctx, kind, int(vmid))
 		if s.VMID == 0 {
 			s.VMID = int(vmid) // status/current has no vmid beyond the path
 		}
@@ -247,8 +271,8 @@ func pveConfig(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "vmid", &vmid); err != nil {
 		return nil, err
 	}
-	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
-		c, err := api.GuestConfig(ctx, int(vmid))
+	return readGuest(thread, b, int(vmid), func(ctx context.Context, api guestReader, kind proxmox.GuestKind) (starlark.Value, error) {
+		c, err := api.GuestConfig(ctx, kind, int(vmid))
 		return guestConfigValue(c), err
 	})
 }
@@ -295,8 +319,8 @@ func pveSnapshots(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tu
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "vmid", &vmid); err != nil {
 		return nil, err
 	}
-	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
-		ss, err := api.Snapshots(ctx, int(vmid))
+	return readGuest(thread, b, int(vmid), func(ctx context.Context, api guestReader, kind proxmox.GuestKind) (starlark.Value, error) {
+		ss, err := api.Snapshots(ctx, kind, int(vmid))
 		return listOf(ss, snapshotValue), err
 	})
 }
@@ -444,9 +468,49 @@ func pveRestore(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 		return nil, err
 	}
 	o.VMID = int(vmid)
+	o.Kind, err = archiveKind(env.Context, api, o.Archive)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	if o.Hostname != "" && o.Kind == proxmox.QEMU {
+		return nil, fmt.Errorf("%s: hostname applies only to LXC containers; archive %s holds a QEMU VM (its name comes with the archive; change it with set_config)", b.Name(), o.Archive)
+	}
 	m.lock = []int{o.VMID}
-	m.do = func(ctx context.Context, api guestMutator) (proxmox.UPID, error) { return api.RestoreGuest(ctx, o) }
+	m.do = func(ctx context.Context, api guestMutator) (proxmox.UPID, error) {
+		upid, err := api.RestoreGuest(ctx, o)
+		if err == nil {
+			kindsOf(thread).set(o.VMID, o.Kind)
+		}
+		return upid, err
+	}
 	return mutate(env, api, b, m)
+}
+
+// archiveKind is the guest kind a backup archive holds: what its name says
+// (vzdump-lxc-…, vzdump-qemu-…, PBS ct/… or vm/…, as PVE names them), or
+// else the subtype its storage lists for it.
+func archiveKind(ctx context.Context, api guestReader, archive string) (proxmox.GuestKind, error) {
+	if kind, _, ok := proxmox.ArchiveKind(archive); ok {
+		return kind, nil
+	}
+	storage, _, ok := strings.Cut(archive, ":")
+	if !ok {
+		return "", fmt.Errorf("archive %q is not a volume id (STORAGE:backup/NAME)", archive)
+	}
+	vs, err := api.StorageContent(ctx, storage, "backup", 0)
+	if err != nil {
+		return "", fmt.Errorf("look up archive %s: %w", archive, err)
+	}
+	for _, v := range vs {
+		if v.VolID == archive {
+			switch proxmox.GuestKind(v.Subtype) {
+			case proxmox.LXC, proxmox.QEMU:
+				return proxmox.GuestKind(v.Subtype), nil
+			}
+			return "", fmt.Errorf("archive %s has subtype %q, neither lxc nor qemu", archive, v.Subtype)
+		}
+	}
+	return "", fmt.Errorf("archive %s is not listed on storage %s", archive, storage)
 }
 
 // Values PVE's vzdump accepts for mode and compress.
@@ -519,18 +583,20 @@ func pveVzdump(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 // snapshotNamePattern is PVE's pve-configid format for snapshot names.
 var snapshotNamePattern = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_\-]{1,39}$`)
 
-func checkSnapshotName(b *starlark.Builtin, name string) error {
+func checkSnapshotName(name string) error {
 	if !snapshotNamePattern.MatchString(name) {
-		return fmt.Errorf("%s: name %q: want a letter, then 1..39 letters, digits, '_' or '-'", b.Name(), name)
+		return fmt.Errorf("name %q: want a letter, then 1..39 letters, digits, '_' or '-'", name)
 	}
 	return nil
 }
 
-// guestMutation is the common shape: unpack (vmid, extra..., wait, timeout),
-// then call do on the locked guest. do takes the client first so method
+// guestMutation is the common shape: unpack (vmid, extra..., wait,
+// timeout), look the guest's kind up, check the options against it, then
+// call do on the locked guest. do takes the client first so method
 // expressions such as guestMutator.Start fit it.
 func guestMutation(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple,
-	extra []any, check func() error, do func(api guestMutator, ctx context.Context, vmid int) (proxmox.UPID, error)) (starlark.Value, error) {
+	extra []any, check func(kind proxmox.GuestKind, vmid int) error,
+	do func(api guestMutator, ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.UPID, error)) (starlark.Value, error) {
 	var (
 		vmid VMID
 		m    = mutation{wait: true}
@@ -540,27 +606,41 @@ func guestMutation(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, pairs...); err != nil {
 		return nil, err
 	}
-	if check != nil {
-		if err := check(); err != nil {
-			return nil, err
-		}
-	}
 	env, api, err := proxmoxEnv(thread, b)
 	if err != nil {
 		return nil, err
 	}
+	kind, _, err := guestKind(thread, env.Context, api, int(vmid))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	if check != nil {
+		if err := check(kind, int(vmid)); err != nil {
+			return nil, fmt.Errorf("%s: %w", b.Name(), err)
+		}
+	}
 	m.lock = []int{int(vmid)}
-	m.do = func(ctx context.Context, api guestMutator) (proxmox.UPID, error) { return do(api, ctx, int(vmid)) }
+	m.do = func(ctx context.Context, api guestMutator) (proxmox.UPID, error) {
+		return do(api, ctx, kind, int(vmid))
+	}
 	return mutate(env, api, b, m)
 }
 
 func pveSnapshot(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var name, description string
+	var o proxmox.SnapshotOptions
 	return guestMutation(thread, b, args, kwargs,
-		[]any{"name", &name, "description?", &description},
-		func() error { return checkSnapshotName(b, name) },
-		func(api guestMutator, ctx context.Context, vmid int) (proxmox.UPID, error) {
-			return api.Snapshot(ctx, vmid, name, description)
+		[]any{"name", &o.Name, "description?", &o.Description, "vmstate?", &o.VMState},
+		func(kind proxmox.GuestKind, vmid int) error {
+			if err := checkSnapshotName(o.Name); err != nil {
+				return err
+			}
+			if o.VMState && kind != proxmox.QEMU {
+				return kindOnly("vmstate", proxmox.QEMU, vmid, kind)
+			}
+			return nil
+		},
+		func(api guestMutator, ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.UPID, error) {
+			return api.Snapshot(ctx, kind, vmid, o)
 		})
 }
 
@@ -568,9 +648,9 @@ func pveRollback(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	var name string
 	return guestMutation(thread, b, args, kwargs,
 		[]any{"name", &name},
-		func() error { return nonEmpty(b, "name", name) },
-		func(api guestMutator, ctx context.Context, vmid int) (proxmox.UPID, error) {
-			return api.Rollback(ctx, vmid, name)
+		func(proxmox.GuestKind, int) error { return nonEmptyArg("name", name) },
+		func(api guestMutator, ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.UPID, error) {
+			return api.Rollback(ctx, kind, vmid, name)
 		})
 }
 
@@ -578,9 +658,9 @@ func pveDeleteSnapshot(thread *starlark.Thread, b *starlark.Builtin, args starla
 	var name string
 	return guestMutation(thread, b, args, kwargs,
 		[]any{"name", &name},
-		func() error { return nonEmpty(b, "name", name) },
-		func(api guestMutator, ctx context.Context, vmid int) (proxmox.UPID, error) {
-			return api.DeleteSnapshot(ctx, vmid, name)
+		func(proxmox.GuestKind, int) error { return nonEmptyArg("name", name) },
+		func(api guestMutator, ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.UPID, error) {
+			return api.DeleteSnapshot(ctx, kind, vmid, name)
 		})
 }
 
@@ -590,6 +670,10 @@ func pveStart(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 
 func pveStop(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	return guestMutation(thread, b, args, kwargs, nil, nil, guestMutator.Stop)
+}
+
+func pveReboot(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	return guestMutation(thread, b, args, kwargs, nil, nil, guestMutator.Reboot)
 }
 
 func pveShutdown(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -611,9 +695,13 @@ func pveShutdown(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	if err != nil {
 		return nil, err
 	}
+	kind, _, err := guestKind(thread, env.Context, api, int(vmid))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
 	m.lock = []int{int(vmid)}
 	m.do = func(ctx context.Context, api guestMutator) (proxmox.UPID, error) {
-		return api.Shutdown(ctx, int(vmid), secs)
+		return api.Shutdown(ctx, kind, int(vmid), secs)
 	}
 	return mutate(env, api, b, m)
 }
@@ -622,8 +710,12 @@ func pveDeleteGuest(thread *starlark.Thread, b *starlark.Builtin, args starlark.
 	var purge bool
 	return guestMutation(thread, b, args, kwargs,
 		[]any{"purge?", &purge}, nil,
-		func(api guestMutator, ctx context.Context, vmid int) (proxmox.UPID, error) {
-			return api.DeleteGuest(ctx, vmid, purge)
+		func(api guestMutator, ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.UPID, error) {
+			upid, err := api.DeleteGuest(ctx, kind, vmid, purge)
+			if err == nil {
+				kindsOf(thread).forget(vmid) // the vmid may soon name a guest of the other kind
+			}
+			return upid, err
 		})
 }
 
@@ -682,9 +774,13 @@ func pveSetConfig(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tu
 	if err != nil {
 		return nil, err
 	}
+	kind, _, err := guestKind(thread, env.Context, api, int(vmid))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
 	m.lock = []int{int(vmid)}
 	m.do = func(ctx context.Context, api guestMutator) (proxmox.UPID, error) {
-		return api.SetConfig(ctx, int(vmid), values, deletes)
+		return api.SetConfig(ctx, kind, int(vmid), values, deletes)
 	}
 	return mutate(env, api, b, m)
 }

@@ -22,7 +22,7 @@ func TestMutationRequests(t *testing.T) {
 	_, err := runStar(t, rig.env, `
 proxmox.set_config(101, set = {"cores": 2, "onboot": True, "protection": False, "description": "web"}, delete = ["mp1", "net1"])
 proxmox.vzdump(vmids = (102, 101), storage = "usb-backup", mode = "stop", compress = "gzip", notes = "{{guestname}}", remove = True, timeout = 90)
-proxmox.restore(9001, "usb-backup:backup/a.tar.zst", storage = "local-lvm", force = True, unique = True, start = True, hostname = "web2")
+proxmox.restore(9001, "usb-backup:backup/vzdump-lxc-101-2026_11_20-03_00_01.tar.zst", storage = "local-lvm", force = True, unique = True, start = True, hostname = "web2")
 proxmox.shutdown(101, timeout = "2m")
 `)
 	if err != nil {
@@ -38,7 +38,7 @@ proxmox.shutdown(101, timeout = "2m")
 		d.Compress != wantDump.Compress || d.Notes != wantDump.Notes || d.Remove != wantDump.Remove || d.All {
 		t.Errorf("Vzdump(%+v); want %+v", d, wantDump)
 	}
-	wantRestore := proxmox.RestoreOptions{VMID: 9001, Archive: "usb-backup:backup/a.tar.zst", Storage: "local-lvm", Force: true, Unique: true, Start: true, Hostname: "web2"}
+	wantRestore := proxmox.RestoreOptions{Kind: proxmox.LXC, VMID: 9001, Archive: "usb-backup:backup/vzdump-lxc-101-2026_11_20-03_00_01.tar.zst", Storage: "local-lvm", Force: true, Unique: true, Start: true, Hostname: "web2"}
 	if p.lastRest != wantRestore {
 		t.Errorf("RestoreGuest(%+v); want %+v", p.lastRest, wantRestore)
 	}
@@ -82,7 +82,7 @@ func TestWaitSemantics(t *testing.T) {
 		{`proxmox.start(101, wait = False)`, []string{"lock 101", "Start 101", "unlock 101"}},
 		{`proxmox.vzdump(101, storage = "usb-backup")`, []string{"lock 101", "Vzdump 101", "wait vzdump", "done vzdump", "VzdumpArchive 101 usb-backup", "unlock 101"}},
 		{`proxmox.vzdump(vmids = [102, 101], storage = "usb-backup")`, []string{"lock 101", "lock 102", "Vzdump ", "wait vzdump", "done vzdump", "unlock 102", "unlock 101"}},
-		{`proxmox.vzdump(all = True, storage = "usb-backup", wait = False)`, []string{"lock 101", "lock 102", "lock 9000", "Vzdump ", "unlock 9000", "unlock 102", "unlock 101"}},
+		{`proxmox.vzdump(all = True, storage = "usb-backup", wait = False)`, []string{"lock 101", "lock 102", "lock 200", "lock 9000", "Vzdump ", "unlock 9000", "unlock 200", "unlock 102", "unlock 101"}},
 		{`proxmox.delete_volume("usb-backup", "usb-backup:backup/x.tar.zst")`, []string{"DeleteVolume 101@usb-backup", "wait imgdel", "done imgdel"}},
 		{`host.create_golden(9001, "local:vztmpl/d.tar.zst", "golden")`, []string{"lock 9001", "CreateGoldenLXC 9001", "unlock 9001"}},
 	}
@@ -356,6 +356,7 @@ var loadTimeCalls = map[string]string{
 	"proxmox.delete_snapshot": `proxmox.delete_snapshot(101, "s1")`,
 	"proxmox.start":           `proxmox.start(101)`,
 	"proxmox.stop":            `proxmox.stop(101)`,
+	"proxmox.reboot":          `proxmox.reboot(101)`,
 	"proxmox.shutdown":        `proxmox.shutdown(101)`,
 	"proxmox.delete_guest":    `proxmox.delete_guest(101)`,
 	"proxmox.delete_volume":   `proxmox.delete_volume("local", "local:backup/a.tar.zst")`,

@@ -106,17 +106,19 @@ var (
 	resourceShape = StructShape("resource", "id", "type", "node", "name", "status", "storage", "vmid", "cpu", "maxcpu",
 		"mem", "maxmem", "disk", "maxdisk", "uptime", "template")
 	guestShape = StructShape("guest", "vmid", "name", "status", "lock", "template", "tags", "cpus", "cpu", "mem", "maxmem",
-		"disk", "maxdisk", "uptime")
+		"disk", "maxdisk", "uptime", "type")
 	guestStatusShape = StructShape("guest status", "vmid", "name", "status", "running", "lock", "template", "cpus", "cpu",
-		"mem", "maxmem", "disk", "maxdisk", "swap", "maxswap", "uptime")
+		"mem", "maxmem", "disk", "maxdisk", "swap", "maxswap", "uptime", "type", "qmpstatus")
 	mountPointShape  = StructShape("mount point", "volume", "path", "size", "options")
 	guestConfigShape = StructShape("guest config", "hostname", "description", "ostype", "arch", "cores", "memory", "swap",
-		"onboot", "template", "unprivileged", "lock", "tags", "features", "digest", "rootfs", "mountpoints", "nets", "raw").
+		"onboot", "template", "unprivileged", "lock", "tags", "features", "digest", "rootfs", "mountpoints", "nets", "raw",
+		"type", "name", "sockets", "cpu", "machine", "bios", "boot", "agent", "drives").
 		With("rootfs", mountPointShape)
 	storageShape = StructShape("storage", "storage", "type", "content", "path", "shared", "enabled", "active", "total",
 		"used", "avail", "used_percent", "prune_backups")
-	volumeShape   = StructShape("volume", "volid", "content", "format", "subtype", "vmid", "size", "ctime", "notes", "protected")
-	snapshotShape = StructShape("snapshot", "name", "description", "parent", "snaptime")
+	volumeShape = StructShape("volume", "volid", "content", "format", "subtype", "vmid", "size", "ctime", "notes", "protected",
+		"verification", "encrypted")
+	snapshotShape = StructShape("snapshot", "name", "description", "parent", "snaptime", "vmstate")
 	taskListShape = StructShape("task list entry", "upid", "node", "type", "id", "user", "status", "exitstatus", "ok",
 		"starttime", "endtime")
 	diskShape       = StructShape("disk", "devpath", "model", "serial", "vendor", "type", "health", "wwn", "used", "size", "rpm", "gpt")

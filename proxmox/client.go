@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"strconv"
 	"time"
 )
 
@@ -190,9 +189,4 @@ func needSnapname(name string) error {
 // nodePath is a path below /nodes/{node} of this Client's node.
 func (c *Client) nodePath(segments ...string) apiPath {
 	return pathOf(append([]string{"nodes", c.cfg.Node}, segments...)...)
-}
-
-// guestPath is a path below /nodes/{node}/lxc/{vmid}.
-func (c *Client) guestPath(vmid int, segments ...string) apiPath {
-	return c.nodePath(append([]string{"lxc", strconv.Itoa(vmid)}, segments...)...)
 }

@@ -70,7 +70,7 @@ func TestRequestShape(t *testing.T) {
 	if _, err := c.StorageContent(t.Context(), "local", "vztmpl", 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Snapshot(t.Context(), 101, "before", "a b&c=d"); err != nil {
+	if _, err := c.Snapshot(t.Context(), proxmox.LXC, 101, proxmox.SnapshotOptions{Name: "before", Description: "a b&c=d"}); err != nil {
 		t.Fatal(err)
 	}
 	calls := f.Calls()
@@ -162,9 +162,9 @@ func TestSecretNeverLeaks(t *testing.T) {
 	errs = append(errs, err)
 	_, err = c.Guests(ctx)
 	errs = append(errs, err)
-	_, err = c.Start(ctx, 101)
+	_, err = c.Start(ctx, proxmox.LXC, 101)
 	errs = append(errs, err)
-	_, err = c.SetConfig(ctx, 101, map[string]string{"foo": "bar"}, nil)
+	_, err = c.SetConfig(ctx, proxmox.LXC, 101, map[string]string{"foo": "bar"}, nil)
 	errs = append(errs, err)
 	_, err = c.WaitTask(ctx, proxmox.MustParseUPID(upidWait), fastWait)
 	errs = append(errs, err)
@@ -223,7 +223,7 @@ func TestRedirectNotFollowed(t *testing.T) {
 	f := newFake(t).on("POST /nodes/node1/lxc/101/status/start", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/api2/json/version", http.StatusFound)
 	})
-	_, err := fakeClient(t, f).Start(t.Context(), 101)
+	_, err := fakeClient(t, f).Start(t.Context(), proxmox.LXC, 101)
 	if ae, ok := errors.AsType[*proxmox.APIError](err); !ok || ae.Status != http.StatusFound {
 		t.Errorf("error = %v; want an *APIError with status 302", err)
 	}

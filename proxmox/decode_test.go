@@ -143,7 +143,7 @@ var configTests = []struct {
 func TestParseGuestConfig(t *testing.T) {
 	for _, tt := range configTests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseGuestConfig([]byte(tt.in))
+			got, err := parseGuestConfig(LXC, []byte(tt.in))
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Errorf("error = %v; want one containing %q", err, tt.err)
@@ -159,6 +159,7 @@ func TestParseGuestConfig(t *testing.T) {
 				t.Errorf("Raw has %d keys; want %d", len(got.Raw), len(raw))
 			}
 			tt.want.Raw = got.Raw
+			tt.want.Type, tt.want.Name = LXC, tt.want.Hostname
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got  %+v\nwant %+v", got, tt.want)
 			}
@@ -171,7 +172,7 @@ func FuzzParseGuestConfig(f *testing.F) {
 		f.Add([]byte(tt.in))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		gc, err := parseGuestConfig(b)
+		gc, err := parseGuestConfig(LXC, b)
 		if err != nil {
 			return
 		}
@@ -240,7 +241,7 @@ func FuzzParseProperty(f *testing.F) {
 		if mp.Volume != m["volume"] {
 			t.Errorf("parseMountPoint(%q).Volume = %q; want %q", s, mp.Volume, m["volume"])
 		}
-		_, _ = parseNet(s)
+		_, _ = parseNet(LXC, s)
 	})
 }
 
@@ -254,7 +255,9 @@ var archiveTests = []struct {
 	{"INFO: creating vzdump archive 'relative.tar.zst'", "relative.tar.zst"},
 	{"INFO: creating vzdump archive ''", ""},
 	{"INFO: creating vzdump archive '/'", ""},
-	{"INFO: creating Proxmox Backup Server archive 'ct/101/2026-11-20T03:00:01Z'", ""},
+	{"INFO: creating Proxmox Backup Server archive 'ct/101/2026-11-20T03:00:01Z'", "ct/101/2026-11-20T03:00:01Z"},
+	{"INFO: creating Proxmox Backup Server archive 'vm/200/2026-12-01T03:00:00Z'", "vm/200/2026-12-01T03:00:00Z"},
+	{"INFO: creating Proxmox Backup Server archive 'host/x/2026-12-01T03:00:00Z'", ""},
 	{"TASK OK", ""},
 }
 
@@ -273,8 +276,8 @@ func FuzzArchiveFromLog(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, line string) {
 		file, ok := archiveFromLog([]LogLine{{T: line}})
-		if ok && (file == "" || strings.ContainsAny(file, "/'")) {
-			t.Errorf("archiveFromLog(%q) = %q: not a file name", line, file)
+		if ok && (file == "" || strings.Contains(file, "'") || (strings.Contains(file, "/") && !pbsVolname.MatchString("backup/"+file))) {
+			t.Errorf("archiveFromLog(%q) = %q: not a file name or a PBS snapshot", line, file)
 		}
 	})
 }

@@ -183,7 +183,7 @@ func mustRead(t *testing.T, name string) []byte { return readTestdata(t, name) }
 // and path, and is not ambiguous: PVE answered.
 func TestMutationAPIError(t *testing.T) {
 	f := newFake(t).on("POST /nodes/node1/lxc/101/status/start", serveError(500, "CT 101 already running", nil))
-	_, err := fakeClient(t, f).Start(t.Context(), 101)
+	_, err := fakeClient(t, f).Start(t.Context(), proxmox.LXC, 101)
 	want := "POST /nodes/node1/lxc/101/status/start: 500 CT 101 already running"
 	if err == nil || err.Error() != want {
 		t.Errorf("error = %v; want %q", err, want)

@@ -64,20 +64,34 @@ func decodeUPID(data json.RawMessage, allowNull bool) (UPID, error) {
 	return ParseUPID(s)
 }
 
-// RestoreGuest restores a vzdump archive into guest o.VMID
-// (POST /nodes/{node}/lxc with restore=1, worker vzrestore). Without
-// o.Force, PVE refuses if the guest exists.
+// RestoreGuest restores a vzdump archive or PBS snapshot into guest
+// o.VMID: a container with POST /nodes/{node}/lxc, ostemplate and
+// restore=1 (worker vzrestore), a VM with POST /nodes/{node}/qemu and
+// archive (worker qmrestore; qemu-server API2/Qemu.pm create_vm). Without
+// o.Force, PVE refuses if the vmid is taken.
 func (c *Client) RestoreGuest(ctx context.Context, o RestoreOptions) (UPID, error) {
 	if err := needVMID(o.VMID); err != nil {
 		return UPID{}, err
 	}
 	if o.Archive == "" {
-		return UPID{}, paramError("ostemplate", o.Archive, "is required (the backup volid to restore)")
+		return UPID{}, paramError("archive", o.Archive, "is required (the backup volid to restore)")
 	}
-	v := url.Values{
-		"vmid":       {strconv.Itoa(o.VMID)},
-		"ostemplate": {o.Archive},
-		"restore":    {"1"},
+	kind := o.Kind
+	if kind == "" {
+		var err error
+		if kind, err = kindOfArchive(o.Archive); err != nil {
+			return UPID{}, err
+		}
+	}
+	if err := needKind(kind); err != nil {
+		return UPID{}, err
+	}
+	v := url.Values{"vmid": {strconv.Itoa(o.VMID)}}
+	if kind == LXC {
+		v.Set("ostemplate", o.Archive)
+		v.Set("restore", "1")
+	} else {
+		v.Set("archive", o.Archive)
 	}
 	if o.Storage != "" {
 		if err := needStorageID("storage", o.Storage); err != nil {
@@ -89,9 +103,12 @@ func (c *Client) RestoreGuest(ctx context.Context, o RestoreOptions) (UPID, erro
 	setTrue(v, "unique", o.Unique)
 	setTrue(v, "start", o.Start)
 	if o.Hostname != "" {
+		if kind == QEMU {
+			return UPID{}, paramError("hostname", o.Hostname, "applies only to containers (a VM's name is in its archive)")
+		}
 		v.Set("hostname", o.Hostname)
 	}
-	return c.mutate(ctx, http.MethodPost, c.nodePath("lxc"), v, false)
+	return c.mutate(ctx, http.MethodPost, c.nodePath(string(kind)), v, false)
 }
 
 var (
@@ -141,63 +158,80 @@ func (c *Client) Vzdump(ctx context.Context, o VzdumpOptions) (UPID, error) {
 	return c.mutate(ctx, http.MethodPost, c.nodePath("vzdump"), v, false)
 }
 
-// Snapshot takes a snapshot named name of a container
-// (POST /nodes/{node}/lxc/{vmid}/snapshot, worker vzsnapshot).
-func (c *Client) Snapshot(ctx context.Context, vmid int, name, description string) (UPID, error) {
-	if err := needVMID(vmid); err != nil {
+// Snapshot takes snapshot o.Name of a guest
+// (POST /nodes/{node}/{lxc|qemu}/{vmid}/snapshot, worker vzsnapshot or
+// qmsnapshot). o.VMState (save a running VM's RAM) is refused for a
+// container, which has none to save.
+func (c *Client) Snapshot(ctx context.Context, kind GuestKind, vmid int, o SnapshotOptions) (UPID, error) {
+	if err := needGuest(kind, vmid); err != nil {
+		return UPID{}, err
+	}
+	if err := needSnapname(o.Name); err != nil {
+		return UPID{}, err
+	}
+	v := url.Values{"snapname": {o.Name}}
+	if o.Description != "" {
+		v.Set("description", o.Description)
+	}
+	if o.VMState {
+		if kind != QEMU {
+			return UPID{}, paramError("vmstate", true, "applies only to VMs (a container has no RAM state to save)")
+		}
+		v.Set("vmstate", "1")
+	}
+	return c.mutate(ctx, http.MethodPost, c.kindPath(kind, vmid, "snapshot"), v, false)
+}
+
+// Rollback rolls a guest back to snapshot name
+// (POST /nodes/{node}/{lxc|qemu}/{vmid}/snapshot/{snapname}/rollback,
+// worker vzrollback or qmrollback). A VM snapshot with a vmstate resumes
+// the VM; otherwise the guest is stopped afterwards.
+func (c *Client) Rollback(ctx context.Context, kind GuestKind, vmid int, name string) (UPID, error) {
+	if err := needGuest(kind, vmid); err != nil {
 		return UPID{}, err
 	}
 	if err := needSnapname(name); err != nil {
 		return UPID{}, err
 	}
-	v := url.Values{"snapname": {name}}
-	if description != "" {
-		v.Set("description", description)
-	}
-	return c.mutate(ctx, http.MethodPost, c.guestPath(vmid, "snapshot"), v, false)
+	return c.mutate(ctx, http.MethodPost, c.kindPath(kind, vmid, "snapshot", name, "rollback"), nil, false)
 }
 
-// Rollback rolls a container back to snapshot name
-// (POST /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback, worker
-// vzrollback).
-func (c *Client) Rollback(ctx context.Context, vmid int, name string) (UPID, error) {
-	if err := needVMID(vmid); err != nil {
+// DeleteSnapshot deletes snapshot name of a guest
+// (DELETE /nodes/{node}/{lxc|qemu}/{vmid}/snapshot/{snapname}, worker
+// vzdelsnapshot or qmdelsnapshot).
+func (c *Client) DeleteSnapshot(ctx context.Context, kind GuestKind, vmid int, name string) (UPID, error) {
+	if err := needGuest(kind, vmid); err != nil {
 		return UPID{}, err
 	}
 	if err := needSnapname(name); err != nil {
 		return UPID{}, err
 	}
-	return c.mutate(ctx, http.MethodPost, c.guestPath(vmid, "snapshot", name, "rollback"), nil, false)
+	return c.mutate(ctx, http.MethodDelete, c.kindPath(kind, vmid, "snapshot", name), nil, false)
 }
 
-// DeleteSnapshot deletes snapshot name of a container
-// (DELETE /nodes/{node}/lxc/{vmid}/snapshot/{snapname}, worker
-// vzdelsnapshot).
-func (c *Client) DeleteSnapshot(ctx context.Context, vmid int, name string) (UPID, error) {
-	if err := needVMID(vmid); err != nil {
-		return UPID{}, err
-	}
-	if err := needSnapname(name); err != nil {
-		return UPID{}, err
-	}
-	return c.mutate(ctx, http.MethodDelete, c.guestPath(vmid, "snapshot", name), nil, false)
+// Start starts a guest (POST .../status/start, worker vzstart or qmstart).
+func (c *Client) Start(ctx context.Context, kind GuestKind, vmid int) (UPID, error) {
+	return c.power(ctx, kind, vmid, "start", nil)
 }
 
-// Start starts a container (POST .../status/start, worker vzstart).
-func (c *Client) Start(ctx context.Context, vmid int) (UPID, error) {
-	return c.power(ctx, vmid, "start", nil)
+// Stop stops a guest at once, like pulling the plug
+// (POST .../status/stop, worker vzstop or qmstop). PVE refuses it for a
+// stopped container; for a stopped VM the task does nothing and succeeds.
+func (c *Client) Stop(ctx context.Context, kind GuestKind, vmid int) (UPID, error) {
+	return c.power(ctx, kind, vmid, "stop", nil)
 }
 
-// Stop stops a container at once, like pulling the plug
-// (POST .../status/stop, worker vzstop).
-func (c *Client) Stop(ctx context.Context, vmid int) (UPID, error) {
-	return c.power(ctx, vmid, "stop", nil)
+// Reboot restarts a running guest cleanly (POST .../status/reboot, worker
+// vzreboot or qmreboot); PVE refuses it for a stopped guest.
+func (c *Client) Reboot(ctx context.Context, kind GuestKind, vmid int) (UPID, error) {
+	return c.power(ctx, kind, vmid, "reboot", nil)
 }
 
-// Shutdown asks a container to shut down cleanly (POST .../status/shutdown,
-// worker vzshutdown), waiting at most timeout seconds; 0 means PVE's
-// default of 60. The task fails if the guest is still running then.
-func (c *Client) Shutdown(ctx context.Context, vmid int, timeout int) (UPID, error) {
+// Shutdown asks a guest to shut down cleanly (POST .../status/shutdown,
+// worker vzshutdown or qmshutdown), waiting at most timeout seconds; 0
+// means PVE's default of 60. The task fails if the guest is still running
+// then.
+func (c *Client) Shutdown(ctx context.Context, kind GuestKind, vmid int, timeout int) (UPID, error) {
 	if timeout < 0 {
 		return UPID{}, paramError("timeout", timeout, "must not be negative")
 	}
@@ -205,26 +239,26 @@ func (c *Client) Shutdown(ctx context.Context, vmid int, timeout int) (UPID, err
 	if timeout > 0 {
 		v.Set("timeout", strconv.Itoa(timeout))
 	}
-	return c.power(ctx, vmid, "shutdown", v)
+	return c.power(ctx, kind, vmid, "shutdown", v)
 }
 
-func (c *Client) power(ctx context.Context, vmid int, action string, v url.Values) (UPID, error) {
-	if err := needVMID(vmid); err != nil {
+func (c *Client) power(ctx context.Context, kind GuestKind, vmid int, action string, v url.Values) (UPID, error) {
+	if err := needGuest(kind, vmid); err != nil {
 		return UPID{}, err
 	}
-	return c.mutate(ctx, http.MethodPost, c.guestPath(vmid, "status", action), v, false)
+	return c.mutate(ctx, http.MethodPost, c.kindPath(kind, vmid, "status", action), v, false)
 }
 
-// DeleteGuest destroys a stopped container and its disks
-// (DELETE /nodes/{node}/lxc/{vmid}, worker vzdestroy). purge also removes
-// it from backup jobs, replication and HA.
-func (c *Client) DeleteGuest(ctx context.Context, vmid int, purge bool) (UPID, error) {
-	if err := needVMID(vmid); err != nil {
+// DeleteGuest destroys a stopped guest and its disks
+// (DELETE /nodes/{node}/{lxc|qemu}/{vmid}, worker vzdestroy or qmdestroy).
+// purge also removes it from backup jobs, replication and HA.
+func (c *Client) DeleteGuest(ctx context.Context, kind GuestKind, vmid int, purge bool) (UPID, error) {
+	if err := needGuest(kind, vmid); err != nil {
 		return UPID{}, err
 	}
 	v := url.Values{}
 	setTrue(v, "purge", purge)
-	return c.mutate(ctx, http.MethodDelete, c.guestPath(vmid), v, false)
+	return c.mutate(ctx, http.MethodDelete, c.kindPath(kind, vmid), v, false)
 }
 
 // DeleteVolume deletes a volume, e.g. an old backup archive
@@ -246,13 +280,21 @@ func (c *Client) DeleteVolume(ctx context.Context, storage, volid string) (UPID,
 	return c.mutate(ctx, http.MethodDelete, c.nodePath("storage", storage, "content", volid), nil, true)
 }
 
-// SetConfig changes a container's configuration
-// (PUT /nodes/{node}/lxc/{vmid}/config): set writes keys, del removes them
-// (sent as delete=a,b). PVE applies an LXC config change synchronously and
-// answers null, returned as the zero UPID with a nil error; should a host
-// answer with a UPID instead, it is returned for the caller to wait on.
-func (c *Client) SetConfig(ctx context.Context, vmid int, set map[string]string, del []string) (UPID, error) {
-	if err := needVMID(vmid); err != nil {
+// SetConfig changes a guest's configuration: set writes keys, del removes
+// them (sent as delete=a,b). Whether the change is a task depends on the
+// path, so the rule is kept per path here:
+//   - a container: PUT /nodes/{node}/lxc/{vmid}/config, applied
+//     synchronously; PVE answers null, returned as the zero UPID with a nil
+//     error;
+//   - a VM: POST /nodes/{node}/qemu/{vmid}/config, which forks a qmconfig
+//     worker and answers its UPID (qemu-server API2/Qemu.pm update_vm_api;
+//     the PUT twin is synchronous, and a POST with background_delay may
+//     answer null, which is accepted too).
+//
+// Should a host answer a container change with a UPID, it is returned for
+// the caller to wait on.
+func (c *Client) SetConfig(ctx context.Context, kind GuestKind, vmid int, set map[string]string, del []string) (UPID, error) {
+	if err := needGuest(kind, vmid); err != nil {
 		return UPID{}, err
 	}
 	if len(set) == 0 && len(del) == 0 {
@@ -276,7 +318,11 @@ func (c *Client) SetConfig(ctx context.Context, vmid int, set map[string]string,
 	if len(del) > 0 {
 		v.Set("delete", strings.Join(del, ","))
 	}
-	return c.mutate(ctx, http.MethodPut, c.guestPath(vmid, "config"), v, true)
+	method := http.MethodPut
+	if kind == QEMU {
+		method = http.MethodPost
+	}
+	return c.mutate(ctx, method, c.kindPath(kind, vmid, "config"), v, true)
 }
 
 // setTrue sets key=1 when b, and leaves PVE's default (false) otherwise.

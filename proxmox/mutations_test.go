@@ -3,6 +3,7 @@ package proxmox_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -41,7 +42,7 @@ func TestMutations(t *testing.T) {
 		{
 			name: "restore minimal", route: "POST /nodes/node1/lxc", answer: serveFile(t, "responses/lxc_create.pve9x.json"),
 			call: func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) {
-				return c.RestoreGuest(ctx, proxmox.RestoreOptions{VMID: 101, Archive: "local:backup/vzdump-lxc-101.tar.zst", Start: true})
+				return c.RestoreGuest(ctx, proxmox.RestoreOptions{Kind: proxmox.LXC, VMID: 101, Archive: "local:backup/vzdump-lxc-101.tar.zst", Start: true})
 			},
 			wantArgs: url.Values{"vmid": {"101"}, "ostemplate": {"local:backup/vzdump-lxc-101.tar.zst"}, "restore": {"1"}, "start": {"1"}},
 			wantUPID: "UPID:node1:00007778:00007778:00007778:vzcreate:300:root@pam:",
@@ -65,7 +66,7 @@ func TestMutations(t *testing.T) {
 		{
 			name: "snapshot", route: "POST /nodes/node1/lxc/101/snapshot", answer: serveFile(t, "responses/lxc_snapshot_create.pve9x.json"),
 			call: func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) {
-				return c.Snapshot(ctx, 101, "pre_upgrade-1", "before apt upgrade")
+				return c.Snapshot(ctx, proxmox.LXC, 101, proxmox.SnapshotOptions{Name: "pre_upgrade-1", Description: "before apt upgrade"})
 			},
 			wantArgs: url.Values{"snapname": {"pre_upgrade-1"}, "description": {"before apt upgrade"}},
 			wantUPID: "UPID:node1:00001234:00005678:5A3B7C8D:vzsnapshot:101:root@pam:",
@@ -73,7 +74,7 @@ func TestMutations(t *testing.T) {
 		{
 			name: "rollback", route: "POST /nodes/node1/lxc/101/snapshot/snapshot1/rollback", answer: serveFile(t, "responses/lxc_snapshot_rollback.pve9x.json"),
 			call: func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) {
-				return c.Rollback(ctx, 101, "snapshot1")
+				return c.Rollback(ctx, proxmox.LXC, 101, "snapshot1")
 			},
 			wantArgs: url.Values{},
 			wantUPID: "UPID:node1:00001234:00005678:5A3B7C8D:vzrollback:101:root@pam:",
@@ -81,39 +82,47 @@ func TestMutations(t *testing.T) {
 		{
 			name: "delete snapshot", route: "DELETE /nodes/node1/lxc/101/snapshot/snapshot1", answer: serveFile(t, "responses/lxc_snapshot_delete.pve9x.json"),
 			call: func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) {
-				return c.DeleteSnapshot(ctx, 101, "snapshot1")
+				return c.DeleteSnapshot(ctx, proxmox.LXC, 101, "snapshot1")
 			},
 			wantArgs: url.Values{},
 			wantUPID: "UPID:node1:00001234:00005678:5A3B7C8D:vzdelsnapshot:101:root@pam:",
 		},
 		{
 			name: "start", route: "POST /nodes/node1/lxc/101/status/start", answer: serveFile(t, "responses/lxc_status_start.pve9x.json"),
-			call:     func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) { return c.Start(ctx, 101) },
+			call: func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) {
+				return c.Start(ctx, proxmox.LXC, 101)
+			},
 			wantArgs: url.Values{},
 			wantUPID: "UPID:node1:00001234:00005678:5A3B7C8D:vzstart:101:root@pam:",
 		},
 		{
 			name: "stop", route: "POST /nodes/node1/lxc/101/status/stop", answer: serveFile(t, "responses/lxc_status_stop.pve9x.json"),
-			call:     func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) { return c.Stop(ctx, 101) },
+			call: func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) {
+				return c.Stop(ctx, proxmox.LXC, 101)
+			},
 			wantArgs: url.Values{},
 			wantUPID: "UPID:node1:00001234:00005678:5A3B7C8D:vzstop:101:root@pam:",
 		},
 		{
 			name: "shutdown with timeout", route: "POST /nodes/node1/lxc/101/status/shutdown", answer: serveFile(t, "responses/lxc_status_shutdown.pve9x.json"),
-			call:     func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) { return c.Shutdown(ctx, 101, 30) },
+			call: func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) {
+				return c.Shutdown(ctx, proxmox.LXC, 101, 30)
+			},
 			wantArgs: url.Values{"timeout": {"30"}},
 			wantUPID: "UPID:node1:00001234:00005678:5A3B7C8D:vzshutdown:101:root@pam:",
 		},
 		{
 			name: "shutdown with PVE's timeout", route: "POST /nodes/node1/lxc/101/status/shutdown", answer: serveFile(t, "responses/lxc_status_shutdown.pve9x.json"),
-			call:     func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) { return c.Shutdown(ctx, 101, 0) },
+			call: func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) {
+				return c.Shutdown(ctx, proxmox.LXC, 101, 0)
+			},
 			wantArgs: url.Values{},
 			wantUPID: "UPID:node1:00001234:00005678:5A3B7C8D:vzshutdown:101:root@pam:",
 		},
 		{
 			name: "delete guest with purge", route: "DELETE /nodes/node1/lxc/101", answer: serveFile(t, "responses/lxc_delete.pve7x.json"),
 			call: func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) {
-				return c.DeleteGuest(ctx, 101, true)
+				return c.DeleteGuest(ctx, proxmox.LXC, 101, true)
 			},
 			wantArgs: url.Values{"purge": {"1"}},
 			wantUPID: "UPID:node1:0031B740:0645340C:23E5BA99:vzdestroy:101:root@pam:",
@@ -121,7 +130,7 @@ func TestMutations(t *testing.T) {
 		{
 			name: "delete guest", route: "DELETE /nodes/node1/lxc/101", answer: serveFile(t, "responses/lxc_delete.pve7x.json"),
 			call: func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) {
-				return c.DeleteGuest(ctx, 101, false)
+				return c.DeleteGuest(ctx, proxmox.LXC, 101, false)
 			},
 			wantArgs: url.Values{},
 			wantUPID: "UPID:node1:0031B740:0645340C:23E5BA99:vzdestroy:101:root@pam:",
@@ -146,17 +155,129 @@ func TestMutations(t *testing.T) {
 		{
 			name: "set config is synchronous", route: "PUT /nodes/node1/lxc/101/config", answer: serveJSON(200, `{"data":null}`),
 			call: func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) {
-				return c.SetConfig(ctx, 101, map[string]string{"memory": "2048", "description": "web, managed"}, []string{"mp1", "net1"})
+				return c.SetConfig(ctx, proxmox.LXC, 101, map[string]string{"memory": "2048", "description": "web, managed"}, []string{"mp1", "net1"})
 			},
 			wantArgs: url.Values{"memory": {"2048"}, "description": {"web, managed"}, "delete": {"mp1,net1"}},
 		},
 		{
 			name: "set config answered with a task", route: "PUT /nodes/node1/lxc/101/config", answer: serveFile(t, "responses/lxc_config_put.pve9x.json"),
 			call: func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) {
-				return c.SetConfig(ctx, 101, nil, []string{"mp0"})
+				return c.SetConfig(ctx, proxmox.LXC, 101, nil, []string{"mp0"})
 			},
 			wantArgs: url.Values{"delete": {"mp0"}},
 			wantUPID: "UPID:node1:00001234:00005678:5A3B7C8D:vzconfig:101:root@pam:",
+		},
+		// QEMU: the same operations below /qemu/ with qm* workers
+		// (qemu-server PVE/API2/Qemu.pm); restore is POST /qemu with archive.
+		{
+			name: "restore a VM", route: "POST /nodes/node1/qemu", answer: serveData(upidQM("qmrestore", 200)),
+			call: func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) {
+				return c.RestoreGuest(ctx, proxmox.RestoreOptions{
+					VMID: 200, Archive: "usb-backup:backup/vzdump-qemu-200-2026_11_19-03_01_30.vma.zst",
+					Storage: "local-lvm", Force: true, Unique: true,
+				})
+			},
+			wantArgs: url.Values{
+				"vmid": {"200"}, "archive": {"usb-backup:backup/vzdump-qemu-200-2026_11_19-03_01_30.vma.zst"},
+				"storage": {"local-lvm"}, "force": {"1"}, "unique": {"1"},
+			},
+			wantUPID: upidQM("qmrestore", 200),
+		},
+		{
+			name: "restore a container from PBS", route: "POST /nodes/node1/lxc", answer: serveData(upidQM("vzrestore", 130)),
+			call: func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) {
+				return c.RestoreGuest(ctx, proxmox.RestoreOptions{VMID: 130, Archive: "pbs-backup:backup/ct/101/2026-12-01T03:00:00Z", Storage: "local-lvm"})
+			},
+			wantArgs: url.Values{"vmid": {"130"}, "ostemplate": {"pbs-backup:backup/ct/101/2026-12-01T03:00:00Z"}, "restore": {"1"}, "storage": {"local-lvm"}},
+			wantUPID: upidQM("vzrestore", 130),
+		},
+		{
+			name: "VM snapshot with vmstate", route: "POST /nodes/node1/qemu/200/snapshot", answer: serveData(upidQM("qmsnapshot", 200)),
+			call: func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) {
+				return c.Snapshot(ctx, proxmox.QEMU, 200, proxmox.SnapshotOptions{Name: "before", VMState: true})
+			},
+			wantArgs: url.Values{"snapname": {"before"}, "vmstate": {"1"}},
+			wantUPID: upidQM("qmsnapshot", 200),
+		},
+		{
+			name: "VM rollback", route: "POST /nodes/node1/qemu/200/snapshot/before/rollback", answer: serveData(upidQM("qmrollback", 200)),
+			call: func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) {
+				return c.Rollback(ctx, proxmox.QEMU, 200, "before")
+			},
+			wantArgs: url.Values{},
+			wantUPID: upidQM("qmrollback", 200),
+		},
+		{
+			name: "VM delete snapshot", route: "DELETE /nodes/node1/qemu/200/snapshot/before", answer: serveData(upidQM("qmdelsnapshot", 200)),
+			call: func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) {
+				return c.DeleteSnapshot(ctx, proxmox.QEMU, 200, "before")
+			},
+			wantArgs: url.Values{},
+			wantUPID: upidQM("qmdelsnapshot", 200),
+		},
+		{
+			name: "VM start", route: "POST /nodes/node1/qemu/201/status/start", answer: serveData(upidQM("qmstart", 201)),
+			call: func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) {
+				return c.Start(ctx, proxmox.QEMU, 201)
+			},
+			wantArgs: url.Values{},
+			wantUPID: upidQM("qmstart", 201),
+		},
+		{
+			name: "VM stop", route: "POST /nodes/node1/qemu/200/status/stop", answer: serveData(upidQM("qmstop", 200)),
+			call: func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) {
+				return c.Stop(ctx, proxmox.QEMU, 200)
+			},
+			wantArgs: url.Values{},
+			wantUPID: upidQM("qmstop", 200),
+		},
+		{
+			name: "VM shutdown", route: "POST /nodes/node1/qemu/200/status/shutdown", answer: serveData(upidQM("qmshutdown", 200)),
+			call: func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) {
+				return c.Shutdown(ctx, proxmox.QEMU, 200, 120)
+			},
+			wantArgs: url.Values{"timeout": {"120"}},
+			wantUPID: upidQM("qmshutdown", 200),
+		},
+		{
+			name: "VM reboot", route: "POST /nodes/node1/qemu/200/status/reboot", answer: serveData(upidQM("qmreboot", 200)),
+			call: func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) {
+				return c.Reboot(ctx, proxmox.QEMU, 200)
+			},
+			wantArgs: url.Values{},
+			wantUPID: upidQM("qmreboot", 200),
+		},
+		{
+			name: "container reboot", route: "POST /nodes/node1/lxc/101/status/reboot", answer: serveData(upidQM("vzreboot", 101)),
+			call: func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) {
+				return c.Reboot(ctx, proxmox.LXC, 101)
+			},
+			wantArgs: url.Values{},
+			wantUPID: upidQM("vzreboot", 101),
+		},
+		{
+			name: "VM destroy", route: "DELETE /nodes/node1/qemu/201", answer: serveData(upidQM("qmdestroy", 201)),
+			call: func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) {
+				return c.DeleteGuest(ctx, proxmox.QEMU, 201, true)
+			},
+			wantArgs: url.Values{"purge": {"1"}},
+			wantUPID: upidQM("qmdestroy", 201),
+		},
+		{
+			// The dual-mode rule per path: a VM's config POST forks qmconfig.
+			name: "VM set config is a task", route: "POST /nodes/node1/qemu/200/config", answer: serveData(upidQM("qmconfig", 200)),
+			call: func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) {
+				return c.SetConfig(ctx, proxmox.QEMU, 200, map[string]string{"net0": "virtio=BC:24:11:5A:02:00,bridge=vmbr0,link_down=1"}, nil)
+			},
+			wantArgs: url.Values{"net0": {"virtio=BC:24:11:5A:02:00,bridge=vmbr0,link_down=1"}},
+			wantUPID: upidQM("qmconfig", 200),
+		},
+		{
+			name: "VM set config answered null (background_delay)", route: "POST /nodes/node1/qemu/200/config", answer: serveJSON(200, `{"data":null}`),
+			call: func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) {
+				return c.SetConfig(ctx, proxmox.QEMU, 200, nil, []string{"description"})
+			},
+			wantArgs: url.Values{"delete": {"description"}},
 		},
 	}
 	for _, tt := range tests {
@@ -195,6 +316,11 @@ func TestMutations(t *testing.T) {
 	}
 }
 
+// upidQM is a UPID of worker typ for guest vmid on node1.
+func upidQM(typ string, vmid int) string {
+	return fmt.Sprintf("UPID:node1:0000A1B2:0001C3D4:692D0A50:%s:%d:felhom-agent@pve!agent:", typ, vmid)
+}
+
 // TestDeleteVolumeEscapesVolid checks that a volid's "/" travels as one
 // escaped path segment.
 func TestDeleteVolumeEscapesVolid(t *testing.T) {
@@ -226,7 +352,7 @@ func TestMutationBadUPID(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFake(t).on("POST /nodes/node1/lxc/101/status/start", tt.answer)
 			rec := &recorder{}
-			u, err := fakeClient(t, f).Start(proxmox.WithObserver(t.Context(), rec), 101)
+			u, err := fakeClient(t, f).Start(proxmox.WithObserver(t.Context(), rec), proxmox.LXC, 101)
 			if err == nil || !strings.Contains(err.Error(), tt.want) || !proxmox.IsAmbiguous(err) {
 				t.Errorf("error = %v; want an ambiguous error saying %q", err, tt.want)
 			}
@@ -259,9 +385,25 @@ func TestMutationInputErrors(t *testing.T) {
 		{"restore archive", func(ctx context.Context, c *proxmox.Client) error {
 			_, err := c.RestoreGuest(ctx, proxmox.RestoreOptions{VMID: 101})
 			return err
-		}, "ostemplate"},
+		}, "archive"},
+		{"restore archive of unknown kind", func(ctx context.Context, c *proxmox.Client) error {
+			_, err := c.RestoreGuest(ctx, proxmox.RestoreOptions{VMID: 101, Archive: "local:backup/x.tar.zst"})
+			return err
+		}, "archive"},
+		{"restore hostname of a VM", func(ctx context.Context, c *proxmox.Client) error {
+			_, err := c.RestoreGuest(ctx, proxmox.RestoreOptions{VMID: 200, Archive: "usb-backup:backup/vzdump-qemu-200-2026_11_19-03_01_30.vma.zst", Hostname: "x"})
+			return err
+		}, "hostname"},
+		{"vmstate of a container", func(ctx context.Context, c *proxmox.Client) error {
+			_, err := c.Snapshot(ctx, proxmox.LXC, 101, proxmox.SnapshotOptions{Name: "before", VMState: true})
+			return err
+		}, "vmstate"},
+		{"unknown guest kind", func(ctx context.Context, c *proxmox.Client) error {
+			_, err := c.Start(ctx, proxmox.GuestKind("openvz"), 101)
+			return err
+		}, "type"},
 		{"restore storage", func(ctx context.Context, c *proxmox.Client) error {
-			_, err := c.RestoreGuest(ctx, proxmox.RestoreOptions{VMID: 101, Archive: "local:backup/x.tar.zst", Storage: "a/b"})
+			_, err := c.RestoreGuest(ctx, proxmox.RestoreOptions{Kind: proxmox.LXC, VMID: 101, Archive: "local:backup/x.tar.zst", Storage: "a/b"})
 			return err
 		}, "storage"},
 		{"vzdump nothing", func(ctx context.Context, c *proxmox.Client) error {
@@ -289,22 +431,31 @@ func TestMutationInputErrors(t *testing.T) {
 			return err
 		}, "compress"},
 		{"snapshot name", func(ctx context.Context, c *proxmox.Client) error {
-			_, err := c.Snapshot(ctx, 101, "1st", "")
+			_, err := c.Snapshot(ctx, proxmox.LXC, 101, proxmox.SnapshotOptions{Name: "1st", Description: ""})
 			return err
 		}, "snapname"},
 		{"snapshot name too long", func(ctx context.Context, c *proxmox.Client) error {
-			_, err := c.Snapshot(ctx, 101, strings.Repeat("a", 41), "")
+			_, err := c.Snapshot(ctx, proxmox.LXC, 101, proxmox.SnapshotOptions{Name: strings.Repeat("a", 41)})
 			return err
 		}, "snapname"},
-		{"rollback traversal", func(ctx context.Context, c *proxmox.Client) error { _, err := c.Rollback(ctx, 101, ".."); return err }, "snapname"},
+		{"rollback traversal", func(ctx context.Context, c *proxmox.Client) error {
+			_, err := c.Rollback(ctx, proxmox.LXC, 101, "..")
+			return err
+		}, "snapname"},
 		{"delete snapshot empty", func(ctx context.Context, c *proxmox.Client) error {
-			_, err := c.DeleteSnapshot(ctx, 101, "")
+			_, err := c.DeleteSnapshot(ctx, proxmox.LXC, 101, "")
 			return err
 		}, "snapname"},
-		{"start vmid", func(ctx context.Context, c *proxmox.Client) error { _, err := c.Start(ctx, 0); return err }, "vmid"},
-		{"stop vmid", func(ctx context.Context, c *proxmox.Client) error { _, err := c.Stop(ctx, -1); return err }, "vmid"},
-		{"shutdown timeout", func(ctx context.Context, c *proxmox.Client) error { _, err := c.Shutdown(ctx, 101, -5); return err }, "timeout"},
-		{"delete guest vmid", func(ctx context.Context, c *proxmox.Client) error { _, err := c.DeleteGuest(ctx, 42, true); return err }, "vmid"},
+		{"start vmid", func(ctx context.Context, c *proxmox.Client) error { _, err := c.Start(ctx, proxmox.LXC, 0); return err }, "vmid"},
+		{"stop vmid", func(ctx context.Context, c *proxmox.Client) error { _, err := c.Stop(ctx, proxmox.LXC, -1); return err }, "vmid"},
+		{"shutdown timeout", func(ctx context.Context, c *proxmox.Client) error {
+			_, err := c.Shutdown(ctx, proxmox.LXC, 101, -5)
+			return err
+		}, "timeout"},
+		{"delete guest vmid", func(ctx context.Context, c *proxmox.Client) error {
+			_, err := c.DeleteGuest(ctx, proxmox.LXC, 42, true)
+			return err
+		}, "vmid"},
 		{"delete volume storage", func(ctx context.Context, c *proxmox.Client) error {
 			_, err := c.DeleteVolume(ctx, "", "local:iso/x.iso")
 			return err
@@ -322,19 +473,19 @@ func TestMutationInputErrors(t *testing.T) {
 			return err
 		}, "volume"},
 		{"set config nothing", func(ctx context.Context, c *proxmox.Client) error {
-			_, err := c.SetConfig(ctx, 101, nil, nil)
+			_, err := c.SetConfig(ctx, proxmox.LXC, 101, nil, nil)
 			return err
 		}, "set"},
 		{"set config reserved key", func(ctx context.Context, c *proxmox.Client) error {
-			_, err := c.SetConfig(ctx, 101, map[string]string{"delete": "mp0"}, nil)
+			_, err := c.SetConfig(ctx, proxmox.LXC, 101, map[string]string{"delete": "mp0"}, nil)
 			return err
 		}, "set"},
 		{"set config key set and deleted", func(ctx context.Context, c *proxmox.Client) error {
-			_, err := c.SetConfig(ctx, 101, map[string]string{"mp0": "x"}, []string{"mp0"})
+			_, err := c.SetConfig(ctx, proxmox.LXC, 101, map[string]string{"mp0": "x"}, []string{"mp0"})
 			return err
 		}, "delete"},
 		{"set config delete list", func(ctx context.Context, c *proxmox.Client) error {
-			_, err := c.SetConfig(ctx, 101, nil, []string{"mp0,mp1"})
+			_, err := c.SetConfig(ctx, proxmox.LXC, 101, nil, []string{"mp0,mp1"})
 			return err
 		}, "delete"},
 	}

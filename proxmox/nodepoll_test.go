@@ -274,7 +274,7 @@ func TestSharedPollObservers(t *testing.T) {
 			wg.Go(func() {
 				ctx := proxmox.WithObserver(t.Context(), recs[i])
 				sim.SetTaskDuration(time.Duration(i+1) * time.Second)
-				upid, err := c.Shutdown(ctx, vmid, 0)
+				upid, err := c.Shutdown(ctx, proxmox.LXC, vmid, 0)
 				if err != nil {
 					t.Error(err)
 					return

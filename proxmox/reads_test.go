@@ -91,14 +91,14 @@ func TestReads(t *testing.T) {
 		},
 		{
 			name: "guests with string vmids", route: "GET /nodes/node1/lxc", fixture: "responses/lxc_list.pve7x.json",
-			call: func(ctx context.Context, c *proxmox.Client) (any, error) { return c.Guests(ctx) },
+			call: func(ctx context.Context, c *proxmox.Client) (any, error) { return c.GuestsOf(ctx, proxmox.LXC) },
 			check: func(t *testing.T, got any) {
 				gs := got.([]proxmox.Guest)
 				if len(gs) != 3 {
 					t.Fatalf("got %d guests, want 3", len(gs))
 				}
 				want(proxmox.Guest{
-					VMID: 106, Name: "test", Status: "running", CPUs: 1, Mem: 34304000, MaxMem: 536870912,
+					Type: proxmox.LXC, VMID: 106, Name: "test", Status: "running", CPUs: 1, Mem: 34304000, MaxMem: 536870912,
 					Disk: 640397312, MaxDisk: 8350298112, Uptime: 919760,
 				})(t, gs[0])
 				if gs[2].VMID != 101 || !gs[2].Template {
@@ -108,7 +108,7 @@ func TestReads(t *testing.T) {
 		},
 		{
 			name: "guests with int vmids", route: "GET /nodes/node1/lxc", fixture: "responses/lxc_list.pve9x.json",
-			call: func(ctx context.Context, c *proxmox.Client) (any, error) { return c.Guests(ctx) },
+			call: func(ctx context.Context, c *proxmox.Client) (any, error) { return c.GuestsOf(ctx, proxmox.LXC) },
 			check: func(t *testing.T, got any) {
 				gs := got.([]proxmox.Guest)
 				var ids []int
@@ -123,15 +123,15 @@ func TestReads(t *testing.T) {
 		},
 		{
 			name: "guest status", route: "GET /nodes/node1/lxc/101/status/current", fixture: "responses/lxc_status_current.pve7x.json",
-			call: func(ctx context.Context, c *proxmox.Client) (any, error) { return c.GuestStatus(ctx, 101) },
+			call: func(ctx context.Context, c *proxmox.Client) (any, error) { return c.GuestStatus(ctx, proxmox.LXC, 101) },
 			check: want(proxmox.GuestStatus{
-				VMID: 101, Name: "test-container", Status: "stopped", Template: true, CPUs: 2,
+				Type: proxmox.LXC, VMID: 101, Name: "test-container", Status: "stopped", Template: true, CPUs: 2,
 				MaxMem: 536870912, MaxDisk: 8589934592, MaxSwap: 536870912,
 			}),
 		},
 		{
 			name: "guest status vmid from path", route: "GET /nodes/node1/lxc/250/status/current", fixture: "responses/lxc_status_current.pve7x.json",
-			call: func(ctx context.Context, c *proxmox.Client) (any, error) { return c.GuestStatus(ctx, 250) },
+			call: func(ctx context.Context, c *proxmox.Client) (any, error) { return c.GuestStatus(ctx, proxmox.LXC, 250) },
 			check: func(t *testing.T, got any) {
 				if id := got.(proxmox.GuestStatus).VMID; id != 250 {
 					t.Errorf("VMID = %d; want 250 (the path's)", id)
@@ -140,7 +140,7 @@ func TestReads(t *testing.T) {
 		},
 		{
 			name: "guest config pve7", route: "GET /nodes/node1/lxc/101/config", fixture: "responses/lxc_config_get.pve7x.json",
-			call: func(ctx context.Context, c *proxmox.Client) (any, error) { return c.GuestConfig(ctx, 101) },
+			call: func(ctx context.Context, c *proxmox.Client) (any, error) { return c.GuestConfig(ctx, proxmox.LXC, 101) },
 			check: func(t *testing.T, got any) {
 				gc := got.(proxmox.GuestConfig)
 				if gc.Hostname != "test-container" || gc.Cores != 2 || gc.Memory != 4096 || gc.Swap != 512 || !gc.OnBoot || gc.OSType != "debian" {
@@ -165,7 +165,7 @@ func TestReads(t *testing.T) {
 		},
 		{
 			name: "guest config wide indexes", route: "GET /nodes/node1/lxc/102/config", fixture: "responses/lxc_config_get.pve9x.json",
-			call: func(ctx context.Context, c *proxmox.Client) (any, error) { return c.GuestConfig(ctx, 102) },
+			call: func(ctx context.Context, c *proxmox.Client) (any, error) { return c.GuestConfig(ctx, proxmox.LXC, 102) },
 			check: func(t *testing.T, got any) {
 				gc := got.(proxmox.GuestConfig)
 				if len(gc.MountPoints) != 3 || gc.MountPoints["mp255"].Path != "/last" || len(gc.Nets) != 2 || gc.Nets["net20"].Bridge != "vmbr20" {
@@ -178,7 +178,7 @@ func TestReads(t *testing.T) {
 		},
 		{
 			name: "guest config full", route: "GET /nodes/node1/lxc/101/config", fixture: "custom/lxc_config.json",
-			call: func(ctx context.Context, c *proxmox.Client) (any, error) { return c.GuestConfig(ctx, 101) },
+			call: func(ctx context.Context, c *proxmox.Client) (any, error) { return c.GuestConfig(ctx, proxmox.LXC, 101) },
 			check: func(t *testing.T, got any) {
 				gc := got.(proxmox.GuestConfig)
 				if gc.Description != "Web front end\nmanaged by felhom\n" || gc.Lock != "backup" || !gc.Unprivileged || gc.Template {
@@ -246,7 +246,7 @@ func TestReads(t *testing.T) {
 		},
 		{
 			name: "snapshots without current", route: "GET /nodes/node1/lxc/101/snapshot", fixture: "responses/lxc_snapshot_list.pve7x.json",
-			call: func(ctx context.Context, c *proxmox.Client) (any, error) { return c.Snapshots(ctx, 101) },
+			call: func(ctx context.Context, c *proxmox.Client) (any, error) { return c.Snapshots(ctx, proxmox.LXC, 101) },
 			check: want([]proxmox.Snapshot{
 				{Name: "snapshot1", Description: "description1", SnapTime: time.Unix(1709753281, 0).UTC()},
 				{Name: "snapshot2", Description: "description2", Parent: "parent1", SnapTime: time.Unix(1709753290, 0).UTC()},
@@ -321,12 +321,18 @@ func TestReadInputErrors(t *testing.T) {
 		call  func(context.Context, *proxmox.Client) error
 		param string
 	}{
-		{"vmid too small", func(ctx context.Context, c *proxmox.Client) error { _, err := c.GuestStatus(ctx, 99); return err }, "vmid"},
-		{"vmid too big", func(ctx context.Context, c *proxmox.Client) error {
-			_, err := c.GuestConfig(ctx, 1_000_000_000)
+		{"vmid too small", func(ctx context.Context, c *proxmox.Client) error {
+			_, err := c.GuestStatus(ctx, proxmox.LXC, 99)
 			return err
 		}, "vmid"},
-		{"snapshots vmid", func(ctx context.Context, c *proxmox.Client) error { _, err := c.Snapshots(ctx, 0); return err }, "vmid"},
+		{"vmid too big", func(ctx context.Context, c *proxmox.Client) error {
+			_, err := c.GuestConfig(ctx, proxmox.LXC, 1_000_000_000)
+			return err
+		}, "vmid"},
+		{"snapshots vmid", func(ctx context.Context, c *proxmox.Client) error {
+			_, err := c.Snapshots(ctx, proxmox.LXC, 0)
+			return err
+		}, "vmid"},
 		{"resource type", func(ctx context.Context, c *proxmox.Client) error {
 			_, err := c.ClusterResources(ctx, "lxc")
 			return err
@@ -384,7 +390,7 @@ func TestReadDecodeErrors(t *testing.T) {
 		{"word for number", `{"data":{"cpu":"high"}}`, func(ctx context.Context, c *proxmox.Client) error { _, err := c.NodeStatus(ctx); return err }},
 		{"next id not an id", `{"data":"7"}`, func(ctx context.Context, c *proxmox.Client) error { _, err := c.NextID(ctx); return err }},
 		{"bad typed config key", `{"data":{"memory":"lots","hostname":"x"}}`, func(ctx context.Context, c *proxmox.Client) error {
-			_, err := c.GuestConfig(ctx, 101)
+			_, err := c.GuestConfig(ctx, proxmox.LXC, 101)
 			return err
 		}},
 	}

@@ -89,6 +89,11 @@ func (c *Client) StorageContent(ctx context.Context, storage, content string, vm
 		CTime     num  `json:"ctime"`
 		Notes     text `json:"notes"`
 		Protected flag `json:"protected"`
+		// Verification is PBS's {"state": "ok", "upid": ...}.
+		Verification struct {
+			State text `json:"state"`
+		} `json:"verification"`
+		Encrypted text `json:"encrypted"`
 	}
 	if err := c.get(ctx, c.nodePath("storage", storage, "content"), q, &ws); err != nil {
 		return nil, err
@@ -99,6 +104,7 @@ func (c *Client) StorageContent(ctx context.Context, storage, content string, vm
 			VolID: string(w.VolID), Content: string(w.Content), Format: string(w.Format),
 			Subtype: string(w.Subtype), VMID: w.VMID.toInt(), Size: w.Size.toUint64(),
 			CTime: w.CTime.toTime(), Notes: string(w.Notes), Protected: bool(w.Protected),
+			Verification: string(w.Verification.State), Encrypted: string(w.Encrypted),
 		})
 	}
 	return out, nil

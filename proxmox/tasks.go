@@ -236,10 +236,16 @@ func (c *Client) StopTask(ctx context.Context, upid UPID) error {
 // (PVE 7 and later) and "creating archive '...'" (older hosts).
 var vzdumpArchiveMarkers = []string{"creating vzdump archive '", "creating archive '"}
 
+// pbsArchiveMarker introduces a Proxmox Backup Server snapshot in a vzdump
+// log: "INFO: creating Proxmox Backup Server archive 'vm/200/2026-12-01T03:00:00Z'"
+// (pve-manager PVE/VZDump.pm: the target is the snapshot name, and the
+// volid is STORAGE:backup/TARGET).
+const pbsArchiveMarker = "creating Proxmox Backup Server archive '"
+
 // VzdumpArchive reads a finished vzdump task's log and returns the volid of
-// the first archive it created on storage, "<storage>:backup/<file>". It
-// fails when the log names no archive (a failed backup, or a Proxmox Backup
-// Server target, whose snapshots are not files).
+// the first archive it created on storage: "<storage>:backup/<file>" for a
+// file storage, "<storage>:backup/{ct|vm}/VMID/TIME" for a Proxmox Backup
+// Server. It fails when the log names no archive (a failed backup).
 func (c *Client) VzdumpArchive(ctx context.Context, upid UPID, storage string) (string, error) {
 	if err := needStorageID("storage", storage); err != nil {
 		return "", err
@@ -248,17 +254,22 @@ func (c *Client) VzdumpArchive(ctx context.Context, upid UPID, storage string) (
 	if err != nil {
 		return "", err
 	}
-	file, ok := archiveFromLog(lines)
+	name, ok := archiveFromLog(lines)
 	if !ok {
 		return "", fmt.Errorf("proxmox: task %s: the log names no vzdump archive", upid)
 	}
-	return storage + ":backup/" + file, nil
+	return storage + ":backup/" + name, nil
 }
 
 // archiveFromLog finds the first archive a vzdump log names and returns
-// its file name.
+// its name below backup/: a file name, or a PBS snapshot name.
 func archiveFromLog(lines []LogLine) (string, bool) {
 	for _, l := range lines {
+		if _, rest, ok := strings.Cut(l.T, pbsArchiveMarker); ok {
+			if target, _, ok := strings.Cut(rest, "'"); ok && pbsVolname.MatchString("backup/"+target) {
+				return target, true
+			}
+		}
 		for _, marker := range vzdumpArchiveMarkers {
 			_, rest, ok := strings.Cut(l.T, marker)
 			if !ok {

@@ -95,10 +95,13 @@ func TestMutationsNeverRetried(t *testing.T) {
 		wantAmbiguous bool
 	}{
 		{"POST 503", "POST /nodes/node1/lxc/101/status/start", serveError(503, "busy", nil),
-			func(ctx context.Context, c *proxmox.Client) error { _, err := c.Start(ctx, 101); return err }, false},
+			func(ctx context.Context, c *proxmox.Client) error {
+				_, err := c.Start(ctx, proxmox.LXC, 101)
+				return err
+			}, false},
 		{"DELETE 502", "DELETE /nodes/node1/lxc/101", serveError(502, "proxy error", nil),
 			func(ctx context.Context, c *proxmox.Client) error {
-				_, err := c.DeleteGuest(ctx, 101, false)
+				_, err := c.DeleteGuest(ctx, proxmox.LXC, 101, false)
 				return err
 			}, false},
 		{"POST dropped", "POST /nodes/node1/vzdump", dropConn,
@@ -108,7 +111,7 @@ func TestMutationsNeverRetried(t *testing.T) {
 			}, true},
 		{"PUT dropped", "PUT /nodes/node1/lxc/101/config", dropConn,
 			func(ctx context.Context, c *proxmox.Client) error {
-				_, err := c.SetConfig(ctx, 101, map[string]string{"memory": "2048"}, nil)
+				_, err := c.SetConfig(ctx, proxmox.LXC, 101, map[string]string{"memory": "2048"}, nil)
 				return err
 			}, true},
 		{"DELETE dropped", "DELETE /nodes/node1/tasks/" + upidVzdump, dropConn,
@@ -158,7 +161,7 @@ func TestConnectionRefused(t *testing.T) {
 
 	t.Run("mutation is not ambiguous", func(t *testing.T) {
 		rec := &recorder{}
-		_, err := c.Start(proxmox.WithObserver(t.Context(), rec), 101)
+		_, err := c.Start(proxmox.WithObserver(t.Context(), rec), proxmox.LXC, 101)
 		if !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Errorf("error = %v; want connection refused", err)
 		}

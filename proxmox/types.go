@@ -78,47 +78,54 @@ type Resource struct {
 	Template bool    `json:"template"`
 }
 
-// Guest is one LXC container as GET /nodes/{node}/lxc lists it.
+// Guest is one guest as GET /nodes/{node}/lxc or /nodes/{node}/qemu lists
+// it. Type says which; a vmid is unique across both kinds.
 type Guest struct {
-	VMID     int     `json:"vmid"`
-	Name     string  `json:"name"`
-	Status   string  `json:"status"` // running, stopped
-	Lock     string  `json:"lock"`   // "" when unlocked
-	Template bool    `json:"template"`
-	Tags     string  `json:"tags"`
-	CPUs     float64 `json:"cpus"`
-	CPU      float64 `json:"cpu"`
-	Mem      uint64  `json:"mem"`
-	MaxMem   uint64  `json:"maxmem"`
-	Disk     uint64  `json:"disk"`
-	MaxDisk  uint64  `json:"maxdisk"`
-	Uptime   int64   `json:"uptime"`
+	Type     GuestKind `json:"type"` // lxc or qemu
+	VMID     int       `json:"vmid"`
+	Name     string    `json:"name"`
+	Status   string    `json:"status"` // running, stopped
+	Lock     string    `json:"lock"`   // "" when unlocked
+	Template bool      `json:"template"`
+	Tags     string    `json:"tags"`
+	CPUs     float64   `json:"cpus"`
+	CPU      float64   `json:"cpu"`
+	Mem      uint64    `json:"mem"`
+	MaxMem   uint64    `json:"maxmem"`
+	Disk     uint64    `json:"disk"`
+	MaxDisk  uint64    `json:"maxdisk"`
+	Uptime   int64     `json:"uptime"`
 }
 
-// GuestStatus is GET /nodes/{node}/lxc/{vmid}/status/current. VMID comes
-// from the request path.
+// GuestStatus is GET /nodes/{node}/{lxc|qemu}/{vmid}/status/current. Type
+// and VMID come from the request path.
 type GuestStatus struct {
-	VMID     int     `json:"vmid"`
-	Name     string  `json:"name"`
-	Status   string  `json:"status"` // running, stopped
-	Lock     string  `json:"lock"`
-	Template bool    `json:"template"`
-	CPUs     float64 `json:"cpus"`
-	CPU      float64 `json:"cpu"`
-	Mem      uint64  `json:"mem"`
-	MaxMem   uint64  `json:"maxmem"`
-	Disk     uint64  `json:"disk"`
-	MaxDisk  uint64  `json:"maxdisk"`
-	Swap     uint64  `json:"swap"`
-	MaxSwap  uint64  `json:"maxswap"`
-	Uptime   int64   `json:"uptime"`
+	Type      GuestKind `json:"type"`
+	VMID      int       `json:"vmid"`
+	QMPStatus string    `json:"qmpstatus"` // VMs only: running, paused, stopped, ...
+	Name      string    `json:"name"`
+	Status    string    `json:"status"` // running, stopped
+	Lock      string    `json:"lock"`
+	Template  bool      `json:"template"`
+	CPUs      float64   `json:"cpus"`
+	CPU       float64   `json:"cpu"`
+	Mem       uint64    `json:"mem"`
+	MaxMem    uint64    `json:"maxmem"`
+	Disk      uint64    `json:"disk"`
+	MaxDisk   uint64    `json:"maxdisk"`
+	Swap      uint64    `json:"swap"`
+	MaxSwap   uint64    `json:"maxswap"`
+	Uptime    int64     `json:"uptime"`
 }
 
-// GuestConfig is GET /nodes/{node}/lxc/{vmid}/config: the fields flows use,
-// typed, and every key as PVE sent it in Raw (so nothing is lost).
+// GuestConfig is GET /nodes/{node}/{lxc|qemu}/{vmid}/config: the fields
+// flows use, typed, and every key as PVE sent it in Raw (so nothing is
+// lost). Fields marked "CT" or "VM" are only ever set for that kind.
 type GuestConfig struct {
-	Hostname     string
-	Description  string // as PVE returns it: with a trailing newline
+	Type         GuestKind // from the request path
+	Name         string    // a VM's name; a container's hostname
+	Hostname     string    // CT
+	Description  string    // as PVE returns it: with a trailing newline
 	OSType       string
 	Arch         string
 	Cores        int
@@ -131,10 +138,27 @@ type GuestConfig struct {
 	Tags         string
 	Features     string
 	Digest       string
-	RootFS       MountPoint            // key "rootfs"
-	MountPoints  map[string]MountPoint // keys "mp0".."mp255"
+	Sockets      int                   // VM
+	CPU          string                // VM: the CPU type, e.g. "x86-64-v2-AES"
+	Machine      string                // VM: e.g. "q35"
+	BIOS         string                // VM: seabios, ovmf
+	Boot         string                // VM: e.g. "order=scsi0;net0"
+	Agent        string                // VM: the guest agent option as written, e.g. "1" or "enabled=1,fstrim_cloned_disks=1"
+	VMState      string                // VM: the saved state volume of a hibernated VM
+	RootFS       MountPoint            // CT: key "rootfs"
+	MountPoints  map[string]MountPoint // CT: keys "mp0".."mp255"
+	Drives       map[string]Drive      // VM: keys "scsi0", "virtio0", "ide2", "efidisk0", ...
 	Nets         map[string]Net        // keys "net0".."net31"
 	Raw          map[string]string     // every key, values as strings
+}
+
+// Drive is a parsed VM disk value: "local-lvm:vm-200-disk-0,iothread=1,
+// size=32G" or "none,media=cdrom".
+type Drive struct {
+	Volume  string            // first, unnamed element (or file=): a volid, "none" or "cdrom"
+	Size    string            // size= as written, e.g. "32G"
+	Media   string            // "disk" (PVE's default) or "cdrom"
+	Options map[string]string // every key=value, file included
 }
 
 // MountPoint is a parsed rootfs/mpN value: "local-lvm:vm-101-disk-0,size=8G"
@@ -146,12 +170,15 @@ type MountPoint struct {
 	Options map[string]string // every key=value, volume included
 }
 
-// Net is a parsed netN value:
-// "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:..,ip=dhcp,type=veth".
+// Net is a parsed netN value: a container's
+// "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:..,ip=dhcp,type=veth" or a VM's
+// "virtio=BC:24:11:..,bridge=vmbr0,firewall=1".
 type Net struct {
-	Name     string
+	Name     string // CT: the interface name inside the guest
+	Model    string // VM: the NIC model, e.g. "virtio"
 	Bridge   string
-	HWAddr   string
+	HWAddr   string // the MAC (a VM's model=MAC or macaddr=)
+	LinkDown bool   // link_down=1: the link is disconnected
 	IP       string
 	Gateway  string
 	IP6      string
@@ -193,15 +220,30 @@ type Volume struct {
 	CTime     time.Time `json:"ctime"` // PVE sends unix seconds
 	Notes     string    `json:"notes"`
 	Protected bool      `json:"protected"`
+	// Verification is a PBS snapshot's verification state: "ok",
+	// "failed", or "" when it was never verified (pve-storage
+	// PBSPlugin.pm list_volumes passes PBS's verification object on).
+	Verification string `json:"verification"`
+	// Encrypted is a PBS snapshot's key fingerprint, "1" when encrypted
+	// with an unknown key, "" when not encrypted.
+	Encrypted string `json:"encrypted"`
 }
 
-// Snapshot is one entry of GET /nodes/{node}/lxc/{vmid}/snapshot. PVE
-// lists the pseudo-snapshot "current" too; the Client drops it.
+// Snapshot is one entry of GET /nodes/{node}/{lxc|qemu}/{vmid}/snapshot.
+// PVE lists the pseudo-snapshot "current" too; the Client drops it.
 type Snapshot struct {
 	Name        string    `json:"name"`
 	Description string    `json:"description"`
 	Parent      string    `json:"parent"`
 	SnapTime    time.Time `json:"snaptime"` // zero when PVE sent none
+	VMState     bool      `json:"vmstate"`  // VMs: the snapshot holds the RAM, so a rollback resumes the VM
+}
+
+// SnapshotOptions is POST /nodes/{node}/{lxc|qemu}/{vmid}/snapshot.
+type SnapshotOptions struct {
+	Name        string // snapname; required
+	Description string
+	VMState     bool // VMs only: save the RAM of a running VM too
 }
 
 // Task is one entry of GET /nodes/{node}/tasks.
@@ -311,16 +353,21 @@ type SMARTAttribute struct {
 	Fail      string `json:"fail"`
 }
 
-// RestoreOptions is POST /nodes/{node}/lxc with restore=1: create (or,
-// with Force, overwrite) guest VMID from the backup archive Archive.
+// RestoreOptions is a restore: POST /nodes/{node}/lxc with ostemplate and
+// restore=1 for a container, POST /nodes/{node}/qemu with archive for a
+// VM. It creates (or, with Force, overwrites) guest VMID from the backup
+// archive Archive.
 type RestoreOptions struct {
+	// Kind is the kind the archive holds; "" takes it from the archive's
+	// name ([ArchiveKind]), as PVE names vzdump archives and PBS snapshots.
+	Kind     GuestKind
 	VMID     int    // required
 	Archive  string // backup volid, e.g. "local:backup/vzdump-lxc-9000-....tar.zst"; required
 	Storage  string // target storage of the root disk; "" means PVE's default, "local", which a stock host refuses for container disks
 	Force    bool   // overwrite an existing guest
 	Unique   bool   // assign new MAC addresses
 	Start    bool   // start after restore
-	Hostname string // optional override
+	Hostname string // optional override; containers only (a VM's is its name)
 }
 
 // VzdumpOptions is POST /nodes/{node}/vzdump.

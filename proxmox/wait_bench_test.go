@@ -122,7 +122,7 @@ func runWaits(t *testing.T, wait waitFunc, n int, stagger time.Duration, duratio
 				posting.Lock() // one POST at a time, each with its own duration
 				sim.SetTaskDuration(d)
 				start := time.Now()
-				upid, err := c.Shutdown(t.Context(), 1000+i, 0)
+				upid, err := c.Shutdown(t.Context(), proxmox.LXC, 1000+i, 0)
 				posting.Unlock()
 				if err != nil {
 					t.Error(err)

@@ -27,7 +27,7 @@ func TestPipeTransportInBubble(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		upid, err := c.Shutdown(t.Context(), pvesim.CustomerWeb, 0)
+		upid, err := c.Shutdown(t.Context(), proxmox.LXC, pvesim.CustomerWeb, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -125,18 +125,18 @@ var restoreCases = []testCase{
 			if upid.Type != "vzrestore" || upid.ID != itoa(s.w.Scratch) {
 				t.Errorf("UPID %s; want type vzrestore, id %d", upid, s.w.Scratch)
 			}
-			gc, err := s.c.GuestConfig(s.ctx, s.w.Scratch)
+			gc, err := s.c.GuestConfig(s.ctx, proxmox.LXC, s.w.Scratch)
 			if err != nil {
 				t.Fatalf("GuestConfig(%d): %v", s.w.Scratch, err)
 			}
 			if gc.Hostname != s.stoppedConfig.Hostname || !strings.HasPrefix(gc.RootFS.Volume, s.w.GuestStorage+":") || gc.Lock != "" {
 				t.Errorf("restored config %+v; want hostname %q, rootfs on %s, no lock", gc, s.stoppedConfig.Hostname, s.w.GuestStorage)
 			}
-			st, err := s.c.GuestStatus(s.ctx, s.w.Scratch)
+			st, err := s.c.GuestStatus(s.ctx, proxmox.LXC, s.w.Scratch)
 			if err != nil || st.Status != "stopped" {
 				t.Errorf("GuestStatus(%d) = %+v, %v; want stopped", s.w.Scratch, st, err)
 			}
-			s.noRequest(t, "RestoreGuest(no archive)", "ostemplate", func(ctx context.Context) error {
+			s.noRequest(t, "RestoreGuest(no archive)", "archive", func(ctx context.Context) error {
 				_, err := s.c.RestoreGuest(ctx, proxmox.RestoreOptions{VMID: s.w.Scratch})
 				return err
 			})
@@ -162,7 +162,7 @@ var restoreCases = []testCase{
 			}
 			upid, err := s.c.RestoreGuest(s.ctx, proxmox.RestoreOptions{VMID: s.w.Scratch, Archive: s.archive, Storage: s.w.GuestStorage, Force: true, Unique: true})
 			s.mustDone(t, "RestoreGuest(force)", upid, err)
-			if gc, err := s.c.GuestConfig(s.ctx, s.w.Scratch); err != nil || gc.Hostname != s.stoppedConfig.Hostname {
+			if gc, err := s.c.GuestConfig(s.ctx, proxmox.LXC, s.w.Scratch); err != nil || gc.Hostname != s.stoppedConfig.Hostname {
 				t.Errorf("GuestConfig(%d) = %+v, %v; want the archive's hostname %q", s.w.Scratch, gc, err, s.stoppedConfig.Hostname)
 			}
 		},
@@ -174,12 +174,12 @@ var restoreCases = []testCase{
 			if !s.restored {
 				t.Skip("needs the guest of case restore")
 			}
-			upid, err := s.c.DeleteGuest(s.ctx, s.w.Scratch, true)
+			upid, err := s.c.DeleteGuest(s.ctx, proxmox.LXC, s.w.Scratch, true)
 			s.mustDone(t, "DeleteGuest", upid, err)
 			if upid.Type != "vzdestroy" {
 				t.Errorf("UPID type %q; want vzdestroy", upid.Type)
 			}
-			if _, err := s.c.GuestStatus(s.ctx, s.w.Scratch); !proxmox.IsNotFound(err) {
+			if _, err := s.c.GuestStatus(s.ctx, proxmox.LXC, s.w.Scratch); !proxmox.IsNotFound(err) {
 				t.Errorf("GuestStatus(%d) after destroy = %v; want not found", s.w.Scratch, err)
 			}
 			s.restored = false

@@ -21,9 +21,9 @@ var missingCases = []testCase{
 				what string
 				call func() error
 			}{
-				{"GuestStatus", func() error { _, err := s.c.GuestStatus(s.ctx, s.w.Scratch); return err }},
-				{"GuestConfig", func() error { _, err := s.c.GuestConfig(s.ctx, s.w.Scratch); return err }},
-				{"Snapshots", func() error { _, err := s.c.Snapshots(s.ctx, s.w.Scratch); return err }},
+				{"GuestStatus", func() error { _, err := s.c.GuestStatus(s.ctx, proxmox.LXC, s.w.Scratch); return err }},
+				{"GuestConfig", func() error { _, err := s.c.GuestConfig(s.ctx, proxmox.LXC, s.w.Scratch); return err }},
+				{"Snapshots", func() error { _, err := s.c.Snapshots(s.ctx, proxmox.LXC, s.w.Scratch); return err }},
 			} {
 				err := r.call()
 				wantAPIError(t, r.what, err, 500, msg)
@@ -39,12 +39,12 @@ var missingCases = []testCase{
 		rule: "destroying a missing guest dies at the request; a snapshot of one fails inside its task; both say the config file does not exist (IsNotFound)",
 		run: func(t *testing.T, s *suite) {
 			msg := fmt.Sprintf("Configuration file 'nodes/%s/lxc/%d.conf' does not exist", s.node, s.w.Scratch)
-			_, err := s.c.DeleteGuest(s.ctx, s.w.Scratch, false)
+			_, err := s.c.DeleteGuest(s.ctx, proxmox.LXC, s.w.Scratch, false)
 			wantAPIError(t, "DeleteGuest", err, 500, msg)
 			if !proxmox.IsNotFound(err) {
 				t.Errorf("DeleteGuest: IsNotFound(%v) = false", err)
 			}
-			upid, err := s.c.Snapshot(s.ctx, s.w.Scratch, s.snapName, "")
+			upid, err := s.c.Snapshot(s.ctx, proxmox.LXC, s.w.Scratch, proxmox.SnapshotOptions{Name: s.snapName, Description: ""})
 			te := s.wantTaskError(t, "Snapshot", upid, err, msg)
 			if !proxmox.IsNotFound(te) {
 				t.Errorf("Snapshot: IsNotFound(%v) = false", te)
@@ -80,7 +80,7 @@ var configCases = []testCase{
 		name: "setconfig-synchronous",
 		rule: "PUT /nodes/{node}/lxc/{vmid}/config is applied synchronously and returns null (no task); the description reads back with a trailing newline",
 		run: func(t *testing.T, s *suite) {
-			upid, err := s.c.SetConfig(s.ctx, s.w.Stopped, map[string]string{"description": "felhom conformance"}, nil)
+			upid, err := s.c.SetConfig(s.ctx, proxmox.LXC, s.w.Stopped, map[string]string{"description": "felhom conformance"}, nil)
 			if err != nil {
 				t.Fatalf("SetConfig: %v", err)
 			}
@@ -90,7 +90,7 @@ var configCases = []testCase{
 			if st, err := s.wait(upid); err != nil || st.Status != "stopped" || st.ExitStatus != "OK" {
 				t.Errorf("WaitTask(zero UPID) = %+v, %v; want stopped OK at once", st, err)
 			}
-			gc, err := s.c.GuestConfig(s.ctx, s.w.Stopped)
+			gc, err := s.c.GuestConfig(s.ctx, proxmox.LXC, s.w.Stopped)
 			if err != nil {
 				t.Fatalf("GuestConfig: %v", err)
 			}
@@ -103,10 +103,10 @@ var configCases = []testCase{
 		name: "description-lines",
 		rule: "a description is stored as '#' lines; each line reads back followed by a newline, trailing blank lines dropped, and ':' and '%' survive",
 		run: func(t *testing.T, s *suite) {
-			if _, err := s.c.SetConfig(s.ctx, s.w.Stopped, map[string]string{"description": "a: 100%\nb\n\n"}, nil); err != nil {
+			if _, err := s.c.SetConfig(s.ctx, proxmox.LXC, s.w.Stopped, map[string]string{"description": "a: 100%\nb\n\n"}, nil); err != nil {
 				t.Fatalf("SetConfig: %v", err)
 			}
-			gc, err := s.c.GuestConfig(s.ctx, s.w.Stopped)
+			gc, err := s.c.GuestConfig(s.ctx, proxmox.LXC, s.w.Stopped)
 			if err != nil {
 				t.Fatalf("GuestConfig: %v", err)
 			}
@@ -119,7 +119,7 @@ var configCases = []testCase{
 		name: "setconfig-bad-value",
 		rule: "a value of the wrong type answers 400 \"Parameter verification failed.\" with errors {memory: \"type check ('integer') failed - got 'abc'\"}",
 		run: func(t *testing.T, s *suite) {
-			_, err := s.c.SetConfig(s.ctx, s.w.Stopped, map[string]string{"memory": "abc"}, nil)
+			_, err := s.c.SetConfig(s.ctx, proxmox.LXC, s.w.Stopped, map[string]string{"memory": "abc"}, nil)
 			ae := wantAPIError(t, "SetConfig(memory=abc)", err, 400, "Parameter verification failed.")
 			if want := "type check ('integer') failed - got 'abc'"; ae.Errors["memory"] != want {
 				t.Errorf("errors = %q; want memory: %q", ae.Errors, want)
@@ -131,13 +131,13 @@ var configCases = []testCase{
 		name: "setconfig-unknown-key",
 		rule: "an unknown parameter answers 400 with \"property is not defined in schema and the schema does not allow additional properties\"",
 		run: func(t *testing.T, s *suite) {
-			_, err := s.c.SetConfig(s.ctx, s.w.Stopped, map[string]string{"felhomnosuchkey": "1"}, nil)
+			_, err := s.c.SetConfig(s.ctx, proxmox.LXC, s.w.Stopped, map[string]string{"felhomnosuchkey": "1"}, nil)
 			ae := wantAPIError(t, "SetConfig(unknown key)", err, 400, "Parameter verification failed.")
 			if want := "property is not defined in schema and the schema does not allow additional properties"; ae.Errors["felhomnosuchkey"] != want {
 				t.Errorf("errors = %q; want felhomnosuchkey: %q", ae.Errors, want)
 			}
 			s.noRequest(t, "SetConfig(nothing)", "set", func(ctx context.Context) error {
-				_, err := s.c.SetConfig(ctx, s.w.Stopped, nil, nil)
+				_, err := s.c.SetConfig(ctx, proxmox.LXC, s.w.Stopped, nil, nil)
 				return err
 			})
 		},
@@ -148,7 +148,7 @@ var configCases = []testCase{
 		hooks: []string{"DenyAtRequest"},
 		run: func(t *testing.T, s *suite) {
 			s.w.DenyAtRequest(t, s.vm(s.w.Stopped), "VM.Config.Options")
-			_, err := s.c.SetConfig(s.ctx, s.w.Stopped, map[string]string{"description": "denied"}, nil)
+			_, err := s.c.SetConfig(s.ctx, proxmox.LXC, s.w.Stopped, map[string]string{"description": "denied"}, nil)
 			msg := fmt.Sprintf("Permission check failed (%s, VM.Config.Options)", s.vm(s.w.Stopped))
 			ae := wantAPIError(t, "SetConfig", err, 403, msg)
 			if ae.Permission == nil {
@@ -163,13 +163,13 @@ var configCases = []testCase{
 		hooks: []string{"LockGuest"},
 		run: func(t *testing.T, s *suite) {
 			s.w.LockGuest(t, s.w.Stopped, "backup")
-			_, err := s.c.SetConfig(s.ctx, s.w.Stopped, map[string]string{"description": "locked"}, nil)
+			_, err := s.c.SetConfig(s.ctx, proxmox.LXC, s.w.Stopped, map[string]string{"description": "locked"}, nil)
 			wantAPIError(t, "SetConfig", err, 500, "CT is locked (backup)")
 			if lock, ok := proxmox.IsLocked(err); !ok || lock != "backup" {
 				t.Errorf("IsLocked(%v) = %q, %v; want backup, true", err, lock, ok)
 			}
 			wantKind(t, "SetConfig", err, "lock")
-			gc, err := s.c.GuestConfig(s.ctx, s.w.Stopped)
+			gc, err := s.c.GuestConfig(s.ctx, proxmox.LXC, s.w.Stopped)
 			if err != nil {
 				t.Fatalf("GuestConfig: %v", err)
 			}

@@ -15,7 +15,7 @@ var powerCases = []testCase{
 		name: "start-running",
 		rule: "starting a running container dies at the request with 500 \"CT VMID already running\"",
 		run: func(t *testing.T, s *suite) {
-			_, err := s.c.Start(s.ctx, s.w.Running)
+			_, err := s.c.Start(s.ctx, proxmox.LXC, s.w.Running)
 			wantAPIError(t, "Start", err, 500, fmt.Sprintf("CT %d already running", s.w.Running))
 			wantKind(t, "Start", err, "api")
 		},
@@ -25,12 +25,12 @@ var powerCases = []testCase{
 		rule: "stopping or shutting down a stopped container dies at the request with 500 \"CT VMID not running\"",
 		run: func(t *testing.T, s *suite) {
 			msg := fmt.Sprintf("CT %d not running", s.w.Stopped)
-			_, err := s.c.Stop(s.ctx, s.w.Stopped)
+			_, err := s.c.Stop(s.ctx, proxmox.LXC, s.w.Stopped)
 			wantAPIError(t, "Stop", err, 500, msg)
-			_, err = s.c.Shutdown(s.ctx, s.w.Stopped, 0)
+			_, err = s.c.Shutdown(s.ctx, proxmox.LXC, s.w.Stopped, 0)
 			wantAPIError(t, "Shutdown", err, 500, msg)
 			s.noRequest(t, "Shutdown(timeout -1)", "timeout", func(ctx context.Context) error {
-				_, err := s.c.Shutdown(ctx, s.w.Running, -1)
+				_, err := s.c.Shutdown(ctx, proxmox.LXC, s.w.Running, -1)
 				return err
 			})
 		},
@@ -39,7 +39,7 @@ var powerCases = []testCase{
 		name: "destroy-running",
 		rule: "destroying a running container without force dies at the request with 500 \"unable to destroy CT VMID - container is running\"",
 		run: func(t *testing.T, s *suite) {
-			_, err := s.c.DeleteGuest(s.ctx, s.w.Running, false)
+			_, err := s.c.DeleteGuest(s.ctx, proxmox.LXC, s.w.Running, false)
 			wantAPIError(t, "DeleteGuest", err, 500, fmt.Sprintf("unable to destroy CT %d - container is running", s.w.Running))
 		},
 	},
@@ -49,7 +49,7 @@ var powerCases = []testCase{
 		run: func(t *testing.T, s *suite) {
 			status := func(want string) {
 				t.Helper()
-				st, err := s.c.GuestStatus(s.ctx, s.w.Running)
+				st, err := s.c.GuestStatus(s.ctx, proxmox.LXC, s.w.Running)
 				if err != nil {
 					t.Fatalf("GuestStatus: %v", err)
 				}
@@ -60,17 +60,17 @@ var powerCases = []testCase{
 			for _, step := range []struct {
 				name   string
 				typ    string
-				call   func(ctx context.Context, vmid int) (proxmox.UPID, error)
+				call   func(ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.UPID, error)
 				status string
 			}{
 				{"Stop", "vzstop", s.c.Stop, "stopped"},
 				{"Start", "vzstart", s.c.Start, "running"},
-				{"Shutdown", "vzshutdown", func(ctx context.Context, vmid int) (proxmox.UPID, error) {
-					return s.c.Shutdown(ctx, vmid, 60)
+				{"Shutdown", "vzshutdown", func(ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.UPID, error) {
+					return s.c.Shutdown(ctx, kind, vmid, 60)
 				}, "stopped"},
 				{"Start", "vzstart", s.c.Start, "running"},
 			} {
-				upid, err := step.call(s.ctx, s.w.Running)
+				upid, err := step.call(s.ctx, proxmox.LXC, s.w.Running)
 				s.mustDone(t, step.name, upid, err)
 				if upid.Type != step.typ {
 					t.Errorf("%s: UPID type %q; want %q", step.name, upid.Type, step.typ)

@@ -129,14 +129,14 @@ var readCases = []testCase{
 		name: "guest-status",
 		rule: "GET .../lxc/{vmid}/status/current: status running with uptime, or stopped with none",
 		run: func(t *testing.T, s *suite) {
-			st, err := s.c.GuestStatus(s.ctx, s.w.Running)
+			st, err := s.c.GuestStatus(s.ctx, proxmox.LXC, s.w.Running)
 			if err != nil {
 				t.Fatalf("GuestStatus(%d): %v", s.w.Running, err)
 			}
 			if st.VMID != s.w.Running || st.Status != "running" || st.Uptime <= 0 || st.MaxMem == 0 {
 				t.Errorf("GuestStatus(%d) = %+v; want running with uptime and maxmem", s.w.Running, st)
 			}
-			st, err = s.c.GuestStatus(s.ctx, s.w.Stopped)
+			st, err = s.c.GuestStatus(s.ctx, proxmox.LXC, s.w.Stopped)
 			if err != nil {
 				t.Fatalf("GuestStatus(%d): %v", s.w.Stopped, err)
 			}
@@ -149,7 +149,7 @@ var readCases = []testCase{
 		name: "guest-config",
 		rule: "GET .../lxc/{vmid}/config: every key of the config file, typed by the schema, with a digest; rootfs is VOLUME,size=N",
 		run: func(t *testing.T, s *suite) {
-			gc, err := s.c.GuestConfig(s.ctx, s.w.Stopped)
+			gc, err := s.c.GuestConfig(s.ctx, proxmox.LXC, s.w.Stopped)
 			if err != nil {
 				t.Fatalf("GuestConfig: %v", err)
 			}
@@ -201,7 +201,7 @@ var readCases = []testCase{
 			if id < 100 {
 				t.Fatalf("NextID = %d; want >= 100", id)
 			}
-			if _, err := s.c.GuestStatus(s.ctx, id); !proxmox.IsNotFound(err) {
+			if _, err := s.c.GuestStatus(s.ctx, proxmox.LXC, id); !proxmox.IsNotFound(err) {
 				t.Errorf("NextID = %d, but GuestStatus(%d) = %v; want the id free", id, id, err)
 			}
 		},

@@ -131,16 +131,16 @@ var taskCases = []testCase{
 			if err != nil || !st.Running() || st.Status != "running" || st.ExitStatus != "" {
 				t.Errorf("TaskStatusOnce = %+v, %v; want running without an exit status", st, err)
 			}
-			gs, err := s.c.GuestStatus(s.ctx, s.w.Running)
+			gs, err := s.c.GuestStatus(s.ctx, proxmox.LXC, s.w.Running)
 			if err != nil || gs.Lock != "backup" {
 				t.Errorf("GuestStatus(%d) = %+v, %v; want lock backup while the backup runs", s.w.Running, gs, err)
 			}
 			// The same description back: harmless should the lock not hold.
-			gc, err := s.c.GuestConfig(s.ctx, s.w.Running)
+			gc, err := s.c.GuestConfig(s.ctx, proxmox.LXC, s.w.Running)
 			if err != nil {
 				t.Fatalf("GuestConfig: %v", err)
 			}
-			_, err = s.c.SetConfig(s.ctx, s.w.Running, map[string]string{"description": gc.Description}, nil)
+			_, err = s.c.SetConfig(s.ctx, proxmox.LXC, s.w.Running, map[string]string{"description": gc.Description}, nil)
 			wantAPIError(t, "SetConfig during the backup", err, 500, "CT is locked (backup)")
 			if lock, ok := proxmox.IsLocked(err); !ok || lock != "backup" {
 				t.Errorf("IsLocked(%v) = %q, %v; want backup, true", err, lock, ok)
@@ -154,7 +154,7 @@ var taskCases = []testCase{
 			if !ok || final.Running() || final.Succeeded() || te.ExitStatus == "" {
 				t.Errorf("WaitTask after StopTask = %+v, %v; want stopped with an error exit status", final, err)
 			}
-			gs, err = s.c.GuestStatus(s.ctx, s.w.Running)
+			gs, err = s.c.GuestStatus(s.ctx, proxmox.LXC, s.w.Running)
 			if err != nil || gs.Lock != "" {
 				t.Errorf("GuestStatus(%d) after the stopped backup = %+v, %v; want the lock released", s.w.Running, gs, err)
 			}
@@ -176,7 +176,7 @@ var taskCases = []testCase{
 				t.Fatalf("Vzdump: %v", err)
 			}
 			defer func() { _ = s.c.StopTask(s.ctx, dump) }()
-			upid, err := s.c.Snapshot(s.ctx, s.w.Running, s.snapName+"bk", "")
+			upid, err := s.c.Snapshot(s.ctx, proxmox.LXC, s.w.Running, proxmox.SnapshotOptions{Name: s.snapName + "bk", Description: ""})
 			te := s.wantTaskError(t, "Snapshot during the backup", upid, err, "CT is locked (backup)")
 			wantKind(t, "Snapshot during the backup", te, "lock")
 			st, err := s.c.TaskStatusOnce(s.ctx, dump)
@@ -204,16 +204,16 @@ var taskCases = []testCase{
 				}
 				_, _ = s.wait(dump)
 			}()
-			a, errA := s.c.GuestStatus(s.ctx, first)
-			b, errB := s.c.GuestStatus(s.ctx, second)
+			a, errA := s.c.GuestStatus(s.ctx, proxmox.LXC, first)
+			b, errB := s.c.GuestStatus(s.ctx, proxmox.LXC, second)
 			if errA != nil || errB != nil || a.Lock != "backup" || b.Lock != "" {
 				t.Errorf("while %d is backed up: locks %q (%v), %q (%v); want backup and none", first, a.Lock, errA, b.Lock, errB)
 			}
-			gc, err := s.c.GuestConfig(s.ctx, second)
+			gc, err := s.c.GuestConfig(s.ctx, proxmox.LXC, second)
 			if err != nil {
 				t.Fatalf("GuestConfig: %v", err)
 			}
-			if _, err := s.c.SetConfig(s.ctx, second, map[string]string{"description": gc.Description}, nil); err != nil {
+			if _, err := s.c.SetConfig(s.ctx, proxmox.LXC, second, map[string]string{"description": gc.Description}, nil); err != nil {
 				t.Errorf("SetConfig(%d) while %d is backed up: %v; want it applied", second, first, err)
 			}
 		},

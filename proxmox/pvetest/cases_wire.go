@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 )
 
 // wireCases check what a host does on the wire, seen through
@@ -48,7 +50,7 @@ var wireCases = []testCase{
 		hooks: []string{"Endpoint", "HoldTasks"},
 		run: func(t *testing.T, s *suite) {
 			s.w.HoldTasks(t)
-			upid, err := s.c.Start(s.ctx, s.w.Stopped)
+			upid, err := s.c.Start(s.ctx, proxmox.LXC, s.w.Stopped)
 			if err != nil {
 				t.Fatalf("Start: %v", err)
 			}
@@ -209,10 +211,10 @@ var wireCases = []testCase{
 		hooks: []string{"Endpoint"},
 		run: func(t *testing.T, s *suite) {
 			name := s.snapName + "cf"
-			upid, err := s.c.Snapshot(s.ctx, s.w.Stopped, name, "snapshot config")
+			upid, err := s.c.Snapshot(s.ctx, proxmox.LXC, s.w.Stopped, proxmox.SnapshotOptions{Name: name, Description: "snapshot config"})
 			s.mustDone(t, "Snapshot", upid, err)
 			defer func() {
-				upid, err := s.c.DeleteSnapshot(s.ctx, s.w.Stopped, name)
+				upid, err := s.c.DeleteSnapshot(s.ctx, proxmox.LXC, s.w.Stopped, name)
 				s.mustDone(t, "DeleteSnapshot", upid, err)
 			}()
 			a := s.raw(t)

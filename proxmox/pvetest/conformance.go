@@ -125,7 +125,7 @@ func (s *suite) precheck(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.w.caseTimeout())
 	defer cancel()
 	want := func(vmid int, status string) {
-		st, err := s.c.GuestStatus(ctx, vmid)
+		st, err := s.c.GuestStatus(ctx, proxmox.LXC, vmid)
 		if err != nil {
 			t.Fatalf("World: guest %d: %v", vmid, err)
 		}
@@ -135,10 +135,10 @@ func (s *suite) precheck(t *testing.T) {
 	}
 	want(s.w.Running, "running")
 	want(s.w.Stopped, "stopped")
-	if _, err := s.c.GuestStatus(ctx, s.w.Scratch); !proxmox.IsNotFound(err) {
+	if _, err := s.c.GuestStatus(ctx, proxmox.LXC, s.w.Scratch); !proxmox.IsNotFound(err) {
 		t.Fatalf("World: Scratch guest %d must not exist; GuestStatus = %v", s.w.Scratch, err)
 	}
-	gc, err := s.c.GuestConfig(ctx, s.w.Stopped)
+	gc, err := s.c.GuestConfig(ctx, proxmox.LXC, s.w.Stopped)
 	if err != nil {
 		t.Fatalf("World: config of guest %d: %v", s.w.Stopped, err)
 	}
@@ -168,30 +168,30 @@ func (s *suite) undo(t *testing.T) {
 			t.Logf("undo: %s: %v", what, err)
 		}
 	}
-	if snaps, err := s.c.Snapshots(ctx, s.w.Stopped); err == nil {
+	if snaps, err := s.c.Snapshots(ctx, proxmox.LXC, s.w.Stopped); err == nil {
 		for _, sn := range snaps {
 			if strings.HasPrefix(sn.Name, s.snapName) {
-				upid, err := s.c.DeleteSnapshot(ctx, s.w.Stopped, sn.Name)
+				upid, err := s.c.DeleteSnapshot(ctx, proxmox.LXC, s.w.Stopped, sn.Name)
 				wait("delete snapshot "+sn.Name, upid, err)
 			}
 		}
 	}
-	if gc, err := s.c.GuestConfig(ctx, s.w.Stopped); err == nil && gc.Description != s.stoppedConfig.Description {
+	if gc, err := s.c.GuestConfig(ctx, proxmox.LXC, s.w.Stopped); err == nil && gc.Description != s.stoppedConfig.Description {
 		var err error
 		if s.stoppedConfig.Description == "" {
-			_, err = s.c.SetConfig(ctx, s.w.Stopped, nil, []string{"description"})
+			_, err = s.c.SetConfig(ctx, proxmox.LXC, s.w.Stopped, nil, []string{"description"})
 		} else {
-			_, err = s.c.SetConfig(ctx, s.w.Stopped, map[string]string{"description": s.stoppedConfig.Description}, nil)
+			_, err = s.c.SetConfig(ctx, proxmox.LXC, s.w.Stopped, map[string]string{"description": s.stoppedConfig.Description}, nil)
 		}
 		wait("restore the description of guest "+fmt.Sprint(s.w.Stopped), proxmox.UPID{}, err)
 	}
-	if st, err := s.c.GuestStatus(ctx, s.w.Running); err == nil && st.Status != "running" {
-		upid, err := s.c.Start(ctx, s.w.Running)
+	if st, err := s.c.GuestStatus(ctx, proxmox.LXC, s.w.Running); err == nil && st.Status != "running" {
+		upid, err := s.c.Start(ctx, proxmox.LXC, s.w.Running)
 		wait(fmt.Sprintf("start guest %d again", s.w.Running), upid, err)
 	}
 	if s.restored {
-		if _, err := s.c.GuestStatus(ctx, s.w.Scratch); err == nil {
-			upid, err := s.c.DeleteGuest(ctx, s.w.Scratch, true)
+		if _, err := s.c.GuestStatus(ctx, proxmox.LXC, s.w.Scratch); err == nil {
+			upid, err := s.c.DeleteGuest(ctx, proxmox.LXC, s.w.Scratch, true)
 			wait(fmt.Sprintf("destroy guest %d", s.w.Scratch), upid, err)
 		}
 	}

@@ -212,11 +212,12 @@ func (a *Agent) reportGuests(ctx context.Context, pve builtins.GuestAPI, rep *ch
 	}
 	rep.Guests = make([]channel.Guest, 0, len(guests))
 	for _, g := range guests {
-		out := channel.Guest{VMID: g.VMID, Kind: "lxc", Name: g.Name, Status: g.Status, Template: g.Template}
-		if cfg, err := pve.GuestConfig(ctx, g.VMID); err != nil {
+		out := channel.Guest{VMID: g.VMID, Kind: string(g.Type), Name: g.Name, Status: g.Status, Template: g.Template}
+		if cfg, err := pve.GuestConfig(ctx, g.Type, g.VMID); err != nil {
 			out.Status, out.Error = "unknown", err.Error()
 		} else {
-			out.Spec = &channel.GuestSpec{Hostname: cfg.Hostname, Cores: cfg.Cores, Memory: int64(cfg.Memory),
+			// Name is a container's hostname and a VM's name.
+			out.Spec = &channel.GuestSpec{Hostname: cfg.Name, Cores: cfg.Cores, Memory: int64(cfg.Memory),
 				Net: cfg.Raw["net0"], Description: strings.TrimSuffix(cfg.Description, "\n"), OnBoot: cfg.OnBoot}
 		}
 		if out.Status == "" {

@@ -46,7 +46,7 @@ func TestRecoveryInterruptsAndFollowsTasks(t *testing.T) {
 
 	// A previous agent started a snapshot for a run and was killed while
 	// waiting for it; another run was queued and never started.
-	upid, err := client.Snapshot(ctx, 101, "before-upgrade", "")
+	upid, err := client.Snapshot(ctx, proxmox.LXC, 101, proxmox.SnapshotOptions{Name: "before-upgrade", Description: ""})
 	if err != nil {
 		t.Fatal(err)
 	}

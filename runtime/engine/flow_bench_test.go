@@ -123,9 +123,11 @@ func (r *flowRig) next() {
 func (r *flowRig) goFlow() {
 	ctx, c := context.Background(), r.c
 	steps := []func() (proxmox.UPID, error){
-		func() (proxmox.UPID, error) { return c.Snapshot(ctx, flowVMID, flowSnap, "benchmark") },
-		func() (proxmox.UPID, error) { return c.Rollback(ctx, flowVMID, flowSnap) },
-		func() (proxmox.UPID, error) { return c.DeleteSnapshot(ctx, flowVMID, flowSnap) },
+		func() (proxmox.UPID, error) {
+			return c.Snapshot(ctx, proxmox.LXC, flowVMID, proxmox.SnapshotOptions{Name: flowSnap, Description: "benchmark"})
+		},
+		func() (proxmox.UPID, error) { return c.Rollback(ctx, proxmox.LXC, flowVMID, flowSnap) },
+		func() (proxmox.UPID, error) { return c.DeleteSnapshot(ctx, proxmox.LXC, flowVMID, flowSnap) },
 	}
 	for _, step := range steps {
 		upid, err := step()
