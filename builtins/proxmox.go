@@ -97,7 +97,7 @@ var ProxmoxTable = &Table{
 			Doc: "Starts guest vmid. Returns the task; fails if it is already running."},
 		{Name: "stop", Sig: "stop(vmid, wait=True, timeout=None)", Fn: pveStop, Returns: taskShape,
 			Doc: "Stops guest vmid at once (no clean shutdown). Returns the task. PVE refuses it for a stopped container; for a stopped VM the task succeeds doing nothing."},
-		{Name: "reboot", Sig: "reboot(vmid, wait=True, timeout=None)", Fn: pveReboot,
+		{Name: "reboot", Sig: "reboot(vmid, wait=True, timeout=None)", Fn: pveReboot, Returns: taskShape,
 			Doc: "Reboots running guest vmid cleanly (shutdown, then start). Returns the task; fails if the guest is not running."},
 		{Name: "shutdown", Sig: "shutdown(vmid, timeout=0, wait=True)", Fn: pveShutdown, Returns: taskShape,
 			Doc: "Shuts guest vmid down cleanly; timeout (int seconds or a duration) is how long PVE waits for it, 0 meaning PVE's default (60 s). Returns the task. The wait is bounded by the agent's wait timeout."},

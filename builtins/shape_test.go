@@ -35,6 +35,7 @@ if not proxmox.guest(101).running:
     proxmox.start(101)
 got["proxmox.stop"] = proxmox.stop(101)
 got["proxmox.start"] = proxmox.start(101)
+got["proxmox.reboot"] = proxmox.reboot(101)
 got["proxmox.wait_status"] = proxmox.wait_status(101)
 got["proxmox.shutdown"] = proxmox.shutdown(101)
 got["task.status"] = task.status(got["proxmox.start"])

@@ -85,8 +85,8 @@ func (g *guest) digest() string {
 // typedConfig is a config as GET .../config returns it: numbers and
 // booleans typed by the endpoint's return schema, the description read
 // back, and the digest.
-func typedConfig(conf map[string]string, description, digest string) map[string]any {
-	ret := loadSchema()["GET /nodes/{node}/lxc/{vmid}/config"].Returns
+func typedConfig(kind string, conf map[string]string, description, digest string) map[string]any {
+	ret := loadSchema()["GET /nodes/{node}/"+kind+"/{vmid}/config"].Returns
 	props := objectSchema{Properties: ret.Properties}
 	out := make(map[string]any, len(conf)+2)
 	for k, v := range conf {

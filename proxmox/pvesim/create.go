@@ -43,6 +43,11 @@ func (c *call) createGuest() response {
 	restore, force := c.bool("restore"), c.bool("force")
 	existing := st.guests[vmid]
 	vm := "/vms/" + vmidString(vmid)
+	if existing != nil && existing.isQemu() {
+		// $same_container_exists is false for a VM's id, so
+		// check_vmid_unused refuses it, naming the kind that holds it.
+		return die("VM %d already exists on node '%s'", vmid, st.node.name)
+	}
 
 	unpriv := c.bool("unprivileged")
 	if !restore {
@@ -114,7 +119,7 @@ func (c *call) createGuest() response {
 	if existing != nil {
 		existing.conf["lock"] = "create"
 	} else {
-		st.guests[vmid] = &guest{vmid: vmid, conf: map[string]string{"lock": "create"}, snapshots: map[string]*snapshot{}}
+		st.guests[vmid] = &guest{kind: kindLXC, vmid: vmid, conf: map[string]string{"lock": "create"}, snapshots: map[string]*snapshot{}}
 	}
 	cr := &creation{
 		st: st, vmid: vmid, restore: restore, archive: ostemplate, storage: storageID,
@@ -207,6 +212,10 @@ func (cr *creation) run(t *task) error {
 			return failf("%s volume '%s' does not exist", cr.emsg(), cr.archive)
 		}
 		arch := src.volumes[i]
+		if arch.subtype == kindQemu {
+			cr.abort()
+			return failf("%s archive '%s' is a VM backup, not a container's", cr.emsg(), cr.archive)
+		}
 		conf = maps.Clone(arch.config)
 		description = arch.description
 		wasTemplate = conf["template"] == "1"
@@ -231,7 +240,7 @@ func (cr *creation) run(t *task) error {
 			st.releaseDisk(vol)
 		}
 	}
-	g := &guest{vmid: cr.vmid, conf: map[string]string{"lock": "create"}, snapshots: map[string]*snapshot{}}
+	g := &guest{kind: kindLXC, vmid: cr.vmid, conf: map[string]string{"lock": "create"}, snapshots: map[string]*snapshot{}}
 	st.guests[cr.vmid] = g
 
 	// Disks: the archive's (or the request's) mount points, new volumes

@@ -10,16 +10,16 @@ const goldenArchive = "local:backup/vzdump-lxc-9000-2026_11_01-02_00_00.tar.zst"
 
 func TestRestoreNewGuest(t *testing.T) {
 	h := newHarness(t)
-	upid := h.upid("POST", nodePath+"/lxc", vals("vmid", "200", "ostemplate", goldenArchive, "restore", "1",
+	upid := h.upid("POST", nodePath+"/lxc", vals("vmid", "130", "ostemplate", goldenArchive, "restore", "1",
 		"storage", "local-lvm", "hostname", "customer3", "unique", "1", "start", "1"))
-	if !strings.Contains(upid, ":vzrestore:200:") {
-		t.Errorf("UPID %s; want vzrestore of 200", upid)
+	if !strings.Contains(upid, ":vzrestore:130:") {
+		t.Errorf("UPID %s; want vzrestore of 130", upid)
 	}
-	if g := h.guest(200); g.Lock != "create" {
+	if g := h.guest(130); g.Lock != "create" {
 		t.Errorf("guest while restoring = %+v; want only a create lock", g)
 	}
-	h.fails("POST", nodePath+"/lxc", vals("vmid", "200", "ostemplate", goldenArchive, "restore", "1", "storage", "local-lvm"),
-		500, "CT 200 already exists on node 'demo-felhom'")
+	h.fails("POST", nodePath+"/lxc", vals("vmid", "130", "ostemplate", goldenArchive, "restore", "1", "storage", "local-lvm"),
+		500, "CT 130 already exists on node 'demo-felhom'")
 	log := h.wantExit(upid, "OK")
 	if !containsLine(log, "recovering backed-up configuration from '"+goldenArchive+"'") {
 		t.Errorf("log:\n%s", strings.Join(log, "\n"))
@@ -29,11 +29,11 @@ func TestRestoreNewGuest(t *testing.T) {
 	// worker that start=1 forks (a task of its own, as in PVE).
 	tasks := h.sim.Tasks()
 	last := tasks[len(tasks)-1]
-	if last.Type != "vzstart" || last.ID != "200" {
+	if last.Type != "vzstart" || last.ID != "130" {
 		t.Errorf("last task = %+v; want the forked vzstart", last)
 	}
 	h.wantExit(last.UPID, "OK")
-	g := h.guest(200)
+	g := h.guest(130)
 	if g.Template || g.Status != "running" || g.Name != "customer3" {
 		t.Errorf("restored golden = %+v; want a running guest named customer3", g)
 	}
@@ -41,15 +41,15 @@ func TestRestoreNewGuest(t *testing.T) {
 
 func TestRestoreCustomerArchive(t *testing.T) {
 	h := newHarness(t)
-	upid := h.upid("POST", nodePath+"/lxc", vals("vmid", "201", "ostemplate", webArchive, "restore", "1",
+	upid := h.upid("POST", nodePath+"/lxc", vals("vmid", "131", "ostemplate", webArchive, "restore", "1",
 		"storage", "local-lvm", "hostname", "web-copy", "unique", "1", "start", "1"))
 	h.wantExit(upid, "OK")
-	g := h.guest(201)
+	g := h.guest(131)
 	web := h.guest(101)
 	if g.Status != "running" || g.Name != "web-copy" || g.Lock != "" {
 		t.Errorf("restored guest = %+v; want running web-copy, unlocked", g)
 	}
-	if g.Config["rootfs"] != "local-lvm:vm-201-disk-0,size=8G" || g.Config["memory"] != web.Config["memory"] {
+	if g.Config["rootfs"] != "local-lvm:vm-131-disk-0,size=8G" || g.Config["memory"] != web.Config["memory"] {
 		t.Errorf("restored config = %v", g.Config)
 	}
 	if g.Config["net0"] == web.Config["net0"] || !strings.Contains(g.Config["net0"], "hwaddr=BC:24:11:") {

@@ -33,12 +33,17 @@
 //
 // # The default world
 //
-// Node demo-felhom (PVE 8.2.4). Guests: 9999 "selftest" (running), 9000
+// Node demo-felhom (PVE 8.2.4). Containers: 9999 "selftest" (running), 9000
 // "golden" (a stopped template whose archive is on local), 101 "web" and
-// 102 "db" (running, each with one archive on usb-backup). Storages: local
-// (dir /var/lib/vz: backup, iso, vztmpl, with the Debian 12 template),
-// local-lvm (lvmthin: images, rootdir), usb-backup (dir /mnt/usb-backup:
-// backup, prune-backups keep-last=7). Token felhom-agent@pve!agent with the
+// 102 "db" (running, each with one archive on usb-backup). VMs: 200 "app"
+// (running) and 201 "build" (stopped), each with one archive on
+// usb-backup. Storages: local (dir /var/lib/vz: backup, iso, vztmpl, with
+// the Debian 12 template), local-lvm (lvmthin: images, rootdir), usb-backup
+// (dir /mnt/usb-backup: backup, prune-backups keep-last=7), pbs-backup (a
+// Proxmox Backup Server datastore: a verified, protected snapshot of 101
+// and a verified one of 200, older than the usb-backup archives;
+// prune-backups keep-daily=7,keep-weekly=4). A ZFS pool (zfspool) is
+// added with AddStorage. Token felhom-agent@pve!agent with the
 // FelhomAgent role on /. Disks /dev/sda (SSD) and /dev/sdb (USB, partition
 // sdb1 with DefaultUSBUUID mounted at /mnt/usb-backup). Sensors coretemp
 // and nvme.
@@ -55,11 +60,15 @@
 // "no such cluster node 'x'" (500); the schema (400 "Parameter
 // verification failed." with per-parameter errors, "type check ('string')
 // failed - got ARRAY" for a key sent twice); then the handler's own
-// checks: "CT 101 already running" / "CT 101 not running" for start/stop,
-// "CT is locked (backup)" and "unable to destroy CT 101 - container is
-// running" for config changes and destroy, "CT 101 already exists on node
-// 'demo-felhom'" for create, "Configuration file
-// 'nodes/demo-felhom/lxc/101.conf' does not exist" for a missing guest.
+// checks: "CT 101 already running" / "CT 101 not running" for a
+// container's start/stop, "CT is locked (backup)" / "VM is locked (backup)"
+// and "unable to destroy CT 101 - container is running" / "VM 200 is
+// running - destroy failed" for config changes and destroy, "CT 101
+// already exists on node 'demo-felhom'" (or "VM 200 ...", naming the kind
+// that holds the id) for create and restore, "Configuration file
+// 'nodes/demo-felhom/lxc/101.conf' does not exist" (qemu-server/200.conf
+// for a VM) for a missing guest — a VM is no container to the lxc
+// endpoints and the other way round.
 //
 // In the worker (the POST returns a UPID; the task stops with the error).
 // As the worker starts, so the task fails at once: snapshot, rollback and
@@ -83,7 +92,23 @@
 // worker of that guest fails at once with it (see locks.go for the PVE
 // sources); a second vzdump waits for the node's global vzdump lock.
 //
-// Deliberate simplifications: one node; no QEMU guests (their list is
-// empty, their config "does not exist"); pending config changes apply at
-// once; storage space is accounted for archives and guest disks only.
+// VMs (qemu.go) follow qemu-server: their workers are qmstart, qmstop,
+// qmshutdown, qmreboot, qmsnapshot, qmrollback, qmdelsnapshot, qmdestroy,
+// qmrestore and qmconfig (a config POST forks it; PUT is synchronous); a
+// VM's start checks "already running" as its worker starts, and stopping a
+// stopped VM succeeds doing nothing; a vmstate snapshot of a running VM
+// saves its RAM and a rollback to it resumes the VM. vzdump writes
+// vzdump-qemu-VMID-STAMP.vma.zst for a VM, and on a pbs storage snapshots
+// STORAGE:backup/{ct|vm}/VMID/TIME (UTC) with PBS's log lines and format
+// pbs-ct/pbs-vm; content lists their verification state and protected
+// flag, and pruning never removes a protected backup. On a zfspool,
+// container volumes are subvol-VMID-disk-N datasets and a rollback to a
+// snapshot that is not the most recent is refused ("can't rollback, 'x' is
+// not most recent snapshot on 'local-zfs:subvol-150-disk-0'").
+//
+// Deliberate simplifications: one node; VMs are only created by restore
+// (a create without archive is refused); pending config changes (QEMU's
+// and containers') apply at once, as hot-plug would; PBS verify jobs are
+// set with SetVerification, not run; storage space is accounted for
+// archives and guest disks only.
 package pvesim

@@ -19,6 +19,7 @@ import (
 // pve-guest-common (AbstractConfig.pm).
 
 type guest struct {
+	kind        string // "lxc" or "qemu"; see qemu.go for VMs
 	vmid        int
 	conf        map[string]string // config keys except description and digest
 	description string            // as written; read back per line with "\n"
@@ -32,18 +33,35 @@ func (g *guest) lock() string     { return g.conf["lock"] }
 func (g *guest) isTemplate() bool { return g.conf["template"] == "1" }
 
 func (g *guest) name() string {
+	if g.isQemu() {
+		if n := g.conf["name"]; n != "" {
+			return n
+		}
+		return "VM" + vmidString(g.vmid)
+	}
 	if h := g.conf["hostname"]; h != "" {
 		return h
 	}
 	return "CT" + vmidString(g.vmid)
 }
 
+func (g *guest) isQemu() bool { return g.kind == kindQemu }
+
+// label is PVE's guest_type: "CT" for a container, "VM" for a VM.
+func (g *guest) label() string { return kindLabel(g.kind) }
+
 // GuestSpec describes a guest for AddGuest. Zero fields take the defaults
 // noted; Config adds or overrides raw config keys (an empty value removes
 // the key).
 type GuestSpec struct {
+	// Type is "lxc" (or "") for a container, "qemu" for a VM. A VM takes
+	// Hostname as its name, Disk as its scsi0 and Net0 as its net0; the
+	// container-only fields (RootFS, OSType, Privileged, Features) do not
+	// apply to it.
+	Type        string
 	VMID        int               // 100..999999999; required
-	Hostname    string            // "" means CT<VMID>
+	Hostname    string            // "" means CT<VMID> (VM<VMID> for a VM)
+	Disk        string            // VMs: scsi0; "" means local-lvm:vm-<VMID>-disk-0,iothread=1,size=32G
 	Running     bool              // running for a few hours (never a template)
 	Template    bool              // template=1
 	Cores       int               // 0 means 1
@@ -63,6 +81,7 @@ type GuestSpec struct {
 
 // GuestView is a copy of one guest's state.
 type GuestView struct {
+	Type        string            // "lxc" or "qemu"
 	VMID        int               // the guest id
 	Name        string            // the hostname, or CT<VMID>
 	Status      string            // running or stopped
@@ -82,7 +101,10 @@ type SnapshotView struct {
 }
 
 func (st *state) addGuest(sp GuestSpec) *guest {
-	g := &guest{vmid: sp.VMID, conf: map[string]string{}, snapshots: map[string]*snapshot{}}
+	if sp.Type == kindQemu {
+		return st.addVM(sp)
+	}
+	g := &guest{kind: kindLXC, vmid: sp.VMID, conf: map[string]string{}, snapshots: map[string]*snapshot{}}
 	c := g.conf
 	c["arch"] = "amd64"
 	c["hostname"] = sp.Hostname
@@ -165,7 +187,7 @@ func (st *state) newMAC() string {
 
 func (g *guest) view() GuestView {
 	v := GuestView{
-		VMID: g.vmid, Name: g.name(), Status: "stopped", Lock: g.lock(), Template: g.isTemplate(),
+		Type: g.kind, VMID: g.vmid, Name: g.name(), Status: "stopped", Lock: g.lock(), Template: g.isTemplate(),
 		Description: g.description, Config: maps.Clone(g.conf),
 	}
 	if g.running {
@@ -179,24 +201,50 @@ func (g *guest) view() GuestView {
 	return v
 }
 
-// configPath is the file PVE names when a guest does not exist.
-func (st *state) configPath(vmid int) string {
-	return fmt.Sprintf("nodes/%s/lxc/%d.conf", st.node.name, vmid)
+// configPath is the file PVE names when a container does not exist.
+func (st *state) configPath(vmid int) string { return st.configPathOf(kindLXC, vmid) }
+
+// configPathOf is the config file of a guest of kind: lxc/VMID.conf or
+// qemu-server/VMID.conf below the node's directory of /etc/pve.
+func (st *state) configPathOf(kind string, vmid int) string {
+	dir := "lxc"
+	if kind == kindQemu {
+		dir = "qemu-server"
+	}
+	return fmt.Sprintf("nodes/%s/%s/%d.conf", st.node.name, dir, vmid)
 }
 
-// loadGuest is PVE's load_config: the guest or the 500 PVE answers.
+// lookup is the guest vmid if it is of kind: PVE finds a guest by its
+// config file, which lives in the directory of its kind, so a VM is no
+// container to the container endpoints (and the other way round).
+func (st *state) lookup(kind string, vmid int) (*guest, bool) {
+	g, ok := st.guests[vmid]
+	if !ok || g.kind != kind {
+		return nil, false
+	}
+	return g, true
+}
+
+// missing is load_config's failure for a guest of kind that does not exist.
+func (st *state) missing(kind string, vmid int) error {
+	return failf("Configuration file '%s' does not exist", st.configPathOf(kind, vmid))
+}
+
+// loadGuest is PVE's load_config for the kind the endpoint serves: the
+// guest or the 500 PVE answers.
 func (c *call) loadGuest(vmid int) (*guest, response) {
-	g, ok := c.st.guests[vmid]
+	g, ok := c.st.lookup(c.kind(), vmid)
 	if !ok {
-		return nil, die("Configuration file '%s' does not exist", c.st.configPath(vmid))
+		return nil, die("Configuration file '%s' does not exist", c.st.configPathOf(c.kind(), vmid))
 	}
 	return g, response{}
 }
 
-// checkLock is AbstractConfig::check_lock.
+// checkLock is AbstractConfig::check_lock: "CT is locked (backup)" or
+// "VM is locked (backup)", with no vmid in the text.
 func checkLock(g *guest) error {
 	if l := g.lock(); l != "" {
-		return failf("CT is locked (%s)", l)
+		return failf("%s is locked (%s)", g.label(), l)
 	}
 	return nil
 }
@@ -229,7 +277,19 @@ func formatSize(b uint64) string {
 	return strconv.FormatUint(b, 10)
 }
 
-func (g *guest) maxDisk() uint64 { return parseSize(g.conf["rootfs"]) }
+// maxDisk is the size of the root disk: a container's rootfs, a VM's
+// first disk (its boot disk, as vmstatus reports it).
+func (g *guest) maxDisk() uint64 {
+	if g.isQemu() {
+		for _, d := range vmDriveKeys(g.conf) {
+			if !isCDROM(g.conf[d]) {
+				return parseSize(g.conf[d])
+			}
+		}
+		return 0
+	}
+	return parseSize(g.conf["rootfs"])
+}
 
 func atoiOr(s string, d int) int {
 	if n, err := strconv.Atoi(s); err == nil {
@@ -245,7 +305,7 @@ func (st *state) status(g *guest) map[string]any {
 	maxswap := uint64(atoiOr(g.conf["swap"], 512)) * mib
 	maxdisk := g.maxDisk()
 	m := map[string]any{
-		"vmid": g.vmid, "name": g.name(), "type": "lxc", "status": "stopped",
+		"vmid": g.vmid, "name": g.name(), "type": g.kind, "status": "stopped",
 		"cpus": atoiOr(g.conf["cores"], st.cpuCount()), "maxmem": maxmem, "maxswap": maxswap, "maxdisk": maxdisk,
 		"cpu": 0, "mem": 0, "swap": 0, "disk": 0, "uptime": 0,
 		"netin": 0, "netout": 0, "diskread": 0, "diskwrite": 0,
@@ -266,6 +326,9 @@ func (st *state) status(g *guest) map[string]any {
 	if g.isTemplate() {
 		m["template"] = 1
 	}
+	if g.isQemu() {
+		vmStatus(g, m)
+	}
 	if l := g.lock(); l != "" {
 		m["lock"] = l
 	}
@@ -280,7 +343,7 @@ func (st *state) status(g *guest) map[string]any {
 func (c *call) listGuests() response {
 	out := []any{}
 	for _, vmid := range slices.Sorted(maps.Keys(c.st.guests)) {
-		if c.tok.has("/vms/"+vmidString(vmid), "VM.Audit") {
+		if c.st.guests[vmid].kind == c.kind() && c.tok.has("/vms/"+vmidString(vmid), "VM.Audit") {
 			out = append(out, c.st.status(c.st.guests[vmid]))
 		}
 	}
@@ -294,6 +357,9 @@ func (c *call) guestStatus() response {
 	}
 	m := c.st.status(g)
 	m["ha"] = map[string]any{"managed": 0}
+	if g.isQemu() {
+		m["qmpstatus"] = m["status"]
+	}
 	return ok(m)
 }
 
@@ -313,18 +379,9 @@ func (c *call) getGuestConfig() response {
 		}
 		conf := maps.Clone(s.conf)
 		conf["snaptime"] = strconv.FormatInt(s.snaptime.Unix(), 10)
-		return ok(typedConfig(conf, s.description, g.digest()))
+		return ok(typedConfig(g.kind, conf, s.description, g.digest()))
 	}
-	return ok(typedConfig(g.conf, g.description, g.digest()))
-}
-
-// --- qemu ----------------------------------------------------------------
-
-// The host runs no QEMU guests; the endpoints answer as PVE does then.
-func (c *call) listQemu() response { return ok([]any{}) }
-
-func (c *call) qemuConfig() response {
-	return die("Configuration file 'nodes/%s/qemu-server/%d.conf' does not exist", c.st.node.name, c.int("vmid"))
+	return ok(typedConfig(g.kind, g.conf, g.description, g.digest()))
 }
 
 // --- shaping API -----------------------------------------------------------
@@ -335,12 +392,15 @@ func (s *Sim) AddGuest(sp GuestSpec) error {
 	if sp.VMID < proxmox.MinVMID || sp.VMID > proxmox.MaxVMID {
 		return fmt.Errorf("pvesim: AddGuest: vmid %d out of range 100-999999999", sp.VMID)
 	}
+	if sp.Type != "" && sp.Type != kindLXC && sp.Type != kindQemu {
+		return fmt.Errorf("pvesim: AddGuest %d: type %q is not lxc or qemu", sp.VMID, sp.Type)
+	}
 	if sp.Hostname != "" && checkFormatValue("dns-name", sp.Hostname) != "" {
 		return fmt.Errorf("pvesim: AddGuest %d: hostname %q is not a DNS name", sp.VMID, sp.Hostname)
 	}
 	return s.with(func(st *state) error {
-		if _, ok := st.guests[sp.VMID]; ok {
-			return fmt.Errorf("pvesim: AddGuest: CT %d already exists", sp.VMID)
+		if g, ok := st.guests[sp.VMID]; ok {
+			return fmt.Errorf("pvesim: AddGuest: %s %d already exists", g.label(), sp.VMID)
 		}
 		g := st.addGuest(sp)
 		for _, vol := range st.guestVolumes(g) {
@@ -355,7 +415,7 @@ func (s *Sim) RemoveGuest(vmid int) error {
 	return s.with(func(st *state) error {
 		g, ok := st.guests[vmid]
 		if !ok {
-			return fmt.Errorf("pvesim: RemoveGuest: no CT %d", vmid)
+			return fmt.Errorf("pvesim: RemoveGuest: no guest %d", vmid)
 		}
 		for _, vol := range st.guestVolumes(g) {
 			st.releaseDisk(vol)
@@ -373,7 +433,7 @@ func (s *Sim) SetGuestStatus(vmid int, status string) error {
 	return s.with(func(st *state) error {
 		g, ok := st.guests[vmid]
 		if !ok {
-			return fmt.Errorf("pvesim: SetGuestStatus: no CT %d", vmid)
+			return fmt.Errorf("pvesim: SetGuestStatus: no guest %d", vmid)
 		}
 		if g.running != (status == "running") {
 			st.setRunning(g, status == "running", st.now)
@@ -394,7 +454,7 @@ func (s *Sim) SetGuestLock(vmid int, lock string) error {
 	return s.with(func(st *state) error {
 		g, ok := st.guests[vmid]
 		if !ok {
-			return fmt.Errorf("pvesim: SetGuestLock: no CT %d", vmid)
+			return fmt.Errorf("pvesim: SetGuestLock: no guest %d", vmid)
 		}
 		if lock == "" {
 			delete(g.conf, "lock")

@@ -274,17 +274,6 @@ func TestDestroy(t *testing.T) {
 	}
 }
 
-func TestQemuEndpoints(t *testing.T) {
-	h := newHarness(t)
-	if got := h.ok("GET", nodePath+"/qemu", nil).list(); len(got) != 0 {
-		t.Errorf("qemu list = %v; want empty", got)
-	}
-	for _, method := range []string{"PUT", "POST"} {
-		h.fails(method, nodePath+"/qemu/100/config", vals("cores", "2"), 500,
-			"Configuration file 'nodes/demo-felhom/qemu-server/100.conf' does not exist")
-	}
-}
-
 func TestLegacyErrors(t *testing.T) {
 	h := newHarness(t)
 	h.sim.LegacyErrors = true // no request has been served with it yet
@@ -333,7 +322,7 @@ func TestGuestShaping(t *testing.T) {
 	if err := h.sim.RemoveGuest(300); err == nil {
 		t.Error("RemoveGuest twice = nil; want an error")
 	}
-	if len(h.sim.Guests()) != 4 {
-		t.Errorf("Guests() = %d; want the 4 of the default world", len(h.sim.Guests()))
+	if len(h.sim.Guests()) != 6 {
+		t.Errorf("Guests() = %d; want the 6 of the default world", len(h.sim.Guests()))
 	}
 }

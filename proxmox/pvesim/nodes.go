@@ -93,9 +93,10 @@ func (c *call) getClusterResources() response {
 			if !c.tok.has("/vms/"+vmidString(vmid), "VM.Audit") {
 				continue
 			}
-			s := st.status(st.guests[vmid])
+			g := st.guests[vmid]
+			s := st.status(g)
 			m := map[string]any{
-				"id": "lxc/" + vmidString(vmid), "type": "lxc", "node": st.node.name, "template": 0,
+				"id": g.kind + "/" + vmidString(vmid), "type": g.kind, "node": st.node.name, "template": 0,
 				"maxcpu": s["cpus"],
 			}
 			for _, k := range []string{"vmid", "name", "status", "cpu", "mem", "maxmem", "disk", "maxdisk", "uptime", "netin", "netout", "diskread", "diskwrite", "lock", "tags"} {

@@ -97,9 +97,9 @@ func TestClusterResources(t *testing.T) {
 		typ  string
 		want map[string]int
 	}{
-		{"", map[string]int{"lxc": 4, "node": 1, "storage": 3, "sdn": 1}},
-		{"vm", map[string]int{"lxc": 4}},
-		{"storage", map[string]int{"storage": 3}},
+		{"", map[string]int{"lxc": 4, "qemu": 2, "node": 1, "storage": 4, "sdn": 1}},
+		{"vm", map[string]int{"lxc": 4, "qemu": 2}},
+		{"storage", map[string]int{"storage": 4}},
 		{"node", map[string]int{"node": 1}},
 	}
 	for _, tc := range tests {
@@ -123,7 +123,7 @@ func TestClusterResources(t *testing.T) {
 		if it["vmid"] == float64(GoldenVMID) && it["template"] != float64(1) {
 			t.Errorf("golden resource %v; want template 1", it)
 		}
-		if it["id"] != fmt.Sprintf("lxc/%d", int(it["vmid"].(float64))) {
+		if it["id"] != fmt.Sprintf("%s/%d", it["type"], int(it["vmid"].(float64))) {
 			t.Errorf("resource id %v does not match vmid %v", it["id"], it["vmid"])
 		}
 	}
@@ -210,11 +210,11 @@ func TestUnmodelled(t *testing.T) {
 	}
 	defer srv.Close()
 	h := &harness{t: t, sim: sim, srv: srv, clock: clock, hc: srv.Client(), token: srv.Token}
-	r := h.do("GET", "/nodes/demo-felhom/qemu/100/status/current", nil)
-	if r.status != 501 || r.reason != "Method 'GET /nodes/demo-felhom/qemu/100/status/current' not implemented" {
+	r := h.do("GET", "/nodes/demo-felhom/qemu/100/rrddata", nil)
+	if r.status != 501 || r.reason != "Method 'GET /nodes/demo-felhom/qemu/100/rrddata' not implemented" {
 		t.Errorf("unmodelled = %d %q; want PVE's 501", r.status, r.reason)
 	}
-	if r.message() != "Method 'GET /nodes/demo-felhom/qemu/100/status/current' not implemented" {
+	if r.message() != "Method 'GET /nodes/demo-felhom/qemu/100/rrddata' not implemented" {
 		t.Errorf("message = %q", r.message())
 	}
 	h.do("PATCH", "/version", nil)

@@ -71,7 +71,7 @@ func (c *call) getSnapshotConfig() response {
 	}
 	conf := maps.Clone(s.conf)
 	conf["snaptime"] = strconv.FormatInt(s.snaptime.Unix(), 10)
-	return ok(typedConfig(conf, s.description, ""))
+	return ok(typedConfig(g.kind, conf, s.description, ""))
 }
 
 // --- access ------------------------------------------------------------

@@ -145,8 +145,8 @@ func (st *state) pct(argv, args []string) ([]byte, error) {
 		return ""
 	}
 	vmid, _ := strconv.Atoi(get("vmid"))
-	if _, exists := st.guests[vmid]; exists && get("restore") != "1" {
-		return nil, exitError(argv, 255, fmt.Sprintf("CT %d already exists on node '%s'\n", vmid, st.node.name))
+	if g, exists := st.guests[vmid]; exists && (get("restore") != "1" || g.isQemu()) {
+		return nil, exitError(argv, 255, fmt.Sprintf("%s %d already exists on node '%s'\n", g.label(), vmid, st.node.name))
 	}
 	tmpl := get("ostemplate")
 	sid, name, _ := strings.Cut(tmpl, ":")
@@ -177,7 +177,7 @@ func (st *state) pct(argv, args []string) ([]byte, error) {
 		}
 	}
 	unpriv := get("unprivileged") != "0"
-	st.guests[vmid] = &guest{vmid: vmid, conf: map[string]string{"lock": "create"}, snapshots: map[string]*snapshot{}}
+	st.guests[vmid] = &guest{kind: kindLXC, vmid: vmid, conf: map[string]string{"lock": "create"}, snapshots: map[string]*snapshot{}}
 	cr := &creation{st: st, vmid: vmid, archive: tmpl, storage: storageID, set: set,
 		start: get("start") == "1", unpriv: unpriv, unprivGiven: true}
 	t := st.startTask("root@pam", taskSpec{typ: "vzcreate", id: vmidString(vmid), vmid: vmid, cleanup: cr.abort, work: cr.run})

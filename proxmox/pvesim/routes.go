@@ -20,38 +20,51 @@ type route struct {
 // routes are the endpoints the simulator models: every endpoint of the
 // extract (a test keeps the two in step).
 var routes = buildRoutes(map[string]func(*call) response{
-	"GET /version":                                               (*call).getVersion,
-	"GET /nodes":                                                 (*call).getNodes,
-	"GET /nodes/{node}/status":                                   (*call).getNodeStatus,
-	"GET /cluster/resources":                                     (*call).getClusterResources,
-	"GET /cluster/nextid":                                        (*call).getNextID,
-	"GET /nodes/{node}/lxc":                                      (*call).listGuests,
-	"POST /nodes/{node}/lxc":                                     (*call).createGuest,
-	"GET /nodes/{node}/lxc/{vmid}/status/current":                (*call).guestStatus,
-	"POST /nodes/{node}/lxc/{vmid}/status/start":                 (*call).startGuest,
-	"POST /nodes/{node}/lxc/{vmid}/status/stop":                  (*call).stopGuest,
-	"POST /nodes/{node}/lxc/{vmid}/status/shutdown":              (*call).shutdownGuest,
-	"GET /nodes/{node}/lxc/{vmid}/config":                        (*call).getGuestConfig,
-	"PUT /nodes/{node}/lxc/{vmid}/config":                        (*call).putGuestConfig,
-	"DELETE /nodes/{node}/lxc/{vmid}":                            (*call).destroyGuest,
-	"GET /nodes/{node}/lxc/{vmid}/snapshot":                      (*call).listSnapshots,
-	"POST /nodes/{node}/lxc/{vmid}/snapshot":                     (*call).createSnapshot,
-	"POST /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback": (*call).rollbackSnapshot,
-	"DELETE /nodes/{node}/lxc/{vmid}/snapshot/{snapname}":        (*call).deleteSnapshot,
-	"GET /nodes/{node}/qemu":                                     (*call).listQemu,
-	"POST /nodes/{node}/qemu/{vmid}/config":                      (*call).qemuConfig,
-	"PUT /nodes/{node}/qemu/{vmid}/config":                       (*call).qemuConfig,
-	"GET /storage":                                               (*call).listStorageConfig,
-	"GET /nodes/{node}/storage":                                  (*call).listStorageStatus,
-	"GET /nodes/{node}/storage/{storage}/content":                (*call).listContent,
-	"DELETE /nodes/{node}/storage/{storage}/content/{volume}":    (*call).deleteVolume,
-	"POST /nodes/{node}/vzdump":                                  (*call).vzdump,
-	"GET /nodes/{node}/tasks":                                    (*call).listTasks,
-	"GET /nodes/{node}/tasks/{upid}/status":                      (*call).taskStatus,
-	"GET /nodes/{node}/tasks/{upid}/log":                         (*call).taskLog,
-	"DELETE /nodes/{node}/tasks/{upid}":                          (*call).stopTask,
-	"GET /nodes/{node}/disks/list":                               (*call).listDisks,
-	"GET /nodes/{node}/disks/smart":                              (*call).diskSmart,
+	"GET /version":                                                (*call).getVersion,
+	"GET /nodes":                                                  (*call).getNodes,
+	"GET /nodes/{node}/status":                                    (*call).getNodeStatus,
+	"GET /cluster/resources":                                      (*call).getClusterResources,
+	"GET /cluster/nextid":                                         (*call).getNextID,
+	"GET /nodes/{node}/lxc":                                       (*call).listGuests,
+	"POST /nodes/{node}/lxc":                                      (*call).createGuest,
+	"GET /nodes/{node}/lxc/{vmid}/status/current":                 (*call).guestStatus,
+	"POST /nodes/{node}/lxc/{vmid}/status/start":                  (*call).startGuest,
+	"POST /nodes/{node}/lxc/{vmid}/status/stop":                   (*call).stopGuest,
+	"POST /nodes/{node}/lxc/{vmid}/status/shutdown":               (*call).shutdownGuest,
+	"GET /nodes/{node}/lxc/{vmid}/config":                         (*call).getGuestConfig,
+	"PUT /nodes/{node}/lxc/{vmid}/config":                         (*call).putGuestConfig,
+	"DELETE /nodes/{node}/lxc/{vmid}":                             (*call).destroyGuest,
+	"GET /nodes/{node}/lxc/{vmid}/snapshot":                       (*call).listSnapshots,
+	"POST /nodes/{node}/lxc/{vmid}/snapshot":                      (*call).createSnapshot,
+	"POST /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback":  (*call).rollbackSnapshot,
+	"DELETE /nodes/{node}/lxc/{vmid}/snapshot/{snapname}":         (*call).deleteSnapshot,
+	"POST /nodes/{node}/lxc/{vmid}/status/reboot":                 (*call).rebootGuest,
+	"GET /nodes/{node}/qemu":                                      (*call).listGuests,
+	"POST /nodes/{node}/qemu":                                     (*call).createVM,
+	"GET /nodes/{node}/qemu/{vmid}/status/current":                (*call).guestStatus,
+	"POST /nodes/{node}/qemu/{vmid}/status/start":                 (*call).startGuest,
+	"POST /nodes/{node}/qemu/{vmid}/status/stop":                  (*call).stopGuest,
+	"POST /nodes/{node}/qemu/{vmid}/status/shutdown":              (*call).shutdownGuest,
+	"POST /nodes/{node}/qemu/{vmid}/status/reboot":                (*call).rebootGuest,
+	"GET /nodes/{node}/qemu/{vmid}/config":                        (*call).getGuestConfig,
+	"POST /nodes/{node}/qemu/{vmid}/config":                       (*call).updateVMConfig,
+	"PUT /nodes/{node}/qemu/{vmid}/config":                        (*call).updateVMConfig,
+	"DELETE /nodes/{node}/qemu/{vmid}":                            (*call).destroyGuest,
+	"GET /nodes/{node}/qemu/{vmid}/snapshot":                      (*call).listSnapshots,
+	"POST /nodes/{node}/qemu/{vmid}/snapshot":                     (*call).createSnapshot,
+	"POST /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback": (*call).rollbackSnapshot,
+	"DELETE /nodes/{node}/qemu/{vmid}/snapshot/{snapname}":        (*call).deleteSnapshot,
+	"GET /storage":                                            (*call).listStorageConfig,
+	"GET /nodes/{node}/storage":                               (*call).listStorageStatus,
+	"GET /nodes/{node}/storage/{storage}/content":             (*call).listContent,
+	"DELETE /nodes/{node}/storage/{storage}/content/{volume}": (*call).deleteVolume,
+	"POST /nodes/{node}/vzdump":                               (*call).vzdump,
+	"GET /nodes/{node}/tasks":                                 (*call).listTasks,
+	"GET /nodes/{node}/tasks/{upid}/status":                   (*call).taskStatus,
+	"GET /nodes/{node}/tasks/{upid}/log":                      (*call).taskLog,
+	"DELETE /nodes/{node}/tasks/{upid}":                       (*call).stopTask,
+	"GET /nodes/{node}/disks/list":                            (*call).listDisks,
+	"GET /nodes/{node}/disks/smart":                           (*call).diskSmart,
 	// reads.go: what third-party clients read besides.
 	"GET /cluster/status":                                     (*call).getClusterStatus,
 	"GET /storage/{storage}":                                  (*call).getStorageConfig,
@@ -129,7 +142,16 @@ type call struct {
 	req    *request
 }
 
-func (c *call) has(k string) bool   { _, ok := c.params[k]; return ok }
+func (c *call) has(k string) bool { _, ok := c.params[k]; return ok }
+
+// kind is the guest kind the endpoint serves: "qemu" below
+// /nodes/{node}/qemu, "lxc" otherwise.
+func (c *call) kind() string {
+	if c.req != nil && c.req.route != nil && strings.HasPrefix(c.req.route.key[strings.Index(c.req.route.key, " ")+1:], "/nodes/{node}/qemu") {
+		return kindQemu
+	}
+	return kindLXC
+}
 func (c *call) str(k string) string { return c.params[k] }
 
 // int reads an integer parameter the schema has already checked.

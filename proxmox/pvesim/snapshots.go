@@ -17,6 +17,7 @@ import (
 // meanwhile.
 
 type snapshot struct {
+	vmstate     bool // VMs: the RAM was saved; a rollback resumes the VM
 	name        string
 	conf        map[string]string // the guest config at snapshot time ("parent" included)
 	description string
@@ -68,6 +69,9 @@ func (c *call) listSnapshots() response {
 	out := []any{}
 	for _, s := range g.sortedSnapshots() {
 		item := map[string]any{"name": s.name, "snaptime": s.snaptime.Unix(), "description": s.description}
+		if g.isQemu() {
+			item["vmstate"] = boolInt(s.vmstate)
+		}
 		if p := s.conf["parent"]; p != "" {
 			item["parent"] = p
 		}
@@ -87,24 +91,25 @@ func (c *call) listSnapshots() response {
 // lockedTask starts a worker that, as it starts, runs preflight (PVE's
 // prepare step under lock_config: check_lock, the snapshot name checks)
 // and fails at once with its error, or takes lock on guest vmid and holds
-// it while it runs; at its end it releases the lock and runs commit.
-func (c *call) lockedTask(typ string, vmid int, lock string, check taskCheck, intro []string,
+// it while it runs; at its end it releases the lock and runs commit. The
+// worker is the endpoint kind's (vz* or qm*) for action.
+func (c *call) lockedTask(action string, vmid int, lock string, check taskCheck, intro []string,
 	preflight func(g *guest) error, commit func(t *task, g *guest) error) response {
-	st := c.st
+	st, kind := c.st, c.kind()
 	held := false
 	release := func() {
-		if g, ok := st.guests[vmid]; ok && held && g.lock() == lock {
+		if g, ok := st.lookup(kind, vmid); ok && held && g.lock() == lock {
 			delete(g.conf, "lock")
 		}
 		held = false
 	}
 	t := st.startTask(c.tok.id, taskSpec{
-		typ: typ, id: vmidString(vmid), vmid: vmid, duration: st.sim.taskDuration(),
+		typ: workerType(kind, action), id: vmidString(vmid), vmid: vmid, duration: st.sim.taskDuration(),
 		intro: intro, checks: []taskCheck{check}, cleanup: release,
 		begin: func(*task) error {
-			g, ok := st.guests[vmid]
+			g, ok := st.lookup(kind, vmid)
 			if !ok {
-				return failf("Configuration file '%s' does not exist", st.configPath(vmid))
+				return st.missing(kind, vmid)
 			}
 			if err := preflight(g); err != nil {
 				return err
@@ -114,9 +119,9 @@ func (c *call) lockedTask(typ string, vmid int, lock string, check taskCheck, in
 			return nil
 		},
 		work: func(t *task) error {
-			g, ok := st.guests[vmid]
+			g, ok := st.lookup(kind, vmid)
 			if !ok {
-				return failf("Configuration file '%s' does not exist", st.configPath(vmid))
+				return st.missing(kind, vmid)
 			}
 			release()
 			return commit(t, g)
@@ -131,6 +136,7 @@ func (c *call) createSnapshot() response {
 		return die("unable to use snapshot name '%s' (reserved name)", name)
 	}
 	descr := c.str("description")
+	vmstate := c.bool("vmstate")
 	preflight := func(g *guest) error {
 		if g.isTemplate() {
 			return failf("you can't take a snapshot if it's a template")
@@ -147,9 +153,23 @@ func (c *call) createSnapshot() response {
 		return nil
 	}
 	intro := []string{fmt.Sprintf("snapshot container %d: %s", vmid, name)}
-	return c.lockedTask("vzsnapshot", vmid, "snapshot", taskCheck{"/vms/" + vmidString(vmid), "VM.Snapshot"}, intro, preflight,
+	if c.kind() == kindQemu {
+		intro = nil
+	}
+	return c.lockedTask("snapshot", vmid, "snapshot", taskCheck{"/vms/" + vmidString(vmid), "VM.Snapshot"}, intro, preflight,
 		func(t *task, g *guest) error {
+			// qemu-server QemuConfig.pm __snapshot_save_vmstate: only a
+			// running VM has RAM to save; for a stopped one vmstate is
+			// ignored.
+			saveState := g.isQemu() && vmstate && g.running
+			if saveState {
+				t.logf("saving VM state and RAM using storage '%s'", strings.Split(firstVolume(st, g), ":")[0])
+				t.logf("completed saving the VM state in 1s, saved %s", vzdumpFormatSizeIEC(parseSize("size="+g.conf["memory"]+"M")))
+			}
 			for _, vol := range st.guestVolumes(g) {
+				if g.isQemu() {
+					t.logf("snapshotting '%s' (%s)", driveOf(g, vol), vol)
+				}
 				t.logf("  Logical volume \"snap_%s_%s\" created.", volumeName(vol), name)
 			}
 			for _, s := range g.snapshots {
@@ -159,7 +179,7 @@ func (c *call) createSnapshot() response {
 			}
 			g.snapshots[name] = &snapshot{
 				name: name, conf: snapshotCopy(g.conf), description: descr,
-				snaptime: t.start.Truncate(time.Second),
+				snaptime: t.start.Truncate(time.Second), vmstate: saveState,
 			}
 			g.conf["parent"] = name
 			return nil
@@ -176,15 +196,26 @@ func (c *call) rollbackSnapshot() response {
 		if _, ok := g.snapshots[name]; !ok {
 			return failf("snapshot '%s' does not exist", name)
 		}
-		return checkLock(g)
+		if err := checkLock(g); err != nil {
+			return err
+		}
+		return st.rollbackPossible(g, name)
 	}
 	intro := []string{fmt.Sprintf("rollback snapshot LXC %d: %s", vmid, name)}
-	return c.lockedTask("vzrollback", vmid, "rollback", taskCheck{"/vms/" + vmidString(vmid), "VM.Snapshot.Rollback"}, intro, preflight,
+	if c.kind() == kindQemu {
+		intro = nil
+	}
+	return c.lockedTask("rollback", vmid, "rollback", taskCheck{"/vms/" + vmidString(vmid), "VM.Snapshot.Rollback"}, intro, preflight,
 		func(t *task, g *guest) error {
 			if g.running {
 				st.setRunning(g, false, t.end)
 			}
 			snap := g.snapshots[name]
+			if snap.vmstate {
+				// __snapshot_rollback_vm_start: the saved RAM is loaded,
+				// so the VM runs again where the snapshot left it.
+				defer st.setRunning(g, true, t.end)
+			}
 			for _, vol := range st.guestVolumes(g) {
 				t.logf("  Logical volume \"%s\" successfully removed.", volumeName(vol))
 				t.logf("  Logical volume \"%s\" created.", volumeName(vol))
@@ -197,8 +228,8 @@ func (c *call) rollbackSnapshot() response {
 			}
 			conf["parent"] = name
 			g.conf = conf
-			if start {
-				st.startGuestTask(t.user, vmid, t.end, st.sim.taskDuration())
+			if start && !snap.vmstate {
+				st.startKindTask(g.kind, t.user, vmid, t.end, st.sim.taskDuration())
 			}
 			return nil
 		})
@@ -219,7 +250,7 @@ func (c *call) deleteSnapshot() response {
 		}
 		return nil
 	}
-	return c.lockedTask("vzdelsnapshot", vmid, "snapshot-delete", taskCheck{"/vms/" + vmidString(vmid), "VM.Snapshot"},
+	return c.lockedTask("delsnapshot", vmid, "snapshot-delete", taskCheck{"/vms/" + vmidString(vmid), "VM.Snapshot"},
 		[]string{fmt.Sprintf("delete snapshot VM %d: %s", vmid, name)}, preflight,
 		func(t *task, g *guest) error {
 			snap := g.snapshots[name]
@@ -244,6 +275,23 @@ func (c *call) deleteSnapshot() response {
 		})
 }
 
+// rollbackPossible is the storages' volume_rollback_is_possible for every
+// disk of g: a ZFS dataset can only roll back to its most recent snapshot
+// (pve-storage ZFSPoolPlugin.pm: "can't rollback, 'NAME' is not most
+// recent snapshot on 'VOLID'"); LVM-thin can roll back to any.
+func (st *state) rollbackPossible(g *guest, name string) error {
+	snaps := g.sortedSnapshots()
+	if len(snaps) == 0 || snaps[len(snaps)-1].name == name {
+		return nil
+	}
+	for _, vol := range st.guestVolumes(g) {
+		if s, ok := st.storages[strings.Split(vol, ":")[0]]; ok && s.typ == "zfspool" {
+			return failf("can't rollback, '%s' is not most recent snapshot on '%s'", name, vol)
+		}
+	}
+	return nil
+}
+
 // AddSnapshot gives guest vmid a snapshot of its current config at once,
 // without a task.
 func (s *Sim) AddSnapshot(vmid int, name, description string) error {
@@ -253,7 +301,7 @@ func (s *Sim) AddSnapshot(vmid int, name, description string) error {
 	return s.with(func(st *state) error {
 		g, ok := st.guests[vmid]
 		if !ok {
-			return fmt.Errorf("pvesim: AddSnapshot: no CT %d", vmid)
+			return fmt.Errorf("pvesim: AddSnapshot: no guest %d", vmid)
 		}
 		if _, taken := g.snapshots[name]; taken {
 			return fmt.Errorf("pvesim: AddSnapshot(%d): snapshot name '%s' already used", vmid, name)

@@ -27,6 +27,19 @@ type storage struct {
 	prune    string
 	mountpnt bool // is_mountpoint: active only while something is mounted at path
 	volumes  []*volume
+	// pbs: the Proxmox Backup Server and datastore (PBSPlugin.pm
+	// properties server, datastore, username, fingerprint).
+	server, datastore string
+	// pool: a zfspool storage's dataset (ZFSPoolPlugin.pm pool).
+	pool string
+	// verifyNew: a pbs datastore's verify-new, the state a new snapshot
+	// is verified to ("" when the datastore does not verify new ones).
+	verifyNew string
+}
+
+// pbsRepository is the repository string proxmox-backup-client is given.
+func (s *storage) pbsRepository() string {
+	return "felhom@pbs@" + s.server + ":8007:" + s.datastore
 }
 
 type volume struct {
@@ -41,6 +54,10 @@ type volume struct {
 	protected   bool
 	config      map[string]string // backups: the guest config inside the archive
 	description string            // backups: the guest description inside the archive
+	// verification is a PBS snapshot's verify state: "ok", "failed", or
+	// "" before any verify job ran.
+	verification string
+	verifyUPID   string
 }
 
 // StorageSpec describes a storage for AddStorage.
@@ -57,6 +74,16 @@ type StorageSpec struct {
 	// MountPoint is PVE's is_mountpoint: the storage is active only while
 	// a filesystem is mounted at Path (see RootRunner's mount, Unmount).
 	MountPoint bool
+	// Server and Datastore are a "pbs" storage's Proxmox Backup Server
+	// and datastore; "" means pbs.example.lan and "store1". A pbs storage
+	// holds backups only (its Content is ["backup"] whatever is given).
+	Server, Datastore string
+	// Pool is a "zfspool" storage's dataset; "" means rpool/data.
+	Pool string
+	// VerifyNew makes a "pbs" datastore verify each new snapshot (PBS's
+	// datastore option verify-new) with this outcome: "ok" or "failed";
+	// "" leaves new snapshots unverified.
+	VerifyNew string
 }
 
 func newStorage(sp StorageSpec) *storage {
@@ -67,6 +94,22 @@ func newStorage(sp StorageSpec) *storage {
 	}
 	if s.typ == "" {
 		s.typ = "dir"
+	}
+	switch s.typ {
+	case "pbs":
+		s.server, s.datastore, s.verifyNew = sp.Server, sp.Datastore, sp.VerifyNew
+		if s.server == "" {
+			s.server = "pbs.example.lan"
+		}
+		if s.datastore == "" {
+			s.datastore = "store1"
+		}
+		s.content = []string{"backup"}
+	case "zfspool":
+		s.pool = sp.Pool
+		if s.pool == "" {
+			s.pool = "rpool/data"
+		}
 	}
 	if s.total == 0 {
 		s.total = 1 << 40
@@ -138,8 +181,14 @@ func (c *call) listStorageConfig() response {
 		if s.hasPath() {
 			m["path"] = s.path
 		}
-		if s.typ == "lvmthin" {
+		switch s.typ {
+		case "lvmthin":
 			m["thinpool"], m["vgname"] = "data", "pve"
+		case "zfspool":
+			m["pool"], m["sparse"] = s.pool, 1
+		case "pbs":
+			m["server"], m["datastore"], m["username"] = s.server, s.datastore, "felhom@pbs"
+			m["fingerprint"] = "4f:1b:9a:0c:6e:d2:77:83:5a:10:c4:e9:3b:2f:88:61:07:fa:5d:c3:19:ae:42:b6:90:7e:13:cd:58:24:af:01"
 		}
 		if s.shared {
 			m["shared"] = 1
@@ -226,6 +275,9 @@ func (s *Sim) AddStorage(sp StorageSpec) error {
 		if !contentTypes[ct] {
 			return fmt.Errorf("pvesim: AddStorage(%s): content type %q is not one of images, rootdir, vztmpl, iso, backup, snippets, import", sp.Name, ct)
 		}
+	}
+	if sp.VerifyNew != "" && (sp.Type != "pbs" || (sp.VerifyNew != "ok" && sp.VerifyNew != "failed")) {
+		return fmt.Errorf("pvesim: AddStorage(%s): VerifyNew %q needs type pbs and ok or failed", sp.Name, sp.VerifyNew)
 	}
 	if sp.Total != 0 && sp.Used > sp.Total {
 		return fmt.Errorf("pvesim: AddStorage(%s): used %d exceeds total %d", sp.Name, sp.Used, sp.Total)

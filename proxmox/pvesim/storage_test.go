@@ -9,18 +9,21 @@ import (
 func TestStorageLists(t *testing.T) {
 	h := newHarness(t)
 	cfg := h.ok("GET", "/storage", nil).list()
-	if len(cfg) != 3 || cfg[0]["storage"] != "local" || cfg[0]["path"] != "/var/lib/vz" || cfg[0]["content"] != "backup,iso,vztmpl" {
+	if len(cfg) != 4 || cfg[0]["storage"] != "local" || cfg[0]["path"] != "/var/lib/vz" || cfg[0]["content"] != "backup,iso,vztmpl" {
 		t.Errorf("GET /storage = %v", cfg)
 	}
-	if cfg[2]["storage"] != "usb-backup" || cfg[2]["prune-backups"] != "keep-last=7" {
-		t.Errorf("usb-backup config = %v", cfg[2])
+	if cfg[3]["storage"] != "usb-backup" || cfg[3]["prune-backups"] != "keep-last=7" {
+		t.Errorf("usb-backup config = %v", cfg[3])
+	}
+	if cfg[2]["storage"] != PBSStorage || cfg[2]["type"] != "pbs" || cfg[2]["datastore"] != "felhom" || cfg[2]["path"] != nil {
+		t.Errorf("pbs-backup config = %v", cfg[2])
 	}
 	if got := h.ok("GET", "/storage", vals("type", "lvmthin")).list(); len(got) != 1 || got[0]["thinpool"] != "data" {
 		t.Errorf("type=lvmthin = %v", got)
 	}
 
 	status := h.ok("GET", nodePath+"/storage", nil).list()
-	if len(status) != 3 {
+	if len(status) != 4 {
 		t.Fatalf("node storage = %v", status)
 	}
 	for _, s := range status {
@@ -29,8 +32,8 @@ func TestStorageLists(t *testing.T) {
 			t.Errorf("storage %v: want total = used + avail, active, enabled", s)
 		}
 	}
-	if got := h.ok("GET", nodePath+"/storage", vals("content", "backup")).list(); len(got) != 2 {
-		t.Errorf("content=backup = %d storages; want local and usb-backup", len(got))
+	if got := h.ok("GET", nodePath+"/storage", vals("content", "backup")).list(); len(got) != 3 {
+		t.Errorf("content=backup = %d storages; want local, pbs-backup and usb-backup", len(got))
 	}
 	if got := h.ok("GET", nodePath+"/storage", vals("storage", "local-lvm")).list(); len(got) != 1 {
 		t.Errorf("storage=local-lvm = %v", got)
@@ -64,7 +67,7 @@ func TestStorageContent(t *testing.T) {
 		t.Errorf("vmid=9000 = %v; templates are not listed with a vmid filter", got)
 	}
 	lvm := h.ok("GET", nodePath+"/storage/local-lvm/content", nil).list()
-	if len(lvm) != 4 || lvm[0]["volid"] != "local-lvm:base-9000-disk-0" || lvm[0]["content"] != "rootdir" || lvm[0]["size"] != float64(8*gib) {
+	if len(lvm) != 6 || lvm[0]["volid"] != "local-lvm:base-9000-disk-0" || lvm[0]["content"] != "rootdir" || lvm[0]["size"] != float64(8*gib) {
 		t.Errorf("local-lvm content = %v", lvm)
 	}
 	h.fails("GET", nodePath+"/storage/nas/content", nil, 500, "storage 'nas' does not exist")
@@ -76,7 +79,7 @@ func TestStorageContent(t *testing.T) {
 
 func TestDeleteVolume(t *testing.T) {
 	h := newHarness(t)
-	before := h.sim.Storages()[2].Used
+	before := h.sim.Storages()[3].Used
 	upid := h.upid("DELETE", nodePath+"/storage/usb-backup/content/"+webArchive, nil)
 	if !strings.Contains(upid, ":imgdel:101@usb-backup:") {
 		t.Errorf("UPID %s; want imgdel with id 101@usb-backup", upid)
@@ -90,7 +93,7 @@ func TestDeleteVolume(t *testing.T) {
 			t.Error("archive still listed")
 		}
 	}
-	if after := h.sim.Storages()[2].Used; after >= before {
+	if after := h.sim.Storages()[3].Used; after >= before {
 		t.Errorf("usb-backup used %d -> %d; want less", before, after)
 	}
 	// The short form (volume name below the storage) works, as does a
@@ -184,7 +187,7 @@ func TestMountPointStorage(t *testing.T) {
 	if st["active"] != float64(0) || st["total"] != float64(0) {
 		t.Errorf("unmounted usb-backup = %v; want inactive with zero sizes", st)
 	}
-	if cfg := h.ok("GET", "/storage", nil).list()[2]; cfg["is_mountpoint"] != "yes" {
+	if cfg := h.ok("GET", "/storage", nil).list()[3]; cfg["is_mountpoint"] != "yes" {
 		t.Errorf("usb-backup config = %v; want is_mountpoint", cfg)
 	}
 	h.fails("GET", nodePath+"/storage/usb-backup/content", nil, 500, inactive)

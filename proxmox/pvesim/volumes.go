@@ -50,7 +50,13 @@ func volumeName(volid string) string {
 func (st *state) guestDisks(g *guest) []guestDisk {
 	var out []guestDisk
 	for _, k := range slices.Sorted(maps.Keys(g.conf)) {
-		if k != "rootfs" && !isIndexed(k, "mp") && !isIndexed(k, "unused") {
+		switch {
+		case isIndexed(k, "unused"):
+		case g.isQemu():
+			if !vmDriveRe.MatchString(k) || isCDROM(g.conf[k]) {
+				continue
+			}
+		case k != "rootfs" && !isIndexed(k, "mp"):
 			continue
 		}
 		vol := volumeOf(g.conf[k])
@@ -143,6 +149,14 @@ func (st *state) allocDisk(vmid int, sid, size string, base bool) (string, error
 	if base {
 		prefix = "base"
 	}
+	if s.typ == "zfspool" {
+		// ZFSPoolPlugin alloc_image: a container's volume is a dataset,
+		// subvol-VMID-disk-N (basevol- for a template).
+		prefix = "subvol"
+		if base {
+			prefix = "basevol"
+		}
+	}
 	used := map[string]bool{}
 	for _, g := range st.guests {
 		for _, v := range st.guestVolumes(g) {
@@ -162,6 +176,35 @@ func (st *state) allocDisk(vmid int, sid, size string, base bool) (string, error
 	}
 }
 
+// allocVMDisk creates the next free disk of VM vmid on storage sid: an
+// image (vm-VMID-disk-N, a .raw file on a directory storage), claiming its
+// space.
+func (st *state) allocVMDisk(vmid int, sid, size string) (string, error) {
+	s, err := st.storage(sid)
+	if err != nil {
+		return "", err
+	}
+	if !s.supports("images") {
+		return "", failf("storage '%s' does not support vm images", sid)
+	}
+	used := map[string]bool{}
+	for _, g := range st.guests {
+		for _, v := range st.guestVolumes(g) {
+			used[v] = true
+		}
+	}
+	for n := 0; ; n++ {
+		name := fmt.Sprintf("vm-%d-disk-%d", vmid, n)
+		if s.hasPath() {
+			name = fmt.Sprintf("%d/%s.raw", vmid, name)
+		}
+		if volid := sid + ":" + name; !used[volid] {
+			s.claim(parseSize("size=" + size))
+			return volid, nil
+		}
+	}
+}
+
 // --- volume names and access -----------------------------------------------
 
 var (
@@ -171,16 +214,28 @@ var (
 	isoNameRe    = regexp.MustCompile(`(?i)^iso/([^/]+\.(?:iso|img))$`)
 	imageNameRe  = regexp.MustCompile(`^(?:(\d+)/)?((vm|base|subvol|basevol)-(\d+)-disk-\d+)(\.(raw|qcow2|vmdk|subvol))?$`)
 	snippetRe    = regexp.MustCompile(`^snippets/([^/]+)$`)
+	pbsNameRe    = regexp.MustCompile(`^backup/(ct|vm)/([1-9][0-9]{2,8})/([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z)$`)
 )
 
 // parseVolname is the storage plugin's parse_volname: the content type,
 // the owning guest and the format of a volume name.
 func (s *storage) parseVolname(name string) (vtype string, owner int, format string, err error) {
+	if s.typ == "pbs" {
+		// PBSPlugin.pm parse_volname: backup/TYPE/ID/TIME, format pbs-TYPE.
+		if m := pbsNameRe.FindStringSubmatch(name); m != nil {
+			owner, _ = strconv.Atoi(m[2])
+			return "backup", owner, "pbs-" + m[1], nil
+		}
+		return "", 0, "", failf("unable to parse PBS volume name '%s'", name)
+	}
 	if m := imageNameRe.FindStringSubmatch(name); m != nil && (s.hasPath() == (m[1] != "")) {
 		owner, _ = strconv.Atoi(m[4])
 		format = m[6]
 		if format == "" {
 			format = "raw"
+			if m[3] == "subvol" || m[3] == "basevol" {
+				format = "subvol"
+			}
 		}
 		return "images", owner, format, nil
 	}
@@ -306,13 +361,17 @@ func (st *state) contentList(s *storage, content string, vmid int) []*volume {
 					continue
 				}
 				ct := "rootdir"
-				if !s.supports("rootdir") {
+				if g.isQemu() || !s.supports("rootdir") {
 					ct = "images"
 				}
 				if content != "" && content != ct {
 					continue
 				}
-				out = append(out, &volume{volid: d.volid, content: ct, format: "raw", size: d.size, vmid: id, ctime: st.diskCTime(s, d.volid)})
+				_, _, format, _ := s.parseVolname(volumeName(d.volid))
+				if format == "" {
+					format = "raw"
+				}
+				out = append(out, &volume{volid: d.volid, content: ct, format: format, size: d.size, vmid: id, ctime: st.diskCTime(s, d.volid)})
 			}
 		}
 	}
@@ -339,6 +398,9 @@ func (v *volume) json() map[string]any {
 		if v.protected {
 			m["protected"] = 1
 		}
+		if v.verification != "" {
+			m["verification"] = map[string]any{"state": v.verification, "upid": v.verifyUPID}
+		}
 	}
 	return m
 }
@@ -346,7 +408,7 @@ func (v *volume) json() map[string]any {
 func (v *volume) public() proxmox.Volume {
 	return proxmox.Volume{
 		VolID: v.volid, Content: v.content, Format: v.format, Subtype: v.subtype, VMID: v.vmid,
-		Size: v.size, CTime: v.ctime, Notes: v.notes, Protected: v.protected,
+		Size: v.size, CTime: v.ctime, Notes: v.notes, Protected: v.protected, Verification: v.verification,
 	}
 }
 
@@ -454,6 +516,9 @@ type VolumeSpec struct {
 	CTime     time.Time // zero: from a vzdump name, else now
 	Notes     string    // backups
 	Protected bool      // backups
+	// Verification is a PBS snapshot's verify state ("ok", "failed");
+	// "" means never verified.
+	Verification string
 	// Guest is the guest config inside a backup archive, which a restore
 	// recreates; nil takes the config of the existing guest with the
 	// archive's vmid, or a default guest.
@@ -474,22 +539,34 @@ func (s *Sim) AddVolume(sp VolumeSpec) error {
 		}
 		vtype, owner, format, err := sto.parseVolname(name)
 		if err != nil || vtype == "images" {
-			return fmt.Errorf("pvesim: AddVolume: %q is not a file volume on a directory storage", sp.VolID)
+			return fmt.Errorf("pvesim: AddVolume: %q is not a file volume on a directory storage or a PBS snapshot", sp.VolID)
 		}
 		if _, i := st.findVolume(sp.VolID); i >= 0 {
 			return fmt.Errorf("pvesim: AddVolume: %s already exists", sp.VolID)
 		}
 		v := &volume{volid: sp.VolID, content: vtype, format: format, size: sp.Size, ctime: sp.CTime,
-			vmid: owner, notes: sp.Notes, protected: sp.Protected}
+			vmid: owner, notes: sp.Notes, protected: sp.Protected, verification: sp.Verification}
+		if sp.Verification != "" {
+			v.verifyUPID = st.verifyUPID()
+		}
 		if vtype == "backup" {
 			m := vzdumpNameRe.FindStringSubmatch(baseName(name))
 			if m != nil {
-				v.subtype = m[1]
 				if v.ctime.IsZero() {
 					v.ctime = archiveTime(m[3])
 				}
 			}
-			g := st.archiveGuest(owner, sp.Guest)
+			kind := kindLXC
+			if (m != nil && m[1] == kindQemu) || v.format == "pbs-vm" {
+				kind = kindQemu
+			}
+			if pm := pbsNameRe.FindStringSubmatch(name); pm != nil {
+				if v.ctime.IsZero() {
+					v.ctime, _ = time.Parse(time.RFC3339, pm[3])
+				}
+			}
+			v.subtype = kind
+			g := st.archiveGuest(kind, owner, sp.Guest)
 			v.config, v.description = g.conf, g.description
 			if v.size == 0 {
 				v.size = archiveSize(g, "zstd")
@@ -509,19 +586,45 @@ func (s *Sim) AddVolume(sp VolumeSpec) error {
 
 func baseName(name string) string { return name[strings.LastIndex(name, "/")+1:] }
 
-// archiveGuest is the guest config a new archive of vmid holds.
-func (st *state) archiveGuest(vmid int, sp *GuestSpec) *guest {
+// archiveGuest is the guest config a new archive of vmid (of kind) holds.
+func (st *state) archiveGuest(kind string, vmid int, sp *GuestSpec) *guest {
 	if sp != nil {
 		tmp := &state{now: st.now, guests: map[int]*guest{}, macSeq: st.macSeq + 100}
 		spec := *sp
 		spec.VMID = vmid
+		spec.Type = kind
 		return tmp.addGuest(spec)
 	}
 	if g, ok := st.guests[vmid]; ok {
-		return &guest{vmid: vmid, conf: snapshotCopy(g.conf), description: g.description}
+		return &guest{kind: g.kind, vmid: vmid, conf: snapshotCopy(g.conf), description: g.description}
 	}
 	tmp := &state{now: st.now, guests: map[int]*guest{}, macSeq: st.macSeq + 100}
-	return tmp.addGuest(GuestSpec{VMID: max(vmid, 100)})
+	return tmp.addGuest(GuestSpec{Type: kind, VMID: max(vmid, 100)})
+}
+
+// verifyUPID is the UPID of the PBS verify job that checked a snapshot.
+func (st *state) verifyUPID() string {
+	return "UPID:pbs:000012AB:0001F2C3:00000002:" + fmt.Sprintf("%08X", st.now.Unix()) + ":verificationjob:store1\\x3av\\x2dd6e1\\x2d3f4a:root@pam:"
+}
+
+// SetVerification sets a PBS snapshot's verification state ("ok",
+// "failed", or "" for never verified), as a PBS verify job would.
+func (s *Sim) SetVerification(volid, verify string) error {
+	if verify != "" && verify != "ok" && verify != "failed" {
+		return fmt.Errorf("pvesim: SetVerification(%s): state %q is not ok or failed", volid, verify)
+	}
+	return s.with(func(st *state) error {
+		sto, i := st.findVolume(volid)
+		if i < 0 || sto.typ != "pbs" {
+			return fmt.Errorf("pvesim: SetVerification: no PBS snapshot %q", volid)
+		}
+		v := sto.volumes[i]
+		v.verification, v.verifyUPID = verify, ""
+		if verify != "" {
+			v.verifyUPID = st.verifyUPID()
+		}
+		return nil
+	})
 }
 
 // RemoveVolume deletes a file volume at once, without a task.

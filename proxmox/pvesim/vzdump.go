@@ -340,12 +340,21 @@ func (j *vzdumpJob) run(t *task) error {
 	return nil
 }
 
-// backup is exec_backup_task for one guest.
+// backup is exec_backup_task for one guest: a container's tar or a VM's
+// vma archive on a file storage, or a snapshot on a Proxmox Backup Server
+// (pve-manager PVE/VZDump.pm: the PBS target is TYPE/VMID/TIME with the
+// backup time in UTC, file names use local time; qemu-server
+// PVE/VZDump/QemuServer.pm and pve-container PVE/VZDump/LXC.pm for the
+// kinds' own lines).
 func (j *vzdumpJob) backup(t *task, s *storage, vmid int, start, end time.Time) error {
 	st := j.st
-	t.logf("INFO: Starting Backup of VM %d (lxc)", vmid)
-	t.logf("INFO: Backup started at %s", start.Format("2006-01-02 15:04:05"))
 	g, ok := st.guests[vmid]
+	kind := kindLXC
+	if ok {
+		kind = g.kind
+	}
+	t.logf("INFO: Starting Backup of VM %d (%s)", vmid, kind)
+	t.logf("INFO: Backup started at %s", start.Format("2006-01-02 15:04:05"))
 	if !ok {
 		return failf("unable to find VM '%d'", vmid)
 	}
@@ -358,39 +367,106 @@ func (j *vzdumpJob) backup(t *task, s *storage, vmid int, start, end time.Time) 
 		return err
 	}
 	mode := j.mode
-	if !g.running {
+	if !g.running && !g.isQemu() {
 		mode = "stop"
 	}
-	t.logf("INFO: CT Name: %s", g.name())
-	t.logf("INFO: including mount point rootfs ('/') in backup")
+	pbs := s.typ == "pbs"
+	disks := st.guestVolumes(g)
+	if g.isQemu() {
+		t.logf("INFO: VM Name: %s", g.name())
+		for _, d := range st.guestDisks(g) {
+			t.logf("INFO: include disk '%s' '%s' %s", strings.TrimPrefix(driveOf(g, d.volid), "drive-"), d.volid, formatSize(d.size))
+		}
+	} else {
+		t.logf("INFO: CT Name: %s", g.name())
+		t.logf("INFO: including mount point rootfs ('/') in backup")
+	}
 	t.logf("INFO: backup mode: %s", mode)
 	t.logf("INFO: ionice priority: 7")
-	disks := st.guestVolumes(g)
-	if mode == "snapshot" {
+	if mode == "snapshot" && !g.isQemu() {
 		t.logf("INFO: create storage snapshot 'vzdump'")
 		for _, vol := range disks {
 			t.logf("  Logical volume \"snap_%s_vzdump\" created.", volumeName(vol))
 		}
 	}
-	file := fmt.Sprintf("vzdump-lxc-%d-%s.tar%s", vmid, start.Format("2006_01_02-15_04_05"), compression[j.compress])
-	target := s.path + "/dump/" + file
-	t.logf("INFO: creating vzdump archive '%s'", target)
+	var name, format, target string
+	switch {
+	case pbs:
+		btype := "ct"
+		if g.isQemu() {
+			btype = "vm"
+		}
+		name = fmt.Sprintf("%s/%d/%s", btype, vmid, start.UTC().Format("2006-01-02T15:04:05Z"))
+		format, target = "pbs-"+btype, name
+		t.logf("INFO: creating Proxmox Backup Server archive '%s'", target)
+	case g.isQemu():
+		name = fmt.Sprintf("vzdump-qemu-%d-%s.vma%s", vmid, start.Format("2006_01_02-15_04_05"), compression[j.compress])
+		format, target = "vma"+compression[j.compress], s.path+"/dump/"+name
+		t.logf("INFO: creating vzdump archive '%s'", target)
+	default:
+		name = fmt.Sprintf("vzdump-lxc-%d-%s.tar%s", vmid, start.Format("2006_01_02-15_04_05"), compression[j.compress])
+		format, target = "tar"+compression[j.compress], s.path+"/dump/"+name
+		t.logf("INFO: creating vzdump archive '%s'", target)
+	}
 	size := archiveSize(g, j.compress)
+	if pbs {
+		size = guestUsedBytes(g)
+	}
 	if size > s.avail() {
 		t.logf("INFO: %s", noSpaceLine(j.compress))
-		if mode == "snapshot" {
+		if mode == "snapshot" && !g.isQemu() {
 			j.cleanupSnapshot(t, disks)
+		}
+		if g.isQemu() {
+			return failf("job failed with err -28 - No space left on device")
 		}
 		return failf("command 'set -o pipefail && lxc-usernsexec -m u:0:100000:65536 -m g:0:100000:65536 -- tar cpf - --totals --one-file-system -p --sparse --numeric-owner --acls --xattrs '--directory=/mnt/vzsnap0' ./ | %s >%s.dat' failed: exit code 1",
 			compressorCmd(j.compress), strings.TrimSuffix(target, ".tar"+compression[j.compress])+".tar")
 	}
 	used := guestUsedBytes(g)
 	secs := max(end.Sub(start).Seconds(), 1)
-	t.logf("INFO: Total bytes written: %d (%.1fGiB, %dMiB/s)", used, float64(used)/gib, int(float64(used)/mib/secs))
-	t.logf("INFO: archive file size: %s", vzdumpFormatSize(size))
+	switch {
+	case g.isQemu():
+		if !g.running {
+			t.logf("INFO: starting kvm to execute backup task")
+		} else if g.conf["agent"] != "" && g.conf["agent"] != "0" {
+			t.logf("INFO: issuing guest-agent 'fs-freeze' command")
+		}
+		t.logf("INFO: started backup task '%08x-6b2e-4c1d-9f3a-%012x'", vmid, start.Unix())
+		if g.running {
+			if g.conf["agent"] != "" && g.conf["agent"] != "0" {
+				t.logf("INFO: issuing guest-agent 'fs-thaw' command")
+			}
+			t.logf("INFO: resuming VM again")
+		}
+		total := g.maxDisk()
+		t.logf("INFO: 100%% (%s of %s) in %ds, read: %s/s, write: %s/s", vzdumpFormatSizeIEC(total), vzdumpFormatSizeIEC(total),
+			int(secs), vzdumpFormatSizeIEC(uint64(float64(total)/secs)), vzdumpFormatSizeIEC(uint64(float64(used)/secs)))
+		if total > used {
+			t.logf("INFO: backup is sparse: %s (%d%%) total zero data", vzdumpFormatSizeIEC(total-used), (total-used)*100/max(total, 1))
+		}
+		t.logf("INFO: transferred %s in %d seconds (%s/s)", vzdumpFormatSizeIEC(total), int(secs), vzdumpFormatSizeIEC(uint64(float64(total)/secs)))
+		if !g.running {
+			t.logf("INFO: stopping kvm after backup task")
+		}
+	case pbs:
+		t.logf("INFO: Starting backup: %s", name)
+		t.logf("INFO: Client name: %s", st.node.name)
+		t.logf("INFO: Starting backup protocol: %s", start.Format("Mon Jan _2 15:04:05 2006"))
+		t.logf("INFO: Upload directory '/mnt/vzsnap0' to '%s' as root.pxar.didx", s.pbsRepository())
+		t.logf("INFO: root.pxar: had to backup %s of %s (compressed %s) in %.2fs", vzdumpFormatSizeIEC(used), vzdumpFormatSizeIEC(used),
+			vzdumpFormatSizeIEC(archiveSize(g, "zstd")), secs)
+		t.logf("INFO: Duration: %.2fs", secs)
+		t.logf("INFO: End Time: %s", end.Format("Mon Jan _2 15:04:05 2006"))
+	default:
+		t.logf("INFO: Total bytes written: %d (%.1fGiB, %dMiB/s)", used, float64(used)/gib, int(float64(used)/mib/secs))
+	}
+	if !pbs {
+		t.logf("INFO: archive file size: %s", vzdumpFormatSize(size))
+	}
 	vol := &volume{
-		volid: s.name + ":backup/" + file, content: "backup", format: "tar" + compression[j.compress],
-		size: size, ctime: start.Truncate(time.Second), vmid: vmid, subtype: "lxc",
+		volid: s.name + ":backup/" + name, content: "backup", format: format,
+		size: size, ctime: start.Truncate(time.Second), vmid: vmid, subtype: g.kind,
 		config: snapshotCopy(g.conf), description: g.description,
 	}
 	// vzdump renames its .dat file over an archive of the same second, so
@@ -401,6 +477,9 @@ func (j *vzdumpJob) backup(t *task, s *storage, vmid int, start, end time.Time) 
 	}
 	s.volumes = append(s.volumes, vol)
 	s.claim(size)
+	if pbs && s.verifyNew != "" {
+		vol.verification, vol.verifyUPID = s.verifyNew, st.verifyUPID()
+	}
 	if j.notes != "" {
 		t.logf("INFO: adding notes to backup")
 		vol.notes = generateNotes(j.notes, st.node.name, g)
@@ -409,8 +488,8 @@ func (j *vzdumpJob) backup(t *task, s *storage, vmid int, start, end time.Time) 
 		t.logf("INFO: marking backup as protected")
 		vol.protected = true
 	}
-	j.pruneOld(t, s, vmid)
-	if mode == "snapshot" {
+	j.pruneOld(t, s, vmid, g.kind)
+	if mode == "snapshot" && !g.isQemu() {
 		j.cleanupSnapshot(t, disks)
 	}
 	d := end.Sub(start).Truncate(time.Second)
@@ -454,7 +533,7 @@ func noSpaceLine(compress string) string {
 // pruneOld applies the retention (the request's prune-backups, else the
 // storage's) to the guest's archives when remove is on, like
 // PVE::Storage prune_backups and prune_mark_backup_group.
-func (j *vzdumpJob) pruneOld(t *task, s *storage, vmid int) {
+func (j *vzdumpJob) pruneOld(t *task, s *storage, vmid int, kind string) {
 	keep := j.prune
 	if keep == nil && s.prune != "" {
 		keep, _ = parsePropertyString("prune-backups", namedPropertyFormats["prune-backups"], s.prune)
@@ -472,11 +551,23 @@ func (j *vzdumpJob) pruneOld(t *task, s *storage, vmid int) {
 		parts = append(parts, k+"="+keep[k])
 	}
 	t.logf("INFO: prune older backups with retention: %s", strings.Join(parts, ", "))
+	// A backup group is one guest's archives of one kind (Plugin.pm
+	// prune_backups groups by "$type/$vmid"; PBS by its backup group).
 	var group []*volume
 	for _, v := range s.volumes {
-		if v.content == "backup" && v.vmid == vmid && v.subtype == "lxc" && vzdumpNameRe.MatchString(baseName(v.volid)) {
+		if v.content != "backup" || v.vmid != vmid || v.subtype != kind {
+			continue
+		}
+		if vzdumpNameRe.MatchString(baseName(v.volid)) || pbsNameRe.MatchString(volumeName(v.volid)) {
 			group = append(group, v)
 		}
+	}
+	if s.typ == "pbs" {
+		btype := "ct"
+		if kind == kindQemu {
+			btype = "vm"
+		}
+		t.logf("INFO: running 'proxmox-backup-client prune' for '%s/%d'", btype, vmid)
 	}
 	marks := pruneMarks(group, keep)
 	pruned := 0

@@ -7,8 +7,9 @@ import (
 )
 
 // The default world: a single-node PVE 8.2 host with a self-test guest, a
-// golden template, two customer guests, a local directory storage, a
-// thin pool, a USB backup disk and the agent's API token.
+// golden template, two customer containers, two customer VMs, a local
+// directory storage, a thin pool, a USB backup disk, a Proxmox Backup
+// Server and the agent's API token.
 const (
 	// DefaultNode is the node name of the default world.
 	DefaultNode = "demo-felhom"
@@ -31,7 +32,14 @@ const (
 	GoldenVMID   = 9000 // "golden", a stopped template with an archive on local
 	CustomerWeb  = 101  // "web", running, one archive on usb-backup
 	CustomerDB   = 102  // "db", running, one archive on usb-backup
+	CustomerApp  = 200  // "app", a running VM, one archive on usb-backup and one on pbs-backup
+	CustomerCI   = 201  // "build", a stopped VM, one archive on usb-backup
 )
+
+// PBSStorage is the default world's Proxmox Backup Server storage; it holds
+// a verified, protected snapshot of CustomerWeb and one of CustomerApp,
+// both older than their usb-backup archives.
+const PBSStorage = "pbs-backup"
 
 const (
 	gib = 1 << 30
@@ -128,6 +136,8 @@ func newWorld(s *Sim, now time.Time) *state {
 			Total: 366253838336, Used: 41943040000},
 		{Name: "usb-backup", Type: "dir", Path: "/mnt/usb-backup", Content: []string{"backup"},
 			Total: 1967317295104, Used: 88046829568, PruneBackups: "keep-last=7", MountPoint: true},
+		{Name: PBSStorage, Type: "pbs", Content: []string{"backup"}, Server: "pbs.felhom.lan", Datastore: "felhom",
+			Total: 3998614552576, Used: 412316860416, PruneBackups: "keep-daily=7,keep-weekly=4"},
 	} {
 		st.storages[sp.Name] = newStorage(sp)
 	}
@@ -149,6 +159,11 @@ func newWorld(s *Sim, now time.Time) *state {
 		{VMID: CustomerDB, Hostname: "db", Running: true, Cores: 2, MemoryMB: 4096, SwapMB: 1024,
 			RootFS: "local-lvm:vm-102-disk-0,size=16G", Features: "nesting=1", OnBoot: true,
 			Description: "customer database"},
+		{Type: kindQemu, VMID: CustomerApp, Hostname: "app", Running: true, Cores: 4, MemoryMB: 8192,
+			Disk: "local-lvm:vm-200-disk-0,iothread=1,size=32G", OnBoot: true, Tags: "customer",
+			Description: "customer application server"},
+		{Type: kindQemu, VMID: CustomerCI, Hostname: "build", Cores: 2, MemoryMB: 4096,
+			Disk: "local-lvm:vm-201-disk-0,iothread=1,size=16G", Description: "customer build runner"},
 	} {
 		st.addGuest(g)
 	}
@@ -162,8 +177,14 @@ func newWorld(s *Sim, now time.Time) *state {
 		{"local", GoldenVMID, "2026_11_01-02_00_00", "golden image"},
 		{"usb-backup", CustomerWeb, "2026_11_19-03_00_01", "web"},
 		{"usb-backup", CustomerDB, "2026_11_19-03_00_48", "db"},
+		{"usb-backup", CustomerApp, "2026_11_19-03_01_30", "app"},
+		{"usb-backup", CustomerCI, "2026_11_19-03_04_12", "build"},
 	} {
 		g := st.guests[a.vmid]
+		name, format := "vzdump-lxc-"+vmidString(a.vmid)+"-"+a.stamp+".tar.zst", "tar.zst"
+		if g.isQemu() {
+			name, format = "vzdump-qemu-"+vmidString(a.vmid)+"-"+a.stamp+".vma.zst", "vma.zst"
+		}
 		conf := maps.Clone(g.conf)
 		if a.vmid == GoldenVMID {
 			// The golden archive was made before the guest became a
@@ -172,11 +193,34 @@ func newWorld(s *Sim, now time.Time) *state {
 			conf["rootfs"] = strings.Replace(conf["rootfs"], ":base-", ":vm-", 1)
 		}
 		st.storages[a.storage].volumes = append(st.storages[a.storage].volumes, &volume{
-			volid:   a.storage + ":backup/vzdump-lxc-" + vmidString(a.vmid) + "-" + a.stamp + ".tar.zst",
-			content: "backup", format: "tar.zst", subtype: "lxc", vmid: a.vmid,
+			volid:   a.storage + ":backup/" + name,
+			content: "backup", format: format, subtype: g.kind, vmid: a.vmid,
 			size:  archiveSize(g, "zstd"),
 			ctime: archiveTime(a.stamp),
 			notes: a.notes, config: conf, description: g.description,
+		})
+	}
+
+	for _, a := range []struct {
+		vmid      int
+		at        time.Time
+		verified  string
+		protected bool
+	}{
+		{CustomerWeb, time.Date(2026, 11, 17, 2, 0, 0, 0, time.UTC), "ok", true},
+		{CustomerApp, time.Date(2026, 11, 17, 2, 1, 30, 0, time.UTC), "ok", false},
+	} {
+		g := st.guests[a.vmid]
+		btype := "ct"
+		if g.isQemu() {
+			btype = "vm"
+		}
+		st.storages[PBSStorage].volumes = append(st.storages[PBSStorage].volumes, &volume{
+			volid:   PBSStorage + ":backup/" + btype + "/" + vmidString(a.vmid) + "/" + a.at.Format("2006-01-02T15:04:05Z"),
+			content: "backup", format: "pbs-" + btype, subtype: g.kind, vmid: a.vmid,
+			size: guestUsedBytes(g), ctime: a.at, notes: g.name(), protected: a.protected,
+			config: snapshotCopy(g.conf), description: g.description,
+			verification: a.verified, verifyUPID: "UPID:pbs:000012AB:0001F2C3:00000002:6919A5F0:verificationjob:felhom\\x3av\\x2dd6e1\\x2d3f4a:root@pam:",
 		})
 	}
 

@@ -2,6 +2,7 @@ package playtest
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"go.starlark.net/starlark"
 
 	"gitea.dooplex.hu/admin/felhom-agent/builtins"
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
 )
 
@@ -79,7 +81,19 @@ func simAddSnapshot(thread *starlark.Thread, b *starlark.Builtin, args starlark.
 
 // archiveName is vzdump's name for an archive of LXC guest vmid started
 // at t, in t's location (PVE names archives in the host's local time).
-func archiveName(vmid int, t time.Time) string {
+// archiveName is the volume name vzdump gives a backup of guest vmid made
+// at t: vzdump-lxc-… or vzdump-qemu-… (local time) on a file storage, and
+// ct/VMID/… or vm/VMID/… (UTC) on a Proxmox Backup Server (pve-manager
+// PVE/VZDump.pm).
+func archiveName(kind string, vmid int, t time.Time, pbs bool) string {
+	switch {
+	case pbs && kind == "qemu":
+		return fmt.Sprintf("vm/%d/%s", vmid, t.UTC().Format("2006-01-02T15:04:05Z"))
+	case pbs:
+		return fmt.Sprintf("ct/%d/%s", vmid, t.UTC().Format("2006-01-02T15:04:05Z"))
+	case kind == "qemu":
+		return fmt.Sprintf("vzdump-qemu-%d-%s.vma.zst", vmid, t.Format("2006_01_02-15_04_05"))
+	}
 	return fmt.Sprintf("vzdump-lxc-%d-%s.tar.zst", vmid, t.Format("2006_01_02-15_04_05"))
 }
 
@@ -90,7 +104,12 @@ func simAddArchive(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 	var protected bool
 	return withClock(thread, b, args, kwargs, func(s *pvesim.Sim, c *clock) (starlark.Value, error) {
 		at := c.now().Truncate(time.Second)
-		volid := storage + ":backup/" + archiveName(vmid, at)
+		kind := "lxc"
+		if g, ok := s.Guest(vmid); ok {
+			kind = g.Type
+		}
+		pbs := slices.ContainsFunc(s.Storages(), func(st proxmox.Storage) bool { return st.Storage == storage && st.Type == "pbs" })
+		volid := storage + ":backup/" + archiveName(kind, vmid, at, pbs)
 		if err := s.AddVolume(pvesim.VolumeSpec{VolID: volid, CTime: at, Notes: notes, Protected: protected}); err != nil {
 			return nil, err
 		}

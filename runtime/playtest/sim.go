@@ -22,16 +22,17 @@ var SimTable = &builtins.Table{
 	Name: "sim",
 	Doc:  "Shapes and inspects the simulated Proxmox VE host of the running test. Every test function starts on a fresh default world: node demo-felhom, guests 9999 (selftest), 9000 (golden template), 101 and 102, storages local, local-lvm and usb-backup.",
 	Funcs: []builtins.Func{
-		{Name: "add_guest", Sig: `add_guest(vmid, hostname="", running=True, template=False, cores=1, memory=512, description="", lock="")`, Doc: "Adds an LXC guest.", Fn: simAddGuest},
+		{Name: "add_guest", Sig: `add_guest(vmid, hostname="", running=True, template=False, cores=1, memory=512, description="", lock="", type="lxc")`, Doc: `Adds a guest: an LXC container, or with type = "qemu" a VM (hostname is then its name).`, Fn: simAddGuest},
 		{Name: "remove_guest", Sig: "remove_guest(vmid)", Doc: "Removes a guest and its disks.", Fn: simVMID(func(s *pvesim.Sim, vmid int) (starlark.Value, error) { return none(s.RemoveGuest(vmid)) })},
 		{Name: "set_status", Sig: `set_status(vmid, status)`, Doc: `Sets a guest "running" or "stopped" without a task.`, Fn: simSetStatus},
 		{Name: "lock", Sig: `lock(vmid, lock="backup")`, Doc: `Puts a lock on a guest's config, as a task of another client would ("" unlocks); mutations then fail with PVE's "CT is locked (backup)".`, Fn: simLock},
-		{Name: "guest", Sig: "guest(vmid)", Doc: "Returns the guest as the simulator holds it: struct(vmid, name, status, lock, template, description, config (dict), snapshots (list of names)), or None.", Fn: simVMID(guestValue), Returns: simGuestShape},
+		{Name: "guest", Sig: "guest(vmid)", Doc: "Returns the guest as the simulator holds it: struct(type (\"lxc\" or \"qemu\"), vmid, name, status, lock, template, description, config (dict), snapshots (list of names)), or None.", Fn: simVMID(guestValue), Returns: simGuestShape},
 		{Name: "guests", Sig: "guests()", Doc: "Returns the vmids of all guests, sorted.", Fn: simGuests},
-		{Name: "add_storage", Sig: `add_storage(name, type="dir", content=["backup"], total=0, used=0)`, Doc: "Adds a storage; total 0 means 1 TiB.", Fn: simAddStorage},
+		{Name: "add_storage", Sig: `add_storage(name, type="dir", content=["backup"], total=0, used=0, prune_backups="", verify_new="")`, Doc: `Adds a storage (type "dir", "lvmthin", "zfspool" or "pbs", a Proxmox Backup Server holding backups only); total 0 means 1 TiB; prune_backups is its retention setting, e.g. "keep-last=3"; verify_new ("ok" or "failed") makes a PBS datastore verify each new snapshot with that outcome.`, Fn: simAddStorage},
 		{Name: "set_storage_usage", Sig: "set_storage_usage(name, total, used)", Doc: "Sets a storage's size and usage in bytes.", Fn: simStorageUsage},
 		{Name: "fill_storage", Sig: "fill_storage(name)", Doc: "Fills a storage: nothing more fits, and a vzdump to it fails as PVE's does.", Fn: simFill},
-		{Name: "add_volume", Sig: `add_volume(volid, size=0, notes="")`, Doc: "Puts a file volume (a backup archive, a template) on a storage.", Fn: simAddVolume},
+		{Name: "add_volume", Sig: `add_volume(volid, size=0, notes="", protected=False, verification="")`, Doc: `Puts a file volume (a backup archive, a template) on a storage, or a snapshot on a PBS storage ("pbs-backup:backup/vm/200/2026-11-01T03:00:00Z"); verification is a PBS snapshot's state ("ok", "failed").`, Fn: simAddVolume},
+		{Name: "set_verification", Sig: "set_verification(volid, state)", Doc: `Sets a PBS snapshot's verification state ("ok", "failed", "" for never verified), as a PBS verify job would.`, Fn: simSetVerification},
 		{Name: "volumes", Sig: "volumes(storage)", Doc: "Returns the volids on a storage, sorted.", Fn: simVolumes},
 		{Name: "set_privileges", Sig: `set_privileges(privileges, path="/")`, Doc: "Replaces the agent token's privileges on an ACL path (checked when a request arrives).", Fn: simPrivileges},
 		{Name: "deny_at_task", Sig: "deny_at_task(privilege, path)", Doc: "Lets requests pass but makes tasks touching path fail with `Permission check failed (path, privilege)` when they run.", Fn: simDenyAtTask},
@@ -40,7 +41,7 @@ var SimTable = &builtins.Table{
 		{Name: "now", Sig: "now()", Doc: "Returns the test's time: the one clock of the simulated host (task ends, snapshot and archive times and names) and of time.now() in the test and in every playbook it runs. It starts at the wall clock's time.", Fn: simNow},
 		{Name: "advance", Sig: "advance(duration)", Doc: "Moves the test's clock forward by duration (\"25h\", a duration, or seconds) at once, and returns the new time; tasks whose end it passes stop. A retention test over weeks advances a day at a time and runs in milliseconds.", Fn: simAdvance},
 		{Name: "add_snapshot", Sig: `add_snapshot(vmid, name, description="")`, Doc: "Gives a guest a snapshot of its current config at once, without a task, dated now on the test's clock.", Fn: simAddSnapshot},
-		{Name: "add_archive", Sig: `add_archive(vmid, storage="usb-backup", notes="", protected=False)`, Doc: "Puts a vzdump archive of guest vmid on storage at once, without a task, dated and named now on the test's clock (vzdump-lxc-VMID-YYYY_MM_DD-HH_MM_SS.tar.zst), and returns its volid. Two in one second clash: advance the clock between them.", Fn: simAddArchive},
+		{Name: "add_archive", Sig: `add_archive(vmid, storage="usb-backup", notes="", protected=False)`, Doc: "Puts a backup of guest vmid on storage at once, without a task, dated and named now on the test's clock as vzdump names it for the guest's kind (vzdump-lxc-VMID-YYYY_MM_DD-HH_MM_SS.tar.zst, vzdump-qemu-VMID-….vma.zst, or ct/VMID/… and vm/VMID/… on a PBS storage), and returns its volid. Two in one second clash: advance the clock between them.", Fn: simAddArchive},
 		{Name: "fault", Sig: "fault(spec)", Doc: "Injects a fault in the simulator's grammar, e.g. \"503:GET:/nodes/*/status:count=2\", \"drop:GET:/nodes/*/tasks/*/status:count=1\" or \"latency:200ms\".", Fn: simFault},
 		{Name: "set_disk", Sig: "set_disk(device, passed=True, reallocated=0, temperature=0)", Doc: "Sets the SMART state of a disk (/dev/sda, /dev/sdb).", Fn: simDisk},
 		{Name: "set_temperature", Sig: "set_temperature(label, celsius)", Doc: "Sets a sensor's temperature (as `sensors -j` shows it).", Fn: simTemperature},
@@ -58,7 +59,7 @@ const simKey = "felhom.playtest.sim"
 
 // The shapes of what sim.guest and sim.tasks return, for check.
 var (
-	simGuestShape = builtins.StructShape("simulated guest", "vmid", "name", "status", "lock", "template", "description", "config", "snapshots")
+	simGuestShape = builtins.StructShape("simulated guest", "vmid", "name", "status", "lock", "template", "description", "config", "snapshots", "type")
 	simTaskShape  = builtins.StructShape("simulated task", "upid", "type", "id", "running", "exitstatus")
 )
 
@@ -99,7 +100,13 @@ func simAddGuest(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	sp := pvesim.GuestSpec{Running: true}
 	return withSim(thread, b, args, kwargs, func(s *pvesim.Sim) (starlark.Value, error) { return none(s.AddGuest(sp)) },
 		"vmid", &sp.VMID, "hostname?", &sp.Hostname, "running?", &sp.Running, "template?", &sp.Template,
-		"cores?", &sp.Cores, "memory?", &sp.MemoryMB, "description?", &sp.Description, "lock?", &sp.Lock)
+		"cores?", &sp.Cores, "memory?", &sp.MemoryMB, "description?", &sp.Description, "lock?", &sp.Lock, "type?", &sp.Type)
+}
+
+func simSetVerification(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var volid, state string
+	return withSim(thread, b, args, kwargs, func(s *pvesim.Sim) (starlark.Value, error) { return none(s.SetVerification(volid, state)) },
+		"volid", &volid, "state", &state)
 }
 
 // simVMID adapts a func(sim, vmid) to a builtin taking vmid.
@@ -138,7 +145,7 @@ func guestValue(s *pvesim.Sim, vmid int) (starlark.Value, error) {
 		snaps[i] = starlark.String(sn.Name)
 	}
 	return starlarkstruct.FromStringDict(starlarkstruct.Default, starlark.StringDict{
-		"vmid": starlark.MakeInt(g.VMID), "name": starlark.String(g.Name), "status": starlark.String(g.Status),
+		"type": starlark.String(g.Type), "vmid": starlark.MakeInt(g.VMID), "name": starlark.String(g.Name), "status": starlark.String(g.Status),
 		"lock": starlark.String(g.Lock), "template": starlark.Bool(g.Template),
 		"description": starlark.String(g.Description), "config": cfg, "snapshots": starlark.NewList(snaps),
 	}), nil
@@ -161,7 +168,7 @@ func simAddStorage(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 	return withSim(thread, b, args, kwargs, func(s *pvesim.Sim) (starlark.Value, error) {
 		sp.Content, sp.Total, sp.Used = content, uint64(total), uint64(used)
 		return none(s.AddStorage(sp))
-	}, "name", &sp.Name, "type?", &sp.Type, "content?", &content, "total?", &total, "used?", &used)
+	}, "name", &sp.Name, "type?", &sp.Type, "content?", &content, "total?", &total, "used?", &used, "prune_backups?", &sp.PruneBackups, "verify_new?", &sp.VerifyNew)
 }
 
 func simStorageUsage(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -183,7 +190,7 @@ func simAddVolume(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tu
 	return withSim(thread, b, args, kwargs, func(s *pvesim.Sim) (starlark.Value, error) {
 		sp.Size = uint64(n)
 		return none(s.AddVolume(sp))
-	}, "volid", &sp.VolID, "size?", &n, "notes?", &sp.Notes)
+	}, "volid", &sp.VolID, "size?", &n, "notes?", &sp.Notes, "protected?", &sp.Protected, "verification?", &sp.Verification)
 }
 
 func simVolumes(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
