@@ -60,6 +60,17 @@ func TestQemuConfigDualMode(t *testing.T) {
 	if h.guest(200).Description != "" {
 		t.Error("PUT did not delete the description")
 	}
+	// A NIC's model is a key whose value is the MAC (keyAlias model,
+	// alias macaddr in qemu-server's $net_fmt); naming the model twice is
+	// refused as pve-common's parse_property_string refuses it.
+	h.wantExit(h.upid("POST", nodePath+"/qemu/200/config", vals("net1", "e1000=BC:24:11:5A:09:09,bridge=vmbr0")), "OK")
+	if got := h.guest(200).Config["net1"]; got != "e1000=BC:24:11:5A:09:09,bridge=vmbr0" {
+		t.Errorf("net1 = %q", got)
+	}
+	r := h.fails("POST", nodePath+"/qemu/200/config", vals("net1", "model=virtio,e1000=BC:24:11:5A:09:09"), 400, "Parameter verification failed.")
+	if e := r.errors()["net1"]; !strings.Contains(e, "key 'model' is already defined") {
+		t.Errorf("errors = %v", r.errors())
+	}
 	if err := h.sim.SetGuestLock(200, "backup"); err != nil {
 		t.Fatal(err)
 	}

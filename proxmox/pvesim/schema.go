@@ -47,6 +47,7 @@ type propSchema struct {
 	MaxLength  *int                   `json:"maxLength"`
 	DefaultKey flag                   `json:"default_key"`
 	Alias      string                 `json:"alias"`
+	KeyAlias   string                 `json:"keyAlias"` // the key an alias's own name is the value of (a VM NIC's "virtio=MAC": model=virtio)
 	Requires   string                 `json:"requires"`
 	Items      *propSchema            `json:"items"`
 	Properties map[string]*propSchema `json:"properties"`
@@ -360,6 +361,14 @@ func parsePropertyString(path string, format map[string]*propSchema, data string
 			}
 			s, ok := format[k]
 			if ok && s.Alias != "" {
+				// pve-common JSONSchema.pm parse_property_string: with
+				// keyAlias the key itself is that key's value.
+				if ka := s.KeyAlias; ka != "" {
+					if _, dup := res[ka]; dup {
+						return nil, "key '" + ka + "' is already defined\n"
+					}
+					res[ka] = k
+				}
 				k, s = s.Alias, format[s.Alias]
 				if _, dup := res[k]; dup {
 					return nil, "key '" + k + "' is already defined (via alias)\n"
