@@ -161,3 +161,57 @@ func TestEndToEndTypedErrors(t *testing.T) {
 		t.Errorf("missing guest: err = %v; want IsNotFound", err)
 	}
 }
+
+// TestEndToEndVM drives a VM and PBS through the real client against the
+// simulator: the same calls as for a container reach the qemu endpoints.
+func TestEndToEndVM(t *testing.T) {
+	sim, env := e2eRig(t)
+	_, err := runStar(t, env, `
+vm = proxmox.guest(200)
+assert.eq(vm.type, "qemu")
+assert.eq(vm.qmpstatus, "running")
+cfg = proxmox.config(200)
+assert.eq(cfg.name, "app")
+assert.eq(cfg.drives["scsi0"].volume, "local-lvm:vm-200-disk-0")
+assert.eq(cfg.nets["net0"].model, "virtio")
+assert.eq([(g.vmid, g.type) for g in proxmox.guests() if g.vmid in (101, 200)], [(101, "lxc"), (200, "qemu")])
+
+s = proxmox.snapshot(200, "e2e_vm", vmstate = True)
+assert.eq(s.type, "qmsnapshot")
+assert.eq([(x.name, x.vmstate) for x in proxmox.snapshots(200)], [("e2e_vm", True)])
+proxmox.stop(200)
+proxmox.rollback(200, "e2e_vm")
+assert.eq(proxmox.guest(200).status, "running")  # the RAM came back with the snapshot
+proxmox.delete_snapshot(200, "e2e_vm")
+assert.fails(lambda: proxmox.snapshot(101, "xx", vmstate = True), "vmstate applies only to QEMU VMs; guest 101 is an LXC container")
+
+c = proxmox.set_config(200, set = {"description": "vm by e2e"})
+assert.eq(c.type, "qmconfig")
+assert.eq(c.sync, False)
+assert.eq(proxmox.config(200).description, "vm by e2e\n")
+assert.eq(proxmox.reboot(200).type, "qmreboot")
+
+b = proxmox.vzdump(200, storage = "usb-backup")
+assert.true(b.volid.startswith("usb-backup:backup/vzdump-qemu-200-"), b.volid)
+p = proxmox.vzdump(200, storage = "pbs-backup")
+assert.true(p.volid.startswith("pbs-backup:backup/vm/200/"), p.volid)
+listed = [x for x in proxmox.content("pbs-backup", vmid = 200) if x.volid == p.volid]
+assert.eq(listed[0].format, "pbs-vm")
+
+r = proxmox.restore(260, p.volid, storage = "local-lvm", unique = True)
+assert.eq(r.type, "qmrestore")
+assert.eq(proxmox.guest(260).type, "qemu")
+proxmox.delete_guest(260, purge = True)
+assert.true(260 not in [g.vmid for g in proxmox.guests()])
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.SetGuestLock(201, "backup"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = runStar(t, env, `proxmox.start(201)`)
+	if lock, ok := proxmox.IsLocked(err); !ok || lock != "backup" {
+		t.Errorf("start of a locked VM: err = %v; want IsLocked = backup", err)
+	}
+}

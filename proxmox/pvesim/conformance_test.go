@@ -65,6 +65,7 @@ func simWorld(t *testing.T, legacy bool) (*pvesim.Sim, *pvesim.Server, *proxmox.
 		Endpoint:      &ep,
 		Running:       pvesim.CustomerWeb,
 		Stopped:       conformanceStopped,
+		StoppedVM:     pvesim.CustomerCI,
 		Scratch:       conformanceScratch,
 		BackupStorage: "usb-backup",
 		GuestStorage:  "local-lvm",

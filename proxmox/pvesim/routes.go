@@ -66,13 +66,14 @@ var routes = buildRoutes(map[string]func(*call) response{
 	"GET /nodes/{node}/disks/list":                            (*call).listDisks,
 	"GET /nodes/{node}/disks/smart":                           (*call).diskSmart,
 	// reads.go: what third-party clients read besides.
-	"GET /cluster/status":                                     (*call).getClusterStatus,
-	"GET /storage/{storage}":                                  (*call).getStorageConfig,
-	"GET /nodes/{node}/storage/{storage}/status":              (*call).getStorageStatus,
-	"GET /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config": (*call).getSnapshotConfig,
-	"GET /access/users":                                       (*call).listUsers,
-	"GET /access/groups":                                      (*call).listGroups,
-	"GET /access/domains":                                     (*call).listDomains,
+	"GET /cluster/status":                                      (*call).getClusterStatus,
+	"GET /storage/{storage}":                                   (*call).getStorageConfig,
+	"GET /nodes/{node}/storage/{storage}/status":               (*call).getStorageStatus,
+	"GET /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/config":  (*call).getSnapshotConfig,
+	"GET /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config": (*call).getSnapshotConfig,
+	"GET /access/users":                                        (*call).listUsers,
+	"GET /access/groups":                                       (*call).listGroups,
+	"GET /access/domains":                                      (*call).listDomains,
 })
 
 func buildRoutes(handlers map[string]func(*call) response) []*route {

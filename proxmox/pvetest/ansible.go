@@ -26,6 +26,17 @@ type ThirdPartyGuest struct {
 	Running int    `json:"running"` // a running guest that "started" leaves alone
 }
 
+// thirdPartyGuests are the guests the third-party flows work through: the
+// World's stopped container (with its running one) and, when the World
+// names one, its stopped VM (the flows run the kind-neutral steps on it).
+func thirdPartyGuests(w World) []ThirdPartyGuest {
+	gs := []ThirdPartyGuest{{Kind: "lxc", Stopped: w.Stopped, Running: w.Running}}
+	if w.StoppedVM != 0 {
+		gs = append(gs, ThirdPartyGuest{Kind: "qemu", Stopped: w.StoppedVM})
+	}
+	return gs
+}
+
 // Ansible runs Ansible's community.general Proxmox modules, as Debian's
 // ansible package ships them (community.general 6.x on bookworm), against
 // the host: proxmox_storage_info for one and every storage,
@@ -78,7 +89,7 @@ func Ansible(t *testing.T, e Endpoint, w World) {
 		"api_host": u.Host, "api_user": user, "api_token_id": tokenID, "api_token_secret": secret,
 		"node": e.Node, "backup_storage": w.BackupStorage, "guest_storage": w.GuestStorage,
 		"snapname": snapshotName() + "ans",
-		"guests":   []ThirdPartyGuest{{Kind: "lxc", Stopped: w.Stopped, Running: w.Running}},
+		"guests":   thirdPartyGuests(w),
 	})
 	if err != nil {
 		t.Fatal(err)

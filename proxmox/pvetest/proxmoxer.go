@@ -64,7 +64,7 @@ func Proxmoxer(t *testing.T, e Endpoint, w World) {
 		"running": w.Running, "stopped": w.Stopped, "scratch": w.Scratch,
 		"backup_storage": w.BackupStorage, "guest_storage": w.GuestStorage,
 		"snapshot": snapshotName() + "py",
-		"guests":   []ThirdPartyGuest{{Kind: "lxc", Stopped: w.Stopped, Running: w.Running}},
+		"guests":   thirdPartyGuests(w),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -26,7 +26,8 @@ import (
 //	go test -run RealHost -v ./proxmox/pvetest/
 //
 // FELHOM_PVE_CAFILE (the host's pve-root-ca.pem or its certificate) also
-// runs the proxmoxer flow. The guests must exist for testing: the suites
+// runs the proxmoxer flow; FELHOM_PVE_STOPPED_VM (a stopped QEMU VM) adds
+// the VM steps of the third-party flows. The guests must exist for testing: the suites
 // stop, start, snapshot and back them up (see pvetest.World).
 
 // realHost returns the configured host, or skips when FELHOM_PVE_URL is
@@ -73,6 +74,9 @@ func realHost(t *testing.T) (proxmox.Config, pvetest.World) {
 		BackupStorage: get("FELHOM_PVE_BACKUP_STORAGE"),
 		GuestStorage:  get("FELHOM_PVE_GUEST_STORAGE"),
 		CaseTimeout:   10 * time.Minute,
+	}
+	if os.Getenv("FELHOM_PVE_STOPPED_VM") != "" {
+		w.StoppedVM = vmid("FELHOM_PVE_STOPPED_VM")
 	}
 	if len(missing) > 0 {
 		t.Fatalf("FELHOM_PVE_URL is set but %s are not", strings.Join(missing, ", "))

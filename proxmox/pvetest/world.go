@@ -25,6 +25,11 @@ type World struct {
 	// with its disks on storage that can take snapshots (lvmthin, zfs).
 	// Required.
 	Stopped int
+	// StoppedVM is a stopped, unlocked QEMU VM that is not a template,
+	// with its disks on storage that can take snapshots; the flows that
+	// work per guest kind (goclient.Check) snapshot, start, stop and back
+	// it up as they do Stopped. 0 leaves VMs out.
+	StoppedVM int
 	// Scratch is a guest id that is free when the suite starts; the
 	// suite restores a backup into it and destroys it again. Required.
 	Scratch int

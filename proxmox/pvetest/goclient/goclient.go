@@ -9,7 +9,8 @@
 // [Check] is the flow, like pvetest.Proxmoxer's: read the host, then per
 // guest kind ([Guest]) snapshot, read the snapshot's config, roll back and
 // delete it, start and stop the guest; back it up and find the archive;
-// list tasks and read a log. Its guest table is where VMs join.
+// list tasks and read a log. Its guest table has the World's stopped
+// container and, when the World names one, its stopped VM.
 package goclient
 
 import (
@@ -25,16 +26,21 @@ import (
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvetest"
 )
 
-// Guest is one guest the flow works on, by kind: "lxc" now; "qemu" is how
-// VMs join (kindOps picks the client's calls per kind).
+// Guest is one guest the flow works on, by kind: "lxc" or "qemu"
+// (kindOps picks the client's calls per kind).
 type Guest struct {
 	Kind    string // lxc or qemu
 	Stopped int    // a stopped guest it snapshots, starts, stops and backs up
 }
 
-// Guests is the table [Check] works through for w: its stopped container.
+// Guests is the table [Check] works through for w: its stopped container,
+// and its stopped VM when it names one.
 func Guests(w pvetest.World) []Guest {
-	return []Guest{{Kind: "lxc", Stopped: w.Stopped}}
+	gs := []Guest{{Kind: "lxc", Stopped: w.Stopped}}
+	if w.StoppedVM != 0 {
+		gs = append(gs, Guest{Kind: "qemu", Stopped: w.StoppedVM})
+	}
+	return gs
 }
 
 // Check drives the host e reaches with go-proxmox: version, nodes, the
@@ -103,8 +109,25 @@ func Check(t *testing.T, e pvetest.Endpoint, w pvetest.World) {
 		ops(t, ctx, node, g, snap, wait)
 	}
 
-	// A backup of the first guest, found in the storage's content.
-	g := Guests(w)[0]
+	// A backup of every guest, found in the storage's content.
+	for _, g := range Guests(w) {
+		backup(t, ctx, node, store, w, g, wait)
+	}
+
+	tasks, err := node.Tasks(ctx, &goproxmox.NodeTasksOptions{Limit: 50})
+	if err != nil || len(tasks) == 0 {
+		t.Fatalf("Tasks = %v, %v", tasks, err)
+	}
+	log, err := tasks[0].Log(ctx, 0, 0)
+	if err != nil || len(log) == 0 {
+		t.Errorf("Log of %s = %v, %v", tasks[0].UPID, log, err)
+	}
+}
+
+// backup runs vzdump for g, finds the new archive (named for g's kind) in
+// the storage's content and deletes it again.
+func backup(t *testing.T, ctx context.Context, node *goproxmox.Node, store *goproxmox.Storage, w pvetest.World, g Guest, wait func(string, *goproxmox.Task, error)) {
+	t.Helper()
 	before, err := store.GetContent(ctx)
 	if err != nil {
 		t.Fatalf("GetContent: %v", err)
@@ -129,20 +152,48 @@ func Check(t *testing.T, e pvetest.Endpoint, w pvetest.World) {
 		task, err := store.DeleteContent(ctx, strings.TrimPrefix(archive, w.BackupStorage+":"))
 		wait("DeleteContent", task, err)
 	}
-
-	tasks, err := node.Tasks(ctx, &goproxmox.NodeTasksOptions{Limit: 50})
-	if err != nil || len(tasks) == 0 {
-		t.Fatalf("Tasks = %v, %v", tasks, err)
-	}
-	log, err := tasks[0].Log(ctx, 0, 0)
-	if err != nil || len(log) == 0 {
-		t.Errorf("Log of %s = %v, %v", tasks[0].UPID, log, err)
-	}
 }
 
 // kindOps are the per-kind steps of Check.
 var kindOps = map[string]func(t *testing.T, ctx context.Context, node *goproxmox.Node, g Guest, snap string, wait func(string, *goproxmox.Task, error)){
-	"lxc": containerSteps,
+	"lxc":  containerSteps,
+	"qemu": vmSteps,
+}
+
+// vmSteps: the VM's status and config, snapshot, its config, rollback,
+// delete; start, stop.
+func vmSteps(t *testing.T, ctx context.Context, node *goproxmox.Node, g Guest, snap string, wait func(string, *goproxmox.Task, error)) {
+	t.Helper()
+	vm, err := node.VirtualMachine(ctx, g.Stopped)
+	if err != nil {
+		t.Fatalf("VirtualMachine(%d): %v", g.Stopped, err)
+	}
+	if vm.Status != "stopped" || vm.VirtualMachineConfig == nil || vm.VirtualMachineConfig.Name == "" {
+		t.Fatalf("VirtualMachine(%d) = status %q, config %+v; want a stopped VM with a name", g.Stopped, vm.Status, vm.VirtualMachineConfig)
+	}
+	vms, err := node.VirtualMachines(ctx)
+	if err != nil || !slices.ContainsFunc(vms, func(v *goproxmox.VirtualMachine) bool { return int(v.VMID) == g.Stopped }) {
+		t.Fatalf("VirtualMachines = %v, %v; want %d", vms, err, g.Stopped)
+	}
+	task, err := vm.NewSnapshot(ctx, snap)
+	wait("VM NewSnapshot", task, err)
+	snaps, err := vm.Snapshots(ctx)
+	if err != nil || !slices.ContainsFunc(snaps, func(s *goproxmox.VirtualMachineSnapshot) bool { return s.Name == snap }) {
+		t.Fatalf("VM Snapshots = %v, %v; want %s", snaps, err, snap)
+	}
+	cfg, err := vm.Snapshot(snap).Config(ctx)
+	if err != nil || cfg["snaptime"] == nil {
+		t.Errorf("VM snapshot %s Config = %v, %v; want its snaptime", snap, cfg, err)
+	}
+	task, err = vm.Snapshot(snap).Rollback(ctx)
+	wait("VM Rollback", task, err)
+	task, err = vm.Snapshot(snap).Delete(ctx)
+	wait("VM Delete snapshot", task, err)
+
+	task, err = vm.Start(ctx)
+	wait("VM Start", task, err)
+	task, err = vm.Stop(ctx)
+	wait("VM Stop", task, err)
 }
 
 // containerSteps: snapshot, its config, rollback, delete; start, stop.

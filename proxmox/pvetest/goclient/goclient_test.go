@@ -32,7 +32,7 @@ func TestGoProxmoxAgainstSim(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := pvetest.Endpoint{URL: srv.Endpoint, Node: srv.Node, Token: srv.Token, HTTPClient: srv.Client(), CAFile: ca}
-	w := pvetest.World{Running: pvesim.CustomerWeb, Stopped: 120, Scratch: 130, BackupStorage: "usb-backup", GuestStorage: "local-lvm"}
+	w := pvetest.World{Running: pvesim.CustomerWeb, Stopped: 120, StoppedVM: pvesim.CustomerCI, Scratch: 130, BackupStorage: "usb-backup", GuestStorage: "local-lvm"}
 	goclient.Check(t, e, w)
 	if g, _ := sim.Guest(120); g.Status != "stopped" || g.Lock != "" || len(g.Snapshots) != 0 {
 		t.Errorf("guest 120 after the flow: %+v; want it as it was", g)
