@@ -292,3 +292,21 @@ func TestZFSPool(t *testing.T) {
 		"can't rollback, 'first' is not most recent snapshot on 'local-zfs:subvol-150-disk-0'")
 	h.wantExit(h.upid("POST", nodePath+"/lxc/150/snapshot/second/rollback", nil), "OK")
 }
+
+// TestZFSRollbackOrderWithinASecond: snapshots made in the same second are
+// ordered as they were made, as zfs list -s creation keeps them.
+func TestZFSRollbackOrderWithinASecond(t *testing.T) {
+	h := newHarness(t)
+	if err := h.sim.AddStorage(StorageSpec{Name: "local-zfs", Type: "zfspool", Content: []string{"images", "rootdir"}}); err != nil {
+		t.Fatal(err)
+	}
+	h.wantExit(h.upid("POST", nodePath+"/lxc", vals("vmid", "150", "ostemplate", webArchive, "restore", "1", "storage", "local-zfs")), "OK")
+	for _, name := range []string{"zz_first", "aa_second"} {
+		if err := h.sim.AddSnapshot(150, name, ""); err != nil { // both at the same instant
+			t.Fatal(err)
+		}
+	}
+	h.wantExit(h.upid("POST", nodePath+"/lxc/150/snapshot/zz_first/rollback", nil),
+		"can't rollback, 'zz_first' is not most recent snapshot on 'local-zfs:subvol-150-disk-0'")
+	h.wantExit(h.upid("POST", nodePath+"/lxc/150/snapshot/aa_second/rollback", nil), "OK")
+}

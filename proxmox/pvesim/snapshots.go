@@ -18,6 +18,7 @@ import (
 
 type snapshot struct {
 	vmstate     bool // VMs: the RAM was saved; a rollback resumes the VM
+	seq         int  // creation order on the host, which breaks snaptime ties as ZFS's txg order does
 	name        string
 	conf        map[string]string // the guest config at snapshot time ("parent" included)
 	description string
@@ -179,7 +180,7 @@ func (c *call) createSnapshot() response {
 			}
 			g.snapshots[name] = &snapshot{
 				name: name, conf: snapshotCopy(g.conf), description: descr,
-				snaptime: t.start.Truncate(time.Second), vmstate: saveState,
+				snaptime: t.start.Truncate(time.Second), vmstate: saveState, seq: st.nextSnapSeq(),
 			}
 			g.conf["parent"] = name
 			return nil
@@ -280,7 +281,15 @@ func (c *call) deleteSnapshot() response {
 // (pve-storage ZFSPoolPlugin.pm: "can't rollback, 'NAME' is not most
 // recent snapshot on 'VOLID'"); LVM-thin can roll back to any.
 func (st *state) rollbackPossible(g *guest, name string) error {
-	snaps := g.sortedSnapshots()
+	// ZFSPoolPlugin sorts by creation, and zfs list keeps same-second
+	// snapshots in the order they were made.
+	snaps := slices.Collect(maps.Values(g.snapshots))
+	slices.SortFunc(snaps, func(a, b *snapshot) int {
+		if c := a.snaptime.Compare(b.snaptime); c != 0 {
+			return c
+		}
+		return a.seq - b.seq
+	})
 	if len(snaps) == 0 || snaps[len(snaps)-1].name == name {
 		return nil
 	}
@@ -290,6 +299,12 @@ func (st *state) rollbackPossible(g *guest, name string) error {
 		}
 	}
 	return nil
+}
+
+// nextSnapSeq numbers snapshots in the order they are made.
+func (st *state) nextSnapSeq() int {
+	st.snapSeq++
+	return st.snapSeq
 }
 
 // AddSnapshot gives guest vmid a snapshot of its current config at once,
@@ -307,7 +322,7 @@ func (s *Sim) AddSnapshot(vmid int, name, description string) error {
 			return fmt.Errorf("pvesim: AddSnapshot(%d): snapshot name '%s' already used", vmid, name)
 		}
 		g.snapshots[name] = &snapshot{name: name, conf: snapshotCopy(g.conf), description: description,
-			snaptime: st.now.Truncate(time.Second)}
+			snaptime: st.now.Truncate(time.Second), seq: st.nextSnapSeq()}
 		g.conf["parent"] = name
 		return nil
 	})

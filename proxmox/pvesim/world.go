@@ -69,6 +69,7 @@ type state struct {
 	mutations   map[int]int
 	nextPID     uint32
 	macSeq      int
+	snapSeq     int      // snapshots made so far, for their creation order
 	events      []*event // what happens part-way through tasks (locks.go)
 	eventSeq    int
 	diskCTimes  map[string]time.Time // guest disk volid → its creation time as listed (shapes.go)
