@@ -61,10 +61,11 @@ type testCase struct {
 
 // cases is the whole suite in order: reads, then the failure paths of a
 // missing guest and of config changes, snapshots, power, tasks, backups,
-// restores and volumes, then the wire rules seen through World.Endpoint.
+// restores and volumes, what differs for a VM, then the wire rules seen
+// through World.Endpoint.
 func cases() []testCase {
 	var all []testCase
-	for _, group := range [][]testCase{readCases, missingCases, configCases, snapshotCases, powerCases, taskCases, backupCases, restoreCases, volumeCases, wireCases} {
+	for _, group := range [][]testCase{readCases, missingCases, configCases, snapshotCases, powerCases, taskCases, backupCases, restoreCases, volumeCases, qemuCases, wireCases} {
 		all = append(all, group...)
 	}
 	return all
@@ -105,6 +106,10 @@ func (s *suite) missingHook(name string) string {
 		nilHook = s.w.Endpoint == nil
 	case "ProxyError":
 		nilHook = s.w.ProxyError == nil
+	case "StoppedVM":
+		if s.w.StoppedVM == 0 {
+			return "World.StoppedVM is 0: no VM to run the VM cases on"
+		}
 	default:
 		return "unknown hook " + name
 	}

@@ -8,7 +8,8 @@
 // flows depend on: a missing guest, a taken or missing snapshot name, a
 // guest already running or not running, a lock, a permission refused at
 // the request or inside the task, per-parameter 400s, synchronous config
-// changes, vzdump archive names, restore with and without force. Each case
+// changes, vzdump archive names, restore with and without force — and,
+// given a VM (World.StoppedVM), what differs for QEMU guests. Each case
 // names the PVE rule it checks, after the facts collected (with their
 // sources) in the project's PVE API notes (shared/pve-api/README.md); when a case fails, its rule is
 // logged beside the failure, so a failure against the simulator points at

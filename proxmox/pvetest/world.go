@@ -107,6 +107,9 @@ func (w World) validate() error {
 	if w.Running == w.Stopped || w.Running == w.Scratch || w.Stopped == w.Scratch {
 		return fmt.Errorf("pvetest: World.Running (%d), Stopped (%d) and Scratch (%d) must differ", w.Running, w.Stopped, w.Scratch)
 	}
+	if w.StoppedVM != 0 && (w.StoppedVM == w.Running || w.StoppedVM == w.Stopped || w.StoppedVM == w.Scratch) {
+		return fmt.Errorf("pvetest: World.StoppedVM (%d) must differ from Running, Stopped and Scratch", w.StoppedVM)
+	}
 	return nil
 }
 

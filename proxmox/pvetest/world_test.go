@@ -17,6 +17,8 @@ func TestWorldValidate(t *testing.T) {
 		{"no scratch", func(w *World) { w.Scratch = 0 }, "lacks [Scratch]"},
 		{"no guest storage", func(w *World) { w.GuestStorage = "" }, "lacks [GuestStorage]"},
 		{"same guest twice", func(w *World) { w.Scratch = w.Stopped }, "must differ"},
+		{"a VM", func(w *World) { w.StoppedVM = 201 }, ""},
+		{"the VM is the container", func(w *World) { w.StoppedVM = w.Stopped }, "StoppedVM (120) must differ"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := full
