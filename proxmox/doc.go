@@ -12,6 +12,13 @@
 //   - [Privileged] runs a fixed allowlist of root CLI commands through a
 //     [Runner], validating every argument first. It never makes an HTTP call.
 //
+// Both guest kinds are served: every guest operation takes a [GuestKind]
+// ([LXC] or [QEMU]) and addresses /nodes/{node}/lxc or /nodes/{node}/qemu;
+// [Client.Guests] lists both, each with its Type, and [ArchiveKind] tells a
+// backup's kind from its name (vzdump files and Proxmox Backup Server
+// snapshots). Whether a change is a task depends on the path: a container's
+// config PUT is synchronous, a VM's config POST forks qmconfig.
+//
 // Errors are typed ([*APIError], [*TaskError]) and classified with
 // [IsPermission], [IsLocked], [IsNotFound], [IsAmbiguous] and [Kind].
 // Secrets ([TokenSecret]) redact themselves in every printable form.

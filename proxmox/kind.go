@@ -111,6 +111,7 @@ func kindOfArchive(archive string) (GuestKind, error) {
 	return k, nil
 }
 
+// String is the kind as PVE spells it: "lxc" or "qemu".
 func (k GuestKind) String() string { return string(k) }
 
 var _ fmt.Stringer = GuestKind("")
