@@ -154,15 +154,18 @@ func (st *state) addVM(sp GuestSpec) *guest {
 	return g
 }
 
-// vmStatus adds what QemuServer::vmstatus reports beyond a container's:
-// no swap; the balloon's view of memory when running.
+// vmStatus shapes a VM's entry as QemuServer::vmstatus reports it (the
+// return schema of GET /nodes/{node}/qemu): no swap and no type; while
+// running, memhost (the host's view of the guest's memory) and the QEMU
+// machine and version it runs with.
 func vmStatus(g *guest, m map[string]any) {
 	delete(m, "maxswap")
 	delete(m, "swap")
+	delete(m, "type")
 	if g.running {
-		if mem, ok := m["mem"].(uint64); ok {
-			m["freemem"] = m["maxmem"].(uint64) - mem
-		}
+		m["memhost"] = m["mem"]
+		m["running-machine"] = "pc-q35-9.0+pve0"
+		m["running-qemu"] = "9.0.2"
 	}
 	if g.conf["serial0"] != "" {
 		m["serial"] = 1

@@ -13,12 +13,14 @@ const appArchive = "usb-backup:backup/vzdump-qemu-200-2026_11_19-03_01_30.vma.zs
 func TestQemuReads(t *testing.T) {
 	h := newHarness(t)
 	list := h.ok("GET", nodePath+"/qemu", nil).list()
-	if len(list) != 2 || list[0]["vmid"] != float64(CustomerApp) || list[0]["type"] != "qemu" || list[0]["status"] != "running" ||
+	if len(list) != 2 || list[0]["vmid"] != float64(CustomerApp) || list[0]["status"] != "running" || list[0]["running-qemu"] == nil ||
 		list[1]["vmid"] != float64(CustomerCI) || list[1]["status"] != "stopped" {
 		t.Fatalf("qemu list = %v", list)
 	}
-	if _, has := list[0]["maxswap"]; has {
-		t.Errorf("a VM lists no swap: %v", list[0])
+	for _, k := range []string{"maxswap", "type"} {
+		if _, has := list[0][k]; has {
+			t.Errorf("a VM lists no %s (QemuServer::vmstatus): %v", k, list[0])
+		}
 	}
 	for _, g := range h.ok("GET", nodePath+"/lxc", nil).list() {
 		if g["type"] != "lxc" {
