@@ -3,6 +3,7 @@ package pvesim
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // The VM endpoints, each checked against the qemu-server behaviour it
@@ -311,4 +312,26 @@ func TestZFSRollbackOrderWithinASecond(t *testing.T) {
 	h.wantExit(h.upid("POST", nodePath+"/lxc/150/snapshot/zz_first/rollback", nil),
 		"can't rollback, 'zz_first' is not most recent snapshot on 'local-zfs:subvol-150-disk-0'")
 	h.wantExit(h.upid("POST", nodePath+"/lxc/150/snapshot/aa_second/rollback", nil), "OK")
+}
+
+// TestPruneInLocalTime: prune periods are the host's local days
+// (prune_mark_backup_group's localtime), also for PBS snapshots whose
+// ctimes come in UTC. In UTC+2, 23:30 UTC is the next local day.
+func TestPruneInLocalTime(t *testing.T) {
+	local := time.FixedZone("UTC+2", 2*3600)
+	at := func(s string) *volume {
+		ts, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &volume{volid: s, ctime: ts.UTC()}
+	}
+	late, early := at("2026-11-19T23:30:00Z"), at("2026-11-19T08:00:00Z")
+	marks := pruneMarks([]*volume{late, early}, map[string]string{"keep-daily": "2"}, local)
+	if marks[late] != "keep" || marks[early] != "keep" {
+		t.Errorf("marks = %v %v; want both kept (two local days)", marks[late], marks[early])
+	}
+	if marks := pruneMarks([]*volume{late, early}, map[string]string{"keep-daily": "2"}, time.UTC); marks[late] != "keep" || marks[early] != "remove" {
+		t.Errorf("in UTC, marks = %v %v; want keep, remove (one day)", marks[late], marks[early])
+	}
 }

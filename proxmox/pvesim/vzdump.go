@@ -569,7 +569,7 @@ func (j *vzdumpJob) pruneOld(t *task, s *storage, vmid int, kind string) {
 		}
 		t.logf("INFO: running 'proxmox-backup-client prune' for '%s/%d'", btype, vmid)
 	}
-	marks := pruneMarks(group, keep)
+	marks := pruneMarks(group, keep, time.Local)
 	pruned := 0
 	for _, v := range group {
 		if marks[v] != "remove" {
@@ -601,7 +601,8 @@ func anyPositive(keep map[string]string) bool {
 // pruneMarks is prune_mark_backup_group: newest first, each keep-* option
 // keeps the newest archive of its first N distinct periods; protected
 // archives are always kept; the rest are removed.
-func pruneMarks(group []*volume, keep map[string]string) map[*volume]string {
+// loc is the host's time zone (time.Local).
+func pruneMarks(group []*volume, keep map[string]string, loc *time.Location) map[*volume]string {
 	marks := map[*volume]string{}
 	list := slices.Clone(group)
 	slices.SortStableFunc(list, func(a, b *volume) int { return b.ctime.Compare(a.ctime) })
@@ -615,11 +616,13 @@ func pruneMarks(group []*volume, keep map[string]string) map[*volume]string {
 		id  func(time.Time) string
 	}{
 		{"keep-last", func(t time.Time) string { return strconv.FormatInt(t.UnixNano(), 10) }},
-		{"keep-hourly", func(t time.Time) string { return t.Format("2006-01-02T15") }},
-		{"keep-daily", func(t time.Time) string { return t.Format("2006-01-02") }},
-		{"keep-weekly", func(t time.Time) string { y, w := t.ISOWeek(); return fmt.Sprintf("%d/%d", w, y) }},
-		{"keep-monthly", func(t time.Time) string { return t.Format("2006-01") }},
-		{"keep-yearly", func(t time.Time) string { return t.Format("2006") }},
+		// Periods are read in the host's local time (Perl's localtime in
+		// prune_mark_backup_group), whatever zone a ctime was made in.
+		{"keep-hourly", func(t time.Time) string { return t.In(loc).Format("2006-01-02T15") }},
+		{"keep-daily", func(t time.Time) string { return t.In(loc).Format("2006-01-02") }},
+		{"keep-weekly", func(t time.Time) string { y, w := t.In(loc).ISOWeek(); return fmt.Sprintf("%d/%d", w, y) }},
+		{"keep-monthly", func(t time.Time) string { return t.In(loc).Format("2006-01") }},
+		{"keep-yearly", func(t time.Time) string { return t.In(loc).Format("2006") }},
 	}
 	for _, p := range periods {
 		n, _ := strconv.Atoi(keep[p.opt])

@@ -233,7 +233,7 @@ func TestPruneMarks(t *testing.T) {
 		{map[string]string{"keep-monthly": "1"}, []string{"d1-1", "d4-1"}},
 	}
 	for _, tc := range tests {
-		marks := pruneMarks(vols, tc.keep)
+		marks := pruneMarks(vols, tc.keep, time.Local)
 		var kept []string
 		for _, v := range vols {
 			if marks[v] != "remove" {
