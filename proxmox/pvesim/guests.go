@@ -201,9 +201,6 @@ func (g *guest) view() GuestView {
 	return v
 }
 
-// configPath is the file PVE names when a container does not exist.
-func (st *state) configPath(vmid int) string { return st.configPathOf(kindLXC, vmid) }
-
 // configPathOf is the config file of a guest of kind: lxc/VMID.conf or
 // qemu-server/VMID.conf below the node's directory of /etc/pve.
 func (st *state) configPathOf(kind string, vmid int) string {
