@@ -27,7 +27,7 @@ func TestRunsBounded(t *testing.T) {
 		maxRSSMiB int64
 	}{
 		{"doubling.star", "failed", "memory", 30 * time.Second, 0},
-		{"decode.star", "failed", "memory", 30 * time.Second, 1024}, // unbounded: 4.4 GB
+		{"decode.star", "failed", "memory", 30 * time.Second, 1024},         // unbounded: 4.4 GB
 		{"tuples.star", "timed_out", "", 2*time.Second + 15*time.Second, 0}, // its point is the time; memory is the race build's
 	}
 	for _, tt := range tests {
