@@ -70,13 +70,15 @@ var rules = []struct {
 		module + "/proxmox/pvesim":     "production code never depends on the simulator",
 	}},
 	{pkg: "runtime/hub/hubsim", only: map[string]string{
-		module + "/proxmox": "the fingerprint format PVE and the agent's pins use",
+		module + "/internal/selfsigned": "the simulators' one self-signed certificate maker",
+		module + "/proxmox":             "the fingerprint format PVE and the agent's pins use",
 	}},
 	{pkg: "runtime/agent", bad: map[string]string{
 		module + "/runtime/hub/hubsim": "production code never depends on the simulator",
 		module + "/proxmox/pvesim":     "production code never depends on the simulator",
 	}},
 	{pkg: "internal/clip", only: map[string]string{}},
+	{pkg: "internal/selfsigned", only: map[string]string{}},
 	{pkg: "internal/spell", only: map[string]string{}},
 	{pkg: "runtime/api", only: map[string]string{}},
 	{pkg: "runtime/notify", only: map[string]string{module + "/runtime/hub": "the one Ed25519 request signature, the hub's, reused for webhooks"}},

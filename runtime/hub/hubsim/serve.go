@@ -1,23 +1,19 @@
 package hubsim
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"time"
 
+	"gitea.dooplex.hu/admin/felhom-agent/internal/selfsigned"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 )
 
@@ -42,7 +38,7 @@ func (s *Sim) Start(addr string) (*Server, error) {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	cert, der, err := selfSigned(time.Now())
+	cert, der, err := selfsigned.Certificate(time.Now(), pkix.Name{CommonName: "hub-sim", Organization: []string{"felhom hub simulator"}})
 	if err != nil {
 		return nil, fmt.Errorf("hubsim: %w", err)
 	}
@@ -80,32 +76,4 @@ func (sv *Server) Close() error {
 		err = sv.err
 	}
 	return err
-}
-
-func selfSigned(now time.Time) (tls.Certificate, []byte, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 96))
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "hub-sim", Organization: []string{"felhom hub simulator"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(2 * 365 * 24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, der, nil
 }
