@@ -130,6 +130,14 @@ func (st *state) addGuest(sp GuestSpec) *guest {
 		c["unprivileged"] = "1"
 	}
 	setIf(c, "features", sp.Features)
+	return st.registerGuest(g, c, sp)
+}
+
+// registerGuest finishes a new guest of either kind: the options every kind's
+// config shares (tags, lock, onboot, template), the spec's own config
+// overrides (an empty value removes a key), its description and power
+// state; then it registers the guest. c is g's config.
+func (st *state) registerGuest(g *guest, c map[string]string, sp GuestSpec) *guest {
 	setIf(c, "tags", sp.Tags)
 	setIf(c, "lock", sp.Lock)
 	if sp.OnBoot {

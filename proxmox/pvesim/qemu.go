@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // QEMU virtual machines: what differs from containers. Most handlers are
@@ -131,27 +130,7 @@ func (st *state) addVM(sp GuestSpec) *guest {
 	}
 	c["smbios1"] = fmt.Sprintf("uuid=%08x-5a1e-4c0d-9e2b-%012x", sp.VMID, sp.VMID)
 	c["vmgenid"] = fmt.Sprintf("%08x-3c2b-4d1a-8f0e-%012x", sp.VMID, sp.VMID*7)
-	setIf(c, "tags", sp.Tags)
-	setIf(c, "lock", sp.Lock)
-	if sp.OnBoot {
-		c["onboot"] = "1"
-	}
-	if sp.Template {
-		c["template"] = "1"
-	}
-	for k, v := range sp.Config {
-		if v == "" {
-			delete(c, k)
-		} else {
-			c[k] = v
-		}
-	}
-	g.description = sp.Description
-	if sp.Running && !sp.Template {
-		st.setRunning(g, true, st.now.Add(-time.Duration(sp.VMID%97+3)*time.Hour))
-	}
-	st.guests[sp.VMID] = g
-	return g
+	return st.registerGuest(g, c, sp)
 }
 
 // vmStatus shapes a VM's entry as QemuServer::vmstatus reports it (the
