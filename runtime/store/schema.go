@@ -130,6 +130,15 @@ CREATE TABLE good_versions (
 	updated  INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
 `,
+	// 5: the guest API's tokens (guesttokens.go): one per guest, kept as
+	// the SHA-256 of the token, never the token itself.
+	`
+CREATE TABLE guest_tokens (
+	vmid    INTEGER PRIMARY KEY,
+	hash    BLOB    NOT NULL UNIQUE,
+	created INTEGER NOT NULL
+) STRICT;
+`,
 }
 
 // migrate runs the migrations the database lacks, all in one transaction,

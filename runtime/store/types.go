@@ -19,12 +19,16 @@ const (
 	// SourceDesired is a new desired-state generation from the hub
 	// channel; the key is "generation-N".
 	SourceDesired Source = "desired"
+	// SourceGuest is an in-guest controller over the guest API
+	// (runtime/guestapi): only benign work on its own guest. The key is
+	// the guest's request id.
+	SourceGuest Source = "guest"
 )
 
 // Valid reports whether s is one of the Source constants.
 func (s Source) Valid() bool {
 	switch s {
-	case SourceCLI, SourceHub, SourceTimer, SourceAPI, SourceDesired:
+	case SourceCLI, SourceHub, SourceTimer, SourceAPI, SourceDesired, SourceGuest:
 		return true
 	}
 	return false
