@@ -81,6 +81,8 @@ func cliVars() kong.Vars {
 		"queue_max":      strconv.Itoa(agent.DefaultQueueMax),
 		"statuses":       statusEnum(),
 		"status_names":   runstate.Names(),
+		"state_dir_help": "The agent's state directory: the run store (runs.db) and its lock. Default $STATE_DIRECTORY under systemd, else " + systemStateDir + ", else (a user who cannot write it) $XDG_STATE_HOME/" + appDirName + ".",
+		"socket_help":    "Unix socket of the serving agent's local API (mode 0660). Default " + socketName + " in $RUNTIME_DIRECTORY under systemd, else in " + systemRuntimeDir + ", else (a user who cannot write it) in $XDG_RUNTIME_DIR/" + appDirName + ".",
 	}
 }
 

@@ -76,11 +76,8 @@ func socketOf(args []string) string {
 	if v := os.Getenv("FELHOM_AGENT_SOCKET"); v != "" {
 		return v
 	}
-	return defaultSocket
+	return hostDirs().socket().Dir
 }
-
-// defaultSocket is the local API's socket unless configured otherwise.
-const defaultSocket = "/run/felhom-agent/agent.sock"
 
 func playbookNames(ctx context.Context, cl *api.Client) []string {
 	pbs, _ := cl.Playbooks(ctx)

@@ -26,12 +26,21 @@ import (
 
 // remoteFlags are the flags every client command takes.
 type remoteFlags struct {
-	Socket string `help:"Unix socket of the serving agent's local API." default:"/run/felhom-agent/agent.sock" placeholder:"PATH" config:"socket"`
+	Socket string `help:"${socket_help}" placeholder:"PATH" config:"socket"`
 	JSON   bool   `name:"json" help:"Print JSON instead of text." env:"-"`
 	UTC    bool   `name:"utc" help:"Show times in UTC instead of the local time zone." env:"-"`
 }
 
-func (f *remoteFlags) client() *api.Client { return api.NewClient(f.Socket) }
+func (f *remoteFlags) client() *api.Client { return api.NewClient(f.socket()) }
+
+// socket is --socket, or where a serving agent's socket is by default
+// (dirs.go).
+func (f *remoteFlags) socket() string {
+	if f.Socket == "" {
+		f.Socket = hostDirs().socket().Dir
+	}
+	return f.Socket
+}
 
 // session opens the agent's client with a context that SIGINT and SIGTERM
 // cancel; done releases both.

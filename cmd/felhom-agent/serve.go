@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -33,8 +34,8 @@ import (
 // configuration and applies hub keys, log level and retention.
 type ServeCmd struct {
 	Listen        string        `help:"TCP address of hub triggers, /metrics and /healthz; empty disables it. Put TLS in front when it leaves the host." default:"127.0.0.1:8787" placeholder:"ADDR" config:"listen"`
-	Socket        string        `help:"Unix socket of the local API used by the CLI (mode 0660)." default:"/run/felhom-agent/agent.sock" placeholder:"PATH" config:"socket"`
-	StateDir      string        `help:"Directory of the run store (runs.db)." default:"/var/lib/felhom-agent" placeholder:"DIR" config:"state_dir"`
+	Socket        string        `help:"${socket_help} The guest locks every run takes live beside it, in guests/." placeholder:"PATH" config:"socket"`
+	StateDir      string        `help:"${state_dir_help}" placeholder:"DIR" config:"state_dir"`
 	ShutdownGrace time.Duration `help:"On SIGTERM, how long runs may finish before they are cancelled." default:"60s" config:"shutdown_grace"`
 	HealthEvery   time.Duration `name:"health-interval" help:"How often the Proxmox API is probed for /healthz." default:"30s" config:"health_interval"`
 	HubKeys       string        `name:"hub-keys" help:"Public keys of the hub: ID=BASE64[,ID=BASE64]... (in the config file, an object {\"ID\": \"BASE64\"}). None refuses every trigger." placeholder:"ID=BASE64,..." config:"hub.keys"`
@@ -97,6 +98,9 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 	level := new(slog.LevelVar)
 	level.Set(hot.LogLevel)
 	logger := levelLogger(g, g.stderr, level)
+	if err := c.defaultDirs(hostDirs(), logger); err != nil {
+		return err
+	}
 
 	hubCfg, err := c.hubConfig()
 	if err != nil {
@@ -141,7 +145,7 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 		Notifier: nt,
 	})
 	if err != nil {
-		return err
+		return withSetting(err)
 	}
 
 	ctx, release := stopOnSignals(ag, logger, c.ShutdownGrace)
@@ -165,6 +169,49 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 		}
 	}()
 	return ag.Run(ctx)
+}
+
+// defaultDirs fills in the state directory and the socket that no
+// setting chose (dirs.go), creating a per-user default and saying so.
+func (c *ServeCmd) defaultDirs(e dirEnv, logger *slog.Logger) error {
+	if c.StateDir == "" {
+		p := e.stateDir()
+		if p.Note != "" {
+			logger.Info(p.Note)
+		}
+		c.StateDir = p.Dir // the state directory's lock creates it
+	}
+	if c.Socket == "" {
+		p := e.socket()
+		if p.Note != "" {
+			logger.Info(p.Note)
+			if err := os.MkdirAll(filepath.Dir(p.Dir), 0o700); err != nil {
+				return fmt.Errorf("socket: %w (set socket to choose another place)", err)
+			}
+		}
+		c.Socket = p.Dir
+	}
+	return nil
+}
+
+// settingNames says, for each field an [agent.SettingError] names, which
+// setting to change, in its three spellings (config key, flag,
+// environment).
+var settingNames = map[string]string{
+	"PlaybooksDir": "playbooks (--playbooks, FELHOM_AGENT_PLAYBOOKS)",
+	"StateDir":     "state_dir (--state-dir, FELHOM_AGENT_STATE_DIR)",
+	"Listen":       "listen (--listen, FELHOM_AGENT_LISTEN)",
+	"Socket":       "socket (--socket, FELHOM_AGENT_SOCKET)",
+}
+
+// withSetting adds to a fatal start error which setting to change.
+func withSetting(err error) error {
+	if se, ok := errors.AsType[*agent.SettingError](err); ok {
+		if name := settingNames[se.Field]; name != "" {
+			return fmt.Errorf("%w\n  the setting to change: %s", err, name)
+		}
+	}
+	return err
 }
 
 // notifyDrain is how long a stopping agent still tries to deliver the

@@ -17,7 +17,15 @@ type StateCmd struct {
 
 // stateFlags are the flags both state commands take.
 type stateFlags struct {
-	StateDir string `help:"The agent's state directory." default:"/var/lib/felhom-agent" placeholder:"DIR" config:"state_dir"`
+	StateDir string `help:"${state_dir_help}" placeholder:"DIR" config:"state_dir"`
+}
+
+// dir is --state-dir, or the default state directory (dirs.go).
+func (f *stateFlags) dir() string {
+	if f.StateDir == "" {
+		f.StateDir = hostDirs().stateDir().Dir
+	}
+	return f.StateDir
 }
 
 // StateExportCmd writes an export archive.
@@ -28,7 +36,7 @@ type StateExportCmd struct {
 
 // Run exports.
 func (c *StateExportCmd) Run(g *Globals) error {
-	m, err := statedir.Export(context.Background(), c.StateDir, c.File)
+	m, err := statedir.Export(context.Background(), c.dir(), c.File)
 	if err != nil {
 		return err
 	}
@@ -47,7 +55,7 @@ type StateImportCmd struct {
 
 // Run imports.
 func (c *StateImportCmd) Run(g *Globals) error {
-	m, err := statedir.Import(context.Background(), c.StateDir, c.File)
+	m, err := statedir.Import(context.Background(), c.dir(), c.File)
 	if err != nil {
 		return err
 	}

@@ -259,7 +259,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	reg, err := engine.NewRegistry(cfg.PlaybooksDir, cfg.Loader)
 	if err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
+		return nil, &SettingError{Field: "PlaybooksDir", Err: fmt.Errorf("agent: %w", err)}
 	}
 	a.registry = reg
 	a.engine = engine.NewEngine(a.cfg.Engine)
@@ -275,27 +275,39 @@ func New(cfg Config) (*Agent, error) {
 	}
 
 	if a.lock, err = statedir.Lock(cfg.StateDir); err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
+		return nil, &SettingError{Field: "StateDir", Err: fmt.Errorf("agent: %w", err)}
 	}
 	if a.store, err = store.Open(filepath.Join(cfg.StateDir, StoreFile), store.Options{}); err != nil {
 		a.lock.Close()
-		return nil, fmt.Errorf("agent: %w", err)
+		return nil, &SettingError{Field: "StateDir", Err: fmt.Errorf("agent: %w", err)}
 	}
 	a.metrics.reg.MustRegister(a.storeUpMetric())
 	if cfg.Listen != "" {
 		if a.tcp, err = net.Listen("tcp", cfg.Listen); err != nil {
 			a.Close()
-			return nil, fmt.Errorf("agent: listen %s: %w", cfg.Listen, err)
+			return nil, &SettingError{Field: "Listen", Err: fmt.Errorf("agent: listen %s: %w", cfg.Listen, err)}
 		}
 	}
 	if cfg.Socket != "" {
 		if a.unix, err = listenSocket(cfg.Socket); err != nil {
 			a.Close()
-			return nil, fmt.Errorf("agent: %w", err)
+			return nil, &SettingError{Field: "Socket", Err: fmt.Errorf("agent: %w", err)}
 		}
 	}
 	return a, nil
 }
+
+// SettingError is a failure of [New] that one [Config] field caused (a
+// state directory that cannot be locked or opened, an address or socket
+// that cannot be bound, a playbooks directory that cannot be read), so
+// that a front end can say which setting to change.
+type SettingError struct {
+	Field string // the Config field: "PlaybooksDir", "StateDir", "Listen" or "Socket"
+	Err   error
+}
+
+func (e *SettingError) Error() string { return e.Err.Error() }
+func (e *SettingError) Unwrap() error { return e.Err }
 
 // Addr is the TCP listener's address (useful with port 0), or nil.
 func (a *Agent) Addr() net.Addr {

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Where the agent keeps its files when no setting says: systemd's
+// directories when systemd runs it, the system's directories when they
+// are usable, else the user's (XDG base directories). The shipped unit
+// (deploy/felhom-agent.service) sets StateDirectory= and
+// RuntimeDirectory=, so it gets the system directories through systemd.
+//
+//	                under systemd           system (root)          a user (fallback)
+//	state_dir       $STATE_DIRECTORY        /var/lib/felhom-agent  $XDG_STATE_HOME/felhom-agent (~/.local/state/...)
+//	socket          $RUNTIME_DIRECTORY/agent.sock
+//	                                        /run/felhom-agent/agent.sock
+//	                                                               $XDG_RUNTIME_DIR/felhom-agent/agent.sock
+//
+// The guest locks (host-wide, flock) live beside the socket, in guests/.
+const (
+	systemStateDir   = "/var/lib/felhom-agent"
+	systemRuntimeDir = "/run/felhom-agent"
+	appDirName       = "felhom-agent"
+	socketName       = "agent.sock"
+)
+
+// dirEnv is what the default directories depend on: the environment, the
+// user, and whether a directory can be used. It is a value so that tests
+// can vary each.
+type dirEnv struct {
+	getenv func(string) string
+	uid    int
+	home   func() (string, error)
+	// writable reports whether dir exists and may be written by this
+	// process, or does not exist and could be created.
+	writable func(dir string) bool
+	// exists reports whether path exists.
+	exists func(path string) bool
+}
+
+// hostDirs is the process's own dirEnv.
+func hostDirs() dirEnv {
+	return dirEnv{
+		getenv:   os.Getenv,
+		uid:      os.Geteuid(),
+		home:     os.UserHomeDir,
+		writable: writableDir,
+		exists: func(p string) bool {
+			_, err := os.Lstat(p)
+			return err == nil
+		},
+	}
+}
+
+// place is a default directory and, when it is not the system's, the
+// sentence saying so (logged by serve; "" for the system's or systemd's).
+type place struct {
+	Dir  string
+	Note string
+}
+
+// stateDir is the default state directory for serve and state
+// export/import: $STATE_DIRECTORY (systemd), else /var/lib/felhom-agent
+// when it can be written (or by root), else the user's.
+func (e dirEnv) stateDir() place {
+	if d := systemdDir(e.getenv("STATE_DIRECTORY")); d != "" {
+		return place{Dir: d}
+	}
+	if e.uid == 0 || e.writable(systemStateDir) {
+		return place{Dir: systemStateDir}
+	}
+	base := xdgDir(e.getenv("XDG_STATE_HOME"))
+	if base == "" {
+		home, err := e.home()
+		if err != nil || home == "" {
+			return place{Dir: systemStateDir}
+		}
+		base = filepath.Join(home, ".local", "state")
+	}
+	d := filepath.Join(base, appDirName)
+	return place{Dir: d, Note: fmt.Sprintf("%s is not writable by uid %d: using the per-user state directory %s (state_dir sets another)", systemStateDir, e.uid, d)}
+}
+
+// runtimeDir is the default directory of the socket and the guest locks:
+// $RUNTIME_DIRECTORY (systemd), else /run/felhom-agent when it can be
+// written or already holds a serving agent's socket (or by root), else
+// the user's: $XDG_RUNTIME_DIR/felhom-agent, or, without XDG_RUNTIME_DIR,
+// a directory of the user's own under the temporary directory (as the XDG
+// base directory specification asks, with a warning).
+func (e dirEnv) runtimeDir() place {
+	if d := systemdDir(e.getenv("RUNTIME_DIRECTORY")); d != "" {
+		return place{Dir: d}
+	}
+	if e.uid == 0 || e.exists(filepath.Join(systemRuntimeDir, socketName)) || e.writable(systemRuntimeDir) {
+		return place{Dir: systemRuntimeDir}
+	}
+	if base := xdgDir(e.getenv("XDG_RUNTIME_DIR")); base != "" {
+		d := filepath.Join(base, appDirName)
+		return place{Dir: d, Note: fmt.Sprintf("%s is not writable by uid %d: using the per-user runtime directory %s (socket sets another)", systemRuntimeDir, e.uid, d)}
+	}
+	d := filepath.Join(os.TempDir(), fmt.Sprintf("%s-%d", appDirName, e.uid))
+	return place{Dir: d, Note: fmt.Sprintf("%s is not writable by uid %d and XDG_RUNTIME_DIR is not set: using %s (socket sets another)", systemRuntimeDir, e.uid, d)}
+}
+
+// socket is the default local API socket: agent.sock in runtimeDir.
+func (e dirEnv) socket() place {
+	p := e.runtimeDir()
+	p.Dir = filepath.Join(p.Dir, socketName)
+	return p
+}
+
+// systemdDir is the first of the colon-separated absolute paths systemd
+// puts in $STATE_DIRECTORY or $RUNTIME_DIRECTORY (one per directory the
+// unit names), or "".
+func systemdDir(v string) string {
+	first, _, _ := strings.Cut(v, ":")
+	if !filepath.IsAbs(first) {
+		return ""
+	}
+	return filepath.Clean(first)
+}
+
+// xdgDir is an XDG base directory variable's value, or "" when it is
+// unset or relative (the specification says to ignore relative paths).
+func xdgDir(v string) string {
+	if !filepath.IsAbs(v) {
+		return ""
+	}
+	return filepath.Clean(v)
+}
+
+// writableDir reports whether dir may be written (and searched) by this
+// process, or, when it does not exist, whether its nearest existing
+// ancestor may be, so that it could be created.
+func writableDir(dir string) bool {
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		err := unix.Access(d, unix.W_OK|unix.X_OK)
+		if err == nil {
+			return true
+		}
+		if !errors.Is(err, fs.ErrNotExist) || d == filepath.Dir(d) {
+			return false
+		}
+	}
+}

@@ -1,0 +1,150 @@
+package e2e
+
+import (
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// waitFile waits for path to exist, or fails naming what the process said.
+func waitFile(t *testing.T, path string, p *proc, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if !p.running() || time.Now().After(deadline) {
+			t.Fatalf("%s did not appear (running %v)\nstderr: %s", path, p.running(), tail(p.stderr.String(), 2000))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestSystemdDirectories (issue 19, paths): with no state_dir and no
+// socket set, serve keeps its state in $STATE_DIRECTORY and its socket in
+// $RUNTIME_DIRECTORY, as systemd's StateDirectory= and RuntimeDirectory=
+// give them, and the CLI finds the agent through the same variable.
+func TestSystemdDirectories(t *testing.T) {
+	t.Parallel()
+	requireServe(t)
+	base := t.TempDir()
+	st, rt := filepath.Join(base, "state"), filepath.Join(base, "run")
+	if err := os.Mkdir(rt, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"STATE_DIRECTORY=" + st, "RUNTIME_DIRECTORY=" + rt}
+	p := startProc(t, "serve (systemd)", env, "--playbooks", playbooksDir, "serve", "--sim", "--listen", "")
+	waitFile(t, filepath.Join(rt, "agent.sock"), p, time.Minute)
+	if _, err := os.Stat(filepath.Join(st, "runs.db")); err != nil {
+		t.Errorf("the run store is not in $STATE_DIRECTORY: %v", err)
+	}
+	ls := runCmd(t, time.Minute, env, "playbooks")
+	if ls.Code != 0 || !strings.Contains(ls.Stdout, "selftest") {
+		t.Errorf("playbooks with RUNTIME_DIRECTORY set: exit %d\n%s%s", ls.Code, ls.Stdout, ls.Stderr)
+	}
+	if err := p.signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(t, time.Minute); code != 0 {
+		t.Errorf("serve exit %d\n%s", code, tail(p.stderr.String(), 2000))
+	}
+}
+
+// TestUserDirectories (issue 19, paths): a user who cannot write
+// /var/lib/felhom-agent and /run/felhom-agent gets `serve --sim` going in
+// $XDG_STATE_HOME and $XDG_RUNTIME_DIR, and is told where; the user's CLI
+// finds that agent. Needs root (to run the binary as nobody).
+func TestUserDirectories(t *testing.T) {
+	t.Parallel()
+	requireServe(t)
+	if os.Geteuid() != 0 {
+		skip(t, "needs root to run the agent as another user")
+	}
+	base := t.TempDir()
+	for _, d := range []string{filepath.Dir(base), base} { // t.TempDir's are private
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The binary where nobody may run it (the built one's directory is
+	// private).
+	bin := filepath.Join(base, "felhom-agent")
+	copyFile(t, agentBin, bin)
+	if err := os.Chmod(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	home := filepath.Join(base, "home")
+	xrt := filepath.Join(base, "xdg-run")
+	for _, d := range []string{home, xrt} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(d, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := []string{"HOME=" + home, "XDG_RUNTIME_DIR=" + xrt}
+	asNobody := func(ctx context.Context, stdout, stderr io.Writer, args ...string) *exec.Cmd {
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Env = cleanEnv(env...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}, Pdeathsig: syscall.SIGKILL}
+		cmd.Stdout, cmd.Stderr = stdout, stderr
+		return cmd
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	serr := newStream()
+	serve := asNobody(ctx, io.Discard, serr, "--playbooks", playbooksDir, "serve", "--sim", "--listen", "")
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- serve.Wait() }()
+	sock := filepath.Join(xrt, "felhom-agent", "agent.sock")
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve as nobody exited (%v)\n%s", err, tail(serr.String(), 2000))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no socket at %s\n%s", sock, tail(serr.String(), 2000))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	state := filepath.Join(home, ".local", "state", "felhom-agent")
+	if _, err := os.Stat(filepath.Join(state, "runs.db")); err != nil {
+		t.Errorf("the run store is not in the user's state directory: %v", err)
+	}
+	for _, want := range []string{"using the per-user state directory " + state, "using the per-user runtime directory " + filepath.Dir(sock)} {
+		if !strings.Contains(serr.String(), want) {
+			t.Errorf("serve's log does not say %q:\n%s", want, tail(serr.String(), 2000))
+		}
+	}
+	var out, errb strings.Builder
+	ls := asNobody(ctx, &out, &errb, "playbooks")
+	if err := ls.Run(); err != nil || !strings.Contains(out.String(), "selftest") {
+		t.Errorf("the user's playbooks command did not find the agent: %v\n%s%s", err, out.String(), errb.String())
+	}
+	_ = serve.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve as nobody: %v\n%s", err, tail(serr.String(), 2000))
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("serve as nobody did not stop")
+	}
+	record(t, "serve --sim as a user", "state in %s, socket %s", state, sock)
+}
