@@ -33,6 +33,7 @@ type CLI struct {
 	Sim       SimCmd       `cmd:"" help:"Serve a simulated Proxmox VE host over TLS (for trying the agent and for tests)."`
 	HubSim    HubSimCmd    `cmd:"" name:"hub-sim" help:"Serve a simulated Felhom hub over TLS (for trying the hub channel and for tests)."`
 	Version   VersionCmd   `cmd:"" help:"Print the agent's version, commit and build date."`
+	Man       ManCmd       `cmd:"" help:"Print the manual page (roff), generated from this command line (deploy/felhom-agent.1)."`
 
 	Completion CompletionCmd `cmd:"" help:"Print the line that makes bash, zsh or fish complete felhom-agent's commands, flags, playbooks and run ids."`
 }

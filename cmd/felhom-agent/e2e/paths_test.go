@@ -148,3 +148,32 @@ func TestUserDirectories(t *testing.T) {
 	}
 	record(t, "serve --sim as a user", "state in %s, socket %s", state, sock)
 }
+
+// TestManPage (issue 19): the binary prints the shipped manual page,
+// deploy/felhom-agent.1, byte for byte, and man renders it.
+func TestManPage(t *testing.T) {
+	t.Parallel()
+	r := runCmd(t, time.Minute, nil, "man")
+	want, err := os.ReadFile(filepath.Join(playbooksDir, "..", "deploy", "felhom-agent.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Code != 0 || r.Stdout != string(want) {
+		t.Fatalf("felhom-agent man: exit %d, %d bytes; want deploy/felhom-agent.1 (%d bytes)\n%s", r.Code, len(r.Stdout), len(want), r.Stderr)
+	}
+	manBin, err := exec.LookPath("man")
+	if err != nil {
+		skip(t, "man is not installed: the page is not rendered")
+		return
+	}
+	page := filepath.Join(t.TempDir(), "felhom-agent.1")
+	if err := os.WriteFile(page, want, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(manBin, "-l", page)
+	cmd.Env = append(os.Environ(), "MANPAGER=cat", "MANWIDTH=100")
+	out, err := cmd.Output()
+	if err != nil || !strings.Contains(string(out), "felhom-agent - Felhom host agent") || !strings.Contains(string(out), "runs follow <id>") {
+		t.Errorf("man -l: %v\n%s", err, tail(string(out), 1500))
+	}
+}
