@@ -153,7 +153,7 @@ type guestLister interface {
 // mutations (which wait by default) and task.wait.
 type taskWaiter interface {
 	WaitTask(ctx context.Context, upid proxmox.UPID, o proxmox.WaitOptions) (proxmox.TaskStatus, error)
-	VzdumpArchive(ctx context.Context, upid proxmox.UPID, storage string) (string, error)
+	VzdumpBackups(ctx context.Context, upid proxmox.UPID, storage string) (string, []proxmox.Volume, error)
 }
 
 // taskAPI is the task module: waiting, plus a task's status, log and stop.

@@ -61,7 +61,7 @@ type pveState struct {
 	Disks        []proxmox.Disk
 	SMART        map[string]proxmox.SMARTData
 	TaskLogs     map[string][]string // worker type → log lines
-	Archives     map[string]string   // storage → volid VzdumpArchive finds
+	Archives     map[string]string   // storage → volid VzdumpBackups finds
 }
 
 // fakePVE implements GuestAPI over pveState. Reads return the state;
@@ -387,12 +387,12 @@ func (f *fakePVE) StopTask(_ context.Context, upid proxmox.UPID) error {
 	return nil
 }
 
-func (f *fakePVE) VzdumpArchive(_ context.Context, upid proxmox.UPID, storage string) (string, error) {
-	f.log.add("VzdumpArchive %s %s", upid.ID, storage)
+func (f *fakePVE) VzdumpBackups(_ context.Context, upid proxmox.UPID, storage string) (string, []proxmox.Volume, error) {
+	f.log.add("VzdumpBackups %s %s", upid.ID, storage)
 	if v, ok := f.Archives[storage]; ok {
-		return v, nil
+		return v, []proxmox.Volume{{VolID: v, Content: "backup"}}, nil
 	}
-	return "", fmt.Errorf("no archive of %s on %s", upid, storage)
+	return "", nil, fmt.Errorf("no archive of %s on %s", upid, storage)
 }
 
 // notExist is PVE's error for a missing guest (a 500 with this text).

@@ -80,7 +80,7 @@ func TestWaitSemantics(t *testing.T) {
 	}{
 		{`proxmox.start(101)`, []string{"lock 101", "Start 101", "wait vzstart", "done vzstart", "unlock 101"}},
 		{`proxmox.start(101, wait = False)`, []string{"lock 101", "Start 101", "unlock 101"}},
-		{`proxmox.vzdump(101, storage = "usb-backup")`, []string{"lock 101", "Vzdump 101", "wait vzdump", "done vzdump", "VzdumpArchive 101 usb-backup", "unlock 101"}},
+		{`proxmox.vzdump(101, storage = "usb-backup")`, []string{"lock 101", "Vzdump 101", "wait vzdump", "done vzdump", "VzdumpBackups 101 usb-backup", "unlock 101"}},
 		{`proxmox.vzdump(vmids = [102, 101], storage = "usb-backup")`, []string{"lock 101", "lock 102", "Vzdump ", "wait vzdump", "done vzdump", "unlock 102", "unlock 101"}},
 		{`proxmox.vzdump(all = True, storage = "usb-backup", wait = False)`, []string{"lock 101", "lock 102", "lock 200", "lock 9000", "Vzdump ", "unlock 9000", "unlock 200", "unlock 102", "unlock 101"}},
 		{`proxmox.delete_volume("usb-backup", "usb-backup:backup/x.tar.zst")`, []string{"DeleteVolume 101@usb-backup", "wait imgdel", "done imgdel"}},

@@ -133,5 +133,5 @@ var (
 	// taskShape is every task struct: what a proxmox mutation and
 	// task.wait return (fields listed at [TaskTable]).
 	taskShape = StructShape("task", "upid", "node", "type", "id", "status", "exitstatus", "ok", "warnings", "duration",
-		"volid", "storage", "sync")
+		"volid", "backups", "storage", "sync").With("backups", ListOf(volumeShape))
 )

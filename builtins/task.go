@@ -28,6 +28,7 @@ import (
 //	warnings    int       N of "WARNINGS: N", else 0
 //	duration    time.duration  wall time the builtin spent (request and wait)
 //	volid       string    the backup archive of a one-guest vzdump, else ""
+//	backups     list      a one-guest vzdump's guest's backups on storage, listed after it (the listing volid was found in), else []
 //	storage     string    the target storage of a vzdump, else ""
 //	sync        bool      the change was applied without a task (LXC config)
 var TaskTable = &Table{
@@ -47,7 +48,9 @@ var TaskTable = &Table{
 				"when timeout (a duration, \"10m\" or int seconds; default " +
 				"the agent's wait timeout) passes first — the task itself " +
 				"keeps running in Proxmox. For a one-guest vzdump started by " +
-				"proxmox.vzdump, volid is the archive.",
+				"proxmox.vzdump, volid is the archive and backups the guest's " +
+				"backups on the storage as listed after the task (the listing " +
+				"volid was found in; see proxmox.content).",
 			Fn: taskWait,
 		},
 		{
@@ -84,6 +87,7 @@ type taskResult struct {
 	ExitStatus string
 	Duration   time.Duration
 	VolID      string
+	Backups    []proxmox.Volume // the listing VolID was found in
 	Storage    string
 	Sync       bool
 }
@@ -106,6 +110,7 @@ func (r taskResult) value() starlark.Value {
 		"warnings":   starlark.MakeInt(st.Warnings()),
 		"duration":   durationValue(r.Duration),
 		"volid":      starlark.String(r.VolID),
+		"backups":    listOf(r.Backups, volumeValue),
 		"storage":    starlark.String(r.Storage),
 		"sync":       starlark.Bool(r.Sync),
 	})
@@ -123,7 +128,9 @@ func waitOptions(env *Env, timeout durationArg) proxmox.WaitOptions {
 // finish waits for upid and fills in r. WaitTask returns the client's
 // *proxmox.TaskError for a failed task, which passes through unchanged.
 // For a one-guest vzdump (PVE names the guest in the UPID's id only then)
-// with a known storage, it looks up the archive.
+// with a known storage, it finds the archive in one listing of the guest's
+// backups, which the task struct carries on (so a check of the archive and
+// a retention plan need no listing of their own).
 func finish(ctx context.Context, api taskWaiter, r taskResult, o proxmox.WaitOptions, start time.Time) (taskResult, error) {
 	st, err := api.WaitTask(ctx, r.UPID, o)
 	if err != nil {
@@ -138,11 +145,11 @@ func finish(ctx context.Context, api taskWaiter, r taskResult, o proxmox.WaitOpt
 	}
 	r.Status, r.ExitStatus = st.Status, st.ExitStatus
 	if r.UPID.Type == "vzdump" && r.UPID.ID != "" && r.Storage != "" {
-		volid, err := api.VzdumpArchive(ctx, r.UPID, r.Storage)
+		volid, backups, err := api.VzdumpBackups(ctx, r.UPID, r.Storage)
 		if err != nil {
 			return r, fmt.Errorf("backup task %s succeeded, but its archive on %s was not found: %w", r.UPID, r.Storage, err)
 		}
-		r.VolID = volid
+		r.VolID, r.Backups = volid, backups
 	}
 	r.Duration = time.Since(start)
 	return r, nil

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // taskSources are the values GET /nodes/{node}/tasks accepts for source.
@@ -285,4 +286,45 @@ func archiveFromLog(lines []LogLine) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// VzdumpBackups lists guest upid.ID's backups on storage after its
+// finished one-guest vzdump task upid (GET .../storage/{storage}/content,
+// content=backup, vmid=ID; the listing as PVE returns it) and names the
+// one the task made: the oldest backup of that guest whose ctime is not
+// before the task's start. PVE names the archive after the time vzdump
+// began the guest's backup inside the task
+// (vzdump-lxc-101-2026_11_20-03_00_01.tar.zst, or a PBS snapshot's
+// backup-time), never before the worker's start (the UPID's starttime,
+// taken when the worker forks: pve-common PVE/RESTEnvironment.pm
+// fork_worker); and while the task ran it held the guest's backup lock,
+// so any other backup of the guest from after that start is newer than
+// the task's. It fails when no backup of the guest on storage is from
+// after the start (the archive is missing).
+//
+// It answers what VzdumpArchive answers from the task log, from one
+// listing that also serves the caller's archive check and retention plan.
+func (c *Client) VzdumpBackups(ctx context.Context, upid UPID, storage string) (archive string, backups []Volume, err error) {
+	vmid, err := strconv.Atoi(upid.ID)
+	if err != nil || upid.Type != "vzdump" {
+		return "", nil, fmt.Errorf("proxmox: task %s is not a one-guest vzdump", upid)
+	}
+	backups, err = c.StorageContent(ctx, storage, "backup", vmid)
+	if err != nil {
+		return "", nil, err
+	}
+	var made *Volume
+	for i, v := range backups {
+		if _, of, ok := ArchiveKind(v.VolID); !ok || of != vmid || v.CTime.IsZero() || v.CTime.Before(upid.StartTime) {
+			continue
+		}
+		if made == nil || v.CTime.Before(made.CTime) {
+			made = &backups[i]
+		}
+	}
+	if made == nil {
+		return "", backups, fmt.Errorf("proxmox: task %s: no backup of guest %d on %s is from after the task's start (%s)",
+			upid, vmid, storage, upid.StartTime.UTC().Format(time.RFC3339))
+	}
+	return made.VolID, backups, nil
 }

@@ -1,7 +1,10 @@
 package proxmox_test
 
 import (
+	"cmp"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"net/url"
 	"reflect"
 	"strings"
@@ -208,4 +211,59 @@ func logLines(t *testing.T, name string) []string {
 		out[i] = l.T
 	}
 	return out
+}
+
+// TestVzdumpBackups: the archive of a one-guest vzdump is the guest's
+// oldest backup from after the task's start (upidWait started at
+// 1744024257), found in the one listing that is handed back whole.
+func TestVzdumpBackups(t *testing.T) {
+	const (
+		old    = `{"volid":"usb-backup:backup/vzdump-lxc-101-2025_04_06-03_00_00.tar.zst","content":"backup","format":"tar.zst","subtype":"lxc","vmid":101,"size":10,"ctime":1743908400}`
+		made   = `{"volid":"usb-backup:backup/vzdump-lxc-101-2025_04_07-11_10_58.tar.zst","content":"backup","format":"tar.zst","subtype":"lxc","vmid":101,"size":10,"ctime":1744024258}`
+		same   = `{"volid":"usb-backup:backup/vzdump-lxc-101-2025_04_07-11_10_57.tar.zst","content":"backup","format":"tar.zst","subtype":"lxc","vmid":101,"size":10,"ctime":1744024257}`
+		later  = `{"volid":"usb-backup:backup/vzdump-lxc-101-2025_04_07-12_00_00.tar.zst","content":"backup","format":"tar.zst","subtype":"lxc","vmid":101,"size":10,"ctime":1744027200}`
+		other  = `{"volid":"usb-backup:backup/vzdump-lxc-102-2025_04_07-11_11_00.tar.zst","content":"backup","format":"tar.zst","subtype":"lxc","vmid":102,"size":10,"ctime":1744024260}`
+		pbsNew = `{"volid":"pbs:backup/ct/101/2025-04-07T11:11:00Z","content":"backup","format":"pbs-ct","subtype":"lxc","vmid":101,"size":10,"ctime":1744024260}`
+	)
+	tests := []struct {
+		name, upid string
+		listing    []string
+		want       string
+		wantErr    string
+		wantListed int
+	}{
+		{name: "after older ones", listing: []string{old, made}, want: "usb-backup:backup/vzdump-lxc-101-2025_04_07-11_10_58.tar.zst", wantListed: 2},
+		{name: "in the start's second", listing: []string{same, old}, want: "usb-backup:backup/vzdump-lxc-101-2025_04_07-11_10_57.tar.zst", wantListed: 2},
+		{name: "a later backup is not the task's", listing: []string{later, made, old}, want: "usb-backup:backup/vzdump-lxc-101-2025_04_07-11_10_58.tar.zst", wantListed: 3},
+		{name: "another guest's is not", listing: []string{other, old}, wantErr: "no backup of guest 101 on usb-backup is from after the task's start (2025-04-07T11:10:57Z)"},
+		{name: "a PBS snapshot", listing: []string{pbsNew}, want: "pbs:backup/ct/101/2025-04-07T11:11:00Z", wantListed: 1},
+		{name: "missing", listing: []string{old}, wantErr: "is from after the task's start", wantListed: 1},
+		{name: "not a one-guest vzdump", upid: "UPID:node1:0019A2F3:0A6B8C21:67F3B2C1:vzdump::felhom-agent@pve!agent:", wantErr: "is not a one-guest vzdump"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var asked []string
+			f := newFake(t).on("GET /nodes/node1/storage/usb-backup/content", func(w http.ResponseWriter, r *http.Request) {
+				asked = append(asked, r.URL.RawQuery)
+				fmt.Fprintf(w, `{"data":[%s]}`, strings.Join(tt.listing, ","))
+			})
+			upid := cmp.Or(tt.upid, upidWait)
+			got, listed, err := fakeClient(t, f).VzdumpBackups(t.Context(), proxmox.MustParseUPID(upid), "usb-backup")
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("VzdumpBackups = %q, %v; want error %q", got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Errorf("VzdumpBackups = %q, %v; want %q", got, err, tt.want)
+			}
+			if len(listed) != tt.wantListed {
+				t.Errorf("VzdumpBackups listed %d backups; want the listing whole (%d)", len(listed), tt.wantListed)
+			}
+			if len(asked) != 1 || asked[0] != "content=backup&vmid=101" {
+				t.Errorf("requests %q; want one listing of guest 101's backups", asked)
+			}
+		})
+	}
 }
