@@ -56,11 +56,13 @@ var GlobalTable = &Table{
 	Doc:  "Functions every file can call without a module prefix, besides Starlark's own built-ins (len, range, sorted, fail, print, ...). print writes a line to the run's log.",
 	Funcs: []Func{
 		catchFunc,
+		undoFunc,
 		{
-			Name: "struct",
-			Sig:  "struct(**fields)",
-			Doc:  "Returns an immutable value with the given fields (s.name). json.encode and run results show it as an object.",
-			Fn:   starlarkstruct.Make,
+			Name:    "struct",
+			Journal: Pure,
+			Sig:     "struct(**fields)",
+			Doc:     "Returns an immutable value with the given fields (s.name). json.encode and run results show it as an object.",
+			Fn:      starlarkstruct.Make,
 		},
 	},
 }
@@ -88,7 +90,7 @@ func Predeclared(tables []*Table) starlark.StringDict {
 			continue
 		}
 		for _, f := range t.Funcs {
-			claim(f.Name, starlark.NewBuiltin(f.Name, f.Fn))
+			claim(f.Name, starlark.NewBuiltin(f.Name, journaled(f.Journal, f.Fn)))
 		}
 		for _, a := range t.Attrs {
 			claim(a.Name, a.Value)

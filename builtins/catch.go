@@ -16,6 +16,7 @@ import (
 var catchFunc = Func{
 	Name:    "catch",
 	Sig:     "catch(fn, *args, **kwargs)",
+	Journal: Pure,
 	Returns: catchShape,
 	Doc: `Calls fn(*args, **kwargs) and returns struct(ok, value, error) instead of failing the run.
 On success: ok = True, value = what fn returned, error = None.
@@ -29,7 +30,7 @@ On failure: ok = False, value = None, and error is a struct with
   upid        a failed task's UPID, else ""
   log         the last lines of a failed task's log (list of strings)
   status      the HTTP status of a failed API request, else 0
-Cancellation, a timeout, the step budget and calls that may only run at run time are never caught: they still stop the run (or the file's load).`,
+Cancellation, a timeout, the step budget, a replay that diverged from its journal and calls that may only run at run time are never caught: they still stop the run (or the file's load).`,
 	Fn: catch,
 }
 
@@ -53,7 +54,7 @@ func catch(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	if env := EnvOf(thread); env != nil && env.Context != nil && env.Context.Err() != nil {
 		return nil, err
 	}
-	if errors.Is(err, ErrAtLoadTime) {
+	if errors.Is(err, ErrAtLoadTime) || unstoppable(err) {
 		return nil, err
 	}
 	return catchResult(false, starlark.None, errorStruct(err)), nil

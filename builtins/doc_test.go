@@ -106,15 +106,16 @@ func TestTableCheck(t *testing.T) {
 		tab  *Table
 		want []string // fragments of the joined error; none: valid
 	}{
-		{"valid", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f(x)", Doc: "F.", Fn: fn}}, Attrs: []Attr{{Name: "K", Doc: "K.", Value: starlark.MakeInt(1)}}}, nil},
+		{"valid", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f(x)", Doc: "F.", Journal: Pure, Fn: fn}}, Attrs: []Attr{{Name: "K", Doc: "K.", Value: starlark.MakeInt(1)}}}, nil},
 		{"no table doc", &Table{Name: "m"}, []string{"m: table has no Doc"}},
-		{"bad sig", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "g(x)", Doc: "F.", Fn: fn}}}, []string{`m.f: Sig "g(x)" does not read f(...)`}},
+		{"bad sig", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "g(x)", Doc: "F.", Journal: Pure, Fn: fn}}}, []string{`m.f: Sig "g(x)" does not read f(...)`}},
 		{"no doc, no fn", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f()"}}}, []string{"m.f: no Doc", "m.f: no Fn"}},
-		{"twice", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f()", Doc: "F.", Fn: fn}, {Name: "f", Sig: "f()", Doc: "F.", Fn: fn}}}, []string{"m.f: listed twice"}},
-		{"sig that is not a def header", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f(x=)", Doc: "F.", Fn: fn}}}, []string{`m.f: sig "f(x=)" is not a def header`}},
-		{"sig names a parameter the unpacker does not", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f(y)", Doc: "F.", Fn: fn}}}, []string{"m.f: sig names parameter y, which the builtin does not take"}},
-		{"sig allows fewer positional arguments", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f(*, x)", Doc: "F.", Fn: fn}}}, []string{"m.f: sig allows 0 positional arguments, but the builtin took 1"}},
-		{"sig requires what the builtin does not", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f(x, y)", Doc: "F.", Fn: loose}}}, []string{"m.f: sig requires x, but the builtin accepted a call without it"}},
+		{"twice", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f()", Doc: "F.", Journal: Pure, Fn: fn}, {Name: "f", Sig: "f()", Doc: "F.", Journal: Pure, Fn: fn}}}, []string{"m.f: listed twice"}},
+		{"sig that is not a def header", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f(x=)", Doc: "F.", Journal: Pure, Fn: fn}}}, []string{`m.f: sig "f(x=)" is not a def header`}},
+		{"sig names a parameter the unpacker does not", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f(y)", Doc: "F.", Journal: Pure, Fn: fn}}}, []string{"m.f: sig names parameter y, which the builtin does not take"}},
+		{"sig allows fewer positional arguments", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f(*, x)", Doc: "F.", Journal: Pure, Fn: fn}}}, []string{"m.f: sig allows 0 positional arguments, but the builtin took 1"}},
+		{"sig requires what the builtin does not", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f(x, y)", Doc: "F.", Journal: Pure, Fn: loose}}}, []string{"m.f: sig requires x, but the builtin accepted a call without it"}},
+		{"no journal declaration", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f(x)", Doc: "F.", Fn: fn}}}, []string{"m.f: declares no Journal"}},
 		{"attr without value", &Table{Name: "", Doc: "G.", Attrs: []Attr{{Name: "K", Doc: "K."}}}, []string{"(globals).K: no Value"}},
 	}
 	for _, tt := range tests {

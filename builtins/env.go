@@ -65,6 +65,14 @@ type Env struct {
 	// Notify sends notify.send's notifications; nil means no channel is
 	// configured (notify.send returns False).
 	Notify Notifier
+	// Journal journals the run's builtin calls and answers them on
+	// replay (journal.go); nil means the run is not journaled.
+	Journal Journal
+	// Undo holds the compensations the run registered with undo(); nil
+	// means undo() fails (nothing would run them).
+	Undo *UndoStack
+
+	call *journalState // the journaled call in progress
 }
 
 // SetEnv attaches env to the run's thread, and env.Now (when set) as the

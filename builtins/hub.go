@@ -17,7 +17,7 @@ var HubTable = &Table{
 		"(validated against the agent's schema, every default filled in; docs/hub-protocol.md). " +
 		"Nothing else of the hub is reachable from a playbook.",
 	Funcs: []Func{
-		{Name: "desired_state", Sig: "desired_state()", Fn: hubDesiredState,
+		{Name: "desired_state", Journal: Replayed, Sig: "desired_state()", Fn: hubDesiredState,
 			Doc: "Returns struct(generation, state): generation the int the hub numbered it with (0 when none was accepted yet), " +
 				"state a dict of the document (schema, golden_vmid, storage, archive_storage, guests: a list of dicts with " +
 				"vmid, kind, hostname, cores, memory, net, description, power) or None when there is none. " +

@@ -20,10 +20,10 @@ var LogTable = &Table{
 	Name: "log",
 	Doc:  "Structured lines in the run's log. Every function takes a message and any number of keyword attributes (vmid = 101, took = t.duration); attribute values keep their type where the log has one (string, int, float, bool, duration, time) and are shown with str() otherwise.",
 	Funcs: []Func{
-		{Name: "debug", Sig: "debug(msg, **attrs)", Doc: "Writes msg at debug level; hidden unless the agent logs at debug level.", Fn: logAt(slog.LevelDebug)},
-		{Name: "info", Sig: "info(msg, **attrs)", Doc: "Writes msg at info level.", Fn: logAt(slog.LevelInfo)},
-		{Name: "warn", Sig: "warn(msg, **attrs)", Doc: "Writes msg at warning level: something an operator should look at, though the run goes on.", Fn: logAt(slog.LevelWarn)},
-		{Name: "error", Sig: "error(msg, **attrs)", Doc: "Writes msg at error level. It does not stop the run; use fail() for that.", Fn: logAt(slog.LevelError)},
+		{Name: "debug", Journal: Pure, Sig: "debug(msg, **attrs)", Doc: "Writes msg at debug level; hidden unless the agent logs at debug level.", Fn: logAt(slog.LevelDebug)},
+		{Name: "info", Journal: Pure, Sig: "info(msg, **attrs)", Doc: "Writes msg at info level.", Fn: logAt(slog.LevelInfo)},
+		{Name: "warn", Journal: Pure, Sig: "warn(msg, **attrs)", Doc: "Writes msg at warning level: something an operator should look at, though the run goes on.", Fn: logAt(slog.LevelWarn)},
+		{Name: "error", Journal: Pure, Sig: "error(msg, **attrs)", Doc: "Writes msg at error level. It does not stop the run; use fail() for that.", Fn: logAt(slog.LevelError)},
 	},
 }
 
@@ -52,6 +52,9 @@ func logAt(level slog.Level) func(*starlark.Thread, *starlark.Builtin, starlark.
 		var msg string
 		if err := starlark.UnpackPositionalArgs(b.Name(), args, nil, 1, &msg); err != nil {
 			return nil, err
+		}
+		if env := EnvOf(thread); env != nil && env.Journal != nil && env.Journal.Replaying() {
+			return starlark.None, nil // written when the run first got here
 		}
 		attrs := make([]slog.Attr, 0, len(kwargs))
 		for _, kv := range kwargs {

@@ -30,11 +30,11 @@ var MonitorTable = &Table{
 		"against thresholds; all() reads every monitor at once; gauge() " +
 		"publishes a metric.",
 	Funcs: append(monitorFuncs(),
-		Func{Name: "all", Sig: "all()", Fn: monitorAll,
+		Func{Name: "all", Journal: Replayed, Sig: "all()", Fn: monitorAll,
 			Doc: "Reads every monitor concurrently with its defaults and returns struct(node, storage, smart, sensors, tunnel, errors, took): each monitor's reading (None when it failed), errors a dict monitor → message of the ones that failed (one failure never stops the others), took a dict monitor → duration. Fails only when the run is cancelled."},
-		Func{Name: "gauge_value", Sig: "gauge_value(name, labels={})", Fn: monitorGaugeValue,
+		Func{Name: "gauge_value", Journal: Replayed, Sig: "gauge_value(name, labels={})", Fn: monitorGaugeValue,
 			Doc: "Returns the value last published with gauge(name, ..., labels) in this agent process (a float), or None — for comparing a reading with the previous run's, e.g. a growing count."},
-		Func{Name: "gauge", Sig: "gauge(name, value, labels={})", Fn: monitorGauge,
+		Func{Name: "gauge", Journal: Once, Sig: "gauge(name, value, labels={})", Fn: monitorGauge,
 			Doc: "Publishes value (int or float) as gauge name with labels (dict of name → str or int) on the agent's metrics endpoint, which prefixes the name. Names and label names match [a-z_][a-z0-9_]*; label names must not start with \"__\". Returns None; without a metrics sink it does nothing."},
 	),
 }
@@ -85,7 +85,7 @@ func withoutArgs(m monitor) func(*starlark.Builtin, starlark.Tuple, []starlark.T
 func monitorFuncs() []Func {
 	fs := make([]Func, 0, len(monitors)+2)
 	for _, d := range monitors {
-		fs = append(fs, Func{Name: d.name, Sig: d.sig, Doc: d.doc, Fn: monitorBuiltin(d)})
+		fs = append(fs, Func{Name: d.name, Journal: Replayed, Sig: d.sig, Doc: d.doc, Fn: monitorBuiltin(d)})
 	}
 	return fs
 }

@@ -22,10 +22,10 @@ var NotifyTable = &Table{
 	Doc:  "A playbook's own notification to the people who watch this host, through the agent's configured channels (a signed webhook, mail); delivery is retried in the background and never blocks the run.",
 	Funcs: []Func{
 		{
-			Name: "send",
-			Sig:  `send(message, level="info", **fields)`,
-			Doc:  `Queues message (with the run id, the playbook and each field as text) on every configured channel and returns True; returns False, and logs a warning, when the agent has no channel configured (as under felhom-agent run). level is "info", "warning" or "critical". It does not wait for delivery.`,
-			Fn:   notifySend,
+			Name: "send", Journal: Once,
+			Sig: `send(message, level="info", **fields)`,
+			Doc: `Queues message (with the run id, the playbook and each field as text) on every configured channel and returns True; returns False, and logs a warning, when the agent has no channel configured (as under felhom-agent run). level is "info", "warning" or "critical". It does not wait for delivery.`,
+			Fn:  notifySend,
 		},
 	},
 }

@@ -48,64 +48,64 @@ var ProxmoxTable = &Table{
 		"and change guests through worker tasks that are waited for by " +
 		"default. Mutations of one guest are serialized across runs.",
 	Funcs: []Func{
-		{Name: "node", Sig: "node()", Fn: pveNode,
+		{Name: "node", Journal: Pure, Sig: "node()", Fn: pveNode,
 			Doc: "Returns the name of the node this agent manages (a string). Makes no request."},
-		{Name: "version", Sig: "version()", Fn: pveVersion, Returns: versionShape,
+		{Name: "version", Journal: Replayed, Sig: "version()", Fn: pveVersion, Returns: versionShape,
 			Doc: "Returns struct(version, release, repoid) of the Proxmox VE API."},
-		{Name: "nodes", Sig: "nodes()", Fn: pveNodes, Returns: ListOf(nodeShape),
+		{Name: "nodes", Journal: Replayed, Sig: "nodes()", Fn: pveNodes, Returns: ListOf(nodeShape),
 			Doc: "Returns the cluster's nodes: a list of struct(node, status, cpu (0..1), maxcpu, mem, maxmem, disk, maxdisk, uptime (duration))."},
-		{Name: "node_status", Sig: "node_status()", Fn: pveNodeStatus, Returns: nodeStatusShape,
+		{Name: "node_status", Journal: Replayed, Sig: "node_status()", Fn: pveNodeStatus, Returns: nodeStatusShape,
 			Doc: "Returns this node's status: struct(cpu (0..1), cpus, loadavg (3 floats), memory, rootfs, swap (each struct(total, used, free, percent)), uptime (duration), kernel, pveversion)."},
-		{Name: "resources", Sig: "resources(type=\"\")", Fn: pveResources, Returns: ListOf(resourceShape),
+		{Name: "resources", Journal: Replayed, Sig: "resources(type=\"\")", Fn: pveResources, Returns: ListOf(resourceShape),
 			Doc: "Returns the cluster's resources, optionally only of type \"vm\", \"storage\", \"node\" or \"sdn\": a list of struct(id, type, node, name, status, storage, vmid, cpu, maxcpu, mem, maxmem, disk, maxdisk, uptime, template)."},
-		{Name: "guests", Sig: "guests()", Fn: pveGuests, Returns: ListOf(guestShape),
+		{Name: "guests", Journal: Replayed, Sig: "guests()", Fn: pveGuests, Returns: ListOf(guestShape),
 			Doc: "Returns every guest of this node, LXC containers and QEMU VMs, ordered by vmid: a list of struct(type (\"lxc\" or \"qemu\"), vmid, name, status, lock, template, tags (list), cpus, cpu, mem, maxmem, disk, maxdisk, uptime)."},
-		{Name: "guest", Sig: "guest(vmid)", Fn: pveGuest, Returns: guestStatusShape,
+		{Name: "guest", Journal: Replayed, Sig: "guest(vmid)", Fn: pveGuest, Returns: guestStatusShape,
 			Doc: "Returns the current status of guest vmid, of either kind: struct(type, vmid, name, status, running, qmpstatus (VMs: QEMU's own state, e.g. \"paused\"; \"\" for containers), lock, template, cpus, cpu, mem, maxmem, disk, maxdisk, swap, maxswap (0 for VMs), uptime). Fails with a not-found error when it does not exist."},
-		{Name: "config", Sig: "config(vmid)", Fn: pveConfig, Returns: guestConfigShape,
+		{Name: "config", Journal: Replayed, Sig: "config(vmid)", Fn: pveConfig, Returns: guestConfigShape,
 			Doc: "Returns guest vmid's configuration: struct(type, name (a VM's name, a container's hostname), hostname (containers), description (with PVE's trailing newline), ostype, arch, cores, sockets (VMs), cpu (VMs: the CPU type), machine, bios, boot, agent (VMs, as written), memory, swap, onboot, template, unprivileged, lock, tags, features, digest, rootfs (containers: struct(volume, path, size, options); None for VMs), mountpoints (containers: dict \"mpN\" → struct), drives (VMs: dict \"scsi0\", \"virtio0\", \"ide2\", \"efidisk0\", ... → struct(volume, size, media, options)), nets (dict \"netN\" → struct(name (containers), model (VMs), bridge, hwaddr, link_down, ip, gateway, ip6, gateway6, tag, firewall, options)), raw (dict of every key as PVE wrote it))."},
-		{Name: "storages", Sig: "storages()", Fn: pveStorages, Returns: ListOf(storageShape),
+		{Name: "storages", Journal: Replayed, Sig: "storages()", Fn: pveStorages, Returns: ListOf(storageShape),
 			Doc: "Returns the storage configuration: a list of struct(storage, type, content (list), path, shared, enabled, active, total, used, avail, used_percent, prune_backups); usage fields are 0 here."},
-		{Name: "node_storages", Sig: "node_storages()", Fn: pveNodeStorages, Returns: ListOf(storageShape),
+		{Name: "node_storages", Journal: Replayed, Sig: "node_storages()", Fn: pveNodeStorages, Returns: ListOf(storageShape),
 			Doc: "Returns this node's storages with state and usage, as storages() shapes them."},
-		{Name: "content", Sig: "content(storage, content=\"\", vmid=0)", Fn: pveContent, Returns: ListOf(volumeShape),
+		{Name: "content", Journal: Replayed, Sig: "content(storage, content=\"\", vmid=0)", Fn: pveContent, Returns: ListOf(volumeShape),
 			Doc: "Returns the volumes on storage, optionally only of one content type (\"backup\", \"vztmpl\", ...) and guest: a list of struct(volid, content, format, subtype (backups: \"lxc\" or \"qemu\"), vmid, size, ctime (time or None), notes, protected, verification (Proxmox Backup Server snapshots: \"ok\", \"failed\", or \"\" when never verified), encrypted (PBS: the key fingerprint, \"\" when not encrypted)). A PBS snapshot's volid is STORAGE:backup/ct/101/2026-12-01T03:00:00Z (vm/… for a VM), its format pbs-ct or pbs-vm."},
-		{Name: "snapshots", Sig: "snapshots(vmid)", Fn: pveSnapshots, Returns: ListOf(snapshotShape),
+		{Name: "snapshots", Journal: Replayed, Sig: "snapshots(vmid)", Fn: pveSnapshots, Returns: ListOf(snapshotShape),
 			Doc: "Returns guest vmid's snapshots (without PVE's \"current\"): a list of struct(name, description, parent, snaptime (time or None), vmstate (VMs: the snapshot holds the RAM, so a rollback resumes the VM))."},
-		{Name: "tasks", Sig: "tasks(vmid=0, type=\"\", source=\"\", errors=False, limit=0)", Fn: pveTasks, Returns: ListOf(taskListShape),
+		{Name: "tasks", Journal: Replayed, Sig: "tasks(vmid=0, type=\"\", source=\"\", errors=False, limit=0)", Fn: pveTasks, Returns: ListOf(taskListShape),
 			Doc: "Returns this node's tasks, filtered by guest, worker type, source (\"active\", \"archive\", \"all\"), only failed ones, and count (0: PVE's default of 50): a list of struct(upid, node, type, id, user, status, exitstatus, ok, starttime, endtime (None while running))."},
-		{Name: "wait_status", Sig: "wait_status(vmid, status=\"running\", timeout=\"60s\")", Fn: pveWaitStatus, Returns: guestStatusShape,
+		{Name: "wait_status", Journal: Replayed, Sig: "wait_status(vmid, status=\"running\", timeout=\"60s\")", Fn: pveWaitStatus, Returns: guestStatusShape,
 			Doc: "Polls guest vmid until its status is status (\"running\" or \"stopped\") and returns the guest as guest() does; fails when timeout passes first, naming the status last seen. A started task's OK does not promise the guest is up yet; this does."},
-		{Name: "next_id", Sig: "next_id()", Fn: pveNextID,
+		{Name: "next_id", Journal: Replayed, Sig: "next_id()", Fn: pveNextID,
 			Doc: "Returns the next free guest id (an int). Another client may take it before you use it."},
-		{Name: "disks", Sig: "disks()", Fn: pveDisks, Returns: ListOf(diskShape),
+		{Name: "disks", Journal: Replayed, Sig: "disks()", Fn: pveDisks, Returns: ListOf(diskShape),
 			Doc: "Returns this node's physical disks: a list of struct(devpath, model, serial, vendor, type, health, wwn, used, size, rpm, gpt)."},
-		{Name: "smart", Sig: "smart(disk)", Fn: pveSmart, Returns: smartShape,
+		{Name: "smart", Journal: Replayed, Sig: "smart(disk)", Fn: pveSmart, Returns: smartShape,
 			Doc: "Returns PVE's SMART data of disk (a device path such as \"/dev/sda\"): struct(health, passed, type (\"ata\" or \"text\"), text, attributes (list of struct(id, name, value, worst, threshold, raw, flags, fail)))."},
 
-		{Name: "restore", Sig: "restore(vmid, archive, storage=\"\", force=False, unique=False, start=False, hostname=\"\", wait=True, timeout=None)", Fn: pveRestore, Returns: taskShape,
+		{Name: "restore", Journal: Mutation, Sig: "restore(vmid, archive, storage=\"\", force=False, unique=False, start=False, hostname=\"\", wait=True, timeout=None)", Fn: pveRestore, Returns: taskShape,
 			Doc: "Restores backup archive (a volid: a vzdump file or a Proxmox Backup Server snapshot) as guest vmid, of the kind the archive holds (a container archive with POST /nodes/{node}/lxc, a VM's with POST /nodes/{node}/qemu), onto storage (\"\": the archive's), overwriting an existing guest only with force = True, with new MAC addresses with unique = True, starting it with start = True. hostname applies only to container archives. Returns the task (see the mutation contract)."},
-		{Name: "vzdump", Sig: "vzdump(vmid=None, *, storage, vmids=[], all=False, mode=\"snapshot\", compress=\"zstd\", notes=\"\", remove=False, wait=True, timeout=None)", Fn: pveVzdump, Returns: taskShape,
+		{Name: "vzdump", Journal: Mutation, Sig: "vzdump(vmid=None, *, storage, vmids=[], all=False, mode=\"snapshot\", compress=\"zstd\", notes=\"\", remove=False, wait=True, timeout=None)", Fn: pveVzdump, Returns: taskShape,
 			Doc: "Backs up one guest (vmid), several (vmids) or every guest (all = True) — exactly one of the three — to storage, in mode \"snapshot\", \"suspend\" or \"stop\", compressed with \"zstd\", \"gzip\", \"lzo\", \"1\" (lzo) or \"0\" (none), with a notes template; remove = True lets PVE prune by the storage's retention. Returns the task; for one guest, waited for, its volid is the archive (the guest's oldest backup on storage from after the task's start: PVE names archives by the time vzdump began them) and its backups the guest's backups on storage as listed after the task, one listing serving an archive check and a retention plan. Locks every guest it backs up."},
-		{Name: "snapshot", Sig: "snapshot(vmid, name, description=\"\", vmstate=False, wait=True, timeout=None)", Fn: pveSnapshot, Returns: taskShape,
+		{Name: "snapshot", Journal: Mutation, Sig: "snapshot(vmid, name, description=\"\", vmstate=False, wait=True, timeout=None)", Fn: pveSnapshot, Returns: taskShape,
 			Doc: "Takes snapshot name of guest vmid. vmstate = True (VMs only; refused for a container) saves a running VM's RAM too, so a rollback resumes it. Returns the task."},
-		{Name: "rollback", Sig: "rollback(vmid, name, wait=True, timeout=None)", Fn: pveRollback, Returns: taskShape,
+		{Name: "rollback", Journal: Mutation, Sig: "rollback(vmid, name, wait=True, timeout=None)", Fn: pveRollback, Returns: taskShape,
 			Doc: "Rolls guest vmid back to snapshot name; the guest is stopped afterwards, unless the snapshot holds a VM's RAM (vmstate), which resumes it. On a ZFS pool only the most recent snapshot can be rolled back to (PVE refuses the others). Returns the task."},
-		{Name: "delete_snapshot", Sig: "delete_snapshot(vmid, name, wait=True, timeout=None)", Fn: pveDeleteSnapshot, Returns: taskShape,
+		{Name: "delete_snapshot", Journal: Mutation, Sig: "delete_snapshot(vmid, name, wait=True, timeout=None)", Fn: pveDeleteSnapshot, Returns: taskShape,
 			Doc: "Deletes snapshot name of guest vmid. Returns the task."},
-		{Name: "start", Sig: "start(vmid, wait=True, timeout=None)", Fn: pveStart, Returns: taskShape,
+		{Name: "start", Journal: Mutation, Sig: "start(vmid, wait=True, timeout=None)", Fn: pveStart, Returns: taskShape,
 			Doc: "Starts guest vmid. Returns the task; fails if it is already running."},
-		{Name: "stop", Sig: "stop(vmid, wait=True, timeout=None)", Fn: pveStop, Returns: taskShape,
+		{Name: "stop", Journal: Mutation, Sig: "stop(vmid, wait=True, timeout=None)", Fn: pveStop, Returns: taskShape,
 			Doc: "Stops guest vmid at once (no clean shutdown). Returns the task. PVE refuses it for a stopped container; for a stopped VM the task succeeds doing nothing."},
-		{Name: "reboot", Sig: "reboot(vmid, wait=True, timeout=None)", Fn: pveReboot, Returns: taskShape,
+		{Name: "reboot", Journal: Mutation, Sig: "reboot(vmid, wait=True, timeout=None)", Fn: pveReboot, Returns: taskShape,
 			Doc: "Reboots running guest vmid cleanly (shutdown, then start). Returns the task; fails if the guest is not running."},
-		{Name: "shutdown", Sig: "shutdown(vmid, timeout=0, wait=True)", Fn: pveShutdown, Returns: taskShape,
+		{Name: "shutdown", Journal: Mutation, Sig: "shutdown(vmid, timeout=0, wait=True)", Fn: pveShutdown, Returns: taskShape,
 			Doc: "Shuts guest vmid down cleanly; timeout (int seconds or a duration) is how long PVE waits for it, 0 meaning PVE's default (60 s). Returns the task. The wait is bounded by the agent's wait timeout."},
-		{Name: "delete_guest", Sig: "delete_guest(vmid, purge=False, wait=True, timeout=None)", Fn: pveDeleteGuest, Returns: taskShape,
+		{Name: "delete_guest", Journal: Mutation, Sig: "delete_guest(vmid, purge=False, wait=True, timeout=None)", Fn: pveDeleteGuest, Returns: taskShape,
 			Doc: "Destroys guest vmid and its volumes; purge = True also removes it from backup jobs, replication and HA. Returns the task; fails if the guest is running."},
-		{Name: "delete_volume", Sig: "delete_volume(storage, volid, wait=True, timeout=None)", Fn: pveDeleteVolume, Returns: taskShape,
+		{Name: "delete_volume", Journal: Mutation, Sig: "delete_volume(storage, volid, wait=True, timeout=None)", Fn: pveDeleteVolume, Returns: taskShape,
 			Doc: "Deletes volume volid (e.g. an old backup archive) from storage. Returns the task. Takes no guest lock."},
-		{Name: "set_config", Sig: "set_config(vmid, set={}, delete=[], wait=True, timeout=None)", Fn: pveSetConfig, Returns: taskShape,
+		{Name: "set_config", Journal: Mutation, Sig: "set_config(vmid, set={}, delete=[], wait=True, timeout=None)", Fn: pveSetConfig, Returns: taskShape,
 			Doc: "Changes guest vmid's configuration: set maps keys to str, int or bool values (bools are written 1/0), delete lists keys to remove. A container's change applies synchronously (PUT): then it returns a task with sync = True, upid \"\", status \"stopped\" and exitstatus \"OK\". A VM's change is a qmconfig task (POST), waited for like any other."},
 	},
 }
@@ -388,9 +388,24 @@ type mutation struct {
 	timeout durationArg
 	storage string // vzdump's target, to find the archive
 	do      func(ctx context.Context, api guestMutator) (proxmox.UPID, error)
+	// worker and workerID are the task PVE starts for it (vzsnapshot on
+	// "101"), for finding it in the node's task list when the request's
+	// answer was lost; worker "" means it starts none that can be found
+	// (a container's synchronous config change).
+	worker, workerID string
 }
 
-// mutate carries out the mutation contract documented on [ProxmoxTable].
+// workerType is PVE's worker type of action on a guest of kind: "vz" for
+// containers, "qm" for VMs (vzstart, qmsnapshot, ...).
+func workerType(kind proxmox.GuestKind, action string) string {
+	if kind == proxmox.QEMU {
+		return "qm" + action
+	}
+	return "vz" + action
+}
+
+// mutate carries out the mutation contract documented on [ProxmoxTable],
+// journaled (see [Mutation]) when the run has a journal.
 func mutate(env *Env, api GuestAPI, b *starlark.Builtin, m mutation) (starlark.Value, error) {
 	ctx := env.Context
 	unlock, err := lockGuests(ctx, env.Locks, m.lock)
@@ -399,7 +414,7 @@ func mutate(env *Env, api GuestAPI, b *starlark.Builtin, m mutation) (starlark.V
 	}
 	defer unlock()
 	start := time.Now()
-	upid, err := m.do(ctx, api)
+	upid, err := send(env, api, b, m)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
@@ -421,6 +436,94 @@ func mutate(env *Env, api GuestAPI, b *starlark.Builtin, m mutation) (starlark.V
 	}
 	env.Logger.Info("task finished", "builtin", b.Name(), "upid", upid, "exitstatus", r.ExitStatus, "took", r.Duration)
 	return r.value(), nil
+}
+
+// send sends m's request and returns its task. In a journaled run it
+// writes the intent first and the UPID as soon as the request returns; a
+// call the journal holds pending is not sent again blindly: a recorded
+// UPID is returned as it is, an intent without one is looked up in the
+// node's task list (adopted when found) and sent again only when Proxmox
+// shows no such task. A request whose answer was lost (ErrAmbiguous) is
+// looked up the same way.
+func send(env *Env, api GuestAPI, b *starlark.Builtin, m mutation) (proxmox.UPID, error) {
+	ctx, call := env.Context, env.call
+	if call == nil || env.Journal == nil {
+		return m.do(ctx, api)
+	}
+	j := call.entry
+	switch {
+	case j.State == EntryPending && j.UPID != "":
+		upid, err := proxmox.ParseUPID(j.UPID)
+		if err != nil {
+			return proxmox.UPID{}, fmt.Errorf("the journal's UPID: %w", err)
+		}
+		env.Journal.Note("waited")
+		env.Logger.Info("resumed: waiting for the task the run had started", "builtin", b.Name(), "upid", upid)
+		return upid, nil
+	case j.State == EntryPending:
+		upid, found, err := findStarted(env, api, m, j.Intent)
+		if err != nil {
+			return proxmox.UPID{}, err
+		}
+		if found {
+			return adopt(env, b, j.Seq, upid)
+		}
+		env.Journal.Note("reissued")
+		env.Logger.Warn("resumed: the request the run was sending never started a task on the host; sending it again", "builtin", b.Name(), "worker", m.worker, "id", m.workerID)
+	default:
+		if err := env.Journal.Intent(j.Seq); err != nil {
+			return proxmox.UPID{}, fmt.Errorf("%w: recording its intent: %w", proxmox.ErrNotSent, err)
+		}
+	}
+	intent := time.Now()
+	upid, err := m.do(ctx, api)
+	if err != nil && proxmox.IsAmbiguous(err) && m.worker != "" && ctx.Err() == nil {
+		// The request may have started a task: ask the host.
+		found, ok, ferr := findStarted(env, api, m, intent.Add(-time.Second))
+		if ferr == nil && ok {
+			return adopt(env, b, j.Seq, found)
+		}
+		return proxmox.UPID{}, err
+	}
+	if err != nil || upid.IsZero() {
+		return upid, err
+	}
+	if err := env.Journal.Started(j.Seq, upid.String()); err != nil {
+		env.Logger.Error("recording the task's UPID in the journal failed", "builtin", b.Name(), "upid", upid, "err", err)
+	}
+	return upid, nil
+}
+
+// adopt takes upid as the task of journaled call seq.
+func adopt(env *Env, b *starlark.Builtin, seq int, upid proxmox.UPID) (proxmox.UPID, error) {
+	env.Journal.Note("adopted")
+	env.Logger.Warn("adopted the task the host shows this request started (its answer was lost)", "builtin", b.Name(), "upid", upid)
+	if err := env.Journal.Started(seq, upid.String()); err != nil {
+		return proxmox.UPID{}, fmt.Errorf("recording the adopted task %s: %w", upid, err)
+	}
+	return upid, nil
+}
+
+// taskFinder is the lookup of a task a lost request may have started
+// (*proxmox.Client.FindStartedTask).
+type taskFinder interface {
+	FindStartedTask(ctx context.Context, worker, id string, since time.Time, skip func(proxmox.UPID) bool) (proxmox.Task, bool, error)
+}
+
+// findStarted looks for the task m's request would have started since
+// the given time, skipping tasks any run already claimed. It fails (the
+// outcome is unknown, never guessed) when the host cannot be asked or m
+// starts no task that can be found.
+func findStarted(env *Env, api GuestAPI, m mutation, since time.Time) (proxmox.UPID, bool, error) {
+	f, ok := api.(taskFinder)
+	if m.worker == "" || !ok {
+		return proxmox.UPID{}, false, fmt.Errorf("%w: the agent stopped while sending this request, and whether it was applied cannot be looked up", proxmox.ErrAmbiguous)
+	}
+	t, found, err := f.FindStartedTask(env.Context, m.worker, m.workerID, since, func(u proxmox.UPID) bool { return env.Journal.Claimed(u.String()) })
+	if err != nil {
+		return proxmox.UPID{}, false, fmt.Errorf("%w: %w", proxmox.ErrAmbiguous, err)
+	}
+	return t.UPID, found, nil
 }
 
 // lockGuests takes the agent's lock on every guest in vmids, in ascending
@@ -476,6 +579,7 @@ func pveRestore(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 		return nil, fmt.Errorf("%s: hostname applies only to LXC containers; archive %s holds a QEMU VM (its name comes with the archive; change it with set_config)", b.Name(), o.Archive)
 	}
 	m.lock = []int{o.VMID}
+	m.worker, m.workerID = workerType(o.Kind, "restore"), strconv.Itoa(o.VMID)
 	m.do = func(ctx context.Context, api guestMutator) (proxmox.UPID, error) {
 		upid, err := api.RestoreGuest(ctx, o)
 		if err == nil {
@@ -576,6 +680,10 @@ func pveVzdump(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 		}
 	}
 	m.storage = o.Storage
+	m.worker = "vzdump"
+	if len(o.VMIDs) == 1 {
+		m.workerID = strconv.Itoa(o.VMIDs[0])
+	}
 	m.do = func(ctx context.Context, api guestMutator) (proxmox.UPID, error) { return api.Vzdump(ctx, o) }
 	return mutate(env, api, b, m)
 }
@@ -595,7 +703,7 @@ func checkSnapshotName(name string) error {
 // call do on the locked guest. do takes the client first so method
 // expressions such as guestMutator.Start fit it.
 func guestMutation(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple,
-	extra []any, check func(kind proxmox.GuestKind, vmid int) error,
+	action string, extra []any, check func(kind proxmox.GuestKind, vmid int) error,
 	do func(api guestMutator, ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.UPID, error)) (starlark.Value, error) {
 	var (
 		vmid VMID
@@ -620,6 +728,7 @@ func guestMutation(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 		}
 	}
 	m.lock = []int{int(vmid)}
+	m.worker, m.workerID = workerType(kind, action), strconv.Itoa(int(vmid))
 	m.do = func(ctx context.Context, api guestMutator) (proxmox.UPID, error) {
 		return do(api, ctx, kind, int(vmid))
 	}
@@ -628,7 +737,7 @@ func guestMutation(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 
 func pveSnapshot(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var o proxmox.SnapshotOptions
-	return guestMutation(thread, b, args, kwargs,
+	return guestMutation(thread, b, args, kwargs, "snapshot",
 		[]any{"name", &o.Name, "description?", &o.Description, "vmstate?", &o.VMState},
 		func(kind proxmox.GuestKind, vmid int) error {
 			if err := checkSnapshotName(o.Name); err != nil {
@@ -646,7 +755,7 @@ func pveSnapshot(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 
 func pveRollback(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name string
-	return guestMutation(thread, b, args, kwargs,
+	return guestMutation(thread, b, args, kwargs, "rollback",
 		[]any{"name", &name},
 		func(proxmox.GuestKind, int) error { return nonEmptyArg("name", name) },
 		func(api guestMutator, ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.UPID, error) {
@@ -656,7 +765,7 @@ func pveRollback(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 
 func pveDeleteSnapshot(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name string
-	return guestMutation(thread, b, args, kwargs,
+	return guestMutation(thread, b, args, kwargs, "delsnapshot",
 		[]any{"name", &name},
 		func(proxmox.GuestKind, int) error { return nonEmptyArg("name", name) },
 		func(api guestMutator, ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.UPID, error) {
@@ -665,15 +774,15 @@ func pveDeleteSnapshot(thread *starlark.Thread, b *starlark.Builtin, args starla
 }
 
 func pveStart(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	return guestMutation(thread, b, args, kwargs, nil, nil, guestMutator.Start)
+	return guestMutation(thread, b, args, kwargs, "start", nil, nil, guestMutator.Start)
 }
 
 func pveStop(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	return guestMutation(thread, b, args, kwargs, nil, nil, guestMutator.Stop)
+	return guestMutation(thread, b, args, kwargs, "stop", nil, nil, guestMutator.Stop)
 }
 
 func pveReboot(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	return guestMutation(thread, b, args, kwargs, nil, nil, guestMutator.Reboot)
+	return guestMutation(thread, b, args, kwargs, "reboot", nil, nil, guestMutator.Reboot)
 }
 
 func pveShutdown(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -700,6 +809,7 @@ func pveShutdown(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
 	m.lock = []int{int(vmid)}
+	m.worker, m.workerID = workerType(kind, "shutdown"), strconv.Itoa(int(vmid))
 	m.do = func(ctx context.Context, api guestMutator) (proxmox.UPID, error) {
 		return api.Shutdown(ctx, kind, int(vmid), secs)
 	}
@@ -708,7 +818,7 @@ func pveShutdown(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 
 func pveDeleteGuest(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var purge bool
-	return guestMutation(thread, b, args, kwargs,
+	return guestMutation(thread, b, args, kwargs, "destroy",
 		[]any{"purge?", &purge}, nil,
 		func(api guestMutator, ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.UPID, error) {
 			upid, err := api.DeleteGuest(ctx, kind, vmid, purge)
@@ -737,6 +847,10 @@ func pveDeleteVolume(thread *starlark.Thread, b *starlark.Builtin, args starlark
 	env, api, err := proxmoxEnv(thread, b)
 	if err != nil {
 		return nil, err
+	}
+	m.worker, m.workerID = "imgdel", storage
+	if _, owner, ok := proxmox.ArchiveKind(volid); ok && owner != 0 {
+		m.workerID = strconv.Itoa(owner) + "@" + storage // as PVE names it (Storage/Content.pm)
 	}
 	m.do = func(ctx context.Context, api guestMutator) (proxmox.UPID, error) {
 		return api.DeleteVolume(ctx, storage, volid)
@@ -779,6 +893,9 @@ func pveSetConfig(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tu
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
 	m.lock = []int{int(vmid)}
+	if kind == proxmox.QEMU {
+		m.worker, m.workerID = "qmconfig", strconv.Itoa(int(vmid))
+	}
 	m.do = func(ctx context.Context, api guestMutator) (proxmox.UPID, error) {
 		return api.SetConfig(ctx, kind, int(vmid), values, deletes)
 	}

@@ -31,7 +31,7 @@ var (
 		Funcs: []Func{
 			upstream(startime.Module, "from_timestamp", "from_timestamp(sec, nsec=0)", "Returns the time of the Unix timestamp sec seconds (plus nsec nanoseconds) after 1970-01-01 UTC."),
 			upstream(startime.Module, "is_valid_timezone", "is_valid_timezone(loc)", "Reports whether loc is a time zone name the host knows, such as \"Europe/Budapest\"."),
-			refusingArgs(upstream(startime.Module, "now", "now()", "Returns the current local time on the run's clock: the host's, or in a playbook test the simulated host's (sim.now(), moved by sim.advance).")),
+			journaledAs(Replayed, refusingArgs(upstream(startime.Module, "now", "now()", "Returns the current local time on the run's clock: the host's, or in a playbook test the simulated host's (sim.now(), moved by sim.advance)."))),
 			upstream(startime.Module, "parse_duration", "parse_duration(d)", "Parses a duration string such as \"1h30m\" or \"90s\"."),
 			upstream(startime.Module, "parse_time", `parse_time(x, format="2006-01-02T15:04:05Z07:00", location="UTC")`, "Parses the time string x in Go's layout syntax (RFC 3339 by default) in the named location."),
 			upstream(startime.Module, "time", `time(year=0, month=0, day=0, hour=0, minute=0, second=0, nanosecond=0, location="UTC")`, "Returns the time yyyy-mm-dd hh:mm:ss + nanosecond in the named location, normalizing out-of-range values as Go's time.Date does (month = 0 is December of the year before)."),
@@ -55,9 +55,10 @@ func upstream(m *starlarkstruct.Module, name, sig, doc string) Func {
 		panic(fmt.Sprintf("builtins: %s.%s is not an upstream builtin", m.Name, name))
 	}
 	return Func{
-		Name: name,
-		Sig:  sig,
-		Doc:  doc,
+		Name:    name,
+		Sig:     sig,
+		Doc:     doc,
+		Journal: Pure,
 		Fn: func(thread *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 			// Upstream unpacks its own arguments, and its errors carry
 			// its own name (unqualified for time's members).
@@ -77,6 +78,13 @@ func refusingArgs(f Func) Func {
 		}
 		return inner(thread, b, nil, nil)
 	}
+	return f
+}
+
+// journaledAs is f declared as journaled by j: time.now is a source of
+// variation, answered from the journal on replay.
+func journaledAs(j Journaling, f Func) Func {
+	f.Journal = j
 	return f
 }
 

@@ -48,6 +48,10 @@ type Func struct {
 	// returns something else or check should not reason about it. See
 	// [Shape] for the invariant that holds it true.
 	Returns *Shape
+	// Journal declares how the builtin is journaled in a durable run
+	// ([Journaling]); the zero value is no declaration, which Check
+	// refuses.
+	Journal Journaling
 	// Fn implements it. It starts with starlark.UnpackArgs.
 	Fn func(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error)
 }
@@ -72,7 +76,7 @@ func qualified(table, name string) string {
 func (t *Table) Module() *starlarkstruct.Module {
 	m := &starlarkstruct.Module{Name: t.Name, Members: make(starlark.StringDict, len(t.Funcs)+len(t.Attrs))}
 	for _, f := range t.Funcs {
-		fn := f.Fn
+		fn := journaled(f.Journal, f.Fn)
 		if t.Waits {
 			fn = parking(fn)
 		}
@@ -108,6 +112,9 @@ func (t *Table) Check() error {
 		}
 		if strings.TrimSpace(f.Doc) == "" {
 			bad(".%s: no Doc", f.Name)
+		}
+		if f.Journal == journalingUnset || f.Journal > Mutation {
+			bad(".%s: declares no Journal (Pure, Replayed, Once or Mutation)", f.Name)
 		}
 		if f.Fn == nil {
 			bad(".%s: no Fn", f.Name)

@@ -40,6 +40,7 @@ var TaskTable = &Table{
 	Funcs: []Func{
 		{
 			Name:    "wait",
+			Journal: Replayed,
 			Sig:     "wait(task, timeout=None)",
 			Returns: taskShape,
 			Doc: "Blocks until the task stops and returns the finished task " +
@@ -55,6 +56,7 @@ var TaskTable = &Table{
 		},
 		{
 			Name:    "status",
+			Journal: Replayed,
 			Sig:     "status(task)",
 			Returns: taskStatusShape,
 			Doc: "Asks Proxmox once for the task's state and returns " +
@@ -63,16 +65,16 @@ var TaskTable = &Table{
 			Fn: taskStatus,
 		},
 		{
-			Name: "log",
-			Sig:  "log(task, tail=50)",
+			Name: "log", Journal: Replayed,
+			Sig: "log(task, tail=50)",
 			Doc: "Returns the task log as a list of strings: the last tail " +
 				"lines, or every line when tail = 0. The last line of a " +
 				"stopped task is PVE's \"TASK OK\" / \"TASK ERROR: ...\".",
 			Fn: taskLog,
 		},
 		{
-			Name: "stop",
-			Sig:  "stop(task)",
+			Name: "stop", Journal: Once,
+			Sig: "stop(task)",
 			Doc: "Asks Proxmox to stop a running task and returns None " +
 				"without waiting; follow with task.wait to see it end.",
 			Fn: taskStop,

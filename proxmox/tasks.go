@@ -44,6 +44,12 @@ func (c *Client) Tasks(ctx context.Context, f TaskFilter) ([]Task, error) {
 	if f.Limit > 0 {
 		q.Set("limit", strconv.Itoa(f.Limit))
 	}
+	if f.UserFilter != "" {
+		q.Set("userfilter", f.UserFilter)
+	}
+	if !f.Since.IsZero() {
+		q.Set("since", strconv.FormatInt(f.Since.Unix(), 10))
+	}
 	var ws []struct {
 		UPID      text `json:"upid"`
 		Type      text `json:"type"`
@@ -327,4 +333,37 @@ func (c *Client) VzdumpBackups(ctx context.Context, upid UPID, storage string) (
 			upid, vmid, storage, upid.StartTime.UTC().Format(time.RFC3339))
 	}
 	return made.VolID, backups, nil
+}
+
+// FindStartedTask looks in this node's task list (active and archived)
+// for a task of worker type worker on worker id id, started by this
+// client's token at or after since, whose UPID skip does not refuse; it
+// returns the oldest such task. It answers the question a mutation whose
+// request may or may not have reached Proxmox asks — did it start? —
+// from Proxmox itself (GET /nodes/{node}/tasks with typefilter, vmid,
+// userfilter and since, as pve-manager's PVE/API2/Tasks.pm filters them).
+// A worker id that is not a vmid is matched on the listed id only.
+func (c *Client) FindStartedTask(ctx context.Context, worker, id string, since time.Time, skip func(UPID) bool) (Task, bool, error) {
+	f := TaskFilter{TypeFilter: worker, Source: "all", UserFilter: c.cfg.Token.ID, Since: since, Limit: 500}
+	if vmid, err := strconv.Atoi(id); err == nil && vmid >= MinVMID && vmid <= MaxVMID {
+		f.VMID = vmid
+	}
+	ts, err := c.Tasks(ctx, f)
+	if err != nil {
+		return Task{}, false, fmt.Errorf("look for a %s task of %s started since %s: %w", worker, id, since.UTC().Format(time.RFC3339), err)
+	}
+	var found Task
+	ok := false
+	for _, t := range ts {
+		switch {
+		case t.UPID.Type != worker, t.UPID.ID != id, t.UPID.StartTime.Before(since.Truncate(time.Second)),
+			!strings.EqualFold(t.User, c.cfg.Token.ID) && !strings.EqualFold(t.UPID.User, c.cfg.Token.ID),
+			skip != nil && skip(t.UPID):
+			continue
+		}
+		if !ok || t.UPID.StartTime.Before(found.UPID.StartTime) {
+			found, ok = t, true
+		}
+	}
+	return found, ok, nil
 }

@@ -266,6 +266,12 @@ type TaskFilter struct {
 	Source     string // active, archive, all (PVE's default: archive)
 	Errors     bool   // only failed tasks
 	Limit      int    // PVE's default is 50
+	// UserFilter keeps tasks whose user contains it (PVE matches it
+	// case-insensitively as a substring: Tasks.pm `userfilter`).
+	UserFilter string
+	// Since keeps tasks started at or after it (whole seconds; PVE's
+	// `since`); zero does not filter.
+	Since time.Time
 }
 
 // TaskStatus is GET /nodes/{node}/tasks/{upid}/status.

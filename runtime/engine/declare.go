@@ -37,6 +37,13 @@ type Declaration struct {
 	Timeout time.Duration
 	// Concurrent allows runs of this playbook to overlap.
 	Concurrent bool
+	// Resume: a run the agent's stop interrupted resumes at the agent's
+	// next start from its journal (same id, parameters and version),
+	// instead of being undone.
+	Resume bool
+	// UndoTimeout bounds the run's compensations (undo()) once it failed;
+	// 0 means DefaultUndoTimeout.
+	UndoTimeout time.Duration
 	// Pos is where playbook(...) was called.
 	Pos syntax.Position
 
@@ -79,8 +86,8 @@ var PlaybookTable = &builtins.Table{
 	Name: "",
 	Doc:  "Declaring a playbook. Each playbook file calls playbook() once at its top level; a loaded module (a file in a subdirectory) must not. The declaration is read when the file loads, before anything runs.",
 	Funcs: []builtins.Func{{
-		Name: "playbook",
-		Sig:  `playbook(*, name, run, params={}, schedule="", jitter=None, triggers=[], timeout=None, concurrent=False, doc=None)`,
+		Name: "playbook", Journal: builtins.Pure,
+		Sig: `playbook(*, name, run, params={}, schedule="", jitter=None, triggers=[], timeout=None, concurrent=False, resume=False, undo_timeout=None, doc=None)`,
 		Doc: `Declares this file's playbook. Keyword arguments only:
   name        unique name, [a-z][a-z0-9_-]*, used by "felhom-agent trigger NAME", timers and the run store
   run         the entry point: a function taking one argument, ctx
@@ -90,6 +97,12 @@ var PlaybookTable = &builtins.Table{
   triggers    names of hub triggers that start this playbook
   timeout     a run's deadline: "4h", a time duration, or seconds; None means the agent's default
   concurrent  allow runs of this playbook to overlap (default: a second run is refused)
+  resume      True: a run the agent's stop interrupted (a crash, kill -9, a stop past the grace period) resumes at the
+              agent's next start — same run id, parameters and playbook version — by re-executing from the top with every
+              builtin call answered from the run's journal until it ends, then going on live; a recorded Proxmox task is
+              waited for, never sent again. False: such a run is replayed to where it stopped and its undo() compensations
+              run. Either way a run that diverges from its journal ("non-deterministic replay at file:line:col") is undone.
+  undo_timeout  how long the compensations registered with undo() may take in all once the run failed (default "10m")
   doc         description; defaults to the file's docstring
 ctx has the fields params, run_id, playbook, version (of the sources) and trigger ("cli", "timer", "hub", ...).
 What run returns is the run's result: None, or values json.encode accepts (durations and times become strings).
@@ -127,16 +140,18 @@ func playbookBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark
 		timeout    starlark.Value = starlark.None
 		jitter     starlark.Value = starlark.None
 		concurrent bool
+		resume     bool
+		undoT      starlark.Value = starlark.None
 		doc        starlark.Value = starlark.None
 	)
 	if err := starlark.UnpackArgs(b.Name(), nil, kwargs,
 		"name", &name, "run", &run, "params?", &params, "schedule?", &schedule, "jitter?", &jitter,
-		"triggers?", &triggers, "timeout?", &timeout, "concurrent?", &concurrent, "doc?", &doc,
+		"triggers?", &triggers, "timeout?", &timeout, "concurrent?", &concurrent, "resume?", &resume, "undo_timeout?", &undoT, "doc?", &doc,
 	); err != nil {
 		return nil, err
 	}
 	pos, _ := sourcePos(thread.CallStack())
-	d := &Declaration{Name: name, Schedule: schedule, Concurrent: concurrent, Pos: pos, run: run}
+	d := &Declaration{Name: name, Schedule: schedule, Concurrent: concurrent, Resume: resume, Pos: pos, run: run}
 	if !namePattern.MatchString(name) {
 		return nil, builtins.Errorf(b, "name %q: want lower-case letters, digits, '-' and '_', starting with a letter", name)
 	}
@@ -177,6 +192,16 @@ func playbookBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark
 			return nil, builtins.Errorf(b, "timeout: must be longer than zero (omit it for the agent's default)")
 		}
 		d.Timeout = time.Duration(dur)
+	}
+	if undoT != starlark.None {
+		var dur builtins.Duration
+		if err := dur.Unpack(undoT); err != nil {
+			return nil, builtins.Errorf(b, "undo_timeout: %w", err)
+		}
+		if dur <= 0 {
+			return nil, builtins.Errorf(b, "undo_timeout: must be longer than zero (omit it for the default)")
+		}
+		d.UndoTimeout = time.Duration(dur)
 	}
 	if doc != starlark.None {
 		s, ok := starlark.AsString(doc)
@@ -266,15 +291,15 @@ var ParamTable = &builtins.Table{
 	Name: "param",
 	Doc:  "Parameter declarations for playbook(params = {...}). A parameter without a default is required; default = None makes it optional with the value None. Values given to a run (--param k=v, or JSON from the hub) are checked against the declaration before the run starts.",
 	Funcs: []builtins.Func{
-		{Name: "string", Sig: `string(default=?, doc="", pattern="", max_len=0)`, Doc: "A string: valid UTF-8 without NUL bytes. pattern is a regular expression (RE2 syntax, as Go's regexp) the whole value must match; max_len bounds its length in bytes (0: no bound).", Fn: stringParam},
-		{Name: "int", Sig: `int(default=?, doc="", min=None, max=None)`, Doc: "A 64-bit integer, at least min and at most max when they are given.", Fn: intParam},
-		{Name: "vmid", Sig: `vmid(default=?, doc="")`, Doc: "A Proxmox VE guest id: an integer 100..999999999 (PVE's pve-vmid format). In a run it is an int.", Fn: vmidParam},
-		{Name: "hostname", Sig: `hostname(default=?, doc="", fqdn=False)`, Doc: "A host name as Proxmox VE accepts it (RFC 1123): one DNS label of letters, digits and inner '-', at most 63 bytes (PVE's pve-node format); with fqdn = True labels joined by '.', at most 253 bytes (PVE's dns-name). In a run it is a string.", Fn: hostnameParam},
-		{Name: "bool", Sig: `bool(default=?, doc="")`, Doc: "True or False; on the command line true/false/1/0.", Fn: scalarParam(KindBool)},
-		{Name: "duration", Sig: `duration(default=?, doc="")`, Doc: "A length of time: \"90s\", \"1h30m\" or whole seconds. The value is a time duration.", Fn: scalarParam(KindDuration)},
-		{Name: "secret", Sig: `secret(doc="")`, Doc: "A string (valid UTF-8 without NUL bytes) that the agent never writes in clear: run records show [redacted], and its value is replaced by [redacted] in the run's log, its error, its fail() message and its result (as given, and JSON-escaped; a transformed value — upper-cased, encoded, a slice of it — is not recognised, so never log one). It has no default, since a default would be in the playbook's source.", Fn: secretParam},
-		{Name: "enum", Sig: `enum(values, default=?, doc="")`, Doc: "One of values, a non-empty list of distinct strings.", Fn: enumParam},
-		{Name: "list", Sig: `list(elem, default=?, doc="")`, Doc: "A list whose elements are of the type elem (a param.string, int, bool, duration or enum without default). On the command line: comma-separated (101,102) or a JSON array.", Fn: listParam},
+		{Name: "string", Journal: builtins.Pure, Sig: `string(default=?, doc="", pattern="", max_len=0)`, Doc: "A string: valid UTF-8 without NUL bytes. pattern is a regular expression (RE2 syntax, as Go's regexp) the whole value must match; max_len bounds its length in bytes (0: no bound).", Fn: stringParam},
+		{Name: "int", Journal: builtins.Pure, Sig: `int(default=?, doc="", min=None, max=None)`, Doc: "A 64-bit integer, at least min and at most max when they are given.", Fn: intParam},
+		{Name: "vmid", Journal: builtins.Pure, Sig: `vmid(default=?, doc="")`, Doc: "A Proxmox VE guest id: an integer 100..999999999 (PVE's pve-vmid format). In a run it is an int.", Fn: vmidParam},
+		{Name: "hostname", Journal: builtins.Pure, Sig: `hostname(default=?, doc="", fqdn=False)`, Doc: "A host name as Proxmox VE accepts it (RFC 1123): one DNS label of letters, digits and inner '-', at most 63 bytes (PVE's pve-node format); with fqdn = True labels joined by '.', at most 253 bytes (PVE's dns-name). In a run it is a string.", Fn: hostnameParam},
+		{Name: "bool", Journal: builtins.Pure, Sig: `bool(default=?, doc="")`, Doc: "True or False; on the command line true/false/1/0.", Fn: scalarParam(KindBool)},
+		{Name: "duration", Journal: builtins.Pure, Sig: `duration(default=?, doc="")`, Doc: "A length of time: \"90s\", \"1h30m\" or whole seconds. The value is a time duration.", Fn: scalarParam(KindDuration)},
+		{Name: "secret", Journal: builtins.Pure, Sig: `secret(doc="")`, Doc: "A string (valid UTF-8 without NUL bytes) that the agent never writes in clear: run records show [redacted], and its value is replaced by [redacted] in the run's log, its error, its fail() message and its result (as given, and JSON-escaped; a transformed value — upper-cased, encoded, a slice of it — is not recognised, so never log one). It has no default, since a default would be in the playbook's source.", Fn: secretParam},
+		{Name: "enum", Journal: builtins.Pure, Sig: `enum(values, default=?, doc="")`, Doc: "One of values, a non-empty list of distinct strings.", Fn: enumParam},
+		{Name: "list", Journal: builtins.Pure, Sig: `list(elem, default=?, doc="")`, Doc: "A list whose elements are of the type elem (a param.string, int, bool, duration or enum without default). On the command line: comma-separated (101,102) or a JSON array.", Fn: listParam},
 	},
 }
 

@@ -23,6 +23,8 @@ const (
 	KindParams     = "params"      // refused: invalid parameters
 	KindBusy       = "busy"        // refused: the playbook is already running
 	KindInternal   = "internal"    // a builtin panicked (a bug in the agent)
+	KindReplay     = "replay"      // a resumed run diverged from its journal (and was undone)
+	KindInterrupt  = "interrupted" // the agent stopped while it ran, and it was undone rather than resumed
 )
 
 // Result is the record of one run, as the run store keeps it and the CLI
@@ -48,11 +50,20 @@ type Result struct {
 	Started  time.Time       `json:"started"`
 	Finished time.Time       `json:"finished"`
 	Steps    uint64          `json:"steps"` // Starlark execution steps used
+	// Undo is what the run's compensations (undo()) did, in the order
+	// they ran (newest registration first); empty when none ran.
+	Undo []UndoStep `json:"undo,omitempty"`
 	// Err is the failure itself, for errors.As on the typed errors it
 	// wraps (*proxmox.TaskError, *proxmox.APIError, *ParamError). It is
 	// not part of the record, and unlike Error, Backtrace and Output it is
 	// not scrubbed of secret parameter values: never print it.
 	Err error `json:"-"`
+}
+
+// UndoStep is one compensation that ran.
+type UndoStep struct {
+	Call  string `json:"call"`            // fn(args) (registered at file:line:col)
+	Error string `json:"error,omitempty"` // why it failed; "" when it succeeded
 }
 
 // Duration is how long the run took.

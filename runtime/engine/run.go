@@ -23,7 +23,24 @@ const (
 	DefaultMaxConcurrent = 16
 	DefaultTimeout       = time.Hour
 	DefaultMaxMemory     = 512 << 20 // bytes of Go heap
+	DefaultUndoTimeout   = 10 * time.Minute
 )
+
+// ErrInterrupt is the cancel cause with which the agent stops a run when
+// it stops itself (past the grace period): the run ends interrupted, its
+// compensations do not run, and it resumes (or is undone) at the next
+// start. A routine restart never undoes work in flight.
+var ErrInterrupt = errors.New("the agent stopped while the run was running")
+
+// Journal is a run's journal as the engine drives it: the builtins'
+// journal, and the start of the undo path (where the body's replay ends
+// and the compensations' calls begin).
+type Journal interface {
+	builtins.Journal
+	// BeginUndo marks, once, that the run's compensations start, with
+	// why; a run replayed into its undo path consumes the mark it wrote.
+	BeginUndo(reason string) error
+}
 
 // Config configures an [Engine]. The zero value runs playbooks with no
 // Proxmox client or host operations (builtins needing them fail, naming
@@ -66,6 +83,17 @@ type RunOptions struct {
 	// playbook=NAME added; the daemon passes one that also writes to the
 	// run store. nil means Config.Logger.
 	Logger *slog.Logger
+	// Journal journals the run's builtin calls and answers them when the
+	// run is resumed or replayed (see builtins.Journal); nil: not
+	// journaled.
+	Journal Journal
+	// StopReason is the error a run replayed only to be undone ends with
+	// once it reached where it stopped (builtins.ErrReplayStop).
+	StopReason string
+	// Stopping, when it ends with ErrInterrupt as its cause, interrupts
+	// the run's compensations too (they resume at the next start). nil:
+	// only the undo timeout bounds them.
+	Stopping context.Context
 }
 
 // An Engine runs playbooks. It is safe for concurrent use; each run has
@@ -202,26 +230,44 @@ func (e *Engine) Run(ctx context.Context, pb *Playbook, params *Params, opts Run
 
 	logger.LogAttrs(runCtx, slog.LevelInfo, "run started", slog.String("version", pb.ShortVersion()),
 		slog.String("trigger", res.Trigger), slog.Any("params", res.Params))
-	e.execute(runCtx, pb, params, res, logger)
+	undo := e.execute(runCtx, pb, params, res, logger, opts)
+	if res.Status != runstate.Succeeded && res.Status != runstate.Interrupted && undo != nil {
+		e.runUndo(ctx, pb, res, logger, opts, undo)
+	}
 	return res
 }
 
-// execute runs the entry function on a new thread and fills in res.
-func (e *Engine) execute(ctx context.Context, pb *Playbook, params *Params, res *Result, logger *slog.Logger) {
+// execute runs the entry function on a new thread and fills in res. It
+// returns what the undo path needs, or nil when the run registered no
+// compensation.
+func (e *Engine) execute(ctx context.Context, pb *Playbook, params *Params, res *Result, logger *slog.Logger, opts RunOptions) (undo *undoPath) {
 	// The memory guard ends the run's context too, so a builtin that is
 	// waiting returns and a stuck call is abandoned like a timed-out one.
 	ctx, stopRun := context.WithCancelCause(ctx)
 	defer stopRun(nil)
 	env := e.cfg.Env
 	env.Context, env.Logger = ctx, logger
+	env.Undo = new(builtins.UndoStack)
+	if opts.Journal != nil {
+		env.Journal = opts.Journal
+	}
+	defer func() {
+		if env.Undo.Len() > 0 {
+			undo = &undoPath{env: env, params: params}
+		}
+	}()
 	var budgetSpent atomic.Bool
 	budget := e.cfg.MaxSteps
 	// The thread stops every memoryProbeSteps steps to mark progress for
 	// the memory guard, and at the budget for good.
 	var progress atomic.Uint64
 	thread := &starlark.Thread{
-		Name:  res.ID,
-		Print: func(_ *starlark.Thread, msg string) { logger.InfoContext(ctx, msg) },
+		Name: res.ID,
+		Print: func(_ *starlark.Thread, msg string) {
+			if env.Journal == nil || !env.Journal.Replaying() {
+				logger.InfoContext(ctx, msg)
+			}
+		},
 		Load: func(*starlark.Thread, string) (starlark.StringDict, error) {
 			return nil, errors.New("load() runs only while a file loads")
 		},
@@ -316,7 +362,19 @@ func (e *Engine) execute(ctx context.Context, pb *Playbook, params *Params, res 
 	}
 
 	var pe *panicError
+	var de *builtins.DivergenceError
 	switch {
+	case errors.As(err, &de):
+		res.fail(runstate.Failed, KindReplay, de.Error(), err)
+	case errors.Is(err, builtins.ErrReplayStop):
+		reason := opts.StopReason
+		if reason == "" {
+			reason = ErrInterrupt.Error()
+		}
+		res.fail(runstate.Failed, KindInterrupt, reason, err)
+		if pos := errPos(err); pos != "" {
+			logger.Info("replayed the run to where it stopped", "at", pos)
+		}
 	case errors.As(err, &pe):
 		logger.Error("builtin panicked", "panic", fmt.Sprint(pe.value), "stack", string(pe.stack))
 		res.fail(runstate.Failed, KindInternal, fmt.Sprintf("internal error: %v", pe.value), err)
@@ -340,6 +398,7 @@ func (e *Engine) execute(ctx context.Context, pb *Playbook, params *Params, res 
 		}
 		res.failAt(runstate.Failed, kind, "", err)
 	}
+	return
 }
 
 // abandonGrace is how long a run whose context ended (deadline, cancel,
@@ -406,6 +465,13 @@ func (r *Result) failAt(status runstate.Status, kind, msg string, err error) {
 func (r *Result) stopped(ctx context.Context, when string) {
 	cause := context.Cause(ctx)
 	var te *timeoutError
+	if errors.Is(cause, ErrInterrupt) {
+		r.Status, r.Error, r.Err = runstate.Interrupted, cause.Error(), cause
+		if when != "" {
+			r.Error += " " + when
+		}
+		return
+	}
 	if errors.As(cause, &te) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		r.Status, r.Error = runstate.TimedOut, cause.Error()
 	} else {

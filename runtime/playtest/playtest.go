@@ -76,7 +76,7 @@ var testGlobals = &builtins.Table{
 	Name: "",
 	Doc:  "Test files only.",
 	Funcs: []builtins.Func{{
-		Name:    "run_playbook",
+		Name: "run_playbook", Journal: builtins.Pure,
 		Sig:     "run_playbook(file, params={})",
 		Doc:     `Runs the playbook file (relative to the playbooks root) on the test's simulated host, as "felhom-agent run" would, and returns struct(status, result, error, kind, run): status is succeeded, failed, cancelled, timed_out or refused (bad parameters); result is what the playbook returned (None when it failed).`,
 		Fn:      runPlaybook,

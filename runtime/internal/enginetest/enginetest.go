@@ -84,7 +84,7 @@ func Table(sig *Signal) *builtins.Table {
 		Doc:   "Test builtins.",
 		Waits: true, // test.block waits like a Proxmox call
 		Funcs: []builtins.Func{
-			{Name: "block", Sig: "block()", Doc: "Waits until the run's context ends or the test releases it.", Fn: func(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+			{Name: "block", Journal: builtins.Pure, Sig: "block()", Doc: "Waits until the run's context ends or the test releases it.", Fn: func(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 				if err := starlark.UnpackArgs(b.Name(), args, kwargs); err != nil {
 					return nil, err
 				}
@@ -109,7 +109,7 @@ func Table(sig *Signal) *builtins.Table {
 					return starlark.None, nil
 				}
 			}},
-			{Name: "vzdump", Sig: "vzdump()", Doc: "Fails like a vzdump task without the privilege.", Fn: func(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+			{Name: "vzdump", Journal: builtins.Pure, Sig: "vzdump()", Doc: "Fails like a vzdump task without the privilege.", Fn: func(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 				if err := starlark.UnpackArgs(b.Name(), args, kwargs); err != nil {
 					return nil, err
 				}
@@ -118,7 +118,7 @@ func Table(sig *Signal) *builtins.Table {
 				}
 				return nil, builtins.Errorf(b, "%w", TaskError)
 			}},
-			{Name: "act", Sig: "act()", Doc: "Acts: refuses at load time.", Fn: func(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+			{Name: "act", Journal: builtins.Pure, Sig: "act()", Doc: "Acts: refuses at load time.", Fn: func(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 				if err := starlark.UnpackArgs(b.Name(), args, kwargs); err != nil {
 					return nil, err
 				}
@@ -127,7 +127,7 @@ func Table(sig *Signal) *builtins.Table {
 				}
 				return starlark.True, nil
 			}},
-			{Name: "panic", Sig: "panic()", Doc: "Panics.", Fn: func(*starlark.Thread, *starlark.Builtin, starlark.Tuple, []starlark.Tuple) (starlark.Value, error) {
+			{Name: "panic", Journal: builtins.Pure, Sig: "panic()", Doc: "Panics.", Fn: func(*starlark.Thread, *starlark.Builtin, starlark.Tuple, []starlark.Tuple) (starlark.Value, error) {
 				panic("test.panic called")
 			}},
 		},
