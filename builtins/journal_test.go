@@ -13,6 +13,7 @@ import (
 
 	startime "go.starlark.net/lib/time"
 	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
 
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 )
@@ -236,7 +237,7 @@ func runJournalScript(t *testing.T, env *Env, src string) (starlark.Value, error
 	t.Helper()
 	thread := &starlark.Thread{Name: t.Name()}
 	SetEnv(thread, env)
-	g, err := starlark.ExecFile(thread, t.Name()[:0]+".star", src, journalModules(t))
+	g, err := starlark.ExecFileOptions(&syntax.FileOptions{}, thread, t.Name()[:0]+".star", src, journalModules(t))
 	if err != nil {
 		return nil, err
 	}
