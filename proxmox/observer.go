@@ -32,7 +32,9 @@ type Observer interface {
 // sent unless the run's record can be written (it writes the mutation's
 // intent first). BeforeMutation runs synchronously on the caller's
 // goroutine, like the Observer's methods; its error is returned to the
-// caller wrapped with [ErrNotSent].
+// caller wrapped with [ErrNotSent]. [Privileged] asks it too, before each
+// fenced command that changes the host, with method "EXEC" and the
+// command line as path.
 type MutationGate interface {
 	BeforeMutation(ctx context.Context, method, path string) error
 }

@@ -109,8 +109,29 @@ func (p *Privileged) CreateGoldenLXC(ctx context.Context, spec GoldenSpec) error
 	if err != nil {
 		return err
 	}
+	if err := gateRoot(ctx, opCreateGolden, argv); err != nil {
+		return err
+	}
 	if _, err := p.run.Run(ctx, argv); err != nil {
 		return fmt.Errorf("%s: pct create %d: %w", opCreateGolden, spec.VMID, err)
+	}
+	return nil
+}
+
+// gateRoot asks the context's [MutationGate], if any, before a fenced
+// command that changes the host (pct create, mount) runs, as the Client
+// asks it before an API mutation: with method "EXEC" and the validated
+// command line as the path. A refusal runs nothing and is returned
+// wrapping [ErrNotSent] and the gate's error. Reads (smartctl, sensors)
+// are not gated.
+func gateRoot(ctx context.Context, op string, argv []string) error {
+	gate, ok := observerFrom(ctx).(MutationGate)
+	if !ok {
+		return nil
+	}
+	line := strings.Join(argv, " ")
+	if err := gate.BeforeMutation(ctx, "EXEC", line); err != nil {
+		return fmt.Errorf("%s: %s: %w: %w", op, argv[0], ErrNotSent, err)
 	}
 	return nil
 }
@@ -171,6 +192,9 @@ func (p *Privileged) MountUSBByUUID(ctx context.Context, uuid, target string) (s
 		return "", err
 	}
 	if err := checkNoSymlinks(opMountUSB, p.prefix, target); err != nil {
+		return "", err
+	}
+	if err := gateRoot(ctx, opMountUSB, argv); err != nil {
 		return "", err
 	}
 	if _, err := p.run.Run(ctx, argv); err != nil {

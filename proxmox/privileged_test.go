@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // recordingRunner records every argv and answers with canned output. It is
@@ -521,5 +522,69 @@ func TestMountRefusesSymlinks(t *testing.T) {
 		if strings.Contains(strings.Join(argv, " "), "evil") {
 			t.Errorf("ran %q through a symbolic link", argv)
 		}
+	}
+}
+
+// rootGate is an Observer and MutationGate that records what it is asked.
+type rootGate struct {
+	refuse error
+	asked  []string
+}
+
+func (g *rootGate) Request(RequestInfo)                               {}
+func (g *rootGate) TaskStarted(UPID)                                  {}
+func (g *rootGate) TaskWaited(UPID, time.Duration, TaskStatus, error) {}
+func (g *rootGate) BeforeMutation(_ context.Context, method, path string) error {
+	g.asked = append(g.asked, method+" "+path)
+	return g.refuse
+}
+
+// TestPrivilegedGated: the fenced commands that change the host ask the
+// context's MutationGate first, with their command line; a refusal runs
+// nothing and is ErrNotSent wrapping the gate's error. Reads are not
+// gated: they change nothing a record must hold.
+func TestPrivilegedGated(t *testing.T) {
+	full := errors.New("run store: database or disk is full")
+	ops := []struct {
+		name, want string
+		do         func(ctx context.Context, p *Privileged) error
+	}{
+		{"golden", "EXEC pct create 9100 local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst --hostname golden --cores 1 --memory 512 --rootfs local-lvm:8 --net0 name=eth0,bridge=vmbr0,ip=dhcp --features keyctl=1,nesting=1 --unprivileged 0",
+			func(ctx context.Context, p *Privileged) error {
+				return p.CreateGoldenLXC(ctx, GoldenSpec{VMID: 9100, Template: "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst", Hostname: "golden", Storage: "local-lvm"})
+			}},
+		{"mount", "EXEC mount -o nodev,nosuid,noexec UUID=ABCD-1234 /mnt/felhom/a",
+			func(ctx context.Context, p *Privileged) error {
+				_, err := p.MountUSBByUUID(ctx, "ABCD-1234", "/mnt/felhom/a")
+				return err
+			}},
+	}
+	for _, op := range ops {
+		t.Run(op.name, func(t *testing.T) {
+			r := &recordingRunner{}
+			g := &rootGate{}
+			if err := op.do(WithObserver(context.Background(), g), newTestPrivileged(t, r)); err != nil {
+				t.Fatalf("with an approving gate: %v", err)
+			}
+			if !r.called() || !slices.Equal(g.asked, []string{op.want}) {
+				t.Fatalf("gate asked %q, runner called %v; want %q asked, then the command run", g.asked, r.called(), op.want)
+			}
+
+			r = &recordingRunner{}
+			g = &rootGate{refuse: full}
+			err := op.do(WithObserver(context.Background(), g), newTestPrivileged(t, r))
+			if !errors.Is(err, ErrNotSent) || !errors.Is(err, full) || !strings.HasPrefix(err.Error(), "host.") {
+				t.Errorf("with a refusing gate: %v; want a host.* error wrapping ErrNotSent and the gate's error", err)
+			}
+			if r.called() {
+				t.Errorf("a refused %s ran %q", op.name, r.calls)
+			}
+		})
+	}
+
+	r := &recordingRunner{out: fixture(t, "smartctl_ata.json")}
+	g := &rootGate{refuse: full}
+	if _, err := newTestPrivileged(t, r).SMART(WithObserver(context.Background(), g), "/dev/sda"); err != nil || len(g.asked) != 0 {
+		t.Errorf("SMART under a refusing gate: %v, gate asked %q; want the read run, ungated", err, g.asked)
 	}
 }

@@ -18,7 +18,8 @@ import (
 // a task's end when a wait sees it.
 //
 // It is how the store fails closed: a mutation whose intent cannot be
-// written is not sent (proxmox.MutationGate), and a run whose record
+// written is not sent (proxmox.MutationGate; a fenced root command that
+// changes the host is gated the same way), and a run whose record
 // cannot be written — its intent or its UPID — is stopped there, so it
 // sends no further mutation.
 type runTasks struct {

@@ -230,3 +230,50 @@ func TestStoreDamagedRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestStoreDiskFullRootOp: a fenced root command that changes the host
+// (`pct create`) is gated on the store like an API mutation: with the
+// disk full, the run stops before it and the command is never attempted.
+// The production exec runner is used (privileged enabled, no sudo) and
+// /usr/sbin/pct is absent here, so an attempted exec shows in the run's
+// error as that path; a gated one never names it.
+func TestStoreDiskFullRootOp(t *testing.T) {
+	t.Parallel()
+	requireServe(t)
+	if _, err := os.Stat("/usr/sbin/pct"); err == nil {
+		skip(t, "/usr/sbin/pct exists on this machine: the suite never runs real root tools")
+	}
+	mnt := smallFS(t, 4<<20)
+	sim := startSim(t, "--task-duration", "1500ms")
+	a := startAgent(t, agentOpts{
+		env:       append(sim.env(), "FELHOM_AGENT_PRIVILEGED_ENABLED=true", "FELHOM_AGENT_PRIVILEGED_SUDO=false"),
+		playbooks: filepath.Join(mustAbs(t, "testdata"), "store"),
+		stateDir:  filepath.Join(mnt, "state"),
+	})
+
+	code, ans := a.trigger(t, "root-1", "rootop", map[string]any{"vmid": 101})
+	if code != http.StatusAccepted || len(ans.Runs) != 1 {
+		t.Fatalf("trigger: HTTP %d %+v", code, ans)
+	}
+	id := ans.Runs[0].ID
+	a.waitRun(t, id, 30*time.Second, "to record its snapshot task", func(r api.Run) bool { return len(r.Tasks) >= 1 })
+	fill(t, filepath.Join(mnt, "filler"))
+
+	// The snapshot ends within its 1.5 s; then comes pct create.
+	eventually(t, 30*time.Second, "the run to stop at the full store, or to attempt pct", func() (bool, string) {
+		log := a.proc.stderr.String()
+		return strings.Contains(log, "stopping the run before its next mutation") || strings.Contains(log, "/usr/sbin/pct"), "neither yet"
+	})
+	if err := os.Remove(filepath.Join(mnt, "filler")); err != nil {
+		t.Fatal(err)
+	}
+	r := a.waitRun(t, id, 60*time.Second, "to have its end recorded", finished)
+	attempted := strings.Contains(a.proc.stderr.String(), "/usr/sbin/pct") || strings.Contains(r.Error, "/usr/sbin/pct")
+	if attempted {
+		t.Errorf("pct create was attempted on a full store (run %s: %q); want the run stopped before it", r.Status, r.Error)
+	}
+	if r.Status != "cancelled" || !strings.Contains(r.Error, "could not record") {
+		t.Errorf("the run is recorded %s %q; want cancelled saying its record could not be written", r.Status, r.Error)
+	}
+	record(t, "disk full before a fenced root command (pct create)", "run %s; pct attempted: %v", r.Status, attempted)
+}
