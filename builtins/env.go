@@ -46,6 +46,9 @@ type Env struct {
 	Tunnel string
 	// Wait tunes every task wait a builtin does.
 	Wait proxmox.WaitOptions
+	// Progress tunes what a task wait writes to the run log while the
+	// task runs: its new log lines and a heartbeat (progress.go).
+	Progress ProgressOptions
 	// Now is the run's clock, which time.now() reads; nil means the
 	// host's. Playbook tests give the simulated host's, so that a test
 	// moves time for the playbook and the host at once (sim.advance).
@@ -160,6 +163,7 @@ type guestLister interface {
 // taskWaiter is what waiting for a task needs: the proxmox module's
 // mutations (which wait by default) and task.wait.
 type taskWaiter interface {
+	proxmox.TaskLogSource // the progress of a wait (progress.go)
 	WaitTask(ctx context.Context, upid proxmox.UPID, o proxmox.WaitOptions) (proxmox.TaskStatus, error)
 	VzdumpBackups(ctx context.Context, upid proxmox.UPID, storage string) (string, []proxmox.Volume, error)
 }
@@ -168,7 +172,6 @@ type taskWaiter interface {
 type taskAPI interface {
 	taskWaiter
 	TaskStatusOnce(ctx context.Context, upid proxmox.UPID) (proxmox.TaskStatus, error)
-	TaskLog(ctx context.Context, upid proxmox.UPID, start, limit int) ([]proxmox.LogLine, error)
 	TaskLogTail(ctx context.Context, upid proxmox.UPID, n int) ([]string, error)
 	StopTask(ctx context.Context, upid proxmox.UPID) error
 }

@@ -430,7 +430,7 @@ func mutate(env *Env, api GuestAPI, b *starlark.Builtin, m mutation) (starlark.V
 		r.Duration = time.Since(start)
 		return r.value(), nil
 	}
-	r, err = finish(ctx, api, r, waitOptions(env, m.timeout), start)
+	r, err = finish(env, api, r, waitOptions(env, m.timeout), start)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}

@@ -127,14 +127,18 @@ func waitOptions(env *Env, timeout durationArg) proxmox.WaitOptions {
 	return o
 }
 
-// finish waits for upid and fills in r. WaitTask returns the client's
-// *proxmox.TaskError for a failed task, which passes through unchanged.
-// For a one-guest vzdump (PVE names the guest in the UPID's id only then)
-// with a known storage, it finds the archive in one listing of the guest's
-// backups, which the task struct carries on (so a check of the archive and
-// a retention plan need no listing of their own).
-func finish(ctx context.Context, api taskWaiter, r taskResult, o proxmox.WaitOptions, start time.Time) (taskResult, error) {
+// finish waits for upid and fills in r; while it waits, the task's log
+// and a heartbeat go to the run log (progress.go). WaitTask returns the
+// client's *proxmox.TaskError for a failed task, which passes through
+// unchanged. For a one-guest vzdump (PVE names the guest in the UPID's id
+// only then) with a known storage, it finds the archive in one listing of
+// the guest's backups, which the task struct carries on (so a check of the
+// archive and a retention plan need no listing of their own).
+func finish(env *Env, api taskWaiter, r taskResult, o proxmox.WaitOptions, start time.Time) (taskResult, error) {
+	ctx := env.Context
+	stop := watchTask(ctx, env.Logger, api, r.UPID, env.Progress)
 	st, err := api.WaitTask(ctx, r.UPID, o)
+	stop()
 	if err != nil {
 		return r, err
 	}
@@ -233,7 +237,7 @@ func taskWait(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	if t.sync {
 		return syncResult(0).value(), nil
 	}
-	r, err := finish(env.Context, api, taskResult{UPID: t.upid, Storage: t.storage}, waitOptions(env, timeout), start)
+	r, err := finish(env, api, taskResult{UPID: t.upid, Storage: t.storage}, waitOptions(env, timeout), start)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}

@@ -212,25 +212,62 @@ func (c *call) vzdump() response {
 	dur := st.sim.taskDuration()
 	startAt := st.vzdumpLockFree()
 	job.waited = startAt.After(st.now)
+	intro := []string{"INFO: starting new backup job: " + job.cmdline}
+	if job.waited {
+		intro = append(intro, "INFO: trying to get global lock - waiting...")
+	}
 	t := st.startTask(c.tok.id, taskSpec{
 		typ: "vzdump", id: id, vmid: failVMID, duration: dur * time.Duration(max(len(vmids), 1)),
 		startAt: startAt, checks: checks, cleanup: job.releaseAll,
-		intro: []string{"INFO: starting new backup job: " + job.cmdline},
+		intro: intro,
 		work:  job.run,
 	})
 	job.per = dur
-	// Each guest is locked only during its own slot (locks.go).
-	begin := t.end.Add(-dur * time.Duration(max(len(vmids), 1)))
-	for i, vmid := range vmids {
+	job.schedule(t)
+	return ok(t.id)
+}
+
+// schedule puts the job's steps on the state's timeline, so that its log
+// grows while it runs as vzdump's does: the job's start when the global
+// lock is free, then per guest, in its own slot, the guest's lock and the
+// lines up to "creating ... archive" at the slot's start, qemu-server's
+// progress lines through the slot, and the rest — the archive written,
+// the prune, "Finished Backup" — at its end. Each guest is locked only
+// during its own slot (locks.go).
+func (j *vzdumpJob) schedule(t *task) {
+	st, dur := j.st, j.per
+	begin := t.end.Add(-dur * time.Duration(max(len(j.vmids), 1)))
+	st.schedule(begin, func() {
+		if j.live(t) {
+			j.open(t)
+		}
+	})
+	for i, vmid := range j.vmids {
 		from := begin.Add(dur * time.Duration(i))
+		to := from.Add(dur)
 		st.schedule(from, func() {
 			if t.running {
-				job.lock(vmid)
+				j.lock(vmid)
+			}
+			if j.live(t) {
+				j.head(t, vmid, from)
 			}
 		})
-		st.schedule(from.Add(dur), func() { job.release(vmid) })
+		j.scheduleProgress(t, vmid, from, to)
+		st.schedule(to, func() {
+			if j.live(t) {
+				j.tail(t, vmid, from, to)
+			}
+			j.release(vmid)
+		})
 	}
-	return ok(t.id)
+}
+
+// live reports whether the job's steps still run: the task runs and will
+// do its work (no injected failure, no failed start, no privilege its
+// worker lacks — those end it with their error, as finish decides).
+func (j *vzdumpJob) live(t *task) bool {
+	return t.running && t.injected == "" && t.startErr == nil && j.st.denied(t.checks) == "" && j.fatal == nil
 }
 
 // vzdumpLockFree is when the node's global vzdump lock comes free: when
@@ -264,6 +301,20 @@ type vzdumpJob struct {
 	lockErr   map[int]error // guests whose lock_vm failed: locked by someone else
 	waited    bool
 	per       time.Duration
+	fatal     error              // the job's setup failed (storage): no guest is backed up
+	storageOf *storage           // the target, once open found it usable
+	slots     map[int]*guestSlot // per guest, what head found for tail
+	errors    int                // guests whose backup failed
+}
+
+// guestSlot is one guest's backup between its head and its tail.
+type guestSlot struct {
+	g                    *guest
+	err                  error // the backup failed at its head
+	mode                 string
+	pbs                  bool
+	disks                []string
+	name, format, target string
 }
 
 // skips reports whether an all=1 job leaves vmid out: a guest the token
@@ -302,37 +353,33 @@ func (j *vzdumpJob) releaseAll() {
 	}
 }
 
-func (j *vzdumpJob) run(t *task) error {
+// open is the job's start, once it holds the global lock: the storage
+// must be active and take backups, or the job fails before any guest.
+func (j *vzdumpJob) open(t *task) {
 	st := j.st
-	defer j.releaseAll()
 	if j.waited {
-		t.logf("INFO: trying to get global lock - waiting...")
 		t.logf("INFO: got global lock")
 	}
 	s, err := st.storage(j.storage)
 	switch {
 	case err != nil:
-		return failf("could not activate storage '%s': %s", j.storage, err)
+		j.fatal = failf("could not activate storage '%s': %s", j.storage, err)
 	case st.activate(s) != nil:
-		return failf("could not activate storage '%s': %s", j.storage, st.activate(s))
+		j.fatal = failf("could not activate storage '%s': %s", j.storage, st.activate(s))
 	case !s.supports("backup"):
-		return failf("could not get storage information for '%s': can't use storage '%s' for backups - wrong content type", j.storage, j.storage)
+		j.fatal = failf("could not get storage information for '%s': can't use storage '%s' for backups - wrong content type", j.storage, j.storage)
+	default:
+		j.storageOf = s
 	}
-	begin := t.end.Add(-j.per * time.Duration(max(len(j.vmids), 1)))
-	errors := 0
-	for i, vmid := range j.vmids {
-		if j.skips(vmid) {
-			continue
-		}
-		start := begin.Add(j.per * time.Duration(i))
-		if err := j.backup(t, s, vmid, start, start.Add(j.per)); err != nil {
-			t.logf("ERROR: Backup of VM %d failed - %s", vmid, err)
-			t.logf("INFO: Failed at %s", start.Add(j.per).Format("2006-01-02 15:04:05"))
-			errors++
-		}
-		j.release(vmid)
+}
+
+// run is the worker's end: every guest's slot has run (schedule).
+func (j *vzdumpJob) run(t *task) error {
+	defer j.releaseAll()
+	if j.fatal != nil {
+		return j.fatal
 	}
-	if errors > 0 {
+	if j.errors > 0 {
 		t.logf("INFO: Backup job finished with errors")
 		return failf("job errors")
 	}
@@ -340,14 +387,22 @@ func (j *vzdumpJob) run(t *task) error {
 	return nil
 }
 
-// backup is exec_backup_task for one guest: a container's tar or a VM's
-// vma archive on a file storage, or a snapshot on a Proxmox Backup Server
-// (pve-manager PVE/VZDump.pm: the PBS target is TYPE/VMID/TIME with the
-// backup time in UTC, file names use local time; qemu-server
-// PVE/VZDump/QemuServer.pm and pve-container PVE/VZDump/LXC.pm for the
-// kinds' own lines).
-func (j *vzdumpJob) backup(t *task, s *storage, vmid int, start, end time.Time) error {
-	st := j.st
+// head is exec_backup_task for one guest up to the archive it starts
+// writing: a container's tar or a VM's vma archive on a file storage, or a
+// snapshot on a Proxmox Backup Server (pve-manager PVE/VZDump.pm: the PBS
+// target is TYPE/VMID/TIME with the backup time in UTC, file names use
+// local time; qemu-server PVE/VZDump/QemuServer.pm and pve-container
+// PVE/VZDump/LXC.pm for the kinds' own lines).
+func (j *vzdumpJob) head(t *task, vmid int, start time.Time) {
+	st, s := j.st, j.storageOf
+	if j.skips(vmid) || s == nil {
+		return
+	}
+	sl := &guestSlot{}
+	if j.slots == nil {
+		j.slots = map[int]*guestSlot{}
+	}
+	j.slots[vmid] = sl
 	g, ok := st.guests[vmid]
 	kind := kindLXC
 	if ok {
@@ -356,22 +411,24 @@ func (j *vzdumpJob) backup(t *task, s *storage, vmid int, start, end time.Time) 
 	t.logf("INFO: Starting Backup of VM %d (%s)", vmid, kind)
 	t.logf("INFO: Backup started at %s", start.Format("2006-01-02 15:04:05"))
 	if !ok {
-		return failf("unable to find VM '%d'", vmid)
+		sl.err = failf("unable to find VM '%d'", vmid)
+		return
 	}
+	sl.g = g
 	status := "stopped"
 	if g.running {
 		status = "running"
 	}
 	t.logf("INFO: status = %s", status)
 	if err := j.lockErr[vmid]; err != nil {
-		return err
+		sl.err = err
+		return
 	}
 	mode := j.mode
 	if !g.running && !g.isQemu() {
 		mode = "stop"
 	}
-	pbs := s.typ == "pbs"
-	disks := st.guestVolumes(g)
+	sl.mode, sl.pbs, sl.disks = mode, s.typ == "pbs", st.guestVolumes(g)
 	if g.isQemu() {
 		t.logf("INFO: VM Name: %s", g.name())
 		for _, d := range st.guestDisks(g) {
@@ -385,29 +442,112 @@ func (j *vzdumpJob) backup(t *task, s *storage, vmid int, start, end time.Time) 
 	t.logf("INFO: ionice priority: 7")
 	if mode == "snapshot" && !g.isQemu() {
 		t.logf("INFO: create storage snapshot 'vzdump'")
-		for _, vol := range disks {
+		for _, vol := range sl.disks {
 			t.logf("  Logical volume \"snap_%s_vzdump\" created.", volumeName(vol))
 		}
 	}
-	var name, format, target string
 	switch {
-	case pbs:
+	case sl.pbs:
 		btype := "ct"
 		if g.isQemu() {
 			btype = "vm"
 		}
-		name = fmt.Sprintf("%s/%d/%s", btype, vmid, start.UTC().Format("2006-01-02T15:04:05Z"))
-		format, target = "pbs-"+btype, name
-		t.logf("INFO: creating Proxmox Backup Server archive '%s'", target)
+		sl.name = fmt.Sprintf("%s/%d/%s", btype, vmid, start.UTC().Format("2006-01-02T15:04:05Z"))
+		sl.format, sl.target = "pbs-"+btype, sl.name
+		t.logf("INFO: creating Proxmox Backup Server archive '%s'", sl.target)
 	case g.isQemu():
-		name = fmt.Sprintf("vzdump-qemu-%d-%s.vma%s", vmid, start.Format("2006_01_02-15_04_05"), compression[j.compress])
-		format, target = "vma"+compression[j.compress], s.path+"/dump/"+name
-		t.logf("INFO: creating vzdump archive '%s'", target)
+		sl.name = fmt.Sprintf("vzdump-qemu-%d-%s.vma%s", vmid, start.Format("2006_01_02-15_04_05"), compression[j.compress])
+		sl.format, sl.target = "vma"+compression[j.compress], s.path+"/dump/"+sl.name
+		t.logf("INFO: creating vzdump archive '%s'", sl.target)
 	default:
-		name = fmt.Sprintf("vzdump-lxc-%d-%s.tar%s", vmid, start.Format("2006_01_02-15_04_05"), compression[j.compress])
-		format, target = "tar"+compression[j.compress], s.path+"/dump/"+name
-		t.logf("INFO: creating vzdump archive '%s'", target)
+		sl.name = fmt.Sprintf("vzdump-lxc-%d-%s.tar%s", vmid, start.Format("2006_01_02-15_04_05"), compression[j.compress])
+		sl.format, sl.target = "tar"+compression[j.compress], s.path+"/dump/"+sl.name
+		t.logf("INFO: creating vzdump archive '%s'", sl.target)
 	}
+	if g.isQemu() {
+		if !g.running {
+			t.logf("INFO: starting kvm to execute backup task")
+		} else if g.conf["agent"] != "" && g.conf["agent"] != "0" {
+			t.logf("INFO: issuing guest-agent 'fs-freeze' command")
+		}
+		t.logf("INFO: started backup task '%08x-6b2e-4c1d-9f3a-%012x'", vmid, start.Unix())
+		if g.running {
+			if g.conf["agent"] != "" && g.conf["agent"] != "0" {
+				t.logf("INFO: issuing guest-agent 'fs-thaw' command")
+			}
+			t.logf("INFO: resuming VM again")
+		}
+	}
+}
+
+// scheduleProgress logs a VM's backup progress through its slot as
+// qemu-server's query_backup_status_loop does: a status line whenever the
+// percentage has changed and more than two seconds passed since the last
+// one, the 100% line at the end (tail). Containers' tar and PBS uploads
+// print nothing until they finish.
+func (j *vzdumpJob) scheduleProgress(t *task, vmid int, from, to time.Time) {
+	step := max(3*time.Second, to.Sub(from)/100)
+	last := -1
+	for at := from.Add(step); at.Before(to); at = at.Add(step) {
+		j.st.schedule(at, func() {
+			sl := j.slots[vmid]
+			if !j.live(t) || sl == nil || sl.err != nil || !sl.g.isQemu() {
+				return
+			}
+			total := sl.g.maxDisk()
+			elapsed := at.Sub(from)
+			pct := int(elapsed * 100 / to.Sub(from))
+			if pct == last || pct >= 100 {
+				return
+			}
+			last = pct
+			done := total / 100 * uint64(pct)
+			secs := max(to.Sub(from).Seconds(), 1)
+			t.logf("INFO: %3d%% (%s of %s) in %s, read: %s/s, write: %s/s", pct, vzdumpFormatSizeIEC(done), vzdumpFormatSizeIEC(total),
+				renderDuration(elapsed), vzdumpFormatSizeIEC(uint64(float64(total)/secs)), vzdumpFormatSizeIEC(uint64(float64(guestUsedBytes(sl.g))/secs)))
+		})
+	}
+}
+
+// renderDuration is pve-common PVE::Tools::render_duration: "1h 2m 5s".
+func renderDuration(d time.Duration) string {
+	rest := int64(d.Round(time.Second) / time.Second)
+	if rest <= 0 {
+		return "0s"
+	}
+	var parts []string
+	for _, u := range []struct {
+		unit string
+		secs int64
+	}{{"w", 7 * 24 * 3600}, {"d", 24 * 3600}, {"h", 3600}, {"m", 60}, {"s", 1}} {
+		if v := rest / u.secs; v > 0 {
+			parts = append(parts, fmt.Sprintf("%d%s", v, u.unit))
+			rest -= v * u.secs
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// tail is the rest of one guest's backup, at the end of its slot: the
+// archive written (or the disk full), the notes, the prune, the cleanup.
+func (j *vzdumpJob) tail(t *task, vmid int, start, end time.Time) {
+	sl := j.slots[vmid]
+	if sl == nil {
+		return // skipped, or the job never opened
+	}
+	if err := j.finishBackup(t, sl, vmid, start, end); err != nil {
+		t.logf("ERROR: Backup of VM %d failed - %s", vmid, err)
+		t.logf("INFO: Failed at %s", end.Format("2006-01-02 15:04:05"))
+		j.errors++
+	}
+}
+
+func (j *vzdumpJob) finishBackup(t *task, sl *guestSlot, vmid int, start, end time.Time) error {
+	if sl.err != nil {
+		return sl.err
+	}
+	st, s, g := j.st, j.storageOf, sl.g
+	mode, pbs, disks, name, format, target := sl.mode, sl.pbs, sl.disks, sl.name, sl.format, sl.target
 	size := archiveSize(g, j.compress)
 	if pbs {
 		size = guestUsedBytes(g)
@@ -427,21 +567,9 @@ func (j *vzdumpJob) backup(t *task, s *storage, vmid int, start, end time.Time) 
 	secs := max(end.Sub(start).Seconds(), 1)
 	switch {
 	case g.isQemu():
-		if !g.running {
-			t.logf("INFO: starting kvm to execute backup task")
-		} else if g.conf["agent"] != "" && g.conf["agent"] != "0" {
-			t.logf("INFO: issuing guest-agent 'fs-freeze' command")
-		}
-		t.logf("INFO: started backup task '%08x-6b2e-4c1d-9f3a-%012x'", vmid, start.Unix())
-		if g.running {
-			if g.conf["agent"] != "" && g.conf["agent"] != "0" {
-				t.logf("INFO: issuing guest-agent 'fs-thaw' command")
-			}
-			t.logf("INFO: resuming VM again")
-		}
 		total := g.maxDisk()
-		t.logf("INFO: 100%% (%s of %s) in %ds, read: %s/s, write: %s/s", vzdumpFormatSizeIEC(total), vzdumpFormatSizeIEC(total),
-			int(secs), vzdumpFormatSizeIEC(uint64(float64(total)/secs)), vzdumpFormatSizeIEC(uint64(float64(used)/secs)))
+		t.logf("INFO: 100%% (%s of %s) in %s, read: %s/s, write: %s/s", vzdumpFormatSizeIEC(total), vzdumpFormatSizeIEC(total),
+			renderDuration(end.Sub(start)), vzdumpFormatSizeIEC(uint64(float64(total)/secs)), vzdumpFormatSizeIEC(uint64(float64(used)/secs)))
 		if total > used {
 			t.logf("INFO: backup is sparse: %s (%d%%) total zero data", vzdumpFormatSizeIEC(total-used), (total-used)*100/max(total, 1))
 		}

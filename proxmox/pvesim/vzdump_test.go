@@ -2,6 +2,7 @@ package pvesim
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,12 +21,18 @@ func TestVzdumpArchive(t *testing.T) {
 		t.Errorf("lock during backup = %q; want backup", g.Lock)
 	}
 	h.fails("PUT", nodePath+"/lxc/101/config", vals("cores", "1"), 500, "CT is locked (backup)")
-	// While it runs the log has begun but the archive does not exist.
-	if running := h.log(upid); len(running) != 1 || !strings.HasPrefix(running[0], "INFO: starting new backup job: vzdump 101 ") {
+	// While it runs the log has got as far as the archive it writes (the
+	// guest's slot has begun), but the archive does not exist yet.
+	running := h.log(upid)
+	if len(running) < 2 || !strings.HasPrefix(running[0], "INFO: starting new backup job: vzdump 101 ") ||
+		running[len(running)-1] != "INFO: creating vzdump archive '/mnt/usb-backup/dump/vzdump-lxc-101-2026_11_20-03_00_01.tar.zst'" {
 		t.Errorf("log while running = %q", running)
 	}
 
 	log := h.wantExit(upid, "OK")
+	if !slices.Equal(log[:len(running)], running) {
+		t.Errorf("the finished log does not begin with the lines read while it ran:\n%s", strings.Join(log, "\n"))
+	}
 	want := "INFO: creating vzdump archive '/mnt/usb-backup/dump/vzdump-lxc-101-2026_11_20-03_00_01.tar.zst'"
 	if !containsLine(log, want) || log[len(log)-1] != "TASK OK" || !containsLine(log, "INFO: Backup job finished successfully") {
 		t.Errorf("log:\n%s\nwant line %q", strings.Join(log, "\n"), want)
@@ -262,5 +269,55 @@ func TestNotesTemplate(t *testing.T) {
 	g := &guest{vmid: 101, conf: map[string]string{"hostname": "web"}}
 	if got := generateNotes(`{{guestname}}\n{{vmid}} \\ {{cluster}}`, "n1", g); got != "web\n101 \\ standalone node" {
 		t.Errorf("generateNotes = %q", got)
+	}
+}
+
+// TestVzdumpLogGrowsWhileItRuns: a backup's log is written as it goes, as
+// vzdump's is — each guest's lines up to its archive when its slot begins,
+// a VM's progress lines through the slot (qemu-server's
+// query_backup_status_loop: a line when the percentage changed and more
+// than two seconds passed), the rest when the slot ends — and every read
+// of it is a prefix of the finished log, so a reader following it with
+// start offsets never sees a line change.
+func TestVzdumpLogGrowsWhileItRuns(t *testing.T) {
+	h := newHarnessWith(t, func(s *Sim) { s.TaskDuration = time.Minute })
+	upid := h.upid("POST", nodePath+"/vzdump", vals("vmid", "101,200", "storage", "usb-backup", "compress", "zstd"))
+	var reads [][]string
+	for range 8 {
+		reads = append(reads, h.log(upid))
+		h.clock.Advance(15 * time.Second)
+	}
+	final := h.wantExit(upid, "OK")
+	for i, r := range reads {
+		if len(r) > len(final) || !slices.Equal(final[:len(r)], r) {
+			t.Fatalf("read %d is not a prefix of the finished log:\n%s\n---\n%s", i, strings.Join(r, "\n"), strings.Join(final, "\n"))
+		}
+		if i > 4 && len(r) <= len(reads[i-1]) {
+			t.Errorf("read %d (%ds into the VM's slot) has no new line", i, i*15-60)
+		}
+	}
+	// The container's tar prints nothing between its archive and its end.
+	if !slices.Equal(reads[1], reads[0]) || !slices.Equal(reads[3], reads[0]) {
+		t.Errorf("the container's log changed within its slot:\n%s", strings.Join(reads[3], "\n"))
+	}
+	// 60s in: the container is done and the VM's slot has begun.
+	if one := reads[4]; !containsLine(one, "INFO: Finished Backup of VM 101 (00:01:00)") || !containsLine(one, "INFO: Starting Backup of VM 200 (qemu)") ||
+		containsLine(one, "INFO: Finished Backup of VM 200") {
+		t.Errorf("log 60s in:\n%s", strings.Join(one, "\n"))
+	}
+	// 30s into the VM's minute: its progress so far, not its end.
+	half := reads[6]
+	if !containsLine(half, "INFO:  50% (16.00 GiB of 32.00 GiB) in 30s, read: 546.13 MiB/s, write: 196.61 MiB/s") ||
+		containsLine(half, "INFO: Finished Backup of VM 200") {
+		t.Errorf("log 30s into the VM:\n%s", strings.Join(half, "\n"))
+	}
+	var pct []string
+	for _, l := range final {
+		if strings.HasSuffix(strings.Fields(l+" x")[1], "%") && strings.Contains(l, " of ") {
+			pct = append(pct, strings.Fields(l)[1])
+		}
+	}
+	if len(pct) < 10 || pct[len(pct)-1] != "100%" {
+		t.Errorf("progress lines %v; want one every few seconds, 100%% last", pct)
 	}
 }

@@ -164,6 +164,54 @@ var taskCases = []testCase{
 		},
 	},
 	{
+		name: "task-log-while-running",
+		rule: "a running vzdump's log is readable while it runs and only grows: read from the line offset where the last read ended " +
+			"(proxmox.TaskLogReader), the lines read add up to the finished log, each once and in order; an empty log reads as the " +
+			"placeholder \"no content\" (pve-common dump_logfile), which is no line",
+		hooks: []string{"HoldTasks"},
+		run: func(t *testing.T, s *suite) {
+			s.w.HoldTasks(t)
+			upid, err := s.c.Vzdump(s.ctx, proxmox.VzdumpOptions{VMIDs: []int{s.w.Running}, Storage: s.w.BackupStorage})
+			if err != nil {
+				t.Fatalf("Vzdump: %v", err)
+			}
+			r := proxmox.NewTaskLogReader(s.c, upid)
+			var got []string
+			read := func() {
+				lines, err := r.Next(s.ctx)
+				if err != nil {
+					t.Fatalf("TaskLogReader.Next: %v", err)
+				}
+				for _, l := range lines {
+					got = append(got, l.T)
+				}
+			}
+			read()
+			if len(got) == 0 || !strings.HasPrefix(got[0], "INFO: starting new backup job: vzdump ") {
+				t.Errorf("log while running = %q; want it to begin with the job's command line", got)
+			}
+			read() // nothing new, or what came since: never a line twice
+			if err := s.c.StopTask(s.ctx, upid); err != nil {
+				t.Fatalf("StopTask: %v", err)
+			}
+			if _, err := s.wait(upid); err == nil {
+				t.Error("WaitTask after StopTask = nil error; want the stopped task's")
+			}
+			read()
+			whole, err := s.c.TaskLog(s.ctx, upid, 0, 0)
+			if err != nil {
+				t.Fatalf("TaskLog: %v", err)
+			}
+			want := make([]string, len(whole))
+			for i, l := range whole {
+				want[i] = l.T
+			}
+			if !slices.Equal(got, want) || !strings.HasPrefix(got[len(got)-1], "TASK ERROR: ") {
+				t.Errorf("lines read:\n%q\nthe whole log:\n%q\nwant the same, ending in TASK ERROR", got, want)
+			}
+		},
+	},
+	{
 		name: "worker-checks-lock-as-it-starts",
 		rule: "a worker checks the guest's lock when it starts (pve-container src/PVE/API2/LXC/Snapshot.pm and Status.pm: " +
 			"lock_config + check_lock before any work): a snapshot requested while a vzdump holds the guest returns a UPID " +

@@ -1,0 +1,165 @@
+package builtins
+
+import (
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/internal/logtest"
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
+)
+
+// pipeRig is a simulated host reached over in-memory connections, so a
+// synctest bubble runs its tasks on fake time; the run logs to rec.
+func pipeRig(t *testing.T, d time.Duration, rec *logtest.Recorder) (*pvesim.Sim, *Env) {
+	sim, env, _ := pipeRigPaths(t, d, rec)
+	return sim, env
+}
+
+// pathLog records the path of every request a client sends.
+type pathLog struct {
+	rt    http.RoundTripper
+	mu    sync.Mutex
+	paths []string
+}
+
+func (p *pathLog) RoundTrip(r *http.Request) (*http.Response, error) {
+	p.mu.Lock()
+	p.paths = append(p.paths, r.Method+" "+r.URL.Path)
+	p.mu.Unlock()
+	return p.rt.RoundTrip(r)
+}
+
+func (p *pathLog) Paths() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.paths)
+}
+
+func pipeRigPaths(t *testing.T, d time.Duration, rec *logtest.Recorder) (*pvesim.Sim, *Env, *pathLog) {
+	t.Helper()
+	sim := &pvesim.Sim{TaskDuration: d}
+	sim.OnUnmodeled = func(r *http.Request) { t.Errorf("unmodelled request %s %s", r.Method, r.URL) }
+	rt, stop := pvesim.PipeTransport(sim)
+	t.Cleanup(stop)
+	token, err := proxmox.ParseToken(pvesim.DefaultTokenID + "=" + pvesim.DefaultTokenSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := &pathLog{rt: rt}
+	c, err := proxmox.New(proxmox.Config{Endpoint: "https://pve.sim:8006", Node: pvesim.DefaultNode, Token: token}, proxmox.WithTransport(paths))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sim, &Env{Context: t.Context(), Logger: slog.New(rec), Proxmox: c}, paths
+}
+
+// recordAttr is one attribute of a record, or nil.
+func recordAttr(r slog.Record, key string) any {
+	var v any
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == key {
+			v = a.Value.Any()
+			return false
+		}
+		return true
+	})
+	return v
+}
+
+// TestWaitStreamsTheTaskLog: while proxmox.vzdump waits for a two-minute
+// backup of a VM, the run log receives the task's lines as they appear,
+// each once and in order (the whole task log by the end, before "task
+// finished"), the progress lines carrying their percentage.
+func TestWaitStreamsTheTaskLog(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := logtest.New()
+		sim, env := pipeRig(t, 2*time.Minute, rec)
+		if _, err := runStar(t, env, `b = proxmox.vzdump(200, storage = "usb-backup")`); err != nil {
+			t.Fatal(err)
+		}
+		var upid string
+		var lines []string
+		var pcts []int64
+		finished := -1
+		for i, r := range rec.Records() {
+			switch {
+			case r.Message == "task started":
+				upid = recordAttr(r, AttrUPID).(proxmox.UPID).String()
+			case r.Message == "task finished":
+				finished = i
+			case recordAttr(r, AttrTaskLine) != nil:
+				if finished >= 0 {
+					t.Errorf("task line %q after task finished", r.Message)
+				}
+				if got := recordAttr(r, AttrUPID); got != upid {
+					t.Errorf("task line upid = %v; want %s", got, upid)
+				}
+				if n := recordAttr(r, AttrTaskLine).(int64); int(n) != len(lines)+1 {
+					t.Errorf("line %q numbered %d; want %d", r.Message, n, len(lines)+1)
+				}
+				lines = append(lines, r.Message)
+				if p, ok := recordAttr(r, AttrProgress).(int64); ok {
+					pcts = append(pcts, p)
+				}
+			}
+		}
+		view, _ := sim.Task(upid)
+		if !slices.Equal(lines, view.Log) {
+			t.Fatalf("task lines in the run log:\n%s\nthe task's log:\n%s", strings.Join(lines, "\n"), strings.Join(view.Log, "\n"))
+		}
+		if len(pcts) < 10 || !slices.IsSorted(pcts) || pcts[len(pcts)-1] != 100 {
+			t.Errorf("progress = %v; want rising to 100", pcts)
+		}
+	})
+}
+
+// TestWaitHeartbeat: a task that prints nothing for a while gets a
+// heartbeat line naming what is awaited and for how long, spaced further
+// apart the longer the silence lasts; a quick task gets no progress and
+// costs no request for it.
+func TestWaitHeartbeat(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := logtest.New()
+		_, env := pipeRig(t, 3*time.Minute, rec)
+		// A container's tar prints nothing between its archive and its end.
+		if _, err := runStar(t, env, `proxmox.vzdump(101, storage = "usb-backup")`); err != nil {
+			t.Fatal(err)
+		}
+		var beats []string
+		for _, r := range rec.Records() {
+			if w := recordAttr(r, AttrWaiting); w != nil {
+				beats = append(beats, r.Message)
+			}
+		}
+		// The head lines are read at 2s; silence from then: 10s, 20s, 40s, 80s.
+		want := []string{"waiting for vzdump of 101: 12s", "waiting for vzdump of 101: 32s", "waiting for vzdump of 101: 1m15s", "waiting for vzdump of 101: 2m36s"}
+		if !slices.Equal(beats, want) {
+			t.Errorf("heartbeats %q; want %q", beats, want)
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		rec := logtest.New()
+		_, env, paths := pipeRigPaths(t, time.Second, rec)
+		if _, err := runStar(t, env, `proxmox.snapshot(101, "quick")`); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rec.Records() {
+			if recordAttr(r, AttrTaskLine) != nil || recordAttr(r, AttrWaiting) != nil {
+				t.Errorf("a one-second task logged progress: %s", r.Message)
+			}
+		}
+		// the kind lookup, the POST, the wait's polls: no log read
+		for _, req := range paths.Paths() {
+			if strings.HasSuffix(req, "/log") {
+				t.Errorf("a one-second task's log was read: %s", req)
+			}
+		}
+	})
+}
