@@ -313,7 +313,7 @@ func TestVzdumpLogGrowsWhileItRuns(t *testing.T) {
 	}
 	var pct []string
 	for _, l := range final {
-		if strings.HasSuffix(strings.Fields(l+" x")[1], "%") && strings.Contains(l, " of ") {
+		if strings.HasSuffix(strings.Fields(l + " x")[1], "%") && strings.Contains(l, " of ") {
 			pct = append(pct, strings.Fields(l)[1])
 		}
 	}
