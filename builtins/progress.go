@@ -34,6 +34,37 @@ type ProgressOptions struct {
 	// line says it is still awaited; it doubles after each heartbeat (up
 	// to 5m) and starts again when the task prints. 0 means 10s.
 	Heartbeat time.Duration
+	// Budget, shared by every run of a process, bounds the log reads of
+	// all the waits together, so a thousand tasks awaited at once do not
+	// cost the host a thousand reads every few seconds; a read the budget
+	// refuses is tried at the next pause. nil means no bound.
+	Budget *ReadBudget
+}
+
+// ReadBudget lets at most one task-log read through per Every, among all
+// the waits sharing it. Safe for concurrent use.
+type ReadBudget struct {
+	every time.Duration
+	mu    sync.Mutex
+	next  time.Time
+}
+
+// NewReadBudget returns a budget of one read per every.
+func NewReadBudget(every time.Duration) *ReadBudget { return &ReadBudget{every: every} }
+
+// take reports whether a read may go now, and counts it.
+func (b *ReadBudget) take() bool {
+	if b == nil {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := time.Now()
+	if now.Before(b.next) {
+		return false
+	}
+	b.next = now.Add(b.every)
+	return true
 }
 
 const (
@@ -112,8 +143,10 @@ func (w *taskWatch) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		w.began = true
-		w.read(ctx)
+		if w.o.Budget.take() {
+			w.began = true
+			w.read(ctx)
+		}
 		now := time.Now()
 		if now.Sub(w.heard) >= w.beat {
 			waited := now.Sub(w.start).Truncate(time.Second)

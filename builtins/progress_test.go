@@ -163,3 +163,50 @@ func TestWaitHeartbeat(t *testing.T) {
 		}
 	})
 }
+
+// TestWaitReadBudget: waits that share a budget read the task log no
+// more often than it allows, together; what they could not read while
+// waiting they read at the end, so the run log still holds the whole log.
+func TestWaitReadBudget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := logtest.New()
+		sim, env, paths := pipeRigPaths(t, time.Minute, rec)
+		env.Progress.Budget = NewReadBudget(time.Hour)
+		if _, err := runStar(t, env, `proxmox.vzdump(200, storage = "usb-backup")`); err != nil {
+			t.Fatal(err)
+		}
+		reads := 0
+		for _, p := range paths.Paths() {
+			if strings.HasPrefix(p, "GET ") && strings.HasSuffix(p, "/log") {
+				reads++
+			}
+		}
+		// the first read, the final one, and vzdump's archive lookup
+		if reads != 3 {
+			t.Errorf("%d log reads under a budget of one an hour; want 3", reads)
+		}
+		var n int
+		for _, r := range rec.Records() {
+			if recordAttr(r, AttrTaskLine) != nil {
+				n++
+			}
+		}
+		if tasks := sim.Tasks(); n != len(tasks[len(tasks)-1].Log) {
+			t.Errorf("%d task lines logged; want the whole log, %d", n, len(tasks[len(tasks)-1].Log))
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		b := NewReadBudget(time.Second)
+		if !b.take() || b.take() {
+			t.Error("a fresh budget of one a second: want one read, then none")
+		}
+		time.Sleep(time.Second)
+		if !b.take() {
+			t.Error("a second later: want a read")
+		}
+		var nilBudget *ReadBudget
+		if !nilBudget.take() || !nilBudget.take() {
+			t.Error("no budget: want every read")
+		}
+	})
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"log/slog"
 	"net/url"
+	"time"
 
 	"gitea.dooplex.hu/admin/felhom-agent/builtins"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
@@ -61,6 +62,9 @@ func openBackend(g *Globals, sim bool, logger *slog.Logger) (*backend, error) {
 	}
 	be.Client = client
 	be.Env.Proxmox = client
+	// The progress of every task wait of this process shares one budget
+	// of task-log reads (builtins/progress.go).
+	be.Env.Progress.Budget = builtins.NewReadBudget(progressReadEvery)
 	if be.Env.Tunnel == "" {
 		be.Env.Tunnel = g.Tunnel
 	}
@@ -77,6 +81,10 @@ func openBackend(g *Globals, sim bool, logger *slog.Logger) (*backend, error) {
 	}
 	return be, nil
 }
+
+// progressReadEvery is the process's budget of task-log reads while tasks
+// are awaited: at most 5 a second, however many runs wait.
+const progressReadEvery = 200 * time.Millisecond
 
 // Close stops the simulator, if any.
 func (be *backend) Close() {

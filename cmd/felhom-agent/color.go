@@ -4,8 +4,6 @@ import (
 	"io"
 	"os"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // Colour, as the tools operators know do it: on when standard output is a
@@ -15,15 +13,7 @@ import (
 
 // colorFor decides whether output to w gets colour.
 func colorFor(w io.Writer) bool {
-	if os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" {
-		return false
-	}
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
+	return os.Getenv("NO_COLOR") == "" && isTerminal(w)
 }
 
 const (

@@ -211,13 +211,25 @@ func followRun(g *Globals, cl *api.Client, id string, asJSON, utc bool) error {
 	ctx, stop := signalContext()
 	defer stop()
 	enc := json.NewEncoder(g.stdout)
+	var out io.Writer = g.stdout
+	var board *liveStatus
+	if !asJSON && isTerminal(g.stdout) {
+		board = newLiveStatus(g.stdout)
+		out = board
+	}
 	run, err := cl.Follow(ctx, id, func(l api.LogLine) error {
 		if asJSON {
 			return enc.Encode(api.FollowEvent{Log: &l})
 		}
-		_, err := fmt.Fprintln(g.stdout, logText(g, l, utc))
+		if ev, ok := lineEvent(l); ok && board != nil && board.Event(ev) {
+			return nil
+		}
+		_, err := fmt.Fprintln(out, logText(g, l, utc))
 		return err
 	})
+	if board != nil {
+		board.Close()
+	}
 	if err != nil && ctx.Err() != nil {
 		fmt.Fprintf(g.stderr, "detached; run %s goes on (felhom-agent runs follow %s)\n", id, id)
 		return nil

@@ -34,7 +34,8 @@ func (c *RunCmd) Run(g *Globals) error {
 	if c.JSON {
 		g.LogFormat = "json"
 	}
-	logger := g.logger(g.stderr)
+	logger, closeStatus := g.statusLogger(g.stderr)
+	defer closeStatus()
 
 	pb, err := engine.LoadFile(c.Playbook, rootFor(g.Playbooks, []string{c.Playbook}))
 	if err != nil {
@@ -83,6 +84,7 @@ func (c *RunCmd) Run(g *Globals) error {
 		Logger:        logger,
 	})
 	res := eng.Run(proxmox.WithObserver(ctx, &rc), pb, params, engine.RunOptions{Trigger: "cli"})
+	closeStatus()
 
 	s := summary{
 		Run: res.ID, Playbook: res.Playbook, Version: pb.ShortVersion(), Status: string(res.Status),
