@@ -43,10 +43,12 @@ func (c *call) createGuest() response {
 	restore, force := c.bool("restore"), c.bool("force")
 	existing := st.guests[vmid]
 	vm := "/vms/" + vmidString(vmid)
-	if existing != nil && existing.isQemu() {
-		// $same_container_exists is false for a VM's id, so
-		// check_vmid_unused refuses it, naming the kind that holds it.
-		return die("VM %d already exists on node '%s'", vmid, st.node.name)
+	if existing != nil && (existing.isQemu() || !st.onNode(existing)) {
+		// $same_container_exists is false for a VM's id and for a guest
+		// on another node (its config is not in this node's directory),
+		// so check_vmid_unused refuses it, naming the kind that holds it
+		// and the node it is on.
+		return die("%s %d already exists on node '%s'", existing.label(), vmid, existing.node)
 	}
 
 	unpriv := c.bool("unprivileged")
@@ -73,7 +75,7 @@ func (c *call) createGuest() response {
 			return die("unable to restore CT %d - protection mode enabled", vmid)
 		}
 	} else if existing != nil {
-		return die("CT %d already exists on node '%s'", vmid, st.node.name)
+		return die("CT %d already exists on node '%s'", vmid, existing.node)
 	}
 	if c.has("pool") {
 		return permError(fmt.Sprintf("pool '%s' does not exist", c.str("pool")))
@@ -119,7 +121,7 @@ func (c *call) createGuest() response {
 	if existing != nil {
 		existing.conf["lock"] = "create"
 	} else {
-		st.guests[vmid] = &guest{kind: kindLXC, vmid: vmid, conf: map[string]string{"lock": "create"}, snapshots: map[string]*snapshot{}}
+		st.guests[vmid] = &guest{node: st.current().name, kind: kindLXC, vmid: vmid, conf: map[string]string{"lock": "create"}, snapshots: map[string]*snapshot{}}
 	}
 	cr := &creation{
 		st: st, vmid: vmid, restore: restore, archive: ostemplate, storage: storageID,
@@ -240,7 +242,7 @@ func (cr *creation) run(t *task) error {
 			st.releaseDisk(vol)
 		}
 	}
-	g := &guest{kind: kindLXC, vmid: cr.vmid, conf: map[string]string{"lock": "create"}, snapshots: map[string]*snapshot{}}
+	g := &guest{node: st.current().name, kind: kindLXC, vmid: cr.vmid, conf: map[string]string{"lock": "create"}, snapshots: map[string]*snapshot{}}
 	st.guests[cr.vmid] = g
 
 	// Disks: the archive's (or the request's) mount points, new volumes

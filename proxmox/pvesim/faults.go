@@ -23,6 +23,7 @@ const (
 	FaultTaskFail FaultKind = "taskfail" // matching tasks stop with Message as exit status
 	FaultFull     FaultKind = "full"     // FillStorage(Storage)
 	FaultDeny     FaultKind = "deny"     // DenyAtTaskTime(ACLPath, Privilege)
+	FaultOffline  FaultKind = "offline"  // SetNodeOnline(Node, false) from Delay on, for For (0: for good)
 )
 
 // Fault is one injected failure.
@@ -36,6 +37,7 @@ const (
 //	taskfail:TYPE:VMID[:count=N][:MESSAGE]       taskfail:vzdump:101:disk on fire
 //	full:STORAGE                                 full:usb-backup
 //	deny:ACLPATH:PRIVILEGE                       deny:/vms/101:VM.Backup
+//	offline:NODE[:at=DURATION][:for=DURATION]    offline:pve3:at=30s:for=1m
 //
 // STATUS is an HTTP status 400-599. METHOD is GET, POST, PUT, DELETE or
 // "*". PATH is below /api2/json and must not contain ':' (write "*"): "*"
@@ -44,6 +46,9 @@ const (
 // a worker type (vzdump, vzstart, ...) or "*"; VMID a guest id or "*".
 // count=N limits the fault to the next N matches (default: every match;
 // for taskfail: 1). MESSAGE is the rest of the line and may contain ':'.
+// offline takes node NODE of a cluster world down at=DURATION after the
+// fault is added (default at once) and brings it back for=DURATION later
+// (default never): see Sim.SetNodeOnline.
 //
 // A dropped answer to an idempotent request on a reused connection is
 // retried once, silently, by Go's http.Transport; give a drop of a GET
@@ -57,7 +62,7 @@ type Fault struct {
 	// all of them.
 	Count int
 
-	Delay   time.Duration // latency
+	Delay   time.Duration // latency; offline: when the node goes down, from the fault's adding
 	Status  int           // status: 400-599
 	After   bool          // drop: handle the request (its effects happen), then drop the answer
 	Message string        // status: PVE's message ("" sends the standard phrase and no body; 59x always have no body); taskfail: the exit status
@@ -65,9 +70,11 @@ type Fault struct {
 	TaskType string // taskfail: worker type, "" for any
 	VMID     int    // taskfail: guest (the task's id), 0 for any
 
-	Storage   string // full
-	ACLPath   string // deny
-	Privilege string // deny
+	Storage   string        // full
+	Node      string        // offline
+	For       time.Duration // offline: how long the node stays down; 0 means for good
+	ACLPath   string        // deny
+	Privilege string        // deny
 }
 
 // defaultTaskFailure is the exit status of a taskfail fault without one.
@@ -162,6 +169,28 @@ func ParseFault(spec string) (Fault, error) {
 			return bad(1, "storage", "want full:STORAGE with a storage id")
 		}
 		return Fault{Kind: FaultFull, Storage: fields[1]}, nil
+	case kind == "offline":
+		if len(fields) < 2 || checkFormatValue("pve-node", fields[1]) != "" {
+			return bad(1, "node", "want offline:NODE[:at=DURATION][:for=DURATION] with a node name")
+		}
+		f = Fault{Kind: FaultOffline, Node: fields[1]}
+		for i := 2; i < len(fields); i++ {
+			name, v, _ := strings.Cut(fields[i], "=")
+			d, err := time.ParseDuration(v)
+			switch {
+			case name != "at" && name != "for":
+				return bad(i, "option", "want at=DURATION or for=DURATION")
+			case err != nil || d < 0 || (name == "for" && d == 0):
+				return bad(i, name, "want a positive Go duration such as 30s")
+			case name == "at" && f.Delay == 0:
+				f.Delay = d
+			case name == "for" && f.For == 0:
+				f.For = d
+			default:
+				return bad(i, name, "repeated")
+			}
+		}
+		return f, nil
 	case kind == "deny":
 		if len(fields) != 3 {
 			return bad(len(fields), "privilege", "want deny:ACLPATH:PRIVILEGE")
@@ -176,7 +205,7 @@ func ParseFault(spec string) (Fault, error) {
 	default:
 		code, err := strconv.Atoi(kind)
 		if err != nil || code < 400 || code > 599 || len(kind) != 3 {
-			return bad(0, "kind", "want latency, drop, taskfail, full, deny or an HTTP status 400-599")
+			return bad(0, "kind", "want latency, drop, taskfail, full, deny, offline or an HTTP status 400-599")
 		}
 		if !need(3) {
 			return bad(len(fields), "path", "missing (STATUS:METHOD:PATH[:count=N][:MESSAGE])")
@@ -275,6 +304,14 @@ func (f Fault) String() string {
 		b.WriteString("full:" + f.Storage)
 	case FaultDeny:
 		b.WriteString("deny:" + f.ACLPath + ":" + f.Privilege)
+	case FaultOffline:
+		b.WriteString("offline:" + f.Node)
+		if f.Delay > 0 {
+			fmt.Fprintf(&b, ":at=%s", f.Delay)
+		}
+		if f.For > 0 {
+			fmt.Fprintf(&b, ":for=%s", f.For)
+		}
 	default:
 		fmt.Fprintf(&b, "invalid fault kind %q", string(f.Kind))
 	}
@@ -333,6 +370,21 @@ func (st *state) addFault(f Fault) error {
 		if f.Message == "" {
 			f.Message = defaultTaskFailure
 		}
+	case FaultOffline:
+		n := st.nodeByName(f.Node)
+		if n == nil {
+			return fmt.Errorf("fault %q: no node %q in this world", f.String(), f.Node)
+		}
+		down := st.now.Add(f.Delay)
+		st.schedule(down, func() {
+			if n.online {
+				n.online, n.downSince = false, down
+			}
+		})
+		if f.For > 0 {
+			st.schedule(down.Add(f.For), func() { n.online = true })
+		}
+		return nil
 	}
 	left := f.Count
 	if left == 0 {

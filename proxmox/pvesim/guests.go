@@ -19,6 +19,8 @@ import (
 // pve-guest-common (AbstractConfig.pm).
 
 type guest struct {
+	node        string // the node it is on (cluster.go)
+	ha          string // an HA resource's requested state, "started" or "stopped"; "" when not HA-managed
 	kind        string // "lxc" or "qemu"; see qemu.go for VMs
 	vmid        int
 	conf        map[string]string // config keys except description and digest
@@ -59,6 +61,8 @@ type GuestSpec struct {
 	// container-only fields (RootFS, OSType, Privileged, Features) do not
 	// apply to it.
 	Type        string
+	Node        string            // the node it is on; "" means the first (cluster.go)
+	HA          bool              // HA-managed (ha-manager add), requested state started or stopped as it runs
 	VMID        int               // 100..999999999; required
 	Hostname    string            // "" means CT<VMID> (VM<VMID> for a VM)
 	Disk        string            // VMs: scsi0; "" means local-lvm:vm-<VMID>-disk-0,iothread=1,size=32G
@@ -81,6 +85,8 @@ type GuestSpec struct {
 
 // GuestView is a copy of one guest's state.
 type GuestView struct {
+	Node        string            // the node it is on
+	HA          string            // HA-managed: the requested state (started, stopped); "" otherwise
 	Type        string            // "lxc" or "qemu"
 	VMID        int               // the guest id
 	Name        string            // the hostname, or CT<VMID>
@@ -154,6 +160,16 @@ func (st *state) registerGuest(g *guest, c map[string]string, sp GuestSpec) *gue
 		}
 	}
 	g.description = sp.Description
+	g.node = st.current().name
+	if sp.Node != "" {
+		g.node = sp.Node
+	}
+	if sp.HA {
+		g.ha = "stopped"
+		if sp.Running {
+			g.ha = "started"
+		}
+	}
 	if sp.Running && !sp.Template {
 		st.setRunning(g, true, st.now.Add(-time.Duration(sp.VMID%97+3)*time.Hour))
 	}
@@ -195,7 +211,7 @@ func (st *state) newMAC() string {
 
 func (g *guest) view() GuestView {
 	v := GuestView{
-		Type: g.kind, VMID: g.vmid, Name: g.name(), Status: "stopped", Lock: g.lock(), Template: g.isTemplate(),
+		Node: g.node, HA: g.ha, Type: g.kind, VMID: g.vmid, Name: g.name(), Status: "stopped", Lock: g.lock(), Template: g.isTemplate(),
 		Description: g.description, Config: maps.Clone(g.conf),
 	}
 	if g.running {
@@ -216,7 +232,7 @@ func (st *state) configPathOf(kind string, vmid int) string {
 	if kind == kindQemu {
 		dir = "qemu-server"
 	}
-	return fmt.Sprintf("nodes/%s/%s/%d.conf", st.node.name, dir, vmid)
+	return fmt.Sprintf("nodes/%s/%s/%d.conf", st.current().name, dir, vmid)
 }
 
 // lookup is the guest vmid if it is of kind: PVE finds a guest by its
@@ -224,7 +240,7 @@ func (st *state) configPathOf(kind string, vmid int) string {
 // container to the container endpoints (and the other way round).
 func (st *state) lookup(kind string, vmid int) (*guest, bool) {
 	g, ok := st.guests[vmid]
-	if !ok || g.kind != kind {
+	if !ok || g.kind != kind || !st.onNode(g) {
 		return nil, false
 	}
 	return g, true
@@ -348,7 +364,7 @@ func (st *state) status(g *guest) map[string]any {
 func (c *call) listGuests() response {
 	out := []any{}
 	for _, vmid := range slices.Sorted(maps.Keys(c.st.guests)) {
-		if c.st.guests[vmid].kind == c.kind() && c.tok.has("/vms/"+vmidString(vmid), "VM.Audit") {
+		if g := c.st.guests[vmid]; g.kind == c.kind() && c.st.onNode(g) && c.tok.has("/vms/"+vmidString(vmid), "VM.Audit") {
 			out = append(out, c.st.status(c.st.guests[vmid]))
 		}
 	}
@@ -361,7 +377,7 @@ func (c *call) guestStatus() response {
 		return fail
 	}
 	m := c.st.status(g)
-	m["ha"] = map[string]any{"managed": 0}
+	m["ha"] = haStatus(g)
 	if g.isQemu() {
 		m["qmpstatus"] = m["status"]
 	}

@@ -215,7 +215,7 @@ func (h *harness) upid(method, path string, params url.Values) string {
 func (h *harness) finish(upid string) map[string]any {
 	h.t.Helper()
 	h.clock.Advance(time.Hour)
-	st := h.ok("GET", "/nodes/"+DefaultNode+"/tasks/"+upid+"/status", nil).object()
+	st := h.ok("GET", "/nodes/"+upidNode(upid)+"/tasks/"+upid+"/status", nil).object()
 	if st["status"] != "stopped" {
 		h.t.Fatalf("task %s still %v after an hour", upid, st["status"])
 	}
@@ -235,7 +235,7 @@ func (h *harness) wantExit(upid, exit string) []string {
 func (h *harness) log(upid string) []string {
 	h.t.Helper()
 	var lines []string
-	for _, l := range h.ok("GET", "/nodes/"+DefaultNode+"/tasks/"+upid+"/log", url.Values{"limit": {"1000"}}).list() {
+	for _, l := range h.ok("GET", "/nodes/"+upidNode(upid)+"/tasks/"+upid+"/log", url.Values{"limit": {"1000"}}).list() {
 		s, _ := l["t"].(string)
 		lines = append(lines, s)
 	}
@@ -252,6 +252,16 @@ func (h *harness) guest(vmid int) GuestView {
 }
 
 const nodePath = "/nodes/" + DefaultNode
+
+// upidNode is the node a UPID names (DefaultNode when it names none).
+func upidNode(upid string) string {
+	if _, rest, ok := strings.Cut(upid, "UPID:"); ok {
+		if node, _, ok := strings.Cut(rest, ":"); ok && node != "" {
+			return node
+		}
+	}
+	return DefaultNode
+}
 
 func vals(kv ...string) url.Values {
 	v := url.Values{}

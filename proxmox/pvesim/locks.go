@@ -58,7 +58,8 @@ func (st *state) schedule(at time.Time, fn func()) {
 		return
 	}
 	st.eventSeq++
-	st.events = append(st.events, &event{at: at, seq: st.eventSeq, fn: fn})
+	here := st.here // the event happens on the node that scheduled it
+	st.events = append(st.events, &event{at: at, seq: st.eventSeq, fn: func() { st.as(here, fn) }})
 }
 
 // nextEvent returns the earliest pending event due by limit, or nil.

@@ -25,28 +25,44 @@ const (
 
 func (st *state) cpuCount() int { return cpuCores }
 
-func (st *state) uptime() int64 { return int64(st.now.Sub(st.node.bootTime) / time.Second) }
+func (st *state) uptime() int64 { return st.uptimeOf(st.current()) }
+
+func (st *state) uptimeOf(n *nodeState) int64 { return int64(st.now.Sub(n.bootTime) / time.Second) }
 
 func (c *call) getVersion() response {
 	return ok(map[string]any{"version": pveVersion, "release": pveRelease, "repoid": pveRepoID})
 }
 
-func (c *call) nodeEntry() map[string]any {
-	u := c.st.node.usage
-	m := map[string]any{
-		"node": c.st.node.name, "status": "online", "type": "node", "id": "node/" + c.st.node.name,
-		"level": "", "cpu": u.CPU, "maxcpu": cpuCores, "mem": u.MemoryUsed, "maxmem": u.MemoryTotal,
-		"disk": u.RootFSUsed, "maxdisk": u.RootFSTotal, "uptime": c.st.uptime(),
+// nodeEntry is n's entry in GET /nodes and the cluster resources
+// (pve-manager PVE/API2Tools.pm extract_node_stats): its figures while
+// online; a node that is down is "offline", with its capacities while
+// pmxcfs still has them.
+func (c *call) nodeEntry(n *nodeState) map[string]any {
+	u := n.usage
+	m := map[string]any{"node": n.name, "type": "node", "id": "node/" + n.name, "status": "online", "level": ""}
+	if n.online {
+		m["cpu"], m["mem"], m["disk"], m["uptime"] = u.CPU, u.MemoryUsed, u.RootFSUsed, c.st.uptimeOf(n)
+	} else {
+		m["status"] = "offline"
+	}
+	if c.st.nodeFresh(n) {
+		m["maxcpu"], m["maxmem"], m["maxdisk"] = cpuCores, u.MemoryTotal, u.RootFSTotal
+	} else {
+		delete(m, "level")
 	}
 	return m
 }
 
 func (c *call) getNodes() response {
-	m := c.nodeEntry()
-	if fp := c.st.fingerprint; fp != "" {
-		m["ssl_fingerprint"] = fp
+	out := []any{}
+	for _, n := range c.st.nodes {
+		m := c.nodeEntry(n)
+		if fp := n.fingerprint; fp != "" && n.online {
+			m["ssl_fingerprint"] = fp
+		}
+		out = append(out, m)
 	}
-	return ok([]any{m})
+	return ok(out)
 }
 
 func usageJSON(total, used uint64) map[string]any {
@@ -54,7 +70,7 @@ func usageJSON(total, used uint64) map[string]any {
 }
 
 func (c *call) getNodeStatus() response {
-	u := c.st.node.usage
+	u := c.st.current().usage
 	load := make([]string, 3)
 	for i, l := range u.LoadAvg {
 		load[i] = fmt.Sprintf("%.2f", l)
@@ -93,52 +109,83 @@ func (c *call) getClusterResources() response {
 			if !c.tok.has("/vms/"+vmidString(vmid), "VM.Audit") {
 				continue
 			}
-			g := st.guests[vmid]
-			s := st.status(g)
-			m := map[string]any{
-				"id": g.kind + "/" + vmidString(vmid), "type": g.kind, "node": st.node.name, "template": 0,
-				"maxcpu": s["cpus"],
-			}
-			for _, k := range []string{"vmid", "name", "status", "cpu", "mem", "maxmem", "disk", "maxdisk", "uptime", "netin", "netout", "diskread", "diskwrite", "lock", "tags"} {
-				if v, ok := s[k]; ok {
-					m[k] = v
-				}
-			}
-			if st.guests[vmid].isTemplate() {
-				m["template"] = 1
-			}
-			out = append(out, m)
+			out = append(out, st.vmResource(st.guests[vmid]))
 		}
 	}
 	if typ == "" || typ == "node" {
-		m := c.nodeEntry()
-		m["cgroup-mode"] = 2
-		out = append(out, m)
-	}
-	if typ == "" || typ == "storage" {
-		for _, name := range slices.Sorted(maps.Keys(st.storages)) {
-			s := st.storages[name]
-			if !c.storageVisible(name) {
-				continue
-			}
-			m := map[string]any{
-				"id": "storage/" + st.node.name + "/" + name, "type": "storage", "storage": name,
-				"node": st.node.name, "plugintype": s.typ, "content": strings.Join(s.content, ","),
-				"shared": boolInt(s.shared), "status": "available", "disk": s.used, "maxdisk": s.total,
-			}
-			if st.activate(s) != nil {
-				m["status"], m["disk"], m["maxdisk"] = "unknown", 0, 0
-			}
+		for _, n := range st.nodes {
+			m := c.nodeEntry(n)
+			m["cgroup-mode"] = 2
 			out = append(out, m)
 		}
 	}
+	if typ == "" || typ == "storage" {
+		for _, n := range st.nodes {
+			for _, name := range slices.Sorted(maps.Keys(st.storages)) {
+				s := st.storages[name]
+				if !c.storageVisible(name) {
+					continue
+				}
+				m := map[string]any{
+					"id": "storage/" + n.name + "/" + name, "type": "storage", "storage": name,
+					"node": n.name, "plugintype": s.typ, "content": strings.Join(s.content, ","),
+					"shared": boolInt(s.shared), "status": "available", "disk": s.used, "maxdisk": s.total,
+				}
+				if !st.nodeFresh(n) {
+					m = map[string]any{"id": m["id"], "type": "storage", "storage": name, "node": n.name, "status": "unknown"}
+				} else if st.activate(s) != nil {
+					m["status"], m["disk"], m["maxdisk"] = "unknown", 0, 0
+				}
+				out = append(out, m)
+			}
+		}
+	}
 	if typ == "" || typ == "sdn" {
-		out = append(out, map[string]any{
-			"id": "sdn/" + st.node.name + "/localnetwork", "type": "sdn", "sdn": "localnetwork",
-			"node": st.node.name, "status": "ok",
-		})
+		for _, n := range st.nodes {
+			if !st.nodeFresh(n) {
+				continue
+			}
+			out = append(out, map[string]any{
+				"id": "sdn/" + n.name + "/localnetwork", "type": "sdn", "sdn": "localnetwork",
+				"node": n.name, "status": "ok",
+			})
+		}
 	}
 	return ok(out)
+}
+
+// vmResource is a guest's entry in the cluster resources
+// (API2Tools.pm extract_vm_stats and Cluster.pm resources): its figures
+// while pmxcfs has them, "unknown" and no figures once its node has been
+// down five minutes; lock and tags from the config; hastate when
+// HA-managed.
+func (st *state) vmResource(g *guest) map[string]any {
+	n := st.guestNode(g)
+	m := map[string]any{
+		"id": g.kind + "/" + vmidString(g.vmid), "vmid": g.vmid, "type": g.kind, "node": n.name, "status": "unknown",
+	}
+	if st.nodeFresh(n) {
+		s := st.status(g)
+		m["template"], m["maxcpu"] = 0, s["cpus"]
+		for _, k := range []string{"name", "status", "cpu", "mem", "maxmem", "disk", "maxdisk", "uptime", "netin", "netout", "diskread", "diskwrite"} {
+			if v, ok := s[k]; ok {
+				m[k] = v
+			}
+		}
+		if g.isTemplate() {
+			m["template"] = 1
+		}
+	}
+	if l := g.lock(); l != "" {
+		m["lock"] = l
+	}
+	if t := g.conf["tags"]; t != "" {
+		m["tags"] = t
+	}
+	if g.ha != "" {
+		m["hastate"] = g.ha
+	}
+	return m
 }
 
 // getNextID answers a string although the schema says integer, like PVE.
@@ -323,7 +370,7 @@ func (c *call) diskSmart() response {
 // NodeUsage returns the node's load and capacity.
 func (s *Sim) NodeUsage() NodeUsage {
 	var u NodeUsage
-	_ = s.with(func(st *state) error { u = st.node.usage; return nil })
+	_ = s.with(func(st *state) error { u = st.node.usage; return nil }) // the first node's
 	return u
 }
 

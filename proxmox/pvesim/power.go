@@ -31,6 +31,12 @@ func (c *call) startGuest() response {
 	if g, ok := st.lookup(kind, vmid); ok && g.running && kind == kindLXC {
 		return die("CT %d already running", vmid)
 	}
+	if err := st.checkQuorum(); err != nil {
+		return die("%s", err)
+	}
+	if g, ok := st.lookup(kind, vmid); ok && g.ha != "" {
+		return c.haPower(g, true)
+	}
 	t := st.startKindTask(kind, c.tok.id, vmid, st.now, st.sim.taskDuration())
 	return ok(t.id)
 }
@@ -102,6 +108,9 @@ func (c *call) powerOff(action string, hard bool) response {
 	st, vmid, kind := c.st, c.int("vmid"), c.kind()
 	if g, ok := st.lookup(kind, vmid); kind == kindLXC && (!ok || !g.running) {
 		return die("CT %d not running", vmid)
+	}
+	if g, ok := st.lookup(kind, vmid); ok && g.ha != "" {
+		return c.haPower(g, false)
 	}
 	t := st.startTask(c.tok.id, taskSpec{
 		typ: workerType(kind, action), id: vmidString(vmid), vmid: vmid, duration: st.sim.taskDuration(),

@@ -326,13 +326,13 @@ func (c *call) createVM() response {
 	emsg := fmt.Sprintf("unable to restore VM %d -", vmid)
 	// create_and_lock_config with allow_existing = force:
 	// check_vmid_unused names the kind that holds the id.
-	if existing != nil && (!force || !existing.isQemu()) {
-		return die("%s %s %d already exists on node '%s'", emsg, existing.label(), vmid, st.node.name)
+	if existing != nil && (!force || !existing.isQemu() || !st.onNode(existing)) {
+		return die("%s %s %d already exists on node '%s'", emsg, existing.label(), vmid, existing.node)
 	}
 	if existing != nil {
 		existing.conf["lock"] = "create"
 	} else {
-		st.guests[vmid] = &guest{kind: kindQemu, vmid: vmid, conf: map[string]string{"lock": "create"}, snapshots: map[string]*snapshot{}}
+		st.guests[vmid] = &guest{node: st.current().name, kind: kindQemu, vmid: vmid, conf: map[string]string{"lock": "create"}, snapshots: map[string]*snapshot{}}
 	}
 	r := &vmRestore{st: st, vmid: vmid, archive: archive, storage: c.str("storage"), unique: c.bool("unique"),
 		start: c.bool("start"), overwrite: existing != nil, emsg: emsg, override: map[string]string{}}
@@ -427,7 +427,7 @@ func (r *vmRestore) run(t *task) error {
 			st.releaseDisk(vol)
 		}
 	}
-	ng := &guest{kind: kindQemu, vmid: r.vmid, conf: map[string]string{"lock": "create"}, snapshots: map[string]*snapshot{}}
+	ng := &guest{node: st.current().name, kind: kindQemu, vmid: r.vmid, conf: map[string]string{"lock": "create"}, snapshots: map[string]*snapshot{}}
 	st.guests[r.vmid] = ng
 	wasTemplate := conf["template"] == "1"
 	delete(conf, "template")

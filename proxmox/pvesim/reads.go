@@ -13,17 +13,6 @@ import (
 // snapshot's configuration, and the users, groups and realms a token may
 // see. Each answers as the PVE handler named on it does.
 
-// getClusterStatus is pve-manager PVE/API2/Cluster.pm get_status on a node
-// that is in no cluster: one "fake entry for local node" (nodeid 0,
-// local, online, its subscription level, "" without one). The clusters
-// issue adds the cluster entry and the other members.
-func (c *call) getClusterStatus() response {
-	return ok([]any{map[string]any{
-		"type": "node", "id": "node/" + c.st.node.name, "name": c.st.node.name,
-		"ip": "127.0.0.1", "local": 1, "nodeid": 0, "online": 1, "level": "",
-	}})
-}
-
 // getStorageConfig is pve-storage PVE/API2/Storage/Config.pm read: one
 // storage's section of storage.cfg with its id and the file's digest, or
 // PVE::Storage::storage_config's "storage 'x' does not exist".

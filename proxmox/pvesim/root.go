@@ -146,7 +146,7 @@ func (st *state) pct(argv, args []string) ([]byte, error) {
 	}
 	vmid, _ := strconv.Atoi(get("vmid"))
 	if g, exists := st.guests[vmid]; exists && (get("restore") != "1" || g.isQemu()) {
-		return nil, exitError(argv, 255, fmt.Sprintf("%s %d already exists on node '%s'\n", g.label(), vmid, st.node.name))
+		return nil, exitError(argv, 255, fmt.Sprintf("%s %d already exists on node '%s'\n", g.label(), vmid, g.node))
 	}
 	tmpl := get("ostemplate")
 	sid, name, _ := strings.Cut(tmpl, ":")
@@ -177,7 +177,7 @@ func (st *state) pct(argv, args []string) ([]byte, error) {
 		}
 	}
 	unpriv := get("unprivileged") != "0"
-	st.guests[vmid] = &guest{kind: kindLXC, vmid: vmid, conf: map[string]string{"lock": "create"}, snapshots: map[string]*snapshot{}}
+	st.guests[vmid] = &guest{node: st.current().name, kind: kindLXC, vmid: vmid, conf: map[string]string{"lock": "create"}, snapshots: map[string]*snapshot{}}
 	cr := &creation{st: st, vmid: vmid, archive: tmpl, storage: storageID, set: set,
 		start: get("start") == "1", unpriv: unpriv, unprivGiven: true}
 	t := st.startTask("root@pam", taskSpec{typ: "vzcreate", id: vmidString(vmid), vmid: vmid, cleanup: cr.abort, work: cr.run})

@@ -39,6 +39,8 @@ var routes = buildRoutes(map[string]func(*call) response{
 	"POST /nodes/{node}/lxc/{vmid}/snapshot/{snapname}/rollback":  (*call).rollbackSnapshot,
 	"DELETE /nodes/{node}/lxc/{vmid}/snapshot/{snapname}":         (*call).deleteSnapshot,
 	"POST /nodes/{node}/lxc/{vmid}/status/reboot":                 (*call).rebootGuest,
+	"POST /nodes/{node}/lxc/{vmid}/migrate":                       (*call).migrateGuest,
+	"POST /nodes/{node}/qemu/{vmid}/migrate":                      (*call).migrateGuest,
 	"GET /nodes/{node}/qemu":                                      (*call).listGuests,
 	"POST /nodes/{node}/qemu":                                     (*call).createVM,
 	"GET /nodes/{node}/qemu/{vmid}/status/current":                (*call).guestStatus,

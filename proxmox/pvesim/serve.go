@@ -41,6 +41,15 @@ type Server struct {
 // port) with a fresh self-signed ECDSA certificate for 127.0.0.1, ::1 and
 // localhost. It returns once the listener is ready; Close stops it.
 func (s *Sim) Start(addr string) (*Server, error) {
+	s.init()
+	return s.StartNode(s.st.node.name, addr)
+}
+
+// StartNode serves s as node (see NodeHandler) over TLS on addr, like
+// Start: a cluster world serves each node on its own listener, as each
+// node's pveproxy listens on its own address.
+func (s *Sim) StartNode(node, addr string) (*Server, error) {
+	handler := s.NodeHandler(node)
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
@@ -54,10 +63,10 @@ func (s *Sim) Start(addr string) (*Server, error) {
 	}
 	sum := sha256.Sum256(certDER)
 	fp := proxmox.FormatFingerprint(sum[:])
-	_ = s.with(func(st *state) error { st.fingerprint = fp; return nil })
+	_ = s.with(func(st *state) error { st.nodeByName(node).fingerprint = fp; return nil })
 
 	srv := &http.Server{
-		Handler:           s,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		// An empty map disables HTTP/2: its frames have no reason phrase.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
@@ -73,7 +82,7 @@ func (s *Sim) Start(addr string) (*Server, error) {
 	sv := &Server{
 		Info: Info{
 			Endpoint:    "https://" + ln.Addr().String(),
-			Node:        DefaultNode,
+			Node:        node,
 			Token:       DefaultTokenID + "=" + DefaultTokenSecret,
 			Fingerprint: fp,
 			CAPEM:       pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: certDER}),
@@ -82,7 +91,6 @@ func (s *Sim) Start(addr string) (*Server, error) {
 		ln:   ln,
 		done: make(chan struct{}),
 	}
-	_ = s.with(func(st *state) error { sv.Node = st.node.name; return nil })
 	go func() {
 		defer close(sv.done)
 		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {

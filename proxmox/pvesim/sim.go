@@ -69,6 +69,12 @@ type Sim struct {
 	// travels only in the HTTP reason phrase.
 	LegacyErrors bool
 
+	// Nodes is how many nodes the world has: 0 or 1 is the single node
+	// DefaultNode in no cluster; 2 or more make the cluster ClusterName
+	// of nodes pve1, pve2, ... (cluster.go), the default world's guests on
+	// pve1 and the cluster world's on the others.
+	Nodes int
+
 	// Now is the clock: task timing, ctimes and archive names (which use
 	// the location of the time Now returns; time.Now is local time, like
 	// PVE's). Nil means time.Now.
@@ -156,8 +162,17 @@ func (s *Sim) Mutations(vmid int) int {
 // routing, the permission check of the endpoint, node resolution,
 // parameter validation against the official schema, and the handler.
 func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.serveAs(nil, w, r)
+}
+
+// serveAs answers a request node via received (nil: the first node).
+func (s *Sim) serveAs(via *nodeState, w http.ResponseWriter, r *http.Request) {
 	s.init()
 	req := parseRequest(r)
+	if via == nil {
+		via = s.st.node // set once by init, never changed
+	}
+	req.via = via
 	if req.route == nil && s.OnUnmodeled != nil {
 		s.OnUnmodeled(r)
 	}
@@ -171,7 +186,12 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.mutations[vmid]++
 	}
 	act := st.matchFaults(req)
+	down := !via.online
 	s.mu.Unlock()
+	if down {
+		dropConnection(w) // a node that is down answers nothing
+		return
+	}
 
 	if d := s.Latency + act.delay; d > 0 {
 		t := time.NewTimer(d)
@@ -259,14 +279,22 @@ func (s *Sim) serve(req *request) response {
 			return resp
 		}
 	}
-	if node, ok := req.uri["node"]; ok && node != st.node.name {
-		return die("no such cluster node '%s'", node)
+	here := req.via
+	if name, ok := req.uri["node"]; ok {
+		if here = st.nodeByName(name); here == nil {
+			return die("no such cluster node '%s'", name)
+		}
+		if here != req.via && !here.online {
+			return proxyUnreachable()
+		}
 	}
 	if errs := ep.validate(params); errs != nil {
 		return paramError(errs)
 	}
 	c := &call{st: st, tok: tok, params: flat, multi: params, req: req}
-	return req.route.handle(c)
+	var resp response
+	st.as(here, func() { resp = req.route.handle(c) })
+	return resp
 }
 
 // request is an HTTP request reduced to what PVE's server looks at.
@@ -277,6 +305,7 @@ type request struct {
 	params         map[string][]string
 	auth, cookie   string
 	route          *route
+	via            *nodeState        // the node that received it
 	uri            map[string]string // path parameters
 	badBody        string            // a body PVE could not decode
 	unexpectedBody bool              // a body on GET or DELETE

@@ -43,6 +43,7 @@ func (s *storage) pbsRepository() string {
 }
 
 type volume struct {
+	node        string // on a storage without shared=1: the node it is on ("" in no cluster: every node)
 	volid       string
 	content     string
 	format      string

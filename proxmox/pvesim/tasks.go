@@ -18,6 +18,7 @@ import (
 // Tasks stop lazily: the first time anyone looks at or after their end.
 
 type task struct {
+	node    *nodeState // the node it runs on
 	upid    proxmox.UPID
 	id      string // the UPID's text form
 	user    string // USER@REALM!TOKEN (or root@pam): the UPID's user
@@ -83,7 +84,9 @@ func (st *state) startTask(user string, sp taskSpec) *task {
 	if begin.Before(start) {
 		begin = start
 	}
+	node := st.current()
 	t := &task{
+		node:    node,
 		user:    user,
 		start:   start,
 		end:     begin.Add(sp.duration),
@@ -93,9 +96,9 @@ func (st *state) startTask(user string, sp taskSpec) *task {
 		cleanup: sp.cleanup,
 	}
 	t.upid = proxmox.UPID{
-		Node:      st.node.name,
+		Node:      node.name,
 		PID:       st.nextPID,
-		PStart:    uint64(start.Sub(st.node.bootTime) / (10 * time.Millisecond)),
+		PStart:    uint64(start.Sub(node.bootTime) / (10 * time.Millisecond)),
 		StartTime: start.Truncate(time.Second),
 		Type:      sp.typ,
 		ID:        sp.id,
@@ -122,7 +125,13 @@ func (st *state) advance() {
 	for {
 		next := st.tasks.due()
 		if next == nil || next.end.After(st.now) {
-			st.advanceEvents(st.now)
+			// An event may fork a task that is itself due by now (the
+			// HA stack's worker after a hastart): run events one at a
+			// time and look at the tasks again.
+			if e := st.nextEvent(st.now); e != nil {
+				st.runEvent(e)
+				continue
+			}
 			return
 		}
 		st.advanceEvents(next.end)
@@ -133,6 +142,11 @@ func (st *state) advance() {
 }
 
 func (st *state) finish(t *task) {
+	st.as(t.node, func() { st.finishOn(t) })
+}
+
+// finishOn stops t, on its node.
+func (st *state) finishOn(t *task) {
 	t.running = false
 	var err error
 	switch {
@@ -249,7 +263,7 @@ func ownsTask(tok *token, t *task) bool { return t.user == tok.id }
 
 func (c *call) listTasks() response {
 	st := c.st
-	auditor := c.tok.has("/nodes/"+st.node.name, "Sys.Audit")
+	auditor := c.tok.has("/nodes/"+st.current().name, "Sys.Audit")
 	classes := map[string]bool{"ok": true, "warning": true, "error": true, "unknown": true}
 	if c.has("statusfilter") && !c.bool("errors") {
 		classes = map[string]bool{}
@@ -280,6 +294,7 @@ func (c *call) listTasks() response {
 			status = ""   // PVE filters active tasks before calling them RUNNING
 		}
 		switch {
+		case t.node != st.current(): // each node lists its own tasks
 		case c.has("userfilter") && !strings.Contains(strings.ToLower(user), strings.ToLower(c.str("userfilter"))):
 		case !auditor && !ownsTask(c.tok, t):
 		case c.has("typefilter") && t.upid.Type != c.str("typefilter"):
@@ -323,7 +338,8 @@ func (c *call) lookupTask() (*task, response) {
 		return nil, paramError(map[string]string{"upid": "unable to parse worker upid"})
 	}
 	t, ok := c.st.tasksByID[upid]
-	if !ok {
+	if !ok || t.node != c.st.current() {
+		// The task file is looked up on the node the path names.
 		return nil, paramError(map[string]string{"upid": "no such task"})
 	}
 	return t, response{}
@@ -335,7 +351,7 @@ func (c *call) requireTaskAccess(t *task, priv string) (response, bool) {
 	if ownsTask(c.tok, t) {
 		return response{}, true
 	}
-	return c.tok.check("/nodes/"+c.st.node.name, priv)
+	return c.tok.check("/nodes/"+c.st.current().name, priv)
 }
 
 func (c *call) taskStatus() response {
@@ -355,6 +371,7 @@ func (c *call) taskLog() response {
 		return paramError(map[string]string{"upid": "unable to parse worker upid"})
 	}
 	t, known := c.st.tasksByID[upid]
+	known = known && t.node == c.st.current()
 	if known {
 		if resp, ok := c.requireTaskAccess(t, "Sys.Audit"); !ok {
 			return resp

@@ -332,7 +332,7 @@ func (st *state) findVolume(volid string) (*storage, int) {
 	if !ok {
 		return nil, -1
 	}
-	return s, slices.IndexFunc(s.volumes, func(v *volume) bool { return v.volid == volid })
+	return s, slices.IndexFunc(s.volumes, func(v *volume) bool { return v.volid == volid && st.volumeVisible(s, v) })
 }
 
 // --- listing ----------------------------------------------------------------
@@ -342,7 +342,7 @@ func (st *state) findVolume(volid string) (*storage, int) {
 func (st *state) contentList(s *storage, content string, vmid int) []*volume {
 	var out []*volume
 	for _, v := range s.volumes {
-		if !s.supports(v.content) || (content != "" && v.content != content) {
+		if !st.volumeVisible(s, v) || !s.supports(v.content) || (content != "" && v.content != content) {
 			continue
 		}
 		if vmid != 0 && (v.vmid != vmid || v.content == "vztmpl" || v.content == "iso") {
@@ -353,7 +353,7 @@ func (st *state) contentList(s *storage, content string, vmid int) []*volume {
 	if s.supports("rootdir") || s.supports("images") {
 		for _, id := range slices.Sorted(maps.Keys(st.guests)) {
 			g := st.guests[id]
-			if vmid != 0 && id != vmid {
+			if (vmid != 0 && id != vmid) || (!s.shared && !st.onNode(g)) {
 				continue
 			}
 			for _, d := range st.guestDisks(g) {
@@ -512,6 +512,7 @@ func (st *state) diskOwner(volid string) *guest {
 // derived from VolID where PVE would derive them.
 type VolumeSpec struct {
 	VolID     string    // "usb-backup:backup/vzdump-lxc-101-2026_11_20-03_00_01.tar.zst"; required
+	Node      string    // the node whose storage holds it, for a storage without shared=1; "" means the first
 	Size      uint64    // bytes; 0 estimates one
 	CTime     time.Time // zero: from a vzdump name, else now
 	Notes     string    // backups
@@ -544,7 +545,14 @@ func (s *Sim) AddVolume(sp VolumeSpec) error {
 		if _, i := st.findVolume(sp.VolID); i >= 0 {
 			return fmt.Errorf("pvesim: AddVolume: %s already exists", sp.VolID)
 		}
-		v := &volume{volid: sp.VolID, content: vtype, format: format, size: sp.Size, ctime: sp.CTime,
+		node := st.node.name
+		if sp.Node != "" {
+			if st.nodeByName(sp.Node) == nil {
+				return fmt.Errorf("pvesim: AddVolume: no node %q", sp.Node)
+			}
+			node = sp.Node
+		}
+		v := &volume{node: node, volid: sp.VolID, content: vtype, format: format, size: sp.Size, ctime: sp.CTime,
 			vmid: owner, notes: sp.Notes, protected: sp.Protected, verification: sp.Verification}
 		if sp.Verification != "" {
 			v.verifyUPID = st.verifyUPID()
@@ -589,7 +597,7 @@ func baseName(name string) string { return name[strings.LastIndex(name, "/")+1:]
 // archiveGuest is the guest config a new archive of vmid (of kind) holds.
 func (st *state) archiveGuest(kind string, vmid int, sp *GuestSpec) *guest {
 	if sp != nil {
-		tmp := &state{now: st.now, guests: map[int]*guest{}, macSeq: st.macSeq + 100}
+		tmp := &state{now: st.now, node: st.node, guests: map[int]*guest{}, macSeq: st.macSeq + 100}
 		spec := *sp
 		spec.VMID = vmid
 		spec.Type = kind
@@ -598,7 +606,7 @@ func (st *state) archiveGuest(kind string, vmid int, sp *GuestSpec) *guest {
 	if g, ok := st.guests[vmid]; ok {
 		return &guest{kind: g.kind, vmid: vmid, conf: snapshotCopy(g.conf), description: g.description}
 	}
-	tmp := &state{now: st.now, guests: map[int]*guest{}, macSeq: st.macSeq + 100}
+	tmp := &state{now: st.now, node: st.node, guests: map[int]*guest{}, macSeq: st.macSeq + 100}
 	return tmp.addGuest(GuestSpec{Type: kind, VMID: max(vmid, 100)})
 }
 

@@ -183,12 +183,27 @@ func (c *call) vzdump() response {
 		}
 	}
 	slices.Sort(vmids)
+	// get_included_guests: guests on other nodes are skipped (logged as
+	// "skip external VMs"); a job with none of this node's answers "OK"
+	// and forks nothing (pve-manager PVE/API2/VZDump.pm: "silent exit if
+	// specified VMs run on other nodes").
+	var external []int
+	vmids = slices.DeleteFunc(vmids, func(id int) bool {
+		if g, ok := st.guests[id]; ok && !st.onNode(g) {
+			external = append(external, id)
+			return true
+		}
+		return false
+	})
+	if len(vmids) == 0 && !all && len(external) > 0 {
+		return ok("OK")
+	}
 	if resp, ok := c.tok.check("/storage/"+storageID, "Datastore.AllocateSpace"); !ok {
 		return resp
 	}
 
 	job := &vzdumpJob{
-		st: st, tok: c.tok, vmids: vmids, all: all, storage: storageID,
+		st: st, tok: c.tok, vmids: vmids, external: external, all: all, storage: storageID,
 		mode: c.str("mode"), compress: c.str("compress"), notes: c.str("notes-template"),
 		protected: c.bool("protected"), remove: !c.has("remove") || c.bool("remove"), prune: prune,
 		cmdline: c.vzdumpCommandLine(), held: map[int]bool{}, lockErr: map[int]error{},
@@ -276,7 +291,7 @@ func (j *vzdumpJob) live(t *task) bool {
 func (st *state) vzdumpLockFree() time.Time {
 	free := st.now
 	for _, t := range st.tasks.active {
-		if t.upid.Type == "vzdump" && t.end.After(free) {
+		if t.upid.Type == "vzdump" && t.node == st.current() && t.end.After(free) {
 			free = t.end
 		}
 	}
@@ -288,6 +303,7 @@ type vzdumpJob struct {
 	st        *state
 	tok       *token
 	vmids     []int
+	external  []int // guests named that are on other nodes, skipped
 	all       bool
 	storage   string
 	mode      string
@@ -332,6 +348,10 @@ func (j *vzdumpJob) lock(vmid int) {
 	if !ok || j.skips(vmid) {
 		return
 	}
+	if !j.st.onNode(g) { // migrated away before its slot
+		j.lockErr[vmid] = j.st.missing(g.kind, vmid)
+		return
+	}
 	if err := checkLock(g); err != nil {
 		j.lockErr[vmid] = err
 		return
@@ -359,6 +379,13 @@ func (j *vzdumpJob) open(t *task) {
 	st := j.st
 	if j.waited {
 		t.logf("INFO: got global lock")
+	}
+	if len(j.external) > 0 {
+		ids := make([]string, len(j.external))
+		for i, id := range j.external {
+			ids[i] = vmidString(id)
+		}
+		t.logf("INFO: skip external VMs: %s", strings.Join(ids, ", "))
 	}
 	s, err := st.storage(j.storage)
 	switch {
@@ -579,7 +606,7 @@ func (j *vzdumpJob) finishBackup(t *task, sl *guestSlot, vmid int, start, end ti
 		}
 	case pbs:
 		t.logf("INFO: Starting backup: %s", name)
-		t.logf("INFO: Client name: %s", st.node.name)
+		t.logf("INFO: Client name: %s", st.current().name)
 		t.logf("INFO: Starting backup protocol: %s", start.Format("Mon Jan _2 15:04:05 2006"))
 		t.logf("INFO: Upload directory '/mnt/vzsnap0' to '%s' as root.pxar.didx", s.pbsRepository())
 		t.logf("INFO: root.pxar: had to backup %s of %s (compressed %s) in %.2fs", vzdumpFormatSizeIEC(used), vzdumpFormatSizeIEC(used),
@@ -593,6 +620,7 @@ func (j *vzdumpJob) finishBackup(t *task, sl *guestSlot, vmid int, start, end ti
 		t.logf("INFO: archive file size: %s", vzdumpFormatSize(size))
 	}
 	vol := &volume{
+		node:  st.current().name,
 		volid: s.name + ":backup/" + name, content: "backup", format: format,
 		size: size, ctime: start.Truncate(time.Second), vmid: vmid, subtype: g.kind,
 		config: snapshotCopy(g.conf), description: g.description,
@@ -610,7 +638,7 @@ func (j *vzdumpJob) finishBackup(t *task, sl *guestSlot, vmid int, start, end ti
 	}
 	if j.notes != "" {
 		t.logf("INFO: adding notes to backup")
-		vol.notes = generateNotes(j.notes, st.node.name, g)
+		vol.notes = generateNotes(j.notes, st.current().name, g)
 	}
 	if j.protected {
 		t.logf("INFO: marking backup as protected")

@@ -2,6 +2,7 @@ package pvesim
 
 import (
 	"maps"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -52,7 +53,16 @@ type state struct {
 	sim *Sim
 	now time.Time // the clock reading of the current locked section
 
-	node      nodeState
+	// cluster is the cluster's name, "" for a node in no cluster; nodes
+	// are its members (one node when there is no cluster), node the
+	// first of them: the node a request that names none is answered by,
+	// and whose root operations the RootRunner simulates. here is the
+	// node whose request or task is being handled (cluster.go), nil
+	// outside one.
+	cluster   string
+	nodes     []*nodeState
+	node      *nodeState
+	here      *nodeState
 	guests    map[int]*guest
 	storages  map[string]*storage
 	tasks     taskIndex
@@ -65,22 +75,26 @@ type state struct {
 	usbParts  map[string]string // filesystem UUID → partition device
 	mounts    map[string]string // mount target → filesystem UUID
 
-	requests    int
-	mutations   map[int]int
-	nextPID     uint32
-	macSeq      int
-	snapSeq     int      // snapshots made so far, for their creation order
-	events      []*event // what happens part-way through tasks (locks.go)
-	eventSeq    int
-	diskCTimes  map[string]time.Time // guest disk volid → its creation time as listed (shapes.go)
-	fingerprint string               // the served certificate's, for GET /nodes
+	requests   int
+	mutations  map[int]int
+	nextPID    uint32
+	macSeq     int
+	snapSeq    int      // snapshots made so far, for their creation order
+	events     []*event // what happens part-way through tasks (locks.go)
+	eventSeq   int
+	diskCTimes map[string]time.Time // guest disk volid → its creation time as listed (shapes.go)
 }
 
-// nodeState is the node's identity and load.
+// nodeState is a node's identity, membership and load.
 type nodeState struct {
-	name     string
-	bootTime time.Time
-	usage    NodeUsage
+	name        string
+	nodeid      int    // corosync's node id; 0 outside a cluster
+	ip          string // the address its name resolves to
+	online      bool   // a member corosync sees
+	downSince   time.Time
+	fingerprint string // the served certificate's, for GET /nodes
+	bootTime    time.Time
+	usage       NodeUsage
 }
 
 // NodeUsage is the node's load and capacity as GET /nodes/{node}/status
@@ -109,21 +123,16 @@ func newWorld(s *Sim, now time.Time) *state {
 		nextPID:   0x0001A2F0,
 		usbParts:  map[string]string{DefaultUSBUUID: "/dev/sdb1"},
 		mounts:    map[string]string{"/mnt/usb-backup": DefaultUSBUUID},
-		node: nodeState{
-			name:     DefaultNode,
-			bootTime: now.Add(-12*24*time.Hour - 3*time.Hour - 17*time.Minute),
-			usage: NodeUsage{
-				CPU:         0.0342,
-				LoadAvg:     [3]float64{0.42, 0.37, 0.31},
-				MemoryTotal: 32 * gib,
-				MemoryUsed:  9*gib + 412*mib,
-				SwapTotal:   8 * gib,
-				SwapUsed:    0,
-				RootFSTotal: 100861726720,
-				RootFSUsed:  13254635520,
-			},
-		},
 	}
+	st.nodes = []*nodeState{newNode(DefaultNode, 0, now)}
+	if s.Nodes > 1 {
+		st.cluster = ClusterName
+		st.nodes = nil
+		for i := 1; i <= s.Nodes; i++ {
+			st.nodes = append(st.nodes, newNode(ClusterNodeName(i), i, now))
+		}
+	}
+	st.node = st.nodes[0]
 	st.tokens[DefaultTokenID] = &token{
 		id:     DefaultTokenID,
 		secret: DefaultTokenSecret,
@@ -143,6 +152,7 @@ func newWorld(s *Sim, now time.Time) *state {
 		st.storages[sp.Name] = newStorage(sp)
 	}
 	st.storages["local"].volumes = append(st.storages["local"].volumes, &volume{
+		node:  st.node.name,
 		volid: DefaultTemplate, content: "vztmpl", format: "tzst", size: 126839705,
 		ctime: time.Date(2024, 11, 18, 10, 12, 44, 0, time.UTC),
 	})
@@ -194,6 +204,7 @@ func newWorld(s *Sim, now time.Time) *state {
 			conf["rootfs"] = strings.Replace(conf["rootfs"], ":base-", ":vm-", 1)
 		}
 		st.storages[a.storage].volumes = append(st.storages[a.storage].volumes, &volume{
+			node:    st.node.name,
 			volid:   a.storage + ":backup/" + name,
 			content: "backup", format: format, subtype: g.kind, vmid: a.vmid,
 			size:  archiveSize(g, "zstd"),
@@ -217,6 +228,7 @@ func newWorld(s *Sim, now time.Time) *state {
 			btype = "vm"
 		}
 		st.storages[PBSStorage].volumes = append(st.storages[PBSStorage].volumes, &volume{
+			node:    st.node.name,
 			volid:   PBSStorage + ":backup/" + btype + "/" + vmidString(a.vmid) + "/" + a.at.Format("2006-01-02T15:04:05Z"),
 			content: "backup", format: "pbs-" + btype, subtype: g.kind, vmid: a.vmid,
 			size: guestUsedBytes(g), ctime: a.at, notes: g.name(), protected: a.protected,
@@ -227,7 +239,33 @@ func newWorld(s *Sim, now time.Time) *state {
 
 	st.disks = defaultDisks()
 	st.sensors = defaultSensors()
+	if st.cluster != "" {
+		st.populateCluster()
+	}
 	return st
+}
+
+// newNode is a node of the world, online, booted some days ago; node i
+// of a cluster (1, 2, ...) boots a little later than the one before.
+func newNode(name string, nodeid int, now time.Time) *nodeState {
+	ip := "127.0.0.1"
+	if nodeid > 0 {
+		ip = "10.10.10." + strconv.Itoa(10+nodeid)
+	}
+	return &nodeState{
+		name: name, nodeid: nodeid, ip: ip, online: true,
+		bootTime: now.Add(-12*24*time.Hour - 3*time.Hour - 17*time.Minute + time.Duration(max(nodeid-1, 0))*41*time.Minute),
+		usage: NodeUsage{
+			CPU:         0.0342,
+			LoadAvg:     [3]float64{0.42, 0.37, 0.31},
+			MemoryTotal: 32 * gib,
+			MemoryUsed:  9*gib + 412*mib,
+			SwapTotal:   8 * gib,
+			SwapUsed:    0,
+			RootFSTotal: 100861726720,
+			RootFSUsed:  13254635520,
+		},
+	}
 }
 
 // archiveTime is the local time a vzdump archive's name encodes (PVE reads
