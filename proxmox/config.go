@@ -73,6 +73,8 @@ func (c *Config) Validate() error {
 	}
 	if c.Node == "" {
 		bad("node", "is required (the PVE node name of this host)")
+	} else if !nodeNamePattern.MatchString(c.Node) {
+		bad("node", "%q is not a PVE node name (letters, digits and inner hyphens)", c.Node)
 	}
 	if c.Token.IsZero() {
 		bad("token", "is required (USER@REALM!TOKENID=SECRET)")

@@ -33,6 +33,9 @@ func (c *Client) mutate(ctx context.Context, method string, p apiPath, params ur
 	if err != nil {
 		return UPID{}, err
 	}
+	if string(bytes.TrimSpace(env.Data)) == `"OK"` {
+		return UPID{}, fmt.Errorf("%s %s: %w", method, p.plain, ErrNoTask)
+	}
 	upid, err := decodeUPID(env.Data, allowNull)
 	if err != nil {
 		// PVE accepted the request, so something may be running that we

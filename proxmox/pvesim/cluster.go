@@ -430,7 +430,7 @@ func (s *Sim) NodeHandler(name string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.serveAs(n, w, r) })
 }
 
-// Nodes lists the world's node names, in order.
+// NodeNames lists the world's node names, in order.
 func (s *Sim) NodeNames() []string {
 	var out []string
 	_ = s.with(func(st *state) error {
@@ -477,15 +477,4 @@ func (s *Sim) GuestNode(vmid int) string {
 		return nil
 	})
 	return node
-}
-
-// guestsOn lists the vmids on node name, sorted.
-func (st *state) guestsOn(name string) []int {
-	var out []int
-	for _, vmid := range slices.Sorted(maps.Keys(st.guests)) {
-		if st.guestNode(st.guests[vmid]).name == name {
-			out = append(out, vmid)
-		}
-	}
-	return out
 }

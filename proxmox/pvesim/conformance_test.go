@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -31,15 +32,35 @@ const conformanceScratch = 130
 // with a client pinned to its certificate and the World describing it.
 func simWorld(t *testing.T, legacy bool) (*pvesim.Sim, *pvesim.Server, *proxmox.Client, pvetest.World) {
 	t.Helper()
+	return simWorldOf(t, legacy, 1)
+}
+
+// Guests the cluster world's suite adds on pve1 (120 and 130 are taken
+// there: 120 is on pve3, and the cluster tests create 130).
+const (
+	clusterStopped = 125
+	clusterMigrate = 126
+	clusterScratch = 131
+)
+
+// simWorldOf is simWorld for a world of nodes nodes: with 2 or more, the
+// cluster world served as pve1, with World.Cluster set.
+func simWorldOf(t *testing.T, legacy bool, nodes int) (*pvesim.Sim, *pvesim.Server, *proxmox.Client, pvetest.World) {
+	t.Helper()
+	stopped, scratch := conformanceStopped, conformanceScratch
+	if nodes > 1 {
+		stopped, scratch = clusterStopped, clusterScratch
+	}
 	clock := &holdClock{}
 	sim := pvesim.New()
+	sim.Nodes = nodes
 	sim.TaskDuration = 20 * time.Millisecond
 	sim.LegacyErrors = legacy
 	sim.Now = clock.Now
 	sim.OnUnmodeled = func(r *http.Request) { t.Errorf("unmodelled request %s %s", r.Method, r.URL) }
 	if err := sim.AddGuest(pvesim.GuestSpec{
-		VMID: conformanceStopped, Hostname: "conformance", Cores: 1, MemoryMB: 512,
-		RootFS: "local-lvm:vm-120-disk-0,size=4G", Description: "conformance guest",
+		VMID: stopped, Hostname: "conformance", Cores: 1, MemoryMB: 512,
+		RootFS: "local-lvm:vm-" + strconv.Itoa(stopped) + "-disk-0,size=4G", Description: "conformance guest",
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -64,9 +85,9 @@ func simWorld(t *testing.T, legacy bool) (*pvesim.Sim, *pvesim.Server, *proxmox.
 	w := pvetest.World{
 		Endpoint:      &ep,
 		Running:       pvesim.CustomerWeb,
-		Stopped:       conformanceStopped,
+		Stopped:       stopped,
 		StoppedVM:     pvesim.CustomerCI,
-		Scratch:       conformanceScratch,
+		Scratch:       scratch,
 		BackupStorage: "usb-backup",
 		GuestStorage:  "local-lvm",
 		Wait:          proxmox.WaitOptions{MinInterval: 5 * time.Millisecond, MaxInterval: 50 * time.Millisecond},
@@ -113,6 +134,34 @@ func simWorld(t *testing.T, legacy bool) (*pvesim.Sim, *pvesim.Server, *proxmox.
 			t.Cleanup(clock.release)
 		},
 	}
+	if nodes > 1 {
+		if err := sim.AddGuest(pvesim.GuestSpec{VMID: clusterMigrate, Hostname: "migrant", Description: "moves and comes back"}); err != nil {
+			t.Fatal(err)
+		}
+		optok, err := proxmox.ParseToken(pvesim.OperatorTokenID + "=" + pvesim.OperatorTokenSecret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		op, err := proxmox.New(proxmox.Config{Endpoint: srv.Endpoint, Node: srv.Node, Token: optok, Fingerprint: srv.Fingerprint})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Cluster = &pvetest.Cluster{
+			Other: pvesim.ClusterNodeName(2), OtherGuest: pvesim.ClusterShop, Operator: op,
+			Migrate: clusterMigrate, HAGuest: pvesim.ClusterMail, Settle: 10 * time.Second,
+			NodeDown: func(t testing.TB, node string) {
+				t.Helper()
+				if err := sim.SetNodeOnline(node, false); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() {
+					if err := sim.SetNodeOnline(node, true); err != nil {
+						t.Error(err)
+					}
+				})
+			},
+		}
+	}
 	return sim, srv, c, w
 }
 
@@ -141,6 +190,17 @@ func TestConformance(t *testing.T) {
 	sim, _, c, w := simWorld(t, false)
 	checkUndone(t, sim, w) // registered first, so it runs after the suite's cleanup
 	pvetest.Conformance(t, c, w)
+}
+
+// TestClusterConformance runs the suite against the cluster world as
+// pve1: every case, and the cluster cases besides.
+func TestClusterConformance(t *testing.T) {
+	sim, _, c, w := simWorldOf(t, false, 3)
+	checkUndone(t, sim, w)
+	pvetest.Conformance(t, c, w)
+	if n := sim.GuestNode(clusterMigrate); n != "pve1" {
+		t.Errorf("guest %d on %s after the suite; want back on pve1", clusterMigrate, n)
+	}
 }
 
 // TestConformanceLegacyErrors runs it against error bodies of PVE before

@@ -61,11 +61,11 @@ type testCase struct {
 
 // cases is the whole suite in order: reads, then the failure paths of a
 // missing guest and of config changes, snapshots, power, tasks, backups,
-// restores and volumes, what differs for a VM, then the wire rules seen
+// restores, the cluster, volumes, what differs for a VM, then the wire rules seen
 // through World.Endpoint.
 func cases() []testCase {
 	var all []testCase
-	for _, group := range [][]testCase{readCases, missingCases, configCases, snapshotCases, powerCases, taskCases, backupCases, restoreCases, volumeCases, qemuCases, wireCases} {
+	for _, group := range [][]testCase{readCases, missingCases, configCases, snapshotCases, powerCases, taskCases, backupCases, restoreCases, clusterCases, volumeCases, qemuCases, wireCases} {
 		all = append(all, group...)
 	}
 	return all

@@ -76,6 +76,9 @@ type World struct {
 	// no body), until t's cleanup. Nil skips the case (a real host does
 	// this only for a node of its cluster that is down).
 	ProxyError func(t testing.TB, method, path string)
+	// Cluster describes the host's cluster for the cluster cases; nil
+	// skips them (a host in no cluster).
+	Cluster *Cluster
 	// HoldTasks keeps tasks that are running from stopping on their own
 	// until t's cleanup (they still stop when asked to), so that a case
 	// can look at a task while it runs and at the locks it holds. Nil
@@ -106,6 +109,9 @@ func (w World) validate() error {
 	}
 	if w.Running == w.Stopped || w.Running == w.Scratch || w.Stopped == w.Scratch {
 		return fmt.Errorf("pvetest: World.Running (%d), Stopped (%d) and Scratch (%d) must differ", w.Running, w.Stopped, w.Scratch)
+	}
+	if c := w.Cluster; c != nil && (c.Other == "" || c.OtherGuest == 0) {
+		return fmt.Errorf("pvetest: World.Cluster needs Other and OtherGuest")
 	}
 	if w.StoppedVM != 0 && (w.StoppedVM == w.Running || w.StoppedVM == w.Stopped || w.StoppedVM == w.Scratch) {
 		return fmt.Errorf("pvetest: World.StoppedVM (%d) must differ from Running, Stopped and Scratch", w.StoppedVM)

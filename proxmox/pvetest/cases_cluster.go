@@ -1,0 +1,297 @@
+package pvetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+)
+
+// Cluster describes the cluster the host is a node of, for the cluster
+// cases (World.Cluster); nil skips them (a host in no cluster).
+type Cluster struct {
+	// Other is another node of the cluster, online. Required.
+	Other string
+	// OtherGuest is a container on Other. Required.
+	OtherGuest int
+	// Operator is a client of the suite's node whose token may migrate
+	// guests (VM.Migrate; root@pam's on a real cluster). Nil skips the
+	// migration cases.
+	Operator *proxmox.Client
+	// Migrate is a stopped, unlocked container on the suite's node that
+	// the migration case moves to Other and back. 0 skips that case.
+	Migrate int
+	// HAGuest is a running, HA-managed container (on any node) that the
+	// HA case stops and starts again through the HA stack. 0 skips it.
+	HAGuest int
+	// NodeDown takes node down (or cuts it off) until t's cleanup. Nil
+	// skips the case.
+	NodeDown func(t testing.TB, node string)
+	// Settle bounds how long the HA stack may take to act on a request;
+	// 0 means 2 minutes.
+	Settle time.Duration
+}
+
+func (s *suite) cluster(t *testing.T) *Cluster {
+	t.Helper()
+	if s.w.Cluster == nil {
+		t.Skip("World.Cluster is nil: the host is in no cluster")
+	}
+	return s.w.Cluster
+}
+
+// eventually polls cond until it holds or the HA settle time passes.
+func (s *suite) eventually(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	limit := s.w.Cluster.Settle
+	if limit <= 0 {
+		limit = 2 * time.Minute
+	}
+	deadline := time.Now().Add(limit)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) || s.ctx.Err() != nil {
+			t.Fatalf("%s: still %s after %s", what, state, limit)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// clusterCases check what a node of a cluster answers about the others,
+// after pve-manager PVE/API2/Cluster.pm, pve-cluster PVE/Cluster.pm and
+// the migrate and HA paths of qemu-server and pve-container.
+var clusterCases = []testCase{
+	{
+		name: "cluster-members",
+		rule: "GET /cluster/status in a cluster: the cluster entry (name, quorate) and one entry per node with nodeid, online, ip and local set on the answering node only",
+		run: func(t *testing.T, s *suite) {
+			cl := s.cluster(t)
+			st, err := s.c.ClusterStatus(s.ctx)
+			if err != nil {
+				t.Fatalf("ClusterStatus: %v", err)
+			}
+			if st.Name == "" || !st.Quorate || len(st.Members) < 2 {
+				t.Fatalf("ClusterStatus = %+v; want a named, quorate cluster of 2 or more", st)
+			}
+			locals := 0
+			for _, m := range st.Members {
+				if m.Local {
+					locals++
+					if m.Name != s.node {
+						t.Errorf("local member %q; want the client's node %q", m.Name, s.node)
+					}
+				}
+				if m.NodeID < 1 || m.IP == "" {
+					t.Errorf("member %+v; want a nodeid >= 1 and an ip", m)
+				}
+			}
+			if locals != 1 {
+				t.Errorf("%d members are local; want 1", locals)
+			}
+			if m, ok := st.Member(cl.Other); !ok || !m.Online {
+				t.Errorf("member %s = %+v (%v); want online", cl.Other, m, ok)
+			}
+		},
+	},
+	{
+		name: "cluster-resources-nodes",
+		rule: "GET /cluster/resources lists every node and every node's guests with the node they are on",
+		run: func(t *testing.T, s *suite) {
+			cl := s.cluster(t)
+			res, err := s.c.ClusterResources(s.ctx, "node")
+			if err != nil {
+				t.Fatalf("ClusterResources: %v", err)
+			}
+			for _, n := range []string{s.node, cl.Other} {
+				if !slices.ContainsFunc(res, func(r proxmox.Resource) bool { return r.Node == n && r.Status == "online" }) {
+					t.Errorf("resources %+v lack node %s online", res, n)
+				}
+			}
+			loc, found, err := s.c.LocateGuest(s.ctx, cl.OtherGuest)
+			if err != nil || !found || loc.Node != cl.Other || loc.Kind != proxmox.LXC {
+				t.Errorf("LocateGuest(%d) = %+v %v %v; want a container on %s", cl.OtherGuest, loc, found, err, cl.Other)
+			}
+		},
+	},
+	{
+		name: "other-node-guest",
+		rule: "a guest on another node is not on this node's paths: 500 \"Configuration file 'nodes/NODE/lxc/VMID.conf' does not exist\"; the other node's paths reach it (proxied)",
+		run: func(t *testing.T, s *suite) {
+			cl := s.cluster(t)
+			_, err := s.c.GuestStatus(s.ctx, proxmox.LXC, cl.OtherGuest)
+			wantAPIError(t, "GuestStatus", err, 500, fmt.Sprintf("Configuration file 'nodes/%s/lxc/%d.conf' does not exist", s.node, cl.OtherGuest))
+			other, err := s.c.OnNode(cl.Other)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := other.GuestStatus(s.ctx, proxmox.LXC, cl.OtherGuest); err != nil {
+				t.Errorf("GuestStatus through %s: %v", cl.Other, err)
+			}
+			guests, err := s.c.Guests(s.ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if slices.ContainsFunc(guests, func(g proxmox.Guest) bool { return g.VMID == cl.OtherGuest }) {
+				t.Errorf("this node's guest list has %d, which is on %s", cl.OtherGuest, cl.Other)
+			}
+		},
+	},
+	{
+		name: "vmid-cluster-wide",
+		rule: "vmids are unique cluster-wide: nextid?vmid=N of another node's guest answers 400 vmid \"VM N already exists\"; a restore onto it dies \"CT N already exists on node 'OTHER'\"; nextid never offers it",
+		run: func(t *testing.T, s *suite) {
+			cl := s.cluster(t)
+			err := s.c.CheckVMIDFree(s.ctx, cl.OtherGuest)
+			var ae *proxmox.APIError
+			if !errors.As(err, &ae) || ae.Status != 400 || ae.Errors["vmid"] != fmt.Sprintf("VM %d already exists", cl.OtherGuest) {
+				t.Errorf("CheckVMIDFree(%d) = %v; want 400 vmid \"VM %d already exists\"", cl.OtherGuest, err, cl.OtherGuest)
+			}
+			if id, err := s.c.NextID(s.ctx); err != nil || id == cl.OtherGuest {
+				t.Errorf("NextID = %d, %v", id, err)
+			}
+			if s.archive == "" {
+				t.Skip("no archive: the backup case did not pass")
+			}
+			_, err = s.c.RestoreGuest(s.ctx, proxmox.RestoreOptions{Kind: proxmox.LXC, VMID: cl.OtherGuest, Archive: s.archive, Storage: s.w.GuestStorage})
+			wantAPIError(t, "RestoreGuest", err, 500, fmt.Sprintf("CT %d already exists on node '%s'", cl.OtherGuest, cl.Other))
+			if node, ok := proxmox.ExistsOnNode(err); !ok || node != cl.Other {
+				t.Errorf("ExistsOnNode(%v) = %q %v", err, node, ok)
+			}
+		},
+	},
+	{
+		name: "vzdump-other-node",
+		rule: "a vzdump naming only another node's guests answers \"OK\" and starts no task (PVE/API2/VZDump.pm silent exit)",
+		run: func(t *testing.T, s *suite) {
+			cl := s.cluster(t)
+			_, err := s.c.Vzdump(s.ctx, proxmox.VzdumpOptions{VMIDs: []int{cl.OtherGuest}, Storage: s.w.BackupStorage})
+			if !errors.Is(err, proxmox.ErrNoTask) {
+				t.Errorf("Vzdump(%d) = %v; want ErrNoTask", cl.OtherGuest, err)
+			}
+		},
+	},
+	{
+		name: "migrate-refused",
+		rule: "migrate: to the node itself 400 target \"target is local node.\"; to no member 500 \"no such cluster node 'X'\"; a running container without restart 500 \"can't migrate running container without --online or --restart\"",
+		run: func(t *testing.T, s *suite) {
+			cl := s.cluster(t)
+			if cl.Operator == nil {
+				t.Skip("World.Cluster.Operator is nil")
+			}
+			_, err := cl.Operator.Migrate(s.ctx, proxmox.LXC, s.w.Running, proxmox.MigrateOptions{Target: s.node, Restart: true})
+			if ae := wantAPIError(t, "Migrate to itself", err, 400, "Parameter verification failed."); ae != nil && ae.Errors["target"] != "target is local node." {
+				t.Errorf("errors = %v", ae.Errors)
+			}
+			_, err = cl.Operator.Migrate(s.ctx, proxmox.LXC, s.w.Running, proxmox.MigrateOptions{Target: "felhom-no-such-node", Restart: true})
+			wantAPIError(t, "Migrate to no member", err, 500, "no such cluster node 'felhom-no-such-node'")
+			_, err = cl.Operator.Migrate(s.ctx, proxmox.LXC, s.w.Running, proxmox.MigrateOptions{Target: cl.Other})
+			wantAPIError(t, "Migrate running", err, 500, "can't migrate running container without --online or --restart")
+		},
+	},
+	{
+		name: "migrate",
+		rule: "a container migrates with a vzmigrate task that holds its \"migrate\" lock; then it is on the target, and the source node's paths do not find it",
+		run: func(t *testing.T, s *suite) {
+			cl := s.cluster(t)
+			if cl.Operator == nil || cl.Migrate == 0 {
+				t.Skip("World.Cluster.Operator or Migrate unset")
+			}
+			upid, err := cl.Operator.Migrate(s.ctx, proxmox.LXC, cl.Migrate, proxmox.MigrateOptions{Target: cl.Other})
+			if err == nil && upid.Type != "vzmigrate" {
+				t.Errorf("UPID type %q; want vzmigrate", upid.Type)
+			}
+			s.mustDone(t, "Migrate", upid, err)
+			loc, found, err := s.c.LocateGuest(s.ctx, cl.Migrate)
+			if err != nil || !found || loc.Node != cl.Other || loc.Lock != "" {
+				t.Errorf("after migration %d = %+v %v %v; want on %s, unlocked", cl.Migrate, loc, found, err, cl.Other)
+			}
+			if _, err := s.c.GuestStatus(s.ctx, proxmox.LXC, cl.Migrate); !proxmox.IsNotFound(err) {
+				t.Errorf("GuestStatus on the source node = %v; want not found", err)
+			}
+			back, err := cl.Operator.OnNode(cl.Other)
+			if err != nil {
+				t.Fatal(err)
+			}
+			upid, err = back.Migrate(s.ctx, proxmox.LXC, cl.Migrate, proxmox.MigrateOptions{Target: s.node})
+			s.mustDone(t, "Migrate back", upid, err)
+		},
+	},
+	{
+		name: "ha-managed",
+		rule: "stopping and starting an HA-managed guest answers hastop and hastart tasks that only ask the HA stack; the state change follows later",
+		run: func(t *testing.T, s *suite) {
+			cl := s.cluster(t)
+			if cl.HAGuest == 0 {
+				t.Skip("World.Cluster.HAGuest is 0")
+			}
+			loc, found, err := s.c.LocateGuest(s.ctx, cl.HAGuest)
+			if err != nil || !found {
+				t.Fatalf("LocateGuest(%d) = %v %v", cl.HAGuest, found, err)
+			}
+			c, err := s.c.OnNode(loc.Node)
+			if err != nil {
+				t.Fatal(err)
+			}
+			status := func(want string) func() (bool, string) {
+				return func() (bool, string) {
+					st, err := c.GuestStatus(s.ctx, proxmox.LXC, cl.HAGuest)
+					if err != nil {
+						return false, err.Error()
+					}
+					return st.Status == want, st.Status
+				}
+			}
+			for _, step := range []struct {
+				typ, want string
+				call      func() (proxmox.UPID, error)
+			}{
+				{"hastop", "stopped", func() (proxmox.UPID, error) { return c.Stop(s.ctx, proxmox.LXC, cl.HAGuest) }},
+				{"hastart", "running", func() (proxmox.UPID, error) { return c.Start(s.ctx, proxmox.LXC, cl.HAGuest) }},
+			} {
+				upid, err := step.call()
+				if err == nil && upid.Type != step.typ {
+					t.Errorf("UPID type %q; want %s", upid.Type, step.typ)
+				}
+				s.mustDone(t, step.typ, upid, err)
+				s.eventually(t, step.typ, status(step.want))
+			}
+		},
+	},
+	{
+		name: "node-down",
+		rule: "a request for a node that is down fails as pveproxy's proxy fails: 595, no body; the cluster status shows it offline",
+		run: func(t *testing.T, s *suite) {
+			cl := s.cluster(t)
+			if cl.NodeDown == nil {
+				t.Skip("World.Cluster.NodeDown is nil")
+			}
+			cl.NodeDown(t, cl.Other)
+			other, err := s.c.OnNode(cl.Other)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The client rides out 595s for its read retry budget; a
+			// short deadline ends that at its first answer.
+			ctx, cancel := context.WithTimeout(s.ctx, time.Second)
+			defer cancel()
+			_, err = other.NodeStatus(ctx)
+			if !proxmox.IsNodeUnreachable(err) {
+				t.Errorf("NodeStatus of %s while down = %v; want 595", cl.Other, err)
+			}
+			st, err := s.c.ClusterStatus(s.ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Contains(st.Offline(), cl.Other) {
+				t.Errorf("ClusterStatus offline = %v; want %s", st.Offline(), cl.Other)
+			}
+		},
+	},
+}
