@@ -158,7 +158,7 @@ func BenchmarkConcurrentRuns1000(b *testing.B) {
 		c.Listen = ""
 	})
 	local := localAPI{ta.Agent}
-	var peakHeap, peakSys uint64
+	var peakHeap, peakSys, peakStack uint64
 	var peakG int
 	for round := range b.N {
 		runtime.GC()
@@ -170,7 +170,7 @@ func BenchmarkConcurrentRuns1000(b *testing.B) {
 			defer t.Stop()
 			for {
 				runtime.ReadMemStats(&ms)
-				peakHeap, peakSys = max(peakHeap, ms.HeapInuse), max(peakSys, ms.Sys)
+				peakHeap, peakSys, peakStack = max(peakHeap, ms.HeapInuse), max(peakSys, ms.Sys), max(peakStack, ms.StackInuse)
 				peakG = max(peakG, runtime.NumGoroutine())
 				select {
 				case <-stop:
@@ -213,6 +213,7 @@ func BenchmarkConcurrentRuns1000(b *testing.B) {
 	}
 	b.ReportMetric(float64(peakHeap)/(1<<20), "peak-heap-MiB")
 	b.ReportMetric(float64(peakSys)/(1<<20), "peak-sys-MiB")
+	b.ReportMetric(float64(peakStack)/(1<<20), "peak-stack-MiB")
 	b.ReportMetric(float64(peakG), "peak-goroutines")
 }
 

@@ -276,19 +276,21 @@ func (p *Params) MarshalJSON() ([]byte, error) { return json.Marshal(p.record) }
 // name order, so errors.As finds the first.
 func (d *Declaration) Coerce(strs map[string]string, raw map[string]json.RawMessage) (*Params, error) {
 	var errs []error
-	given := map[string]bool{}
-	for _, name := range slices.Sorted(maps.Keys(strs)) {
-		given[name] = true
-	}
-	for _, name := range slices.Sorted(maps.Keys(raw)) {
-		if given[name] {
-			errs = append(errs, &ParamError{Param: name, Want: "one value", Got: "two (as a string and as JSON)"})
+	if len(strs)+len(raw) > 0 { // a run of defaults (a timer's) has nothing to check here
+		given := map[string]bool{}
+		for _, name := range slices.Sorted(maps.Keys(strs)) {
+			given[name] = true
 		}
-		given[name] = true
-	}
-	for _, name := range slices.Sorted(maps.Keys(given)) {
-		if d.Param(name) == nil {
-			errs = append(errs, &ParamError{Param: name, Want: d.paramNames(), Unknown: true})
+		for _, name := range slices.Sorted(maps.Keys(raw)) {
+			if given[name] {
+				errs = append(errs, &ParamError{Param: name, Want: "one value", Got: "two (as a string and as JSON)"})
+			}
+			given[name] = true
+		}
+		for _, name := range slices.Sorted(maps.Keys(given)) {
+			if d.Param(name) == nil {
+				errs = append(errs, &ParamError{Param: name, Want: d.paramNames(), Unknown: true})
+			}
 		}
 	}
 

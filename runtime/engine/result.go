@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	startime "go.starlark.net/lib/time"
@@ -77,89 +80,188 @@ func (r *Result) Duration() time.Duration { return r.Finished.Sub(r.Started) }
 // people read: "1m30s" and RFC 3339. An error names where in the value
 // the problem is: `result["guests"][2]: cannot encode function as JSON`.
 func ResultJSON(v starlark.Value) (json.RawMessage, error) {
-	x, err := jsonValue(v, "result", 0)
-	if err != nil {
-		return nil, err
+	// Written straight into one buffer: no tree of Go values, no
+	// reflection, and the path of an element is spelled only when it is
+	// the one that cannot be encoded (a run's result is encoded once per
+	// run, so this is on every run's path).
+	var w resultWriter
+	if err := w.value(v, 0); err != nil {
+		return nil, err.withRoot("result")
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(x); err != nil {
-		return nil, fmt.Errorf("result: %w", err)
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	return w.buf, nil
 }
 
 // maxResultDepth bounds nesting, which also stops a list that contains
 // itself.
 const maxResultDepth = 64
 
-func jsonValue(v starlark.Value, path string, depth int) (any, error) {
+// resultWriter appends a value's JSON to buf.
+type resultWriter struct{ buf []byte }
+
+// resultError is a value that cannot be encoded; path is built from the
+// innermost element outwards as the error returns, so success never
+// formats one.
+type resultError struct {
+	segs []string // innermost first: `[2]`, `["guests"]`, `.name`
+	msg  string
+	err  error // wrapped, when the failure came from Go code
+}
+
+func (e *resultError) at(seg string) *resultError {
+	e.segs = append(e.segs, seg)
+	return e
+}
+
+func (e *resultError) withRoot(root string) error {
+	var b strings.Builder
+	b.WriteString(root)
+	for i := len(e.segs) - 1; i >= 0; i-- {
+		b.WriteString(e.segs[i])
+	}
+	if e.err != nil {
+		return fmt.Errorf("%s: %s%w", b.String(), e.msg, e.err)
+	}
+	return fmt.Errorf("%s: %s", b.String(), e.msg)
+}
+
+func (w *resultWriter) value(v starlark.Value, depth int) *resultError {
 	if depth > maxResultDepth {
-		return nil, fmt.Errorf("%s: nested more than %d levels deep (does it contain itself?)", path, maxResultDepth)
+		return &resultError{msg: fmt.Sprintf("nested more than %d levels deep (does it contain itself?)", maxResultDepth)}
 	}
 	switch x := v.(type) {
 	case starlark.NoneType:
-		return nil, nil
+		w.buf = append(w.buf, "null"...)
 	case starlark.Bool:
-		return bool(x), nil
+		w.buf = strconv.AppendBool(w.buf, bool(x))
 	case starlark.Int:
-		return json.Number(x.String()), nil
+		if i, ok := x.Int64(); ok {
+			w.buf = strconv.AppendInt(w.buf, i, 10)
+		} else {
+			w.buf = append(w.buf, x.String()...)
+		}
 	case starlark.Float:
 		f := float64(x)
 		if math.IsInf(f, 0) || math.IsNaN(f) {
-			return nil, fmt.Errorf("%s: cannot encode non-finite float %v", path, x)
+			return &resultError{msg: fmt.Sprintf("cannot encode non-finite float %v", x)}
 		}
-		return f, nil
+		w.buf = appendJSONFloat(w.buf, f)
 	case starlark.String:
-		return string(x), nil
+		w.str(string(x))
 	case startime.Duration:
-		return time.Duration(x).String(), nil
+		w.str(time.Duration(x).String())
 	case startime.Time:
-		return time.Time(x).Format(time.RFC3339Nano), nil
+		w.str(time.Time(x).Format(time.RFC3339Nano))
 	case json.Marshaler:
-		return x, nil
+		b, err := x.MarshalJSON()
+		if err == nil {
+			var c bytes.Buffer
+			if err = json.Compact(&c, b); err == nil {
+				w.buf = append(w.buf, c.Bytes()...)
+				return nil
+			}
+		}
+		return &resultError{msg: "json: error calling MarshalJSON: ", err: err}
 	case starlark.IterableMapping:
-		out := map[string]any{}
-		for _, item := range x.Items() {
+		items := x.Items()
+		keys := make([]string, len(items))
+		for i, item := range items {
 			k, ok := starlark.AsString(item[0])
 			if !ok {
-				return nil, fmt.Errorf("%s: dict has %s key, want string", path, item[0].Type())
+				return &resultError{msg: fmt.Sprintf("dict has %s key, want string", item[0].Type())}
 			}
-			e, err := jsonValue(item[1], fmt.Sprintf("%s[%q]", path, k), depth+1)
-			if err != nil {
-				return nil, err
-			}
-			out[k] = e
+			keys[i] = k
 		}
-		return out, nil
+		order := make([]int, len(items))
+		for i := range order {
+			order[i] = i
+		}
+		slices.SortFunc(order, func(a, b int) int { return strings.Compare(keys[a], keys[b]) })
+		w.buf = append(w.buf, '{')
+		for n, i := range order {
+			if n > 0 {
+				w.buf = append(w.buf, ',')
+			}
+			w.str(keys[i])
+			w.buf = append(w.buf, ':')
+			if err := w.value(items[i][1], depth+1); err != nil {
+				return err.at(fmt.Sprintf("[%q]", keys[i]))
+			}
+		}
+		w.buf = append(w.buf, '}')
 	case starlark.Iterable:
-		out := []any{}
 		iter := x.Iterate()
 		defer iter.Done()
+		w.buf = append(w.buf, '[')
 		var e starlark.Value
 		for i := 0; iter.Next(&e); i++ {
-			ev, err := jsonValue(e, fmt.Sprintf("%s[%d]", path, i), depth+1)
-			if err != nil {
-				return nil, err
+			if i > 0 {
+				w.buf = append(w.buf, ',')
 			}
-			out = append(out, ev)
+			if err := w.value(e, depth+1); err != nil {
+				return err.at(fmt.Sprintf("[%d]", i))
+			}
 		}
-		return out, nil
+		w.buf = append(w.buf, ']')
 	case starlark.HasAttrs:
-		out := map[string]any{}
-		for _, name := range x.AttrNames() {
+		names := x.AttrNames()
+		if !slices.IsSorted(names) {
+			names = slices.Sorted(slices.Values(names))
+		}
+		w.buf = append(w.buf, '{')
+		for n, name := range names {
 			a, err := x.Attr(name)
 			if err != nil {
-				return nil, fmt.Errorf("%s.%s: %w", path, name, err)
+				return &resultError{segs: []string{"." + name}, err: err}
 			}
-			e, err := jsonValue(a, path+"."+name, depth+1)
-			if err != nil {
-				return nil, err
+			if n > 0 {
+				w.buf = append(w.buf, ',')
 			}
-			out[name] = e
+			w.str(name)
+			w.buf = append(w.buf, ':')
+			if err := w.value(a, depth+1); err != nil {
+				return err.at("." + name)
+			}
 		}
-		return out, nil
+		w.buf = append(w.buf, '}')
+	default:
+		return &resultError{msg: fmt.Sprintf("cannot encode %s as JSON", v.Type())}
 	}
-	return nil, fmt.Errorf("%s: cannot encode %s as JSON", path, v.Type())
+	return nil
+}
+
+// str appends s as a JSON string the way encoding/json does with HTML
+// escaping off; strings of plain printable ASCII, the usual case, are
+// copied as they are.
+func (w *resultWriter) str(s string) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			var b bytes.Buffer
+			enc := json.NewEncoder(&b)
+			enc.SetEscapeHTML(false)
+			_ = enc.Encode(s) // a string always encodes
+			w.buf = append(w.buf, bytes.TrimSuffix(b.Bytes(), []byte("\n"))...)
+			return
+		}
+	}
+	w.buf = append(w.buf, '"')
+	w.buf = append(w.buf, s...)
+	w.buf = append(w.buf, '"')
+}
+
+// appendJSONFloat formats f as encoding/json does (ES6 number
+// formatting: %f between 1e-6 and 1e21, else %e with a short exponent).
+func appendJSONFloat(b []byte, f float64) []byte {
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		// clean up e-09 to e-9
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
 }
