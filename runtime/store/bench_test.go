@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 )
 
@@ -62,4 +63,33 @@ func BenchmarkAppendLog(b *testing.B) {
 			b.ReportMetric(float64(calls*batch)/b.Elapsed().Seconds(), "lines/s")
 		})
 	}
+}
+
+// BenchmarkAppendLogRuns is many runs logging at once, each appending its
+// own small batches (what 1,000 concurrent runs' log sinks do): the group
+// commit writes the batches of all runs waiting in one transaction.
+func BenchmarkAppendLogRuns(b *testing.B) {
+	const runs, batch = 64, 4
+	ctx := context.Background()
+	s := newStore(b)
+	ids := make([]string, runs)
+	for i := range ids {
+		ids[i] = create(b, s, fmt.Sprint("p", i), t0).ID
+	}
+	lines := make([]LogLine, batch)
+	for i := range lines {
+		lines[i] = LogLine{Level: "INFO", Msg: "backed up", Attrs: []byte(`{"vmid":101,"took":"12s"}`)}
+	}
+	var next atomic.Int64
+	b.SetParallelism(runs / 2) // GOMAXPROCS × this many callers
+	b.RunParallel(func(pb *testing.PB) {
+		id := ids[int(next.Add(1)-1)%runs]
+		for pb.Next() {
+			if err := s.AppendLog(ctx, id, lines...); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "lines/s")
 }

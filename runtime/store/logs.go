@@ -5,14 +5,25 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 )
 
-// AppendLog appends lines to run id's log in one durable transaction,
+// AppendLog appends lines to run id's log durably and in order,
 // numbering them after the run's last line (the first line of a run is
 // Seq 1). Each line's Run and Seq are ignored and assigned; a zero Time
 // means now. Lines may be appended to a run of any status, so that a
-// recovery can note what it found. Every commit is an fsync: batch lines
-// rather than appending one at a time on a busy run.
+// recovery can note what it found.
+//
+// Every commit is an fsync, so appends of all runs are committed together
+// (group commit): a call that finds a commit in progress queues its lines
+// and the next commit writes every queued call's lines in one transaction.
+// AppendLog returns only once the commit holding its lines is durable (or
+// failed), so durability is that of one call per commit; one run's
+// unknown id (ErrNotFound) fails that call alone. ctx bounds only the
+// wait to be queued: once queued, lines are committed or fail with the
+// commit. Batch lines rather than appending one at a time on a busy run:
+// each call still costs its statements.
 func (s *Store) AppendLog(ctx context.Context, id string, lines ...LogLine) error {
 	if len(lines) == 0 {
 		return nil
@@ -22,35 +33,126 @@ func (s *Store) AppendLog(ctx context.Context, id string, lines ...LogLine) erro
 			return fmt.Errorf("store: append log (run %s): %w", id, err)
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("store: append log (run %s): %w", id, err)
+	}
+	req := &logAppend{id: id, lines: lines, done: make(chan error, 1), lead: make(chan struct{}, 1)}
+	s.logs.mu.Lock()
+	s.logs.queue = append(s.logs.queue, req)
+	if !s.logs.committing {
+		s.logs.committing = true
+		req.lead <- struct{}{}
+	}
+	s.logs.mu.Unlock()
+	for {
+		select {
+		case <-req.lead:
+			s.commitLogs()
+		case err := <-req.done:
+			if err != nil {
+				return fmt.Errorf("store: append log (run %s): %w", id, err)
+			}
+			return nil
+		}
+	}
+}
+
+// logCommits is the group commit of AppendLog: the queue of calls waiting
+// for the next commit, and whether a caller is committing (the leader).
+// The leader commits the whole queue, its own call included, in one
+// transaction, then hands the lead to the oldest call queued meanwhile,
+// so no caller waits for more than the commit in progress and its own.
+//
+// Invariant: committing is true exactly while one caller leads or has
+// been handed the lead.
+type logCommits struct {
+	mu         sync.Mutex
+	queue      []*logAppend
+	committing bool
+	commits    atomic.Int64 // transactions committed (or tried); tests read it
+	// beforeBatch, when set (tests), is called by the leader before it
+	// takes the queue.
+	beforeBatch func()
+}
+
+// logAppend is one AppendLog call waiting for its commit.
+type logAppend struct {
+	id    string
+	lines []LogLine
+	done  chan error    // receives the call's outcome, once
+	lead  chan struct{} // receives the lead, at most once
+}
+
+// commitLogs is the leader's turn: it commits the queue (which holds the
+// leader's own call) in one transaction, then hands the lead to the
+// oldest call queued since, or stops leading when there is none.
+func (s *Store) commitLogs() {
+	if s.logs.beforeBatch != nil {
+		s.logs.beforeBatch()
+	}
+	s.logs.mu.Lock()
+	batch := s.logs.queue
+	s.logs.queue = nil
+	s.logs.mu.Unlock()
+	s.commitLogBatch(batch)
+	s.logs.mu.Lock()
+	if len(s.logs.queue) > 0 {
+		s.logs.queue[0].lead <- struct{}{}
+	} else {
+		s.logs.committing = false
+	}
+	s.logs.mu.Unlock()
+}
+
+// commitLogBatch writes every call of batch in one transaction and tells
+// each its outcome: the commit's error, or ErrNotFound for a call whose
+// run does not exist (its lines are skipped, the others' kept).
+func (s *Store) commitLogBatch(batch []*logAppend) {
+	ctx := context.Background() // one caller's deadline must not fail the others
+	s.logs.commits.Add(1)
+	missing := make([]bool, len(batch))
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		var last int64
-		err := tx.QueryRowContext(ctx,
-			`UPDATE runs SET log_seq = log_seq + ? WHERE id = ? RETURNING log_seq`,
-			len(lines), id).Scan(&last)
-		if errors.Is(err, sql.ErrNoRows) {
-			return ErrNotFound
-		} else if err != nil {
+		clear(missing)
+		seqOf, err := tx.PrepareContext(ctx, `UPDATE runs SET log_seq = log_seq + ? WHERE id = ? RETURNING log_seq`)
+		if err != nil {
 			return err
 		}
+		defer seqOf.Close()
 		ins, err := tx.PrepareContext(ctx,
 			`INSERT INTO logs (run, seq, time, level, msg, attrs) VALUES (?, ?, ?, ?, ?, ?)`)
 		if err != nil {
 			return err
 		}
 		defer ins.Close()
-		seq := last - int64(len(lines))
-		for _, l := range lines {
-			seq++
-			if _, err := ins.ExecContext(ctx, id, seq, stamp(l.Time).UnixNano(), l.Level, l.Msg, jsonText(l.Attrs)); err != nil {
+		for i, req := range batch {
+			var last int64
+			err := seqOf.QueryRowContext(ctx, len(req.lines), req.id).Scan(&last)
+			if errors.Is(err, sql.ErrNoRows) {
+				missing[i] = true
+				continue
+			} else if err != nil {
 				return err
+			}
+			seq := last - int64(len(req.lines))
+			for _, l := range req.lines {
+				seq++
+				if _, err := ins.ExecContext(ctx, req.id, seq, stamp(l.Time).UnixNano(), l.Level, l.Msg, jsonText(l.Attrs)); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("store: append log (run %s): %w", id, err)
+	for i, req := range batch {
+		switch {
+		case err != nil:
+			req.done <- err
+		case missing[i]:
+			req.done <- ErrNotFound
+		default:
+			req.done <- nil
+		}
 	}
-	return nil
 }
 
 // Logs returns run id's log lines with Seq greater than afterSeq, in

@@ -183,3 +183,82 @@ func TestLogTail(t *testing.T) {
 		t.Errorf("LogTail of an unknown run = %v; want ErrNotFound", err)
 	}
 }
+
+// TestAppendLogGroupCommit: appends of many runs that arrive while a
+// commit is in progress are committed together, in one transaction; each
+// call returns once its lines are durable; one call for an unknown run
+// fails alone and the others' lines are kept.
+func TestAppendLogGroupCommit(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	const runs = 20
+	ids := make([]string, runs)
+	for i := range ids {
+		ids[i] = create(t, s, fmt.Sprint("p", i), t0).ID
+	}
+	// The first leader waits until every other call is queued behind it.
+	var once sync.Once
+	s.logs.beforeBatch = func() {
+		once.Do(func() {
+			for {
+				s.logs.mu.Lock()
+				n := len(s.logs.queue)
+				s.logs.mu.Unlock()
+				if n == runs+1 { // its own call, the others and the unknown run's
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+	before := s.logs.commits.Load()
+	errs := make([]error, runs+1)
+	var wg sync.WaitGroup
+	for i := range runs + 1 {
+		wg.Go(func() {
+			id := "r-unknown"
+			if i < runs {
+				id = ids[i]
+			}
+			errs[i] = s.AppendLog(ctx, id, LogLine{Msg: "one"}, LogLine{Msg: "two"})
+		})
+	}
+	wg.Wait()
+	if n := s.logs.commits.Load() - before; n > 2 {
+		t.Errorf("%d appends took %d commits; want them grouped into at most 2", runs+1, n)
+	}
+	if !errors.Is(errs[runs], ErrNotFound) {
+		t.Errorf("append to an unknown run = %v; want ErrNotFound", errs[runs])
+	}
+	for i, id := range ids {
+		if errs[i] != nil {
+			t.Errorf("append to run %s = %v; want it committed beside the unknown run's failure", id, errs[i])
+		}
+		lines, err := s.Logs(ctx, id, 0, 0)
+		if err != nil || len(lines) != 2 || lines[0].Msg != "one" || lines[1].Seq != 2 {
+			t.Errorf("run %s log = %+v, %v; want its two lines, numbered 1 and 2", id, lines, err)
+		}
+	}
+	s.logs.mu.Lock()
+	idle := !s.logs.committing && len(s.logs.queue) == 0
+	s.logs.mu.Unlock()
+	if !idle {
+		t.Error("no call is waiting, yet the group commit still has a leader or a queue")
+	}
+}
+
+// TestAppendLogAfterClose: a commit that fails fails its calls, and the
+// next call leads a commit of its own.
+func TestAppendLogAfterClose(t *testing.T) {
+	s := newStore(t)
+	id := create(t, s, "p", t0).ID
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendLog(context.Background(), id, LogLine{Msg: "late"}); err == nil {
+		t.Error("AppendLog on a closed store succeeded")
+	}
+	if err := s.AppendLog(context.Background(), id, LogLine{Msg: "later"}); err == nil {
+		t.Error("a second AppendLog on a closed store succeeded (the group commit must not stay stuck)")
+	}
+}

@@ -35,6 +35,7 @@ type Store struct {
 
 	pruneBatch int // runs deleted per Prune transaction; tests lower it
 	health     writeHealth
+	logs       logCommits // AppendLog's group commit
 }
 
 // Open opens the store at path and brings the schema up to date. A missing
