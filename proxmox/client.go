@@ -30,6 +30,7 @@ type Client struct {
 	backoffMin time.Duration
 	backoffMax time.Duration
 	waits      taskWaits // WaitTask calls in flight, sharing one poll per node
+	readOnly   bool      // every method but GET is refused before it is sent
 }
 
 // Option adjusts a Client that [New] builds.
@@ -42,6 +43,15 @@ type options struct {
 	backoffMin time.Duration
 	backoffMax time.Duration
 	backoffSet bool
+	readOnly   bool
+}
+
+// WithReadOnly makes the Client refuse every request but a GET before it
+// is sent: a mutation returns an error wrapping [ErrReadOnly] (and
+// [ErrNotSent]) and nothing reaches the host. `felhom-agent plan` reads
+// the real host through such a Client.
+func WithReadOnly() Option {
+	return func(o *options) { o.readOnly = true }
 }
 
 // WithHTTPClient makes the Client send every request through hc as it is:
@@ -101,6 +111,7 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		log:        o.logger,
 		backoffMin: defaultBackoffMin,
 		backoffMax: defaultBackoffMax,
+		readOnly:   o.readOnly,
 	}
 	if o.backoffSet {
 		if o.backoffMin <= 0 || o.backoffMax < o.backoffMin {

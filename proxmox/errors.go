@@ -102,6 +102,10 @@ var ErrAmbiguous = errors.New("outcome unknown: the request may have been applie
 // nothing reached Proxmox, so acting again later is safe.
 var ErrNotSent = errors.New("not sent")
 
+// ErrReadOnly is a request other than a GET that a read-only Client
+// ([WithReadOnly]) refused; it comes wrapped together with [ErrNotSent].
+var ErrReadOnly = errors.New("refused by a read-only client")
+
 // IsPermission reports whether err is a failed PVE permission check, at the
 // request (403) or inside a task, and returns what the check named.
 func IsPermission(err error) (*Permission, bool) {

@@ -202,3 +202,41 @@ func TestTaskProgress(t *testing.T) {
 		}
 	}
 }
+
+// TestReadOnlyClient: a read-only client reads, and refuses every other
+// method before it is sent — the host receives no request for it.
+func TestReadOnlyClient(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim := &pvesim.Sim{}
+		rt, stop := pvesim.PipeTransport(sim)
+		t.Cleanup(stop)
+		token, err := proxmox.ParseToken(pvesim.DefaultTokenID + "=" + pvesim.DefaultTokenSecret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := proxmox.New(proxmox.Config{Endpoint: "https://pve.sim:8006", Node: pvesim.DefaultNode, Token: token},
+			proxmox.WithTransport(rt), proxmox.WithReadOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		if gs, err := c.Guests(ctx); err != nil || len(gs) == 0 {
+			t.Fatalf("Guests = %v, %v; want the guests", gs, err)
+		}
+		before := sim.Requests()
+		_, err = c.Vzdump(ctx, proxmox.VzdumpOptions{VMIDs: []int{pvesim.CustomerWeb}, Storage: "usb-backup"})
+		if !errors.Is(err, proxmox.ErrReadOnly) || !errors.Is(err, proxmox.ErrNotSent) {
+			t.Errorf("Vzdump on a read-only client = %v; want ErrReadOnly and ErrNotSent", err)
+		}
+		_, err = c.SetConfig(ctx, proxmox.LXC, pvesim.CustomerWeb, map[string]string{"description": "x"}, nil)
+		if !errors.Is(err, proxmox.ErrReadOnly) {
+			t.Errorf("SetConfig on a read-only client = %v; want ErrReadOnly", err)
+		}
+		if err := c.StopTask(ctx, proxmox.UPID{Node: "demo-felhom", Type: "vzdump", PID: 1, StartTime: time.Unix(1, 0)}); !errors.Is(err, proxmox.ErrReadOnly) {
+			t.Errorf("StopTask on a read-only client = %v; want ErrReadOnly", err)
+		}
+		if n := sim.Requests() - before; n != 0 || sim.Mutations(pvesim.CustomerWeb) != 0 {
+			t.Errorf("the host received %d requests (%d mutations of 101); want none", n, sim.Mutations(pvesim.CustomerWeb))
+		}
+	})
+}

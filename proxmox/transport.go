@@ -61,6 +61,9 @@ type envelope struct {
 // retried on transient failures within the read retry budget (see
 // [Config.ReadRetryBudget]); other methods are sent exactly once.
 func (c *Client) do(ctx context.Context, method string, p apiPath, params url.Values) (envelope, error) {
+	if c.readOnly && method != http.MethodGet {
+		return envelope{}, fmt.Errorf("%s %s: %w: %w", method, p.plain, ErrReadOnly, ErrNotSent)
+	}
 	retries, budget := 0, time.Duration(0)
 	if method == http.MethodGet {
 		retries, budget = c.cfg.readRetries(), c.cfg.readRetryBudget()

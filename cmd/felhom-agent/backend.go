@@ -27,7 +27,9 @@ type backend struct {
 // simulator's root tools (as if privileged operations were enabled). With
 // sim and no configured tunnel, monitor.tunnel checks the simulator's own
 // endpoint.
-func openBackend(g *Globals, sim bool, logger *slog.Logger) (*backend, error) {
+//
+// opts add to the client's options (plan: proxmox.WithReadOnly).
+func openBackend(g *Globals, sim bool, logger *slog.Logger, opts ...proxmox.Option) (*backend, error) {
 	be := &backend{}
 	var cfg proxmox.Config
 	var runner proxmox.Runner
@@ -55,7 +57,7 @@ func openBackend(g *Globals, sim bool, logger *slog.Logger) (*backend, error) {
 			return nil, err
 		}
 	}
-	client, err := proxmox.New(cfg, proxmox.WithLogger(logger))
+	client, err := proxmox.New(cfg, append([]proxmox.Option{proxmox.WithLogger(logger)}, opts...)...)
 	if err != nil {
 		be.Close()
 		return nil, err

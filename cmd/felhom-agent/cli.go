@@ -21,6 +21,7 @@ type CLI struct {
 	VersionFlag kong.VersionFlag `name:"version" help:"Print the version, commit and build date, and exit." env:"-"`
 
 	Run       RunCmd       `cmd:"" help:"Run one playbook once and print a summary."`
+	Plan      PlanCmd      `cmd:"" help:"Print what a run of a playbook would do, changing nothing: the host is read with GETs only and mirrored."`
 	Check     CheckCmd     `cmd:"" help:"Load and validate playbooks without running them."`
 	Test      TestCmd      `cmd:"" help:"Run playbook tests (*_test.star), each on a fresh simulated host."`
 	Fmt       FmtCmd       `cmd:"" help:"Format playbooks (buildifier's formatter)."`

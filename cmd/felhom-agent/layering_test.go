@@ -51,6 +51,10 @@ var rules = []struct {
 		module + "/runtime/agent": "playbook tests run on the engine and the simulator, never the daemon",
 		module + "/runtime/store": "playbook tests keep no records",
 	}},
+	{pkg: "runtime/plan", bad: map[string]string{
+		module + "/runtime/agent": "a plan runs on the engine and a mirror, never the daemon",
+		module + "/runtime/store": "a plan keeps no records",
+	}},
 	{pkg: "runtime/store", only: map[string]string{
 		"modernc.org/sqlite":               "the pure-Go SQLite driver; UPIDs are plain strings so proxmox stays out",
 		"modernc.org/sqlite/lib":           "the driver's result codes, to tell a damaged file from a full disk",

@@ -74,6 +74,13 @@ type Sim struct {
 	// of nodes pve1, pve2, ... (cluster.go), the default world's guests on
 	// pve1 and the cluster world's on the others.
 	Nodes int
+	// Blank starts the world empty: the node (named NodeName), its disks
+	// and sensors and the agent's token, but no storage, guest or volume.
+	// A mirror of a real host (felhom-agent plan) is built into it with
+	// AddStorage, AddGuest, AddSnapshotAt and AddVolume.
+	Blank bool
+	// NodeName names the node; "" means DefaultNode.
+	NodeName string
 
 	// Now is the clock: task timing, ctimes and archive names (which use
 	// the location of the time Now returns; time.Now is local time, like
@@ -146,6 +153,15 @@ func (s *Sim) Requests() int {
 	return n
 }
 
+// MutatingRequests is the number of requests other than GETs the handler
+// has received, counted on arrival whatever their outcome: a test that
+// promises a client only reads (felhom-agent plan) asserts it stays 0.
+func (s *Sim) MutatingRequests() int {
+	var n int
+	_ = s.with(func(st *state) error { n = st.mutating; return nil })
+	return n
+}
+
 // Mutations is the number of mutating requests (POST, PUT, DELETE) the
 // handler has received that name guest vmid: in the path, as the vmid of
 // a create or restore, or in a vzdump's vmid list. Requests count on
@@ -182,6 +198,9 @@ func (s *Sim) serveAs(via *nodeState, w http.ResponseWriter, r *http.Request) {
 	st.now = s.now()
 	st.advance()
 	st.requests++
+	if r.Method != http.MethodGet {
+		st.mutating++
+	}
 	for _, vmid := range req.mutatedGuests() {
 		st.mutations[vmid]++
 	}

@@ -308,8 +308,14 @@ func (st *state) nextSnapSeq() int {
 }
 
 // AddSnapshot gives guest vmid a snapshot of its current config at once,
-// without a task.
+// without a task, taken now.
 func (s *Sim) AddSnapshot(vmid int, name, description string) error {
+	return s.AddSnapshotAt(vmid, name, description, time.Time{})
+}
+
+// AddSnapshotAt is AddSnapshot with the snapshot's time; zero means now.
+// Snapshots added in the order they were taken keep that order.
+func (s *Sim) AddSnapshotAt(vmid int, name, description string, at time.Time) error {
 	if name == "current" || name == "vzdump" || !configIDRe.MatchString(name) || len(name) > 40 {
 		return fmt.Errorf("pvesim: AddSnapshot(%d): invalid snapshot name %q", vmid, name)
 	}
@@ -321,8 +327,12 @@ func (s *Sim) AddSnapshot(vmid int, name, description string) error {
 		if _, taken := g.snapshots[name]; taken {
 			return fmt.Errorf("pvesim: AddSnapshot(%d): snapshot name '%s' already used", vmid, name)
 		}
+		when := st.now
+		if !at.IsZero() {
+			when = at
+		}
 		g.snapshots[name] = &snapshot{name: name, conf: snapshotCopy(g.conf), description: description,
-			snaptime: st.now.Truncate(time.Second), seq: st.nextSnapSeq()}
+			snaptime: when.Truncate(time.Second), seq: st.nextSnapSeq()}
 		g.conf["parent"] = name
 		return nil
 	})

@@ -76,6 +76,7 @@ type state struct {
 	mounts    map[string]string // mount target → filesystem UUID
 
 	requests   int
+	mutating   int // requests other than GETs
 	mutations  map[int]int
 	nextPID    uint32
 	macSeq     int
@@ -137,6 +138,15 @@ func newWorld(s *Sim, now time.Time) *state {
 		id:     DefaultTokenID,
 		secret: DefaultTokenSecret,
 		acl:    map[string][]string{"/": FelhomAgentPrivileges()},
+	}
+	if s.NodeName != "" {
+		st.node.name = s.NodeName
+	}
+	st.disks = defaultDisks()
+	st.sensors = defaultSensors()
+	if s.Blank {
+		st.usbParts, st.mounts = map[string]string{}, map[string]string{}
+		return st
 	}
 
 	for _, sp := range []StorageSpec{
@@ -237,8 +247,6 @@ func newWorld(s *Sim, now time.Time) *state {
 		})
 	}
 
-	st.disks = defaultDisks()
-	st.sensors = defaultSensors()
 	if st.cluster != "" {
 		st.populateCluster()
 	}
