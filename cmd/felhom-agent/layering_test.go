@@ -85,6 +85,7 @@ var rules = []struct {
 	{pkg: "internal/selfsigned", only: map[string]string{}},
 	{pkg: "internal/spell", only: map[string]string{}},
 	{pkg: "runtime/api", only: map[string]string{}},
+	{pkg: "runtime/guestapi", only: map[string]string{}},
 	{pkg: "runtime/notify", only: map[string]string{module + "/runtime/hub": "the one Ed25519 request signature, the hub's, reused for webhooks"}},
 	{pkg: "runtime/schedule", only: map[string]string{"github.com/adhocore/gronx": "the cron parser"}},
 	{pkg: "cmd/felhom-agent", bad: map[string]string{

@@ -44,6 +44,18 @@ type Declaration struct {
 	// UndoTimeout bounds the run's compensations (undo()) once it failed;
 	// 0 means DefaultUndoTimeout.
 	UndoTimeout time.Duration
+	// GuestTriggers are the triggers (a subset of Triggers) an in-guest
+	// controller may start over the guest API, for its own guest only:
+	// the guest's vmid is bound to the parameter GuestVMID names and the
+	// guest may set only GuestParams; everything else keeps its default.
+	GuestTriggers []string
+	// GuestVMID names the parameter the asking guest's vmid is bound to:
+	// "vmid" (a param.vmid()) or "vmids" (a param.list(param.vmid()),
+	// bound to [vmid]); "" when GuestTriggers is empty.
+	GuestVMID string
+	// GuestParams are the parameters a guest may set, sorted; never
+	// GuestVMID, never a secret.
+	GuestParams []string
 	// Pos is where playbook(...) was called.
 	Pos syntax.Position
 
@@ -87,7 +99,7 @@ var PlaybookTable = &builtins.Table{
 	Doc:  "Declaring a playbook. Each playbook file calls playbook() once at its top level; a loaded module (a file in a subdirectory) must not. The declaration is read when the file loads, before anything runs.",
 	Funcs: []builtins.Func{{
 		Name: "playbook", Journal: builtins.Pure,
-		Sig: `playbook(*, name, run, params={}, schedule="", jitter=None, triggers=[], timeout=None, concurrent=False, resume=False, undo_timeout=None, doc=None)`,
+		Sig: `playbook(*, name, run, params={}, schedule="", jitter=None, triggers=[], timeout=None, concurrent=False, resume=False, undo_timeout=None, guest_triggers=[], guest_params=[], doc=None)`,
 		Doc: `Declares this file's playbook. Keyword arguments only:
   name        unique name, [a-z][a-z0-9_-]*, used by "felhom-agent trigger NAME", timers and the run store
   run         the entry point: a function taking one argument, ctx
@@ -103,6 +115,9 @@ var PlaybookTable = &builtins.Table{
               waited for, never sent again. False: such a run is replayed to where it stopped and its undo() compensations
               run. Either way a run that diverges from its journal ("non-deterministic replay at file:line:col") is undone.
   undo_timeout  how long the compensations registered with undo() may take in all once the run failed (default "10m")
+  guest_triggers  the triggers (also in triggers) an in-guest controller may start over the guest API, for its own guest:
+              its vmid is bound to the parameter vmid (param.vmid()) or vmids (param.list(param.vmid()), as [vmid])
+  guest_params    the parameters such a guest may set (never the vmid, never a secret); the others keep their defaults
   doc         description; defaults to the file's docstring
 ctx has the fields params, run_id, playbook, version (of the sources) and trigger ("cli", "timer", "hub", ...).
 What run returns is the run's result: None, or values json.encode accepts (durations and times become strings).
@@ -143,10 +158,13 @@ func playbookBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark
 		resume     bool
 		undoT      starlark.Value = starlark.None
 		doc        starlark.Value = starlark.None
+		guestTrig  builtins.StringList
+		guestPars  builtins.StringList
 	)
 	if err := starlark.UnpackArgs(b.Name(), nil, kwargs,
 		"name", &name, "run", &run, "params?", &params, "schedule?", &schedule, "jitter?", &jitter,
-		"triggers?", &triggers, "timeout?", &timeout, "concurrent?", &concurrent, "resume?", &resume, "undo_timeout?", &undoT, "doc?", &doc,
+		"triggers?", &triggers, "timeout?", &timeout, "concurrent?", &concurrent, "resume?", &resume, "undo_timeout?", &undoT,
+		"guest_triggers?", &guestTrig, "guest_params?", &guestPars, "doc?", &doc,
 	); err != nil {
 		return nil, err
 	}
@@ -183,6 +201,9 @@ func playbookBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark
 		}
 	}
 	d.Triggers = slices.Clip([]string(triggers))
+	if err := d.setGuest(guestTrig, guestPars); err != nil {
+		return nil, builtins.Errorf(b, "%w", err)
+	}
 	if timeout != starlark.None {
 		var dur builtins.Duration
 		if err := dur.Unpack(timeout); err != nil {
@@ -212,6 +233,50 @@ func playbookBuiltin(thread *starlark.Thread, b *starlark.Builtin, args starlark
 	}
 	st.decl = d
 	return starlark.None, nil
+}
+
+// setGuest checks and records what a guest may start (guest_triggers)
+// and set (guest_params).
+func (d *Declaration) setGuest(trigs, pars []string) error {
+	for i, t := range trigs {
+		if !slices.Contains(d.Triggers, t) {
+			return fmt.Errorf("guest_triggers[%d] %q: not among triggers %v", i, t, d.Triggers)
+		}
+		if slices.Contains(trigs[:i], t) {
+			return fmt.Errorf("guest_triggers: %q is listed twice", t)
+		}
+	}
+	if len(trigs) == 0 {
+		if len(pars) > 0 {
+			return fmt.Errorf("guest_params: given without guest_triggers")
+		}
+		return nil
+	}
+	vmid, vmids := d.Param("vmid"), d.Param("vmids")
+	switch {
+	case vmid != nil && vmid.Type.Format == FormatVMID:
+		d.GuestVMID = "vmid"
+	case vmids != nil && vmids.Type.Kind == KindList && vmids.Type.Elem.Format == FormatVMID:
+		d.GuestVMID = "vmids"
+	default:
+		return fmt.Errorf("guest_triggers: the playbook needs a parameter vmid = param.vmid() or vmids = param.list(param.vmid()) for the guest's own vmid")
+	}
+	for i, name := range pars {
+		p := d.Param(name)
+		switch {
+		case p == nil:
+			return fmt.Errorf("guest_params[%d] %q: not a declared parameter", i, name)
+		case name == d.GuestVMID:
+			return fmt.Errorf("guest_params[%d] %q: the guest's vmid is bound by the agent, never set by the guest", i, name)
+		case p.Type.Kind == KindSecret:
+			return fmt.Errorf("guest_params[%d] %q: a secret cannot come from a guest", i, name)
+		case slices.Contains(pars[:i], name):
+			return fmt.Errorf("guest_params: %q is listed twice", name)
+		}
+	}
+	d.GuestTriggers = slices.Clip(trigs)
+	d.GuestParams = slices.Sorted(slices.Values(pars))
+	return nil
 }
 
 // checkEntry makes sure run can be called as run(ctx).

@@ -100,6 +100,22 @@ func TestDeclarationGood(t *testing.T) {
 	}
 }
 
+func TestDeclarationGuestTriggers(t *testing.T) {
+	pb, err := loadTree(t, map[string]string{"p.star": declSource(`
+    params = {"vmids": param.list(param.vmid(), default = []), "mode": param.enum(["snapshot", "stop"], default = "snapshot"), "storage": param.string(default = "x")},
+    triggers = ["backup", "other"],
+    guest_triggers = ["backup"],
+    guest_params = ["mode"],
+`)}, "p.star")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := pb.Decl
+	if strings.Join(d.GuestTriggers, ",") != "backup" || d.GuestVMID != "vmids" || strings.Join(d.GuestParams, ",") != "mode" {
+		t.Errorf("guest declaration = %v %q %v; want [backup] vmids [mode]", d.GuestTriggers, d.GuestVMID, d.GuestParams)
+	}
+}
+
 func TestDeclarationDocOverrideAndDefaults(t *testing.T) {
 	pb, err := loadTree(t, map[string]string{"p.star": declSource(`doc = "  Explicit.  ", timeout = 90`)}, "p.star")
 	if err != nil {
@@ -151,6 +167,13 @@ func TestDeclarationBad(t *testing.T) {
 		{"jitter bad", `schedule = "@daily", jitter = "soon"`, `playbook: jitter: got "soon", want a duration`},
 		{"unknown keyword", `shedule = "@daily"`, `playbook: unexpected keyword argument "shedule" \(did you mean schedule\?\)`},
 		{"concurrent type", `concurrent = "yes"`, `playbook: for parameter "concurrent": got string, want bool`},
+		{"guest trigger not a trigger", `triggers = ["a"], guest_triggers = ["b"]`, `playbook: guest_triggers\[0\] "b": not among triggers \[a\]`},
+		{"guest trigger twice", `triggers = ["a"], params = {"vmid": param.vmid()}, guest_triggers = ["a", "a"]`, `guest_triggers: "a" is listed twice`},
+		{"guest trigger without vmid", `triggers = ["a"], params = {"vmid": param.int()}, guest_triggers = ["a"]`, `guest_triggers: the playbook needs a parameter vmid = param.vmid\(\) or vmids`},
+		{"guest params alone", `guest_params = ["x"]`, `guest_params: given without guest_triggers`},
+		{"guest param unknown", `triggers = ["a"], params = {"vmid": param.vmid()}, guest_triggers = ["a"], guest_params = ["mode"]`, `guest_params\[0\] "mode": not a declared parameter`},
+		{"guest param vmid", `triggers = ["a"], params = {"vmids": param.list(param.vmid(), default = [])}, guest_triggers = ["a"], guest_params = ["vmids"]`, `guest_params\[0\] "vmids": the guest's vmid is bound by the agent`},
+		{"guest param secret", `triggers = ["a"], params = {"vmid": param.vmid(), "pw": param.secret()}, guest_triggers = ["a"], guest_params = ["pw"]`, `guest_params\[0\] "pw": a secret cannot come from a guest`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
