@@ -223,8 +223,11 @@ func TestSudoersAllowsPrivilegedArgv(t *testing.T) {
 		_, _ = p.SMART(ctx, dev)
 	}
 	_, _ = p.Sensors(ctx)
-	if len(r.calls) != 11 {
-		t.Fatalf("%d commands ran; want 11 (was a case refused?)", len(r.calls))
+	for _, c := range []struct{ vmid, slot int }{{100, 0}, {101, 9}, {999999999, 255}, {4321, 199}} {
+		_ = p.AttachReadOnly(ctx, c.vmid, c.slot, DefaultBootstrapRoot+"/"+strconv.Itoa(c.vmid), BootstrapMountPath)
+	}
+	if len(r.calls) != 15 {
+		t.Fatalf("%d commands ran; want 15 (was a case refused?)", len(r.calls))
 	}
 	for _, argv := range r.calls {
 		if sudoersAllows(t, argv) == "" {
@@ -234,6 +237,12 @@ func TestSudoersAllowsPrivilegedArgv(t *testing.T) {
 
 	denied := [][]string{
 		{"pct", "set", "9000", "--hookscript", "local:snippets/x.sh"},
+		{"pct", "set", "101", "--mp0", "/,mp=/host"},
+		{"pct", "set", "101", "--mp0", "/var/lib/felhom-agent/guests/101,mp=/etc/felhom-bootstrap,ro=0"},
+		{"pct", "set", "101", "--mp0", "/var/lib/felhom-agent/guests/101,mp=/etc/felhom-bootstrap,ro=1", "--hookscript", "local:snippets/x.sh"},
+		{"pct", "set", "101", "--mp256", "/var/lib/felhom-agent/guests/101,mp=/etc/felhom-bootstrap,ro=1"},
+		{"pct", "set", "101", "--mp0", "/var/lib/felhom-agent/guests/../../../etc,mp=/etc/felhom-bootstrap,ro=1"},
+		{"pct", "set", "101", "--mp0", "/var/lib/felhom-agent/guests/101,mp=/etc/felhom-bootstrap,ro=1,shared=1"},
 		append(slices.Clone(r.calls[0]), "--mp0", "/,mp=/host"),
 		{"mount", "-o", "nodev,nosuid,noexec", "UUID=ABCD-1234", "-o", "suid,dev,exec", "/mnt/felhom/a"},
 		{"mount", "-o", "nodev,nosuid,noexec", "UUID=ABCD-1234", "/mnt/felhom/.."},

@@ -23,6 +23,11 @@ type PrivilegedConfig struct {
 	// follows symbolic links in its target. The sudoers file in deploy/
 	// names /mnt/felhom; a different prefix needs that file changed too.
 	MountPrefix string `json:"mount_prefix,omitempty"`
+	// BootstrapRoot is the only directory whose VMID subdirectories
+	// AttachReadOnly attaches to guests: the agent's state directory's
+	// "guests"; "" means DefaultBootstrapRoot. deploy/sudoers names the
+	// default; a different one needs that file changed too.
+	BootstrapRoot string `json:"bootstrap_root,omitempty"`
 	// Sudo runs each command as "sudo -n PROGRAM ...", for an agent that
 	// runs as the unprivileged user felhom-agent with deploy/sudoers
 	// installed. False runs the programs directly (the agent is root).
@@ -33,13 +38,26 @@ type PrivilegedConfig struct {
 // PrivilegedConfig.MountPrefix is empty.
 const DefaultMountPrefix = "/mnt/felhom"
 
+// DefaultBootstrapRoot is PrivilegedConfig.BootstrapRoot's default: the
+// default state directory's guests directory.
+const DefaultBootstrapRoot = "/var/lib/felhom-agent/guests"
+
+// BootstrapMountPath is where a container sees its bootstrap directory
+// (the guest API's bootstrap file), the one guest path AttachReadOnly
+// mounts at.
+const BootstrapMountPath = "/etc/felhom-bootstrap"
+
 // Validate reports every problem in c, each naming its configuration key.
 func (c *PrivilegedConfig) Validate() error {
-	if c.MountPrefix == "" {
-		return nil
+	if c.MountPrefix != "" {
+		if err := checkMountPrefix(c.MountPrefix); err != nil {
+			return fmt.Errorf("privileged.mount_prefix: %w", err)
+		}
 	}
-	if err := checkMountPrefix(c.MountPrefix); err != nil {
-		return fmt.Errorf("privileged.mount_prefix: %w", err)
+	if c.BootstrapRoot != "" {
+		if err := checkMountPrefix(c.BootstrapRoot); err != nil {
+			return fmt.Errorf("privileged.bootstrap_root: %w", err)
+		}
 	}
 	return nil
 }
@@ -57,12 +75,14 @@ func (c *PrivilegedConfig) Validate() error {
 //	mount -o nodev,nosuid,noexec UUID=<uuid> TARGET
 //	smartctl --json -a DEVICE
 //	sensors -j
+//	pct set VMID --mpN BOOTSTRAP_ROOT/VMID,mp=/etc/felhom-bootstrap,ro=1
 //
 // deploy/sudoers allows exactly these shapes for the felhom-agent user.
 // A Privileged is safe for concurrent use if its Runner is.
 type Privileged struct {
-	prefix string
-	run    Runner
+	prefix    string
+	bootstrap string
+	run       Runner
 }
 
 // NewPrivileged returns a Privileged that runs commands through r. A nil r
@@ -74,14 +94,62 @@ func NewPrivileged(cfg PrivilegedConfig, r Runner) (*Privileged, error) {
 	if cfg.MountPrefix == "" {
 		cfg.MountPrefix = DefaultMountPrefix
 	}
+	if cfg.BootstrapRoot == "" {
+		cfg.BootstrapRoot = DefaultBootstrapRoot
+	}
 	if r == nil {
 		r = &ExecRunner{Sudo: cfg.Sudo}
 	}
-	return &Privileged{prefix: cfg.MountPrefix, run: r}, nil
+	return &Privileged{prefix: cfg.MountPrefix, bootstrap: cfg.BootstrapRoot, run: r}, nil
 }
 
 // MountPrefix returns the directory below which MountUSBByUUID mounts.
 func (p *Privileged) MountPrefix() string { return p.prefix }
+
+// AttachReadOnly bind-mounts hostDir into container vmid read-only, as
+// mount point mpSLOT at guestPath: the guest API's bootstrap directory.
+// hostDir must be exactly BOOTSTRAP_ROOT/VMID (no symbolic link on the
+// way), guestPath must be BootstrapMountPath and slot 0..255. The file
+// inside holds the guest's token; the token is never an argument.
+//
+// Why not the API: PVE lets only root@pam set a mount point that is a
+// host path ("only root can set 'mpN' config for non-volume"
+// in pve-container src/PVE/LXC/Config.pm check_ct_modify_config_perm),
+// and an API token, even one of root@pam, is refused.
+func (p *Privileged) AttachReadOnly(ctx context.Context, vmid, slot int, hostDir, guestPath string) error {
+	argv, err := attachArgv(p.bootstrap, vmid, slot, hostDir, guestPath)
+	if err != nil {
+		return err
+	}
+	if err := checkNoSymlinks(opAttachRO, p.bootstrap, hostDir); err != nil {
+		return err
+	}
+	if err := gateRoot(ctx, opAttachRO, argv); err != nil {
+		return err
+	}
+	if _, err := p.run.Run(ctx, argv); err != nil {
+		return fmt.Errorf("%s: pct set %d --mp%d: %w", opAttachRO, vmid, slot, err)
+	}
+	return nil
+}
+
+func attachArgv(root string, vmid, slot int, hostDir, guestPath string) ([]string, error) {
+	var errs []error
+	errs = append(errs, checkVMID(opAttachRO, vmid))
+	if slot < 0 || slot > 255 {
+		errs = append(errs, &ArgError{opAttachRO, "slot", strconv.Itoa(slot), "is not in 0..255 (mp0..mp255)"})
+	}
+	if want := root + "/" + strconv.Itoa(vmid); hostDir != want {
+		errs = append(errs, &ArgError{opAttachRO, "host_dir", hostDir, "is not " + want})
+	}
+	if guestPath != BootstrapMountPath {
+		errs = append(errs, &ArgError{opAttachRO, "guest_path", guestPath, "is not " + BootstrapMountPath})
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return []string{"pct", "set", strconv.Itoa(vmid), "--mp" + strconv.Itoa(slot), hostDir + ",mp=" + guestPath + ",ro=1"}, nil
+}
 
 // Defaults and bounds of GoldenSpec's sizes; the bounds are PVE's
 // (cores 1..8192, memory at least 16 MiB) or generous sanity limits.

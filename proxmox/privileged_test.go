@@ -586,5 +586,38 @@ func TestPrivilegedGated(t *testing.T) {
 	g := &rootGate{refuse: full}
 	if _, err := newTestPrivileged(t, r).SMART(WithObserver(context.Background(), g), "/dev/sda"); err != nil || len(g.asked) != 0 {
 		t.Errorf("SMART under a refusing gate: %v, gate asked %q; want the read run, ungated", err, g.asked)
+
+func TestAttachReadOnlyRefuses(t *testing.T) {
+	r := &recordingRunner{}
+	p := newTestPrivileged(t, r)
+	ctx := t.Context()
+	root := DefaultBootstrapRoot
+	for _, c := range []struct {
+		vmid, slot     int
+		hostDir, guest string
+		want           string
+	}{
+		{99, 0, root + "/99", BootstrapMountPath, `vmid "99" is not in 100..999999999`},
+		{101, 256, root + "/101", BootstrapMountPath, `slot "256" is not in 0..255`},
+		{101, -1, root + "/101", BootstrapMountPath, `slot "-1"`},
+		{101, 9, root + "/102", BootstrapMountPath, `host_dir "` + root + `/102" is not ` + root + `/101`},
+		{101, 9, root + "/101/../../../../etc", BootstrapMountPath, `host_dir`},
+		{101, 9, "/etc", BootstrapMountPath, `host_dir "/etc"`},
+		{101, 9, root + "/101", "/etc", `guest_path "/etc" is not /etc/felhom-bootstrap`},
+		{101, 9, root + "/101", BootstrapMountPath + ",ro=0", `guest_path`},
+	} {
+		err := p.AttachReadOnly(ctx, c.vmid, c.slot, c.hostDir, c.guest)
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "host.attach_bootstrap: ") {
+			t.Errorf("AttachReadOnly(%d, %d, %q, %q) = %v; want %q", c.vmid, c.slot, c.hostDir, c.guest, err, c.want)
+		}
+	}
+	if len(r.calls) != 0 {
+		t.Errorf("refused attachments ran %q", r.calls)
+	}
+	if err := p.AttachReadOnly(ctx, 101, 9, root+"/101", BootstrapMountPath); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(r.calls[0], " "); got != "pct set 101 --mp9 "+root+"/101,mp=/etc/felhom-bootstrap,ro=1" {
+		t.Errorf("argv = %s", got)
 	}
 }

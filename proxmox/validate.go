@@ -36,6 +36,7 @@ const (
 	opMountUSB     = "host.mount_usb"
 	opSMART        = "host.smart"
 	opSensors      = "host.sensors"
+	opAttachRO     = "host.attach_bootstrap"
 )
 
 // MinVMID and MaxVMID bound a Proxmox VE guest id: the pve-vmid format

@@ -1,6 +1,7 @@
 package pvesim
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -133,5 +134,45 @@ func TestSecondVzdumpWaitsForTheFirst(t *testing.T) {
 	log := h.wantExit(second, "OK")
 	if !containsLine(log, "INFO: trying to get global lock - waiting...") || !containsLine(log, "Finished Backup of VM 101") {
 		t.Errorf("second log:\n%s", strings.Join(log, "\n"))
+	}
+}
+
+// A running container's snapshot-mode backup logs its storage snapshot
+// while the task runs, as vzdump does once the snapshot exists
+// (pve-container src/PVE/VZDump/LXC.pm snapshot()); the archive lines
+// follow at the end. A VM's backup and a stop-mode one never log it.
+func TestVzdumpSnapshotLineWhileRunning(t *testing.T) {
+	h := newHarness(t)
+	snap := "INFO: create storage snapshot 'vzdump'"
+	dump := h.upid("POST", nodePath+"/vzdump", vals("vmid", "101", "storage", "usb-backup", "mode", "snapshot"))
+	if containsLine(h.log(dump), snap) {
+		t.Fatal("the snapshot is logged before the backup began")
+	}
+	h.clock.Advance(testTaskDuration / 2)
+	if st := h.taskStatus(dump); st["status"] != "running" {
+		t.Fatalf("task %v half-way; want running", st["status"])
+	}
+	mid := h.log(dump)
+	if !containsLine(mid, snap) || containsLine(mid, "INFO: creating vzdump archive") {
+		t.Fatalf("log half-way (want the snapshot, no archive yet):\n%s", strings.Join(mid, "\n"))
+	}
+	log := h.wantExit(dump, "OK")
+	n := 0
+	for _, l := range log {
+		if strings.Contains(l, snap) {
+			n++
+		}
+	}
+	if n != 1 || !containsLine(log, "INFO: creating vzdump archive") || !containsLine(log, "Finished Backup of VM 101") {
+		t.Errorf("log (want the snapshot once, then the archive):\n%s", strings.Join(log, "\n"))
+	}
+	for _, c := range []url.Values{
+		vals("vmid", "101", "storage", "usb-backup", "mode", "stop"),
+		vals("vmid", "200", "storage", "usb-backup", "mode", "snapshot"),
+	} {
+		up := h.upid("POST", nodePath+"/vzdump", c)
+		if log := h.wantExit(up, "OK"); containsLine(log, snap) {
+			t.Errorf("vzdump %v logged a storage snapshot:\n%s", c, strings.Join(log, "\n"))
+		}
 	}
 }

@@ -101,6 +101,9 @@ const pctUsage = "pct create <vmid> <ostemplate> [OPTIONS]\n"
 // API's create checks without the token limits (keyctl is allowed),
 // synchronously, recorded as a finished vzcreate task.
 func (st *state) pct(argv, args []string) ([]byte, error) {
+	if len(args) > 0 && args[0] == "set" {
+		return st.pctSet(argv, args[1:])
+	}
 	if len(args) == 0 || args[0] != "create" {
 		return nil, exitError(argv, 255, "ERROR: unknown command 'pct "+strings.Join(args, " ")+"'\nUSAGE: pct <COMMAND> [ARGS] [OPTIONS]\n")
 	}
@@ -187,6 +190,46 @@ func (st *state) pct(argv, args []string) ([]byte, error) {
 		return []byte(strings.Join(t.lines[:len(t.lines)-1], "\n") + "\n"), exitError(argv, 255, t.exit+"\n")
 	}
 	return []byte(strings.Join(t.lines[:len(t.lines)-1], "\n") + "\n"), nil
+}
+
+// pctSet runs `pct set VMID --mpN VALUE` as root@pam: the one use the
+// agent makes of it, a mount point that may be a host path (which only
+// root@pam may set: pve-container src/PVE/LXC/Config.pm,
+// check_ct_modify_config_perm). Other options are not modelled and fail
+// loudly.
+func (st *state) pctSet(argv, args []string) ([]byte, error) {
+	if len(args) == 0 {
+		return nil, exitError(argv, 255, "400 not enough arguments\npct set <vmid> [OPTIONS]\n")
+	}
+	vmid, err := strconv.Atoi(args[0])
+	if err != nil {
+		return nil, exitError(argv, 255, fmt.Sprintf("400 Parameter verification failed.\nvmid: type check ('integer') failed - got '%s'\n", args[0]))
+	}
+	g, ok := st.lookup(kindLXC, vmid)
+	if !ok {
+		return nil, exitError(argv, 255, fmt.Sprintf("Configuration file '%s' does not exist\n", st.configPathOf(kindLXC, vmid)))
+	}
+	set := map[string]string{}
+	for rest := args[1:]; len(rest) > 0; rest = rest[2:] {
+		key, ok := strings.CutPrefix(rest[0], "--")
+		if !ok || len(rest) < 2 {
+			return nil, exitError(argv, 255, "400 too many arguments\npct set <vmid> [OPTIONS]\n")
+		}
+		if n, err := strconv.Atoi(strings.TrimPrefix(key, "mp")); !strings.HasPrefix(key, "mp") || err != nil || n < 0 || n > 255 {
+			return nil, fmt.Errorf("pvesim: pct set --%s is not simulated (only --mpN is)", key)
+		}
+		if !strings.Contains(rest[1], "mp=") {
+			return nil, exitError(argv, 255, fmt.Sprintf("400 Parameter verification failed.\n%s: format error\nmp: property is missing and it is not optional\n", key))
+		}
+		set[key] = rest[1]
+	}
+	if err := checkLock(g); err != nil {
+		return nil, exitError(argv, 255, err.Error()+"\n")
+	}
+	for k, v := range set {
+		g.conf[k] = v
+	}
+	return nil, nil
 }
 
 // --- mount ------------------------------------------------------------------

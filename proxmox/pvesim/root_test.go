@@ -209,3 +209,27 @@ func TestRootRunnerContract(t *testing.T) {
 		t.Error("RootRunner must return the same runner")
 	}
 }
+
+func TestRootRunnerPctSetMountPoint(t *testing.T) {
+	sim := &Sim{}
+	r := sim.RootRunner()
+	ctx := context.Background()
+	if _, err := r.Run(ctx, []string{"pct", "set", "101", "--mp9", "/var/lib/felhom-agent/guests/101,mp=/etc/felhom-bootstrap,ro=1"}); err != nil {
+		t.Fatal(err)
+	}
+	g, ok := sim.Guest(101)
+	if !ok || g.Config["mp9"] != "/var/lib/felhom-agent/guests/101,mp=/etc/felhom-bootstrap,ro=1" {
+		t.Errorf("guest 101 after pct set = %+v", g.Config)
+	}
+	_, err := r.Run(ctx, []string{"pct", "set", "555", "--mp9", "/x,mp=/y"})
+	if exitCode(err) != 255 || !strings.Contains(err.Error(), "lxc/555.conf' does not exist") {
+		t.Errorf("pct set of a missing container: %v", err)
+	}
+	_, err = r.Run(ctx, []string{"pct", "set", "101", "--mp9", "/x"})
+	if exitCode(err) != 255 || !strings.Contains(err.Error(), "mp: property is missing") {
+		t.Errorf("pct set without mp=: %v", err)
+	}
+	if _, err = r.Run(ctx, []string{"pct", "set", "101", "--hookscript", "local:snippets/x.sh"}); err == nil {
+		t.Error("an unmodelled pct set option passed")
+	}
+}

@@ -116,6 +116,9 @@ type Config struct {
 	// whole log and its result (see limits.go). Zero fields mean the
 	// defaults.
 	Limits RunLimits
+	// GuestAPI, when set, serves the guest API (guestapi.go,
+	// docs/guest-api.md) on its own HTTPS listeners; nil: no guest API.
+	GuestAPI *GuestAPIConfig
 	// Notifier tells people of failed and timed-out runs and missed
 	// timer ticks, and carries the playbooks' notify.send (notify.go);
 	// nil tells nobody. The caller owns it: it outlives Run, and closes
@@ -155,8 +158,9 @@ type Agent struct {
 	sched    *schedule.Scheduler
 	lock     *statedir.DirLock // the state directory's, held until Close
 
-	tcp  net.Listener // nil: none
-	unix net.Listener // nil: none
+	tcp   net.Listener // nil: none
+	unix  net.Listener // nil: none
+	guest *guestAPI    // nil: no guest API
 
 	hubHandler atomic.Pointer[http.Handler] // replaced by Reconfigure
 	hub        *channel.Channel             // nil: no hub channel
@@ -294,6 +298,12 @@ func New(cfg Config) (*Agent, error) {
 			return nil, &SettingError{Field: "Socket", Err: fmt.Errorf("agent: %w", err)}
 		}
 	}
+	if cfg.GuestAPI != nil {
+		if err := a.newGuestAPI(cfg.GuestAPI); err != nil {
+			a.Close()
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+	}
 	return a, nil
 }
 
@@ -364,6 +374,9 @@ func (a *Agent) Close() error {
 			if err := a.unix.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 				errs = append(errs, err)
 			}
+		}
+		if a.guest != nil {
+			a.guest.close()
 		}
 		a.cancelRuns(errShutdown)
 		a.cancelBG()

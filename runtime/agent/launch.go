@@ -31,6 +31,7 @@ import (
 type liveRun struct {
 	id       string
 	playbook string
+	lane     string // its queue: the playbook's, or the playbook's for one guest (laneOf)
 	source   store.Source
 	ctx      context.Context
 	cancel   context.CancelCauseFunc
@@ -73,13 +74,13 @@ func (a *Agent) launch(run store.Run, pb *engine.Playbook, params *engine.Params
 	if a.draining {
 		a.mu.Unlock()
 		if reserved && !pb.Decl.Concurrent {
-			a.queues.unreserve([]string{pb.Name})
+			a.queues.unreserve([]string{laneOf(pb.Name, run.Source, run.Params)})
 		}
 		a.log.Info("the agent stops before the run started; it stays queued for the next start", "run", run.ID, "playbook", pb.Name)
 		return nil
 	}
 	ctx, cancel := context.WithCancelCause(a.runsCtx)
-	lr := &liveRun{id: run.ID, playbook: pb.Name, source: run.Source, ctx: ctx, cancel: cancel,
+	lr := &liveRun{id: run.ID, playbook: pb.Name, lane: laneOf(pb.Name, run.Source, run.Params), source: run.Source, ctx: ctx, cancel: cancel,
 		done: make(chan struct{}), changed: make(chan struct{})}
 	lr.log = newRunLogSink(a, lr)
 	a.live[run.ID] = lr
@@ -88,7 +89,7 @@ func (a *Agent) launch(run store.Run, pb *engine.Playbook, params *engine.Params
 
 	var t *turn
 	if !pb.Decl.Concurrent {
-		t = a.queues.enter(pb.Name, run.ID, reserved) // in acceptance order
+		t = a.queues.enter(lr.lane, run.ID, reserved) // in acceptance order
 	}
 	go a.execute(lr, pb, params, t, attrs)
 	return lr
@@ -159,15 +160,15 @@ func (a *Agent) execute(lr *liveRun, pb *engine.Playbook, params *engine.Params,
 	own := logger.With("run", lr.id, "playbook", pb.Name)
 	own.Info("run triggered", append([]any{"source", string(lr.source)}, attrs...)...)
 	if t != nil {
-		own.Info("run queued: the playbook is busy and does not run concurrently", "place", a.queues.position(pb.Name, lr.id))
-		if !a.awaitTurn(lr, pb.Name, t) {
+		own.Info("run queued: the playbook is busy and does not run concurrently", "place", a.queues.position(lr.lane, lr.id))
+		if !a.awaitTurn(lr, lr.lane, t) {
 			lr.log.close()
 			return
 		}
 		own.Info("run leaves the queue")
 	}
 	if !pb.Decl.Concurrent {
-		defer a.queues.leave(pb.Name) // after the record says it ended
+		defer a.queues.leave(lr.lane) // after the record says it ended
 	}
 	a.metrics.inFlight.Inc()
 

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/api"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/guestapi"
 )
 
 // The agent's lifecycle, written down once. Each step finishes before the
@@ -41,11 +43,13 @@ import (
 //     and the hub channel (its first report goes out at once; the desired
 //     state it holds starts its convergence, once per generation).
 //  7. Serve the local API on the socket, then the hub endpoints, /metrics
-//     and /healthz on the TCP listener.
+//     and /healthz on the TCP listener, then the guest API on its own
+//     HTTPS listeners (never run control: see runtime/guestapi).
 //
 // Run, stopping (its context ended, or a listener failed):
 //
-//  8. Drain: close the TCP listener (no hub trigger is accepted), refuse
+//  8. Drain: close the TCP listener (no hub trigger is accepted) and the
+//     guest API's, refuse
 //     local API starts, take the queued runs out of the queue (they stay
 //     queued in the store), stop the watcher and the scheduler. From here
 //     no run starts.
@@ -105,7 +109,7 @@ func (a *Agent) lifecycle(ctx context.Context) error {
 	}
 
 	// 7. Serve.
-	errc := make(chan error, 2)
+	errc := make(chan error, 2+len(a.GuestAPIAddrs()))
 	var unixSrv, tcpSrv *http.Server
 	if a.unix != nil {
 		unixSrv = &http.Server{Handler: api.NewHandler(localAPI{a}, a.log.With("part", "api")), ReadHeaderTimeout: 10 * time.Second}
@@ -121,6 +125,17 @@ func (a *Agent) lifecycle(ctx context.Context) error {
 			MaxHeaderBytes:    16 << 10,
 		}
 		go serve(tcpSrv, a.tcp, errc)
+	}
+	var guestSrvs []*http.Server
+	if a.guest != nil {
+		gs := guestapi.New(guestBackend{a}, a.guestOptions())
+		for _, ln := range a.guest.lns {
+			srv := gs.HTTPServer()
+			srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{a.guest.cert}, MinVersion: tls.VersionTLS12}
+			guestSrvs = append(guestSrvs, srv)
+			go serve(srv, tls.NewListener(ln, srv.TLSConfig), errc)
+		}
+		a.log.Info("guest API serving", "listen", a.GuestAPIAddrs(), "fingerprint", a.guest.fingerprint, "endpoint", a.guest.endpoint)
 	}
 	a.log.Info("agent serving", "playbooks", len(a.registry.Playbooks()), "listen", addrString(a.Addr()),
 		"socket", a.cfg.Socket)
@@ -140,6 +155,9 @@ func (a *Agent) lifecycle(ctx context.Context) error {
 	a.queues.drain() // queued runs leave the queue, still queued in the store
 	if tcpSrv != nil {
 		shutdown(tcpSrv, 5*time.Second)
+	}
+	for _, srv := range guestSrvs {
+		shutdown(srv, 5*time.Second)
 	}
 	stopParts()
 	parts.Wait()

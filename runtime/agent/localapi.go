@@ -66,7 +66,7 @@ func (l localAPI) Runs(ctx context.Context, f api.ListFilter) ([]api.Run, error)
 func (l localAPI) apiRun(r store.Run) api.Run {
 	out := apiRun(r)
 	if r.Status == runstate.Queued {
-		out.QueuePosition = l.a.queues.position(r.Playbook, r.ID)
+		out.QueuePosition = l.a.queues.position(laneOf(r.Playbook, r.Source, r.Params), r.ID)
 	}
 	return out
 }

@@ -2,9 +2,12 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"strconv"
 	"sync"
 
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
@@ -207,4 +210,43 @@ func (a *Agent) awaitTurn(lr *liveRun, name string, t *turn) bool {
 	}
 	a.endLive(lr)
 	return false
+}
+
+// laneGuest separates a playbook's name from the guest in a lane name.
+const laneGuest = "@guest/"
+
+// laneOf is the queue a run of playbook waits in. A guest's own runs
+// (Source guest) wait only behind the same playbook's runs for the same
+// guest, never behind the host's: the nightly backup of every guest must
+// not hold up a guest whose applications are stopped for its backup
+// (PVE's own per-guest lock and vzdump's node-wide lock still order the
+// tasks themselves: at most the one guest being backed up is waited
+// for). Every other run waits in its playbook's queue.
+func laneOf(playbook string, src store.Source, params json.RawMessage) string {
+	if src != store.SourceGuest {
+		return playbook
+	}
+	if vmid, ok := runGuest(params); ok {
+		return playbook + laneGuest + strconv.Itoa(vmid)
+	}
+	return playbook
+}
+
+// runGuest is the guest a guest run's recorded parameters bind (vmid, or
+// vmids holding exactly one vmid), the binding guest_triggers promises.
+func runGuest(params json.RawMessage) (int, bool) {
+	var p struct {
+		VMID  *int  `json:"vmid"`
+		VMIDs []int `json:"vmids"`
+	}
+	if len(params) == 0 || json.Unmarshal(params, &p) != nil {
+		return 0, false
+	}
+	switch {
+	case p.VMID != nil && *p.VMID > 0 && p.VMIDs == nil:
+		return *p.VMID, true
+	case p.VMID == nil && len(p.VMIDs) == 1 && p.VMIDs[0] > 0:
+		return p.VMIDs[0], true
+	}
+	return 0, false
 }

@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
@@ -47,6 +50,12 @@ type startRequest struct {
 
 	// Attrs go on each run's first log line.
 	Attrs []any
+
+	// Guest, when set, is the vmid of the guest asking over the guest
+	// API (Source guest): Trigger then selects only playbooks that list it
+	// in guest_triggers, Params may hold only their guest_params, and the
+	// guest's vmid is bound to their GuestVMID parameter.
+	Guest int
 }
 
 // started is what [Agent.start] did.
@@ -143,7 +152,13 @@ func (a *Agent) start(ctx context.Context, req startRequest) (started, error) {
 	newRuns := make([]store.NewRun, len(pbs))
 	var refusal *startRefusal
 	for i, pb := range pbs {
-		p, err := pb.Decl.Coerce(req.Args, req.Params)
+		given := req.Params
+		if req.Guest > 0 {
+			if given, err = guestParams(pb, req.Guest, req.Params); err != nil {
+				return started{}, err
+			}
+		}
+		p, err := pb.Decl.Coerce(req.Args, given)
 		if err != nil {
 			pe, ok := errors.AsType[*engine.ParamError](err)
 			if !ok {
@@ -168,12 +183,13 @@ func (a *Agent) start(ctx context.Context, req startRequest) (started, error) {
 	// recorded, so that a full queue refuses with nothing accepted.
 	var gated []string
 	if refusal == nil {
-		for _, pb := range pbs {
+		for i, pb := range pbs {
 			if !pb.Decl.Concurrent {
-				gated = append(gated, pb.Name)
+				gated = append(gated, laneOf(pb.Name, req.Source, newRuns[i].Params))
 			}
 		}
 		if full := a.queues.reserve(gated); full != "" {
+			full, _, _ = strings.Cut(full, laneGuest)
 			return started{}, &startRefusal{Reason: refusedQueueFull, Playbook: full,
 				Msg: fmt.Sprintf("already has %d runs queued (runs.queue_max); nothing was recorded", a.queues.max)}
 		}
@@ -219,14 +235,45 @@ func (a *Agent) resolve(req startRequest) ([]*engine.Playbook, error) {
 	}
 	var pbs []*engine.Playbook
 	for _, pb := range a.registry.Playbooks() { // sorted by name: refusals are stable
+		if req.Guest > 0 && !slices.Contains(pb.Decl.GuestTriggers, req.Trigger) {
+			continue
+		}
 		if slices.Contains(pb.Decl.Triggers, req.Trigger) {
 			pbs = append(pbs, pb)
 		}
+	}
+	if len(pbs) == 0 && req.Guest > 0 {
+		return nil, &startRefusal{Reason: refusedUnknown, Msg: fmt.Sprintf("trigger %q: no playbook offers it to guests (guest_triggers)", req.Trigger)}
 	}
 	if len(pbs) == 0 {
 		return nil, &startRefusal{Reason: refusedUnknown, Msg: fmt.Sprintf("trigger %q: no playbook answers it", req.Trigger)}
 	}
 	return pbs, nil
+}
+
+// guestParams are the parameters of a guest's run of pb: the ones the
+// guest gave, each of which pb must declare guest-settable, and the
+// guest's own vmid bound to pb's GuestVMID parameter (which the guest
+// can never set).
+func guestParams(pb *engine.Playbook, vmid int, given map[string]json.RawMessage) (map[string]json.RawMessage, error) {
+	out := make(map[string]json.RawMessage, len(given)+1)
+	for _, name := range slices.Sorted(maps.Keys(given)) {
+		if !slices.Contains(pb.Decl.GuestParams, name) {
+			settable := "none"
+			if len(pb.Decl.GuestParams) > 0 {
+				settable = strings.Join(pb.Decl.GuestParams, ", ")
+			}
+			return nil, &startRefusal{Reason: refusedParams, Playbook: pb.Name, Param: name,
+				Msg: "is not settable by a guest (settable: " + settable + ")"}
+		}
+		out[name] = given[name]
+	}
+	bound := strconv.Itoa(vmid)
+	if pb.Decl.GuestVMID == "vmids" {
+		bound = "[" + bound + "]"
+	}
+	out[pb.Decl.GuestVMID] = json.RawMessage(bound)
+	return out, nil
 }
 
 func (a *Agent) isDraining() bool {

@@ -64,6 +64,27 @@ type TriggerStarter interface {
 	StartTrigger(ctx context.Context, req TriggerRequest) ([]Run, error)
 }
 
+// GuestTokenMinter is an optional Backend extension, found by type
+// assertion: the daemon serves the guest API and mints guest tokens
+// (POST /v1/guests/{vmid}/token, `felhom-agent guest-token rotate`).
+// Without it such a request is 503.
+type GuestTokenMinter interface {
+	// MintGuestToken gives guest vmid a new token (the old one stops
+	// answering), rewrites its bootstrap file and attaches it. A VM is a
+	// *BadRequestError; an unknown guest ErrNotFound.
+	MintGuestToken(ctx context.Context, vmid int) (GuestToken, error)
+}
+
+// GuestToken is a minted guest token, shown once.
+type GuestToken struct {
+	VMID      int    `json:"vmid"`
+	Token     string `json:"token"`     // the bearer token; this answer is the only place it appears
+	Bootstrap string `json:"bootstrap"` // the bootstrap file on the host
+	Mount     string `json:"mount,omitempty"`
+	Attached  bool   `json:"attached"`
+	Warning   string `json:"warning,omitempty"` // what is left to do, when something was
+}
+
 // AmbiguousError is a run id prefix that more than one run starts with:
 // 400, listing (some of) them, so that people can pick.
 type AmbiguousError struct {

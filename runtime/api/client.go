@@ -119,6 +119,14 @@ func (c *Client) Logs(ctx context.Context, id string, after int64, limit int) ([
 	return out.Lines, err
 }
 
+// MintGuestToken asks the agent for a new token for guest vmid
+// (GuestTokenMinter).
+func (c *Client) MintGuestToken(ctx context.Context, vmid int) (GuestToken, error) {
+	var tok GuestToken
+	err := c.do(ctx, "POST", "/v1/guests/"+strconv.Itoa(vmid)+"/token", nil, nil, &tok)
+	return tok, err
+}
+
 // Cancel asks run id to stop and returns the run as it was then; the run
 // ends shortly after (Follow it to see when). A finished run is ErrConflict.
 func (c *Client) Cancel(ctx context.Context, id string) (Run, error) {

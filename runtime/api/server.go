@@ -37,6 +37,9 @@ func NewHandler(b Backend, logger *slog.Logger) http.Handler {
 	if ts, ok := b.(TriggerStarter); ok {
 		s.triggers = ts
 	}
+	if m, ok := b.(GuestTokenMinter); ok {
+		s.minter = m
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/runs", s.runs)
 	mux.HandleFunc("POST /v1/runs", s.start)
@@ -45,6 +48,7 @@ func NewHandler(b Backend, logger *slog.Logger) http.Handler {
 	mux.HandleFunc("GET /v1/runs/{id}/follow", s.follow)
 	mux.HandleFunc("POST /v1/runs/{id}/cancel", s.cancel)
 	mux.HandleFunc("GET /v1/playbooks", s.playbooks)
+	mux.HandleFunc("POST /v1/guests/{vmid}/token", s.mintToken)
 	return mux
 }
 
@@ -53,6 +57,7 @@ type server struct {
 	wait Waiter // nil: poll
 	// triggers starts runs by trigger name; nil refuses such requests.
 	triggers TriggerStarter
+	minter   GuestTokenMinter // nil: no guest API
 	log      *slog.Logger
 	poll     time.Duration // follow's polling interval without a Waiter
 }
@@ -118,6 +123,24 @@ func (s *server) logs(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, struct {
 		Lines []LogLine `json:"lines"`
 	}{lines})
+}
+
+func (s *server) mintToken(w http.ResponseWriter, r *http.Request) {
+	vmid, err := strconv.Atoi(r.PathValue("vmid"))
+	if err != nil || vmid < 100 || vmid > 999999999 {
+		s.fail(w, r, &BadRequestError{Field: "vmid", Msg: "want a guest id, 100 to 999999999"})
+		return
+	}
+	if s.minter == nil {
+		s.fail(w, r, fmt.Errorf("this agent serves no guest API: %w", ErrUnavailable))
+		return
+	}
+	tok, err := s.minter.MintGuestToken(r.Context(), vmid)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, tok)
 }
 
 func (s *server) cancel(w http.ResponseWriter, r *http.Request) {

@@ -48,21 +48,34 @@ func (s *Store) GuestByTokenHash(ctx context.Context, hash []byte) (int, bool, e
 	return vmid, true, nil
 }
 
-// GuestTokens returns the guests that have a token and when it was made.
-func (s *Store) GuestTokens(ctx context.Context) (map[int]time.Time, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT vmid, created FROM guest_tokens`)
+// GuestToken is one guest's token as kept: its hash.
+type GuestToken struct {
+	VMID    int
+	Hash    [TokenHashSize]byte
+	Created time.Time
+}
+
+// GuestTokens returns every guest's token hash, by vmid.
+func (s *Store) GuestTokens(ctx context.Context) ([]GuestToken, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT vmid, hash, created FROM guest_tokens ORDER BY vmid`)
 	if err != nil {
 		return nil, fmt.Errorf("store: guest tokens: %w", err)
 	}
 	defer rows.Close()
-	out := map[int]time.Time{}
+	var out []GuestToken
 	for rows.Next() {
-		var vmid int
+		var g GuestToken
+		var h []byte
 		var at sql.NullInt64
-		if err := rows.Scan(&vmid, &at); err != nil {
+		if err := rows.Scan(&g.VMID, &h, &at); err != nil {
 			return nil, fmt.Errorf("store: guest tokens: %w", err)
 		}
-		out[vmid] = fromNanos(at)
+		if len(h) != TokenHashSize {
+			return nil, fmt.Errorf("store: guest %d token: a %d-byte hash: %w", g.VMID, len(h), ErrInvalid)
+		}
+		copy(g.Hash[:], h)
+		g.Created = fromNanos(at)
+		out = append(out, g)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: guest tokens: %w", err)

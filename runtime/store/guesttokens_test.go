@@ -50,8 +50,8 @@ func TestGuestTokens(t *testing.T) {
 		t.Errorf("short hash: err = %v; want ErrInvalid", err)
 	}
 	all, err := s.GuestTokens(ctx)
-	if err != nil || len(all) != 2 {
-		t.Fatalf("GuestTokens = %v, %v; want 101 and 102", all, err)
+	if err != nil || len(all) != 2 || all[0].VMID != 101 || all[0].Hash != h3 || all[1].Hash != h2 {
+		t.Fatalf("GuestTokens = %v, %v; want 101 and 102 with their hashes", all, err)
 	}
 	if err := s.DeleteGuestToken(ctx, 102); err != nil {
 		t.Fatal(err)
