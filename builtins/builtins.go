@@ -39,6 +39,7 @@ func Tables() []*Table {
 		HubTable,
 		LogTable,
 		NotifyTable,
+		GuestTable,
 		JSONTable,
 		TimeTable,
 	}

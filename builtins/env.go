@@ -75,6 +75,10 @@ type Env struct {
 	// means undo() fails (nothing would run them).
 	Undo *UndoStack
 
+	// Guests delivers guest API bootstrap files (guest.deliver_bootstrap);
+	// nil when the process serves no guest API.
+	Guests GuestDelivery
+
 	call *journalState // the journaled call in progress
 }
 

@@ -576,6 +576,7 @@ func starModules(t testing.TB) starlark.StringDict {
 		"host":    HostTable.Module(),
 		"monitor": MonitorTable.Module(),
 		"hub":     HubTable.Module(),
+		"guest":   GuestTable.Module(),
 		"assert":  assert["assert"],
 		"catch":   starlark.NewBuiltin("catch", catch),
 	}

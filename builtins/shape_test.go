@@ -47,6 +47,7 @@ got["proxmox.delete_volume"] = proxmox.delete_volume("usb-backup", got["proxmox.
 got["host.smart"] = host.smart("/dev/sda")
 got["host.sensors"] = host.sensors()
 got["catch"] = catch(proxmox.guest, 4242)
+got["guest.deliver_bootstrap"] = guest.deliver_bootstrap(101)
 `
 
 // TestReturnsMatchTheBuiltins holds every declared Shape to what its
@@ -55,6 +56,7 @@ got["catch"] = catch(proxmox.guest, 4242)
 // fails the test, so a new declaration comes with its proof.
 func TestReturnsMatchTheBuiltins(t *testing.T) {
 	_, env := e2eRig(t)
+	env.Guests = fakeDelivery{}
 	globals, err := runStar(t, env, shapeCalls)
 	if err != nil {
 		t.Fatal(err)

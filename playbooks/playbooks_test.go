@@ -44,7 +44,7 @@ func TestPlaybookTests(t *testing.T) {
 // TestShippedPlaybooksCheck holds the shipped playbooks to `felhom-agent
 // check` and `felhom-agent fmt`.
 func TestShippedPlaybooksCheck(t *testing.T) {
-	names := []string{"selftest", "golden", "provision", "backup", "restore", "monitor"}
+	names := []string{"selftest", "golden", "provision", "backup", "restore", "monitor", "guest_reboot"}
 	var paths []string
 	for _, n := range names {
 		paths = append(paths, n+".star")

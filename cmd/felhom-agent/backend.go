@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"net/url"
 	"time"
@@ -19,6 +20,27 @@ type backend struct {
 	// Sim and Server are set with --sim.
 	Sim    *pvesim.Sim
 	Server *pvesim.Server
+
+	// privileged is the fenced operations' configuration and runner,
+	// when they are enabled (or simulated).
+	privileged *proxmox.PrivilegedConfig
+	runner     proxmox.Runner
+}
+
+// attacher is the fenced bootstrap attach with root as its only root
+// (the state directory's guests directory), or nil when privileged
+// operations are off.
+func (be *backend) attacher(root string) (*proxmox.Privileged, error) {
+	if be.privileged == nil {
+		return nil, nil
+	}
+	cfg := *be.privileged
+	cfg.BootstrapRoot = root
+	p, err := proxmox.NewPrivileged(cfg, be.runner)
+	if err != nil {
+		return nil, fmt.Errorf("state_dir: %w", err)
+	}
+	return p, nil
 }
 
 // openBackend builds the backend from the configuration, or, with sim, a
@@ -71,15 +93,17 @@ func openBackend(g *Globals, sim bool, logger *slog.Logger, opts ...proxmox.Opti
 		be.Env.Tunnel = g.Tunnel
 	}
 	if sim || g.Privileged.Enabled {
-		priv, err := proxmox.NewPrivileged(proxmox.PrivilegedConfig{
+		pc := proxmox.PrivilegedConfig{
 			MountPrefix: g.Privileged.MountPrefix,
 			Sudo:        g.Privileged.Sudo && !sim,
-		}, runner)
+		}
+		priv, err := proxmox.NewPrivileged(pc, runner)
 		if err != nil {
 			be.Close()
 			return nil, err
 		}
 		be.Env.Host = priv
+		be.privileged, be.runner = &pc, runner
 	}
 	return be, nil
 }

@@ -20,21 +20,22 @@ type CLI struct {
 	// VersionFlag is --version on every command: what `version` prints.
 	VersionFlag kong.VersionFlag `name:"version" help:"Print the version, commit and build date, and exit." env:"-"`
 
-	Run       RunCmd       `cmd:"" help:"Run one playbook once and print a summary."`
-	Plan      PlanCmd      `cmd:"" help:"Print what a run of a playbook would do, changing nothing: the host is read with GETs only and mirrored."`
-	Check     CheckCmd     `cmd:"" help:"Load and validate playbooks without running them."`
-	Test      TestCmd      `cmd:"" help:"Run playbook tests (*_test.star), each on a fresh simulated host."`
-	Fmt       FmtCmd       `cmd:"" help:"Format playbooks (buildifier's formatter)."`
-	Doc       DocCmd       `cmd:"" help:"Print the reference of every builtin module."`
-	Serve     ServeCmd     `cmd:"" help:"Run the agent daemon: hot-reloaded playbooks, hub triggers, timers, run store, local API, metrics."`
-	Runs      RunsCmd      `cmd:"" help:"List, show, follow or cancel runs of a serving agent."`
-	Trigger   TriggerCmd   `cmd:"" help:"Start a run of a playbook on a serving agent."`
-	Playbooks PlaybooksCmd `cmd:"" help:"List a serving agent's playbooks."`
-	State     StateCmd     `cmd:"" help:"Export or import the agent's state directory (backup, restore on a new host)."`
-	Sim       SimCmd       `cmd:"" help:"Serve a simulated Proxmox VE host over TLS (for trying the agent and for tests)."`
-	HubSim    HubSimCmd    `cmd:"" name:"hub-sim" help:"Serve a simulated Felhom hub over TLS (for trying the hub channel and for tests)."`
-	Version   VersionCmd   `cmd:"" help:"Print the agent's version, commit and build date."`
-	Man       ManCmd       `cmd:"" help:"Print the manual page (roff), generated from this command line (deploy/felhom-agent.1)."`
+	Run        RunCmd        `cmd:"" help:"Run one playbook once and print a summary."`
+	Plan       PlanCmd       `cmd:"" help:"Print what a run of a playbook would do, changing nothing: the host is read with GETs only and mirrored."`
+	Check      CheckCmd      `cmd:"" help:"Load and validate playbooks without running them."`
+	Test       TestCmd       `cmd:"" help:"Run playbook tests (*_test.star), each on a fresh simulated host."`
+	Fmt        FmtCmd        `cmd:"" help:"Format playbooks (buildifier's formatter)."`
+	Doc        DocCmd        `cmd:"" help:"Print the reference of every builtin module."`
+	Serve      ServeCmd      `cmd:"" help:"Run the agent daemon: hot-reloaded playbooks, hub triggers, timers, run store, local API, metrics."`
+	Runs       RunsCmd       `cmd:"" help:"List, show, follow or cancel runs of a serving agent."`
+	Trigger    TriggerCmd    `cmd:"" help:"Start a run of a playbook on a serving agent."`
+	Playbooks  PlaybooksCmd  `cmd:"" help:"List a serving agent's playbooks."`
+	State      StateCmd      `cmd:"" help:"Export or import the agent's state directory (backup, restore on a new host)."`
+	GuestToken GuestTokenCmd `cmd:"" name:"guest-token" help:"Manage the guest API's per-container tokens on a serving agent."`
+	Sim        SimCmd        `cmd:"" help:"Serve a simulated Proxmox VE host over TLS (for trying the agent and for tests)."`
+	HubSim     HubSimCmd     `cmd:"" name:"hub-sim" help:"Serve a simulated Felhom hub over TLS (for trying the hub channel and for tests)."`
+	Version    VersionCmd    `cmd:"" help:"Print the agent's version, commit and build date."`
+	Man        ManCmd        `cmd:"" help:"Print the manual page (roff), generated from this command line (deploy/felhom-agent.1)."`
 
 	Completion CompletionCmd `cmd:"" help:"Print the line that makes bash, zsh or fish complete felhom-agent's commands, flags, playbooks and run ids."`
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/agent"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/guestapi"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/hub"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/hub/channel"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/notify"
@@ -49,6 +51,11 @@ type ServeCmd struct {
 
 	Notify NotifyFlags `embed:"" prefix:"notify-" group:"Notifications"`
 
+	GuestAPIListen   []string `name:"guest-api-listen" help:"HTTPS addresses of the guest API in-guest controllers call (typically the host's bridge address, port 8443); empty: no guest API. A separate listener with a narrow surface: never run control." placeholder:"ADDR,..." config:"guest_api.listen" group:"Guest API"`
+	GuestAPIEndpoint string   `name:"guest-api-endpoint" help:"host:port written into guests' bootstrap files; default the first --guest-api-listen address." placeholder:"ADDR" config:"guest_api.endpoint" group:"Guest API"`
+	GuestAPIRate     float64  `name:"guest-api-rate" help:"Requests per second one guest may make, sustained (a token bucket)." default:"5" config:"guest_api.rate" group:"Guest API"`
+	GuestAPIBurst    int      `name:"guest-api-burst" help:"Requests one guest may make at once after a quiet spell." default:"20" config:"guest_api.burst" group:"Guest API"`
+
 	HubURL         string        `name:"hub-url" help:"The hub the agent reports to, https://HUB; empty: no hub channel." placeholder:"URL" config:"hub.url"`
 	HubHostID      string        `name:"hub-host-id" help:"This host's id at the hub." placeholder:"ID" config:"hub.host_id"`
 	HubAPIKey      string        `name:"hub-api-key" help:"This host's bearer key for the hub (prefer the environment or the config file: flags show in ps)." placeholder:"KEY" config:"hub.api_key"`
@@ -78,6 +85,53 @@ func (c *ServeCmd) hubConfig() (*agent.HubConfig, error) {
 		return nil, fmt.Errorf("hub.poll_floor: %s is not in (0, %s]", c.HubPollFloor, channel.MaxPoll)
 	}
 	return &agent.HubConfig{Client: cfg, MinPoll: c.HubPollFloor, AgentVersion: agentVersion()}, nil
+}
+
+// guestAPIConfig is the guest API's configuration, or nil when
+// guest_api.listen is empty. Every problem names its key.
+func (c *ServeCmd) guestAPIConfig(be *backend, hub *agent.HubConfig) (*agent.GuestAPIConfig, error) {
+	var listen []string
+	for _, a := range c.GuestAPIListen {
+		if a = strings.TrimSpace(a); a != "" {
+			listen = append(listen, a)
+		}
+	}
+	if len(listen) == 0 {
+		if c.GuestAPIEndpoint != "" {
+			return nil, errors.New("guest_api.endpoint: is set but guest_api.listen is empty")
+		}
+		return nil, nil
+	}
+	for _, a := range listen {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("guest_api.listen: %q: want host:port (%v)", a, err)
+		}
+	}
+	if c.GuestAPIEndpoint != "" {
+		if _, _, err := net.SplitHostPort(c.GuestAPIEndpoint); err != nil {
+			return nil, fmt.Errorf("guest_api.endpoint: %q: want host:port (%v)", c.GuestAPIEndpoint, err)
+		}
+	}
+	if c.GuestAPIRate <= 0 || c.GuestAPIBurst < 1 {
+		return nil, fmt.Errorf("guest_api.rate %v, guest_api.burst %d: want both above zero", c.GuestAPIRate, c.GuestAPIBurst)
+	}
+	abs, err := filepath.Abs(c.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("state_dir: %w", err)
+	}
+	att, err := be.attacher(filepath.Join(filepath.Clean(abs), agent.GuestsDir))
+	if err != nil {
+		return nil, err
+	}
+	cfg := &agent.GuestAPIConfig{Listen: listen, Endpoint: c.GuestAPIEndpoint, Proxmox: be.Client,
+		Limits: guestapi.Options{Rate: c.GuestAPIRate, Burst: c.GuestAPIBurst}}
+	if att != nil {
+		cfg.Attach = att
+	}
+	if hub != nil {
+		cfg.HubURL = c.HubURL
+	}
+	return cfg, nil
 }
 
 // Run serves until SIGINT or SIGTERM. kctx (bound by kong) lets SIGHUP
@@ -115,6 +169,11 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 		logger.Info("serving against a simulated Proxmox VE host", "endpoint", be.Server.Endpoint, "node", be.Server.Node)
 	}
 
+	guestCfg, err := c.guestAPIConfig(be, hubCfg)
+	if err != nil {
+		return err
+	}
+
 	nt, err := c.Notify.notifier(c.StateDir, logger)
 	if err != nil {
 		return err
@@ -143,9 +202,13 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 		LogLevel: level,
 		Hub:      hubCfg,
 		Notifier: nt,
+		GuestAPI: guestCfg,
 	})
 	if err != nil {
 		return withSetting(err)
+	}
+	if fp := ag.GuestAPIFingerprint(); fp != "" {
+		fmt.Fprintf(g.stderr, "guest API on %v, certificate SHA-256 fingerprint %s\n", ag.GuestAPIAddrs(), fp)
 	}
 
 	ctx, release := stopOnSignals(ag, logger, c.ShutdownGrace)

@@ -247,6 +247,9 @@ func New(cfg Config) (*Agent, error) {
 		}
 		a.metrics.registerNotifyMetrics(cfg.Notifier)
 	}
+	if cfg.GuestAPI != nil && a.cfg.Engine.Env.Guests == nil {
+		a.cfg.Engine.Env.Guests = guestDelivery{a}
+	}
 	a.health = newHealthState()
 	a.queues = newRunQueues(cfg.QueueMax)
 	a.limits = cfg.Limits.withDefaults()

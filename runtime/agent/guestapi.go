@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"gitea.dooplex.hu/admin/felhom-agent/builtins"
 	"gitea.dooplex.hu/admin/felhom-agent/internal/selfsigned"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/api"
@@ -40,14 +41,14 @@ const (
 	GuestsDir     = "guests"
 	BootstrapFile = "bootstrap.json"
 	// BootstrapMountPath is where a guest sees its bootstrap directory.
-	BootstrapMountPath = "/etc/felhom-bootstrap"
+	BootstrapMountPath = proxmox.BootstrapMountPath
 )
 
 // The triggers the guest API starts; playbooks offer them to guests with
 // guest_triggers.
 const (
 	GuestTriggerBackup = "backup"
-	GuestTriggerReboot = "guest-reboot"
+	GuestTriggerReboot = "guest_reboot"
 )
 
 // GuestReader is what the guest API reads of Proxmox (*proxmox.Client
@@ -98,7 +99,7 @@ type guestAPI struct {
 	endpoint    string
 
 	mu     sync.Mutex
-	tokens map[[32]byte]int // hash -> vmid; the store is the truth, every write goes through mint
+	tokens map[[32]byte]int     // hash -> vmid; the store is the truth, every write goes through mint
 	snaps  map[string]time.Time // run id -> when its vzdump log showed the snapshot
 	minted sync.Mutex           // one mint at a time
 }
@@ -389,4 +390,15 @@ func (l localAPI) MintGuestToken(ctx context.Context, vmid int) (api.GuestToken,
 		out.Warning = err.Error()
 	}
 	return out, nil
+}
+
+// guestDelivery is guest.deliver_bootstrap's daemon side.
+type guestDelivery struct{ a *Agent }
+
+func (d guestDelivery) DeliverBootstrap(ctx context.Context, vmid int) (builtins.BootstrapDelivery, error) {
+	t, err := d.a.MintGuestToken(ctx, vmid)
+	if err != nil {
+		return builtins.BootstrapDelivery{}, err
+	}
+	return builtins.BootstrapDelivery{VMID: vmid, Bootstrap: t.Bootstrap, Mount: t.Mount, Attached: t.Attached}, nil
 }

@@ -181,7 +181,7 @@ func (a *Agent) execute(lr *liveRun, pb *engine.Playbook, params *engine.Params,
 			Error: "the run store could not record the start", Started: time.Now(), Finished: time.Now()}
 	} else {
 		ctx := proxmox.WithObserver(lr.ctx, tasks)
-		res = a.engine.Run(ctx, pb, params, engine.RunOptions{ID: lr.id, Trigger: string(lr.source), Logger: logger})
+		res = a.engine.Run(ctx, pb, params, engine.RunOptions{ID: lr.id, Trigger: string(lr.source), Logger: logger, Lane: lr.lane})
 		if res.Backtrace != "" {
 			// After the engine's "run finished": where the run failed or
 			// stopped, frame by frame, for runs show.

@@ -94,6 +94,11 @@ type RunOptions struct {
 	// the run's compensations too (they resume at the next start). nil:
 	// only the undo timeout bounds them.
 	Stopping context.Context
+	// Lane is what a playbook that does not run concurrently runs one at
+	// a time of: "" means the playbook (no two runs of it overlap); runs
+	// in different lanes may (the daemon gives a guest's own runs a lane
+	// per guest, so they never wait behind the host's).
+	Lane string
 }
 
 // An Engine runs playbooks. It is safe for concurrent use; each run has
@@ -104,8 +109,8 @@ type Engine struct {
 	memory memoryGuard
 
 	mu      sync.Mutex
-	running map[string]string // run id -> playbook name, of the runs in flight
-	byName  map[string]int    // runs in flight per playbook
+	running map[string]string // run id -> lane (RunOptions.Lane), of the runs in flight
+	byName  map[string]int    // runs in flight per lane
 }
 
 // NewEngine returns an Engine for cfg.
@@ -163,8 +168,8 @@ func (e *timeoutError) Error() string { return fmt.Sprintf("timed out after %s",
 // the Env's context, interrupts a builtin that is waiting.
 //
 // params must come from pb.Decl.Coerce. A run is refused (without
-// starting) when they do not, or when pb is already running and does
-// not declare concurrent = True.
+// starting) when they do not, or when pb is already running in the same
+// lane (opts.Lane) and does not declare concurrent = True.
 func (e *Engine) Run(ctx context.Context, pb *Playbook, params *Params, opts RunOptions) *Result {
 	res := &Result{ID: opts.ID, Playbook: pb.Name, Version: pb.Version, Trigger: opts.Trigger, Started: time.Now()}
 	if res.ID == "" {
@@ -207,10 +212,14 @@ func (e *Engine) Run(ctx context.Context, pb *Playbook, params *Params, opts Run
 
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	if err := e.enter(res.ID, pb); err != nil {
+	lane := opts.Lane
+	if lane == "" {
+		lane = pb.Name
+	}
+	if err := e.enter(res.ID, pb, lane); err != nil {
 		return res.refuse(KindBusy, err)
 	}
-	defer e.leave(res.ID, pb)
+	defer e.leave(res.ID, lane)
 
 	select {
 	case e.slots <- struct{}{}:
@@ -537,29 +546,29 @@ func errPos(err error) string {
 	return ""
 }
 
-func (e *Engine) enter(id string, pb *Playbook) error {
+func (e *Engine) enter(id string, pb *Playbook, lane string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if _, dup := e.running[id]; dup {
 		return fmt.Errorf("a run with id %s is already in flight", id)
 	}
-	if !pb.Decl.Concurrent && e.byName[pb.Name] > 0 {
-		for rid, name := range e.running {
-			if name == pb.Name {
+	if !pb.Decl.Concurrent && e.byName[lane] > 0 {
+		for rid, l := range e.running {
+			if l == lane {
 				return fmt.Errorf("playbook %q is already running (run %s) and does not declare concurrent = True", pb.Name, rid)
 			}
 		}
 	}
-	e.running[id] = pb.Name
-	e.byName[pb.Name]++
+	e.running[id] = lane
+	e.byName[lane]++
 	return nil
 }
 
-func (e *Engine) leave(id string, pb *Playbook) {
+func (e *Engine) leave(id, lane string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	delete(e.running, id)
-	if e.byName[pb.Name]--; e.byName[pb.Name] <= 0 {
-		delete(e.byName, pb.Name)
+	if e.byName[lane]--; e.byName[lane] <= 0 {
+		delete(e.byName, lane)
 	}
 }

@@ -1,0 +1,375 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/api"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/guestapi"
+)
+
+// shippedPlaybooks reads the named shipped playbooks and their lib/.
+func shippedPlaybooks(t *testing.T, names ...string) map[string]string {
+	t.Helper()
+	root := filepath.Join("..", "..", "playbooks")
+	files := map[string]string{}
+	libs, _ := filepath.Glob(filepath.Join(root, "lib", "*.star"))
+	for _, n := range names {
+		libs = append(libs, filepath.Join(root, n))
+	}
+	for _, p := range libs {
+		if strings.HasSuffix(p, "_test.star") {
+			continue
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel, _ := filepath.Rel(root, p)
+		files[rel] = string(b)
+	}
+	return files
+}
+
+// guestClient is a controller's pinned HTTPS client with one token.
+type guestClient struct {
+	t     *testing.T
+	base  string
+	token string
+	hc    *http.Client
+}
+
+func newGuestClient(t *testing.T, endpoint, fingerprint, token string) *guestClient {
+	want, err := proxmox.ParseFingerprint(fingerprint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, // the pin below is the trust anchor
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 {
+				return errors.New("no certificate")
+			}
+			if sum := sha256.Sum256(raw[0]); !bytes.Equal(sum[:], want) {
+				return errors.New("certificate pin mismatch")
+			}
+			return nil
+		}}}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &guestClient{t: t, base: "https://" + endpoint, token: token, hc: &http.Client{Transport: tr, Timeout: 20 * time.Second}}
+}
+
+type envelope struct {
+	OK    bool            `json:"ok"`
+	Data  json.RawMessage `json:"data"`
+	Error string          `json:"error"`
+}
+
+func (c *guestClient) do(method, path, body string, out any) (int, envelope) {
+	c.t.Helper()
+	req, err := http.NewRequest(method, c.base+path, strings.NewReader(body))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var env envelope
+	if err := json.Unmarshal(b, &env); err != nil {
+		c.t.Fatalf("%s %s: %d %q is not the envelope", method, path, resp.StatusCode, b)
+	}
+	if out != nil && env.OK {
+		if err := json.Unmarshal(env.Data, out); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	return resp.StatusCode, env
+}
+
+// follow polls a backup job until it ends, returning the phases seen.
+func (c *guestClient) follow(job string) ([]string, guestapi.BackupStatus) {
+	c.t.Helper()
+	var seen []string
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		var st guestapi.BackupStatus
+		if code, env := c.do("GET", "/backup/status?job_id="+job, "", &st); code != 200 {
+			c.t.Fatalf("status of %s: %d %s", job, code, env.Error)
+		}
+		if len(seen) == 0 || seen[len(seen)-1] != st.Phase {
+			seen = append(seen, st.Phase)
+		}
+		if st.Phase == guestapi.PhaseDone || st.Phase == guestapi.PhaseFailed {
+			return seen, st
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.t.Fatalf("job %s did not end; phases %v", job, seen)
+	return nil, guestapi.BackupStatus{}
+}
+
+func startGuestAgent(t *testing.T, sim *pvesim.Sim) (*testAgent, *proxmox.Client) {
+	client := simClient(t, sim)
+	ta := startAgent(t, shippedPlaybooks(t, "backup.star", "guest_reboot.star"), func(c *Config) {
+		c.Engine.Env.Proxmox, c.Proxmox = client, client
+		c.GuestAPI = &GuestAPIConfig{Listen: []string{"127.0.0.1:0"}, Proxmox: client, Attach: attachRecorder{sim},
+			Limits: guestapi.Options{Rate: 1000, Burst: 1000}} // the tests poll fast
+	})
+	return ta, client
+}
+
+// attachRecorder attaches through the simulator's root tools, as the
+// fenced operation would.
+type attachRecorder struct{ sim *pvesim.Sim }
+
+func (r attachRecorder) AttachReadOnly(ctx context.Context, vmid, slot int, dir, path string) error {
+	_, err := r.sim.RootRunner().Run(ctx, []string{"pct", "set", fmt.Sprint(vmid), fmt.Sprintf("--mp%d", slot), dir + ",mp=" + path + ",ro=1"})
+	return err
+}
+
+func TestGuestAPITokensAndIdentity(t *testing.T) {
+	sim := pvesim.New()
+	sim.TaskDuration = 200 * time.Millisecond
+	ta, _ := startGuestAgent(t, sim)
+	ctx := context.Background()
+
+	tok101, err := ta.MintGuestToken(ctx, 101)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok102, err := ta.MintGuestToken(ctx, 102)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tok101.Attached || tok101.Mount != "mp255" {
+		t.Errorf("101's delivery = %+v; want attached as mp255", tok101)
+	}
+	if g, _ := sim.Guest(101); g.Config["mp255"] != filepath.Join(ta.state, "guests", "101")+",mp=/etc/felhom-bootstrap,ro=1" {
+		t.Errorf("101's mp255 = %q", g.Config["mp255"])
+	}
+	if _, err := ta.MintGuestToken(ctx, 200); !errors.Is(err, guestapi.ErrNotServed) || !strings.Contains(err.Error(), "QEMU VM") {
+		t.Errorf("a VM's token: %v; want refused, naming the VM", err)
+	}
+	if _, err := ta.MintGuestToken(ctx, 555); !errors.Is(err, guestapi.ErrNotFound) {
+		t.Errorf("a missing guest's token: %v", err)
+	}
+	// The bootstrap file: 0600 in a 0700 directory, the contract's fields.
+	fi, err := os.Stat(tok101.Bootstrap)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("bootstrap file %v %v; want 0600", fi, err)
+	}
+	if di, _ := os.Stat(filepath.Dir(tok101.Bootstrap)); di.Mode().Perm() != 0o700 {
+		t.Errorf("bootstrap directory mode %v; want 0700", di.Mode().Perm())
+	}
+	var boot guestapi.Bootstrap
+	b, _ := os.ReadFile(tok101.Bootstrap)
+	if err := json.Unmarshal(b, &boot); err != nil || boot.Schema != guestapi.BootstrapSchema || boot.VMID != 101 ||
+		boot.LocalAPI.Token != tok101.Token || boot.LocalAPI.Fingerprint != ta.GuestAPIFingerprint() ||
+		boot.LocalAPI.Endpoint != ta.GuestAPIAddrs()[0].String() {
+		t.Fatalf("bootstrap = %+v, %v", boot, err)
+	}
+	// The store keeps no token.
+	db, _ := os.ReadFile(filepath.Join(ta.state, StoreFile))
+	wal, _ := os.ReadFile(filepath.Join(ta.state, StoreFile+"-wal"))
+	if bytes.Contains(append(db, wal...), []byte(tok101.Token)) {
+		t.Error("the run store holds a token")
+	}
+
+	ep, fp := boot.LocalAPI.Endpoint, boot.LocalAPI.Fingerprint
+	g101, g102 := newGuestClient(t, ep, fp, tok101.Token), newGuestClient(t, ep, fp, tok102.Token)
+	var st guestapi.Storage
+	if code, env := g101.do("GET", "/storage", "", &st); code != 200 || st.VMID != 101 || st.Mounts[0].Key != "rootfs" {
+		t.Fatalf("101 /storage = %d %+v %s", code, st, env.Error)
+	}
+	for _, m := range st.Mounts {
+		if m.Key == "mp255" && (m.Storage != "" || !m.ReadOnly || m.MountPoint != "/etc/felhom-bootstrap") {
+			t.Errorf("the bootstrap mount = %+v; want no storage, read-only", m)
+		}
+	}
+	if raw, _ := json.Marshal(st); bytes.Contains(raw, []byte(ta.state)) {
+		t.Errorf("/storage shows a host path: %s", raw)
+	}
+	var gs guestapi.GuestStatus
+	if code, _ := g102.do("GET", "/status", "", &gs); code != 200 || gs.VMID != 102 || gs.Type != "lxc" {
+		t.Errorf("102 /status = %d %+v", code, gs)
+	}
+	var h guestapi.Health
+	if code, env := g102.do("GET", "/health", "", &h); code != 200 || h.Node == nil || len(h.Storage) == 0 {
+		t.Errorf("/health = %d %+v %s", code, h, env.Error)
+	}
+	if code, _ := newGuestClient(t, ep, fp, "").do("GET", "/storage", "", nil); code != 401 {
+		t.Errorf("no token: %d; want 401", code)
+	}
+	// A wrong pin fails the handshake.
+	bad := newGuestClient(t, ep, strings.Repeat("AB:", 31)+"AB", tok101.Token)
+	if _, err := bad.hc.Get(bad.base + "/storage"); err == nil || !strings.Contains(err.Error(), "pin mismatch") {
+		t.Errorf("a wrong pin: %v", err)
+	}
+
+	// Rotation: the old token stops answering at once, the new one works.
+	rot, err := ta.MintGuestToken(ctx, 101)
+	if err != nil || rot.Token == tok101.Token || !rot.Attached || rot.Mount != "" {
+		t.Fatalf("rotation = %+v, %v; want a new token, already attached", rot, err)
+	}
+	if code, _ := g101.do("GET", "/storage", "", nil); code != 401 {
+		t.Errorf("the rotated-out token: %d; want 401", code)
+	}
+	if code, _ := newGuestClient(t, ep, fp, rot.Token).do("GET", "/storage", "", nil); code != 200 {
+		t.Errorf("the new token: %d", code)
+	}
+	// Through the local API (felhom-agent guest-token rotate).
+	lt, err := ta.client.MintGuestToken(ctx, 102)
+	if err != nil || lt.Token == "" || lt.Token == tok102.Token || !lt.Attached {
+		t.Errorf("local API rotation = %+v, %v", lt, err)
+	}
+	var ae *api.Error
+	if _, err := ta.client.MintGuestToken(ctx, 200); !errors.As(err, &ae) || ae.Status != 400 || ae.Field != "vmid" || !strings.Contains(err.Error(), "QEMU VM") {
+		t.Errorf("local API rotation of a VM: %v", err)
+	}
+}
+
+func TestGuestAPIQuiesceHandshake(t *testing.T) {
+	sim := pvesim.New()
+	sim.TaskDuration = 400 * time.Millisecond
+	ta, _ := startGuestAgent(t, sim)
+	ctx := context.Background()
+	t101, err := ta.MintGuestToken(ctx, 101)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t102, _ := ta.MintGuestToken(ctx, 102)
+	ep, fp := ta.GuestAPIAddrs()[0].String(), ta.GuestAPIFingerprint()
+	g101, g102 := newGuestClient(t, ep, fp, t101.Token), newGuestClient(t, ep, fp, t102.Token)
+
+	var due guestapi.Due
+	if code, _ := g101.do("GET", "/backup/due", "", &due); code != 200 || !due.Due || due.Schedule != "0 3 * * *" || due.NextRun == nil {
+		t.Fatalf("due before any backup = %d %+v", code, due)
+	}
+	var idle guestapi.BackupStatus
+	if g101.do("GET", "/backup/status", "", &idle); idle.Phase != guestapi.PhaseIdle {
+		t.Errorf("status before any backup = %+v; want idle", idle)
+	}
+	var job guestapi.BackupStatus
+	if code, env := g101.do("POST", "/backup", `{"request_id":"quiesce-1"}`, &job); code != 200 || job.JobID == "" || job.VMID != 101 {
+		t.Fatalf("POST /backup = %d %+v %s", code, job, env.Error)
+	}
+	// The same request id again: the same job, nothing new started.
+	var again guestapi.BackupStatus
+	if g101.do("POST", "/backup", `{"request_id":"quiesce-1"}`, &again); again.JobID != job.JobID {
+		t.Errorf("a repeated request id started %s; want %s", again.JobID, job.JobID)
+	}
+	// Another guest cannot follow it, nor reuse its request id.
+	if code, _ := g102.do("GET", "/backup/status?job_id="+job.JobID, "", nil); code != 403 {
+		t.Errorf("102 following 101's job: %d; want 403", code)
+	}
+	if code, _ := g102.do("POST", "/backup", `{"request_id":"quiesce-1"}`, nil); code != 403 {
+		t.Errorf("102 reusing 101's request id: %d; want 403", code)
+	}
+	if code, env := g101.do("POST", "/backup", `{"params":{"storage":"local"}}`, nil); code != 400 || !strings.Contains(env.Error, "params.storage: is not settable by a guest (settable: mode)") {
+		t.Errorf("a guest setting the storage: %d %s; want 400", code, env.Error)
+	}
+	if code, env := g101.do("POST", "/backup", `{"params":{"vmids":[102]}}`, nil); code != 400 || !strings.Contains(env.Error, "params.vmids") {
+		t.Errorf("a guest naming other vmids: %d %s; want 400", code, env.Error)
+	}
+	seen, end := g101.follow(job.JobID)
+	if end.Phase != guestapi.PhaseDone || !strings.Contains(end.Archive, "vzdump-lxc-101-") || end.Snapshotted == nil {
+		t.Fatalf("job ended %+v", end)
+	}
+	if i := indexOf(seen, guestapi.PhaseSnapshotted); i < 0 || indexOf(seen, guestapi.PhaseDone) < i {
+		t.Errorf("phases %v; want snapshotted before done", seen)
+	}
+	// A controller that restarted asks without a job id: the latest job.
+	var latest guestapi.BackupStatus
+	if g101.do("GET", "/backup/status", "", &latest); latest.JobID != job.JobID || latest.Phase != guestapi.PhaseDone {
+		t.Errorf("latest = %+v", latest)
+	}
+	if g101.do("GET", "/backup/due", "", &due); due.Due || due.LastBackup == nil {
+		t.Errorf("due after the backup = %+v; want not due", due)
+	}
+	// 102 has its own state.
+	if g102.do("GET", "/backup/due", "", &due); !due.Due {
+		t.Errorf("102 due = %+v", due)
+	}
+	var rt guestapi.RestoreTest
+	if code, _ := g101.do("GET", "/restore-test/status", "", &rt); code != 200 || rt.Tested {
+		t.Errorf("restore test = %d %+v", code, rt)
+	}
+	var rb guestapi.Job
+	if code, env := g102.do("POST", "/guest/reboot", `{}`, &rb); code != 200 || rb.VMID != 102 || rb.JobID == "" {
+		t.Errorf("reboot = %d %+v %s", code, rb, env.Error)
+	}
+	if r, _ := ta.wait(rb.JobID); r.Status != "succeeded" {
+		t.Errorf("reboot run = %s %s", r.Status, r.Error)
+	}
+}
+
+// A guest's backup waits only behind work on its own guest: the nightly
+// backup of every guest, running, does not queue it.
+func TestGuestBackupNotQueuedBehindHostBackup(t *testing.T) {
+	sim := pvesim.New()
+	sim.TaskDuration = 300 * time.Millisecond
+	ta, _ := startGuestAgent(t, sim)
+	ctx := context.Background()
+	tok, err := ta.MintGuestToken(ctx, 102)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, err := ta.client.Trigger(ctx, api.TriggerRequest{Playbook: "backup"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newGuestClient(t, ta.GuestAPIAddrs()[0].String(), ta.GuestAPIFingerprint(), tok.Token)
+	var job guestapi.BackupStatus
+	if code, env := g.do("POST", "/backup", `{"request_id":"r1"}`, &job); code != 200 {
+		t.Fatalf("POST /backup = %d %s", code, env.Error)
+	}
+	_, end := g.follow(job.JobID)
+	if end.Phase != guestapi.PhaseDone {
+		t.Fatalf("guest job = %+v", end)
+	}
+	hr, err := ta.client.Run(ctx, host.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The host's run backs up six guests one after another; the guest's
+	// waited at most for the one vzdump in flight (PVE's node-wide lock),
+	// so it ended first.
+	if hr.Ended != nil && !hr.Ended.After(*end.Ended) {
+		t.Errorf("the host backup ended at %v, before the guest's own (%v): the guest's waited behind it", hr.Ended, end.Ended)
+	}
+	if hr.QueuePosition != 0 {
+		t.Errorf("host run queue position %d", hr.QueuePosition)
+	}
+	if r, _ := ta.wait(host.ID); r.Status != "succeeded" {
+		t.Errorf("the host backup = %s %s", r.Status, r.Error)
+	}
+}
+
+func indexOf(s []string, v string) int {
+	for i, x := range s {
+		if x == v {
+			return i
+		}
+	}
+	return -1
+}
