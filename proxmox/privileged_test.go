@@ -558,6 +558,10 @@ func TestPrivilegedGated(t *testing.T) {
 				_, err := p.MountUSBByUUID(ctx, "ABCD-1234", "/mnt/felhom/a")
 				return err
 			}},
+		{"attach", "EXEC pct set 101 --mp255 /var/lib/felhom-agent/guests/101,mp=/etc/felhom-bootstrap,ro=1",
+			func(ctx context.Context, p *Privileged) error {
+				return p.AttachReadOnly(ctx, 101, 255, DefaultBootstrapRoot+"/101", BootstrapMountPath)
+			}},
 	}
 	for _, op := range ops {
 		t.Run(op.name, func(t *testing.T) {
@@ -586,6 +590,8 @@ func TestPrivilegedGated(t *testing.T) {
 	g := &rootGate{refuse: full}
 	if _, err := newTestPrivileged(t, r).SMART(WithObserver(context.Background(), g), "/dev/sda"); err != nil || len(g.asked) != 0 {
 		t.Errorf("SMART under a refusing gate: %v, gate asked %q; want the read run, ungated", err, g.asked)
+	}
+}
 
 func TestAttachReadOnlyRefuses(t *testing.T) {
 	r := &recordingRunner{}

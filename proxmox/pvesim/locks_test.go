@@ -139,39 +139,41 @@ func TestSecondVzdumpWaitsForTheFirst(t *testing.T) {
 
 // A running container's snapshot-mode backup logs its storage snapshot
 // while the task runs, as vzdump does once the snapshot exists
-// (pve-container src/PVE/VZDump/LXC.pm snapshot()); the archive lines
-// follow at the end. A VM's backup and a stop-mode one never log it.
+// (pve-container src/PVE/VZDump/LXC.pm snapshot()), long before the
+// backup finishes: the guest API's snapshotted phase reads it. A VM's
+// backup and a stop-mode one never log it.
 func TestVzdumpSnapshotLineWhileRunning(t *testing.T) {
 	h := newHarness(t)
-	snap := "INFO: create storage snapshot 'vzdump'"
-	dump := h.upid("POST", nodePath+"/vzdump", vals("vmid", "101", "storage", "usb-backup", "mode", "snapshot"))
-	if containsLine(h.log(dump), snap) {
-		t.Fatal("the snapshot is logged before the backup began")
-	}
-	h.clock.Advance(testTaskDuration / 2)
-	if st := h.taskStatus(dump); st["status"] != "running" {
-		t.Fatalf("task %v half-way; want running", st["status"])
-	}
-	mid := h.log(dump)
-	if !containsLine(mid, snap) || containsLine(mid, "INFO: creating vzdump archive") {
-		t.Fatalf("log half-way (want the snapshot, no archive yet):\n%s", strings.Join(mid, "\n"))
-	}
-	log := h.wantExit(dump, "OK")
-	n := 0
-	for _, l := range log {
-		if strings.Contains(l, snap) {
-			n++
+	snaps := func(log []string) int {
+		n := 0
+		for _, l := range log {
+			if strings.Contains(l, "INFO: create storage snapshot 'vzdump'") {
+				n++
+			}
 		}
+		return n
 	}
-	if n != 1 || !containsLine(log, "INFO: creating vzdump archive") || !containsLine(log, "Finished Backup of VM 101") {
-		t.Errorf("log (want the snapshot once, then the archive):\n%s", strings.Join(log, "\n"))
+	dump := h.upid("POST", nodePath+"/vzdump", vals("vmid", "101,102", "storage", "usb-backup", "mode", "snapshot"))
+	// 101's slot has begun: its snapshot exists; 102's has not.
+	if log := h.log(dump); snaps(log) != 1 || containsLine(log, "Starting Backup of VM 102") {
+		t.Fatalf("log at the start (want 101's snapshot only):\n%s", strings.Join(log, "\n"))
+	}
+	h.clock.Advance(testTaskDuration * 3 / 2)
+	if st := h.taskStatus(dump); st["status"] != "running" {
+		t.Fatalf("task %v in 102's slot; want running", st["status"])
+	}
+	if log := h.log(dump); snaps(log) != 2 || containsLine(log, "Finished Backup of VM 102") {
+		t.Fatalf("log in 102's slot (want its snapshot, not finished):\n%s", strings.Join(log, "\n"))
+	}
+	if log := h.wantExit(dump, "OK"); snaps(log) != 2 || !containsLine(log, "Finished Backup of VM 102") {
+		t.Errorf("log (want each snapshot once, then the end):\n%s", strings.Join(log, "\n"))
 	}
 	for _, c := range []url.Values{
 		vals("vmid", "101", "storage", "usb-backup", "mode", "stop"),
 		vals("vmid", "200", "storage", "usb-backup", "mode", "snapshot"),
 	} {
 		up := h.upid("POST", nodePath+"/vzdump", c)
-		if log := h.wantExit(up, "OK"); containsLine(log, snap) {
+		if log := h.wantExit(up, "OK"); snaps(log) != 0 {
 			t.Errorf("vzdump %v logged a storage snapshot:\n%s", c, strings.Join(log, "\n"))
 		}
 	}

@@ -322,25 +322,35 @@ func (b guestBackend) snapshotted(ctx context.Context, run store.Run) (time.Time
 		if err != nil || u.Type != "vzdump" {
 			continue
 		}
-		lines, err := g.cfg.Proxmox.TaskLog(ctx, u, 0, 0)
+		w := g.watcher(t.UPID, func() *proxmox.TaskLogReader { return proxmox.NewTaskLogReader(g.cfg.Proxmox, u) })
+		w.mu.Lock()
+		lines, err := w.r.Next(ctx) // only what was written since the last poll
+		w.mu.Unlock()
 		if err != nil {
 			b.a.log.Warn("guest API: reading a vzdump log failed", "run", run.ID, "err", err)
 			continue
 		}
 		for _, l := range lines {
-			if strings.Contains(l.T, snapshotLine) {
-				at := time.Now().UTC()
-				if !t.Ended.IsZero() && run.Status.Terminal() {
-					at = t.Ended.UTC()
-				}
-				g.mu.Lock()
-				if len(g.snaps) > 10000 {
-					clear(g.snaps)
-				}
-				g.snaps[run.ID] = at
-				g.mu.Unlock()
-				return at, true
+			if !strings.Contains(l.T, snapshotLine) {
+				continue
 			}
+			at := time.Now().UTC()
+			if !t.Ended.IsZero() && run.Status.Terminal() {
+				at = t.Ended.UTC()
+			}
+			g.mu.Lock()
+			if len(g.snaps) > 10000 {
+				clear(g.snaps)
+			}
+			g.snaps[run.ID] = at
+			delete(g.watch, t.UPID)
+			g.mu.Unlock()
+			return at, true
+		}
+		if run.Status.Terminal() {
+			g.mu.Lock()
+			delete(g.watch, t.UPID)
+			g.mu.Unlock()
 		}
 	}
 	return time.Time{}, false
