@@ -30,7 +30,7 @@ var MonitorTable = &Table{
 		"against thresholds; all() reads every monitor at once; gauge() " +
 		"publishes a metric.",
 	Funcs: append(monitorFuncs(),
-		Func{Name: "all", Journal: Replayed, Sig: "all()", Fn: monitorAll,
+		Func{Name: "all", Journal: Replayed, Sig: "all()", Fn: monitorAll, Returns: monitorAllShape,
 			Doc: "Reads every monitor concurrently with its defaults and returns struct(node, storage, smart, sensors, tunnel, errors, took): each monitor's reading (None when it failed), errors a dict monitor → message of the ones that failed (one failure never stops the others), took a dict monitor → duration. Fails only when the run is cancelled."},
 		Func{Name: "gauge_value", Journal: Replayed, Sig: "gauge_value(name, labels={})", Fn: monitorGaugeValue,
 			Doc: "Returns the value last published with gauge(name, ..., labels) in this agent process (a float), or None — for comparing a reading with the previous run's, e.g. a growing count."},
@@ -59,6 +59,8 @@ type monitorDef struct {
 	name string
 	sig  string
 	doc  string
+	// shape is what the function returns, for check (shape.go).
+	shape *Shape
 	// configure unpacks the function's arguments into the monitor to run;
 	// monitor.all() calls it with no arguments to get the defaults.
 	configure func(b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (monitor, error)
@@ -68,11 +70,11 @@ type monitorDef struct {
 // them. An explicit table rather than init() registration: the set is
 // known at compile time and readable in one place.
 var monitors = []monitorDef{
-	{name: "node", sig: "node()", doc: nodeMonitorDoc, configure: withoutArgs(nodeMonitor{})},
-	{name: "storage", sig: "storage()", doc: storageMonitorDoc, configure: withoutArgs(storageMonitor{})},
-	{name: "smart", sig: "smart()", doc: smartMonitorDoc, configure: withoutArgs(smartMonitor{})},
-	{name: "sensors", sig: "sensors()", doc: sensorsMonitorDoc, configure: withoutArgs(sensorsMonitor{})},
-	{name: "tunnel", sig: "tunnel(timeout=\"3s\")", doc: tunnelMonitorDoc, configure: configureTunnel},
+	{name: "node", sig: "node()", doc: nodeMonitorDoc, shape: monitorNodeShape, configure: withoutArgs(nodeMonitor{})},
+	{name: "storage", sig: "storage()", doc: storageMonitorDoc, shape: monitorStorageShape, configure: withoutArgs(storageMonitor{})},
+	{name: "smart", sig: "smart()", doc: smartMonitorDoc, shape: monitorSmartShape, configure: withoutArgs(smartMonitor{})},
+	{name: "sensors", sig: "sensors()", doc: sensorsMonitorDoc, shape: monitorSensorsShape, configure: withoutArgs(sensorsMonitor{})},
+	{name: "tunnel", sig: "tunnel(timeout=\"3s\")", doc: tunnelMonitorDoc, shape: monitorTunnelShape, configure: configureTunnel},
 }
 
 // withoutArgs configures a monitor that takes no arguments.
@@ -85,7 +87,7 @@ func withoutArgs(m monitor) func(*starlark.Builtin, starlark.Tuple, []starlark.T
 func monitorFuncs() []Func {
 	fs := make([]Func, 0, len(monitors)+2)
 	for _, d := range monitors {
-		fs = append(fs, Func{Name: d.name, Journal: Replayed, Sig: d.sig, Doc: d.doc, Fn: monitorBuiltin(d)})
+		fs = append(fs, Func{Name: d.name, Journal: Replayed, Sig: d.sig, Doc: d.doc, Returns: d.shape, Fn: monitorBuiltin(d)})
 	}
 	return fs
 }

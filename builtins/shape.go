@@ -121,11 +121,22 @@ var (
 	snapshotShape = StructShape("snapshot", "name", "description", "parent", "snaptime", "vmstate")
 	taskListShape = StructShape("task list entry", "upid", "node", "type", "id", "user", "status", "exitstatus", "ok",
 		"starttime", "endtime")
-	diskShape       = StructShape("disk", "devpath", "model", "serial", "vendor", "type", "health", "wwn", "used", "size", "rpm", "gpt")
-	smartAttrShape  = StructShape("SMART attribute", "id", "name", "value", "worst", "threshold", "raw", "flags", "fail")
-	smartShape      = StructShape("SMART data", "health", "passed", "type", "text", "attributes").With("attributes", ListOf(smartAttrShape))
-	smartReport     = StructShape("SMART report", "device", "model", "serial", "passed", "temperature", "power_on_hours", "reallocated", "exit_status")
-	sensorShape     = StructShape("sensor", "chip", "adapter", "label", "celsius", "high", "crit")
+	diskShape      = StructShape("disk", "devpath", "model", "serial", "vendor", "type", "health", "wwn", "used", "size", "rpm", "gpt")
+	smartAttrShape = StructShape("SMART attribute", "id", "name", "value", "worst", "threshold", "raw", "flags", "fail")
+	smartShape     = StructShape("SMART data", "health", "passed", "type", "text", "attributes").With("attributes", ListOf(smartAttrShape))
+	smartReport    = StructShape("SMART report", "device", "model", "serial", "passed", "temperature", "power_on_hours", "reallocated", "exit_status")
+	sensorShape    = StructShape("sensor", "chip", "adapter", "label", "celsius", "high", "crit")
+	// The monitor module's readings (monitor_*.go).
+	monitorNodeShape = StructShape("node reading", "cpu", "cpus", "load1", "load5", "load15", "mem_used", "mem_total",
+		"mem_percent", "rootfs_used", "rootfs_total", "rootfs_percent", "swap_percent", "uptime")
+	monitorStorageShape = ListOf(StructShape("storage reading", "storage", "type", "active", "enabled", "used", "total",
+		"avail", "used_percent"))
+	monitorSmartShape   = ListOf(StructShape("disk health", "device", "model", "health", "passed", "temperature", "reallocated", "source", "error"))
+	monitorSensorsShape = ListOf(sensorShape)
+	monitorTunnelShape  = StructShape("tunnel reading", "endpoint", "up", "latency", "error")
+	monitorAllShape     = StructShape("monitor readings", "node", "storage", "smart", "sensors", "tunnel", "errors", "took").
+				With("node", monitorNodeShape).With("storage", monitorStorageShape).With("smart", monitorSmartShape).
+				With("sensors", monitorSensorsShape).With("tunnel", monitorTunnelShape)
 	taskStatusShape = StructShape("task status", "upid", "status", "exitstatus", "ok", "running")
 	errorShape      = StructShape("error", "message", "kind", "privilege", "path", "lock", "exitstatus", "upid", "log", "status")
 	catchShape      = StructShape("catch result", "ok", "value", "error").With("error", errorShape)

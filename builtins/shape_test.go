@@ -48,6 +48,12 @@ got["host.smart"] = host.smart("/dev/sda")
 got["host.sensors"] = host.sensors()
 got["catch"] = catch(proxmox.guest, 4242)
 got["guest.deliver_bootstrap"] = guest.deliver_bootstrap(101)
+got["monitor.node"] = monitor.node()
+got["monitor.storage"] = monitor.storage()
+got["monitor.smart"] = monitor.smart()
+got["monitor.sensors"] = monitor.sensors()
+got["monitor.tunnel"] = monitor.tunnel()
+got["monitor.all"] = monitor.all()
 `
 
 // TestReturnsMatchTheBuiltins holds every declared Shape to what its

@@ -73,6 +73,11 @@ func TestStaticCheckCases(t *testing.T) {
 		{"nested error field", `return catch(proxmox.guests).error.knd`, `an error (from catch()) has no field knd (did you mean .kind?)`},
 		{"config rootfs", `return proxmox.config(101).rootfs.volume`, ""},
 		{"config rootfs typo", `return proxmox.config(101).rootfs.volum`, `has no field volum`},
+		{"monitor reading", `return monitor.node().mem_percent`, ""},
+		{"monitor reading typo", `return monitor.node().mem_percnt`, `a node reading (from monitor.node()) has no field mem_percnt (did you mean .mem_percent?)`},
+		{"monitor list element", `return [s.used_percnt for s in monitor.storage()]`, `a storage reading (from monitor.storage()) has no field used_percnt (did you mean .used_percent?)`},
+		{"monitor.all nested", `return monitor.all().tunnel.upp`, `a tunnel reading (from monitor.all()) has no field upp (did you mean .up?)`},
+		{"monitor.all smart", `return [d.passed for d in monitor.all().smart]`, ""},
 		{"list method", `gs = proxmox.guests()
     gs.append(1)
     return gs`, ""},
