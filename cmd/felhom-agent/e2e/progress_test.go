@@ -92,14 +92,41 @@ func TestRunTaskProgress(t *testing.T) {
 	}
 }
 
+// TestFollowTaskProgress: `trigger --follow` (runs follow) of a serving
+// agent's run shows the same live status line on a terminal while the run
+// waits for its vzdump, from the run log the agent stored, and leaves the
+// screen with the plain lines and the run's end.
+func TestFollowTaskProgress(t *testing.T) {
+	t.Parallel()
+	requireServe(t)
+	sim := startSim(t, "--task-duration", "8s")
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "progress.star"), []byte(progressPlaybook), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := startAgent(t, agentOpts{env: sim.env(), playbooks: dir})
+	term := runOnTerminal(t, nil, "trigger", "progress", "--follow", "--socket", a.socket)
+	if term.code != 0 {
+		t.Fatalf("trigger --follow on a terminal: exit %d\n%q", term.code, term.out)
+	}
+	if !regexp.MustCompile(`» vzdump of 200 +\d{1,2}% `).MatchString(term.out) || !strings.Contains(term.out, "\x1b[1F\x1b[J") {
+		t.Errorf("follow on a terminal has no live status line with a percentage:\n%q", term.out)
+	}
+	final := strings.Join(playScreen(t, term.out), "\n")
+	if strings.Contains(final, "» ") || strings.Contains(final, "INFO: Starting Backup of VM 200") ||
+		!strings.Contains(final, "task finished") || !strings.Contains(final, "SUCCEEDED") {
+		t.Errorf("screen after following:\n%s\nwant the plain lines and the run's end, no task lines", final)
+	}
+}
+
 // termResult is a command run with its standard error on a terminal.
 type termResult struct {
 	out  string // what the terminal received
 	code int
 }
 
-// runOnTerminal runs the agent with standard error on a new pseudo
-// terminal (/dev/ptmx) and standard output on a pipe.
+// runOnTerminal runs the agent with standard output and error on a new
+// pseudo terminal (/dev/ptmx).
 func runOnTerminal(t *testing.T, env []string, args ...string) termResult {
 	t.Helper()
 	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
@@ -122,8 +149,7 @@ func runOnTerminal(t *testing.T, env []string, args ...string) termResult {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, agentBin, args...)
 	cmd.Env = cleanEnv(append(env, "TERM=xterm")...)
-	var stdout bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, slave
+	cmd.Stdout, cmd.Stderr = slave, slave
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -137,8 +163,7 @@ func runOnTerminal(t *testing.T, env []string, args ...string) termResult {
 	}()
 	err = cmd.Wait()
 	<-copied
-	captureBytes(t, "run on a terminal", got.Bytes())
-	captureBytes(t, "run on a terminal, stdout", stdout.Bytes())
+	captureBytes(t, "on a terminal: "+command(args), got.Bytes())
 	code := 0
 	if err != nil {
 		code = exitCode(err)
