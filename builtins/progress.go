@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -143,7 +144,8 @@ func (w *taskWatch) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if w.o.Budget.take() {
+		refused := !w.o.Budget.take()
+		if !refused {
 			w.began = true
 			w.read(ctx)
 		}
@@ -156,6 +158,11 @@ func (w *taskWatch) run(ctx context.Context) {
 			w.beat = min(2*w.beat, maxHeartbeat)
 		}
 		pause = min(max(lo, now.Sub(w.start)/20), max(lo, maxProgressInterval))
+		if refused {
+			// Waits that woke together would be refused together again:
+			// try again soon, spread over a few of the budget's slots.
+			pause = min(pause, w.o.Budget.every*time.Duration(1+rand.IntN(20)))
+		}
 		t.Reset(pause)
 	}
 }
