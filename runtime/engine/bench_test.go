@@ -99,3 +99,32 @@ func TestRunsDoNotCompile(t *testing.T) {
 		t.Errorf("runs and an unchanged reload: Stats %+v -> %+v; want no compile or exec", before, after)
 	}
 }
+
+// BenchmarkOperators is a run that spends its time on + and * (and +=):
+// what the sized operators cost (sized.go) against Starlark's opcodes.
+func BenchmarkOperators(b *testing.B) {
+	dir := enginetest.WriteTree(b, map[string]string{"ops.star": `
+def run(ctx):
+    n = 0
+    s = ""
+    l = []
+    for i in range(1000):
+        n = n + i * 2
+        n += 1
+        s = s + "x"
+        l += [i]
+    return len(s) + len(l) + n
+
+playbook(name = "ops", run = run)
+`})
+	pb, err := LoadFile(filepath.Join(dir, "ops.star"), dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := NewEngine(Config{Logger: enginetest.Logger()})
+	for b.Loop() {
+		if res := e.Run(context.Background(), pb, nil, RunOptions{ID: "ops"}); res.Status != runstate.Succeeded {
+			b.Fatalf("run = %s %q", res.Status, res.Error)
+		}
+	}
+}

@@ -156,6 +156,9 @@ func NewLoader(root string, opts LoaderOptions) (*Loader, error) {
 		predeclared: builtins.Predeclared(append(DeclarationTables(), opts.Tables...)),
 		index:       newBuiltinIndex(append(DeclarationTables(), opts.Tables...)),
 	}
+	for name, op := range sizedPredeclared {
+		l.predeclared[name] = op
+	}
 	l.programs, _ = lru.New[programKey, *compiled](opts.CacheSize)
 	l.modules, _ = lru.New[moduleKey, *module](opts.CacheSize)
 	return l, nil
@@ -342,7 +345,12 @@ func (l *Loader) compile(name string, src []byte) (*compiled, error) {
 		return c, nil
 	}
 	l.compiles.Add(1)
-	f, prog, err := starlark.SourceProgramOptions(FileOptions, name, src, l.predeclared.Has)
+	f, err := FileOptions.Parse(name, src, 0)
+	if err != nil {
+		return nil, err
+	}
+	rewriteSized(f)
+	prog, err := starlark.FileProgram(f, l.predeclared.Has)
 	if err != nil {
 		return nil, err
 	}

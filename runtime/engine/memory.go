@@ -70,7 +70,7 @@ func (g *memoryGuard) reserve(n uint64) error {
 	sample := []metrics.Sample{{Name: heapSample}}
 	metrics.Read(sample)
 	heap := sample[0].Value.Uint64()
-	if heap+n > g.limit {
+	if n > g.limit || heap > g.limit-n { // heap+n may not fit in 64 bits
 		return &memoryError{limit: g.limit, heap: heap, need: n}
 	}
 	return nil

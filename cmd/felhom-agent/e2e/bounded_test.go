@@ -26,7 +26,8 @@ func TestRunsBounded(t *testing.T) {
 		// unbounded, the run succeeds.
 		maxRSSMiB int64
 	}{
-		{"doubling.star", "failed", "memory", 30 * time.Second, 0},
+		{"doubling.star", "failed", "memory", 30 * time.Second, 768},        // unbounded: 2 GB; before the sized operators the limit plus the last doubling (1,071 MiB)
+		{"repeat.star", "failed", "memory", 30 * time.Second, 768},          // before the sized operators it succeeded at 790 MiB
 		{"decode.star", "failed", "memory", 30 * time.Second, 1024},         // unbounded: 4.4 GB
 		{"tuples.star", "timed_out", "", 2*time.Second + 15*time.Second, 0}, // its point is the time; memory is the race build's
 	}
