@@ -1,5 +1,6 @@
 // Package selfsigned makes the self-signed TLS certificates the
-// simulators (pvesim, hubsim) serve with on loopback: a P-256 key, valid
+// simulators (pvesim, hubsim) serve with on loopback, and the guest API's
+// (which guests pin by fingerprint): a P-256 key, valid
 // from an hour before now for two years, for localhost, 127.0.0.1, ::1
 // and the extra DNS names given, usable as its own CA (so a client can
 // trust it by CA file or pin its fingerprint).
