@@ -29,7 +29,7 @@ func TestCommands(t *testing.T) {
 			[]string{"--- PASS: testdata/cli/mixed_test.star: test_passes", "--- FAIL: testdata/cli/mixed_test.star: test_fails",
 				"testdata/cli/mixed_test.star:5:14: guests: 6 != 0", "1 passed, 1 failed"}},
 		{"test: the clock, add_snapshot, add_archive, keyword did-you-means", []string{"test", "../../runtime/playtest/testdata/clock_test.star"}, exitOK,
-			[]string{"--- PASS: ../../runtime/playtest/testdata/clock_test.star: test_advance_moves_the_host_and_the_playbooks_clock", "test_add_archive_is_named_and_dated_by_the_clock", "test_keywords_have_a_did_you_mean", "6 passed, 0 failed"}},
+			[]string{"--- PASS: ../../runtime/playtest/testdata/clock_test.star: test_advance_moves_the_host_and_the_playbooks_clock", "test_add_archive_is_named_and_dated_by_the_clock", "test_keywords_have_a_did_you_mean", "7 passed, 0 failed"}},
 		{"test: a retention test over weeks", []string{"--playbooks", "../../playbooks", "test", "--run", "retention_over", "../../playbooks/backup_test.star"}, exitOK,
 			[]string{"test_retention_over_four_weeks_of_nightly_runs", "1 passed, 0 failed"}},
 		{"test filters by name", []string{"test", "--run", "passes", "testdata/cli/mixed_test.star"}, exitOK, []string{"1 passed, 0 failed"}},
