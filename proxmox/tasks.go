@@ -344,7 +344,11 @@ func (c *Client) VzdumpBackups(ctx context.Context, upid UPID, storage string) (
 // userfilter and since, as pve-manager's PVE/API2/Tasks.pm filters them).
 // A worker id that is not a vmid is matched on the listed id only.
 func (c *Client) FindStartedTask(ctx context.Context, worker, id string, since time.Time, skip func(UPID) bool) (Task, bool, error) {
-	f := TaskFilter{TypeFilter: worker, Source: "all", UserFilter: c.cfg.Token.ID, Since: since, Limit: 500}
+	// The list names an archived task's user without its token (Tasks.pm
+	// reads the user of the index file), so the filter asks for the user
+	// and the UPID, which keeps the token, decides.
+	user, _, _ := strings.Cut(c.cfg.Token.ID, "!")
+	f := TaskFilter{TypeFilter: worker, Source: "all", UserFilter: user, Since: since, Limit: 500}
 	if vmid, err := strconv.Atoi(id); err == nil && vmid >= MinVMID && vmid <= MaxVMID {
 		f.VMID = vmid
 	}
@@ -357,7 +361,7 @@ func (c *Client) FindStartedTask(ctx context.Context, worker, id string, since t
 	for _, t := range ts {
 		switch {
 		case t.UPID.Type != worker, t.UPID.ID != id, t.UPID.StartTime.Before(since.Truncate(time.Second)),
-			!strings.EqualFold(t.User, c.cfg.Token.ID) && !strings.EqualFold(t.UPID.User, c.cfg.Token.ID),
+			!strings.EqualFold(t.UPID.User, c.cfg.Token.ID),
 			skip != nil && skip(t.UPID):
 			continue
 		}

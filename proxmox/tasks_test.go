@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
 )
 
 func TestTasks(t *testing.T) {
@@ -265,5 +266,39 @@ func TestVzdumpBackups(t *testing.T) {
 				t.Errorf("requests %q; want one listing of guest 101's backups", asked)
 			}
 		})
+	}
+}
+
+func TestFindStartedTask(t *testing.T) {
+	sim := pvesim.New()
+	sim.TaskDuration = 10 * time.Millisecond
+	c := simClient(t, sim)
+	ctx := t.Context()
+	before := time.Now().Add(-time.Second)
+	upid, err := c.Snapshot(ctx, proxmox.LXC, 101, proxmox.SnapshotOptions{Name: "s1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WaitTask(ctx, upid, proxmox.WaitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Archived now: the list names its user without the token.
+	for _, tt := range []struct {
+		name       string
+		worker, id string
+		since      time.Time
+		skip       func(proxmox.UPID) bool
+		want       bool
+	}{
+		{"found", "vzsnapshot", "101", before, nil, true},
+		{"other guest", "vzsnapshot", "102", before, nil, false},
+		{"other worker", "vzrollback", "101", before, nil, false},
+		{"started before since", "vzsnapshot", "101", time.Now().Add(time.Hour), nil, false},
+		{"claimed", "vzsnapshot", "101", before, func(u proxmox.UPID) bool { return u == upid }, false},
+	} {
+		got, ok, err := c.FindStartedTask(ctx, tt.worker, tt.id, tt.since, tt.skip)
+		if err != nil || ok != tt.want || (ok && got.UPID != upid) {
+			t.Errorf("%s: FindStartedTask = %v, %v, %v; want found %v (%s)", tt.name, got.UPID, ok, err, tt.want, upid)
+		}
 	}
 }

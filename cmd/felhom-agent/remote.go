@@ -65,10 +65,12 @@ func resolveRun(ctx context.Context, cl *api.Client, id string) (api.Run, error)
 
 // RunsCmd groups the run-history commands; "runs" alone lists.
 type RunsCmd struct {
-	List   RunsListCmd   `cmd:"" default:"withargs" help:"List recent runs, newest first."`
-	Show   RunsShowCmd   `cmd:"" help:"Show one run: its status word first, then details and log."`
-	Follow RunsFollowCmd `cmd:"" help:"Stream a run's log until it ends; exit 1 unless it succeeded."`
-	Cancel RunsCancelCmd `cmd:"" help:"Ask a run in flight to stop."`
+	List    RunsListCmd    `cmd:"" default:"withargs" help:"List recent runs, newest first."`
+	Show    RunsShowCmd    `cmd:"" help:"Show one run: its status word first, then details and log."`
+	Follow  RunsFollowCmd  `cmd:"" help:"Stream a run's log until it ends; exit 1 unless it succeeded."`
+	Cancel  RunsCancelCmd  `cmd:"" help:"Ask a run in flight to stop (its undo() compensations run)."`
+	Resume  RunsResumeCmd  `cmd:"" help:"Resume an interrupted run from its journal (same id, parameters and version)."`
+	Abandon RunsAbandonCmd `cmd:"" help:"Undo an interrupted run: replay it to where it stopped, run its compensations, and fail it."`
 }
 
 // RunsListCmd lists runs.
@@ -276,6 +278,45 @@ func (c *RunsCancelCmd) Run(g *Globals) error {
 		return writeJSON(g.stdout, run)
 	}
 	fmt.Fprintf(g.stdout, "cancelling run %s (%s, %s)\n", run.ID, run.Playbook, run.Status)
+	return nil
+}
+
+// RunsResumeCmd resumes an interrupted run.
+type RunsResumeCmd struct {
+	remoteFlags
+	ID string `arg:"" help:"Run id, or a unique prefix of one." predictor:"run"`
+}
+
+// Run asks the agent to resume the run and returns at once.
+func (c *RunsResumeCmd) Run(g *Globals) error { return resumeRun(g, c.remoteFlags, c.ID, false) }
+
+// RunsAbandonCmd undoes an interrupted run.
+type RunsAbandonCmd struct {
+	remoteFlags
+	ID string `arg:"" help:"Run id, or a unique prefix of one." predictor:"run"`
+}
+
+// Run asks the agent to undo the run and returns at once.
+func (c *RunsAbandonCmd) Run(g *Globals) error { return resumeRun(g, c.remoteFlags, c.ID, true) }
+
+func resumeRun(g *Globals, f remoteFlags, id string, abandon bool) error {
+	cl, ctx, done := f.session()
+	defer done()
+	run, err := resolveRun(ctx, cl, id)
+	if err != nil {
+		return err
+	}
+	if run, err = cl.Resume(ctx, run.ID, abandon); err != nil {
+		return err
+	}
+	if f.JSON {
+		return writeJSON(g.stdout, run)
+	}
+	verb := "resuming"
+	if abandon {
+		verb = "undoing"
+	}
+	fmt.Fprintf(g.stdout, "%s run %s (%s, %s)\n", verb, run.ID, run.Playbook, run.Status)
 	return nil
 }
 

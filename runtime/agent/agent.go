@@ -183,6 +183,11 @@ type Agent struct {
 	mu       sync.Mutex
 	live     map[string]*liveRun // by run id
 	draining bool                // no new run starts
+	secrets  map[string][]string // run id -> its secret parameters' values, while it runs
+
+	// journalKey is the state directory's key (statekey.go): it seals
+	// journaled secrets and keys the journal's digests.
+	journalKey []byte
 
 	timersMu sync.Mutex
 	jobs     map[string]bool // playbooks with a timer set
@@ -235,7 +240,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg.Engine.Logger = cfg.Logger
 	}
 
-	a := &Agent{cfg: cfg, log: cfg.Logger, live: map[string]*liveRun{}, jobs: map[string]bool{}}
+	a := &Agent{cfg: cfg, log: cfg.Logger, live: map[string]*liveRun{}, jobs: map[string]bool{}, secrets: map[string][]string{}}
 	a.hurry.init()
 	a.metrics = newAgentMetrics(cfg.MaxGaugeSeries, cfg.Logger)
 	if a.cfg.Engine.Env.Gauges == nil {
@@ -286,6 +291,10 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if a.store, err = store.Open(filepath.Join(cfg.StateDir, StoreFile), store.Options{}); err != nil {
 		a.lock.Close()
+		return nil, &SettingError{Field: "StateDir", Err: fmt.Errorf("agent: %w", err)}
+	}
+	if a.journalKey, err = loadStateKey(cfg.StateDir); err != nil {
+		a.Close()
 		return nil, &SettingError{Field: "StateDir", Err: fmt.Errorf("agent: %w", err)}
 	}
 	a.metrics.reg.MustRegister(a.storeUpMetric())

@@ -37,6 +37,9 @@ type liveRun struct {
 	cancel   context.CancelCauseFunc
 	log      *runLogSink
 	done     chan struct{} // closed after the run's Finish is recorded
+	// resume is set for a run that resumes (or is replayed into its undo)
+	// after an interruption; nil for a run that starts.
+	resume *resumption
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on each flush and at the end
@@ -60,8 +63,10 @@ func (lr *liveRun) watch() <-chan struct{} {
 // errCancelledByAPI is the cause of a cancel from the local API.
 var errCancelledByAPI = errors.New("requested through the local API")
 
-// errShutdown is the cause of runs cancelled when the grace period ends.
-var errShutdown = errors.New("the agent is shutting down")
+// errShutdown is the cause of runs stopped when the grace period ends:
+// they are recorded interrupted, and resume (or are undone) at the next
+// start — never undone by the stop itself.
+var errShutdown = engine.ErrInterrupt
 
 // launch starts a recorded (queued) run of pb in the background: at once,
 // or when its turn comes if pb does not run concurrently and is busy (see
@@ -70,6 +75,12 @@ var errShutdown = errors.New("the agent is shutting down")
 // draining: the run then stays queued in the store, for the next start.
 // attrs go on the run's first log line.
 func (a *Agent) launch(run store.Run, pb *engine.Playbook, params *engine.Params, reserved bool, attrs ...any) *liveRun {
+	return a.launchResumed(run, pb, params, reserved, nil, attrs...)
+}
+
+// launchResumed is launch for a run that resumes (r non-nil): its record
+// is running already (store.Resume), and its journal answers the replay.
+func (a *Agent) launchResumed(run store.Run, pb *engine.Playbook, params *engine.Params, reserved bool, r *resumption, attrs ...any) *liveRun {
 	a.mu.Lock()
 	if a.draining {
 		a.mu.Unlock()
@@ -81,7 +92,7 @@ func (a *Agent) launch(run store.Run, pb *engine.Playbook, params *engine.Params
 	}
 	ctx, cancel := context.WithCancelCause(a.runsCtx)
 	lr := &liveRun{id: run.ID, playbook: pb.Name, lane: laneOf(pb.Name, run.Source, run.Params), source: run.Source, ctx: ctx, cancel: cancel,
-		done: make(chan struct{}), changed: make(chan struct{})}
+		done: make(chan struct{}), changed: make(chan struct{}), resume: r}
 	lr.log = newRunLogSink(a, lr)
 	a.live[run.ID] = lr
 	a.running.Add(1)
@@ -174,14 +185,36 @@ func (a *Agent) execute(lr *liveRun, pb *engine.Playbook, params *engine.Params,
 
 	tasks := &runTasks{a: a, run: lr.id, lr: lr, open: map[string]proxmox.UPID{}}
 	var res *engine.Result
-	if err := a.store.MarkStarted(context.Background(), lr.id, pb.Version, time.Time{}); err != nil {
+	journal, opts := newRunJournal(a, lr.id, nil, false), engine.RunOptions{ID: lr.id, Trigger: string(lr.source), Logger: logger, Stopping: a.runsCtx}
+	var started error
+	if r := lr.resume; r != nil {
+		journal = newRunJournal(a, lr.id, r.entries, r.undoOnly)
+		opts.StopReason, opts.UndoOnly = r.reason, r.undoOnly
+		own.Info(r.what(), "journal_entries", len(r.entries), "version", pb.ShortVersion())
+	} else {
+		started = a.store.MarkStarted(context.Background(), lr.id, pb.Version, time.Time{})
+	}
+	opts.Journal = journal
+	a.mu.Lock()
+	a.secrets[lr.id] = params.Secrets()
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		delete(a.secrets, lr.id)
+		a.mu.Unlock()
+	}()
+	if err := started; err != nil {
 		// The record cannot follow the run, so the run does not happen.
 		a.log.Error("recording the start of a run failed; not running it", "run", lr.id, "playbook", pb.Name, "err", err)
 		res = &engine.Result{ID: lr.id, Playbook: pb.Name, Version: pb.Version, Status: runstate.Failed, Kind: engine.KindInternal,
 			Error: "the run store could not record the start", Started: time.Now(), Finished: time.Now()}
 	} else {
 		ctx := proxmox.WithObserver(lr.ctx, tasks)
-		res = a.engine.Run(ctx, pb, params, engine.RunOptions{ID: lr.id, Trigger: string(lr.source), Logger: logger, Lane: lr.lane})
+		opts.Lane = lr.lane
+		res = a.engine.Run(ctx, pb, params, opts)
+		if err := journal.flush(); err != nil {
+			a.log.Error("writing the last journal entries failed; a resume makes those reads again", "run", lr.id, "err", err)
+		}
 		if res.Backtrace != "" {
 			// After the engine's "run finished": where the run failed or
 			// stopped, frame by frame, for runs show.
@@ -205,7 +238,19 @@ func (a *Agent) execute(lr *liveRun, pb *engine.Playbook, params *engine.Params,
 	// Out of flight before the record says it ended, so a reader who saw
 	// the end sees the gauge without it.
 	a.metrics.inFlight.Dec()
-	a.recordFinish(lr.id, store.FinishInfo{Status: status, Error: errMsg, ErrorKind: kind, Result: result})
+	counts := journal.result()
+	if status == runstate.Interrupted {
+		// The agent stops: the run waits, interrupted, for the next start.
+		if err := a.store.Interrupt(context.Background(), lr.id, errMsg, counts); err != nil {
+			a.log.Error("recording the run as interrupted failed; the next start finds it running and interrupts it", "run", lr.id, "err", err)
+		}
+		for _, upid := range tasks.unfinished() {
+			a.follow(upid, lr.id)
+		}
+		a.endLive(lr)
+		return
+	}
+	a.recordFinish(lr.id, store.FinishInfo{Status: status, Error: errMsg, ErrorKind: kind, Result: result, Counts: counts})
 	a.metrics.runFinished(pb.Name, string(status), res.Duration())
 	if status == runstate.Succeeded {
 		a.indexResult(lr.id, result)

@@ -55,8 +55,9 @@ import (
 //     no run starts.
 //  9. Let the runs in flight finish, for up to ShutdownGrace (cut short by
 //     Hurry, a second interrupt).
-//  10. Cancel the runs still going, with the cause "the agent is shutting
-//     down" (recorded as cancelled), and wait for their records.
+//  10. Stop the runs still going, with the cause engine.ErrInterrupt
+//     (recorded interrupted: they resume, or are undone, at the next
+//     start — never undone by the stop), and wait for their records.
 //  11. Stop background work: task followers leave their tasks open for the
 //     next start to follow; the hub channel stops between reports. Close
 //     the local API.
@@ -91,7 +92,8 @@ func (a *Agent) lifecycle(ctx context.Context) error {
 	if saved := a.serveSaved(loaded.Failed); !saved.Empty() { // the last good versions of files that do not load
 		a.applyChange(saved)
 	}
-	a.requeue() // the runs a previous process accepted and never started
+	a.resumeInterrupted() // the runs a previous process was running: resumed or undone
+	a.requeue()           // the runs a previous process accepted and never started
 
 	// 6. Timers (set by applyChange), watcher, scheduler, probe, retention.
 	partsCtx, stopParts := context.WithCancel(context.Background())

@@ -96,6 +96,32 @@ func (l localAPI) Logs(ctx context.Context, id string, after int64, limit int) (
 	return out, nil
 }
 
+var _ api.Resumer = localAPI{}
+
+// Resume resumes an interrupted run (runs resume).
+func (l localAPI) Resume(ctx context.Context, id string) error { return l.resume(ctx, id, false) }
+
+// Abandon replays an interrupted run to where it stopped and undoes it
+// (runs abandon).
+func (l localAPI) Abandon(ctx context.Context, id string) error { return l.resume(ctx, id, true) }
+
+func (l localAPI) resume(ctx context.Context, id string, abandon bool) error {
+	r, err := l.a.store.Get(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("run %s: %w", id, api.ErrNotFound)
+	case err != nil:
+		return err
+	}
+	if err := l.a.resumeRun(r, abandon); err != nil {
+		if errors.Is(err, errNotInterrupted) || errors.Is(err, store.ErrStarted) || errors.Is(err, store.ErrFinished) {
+			return fmt.Errorf("%w: %w", api.ErrConflict, err)
+		}
+		return err
+	}
+	return nil
+}
+
 // Cancel asks a run in flight to stop; it is recorded as cancelled when
 // it has.
 func (l localAPI) Cancel(ctx context.Context, id string) error {
@@ -234,6 +260,7 @@ func apiRun(r store.Run) api.Run {
 		ID: r.ID, Playbook: r.Playbook, Version: r.Version, Source: string(r.Source), Key: r.Key,
 		Params: r.Params, Status: string(r.Status), Error: r.Error, ErrorKind: r.ErrorKind,
 		Created: r.Created.UTC(), Started: timePtr(r.Started), Ended: timePtr(r.Ended), Result: r.Result,
+		Resumes: r.Resumes, Replayed: r.Replayed, Adopted: r.Adopted, Reissued: r.Reissued,
 	}
 	for _, t := range r.Tasks {
 		at := api.Task{UPID: t.UPID, Status: "running", ExitStatus: t.ExitStatus, Started: timePtr(t.Started), Ended: timePtr(t.Ended)}

@@ -16,8 +16,9 @@ import (
 )
 
 // Recovery after a crash or kill: the runs a previous process left running
-// are marked interrupted (never re-run: a mutation may have happened, and
-// a hub retrying its trigger must find the run it was promised), and every
+// are marked interrupted, and resumed or undone once the playbooks have
+// loaded (resume.go; same run id, so a hub retrying its trigger finds the
+// run it was promised), and every
 // Proxmox task recorded without an end is followed on the host until it
 // stops, then recorded with its exit status. A task the host no longer
 // knows is recorded as such, so it is not followed forever. The runs it
@@ -40,9 +41,8 @@ func (a *Agent) recoverRuns() error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	for _, r := range runs {
-		a.log.Warn("run interrupted by the agent's stop; it is not re-run", "run", r.ID, "playbook", r.Playbook,
+		a.log.Warn("run interrupted by the agent's stop; it resumes, or is undone, once the playbooks load", "run", r.ID, "playbook", r.Playbook,
 			"source", string(r.Source), "tasks", len(r.Tasks))
-		a.metrics.runFinished(r.Playbook, string(runstate.Interrupted), 0)
 	}
 	tasks, err := a.store.OpenTasks(ctx)
 	if err != nil {

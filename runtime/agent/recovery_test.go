@@ -8,6 +8,7 @@ import (
 
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/internal/enginetest"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
@@ -83,12 +84,18 @@ func TestRecoveryInterruptsAndFollowsTasks(t *testing.T) {
 		t.Fatalf("followed %v; want both recorded tasks", got)
 	}
 
+	// The run left queued never started: it runs now, once.
+	if q, _ := ta.wait(queued); q.Status != "succeeded" || string(q.Result) != "42" {
+		t.Errorf("run left queued = %s %q %s; want run after the restart, succeeded", q.Status, q.Error, q.Result)
+	}
 	r, err := ta.store.Get(ctx, running)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Status != runstate.Interrupted || !strings.Contains(r.Error, "running") {
-		t.Errorf("run left running = %s %q; want interrupted", r.Status, r.Error)
+	// Its version (v1) was never saved, so it can be neither resumed nor
+	// replayed into its undo: it fails, saying so.
+	if r.Status != runstate.Failed || r.ErrorKind != engine.KindInterrupt || !strings.Contains(r.Error, "the agent stopped while the run was running; it cannot be resumed or undone: version v1") {
+		t.Errorf("run left running = %s %s %q; want failed, saying it cannot be resumed", r.Status, r.ErrorKind, r.Error)
 	}
 	exits := map[string]string{}
 	for _, tk := range r.Tasks {
@@ -99,10 +106,6 @@ func TestRecoveryInterruptsAndFollowsTasks(t *testing.T) {
 	}
 	if exits[upid.String()] != "OK" || !strings.HasPrefix(exits[gone], "unknown:") {
 		t.Errorf("task exits %v; want the snapshot OK and the vanished task unknown", exits)
-	}
-	// The run left queued never started: it runs now, once.
-	if q, _ := ta.wait(queued); q.Status != "succeeded" || string(q.Result) != "42" {
-		t.Errorf("run left queued = %s %q %s; want run after the restart, succeeded", q.Status, q.Error, q.Result)
 	}
 	if open, _ := ta.store.OpenTasks(ctx); len(open) != 0 {
 		t.Errorf("open tasks after recovery: %v", open)

@@ -163,8 +163,8 @@ func TestTimersDoNotOverlap(t *testing.T) {
 		case "overlap":
 			overlap++
 		}
-		if r.Status != runstate.Cancelled {
-			t.Errorf("run %s of %s is %s; want cancelled by the shutdown", r.ID, r.Playbook, r.Status)
+		if r.Status != runstate.Interrupted {
+			t.Errorf("run %s of %s is %s; want interrupted by the shutdown", r.ID, r.Playbook, r.Status)
 		}
 	}
 	if slow != 1 || skipped != 3 {

@@ -66,6 +66,7 @@ func (a *Agent) TriggeredRun(ctx context.Context, id string) (hub.RunStatus, err
 		ID: r.ID, Playbook: r.Playbook, TriggerID: r.Key, Status: string(r.Status), Error: r.Error,
 		QueuePosition: a.queues.position(laneOf(r.Playbook, r.Source, r.Params), r.ID),
 		Created:       r.Created.UTC(), Started: timePtr(r.Started), Ended: timePtr(r.Ended), Result: r.Result, Log: tail,
+		Resumes: r.Resumes,
 	}, nil
 }
 

@@ -85,6 +85,17 @@ type GuestToken struct {
 	Warning   string `json:"warning,omitempty"` // what is left to do, when something was
 }
 
+// Resumer is an optional Backend extension, found by type assertion, for
+// runs the agent's stop interrupted: Resume resumes run id from its
+// journal, Abandon replays it to where it stopped and runs its
+// compensations (undo), then it fails. Both return once the run is under
+// way; a run that is not interrupted is ErrConflict. Without it both
+// requests are answered 404.
+type Resumer interface {
+	Resume(ctx context.Context, id string) error
+	Abandon(ctx context.Context, id string) error
+}
+
 // AmbiguousError is a run id prefix that more than one run starts with:
 // 400, listing (some of) them, so that people can pick.
 type AmbiguousError struct {

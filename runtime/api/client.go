@@ -138,6 +138,22 @@ func (c *Client) Cancel(ctx context.Context, id string) (Run, error) {
 	return run, err
 }
 
+// Resume resumes interrupted run id from its journal; with abandon it
+// replays the run to where it stopped and undoes it instead. It returns
+// the run as it was then; a run that is not interrupted is ErrConflict.
+func (c *Client) Resume(ctx context.Context, id string, abandon bool) (Run, error) {
+	var run Run
+	verb := "/resume"
+	if abandon {
+		verb = "/abandon"
+	}
+	path, err := runPath(id, verb)
+	if err == nil {
+		err = c.do(ctx, "POST", path, nil, nil, &run)
+	}
+	return run, err
+}
+
 // Playbooks lists the playbooks the agent knows, with their load errors.
 func (c *Client) Playbooks(ctx context.Context) ([]Playbook, error) {
 	var out struct{ Playbooks []Playbook }

@@ -47,6 +47,8 @@ func NewHandler(b Backend, logger *slog.Logger) http.Handler {
 	mux.HandleFunc("GET /v1/runs/{id}/logs", s.logs)
 	mux.HandleFunc("GET /v1/runs/{id}/follow", s.follow)
 	mux.HandleFunc("POST /v1/runs/{id}/cancel", s.cancel)
+	mux.HandleFunc("POST /v1/runs/{id}/resume", s.resume(false))
+	mux.HandleFunc("POST /v1/runs/{id}/abandon", s.resume(true))
 	mux.HandleFunc("GET /v1/playbooks", s.playbooks)
 	mux.HandleFunc("POST /v1/guests/{vmid}/token", s.mintToken)
 	return mux
@@ -155,6 +157,37 @@ func (s *server) cancel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, run)
+}
+
+// resume answers runs resume (abandon false) and runs abandon.
+func (s *server) resume(abandon bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		rs, ok := s.b.(Resumer)
+		if !ok {
+			s.fail(w, r, ErrNotFound)
+			return
+		}
+		id := r.PathValue("id")
+		run, err := s.b.Run(r.Context(), id)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if abandon {
+			err = rs.Abandon(r.Context(), run.ID)
+		} else {
+			err = rs.Resume(r.Context(), run.ID)
+		}
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if run, err = s.b.Run(r.Context(), run.ID); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusAccepted, run)
+	}
 }
 
 func (s *server) playbooks(w http.ResponseWriter, r *http.Request) {

@@ -31,6 +31,14 @@ type Run struct {
 	Ended         *time.Time      `json:"ended,omitempty"`
 	Result        json.RawMessage `json:"result,omitempty"` // the playbook's return value
 	Tasks         []Task          `json:"tasks,omitempty"`  // Proxmox tasks it started, in order
+	// Resumes is how often the run resumed (or was replayed into its
+	// undo) after the agent's stop interrupted it; Replayed, Adopted and
+	// Reissued count the journaled calls those resumes answered from the
+	// journal, found started on the host, and sent again.
+	Resumes  int `json:"resumes,omitempty"`
+	Replayed int `json:"replayed,omitempty"`
+	Adopted  int `json:"adopted,omitempty"`
+	Reissued int `json:"reissued,omitempty"`
 }
 
 // Finished reports whether the run has ended, whatever its status.

@@ -90,6 +90,10 @@ type RunOptions struct {
 	// StopReason is the error a run replayed only to be undone ends with
 	// once it reached where it stopped (builtins.ErrReplayStop).
 	StopReason string
+	// UndoOnly: the run is replayed only to be undone (its playbook does
+	// not resume, or the operator abandoned it): even a body that returns
+	// once its journal is spent ends failed with StopReason, and undone.
+	UndoOnly bool
 	// Stopping, when it ends with ErrInterrupt as its cause, interrupts
 	// the run's compensations too (they resume at the next start). nil:
 	// only the undo timeout bounds them.
@@ -361,6 +365,9 @@ func (e *Engine) execute(ctx context.Context, pb *Playbook, params *Params, res 
 	}
 	v, err := o.v, o.err
 	res.Steps = o.steps
+	if err == nil && opts.UndoOnly {
+		err = builtins.ErrReplayStop
+	}
 	if err == nil {
 		out, err := ResultJSON(v)
 		if err != nil {

@@ -63,6 +63,9 @@ type RunStatus struct {
 	Ended         *time.Time      `json:"ended,omitempty"`   // when the run finished
 	Result        json.RawMessage `json:"result,omitempty"`  // the playbook's return value
 	Log           []string        `json:"log,omitempty"`     // the last lines of the run's log, oldest first
+	// Resumes is how often the run resumed after the agent's stop
+	// interrupted it (the same run going on).
+	Resumes int `json:"resumes,omitempty"`
 }
 
 // Errors a Backend returns; the handler maps them to answers with errors.Is.

@@ -235,11 +235,12 @@ func TestCrashWithTaskInFlight(t *testing.T) {
 	if lines, err := s.Logs(ctx, id, 0, 0); err != nil || len(lines) != 1 || lines[0].Msg != "snapshot done" {
 		t.Errorf("Logs = %+v, %v; want the line logged before the crash", lines, err)
 	}
-	// Following the task to its end is recorded, and the run is not re-run.
+	// Following the task to its end is recorded; the run waits,
+	// interrupted, until the agent resumes or undoes it.
 	if err := s.TaskFinished(ctx, upidB, "OK", time.Time{}); err != nil {
 		t.Fatal(err)
 	}
-	if again, err := s.RecoverInterrupted(ctx, time.Time{}); err != nil || len(again) != 0 {
-		t.Errorf("RecoverInterrupted after recovery = %v, %v; want none", ids(again), err)
+	if again, err := s.RecoverInterrupted(ctx, time.Time{}); err != nil || len(again) != 1 || again[0].ID != id || len(again[0].Tasks) != 2 || !again[0].Tasks[1].Done() {
+		t.Errorf("RecoverInterrupted after recovery = %v, %v; want the same run, still waiting, with its task done", ids(again), err)
 	}
 }

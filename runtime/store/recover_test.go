@@ -45,8 +45,10 @@ func TestRecoverInterrupted(t *testing.T) {
 		running: "the agent stopped while the run was running",
 	}
 	for _, r := range got {
-		if r.Status != runstate.Interrupted || !r.Ended.Equal(at) || r.Error != wantErr[r.ID] {
-			t.Errorf("run %s: %s ended %v error %q; want interrupted, %v, %q", r.Playbook, r.Status, r.Ended, r.Error, at, wantErr[r.ID])
+		// Interrupted is not final: the run has not ended, it waits to
+		// resume or be undone.
+		if r.Status != runstate.Interrupted || !r.Ended.IsZero() || r.Error != wantErr[r.ID] {
+			t.Errorf("run %s: %s ended %v error %q; want interrupted, not ended, %q", r.Playbook, r.Status, r.Ended, r.Error, wantErr[r.ID])
 		}
 		if stored := get(t, s, r.ID); !equalRun(stored, r) {
 			t.Errorf("returned %+v; stored %+v", r, stored)
@@ -65,8 +67,6 @@ func TestRecoverInterrupted(t *testing.T) {
 	if r := get(t, s, queued); r.Status != runstate.Queued || !r.Ended.IsZero() {
 		t.Errorf("queued run became %s (ended %v); want still queued", r.Status, r.Ended)
 	}
-	// Interrupted is final: nothing runs it again.
-	checkErr(t, "Finish(interrupted)", s.Finish(ctx, running, FinishInfo{Status: runstate.Succeeded}), ErrFinished, "interrupted")
 
 	open, err := s.OpenTasks(ctx)
 	if err != nil {
@@ -80,12 +80,68 @@ func TestRecoverInterrupted(t *testing.T) {
 		t.Errorf("OpenTasks = %v; want %v", openIDs, want)
 	}
 
-	// A second start finds nothing left to interrupt.
-	if again, err := s.RecoverInterrupted(ctx, at.Add(time.Hour)); err != nil || len(again) != 0 {
-		t.Errorf("second RecoverInterrupted = %v, %v; want none", ids(again), err)
+	// A second start (the first did not resume it) finds it still
+	// waiting, unchanged.
+	if again, err := s.RecoverInterrupted(ctx, at.Add(time.Hour)); err != nil || !slices.Equal(ids(again), []string{running}) || again[0].Error != wantErr[running] {
+		t.Errorf("second RecoverInterrupted = %v, %v; want the interrupted run again", ids(again), err)
 	}
-	if r := get(t, s, running); !r.Ended.Equal(at) {
-		t.Errorf("second recovery moved Ended to %v", r.Ended)
+
+	// It resumes (counted), is interrupted again by a stop, and ends.
+	if err := s.Resume(ctx, running); err != nil {
+		t.Fatal(err)
+	}
+	checkErr(t, "Resume(running)", s.Resume(ctx, running), ErrStarted, "running")
+	if err := s.Interrupt(ctx, running, "the agent stopped while the run was running", JournalCounts{Replayed: 3, Adopted: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Resume(ctx, running); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Finish(ctx, running, FinishInfo{Status: runstate.Succeeded, Counts: JournalCounts{Replayed: 5, Reissued: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	r := get(t, s, running)
+	if r.Status != runstate.Succeeded || r.Resumes != 2 || r.Replayed != 8 || r.Adopted != 1 || r.Reissued != 1 || r.Error != "" {
+		t.Errorf("resumed run = %s resumes %d counts %+v error %q; want succeeded after 2 resumes, 8 replayed, 1 adopted, 1 re-issued", r.Status, r.Resumes, r.JournalCounts, r.Error)
+	}
+	checkErr(t, "Resume(succeeded)", s.Resume(ctx, running), ErrFinished, "succeeded")
+	checkErr(t, "Interrupt(succeeded)", s.Interrupt(ctx, running, "x", JournalCounts{}), ErrFinished, "succeeded")
+}
+
+func TestJournalStore(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	id := create(t, s, "p", t0).ID
+	intent := t0.Add(time.Minute)
+	entries := []JournalEntry{
+		{Seq: 1, Builtin: "proxmox.guest", Digest: "d1", Pos: "p.star:3:18", Outcome: []byte(`{"v":["N"]}`)},
+		{Seq: 2, Builtin: "proxmox.restore", Digest: "d2", Pos: "p.star:4:20", Intent: intent},
+	}
+	if err := s.WriteJournal(ctx, id, entries); err != nil {
+		t.Fatal(err)
+	}
+	entries[1].UPID = "UPID:pve:00001000:0001E240:673D6A01:vzrestore:105:felhom@pve!agent:"
+	if err := s.WriteJournal(ctx, id, entries[1:]); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Journal(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || string(got[0].Outcome) != `{"v":["N"]}` || got[1].Outcome != nil || !got[1].Intent.Equal(intent) || got[1].UPID != entries[1].UPID || got[1].Pos != "p.star:4:20" {
+		t.Errorf("Journal = %+v; want both entries as written, the restore pending with its UPID", got)
+	}
+	// Another call at a written sequence number is refused, not overwritten.
+	checkErr(t, "WriteJournal(other call)", s.WriteJournal(ctx, id, []JournalEntry{{Seq: 1, Builtin: "proxmox.start", Digest: "x"}}), ErrInvalid, "another call")
+	checkErr(t, "WriteJournal(seq 0)", s.WriteJournal(ctx, id, []JournalEntry{{Seq: 0, Builtin: "proxmox.start"}}), ErrInvalid, "entry 0")
+	if ups, err := s.JournalUPIDs(ctx, id, "proxmox.restore"); err != nil || len(ups) != 1 || ups[0] != entries[1].UPID {
+		t.Errorf("JournalUPIDs = %v, %v; want the restore's UPID", ups, err)
+	}
+	if claimed, err := s.TaskClaimed(ctx, entries[1].UPID); err != nil || !claimed {
+		t.Errorf("TaskClaimed(journal's UPID) = %v, %v; want true", claimed, err)
+	}
+	if claimed, err := s.TaskClaimed(ctx, upidA); err != nil || claimed {
+		t.Errorf("TaskClaimed(unknown) = %v, %v; want false", claimed, err)
 	}
 }
 

@@ -16,9 +16,9 @@ import (
 // runColumnsNoResult reads NULL for the result.
 const (
 	runColumns = `id, playbook, version, source, key, params, status, error, error_kind,
-	created, started, ended, result`
+	created, started, ended, result, resumes, replayed, adopted, reissued`
 	runColumnsNoResult = `id, playbook, version, source, key, params, status, error, error_kind,
-	created, started, ended, NULL`
+	created, started, ended, NULL, resumes, replayed, adopted, reissued`
 )
 
 // CreateRuns records the runs a trigger asks for, all queued, in one
@@ -153,7 +153,7 @@ func (s *Store) MarkStarted(ctx context.Context, id, version string, at time.Tim
 	return nil
 }
 
-// Finish gives a queued or running run its terminal status, error, result
+// Finish gives a queued, running or interrupted run its terminal status, error, result
 // and end time. It fails with ErrFinished when the run already has a
 // terminal status: the first outcome recorded stands.
 func (s *Store) Finish(ctx context.Context, id string, fi FinishInfo) error {
@@ -165,10 +165,12 @@ func (s *Store) Finish(ctx context.Context, id string, fi FinishInfo) error {
 	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE runs
-			SET status = ?, error = ?, error_kind = ?, result = ?, ended = ?
-			WHERE id = ? AND status IN (?, ?)`,
+			SET status = ?, error = ?, error_kind = ?, result = ?, ended = ?,
+			    replayed = replayed + ?, adopted = adopted + ?, reissued = reissued + ?
+			WHERE id = ? AND status IN (?, ?, ?)`,
 			fi.Status, fi.Error, fi.ErrorKind, jsonText(fi.Result), stamp(fi.At).UnixNano(),
-			id, runstate.Queued, runstate.Running)
+			fi.Counts.Replayed, fi.Counts.Adopted, fi.Counts.Reissued,
+			id, runstate.Queued, runstate.Running, runstate.Interrupted)
 		if err != nil {
 			return err
 		}
@@ -318,7 +320,8 @@ func queryRunsCols(ctx context.Context, q querier, cols, clause string, args ...
 			created, started, ended sql.NullInt64
 		)
 		if err := rows.Scan(&r.ID, &r.Playbook, &r.Version, &r.Source, &r.Key, &params, &r.Status,
-			&r.Error, &r.ErrorKind, &created, &started, &ended, &result); err != nil {
+			&r.Error, &r.ErrorKind, &created, &started, &ended, &result,
+			&r.Resumes, &r.Replayed, &r.Adopted, &r.Reissued); err != nil {
 			return nil, err
 		}
 		r.Params, r.Result = fromJSONText(params), fromJSONText(result)

@@ -130,6 +130,27 @@ CREATE TABLE good_versions (
 	updated  INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
 `,
+	// 5: durable runs (journal.go): each run's journal of builtin calls,
+	// and what its resumes did.
+	`
+CREATE TABLE journal (
+	run     TEXT    NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+	seq     INTEGER NOT NULL,
+	builtin TEXT    NOT NULL, -- "proxmox.start"; "undo" for the undo mark
+	digest  TEXT    NOT NULL,
+	pos     TEXT    NOT NULL DEFAULT '',
+	intent  INTEGER,          -- when it was about to act (mutations, once)
+	upid    TEXT    NOT NULL DEFAULT '',
+	outcome BLOB,             -- NULL until it returned
+	sealed  INTEGER NOT NULL DEFAULT 0, -- outcome encrypted with the state key
+	PRIMARY KEY (run, seq)
+) STRICT, WITHOUT ROWID;
+
+ALTER TABLE runs ADD COLUMN resumes  INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN replayed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN adopted  INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN reissued INTEGER NOT NULL DEFAULT 0;
+`,
 	// 5: the guest API's tokens (guesttokens.go): one per guest, kept as
 	// the SHA-256 of the token, never the token itself.
 	`

@@ -60,6 +60,19 @@ type Run struct {
 
 	Result json.RawMessage // the playbook's return value as JSON text; nil for none
 	Tasks  []Task          // the Proxmox tasks it started, oldest first
+
+	// Resumes is how often the run was resumed (or replayed into its
+	// undo) after an interruption; the counts say what its replays did
+	// with the journal's calls, over every resume.
+	Resumes int
+	JournalCounts
+}
+
+// JournalCounts is what a run's resumes did with its journaled calls.
+type JournalCounts struct {
+	Replayed int // answered from the journal
+	Adopted  int // requests whose answer was lost, found started on the host and followed
+	Reissued int // requests the host showed never started, sent again
 }
 
 // Task is one Proxmox VE worker task a run started.
@@ -112,6 +125,8 @@ type FinishInfo struct {
 	ErrorKind string          // the runtime's classification of Error; may be ""
 	Result    json.RawMessage // JSON text; nil for none
 	At        time.Time       // zero means now
+	// Counts are added to the run's (what this execution's replay did).
+	Counts JournalCounts
 }
 
 // Filter selects runs for List. The zero Filter selects every run.

@@ -19,8 +19,10 @@ import (
 // TestCrashMidRun: serve is killed with SIGKILL while a run has a Proxmox
 // task in flight (at each task of the self-test's task flow: snapshot,
 // rollback, snapshot delete), then started again on the same state. The
-// run is recorded interrupted, the task is followed to its end and
-// recorded, no mutation is repeated, and the earlier run's record is kept.
+// run (the self-test does not resume) is replayed to where it stopped —
+// the task in flight waited for, never sent again — and undone: it ends
+// failed (interrupted), the task recorded, no mutation repeated, and the
+// earlier run's record kept.
 func TestCrashMidRun(t *testing.T) {
 	t.Parallel()
 	requireServe(t)
@@ -59,14 +61,17 @@ func TestCrashMidRun(t *testing.T) {
 
 			restarted := time.Now()
 			a.restart(t)
-			r = a.waitRun(t, r.ID, time.Minute, "to be interrupted with its task followed", func(run api.Run) bool {
+			r = a.waitRun(t, r.ID, time.Minute, "to be undone with its task followed", func(run api.Run) bool {
 				for _, tk := range run.Tasks {
 					if tk.UPID == task.UPID {
-						return run.Status == "interrupted" && tk.Ended != nil
+						return run.Ended != nil && tk.Ended != nil
 					}
 				}
 				return false
 			})
+			if r.Status != "failed" || r.ErrorKind != "interrupted" {
+				t.Errorf("run after restart = %s (%s) %q; want failed, interrupted", r.Status, r.ErrorKind, r.Error)
+			}
 			recovered := time.Since(restarted)
 			for _, tk := range r.Tasks {
 				if tk.UPID == task.UPID && tk.ExitStatus != "OK" {
@@ -82,10 +87,10 @@ func TestCrashMidRun(t *testing.T) {
 				t.Errorf("the earlier run is now %s; want its record kept as succeeded", got.Status)
 			}
 			show := runCmd(t, time.Minute, nil, "runs", "show", r.ID, "--socket", a.socket)
-			if first, _, _ := strings.Cut(show.Stdout, "\n"); show.Code != 0 || first != "interrupted" {
-				t.Errorf("runs show: exit %d, first line %q; want interrupted", show.Code, first)
+			if first, _, _ := strings.Cut(show.Stdout, "\n"); first != "failed" {
+				t.Errorf("runs show: exit %d, first line %q; want failed", show.Code, first)
 			}
-			record(t, "recovery after kill -9 (restart to run interrupted + task followed) / tasks of 101 at kill = after",
+			record(t, "recovery after kill -9 (restart to run replayed and undone + task followed) / tasks of 101 at kill = after",
 				"%v / %s", recovered.Round(time.Millisecond), formatCounts(after))
 
 			// Shut down gracefully and look once more: still nothing repeated.

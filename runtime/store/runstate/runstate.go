@@ -29,7 +29,7 @@ const (
 	Cancelled   Status = "cancelled"   // cancelled from the CLI or API, or by shutdown
 	Refused     Status = "refused"     // never started: its parameters were refused (see its error kind)
 	TimedOut    Status = "timed_out"   // its deadline passed
-	Interrupted Status = "interrupted" // the agent stopped while it was running
+	Interrupted Status = "interrupted" // the agent stopped while it was running; it resumes or is undone at the next start
 )
 
 // Info is one row of the status table.
@@ -46,12 +46,12 @@ type Info struct {
 var table = []Info{
 	{Queued, false, "accepted, not started yet: waiting for its playbook to be free (kept across restarts)"},
 	{Running, false, "its Starlark thread is executing"},
+	{Interrupted, false, "the agent stopped while it was running: at the next start (or runs resume) a resumable run resumes from its journal, another is replayed to where it stopped and undone; runs abandon undoes it"},
 	{Succeeded, true, "returned without error"},
 	{Failed, true, "stopped with an error"},
 	{Cancelled, true, "cancelled from the CLI or API, or by shutdown"},
 	{Refused, true, "never started: its parameters were refused"},
 	{TimedOut, true, "its deadline passed"},
-	{Interrupted, true, "the agent stopped while it was running"},
 }
 
 // All returns the status table, live statuses first. The caller may not

@@ -29,7 +29,7 @@ func TestTable(t *testing.T) {
 	}{
 		{Queued, true, false}, {Running, true, false},
 		{Succeeded, true, true}, {Failed, true, true}, {Cancelled, true, true},
-		{Refused, true, true}, {TimedOut, true, true}, {Interrupted, true, true},
+		{Refused, true, true}, {TimedOut, true, true}, {Interrupted, true, false},
 		{"", false, false}, {"done", false, false}, {"Succeeded", false, false},
 	}
 	for _, tt := range tests {

@@ -1,0 +1,244 @@
+package agent
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/builtins"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
+)
+
+// runJournal is a run's journal on the run store (engine.Journal): every
+// run the daemon executes has one, so that a run interrupted by the
+// agent's stop can resume (resume = True) or be replayed into its undo.
+//
+// It holds the journal in memory as well: a resumed run's entries, loaded
+// at its start, answer the replay by sequence number; new entries are
+// appended and written through. The outcome of a read (builtins.Replayed)
+// is batched until the next intent, UPID or the run's end — a read whose
+// record a crash lost is simply made again, and nothing acted on it in
+// between; every intent and UPID is durable before the call goes on.
+type runJournal struct {
+	a   *Agent
+	run string
+	// stopAtEnd: the run is replayed only to be undone (it does not
+	// resume, or the operator abandoned it): the body stops where the
+	// journal ends (builtins.ErrReplayStop).
+	stopAtEnd bool
+	key       []byte // digest key (the state key); nil: plain SHA-256
+
+	mu      sync.Mutex
+	entries []store.JournalEntry // index seq-1
+	loaded  int                  // how many came from the store
+	undoAt  int                  // seq of the loaded undo mark; 0: none
+	inUndo  bool
+	cursor  int   // the last seq handed out
+	dirty   []int // seqs whose newest state is not written yet
+	counts  store.JournalCounts
+}
+
+var _ engine.Journal = (*runJournal)(nil)
+
+// journalBatch is how many read outcomes may wait for the next durable
+// write.
+const journalBatch = 64
+
+// newRunJournal returns run's journal, loaded from the store for a
+// resume (entries nil for a new run).
+func newRunJournal(a *Agent, run string, entries []store.JournalEntry, stopAtEnd bool) *runJournal {
+	j := &runJournal{a: a, run: run, entries: entries, loaded: len(entries), stopAtEnd: stopAtEnd, key: a.journalKey}
+	for _, e := range entries {
+		if e.Builtin == store.UndoMark {
+			j.undoAt = e.Seq
+			break
+		}
+	}
+	return j
+}
+
+// describe is how a divergence names a call.
+func describe(builtin, digest string) string {
+	if len(digest) > 8 {
+		digest = digest[:8]
+	}
+	return fmt.Sprintf("%s (arguments %s)", builtin, digest)
+}
+
+func (j *runJournal) Next(builtin, digest, pos string) (builtins.Entry, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	seq := j.cursor + 1
+	if !j.inUndo && j.undoAt > 0 && seq >= j.undoAt {
+		return builtins.Entry{}, builtins.ErrReplayStop // the body got as far as it had
+	}
+	if seq <= len(j.entries) {
+		e := j.entries[seq-1]
+		if e.Builtin != builtin || e.Digest != digest {
+			return builtins.Entry{}, &builtins.DivergenceError{Pos: pos, Seq: seq, Journal: describe(e.Builtin, e.Digest), Playbook: describe(builtin, digest)}
+		}
+		if e.Outcome != nil {
+			out := e.Outcome
+			if e.Sealed {
+				var err error
+				if out, err = j.a.openSealed(out); err != nil {
+					return builtins.Entry{}, fmt.Errorf("%s: the journal's outcome of call %d: %w", builtin, seq, err)
+				}
+			}
+			j.cursor = seq
+			return builtins.Entry{Seq: seq, State: builtins.EntryDone, Outcome: out}, nil
+		}
+		if j.stopAtEnd && !j.inUndo && e.UPID == "" {
+			// Replayed to be undone: a request whose outcome is unknown
+			// is not looked up and never sent again.
+			return builtins.Entry{}, builtins.ErrReplayStop
+		}
+		j.cursor = seq
+		return builtins.Entry{Seq: seq, State: builtins.EntryPending, Intent: e.Intent, UPID: e.UPID}, nil
+	}
+	if j.stopAtEnd && !j.inUndo {
+		return builtins.Entry{}, builtins.ErrReplayStop
+	}
+	j.cursor = seq
+	j.entries = append(j.entries, store.JournalEntry{Seq: seq, Builtin: builtin, Digest: digest, Pos: pos})
+	return builtins.Entry{Seq: seq, State: builtins.EntryLive}, nil
+}
+
+func (j *runJournal) Intent(seq int) error {
+	j.mu.Lock()
+	j.entries[seq-1].Intent = time.Now()
+	j.dirty = append(j.dirty, seq)
+	j.mu.Unlock()
+	return j.flush()
+}
+
+func (j *runJournal) Started(seq int, upid string) error {
+	j.mu.Lock()
+	j.entries[seq-1].UPID = upid
+	j.dirty = append(j.dirty, seq)
+	j.mu.Unlock()
+	return j.flush()
+}
+
+func (j *runJournal) Done(seq int, mode builtins.Journaling, outcome []byte) error {
+	sealed := false
+	if j.a.isSecret(j.run, outcome) {
+		var err error
+		if outcome, err = j.a.seal(outcome); err != nil {
+			return err
+		}
+		sealed = true
+	}
+	j.mu.Lock()
+	j.entries[seq-1].Outcome, j.entries[seq-1].Sealed = outcome, sealed
+	j.dirty = append(j.dirty, seq)
+	n := len(j.dirty)
+	j.mu.Unlock()
+	if mode == builtins.Replayed && n < journalBatch {
+		return nil
+	}
+	return j.flush()
+}
+
+// flush writes every entry whose newest state is not written yet, in one
+// durable transaction.
+func (j *runJournal) flush() error {
+	j.mu.Lock()
+	if len(j.dirty) == 0 {
+		j.mu.Unlock()
+		return nil
+	}
+	seen := map[int]bool{}
+	var batch []store.JournalEntry
+	for _, seq := range j.dirty {
+		if !seen[seq] {
+			seen[seq] = true
+			batch = append(batch, j.entries[seq-1])
+		}
+	}
+	j.dirty = nil
+	j.mu.Unlock()
+	if err := j.a.store.WriteJournal(context.Background(), j.run, batch); err != nil {
+		j.mu.Lock()
+		for _, e := range batch {
+			j.dirty = append(j.dirty, e.Seq)
+		}
+		j.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+func (j *runJournal) Digest(args []byte) string {
+	if j.key == nil {
+		s := sha256.Sum256(args)
+		return hex.EncodeToString(s[:16])
+	}
+	m := hmac.New(sha256.New, j.key)
+	m.Write(args)
+	return hex.EncodeToString(m.Sum(nil)[:16])
+}
+
+func (j *runJournal) Replaying() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	end := j.loaded
+	if !j.inUndo && j.undoAt > 0 {
+		end = j.undoAt - 1
+	}
+	return j.cursor < end
+}
+
+func (j *runJournal) Claimed(upid string) bool {
+	claimed, err := j.a.store.TaskClaimed(context.Background(), upid)
+	return err != nil || claimed // unknown: never adopt
+}
+
+func (j *runJournal) Note(what string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	switch what {
+	case "replayed", "waited":
+		j.counts.Replayed++
+	case "adopted":
+		j.counts.Adopted++
+	case "reissued":
+		j.counts.Reissued++
+	}
+}
+
+// BeginUndo consumes the undo mark a replayed run wrote in its first life,
+// or writes one after the journal's last entry.
+func (j *runJournal) BeginUndo(reason string) error {
+	j.mu.Lock()
+	if j.inUndo {
+		j.mu.Unlock()
+		return nil
+	}
+	j.inUndo = true
+	if j.undoAt > 0 {
+		j.cursor = j.undoAt
+		j.mu.Unlock()
+		return nil
+	}
+	seq := len(j.entries) + 1
+	out, _ := json.Marshal(reason)
+	j.entries = append(j.entries, store.JournalEntry{Seq: seq, Builtin: store.UndoMark, Outcome: out})
+	j.dirty = append(j.dirty, seq)
+	j.cursor = seq
+	j.mu.Unlock()
+	return j.flush()
+}
+
+// result is what the run's journal did, for its record.
+func (j *runJournal) result() store.JournalCounts {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.counts
+}

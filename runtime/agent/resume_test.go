@@ -1,0 +1,118 @@
+package agent
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
+)
+
+// snapFlow is snapshot → rollback → delete of guest 101, the snapshot's
+// removal registered as its compensation.
+const snapFlow = `    proxmox.snapshot(101, "durable")
+    undo(proxmox.delete_snapshot, 101, "durable")
+    proxmox.rollback(101, "durable")
+    proxmox.delete_snapshot(101, "durable")
+    return "done"`
+
+// interruptDuringTask starts playbook name on a first agent, stops that
+// agent past its grace period while the run's first task runs on the
+// host, and returns the run's id and the state directory.
+func interruptDuringTask(t *testing.T, sim *pvesim.Sim, client *proxmox.Client, files map[string]string, name string) (string, string) {
+	t.Helper()
+	ta := startAgent(t, files, func(c *Config) { c.ShutdownGrace = -1; c.Engine.Env.Proxmox, c.Proxmox = client, client })
+	run := ta.start(name, nil)
+	for deadline := time.Now().Add(10 * time.Second); sim.Mutations(101) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the run sent no mutation")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if err := ta.stop(); err != nil {
+		t.Fatal(err)
+	}
+	st := openStore(t, ta.state)
+	r, err := st.Get(context.Background(), run.ID)
+	if err != nil || r.Status != runstate.Interrupted {
+		t.Fatalf("run after a stop past the grace period = %+v, %v; want interrupted", r, err)
+	}
+	j, err := st.Journal(context.Background(), run.ID)
+	if err != nil || len(j) == 0 || j[len(j)-1].UPID == "" || j[len(j)-1].Outcome != nil {
+		t.Fatalf("journal = %+v, %v; want the snapshot pending with its UPID", j, err)
+	}
+	st.Close()
+	return run.ID, ta.state
+}
+
+func TestResumeAfterStopPastGrace(t *testing.T) {
+	sim := pvesim.New()
+	sim.TaskDuration = 300 * time.Millisecond
+	client := simClient(t, sim)
+	files := map[string]string{"snap.star": agentPlaybook("snap", snapFlow, "resume = True")}
+	id, state := interruptDuringTask(t, sim, client, files, "snap")
+
+	ta := startAgent(t, files, func(c *Config) { c.StateDir = state; c.Engine.Env.Proxmox, c.Proxmox = client, client })
+	run, _ := ta.wait(id)
+	if run.Status != "succeeded" || string(run.Result) != `"done"` || run.Resumes != 1 || run.Replayed != 1 {
+		t.Fatalf("resumed run = %s %q %s, %d resumes, %d replayed; want succeeded after one resume, the snapshot's task waited for",
+			run.Status, run.Error, run.Result, run.Resumes, run.Replayed)
+	}
+	// snapshot, rollback, delete: each sent once.
+	if n := sim.Mutations(101); n != 3 {
+		t.Errorf("guest 101 saw %d mutations; want 3 (nothing sent twice)", n)
+	}
+	if g, _ := sim.Guest(101); len(g.Snapshots) != 0 {
+		t.Errorf("guest 101 has snapshots %v; want none, as a finished run leaves it", g.Snapshots)
+	}
+}
+
+func TestUndoAfterStopOfARunThatDoesNotResume(t *testing.T) {
+	sim := pvesim.New()
+	sim.TaskDuration = 300 * time.Millisecond
+	client := simClient(t, sim)
+	files := map[string]string{"snap.star": agentPlaybook("snap", snapFlow, "")}
+	id, state := interruptDuringTask(t, sim, client, files, "snap")
+
+	ta := startAgent(t, files, func(c *Config) { c.StateDir = state; c.Engine.Env.Proxmox, c.Proxmox = client, client })
+	run, _ := ta.wait(id)
+	if run.Status != "failed" || run.ErrorKind != engine.KindInterrupt || !strings.Contains(run.Error, "the agent stopped while the run was running") ||
+		!strings.Contains(run.Error, "undone: 1 compensation") {
+		t.Fatalf("run = %s %s %q; want failed, interrupted, with its snapshot undone", run.Status, run.ErrorKind, run.Error)
+	}
+	// The snapshot (waited for, not sent again) and its removal.
+	if n := sim.Mutations(101); n != 2 {
+		t.Errorf("guest 101 saw %d mutations; want 2 (snapshot, then its undo)", n)
+	}
+	if g, _ := sim.Guest(101); len(g.Snapshots) != 0 {
+		t.Errorf("guest 101 has snapshots %v; want none: the run was undone", g.Snapshots)
+	}
+	j, err := ta.store.Journal(context.Background(), id)
+	if err != nil || len(j) != 3 || j[1].Builtin != store.UndoMark || j[2].Builtin != "proxmox.delete_snapshot" || j[2].Outcome == nil {
+		t.Errorf("journal = %+v, %v; want the snapshot, the undo mark, and the journaled compensation", j, err)
+	}
+}
+
+func TestReconcileAdoptsATaskWhoseAnswerWasLost(t *testing.T) {
+	sim := pvesim.New()
+	sim.TaskDuration = 20 * time.Millisecond
+	client := simClient(t, sim)
+	// The host starts the snapshot's task, and the answer never arrives.
+	if err := sim.AddFault(pvesim.Fault{Kind: pvesim.FaultDrop, Method: "POST", Path: "/nodes/*/lxc/101/snapshot", Count: 1, After: true}); err != nil {
+		t.Fatal(err)
+	}
+	ta := startAgent(t, map[string]string{"snap.star": agentPlaybook("snap", snapFlow, "resume = True")},
+		func(c *Config) { c.Engine.Env.Proxmox, c.Proxmox = client, client })
+	run, _ := ta.wait(ta.start("snap", nil).ID)
+	if run.Status != "succeeded" || run.Adopted != 1 {
+		t.Fatalf("run = %s %q, %d adopted; want succeeded with the lost answer's task adopted", run.Status, run.Error, run.Adopted)
+	}
+	if n := sim.Mutations(101); n != 3 {
+		t.Errorf("guest 101 saw %d mutations; want 3 (the snapshot not sent again)", n)
+	}
+}

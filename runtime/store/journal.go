@@ -1,0 +1,193 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
+)
+
+// The journal of durable runs: one row per journaled builtin call of a
+// run, numbered from 1 in the order the playbook made them (see
+// builtins.Journal). A row is written when the call is about to act (its
+// intent), updated with the UPID its request returned, and completed with
+// its outcome; a read's row is written once, with its outcome. The undo
+// mark is a row with builtin "undo". Writes are durable when they return
+// (synchronous=FULL), so a mutation's intent is on disk before its
+// request is sent.
+
+// JournalEntry is one journaled call.
+type JournalEntry struct {
+	Seq     int
+	Builtin string // qualified name, "proxmox.snapshot"; "undo" for the undo mark
+	Digest  string // of its arguments
+	Pos     string // file:line:col of the call
+	Intent  time.Time
+	UPID    string
+	Outcome []byte // nil until it returned
+	Sealed  bool   // Outcome is encrypted with the state directory's key
+}
+
+// UndoMark is the Builtin of the journal row that marks where a run's
+// compensations start.
+const UndoMark = "undo"
+
+// WriteJournal writes entries of run (new ones, or newer states of ones
+// written before) in one durable transaction.
+func (s *Store) WriteJournal(ctx context.Context, run string, entries []JournalEntry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		st, err := tx.PrepareContext(ctx, `INSERT INTO journal (run, seq, builtin, digest, pos, intent, upid, outcome, sealed)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (run, seq) DO UPDATE SET intent = excluded.intent, upid = excluded.upid,
+				outcome = excluded.outcome, sealed = excluded.sealed
+			WHERE journal.builtin = excluded.builtin AND journal.digest = excluded.digest`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, e := range entries {
+			if e.Seq < 1 || e.Builtin == "" {
+				return fmt.Errorf("entry %d (%q): %w", e.Seq, e.Builtin, ErrInvalid)
+			}
+			var intent any
+			if !e.Intent.IsZero() {
+				intent = e.Intent.UnixNano()
+			}
+			var outcome any
+			if e.Outcome != nil {
+				outcome = e.Outcome
+			}
+			res, err := st.ExecContext(ctx, run, e.Seq, e.Builtin, e.Digest, e.Pos, intent, e.UPID, outcome, e.Sealed)
+			if err != nil {
+				return err
+			}
+			if ok, err := exactlyOne(res); err != nil {
+				return err
+			} else if !ok {
+				return fmt.Errorf("entry %d is another call in the journal: %w", e.Seq, ErrInvalid)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: journal of run %s: %w", run, err)
+	}
+	return nil
+}
+
+// Journal returns run's journal, in sequence order.
+func (s *Store) Journal(ctx context.Context, run string) ([]JournalEntry, error) {
+	var out []JournalEntry
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT seq, builtin, digest, pos, intent, upid, outcome, sealed
+			FROM journal WHERE run = ? ORDER BY seq`, run)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var e JournalEntry
+			var intent sql.NullInt64
+			if err := rows.Scan(&e.Seq, &e.Builtin, &e.Digest, &e.Pos, &intent, &e.UPID, &e.Outcome, &e.Sealed); err != nil {
+				return err
+			}
+			e.Intent = fromNanos(intent)
+			out = append(out, e)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: journal of run %s: %w", run, err)
+	}
+	return out, nil
+}
+
+// JournalUPIDs returns the UPIDs run's journal records for calls of
+// builtin whose outcome is recorded: for example the guests a run
+// created (proxmox.restore, whose worker id is the new guest).
+func (s *Store) JournalUPIDs(ctx context.Context, run, builtin string) ([]string, error) {
+	var out []string
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT upid FROM journal WHERE run = ? AND builtin = ? AND upid != '' ORDER BY seq`, run, builtin)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var u string
+			if err := rows.Scan(&u); err != nil {
+				return err
+			}
+			out = append(out, u)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: journal of run %s: %w", run, err)
+	}
+	return out, nil
+}
+
+// TaskClaimed reports whether upid is recorded as started by any run.
+func (s *Store) TaskClaimed(ctx context.Context, upid string) (bool, error) {
+	var one int
+	err := s.r.QueryRowContext(ctx, `SELECT 1 FROM tasks WHERE upid = ?
+		UNION ALL SELECT 1 FROM journal WHERE upid = ? LIMIT 1`, upid, upid).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: task %s: %w", upid, err)
+	}
+	return true, nil
+}
+
+// Interrupt moves a running run to interrupted, with why: the agent
+// stopped it (past the grace period) and it resumes or is undone at the
+// next start. It fails with ErrFinished for a terminal run.
+func (s *Store) Interrupt(ctx context.Context, id, reason string, counts JournalCounts) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE runs SET status = ?, error = ?,
+			replayed = replayed + ?, adopted = adopted + ?, reissued = reissued + ?
+			WHERE id = ? AND status = ?`,
+			runstate.Interrupted, reason, counts.Replayed, counts.Adopted, counts.Reissued, id, runstate.Running)
+		if err != nil {
+			return err
+		}
+		if ok, err := exactlyOne(res); err != nil || ok {
+			return err
+		}
+		return refusal(ctx, tx, id)
+	})
+	if err != nil {
+		return fmt.Errorf("store: interrupt run %s: %w", id, err)
+	}
+	return nil
+}
+
+// Resume moves an interrupted run back to running and counts the
+// resume. It fails with ErrFinished for a terminal run and ErrStarted
+// for one that is not interrupted.
+func (s *Store) Resume(ctx context.Context, id string) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE runs SET status = ?, error = '', resumes = resumes + 1
+			WHERE id = ? AND status = ?`, runstate.Running, id, runstate.Interrupted)
+		if err != nil {
+			return err
+		}
+		if ok, err := exactlyOne(res); err != nil || ok {
+			return err
+		}
+		return refusal(ctx, tx, id)
+	})
+	if err != nil {
+		return fmt.Errorf("store: resume run %s: %w", id, err)
+	}
+	return nil
+}
