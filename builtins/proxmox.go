@@ -83,8 +83,8 @@ var ProxmoxTable = &Table{
 		{Name: "smart", Journal: Replayed, Sig: "smart(disk)", Fn: pveSmart, Returns: smartShape,
 			Doc: "Returns PVE's SMART data of disk (a device path such as \"/dev/sda\"): struct(health, passed, type (\"ata\" or \"text\"), text, attributes (list of struct(id, name, value, worst, threshold, raw, flags, fail)))."},
 
-		{Name: "restore", Journal: Mutation, Sig: "restore(vmid, archive, storage=\"\", force=False, unique=False, start=False, hostname=\"\", wait=True, timeout=None)", Fn: pveRestore, Returns: taskShape,
-			Doc: "Restores backup archive (a volid: a vzdump file or a Proxmox Backup Server snapshot) as guest vmid, of the kind the archive holds (a container archive with POST /nodes/{node}/lxc, a VM's with POST /nodes/{node}/qemu), onto storage (\"\": the archive's), overwriting an existing guest only with force = True, with new MAC addresses with unique = True, starting it with start = True. hostname applies only to container archives. Returns the task (see the mutation contract)."},
+		{Name: "restore", Journal: Mutation, Sig: "restore(vmid, archive, storage=\"\", force=False, unique=False, start=False, hostname=\"\", config={}, wait=True, timeout=None)", Fn: pveRestore, Returns: taskShape,
+			Doc: "Restores backup archive (a volid: a vzdump file or a Proxmox Backup Server snapshot) as guest vmid, of the kind the archive holds (a container archive with POST /nodes/{node}/lxc, a VM's with POST /nodes/{node}/qemu), onto storage (\"\": the archive's), overwriting an existing guest only with force = True, with new MAC addresses with unique = True, starting it with start = True. hostname applies only to container archives. config (dict of key → str, int or bool, as set_config takes) is set in the restore request itself, over the archive's configuration — for example {\"onboot\": False, \"net0\": \"...,link_down=1\"}, so the restored guest never has the archive's values, not even for a moment. Returns the task (see the mutation contract)."},
 		{Name: "vzdump", Journal: Mutation, Sig: "vzdump(vmid=None, *, storage, vmids=[], all=False, mode=\"snapshot\", compress=\"zstd\", notes=\"\", remove=False, wait=True, timeout=None)", Fn: pveVzdump, Returns: taskShape,
 			Doc: "Backs up one guest (vmid), several (vmids) or every guest (all = True) — exactly one of the three — to storage, in mode \"snapshot\", \"suspend\" or \"stop\", compressed with \"zstd\", \"gzip\", \"lzo\", \"1\" (lzo) or \"0\" (none), with a notes template; remove = True lets PVE prune by the storage's retention. Returns the task; for one guest, waited for, its volid is the archive (the guest's oldest backup on storage from after the task's start: PVE names archives by the time vzdump began them) and its backups the guest's backups on storage as listed after the task, one listing serving an archive check and a retention plan. Locks every guest it backs up."},
 		{Name: "snapshot", Journal: Mutation, Sig: "snapshot(vmid, name, description=\"\", vmstate=False, wait=True, timeout=None)", Fn: pveSnapshot, Returns: taskShape,
@@ -556,12 +556,20 @@ func pveRestore(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 		vmid VMID
 		o    proxmox.RestoreOptions
 		m    = mutation{wait: true}
+		conf = new(starlark.Dict)
 	)
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs,
 		"vmid", &vmid, "archive", &o.Archive, "storage?", &o.Storage, "force?", &o.Force,
-		"unique?", &o.Unique, "start?", &o.Start, "hostname?", &o.Hostname,
+		"unique?", &o.Unique, "start?", &o.Start, "hostname?", &o.Hostname, "config?", &conf,
 		"wait?", &m.wait, "timeout??", &m.timeout); err != nil {
 		return nil, err
+	}
+	if conf.Len() > 0 {
+		values, err := configValues(conf)
+		if err != nil {
+			return nil, fmt.Errorf("%s: config: %w", b.Name(), err)
+		}
+		o.Config = values
 	}
 	if err := nonEmpty(b, "archive", o.Archive); err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -67,11 +68,16 @@ func decodeUPID(data json.RawMessage, allowNull bool) (UPID, error) {
 	return ParseUPID(s)
 }
 
+// configKeyRe is what a guest configuration key looks like (net0,
+// onboot, cores).
+var configKeyRe = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
+
 // RestoreGuest restores a vzdump archive or PBS snapshot into guest
 // o.VMID: a container with POST /nodes/{node}/lxc, ostemplate and
 // restore=1 (worker vzrestore), a VM with POST /nodes/{node}/qemu and
-// archive (worker qmrestore; qemu-server API2/Qemu.pm create_vm). Without
-// o.Force, PVE refuses if the vmid is taken.
+// archive (worker qmrestore; qemu-server API2/Qemu.pm create_vm), with
+// o.Config set over the archive's configuration. Without o.Force, PVE
+// refuses if the vmid is taken.
 func (c *Client) RestoreGuest(ctx context.Context, o RestoreOptions) (UPID, error) {
 	if err := needVMID(o.VMID); err != nil {
 		return UPID{}, err
@@ -110,6 +116,12 @@ func (c *Client) RestoreGuest(ctx context.Context, o RestoreOptions) (UPID, erro
 			return UPID{}, paramError("hostname", o.Hostname, "applies only to containers (a VM's name is in its archive)")
 		}
 		v.Set("hostname", o.Hostname)
+	}
+	for k, val := range o.Config {
+		if _, taken := v[k]; taken || !configKeyRe.MatchString(k) {
+			return UPID{}, paramError("config", k, "is not a configuration key the restore request can set")
+		}
+		v.Set(k, val)
 	}
 	return c.mutate(ctx, http.MethodPost, c.nodePath(string(kind)), v, false)
 }

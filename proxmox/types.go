@@ -374,6 +374,13 @@ type RestoreOptions struct {
 	Unique   bool   // assign new MAC addresses
 	Start    bool   // start after restore
 	Hostname string // optional override; containers only (a VM's is its name)
+	// Config are configuration options set in the restore request itself,
+	// over the archive's (pve-container merges them into the restored
+	// config; qemu-server's create_vm passes them as override_conf), so
+	// that no moment exists in which the guest has the archive's values:
+	// a restore drill's net links down and onboot off. Disk keys are
+	// refused by PVE.
+	Config map[string]string
 }
 
 // VzdumpOptions is POST /nodes/{node}/vzdump.

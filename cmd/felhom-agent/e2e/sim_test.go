@@ -235,3 +235,41 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() (b
 		<-tick.C
 	}
 }
+
+// simGuest is what a finished run leaves a guest as: its power state, its
+// snapshots and its configuration.
+type simGuest struct {
+	Exists    bool
+	Status    string
+	Snapshots []string
+	Config    map[string]any
+}
+
+// guest reads guest vmid (a container, or a VM when no container has the
+// id) through the API, as a client would.
+func (s *simProc) guest(t testing.TB, vmid int) simGuest {
+	t.Helper()
+	for _, kind := range []string{"lxc", "qemu"} {
+		base := fmt.Sprintf("/nodes/%s/%s/%d", s.Node, kind, vmid)
+		code, data := s.api(t, http.MethodGet, base+"/status/current", nil)
+		if code != http.StatusOK {
+			continue
+		}
+		g := simGuest{Exists: true}
+		var st struct{ Status string }
+		_ = json.Unmarshal(data, &st)
+		g.Status = st.Status
+		_, data = s.api(t, http.MethodGet, base+"/snapshot", nil)
+		var snaps []struct{ Name string }
+		_ = json.Unmarshal(data, &snaps)
+		for _, sn := range snaps {
+			if sn.Name != "current" {
+				g.Snapshots = append(g.Snapshots, sn.Name)
+			}
+		}
+		_, data = s.api(t, http.MethodGet, base+"/config", nil)
+		_ = json.Unmarshal(data, &g.Config)
+		return g
+	}
+	return simGuest{}
+}
