@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -22,7 +23,7 @@ func TestMutationRequests(t *testing.T) {
 	_, err := runStar(t, rig.env, `
 proxmox.set_config(101, set = {"cores": 2, "onboot": True, "protection": False, "description": "web"}, delete = ["mp1", "net1"])
 proxmox.vzdump(vmids = (102, 101), storage = "usb-backup", mode = "stop", compress = "gzip", notes = "{{guestname}}", remove = True, timeout = 90)
-proxmox.restore(9001, "usb-backup:backup/vzdump-lxc-101-2026_11_20-03_00_01.tar.zst", storage = "local-lvm", force = True, unique = True, start = True, hostname = "web2")
+proxmox.restore(9001, "usb-backup:backup/vzdump-lxc-101-2026_11_20-03_00_01.tar.zst", storage = "local-lvm", force = True, unique = True, start = True, hostname = "web2", config = {"onboot": False, "net0": "name=eth0,bridge=vmbr0,link_down=1"})
 proxmox.shutdown(101, timeout = "2m")
 `)
 	if err != nil {
@@ -38,8 +39,9 @@ proxmox.shutdown(101, timeout = "2m")
 		d.Compress != wantDump.Compress || d.Notes != wantDump.Notes || d.Remove != wantDump.Remove || d.All {
 		t.Errorf("Vzdump(%+v); want %+v", d, wantDump)
 	}
-	wantRestore := proxmox.RestoreOptions{Kind: proxmox.LXC, VMID: 9001, Archive: "usb-backup:backup/vzdump-lxc-101-2026_11_20-03_00_01.tar.zst", Storage: "local-lvm", Force: true, Unique: true, Start: true, Hostname: "web2"}
-	if p.lastRest != wantRestore {
+	wantRestore := proxmox.RestoreOptions{Kind: proxmox.LXC, VMID: 9001, Archive: "usb-backup:backup/vzdump-lxc-101-2026_11_20-03_00_01.tar.zst", Storage: "local-lvm", Force: true, Unique: true, Start: true, Hostname: "web2",
+		Config: map[string]string{"onboot": "0", "net0": "name=eth0,bridge=vmbr0,link_down=1"}}
+	if !reflect.DeepEqual(p.lastRest, wantRestore) {
 		t.Errorf("RestoreGuest(%+v); want %+v", p.lastRest, wantRestore)
 	}
 	if p.shutdown != 120 {
