@@ -33,12 +33,14 @@ func TestCrashMidRun(t *testing.T) {
 			sim := startSim(t, "--task-duration", "1500ms")
 			a := startAgent(t, agentOpts{env: sim.env()})
 
-			earlier := a.startRun(t, "selftest", nil)
+			// An uninterrupted run first: what a finished run does.
+			earlier := a.startRun(t, "selftest", map[string]any{"mode": "task", "vmid": 101})
 			earlier = a.waitRun(t, earlier.ID, time.Minute, "to finish", finished)
 			if earlier.Status != "succeeded" {
 				t.Fatalf("earlier run: %s (%s)", earlier.Status, earlier.Error)
 			}
 
+			baseline := taskCounts(sim.tasks(t, "", 101)) // the earlier, finished run's
 			r := a.startRun(t, "selftest", map[string]any{"mode": "task", "vmid": 101})
 			inFlight := func(run api.Run) (api.Task, bool) {
 				for _, tk := range run.Tasks {
@@ -56,7 +58,6 @@ func TestCrashMidRun(t *testing.T) {
 			if !ok {
 				t.Fatalf("the run ended (%s: %s) before a %s task was in flight", r.Status, r.Error, point)
 			}
-			baseline := taskCounts(sim.tasks(t, "", 101)) // the earlier, finished run's
 			a.kill9(t)
 
 			restarted := time.Now()

@@ -175,8 +175,8 @@ func freeAddr(t testing.TB) string {
 }
 
 // servePlaybooks makes a playbooks directory for serve: the shipped
-// self-test (no schedule, so no timer fires during a test) and the suite's
-// own playbooks from testdata/serve.
+// self-test (no schedule, so no timer fires during a test) with the
+// shipped lib/ it loads, and the suite's own playbooks from testdata/serve.
 func servePlaybooks(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -188,6 +188,9 @@ func servePlaybooks(t testing.TB) string {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "selftest.star"), src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(filepath.Join(dir, "lib"), os.DirFS(filepath.Join(playbooksDir, "lib"))); err != nil {
 		t.Fatal(err)
 	}
 	return dir
