@@ -373,3 +373,53 @@ func indexOf(s []string, v string) int {
 	}
 	return -1
 }
+
+// Provisioning a container delivers its bootstrap file: a token that
+// answers for the new guest, attached read-only; the run record shows
+// where the file went and never the token.
+func TestProvisionDeliversBootstrap(t *testing.T) {
+	sim := pvesim.New()
+	sim.TaskDuration = 20 * time.Millisecond
+	client := simClient(t, sim)
+	ta := startAgent(t, shippedPlaybooks(t, "provision.star"), func(c *Config) {
+		c.Engine.Env.Proxmox, c.Proxmox = client, client
+		c.GuestAPI = &GuestAPIConfig{Listen: []string{"127.0.0.1:0"}, Proxmox: client, Attach: attachRecorder{sim}}
+	})
+	run, err := ta.client.Trigger(context.Background(), api.TriggerRequest{Playbook: "provision",
+		Params: map[string]json.RawMessage{"vmid": json.RawMessage(`130`), "hostname": json.RawMessage(`"cust130"`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := ta.wait(run.ID)
+	if r.Status != "succeeded" {
+		t.Fatalf("provision = %s %s", r.Status, r.Error)
+	}
+	var res struct {
+		Bootstrap string `json:"bootstrap"`
+	}
+	if err := json.Unmarshal(r.Result, &res); err != nil || res.Bootstrap != filepath.Join(ta.state, "guests", "130", "bootstrap.json") {
+		t.Fatalf("result %s; want the bootstrap file's path", r.Result)
+	}
+	var boot guestapi.Bootstrap
+	b, _ := os.ReadFile(res.Bootstrap)
+	if err := json.Unmarshal(b, &boot); err != nil || boot.VMID != 130 || !strings.HasPrefix(boot.LocalAPI.Token, guestapi.TokenPrefix) {
+		t.Fatalf("bootstrap %s: %v", b, err)
+	}
+	if bytes.Contains(r.Result, []byte(boot.LocalAPI.Token)) {
+		t.Error("the run's result holds the token")
+	}
+	lines, _ := ta.store.Logs(context.Background(), run.ID, 0, 0)
+	for _, l := range lines {
+		if strings.Contains(l.Msg+string(l.Attrs), boot.LocalAPI.Token) {
+			t.Error("the run's log holds the token")
+		}
+	}
+	if g, _ := sim.Guest(130); !strings.HasSuffix(g.Config["mp255"], ",mp=/etc/felhom-bootstrap,ro=1") {
+		t.Errorf("guest 130's mp255 = %q; want the bootstrap attached read-only", g.Config["mp255"])
+	}
+	var st guestapi.GuestStatus
+	c := newGuestClient(t, boot.LocalAPI.Endpoint, boot.LocalAPI.Fingerprint, boot.LocalAPI.Token)
+	if code, env := c.do("GET", "/status", "", &st); code != 200 || st.VMID != 130 {
+		t.Errorf("the new guest's /status = %d %+v %s", code, st, env.Error)
+	}
+}

@@ -24,7 +24,7 @@ type fake struct {
 	block  chan struct{} // when set, Storage waits on it
 }
 
-func newFake(t *testing.T) (*fake, map[int]string) {
+func newFake(t testing.TB) (*fake, map[int]string) {
 	f := &fake{tokens: map[[32]byte]int{}}
 	toks := map[int]string{}
 	for _, vmid := range []int{101, 102} {
