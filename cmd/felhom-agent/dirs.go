@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 )
 
 // Where the agent keeps its files when no setting says: systemd's
@@ -149,4 +151,24 @@ func writableDir(dir string) bool {
 			return false
 		}
 	}
+}
+
+// guestLockDir is where the host-wide guest locks of the agent at socket
+// live: guests/ beside the socket.
+func guestLockDir(socket string) string { return filepath.Join(filepath.Dir(socket), "guests") }
+
+// hostGuestLocks are the guest locks every run against the real host
+// takes — the serving agent's and the console's alike — so that two
+// processes never mutate one guest at once. The directory is made now
+// (mode 0770: the operators in the agent's group take locks in it too),
+// so that a problem with it is a start-up error naming the setting.
+func hostGuestLocks(socket string) (*engine.GuestLocks, error) {
+	dir := guestLockDir(socket)
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o770); err != nil {
+			return nil, fmt.Errorf("guest locks: %w\n  the setting to change: %s", err, settingNames["Socket"])
+		}
+		_ = os.Chmod(dir, 0o770) // the umask's share back: the group takes locks too
+	}
+	return &engine.GuestLocks{Dir: dir}, nil
 }

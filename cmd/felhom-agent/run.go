@@ -18,15 +18,19 @@ import (
 
 // RunCmd runs one playbook once, streaming its log to standard error and
 // printing a summary (human, or one JSON object with --json) to standard
-// output. Exit code 0: succeeded; 1: failed, cancelled or timed out;
+// output. Against the real host, with an agent serving on --socket, the
+// run goes through that agent (delegate.go); otherwise it runs in this
+// process with the host-wide guest locks. Exit code 0: succeeded; 1:
+// failed, cancelled or timed out;
 // 2: the playbook did not load, a parameter was refused, or the
 // configuration is wrong; 3: the Proxmox API did not answer the start-up
 // check within the read retry budget.
 type RunCmd struct {
 	Playbook string   `arg:"" help:"Playbook file to run." type:"existingfile"`
 	Param    []string `short:"p" sep:"none" help:"Parameter NAME=VALUE (repeatable); lists are comma-separated." placeholder:"NAME=VALUE" env:"-"`
-	Sim      bool     `help:"Run against an in-process simulated Proxmox VE host (no host needed)." env:"-"`
+	Sim      bool     `help:"Run against an in-process simulated Proxmox VE host (no host needed); never through a serving agent." env:"-"`
 	JSON     bool     `name:"json" help:"Log JSON lines and print the summary as one JSON object." env:"-"`
+	Socket   string   `help:"${socket_help} With an agent serving there, the run goes through it; without, it runs here, taking the same guest locks." placeholder:"PATH" config:"socket"`
 }
 
 // Run loads, checks parameters, runs and summarizes.
@@ -50,6 +54,24 @@ func (c *RunCmd) Run(g *Globals) error {
 		return explainParamErrors(err, pb.Decl)
 	}
 
+	if c.Socket == "" {
+		c.Socket = hostDirs().socket().Dir
+	}
+	if !c.Sim {
+		cl, pbs, err := servingAgent(context.Background(), c.Socket)
+		if err != nil {
+			return err
+		}
+		if cl != nil {
+			defer cl.Close()
+			ap, err := agentPlaybook(context.Background(), cl, pbs, pb, c.Socket)
+			if err != nil {
+				return err
+			}
+			return c.runThrough(g, cl, ap, pb, strs, c.Socket)
+		}
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	be, err := openBackend(g, c.Sim, logger)
@@ -57,6 +79,15 @@ func (c *RunCmd) Run(g *Globals) error {
 		return err
 	}
 	defer be.Close()
+	if !c.Sim {
+		// No agent serves: the same host-wide guest locks as its runs,
+		// should one start meanwhile (or another console run).
+		locks, err := hostGuestLocks(c.Socket)
+		if err != nil {
+			return err
+		}
+		be.Env.Locks = locks
+	}
 	// The recap counts every request the host receives, the preflight's
 	// included.
 	var rc recap
@@ -143,8 +174,16 @@ func printSummary(g *Globals, s *summary, asJSON bool) error {
 		}
 	}
 	fmt.Fprintf(w, "  duration:  %s\n", humanDuration(seconds(s.Duration)))
-	fmt.Fprintf(w, "  proxmox:   %s (%s), %s, %s waiting on tasks\n", plural(s.Requests, "API request"), plural(s.Retries, "retry"),
-		plural(len(s.Tasks), "task"), humanDuration(seconds(s.TaskWaiting)))
+	if s.Requests != nil && s.Retries != nil {
+		fmt.Fprintf(w, "  proxmox:   %s (%s), %s, %s waiting on tasks\n", plural(*s.Requests, "API request"), plural(*s.Retries, "retry"),
+			plural(len(s.Tasks), "task"), humanDuration(seconds(s.TaskWaiting)))
+	} else {
+		fmt.Fprintf(w, "  proxmox:   %s, %s waiting on tasks (the agent counts API requests in its metrics)\n",
+			plural(len(s.Tasks), "task"), humanDuration(seconds(s.TaskWaiting)))
+	}
+	if s.Agent != "" {
+		fmt.Fprintf(w, "  through:   the agent serving at %s\n", s.Agent)
+	}
 	if s.Result != nil {
 		b, err := json.MarshalIndent(s.Result, "  ", "  ")
 		if err != nil {

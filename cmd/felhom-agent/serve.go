@@ -169,6 +169,16 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 		logger.Info("serving against a simulated Proxmox VE host", "endpoint", be.Server.Endpoint, "node", be.Server.Node)
 	}
 
+	if !c.Sim {
+		// A simulated host's guests are the process's own; a real host's
+		// are shared with the console's runs (felhom-agent run).
+		locks, err := hostGuestLocks(c.Socket)
+		if err != nil {
+			return err
+		}
+		be.Env.Locks = locks
+	}
+
 	guestCfg, err := c.guestAPIConfig(be, hubCfg)
 	if err != nil {
 		return err

@@ -207,9 +207,14 @@ func (l localAPI) Playbooks(context.Context) ([]api.Playbook, error) {
 	return out, nil
 }
 
-// Start starts a run of req.Playbook from the local API (source "api").
+// Start starts a run of req.Playbook from the local API (source "api",
+// or "cli" for a console run going through the agent).
 func (l localAPI) Start(ctx context.Context, req api.TriggerRequest) (api.Run, error) {
-	st, err := l.a.start(ctx, startRequest{Source: store.SourceAPI, Playbook: req.Playbook, Args: req.Args, Params: req.Params})
+	src := store.SourceAPI
+	if req.Source == string(store.SourceCLI) {
+		src = store.SourceCLI
+	}
+	st, err := l.a.start(ctx, startRequest{Source: src, Playbook: req.Playbook, Version: req.Version, Args: req.Args, Params: req.Params})
 	if r, ok := errors.AsType[*startRefusal](err); ok {
 		switch r.Reason {
 		case refusedUnknown:
@@ -222,6 +227,8 @@ func (l localAPI) Start(ctx context.Context, req api.TriggerRequest) (api.Run, e
 			return api.Run{}, fmt.Errorf("%s: %w", r.Error(), api.ErrUnavailable)
 		case refusedQueueFull:
 			return api.Run{}, fmt.Errorf("%s: %w", r.Error(), api.ErrTooMany)
+		case refusedVersion:
+			return api.Run{}, fmt.Errorf("%s: %w", r.Msg, api.ErrConflict)
 		}
 	}
 	if err != nil {
@@ -233,7 +240,11 @@ func (l localAPI) Start(ctx context.Context, req api.TriggerRequest) (api.Run, e
 // StartTrigger starts a run of every playbook answering req.Trigger
 // (source "api"), all or none.
 func (l localAPI) StartTrigger(ctx context.Context, req api.TriggerRequest) ([]api.Run, error) {
-	st, err := l.a.start(ctx, startRequest{Source: store.SourceAPI, Trigger: req.Trigger, Args: req.Args, Params: req.Params})
+	src := store.SourceAPI
+	if req.Source == string(store.SourceCLI) {
+		src = store.SourceCLI
+	}
+	st, err := l.a.start(ctx, startRequest{Source: src, Trigger: req.Trigger, Args: req.Args, Params: req.Params})
 	if r, ok := errors.AsType[*startRefusal](err); ok {
 		switch r.Reason {
 		case refusedUnknown:

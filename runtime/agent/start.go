@@ -32,6 +32,9 @@ type startRequest struct {
 	// in name order; Playbook selects one playbook by name.
 	Trigger  string
 	Playbook string
+	// Version, with Playbook, is the version the front end means: another
+	// serving version refuses (refusedVersion), nothing recorded.
+	Version string
 
 	// Args are command-line values (strings), Params JSON values; both are
 	// coerced by the declaration ([engine.Declaration.Coerce]), so a
@@ -97,6 +100,9 @@ const (
 	// refusedQueueFull: Playbook does not run concurrently and already
 	// has Config.QueueMax runs waiting.
 	refusedQueueFull
+	// refusedVersion: the request named a version of Playbook that is not
+	// the one serving.
+	refusedVersion
 )
 
 func (r *startRefusal) Error() string {
@@ -229,6 +235,10 @@ func (a *Agent) start(ctx context.Context, req startRequest) (started, error) {
 func (a *Agent) resolve(req startRequest) ([]*engine.Playbook, error) {
 	if req.Playbook != "" {
 		if pb := a.registry.Get(req.Playbook); pb != nil {
+			if req.Version != "" && pb.Version != req.Version {
+				return nil, &startRefusal{Reason: refusedVersion, Playbook: req.Playbook,
+					Msg: fmt.Sprintf("playbook %s: version %s is serving, not %s; nothing was started", req.Playbook, pb.ShortVersion(), engine.ShortVersion(req.Version))}
+			}
 			return []*engine.Playbook{pb}, nil
 		}
 		return nil, &startRefusal{Reason: refusedUnknown, Playbook: req.Playbook, Msg: fmt.Sprintf("playbook %q: not found", req.Playbook)}

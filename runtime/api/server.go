@@ -272,6 +272,10 @@ func decodeTrigger(body io.Reader) (TriggerRequest, error) {
 		return req, &BadRequestError{Field: "playbook", Msg: "is required"}
 	case req.Playbook != "" && req.Trigger != "":
 		return req, &BadRequestError{Field: "trigger", Msg: "give a playbook or a trigger, not both"}
+	case req.Source != "" && req.Source != "api" && req.Source != "cli":
+		return req, &BadRequestError{Field: "source", Msg: `must be "api" or "cli"`}
+	case req.Version != "" && req.Playbook == "":
+		return req, &BadRequestError{Field: "version", Msg: "is for a request by playbook name"}
 	}
 	return req, nil
 }

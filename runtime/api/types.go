@@ -122,11 +122,20 @@ type Param struct {
 // takes them) and Params (JSON values by name). The agent coerces both
 // against each declaration, with the same rules as `felhom-agent run`,
 // before it starts anything; a name may appear in only one of them.
+//
+// Source is what the run is recorded as started by: "" or "api" (the
+// default), or "cli" for `felhom-agent run` from the console going
+// through the serving agent. Version, when set, is the playbook version
+// the client means: a request for another version (the agent has not
+// taken an edit yet, or serves another file of that name) is refused
+// (409) with nothing started.
 type TriggerRequest struct {
 	Playbook string                     `json:"playbook,omitempty"`
 	Trigger  string                     `json:"trigger,omitempty"`
 	Args     map[string]string          `json:"args,omitempty"`
 	Params   map[string]json.RawMessage `json:"params,omitempty"`
+	Source   string                     `json:"source,omitempty"`
+	Version  string                     `json:"version,omitempty"`
 }
 
 // ListFilter narrows GET /v1/runs. The zero value lists the most recent

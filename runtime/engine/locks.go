@@ -16,14 +16,20 @@ var ErrGuestBusy = errors.New("guest is locked by another run")
 
 // GuestLocks serializes mutations of one guest across concurrent runs: a
 // mutating builtin holds the guest's lock for the whole operation,
-// including the wait for its Proxmox task. Waiters are served in arrival
-// order. The zero value is ready to use and never times out on its own.
+// including the wait for its Proxmox task. Waiters in this process are
+// served in arrival order. The zero value is ready to use, holds locks
+// within this process only, and never times out on its own.
 type GuestLocks struct {
 	// MaxWait bounds how long LockGuest waits for a guest another run
 	// holds; the error then wraps ErrGuestBusy. 0 means until the
 	// caller's context ends; a negative value means not at all (refuse
 	// at once).
 	MaxWait time.Duration
+	// Dir, when set, makes the locks host-wide: a guest's lock is also
+	// flock(LOCK_EX) on Dir/VMID.lock (hostlocks.go), so runs of other
+	// processes using the same Dir are excluded too. Dir is created
+	// (mode 0770) on first use. "" means this process only.
+	Dir string
 
 	mu     sync.Mutex
 	guests map[int]*guestLock
@@ -42,6 +48,27 @@ type guestLock struct {
 // The error names the guest and the run holding it, and wraps ctx's error
 // or ErrGuestBusy.
 func (g *GuestLocks) LockGuest(ctx context.Context, vmid int) (unlock func(), err error) {
+	var deadline time.Time
+	if g.MaxWait > 0 {
+		deadline = time.Now().Add(g.MaxWait)
+	}
+	local, err := g.lockLocal(ctx, vmid)
+	if err != nil || g.Dir == "" {
+		return local, err
+	}
+	host, err := g.lockHost(ctx, vmid, deadline, g.MaxWait < 0)
+	if err != nil {
+		local()
+		return nil, err
+	}
+	return sync.OnceFunc(func() {
+		host()
+		local()
+	}), nil
+}
+
+// lockLocal takes vmid's lock among this process's runs.
+func (g *GuestLocks) lockLocal(ctx context.Context, vmid int) (unlock func(), err error) {
 	g.mu.Lock()
 	if g.guests == nil {
 		g.guests = map[int]*guestLock{}

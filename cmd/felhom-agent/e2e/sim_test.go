@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +23,10 @@ type simProc struct {
 	Token       string `json:"token"`
 	Fingerprint string `json:"fingerprint"`
 	hc          *http.Client
+	// runtime is the simulated host's runtime directory: the console
+	// runs against it look for an agent's socket and take their guest
+	// locks there, as on a real host in /run/felhom-agent.
+	runtime string
 }
 
 // startSim starts a simulator on a free loopback port (unless args give
@@ -44,7 +50,12 @@ func startSim(t testing.TB, args ...string) *simProc {
 	}
 	// The info line prints the token on purpose; the scan skips exactly it.
 	p.outCap.allowLine(line)
-	s := &simProc{proc: p}
+	rt, err := os.MkdirTemp("", "fas") // short: a socket path is at most 107 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(rt) })
+	s := &simProc{proc: p, runtime: rt}
 	if err := json.Unmarshal([]byte(line), s); err != nil || s.Endpoint == "" || s.Token == "" || s.Fingerprint == "" {
 		t.Fatalf("sim info line %q: %v", line, err)
 	}
@@ -61,6 +72,7 @@ func (s *simProc) env() []string {
 		"FELHOM_AGENT_PROXMOX_NODE=" + s.Node,
 		"FELHOM_AGENT_PROXMOX_TOKEN=" + s.Token,
 		"FELHOM_AGENT_PROXMOX_TLS_FINGERPRINT=" + s.Fingerprint,
+		"FELHOM_AGENT_SOCKET=" + filepath.Join(s.runtime, "agent.sock"),
 	}
 }
 
