@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -9,6 +10,8 @@ import (
 	"gitea.dooplex.hu/admin/felhom-agent/builtins"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/plan"
 )
 
 // backend is what runs act on: the Proxmox client and, when enabled, the
@@ -17,6 +20,9 @@ import (
 type backend struct {
 	Env    builtins.Env
 	Client *proxmox.Client
+	// ReadOnly is a client of the same host that refuses every method
+	// but GET before sending it: what plans read the host through.
+	ReadOnly *proxmox.Client
 	// Sim and Server are set with --sim.
 	Sim    *pvesim.Sim
 	Server *pvesim.Server
@@ -49,9 +55,7 @@ func (be *backend) attacher(root string) (*proxmox.Privileged, error) {
 // simulator's root tools (as if privileged operations were enabled). With
 // sim and no configured tunnel, monitor.tunnel checks the simulator's own
 // endpoint.
-//
-// opts add to the client's options (plan: proxmox.WithReadOnly).
-func openBackend(g *Globals, sim bool, logger *slog.Logger, opts ...proxmox.Option) (*backend, error) {
+func openBackend(g *Globals, sim bool, logger *slog.Logger) (*backend, error) {
 	be := &backend{}
 	var cfg proxmox.Config
 	var runner proxmox.Runner
@@ -79,8 +83,12 @@ func openBackend(g *Globals, sim bool, logger *slog.Logger, opts ...proxmox.Opti
 			return nil, err
 		}
 	}
-	client, err := proxmox.New(cfg, append([]proxmox.Option{proxmox.WithLogger(logger)}, opts...)...)
+	client, err := proxmox.New(cfg, proxmox.WithLogger(logger))
 	if err != nil {
+		be.Close()
+		return nil, err
+	}
+	if be.ReadOnly, err = proxmox.New(cfg, proxmox.WithLogger(logger), proxmox.WithReadOnly()); err != nil {
 		be.Close()
 		return nil, err
 	}
@@ -116,5 +124,19 @@ const progressReadEvery = 200 * time.Millisecond
 func (be *backend) Close() {
 	if be.Server != nil {
 		_ = be.Server.Close()
+	}
+}
+
+// planner plans runs against the backend's host through its read-only
+// client (runtime/plan), with the configuration's limits.
+func (be *backend) planner(g *Globals, sim bool, runLog *slog.Logger) func(ctx context.Context, pb *engine.Playbook, params *engine.Params) (*plan.Report, error) {
+	return func(ctx context.Context, pb *engine.Playbook, params *engine.Params) (*plan.Report, error) {
+		return plan.Run(ctx, be.ReadOnly, pb, params, plan.Config{
+			MaxSteps:      g.Runtime.MaxSteps,
+			MaxMemory:     g.Runtime.engineMemory(),
+			Logger:        runLog,
+			PrivilegedRun: sim || g.Privileged.Enabled,
+			MountPrefix:   g.Privileged.MountPrefix,
+		})
 	}
 }

@@ -49,18 +49,12 @@ func (c *PlanCmd) Run(g *Globals) error {
 	if g.LogLevel == "debug" {
 		runLog = g.logger(g.stderr)
 	}
-	be, err := openBackend(g, c.Sim, runLog, proxmox.WithReadOnly())
+	be, err := openBackend(g, c.Sim, runLog)
 	if err != nil {
 		return err
 	}
 	defer be.Close()
-	r, err := plan.Run(ctx, be.Client, pb, params, plan.Config{
-		MaxSteps:      g.Runtime.MaxSteps,
-		MaxMemory:     g.Runtime.engineMemory(),
-		Logger:        runLog,
-		PrivilegedRun: c.Sim || g.Privileged.Enabled,
-		MountPrefix:   g.Privileged.MountPrefix,
-	})
+	r, err := be.planner(g, c.Sim, runLog)(ctx, pb, params)
 	switch {
 	case err != nil && proxmox.IsUnreachable(err) && ctx.Err() == nil:
 		return &exitError{code: exitUnreachable, err: fmt.Errorf("plan: %s is unreachable: %w", g.Proxmox.Endpoint, err)}

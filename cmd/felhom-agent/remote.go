@@ -18,6 +18,7 @@ import (
 	"gitea.dooplex.hu/admin/felhom-agent/internal/suggest"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/api"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/plan"
 )
 
 // The commands in this file talk to a serving agent (felhom-agent serve)
@@ -255,6 +256,31 @@ func followRun(g *Globals, cl *api.Client, id string, asJSON, utc bool) error {
 	return nil
 }
 
+// plan asks the agent for the plan of each playbook the name resolved to.
+func (c *TriggerCmd) plan(ctx context.Context, g *Globals, cl *api.Client, target triggerTarget, strs map[string]string) error {
+	var failedPlans []string
+	for _, pb := range target.playbooks {
+		raw, err := cl.Plan(ctx, api.TriggerRequest{Playbook: pb.Name, Args: strs})
+		if err != nil {
+			return explainAPIParamError(err, target.playbooks)
+		}
+		var r plan.Report
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return fmt.Errorf("plan of %s: %w", pb.Name, err)
+		}
+		if err := printPlan(g.stdout, &r, c.JSON); err != nil {
+			return err
+		}
+		if r.Status != "succeeded" {
+			failedPlans = append(failedPlans, pb.Name)
+		}
+	}
+	if len(failedPlans) > 0 {
+		return failed(fmt.Errorf("a run of %s would not succeed", strings.Join(failedPlans, ", ")))
+	}
+	return nil
+}
+
 // RunsCancelCmd cancels a run.
 type RunsCancelCmd struct {
 	remoteFlags
@@ -327,6 +353,7 @@ type TriggerCmd struct {
 	Name   string   `arg:"" help:"Trigger name (every playbook answering it runs), or a playbook name." predictor:"trigger"`
 	Param  []string `short:"p" sep:"none" help:"Parameter NAME=VALUE (repeatable); lists are comma-separated or a JSON array." placeholder:"NAME=VALUE" env:"-"`
 	Follow bool     `short:"f" help:"Stream the runs' logs until they end; exit 1 unless all succeeded." env:"-"`
+	Plan   bool     `help:"Start nothing: print what a run of each playbook would do (felhom-agent plan, on the serving agent); exit 1 unless all would succeed." env:"-"`
 }
 
 // Run resolves the name — a trigger first, then a playbook, saying which —
@@ -347,6 +374,9 @@ func (c *TriggerCmd) Run(g *Globals) error {
 	target, err := resolveTrigger(c.Name, pbs)
 	if err != nil {
 		return err
+	}
+	if c.Plan {
+		return c.plan(ctx, g, cl, target, strs)
 	}
 	var runs []api.Run
 	if target.byTrigger {

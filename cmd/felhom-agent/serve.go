@@ -213,6 +213,9 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 		Hub:      hubCfg,
 		Notifier: nt,
 		GuestAPI: guestCfg,
+		Planner: func(ctx context.Context, pb *engine.Playbook, params *engine.Params) (any, error) {
+			return be.planner(g, c.Sim, slog.New(slog.DiscardHandler))(ctx, pb, params)
+		},
 	})
 	if err != nil {
 		return withSetting(err)

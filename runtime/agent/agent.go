@@ -124,6 +124,10 @@ type Config struct {
 	// nil tells nobody. The caller owns it: it outlives Run, and closes
 	// after it.
 	Notifier *notify.Notifier
+	// Planner plans a run of a playbook without changing anything (the
+	// command line gives runtime/plan over a read-only client), for the
+	// local API's POST /v1/plan; nil refuses plans (503).
+	Planner func(ctx context.Context, pb *engine.Playbook, params *engine.Params) (any, error)
 }
 
 // HotConfig is the part of the configuration a running agent takes on

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -25,6 +26,7 @@ import (
 type localAPI struct{ a *Agent }
 
 var (
+	_ api.Planner        = localAPI{}
 	_ api.Backend        = localAPI{}
 	_ api.Waiter         = localAPI{}
 	_ api.TriggerStarter = localAPI{}
@@ -235,6 +237,31 @@ func (l localAPI) Start(ctx context.Context, req api.TriggerRequest) (api.Run, e
 		return api.Run{}, err
 	}
 	return l.apiRun(st.Runs[0]), nil
+}
+
+// Plan plans a run of req.Playbook through the configured Planner, its
+// parameters coerced as Start coerces them; nothing is recorded.
+func (l localAPI) Plan(ctx context.Context, req api.TriggerRequest) (json.RawMessage, error) {
+	if l.a.cfg.Planner == nil {
+		return nil, fmt.Errorf("no planner configured: %w", api.ErrUnavailable)
+	}
+	pbs, err := l.a.resolve(startRequest{Playbook: req.Playbook})
+	if err != nil {
+		return nil, fmt.Errorf("playbook %q: %w", req.Playbook, api.ErrNotFound)
+	}
+	pb := pbs[0]
+	params, err := pb.Decl.Coerce(req.Args, req.Params)
+	if err != nil {
+		if pe, ok := errors.AsType[*engine.ParamError](err); ok {
+			return nil, &api.BadRequestError{Field: "params." + pe.Param, Msg: refusalMsg(pe)}
+		}
+		return nil, fmt.Errorf("playbook %s: %w", pb.Name, err)
+	}
+	r, err := l.a.cfg.Planner(ctx, pb, params)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(r)
 }
 
 // StartTrigger starts a run of every playbook answering req.Trigger

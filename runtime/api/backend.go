@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 )
@@ -62,6 +63,18 @@ type TriggerStarter interface {
 	// answering is ErrNotFound; a refused parameter is a
 	// *BadRequestError with Field "params.NAME" and starts nothing.
 	StartTrigger(ctx context.Context, req TriggerRequest) ([]Run, error)
+}
+
+// Planner is an optional Backend extension, found by type assertion: the
+// daemon plans a run of a playbook (POST /v1/plan, `felhom-agent trigger
+// --plan`) — what it would do, changing nothing on the host. Without it
+// such a request is 503.
+type Planner interface {
+	// Plan validates req.Params against playbook req.Playbook exactly as
+	// Start does (a refused parameter is a *BadRequestError with Field
+	// "params.NAME", an unknown playbook ErrNotFound) and returns the
+	// plan as a JSON object (runtime/plan's Report).
+	Plan(ctx context.Context, req TriggerRequest) (json.RawMessage, error)
 }
 
 // GuestTokenMinter is an optional Backend extension, found by type

@@ -173,6 +173,18 @@ func (c *Client) Trigger(ctx context.Context, req TriggerRequest) (Run, error) {
 	return run, err
 }
 
+// Plan asks the agent what a run of req.Playbook would do, changing
+// nothing (see [Planner]); the answer is the plan's JSON object.
+func (c *Client) Plan(ctx context.Context, req TriggerRequest) (json.RawMessage, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("plan %s: %w", req.Playbook, err)
+	}
+	var out json.RawMessage
+	err = c.do(ctx, "POST", "/v1/plan", nil, body, &out)
+	return out, err
+}
+
 // StartTrigger starts a run of every playbook that answers req.Trigger
 // and returns them as recorded. No playbook answering is ErrNotFound; a
 // refused parameter is an *Error with Status 400 and Field "params.NAME",

@@ -15,6 +15,7 @@
 //	GET  /v1/runs/{id}/follow?after=         NDJSON stream of FollowEvent until the run ends
 //	POST /v1/runs/{id}/cancel                202 Run (cancellation requested)
 //	GET  /v1/playbooks                       {"playbooks": [Playbook...]}
+//	POST /v1/plan                            TriggerRequest (playbook) -> 200 the plan (Planner; 503 without)
 //
 // Errors are JSON [Error] bodies: 400 names the field or parameter at
 // fault, 404 an unknown run or playbook, 409 a request the run's state

@@ -40,6 +40,9 @@ func NewHandler(b Backend, logger *slog.Logger) http.Handler {
 	if m, ok := b.(GuestTokenMinter); ok {
 		s.minter = m
 	}
+	if p, ok := b.(Planner); ok {
+		s.planner = p
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/runs", s.runs)
 	mux.HandleFunc("POST /v1/runs", s.start)
@@ -51,6 +54,7 @@ func NewHandler(b Backend, logger *slog.Logger) http.Handler {
 	mux.HandleFunc("POST /v1/runs/{id}/abandon", s.resume(true))
 	mux.HandleFunc("GET /v1/playbooks", s.playbooks)
 	mux.HandleFunc("POST /v1/guests/{vmid}/token", s.mintToken)
+	mux.HandleFunc("POST /v1/plan", s.plan)
 	return mux
 }
 
@@ -60,6 +64,7 @@ type server struct {
 	// triggers starts runs by trigger name; nil refuses such requests.
 	triggers TriggerStarter
 	minter   GuestTokenMinter // nil: no guest API
+	planner  Planner          // nil: plans are refused
 	log      *slog.Logger
 	poll     time.Duration // follow's polling interval without a Waiter
 }
@@ -339,4 +344,27 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// plan answers POST /v1/plan: the plan of a run of req.Playbook.
+func (s *server) plan(w http.ResponseWriter, r *http.Request) {
+	req, err := decodeTrigger(http.MaxBytesReader(w, r.Body, maxRequestBody))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if s.planner == nil {
+		s.fail(w, r, fmt.Errorf("this agent does not plan runs: %w", ErrUnavailable))
+		return
+	}
+	if req.Playbook == "" {
+		s.fail(w, r, &BadRequestError{Field: "playbook", Msg: "a plan needs the playbook's name"})
+		return
+	}
+	out, err := s.planner.Plan(r.Context(), req)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -70,5 +71,37 @@ func TestPlan(t *testing.T) {
 	sim := runCmd(t, runTimeout, nil, "--playbooks", playbooksDir, "plan", "--sim", file, "-p", "vmids=200")
 	if sim.Code != 0 || !strings.Contains(sim.Stdout, "1. vzdump 200 → usb-backup (snapshot, zstd)") || !strings.Contains(sim.Stdout, "result: SUCCEEDED") {
 		t.Errorf("plan --sim: exit %d\n%s%s", sim.Code, sim.Stdout, sim.Stderr)
+	}
+}
+
+// TestTriggerPlan: `trigger NAME --plan` asks a serving agent for the plan
+// (POST /v1/plan on its socket): the agent mirrors its host through its
+// read-only client and answers what a run would do; no run is recorded
+// and the host runs no task. A refused parameter is refused as for a run.
+func TestTriggerPlan(t *testing.T) {
+	t.Parallel()
+	requireServe(t)
+	sim := startSim(t, "--task-duration", "50ms")
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "progress.star"), []byte(progressPlaybook), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := startAgent(t, agentOpts{env: sim.env(), playbooks: dir})
+	out := runCmd(t, runTimeout, nil, "trigger", "progress", "--plan", "--socket", a.socket)
+	if out.Code != 0 || !strings.Contains(out.Stdout, "1. vzdump 200 → usb-backup (snapshot, zstd)") || !strings.Contains(out.Stdout, "result: SUCCEEDED") ||
+		!strings.Contains(out.Stdout, "+ usb-backup:backup/vzdump-qemu-200-") {
+		t.Errorf("trigger --plan: exit %d\n%s%s", out.Code, out.Stdout, out.Stderr)
+	}
+	if ts := sim.tasks(t, "vzdump", 200); len(ts) != 0 {
+		t.Errorf("the host ran %d vzdump tasks for a plan; want 0", len(ts))
+	}
+	list := runCmd(t, runTimeout, nil, "runs", "list", "--json", "--socket", a.socket)
+	var runs []json.RawMessage
+	if list.Code != 0 || json.Unmarshal([]byte(list.Stdout), &runs) != nil || len(runs) != 0 {
+		t.Errorf("runs after a plan: exit %d %s; want none recorded", list.Code, list.Stdout)
+	}
+	bad := runCmd(t, runTimeout, nil, "trigger", "progress", "--plan", "-p", "nope=1", "--socket", a.socket)
+	if bad.Code == 0 || !strings.Contains(bad.Stderr, "nope") {
+		t.Errorf("trigger --plan with an unknown parameter: exit %d, stderr %q; want it refused naming it", bad.Code, bad.Stderr)
 	}
 }
