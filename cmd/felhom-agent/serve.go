@@ -51,7 +51,7 @@ type ServeCmd struct {
 
 	Notify NotifyFlags `embed:"" prefix:"notify-" group:"Notifications"`
 
-	GuestAPIListen   []string `name:"guest-api-listen" help:"HTTPS addresses of the guest API in-guest controllers call (typically the host's bridge address, port 8443); empty: no guest API. A separate listener with a narrow surface: never run control." placeholder:"ADDR,..." config:"guest_api.listen" group:"Guest API"`
+	GuestAPIListen   []string `name:"guest-api-listen" sep:"none" help:"HTTPS addresses of the guest API in-guest controllers call (typically the host's bridge address, port 8443), comma-separated (in the config file, a list); empty: no guest API. A separate listener with a narrow surface: never run control." placeholder:"ADDR,..." config:"guest_api.listen" group:"Guest API"`
 	GuestAPIEndpoint string   `name:"guest-api-endpoint" help:"host:port written into guests' bootstrap files; default the first --guest-api-listen address." placeholder:"ADDR" config:"guest_api.endpoint" group:"Guest API"`
 	GuestAPIRate     float64  `name:"guest-api-rate" help:"Requests per second one guest may make, sustained (a token bucket)." default:"5" config:"guest_api.rate" group:"Guest API"`
 	GuestAPIBurst    int      `name:"guest-api-burst" help:"Requests one guest may make at once after a quiet spell." default:"20" config:"guest_api.burst" group:"Guest API"`
@@ -90,12 +90,8 @@ func (c *ServeCmd) hubConfig() (*agent.HubConfig, error) {
 // guestAPIConfig is the guest API's configuration, or nil when
 // guest_api.listen is empty. Every problem names its key.
 func (c *ServeCmd) guestAPIConfig(be *backend, hub *agent.HubConfig) (*agent.GuestAPIConfig, error) {
-	var listen []string
-	for _, a := range c.GuestAPIListen {
-		if a = strings.TrimSpace(a); a != "" {
-			listen = append(listen, a)
-		}
-	}
+	listen := splitLists(c.GuestAPIListen) // comma-separated, or a list in the file
+
 	if len(listen) == 0 {
 		if c.GuestAPIEndpoint != "" {
 			return nil, errors.New("guest_api.endpoint: is set but guest_api.listen is empty")
