@@ -22,9 +22,11 @@ import (
 // It holds the journal in memory as well: a resumed run's entries, loaded
 // at its start, answer the replay by sequence number; new entries are
 // appended and written through. The outcome of a read (builtins.Replayed)
-// is batched until the next intent, UPID or the run's end — a read whose
-// record a crash lost is simply made again, and nothing acted on it in
-// between; every intent and UPID is durable before the call goes on.
+// and of a mutation is batched until the next intent, UPID or the run's
+// end — a read whose record a crash lost is simply made again, and
+// nothing acted on it in between; a mutation whose outcome was lost still
+// has its UPID, which the resume waits for. Every intent and UPID is
+// durable before the call goes on.
 type runJournal struct {
 	a   *Agent
 	run string
@@ -140,7 +142,11 @@ func (j *runJournal) Done(seq int, mode builtins.Journaling, outcome []byte) err
 	j.dirty = append(j.dirty, seq)
 	n := len(j.dirty)
 	j.mu.Unlock()
-	if mode == builtins.Replayed && n < journalBatch {
+	if (mode == builtins.Replayed || mode == builtins.Mutation) && n < journalBatch {
+		// Batched until the next intent or UPID: a lost read is made
+		// again; a lost mutation outcome leaves its UPID, which a resume
+		// waits for (the task has ended: one status read), never sent
+		// again.
 		return nil
 	}
 	return j.flush()
