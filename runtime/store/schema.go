@@ -151,7 +151,7 @@ ALTER TABLE runs ADD COLUMN replayed INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE runs ADD COLUMN adopted  INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE runs ADD COLUMN reissued INTEGER NOT NULL DEFAULT 0;
 `,
-	// 5: the guest API's tokens (guesttokens.go): one per guest, kept as
+	// 6: the guest API's tokens (guesttokens.go): one per guest, kept as
 	// the SHA-256 of the token, never the token itself.
 	`
 CREATE TABLE guest_tokens (
