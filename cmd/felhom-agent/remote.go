@@ -357,7 +357,7 @@ type TriggerCmd struct {
 }
 
 // Run resolves the name — a trigger first, then a playbook, saying which —
-// and triggers. Values go as the strings they were typed; the agent
+// and triggers; the runs are recorded with source "cli". Values go as the strings they were typed; the agent
 // coerces them against each declaration exactly as `felhom-agent run`
 // does.
 func (c *TriggerCmd) Run(g *Globals) error {
@@ -380,10 +380,10 @@ func (c *TriggerCmd) Run(g *Globals) error {
 	}
 	var runs []api.Run
 	if target.byTrigger {
-		runs, err = cl.StartTrigger(ctx, api.TriggerRequest{Trigger: c.Name, Args: strs})
+		runs, err = cl.StartTrigger(ctx, api.TriggerRequest{Trigger: c.Name, Args: strs, Source: "cli"})
 	} else {
 		var run api.Run
-		run, err = cl.Trigger(ctx, api.TriggerRequest{Playbook: c.Name, Args: strs})
+		run, err = cl.Trigger(ctx, api.TriggerRequest{Playbook: c.Name, Args: strs, Source: "cli"})
 		runs = []api.Run{run}
 	}
 	if err != nil {

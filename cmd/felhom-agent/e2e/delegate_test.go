@@ -77,6 +77,15 @@ func TestRunThroughAgent(t *testing.T) {
 	if rec.Source != "cli" || rec.Status != "succeeded" {
 		t.Errorf("the agent's record of the console run: source %q, status %q; want cli, succeeded", rec.Source, rec.Status)
 	}
+	// trigger from the console is recorded as the console's too.
+	tr := runCmd(t, runTimeout, nil, "trigger", "cycle", "-p", "vmid=102", "-p", "name=trig", "--socket", a.socket, "--json")
+	var trun api.Run
+	if err := json.Unmarshal([]byte(tr.Stdout), &trun); err != nil || tr.Code != 0 {
+		t.Fatalf("trigger: exit %d %v\n%s%s", tr.Code, err, tr.Stdout, tr.Stderr)
+	}
+	if got := a.waitRun(t, trun.ID, time.Minute, "to finish", finished); got.Source != "cli" || got.Status != "succeeded" {
+		t.Errorf("a console trigger's run: source %q, status %q; want cli, succeeded", got.Source, got.Status)
+	}
 	before := len(a.runs(t))
 
 	// Another file of that name, at another version: refused, nothing
