@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"strconv"
 	"strings"
 
 	"go.starlark.net/starlark"
@@ -31,9 +32,13 @@ import (
 // but a name (a[i] += y) is left alone, since rewriting it would evaluate
 // a[i] twice.
 //
-// What stays outside: allocations by other builtins in one call (string
-// methods such as replace and join, % formatting, str/repr of a deep DAG),
-// which the sampling guard still stops after the fact.
+// The same goes for `%` formatting (unless its right operand is a
+// literal) and the string methods that can grow a string many times in
+// one call, x.replace(old, new) and sep.join(seq) (sizedMethod).
+//
+// What stays outside: allocations by other builtins in one call (str or
+// repr of a deep DAG, the other methods), which the sampling guard still
+// stops after the fact.
 
 // Names of the rewritten operators. They are predeclared in every file
 // the Loader compiles and never documented: a playbook does not call them.
@@ -41,7 +46,14 @@ const (
 	sizedAddName  = "__felhom_add"
 	sizedMulName  = "__felhom_mul"
 	sizedIAddName = "__felhom_iadd"
+	sizedModName  = "__felhom_mod"
+	sizedCallName = "__felhom_method" // x.replace(...), x.join(...)
 )
+
+// sizedMethods are the string methods whose result may be much larger
+// than their operands; a call x.NAME(...) of one is rewritten into
+// __felhom_method(x, "NAME", ...).
+var sizedMethods = map[string]bool{"replace": true, "join": true}
 
 // sizedCheckFrom is the result size from which an operator asks the
 // budget: below it the question (a heap sample) would cost more than the
@@ -56,6 +68,8 @@ var sizedPredeclared = starlark.StringDict{
 	sizedAddName:  starlark.NewBuiltin(sizedAddName, sizedAdd),
 	sizedMulName:  starlark.NewBuiltin(sizedMulName, sizedMul),
 	sizedIAddName: starlark.NewBuiltin(sizedIAddName, sizedIAdd),
+	sizedModName:  starlark.NewBuiltin(sizedModName, sizedMod),
+	sizedCallName: starlark.NewBuiltin(sizedCallName, sizedMethod),
 }
 
 // reserve asks the run's budget for n bytes when n is large enough to ask.
@@ -174,6 +188,101 @@ func repeatBytes(seq starlark.Value, n starlark.Int) uint64 {
 		return math.MaxUint64
 	}
 	return lo
+}
+
+// sizedMod is x % y: for a format string, the result is at most the
+// format plus the strings it is given (other values format small, or
+// from what the run already holds).
+func sizedMod(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	x, y, err := binaryArgs(b, args, kwargs)
+	if err != nil {
+		return nil, err
+	}
+	if f, ok := x.(starlark.String); ok {
+		n := uint64(len(f))
+		switch y := y.(type) {
+		case starlark.String:
+			n += uint64(len(y)) * uint64(max(strings.Count(string(f), "%"), 1))
+		case starlark.Tuple:
+			for _, e := range y {
+				if s, ok := e.(starlark.String); ok {
+					n += uint64(len(s))
+				}
+			}
+		}
+		if err := reserve(thread, n); err != nil {
+			return nil, err
+		}
+	}
+	return starlark.Binary(syntax.PERCENT, x, y)
+}
+
+// sizedMethod is x.NAME(args...) for the methods of sizedMethods: for a
+// string x, the result's size is asked for first; then the method is
+// called as Starlark would (any other x, or name, just calls through).
+func sizedMethod(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if len(args) < 2 {
+		return nil, fmt.Errorf("%s: want the receiver and the method name", b.Name())
+	}
+	x, name := args[0], string(args[1].(starlark.String))
+	rest := args[2:]
+	if s, ok := x.(starlark.String); ok {
+		if err := reserve(thread, methodBytes(string(s), name, rest)); err != nil {
+			return nil, err
+		}
+	}
+	h, ok := x.(starlark.HasAttrs)
+	if !ok {
+		return nil, fmt.Errorf("%s has no .%s field or method", x.Type(), name)
+	}
+	fn, err := h.Attr(name)
+	if err != nil {
+		return nil, err
+	}
+	if fn == nil {
+		return nil, fmt.Errorf("%s has no .%s field or method", x.Type(), name)
+	}
+	return starlark.Call(thread, fn, rest, kwargs)
+}
+
+// methodBytes is the size of s.name(args...), 0 when unknown.
+func methodBytes(s, name string, args starlark.Tuple) uint64 {
+	switch name {
+	case "replace":
+		if len(args) < 2 {
+			return 0
+		}
+		old, ok1 := args[0].(starlark.String)
+		repl, ok2 := args[1].(starlark.String)
+		if !ok1 || !ok2 || len(repl) <= len(old) {
+			return 0
+		}
+		n := uint64(len(s) + 1) // an empty old matches between every byte
+		if len(old) > 0 {
+			n = uint64(strings.Count(s, string(old)))
+		}
+		hi, lo := bits.Mul64(n, uint64(len(repl)-len(old)))
+		if hi != 0 {
+			return math.MaxUint64
+		}
+		return lo + uint64(len(s))
+	case "join":
+		if len(args) != 1 {
+			return 0
+		}
+		seq, ok := args[0].(starlark.Indexable)
+		if !ok {
+			return 0
+		}
+		total := uint64(max(seq.Len()-1, 0)) * uint64(len(s))
+		for i := range seq.Len() {
+			if e, ok := seq.Index(i).(starlark.String); ok {
+				total += uint64(len(e))
+			}
+		}
+		return total
+	}
+	return 0
 }
 
 // sizedIAdd is x += y on a name: a list is extended in place and returned
@@ -327,10 +436,20 @@ func (r sizedRewriter) expr(e syntax.Expr) syntax.Expr {
 			return sizedCall(sizedAddName, e.OpPos, e.X, e.Y)
 		case syntax.STAR:
 			return sizedCall(sizedMulName, e.OpPos, e.X, e.Y)
+		case syntax.PERCENT:
+			if !isLiteral(e.Y) {
+				return sizedCall(sizedModName, e.OpPos, e.X, e.Y)
+			}
 		}
 	case *syntax.CallExpr:
 		e.Fn = r.expr(e.Fn)
 		r.exprs(e.Args) // name = value arguments are EQ BinaryExprs: only their values change
+		if dot, ok := e.Fn.(*syntax.DotExpr); ok && sizedMethods[dot.Name.Name] {
+			recv := dot.X
+			name := &syntax.Literal{Token: syntax.STRING, TokenPos: dot.Name.NamePos, Raw: strconv.Quote(dot.Name.Name), Value: dot.Name.Name}
+			e.Fn = &syntax.Ident{NamePos: e.Lparen, Name: sizedCallName}
+			e.Args = append([]syntax.Expr{recv, name}, e.Args...)
+		}
 	case *syntax.Comprehension:
 		e.Body = r.expr(e.Body)
 		for _, c := range e.Clauses {

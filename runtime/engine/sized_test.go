@@ -34,7 +34,11 @@ func TestSizedOperators(t *testing.T) {
         "comp": [x + 1 for x in range(3) if x * 2 < 5],
         "slice": "abcdef"[1 + 0:2 * 2],
         "cond": "y" + "es" if 1 + 1 == 2 else "no",
+        "methods": ["a-b".replace("-", "+"), "aXa".replace("a", "bb", 1), "ab".replace("", "-"), ", ".join(["x", "y"]), "/".join(("a",)), "%s=%d" % ("k", 1), "%s!" % s, S.upper()],
+        "struct": struct(replace = lambda a, b: a + b).replace("p", b = "q"),
     }
+
+S = "up"
 
 def kw(a):
     return a
@@ -47,6 +51,7 @@ FROZEN = [0]`
 		"ops.star":    pbSource("ops", body),
 		"type.star":   pbSource("type", `    return "a" + 1`),
 		"frozen.star": "F = [1]\n\n" + pbSource("frozen", "    x = F\n    x += [2]"),
+		"noattr.star": pbSource("noattr", "    return (1 + len(\"\")).replace(\"a\", \"b\")"),
 	}
 	h := newHarness(t, files, Config{})
 	res := h.run(context.Background(), "ops.star", nil, RunOptions{})
@@ -54,7 +59,7 @@ FROZEN = [0]`
 		t.Fatalf("ops: %s %s", res.Status, res.Error)
 	}
 	want := `{"adds":["ab",[1,2],[1,2],5,2.5,1180591620717411303425],"comp":[1,2,3],"cond":"yes","d":[0,1],"default":"ab","kw":3,"l":[1,1,2,3],"lam":"qr!",` +
-		`"muls":["ababab","ababab",[1,1],[1,1],"","",42],"n":20,"s":"abcabc","same":[1,1,2,3],"slice":"bcd"}`
+		`"methods":["a+b","bbXa","-a-b-","x, y","a","k=1","abcabc!","UP"],"muls":["ababab","ababab",[1,1],[1,1],"","",42],"n":20,"s":"abcabc","same":[1,1,2,3],"slice":"bcd","struct":"pq"}`
 	if string(res.Output) != want {
 		t.Errorf("ops =\n%s\nwant\n%s", res.Output, want)
 	}
@@ -62,6 +67,7 @@ FROZEN = [0]`
 	for _, tc := range []struct{ file, want string }{
 		{"type.star", "type.star:2:16: unknown binary op: string + int"},
 		{"frozen.star", "frozen.star:5:7: cannot apply += to frozen list"},
+		{"noattr.star", "noattr.star:2:33: int has no .replace field or method"}, // Starlark itself says 2:25, at the dot
 	} {
 		res := h.run(context.Background(), tc.file, nil, RunOptions{})
 		if res.Status != runstate.Failed || !strings.HasSuffix(res.Error, tc.want) {
@@ -75,12 +81,15 @@ FROZEN = [0]`
 // the operator — also for sizes that overflow.
 func TestSizedOperatorsAskFirst(t *testing.T) {
 	files := map[string]string{
-		"double.star": pbSource("double", "    s = \"x\" * (1 << 20)\n    for i in range(40):\n        s = s + s\n    return len(s)"),
-		"repeat.star": pbSource("repeat", "    return len([0] * (1 << 62))"),
-		"iadd.star":   pbSource("iadd", "    l = [0] * (1 << 16)\n    for i in range(40):\n        l += l\n    return len(l)"),
+		"double.star":  pbSource("double", "    s = \"x\" * (1 << 20)\n    for i in range(40):\n        s = s + s\n    return len(s)"),
+		"repeat.star":  pbSource("repeat", "    return len([0] * (1 << 62))"),
+		"iadd.star":    pbSource("iadd", "    l = [0] * (1 << 16)\n    for i in range(40):\n        l += l\n    return len(l)"),
+		"replace.star": pbSource("replace", "    s = \"ab\" * (1 << 19)\n    for i in range(40):\n        s = s.replace(\"a\", \"aa\")\n    return len(s)"),
+		"join.star":    pbSource("join", "    s = \"x\" * (1 << 20)\n    for i in range(40):\n        s = s.join([\"\", \"\", \"\"])\n    return len(s)"),
+		"format.star":  pbSource("format", "    s = \"x\" * (1 << 20)\n    for i in range(40):\n        s = \"%s%s\" % (s, s)\n    return len(s)"),
 	}
 	h := newHarness(t, files, Config{MaxMemory: 256 << 20})
-	for _, f := range []string{"double.star", "repeat.star", "iadd.star"} {
+	for _, f := range []string{"double.star", "repeat.star", "iadd.star", "replace.star", "join.star", "format.star"} {
 		res := h.run(context.Background(), f, nil, RunOptions{})
 		if res.Status != runstate.Failed || res.Kind != KindMemory || !strings.Contains(res.Error, "more would take the agent's heap") {
 			t.Errorf("%s: %s kind %q %q; want failed, memory, refused before the allocation", f, res.Status, res.Kind, res.Error)
