@@ -177,3 +177,32 @@ func TestManPage(t *testing.T) {
 		t.Errorf("man -l: %v\n%s", err, tail(string(out), 1500))
 	}
 }
+
+// TestStartErrorNamesSetting (issue 19, paths): a serve that cannot start
+// because of a directory, address or socket says which setting to change.
+func TestStartErrorNamesSetting(t *testing.T) {
+	t.Parallel()
+	requireServe(t)
+	base := t.TempDir()
+	file := filepath.Join(base, "a-file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	busy := startAgent(t, agentOpts{args: []string{"--sim"}})
+	for _, tt := range []struct {
+		name, setting string
+		args          []string
+	}{
+		{"state directory is a file", "state_dir (--state-dir, FELHOM_AGENT_STATE_DIR)",
+			[]string{"--listen", "", "--state-dir", file, "--socket", filepath.Join(base, "s1.sock")}},
+		{"address in use", "listen (--listen, FELHOM_AGENT_LISTEN)",
+			[]string{"--listen", busy.listen, "--state-dir", filepath.Join(base, "st2"), "--socket", filepath.Join(base, "s2.sock")}},
+		{"socket in a missing directory", "socket (--socket, FELHOM_AGENT_SOCKET)",
+			[]string{"--listen", "", "--state-dir", filepath.Join(base, "st3"), "--socket", filepath.Join(base, "no", "such", "s.sock")}},
+	} {
+		r := runCmd(t, time.Minute, nil, append([]string{"--playbooks", playbooksDir, "serve", "--sim"}, tt.args...)...)
+		if r.Code != 2 || !strings.Contains(r.Stderr, "the setting to change: "+tt.setting) {
+			t.Errorf("%s: exit %d\n%s; want 2 naming %s", tt.name, r.Code, tail(r.Stderr, 1500), tt.setting)
+		}
+	}
+}
