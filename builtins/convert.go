@@ -160,8 +160,14 @@ func resourceValue(r proxmox.Resource) starlark.Value {
 	})
 }
 
-func guestValue(g proxmox.Guest) starlark.Value {
+// guestValueOn converts guests listed as being on node.
+func guestValueOn(node string) func(proxmox.Guest) starlark.Value {
+	return func(g proxmox.Guest) starlark.Value { return guestValue(g, node) }
+}
+
+func guestValue(g proxmox.Guest, node string) starlark.Value {
 	return newStruct(starlark.StringDict{
+		"node":     starlark.String(node),
 		"type":     starlark.String(g.Type),
 		"vmid":     starlark.MakeInt(g.VMID),
 		"name":     starlark.String(g.Name),

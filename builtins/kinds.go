@@ -94,7 +94,48 @@ func guestKind(thread *starlark.Thread, ctx context.Context, api guestLister, vm
 	if kind, ok := kinds.get(vmid); ok {
 		return kind, true, nil
 	}
+	if err := elsewhere(ctx, api, vmid); err != nil {
+		return "", false, err
+	}
 	return proxmox.LXC, false, nil
+}
+
+// resourceLister reads the cluster's resource index: every guest of every
+// node, with the node it is on.
+type resourceLister interface {
+	Node() string
+	ClusterResources(ctx context.Context, typ string) ([]proxmox.Resource, error)
+}
+
+// locate finds guest vmid in the cluster's resource index.
+func locate(ctx context.Context, api resourceLister, vmid int) (proxmox.Resource, bool, error) {
+	rs, err := api.ClusterResources(ctx, "vm")
+	if err != nil {
+		return proxmox.Resource{}, false, fmt.Errorf("locate guest %d in the cluster: %w", vmid, err)
+	}
+	for _, r := range rs {
+		if r.VMID == vmid && proxmox.GuestKind(r.Type).Valid() {
+			return r, true, nil
+		}
+	}
+	return proxmox.Resource{}, false, nil
+}
+
+// elsewhere is a *proxmox.GuestElsewhereError when guest vmid, which this
+// node does not have, is on another node of the cluster (it migrated, or
+// it is that node's agent's): flows then say so instead of PVE's bare
+// "Configuration file ... does not exist". Nil when no node has it, when
+// api cannot read the cluster, or when the cluster cannot be read.
+func elsewhere(ctx context.Context, api any, vmid int) error {
+	rl, ok := api.(resourceLister)
+	if !ok {
+		return nil
+	}
+	r, found, err := locate(ctx, rl, vmid)
+	if err != nil || !found || r.Node == rl.Node() {
+		return nil
+	}
+	return &proxmox.GuestElsewhereError{VMID: vmid, Kind: proxmox.GuestKind(r.Type), Node: r.Node, Here: rl.Node()}
 }
 
 // kindName is how messages name a kind.

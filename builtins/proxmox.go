@@ -2,6 +2,7 @@ package builtins
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -58,8 +59,12 @@ var ProxmoxTable = &Table{
 			Doc: "Returns this node's status: struct(cpu (0..1), cpus, loadavg (3 floats), memory, rootfs, swap (each struct(total, used, free, percent)), uptime (duration), kernel, pveversion)."},
 		{Name: "resources", Journal: Replayed, Sig: "resources(type=\"\")", Fn: pveResources, Returns: ListOf(resourceShape),
 			Doc: "Returns the cluster's resources, optionally only of type \"vm\", \"storage\", \"node\" or \"sdn\": a list of struct(id, type, node, name, status, storage, vmid, cpu, maxcpu, mem, maxmem, disk, maxdisk, uptime, template)."},
-		{Name: "guests", Journal: Replayed, Sig: "guests()", Fn: pveGuests, Returns: ListOf(guestShape),
-			Doc: "Returns every guest of this node, LXC containers and QEMU VMs, ordered by vmid: a list of struct(type (\"lxc\" or \"qemu\"), vmid, name, status, lock, template, tags (list), cpus, cpu, mem, maxmem, disk, maxdisk, uptime)."},
+		{Name: "guests", Journal: Replayed, Sig: "guests(cluster=False)", Fn: pveGuests, Returns: ListOf(guestShape),
+			Doc: "Returns every guest of this node, LXC containers and QEMU VMs, ordered by vmid: a list of struct(node, type (\"lxc\" or \"qemu\"), vmid, name, status, lock, template, tags (list), cpus, cpu, mem, maxmem, disk, maxdisk, uptime). With cluster = True, every guest of the cluster from its resource index, each with the node it is on (status \"unknown\" while its node is down; tags empty)."},
+		{Name: "cluster", Journal: Replayed, Sig: "cluster()", Fn: pveCluster, Returns: clusterShape,
+			Doc: "Returns the node's cluster as GET /cluster/status says: struct(name (\"\" for a node in no cluster), quorate, nodes (list of struct(name, nodeid, ip, online, local)), offline (names of the members that are down), member (this agent's node is an online member)). Answered by this node from the cluster filesystem, also while other nodes are down."},
+		{Name: "locate", Journal: Replayed, Sig: "locate(vmid)", Fn: pveLocate, Returns: locationShape,
+			Doc: "Returns where guest vmid is in the cluster: struct(vmid, type, node, status, lock, here (it is on this agent's node)), or None when no node has it. One read of the cluster's resource index."},
 		{Name: "guest", Journal: Replayed, Sig: "guest(vmid)", Fn: pveGuest, Returns: guestStatusShape,
 			Doc: "Returns the current status of guest vmid, of either kind: struct(type, vmid, name, status, running, qmpstatus (VMs: QEMU's own state, e.g. \"paused\"; \"\" for containers), lock, template, cpus, cpu, mem, maxmem, disk, maxdisk, swap, maxswap (0 for VMs), uptime). Fails with a not-found error when it does not exist."},
 		{Name: "config", Journal: Replayed, Sig: "config(vmid)", Fn: pveConfig, Returns: guestConfigShape,
@@ -189,13 +194,89 @@ func pveResources(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tu
 }
 
 func pveGuests(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var cluster bool
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "cluster?", &cluster); err != nil {
+		return nil, err
+	}
+	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
+		if !cluster {
+			gs, err := api.Guests(ctx)
+			kindsOf(thread).learn(gs)
+			return listOf(gs, guestValueOn(api.Node())), err
+		}
+		rs, err := api.ClusterResources(ctx, "vm")
+		if err != nil {
+			return nil, err
+		}
+		var out []starlark.Value
+		for _, r := range rs {
+			kind := proxmox.GuestKind(r.Type)
+			if !kind.Valid() {
+				continue
+			}
+			out = append(out, guestValue(proxmox.Guest{
+				Type: kind, VMID: r.VMID, Name: r.Name, Status: r.Status, Lock: r.Lock, Template: r.Template,
+				CPUs: r.MaxCPU, CPU: r.CPU, Mem: r.Mem, MaxMem: r.MaxMem, Disk: r.Disk, MaxDisk: r.MaxDisk, Uptime: r.Uptime,
+			}, r.Node))
+		}
+		return starlark.NewList(out), nil
+	})
+}
+
+// clusterStatusReader reads GET /cluster/status (*proxmox.Client does).
+type clusterStatusReader interface {
+	ClusterStatus(ctx context.Context) (proxmox.ClusterStatus, error)
+}
+
+func pveCluster(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	if err := noArgs(b, args, kwargs); err != nil {
 		return nil, err
 	}
 	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
-		gs, err := api.Guests(ctx)
-		kindsOf(thread).learn(gs)
-		return listOf(gs, guestValue), err
+		cr, ok := api.(clusterStatusReader)
+		if !ok {
+			return nil, errors.New("this Proxmox client cannot read the cluster status")
+		}
+		st, err := cr.ClusterStatus(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var nodes, offline []starlark.Value
+		member := false
+		for _, m := range st.Members {
+			nodes = append(nodes, newStruct(starlark.StringDict{
+				"name": starlark.String(m.Name), "nodeid": starlark.MakeInt(m.NodeID), "ip": starlark.String(m.IP),
+				"online": starlark.Bool(m.Online), "local": starlark.Bool(m.Local),
+			}))
+			if !m.Online {
+				offline = append(offline, starlark.String(m.Name))
+			}
+			if m.Name == api.Node() && m.Online {
+				member = true
+			}
+		}
+		return newStruct(starlark.StringDict{
+			"name": starlark.String(st.Name), "quorate": starlark.Bool(st.Quorate), "nodes": starlark.NewList(nodes),
+			"offline": starlark.NewList(offline), "member": starlark.Bool(member),
+		}), nil
+	})
+}
+
+// pveLocate finds a guest in the cluster's resource index.
+func pveLocate(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var vmid VMID
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "vmid", &vmid); err != nil {
+		return nil, err
+	}
+	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
+		loc, found, err := locate(ctx, api, int(vmid))
+		if err != nil || !found {
+			return starlark.None, err
+		}
+		return newStruct(starlark.StringDict{
+			"vmid": starlark.MakeInt(loc.VMID), "type": starlark.String(loc.Type), "node": starlark.String(loc.Node),
+			"status": starlark.String(loc.Status), "lock": starlark.String(loc.Lock), "here": starlark.Bool(loc.Node == api.Node()),
+		}), nil
 	})
 }
 
@@ -692,7 +773,17 @@ func pveVzdump(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	if len(o.VMIDs) == 1 {
 		m.workerID = strconv.Itoa(o.VMIDs[0])
 	}
-	m.do = func(ctx context.Context, api guestMutator) (proxmox.UPID, error) { return api.Vzdump(ctx, o) }
+	m.do = func(ctx context.Context, mapi guestMutator) (proxmox.UPID, error) {
+		upid, err := mapi.Vzdump(ctx, o)
+		if errors.Is(err, proxmox.ErrNoTask) && len(o.VMIDs) == 1 {
+			// PVE's silent "OK": the guest is on another node.
+			if e, ok := elsewhere(ctx, api, o.VMIDs[0]).(*proxmox.GuestElsewhereError); ok {
+				e.Err = err
+				return upid, e
+			}
+		}
+		return upid, err
+	}
 	return mutate(env, api, b, m)
 }
 

@@ -341,6 +341,8 @@ var loadTimeCalls = map[string]string{
 	"proxmox.node_status":     `proxmox.node_status()`,
 	"proxmox.resources":       `proxmox.resources()`,
 	"proxmox.guests":          `proxmox.guests()`,
+	"proxmox.cluster":         `proxmox.cluster()`,
+	"proxmox.locate":          `proxmox.locate(101)`,
 	"proxmox.guest":           `proxmox.guest(101)`,
 	"proxmox.config":          `proxmox.config(101)`,
 	"proxmox.storages":        `proxmox.storages()`,

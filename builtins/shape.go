@@ -106,7 +106,10 @@ var (
 	resourceShape = StructShape("resource", "id", "type", "node", "name", "status", "storage", "vmid", "cpu", "maxcpu",
 		"mem", "maxmem", "disk", "maxdisk", "uptime", "template")
 	guestShape = StructShape("guest", "vmid", "name", "status", "lock", "template", "tags", "cpus", "cpu", "mem", "maxmem",
-		"disk", "maxdisk", "uptime", "type")
+		"disk", "maxdisk", "uptime", "type", "node")
+	clusterNodeShape = StructShape("cluster node", "name", "nodeid", "ip", "online", "local")
+	clusterShape     = StructShape("cluster", "name", "quorate", "nodes", "offline", "member").With("nodes", ListOf(clusterNodeShape))
+	locationShape    = StructShape("guest location", "vmid", "type", "node", "status", "lock", "here")
 	guestStatusShape = StructShape("guest status", "vmid", "name", "status", "running", "lock", "template", "cpus", "cpu",
 		"mem", "maxmem", "disk", "maxdisk", "swap", "maxswap", "uptime", "type", "qmpstatus")
 	mountPointShape  = StructShape("mount point", "volume", "path", "size", "options")

@@ -228,3 +228,31 @@ func ExistsOnNode(err error) (node string, ok bool) {
 	}
 	return "", false
 }
+
+// GuestElsewhereError is a guest this node does not have because another
+// node of the cluster does: it migrated away, or it is that node's
+// agent's to manage. IsNotFound holds for it (it is not on this node);
+// Kind calls it "elsewhere".
+type GuestElsewhereError struct {
+	VMID int
+	Kind GuestKind
+	Node string // the node it is on
+	Here string // the node asked
+	Err  error  // what PVE answered, if anything
+}
+
+func (e *GuestElsewhereError) Error() string {
+	msg := fmt.Sprintf("guest %d is on node %s, not on node %s (it migrated away, or that node's agent manages it)", e.VMID, e.Node, e.Here)
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *GuestElsewhereError) Unwrap() error { return e.Err }
+
+// IsElsewhere reports whether err is a guest that is on another node, and
+// returns that error.
+func IsElsewhere(err error) (*GuestElsewhereError, bool) {
+	return errors.AsType[*GuestElsewhereError](err)
+}

@@ -166,6 +166,9 @@ func IsNotFound(err error) bool {
 	if ae, ok := errors.AsType[*APIError](err); ok && ae.Status == 404 {
 		return true
 	}
+	if _, ok := IsElsewhere(err); ok {
+		return true
+	}
 	for _, msg := range messages(err) {
 		for _, re := range notFoundPatterns {
 			if re.MatchString(msg) {
@@ -180,7 +183,8 @@ func IsNotFound(err error) bool {
 func IsAmbiguous(err error) bool { return errors.Is(err, ErrAmbiguous) }
 
 // Kind classifies err for run records and for flows deciding what to do:
-// "permission", "lock", "not_found", "ambiguous", "task", "api", or "" for
+// "permission", "lock", "elsewhere" (the guest is on another node of the
+// cluster), "not_found", "ambiguous", "task", "api", or "" for
 // an error that is none of these (or nil).
 func Kind(err error) string {
 	switch {
@@ -190,6 +194,8 @@ func Kind(err error) string {
 		return "permission"
 	case isLocked(err):
 		return "lock"
+	case isElsewhere(err):
+		return "elsewhere"
 	case IsNotFound(err):
 		return "not_found"
 	case IsAmbiguous(err):
@@ -206,6 +212,7 @@ func Kind(err error) string {
 
 func isPermission(err error) bool { _, ok := IsPermission(err); return ok }
 func isLocked(err error) bool     { _, ok := IsLocked(err); return ok }
+func isElsewhere(err error) bool  { _, ok := IsElsewhere(err); return ok }
 
 // messages returns the PVE texts carried by err's typed errors, and the
 // error text itself as the last resort.

@@ -125,6 +125,8 @@ func (c *Client) ClusterResources(ctx context.Context, typ string) ([]Resource, 
 		MaxDisk  num  `json:"maxdisk"`
 		Uptime   num  `json:"uptime"`
 		Template flag `json:"template"`
+		Lock     text `json:"lock"`
+		HAState  text `json:"hastate"`
 	}
 	if err := c.get(ctx, pathOf("cluster", "resources"), q, &ws); err != nil {
 		return nil, err
@@ -138,6 +140,7 @@ func (c *Client) ClusterResources(ctx context.Context, typ string) ([]Resource, 
 			Mem: w.Mem.toUint64(), MaxMem: w.MaxMem.toUint64(),
 			Disk: w.Disk.toUint64(), MaxDisk: w.MaxDisk.toUint64(),
 			Uptime: w.Uptime.toInt64(), Template: bool(w.Template),
+			Lock: string(w.Lock), HAState: string(w.HAState),
 		})
 	}
 	return out, nil

@@ -76,6 +76,8 @@ type Resource struct {
 	MaxDisk  uint64  `json:"maxdisk"`
 	Uptime   int64   `json:"uptime"`
 	Template bool    `json:"template"`
+	Lock     string  `json:"lock"`    // guests: the config lock, e.g. "migrate"
+	HAState  string  `json:"hastate"` // HA-managed guests: the requested state
 }
 
 // Guest is one guest as GET /nodes/{node}/lxc or /nodes/{node}/qemu lists

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -32,6 +34,7 @@ type healthState struct {
 	ok      bool
 	err     string
 	checked time.Time // zero until the first probe ends
+	cluster *ClusterHealth
 }
 
 func newHealthState() *healthState { return &healthState{err: "not checked yet"} }
@@ -120,6 +123,51 @@ type ProxmoxHealth struct {
 	OK      bool       `json:"ok"`
 	Error   string     `json:"error,omitempty"`
 	Checked *time.Time `json:"checked,omitempty"` // absent before the first probe ended
+	// Cluster is what the last probe read of the node's cluster; absent
+	// before Proxmox first answered (and when the client cannot read it).
+	Cluster *ClusterHealth `json:"cluster,omitempty"`
+}
+
+// ClusterHealth is the configured node's place in its cluster, from GET
+// /cluster/status. A configured node that the answering host is not
+// (a wrong proxmox.node) makes the Proxmox health fail, naming both.
+type ClusterHealth struct {
+	Node    string   `json:"node"`           // the configured node, as the host answered it
+	Name    string   `json:"name,omitempty"` // the cluster's name; "" for a node in no cluster
+	Quorate bool     `json:"quorate"`
+	Members int      `json:"members"`
+	Offline []string `json:"offline,omitempty"` // members corosync does not see
+}
+
+// clusterReader is the part of *proxmox.Client the probe uses to check
+// the configured node against the host's own view of itself.
+type clusterReader interface {
+	Node() string
+	ClusterStatus(ctx context.Context) (proxmox.ClusterStatus, error)
+}
+
+// checkNode compares the configured node with GET /cluster/status: the
+// answering node (its "local" entry) must be it. The error names both.
+func checkNode(st proxmox.ClusterStatus, node string) (*ClusterHealth, error) {
+	ch := &ClusterHealth{Node: node, Name: st.Name, Quorate: st.Quorate, Members: len(st.Members), Offline: st.Offline()}
+	var local, names []string
+	for _, m := range st.Members {
+		names = append(names, m.Name)
+		if m.Local {
+			local = append(local, m.Name)
+		}
+	}
+	switch {
+	case len(local) == 1 && local[0] == node:
+		return ch, nil
+	case len(local) == 1 && st.Name == "":
+		return ch, fmt.Errorf("proxmox.node is %q, but this Proxmox VE host is node %q", node, local[0])
+	case len(local) == 1 && slices.Contains(names, node):
+		return ch, fmt.Errorf("proxmox.node is %q, but the API endpoint is node %q of cluster %s: point the agent at its own node's API", node, local[0], st.Name)
+	case len(local) == 1:
+		return ch, fmt.Errorf("proxmox.node is %q, but the API endpoint is node %q, and cluster %s has no node %q (members: %s)", node, local[0], st.Name, node, strings.Join(names, ", "))
+	}
+	return ch, nil // no local entry to compare with
 }
 
 // probeLoop probes at once and then every HealthInterval until ctx ends.
@@ -145,11 +193,26 @@ func (a *Agent) probe(ctx context.Context) {
 	} else {
 		pctx, cancel := context.WithTimeout(proxmox.WithObserver(ctx, metricsObserver{a.metrics}), healthProbeTimeout)
 		_, err := client.Version(pctx)
+		if cr, ok := client.(clusterReader); ok && err == nil {
+			var st proxmox.ClusterStatus
+			st, err = cr.ClusterStatus(pctx)
+			if _, denied := proxmox.IsPermission(err); denied {
+				err = nil // a token without Sys.Audit on /: the node goes unchecked
+			} else if err == nil {
+				var ch *ClusterHealth
+				if ch, err = checkNode(st, cr.Node()); err != nil {
+					errMsg = err.Error() // names only node names: fit for /healthz
+				}
+				a.health.mu.Lock()
+				a.health.cluster = ch
+				a.health.mu.Unlock()
+			}
+		}
 		cancel()
 		if ctx.Err() != nil {
 			return // shutting down: not news about Proxmox
 		}
-		if err != nil {
+		if err != nil && errMsg == "" {
 			// /healthz is unauthenticated: it says what kind of problem
 			// there is; the log has the full error.
 			errMsg, detail = publicReason(err), err.Error()
@@ -204,7 +267,7 @@ func publicReason(err error) string {
 // Health reports the agent's health as /healthz does.
 func (a *Agent) Health() Health {
 	a.health.mu.Lock()
-	px := ProxmoxHealth{OK: a.health.ok, Error: a.health.err, Checked: timePtr(a.health.checked)}
+	px := ProxmoxHealth{OK: a.health.ok, Error: a.health.err, Checked: timePtr(a.health.checked), Cluster: a.health.cluster}
 	a.health.mu.Unlock()
 	sh := a.store.Health()
 	h := Health{Proxmox: px, Store: StoreHealth{OK: sh.OK, Error: sh.Err, Since: timePtr(sh.Since)},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -29,5 +30,40 @@ func TestPublicReason(t *testing.T) {
 		if got := publicReason(tt.err); got != tt.want {
 			t.Errorf("publicReason(%v) = %q; want %q", tt.err, got, tt.want)
 		}
+	}
+}
+
+func TestCheckNode(t *testing.T) {
+	cluster := proxmox.ClusterStatus{Name: "felhom", Quorate: true, Members: []proxmox.ClusterMember{
+		{Name: "pve1", NodeID: 1, Online: true, Local: true}, {Name: "pve2", NodeID: 2, Online: true}, {Name: "pve3", NodeID: 3},
+	}}
+	single := proxmox.ClusterStatus{Quorate: true, Members: []proxmox.ClusterMember{{Name: "demo", Online: true, Local: true}}}
+	for _, tc := range []struct {
+		name string
+		st   proxmox.ClusterStatus
+		node string
+		err  string // "" means ok
+	}{
+		{"the local member", cluster, "pve1", ""},
+		{"another member", cluster, "pve2", `proxmox.node is "pve2", but the API endpoint is node "pve1" of cluster felhom`},
+		{"no member", cluster, "pve9", `cluster felhom has no node "pve9" (members: pve1, pve2, pve3)`},
+		{"single node", single, "demo", ""},
+		{"single node, wrong name", single, "pve", `proxmox.node is "pve", but this Proxmox VE host is node "demo"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ch, err := checkNode(tc.st, tc.node)
+			switch {
+			case tc.err == "" && err != nil:
+				t.Fatalf("checkNode = %v", err)
+			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+				t.Fatalf("checkNode = %v; want %q", err, tc.err)
+			}
+			if ch.Members != len(tc.st.Members) || ch.Name != tc.st.Name {
+				t.Errorf("cluster health = %+v", ch)
+			}
+		})
+	}
+	if ch, _ := checkNode(cluster, "pve1"); len(ch.Offline) != 1 || ch.Offline[0] != "pve3" {
+		t.Errorf("offline = %v; want [pve3]", ch.Offline)
 	}
 }
