@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +42,16 @@ const runTimeout = 2 * time.Minute
 func runPlaybook(t testing.TB, env []string, dir, file string, args ...string) runOut {
 	t.Helper()
 	full := append([]string{"--playbooks", dir, "run", filepath.Join(dir, file), "--json"}, args...)
+	if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "FELHOM_AGENT_SOCKET=") }) {
+		// A runtime directory of the run's own: no agent there, and the
+		// guest locks not in the host's /run/felhom-agent.
+		rt, err := os.MkdirTemp("", "far")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(rt) })
+		env = append(slices.Clip(env), "FELHOM_AGENT_SOCKET="+filepath.Join(rt, "agent.sock"))
+	}
 	r := runCmd(t, runTimeout, env, full...)
 	out := runOut{result: r}
 	if strings.HasPrefix(strings.TrimSpace(r.Stdout), "{") {
