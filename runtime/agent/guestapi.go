@@ -44,6 +44,10 @@ const (
 	BootstrapMountPath = proxmox.BootstrapMountPath
 )
 
+// unprivilegedRoot is the host uid of an unprivileged container's root
+// under PVE's default idmap.
+const unprivilegedRoot = 100000
+
 // The triggers the guest API starts; playbooks offer them to guests with
 // guest_triggers.
 const (
@@ -226,7 +230,8 @@ func loadGuestCert(dir string) (tls.Certificate, string, error) {
 
 // writeFileAtomic writes path through a synced temporary file and a
 // rename: readers see the old file or the new one, never half of one.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+// prep, when set, runs on the temporary file's path before the rename.
+func writeFileAtomic(path string, data []byte, mode os.FileMode, prep ...func(string) error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return err
@@ -235,6 +240,12 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	if err := tmp.Chmod(mode); err != nil {
 		tmp.Close()
 		return err
+	}
+	for _, p := range prep {
+		if err := p(tmp.Name()); err != nil {
+			tmp.Close()
+			return err
+		}
 	}
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
@@ -283,6 +294,18 @@ func (a *Agent) MintGuestToken(ctx context.Context, vmid int) (GuestToken, error
 	if err != nil {
 		return GuestToken{}, err
 	}
+	conf, err := g.cfg.Proxmox.GuestConfig(ctx, guest.Type, vmid)
+	if err != nil {
+		return GuestToken{}, fmt.Errorf("guest %d config: %w", vmid, err)
+	}
+	// The container's root reads the file: host root for a privileged
+	// container, uid 100000 (PVE's default idmap, root:100000:65536 in
+	// /etc/subuid) for an unprivileged one, which the agent grants read
+	// access with a POSIX ACL. A custom lxc.idmap is not read yet.
+	reader := -1
+	if conf.Unprivileged {
+		reader = unprivilegedRoot
+	}
 	tok, hash, err := guestapi.NewToken()
 	if err != nil {
 		return GuestToken{}, err
@@ -320,13 +343,18 @@ func (a *Agent) MintGuestToken(ctx context.Context, vmid int) (GuestToken, error
 	g.tokens[hash] = vmid
 	g.mu.Unlock()
 	path := filepath.Join(dir, BootstrapFile)
-	if err := writeFileAtomic(path, append(body, '\n'), 0o600); err != nil {
+	var grant []func(string) error
+	if reader >= 0 {
+		grant = append(grant, func(p string) error { return grantRead(p, reader, false) })
+	}
+	if err := writeFileAtomic(path, append(body, '\n'), 0o600, grant...); err != nil {
 		return GuestToken{}, fmt.Errorf("guest %d: the new token is active but its bootstrap file could not be written (mint again): %w", vmid, err)
 	}
 	out := GuestToken{VMID: vmid, Token: tok, Bootstrap: path}
-	conf, err := g.cfg.Proxmox.GuestConfig(ctx, guest.Type, vmid)
-	if err != nil {
-		return out, fmt.Errorf("guest %d: bootstrap file written; reading its config to attach it failed: %w", vmid, err)
+	if reader >= 0 {
+		if err := grantRead(dir, reader, true); err != nil {
+			return out, fmt.Errorf("guest %d: bootstrap file written, but the container cannot read it: %w", vmid, err)
+		}
 	}
 	slot, attached := bootstrapSlot(conf, dir)
 	switch {

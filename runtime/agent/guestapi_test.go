@@ -173,13 +173,24 @@ func TestGuestAPITokensAndIdentity(t *testing.T) {
 	if _, err := ta.MintGuestToken(ctx, 555); !errors.Is(err, guestapi.ErrNotFound) {
 		t.Errorf("a missing guest's token: %v", err)
 	}
-	// The bootstrap file: 0600 in a 0700 directory, the contract's fields.
-	fi, err := os.Stat(tok101.Bootstrap)
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("bootstrap file %v %v; want 0600", fi, err)
-	}
-	if di, _ := os.Stat(filepath.Dir(tok101.Bootstrap)); di.Mode().Perm() != 0o700 {
-		t.Errorf("bootstrap directory mode %v; want 0700", di.Mode().Perm())
+	// The bootstrap file: the agent's own (0600 in a 0700 directory), and
+	// readable by the unprivileged container's root (host uid 100000)
+	// alone besides, through a POSIX ACL (stat's group bits show its mask).
+	for _, c := range []struct {
+		path string
+		mode os.FileMode
+		acl  string
+	}{
+		{tok101.Bootstrap, 0o640, "0x1::6 0x2:100000:4 0x4::0 0x10::4 0x20::0"},
+		{filepath.Dir(tok101.Bootstrap), 0o750, "0x1::7 0x2:100000:5 0x4::0 0x10::5 0x20::0"},
+	} {
+		fi, err := os.Stat(c.path)
+		if err != nil || fi.Mode().Perm() != c.mode {
+			t.Errorf("%s: mode %v, %v; want %v (owner only, the mask for the container's root)", c.path, fi.Mode().Perm(), err, c.mode)
+		}
+		if acl, err := aclOf(c.path); err != nil || acl != c.acl {
+			t.Errorf("%s: ACL %q, %v; want %q", c.path, acl, err, c.acl)
+		}
 	}
 	var boot guestapi.Bootstrap
 	b, _ := os.ReadFile(tok101.Bootstrap)
@@ -233,6 +244,9 @@ func TestGuestAPITokensAndIdentity(t *testing.T) {
 	}
 	if code, _ := g101.do("GET", "/storage", "", nil); code != 401 {
 		t.Errorf("the rotated-out token: %d; want 401", code)
+	}
+	if acl, _ := aclOf(rot.Bootstrap); acl != "0x1::6 0x2:100000:4 0x4::0 0x10::4 0x20::0" {
+		t.Errorf("the rewritten file's ACL %q; want the container's root's read access kept", acl)
 	}
 	if code, _ := newGuestClient(t, ep, fp, rot.Token).do("GET", "/storage", "", nil); code != 200 {
 		t.Errorf("the new token: %d", code)
