@@ -136,7 +136,7 @@ func (a *Agent) requeue() {
 			a.metrics.runFinished(r.Playbook, string(runstate.Refused), 0)
 			continue
 		}
-		params, msg := recordedParams(pb, r.Params)
+		params, msg := a.recordedParams(pb, r)
 		if msg != "" {
 			a.finishUnstarted(r.ID, runstate.Refused, engine.KindParams, msg)
 			a.metrics.runFinished(r.Playbook, string(runstate.Refused), 0)
@@ -148,19 +148,37 @@ func (a *Agent) requeue() {
 }
 
 // recordedParams coerces a run's recorded parameters against pb's
-// declaration, or says why they cannot be.
-func recordedParams(pb *engine.Playbook, rec json.RawMessage) (*engine.Params, string) {
+// declaration, or says why they cannot be. A secret parameter is recorded
+// redacted; its value comes from the run's sealed secrets (the state key
+// opens them), and a run without them — recorded by an older agent, or
+// its store copied without state.key — is refused saying so.
+func (a *Agent) recordedParams(pb *engine.Playbook, r store.Run) (*engine.Params, string) {
 	var m map[string]json.RawMessage
-	if len(rec) > 0 {
-		if err := json.Unmarshal(rec, &m); err != nil {
+	if len(r.Params) > 0 {
+		if err := json.Unmarshal(r.Params, &m); err != nil {
 			return nil, "the recorded parameters cannot be read: " + err.Error()
+		}
+	}
+	var secrets map[string]string
+	if len(r.Secrets) > 0 {
+		plain, err := a.openSealed(r.Secrets)
+		if err == nil {
+			err = json.Unmarshal(plain, &secrets)
+		}
+		if err != nil {
+			return nil, "the run's secret parameters cannot be opened: " + err.Error()
 		}
 	}
 	redacted, _ := json.Marshal(engine.Redacted)
 	for _, p := range pb.Decl.Params {
-		if p.Type.Kind == engine.KindSecret && string(m[p.Name]) == string(redacted) {
-			return nil, "parameter " + p.Name + " is secret and recorded only redacted, so the run queued before the restart cannot run; trigger it again"
+		if p.Type.Kind != engine.KindSecret || string(m[p.Name]) != string(redacted) {
+			continue
 		}
+		v, ok := secrets[p.Name]
+		if !ok {
+			return nil, "parameter " + p.Name + " is secret and recorded only redacted, so the run cannot run after the restart; trigger it again"
+		}
+		m[p.Name], _ = json.Marshal(v)
 	}
 	params, err := pb.Decl.Coerce(nil, m)
 	if err != nil {

@@ -78,7 +78,7 @@ func (a *Agent) resumeRun(r store.Run, abandon bool) error {
 	if err != nil {
 		return fail(err.Error())
 	}
-	params, msg := recordedParams(pb, r.Params)
+	params, msg := a.recordedParams(pb, r)
 	if msg != "" {
 		return fail(msg)
 	}

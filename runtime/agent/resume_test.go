@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -114,5 +115,38 @@ func TestReconcileAdoptsATaskWhoseAnswerWasLost(t *testing.T) {
 	}
 	if n := sim.Mutations(101); n != 3 {
 		t.Errorf("guest 101 saw %d mutations; want 3 (the snapshot not sent again)", n)
+	}
+}
+
+func TestQueuedSecretSurvivesRestart(t *testing.T) {
+	sim := pvesim.New()
+	sim.TaskDuration = 300 * time.Millisecond
+	client := simClient(t, sim)
+	files := map[string]string{"snap.star": agentPlaybook("snap", `    proxmox.snapshot(101, "s" + str(len(ctx.params.token)))
+    return len(ctx.params.token)`, `params = {"token": param.secret()}`)}
+	ta := startAgent(t, files, func(c *Config) { c.ShutdownGrace = -1; c.Engine.Env.Proxmox, c.Proxmox = client, client })
+	const secret = "hunter2-very-secret"
+	first := ta.start("snap", map[string]any{"token": "abc"})
+	queued := ta.start("snap", map[string]any{"token": secret})
+	for deadline := time.Now().Add(10 * time.Second); sim.Mutations(101) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the first run sent no mutation")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if err := ta.stop(); err != nil {
+		t.Fatal(err)
+	}
+	ta = startAgent(t, files, func(c *Config) { c.StateDir = ta.state; c.Engine.Env.Proxmox, c.Proxmox = client, client })
+	if r, _ := ta.wait(first.ID); r.Status != "failed" || r.ErrorKind != engine.KindInterrupt {
+		t.Errorf("the run interrupted in flight = %s %s %q; want failed, interrupted (it does not resume)", r.Status, r.ErrorKind, r.Error)
+	}
+	r, _ := ta.wait(queued.ID)
+	if r.Status != "succeeded" || string(r.Result) != fmt.Sprint(len(secret)) {
+		t.Fatalf("the queued run with a secret parameter = %s %q %s; want succeeded with its secret (was: refused after a restart)", r.Status, r.Error, r.Result)
+	}
+	st, err := ta.store.Get(context.Background(), queued.ID)
+	if err != nil || st.Secrets != nil || strings.Contains(string(st.Params), secret) {
+		t.Errorf("record after the end: secrets %v, params %s, %v; want the sealed secrets cleared and the params redacted", st.Secrets, st.Params, err)
 	}
 }

@@ -183,6 +183,15 @@ func (a *Agent) start(ctx context.Context, req startRequest) (started, error) {
 		}
 		params[i] = p
 		newRuns[i] = store.NewRun{Playbook: pb.Name, Version: pb.Version, Params: rec}
+		if secrets := p.SecretValues(); len(secrets) > 0 {
+			// Sealed with the state key, so the run can run after a restart
+			// (queued, or interrupted) without the store ever holding them
+			// in clear.
+			plain, _ := json.Marshal(secrets)
+			if newRuns[i].Secrets, err = a.seal(plain); err != nil {
+				return started{}, fmt.Errorf("playbook %s: sealing its secret parameters: %w", pb.Name, err)
+			}
+		}
 	}
 
 	// A place in each busy playbook's queue is reserved before anything is

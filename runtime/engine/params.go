@@ -246,6 +246,24 @@ func (p *Params) Record() map[string]any { return maps.Clone(p.record) }
 
 // Secrets returns the values of the secret parameters that were given
 // (not empty), for scrubbing what a run writes. Nothing else may keep them.
+// SecretValues returns the secret parameters' values by name (none: an
+// empty map), for a caller that keeps them sealed (the agent, so that a
+// queued or interrupted run can run after a restart). Never log them.
+func (p *Params) SecretValues() map[string]string {
+	out := map[string]string{}
+	for _, dp := range p.decl.Params {
+		if dp.Type.Kind != KindSecret {
+			continue
+		}
+		if v, err := p.value.Attr(dp.Name); err == nil {
+			if s, ok := starlark.AsString(v); ok {
+				out[dp.Name] = s
+			}
+		}
+	}
+	return out
+}
+
 func (p *Params) Secrets() []string {
 	var out []string
 	for _, dp := range p.decl.Params {

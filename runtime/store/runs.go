@@ -16,9 +16,9 @@ import (
 // runColumnsNoResult reads NULL for the result.
 const (
 	runColumns = `id, playbook, version, source, key, params, status, error, error_kind,
-	created, started, ended, result, resumes, replayed, adopted, reissued`
+	created, started, ended, result, resumes, replayed, adopted, reissued, secrets`
 	runColumnsNoResult = `id, playbook, version, source, key, params, status, error, error_kind,
-	created, started, ended, NULL, resumes, replayed, adopted, reissued`
+	created, started, ended, NULL, resumes, replayed, adopted, reissued, secrets`
 )
 
 // CreateRuns records the runs a trigger asks for, all queued, in one
@@ -67,6 +67,7 @@ func (s *Store) CreateRuns(ctx context.Context, t Trigger, runs []NewRun) ([]Run
 				Params:   bytes.Clone(nr.Params),
 				Status:   runstate.Queued,
 				Created:  at,
+				Secrets:  bytes.Clone(nr.Secrets),
 			}
 			if len(r.Params) == 0 {
 				r.Params = nil
@@ -75,9 +76,9 @@ func (s *Store) CreateRuns(ctx context.Context, t Trigger, runs []NewRun) ([]Run
 			for {
 				r.ID = runstate.NewID(at)
 				res, err := tx.ExecContext(ctx, `INSERT INTO runs
-					(id, playbook, version, source, key, pos, params, status, created)
-					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-					r.ID, r.Playbook, r.Version, r.Source, r.Key, i, jsonText(r.Params), r.Status, at.UnixNano())
+					(id, playbook, version, source, key, pos, params, status, created, secrets)
+					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+					r.ID, r.Playbook, r.Version, r.Source, r.Key, i, jsonText(r.Params), r.Status, at.UnixNano(), nilBlob(r.Secrets))
 				if err != nil {
 					return err
 				}
@@ -165,7 +166,7 @@ func (s *Store) Finish(ctx context.Context, id string, fi FinishInfo) error {
 	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE runs
-			SET status = ?, error = ?, error_kind = ?, result = ?, ended = ?,
+			SET status = ?, error = ?, error_kind = ?, result = ?, ended = ?, secrets = NULL,
 			    replayed = replayed + ?, adopted = adopted + ?, reissued = reissued + ?
 			WHERE id = ? AND status IN (?, ?, ?)`,
 			fi.Status, fi.Error, fi.ErrorKind, jsonText(fi.Result), stamp(fi.At).UnixNano(),
@@ -321,7 +322,7 @@ func queryRunsCols(ctx context.Context, q querier, cols, clause string, args ...
 		)
 		if err := rows.Scan(&r.ID, &r.Playbook, &r.Version, &r.Source, &r.Key, &params, &r.Status,
 			&r.Error, &r.ErrorKind, &created, &started, &ended, &result,
-			&r.Resumes, &r.Replayed, &r.Adopted, &r.Reissued); err != nil {
+			&r.Resumes, &r.Replayed, &r.Adopted, &r.Reissued, &r.Secrets); err != nil {
 			return nil, err
 		}
 		r.Params, r.Result = fromJSONText(params), fromJSONText(result)
@@ -365,4 +366,12 @@ func attachTasks(ctx context.Context, q querier, runs []Run) error {
 		}
 	}
 	return nil
+}
+
+// nilBlob is b for a BLOB column, NULL when empty.
+func nilBlob(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
 }

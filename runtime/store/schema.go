@@ -160,6 +160,12 @@ CREATE TABLE guest_tokens (
 	created INTEGER NOT NULL
 ) STRICT;
 `,
+	// 7: a run's secret parameters, sealed with the state key by the agent
+	// (never in clear), so a queued or interrupted run can run after a
+	// restart; cleared when the run ends.
+	`
+ALTER TABLE runs ADD COLUMN secrets BLOB;
+`,
 }
 
 // migrate runs the migrations the database lacks, all in one transaction,

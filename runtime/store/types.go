@@ -61,6 +61,9 @@ type Run struct {
 	Result json.RawMessage // the playbook's return value as JSON text; nil for none
 	Tasks  []Task          // the Proxmox tasks it started, oldest first
 
+	// Secrets is what NewRun.Secrets stored, until the run ends.
+	Secrets []byte
+
 	// Resumes is how often the run was resumed (or replayed into its
 	// undo) after an interruption; the counts say what its replays did
 	// with the journal's calls, over every resume.
@@ -116,6 +119,9 @@ type NewRun struct {
 	Playbook string          // required
 	Version  string          // the version it will run, if known already; MarkStarted may set it
 	Params   json.RawMessage // JSON text, secrets already redacted; nil for none
+	// Secrets are the run's secret parameters, sealed by the caller (the
+	// store never sees them in clear); nil for none. Cleared by Finish.
+	Secrets []byte
 }
 
 // FinishInfo is how a run ended.
