@@ -90,6 +90,15 @@ func (a *Agent) resumeRun(r store.Run, abandon bool) error {
 	if abandon {
 		res.reason = "abandoned by the operator (runs abandon) after: " + r.Error
 	}
+	if res.undoOnly && len(entries) == 0 {
+		// It made no journaled call: nothing of it reached the outside
+		// world, so there is nothing to undo and no replay to make.
+		a.log.Info("an interrupted run made no call that changes anything; it ends without a replay", "run", r.ID, "playbook", r.Playbook)
+		a.recordFinish(r.ID, store.FinishInfo{Status: runstate.Failed, ErrorKind: engine.KindInterrupt,
+			Error: res.reason + "; it had made no call to Proxmox or the host, so nothing needed undoing"})
+		a.metrics.runFinished(r.Playbook, string(runstate.Failed), 0)
+		return nil
+	}
 	if err := a.store.Resume(ctx, r.ID); err != nil {
 		return fmt.Errorf("run %s: %w", r.ID, err)
 	}

@@ -88,10 +88,12 @@ func TestLocalCLI(t *testing.T) {
 	if c := cli("runs", "cancel", long.ID); c.Code != 0 {
 		t.Errorf("runs cancel: exit %d %s", c.Code, c.Stderr)
 	}
-	long = a.waitRun(t, long.ID, time.Minute, "to stop", finished)
+	// The cancel undoes the run: its compensations wait for the snapshot
+	// task in flight, delete the snapshot and start the guest again.
+	long = a.waitRun(t, long.ID, 4*time.Minute, "to stop and be undone", finished)
 	stopped := time.Since(cancelled)
-	if long.Status != "cancelled" {
-		t.Errorf("cancelled run: %s (%s)", long.Status, long.Error)
+	if long.Status != "cancelled" || !strings.Contains(long.Error, "undone: 2 compensation(s) ran") {
+		t.Errorf("cancelled run: %s (%s); want cancelled, its snapshot and power state undone", long.Status, long.Error)
 	}
 	show := cli("runs", "show", long.ID)
 	if first, _, _ := strings.Cut(show.Stdout, "\n"); show.Code != 0 || first != "cancelled" {
@@ -100,7 +102,10 @@ func TestLocalCLI(t *testing.T) {
 	if f := cli("runs", "follow", long.ID); f.Code != 1 {
 		t.Errorf("runs follow of a cancelled run: exit %d; want 1", f.Code)
 	}
-	record(t, "cancel from the CLI to run stopped (30 s task in flight)", "%v", stopped.Round(time.Millisecond))
+	if g := sim.guest(t, 101); len(g.Snapshots) != 0 || g.Status != "running" {
+		t.Errorf("guest 101 after the cancelled self-test: %s, snapshots %v; want running with none (undone)", g.Status, g.Snapshots)
+	}
+	record(t, "cancel from the CLI to run stopped and undone (30 s tasks: the one in flight, then the snapshot's delete)", "%v", stopped.Round(time.Millisecond))
 
 	// Without an agent on the socket.
 	dir, err := os.MkdirTemp("", "fa")

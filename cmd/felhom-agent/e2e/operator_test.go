@@ -24,8 +24,9 @@ func spinPlaybooks(t *testing.T) string {
 
 // TestInterrupts: Ctrl-C on `runs follow` detaches (exit 0, the run goes
 // on, and it says so); on `serve`, the first Ctrl-C starts the graceful
-// stop and the second cancels the runs still going at once, instead of
-// after the hour of grace.
+// stop and the second interrupts the runs still going at once, instead of
+// after the hour of grace (never undoing them): at the next start a run
+// that does not resume and made no call ends failed, interrupted.
 func TestInterrupts(t *testing.T) {
 	a := startAgent(t, agentOpts{playbooks: spinPlaybooks(t), args: []string{"--sim", "--shutdown-grace", "1h"}})
 	run := a.startRun(t, "spin", nil)
@@ -62,12 +63,13 @@ func TestInterrupts(t *testing.T) {
 		t.Errorf("serve after two Ctrl-C: exit %d; want 0\n%s", code, tail(a.proc.stderr.String(), 2000))
 	}
 	took := time.Since(began)
-	record(t, "second Ctrl-C on serve with 1h grace", "stopped in %s, the run cancelled", took.Round(time.Millisecond))
+	record(t, "second Ctrl-C on serve with 1h grace", "stopped in %s, the run interrupted", took.Round(time.Millisecond))
 
 	a.restart(t)
 	r := a.run(t, run.ID)
-	if r.Status != "cancelled" || !strings.Contains(r.Error, "shutting down") {
-		t.Errorf("the run after a hurried stop: %s %q; want cancelled by the shutdown", r.Status, r.Error)
+	r = a.waitRun(t, run.ID, 30*time.Second, "to end after the restart", finished)
+	if r.Status != "failed" || r.ErrorKind != "interrupted" || !strings.Contains(r.Error, "the agent stopped while the run was running") {
+		t.Errorf("the run after a hurried stop and a restart: %s %s %q; want failed, interrupted by the stop", r.Status, r.ErrorKind, r.Error)
 	}
 	a.stop(t)
 }
