@@ -105,9 +105,20 @@ func TestClusterAgentPerNode(t *testing.T) {
 		})
 	}
 
+	// What three idle agents ask of the API: the health probe (here every
+	// 300ms; shipped: 30s).
+	r0, t0 := sim.Requests(), time.Now()
+	time.Sleep(3 * time.Second) // a measurement window, not a synchronisation
+	idle := float64(sim.Requests()-r0) / time.Since(t0).Seconds() / 3
+	record(t, "idle agent: API requests per health probe (probe every 300ms here)", "%.1f", idle*0.3)
+
 	// Concurrent backups on every node to the shared storage: every guest
 	// exactly once.
 	t.Run("concurrent backups, each guest once", func(t *testing.T) {
+		r0 := sim.Requests()
+		defer func() {
+			record(t, "3 concurrent backups of 9 guests: API requests in all (health probes included)", "%d", sim.Requests()-r0)
+		}()
 		var wg sync.WaitGroup
 		byNode := map[string][]int{}
 		var mu sync.Mutex
@@ -236,7 +247,9 @@ func TestClusterAgentPerNode(t *testing.T) {
 			return code == 503 && !h.Proxmox.OK, fmt.Sprintf("%d %+v", code, h.Proxmox)
 		})
 		for _, n := range []string{"pve1", "pve2"} {
+			r0 := sim.Requests()
 			status, errText, res := clusterRun(t, agents[n], "monitor-"+n, "monitor", nil)
+			record(t, "one monitor run: API requests (health probes of 3 agents included)", "%d", sim.Requests()-r0)
 			if status != "succeeded" {
 				t.Fatalf("monitor on %s: %s %s", n, status, errText)
 			}
