@@ -202,7 +202,10 @@ func (j *runJournal) Replaying() bool {
 }
 
 func (j *runJournal) Claimed(upid string) bool {
-	claimed, err := j.a.store.TaskClaimed(context.Background(), upid)
+	j.mu.Lock()
+	seq := j.cursor
+	j.mu.Unlock()
+	claimed, err := j.a.store.TaskClaimed(context.Background(), j.run, seq, upid)
 	return err != nil || claimed // unknown: never adopt
 }
 

@@ -150,3 +150,35 @@ func TestQueuedSecretSurvivesRestart(t *testing.T) {
 		t.Errorf("record after the end: secrets %v, params %s, %v; want the sealed secrets cleared and the params redacted", st.Secrets, st.Params, err)
 	}
 }
+
+// TestReconcileAfterCrashBeforeTheUPID: the agent stopped between
+// sending a snapshot and recording its UPID (the journal holds its intent
+// only): the resume finds the task in the node's task list and adopts it,
+// never sending the snapshot again.
+func TestReconcileAfterCrashBeforeTheUPID(t *testing.T) {
+	sim := pvesim.New()
+	sim.TaskDuration = 300 * time.Millisecond
+	client := simClient(t, sim)
+	files := map[string]string{"snap.star": agentPlaybook("snap", snapFlow, "resume = True")}
+	id, state := interruptDuringTask(t, sim, client, files, "snap")
+	st := openStore(t, state)
+	j, err := st.Journal(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := j[len(j)-1]
+	last.UPID = ""
+	if err := st.WriteJournal(context.Background(), id, []store.JournalEntry{last}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	ta := startAgent(t, files, func(c *Config) { c.StateDir = state; c.Engine.Env.Proxmox, c.Proxmox = client, client })
+	run, _ := ta.wait(id)
+	if run.Status != "succeeded" || run.Adopted != 1 || run.Reissued != 0 {
+		t.Fatalf("resumed run = %s %q, %d adopted, %d re-issued; want succeeded with the snapshot's task adopted", run.Status, run.Error, run.Adopted, run.Reissued)
+	}
+	if n := sim.Mutations(101); n != 3 {
+		t.Errorf("guest 101 saw %d mutations; want 3 (the snapshot not sent again)", n)
+	}
+}

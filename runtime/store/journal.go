@@ -134,11 +134,13 @@ func (s *Store) JournalUPIDs(ctx context.Context, run, builtin string) ([]string
 	return out, nil
 }
 
-// TaskClaimed reports whether upid is recorded as started by any run.
-func (s *Store) TaskClaimed(ctx context.Context, upid string) (bool, error) {
+// TaskClaimed reports whether upid is recorded as started by a run other
+// than run, or at a journal entry of run other than seq: a task some call
+// already owns, which reconciliation must never adopt for another.
+func (s *Store) TaskClaimed(ctx context.Context, run string, seq int, upid string) (bool, error) {
 	var one int
-	err := s.r.QueryRowContext(ctx, `SELECT 1 FROM tasks WHERE upid = ?
-		UNION ALL SELECT 1 FROM journal WHERE upid = ? LIMIT 1`, upid, upid).Scan(&one)
+	err := s.r.QueryRowContext(ctx, `SELECT 1 FROM tasks WHERE upid = ? AND run != ?
+		UNION ALL SELECT 1 FROM journal WHERE upid = ? AND NOT (run = ? AND seq = ?) LIMIT 1`, upid, run, upid, run, seq).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}

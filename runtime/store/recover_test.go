@@ -137,11 +137,21 @@ func TestJournalStore(t *testing.T) {
 	if ups, err := s.JournalUPIDs(ctx, id, "proxmox.restore"); err != nil || len(ups) != 1 || ups[0] != entries[1].UPID {
 		t.Errorf("JournalUPIDs = %v, %v; want the restore's UPID", ups, err)
 	}
-	if claimed, err := s.TaskClaimed(ctx, entries[1].UPID); err != nil || !claimed {
-		t.Errorf("TaskClaimed(journal's UPID) = %v, %v; want true", claimed, err)
+	if claimed, err := s.TaskClaimed(ctx, id, 3, entries[1].UPID); err != nil || !claimed {
+		t.Errorf("TaskClaimed(the UPID of another entry) = %v, %v; want true", claimed, err)
 	}
-	if claimed, err := s.TaskClaimed(ctx, upidA); err != nil || claimed {
+	if claimed, err := s.TaskClaimed(ctx, id, 2, entries[1].UPID); err != nil || claimed {
+		t.Errorf("TaskClaimed(the entry's own UPID) = %v, %v; want false", claimed, err)
+	}
+	if claimed, err := s.TaskClaimed(ctx, id, 2, upidA); err != nil || claimed {
 		t.Errorf("TaskClaimed(unknown) = %v, %v; want false", claimed, err)
+	}
+	other := create(t, s, "other", t0).ID
+	if err := s.TaskStarted(ctx, other, upidA, t0); err != nil {
+		t.Fatal(err)
+	}
+	if claimed, err := s.TaskClaimed(ctx, id, 2, upidA); err != nil || !claimed {
+		t.Errorf("TaskClaimed(another run's task) = %v, %v; want true", claimed, err)
 	}
 }
 
