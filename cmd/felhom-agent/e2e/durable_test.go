@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"fmt"
 	"maps"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -27,9 +25,9 @@ func TestDurableFlows(t *testing.T) {
 		playbook string
 		// params of the uninterrupted run and of the interrupted one, and
 		// the guests whose tasks each one runs.
-		base, crash           map[string]any
+		base, crash            map[string]any
 		baseGuests, crashGuest []int
-		killAt                string // the worker type in flight at the kill
+		killAt                 string // the worker type in flight at the kill
 		check                  func(t *testing.T, sim *simProc)
 	}
 	running := func(vmid int) func(*testing.T, *simProc) {
@@ -118,6 +116,4 @@ func TestDurableFlows(t *testing.T) {
 				"%v, %d replayed / %s", took.Round(time.Millisecond), r.Replayed, formatCounts(got))
 		})
 	}
-	_ = slices.Contains[[]int]
-	_ = fmt.Sprint
 }
