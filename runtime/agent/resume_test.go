@@ -182,3 +182,21 @@ func TestReconcileAfterCrashBeforeTheUPID(t *testing.T) {
 		t.Errorf("guest 101 saw %d mutations; want 3 (the snapshot not sent again)", n)
 	}
 }
+
+func TestCreatedGuestsFromTheJournal(t *testing.T) {
+	sim := pvesim.New()
+	sim.TaskDuration = 10 * time.Millisecond
+	client := simClient(t, sim)
+	ta := startAgent(t, map[string]string{"make.star": agentPlaybook("make", `    golden = [v for v in proxmox.content("local", content = "backup") if v.vmid == 9000][0]
+    proxmox.restore(130, golden.volid, storage = "local-lvm", unique = True)
+    proxmox.snapshot(101, "not-a-creation")
+    return 130`, "")}, func(c *Config) { c.Engine.Env.Proxmox, c.Proxmox = client, client })
+	run, _ := ta.wait(ta.start("make", nil).ID)
+	if run.Status != "succeeded" {
+		t.Fatalf("run = %s %q", run.Status, run.Error)
+	}
+	got, err := ta.CreatedGuests(context.Background(), run.ID)
+	if err != nil || len(got) != 1 || got[0] != 130 {
+		t.Errorf("CreatedGuests = %v, %v; want [130] (the restore, not the snapshot)", got, err)
+	}
+}
