@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -210,6 +211,17 @@ func (a *Agent) reportGuests(ctx context.Context, pve builtins.GuestAPI, rep *ch
 	if err != nil {
 		rep.Errors["guest_index"] = err.Error()
 	}
+	// A guest the run store knows no backup of (one that migrated here:
+	// its backups were made by another node's agent) takes its last
+	// backup from storage content — one listing per backup storage, made
+	// only when such a guest exists.
+	var unindexed []int
+	for _, g := range guests {
+		if _, ok := idx[g.VMID][store.GuestBackup]; !ok {
+			unindexed = append(unindexed, g.VMID)
+		}
+	}
+	onStorage := storageBackups(ctx, pve, unindexed)
 	rep.Guests = make([]channel.Guest, 0, len(guests))
 	for _, g := range guests {
 		out := channel.Guest{VMID: g.VMID, Kind: string(g.Type), Name: g.Name, Status: g.Status, Template: g.Template}
@@ -229,11 +241,54 @@ func (a *Agent) reportGuests(ctx context.Context, pve builtins.GuestAPI, rep *ch
 				out.LastBackupOK = guestEvent(e.LastOK)
 			}
 		}
+		if v, ok := onStorage[g.VMID]; ok && out.LastBackup == nil {
+			out.LastBackup = &channel.GuestEvent{At: v.CTime.UTC(), OK: true, Detail: "on storage: " + v.VolID}
+		}
 		if e, ok := idx[g.VMID][store.GuestRestoreDrill]; ok {
 			out.LastRestoreDrill = guestEvent(e.Last)
 		}
 		rep.Guests = append(rep.Guests, out)
 	}
+}
+
+// backupLister is what storageBackups reads.
+type backupLister interface {
+	Storages(ctx context.Context) ([]proxmox.Storage, error)
+	StorageContent(ctx context.Context, storage, content string, vmid int) ([]proxmox.Volume, error)
+}
+
+// storageBackups is the newest backup archive of each of vmids found on
+// the enabled backup storages this node sees (shared ones included),
+// whatever agent made it. Storages that cannot be listed are skipped: the
+// report says what is known.
+func storageBackups(ctx context.Context, api backupLister, vmids []int) map[int]proxmox.Volume {
+	if len(vmids) == 0 {
+		return nil
+	}
+	want := map[int]bool{}
+	for _, v := range vmids {
+		want[v] = true
+	}
+	stores, err := api.Storages(ctx)
+	if err != nil {
+		return nil
+	}
+	out := map[int]proxmox.Volume{}
+	for _, s := range stores {
+		if !s.Enabled || !slices.Contains(s.Content, "backup") {
+			continue
+		}
+		vols, err := api.StorageContent(ctx, s.Storage, "backup", 0)
+		if err != nil {
+			continue
+		}
+		for _, v := range vols {
+			if want[v.VMID] && v.CTime.After(out[v.VMID].CTime) {
+				out[v.VMID] = v
+			}
+		}
+	}
+	return out
 }
 
 func guestEvent(e store.GuestEvent) *channel.GuestEvent {
