@@ -20,7 +20,7 @@ var HubTable = &Table{
 		{Name: "desired_state", Journal: Replayed, Sig: "desired_state()", Fn: hubDesiredState,
 			Doc: "Returns struct(generation, state): generation the int the hub numbered it with (0 when none was accepted yet), " +
 				"state a dict of the document (schema, golden_vmid, storage, archive_storage, guests: a list of dicts with " +
-				"vmid, kind, hostname, cores, memory, net, description, power) or None when there is none. " +
+				"vmid, kind, hostname, cores, memory, net, description, power, and customer_id when the hub names one — never a guest's retrieval_password, which stays in the agent) or None when there is none. " +
 				"Fails when the agent has no hub configured (felhom-agent run and test have none unless a test sets one)."},
 	},
 }

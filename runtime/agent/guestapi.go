@@ -324,6 +324,15 @@ func (a *Agent) MintGuestToken(ctx context.Context, vmid int) (GuestToken, error
 	if g.cfg.HubURL != "" {
 		boot.Hub = &guestapi.BootstrapHub{URL: g.cfg.HubURL}
 	}
+	// The customer and the retrieval password come from the hub's desired
+	// state for this guest (docs/guest-api.md); the password never leaves
+	// Go: not logged, not in the run, not in an error.
+	if dg := a.desiredGuest(vmid); dg != nil && dg.CustomerID != "" {
+		boot.Customer = &guestapi.BootstrapCustomer{ID: dg.CustomerID}
+		if boot.Hub != nil {
+			boot.Hub.RetrievalPassword = dg.RetrievalPassword
+		}
+	}
 	body, err := json.MarshalIndent(boot, "", "  ")
 	if err != nil {
 		return GuestToken{}, err
@@ -370,7 +379,8 @@ func (a *Agent) MintGuestToken(ctx context.Context, vmid int) (GuestToken, error
 		}
 		out.Mount, out.Attached = "mp"+strconv.Itoa(slot), true
 	}
-	a.log.Info("guest token minted; bootstrap file written", "vmid", vmid, "attached", out.Attached, "mount", out.Mount)
+	a.log.Info("guest token minted; bootstrap file written", "vmid", vmid, "attached", out.Attached, "mount", out.Mount,
+		"customer", boot.Customer != nil, "retrieval_password", boot.Hub != nil && boot.Hub.RetrievalPassword != "")
 	return out, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,6 +22,8 @@ import (
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/api"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/guestapi"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/hub/channel"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/hub/hubsim"
 )
 
 // shippedPlaybooks reads the named shipped playbooks and their lib/.
@@ -435,5 +438,75 @@ func TestProvisionDeliversBootstrap(t *testing.T) {
 	c := newGuestClient(t, boot.LocalAPI.Endpoint, boot.LocalAPI.Fingerprint, boot.LocalAPI.Token)
 	if code, env := c.do("GET", "/status", "", &st); code != 200 || st.VMID != 130 {
 		t.Errorf("the new guest's /status = %d %+v %s", code, st, env.Error)
+	}
+}
+
+// A guest the hub's desired state names a customer and a retrieval
+// password for gets both in its bootstrap file — what a Felhom controller
+// needs to pull its configuration (felhom.bootstrap/v2) — while the
+// password stays out of what playbooks read, the logs and the run store
+// (the persisted desired state is sealed with the state key).
+func TestBootstrapCustomerFromDesiredState(t *testing.T) {
+	const password = "pw-9c1f-do-not-print"
+	hsim := hubsim.New()
+	hsim.AddHost("host-a", "host-key-a")
+	srv, err := hsim.Start("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	if _, err := hsim.SetDesired("host-a", json.RawMessage(`{"schema": 1, "guests": [
+		{"vmid": 101, "hostname": "ct101", "customer_id": "cust-42", "retrieval_password": "`+password+`"}]}`)); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	sim := pvesim.New()
+	client := simClient(t, sim)
+	ta := startAgent(t, shippedPlaybooks(t, "backup.star"), func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		c.Engine.Env.Proxmox, c.Proxmox = client, client
+		c.GuestAPI = &GuestAPIConfig{Listen: []string{"127.0.0.1:0"}, Proxmox: client, Attach: attachRecorder{sim}, HubURL: srv.URL}
+		c.Hub = &HubConfig{Client: channel.Config{URL: srv.URL, HostID: "host-a", APIKey: "host-key-a",
+			TLS: proxmox.TLSTrust{Fingerprint: srv.Fingerprint}}}
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if gen, _ := ta.DesiredState(); gen > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the agent never accepted the desired state")
+		}
+	}
+	_, pj := ta.DesiredState()
+	if bytes.Contains(pj, []byte(password)) || !bytes.Contains(pj, []byte("cust-42")) {
+		t.Errorf("hub.desired_state() reads %s; want the customer and never the password", pj)
+	}
+	for vmid, want := range map[int]*guestapi.BootstrapCustomer{101: {ID: "cust-42"}, 102: nil} {
+		tok, err := ta.MintGuestToken(context.Background(), vmid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(tok.Bootstrap)
+		var boot guestapi.Bootstrap
+		if err := json.Unmarshal(b, &boot); err != nil {
+			t.Fatal(err)
+		}
+		if boot.Schema != "felhom.bootstrap/v2" || boot.Hub == nil || boot.Hub.URL != srv.URL {
+			t.Errorf("guest %d bootstrap %s; want schema v2 and the hub's url", vmid, b)
+		}
+		switch {
+		case want == nil && (boot.Customer != nil || boot.Hub.RetrievalPassword != ""):
+			t.Errorf("guest %d, not in the desired state, got a customer: %s", vmid, b)
+		case want != nil && (boot.Customer == nil || *boot.Customer != *want || boot.Hub.RetrievalPassword != password):
+			t.Errorf("guest %d bootstrap %s; want customer %s and its retrieval password", vmid, b, want.ID)
+		}
+	}
+	if strings.Contains(logs.String(), password) {
+		t.Error("the log holds the retrieval password")
+	}
+	if raw, ok, err := ta.store.HubState(context.Background(), "channel"); err != nil || !ok {
+		t.Fatalf("hub state: %v %v", ok, err)
+	} else if bytes.Contains(raw, []byte(password)) || bytes.Contains(raw, []byte("cust-42")) {
+		t.Error("the run store holds the desired state in clear")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -79,7 +80,18 @@ func (a *Agent) DesiredState() (int64, json.RawMessage) {
 	if d == nil {
 		return gen, nil
 	}
-	return gen, d.JSON()
+	return gen, d.PlaybookJSON() // no retrieval password ever reaches Starlark
+}
+
+// desiredGuest is guest vmid of the accepted desired state, or nil.
+func (a *Agent) desiredGuest(vmid int) *channel.DesiredGuest {
+	if a.hub == nil {
+		return nil
+	}
+	if _, d := a.hub.Desired(); d != nil {
+		return d.Guest(vmid)
+	}
+	return nil
 }
 
 // HubStats reports how the hub channel is doing; ok is false without one.
@@ -121,6 +133,14 @@ func (s hubStateStore) LoadState(ctx context.Context) (channel.State, bool, erro
 	if err != nil || !ok {
 		return channel.State{}, false, err
 	}
+	// Sealed with the state key since the desired state holds guests'
+	// retrieval passwords; a state stored before that is plain JSON.
+	if len(b) > 0 && b[0] != '{' {
+		if b, err = s.a.openSealed(b); err != nil {
+			s.a.log.Error("the hub channel's stored state cannot be opened with the state key; starting afresh", "err", err)
+			return channel.State{}, false, nil
+		}
+	}
 	var st channel.State
 	if err := json.Unmarshal(b, &st); err != nil {
 		s.a.log.Error("the hub channel's stored state does not decode; starting afresh", "err", err)
@@ -133,6 +153,9 @@ func (s hubStateStore) SaveState(ctx context.Context, st channel.State) error {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return err
+	}
+	if b, err = s.a.seal(b); err != nil {
+		return fmt.Errorf("sealing the hub channel's state: %w", err)
 	}
 	return s.a.store.SetHubState(ctx, hubStateKey, b)
 }

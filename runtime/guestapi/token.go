@@ -30,10 +30,18 @@ const BootstrapSchema = "felhom.bootstrap/v2"
 // (bootstrap.json) and attaches to it read-only: what its controller
 // needs to reach the guest API.
 type Bootstrap struct {
-	Schema   string        `json:"schema"`
-	VMID     int           `json:"vmid"`
-	LocalAPI BootstrapAPI  `json:"local_api"`
-	Hub      *BootstrapHub `json:"hub,omitempty"`
+	Schema string `json:"schema"`
+	VMID   int    `json:"vmid"`
+	// Customer is the hub's customer the guest serves, when the hub's
+	// desired state names one for it.
+	Customer *BootstrapCustomer `json:"customer,omitempty"`
+	LocalAPI BootstrapAPI       `json:"local_api"`
+	Hub      *BootstrapHub      `json:"hub,omitempty"`
+}
+
+// BootstrapCustomer is customer of felhom.bootstrap/v2.
+type BootstrapCustomer struct {
+	ID string `json:"id"`
 }
 
 // BootstrapAPI is the guest API's address, certificate pin and the
@@ -51,4 +59,8 @@ type BootstrapAPI struct {
 // BootstrapHub is the hub the host reports to, when it has one.
 type BootstrapHub struct {
 	URL string `json:"url"`
+	// RetrievalPassword is the secret the controller pulls its
+	// configuration from the hub with (as Customer), when the hub's
+	// desired state gives one for the guest.
+	RetrievalPassword string `json:"retrieval_password,omitempty"`
 }

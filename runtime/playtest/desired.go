@@ -57,6 +57,6 @@ func simSetDesired(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 	if gen == 0 {
 		gen = d.gen + 1
 	}
-	d.gen, d.doc = gen, parsed.JSON()
+	d.gen, d.doc = gen, parsed.PlaybookJSON() // as the agent gives it: no retrieval password
 	return starlark.MakeInt64(gen), nil
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"gitea.dooplex.hu/admin/felhom-agent/internal/clip"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
@@ -19,16 +21,18 @@ const DesiredSchema = 1
 
 // Limits of a desired state.
 const (
-	MaxDesiredGuests     = 500
-	MaxDescriptionBytes  = 8 << 10
-	MaxNetBytes          = 512
-	DefaultGoldenVMID    = 9000
-	DefaultGuestStorage  = "local-lvm"
-	DefaultGuestNet      = "name=eth0,bridge=vmbr0,ip=dhcp"
-	DefaultGuestCores    = 1
-	DefaultGuestMemory   = 512
-	maxCores             = 512
-	minMemory, maxMemory = 16, 4 << 20 // MiB: 16 MiB .. 4 TiB
+	MaxDesiredGuests    = 500
+	MaxDescriptionBytes = 8 << 10
+	MaxNetBytes         = 512
+	// MaxRetrievalPasswordBytes bounds a guest's retrieval_password.
+	MaxRetrievalPasswordBytes = 256
+	DefaultGoldenVMID         = 9000
+	DefaultGuestStorage       = "local-lvm"
+	DefaultGuestNet           = "name=eth0,bridge=vmbr0,ip=dhcp"
+	DefaultGuestCores         = 1
+	DefaultGuestMemory        = 512
+	maxCores                  = 512
+	minMemory, maxMemory      = 16, 4 << 20 // MiB: 16 MiB .. 4 TiB
 )
 
 // The guest kinds and power states a desired state may name.
@@ -84,6 +88,16 @@ type DesiredGuest struct {
 	Description string `json:"description"`
 	// Power is "running" (the default) or "stopped".
 	Power string `json:"power"`
+	// CustomerID is the hub's customer this guest serves, written into
+	// its bootstrap file (customer.id of felhom.bootstrap/v2): letters,
+	// digits, '.', '_', '-', 1..128. "" writes no customer.
+	CustomerID string `json:"customer_id,omitempty"`
+	// RetrievalPassword is the secret with which the guest's controller
+	// pulls its configuration from the hub (hub.retrieval_password of
+	// felhom.bootstrap/v2); it needs CustomerID. It is a secret: never in
+	// an error, a log, a run record or what playbooks read
+	// ([DesiredState.PlaybookJSON]).
+	RetrievalPassword string `json:"retrieval_password,omitempty"`
 }
 
 // FieldError is one problem of a desired state: Path names the field
@@ -97,6 +111,7 @@ func (e *FieldError) Error() string { return e.Path + ": " + e.Msg }
 
 var (
 	hostnamePattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+	customerPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 	storagePattern  = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9._-]{0,63}$`)
 	netKeyPattern   = regexp.MustCompile(`^[a-z0-9_]{1,32}$`)
 )
@@ -204,6 +219,19 @@ func (d *DesiredState) normalize() error {
 		} else if strings.ContainsRune(g.Description, 0) {
 			bad(p+".description", "contains a NUL byte")
 		}
+		if g.CustomerID != "" && !customerPattern.MatchString(g.CustomerID) {
+			bad(p+".customer_id", "is not a customer id (letters, digits, '.', '_' and '-', 1 to 128)")
+		}
+		// The password is never quoted, not even clipped.
+		switch pw := g.RetrievalPassword; {
+		case pw == "":
+		case g.CustomerID == "":
+			bad(p+".retrieval_password", "needs customer_id (the controller pulls its configuration as that customer)")
+		case len(pw) > MaxRetrievalPasswordBytes:
+			bad(p+".retrieval_password", "is %d bytes, over the limit of %d", len(pw), MaxRetrievalPasswordBytes)
+		case !utf8.ValidString(pw) || strings.IndexFunc(pw, unicode.IsControl) >= 0:
+			bad(p+".retrieval_password", "must be UTF-8 text without control characters")
+		}
 		switch g.Power {
 		case "":
 			g.Power = PowerRunning
@@ -239,8 +267,32 @@ func checkNet(s string) string {
 
 func clipField(s string) string { return clip.Line(s, 40) }
 
-// JSON is the normalized desired state as JSON, what playbooks read.
+// JSON is the normalized desired state as JSON, what the agent keeps:
+// it holds the guests' retrieval passwords, so it is stored sealed and
+// never given to a playbook (see [DesiredState.PlaybookJSON]).
 func (d *DesiredState) JSON() json.RawMessage {
 	b, _ := json.Marshal(d) // plain fields: cannot fail
 	return b
+}
+
+// PlaybookJSON is the normalized desired state as playbooks read it
+// (hub.desired_state()): JSON without any guest's retrieval_password.
+func (d *DesiredState) PlaybookJSON() json.RawMessage {
+	c := *d
+	c.Guests = make([]DesiredGuest, len(d.Guests))
+	for i, g := range d.Guests {
+		g.RetrievalPassword = ""
+		c.Guests[i] = g
+	}
+	return c.JSON()
+}
+
+// Guest is the desired guest vmid, or nil when the state lists none.
+func (d *DesiredState) Guest(vmid int) *DesiredGuest {
+	for i := range d.Guests {
+		if d.Guests[i].VMID == vmid {
+			return &d.Guests[i]
+		}
+	}
+	return nil
 }

@@ -36,6 +36,15 @@ var desiredTests = []struct {
 	{"net injection", `{"schema": 1, "guests": [{"vmid": 120, "hostname": "a", "net": "name=eth0,bridge=vmbr0\nfoo=bar"}]}`,
 		[]string{"is not a comma-separated list"}},
 	{"bad storage", `{"schema": 1, "storage": "../etc", "guests": []}`, []string{"storage: is not a storage id"}},
+	{"customer and retrieval password", `{"schema": 1, "guests": [{"vmid": 120, "hostname": "a", "customer_id": "cust-42", "retrieval_password": "correct horse"}]}`, nil},
+	{"bad customer id", `{"schema": 1, "guests": [{"vmid": 120, "hostname": "a", "customer_id": "../x"}]}`,
+		[]string{"guests[0].customer_id: is not a customer id"}},
+	{"password without customer", `{"schema": 1, "guests": [{"vmid": 120, "hostname": "a", "retrieval_password": "s3cr3t-pw"}]}`,
+		[]string{"guests[0].retrieval_password: needs customer_id"}},
+	{"password with a newline", `{"schema": 1, "guests": [{"vmid": 120, "hostname": "a", "customer_id": "c", "retrieval_password": "s3cr3t\npw"}]}`,
+		[]string{"guests[0].retrieval_password: must be UTF-8 text without control characters"}},
+	{"password too long", `{"schema": 1, "guests": [{"vmid": 120, "hostname": "a", "customer_id": "c", "retrieval_password": "` + strings.Repeat("s3cr3t", 50) + `"}]}`,
+		[]string{"guests[0].retrieval_password: is 300 bytes, over the limit of 256"}},
 }
 
 func TestParseDesiredState(t *testing.T) {
@@ -59,6 +68,9 @@ func TestParseDesiredState(t *testing.T) {
 			if err == nil {
 				t.Fatalf("ParseDesiredState = nil error; want %q", tt.wantErr)
 			}
+			if strings.Contains(err.Error(), "s3cr3t") {
+				t.Errorf("the error %q quotes the retrieval password", err)
+			}
 			for _, w := range tt.wantErr {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("ParseDesiredState error = %q; want it to contain %q", err, w)
@@ -77,6 +89,27 @@ func TestDesiredDefaults(t *testing.T) {
 	if d.GoldenVMID != DefaultGoldenVMID || d.Storage != DefaultGuestStorage || g.Kind != KindLXC ||
 		g.Cores != 1 || g.Memory != 512 || g.Net != DefaultGuestNet || g.Power != PowerRunning {
 		t.Errorf("defaults = %+v %+v", d, g)
+	}
+}
+
+// Playbooks read the desired state without any retrieval password; the
+// agent keeps it (JSON) and finds it per guest.
+func TestDesiredPlaybookJSONHasNoPassword(t *testing.T) {
+	d, err := ParseDesiredState([]byte(`{"schema": 1, "guests": [{"vmid": 120, "hostname": "a", "customer_id": "cust-42", "retrieval_password": "s3cr3t-pw"}, {"vmid": 121, "hostname": "b"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pj := string(d.PlaybookJSON()); strings.Contains(pj, "s3cr3t") || strings.Contains(pj, "retrieval_password") || !strings.Contains(pj, `"customer_id":"cust-42"`) {
+		t.Errorf("PlaybookJSON = %s; want the customer and no password", pj)
+	}
+	if !strings.Contains(string(d.JSON()), "s3cr3t-pw") {
+		t.Error("JSON lost the password the agent must keep")
+	}
+	if g := d.Guest(120); g == nil || g.RetrievalPassword != "s3cr3t-pw" || g.CustomerID != "cust-42" {
+		t.Errorf("Guest(120) = %+v; the password was cleared in place", g)
+	}
+	if d.Guest(122) != nil {
+		t.Error("Guest(122) found a guest the state does not list")
 	}
 }
 
