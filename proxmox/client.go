@@ -31,7 +31,15 @@ type Client struct {
 	backoffMax time.Duration
 	waits      taskWaits // WaitTask calls in flight, sharing one poll per node
 	readOnly   bool      // every method but GET is refused before it is sent
+
+	requireGate bool // RequireGate: a mutation without a MutationGate fails
 }
+
+// RequireGate makes every later mutation whose context carries no
+// [MutationGate] fail with [ErrNoGate], nothing sent. The agent and the
+// CLI call it on the client they give playbooks, so that no path can reach
+// the host around the safety gate. Call it before the Client is shared.
+func (c *Client) RequireGate() { c.requireGate = true }
 
 // Option adjusts a Client that [New] builds.
 type Option func(*options)

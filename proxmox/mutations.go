@@ -25,10 +25,8 @@ import (
 // the endpoints that may finish synchronously and answer null, for which
 // the zero UPID is returned.
 func (c *Client) mutate(ctx context.Context, method string, p apiPath, params url.Values, allowNull bool) (UPID, error) {
-	if gate, ok := observerFrom(ctx).(MutationGate); ok {
-		if err := gate.BeforeMutation(ctx, method, p.plain); err != nil {
-			return UPID{}, fmt.Errorf("%s %s: %w: %w", method, p.plain, ErrNotSent, err)
-		}
+	if err := c.gate(ctx, method, p, params); err != nil {
+		return UPID{}, err
 	}
 	env, err := c.do(ctx, method, p, params)
 	if err != nil {
@@ -49,6 +47,21 @@ func (c *Client) mutate(ctx context.Context, method string, p apiPath, params ur
 		}
 	}
 	return upid, nil
+}
+
+// gate asks the context's [MutationGate] about a change before it is
+// sent; it fails closed when none is there and one is required.
+func (c *Client) gate(ctx context.Context, method string, p apiPath, params url.Values) error {
+	if g, ok := observerFrom(ctx).(MutationGate); ok {
+		if err := g.BeforeMutation(ctx, Mutation{Method: method, Path: p.plain, Params: params}); err != nil {
+			return fmt.Errorf("%s %s: %w: %w", method, p.plain, ErrNotSent, err)
+		}
+		return nil
+	}
+	if c.requireGate {
+		return fmt.Errorf("%s %s: %w: %w", method, p.plain, ErrNotSent, ErrNoGate)
+	}
+	return nil
 }
 
 // decodeUPID reads a mutation's data: a UPID string, or null where the

@@ -2,6 +2,8 @@ package proxmox
 
 import (
 	"context"
+	"errors"
+	"net/url"
 	"time"
 )
 
@@ -34,10 +36,43 @@ type Observer interface {
 // goroutine, like the Observer's methods; its error is returned to the
 // caller wrapped with [ErrNotSent]. [Privileged] asks it too, before each
 // fenced command that changes the host, with method "EXEC" and the
-// command line as path.
+// command line as path, when the context has no [RootGate].
+//
+// The safety gate (runtime/safety) is one: it classifies each mutation by
+// its effect from m and refuses, or parks, a destructive one.
 type MutationGate interface {
-	BeforeMutation(ctx context.Context, method, path string) error
+	BeforeMutation(ctx context.Context, m Mutation) error
 }
+
+// Mutation is one mutating request as a [MutationGate] sees it, before it
+// is sent.
+type Mutation struct {
+	Method string     // POST, PUT, DELETE
+	Path   string     // below /api2/json, unescaped: /nodes/pve/lxc/100
+	Params url.Values // the form it sends; read only
+}
+
+// RootGate is an optional extension of an [Observer], found by type
+// assertion like [MutationGate]: [Privileged] asks it before each root
+// command that changes the host (a read such as smartctl is not asked),
+// and runs nothing when it refuses; the error is returned wrapped with
+// [ErrNotSent].
+type RootGate interface {
+	BeforeRoot(ctx context.Context, op RootOp) error
+}
+
+// RootOp is one changing root command as a [RootGate] sees it.
+type RootOp struct {
+	Op   string   // the operation's name: "create_golden", "mount_usb"
+	VMID int      // the guest it creates or changes; 0 for none
+	Argv []string // the validated command line it would run
+}
+
+// ErrNoGate is returned by a Client or Privileged told to require a gate
+// ([Client.RequireGate], [Privileged.RequireGate]) for a change
+// asked with a context that carries none: a path that forgot the gate
+// fails closed instead of reaching the host.
+var ErrNoGate = errors.New("no safety gate on this call's context; nothing was sent")
 
 // RequestInfo describes one HTTP attempt.
 type RequestInfo struct {

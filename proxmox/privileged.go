@@ -80,9 +80,41 @@ func (c *PrivilegedConfig) Validate() error {
 // deploy/sudoers allows exactly these shapes for the felhom-agent user.
 // A Privileged is safe for concurrent use if its Runner is.
 type Privileged struct {
-	prefix    string
-	bootstrap string
-	run       Runner
+	prefix      string
+	bootstrap   string
+	run         Runner
+	requireGate bool
+}
+
+// RequireGate makes every later changing command (create_golden,
+// mount_usb) whose context carries no [RootGate] fail with [ErrNoGate],
+// nothing run. Call it before the Privileged is shared.
+func (p *Privileged) RequireGate() { p.requireGate = true }
+
+// gate asks the context's gate before a fenced command that changes the
+// host (pct create, mount) runs: its [RootGate] with op (the safety gate,
+// which asks the run store in turn), or else its [MutationGate] as the
+// Client asks it before an API mutation, with method "EXEC" and the
+// validated command line as the path (the run store writes the intent).
+// A refusal runs nothing and is returned wrapping [ErrNotSent] and the
+// gate's error; without a gate it fails closed when one is required.
+// Reads (smartctl, sensors) are not gated.
+func (p *Privileged) gate(ctx context.Context, op RootOp) error {
+	var err error
+	switch g := observerFrom(ctx).(type) {
+	case RootGate:
+		err = g.BeforeRoot(ctx, op)
+	case MutationGate:
+		err = g.BeforeMutation(ctx, Mutation{Method: "EXEC", Path: strings.Join(op.Argv, " ")})
+	default:
+		if p.requireGate {
+			err = ErrNoGate
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %s: %w: %w", op.Op, op.Argv[0], ErrNotSent, err)
+	}
+	return nil
 }
 
 // NewPrivileged returns a Privileged that runs commands through r. A nil r
@@ -124,7 +156,7 @@ func (p *Privileged) AttachReadOnly(ctx context.Context, vmid, slot int, hostDir
 	if err := checkNoSymlinks(opAttachRO, p.bootstrap, hostDir); err != nil {
 		return err
 	}
-	if err := gateRoot(ctx, opAttachRO, argv); err != nil {
+	if err := p.gate(ctx, RootOp{Op: opAttachRO, VMID: vmid, Argv: argv}); err != nil {
 		return err
 	}
 	if _, err := p.run.Run(ctx, argv); err != nil {
@@ -177,29 +209,11 @@ func (p *Privileged) CreateGoldenLXC(ctx context.Context, spec GoldenSpec) error
 	if err != nil {
 		return err
 	}
-	if err := gateRoot(ctx, opCreateGolden, argv); err != nil {
+	if err := p.gate(ctx, RootOp{Op: opCreateGolden, VMID: spec.VMID, Argv: argv}); err != nil {
 		return err
 	}
 	if _, err := p.run.Run(ctx, argv); err != nil {
 		return fmt.Errorf("%s: pct create %d: %w", opCreateGolden, spec.VMID, err)
-	}
-	return nil
-}
-
-// gateRoot asks the context's [MutationGate], if any, before a fenced
-// command that changes the host (pct create, mount) runs, as the Client
-// asks it before an API mutation: with method "EXEC" and the validated
-// command line as the path. A refusal runs nothing and is returned
-// wrapping [ErrNotSent] and the gate's error. Reads (smartctl, sensors)
-// are not gated.
-func gateRoot(ctx context.Context, op string, argv []string) error {
-	gate, ok := observerFrom(ctx).(MutationGate)
-	if !ok {
-		return nil
-	}
-	line := strings.Join(argv, " ")
-	if err := gate.BeforeMutation(ctx, "EXEC", line); err != nil {
-		return fmt.Errorf("%s: %s: %w: %w", op, argv[0], ErrNotSent, err)
 	}
 	return nil
 }
@@ -262,7 +276,7 @@ func (p *Privileged) MountUSBByUUID(ctx context.Context, uuid, target string) (s
 	if err := checkNoSymlinks(opMountUSB, p.prefix, target); err != nil {
 		return "", err
 	}
-	if err := gateRoot(ctx, opMountUSB, argv); err != nil {
+	if err := p.gate(ctx, RootOp{Op: opMountUSB, Argv: argv}); err != nil {
 		return "", err
 	}
 	if _, err := p.run.Run(ctx, argv); err != nil {

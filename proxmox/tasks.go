@@ -234,6 +234,9 @@ func (c *Client) StopTask(ctx context.Context, upid UPID) error {
 	if err != nil {
 		return err
 	}
+	if err := c.gate(ctx, http.MethodDelete, p, nil); err != nil {
+		return err
+	}
 	_, err = c.do(ctx, http.MethodDelete, p, nil)
 	return err
 }

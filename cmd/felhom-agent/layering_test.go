@@ -81,6 +81,14 @@ var rules = []struct {
 		module + "/runtime/hub/hubsim": "production code never depends on the simulator",
 		module + "/proxmox/pvesim":     "production code never depends on the simulator",
 	}},
+	{pkg: "runtime/safety", only: map[string]string{
+		"github.com/hiddeco/sshsig": "the maintained SSHSIG implementation: signatures are never hand-verified",
+		"golang.org/x/crypto/ssh":   "OpenSSH keys, authorized_keys syntax and signature verification",
+		module + "/proxmox":         "the mutations and root commands it classifies (proxmox.Mutation, proxmox.RootOp) and the reads its facts need",
+	}, bad: map[string]string{
+		"go.starlark.net/...":      "the gate is Go, where no playbook reaches it",
+		module + "/proxmox/pvesim": "production code never depends on the simulator",
+	}},
 	{pkg: "internal/clip", only: map[string]string{}},
 	{pkg: "internal/selfsigned", only: map[string]string{}},
 	{pkg: "internal/spell", only: map[string]string{}},

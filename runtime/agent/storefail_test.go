@@ -49,7 +49,7 @@ func TestMutationGateFailsClosed(t *testing.T) {
 	lr.log = newRunLogSink(a, lr)
 	tasks := &runTasks{a: a, run: id, lr: lr, open: map[string]proxmox.UPID{}}
 
-	if err := tasks.BeforeMutation(ctx, "POST", "/nodes/n/vzdump"); err != nil {
+	if err := tasks.BeforeMutation(ctx, proxmox.Mutation{Method: "POST", Path: "/nodes/n/vzdump"}); err != nil {
 		t.Fatalf("BeforeMutation on a sound store = %v", err)
 	}
 	lines, err := a.store.Logs(ctx, id, 0, 0)
@@ -58,7 +58,7 @@ func TestMutationGateFailsClosed(t *testing.T) {
 	}
 
 	a.store.Close() // every write fails from here: a store that cannot write
-	err = tasks.BeforeMutation(ctx, "POST", "/nodes/n/vzdump")
+	err = tasks.BeforeMutation(ctx, proxmox.Mutation{Method: "POST", Path: "/nodes/n/vzdump"})
 	var lost *errRecordLost
 	if !errors.As(err, &lost) || !errors.Is(err, store.ErrUnwritable) {
 		t.Fatalf("BeforeMutation on a failing store = %v; want errRecordLost wrapping ErrUnwritable", err)
@@ -66,7 +66,7 @@ func TestMutationGateFailsClosed(t *testing.T) {
 	if !errors.As(context.Cause(rctx), &lost) {
 		t.Errorf("the run's context cause = %v; want the lost record", context.Cause(rctx))
 	}
-	if err2 := tasks.BeforeMutation(ctx, "POST", "/nodes/n/vzdump"); !errors.Is(err2, err) && err2 != err {
+	if err2 := tasks.BeforeMutation(ctx, proxmox.Mutation{Method: "POST", Path: "/nodes/n/vzdump"}); !errors.Is(err2, err) && err2 != err {
 		t.Errorf("a later mutation = %v; want the same refusal %v", err2, err)
 	}
 	h := a.Health()

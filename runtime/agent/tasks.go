@@ -49,7 +49,8 @@ func (e *errRecordLost) Unwrap() error { return e.err }
 // BeforeMutation writes the mutation's intent (a line of the run's log,
 // with every line before it) durably, and refuses the mutation when that
 // fails or an earlier record of the run already did.
-func (t *runTasks) BeforeMutation(_ context.Context, method, path string) error {
+func (t *runTasks) BeforeMutation(_ context.Context, m proxmox.Mutation) error {
+	method, path := m.Method, m.Path
 	t.mu.Lock()
 	err := t.unready
 	t.mu.Unlock()
