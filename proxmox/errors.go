@@ -184,8 +184,9 @@ func IsAmbiguous(err error) bool { return errors.Is(err, ErrAmbiguous) }
 
 // Kind classifies err for run records and for flows deciding what to do:
 // "permission", "lock", "elsewhere" (the guest is on another node of the
-// cluster), "not_found", "ambiguous", "task", "api", or "" for
-// an error that is none of these (or nil).
+// cluster), "not_found", "ambiguous", "task", "api", the kind an error
+// names itself (ErrorKind, such as the safety gate's "signature"), or ""
+// for an error that is none of these (or nil).
 func Kind(err error) string {
 	switch {
 	case err == nil:
@@ -201,6 +202,9 @@ func Kind(err error) string {
 	case IsAmbiguous(err):
 		return "ambiguous"
 	}
+	if k, ok := errors.AsType[kinded](err); ok {
+		return k.ErrorKind() // an error that names its kind: the safety gate's "signature"
+	}
 	if _, ok := errors.AsType[*TaskError](err); ok {
 		return "task"
 	}
@@ -208,6 +212,12 @@ func Kind(err error) string {
 		return "api"
 	}
 	return ""
+}
+
+// kinded is an error that names its own kind.
+type kinded interface {
+	error
+	ErrorKind() string
 }
 
 func isPermission(err error) bool { _, ok := IsPermission(err); return ok }

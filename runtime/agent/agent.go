@@ -119,6 +119,8 @@ type Config struct {
 	// GuestAPI, when set, serves the guest API (guestapi.go,
 	// docs/guest-api.md) on its own HTTPS listeners; nil: no guest API.
 	GuestAPI *GuestAPIConfig
+	// Safety configures the safety gate (safety.go, docs/safety.md).
+	Safety SafetyConfig
 	// Notifier tells people of failed and timed-out runs and missed
 	// timer ticks, and carries the playbooks' notify.send (notify.go);
 	// nil tells nobody. The caller owns it: it outlives Run, and closes
@@ -161,6 +163,7 @@ type Agent struct {
 	limits   RunLimits // cfg.Limits with the defaults filled in
 	sched    *schedule.Scheduler
 	lock     *statedir.DirLock // the state directory's, held until Close
+	safe     *agentSafety      // the safety gate's verifier and parked runs
 
 	tcp   net.Listener // nil: none
 	unix  net.Listener // nil: none
@@ -301,6 +304,10 @@ func New(cfg Config) (*Agent, error) {
 		a.Close()
 		return nil, &SettingError{Field: "StateDir", Err: fmt.Errorf("agent: %w", err)}
 	}
+	if err := a.newSafety(); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("agent: %w", err)
+	}
 	a.metrics.reg.MustRegister(a.storeUpMetric())
 	if cfg.Listen != "" {
 		if a.tcp, err = net.Listen("tcp", cfg.Listen); err != nil {
@@ -381,6 +388,9 @@ func (a *Agent) setHubKeys(keys hub.Keys) {
 func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
 		var errs []error
+		if a.safe != nil {
+			errs = append(errs, a.safe.nonces.Close())
+		}
 		if a.tcp != nil {
 			if err := a.tcp.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 				errs = append(errs, err)

@@ -11,6 +11,7 @@ import (
 
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/safety"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
@@ -33,10 +34,15 @@ type liveRun struct {
 	playbook string
 	lane     string // its queue: the playbook's, or the playbook's for one guest (laneOf)
 	source   store.Source
-	ctx      context.Context
-	cancel   context.CancelCauseFunc
-	log      *runLogSink
-	done     chan struct{} // closed after the run's Finish is recorded
+	// params is the run's recorded parameters (JSON), which a signature
+	// binds; signature is the operator signature it carries (a signed job
+	// or an approval), nil for none.
+	params    json.RawMessage
+	signature *safety.Verified
+	ctx       context.Context
+	cancel    context.CancelCauseFunc
+	log       *runLogSink
+	done      chan struct{} // closed after the run's Finish is recorded
 	// resume is set for a run that resumes (or is replayed into its undo)
 	// after an interruption; nil for a run that starts.
 	resume *resumption
@@ -74,13 +80,13 @@ var errShutdown = engine.ErrInterrupt
 // queue. It returns nil without starting anything once the agent is
 // draining: the run then stays queued in the store, for the next start.
 // attrs go on the run's first log line.
-func (a *Agent) launch(run store.Run, pb *engine.Playbook, params *engine.Params, reserved bool, attrs ...any) *liveRun {
-	return a.launchResumed(run, pb, params, reserved, nil, attrs...)
+func (a *Agent) launch(run store.Run, pb *engine.Playbook, params *engine.Params, reserved bool, sig *safety.Verified, attrs ...any) *liveRun {
+	return a.launchResumed(run, pb, params, reserved, nil, sig, attrs...)
 }
 
 // launchResumed is launch for a run that resumes (r non-nil): its record
 // is running already (store.Resume), and its journal answers the replay.
-func (a *Agent) launchResumed(run store.Run, pb *engine.Playbook, params *engine.Params, reserved bool, r *resumption, attrs ...any) *liveRun {
+func (a *Agent) launchResumed(run store.Run, pb *engine.Playbook, params *engine.Params, reserved bool, r *resumption, sig *safety.Verified, attrs ...any) *liveRun {
 	a.mu.Lock()
 	if a.draining {
 		a.mu.Unlock()
@@ -91,7 +97,7 @@ func (a *Agent) launchResumed(run store.Run, pb *engine.Playbook, params *engine
 		return nil
 	}
 	ctx, cancel := context.WithCancelCause(a.runsCtx)
-	lr := &liveRun{id: run.ID, playbook: pb.Name, lane: laneOf(pb.Name, run.Source, run.Params), source: run.Source, ctx: ctx, cancel: cancel,
+	lr := &liveRun{id: run.ID, playbook: pb.Name, lane: laneOf(pb.Name, run.Source, run.Params), source: run.Source, params: run.Params, signature: sig, ctx: ctx, cancel: cancel,
 		done: make(chan struct{}), changed: make(chan struct{}), resume: r}
 	lr.log = newRunLogSink(a, lr)
 	a.live[run.ID] = lr
@@ -209,7 +215,7 @@ func (a *Agent) execute(lr *liveRun, pb *engine.Playbook, params *engine.Params,
 		res = &engine.Result{ID: lr.id, Playbook: pb.Name, Version: pb.Version, Status: runstate.Failed, Kind: engine.KindInternal,
 			Error: "the run store could not record the start", Started: time.Now(), Finished: time.Now()}
 	} else {
-		ctx := proxmox.WithObserver(lr.ctx, tasks)
+		ctx := proxmox.WithObserver(lr.ctx, a.gateFor(lr, pb, tasks, own))
 		opts.Lane = lr.lane
 		res = a.engine.Run(ctx, pb, params, opts)
 		if err := journal.flush(); err != nil {

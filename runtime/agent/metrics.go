@@ -47,6 +47,7 @@ type agentMetrics struct {
 	runs            *prometheus.CounterVec
 	runDuration     *prometheus.HistogramVec
 	inFlight        prometheus.Gauge
+	pendingOps      prometheus.Gauge
 	queued          prometheus.Gauge
 	reloadErrors    prometheus.Counter
 	playbooksLoaded prometheus.Gauge
@@ -78,6 +79,9 @@ func newAgentMetrics(maxSeries int, logger *slog.Logger) *agentMetrics {
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "felhom_runs_in_flight", Help: "Runs started and not finished yet.",
 		}),
+		pendingOps: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "felhom_runs_pending_signature", Help: "Runs parked at a destructive call, waiting for an operator's signature.",
+		}),
 		queued: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "felhom_runs_queued", Help: "Runs accepted and waiting for their playbook to be free (runs.queue_max per playbook).",
 		}),
@@ -104,7 +108,7 @@ func newAgentMetrics(maxSeries int, logger *slog.Logger) *agentMetrics {
 	dropped := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "felhom_playbook_gauges_dropped_total", Help: "monitor.gauge calls refused: an invalid name or label, a label set that differs from the gauge's first, or the series cap.",
 	})
-	reg.MustRegister(m.runs, m.runDuration, m.inFlight, m.queued, m.reloadErrors, m.playbooksLoaded, m.loadErrors,
+	reg.MustRegister(m.runs, m.runDuration, m.inFlight, m.pendingOps, m.queued, m.reloadErrors, m.playbooksLoaded, m.loadErrors,
 		m.taskWait, m.requests, m.proxmoxUp, dropped,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.gauges = newPlaybookGauges(reg, maxSeries, dropped, logger)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/safety"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
@@ -59,6 +60,12 @@ type startRequest struct {
 	// in guest_triggers, Params may hold only their guest_params, and the
 	// guest's vmid is bound to their GuestVMID parameter.
 	Guest int
+	// Signature is the verified operator signature the runs carry (a
+	// signed job, an approval); nil for none. The safety gate lets a
+	// destructive call through only when it covers it; every other
+	// source (timers, hub triggers, the local API, the CLI, the guest
+	// API) gets benign work and pending operations.
+	Signature *safety.Verified
 }
 
 // started is what [Agent.start] did.
@@ -235,7 +242,7 @@ func (a *Agent) start(ctx context.Context, req startRequest) (started, error) {
 		return out, refusal
 	}
 	for i, run := range runs {
-		out.Live[i] = a.launch(run, pbs[i], params[i], true, req.Attrs...)
+		out.Live[i] = a.launch(run, pbs[i], params[i], true, req.Signature, req.Attrs...)
 	}
 	return out, nil
 }

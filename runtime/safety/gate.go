@@ -231,8 +231,24 @@ func (g *Gate) TaskWaited(u proxmox.UPID, took time.Duration, st proxmox.TaskSta
 }
 
 func (g *Gate) classifier(ctx context.Context) *classifier {
-	return &classifier{ctx: ctx, policy: g.Policy, rec: g, facts: g.Facts}
+	f := g.Facts
+	if f == nil {
+		f = noFacts{}
+	}
+	return &classifier{ctx: ctx, policy: g.Policy, rec: g, facts: f}
 }
+
+// noFacts is a gate without reads: every fact is unknown, so a call that
+// needs one is destructive.
+type noFacts struct{}
+
+var errNoFacts = errors.New("the gate has no way to read the host")
+
+func (noFacts) GuestExists(context.Context, int) (bool, error) { return false, errNoFacts }
+func (noFacts) Backups(context.Context, int) ([]proxmox.Volume, error) {
+	return nil, errNoFacts
+}
+func (noFacts) Retention(context.Context, string) (string, error) { return "", errNoFacts }
 
 // BeforeMutation implements proxmox.MutationGate.
 func (g *Gate) BeforeMutation(ctx context.Context, m proxmox.Mutation) error {
@@ -289,7 +305,7 @@ func (g *Gate) decide(ctx context.Context, eff Effect, factErr error) error {
 	if factErr != nil {
 		entry.Decision, entry.Detail = RefusedUnknown, factErr.Error()
 		g.audit(entry)
-		return fmt.Errorf("%w: %s: the gate could not read what it needs to classify it, so it counts as destructive: %w", ErrDestructive, eff.What, factErr)
+		return &RefusedError{Effect: eff, Cause: fmt.Errorf("the gate could not read what it needs to classify it, so it counts as destructive: %w", factErr)}
 	}
 	if !eff.Destructive {
 		entry.Decision = Allowed
@@ -316,12 +332,12 @@ func (g *Gate) decide(ctx context.Context, eff Effect, factErr error) error {
 	if err != nil {
 		entry.Decision = Refused
 		g.audit(entry)
-		return fmt.Errorf("%w: %s: %w", ErrDestructive, eff.What, err)
+		return &RefusedError{Effect: eff, Cause: err}
 	}
 	if g.Approver == nil {
 		entry.Decision, entry.Pending = Refused, p.ID
 		g.audit(entry)
-		return &RefusedError{Pending: p}
+		return &RefusedError{Effect: eff, Pending: p}
 	}
 	entry.Decision, entry.Pending = PendingOp, p.ID
 	g.audit(entry)
@@ -330,13 +346,13 @@ func (g *Gate) decide(ctx context.Context, eff Effect, factErr error) error {
 		entry.Decision, entry.Detail = Refused, err.Error()
 		entry.At = time.Time{}
 		g.audit(entry)
-		return fmt.Errorf("%w: %s: %w", ErrDestructive, eff.What, err)
+		return &RefusedError{Effect: eff, Pending: p, Cause: err}
 	}
 	if err := p.Covers(v); err != nil { // an Approver's own mistake
 		entry.Decision, entry.Detail = Refused, err.Error()
 		entry.At = time.Time{}
 		g.audit(entry)
-		return fmt.Errorf("%w: %s: the approval %w", ErrDestructive, eff.What, err)
+		return &RefusedError{Effect: eff, Pending: p, Cause: fmt.Errorf("the approval %w", err)}
 	}
 	g.mu.Lock()
 	g.Signature = v
@@ -383,14 +399,33 @@ func (g *Gate) audit(e AuditEntry) {
 	}
 }
 
-// RefusedError is a destructive call refused with nobody to ask: it
-// carries the pending operation an operator could sign.
-type RefusedError struct{ Pending *Pending }
-
-func (e *RefusedError) Error() string {
-	return fmt.Sprintf("%s: %s needs an operator's signature; nothing was done (pending operation %s; sign its blob with felhom-agent sign)",
-		ErrDestructive.Error(), e.Pending.Effect.What, e.Pending.ID)
+// RefusedError is a destructive call the gate refused: nobody to ask
+// (Pending carries the operation an operator could sign), an approval that
+// did not come (Cause), or a fact the gate could not read (Cause).
+type RefusedError struct {
+	Effect  Effect
+	Pending *Pending // nil when no pending operation was made
+	Cause   error    // nil when nobody was asked
 }
 
-// Unwrap makes it an ErrDestructive.
-func (e *RefusedError) Unwrap() error { return ErrDestructive }
+func (e *RefusedError) Error() string {
+	msg := ErrDestructive.Error() + ": " + e.Effect.What
+	if e.Cause != nil {
+		msg += ": " + e.Cause.Error()
+	} else {
+		msg += " needs an operator's signature; nothing was done"
+	}
+	if e.Pending != nil {
+		msg += " (pending operation " + e.Pending.ID + ")"
+	}
+	return msg
+}
+
+// Unwrap makes it an ErrDestructive, and its cause.
+func (e *RefusedError) Unwrap() []error { return []error{ErrDestructive, e.Cause} }
+
+// ErrorKind is the run's error kind (proxmox.Kind reads it): "signature".
+func (e *RefusedError) ErrorKind() string { return KindSignature }
+
+// KindSignature is the error kind of a run the gate stopped.
+const KindSignature = "signature"

@@ -84,10 +84,10 @@ func (s *Store) pruneOnce(ctx context.Context, keep, cutoff int64) (int, error) 
 				FROM runs
 			) r
 			WHERE (r.newest > ? OR r.created < ?)
-			  AND r.status NOT IN (?, ?)
+			  AND r.status NOT IN (?, ?, ?)
 			  AND NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.run = r.id AND tasks.ended IS NULL)
 			LIMIT ?)`,
-			keep, cutoff, runstate.Queued, runstate.Running, s.pruneBatch)
+			keep, cutoff, runstate.Queued, runstate.Running, runstate.PendingSignature, s.pruneBatch)
 		if err != nil {
 			return err
 		}

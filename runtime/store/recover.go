@@ -25,8 +25,8 @@ func (s *Store) RecoverInterrupted(ctx context.Context, _ time.Time) ([]Run, err
 		if _, err := tx.ExecContext(ctx, `UPDATE runs
 			SET status = ?, ended = NULL,
 			    error = CASE WHEN error = '' THEN 'the agent stopped while the run was ' || status ELSE error END
-			WHERE status = ?`,
-			runstate.Interrupted, runstate.Running); err != nil {
+			WHERE status IN (?, ?)`,
+			runstate.Interrupted, runstate.Running, runstate.PendingSignature); err != nil {
 			return err
 		}
 		var err error

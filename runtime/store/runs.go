@@ -168,10 +168,10 @@ func (s *Store) Finish(ctx context.Context, id string, fi FinishInfo) error {
 		res, err := tx.ExecContext(ctx, `UPDATE runs
 			SET status = ?, error = ?, error_kind = ?, result = ?, ended = ?, secrets = NULL,
 			    replayed = replayed + ?, adopted = adopted + ?, reissued = reissued + ?
-			WHERE id = ? AND status IN (?, ?, ?)`,
+			WHERE id = ? AND status IN (?, ?, ?, ?)`,
 			fi.Status, fi.Error, fi.ErrorKind, jsonText(fi.Result), stamp(fi.At).UnixNano(),
 			fi.Counts.Replayed, fi.Counts.Adopted, fi.Counts.Reissued,
-			id, runstate.Queued, runstate.Running, runstate.Interrupted)
+			id, runstate.Queued, runstate.Running, runstate.Interrupted, runstate.PendingSignature)
 		if err != nil {
 			return err
 		}

@@ -166,6 +166,33 @@ CREATE TABLE guest_tokens (
 	`
 ALTER TABLE runs ADD COLUMN secrets BLOB;
 `,
+	// 8: the safety gate (runtime/safety, docs/safety.md): the pending
+	// operations that wait for an operator's signature, and the audit of
+	// every gate decision (seq orders it for the hub report's cursor).
+	`
+CREATE TABLE pending_ops (
+	id       TEXT    PRIMARY KEY,
+	run      TEXT    NOT NULL,
+	playbook TEXT    NOT NULL,
+	guest    INTEGER NOT NULL,
+	what     TEXT    NOT NULL,
+	blob     BLOB    NOT NULL,
+	created  INTEGER NOT NULL,
+	expires  INTEGER NOT NULL,
+	state    TEXT    NOT NULL,              -- open, approved, refused
+	resolved INTEGER,
+	detail   TEXT    NOT NULL DEFAULT '',   -- the run that carried it out, or why not
+	new_run  TEXT    NOT NULL DEFAULT ''
+) STRICT;
+CREATE INDEX pending_open ON pending_ops (created) WHERE state = 'open';
+
+CREATE TABLE gate_audit (
+	seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+	at       INTEGER NOT NULL,
+	run      TEXT    NOT NULL,
+	entry    TEXT    NOT NULL -- the safety.AuditEntry as JSON
+) STRICT;
+`,
 }
 
 // migrate runs the migrations the database lacks, all in one transaction,

@@ -23,12 +23,19 @@ const (
 	// (runtime/guestapi): only benign work on its own guest. The key is
 	// the guest's request id.
 	SourceGuest Source = "guest"
+	// SourceApproval is a run started by an operator's signed approval
+	// (felhom-agent approve) of a pending operation whose run is gone; the
+	// key is the signed op's nonce.
+	SourceApproval Source = "approval"
+	// SourceJob is an operator-signed job fetched from the hub; the key is
+	// the job id.
+	SourceJob Source = "job"
 )
 
 // Valid reports whether s is one of the Source constants.
 func (s Source) Valid() bool {
 	switch s {
-	case SourceCLI, SourceHub, SourceTimer, SourceAPI, SourceDesired, SourceGuest:
+	case SourceCLI, SourceHub, SourceTimer, SourceAPI, SourceDesired, SourceGuest, SourceApproval, SourceJob:
 		return true
 	}
 	return false

@@ -22,14 +22,17 @@ type Status string
 
 // The statuses of a run, as the store records them.
 const (
-	Queued      Status = "queued"      // accepted, not started yet: waiting for its playbook to be free, or about to start
-	Running     Status = "running"     // its Starlark thread is executing
-	Succeeded   Status = "succeeded"   // returned without error
-	Failed      Status = "failed"      // stopped with an error (see its error kind)
-	Cancelled   Status = "cancelled"   // cancelled from the CLI or API, or by shutdown
-	Refused     Status = "refused"     // never started: its parameters were refused (see its error kind)
-	TimedOut    Status = "timed_out"   // its deadline passed
-	Interrupted Status = "interrupted" // the agent stopped while it was running; it resumes or is undone at the next start
+	Queued  Status = "queued"  // accepted, not started yet: waiting for its playbook to be free, or about to start
+	Running Status = "running" // its Starlark thread is executing
+	// PendingSignature: the run is parked at a destructive call that
+	// waits for an operator's signature (docs/safety.md).
+	PendingSignature Status = "pending_signature"
+	Succeeded        Status = "succeeded"   // returned without error
+	Failed           Status = "failed"      // stopped with an error (see its error kind)
+	Cancelled        Status = "cancelled"   // cancelled from the CLI or API, or by shutdown
+	Refused          Status = "refused"     // never started: its parameters were refused (see its error kind)
+	TimedOut         Status = "timed_out"   // its deadline passed
+	Interrupted      Status = "interrupted" // the agent stopped while it was running; it resumes or is undone at the next start
 )
 
 // Info is one row of the status table.
@@ -47,6 +50,7 @@ var table = []Info{
 	{Queued, false, "accepted, not started yet: waiting for its playbook to be free (kept across restarts)"},
 	{Running, false, "its Starlark thread is executing"},
 	{Interrupted, false, "the agent stopped while it was running: at the next start (or runs resume) a resumable run resumes from its journal, another is replayed to where it stopped and undone; runs abandon undoes it"},
+	{PendingSignature, false, "parked at a destructive call until an operator signs its pending operation (felhom-agent pending, sign, approve), at most until its deadline"},
 	{Succeeded, true, "returned without error"},
 	{Failed, true, "stopped with an error"},
 	{Cancelled, true, "cancelled from the CLI or API, or by shutdown"},

@@ -27,7 +27,7 @@ func TestTable(t *testing.T) {
 		s               Status
 		valid, terminal bool
 	}{
-		{Queued, true, false}, {Running, true, false},
+		{Queued, true, false}, {Running, true, false}, {PendingSignature, true, false},
 		{Succeeded, true, true}, {Failed, true, true}, {Cancelled, true, true},
 		{Refused, true, true}, {TimedOut, true, true}, {Interrupted, true, false},
 		{"", false, false}, {"done", false, false}, {"Succeeded", false, false},

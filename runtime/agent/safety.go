@@ -1,0 +1,408 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/safety"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
+)
+
+// SafetyConfig configures the safety gate every run passes
+// (runtime/safety, docs/safety.md). The zero value is a host with no
+// operator keys: benign work runs, destructive calls park as pending
+// operations that nobody can sign until keys are configured.
+type SafetyConfig struct {
+	// OperatorKeys is safety.operator_keys: the allow-list file (OpenSSH
+	// public keys, authorized_keys syntax, each marked role="operational"
+	// or role="recovery"); "" means none. A signed rotation writes the
+	// agent's own copy into the state directory, which then wins.
+	OperatorKeys string
+	// MinBackups is safety.min_backups: how many of a guest's newest
+	// backups no unsigned run may delete or prune away; 0 means 1.
+	MinBackups int
+	// ScratchVMIDs is safety.scratch_vmids: guests that count as every
+	// run's own (rolling them back, deleting them is benign).
+	ScratchVMIDs []int
+	// HostID is the target id signed operations must name: hub.host_id,
+	// or the Proxmox node name without a hub; "" means that choice.
+	HostID string
+	// SimOperator signs every pending operation at once with a key only
+	// the simulated world holds (--sim): examples keep working, and the
+	// run log says who signed.
+	SimOperator bool
+	// Facts are the gate's reads about the host; nil means through
+	// Engine.Env.Proxmox.
+	Facts safety.Facts
+}
+
+// agentSafety is the agent's half of the gate: the verifier with its
+// allow-list and nonce record, and the runs parked at a destructive call.
+type agentSafety struct {
+	verifier *safety.Verifier
+	nonces   *safety.FileNonces
+	sim      *safety.SimOperator // nil unless SafetyConfig.SimOperator
+	policy   safety.Policy
+	facts    safety.Facts
+
+	mu     sync.Mutex
+	parked map[string]*parkedCall // by pending id
+}
+
+// parkedCall is a run waiting at a destructive call.
+type parkedCall struct {
+	lr      *liveRun
+	pending *safety.Pending
+	answer  chan *safety.Verified // one approval, buffered
+}
+
+// nonceFile is the nonce record's name in the state directory.
+const nonceFile = "nonces"
+
+// newSafety builds the gate's state; it is called once the state
+// directory is locked.
+func (a *Agent) newSafety() error {
+	cfg := a.cfg.Safety
+	host := cfg.HostID
+	if host == "" && a.cfg.Hub != nil {
+		host = a.cfg.Hub.Client.HostID
+	}
+	if host == "" && a.cfg.Engine.Env.Proxmox != nil {
+		host = a.cfg.Engine.Env.Proxmox.Node()
+	}
+	ring, err := safety.LoadKeyRing(cfg.OperatorKeys, a.cfg.StateDir)
+	if err != nil {
+		return &SettingError{Field: "Safety.OperatorKeys", Err: err}
+	}
+	nonces, err := safety.OpenFileNonces(filepath.Join(a.cfg.StateDir, nonceFile), nil)
+	if err != nil {
+		return &SettingError{Field: "StateDir", Err: err}
+	}
+	s := &agentSafety{
+		verifier: &safety.Verifier{Keys: ring, Nonces: nonces, HostID: host},
+		nonces:   nonces,
+		policy:   safety.Policy{MinBackups: cfg.MinBackups, Scratch: cfg.ScratchVMIDs},
+		facts:    cfg.Facts,
+		parked:   map[string]*parkedCall{},
+	}
+	if s.facts == nil && a.cfg.Engine.Env.Proxmox != nil {
+		s.facts = safety.ClientFacts{C: a.cfg.Engine.Env.Proxmox}
+	}
+	if cfg.SimOperator {
+		if s.sim, err = safety.NewSimOperator(s.verifier); err != nil {
+			return err
+		}
+	}
+	a.safe = s
+	return nil
+}
+
+// gateFor builds the gate of one run; inner is the run store's observer.
+func (a *Agent) gateFor(lr *liveRun, pb *engine.Playbook, inner *runTasks, logger *slog.Logger) *safety.Gate {
+	g := &safety.Gate{
+		Run:    safety.RunInfo{ID: lr.id, Playbook: pb.Name, Triggers: pb.Decl.Triggers, Params: lr.params, Source: string(lr.source)},
+		HostID: a.safe.verifier.HostID, Policy: a.safe.policy, Facts: a.safe.facts,
+		Inner: inner, Signature: lr.signature,
+		Audit: func(e safety.AuditEntry) { a.recordAudit(lr, e, logger) },
+	}
+	if lr.resume != nil {
+		// A run that resumes after a restart: what its earlier life created
+		// is in its record (the tasks it started).
+		if rec, err := a.store.Get(context.Background(), lr.id); err == nil {
+			var upids []proxmox.UPID
+			for _, t := range rec.Tasks {
+				if u, err := proxmox.ParseUPID(t.UPID); err == nil {
+					upids = append(upids, u)
+				}
+			}
+			g.Remember(upids)
+		}
+	}
+	if a.safe.sim != nil {
+		g.Approver, g.Simulated = a.safe.sim, true
+	} else {
+		g.Approver = parker{a: a, lr: lr, logger: logger}
+	}
+	return g
+}
+
+// recordAudit writes a gate decision to the store and the run's log.
+func (a *Agent) recordAudit(lr *liveRun, e safety.AuditEntry, logger *slog.Logger) {
+	raw, err := json.Marshal(e)
+	if err == nil {
+		err = a.store.AppendAudit(context.Background(), e.At, e.Run, raw)
+	}
+	if err != nil {
+		a.log.Error("recording a safety gate decision failed", "run", lr.id, "err", err)
+	}
+	level := slog.LevelInfo
+	if e.Decision == safety.Refused || e.Decision == safety.RefusedUnknown {
+		level = slog.LevelWarn
+	}
+	if e.Decision == safety.Allowed {
+		level = slog.LevelDebug
+	}
+	attrs := []any{"decision", string(e.Decision), "what", e.What, "rule", e.Rule}
+	if e.Signer != "" {
+		attrs = append(attrs, "signer", e.Signer)
+	}
+	if e.Pending != "" {
+		attrs = append(attrs, "pending", e.Pending)
+	}
+	if e.Detail != "" {
+		attrs = append(attrs, "detail", e.Detail)
+	}
+	logger.Log(context.Background(), level, "safety gate", attrs...)
+}
+
+// parker is the agent's [safety.Approver]: it records the pending
+// operation, parks the run in status pending_signature, and waits for an
+// approval (felhom-agent approve) or the run's end (deadline, cancel,
+// shutdown).
+type parker struct {
+	a      *Agent
+	lr     *liveRun
+	logger *slog.Logger
+}
+
+func (p parker) Approve(ctx context.Context, pend *safety.Pending) (*safety.Verified, error) {
+	a := p.a
+	rec := store.PendingOp{ID: pend.ID, Run: pend.Run, Playbook: pend.Op.Op, Guest: pend.Op.Target.GuestID, What: pend.Effect.What,
+		Blob: pend.Blob, Created: pend.Created, Expires: pend.Op.ExpiresAt}
+	if err := a.store.AddPending(context.Background(), rec); err != nil {
+		return nil, fmt.Errorf("the pending operation could not be recorded: %w", err)
+	}
+	call := &parkedCall{lr: p.lr, pending: pend, answer: make(chan *safety.Verified, 1)}
+	a.safe.mu.Lock()
+	a.safe.parked[pend.ID] = call
+	a.safe.mu.Unlock()
+	defer func() {
+		a.safe.mu.Lock()
+		delete(a.safe.parked, pend.ID)
+		a.safe.mu.Unlock()
+	}()
+	if err := a.store.SetParked(context.Background(), p.lr.id, true); err != nil {
+		return nil, fmt.Errorf("parking the run: %w", err)
+	}
+	p.logger.Warn("run parked: a destructive call waits for an operator's signature",
+		"pending", pend.ID, "what", pend.Effect.What, "sign", "felhom-agent sign "+pend.ID+" && felhom-agent approve "+pend.ID)
+	p.lr.log.flush()
+	p.lr.notify()
+	a.metrics.pendingOps.Inc()
+	defer a.metrics.pendingOps.Dec()
+	select {
+	case v := <-call.answer:
+		if err := a.store.SetParked(context.Background(), p.lr.id, false); err != nil {
+			return nil, fmt.Errorf("resuming the run: %w", err)
+		}
+		p.logger.Info("run resumes: the operator signed", "pending", pend.ID, "signer", v.Signer.Fingerprint())
+		return v, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("no operator signed pending operation %s before the run ended: %w", pend.ID, context.Cause(ctx))
+	}
+}
+
+// Approval is what accepting a signed operation did.
+type Approval struct {
+	// Pending is the pending operation it approved ("" for none).
+	Pending string
+	// Run is the run that carries it out: the parked run, which goes on
+	// (Resumed), or a new one.
+	Run     string
+	Resumed bool
+	// Rotated: the op rotated the allow-list; Keys is how many keys are
+	// in force now.
+	Rotated bool
+	Keys    int
+	Signer  string
+}
+
+// ErrSignedOp is wrapped by every refusal of a signed operation (the
+// verifier's refusals wrap their own sentinel too, for errors.Is).
+var ErrSignedOp = errors.New("signed operation refused")
+
+// AcceptSigned accepts one signed operation from source (an approval, a
+// hub job) under the idempotency key: it verifies it (the full
+// verifier, nonce last), then rotates the allow-list, lets the run parked
+// at the pending operation it covers go on, or starts a new run of its op
+// through the one start path carrying the signature — once per key.
+func (a *Agent) AcceptSigned(ctx context.Context, source store.Source, key string, blob, armored []byte) (Approval, error) {
+	if key != "" {
+		if prior, err := a.store.RunsByKey(ctx, source, key); err == nil && len(prior) > 0 {
+			return Approval{Run: prior[0].ID}, nil
+		}
+	}
+	var hint struct {
+		Op     string          `json:"op"`
+		Nonce  string          `json:"nonce"`
+		Target safety.Target   `json:"target"`
+		Params json.RawMessage `json:"params"`
+	}
+	_ = json.Unmarshal(blob, &hint) // only to find what it may approve; verified below
+	v := a.safe.verifier
+	if hint.Op == safety.OpRotateKeys {
+		ver, err := v.Verify(blob, armored, nil)
+		if err != nil {
+			return Approval{}, a.refusedSigned(source, key, err)
+		}
+		l, err := v.Rotate(ver)
+		if err != nil {
+			return Approval{}, fmt.Errorf("%w: the rotation: %w", ErrSignedOp, err)
+		}
+		a.auditSigned(source, key, ver, "rotated the operator allow-list", "")
+		a.log.Warn("operator allow-list rotated", "keys", len(l.Keys), "signer", ver.Signer.Fingerprint(), "file", l.Source)
+		return Approval{Rotated: true, Keys: len(l.Keys), Signer: ver.Signer.Fingerprint()}, nil
+	}
+
+	// A parked run at a pending operation this op covers goes on.
+	if call := a.parkedFor(hint.Op, hint.Target, hint.Params); call != nil {
+		ver, err := v.Verify(blob, armored, call.pending.Covers)
+		if err != nil {
+			return Approval{}, a.refusedSigned(source, key, err)
+		}
+		select {
+		case call.answer <- ver:
+		default:
+			return Approval{}, fmt.Errorf("%w: pending operation %s was approved already", ErrSignedOp, call.pending.ID)
+		}
+		_ = a.store.ResolvePending(context.Background(), call.pending.ID, store.PendingApproved,
+			"approved by "+ver.Signer.Fingerprint()+"; the parked run goes on", call.lr.id)
+		return Approval{Pending: call.pending.ID, Run: call.lr.id, Resumed: true, Signer: ver.Signer.Fingerprint()}, nil
+	}
+
+	// Otherwise a new run carries it out: its op must resolve to exactly
+	// one playbook that accepts its params — checked before the nonce is
+	// used.
+	var pb *engine.Playbook
+	ver, err := v.Verify(blob, armored, func(ver *safety.Verified) error {
+		var err error
+		pb, err = a.resolveSigned(ver)
+		return err
+	})
+	if err != nil {
+		return Approval{}, a.refusedSigned(source, key, err)
+	}
+	if key == "" {
+		key = ver.Nonce
+	}
+	params := map[string]json.RawMessage{}
+	_ = json.Unmarshal(ver.Params, &params)
+	st, err := a.start(ctx, startRequest{Source: source, Key: key, Playbook: pb.Name, Params: params, Signature: ver,
+		Attrs: []any{"signed_by", ver.Signer.Fingerprint(), "guest", ver.Target.GuestID}})
+	if err != nil {
+		return Approval{}, fmt.Errorf("%w: starting %s: %w", ErrSignedOp, pb.Name, err)
+	}
+	out := Approval{Run: st.Runs[0].ID, Signer: ver.Signer.Fingerprint()}
+	if p := a.openPendingFor(ver); p != nil {
+		out.Pending = p.ID
+		_ = a.store.ResolvePending(context.Background(), p.ID, store.PendingApproved,
+			"approved by "+ver.Signer.Fingerprint()+"; its run had ended, so run "+out.Run+" carries it out", out.Run)
+	}
+	a.auditSigned(source, key, ver, "accepted: run "+out.Run+" carries it out", out.Run)
+	return out, nil
+}
+
+// resolveSigned finds the one playbook a signed op names (a playbook
+// name, else a trigger that exactly one playbook answers) and checks its
+// params against the declaration.
+func (a *Agent) resolveSigned(ver *safety.Verified) (*engine.Playbook, error) {
+	pb := a.registry.Get(ver.Op.Op)
+	if pb == nil {
+		var pbs []*engine.Playbook
+		for _, p := range a.registry.Playbooks() {
+			if slices.Contains(p.Decl.Triggers, ver.Op.Op) {
+				pbs = append(pbs, p)
+			}
+		}
+		switch len(pbs) {
+		case 0:
+			return nil, fmt.Errorf("no playbook answers %q", ver.Op.Op)
+		case 1:
+			pb = pbs[0]
+		default:
+			return nil, fmt.Errorf("%d playbooks answer trigger %q; a signed op must name one playbook", len(pbs), ver.Op.Op)
+		}
+	}
+	params := map[string]json.RawMessage{}
+	if err := json.Unmarshal(ver.Params, &params); err != nil {
+		return nil, fmt.Errorf("params: %w", err)
+	}
+	if _, err := pb.Decl.Coerce(nil, params); err != nil {
+		return nil, fmt.Errorf("playbook %s: %w", pb.Name, err)
+	}
+	return pb, nil
+}
+
+// parkedFor returns the live parked call whose pending op matches op,
+// target and params (a fresh blob may carry another nonce), or nil.
+func (a *Agent) parkedFor(op string, target safety.Target, params json.RawMessage) *parkedCall {
+	a.safe.mu.Lock()
+	defer a.safe.mu.Unlock()
+	for _, c := range a.safe.parked {
+		p := c.pending
+		if p.Op.Op == op && p.Op.Target == target && sameJSON(p.Op.Params, params) {
+			return c
+		}
+	}
+	return nil
+}
+
+// openPendingFor returns the open recorded pending operation that ver
+// covers, or nil.
+func (a *Agent) openPendingFor(ver *safety.Verified) *store.PendingOp {
+	open, err := a.store.PendingOps(context.Background(), true, 0)
+	if err != nil {
+		return nil
+	}
+	for _, p := range open {
+		var op safety.Op
+		if json.Unmarshal(p.Blob, &op) != nil {
+			continue
+		}
+		pend := safety.Pending{Op: op}
+		if pend.Covers(ver) == nil {
+			return &p
+		}
+	}
+	return nil
+}
+
+func sameJSON(a, b json.RawMessage) bool {
+	x, err1 := safety.CanonicalJSON(a)
+	y, err2 := safety.CanonicalJSON(b)
+	return err1 == nil && err2 == nil && string(x) == string(y)
+}
+
+// refusedSigned records a refused signed operation in the audit and wraps
+// the verifier's refusal.
+func (a *Agent) refusedSigned(source store.Source, key string, err error) error {
+	e := safety.AuditEntry{At: time.Now(), Source: string(source), Decision: safety.Refused, What: "signed operation " + key, Rule: "verify", Detail: err.Error()}
+	raw, _ := json.Marshal(e)
+	_ = a.store.AppendAudit(context.Background(), e.At, "", raw)
+	a.log.Warn("a signed operation was refused", "source", string(source), "key", key, "err", err)
+	return fmt.Errorf("%w: %w", ErrSignedOp, err)
+}
+
+func (a *Agent) auditSigned(source store.Source, key string, ver *safety.Verified, what, run string) {
+	e := safety.AuditEntry{At: time.Now(), Run: run, Source: string(source), Decision: safety.AllowedSigned, Guest: ver.Target.GuestID,
+		What: fmt.Sprintf("signed %q for guest %d: %s", ver.Op.Op, ver.Target.GuestID, what), Rule: "verify", Signer: ver.Signer.Fingerprint(), Detail: key}
+	raw, _ := json.Marshal(e)
+	_ = a.store.AppendAudit(context.Background(), e.At, run, raw)
+}
+
+// PendingOps lists the pending operations (open only when open).
+func (a *Agent) PendingOps(ctx context.Context, open bool) ([]store.PendingOp, error) {
+	return a.store.PendingOps(ctx, open, 0)
+}
+
+// HostID is the target id signed operations must name.
+func (a *Agent) HostID() string { return a.safe.verifier.HostID }
