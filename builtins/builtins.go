@@ -53,8 +53,9 @@ func Tables() []*Table {
 // Starlark's own universe (len, range, fail, print, ...) is available to
 // every file as well; print writes to the run's log.
 var GlobalTable = &Table{
-	Name: "",
-	Doc:  "Functions every file can call without a module prefix, besides Starlark's own built-ins (len, range, sorted, fail, print, ...). print writes a line to the run's log.",
+	Effect: Reads,
+	Name:   "",
+	Doc:    "Functions every file can call without a module prefix, besides Starlark's own built-ins (len, range, sorted, fail, print, ...). print writes a line to the run's log.",
 	Funcs: []Func{
 		catchFunc,
 		undoFunc,

@@ -54,7 +54,7 @@ func RenderDoc(w io.Writer, tables []*Table, format string) error {
 
 func renderMembers(w io.Writer, r docRenderer, t *Table, prefix string) {
 	for _, f := range t.Funcs {
-		r.member(w, prefix+f.Sig, f.Doc)
+		r.member(w, prefix+f.Sig, f.Doc+effectNote(t, &f))
 	}
 	for _, a := range t.Attrs {
 		r.member(w, prefix+a.Name, a.Doc)
@@ -142,4 +142,36 @@ func (markdownDoc) member(w io.Writer, sig, doc string) {
 		}
 	}
 	flush()
+}
+
+// effectNote is the safety gate's word on a builtin that changes the host,
+// appended to its doc; "" for one that reads.
+func effectNote(t *Table, f *Func) string {
+	switch t.EffectOf(f) {
+	case Benign:
+		return "\nSafety gate: benign (never needs a signature)."
+	case Gated:
+		return "\nSafety gate: destructive " + f.Destructive + " — then it needs an operator's signature (docs/safety.md); benign otherwise."
+	}
+	return ""
+}
+
+// RenderEffects writes the safety gate's table of every builtin — name,
+// effect and when it is destructive — as markdown rows, for
+// docs/safety.md.
+func RenderEffects(w io.Writer, tables []*Table) error {
+	bw := bufio.NewWriter(w)
+	fmt.Fprintln(bw, "| builtin | effect | destructive when |")
+	fmt.Fprintln(bw, "|---|---|---|")
+	for _, t := range tables {
+		for i := range t.Funcs {
+			f := &t.Funcs[i]
+			when := f.Destructive
+			if when == "" {
+				when = "never"
+			}
+			fmt.Fprintf(bw, "| `%s` | %s | %s |\n", qualified(t.Name, f.Name), t.EffectOf(f), when)
+		}
+	}
+	return bw.Flush()
 }

@@ -106,7 +106,7 @@ func TestTableCheck(t *testing.T) {
 		tab  *Table
 		want []string // fragments of the joined error; none: valid
 	}{
-		{"valid", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f(x)", Doc: "F.", Journal: Pure, Fn: fn}}, Attrs: []Attr{{Name: "K", Doc: "K.", Value: starlark.MakeInt(1)}}}, nil},
+		{"valid", &Table{Name: "m", Doc: "M.", Effect: Reads, Funcs: []Func{{Name: "f", Sig: "f(x)", Doc: "F.", Journal: Pure, Fn: fn}}, Attrs: []Attr{{Name: "K", Doc: "K.", Value: starlark.MakeInt(1)}}}, nil},
 		{"no table doc", &Table{Name: "m"}, []string{"m: table has no Doc"}},
 		{"bad sig", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "g(x)", Doc: "F.", Journal: Pure, Fn: fn}}}, []string{`m.f: Sig "g(x)" does not read f(...)`}},
 		{"no doc, no fn", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f()"}}}, []string{"m.f: no Doc", "m.f: no Fn"}},
@@ -116,6 +116,9 @@ func TestTableCheck(t *testing.T) {
 		{"sig allows fewer positional arguments", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f(*, x)", Doc: "F.", Journal: Pure, Fn: fn}}}, []string{"m.f: sig allows 0 positional arguments, but the builtin took 1"}},
 		{"sig requires what the builtin does not", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f(x, y)", Doc: "F.", Journal: Pure, Fn: loose}}}, []string{"m.f: sig requires x, but the builtin accepted a call without it"}},
 		{"no journal declaration", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f(x)", Doc: "F.", Fn: fn}}}, []string{"m.f: declares no Journal"}},
+		{"no effect", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f(x)", Doc: "F.", Journal: Pure, Fn: fn}}}, []string{"m.f: no Effect (reads, benign or gated)"}},
+		{"gated without when", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f(x)", Doc: "F.", Journal: Pure, Fn: fn, Effect: Gated}}}, []string{"m.f: gated, but Destructive does not say when"}},
+		{"destructive text on a benign builtin", &Table{Name: "m", Doc: "M.", Funcs: []Func{{Name: "f", Sig: "f(x)", Doc: "F.", Journal: Pure, Fn: fn, Effect: Benign, Destructive: "never"}}}, []string{"m.f: Destructive is set, but the effect is benign"}},
 		{"attr without value", &Table{Name: "", Doc: "G.", Attrs: []Attr{{Name: "K", Doc: "K."}}}, []string{"(globals).K: no Value"}},
 	}
 	for _, tt := range tests {

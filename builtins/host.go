@@ -26,15 +26,15 @@ var HostTable = &Table{
 		"creation, USB mounts, SMART, sensors). Available only when the " +
 		"configuration enables privileged operations; host.enabled() tells.",
 	Funcs: []Func{
-		{Name: "enabled", Journal: Replayed, Sig: "enabled()", Fn: hostEnabled,
+		{Name: "enabled", Effect: Reads, Journal: Replayed, Sig: "enabled()", Fn: hostEnabled,
 			Doc: "Returns whether privileged operations are enabled for this run. Never fails; while a file loads it returns False, since nothing may act then."},
-		{Name: "create_golden", Journal: Once, Sig: "create_golden(vmid, template, hostname, storage=\"local-lvm\", rootfs_gb=8, cores=1, memory=512, bridge=\"vmbr0\", unprivileged=True)", Fn: hostCreateGolden,
+		{Name: "create_golden", Effect: Gated, Destructive: "when the vmid is taken (it would replace a guest the run did not create)", Journal: Once, Sig: "create_golden(vmid, template, hostname, storage=\"local-lvm\", rootfs_gb=8, cores=1, memory=512, bridge=\"vmbr0\", unprivileged=True)", Fn: hostCreateGolden,
 			Doc: "Creates container vmid from OS template (a vztmpl volid) with keyctl=1 — which the API refuses to a token — via `pct create`, with the given hostname, root disk storage and size in GiB, cores, memory in MiB and bridge. Takes the agent's lock on vmid. Returns None; fails if the guest exists or an argument is invalid."},
-		{Name: "mount_usb", Journal: Once, Sig: "mount_usb(uuid, target)", Fn: hostMountUSB,
+		{Name: "mount_usb", Effect: Benign, Journal: Once, Sig: "mount_usb(uuid, target)", Fn: hostMountUSB,
 			Doc: "Mounts the filesystem with UUID uuid at target (which must be under the configured mount prefix), nodev,nosuid,noexec. Returns the mounted path."},
-		{Name: "smart", Journal: Replayed, Sig: "smart(device)", Fn: hostSmart, Returns: smartReport,
+		{Name: "smart", Effect: Reads, Journal: Replayed, Sig: "smart(device)", Fn: hostSmart, Returns: smartReport,
 			Doc: "Runs smartctl on device (e.g. \"/dev/sda\"). Returns struct(device, model, serial, passed, temperature (°C, 0 unknown), power_on_hours, reallocated, exit_status (smartctl's status bits))."},
-		{Name: "sensors", Journal: Replayed, Sig: "sensors()", Fn: hostSensors, Returns: ListOf(sensorShape),
+		{Name: "sensors", Effect: Reads, Journal: Replayed, Sig: "sensors()", Fn: hostSensors, Returns: ListOf(sensorShape),
 			Doc: "Reads lm-sensors temperatures. Returns a list of struct(chip, adapter, label, celsius, high, crit); high and crit are 0 when the chip reports none."},
 	},
 }

@@ -12,7 +12,8 @@ import (
 // is the desired state it last sent and this agent accepted — nothing
 // else. The hub's address, key, envelope and jobs stay in the daemon.
 var HubTable = &Table{
-	Name: "hub",
+	Effect: Reads,
+	Name:   "hub",
 	Doc: "The desired state of this host, as the hub last sent it and this agent accepted it " +
 		"(validated against the agent's schema, every default filled in; docs/hub-protocol.md). " +
 		"Nothing else of the hub is reachable from a playbook.",

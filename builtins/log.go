@@ -17,8 +17,9 @@ import (
 // lines go to the load logger ([SetLoadLogger]) or, without one, to
 // slog.Default().
 var LogTable = &Table{
-	Name: "log",
-	Doc:  "Structured lines in the run's log. Every function takes a message and any number of keyword attributes (vmid = 101, took = t.duration); attribute values keep their type where the log has one (string, int, float, bool, duration, time) and are shown with str() otherwise.",
+	Effect: Reads,
+	Name:   "log",
+	Doc:    "Structured lines in the run's log. Every function takes a message and any number of keyword attributes (vmid = 101, took = t.duration); attribute values keep their type where the log has one (string, int, float, bool, duration, time) and are shown with str() otherwise.",
 	Funcs: []Func{
 		{Name: "debug", Journal: Pure, Sig: "debug(msg, **attrs)", Doc: "Writes msg at debug level; hidden unless the agent logs at debug level.", Fn: logAt(slog.LevelDebug)},
 		{Name: "info", Journal: Pure, Sig: "info(msg, **attrs)", Doc: "Writes msg at info level.", Fn: logAt(slog.LevelInfo)},

@@ -23,8 +23,9 @@ import (
 // monitor_success{monitor=NAME} when a gauge sink is configured, and in
 // monitor.all()'s result.
 var MonitorTable = &Table{
-	Name:  "monitor",
-	Waits: true,
+	Effect: Reads,
+	Name:   "monitor",
+	Waits:  true,
 	Doc: "Read-only host health: node load and memory, storage usage, disk " +
 		"SMART, temperatures and the hub tunnel, each as structs to compare " +
 		"against thresholds; all() reads every monitor at once; gauge() " +

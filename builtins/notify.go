@@ -18,8 +18,9 @@ import (
 // there, so that a run replayed after a crash does not send a
 // notification it already sent. Until then nothing replays runs.
 var NotifyTable = &Table{
-	Name: "notify",
-	Doc:  "A playbook's own notification to the people who watch this host, through the agent's configured channels (a signed webhook, mail); delivery is retried in the background and never blocks the run.",
+	Effect: Reads,
+	Name:   "notify",
+	Doc:    "A playbook's own notification to the people who watch this host, through the agent's configured channels (a signed webhook, mail); delivery is retried in the background and never blocks the run.",
 	Funcs: []Func{
 		{
 			Name: "send", Journal: Once,

@@ -15,8 +15,9 @@ import (
 // fails if upstream gains a member these tables do not list.
 var (
 	JSONTable = &Table{
-		Name: "json",
-		Doc:  "JSON encoding and decoding (go.starlark.net/lib/json).",
+		Effect: Reads,
+		Name:   "json",
+		Doc:    "JSON encoding and decoding (go.starlark.net/lib/json).",
 		Funcs: []Func{
 			upstream(starjson.Module, "encode", "encode(x)", "Returns x as a JSON string: None, bools, ints, floats, strings, lists/tuples, dicts with string keys and structs (as objects). Fails on other values and on non-finite floats."),
 			upstream(starjson.Module, "encode_indent", `encode_indent(x, /, *, prefix="", indent="\t")`, "Like encode, indented: json.indent(json.encode(x), prefix = prefix, indent = indent)."),
@@ -26,8 +27,9 @@ var (
 	}
 
 	TimeTable = &Table{
-		Name: "time",
-		Doc:  "Times and durations (go.starlark.net/lib/time). Durations support arithmetic and comparison (2 * time.minute < time.hour) and are accepted wherever a builtin takes a duration.",
+		Effect: Reads,
+		Name:   "time",
+		Doc:    "Times and durations (go.starlark.net/lib/time). Durations support arithmetic and comparison (2 * time.minute < time.hour) and are accepted wherever a builtin takes a duration.",
 		Funcs: []Func{
 			upstream(startime.Module, "from_timestamp", "from_timestamp(sec, nsec=0)", "Returns the time of the Unix timestamp sec seconds (plus nsec nanoseconds) after 1970-01-01 UTC."),
 			upstream(startime.Module, "is_valid_timezone", "is_valid_timezone(loc)", "Reports whether loc is a time zone name the host knows, such as \"Europe/Budapest\"."),

@@ -24,6 +24,9 @@ type Table struct {
 	Doc   string // one paragraph: what the module is for
 	Funcs []Func // in the order the reference lists them
 	Attrs []Attr // constants, documented like functions
+	// Effect is the safety-gate effect of every Func that declares none
+	// ("" means each Func must declare its own). See [Effect].
+	Effect Effect
 	// Waits marks a module whose builtins wait on Proxmox or the host (an
 	// HTTP answer, a task, a root command, a guest lock): a run inside one
 	// is parked (Env.Parked) — it takes no Starlark steps and allocates
@@ -52,8 +55,41 @@ type Func struct {
 	// ([Journaling]); the zero value is no declaration, which Check
 	// refuses.
 	Journal Journaling
+	// Effect declares what the builtin may do to the host, for the safety
+	// gate's reference (docs/safety.md); "" takes the Table's.
+	Effect Effect
+	// Destructive says, for a Gated builtin, when a call is destructive
+	// and so needs an operator's signature; empty otherwise.
+	Destructive string
 	// Fn implements it. It starts with starlark.UnpackArgs.
 	Fn func(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error)
+}
+
+// Effect is what a builtin may do to the host, as the safety gate
+// (runtime/safety) classifies its calls. It is a declaration for people
+// and for the reference: the gate itself classifies every Proxmox
+// mutation and changing root command by what it does, whichever builtin
+// sends it, and anything it does not know is destructive.
+type Effect string
+
+const (
+	// Reads change nothing on the host (a log line, a gauge, a
+	// notification change only the agent's own state).
+	Reads Effect = "reads"
+	// Benign changes the host but never destroys: every call passes.
+	Benign Effect = "benign"
+	// Gated is classified call by call: destructive (an operator's
+	// signature needed) when it destroys or overwrites what the run did
+	// not create — Func.Destructive says when — benign otherwise.
+	Gated Effect = "gated"
+)
+
+// EffectOf is f's effect in t: its own, or the table's.
+func (t *Table) EffectOf(f *Func) Effect {
+	if f.Effect != "" {
+		return f.Effect
+	}
+	return t.Effect
 }
 
 // Attr is a documented constant member of a Table.
@@ -115,6 +151,14 @@ func (t *Table) Check() error {
 		}
 		if f.Journal == journalingUnset || f.Journal > Mutation {
 			bad(".%s: declares no Journal (Pure, Replayed, Once or Mutation)", f.Name)
+		}
+		switch e := t.EffectOf(&f); {
+		case e != Reads && e != Benign && e != Gated:
+			bad(".%s: no Effect (reads, benign or gated) for the safety gate's reference", f.Name)
+		case e == Gated && strings.TrimSpace(f.Destructive) == "":
+			bad(".%s: gated, but Destructive does not say when a call is destructive", f.Name)
+		case e != Gated && f.Destructive != "":
+			bad(".%s: Destructive is set, but the effect is %s", f.Name, e)
 		}
 		if f.Fn == nil {
 			bad(".%s: no Fn", f.Name)

@@ -39,7 +39,7 @@ var TaskTable = &Table{
 		"a UPID string, and blocks at most until the run is cancelled.",
 	Funcs: []Func{
 		{
-			Name:    "wait",
+			Name: "wait", Effect: Reads,
 			Journal: Replayed,
 			Sig:     "wait(task, timeout=None)",
 			Returns: taskShape,
@@ -55,7 +55,7 @@ var TaskTable = &Table{
 			Fn: taskWait,
 		},
 		{
-			Name:    "status",
+			Name: "status", Effect: Reads,
 			Journal: Replayed,
 			Sig:     "status(task)",
 			Returns: taskStatusShape,
@@ -65,7 +65,7 @@ var TaskTable = &Table{
 			Fn: taskStatus,
 		},
 		{
-			Name: "log", Journal: Replayed,
+			Name: "log", Effect: Reads, Journal: Replayed,
 			Sig: "log(task, tail=50)",
 			Doc: "Returns the task log as a list of strings: the last tail " +
 				"lines, or every line when tail = 0. The last line of a " +
@@ -73,7 +73,7 @@ var TaskTable = &Table{
 			Fn: taskLog,
 		},
 		{
-			Name: "stop", Journal: Once,
+			Name: "stop", Effect: Gated, Destructive: "for a task this run did not start", Journal: Once,
 			Sig: "stop(task)",
 			Doc: "Asks Proxmox to stop a running task and returns None " +
 				"without waiting; follow with task.wait to see it end.",

@@ -92,6 +92,9 @@ func openBackend(g *Globals, sim bool, logger *slog.Logger) (*backend, error) {
 		be.Close()
 		return nil, err
 	}
+	// No playbook reaches the host around the safety gate: a change on a
+	// context without one fails (proxmox.ErrNoGate).
+	client.RequireGate()
 	be.Client = client
 	be.Env.Proxmox = client
 	// The progress of every task wait of this process shares one budget
@@ -110,6 +113,7 @@ func openBackend(g *Globals, sim bool, logger *slog.Logger) (*backend, error) {
 			be.Close()
 			return nil, err
 		}
+		priv.RequireGate()
 		be.Env.Host = priv
 		be.privileged, be.runner = &pc, runner
 	}

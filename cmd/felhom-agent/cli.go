@@ -30,6 +30,9 @@ type CLI struct {
 	Runs       RunsCmd       `cmd:"" help:"List, show, follow or cancel runs of a serving agent."`
 	Trigger    TriggerCmd    `cmd:"" help:"Start a run of a playbook on a serving agent."`
 	Playbooks  PlaybooksCmd  `cmd:"" help:"List a serving agent's playbooks."`
+	Pending    PendingCmd    `cmd:"" help:"List the destructive operations waiting for an operator's signature."`
+	Sign       SignCmd       `cmd:"" help:"Sign a pending operation (or a new one) with your SSH key or agent."`
+	Approve    ApproveCmd    `cmd:"" help:"Submit a signed operation to a serving agent: the parked run goes on, or a new run carries it out."`
 	State      StateCmd      `cmd:"" help:"Export or import the agent's state directory (backup, restore on a new host)."`
 	GuestToken GuestTokenCmd `cmd:"" name:"guest-token" help:"Manage the guest API's per-container tokens on a serving agent."`
 	Sim        SimCmd        `cmd:"" help:"Serve a simulated Proxmox VE host over TLS (for trying the agent and for tests)."`

@@ -37,6 +37,7 @@ type Globals struct {
 	Proxmox    ProxmoxFlags    `embed:"" prefix:"proxmox-"`
 	Privileged PrivilegedFlags `embed:"" prefix:"privileged-"`
 	Runtime    RuntimeFlags    `embed:"" prefix:"runtime-"`
+	Safety     SafetyFlags     `embed:"" prefix:"safety-"`
 	Tunnel     string          `name:"monitor-tunnel" help:"host:port of the tunnel endpoint monitor.tunnel() checks; empty disables it." placeholder:"HOST:PORT" config:"monitor.tunnel"`
 
 	stdout, stderr io.Writer

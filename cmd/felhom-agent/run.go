@@ -13,6 +13,7 @@ import (
 
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/safety"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
@@ -114,8 +115,19 @@ func (c *RunCmd) Run(g *Globals) error {
 		MaxMemory:     g.Runtime.engineMemory(),
 		Logger:        logger,
 	})
-	res := eng.Run(proxmox.WithObserver(ctx, &rc), pb, params, engine.RunOptions{Trigger: "cli"})
+	id := runstate.NewID(time.Now())
+	gate, err := cliGate(g, be, c.Sim, id, pb, params, &rc, logger)
+	if err != nil {
+		return err
+	}
+	res := eng.Run(proxmox.WithObserver(ctx, gate), pb, params, engine.RunOptions{ID: id, Trigger: "cli"})
 	closeStatus()
+	if re, ok := errors.AsType[*safety.RefusedError](res.Err); ok && re.Pending != nil {
+		fmt.Fprintf(g.stderr, "\n%s needs an operator's signature, and a run from the command line has nobody to ask.\n"+
+			"Start it on the serving agent instead (felhom-agent trigger %s ...): it parks there as a pending operation,\n"+
+			"which an operator signs and approves (felhom-agent pending, sign, approve). What it would sign:\n%s\n",
+			re.Pending.Effect.What, pb.Name, re.Pending.Blob)
+	}
 
 	s := summary{
 		Run: res.ID, Playbook: res.Playbook, Version: pb.ShortVersion(), Status: string(res.Status),

@@ -156,6 +156,10 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 	if err != nil {
 		return err
 	}
+	safetyCfg, err := g.Safety.agentConfig(c.HubHostID, c.Sim)
+	if err != nil {
+		return err
+	}
 	be, err := openBackend(g, c.Sim, logger)
 	if err != nil {
 		return err
@@ -212,6 +216,7 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 		Planner: func(ctx context.Context, pb *engine.Playbook, params *engine.Params) (any, error) {
 			return be.planner(g, c.Sim, slog.New(slog.DiscardHandler))(ctx, pb, params)
 		},
+		Safety: safetyCfg,
 	})
 	if err != nil {
 		return withSetting(err)
@@ -270,10 +275,11 @@ func (c *ServeCmd) defaultDirs(e dirEnv, logger *slog.Logger) error {
 // setting to change, in its three spellings (config key, flag,
 // environment).
 var settingNames = map[string]string{
-	"PlaybooksDir": "playbooks (--playbooks, FELHOM_AGENT_PLAYBOOKS)",
-	"StateDir":     "state_dir (--state-dir, FELHOM_AGENT_STATE_DIR)",
-	"Listen":       "listen (--listen, FELHOM_AGENT_LISTEN)",
-	"Socket":       "socket (--socket, FELHOM_AGENT_SOCKET)",
+	"PlaybooksDir":        "playbooks (--playbooks, FELHOM_AGENT_PLAYBOOKS)",
+	"StateDir":            "state_dir (--state-dir, FELHOM_AGENT_STATE_DIR)",
+	"Listen":              "listen (--listen, FELHOM_AGENT_LISTEN)",
+	"Socket":              "socket (--socket, FELHOM_AGENT_SOCKET)",
+	"Safety.OperatorKeys": "safety.operator_keys (--safety-operator-keys, FELHOM_AGENT_SAFETY_OPERATOR_KEYS)",
 }
 
 // withSetting adds to a fatal start error which setting to change.

@@ -30,6 +30,7 @@ var (
 	_ api.Backend        = localAPI{}
 	_ api.Waiter         = localAPI{}
 	_ api.TriggerStarter = localAPI{}
+	_ api.Approvals      = localAPI{}
 )
 
 // nextRunsShown is how many of a schedule's next ticks the API lists.
@@ -79,7 +80,45 @@ func (l localAPI) Run(ctx context.Context, id string) (api.Run, error) {
 	if err != nil {
 		return api.Run{}, err
 	}
-	return l.apiRun(r), nil
+	out := l.apiRun(r)
+	pend, err := l.a.store.PendingOfRun(ctx, r.ID)
+	if err != nil {
+		return api.Run{}, err
+	}
+	for _, p := range pend {
+		out.Pending = append(out.Pending, apiPending(p))
+	}
+	return out, nil
+}
+
+// Pending lists the pending operations (api.Approvals).
+func (l localAPI) Pending(ctx context.Context, all bool) ([]api.PendingOp, error) {
+	ops, err := l.a.store.PendingOps(ctx, !all, 0)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.PendingOp, len(ops))
+	for i, p := range ops {
+		out[i] = apiPending(p)
+	}
+	return out, nil
+}
+
+// Approve submits a signed operation locally (felhom-agent approve).
+func (l localAPI) Approve(ctx context.Context, req api.ApproveRequest) (api.ApproveResult, error) {
+	res, err := l.a.AcceptSigned(ctx, store.SourceApproval, "", []byte(req.Blob), []byte(req.Signature))
+	if err != nil {
+		if errors.Is(err, ErrSignedOp) {
+			return api.ApproveResult{}, &api.BadRequestError{Field: "signature", Msg: err.Error()}
+		}
+		return api.ApproveResult{}, err
+	}
+	return api.ApproveResult{Pending: res.Pending, Run: res.Run, Resumed: res.Resumed, Rotated: res.Rotated, Keys: res.Keys, Signer: res.Signer}, nil
+}
+
+func apiPending(p store.PendingOp) api.PendingOp {
+	return api.PendingOp{ID: p.ID, Run: p.Run, Playbook: p.Playbook, Guest: p.Guest, What: p.What, Blob: string(p.Blob),
+		Created: p.Created, Expires: p.Expires, State: p.State, Detail: p.Detail, NewRun: p.NewRun}
 }
 
 // Logs returns a page of a run's log.

@@ -43,6 +43,9 @@ func NewHandler(b Backend, logger *slog.Logger) http.Handler {
 	if p, ok := b.(Planner); ok {
 		s.planner = p
 	}
+	if ap, ok := b.(Approvals); ok {
+		s.approvals = ap
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/runs", s.runs)
 	mux.HandleFunc("POST /v1/runs", s.start)
@@ -55,6 +58,9 @@ func NewHandler(b Backend, logger *slog.Logger) http.Handler {
 	mux.HandleFunc("GET /v1/playbooks", s.playbooks)
 	mux.HandleFunc("POST /v1/guests/{vmid}/token", s.mintToken)
 	mux.HandleFunc("POST /v1/plan", s.plan)
+	mux.HandleFunc("GET /v1/pending", s.pendingList)
+	mux.HandleFunc("GET /v1/pending/{id}", s.pendingOne)
+	mux.HandleFunc("POST /v1/approve", s.approve)
 	return mux
 }
 
@@ -65,8 +71,10 @@ type server struct {
 	triggers TriggerStarter
 	minter   GuestTokenMinter // nil: no guest API
 	planner  Planner          // nil: plans are refused
-	log      *slog.Logger
-	poll     time.Duration // follow's polling interval without a Waiter
+	// approvals serves the safety gate; nil answers 404.
+	approvals Approvals
+	log       *slog.Logger
+	poll      time.Duration // follow's polling interval without a Waiter
 }
 
 func (s *server) runs(w http.ResponseWriter, r *http.Request) {

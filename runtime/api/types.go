@@ -39,6 +39,9 @@ type Run struct {
 	Replayed int `json:"replayed,omitempty"`
 	Adopted  int `json:"adopted,omitempty"`
 	Reissued int `json:"reissued,omitempty"`
+	// Pending are the destructive calls it parked at for an operator's
+	// signature (runs show only), oldest first.
+	Pending []PendingOp `json:"pending,omitempty"`
 }
 
 // Finished reports whether the run has ended, whatever its status.

@@ -95,8 +95,9 @@ var (
 // playbook file calls once to declare itself. DeclarationTables lists it
 // with [ParamTable] for the loader and the reference.
 var PlaybookTable = &builtins.Table{
-	Name: "",
-	Doc:  "Declaring a playbook. Each playbook file calls playbook() once at its top level; a loaded module (a file in a subdirectory) must not. The declaration is read when the file loads, before anything runs.",
+	Effect: builtins.Reads,
+	Name:   "",
+	Doc:    "Declaring a playbook. Each playbook file calls playbook() once at its top level; a loaded module (a file in a subdirectory) must not. The declaration is read when the file loads, before anything runs.",
 	Funcs: []builtins.Func{{
 		Name: "playbook", Journal: builtins.Pure,
 		Sig: `playbook(*, name, run, params={}, schedule="", jitter=None, triggers=[], timeout=None, concurrent=False, resume=False, undo_timeout=None, guest_triggers=[], guest_params=[], doc=None)`,
@@ -353,8 +354,9 @@ func validateSchedule(s string) error {
 // Each returns a declaration value for playbook(params = {...}); a
 // default, when given, is checked against the type as the file loads.
 var ParamTable = &builtins.Table{
-	Name: "param",
-	Doc:  "Parameter declarations for playbook(params = {...}). A parameter without a default is required; default = None makes it optional with the value None. Values given to a run (--param k=v, or JSON from the hub) are checked against the declaration before the run starts.",
+	Effect: builtins.Reads,
+	Name:   "param",
+	Doc:    "Parameter declarations for playbook(params = {...}). A parameter without a default is required; default = None makes it optional with the value None. Values given to a run (--param k=v, or JSON from the hub) are checked against the declaration before the run starts.",
 	Funcs: []builtins.Func{
 		{Name: "string", Journal: builtins.Pure, Sig: `string(default=?, doc="", pattern="", max_len=0)`, Doc: "A string: valid UTF-8 without NUL bytes. pattern is a regular expression (RE2 syntax, as Go's regexp) the whole value must match; max_len bounds its length in bytes (0: no bound).", Fn: stringParam},
 		{Name: "int", Journal: builtins.Pure, Sig: `int(default=?, doc="", min=None, max=None)`, Doc: "A 64-bit integer, at least min and at most max when they are given.", Fn: intParam},

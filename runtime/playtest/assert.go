@@ -53,8 +53,9 @@ func assertModule() (starlark.Value, error) {
 // every other builtin. A failed assertion is recorded at the test's line
 // and the test goes on.
 var AssertTable = &builtins.Table{
-	Name: "assert",
-	Doc:  "Assertions for test files. A failing assertion records a failure at the calling line of the test (file:line:col: message) and lets the test go on; every failure is reported.",
+	Effect: builtins.Reads,
+	Name:   "assert",
+	Doc:    "Assertions for test files. A failing assertion records a failure at the calling line of the test (file:line:col: message) and lets the test go on; every failure is reported.",
 	Funcs: []builtins.Func{
 		{Name: "eq", Journal: builtins.Pure, Sig: `eq(got, want, msg="")`, Doc: "Fails unless got == want.", Fn: assertCall("eq")},
 		{Name: "ne", Journal: builtins.Pure, Sig: `ne(got, unwanted, msg="")`, Doc: "Fails if got == unwanted.", Fn: assertCall("ne")},

@@ -73,14 +73,15 @@ func Tables() []*builtins.Table { return []*builtins.Table{SimTable, AssertTable
 
 // testGlobals are the global functions test files have besides a playbook's.
 var testGlobals = &builtins.Table{
-	Name: "",
-	Doc:  "Test files only.",
+	Effect: builtins.Benign, // run_playbook: each call of the run passes the gate
+	Name:   "",
+	Doc:    "Test files only.",
 	Funcs: []builtins.Func{{
 		Name: "run_playbook", Journal: builtins.Pure,
-		Sig:     "run_playbook(file, params={})",
-		Doc:     `Runs the playbook file (relative to the playbooks root) on the test's simulated host, as "felhom-agent run" would, and returns struct(status, result, error, kind, run): status is succeeded, failed, cancelled, timed_out or refused (bad parameters); result is what the playbook returned (None when it failed).`,
+		Sig:     "run_playbook(file, params={}, operator=True)",
+		Doc:     `Runs the playbook file (relative to the playbooks root) on the test's simulated host, as "felhom-agent run" would, and returns struct(status, result, error, kind, run, gate): status is succeeded, failed, cancelled, timed_out or refused (bad parameters); result is what the playbook returned (None when it failed). Every call passes the safety gate; a destructive one is signed by the simulated operator (marked in the log), or with operator = False refused (status failed, kind "signature"). gate lists the gate's decisions that were not plain benign passes, each struct(decision, what, rule, guest).`,
 		Fn:      runPlaybook,
-		Returns: builtins.StructShape("playbook run", "status", "result", "error", "kind", "run"),
+		Returns: builtins.StructShape("playbook run", "status", "result", "error", "kind", "run", "gate"),
 	}},
 }
 
@@ -158,6 +159,7 @@ type harness struct {
 	engine *engine.Engine
 	ctx    context.Context
 	logger *slog.Logger
+	client *proxmox.Client // for the gate's facts
 }
 
 const harnessKey = "felhom.playtest.harness"
@@ -219,7 +221,7 @@ func runTest(ctx context.Context, l *engine.Loader, file string, t test, opts Op
 	thread.SetLocal(tunnelKey, tunnel)
 	thread.SetLocal(desiredKey, desired)
 	thread.SetLocal(reporterKey, rep)
-	thread.SetLocal(harnessKey, &harness{loader: l, engine: eng, ctx: ctx, logger: logger})
+	thread.SetLocal(harnessKey, &harness{loader: l, engine: eng, ctx: ctx, logger: logger, client: client})
 	steps := cmp.Or(opts.MaxSteps, engine.DefaultMaxSteps)
 	thread.SetMaxExecutionSteps(steps)
 	thread.OnMaxSteps = func(th *starlark.Thread) { th.Cancel(fmt.Sprintf("step budget of %d exceeded", steps)) }
@@ -275,7 +277,8 @@ func located(err error) string {
 func runPlaybook(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var file string
 	params := new(starlark.Dict)
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "file", &file, "params?", &params); err != nil {
+	operator := true
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "file", &file, "params?", &params, "operator?", &operator); err != nil {
 		return nil, err
 	}
 	h, ok := thread.Local(harnessKey).(*harness)
@@ -298,13 +301,19 @@ func runPlaybook(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 		}
 		raw[name] = js
 	}
-	fields := starlark.StringDict{"result": starlark.None, "error": starlark.String(""), "kind": starlark.String(""), "run": starlark.String("")}
+	fields := starlark.StringDict{"result": starlark.None, "error": starlark.String(""), "kind": starlark.String(""), "run": starlark.String(""), "gate": starlark.NewList(nil)}
 	p, err := pb.Decl.Coerce(nil, raw)
 	if err != nil {
 		fields["status"], fields["error"], fields["kind"] = starlark.String(runstate.Refused), starlark.String(err.Error()), starlark.String(engine.KindParams)
 		return starlarkstruct.FromStringDict(starlarkstruct.Default, fields), nil
 	}
-	res := h.engine.Run(h.ctx, pb, p, engine.RunOptions{Trigger: "test", Logger: h.logger})
+	id := runstate.NewID(time.Now())
+	gate, decisions, err := h.gate(id, pb, p, operator)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	res := h.engine.Run(proxmox.WithObserver(h.ctx, gate), pb, p, engine.RunOptions{ID: id, Trigger: "test", Logger: h.logger})
+	fields["gate"] = decisions
 	fields["status"], fields["error"], fields["kind"], fields["run"] = starlark.String(res.Status), starlark.String(res.Error), starlark.String(res.Kind), starlark.String(res.ID)
 	if len(res.Output) > 0 {
 		v, err := decodeJSON(thread, res.Output)

@@ -19,8 +19,9 @@ import (
 // faults, failing tasks) and reads back what the test did to it. It exists
 // only in *_test.star files.
 var SimTable = &builtins.Table{
-	Name: "sim",
-	Doc:  "Shapes and inspects the simulated Proxmox VE host of the running test. Every test function starts on a fresh default world: node demo-felhom, guests 9999 (selftest), 9000 (golden template), 101 and 102, storages local, local-lvm and usb-backup.",
+	Effect: builtins.Benign, // the simulated world only
+	Name:   "sim",
+	Doc:    "Shapes and inspects the simulated Proxmox VE host of the running test. Every test function starts on a fresh default world: node demo-felhom, guests 9999 (selftest), 9000 (golden template), 101 and 102, storages local, local-lvm and usb-backup.",
 	Funcs: []builtins.Func{
 		{Name: "add_guest", Journal: builtins.Pure, Sig: `add_guest(vmid, hostname="", running=True, template=False, cores=1, memory=512, description="", lock="", type="lxc")`, Doc: `Adds a guest: an LXC container, or with type = "qemu" a VM (hostname is then its name).`, Fn: simAddGuest},
 		{Name: "remove_guest", Journal: builtins.Pure, Sig: "remove_guest(vmid)", Doc: "Removes a guest and its disks.", Fn: simVMID(func(s *pvesim.Sim, vmid int) (starlark.Value, error) { return none(s.RemoveGuest(vmid)) })},

@@ -204,3 +204,26 @@ func (s *Store) Audit(ctx context.Context, after int64, run string, limit int) (
 	})
 	return out, err
 }
+
+// PendingOfRun returns the pending operations a run parked at (or was
+// refused), oldest first.
+func (s *Store) PendingOfRun(ctx context.Context, run string) ([]PendingOp, error) {
+	var out []PendingOp
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT id, run, playbook, guest, what, blob, created, expires, state, resolved, detail, new_run
+			FROM pending_ops WHERE run = ? ORDER BY created, id`, run)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			p, err := scanPending(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, p)
+		}
+		return rows.Err()
+	})
+	return out, err
+}

@@ -57,6 +57,7 @@ func serverEnv(srv *pvesim.Server, extra ...string) []string {
 		"FELHOM_AGENT_PROXMOX_NODE=" + srv.Node,
 		"FELHOM_AGENT_PROXMOX_TOKEN=" + srv.Token,
 		"FELHOM_AGENT_PROXMOX_TLS_FINGERPRINT=" + srv.Fingerprint,
+		scratchEnv,
 	}, extra...)
 }
 

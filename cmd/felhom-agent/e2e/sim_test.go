@@ -73,8 +73,16 @@ func (s *simProc) env() []string {
 		"FELHOM_AGENT_PROXMOX_TOKEN=" + s.Token,
 		"FELHOM_AGENT_PROXMOX_TLS_FINGERPRINT=" + s.Fingerprint,
 		"FELHOM_AGENT_SOCKET=" + filepath.Join(s.runtime, "agent.sock"),
+		scratchEnv,
 	}
 }
+
+// scratchEnv declares the simulated world's test guests scratch for the
+// safety gate: the suite's self-tests snapshot, roll back and delete
+// snapshots on guest 101 and 9999, which is destructive on a customer's
+// guest (docs/safety.md). The gate's own tests (safety_test.go) use other
+// guests.
+const scratchEnv = "FELHOM_AGENT_SAFETY_SCRATCH_VMIDS=101,9999"
 
 // pinnedClient trusts exactly the certificate with fingerprint (the
 // suite's own client: it does not use the agent's TLS code).

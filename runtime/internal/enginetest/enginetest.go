@@ -80,9 +80,10 @@ var TaskError = &proxmox.TaskError{
 // refuses at load time); test.panic() panics. sig may be nil.
 func Table(sig *Signal) *builtins.Table {
 	return &builtins.Table{
-		Name:  "test",
-		Doc:   "Test builtins.",
-		Waits: true, // test.block waits like a Proxmox call
+		Effect: builtins.Reads,
+		Name:   "test",
+		Doc:    "Test builtins.",
+		Waits:  true, // test.block waits like a Proxmox call
 		Funcs: []builtins.Func{
 			{Name: "block", Journal: builtins.Pure, Sig: "block()", Doc: "Waits until the run's context ends or the test releases it.", Fn: func(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 				if err := starlark.UnpackArgs(b.Name(), args, kwargs); err != nil {
