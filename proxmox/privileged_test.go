@@ -534,10 +534,12 @@ type rootGate struct {
 func (g *rootGate) Request(RequestInfo)                               {}
 func (g *rootGate) TaskStarted(UPID)                                  {}
 func (g *rootGate) TaskWaited(UPID, time.Duration, TaskStatus, error) {}
-func (g *rootGate) BeforeMutation(_ context.Context, method, path string) error {
-	g.asked = append(g.asked, method+" "+path)
+func (g *rootGate) BeforeMutation(_ context.Context, m Mutation) error {
+	g.asked = append(g.asked, m.Method+" "+m.Path)
 	return g.refuse
 }
+
+var _ MutationGate = (*rootGate)(nil)
 
 // TestPrivilegedGated: the fenced commands that change the host ask the
 // context's MutationGate first, with their command line; a refusal runs
