@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -276,8 +277,11 @@ func (g *Gate) BeforeRoot(ctx context.Context, op proxmox.RootOp) error {
 		g.created[op.VMID] = true
 		g.mu.Unlock()
 	}
-	if inner, ok := g.Inner.(proxmox.RootGate); ok {
+	switch inner := g.Inner.(type) {
+	case proxmox.RootGate:
 		return inner.BeforeRoot(ctx, op)
+	case proxmox.MutationGate: // the run store writes the command's intent
+		return inner.BeforeMutation(ctx, proxmox.Mutation{Method: "EXEC", Path: strings.Join(op.Argv, " ")})
 	}
 	return nil
 }
