@@ -16,7 +16,7 @@ var GuestTable = &Table{
 	Doc:  "A container's access to the guest API: its token and bootstrap file (address, certificate pin, token), attached read-only at /etc/felhom-bootstrap. The token is never a Starlark value.",
 	Funcs: []Func{
 		{
-			Name: "deliver_bootstrap", Journal: Once,
+			Name: "deliver_bootstrap", Journal: Once, Effect: Gated, Destructive: "when the mount point it would attach to holds another volume of a guest the run did not create (attaching would detach it)",
 			Sig: `deliver_bootstrap(vmid)`,
 			Doc: `Gives container vmid a new guest API token (its old one stops answering), writes its bootstrap file into the agent's state directory and attaches that directory to the container read-only (a fenced root operation) unless it is attached already. ` +
 				`Returns a struct with vmid, bootstrap (the file's host path), mount ("mp9", or "" when nothing was attached now) and attached, or None — logging why — when the agent serves no guest API (as under felhom-agent run). Fails for a VM (VMs have no bind mounts for the file) and for a missing guest.`,

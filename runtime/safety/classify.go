@@ -35,6 +35,9 @@ type Facts interface {
 	Backups(ctx context.Context, vmid int) ([]proxmox.Volume, error)
 	// Retention returns a storage's prune-backups setting ("" for none).
 	Retention(ctx context.Context, storage string) (string, error)
+	// MountPoint returns container vmid's config value of key (mpN), ""
+	// when it has none.
+	MountPoint(ctx context.Context, vmid int, key string) (string, error)
 }
 
 // Record is what the run's own record says it created: the guests its
@@ -245,6 +248,24 @@ func (c *classifier) classifyRoot(op proxmox.RootOp) (Effect, error) {
 	switch op.Op {
 	case "host.mount_usb":
 		return Effect{What: "mount " + strings.Join(op.Argv[len(op.Argv)-2:], " on "), Rule: "mount"}, nil
+	case "host.attach_bootstrap":
+		// pct set VMID --mpN HOSTDIR,mp=PATH,ro=1: benign on a free slot or
+		// over the same bootstrap mount; replacing another mount point
+		// detaches it.
+		if len(op.Argv) < 5 {
+			break
+		}
+		key := strings.TrimPrefix(op.Argv[3], "--")
+		hostDir, _, _ := strings.Cut(op.Argv[4], ",")
+		what := fmt.Sprintf("attach the bootstrap directory read-only to container %d as %s", op.VMID, key)
+		cur, err := c.facts.MountPoint(c.ctx, op.VMID, key)
+		if err != nil {
+			return Effect{Destructive: true, Guest: op.VMID, What: what, Rule: "attach-unknown"}, err
+		}
+		if curDir, _, _ := strings.Cut(cur, ","); cur == "" || curDir == hostDir {
+			return Effect{Guest: op.VMID, What: what, Rule: "attach-bootstrap"}, nil
+		}
+		return c.guarded(op.VMID, "detach-disk", what+", replacing "+cur), nil
 	case "host.create_golden":
 		// pct create refuses a taken vmid; a free one becomes the run's.
 		taken, err := c.facts.GuestExists(c.ctx, op.VMID)

@@ -35,6 +35,16 @@ func (f fakeFacts) Backups(_ context.Context, vmid int) ([]proxmox.Volume, error
 	}, nil
 }
 
+func (f fakeFacts) MountPoint(_ context.Context, vmid int, key string) (string, error) {
+	if vmid == 100 && key == "mp0" {
+		return "local-lvm:vm-100-disk-1,mp=/data", nil
+	}
+	if vmid == 100 && key == "mp1" {
+		return "/var/lib/felhom-agent/bootstrap/100,mp=/run/felhom,ro=1", nil
+	}
+	return "", nil
+}
+
 func (f fakeFacts) Retention(_ context.Context, storage string) (string, error) {
 	switch storage {
 	case "usb":
@@ -137,6 +147,9 @@ func TestClassifyRoot(t *testing.T) {
 		{proxmox.RootOp{Op: "host.create_golden", VMID: 200}, false, "create"},
 		{proxmox.RootOp{Op: "host.create_golden", VMID: 100}, true, "overwrite-guest"},
 		{proxmox.RootOp{Op: "host.mount_usb", Argv: []string{"mount", "-o", "x", "UUID=1", "/mnt/felhom/usb"}}, false, "mount"},
+		{proxmox.RootOp{Op: "host.attach_bootstrap", VMID: 100, Argv: []string{"pct", "set", "100", "--mp2", "/var/lib/felhom-agent/bootstrap/100,mp=/run/felhom,ro=1"}}, false, "attach-bootstrap"},
+		{proxmox.RootOp{Op: "host.attach_bootstrap", VMID: 100, Argv: []string{"pct", "set", "100", "--mp1", "/var/lib/felhom-agent/bootstrap/100,mp=/run/felhom,ro=1"}}, false, "attach-bootstrap"},
+		{proxmox.RootOp{Op: "host.attach_bootstrap", VMID: 100, Argv: []string{"pct", "set", "100", "--mp0", "/var/lib/felhom-agent/bootstrap/100,mp=/run/felhom,ro=1"}}, true, "detach-disk"},
 		{proxmox.RootOp{Op: "host.format", Argv: []string{"mkfs.ext4", "/dev/sdb"}}, true, "unknown"},
 	} {
 		eff, err := c.classifyRoot(tt.op)

@@ -14,6 +14,7 @@ type hostReader interface {
 	NodeStorages(ctx context.Context) ([]proxmox.Storage, error)
 	Storages(ctx context.Context) ([]proxmox.Storage, error)
 	StorageContent(ctx context.Context, storage, content string, vmid int) ([]proxmox.Volume, error)
+	GuestConfig(ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.GuestConfig, error)
 }
 
 // ClientFacts reads the gate's facts through the Proxmox client.
@@ -52,6 +53,15 @@ func (f ClientFacts) Backups(ctx context.Context, vmid int) ([]proxmox.Volume, e
 		}
 	}
 	return out, nil
+}
+
+// MountPoint implements [Facts].
+func (f ClientFacts) MountPoint(ctx context.Context, vmid int, key string) (string, error) {
+	cfg, err := f.C.GuestConfig(ctx, proxmox.LXC, vmid)
+	if err != nil {
+		return "", fmt.Errorf("reading guest %d's configuration: %w", vmid, err)
+	}
+	return cfg.Raw[key], nil
 }
 
 // Retention implements [Facts].

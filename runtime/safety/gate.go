@@ -245,6 +245,8 @@ type noFacts struct{}
 
 var errNoFacts = errors.New("the gate has no way to read the host")
 
+func (noFacts) MountPoint(context.Context, int, string) (string, error) { return "", errNoFacts }
+
 func (noFacts) GuestExists(context.Context, int) (bool, error) { return false, errNoFacts }
 func (noFacts) Backups(context.Context, int) ([]proxmox.Volume, error) {
 	return nil, errNoFacts
