@@ -72,6 +72,11 @@ func startAgent(t testing.TB, files map[string]string, mod func(*Config), before
 		Logger:         enginetest.Logger(),
 		Debounce:       20 * time.Millisecond,
 		HealthInterval: time.Hour,
+		// The test world's guests 101 and 9999 are the fixtures' self-test
+		// guests (snapshot, rollback, delete): scratch, as a host declares
+		// its self-test guest. The gate's own tests (safety_test.go) use
+		// guests that are not.
+		Safety: SafetyConfig{ScratchVMIDs: []int{101, 9999}},
 	}
 	if mod != nil {
 		mod(&cfg)
