@@ -29,6 +29,15 @@ import (
 // `runs resume ID` does the first, `runs abandon ID` the second, for an
 // interrupted run. A run that cannot be resumed (its version is not in
 // the store, its parameters no longer load) fails saying why.
+//
+// A run already resumed autoResumes times and interrupted again (an agent
+// that crashes while it resumes it, a crash loop) is not resumed at the
+// start: it waits, interrupted, for the operator's runs resume or runs
+// abandon.
+
+// autoResumes is how many resumes of one run the agent's starts make on
+// their own.
+const autoResumes = 3
 
 // resumption is what a resumed run's execution needs.
 type resumption struct {
@@ -54,6 +63,11 @@ func (a *Agent) resumeInterrupted() {
 	}
 	slices.Reverse(runs) // List is newest first
 	for _, r := range runs {
+		if r.Resumes >= autoResumes {
+			a.log.Warn("an interrupted run was interrupted again after each of its automatic resumes; it waits for runs resume or runs abandon",
+				"run", r.ID, "playbook", r.Playbook, "resumes", r.Resumes)
+			continue
+		}
 		_ = a.resumeRun(r, false)
 	}
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/api"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
@@ -198,5 +200,74 @@ func TestCreatedGuestsFromTheJournal(t *testing.T) {
 	got, err := ta.CreatedGuests(context.Background(), run.ID)
 	if err != nil || len(got) != 1 || got[0] != 130 {
 		t.Errorf("CreatedGuests = %v, %v; want [130] (the restore, not the snapshot)", got, err)
+	}
+}
+
+// TestAbandonARunThatWaits: a resumable run interrupted again after each
+// of its automatic resumes (a crash loop) is left interrupted by the
+// next start; the operator's runs abandon replays it to where it stopped
+// and runs its compensations: it fails, and the guest is as before it.
+func TestAbandonARunThatWaits(t *testing.T) {
+	sim := pvesim.New()
+	sim.TaskDuration = 300 * time.Millisecond
+	client := simClient(t, sim)
+	files := map[string]string{"snap.star": agentPlaybook("snap", snapFlow, "resume = True")}
+	id, state := interruptDuringTask(t, sim, client, files, "snap")
+	// Each automatic resume interrupted again, as a crash while resuming
+	// leaves it (recovery moves the run back to interrupted).
+	st := openStore(t, state)
+	for range autoResumes {
+		if err := st.Resume(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Interrupt(context.Background(), id, "the agent stopped while the run was running", store.JournalCounts{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+
+	ta := startAgent(t, files, func(c *Config) { c.StateDir = state; c.Engine.Env.Proxmox, c.Proxmox = client, client })
+	r, err := ta.store.Get(context.Background(), id)
+	if err != nil || r.Status != runstate.Interrupted || r.Resumes != autoResumes {
+		t.Fatalf("run after the start = %s, %d resumes, %v; want it waiting, interrupted, after %d resumes", r.Status, r.Resumes, err, autoResumes)
+	}
+	// The snapshot's task, in flight at the stop, ends on the host; the
+	// run goes no further while it waits.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		g, _ := sim.Guest(101)
+		if len(g.Snapshots) == 1 && sim.Mutations(101) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("guest 101 has snapshots %v after %d mutations; want the run's one, waiting for the operator", g.Snapshots, sim.Mutations(101))
+		}
+	}
+	lapi := localAPI{ta.Agent}
+	if err := lapi.Abandon(context.Background(), "no-such-run"); err == nil {
+		t.Error("abandoning an unknown run succeeded")
+	}
+	if err := lapi.Abandon(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	run, _ := ta.wait(id)
+	if run.Status != "failed" || run.ErrorKind != engine.KindInterrupt || !strings.Contains(run.Error, "abandoned by the operator (runs abandon)") ||
+		!strings.Contains(run.Error, "undone: 1 compensation") {
+		t.Fatalf("abandoned run = %s %s %q; want failed, interrupted, abandoned, its snapshot undone", run.Status, run.ErrorKind, run.Error)
+	}
+	// The snapshot (waited for, not sent again) and its removal; no
+	// rollback: the abandoned run does not go on.
+	if n := sim.Mutations(101); n != 2 {
+		t.Errorf("guest 101 saw %d mutations; want 2 (snapshot, then its undo)", n)
+	}
+	if g, _ := sim.Guest(101); len(g.Snapshots) != 0 {
+		t.Errorf("guest 101 has snapshots %v; want none: the run was undone", g.Snapshots)
+	}
+	// Abandoning it again: it is no longer interrupted.
+	if err := lapi.Abandon(context.Background(), id); !errors.Is(err, api.ErrConflict) {
+		t.Errorf("abandoning the finished run again = %v; want a conflict", err)
+	}
+	j, err := ta.store.Journal(context.Background(), id)
+	if err != nil || len(j) != 3 || j[1].Builtin != store.UndoMark || j[2].Builtin != "proxmox.delete_snapshot" || j[2].Outcome == nil {
+		t.Errorf("journal = %+v, %v; want the snapshot, the undo mark, and the journaled compensation", j, err)
 	}
 }
