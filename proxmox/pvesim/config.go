@@ -58,6 +58,9 @@ func encodeText(s string) string {
 func (g *guest) rawConfig() string {
 	var b strings.Builder
 	writeSection(&b, g.description, g.conf)
+	for _, e := range g.lxc {
+		fmt.Fprintf(&b, "%s: %s\n", e[0], e[1])
+	}
 	for _, s := range slices.Sorted(maps.Keys(g.snapshots)) {
 		snap := g.snapshots[s]
 		fmt.Fprintf(&b, "\n[%s]\n", s)

@@ -24,6 +24,7 @@ type guest struct {
 	kind        string // "lxc" or "qemu"; see qemu.go for VMs
 	vmid        int
 	conf        map[string]string // config keys except description and digest
+	lxc         [][2]string       // raw lxc.* entries in file order (containers)
 	description string            // as written; read back per line with "\n"
 	running     bool
 	startedAt   time.Time
@@ -81,6 +82,12 @@ type GuestSpec struct {
 	OnBoot      bool              // onboot=1
 	Lock        string            // a config lock held from the start, e.g. "backup"
 	Config      map[string]string // raw keys applied last; "" removes a key
+	// LXC are a container's raw lxc.* lines in order, e.g.
+	// {"lxc.idmap", "u 0 200000 65536"}: written into the config file as
+	// "key: value" after the other keys and returned by GET .../config as
+	// the "lxc" array [[key, value], ...] (pve-container
+	// src/PVE/LXC/Config.pm parse_pct_config, write_pct_config).
+	LXC [][2]string
 }
 
 // GuestView is a copy of one guest's state.
@@ -136,6 +143,7 @@ func (st *state) addGuest(sp GuestSpec) *guest {
 		c["unprivileged"] = "1"
 	}
 	setIf(c, "features", sp.Features)
+	g.lxc = slices.Clone(sp.LXC)
 	return st.registerGuest(g, c, sp)
 }
 
@@ -402,10 +410,21 @@ func (c *call) getGuestConfig() response {
 		conf["snaptime"] = strconv.FormatInt(s.snaptime.Unix(), 10)
 		return ok(typedConfig(g.kind, conf, s.description, g.digest()))
 	}
-	return ok(typedConfig(g.kind, g.conf, g.description, g.digest()))
+	out := typedConfig(g.kind, g.conf, g.description, g.digest())
+	if len(g.lxc) > 0 {
+		pairs := make([][]string, len(g.lxc))
+		for i, e := range g.lxc {
+			pairs[i] = []string{e[0], e[1]}
+		}
+		out["lxc"] = pairs
+	}
+	return ok(out)
 }
 
 // --- shaping API -----------------------------------------------------------
+
+// lxcKeyPattern is a raw lxc.* key as parse_pct_config reads it.
+var lxcKeyPattern = regexp.MustCompile(`^lxc\.[a-z0-9_\-.]+$`)
 
 // AddGuest adds a guest to the world (replacing none: the vmid must be
 // free).
@@ -418,6 +437,11 @@ func (s *Sim) AddGuest(sp GuestSpec) error {
 	}
 	if sp.Hostname != "" && checkFormatValue("dns-name", sp.Hostname) != "" {
 		return fmt.Errorf("pvesim: AddGuest %d: hostname %q is not a DNS name", sp.VMID, sp.Hostname)
+	}
+	for _, e := range sp.LXC {
+		if sp.Type == kindQemu || !lxcKeyPattern.MatchString(e[0]) || strings.ContainsAny(e[1], "\n\x00") {
+			return fmt.Errorf("pvesim: AddGuest %d: lxc entry %q is not a container's raw lxc.* key and value", sp.VMID, e)
+		}
 	}
 	return s.with(func(st *state) error {
 		if g, ok := st.guests[sp.VMID]; ok {

@@ -1,6 +1,7 @@
 package pvesim
 
 import (
+	"encoding/json"
 	"net/url"
 	"strings"
 	"testing"
@@ -57,6 +58,34 @@ func TestGuestConfig(t *testing.T) {
 	}
 	if d, _ := conf["digest"].(string); len(d) != 40 {
 		t.Errorf("digest = %q; want a SHA-1", d)
+	}
+}
+
+// Raw lxc.* keys come back as PVE returns them: the "lxc" array of
+// [key, value] pairs in file order (pve-container src/PVE/API2/LXC/Config.pm,
+// LXC/Config.pm parse_pct_config); the digest covers them.
+func TestGuestConfigLXCKeys(t *testing.T) {
+	h := newHarness(t)
+	idmap := [][2]string{{"lxc.idmap", "u 0 200000 65536"}, {"lxc.idmap", "g 0 200000 65536"}}
+	if err := h.sim.AddGuest(GuestSpec{VMID: 150, LXC: idmap}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.sim.AddGuest(GuestSpec{VMID: 151}); err != nil {
+		t.Fatal(err)
+	}
+	conf := h.ok("GET", nodePath+"/lxc/150/config", nil).object()
+	got, _ := json.Marshal(conf["lxc"])
+	if string(got) != `[["lxc.idmap","u 0 200000 65536"],["lxc.idmap","g 0 200000 65536"]]` {
+		t.Errorf("lxc = %s; want the pairs in order", got)
+	}
+	if _, has := h.ok("GET", nodePath+"/lxc/151/config", nil).object()["lxc"]; has {
+		t.Error("a container without lxc.* keys returns an lxc array")
+	}
+	for _, bad := range []GuestSpec{{VMID: 152, LXC: [][2]string{{"idmap", "u 0 1 1"}}}, {VMID: 153, Type: "qemu", LXC: idmap},
+		{VMID: 154, LXC: [][2]string{{"lxc.idmap", "u 0 1 1\nrootfs: x"}}}} {
+		if err := h.sim.AddGuest(bad); err == nil {
+			t.Errorf("AddGuest(%+v) accepted", bad)
+		}
 	}
 }
 

@@ -44,10 +44,6 @@ const (
 	BootstrapMountPath = proxmox.BootstrapMountPath
 )
 
-// unprivilegedRoot is the host uid of an unprivileged container's root
-// under PVE's default idmap.
-const unprivilegedRoot = 100000
-
 // The triggers the guest API starts; playbooks offer them to guests with
 // guest_triggers.
 const (
@@ -299,12 +295,16 @@ func (a *Agent) MintGuestToken(ctx context.Context, vmid int) (GuestToken, error
 		return GuestToken{}, fmt.Errorf("guest %d config: %w", vmid, err)
 	}
 	// The container's root reads the file: host root for a privileged
-	// container, uid 100000 (PVE's default idmap, root:100000:65536 in
-	// /etc/subuid) for an unprivileged one, which the agent grants read
-	// access with a POSIX ACL. A custom lxc.idmap is not read yet.
-	reader := -1
-	if conf.Unprivileged {
-		reader = unprivilegedRoot
+	// container, for an unprivileged one the host uid its lxc.idmap maps
+	// root to (PVE's default 100000), which the agent grants read access
+	// with a POSIX ACL. A mapping PVE would not parse is refused before
+	// anything changes.
+	reader, err := conf.RootUID()
+	if err != nil {
+		return GuestToken{}, fmt.Errorf("guest %d: cannot tell which host uid is the container's root, so no bootstrap file is written: %w", vmid, err)
+	}
+	if reader == 0 {
+		reader = -1 // host root reads it as it is
 	}
 	tok, hash, err := guestapi.NewToken()
 	if err != nil {

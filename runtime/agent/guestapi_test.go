@@ -510,3 +510,50 @@ func TestBootstrapCustomerFromDesiredState(t *testing.T) {
 		t.Error("the run store holds the desired state in clear")
 	}
 }
+
+// An unprivileged container with a custom lxc.idmap: the ACL goes to the
+// host uid its root is mapped to (read from the config's lxc array, as
+// pve-container's parse_id_maps does); a privileged container needs none;
+// a mapping PVE could not parse is refused before any file is written.
+func TestBootstrapReaderFromIDMap(t *testing.T) {
+	sim := pvesim.New()
+	for _, sp := range []pvesim.GuestSpec{
+		{VMID: 140, LXC: [][2]string{{"lxc.idmap", "u 0 200000 1000"}, {"lxc.idmap", "g 0 200000 1000"},
+			{"lxc.idmap", "u 1000 1000 1"}, {"lxc.idmap", "g 1000 1000 1"}, {"lxc.idmap", "u 1001 201001 64535"}, {"lxc.idmap", "g 1001 201001 64535"}}},
+		{VMID: 141, Privileged: true},
+		{VMID: 142, LXC: [][2]string{{"lxc.idmap", "u 0 200000"}}},
+	} {
+		if err := sim.AddGuest(sp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ta, _ := startGuestAgent(t, sim)
+	ctx := context.Background()
+	tok, err := ta.MintGuestToken(ctx, 140)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acl, err := aclOf(tok.Bootstrap); err != nil || acl != "0x1::6 0x2:200000:4 0x4::0 0x10::4 0x20::0" {
+		t.Errorf("140's bootstrap ACL %q, %v; want read for host uid 200000 (its root by lxc.idmap)", acl, err)
+	}
+	if acl, err := aclOf(filepath.Dir(tok.Bootstrap)); err != nil || acl != "0x1::7 0x2:200000:5 0x4::0 0x10::5 0x20::0" {
+		t.Errorf("140's directory ACL %q, %v", acl, err)
+	}
+	tok, err = ta.MintGuestToken(ctx, 141)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acl, _ := aclOf(tok.Bootstrap); acl != "" {
+		t.Errorf("a privileged container's file has ACL %q; host root needs none", acl)
+	}
+	_, err = ta.MintGuestToken(ctx, 142)
+	if err == nil || !strings.Contains(err.Error(), `failed to parse idmap: lxc.idmap "u 0 200000"`) {
+		t.Fatalf("an unparsable idmap: %v; want refused naming it", err)
+	}
+	if _, err := os.Stat(filepath.Join(ta.state, "guests", "142")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the refused guest's bootstrap directory exists (%v)", err)
+	}
+	if g, _ := sim.Guest(142); g.Config["mp255"] != "" {
+		t.Errorf("the refused guest was changed: mp255 = %q", g.Config["mp255"])
+	}
+}
