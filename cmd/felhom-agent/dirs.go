@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/api"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 )
 
@@ -163,6 +164,11 @@ func guestLockDir(socket string) string { return filepath.Join(filepath.Dir(sock
 // (mode 0770: the operators in the agent's group take locks in it too),
 // so that a problem with it is a start-up error naming the setting.
 func hostGuestLocks(socket string) (*engine.GuestLocks, error) {
+	// Others who may write beside the socket could replace the locks too;
+	// refused before anything is made there.
+	if err := api.CheckSocketDir(filepath.Dir(socket)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("local API socket %s: %w\n  the setting to change: %s", socket, err, settingNames["Socket"])
+	}
 	dir := guestLockDir(socket)
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(dir, 0o770); err != nil {

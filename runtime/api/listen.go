@@ -40,7 +40,7 @@ func Listen(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("local API socket %s: path is %d bytes, longer than the %d a unix socket allows", path, len(path), maxSocketPath)
 	}
 	dir := filepath.Dir(path)
-	if err := checkSocketDir(dir); err != nil {
+	if err := CheckSocketDir(dir); err != nil {
 		return nil, fmt.Errorf("local API socket %s: %w", path, err)
 	}
 	if err := removeStale(path); err != nil {
@@ -81,14 +81,15 @@ func Listen(path string) (net.Listener, error) {
 	return &socketListener{UnixListener: l, path: path, file: fi}, nil
 }
 
-// checkSocketDir refuses a socket directory that others may write: anyone
+// CheckSocketDir refuses a socket directory that others may write: anyone
 // who can write it can replace the socket with their own (and answer the
 // CLI's requests) or, without the sticky bit, remove it; the socket's mode
 // is only worth anything in a directory the agent controls. The sticky bit
 // (as on /tmp) does not make it acceptable: others could still take the
 // name before the agent starts. Group-writable is allowed: the group is the
-// one the socket's 0660 trusts anyway.
-func checkSocketDir(dir string) error {
+// one the socket's 0660 trusts anyway. The guest locks beside the socket
+// are held to the same rule before anything is made there.
+func CheckSocketDir(dir string) error {
 	fi, err := os.Stat(dir)
 	if err != nil {
 		return err

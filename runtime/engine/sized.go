@@ -99,6 +99,19 @@ func seqBytes(v starlark.Value) (uint64, bool) {
 	return 0, false
 }
 
+// starlarkMaxAlloc is go.starlark.net's bound on a repeat's elements
+// (eval.go maxAlloc): a repeat to that many or more is refused there.
+const starlarkMaxAlloc = 1 << 30
+
+// seqLen is the number of elements of a string (its bytes), bytes, list
+// or tuple, as Starlark's repeat counts them.
+func seqLen(v starlark.Value) uint64 {
+	if s, ok := v.(interface{ Len() int }); ok {
+		return uint64(s.Len())
+	}
+	return 0
+}
+
 // intBytes is the size of an int's magnitude.
 func intBytes(v starlark.Int) uint64 {
 	if _, ok := v.Int64(); ok {
@@ -170,7 +183,11 @@ func mulBytes(x, y starlark.Value) uint64 {
 }
 
 // repeatBytes is the size of seq repeated n times, saturating at the
-// largest uint64.
+// largest uint64; 0 for a repeat that Starlark refuses itself before it
+// allocates anything (a count beyond int32, or 2^30 elements or more:
+// go.starlark.net eval.go tupleRepeat, stringRepeat, maxAlloc), so that
+// its own, more exact message ("repeat count N too large", "excessive
+// repeat (a * b elements)") is the one the run gets.
 func repeatBytes(seq starlark.Value, n starlark.Int) uint64 {
 	size, ok := seqBytes(seq)
 	if !ok {
@@ -178,10 +195,13 @@ func repeatBytes(seq starlark.Value, n starlark.Int) uint64 {
 	}
 	k, ok := n.Uint64()
 	if !ok {
-		if n.Sign() <= 0 {
-			return 0
-		}
-		return math.MaxUint64
+		return 0 // negative (empty), or beyond int32: Starlark refuses it
+	}
+	if k > math.MaxInt32 {
+		return 0
+	}
+	if hi, lo := bits.Mul64(seqLen(seq), k); hi != 0 || lo >= starlarkMaxAlloc {
+		return 0
 	}
 	hi, lo := bits.Mul64(size, k)
 	if hi != 0 {

@@ -78,11 +78,14 @@ FROZEN = [0]`
 
 // TestSizedOperatorsAskFirst: an operator whose result would take the
 // heap over the limit fails before it allocates, with kind memory, at
-// the operator — also for sizes that overflow.
+// the operator; a repeat that Starlark refuses itself before allocating
+// (beyond int32, or 2^30 elements) keeps Starlark's more exact message.
 func TestSizedOperatorsAskFirst(t *testing.T) {
 	files := map[string]string{
 		"double.star":  pbSource("double", "    s = \"x\" * (1 << 20)\n    for i in range(40):\n        s = s + s\n    return len(s)"),
-		"repeat.star":  pbSource("repeat", "    return len([0] * (1 << 62))"),
+		"repeat.star":  pbSource("repeat", "    return len(\"x\" * (300 << 20))"),
+		"huge.star":    pbSource("huge", "    return len([0] * (1 << 62))"),
+		"elems.star":   pbSource("elems", "    return len(\"ab\" * (1 << 29))"),
 		"iadd.star":    pbSource("iadd", "    l = [0] * (1 << 16)\n    for i in range(40):\n        l += l\n    return len(l)"),
 		"replace.star": pbSource("replace", "    s = \"ab\" * (1 << 19)\n    for i in range(40):\n        s = s.replace(\"a\", \"aa\")\n    return len(s)"),
 		"join.star":    pbSource("join", "    s = \"x\" * (1 << 20)\n    for i in range(40):\n        s = s.join([\"\", \"\", \"\"])\n    return len(s)"),
@@ -93,6 +96,15 @@ func TestSizedOperatorsAskFirst(t *testing.T) {
 		res := h.run(context.Background(), f, nil, RunOptions{})
 		if res.Status != runstate.Failed || res.Kind != KindMemory || !strings.Contains(res.Error, "more would take the agent's heap") {
 			t.Errorf("%s: %s kind %q %q; want failed, memory, refused before the allocation", f, res.Status, res.Kind, res.Error)
+		}
+	}
+	for _, tc := range []struct{ file, want string }{
+		{"huge.star", "huge.star:2:20: repeat count 4611686018427387904 too large"},
+		{"elems.star", "elems.star:2:21: excessive repeat (2 * 536870912 elements)"},
+	} {
+		res := h.run(context.Background(), tc.file, nil, RunOptions{})
+		if res.Status != runstate.Failed || !strings.HasSuffix(res.Error, tc.want) {
+			t.Errorf("%s: %s %q; want failed ending %q", tc.file, res.Status, res.Error, tc.want)
 		}
 	}
 }

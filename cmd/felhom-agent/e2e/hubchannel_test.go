@@ -98,13 +98,10 @@ func (h *hubSimProc) reports(t testing.TB, host string) []e2eReport {
 }
 
 // reconcilePlaybooks is a playbooks directory with the shipped reconcile
-// playbook and its library.
+// playbook (servePlaybooks brings its library).
 func reconcilePlaybooks(t testing.TB) string {
 	t.Helper()
 	dir := servePlaybooks(t)
-	if err := os.CopyFS(filepath.Join(dir, "lib"), os.DirFS(filepath.Join(playbooksDir, "lib"))); err != nil {
-		t.Fatal(err)
-	}
 	src, err := os.ReadFile(filepath.Join(playbooksDir, "reconcile.star"))
 	if err != nil {
 		t.Fatal(err)
