@@ -208,6 +208,11 @@ func (c *Client) attempt(ctx context.Context, method string, p apiPath, params u
 	}
 	var env envelope
 	if err := json.Unmarshal(raw, &env); err != nil {
+		if cerr := actx.Err(); cerr != nil {
+			// The per-request timeout cut the answer short (a body that
+			// ended with the connection): the timeout is the cause.
+			return resp.StatusCode, envelope{}, c.transportError(ctx, method, p, fmt.Errorf("reading response: %w", cerr), true)
+		}
 		return resp.StatusCode, envelope{}, unreadable("decoding response envelope: %w", err)
 	}
 	return resp.StatusCode, env, nil
