@@ -135,6 +135,7 @@ type guestReader interface {
 	GuestConfig(ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.GuestConfig, error)
 	Storages(ctx context.Context) ([]proxmox.Storage, error)
 	StorageContent(ctx context.Context, storage, content string, vmid int) ([]proxmox.Volume, error)
+	VolumeNotes(ctx context.Context, volid string) (string, error)
 	Snapshots(ctx context.Context, kind proxmox.GuestKind, vmid int) ([]proxmox.Snapshot, error)
 	Tasks(ctx context.Context, f proxmox.TaskFilter) ([]proxmox.Task, error)
 	NextID(ctx context.Context) (int, error)
@@ -155,6 +156,7 @@ type guestMutator interface {
 	Shutdown(ctx context.Context, kind proxmox.GuestKind, vmid int, timeout int) (proxmox.UPID, error)
 	DeleteGuest(ctx context.Context, kind proxmox.GuestKind, vmid int, purge bool) (proxmox.UPID, error)
 	DeleteVolume(ctx context.Context, storage, volid string) (proxmox.UPID, error)
+	SetVolumeNotes(ctx context.Context, volid, notes string) error
 	SetConfig(ctx context.Context, kind proxmox.GuestKind, vmid int, set map[string]string, del []string) (proxmox.UPID, error)
 }
 

@@ -3,6 +3,7 @@ package builtins
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -299,6 +300,34 @@ func (f *fakePVE) DeleteGuest(_ context.Context, kind proxmox.GuestKind, vmid in
 }
 func (f *fakePVE) DeleteVolume(_ context.Context, storage, volid string) (proxmox.UPID, error) {
 	return f.mutation("DeleteVolume", "imgdel", "101@"+storage)
+}
+func (f *fakePVE) VolumeNotes(_ context.Context, volid string) (string, error) {
+	if err := f.fail("VolumeNotes"); err != nil {
+		return "", err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, v := range f.Content[strings.Split(volid, ":")[0]] {
+		if v.VolID == volid {
+			return v.Notes, nil
+		}
+	}
+	return "", errors.New("volume_size_info on '" + volid + "' failed - no format")
+}
+func (f *fakePVE) SetVolumeNotes(_ context.Context, volid, notes string) error {
+	if err := f.fail("SetVolumeNotes"); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	vols := f.Content[strings.Split(volid, ":")[0]]
+	for i := range vols {
+		if vols[i].VolID == volid {
+			vols[i].Notes = notes
+		}
+	}
+	f.log.add("SetVolumeNotes %s", volid)
+	return nil
 }
 func (f *fakePVE) SetConfig(_ context.Context, kind proxmox.GuestKind, vmid int, set map[string]string, del []string) (proxmox.UPID, error) {
 	if err := f.asKind(kind, vmid); err != nil {

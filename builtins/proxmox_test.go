@@ -364,6 +364,7 @@ var loadTimeCalls = map[string]string{
 	"proxmox.shutdown":        `proxmox.shutdown(101)`,
 	"proxmox.delete_guest":    `proxmox.delete_guest(101)`,
 	"proxmox.delete_volume":   `proxmox.delete_volume("local", "local:backup/a.tar.zst")`,
+	"proxmox.record_drill":    `proxmox.record_drill("local:backup/vzdump-lxc-101-2026_11_20-03_00_01.tar.zst", ok = True)`,
 	"proxmox.set_config":      `proxmox.set_config(101, set = {"cores": 1})`,
 	"task.wait":               `task.wait("UPID:pve:00001A2B:0001E240:673D6A01:vzdump:101:root@pam:")`,
 	"task.status":             `task.status("UPID:pve:00001A2B:0001E240:673D6A01:vzdump:101:root@pam:")`,

@@ -375,3 +375,25 @@ func joinInts(ids []int) string {
 	}
 	return strings.Join(parts, ",")
 }
+
+// SetVolumeNotes replaces the notes of backup archive volid
+// (PUT /nodes/{node}/storage/{storage}/content/{volid}, pve-storage
+// API2/Storage/Content.pm updateattributes): synchronous, no task. PVE
+// keeps them in a .notes file beside the archive (a directory storage) or
+// as the snapshot's comment (Proxmox Backup Server), so they travel with
+// the archive: every node that sees the storage sees them. Empty notes
+// remove them. PVE refuses notes on anything but a backup ("only backups
+// can have notes").
+func (c *Client) SetVolumeNotes(ctx context.Context, volid, notes string) error {
+	storage, name, ok := strings.Cut(volid, ":")
+	if !ok || name == "" {
+		return paramError("volume", volid, "is not a volume id (STORAGE:PATH)")
+	}
+	if err := needStorageID("volume", storage); err != nil {
+		return err
+	}
+	v := url.Values{}
+	v.Set("notes", notes)
+	_, err := c.mutate(ctx, http.MethodPut, c.nodePath("storage", storage, "content", volid), v, true)
+	return err
+}

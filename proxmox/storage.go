@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/url"
 	"strconv"
+	"strings"
 )
 
 type wireStorage struct {
@@ -108,4 +109,24 @@ func (c *Client) StorageContent(ctx context.Context, storage, content string, vm
 		})
 	}
 	return out, nil
+}
+
+// VolumeNotes is the whole notes of backup archive volid
+// (GET /nodes/{node}/storage/{storage}/content/{volid}, Content.pm info;
+// a listing carries only their first line). "" when it has none.
+func (c *Client) VolumeNotes(ctx context.Context, volid string) (string, error) {
+	storage, name, ok := strings.Cut(volid, ":")
+	if !ok || name == "" {
+		return "", paramError("volume", volid, "is not a volume id (STORAGE:PATH)")
+	}
+	if err := needStorageID("volume", storage); err != nil {
+		return "", err
+	}
+	var w struct {
+		Notes text `json:"notes"`
+	}
+	if err := c.get(ctx, c.nodePath("storage", storage, "content", volid), nil, &w); err != nil {
+		return "", err
+	}
+	return string(w.Notes), nil
 }

@@ -220,7 +220,7 @@ type Volume struct {
 	VMID      int       `json:"vmid"`
 	Size      uint64    `json:"size"`
 	CTime     time.Time `json:"ctime"` // PVE sends unix seconds
-	Notes     string    `json:"notes"`
+	Notes     string    `json:"notes"` // a listing carries the first line only (Client.VolumeNotes: all of it)
 	Protected bool      `json:"protected"`
 	// Verification is a PBS snapshot's verification state: "ok",
 	// "failed", or "" when it was never verified (pve-storage

@@ -60,6 +60,8 @@ var routes = buildRoutes(map[string]func(*call) response{
 	"GET /nodes/{node}/storage":                               (*call).listStorageStatus,
 	"GET /nodes/{node}/storage/{storage}/content":             (*call).listContent,
 	"DELETE /nodes/{node}/storage/{storage}/content/{volume}": (*call).deleteVolume,
+	"GET /nodes/{node}/storage/{storage}/content/{volume}":    (*call).volumeInfo,
+	"PUT /nodes/{node}/storage/{storage}/content/{volume}":    (*call).updateVolume,
 	"POST /nodes/{node}/vzdump":                               (*call).vzdump,
 	"GET /nodes/{node}/tasks":                                 (*call).listTasks,
 	"GET /nodes/{node}/tasks/{upid}/status":                   (*call).taskStatus,

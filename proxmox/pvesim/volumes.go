@@ -392,8 +392,9 @@ func (v *volume) json() map[string]any {
 		if v.subtype == "" {
 			m["subtype"] = "unknown"
 		}
-		if v.notes != "" {
-			m["notes"] = v.notes
+		// Plugin.pm get_subdir_files reads the .notes file's first line.
+		if first, _, _ := strings.Cut(v.notes, "\n"); first != "" {
+			m["notes"] = first
 		}
 		if v.protected {
 			m["protected"] = 1
@@ -430,30 +431,36 @@ func (c *call) listContent() response {
 	return ok(out)
 }
 
-func (c *call) deleteVolume() response {
-	st := c.st
+// contentVolume is the volume a content/{volume} path names, as
+// Content.pm's $real_volume_id reads it (a full volid, or a name on
+// {storage}), with its type and owner, once the token may act on it
+// (PVE::Storage::check_volume_access: a backup needs
+// Datastore.AllocateSpace on the storage and VM.Backup on its guest,
+// anything else Datastore.Allocate). A refusal is the response to send.
+func (c *call) contentVolume() (s *storage, volid, vtype string, owner int, checks []taskCheck, refused *response) {
 	sid, volume := c.str("storage"), c.str("volume")
-	volid := sid + ":" + volume
+	volid = sid + ":" + volume
+	fail := func(r response) (*storage, string, string, int, []taskCheck, *response) {
+		return nil, "", "", 0, nil, &r
+	}
 	if strings.Contains(volume, ":") {
 		m := volumeIDRe.FindStringSubmatch(volume)
 		if m == nil {
-			return paramError(map[string]string{"volume": fmt.Sprintf("unable to parse volume ID '%s'\n", volume)})
+			return fail(paramError(map[string]string{"volume": fmt.Sprintf("unable to parse volume ID '%s'\n", volume)}))
 		}
 		if sid != "" && m[1] != sid {
-			return paramError(map[string]string{"volume": fmt.Sprintf("storage ID mismatch (%s != %s)\n", m[1], sid)})
+			return fail(paramError(map[string]string{"volume": fmt.Sprintf("storage ID mismatch (%s != %s)\n", m[1], sid)}))
 		}
 		volid, sid = volume, m[1]
 	}
-	s, err := st.storage(sid)
+	s, err := c.st.storage(sid)
 	if err != nil {
-		return die("%s", err)
+		return fail(die("%s", err))
 	}
-	name := volumeName(volid)
-	vtype, owner, _, err := s.parseVolname(name)
+	vtype, owner, _, err = s.parseVolname(volumeName(volid))
 	if err != nil {
-		return die("%s", err)
+		return fail(die("%s", err))
 	}
-	var checks []taskCheck
 	if vtype == "backup" && owner != 0 {
 		checks = []taskCheck{{"/storage/" + sid, "Datastore.AllocateSpace"}, {"/vms/" + vmidString(owner), "VM.Backup"}}
 	} else {
@@ -461,9 +468,76 @@ func (c *call) deleteVolume() response {
 	}
 	for _, ch := range checks {
 		if resp, ok := c.tok.check(ch.path, ch.priv); !ok {
-			return resp
+			return fail(resp)
 		}
 	}
+	return s, volid, vtype, owner, checks, nil
+}
+
+// volumeInfo is GET .../content/{volume} (Content.pm info): the volume's
+// path, size, format and its attributes — the whole notes, where the
+// listing shows only their first line.
+func (c *call) volumeInfo() response {
+	s, volid, _, _, _, refused := c.contentVolume()
+	if refused != nil {
+		return *refused
+	}
+	if err := c.st.activate(s); err != nil {
+		return die("%s", err)
+	}
+	_, i := c.st.findVolume(volid)
+	if i < 0 {
+		// file_size_info of a missing file gives no format.
+		return die("volume_size_info on '%s' failed - no format", volid)
+	}
+	v := s.volumes[i]
+	out := map[string]any{"path": s.path + "/" + volumeName(volid), "size": v.size, "used": v.size, "format": v.format}
+	if v.content == "backup" {
+		out["notes"] = v.notes
+		out["protected"] = boolInt(v.protected)
+	}
+	return ok(out)
+}
+
+// updateVolume is PUT .../content/{volume} (Content.pm updateattributes):
+// notes and protected, synchronously. Only backups have notes
+// (DirPlugin's update_volume_notes); empty notes remove them. Like PVE,
+// which writes the archive's .notes file by name, a volume that does not
+// exist is no error.
+func (c *call) updateVolume() response {
+	s, volid, vtype, _, _, refused := c.contentVolume()
+	if refused != nil {
+		return *refused
+	}
+	_, hasNotes := c.params["notes"]
+	if hasNotes && vtype != "backup" {
+		return die("only backups can have notes")
+	}
+	if _, hasProt := c.params["protected"]; hasProt && vtype != "backup" {
+		return die("only backups support attribute 'protected'")
+	}
+	if err := c.st.activate(s); err != nil {
+		return die("%s", err)
+	}
+	if _, i := c.st.findVolume(volid); i >= 0 {
+		v := s.volumes[i]
+		if hasNotes {
+			v.notes = c.str("notes")
+		}
+		if _, hasProt := c.params["protected"]; hasProt {
+			v.protected = c.bool("protected")
+		}
+	}
+	return ok(nil)
+}
+
+func (c *call) deleteVolume() response {
+	st := c.st
+	s, volid, _, owner, checks, refused := c.contentVolume()
+	if refused != nil {
+		return *refused
+	}
+	sid := s.name
 	id := sid
 	if owner != 0 {
 		id = vmidString(owner) + "@" + sid

@@ -190,6 +190,52 @@ var restoreCases = []testCase{
 // volumeCases delete the archive and a volume that is not there.
 var volumeCases = []testCase{
 	{
+		name: "volume-notes",
+		rule: "PUT /nodes/{node}/storage/{storage}/content/{volid} with notes sets a backup's notes synchronously: GET .../content/{volid} shows them whole, the listing only their first line (Plugin.pm file_read_firstline); empty notes remove them; anything but a backup is refused \"only backups can have notes\"",
+		run: func(t *testing.T, s *suite) {
+			if s.archive == "" {
+				t.Skip("needs the archive of case vzdump")
+			}
+			listed := func() string {
+				content, err := s.c.StorageContent(s.ctx, s.w.BackupStorage, "backup", s.w.Stopped)
+				if err != nil {
+					t.Fatalf("StorageContent: %v", err)
+				}
+				for _, v := range content {
+					if v.VolID == s.archive {
+						return v.Notes
+					}
+				}
+				t.Fatalf("StorageContent does not list %s", s.archive)
+				return ""
+			}
+			const notes = "felhom-drill: ok 2026-12-01T03:30:00Z\nthe operator's line"
+			if err := s.c.SetVolumeNotes(s.ctx, s.archive, notes); err != nil {
+				t.Fatalf("SetVolumeNotes: %v", err)
+			}
+			if got, err := s.c.VolumeNotes(s.ctx, s.archive); err != nil || got != notes {
+				t.Errorf("VolumeNotes = %q, %v; want %q", got, err, notes)
+			}
+			if got := listed(); got != "felhom-drill: ok 2026-12-01T03:30:00Z" {
+				t.Errorf("listed notes %q; want the first line only", got)
+			}
+			if err := s.c.SetVolumeNotes(s.ctx, s.archive, ""); err != nil {
+				t.Fatalf("SetVolumeNotes(empty): %v", err)
+			}
+			if got, err := s.c.VolumeNotes(s.ctx, s.archive); err != nil || got != "" {
+				t.Errorf("VolumeNotes after removing = %q, %v; want none", got, err)
+			}
+			if got := listed(); got != "" {
+				t.Errorf("listed notes after removing %q; want none", got)
+			}
+			err := s.c.SetVolumeNotes(s.ctx, s.w.BackupStorage+":iso/felhom-conformance.iso", "x")
+			wantAPIError(t, "SetVolumeNotes(iso)", err, 500, "only backups can have notes")
+			s.noRequest(t, "SetVolumeNotes(no volid)", "volume", func(ctx context.Context) error {
+				return s.c.SetVolumeNotes(ctx, "no-storage-here", "x")
+			})
+		},
+	},
+	{
 		name: "delete-volume",
 		rule: "DELETE /nodes/{node}/storage/{storage}/content/{volid} starts an imgdel task with id VMID@STORAGE; afterwards the archive is not listed",
 		run: func(t *testing.T, s *suite) {

@@ -59,6 +59,7 @@ type GuestReader interface {
 	GuestConfig(ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.GuestConfig, error)
 	GuestStatus(ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.GuestStatus, error)
 	TaskLog(ctx context.Context, upid proxmox.UPID, start, limit int) ([]proxmox.LogLine, error)
+	backupLister // a guest's restore drills recorded on its archives
 }
 
 var _ GuestReader = (*proxmox.Client)(nil)

@@ -435,6 +435,14 @@ func (b guestBackend) RestoreTest(ctx context.Context, vmid int) (guestapi.Resto
 	if out.Tested {
 		out.OK, out.At = e.Last.OK, timePtr(e.Last.At)
 		out.LastOK = timePtr(e.LastOK.At)
+		return out, nil
+	}
+	// No drill in this agent's run store (the guest migrated here, or
+	// another node's agent drilled it): the drills recorded on its
+	// archives' notes.
+	if st := storageHistory(ctx, b.a.guest.cfg.Proxmox, []int{vmid})[vmid]; st.drilled() {
+		out.Tested, out.OK, out.At = true, st.Drill.OK, timePtr(st.Drill.At)
+		out.LastOK = timePtr(st.DrillOK.At)
 	}
 	return out, nil
 }

@@ -238,13 +238,17 @@ func (a *Agent) reportGuests(ctx context.Context, pve builtins.GuestAPI, rep *ch
 	// its backups were made by another node's agent) takes its last
 	// backup from storage content — one listing per backup storage, made
 	// only when such a guest exists.
+	// The same holds for its last restore drill, which a drill records on
+	// the archive it verified (proxmox.record_drill).
 	var unindexed []int
 	for _, g := range guests {
-		if _, ok := idx[g.VMID][store.GuestBackup]; !ok {
+		_, backup := idx[g.VMID][store.GuestBackup]
+		_, drill := idx[g.VMID][store.GuestRestoreDrill]
+		if !backup || !drill {
 			unindexed = append(unindexed, g.VMID)
 		}
 	}
-	onStorage := storageBackups(ctx, pve, unindexed)
+	onStorage := storageHistory(ctx, pve, unindexed)
 	rep.Guests = make([]channel.Guest, 0, len(guests))
 	for _, g := range guests {
 		out := channel.Guest{VMID: g.VMID, Kind: string(g.Type), Name: g.Name, Status: g.Status, Template: g.Template}
@@ -264,27 +268,43 @@ func (a *Agent) reportGuests(ctx context.Context, pve builtins.GuestAPI, rep *ch
 				out.LastBackupOK = guestEvent(e.LastOK)
 			}
 		}
-		if v, ok := onStorage[g.VMID]; ok && out.LastBackup == nil {
+		if v := onStorage[g.VMID].Backup; v.VolID != "" && out.LastBackup == nil {
 			out.LastBackup = &channel.GuestEvent{At: v.CTime.UTC(), OK: true, Detail: "on storage: " + v.VolID}
 		}
 		if e, ok := idx[g.VMID][store.GuestRestoreDrill]; ok {
 			out.LastRestoreDrill = guestEvent(e.Last)
+		} else if st := onStorage[g.VMID]; st.drilled() {
+			out.LastRestoreDrill = &channel.GuestEvent{At: st.Drill.At.UTC(), OK: st.Drill.OK, Detail: "on storage: " + st.DrillArchive}
 		}
 		rep.Guests = append(rep.Guests, out)
 	}
 }
 
-// backupLister is what storageBackups reads.
+// backupLister is what storageHistory reads.
 type backupLister interface {
 	Storages(ctx context.Context) ([]proxmox.Storage, error)
 	StorageContent(ctx context.Context, storage, content string, vmid int) ([]proxmox.Volume, error)
 }
 
-// storageBackups is the newest backup archive of each of vmids found on
-// the enabled backup storages this node sees (shared ones included),
-// whatever agent made it. Storages that cannot be listed are skipped: the
-// report says what is known.
-func storageBackups(ctx context.Context, api backupLister, vmids []int) map[int]proxmox.Volume {
+// storedGuest is what the storages this node sees say of one guest,
+// whatever agent wrote it: its newest backup archive (zero VolID for
+// none) and the restore drills recorded on its archives' notes
+// ([builtins.DrillNote]): the newest, and the newest that passed.
+type storedGuest struct {
+	Backup                  proxmox.Volume
+	Drill, DrillOK          builtins.DrillNote
+	DrillArchive, OKArchive string
+}
+
+// drilled says whether any drill of the guest is recorded on storage.
+func (g storedGuest) drilled() bool { return !g.Drill.At.IsZero() }
+
+// storageHistory is what the enabled backup storages this node sees
+// (shared ones included) say of each of vmids: one listing per backup
+// storage, whose notes carry a drill's first line (the listing shows no
+// more; record_drill puts it first). Storages that cannot be listed are
+// skipped: the report says what is known.
+func storageHistory(ctx context.Context, api backupLister, vmids []int) map[int]storedGuest {
 	if len(vmids) == 0 {
 		return nil
 	}
@@ -296,7 +316,7 @@ func storageBackups(ctx context.Context, api backupLister, vmids []int) map[int]
 	if err != nil {
 		return nil
 	}
-	out := map[int]proxmox.Volume{}
+	out := map[int]storedGuest{}
 	for _, s := range stores {
 		if !s.Enabled || !slices.Contains(s.Content, "backup") {
 			continue
@@ -306,9 +326,22 @@ func storageBackups(ctx context.Context, api backupLister, vmids []int) map[int]
 			continue
 		}
 		for _, v := range vols {
-			if want[v.VMID] && v.CTime.After(out[v.VMID].CTime) {
-				out[v.VMID] = v
+			if !want[v.VMID] {
+				continue
 			}
+			g := out[v.VMID]
+			if v.CTime.After(g.Backup.CTime) {
+				g.Backup = v
+			}
+			if n, ok := builtins.ParseDrillNote(v.Notes); ok {
+				if n.At.After(g.Drill.At) {
+					g.Drill, g.DrillArchive = n, v.VolID
+				}
+				if n.OK && n.At.After(g.DrillOK.At) {
+					g.DrillOK, g.OKArchive = n, v.VolID
+				}
+			}
+			out[v.VMID] = g
 		}
 	}
 	return out

@@ -35,6 +35,7 @@ var SimTable = &builtins.Table{
 		{Name: "add_volume", Journal: builtins.Pure, Sig: `add_volume(volid, size=0, notes="", protected=False, verification="")`, Doc: `Puts a file volume (a backup archive, a template) on a storage, or a snapshot on a PBS storage ("pbs-backup:backup/vm/200/2026-11-01T03:00:00Z"); verification is a PBS snapshot's state ("ok", "failed").`, Fn: simAddVolume},
 		{Name: "set_verification", Journal: builtins.Pure, Sig: "set_verification(volid, state)", Doc: `Sets a PBS snapshot's verification state ("ok", "failed", "" for never verified), as a PBS verify job would.`, Fn: simSetVerification},
 		{Name: "volumes", Journal: builtins.Pure, Sig: "volumes(storage)", Doc: "Returns the volids on a storage, sorted.", Fn: simVolumes},
+		{Name: "notes", Journal: builtins.Pure, Sig: "notes(volid)", Doc: "Returns a backup archive's whole notes as the simulator holds them (\"\" for none), e.g. the line a restore drill records.", Fn: simNotes},
 		{Name: "set_privileges", Journal: builtins.Pure, Sig: `set_privileges(privileges, path="/")`, Doc: "Replaces the agent token's privileges on an ACL path (checked when a request arrives).", Fn: simPrivileges},
 		{Name: "deny_at_task", Journal: builtins.Pure, Sig: "deny_at_task(privilege, path)", Doc: "Lets requests pass but makes tasks touching path fail with `Permission check failed (path, privilege)` when they run.", Fn: simDenyAtTask},
 		{Name: "fail_task", Journal: builtins.Pure, Sig: `fail_task(type, vmid=0, message="simulated task failure", always=False)`, Doc: "Makes the next task of a worker type (vzdump, vzrestore, vzstart, ...) on vmid (0: any) stop with message as its error; always=True makes every such task fail.", Fn: simFailTask},
@@ -204,6 +205,19 @@ func simVolumes(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 		slices.Sort(ids)
 		return stringList(ids), nil
 	}, "storage", &storage)
+}
+
+func simNotes(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var volid string
+	return withSim(thread, b, args, kwargs, func(s *pvesim.Sim) (starlark.Value, error) {
+		storage, _, _ := strings.Cut(volid, ":")
+		for _, v := range s.Volumes(storage) {
+			if v.VolID == volid {
+				return starlark.String(v.Notes), nil
+			}
+		}
+		return nil, fmt.Errorf("no volume %q", volid)
+	}, "volid", &volid)
 }
 
 func simPrivileges(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {

@@ -160,6 +160,16 @@ func (c *classifier) classifyMutation(m proxmox.Mutation) (Effect, error) {
 	case m.Method == "DELETE" && contentPath.MatchString(m.Path):
 		return c.classifyVolume(contentPath.FindStringSubmatch(m.Path)[2])
 
+	case m.Method == "PUT" && contentPath.MatchString(m.Path):
+		// Content.pm updateattributes: notes only add words to an
+		// archive (a restore drill's verdict); lifting a protection
+		// lets a prune or a delete destroy it.
+		volid := contentPath.FindStringSubmatch(m.Path)[2]
+		if p.Has("protected") && p.Get("protected") != "1" {
+			return Effect{Destructive: true, What: "unprotect " + volid, Rule: "unprotect-volume"}, nil
+		}
+		return Effect{What: "set the notes of " + volid, Rule: "volume-attributes"}, nil
+
 	case m.Method == "DELETE" && taskPath.MatchString(m.Path):
 		upid := taskPath.FindStringSubmatch(m.Path)[1]
 		if c.rec.StartedTask(upid) {
