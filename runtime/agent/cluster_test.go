@@ -6,9 +6,9 @@ import (
 
 	"gitea.dooplex.hu/admin/felhom-agent/builtins"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/guestapi"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/hub/channel"
-	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
 )
 
 // A guest that migrated here has no backup in this agent's run store; its
