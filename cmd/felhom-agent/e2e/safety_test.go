@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -191,5 +193,85 @@ func TestPendingRoundTrip(t *testing.T) {
 	}
 	if ops := g.pendingOps(t, true); len(ops) != 1 || ops[0].State != "approved" {
 		t.Fatalf("pending --all after approval: %+v", ops)
+	}
+}
+
+// wipePlaybook is a playbook that deletes guest vmid (a parameter, so the
+// hub may pass any) and, with schedule, fires on that timer.
+func wipePlaybook(name string, vmid int, schedule string) string {
+	decl := fmt.Sprintf(`playbook(name = %q, params = {"vmid": param.vmid(default = %d)}, triggers = [%q], run = run`, name, vmid, name)
+	if schedule != "" {
+		decl += fmt.Sprintf(", schedule = %q", schedule)
+	}
+	return "def run(p):\n    proxmox.delete_guest(vmid = p.params.vmid, purge = True)\n    return {\"deleted\": p.params.vmid}\n\n" + decl + ")\n"
+}
+
+// TestEverySourceParks: a run from each source — the local API, a hub
+// trigger signed with the hub's key, felhom-agent run against the serving
+// agent, and a timer — that calls a destructive builtin parks in
+// pending_signature, and nothing is destroyed: the hub's key (or a
+// compromised hub) cannot destroy a guest without an operator's signature.
+func TestEverySourceParks(t *testing.T) {
+	pbs := servePlaybooks(t)
+	victims := map[string]int{"wipe_api": 101, "wipe_hub": 102, "wipe_cli": 200, "wipe_timer": 201}
+	for name, vmid := range victims {
+		schedule := ""
+		if name == "wipe_timer" {
+			schedule = "* * * * *" // the next minute: the one slow part of this test
+		}
+		if err := os.WriteFile(filepath.Join(pbs, name+".star"), []byte(wipePlaybook(name, vmid, schedule)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g := startGatedAgent(t, agentOpts{playbooks: pbs})
+
+	runs := map[string]string{} // source → run id
+	runs["api"] = g.startRun(t, "wipe_api", nil).ID
+	// The hub may pass any parameters: here a guest of its choosing.
+	code, ans := g.trigger(t, "compromised-1", "wipe_hub", map[string]any{"vmid": 102})
+	if code != http.StatusAccepted || len(ans.Runs) != 1 {
+		t.Fatalf("hub trigger: HTTP %d %+v", code, ans)
+	}
+	runs["hub"] = ans.Runs[0].ID
+	cli := startProc(t, "run wipe_cli (delegated)", g.env, "--playbooks", pbs, "run", filepath.Join(pbs, "wipe_cli.star"), "--socket", g.socket)
+	defer cli.kill9(t)
+
+	bySource := func(source, playbook string) (api.Run, bool) {
+		for _, r := range g.runs(t) {
+			if r.Source == source && r.Playbook == playbook {
+				return r, true
+			}
+		}
+		return api.Run{}, false
+	}
+	for _, want := range []struct{ source, playbook string }{{"cli", "wipe_cli"}, {"timer", "wipe_timer"}} {
+		eventually(t, 75*time.Second, want.source+" run of "+want.playbook, func() (bool, string) {
+			r, ok := bySource(want.source, want.playbook)
+			if ok {
+				runs[want.source] = r.ID
+			}
+			return ok, fmt.Sprintf("%d runs", len(g.runs(t)))
+		})
+	}
+	for source, id := range runs {
+		r := g.waitRun(t, id, 30*time.Second, "parks", parked)
+		if r.Status != "pending_signature" {
+			t.Errorf("%s run %s (%s): status %s, error %q; want pending_signature", source, id, r.Playbook, r.Status, r.Error)
+		}
+	}
+	ops := g.pendingOps(t, false)
+	if len(ops) != len(victims) {
+		t.Errorf("%d pending operations, want %d: %+v", len(ops), len(victims), ops)
+	}
+	for name, vmid := range victims {
+		guest := g.sim.guest(t, vmid)
+		if !guest.Exists {
+			t.Errorf("%s: guest %d is gone", name, vmid)
+		}
+		for _, typ := range []string{"vzdestroy", "qmdestroy"} {
+			if ts := g.sim.tasks(t, typ, vmid); len(ts) != 0 {
+				t.Errorf("%s: %d %s tasks on guest %d", name, len(ts), typ, vmid)
+			}
+		}
 	}
 }
