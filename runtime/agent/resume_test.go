@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"go.starlark.net/starlark"
+
+	"gitea.dooplex.hu/admin/felhom-agent/builtins"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/api"
@@ -269,5 +273,75 @@ func TestAbandonARunThatWaits(t *testing.T) {
 	j, err := ta.store.Journal(context.Background(), id)
 	if err != nil || len(j) != 3 || j[1].Builtin != store.UndoMark || j[2].Builtin != "proxmox.delete_snapshot" || j[2].Outcome == nil {
 		t.Errorf("journal = %+v, %v; want the snapshot, the undo mark, and the journaled compensation", j, err)
+	}
+}
+
+// TestDivergenceAfterUpgrade: a run interrupted past the grace period
+// resumes on an agent whose builtins answer differently (an upgrade the
+// version store cannot hide: it keeps the playbook, not the agent). The
+// replay reaches a call whose arguments differ from the journal's; the
+// run fails naming the position and both calls, and the compensations
+// registered before it run: the guest is as before the run.
+func TestDivergenceAfterUpgrade(t *testing.T) {
+	sim := pvesim.New()
+	sim.TaskDuration = 300 * time.Millisecond
+	client := simClient(t, sim)
+	// upgraded.vmid() is the agent's own answer, not journaled (Pure): the
+	// old agent says 101, the new one 102.
+	upgraded := func(vmid int) *builtins.Table {
+		return &builtins.Table{Name: "upgraded", Doc: "A builtin an agent upgrade changed.", Effect: builtins.Reads, Funcs: []builtins.Func{{
+			Name: "vmid", Sig: "vmid()", Doc: "The guest.", Journal: builtins.Pure,
+			Fn: func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+				return starlark.MakeInt(vmid), starlark.UnpackArgs(b.Name(), args, kwargs)
+			},
+		}}}
+	}
+	flow := `    proxmox.snapshot(101, "durable")
+    undo(proxmox.delete_snapshot, 101, "durable")
+    proxmox.guest(upgraded.vmid())
+    proxmox.rollback(101, "durable")
+    return "done"`
+	files := map[string]string{"snap.star": agentPlaybook("snap", flow, "resume = True")}
+	with := func(vmid int, more func(*Config)) func(*Config) {
+		return func(c *Config) {
+			c.Loader.Tables = append(slices.Clip(c.Loader.Tables), upgraded(vmid))
+			c.Engine.Env.Proxmox, c.Proxmox = client, client
+			more(c)
+		}
+	}
+	old := startAgent(t, files, with(101, func(c *Config) { c.ShutdownGrace = -1 }))
+	run := old.start("snap", nil)
+	for deadline := time.Now().Add(10 * time.Second); sim.Mutations(101) < 2; time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the run sent %d mutations; want the rollback in flight", sim.Mutations(101))
+		}
+	}
+	if err := old.stop(); err != nil {
+		t.Fatal(err)
+	}
+	// The rollback in flight at the stop ends on the host.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if g, _ := sim.Guest(101); g.Lock == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("guest 101 stays locked")
+		}
+	}
+
+	ta := startAgent(t, files, with(102, func(c *Config) { c.StateDir = old.state }))
+	r, _ := ta.wait(run.ID)
+	if r.Status != "failed" || r.ErrorKind != "replay" || !strings.Contains(r.Error, "non-deterministic replay at ") ||
+		!strings.Contains(r.Error, "snap.star:4:18: journal has proxmox.guest (arguments ") ||
+		!strings.Contains(r.Error, "playbook called proxmox.guest (arguments ") ||
+		!strings.Contains(r.Error, "undone: 1 compensation") {
+		t.Fatalf("resumed run = %s %s %q; want failed on the divergence at proxmox.guest, its snapshot undone", r.Status, r.ErrorKind, r.Error)
+	}
+	// snapshot, rollback (waited for, not sent again), the snapshot's removal.
+	if n := sim.Mutations(101); n != 3 {
+		t.Errorf("guest 101 saw %d mutations; want 3 (snapshot, rollback, then the undo)", n)
+	}
+	if g, _ := sim.Guest(101); len(g.Snapshots) != 0 {
+		t.Errorf("guest 101 has snapshots %v; want none: the run was undone", g.Snapshots)
 	}
 }
