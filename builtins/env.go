@@ -84,10 +84,10 @@ type Env struct {
 
 // SetEnv attaches env to the run's thread, and env.Now (when set) as the
 // thread's clock for time.now(). It also gives the thread an empty memory
-// of guest kinds (kinds.go), so what one run learnt never reaches another.
+// of guest kinds (kinds.go), used when the client keeps none of its own.
 func SetEnv(thread *starlark.Thread, env *Env) {
 	thread.SetLocal(envKey, env)
-	thread.SetLocal(kindsKey, new(guestKinds))
+	thread.SetLocal(kindsKey, new(proxmox.GuestKinds))
 	if now := env.Now; now != nil {
 		startime.SetNow(thread, func() (time.Time, error) { return now(), nil })
 	}
@@ -160,8 +160,8 @@ type guestMutator interface {
 	SetConfig(ctx context.Context, kind proxmox.GuestKind, vmid int, set map[string]string, del []string) (proxmox.UPID, error)
 }
 
-// guestLister lists every guest of the node, both kinds; the proxmox
-// module also uses it to learn a vmid's kind ([guestKind]).
+// guestLister lists every guest of the node, both kinds; what it lists
+// also teaches the memory of kinds ([guestKind]).
 type guestLister interface {
 	Guests(ctx context.Context) ([]proxmox.Guest, error)
 }

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -139,11 +140,23 @@ func (f *fakePVE) Nodes(context.Context) ([]proxmox.Node, error) {
 func (f *fakePVE) NodeStatus(context.Context) (proxmox.NodeStatus, error) {
 	return f.pveState.NodeStatus, f.fail("NodeStatus")
 }
+
+// ClusterResources answers the state's resources and, as PVE's index
+// does (pmxcfs's vmlist), every guest of the node that they do not list.
 func (f *fakePVE) ClusterResources(_ context.Context, typ string) ([]proxmox.Resource, error) {
 	var out []proxmox.Resource
+	listed := map[int]bool{}
 	for _, r := range f.Resources {
 		if typ == "" || r.Type == typ || typ == "vm" && (r.Type == "lxc" || r.Type == "qemu") {
 			out = append(out, r)
+			listed[r.VMID] = r.VMID != 0
+		}
+	}
+	if typ == "" || typ == "vm" {
+		for _, g := range f.pveState.Guests {
+			if !listed[g.VMID] {
+				out = append(out, proxmox.Resource{ID: string(g.Type) + "/" + strconv.Itoa(g.VMID), Type: string(g.Type), VMID: g.VMID, Node: "pve", Name: g.Name, Status: g.Status})
+			}
 		}
 	}
 	return out, f.fail("ClusterResources")

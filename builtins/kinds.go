@@ -3,7 +3,6 @@ package builtins
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"go.starlark.net/starlark"
 
@@ -16,88 +15,114 @@ import (
 // check_vmid_unused), so the proxmox module takes a vmid and acts on
 // whichever kind it is:
 //
-//   - The kind is looked up, never guessed from the number: the first
-//     guest operation of a run lists the node's guests (both kinds) and
-//     remembers every kind for the rest of the run; a vmid not seen yet
-//     lists them again.
+//   - The kind is looked up, never guessed from the number, and what is
+//     looked up is remembered process-wide: the client's memory
+//     ([proxmox.Client.Kinds], shared by every run) holds only kinds PVE
+//     answered. A vmid it does not hold is looked up with one request,
+//     GET /cluster/resources?type=vm (pve-manager API2/Cluster.pm
+//     resources: the kind of every guest of the cluster and its node,
+//     from pmxcfs's vmlist), which concurrent lookups share; its answer
+//     about the other guests of the node is remembered too.
+//   - A remembered kind is verified by PVE's answer: an operation that
+//     PVE answers "Configuration file 'nodes/pve/qemu-server/123.conf'
+//     does not exist" ([proxmox.IsNoGuestConfig]: no guest of that kind
+//     with that vmid here; such a request started nothing) forgets the
+//     kind and looks the guest up once more with a listing of its own. A
+//     guest now of the other kind is acted on again as that kind; one on
+//     another node of the cluster gets a *proxmox.GuestElsewhereError;
+//     otherwise PVE's answer stands.
 //   - A vmid that is no guest is asked of PVE as a container, so the
 //     answer is PVE's own not-found error ("Configuration file
 //     'nodes/pve/lxc/123.conf' does not exist"), which IsNotFound and
-//     catch() classify.
-//   - A restore learns the kind from its archive; delete_guest forgets it.
+//     catch() classify; one on another node is refused naming that node.
+//   - A restore PVE accepted remembers the kind of its archive;
+//     delete_guest forgets it.
 //   - Options of one kind are refused for the other with a message naming
 //     both ([kindOnly]).
-
-// guestKinds is a run's memory of guest kinds, kept on the run's thread
-// ([SetEnv] puts an empty one there). Builtins of one run may run on
-// several goroutines (monitors), hence the mutex.
-type guestKinds struct {
-	mu sync.Mutex
-	m  map[int]proxmox.GuestKind
-}
-
-func (k *guestKinds) get(vmid int) (proxmox.GuestKind, bool) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	kind, ok := k.m[vmid]
-	return kind, ok
-}
-
-func (k *guestKinds) set(vmid int, kind proxmox.GuestKind) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.m == nil {
-		k.m = make(map[int]proxmox.GuestKind)
-	}
-	k.m[vmid] = kind
-}
-
-func (k *guestKinds) forget(vmid int) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	delete(k.m, vmid)
-}
-
-// learn remembers the kinds of a guest listing.
-func (k *guestKinds) learn(gs []proxmox.Guest) {
-	for _, g := range gs {
-		if g.Type.Valid() {
-			k.set(g.VMID, g.Type)
-		}
-	}
-}
+//
+// A client that keeps no memory (a test's fake) gets one per run, kept on
+// the run's thread ([SetEnv] puts an empty one there).
 
 const kindsKey = "felhom.kinds"
 
-// kindsOf is the thread's memory of guest kinds; a thread without one
-// (a test calling a builtin directly) gets a fresh one per call, which
-// only means looking up again.
-func kindsOf(thread *starlark.Thread) *guestKinds {
-	if k, ok := thread.Local(kindsKey).(*guestKinds); ok {
+// kindMemory is a client that remembers its node's guest kinds
+// (*proxmox.Client does).
+type kindMemory interface {
+	Kinds() *proxmox.GuestKinds
+}
+
+// kindsOf is the memory of guest kinds for api: the client's own, else
+// the thread's; a thread without one (a test calling a builtin directly)
+// gets a fresh one per call, which only means looking up again.
+func kindsOf(thread *starlark.Thread, api any) *proxmox.GuestKinds {
+	if km, ok := api.(kindMemory); ok {
+		if k := km.Kinds(); k != nil {
+			return k
+		}
+	}
+	if k, ok := thread.Local(kindsKey).(*proxmox.GuestKinds); ok {
 		return k
 	}
-	return new(guestKinds)
+	return new(proxmox.GuestKinds)
 }
 
 // guestKind is the kind of guest vmid, looked up as described above; found
 // is false when the node has no such guest (kind is then LXC).
-func guestKind(thread *starlark.Thread, ctx context.Context, api guestLister, vmid int) (kind proxmox.GuestKind, found bool, err error) {
-	kinds := kindsOf(thread)
-	if kind, ok := kinds.get(vmid); ok {
+func guestKind(thread *starlark.Thread, ctx context.Context, api resourceLister, vmid int) (kind proxmox.GuestKind, found bool, err error) {
+	kinds := kindsOf(thread, api)
+	if kind, ok := kinds.Get(vmid); ok {
 		return kind, true, nil
 	}
-	gs, err := api.Guests(ctx)
+	return lookUp(ctx, kinds, api, vmid, false)
+}
+
+// lookUp lists the cluster's guests (a shared listing unless fresh),
+// remembers the kinds of the node's, and answers guest vmid's: found
+// false (kind LXC) when no node has it, a *proxmox.GuestElsewhereError
+// when another node has it.
+func lookUp(ctx context.Context, kinds *proxmox.GuestKinds, api resourceLister, vmid int, fresh bool) (kind proxmox.GuestKind, found bool, err error) {
+	rs, err := kinds.Listing(ctx, fresh, func(ctx context.Context) ([]proxmox.Resource, error) {
+		return api.ClusterResources(ctx, "vm")
+	})
 	if err != nil {
 		return "", false, fmt.Errorf("look up guest %d: %w", vmid, err)
 	}
-	kinds.learn(gs)
-	if kind, ok := kinds.get(vmid); ok {
-		return kind, true, nil
-	}
-	if err := elsewhere(ctx, api, vmid); err != nil {
-		return "", false, err
+	here := api.Node()
+	kinds.LearnResources(here, rs)
+	for _, r := range rs {
+		if r.VMID != vmid || !proxmox.GuestKind(r.Type).Valid() {
+			continue
+		}
+		if r.Node != here {
+			return "", false, &proxmox.GuestElsewhereError{VMID: vmid, Kind: proxmox.GuestKind(r.Type), Node: r.Node, Here: here}
+		}
+		return proxmox.GuestKind(r.Type), true, nil
 	}
 	return proxmox.LXC, false, nil
+}
+
+// relook is what follows an operation on guest vmid as kind that failed
+// with err. When err is PVE's answer that no guest of that kind has the
+// vmid here, it forgets the kind and looks the guest up afresh: again is
+// true with the guest's kind when it now is of the other kind (the
+// caller acts once more), and replace is a *proxmox.GuestElsewhereError
+// (wrapping err) when another node has it. Otherwise err stands (again
+// false, replace nil).
+func relook(thread *starlark.Thread, ctx context.Context, api resourceLister, vmid int, kind proxmox.GuestKind, err error) (now proxmox.GuestKind, again bool, replace error) {
+	if err == nil || !proxmox.IsNoGuestConfig(err) || ctx.Err() != nil {
+		return kind, false, nil
+	}
+	kinds := kindsOf(thread, api)
+	kinds.Forget(vmid)
+	now, found, lerr := lookUp(ctx, kinds, api, vmid, true)
+	if ee, ok := lerr.(*proxmox.GuestElsewhereError); ok {
+		ee.Err = err // PVE's own answer, for the record
+		return kind, false, ee
+	}
+	if lerr != nil || !found || now == kind {
+		return kind, false, nil
+	}
+	return now, true, nil
 }
 
 // resourceLister reads the cluster's resource index: every guest of every

@@ -145,7 +145,15 @@ func readGuest(thread *starlark.Thread, b *starlark.Builtin, vmid int, fn guestR
 		if err != nil {
 			return nil, err
 		}
-		return fn(ctx, api, kind)
+		v, err := fn(ctx, api, kind)
+		now, again, replace := relook(thread, ctx, api, vmid, kind, err)
+		switch {
+		case again:
+			return fn(ctx, api, now)
+		case replace != nil:
+			return nil, replace
+		}
+		return v, err
 	})
 }
 
@@ -203,7 +211,7 @@ func pveGuests(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
 		if !cluster {
 			gs, err := api.Guests(ctx)
-			kindsOf(thread).learn(gs)
+			kindsOf(thread, api).Learn(gs)
 			return listOf(gs, guestValueOn(api.Node())), err
 		}
 		rs, err := api.ClusterResources(ctx, "vm")
@@ -476,6 +484,11 @@ type mutation struct {
 	// answer was lost; worker "" means it starts none that can be found
 	// (a container's synchronous config change).
 	worker, workerID string
+	// relook, when set, follows a request or task that failed with err
+	// ([relook] in kinds.go): again means the guest is now of the other
+	// kind and relook has set do and worker for it (the mutation is made
+	// once more); a non-nil replace is the error instead of err.
+	relook func(ctx context.Context, err error) (again bool, replace error)
 }
 
 // workerType is PVE's worker type of action on a guest of kind: "vz" for
@@ -489,13 +502,41 @@ func workerType(kind proxmox.GuestKind, action string) string {
 
 // mutate carries out the mutation contract documented on [ProxmoxTable],
 // journaled (see [Mutation]) when the run has a journal.
-func mutate(env *Env, api GuestAPI, b *starlark.Builtin, m mutation) (starlark.Value, error) {
+func mutate(env *Env, api GuestAPI, b *starlark.Builtin, m *mutation) (starlark.Value, error) {
 	ctx := env.Context
 	unlock, err := lockGuests(ctx, env.Locks, m.lock)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
 	defer unlock()
+	for retried := false; ; retried = true {
+		v, err := mutateOnce(env, api, b, m)
+		if err == nil || retried || m.relook == nil {
+			return v, err
+		}
+		again, replace := m.relook(ctx, err)
+		if replace != nil {
+			return nil, fmt.Errorf("%s: %w", b.Name(), replace)
+		}
+		if !again {
+			return nil, err
+		}
+		env.Logger.Info("the guest's remembered kind was stale; acting on it as the kind it is now", "builtin", b.Name(), "worker", m.worker)
+		if call := env.call; call != nil && env.Journal != nil {
+			// The failed request or task changed nothing: the call is
+			// sent afresh, and a resumed run must not wait for that
+			// task again.
+			if err := env.Journal.Started(call.entry.Seq, ""); err != nil {
+				return nil, fmt.Errorf("%s: %w", b.Name(), err)
+			}
+			call.entry.State, call.entry.UPID = EntryLive, ""
+		}
+	}
+}
+
+// mutateOnce sends m's request and (when m waits) waits for its task,
+// with the guests locked by [mutate]. Its errors name b.
+func mutateOnce(env *Env, api GuestAPI, b *starlark.Builtin, m *mutation) (starlark.Value, error) {
 	start := time.Now()
 	upid, err := send(env, api, b, m)
 	if err != nil {
@@ -528,7 +569,7 @@ func mutate(env *Env, api GuestAPI, b *starlark.Builtin, m mutation) (starlark.V
 // node's task list (adopted when found) and sent again only when Proxmox
 // shows no such task. A request whose answer was lost (ErrAmbiguous) is
 // looked up the same way.
-func send(env *Env, api GuestAPI, b *starlark.Builtin, m mutation) (proxmox.UPID, error) {
+func send(env *Env, api GuestAPI, b *starlark.Builtin, m *mutation) (proxmox.UPID, error) {
 	ctx, call := env.Context, env.call
 	if call == nil || env.Journal == nil {
 		return m.do(ctx, api)
@@ -597,7 +638,7 @@ type taskFinder interface {
 // the given time, skipping tasks any run already claimed. It fails (the
 // outcome is unknown, never guessed) when the host cannot be asked or m
 // starts no task that can be found.
-func findStarted(env *Env, api GuestAPI, m mutation, since time.Time) (proxmox.UPID, bool, error) {
+func findStarted(env *Env, api GuestAPI, m *mutation, since time.Time) (proxmox.UPID, bool, error) {
 	f, ok := api.(taskFinder)
 	if m.worker == "" || !ok {
 		return proxmox.UPID{}, false, fmt.Errorf("%w: the agent stopped while sending this request, and whether it was applied cannot be looked up", proxmox.ErrAmbiguous)
@@ -674,11 +715,11 @@ func pveRestore(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	m.do = func(ctx context.Context, api guestMutator) (proxmox.UPID, error) {
 		upid, err := api.RestoreGuest(ctx, o)
 		if err == nil {
-			kindsOf(thread).set(o.VMID, o.Kind)
+			kindsOf(thread, api).Set(o.VMID, o.Kind)
 		}
 		return upid, err
 	}
-	return mutate(env, api, b, m)
+	return mutate(env, api, b, &m)
 }
 
 // archiveKind is the guest kind a backup archive holds: what its name says
@@ -786,7 +827,7 @@ func pveVzdump(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 		}
 		return upid, err
 	}
-	return mutate(env, api, b, m)
+	return mutate(env, api, b, &m)
 }
 
 // snapshotNamePattern is PVE's pve-configid format for snapshot names.
@@ -833,7 +874,19 @@ func guestMutation(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 	m.do = func(ctx context.Context, api guestMutator) (proxmox.UPID, error) {
 		return do(api, ctx, kind, int(vmid))
 	}
-	return mutate(env, api, b, m)
+	m.relook = func(ctx context.Context, err error) (bool, error) {
+		now, again, rerr := relook(thread, ctx, api, int(vmid), kind, err)
+		if again && check != nil {
+			if cerr := check(now, int(vmid)); cerr != nil {
+				return false, cerr
+			}
+		}
+		if again {
+			kind, m.worker = now, workerType(now, action)
+		}
+		return again, rerr
+	}
+	return mutate(env, api, b, &m)
 }
 
 func pveSnapshot(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -914,7 +967,14 @@ func pveShutdown(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	m.do = func(ctx context.Context, api guestMutator) (proxmox.UPID, error) {
 		return api.Shutdown(ctx, kind, int(vmid), secs)
 	}
-	return mutate(env, api, b, m)
+	m.relook = func(ctx context.Context, err error) (bool, error) {
+		now, again, rerr := relook(thread, ctx, api, int(vmid), kind, err)
+		if again {
+			kind, m.worker = now, workerType(now, "shutdown")
+		}
+		return again, rerr
+	}
+	return mutate(env, api, b, &m)
 }
 
 func pveDeleteGuest(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -924,7 +984,7 @@ func pveDeleteGuest(thread *starlark.Thread, b *starlark.Builtin, args starlark.
 		func(api guestMutator, ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.UPID, error) {
 			upid, err := api.DeleteGuest(ctx, kind, vmid, purge)
 			if err == nil {
-				kindsOf(thread).forget(vmid) // the vmid may soon name a guest of the other kind
+				kindsOf(thread, api).Forget(vmid) // the vmid may soon name a guest of the other kind
 			}
 			return upid, err
 		})
@@ -956,7 +1016,7 @@ func pveDeleteVolume(thread *starlark.Thread, b *starlark.Builtin, args starlark
 	m.do = func(ctx context.Context, api guestMutator) (proxmox.UPID, error) {
 		return api.DeleteVolume(ctx, storage, volid)
 	}
-	return mutate(env, api, b, m)
+	return mutate(env, api, b, &m)
 }
 
 // configKeyPattern is what PVE's configuration keys look like ("cores",
@@ -994,13 +1054,25 @@ func pveSetConfig(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tu
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
 	m.lock = []int{int(vmid)}
-	if kind == proxmox.QEMU {
-		m.worker, m.workerID = "qmconfig", strconv.Itoa(int(vmid))
+	worker := func(kind proxmox.GuestKind) (string, string) {
+		if kind == proxmox.QEMU {
+			return "qmconfig", strconv.Itoa(int(vmid))
+		}
+		return "", "" // a container's change is synchronous: no task to find
 	}
+	m.worker, m.workerID = worker(kind)
 	m.do = func(ctx context.Context, api guestMutator) (proxmox.UPID, error) {
 		return api.SetConfig(ctx, kind, int(vmid), values, deletes)
 	}
-	return mutate(env, api, b, m)
+	m.relook = func(ctx context.Context, err error) (bool, error) {
+		now, again, rerr := relook(thread, ctx, api, int(vmid), kind, err)
+		if again {
+			kind = now
+			m.worker, m.workerID = worker(kind)
+		}
+		return again, rerr
+	}
+	return mutate(env, api, b, &m)
 }
 
 // configValues converts set_config's dict to PVE's form: every value a

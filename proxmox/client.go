@@ -29,8 +29,9 @@ type Client struct {
 	log        *slog.Logger
 	backoffMin time.Duration
 	backoffMax time.Duration
-	waits      taskWaits // WaitTask calls in flight, sharing one poll per node
-	readOnly   bool      // every method but GET is refused before it is sent
+	waits      taskWaits   // WaitTask calls in flight, sharing one poll per node
+	readOnly   bool        // every method but GET is refused before it is sent
+	kinds      *GuestKinds // the node's guest kinds, remembered for every user (kinds.go)
 
 	requireGate bool // RequireGate: a mutation without a MutationGate fails
 }
@@ -120,6 +121,7 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		backoffMin: defaultBackoffMin,
 		backoffMax: defaultBackoffMax,
 		readOnly:   o.readOnly,
+		kinds:      new(GuestKinds),
 	}
 	if o.backoffSet {
 		if o.backoffMin <= 0 || o.backoffMax < o.backoffMin {

@@ -179,6 +179,27 @@ func IsNotFound(err error) bool {
 	return false
 }
 
+// noGuestConfig is PVE's answer for a vmid that has no guest of the
+// kind asked on the node: load_config's "Configuration file
+// 'nodes/pve/lxc/123.conf' does not exist" (pve-guest-common
+// AbstractConfig.pm load_config).
+var noGuestConfig = notFoundPatterns[0]
+
+// IsNoGuestConfig reports whether err is PVE's answer that the node has
+// no guest of the kind asked with the vmid asked (the guest is gone, is on
+// another node, or is of the other kind): a request's answer, or the exit
+// status of a task that PVE forked before reading the guest's config (a
+// container's snapshot, rollback or snapshot deletion, pve-container
+// API2/LXC/Snapshot.pm). Either way nothing was changed: load_config
+// dies before anything else (pve-guest-common AbstractConfig.pm).
+func IsNoGuestConfig(err error) bool {
+	if ae, ok := errors.AsType[*APIError](err); ok && noGuestConfig.MatchString(ae.Message) {
+		return true
+	}
+	te, ok := errors.AsType[*TaskError](err)
+	return ok && noGuestConfig.MatchString(te.ExitStatus)
+}
+
 // IsAmbiguous reports whether err is a mutation whose outcome is unknown.
 func IsAmbiguous(err error) bool { return errors.Is(err, ErrAmbiguous) }
 

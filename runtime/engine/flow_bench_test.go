@@ -60,6 +60,11 @@ type flowRig struct {
 	c     *proxmox.Client
 	e     *engine.Engine
 	flows int
+	// coldReqs is the requests of the first playbook flow on a fresh
+	// client, which renew runs outside the measurements: it looks the
+	// guest's kind up (one request), which the client then remembers
+	// for every later run.
+	coldReqs int
 }
 
 func newFlowRig(b *testing.B) *flowRig {
@@ -106,6 +111,9 @@ func (r *flowRig) renew() {
 		b.Fatal(err)
 	}
 	r.e = engine.NewEngine(engine.Config{Env: builtins.Env{Proxmox: r.c}, Logger: slog.New(slog.DiscardHandler)})
+	q0 := sim.Requests()
+	r.playbookFlow()
+	r.coldReqs = sim.Requests() - q0
 	r.flows = 0
 }
 
@@ -188,11 +196,13 @@ func BenchmarkFlowInterleaved(b *testing.B) {
 		pbReqs += r.sim.Requests() - q1
 	}
 	n := float64(b.N)
-	// The playbook looks each guest's kind up once per run (both guest
-	// lists); the Go flow knows it is a container. Requests say how much
-	// of the overhead is that rather than the engine.
+	// The Go flow knows the guest is a container; the playbook looks its
+	// kind up once per client (the process), in the flow renew runs
+	// unmeasured: its requests are reported apart (playbook-cold-req),
+	// and every measured flow acts on the remembered kind.
 	b.ReportMetric(float64(goReqs)/n, "go-req/flow")
 	b.ReportMetric(float64(pbReqs)/n, "playbook-req/flow")
+	b.ReportMetric(float64(r.coldReqs), "playbook-cold-req")
 	b.ReportMetric(float64(goTime.Nanoseconds())/n, "go-ns/flow")
 	b.ReportMetric(float64(pbTime.Nanoseconds())/n, "playbook-ns/flow")
 	b.ReportMetric((float64(pbTime)/float64(goTime)-1)*100, "overhead-%")
