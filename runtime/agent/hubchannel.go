@@ -13,6 +13,7 @@ import (
 	"gitea.dooplex.hu/admin/felhom-agent/builtins"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/hub/channel"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/safety"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
 )
 
@@ -65,9 +66,11 @@ func (a *Agent) newHubChannel(cfg *HubConfig) error {
 		Store:        hubStateStore{a},
 		OnDesired:    a.desiredAccepted,
 		OnBlocked:    func(b bool) { a.hubBlocked.Store(b) },
+		Jobs:         a.hubJob,
 		MinPoll:      cfg.MinPoll,
 		Logger:       a.log.With("part", "hub-channel"),
 	}
+	a.metrics.registerHub(a.hub.Stats)
 	return nil
 }
 
@@ -123,6 +126,32 @@ func (a *Agent) desiredAccepted(gen int64, d *channel.DesiredState) {
 	if st.Existing {
 		a.log.Debug("this desired-state generation was converged before", "generation", gen)
 	}
+}
+
+// hubJob decides one operator-signed job from the hub: AcceptSigned
+// verifies it (the same verifier as every signed operation: allow-listed
+// key, signature over the received bytes, this host, the time window, a
+// playbook that accepts its params, and its nonce, recorded durably, last)
+// and carries it out through the one start path with source "job" and the
+// job id as the idempotency key — so a job fetched twice, or again after a
+// restart, runs once. Every refusal is final (the job is cleared and the
+// report says why); only a nonce that could not be recorded leaves the job
+// queued for the next fetch.
+func (a *Agent) hubJob(ctx context.Context, j channel.Job) (channel.JobOutcome, error) {
+	ap, err := a.AcceptSigned(context.WithoutCancel(ctx), store.SourceJob, j.ID, j.Blob, j.Sig)
+	if err != nil {
+		if errors.Is(err, safety.ErrNonceUnrecorded) {
+			return channel.JobOutcome{}, err
+		}
+		return channel.JobOutcome{Outcome: channel.JobRefused, Reason: err.Error()}, nil
+	}
+	out := channel.JobOutcome{Outcome: channel.JobAccepted, Run: ap.Run, Resumed: ap.Resumed, Pending: ap.Pending, Signer: ap.Signer}
+	if ap.Run != "" {
+		if r, err := a.store.Get(ctx, ap.Run); err == nil {
+			out.RunStatus = string(r.Status)
+		}
+	}
+	return out, nil
 }
 
 // hubStateStore keeps the channel's state in the run store.
@@ -207,7 +236,7 @@ func (a *Agent) collectReport(ctx context.Context, since channel.Cursor) (*chann
 		rep.Errors["runs"] = err.Error()
 	}
 	for _, r := range runs {
-		rep.Runs = append(rep.Runs, channel.Run{ID: r.ID, Playbook: r.Playbook, Source: string(r.Source), Status: string(r.Status),
+		rep.Runs = append(rep.Runs, channel.Run{ID: r.ID, Playbook: r.Playbook, Source: string(r.Source), Key: r.Key, Status: string(r.Status),
 			ErrorKind: r.ErrorKind, Error: r.Error, Created: r.Created.UTC(), Ended: r.Ended.UTC()})
 	}
 	rep.RunsOmitted = more

@@ -18,6 +18,7 @@ import (
 
 	"gitea.dooplex.hu/admin/felhom-agent/builtins"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/hub/channel"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
@@ -37,6 +38,8 @@ import (
 //	felhom_proxmox_up                         1 when the last health probe reached the API
 //	felhom_playbook_<name>{...}               gauges playbooks publish (monitor.gauge)
 //	felhom_playbook_gauges_dropped_total      monitor.gauge calls refused (bad name, label set, cap)
+//	felhom_hub_reports_total{result}, felhom_hub_last_report_timestamp_seconds, felhom_hub_jobs_total{outcome}
+//	                                          the hub channel (registerHub), when one is configured
 //	felhom_run_last_success_timestamp_seconds{playbook}, felhom_run_last_status{playbook,status}
 //	                                          how runs last ended (outcomes.go), from the store at start
 //
@@ -114,6 +117,35 @@ func newAgentMetrics(maxSeries int, logger *slog.Logger) *agentMetrics {
 	m.gauges = newPlaybookGauges(reg, maxSeries, dropped, logger)
 	m.outcomes = newOutcomeMetrics(reg)
 	return m
+}
+
+// registerHub exports the hub channel's counters:
+//
+//	felhom_hub_reports_total{result}               reports the hub accepted ("accepted") or that failed ("failed")
+//	felhom_hub_last_report_timestamp_seconds       when the hub last accepted a report (0: never)
+//	felhom_hub_jobs_total{outcome}                 operator-signed jobs accepted or refused
+func (m *agentMetrics) registerHub(stats func() channel.Stats) {
+	counter := func(name, help string, labels prometheus.Labels, v func(channel.Stats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels},
+			func() float64 { return float64(v(stats())) })
+	}
+	m.reg.MustRegister(
+		counter("felhom_hub_reports_total", "Host reports the hub accepted, or attempts that failed.", prometheus.Labels{"result": "accepted"},
+			func(s channel.Stats) uint64 { return s.Reports }),
+		counter("felhom_hub_reports_total", "Host reports the hub accepted, or attempts that failed.", prometheus.Labels{"result": "failed"},
+			func(s channel.Stats) uint64 { return s.Failures }),
+		counter("felhom_hub_jobs_total", "Operator-signed jobs from the hub, accepted or refused.", prometheus.Labels{"outcome": channel.JobAccepted},
+			func(s channel.Stats) uint64 { return s.JobsAccepted }),
+		counter("felhom_hub_jobs_total", "Operator-signed jobs from the hub, accepted or refused.", prometheus.Labels{"outcome": channel.JobRefused},
+			func(s channel.Stats) uint64 { return s.JobsRefused }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "felhom_hub_last_report_timestamp_seconds", Help: "When the hub last accepted a host report (Unix time; 0: never)."},
+			func() float64 {
+				if t := stats().LastReport; !t.IsZero() {
+					return float64(t.UnixNano()) / 1e9
+				}
+				return 0
+			}),
+	)
 }
 
 // metricsHandler serves the agent's registry as Prometheus text.

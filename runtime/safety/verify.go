@@ -21,6 +21,10 @@ var (
 	ErrExpired       = errors.New("expired")                             // past expires_at
 	ErrNotCovered    = errors.New("does not cover this operation")       // role, op, guest or params differ
 	ErrReplay        = errors.New("replayed: its nonce was used before") // the nonce is recorded
+	// ErrNonceUnrecorded is not a refusal of the operation: its nonce
+	// could not be recorded (an I/O error), so it is not accepted now and
+	// may be offered again.
+	ErrNonceUnrecorded = errors.New("the nonce could not be recorded, so the operation is not accepted")
 )
 
 // DefaultSkew is how far in the future issued_at may be (the operator's
@@ -106,7 +110,7 @@ func (v *Verifier) Verify(blob, armored []byte, expect func(*Verified) error) (*
 		if errors.Is(err, ErrReplay) {
 			return nil, err
 		}
-		return nil, fmt.Errorf("the nonce could not be recorded, so the operation is not accepted: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrNonceUnrecorded, err)
 	}
 	return ver, nil
 }

@@ -41,6 +41,10 @@ type State struct {
 	PollSeconds int64 `json:"poll_seconds,omitempty"`
 	// Cursor is the last run the hub accepted a report of.
 	Cursor Cursor `json:"cursor"`
+	// Jobs are the signed jobs decided lately: the outcomes not yet
+	// reported, and enough of the rest that a job the hub sends again is
+	// only cleared again.
+	Jobs []JobRecord `json:"jobs,omitempty"`
 }
 
 // Cursor is a position in the runs ordered by (end time, id).
@@ -86,6 +90,10 @@ type Channel struct {
 	// that the caller can make sure it is converged to. The caller must
 	// not block long.
 	OnDesired func(generation int64, d *DesiredState)
+	// Jobs decides operator-signed jobs (fetched when the envelope says
+	// has_signed_ops and the host is not blocked); nil leaves them queued.
+	// Hub must implement JobHub too.
+	Jobs JobHandler
 	// OnBlocked is called when blocked changes, and once at the start of
 	// Run.
 	OnBlocked func(blocked bool)
@@ -117,6 +125,8 @@ type Stats struct {
 	LastError string
 	// Interval is the adopted poll interval.
 	Interval time.Duration
+	// JobsAccepted and JobsRefused count the signed jobs decided.
+	JobsAccepted, JobsRefused uint64
 }
 
 // Load reads the persisted State. Run calls it if it was not called.
@@ -295,6 +305,7 @@ func (c *Channel) attempt(ctx context.Context) bool {
 	}
 	rep.Blocked = c.st.Blocked
 	rep.DesiredState = DesiredStatus{Generation: c.st.Generation, Refused: c.st.Refused}
+	rep.Jobs = c.unreportedJobs()
 	notes := c.notes
 	c.notes = nil
 	c.mu.Unlock()
@@ -362,10 +373,11 @@ func (c *Channel) accepted(ctx context.Context, rep *Report, env *Envelope) {
 		last := rep.Runs[n-1]
 		c.st.Cursor = Cursor{Ended: last.Ended, ID: last.ID}
 	}
+	c.jobsReported(rep.Jobs)
 	c.stats.Reports++
 	c.stats.LastReport = time.Now()
 	c.stats.LastError = ""
-	var blockedChanged, fetch bool
+	var blockedChanged, fetch, jobs bool
 	if env != nil {
 		if env.PollInterval > 0 {
 			secs := int64(c.clamp(env.PollInterval) / time.Second)
@@ -382,6 +394,7 @@ func (c *Channel) accepted(ctx context.Context, rep *Report, env *Envelope) {
 			newest = max(newest, c.st.Refused.Generation)
 		}
 		fetch = !c.st.Blocked && env.DesiredGeneration > newest
+		jobs = !c.st.Blocked && env.HasSignedOps
 	}
 	c.stats.Interval = c.interval()
 	blocked := c.st.Blocked
@@ -399,6 +412,9 @@ func (c *Channel) accepted(ctx context.Context, rep *Report, env *Envelope) {
 	}
 	if fetch {
 		c.fetchDesired(ctx)
+	}
+	if jobs {
+		c.handleJobs(ctx)
 	}
 	c.save(ctx)
 }

@@ -66,6 +66,10 @@ type Report struct {
 	Runs        []Run `json:"runs"`
 	RunsOmitted int   `json:"runs_omitted,omitempty"`
 
+	// Jobs are the outcomes of the operator-signed jobs decided since the
+	// last report the hub accepted.
+	Jobs []JobOutcome `json:"jobs,omitempty"`
+
 	// DesiredState is which desired state the agent holds.
 	DesiredState DesiredStatus `json:"desired_state"`
 	// Blocked echoes the envelope's blocked: while true the agent accepts
@@ -177,9 +181,11 @@ type GuestEvent struct {
 
 // Run is a run that ended.
 type Run struct {
-	ID        string    `json:"id"`
-	Playbook  string    `json:"playbook"`
-	Source    string    `json:"source"`
+	ID       string `json:"id"`
+	Playbook string `json:"playbook"`
+	Source   string `json:"source"`
+	// Key is the run's idempotency key: for source "job" the job id.
+	Key       string    `json:"key,omitempty"`
 	Status    string    `json:"status"`
 	ErrorKind string    `json:"error_kind,omitempty"`
 	Error     string    `json:"error,omitempty"`

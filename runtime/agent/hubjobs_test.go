@@ -1,0 +1,113 @@
+package agent
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/hub/channel"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/safety"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
+)
+
+func testSigner(t *testing.T) ssh.Signer {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestHubJobs runs signed hub jobs through hubJob, the channel's handler:
+// the real verifier and the one start path.
+func TestHubJobs(t *testing.T) {
+	operator, stranger := testSigner(t), testSigner(t)
+	keys := filepath.Join(t.TempDir(), "operators")
+	if err := os.WriteFile(keys, []byte(`role="operational" `+string(ssh.MarshalAuthorizedKey(operator.PublicKey()))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ta := startAgent(t, map[string]string{
+		"wipe.star": agentPlaybook("wipe", "    return ctx.params.vmid", `params = {"vmid": param.int()}`),
+	}, func(c *Config) { c.Safety.OperatorKeys, c.Safety.HostID = keys, "cust-1" })
+
+	op := func(host string, expires time.Duration, nonce string) []byte {
+		now := time.Now()
+		b, err := safety.Op{Op: "wipe", Target: safety.Target{HostID: host, GuestID: 120}, Params: json.RawMessage(`{"vmid": 120}`),
+			Nonce: nonce, IssuedAt: now.Add(-time.Minute), ExpiresAt: now.Add(expires)}.Canonical()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	sign := func(blob []byte, s ssh.Signer) []byte {
+		sig, err := safety.Sign(blob, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sig
+	}
+	good := op("cust-1", time.Hour, safety.NewNonce())
+	goodSig := sign(good, operator)
+	tampered := append([]byte(nil), good...)
+	tampered = []byte(strings.Replace(string(tampered), `"vmid":120`, `"vmid":121`, 1))
+	expired := op("cust-1", -time.Second, safety.NewNonce())
+	other := op("cust-2", time.Hour, safety.NewNonce())
+	foreign := op("cust-1", time.Hour, safety.NewNonce())
+
+	ctx := t.Context()
+	out, err := ta.hubJob(ctx, channel.Job{ID: "job-1", Blob: good, Sig: goodSig})
+	if err != nil || out.Outcome != channel.JobAccepted || out.Run == "" || out.Signer == "" {
+		t.Fatalf("a valid job: %+v, %v; want accepted with a run", out, err)
+	}
+	if r, _ := ta.wait(out.Run); r.Status != "succeeded" {
+		t.Fatalf("the job's run ended %s", r.Status)
+	}
+	// The same job again (the DELETE was lost, or after a restart): the
+	// same run, nothing new.
+	again, err := ta.hubJob(ctx, channel.Job{ID: "job-1", Blob: good, Sig: goodSig})
+	if err != nil || again.Outcome != channel.JobAccepted || again.Run != out.Run {
+		t.Fatalf("the job fetched twice: %+v, %v; want the same run %s", again, err, out.Run)
+	}
+	for _, tc := range []struct {
+		name, id   string
+		blob, sig  []byte
+		wantReason string
+	}{
+		{"replayed under another job id", "job-2", good, goodSig, "replayed"},
+		{"forged (blob changed after signing)", "job-3", tampered, goodSig, "does not verify"},
+		{"expired", "job-4", expired, sign(expired, operator), "expired"},
+		{"wrong target", "job-5", other, sign(other, operator), "not for this target"},
+		{"key not allowed (the hub's own)", "job-6", foreign, sign(foreign, stranger), "key not allowed"},
+		{"unsigned", "job-7", foreign, nil, "not an armoured SSH signature"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := ta.hubJob(ctx, channel.Job{ID: tc.id, Blob: tc.blob, Sig: tc.sig})
+			if err != nil || out.Outcome != channel.JobRefused || !strings.Contains(out.Reason, tc.wantReason) || out.Run != "" {
+				t.Fatalf("%+v, %v; want refused with %q", out, err, tc.wantReason)
+			}
+			if runs, _ := ta.store.RunsByKey(ctx, store.SourceJob, tc.id); len(runs) != 0 {
+				t.Errorf("a refused job started %d runs", len(runs))
+			}
+		})
+	}
+	// The foreign key's nonce was not used: an operator's signature of
+	// the same blob is still accepted.
+	if out, err := ta.hubJob(ctx, channel.Job{ID: "job-8", Blob: foreign, Sig: sign(foreign, operator)}); err != nil || out.Outcome != channel.JobAccepted {
+		t.Fatalf("a refused signature consumed the nonce: %+v, %v", out, err)
+	}
+	if runs, _ := ta.store.RunsByKey(ctx, store.SourceJob, "job-1"); len(runs) != 1 {
+		t.Errorf("job-1 has %d runs; want 1", len(runs))
+	}
+}
