@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -262,6 +263,7 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode, prep ...func(st
 type GuestToken struct {
 	VMID int
 	// Token is the bearer token: shown once, never stored.
+	// "" when the guest kept its token (EnsureGuestBootstrap).
 	Token string
 	// Bootstrap is the bootstrap file's path on the host.
 	Bootstrap string
@@ -271,6 +273,8 @@ type GuestToken struct {
 	Mount string
 	// Attached: the bootstrap directory is attached to the guest.
 	Attached bool
+	// rewritten: the file was written now.
+	rewritten bool
 }
 
 // errGuestAPIOff is the refusal when the agent serves no guest API.
@@ -287,6 +291,43 @@ func (a *Agent) MintGuestToken(ctx context.Context, vmid int) (GuestToken, error
 	}
 	g.minted.Lock()
 	defer g.minted.Unlock()
+	return a.deliverBootstrap(ctx, vmid, "")
+}
+
+// EnsureGuestBootstrap makes sure guest vmid has an intact bootstrap file,
+// attached: a file whose token is the guest's current one is kept with
+// that token (rewritten only when what else it says — address, pin,
+// customer, hub — changed, attached only when it is not); a missing,
+// unreadable or stale file, or a guest without a token, gets a new token
+// as MintGuestToken. changed says whether anything was written, minted
+// or attached.
+func (a *Agent) EnsureGuestBootstrap(ctx context.Context, vmid int) (t GuestToken, changed bool, err error) {
+	g := a.guest
+	if g == nil {
+		return GuestToken{}, false, errGuestAPIOff
+	}
+	g.minted.Lock()
+	defer g.minted.Unlock()
+	path := filepath.Join(a.cfg.StateDir, GuestsDir, strconv.Itoa(vmid), BootstrapFile)
+	var have guestapi.Bootstrap
+	if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &have) == nil && have.VMID == vmid && have.Schema == guestapi.BootstrapSchema {
+		g.mu.Lock()
+		v, known := g.tokens[sha256.Sum256([]byte(have.LocalAPI.Token))]
+		g.mu.Unlock()
+		if known && v == vmid {
+			t, err := a.deliverBootstrap(ctx, vmid, have.LocalAPI.Token)
+			return t, t.Mount != "" || t.rewritten, err
+		}
+	}
+	t, err = a.deliverBootstrap(ctx, vmid, "")
+	return t, t.Token != "", err
+}
+
+// deliverBootstrap writes guest vmid's bootstrap file and attaches it:
+// with a new token when existing is "", else with existing, the guest's
+// current token, rewriting the file only when its content changes.
+func (a *Agent) deliverBootstrap(ctx context.Context, vmid int, existing string) (GuestToken, error) {
+	g := a.guest
 	guest, err := a.guestOf(ctx, vmid)
 	if err != nil {
 		return GuestToken{}, err
@@ -307,9 +348,11 @@ func (a *Agent) MintGuestToken(ctx context.Context, vmid int) (GuestToken, error
 	if reader == 0 {
 		reader = -1 // host root reads it as it is
 	}
-	tok, hash, err := guestapi.NewToken()
-	if err != nil {
-		return GuestToken{}, err
+	tok, hash := existing, sha256.Sum256([]byte(existing))
+	if existing == "" {
+		if tok, hash, err = guestapi.NewToken(); err != nil {
+			return GuestToken{}, err
+		}
 	}
 	dir := filepath.Join(a.cfg.StateDir, GuestsDir, strconv.Itoa(vmid))
 	for _, d := range []string{filepath.Dir(dir), dir} {
@@ -338,29 +381,36 @@ func (a *Agent) MintGuestToken(ctx context.Context, vmid int) (GuestToken, error
 	if err != nil {
 		return GuestToken{}, err
 	}
-	// The hash first: a bootstrap file whose token the store does not
-	// know would be worse than a token without its file (a retry mints
-	// again and rewrites it).
-	if err := a.store.SetGuestToken(ctx, vmid, hash[:], time.Now()); err != nil {
-		return GuestToken{}, err
-	}
-	g.mu.Lock()
-	for h, v := range g.tokens {
-		if v == vmid {
-			delete(g.tokens, h)
-		}
-	}
-	g.tokens[hash] = vmid
-	g.mu.Unlock()
 	path := filepath.Join(dir, BootstrapFile)
+	body = append(body, '\n')
+	out := GuestToken{VMID: vmid, Bootstrap: path}
+	if existing == "" {
+		// The hash first: a bootstrap file whose token the store does not
+		// know would be worse than a token without its file (a retry mints
+		// again and rewrites it).
+		if err := a.store.SetGuestToken(ctx, vmid, hash[:], time.Now()); err != nil {
+			return GuestToken{}, err
+		}
+		g.mu.Lock()
+		for h, v := range g.tokens {
+			if v == vmid {
+				delete(g.tokens, h)
+			}
+		}
+		g.tokens[hash] = vmid
+		g.mu.Unlock()
+		out.Token = tok
+	}
 	var grant []func(string) error
 	if reader >= 0 {
 		grant = append(grant, func(p string) error { return grantRead(p, reader, false) })
 	}
-	if err := writeFileAtomic(path, append(body, '\n'), 0o600, grant...); err != nil {
-		return GuestToken{}, fmt.Errorf("guest %d: the new token is active but its bootstrap file could not be written (mint again): %w", vmid, err)
+	if old, err := os.ReadFile(path); existing == "" || err != nil || !bytes.Equal(old, body) {
+		if err := writeFileAtomic(path, body, 0o600, grant...); err != nil {
+			return GuestToken{}, fmt.Errorf("guest %d: the token is active but its bootstrap file could not be written (mint again): %w", vmid, err)
+		}
+		out.rewritten = true
 	}
-	out := GuestToken{VMID: vmid, Token: tok, Bootstrap: path}
 	if reader >= 0 {
 		if err := grantRead(dir, reader, true); err != nil {
 			return out, fmt.Errorf("guest %d: bootstrap file written, but the container cannot read it: %w", vmid, err)
@@ -380,7 +430,14 @@ func (a *Agent) MintGuestToken(ctx context.Context, vmid int) (GuestToken, error
 		}
 		out.Mount, out.Attached = "mp"+strconv.Itoa(slot), true
 	}
-	a.log.Info("guest token minted; bootstrap file written", "vmid", vmid, "attached", out.Attached, "mount", out.Mount,
+	if existing != "" && !out.rewritten && out.Mount == "" {
+		return out, nil // intact and attached: nothing to say
+	}
+	msg := "guest token minted; bootstrap file written"
+	if existing != "" {
+		msg = "guest bootstrap file delivered again with its current token"
+	}
+	a.log.Info(msg, "vmid", vmid, "attached", out.Attached, "mount", out.Mount,
 		"customer", boot.Customer != nil, "retrieval_password", boot.Hub != nil && boot.Hub.RetrievalPassword != "")
 	return out, nil
 }
@@ -462,5 +519,13 @@ func (d guestDelivery) DeliverBootstrap(ctx context.Context, vmid int) (builtins
 	if err != nil {
 		return builtins.BootstrapDelivery{}, err
 	}
-	return builtins.BootstrapDelivery{VMID: vmid, Bootstrap: t.Bootstrap, Mount: t.Mount, Attached: t.Attached}, nil
+	return builtins.BootstrapDelivery{VMID: vmid, Bootstrap: t.Bootstrap, Mount: t.Mount, Attached: t.Attached, Changed: true}, nil
+}
+
+func (d guestDelivery) EnsureBootstrap(ctx context.Context, vmid int) (builtins.BootstrapDelivery, error) {
+	t, changed, err := d.a.EnsureGuestBootstrap(ctx, vmid)
+	if err != nil {
+		return builtins.BootstrapDelivery{}, err
+	}
+	return builtins.BootstrapDelivery{VMID: vmid, Bootstrap: t.Bootstrap, Mount: t.Mount, Attached: t.Attached, Changed: changed}, nil
 }

@@ -557,3 +557,72 @@ func TestBootstrapReaderFromIDMap(t *testing.T) {
 		t.Errorf("the refused guest was changed: mp255 = %q", g.Config["mp255"])
 	}
 }
+
+// A provision rerun on a guest already provisioned: an intact bootstrap
+// file keeps its token and nothing changes; a deleted one is delivered
+// again (a new token, since the file was its only copy), attached once.
+func TestProvisionRerunDeliversMissingBootstrap(t *testing.T) {
+	sim := pvesim.New()
+	sim.TaskDuration = 20 * time.Millisecond
+	client := simClient(t, sim)
+	ta := startAgent(t, shippedPlaybooks(t, "provision.star"), func(c *Config) {
+		c.Engine.Env.Proxmox, c.Proxmox = client, client
+		c.GuestAPI = &GuestAPIConfig{Listen: []string{"127.0.0.1:0"}, Proxmox: client, Attach: attachRecorder{sim}}
+	})
+	provision := func() map[string]any {
+		t.Helper()
+		run, err := ta.client.Trigger(context.Background(), api.TriggerRequest{Playbook: "provision",
+			Params: map[string]json.RawMessage{"vmid": json.RawMessage(`130`), "hostname": json.RawMessage(`"cust130"`)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, _ := ta.wait(run.ID)
+		if r.Status != "succeeded" {
+			t.Fatalf("provision = %s %s", r.Status, r.Error)
+		}
+		var res map[string]any
+		if err := json.Unmarshal(r.Result, &res); err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	path := filepath.Join(ta.state, "guests", "130", "bootstrap.json")
+	provision()
+	first, _ := os.ReadFile(path)
+	res := provision()
+	if again, _ := os.ReadFile(path); !bytes.Equal(first, again) || res["changed"] != false || res["bootstrap_delivered"] != false {
+		t.Errorf("a rerun over an intact file: result %v; the file changed: %v", res, !bytes.Equal(first, again))
+	}
+	var boot guestapi.Bootstrap
+	_ = json.Unmarshal(first, &boot)
+	c := newGuestClient(t, boot.LocalAPI.Endpoint, boot.LocalAPI.Fingerprint, boot.LocalAPI.Token)
+	if code, _ := c.do("GET", "/status", "", nil); code != 200 {
+		t.Errorf("the kept token answers %d", code)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	res = provision()
+	if res["changed"] != true || res["bootstrap_delivered"] != true || res["bootstrap"] != path {
+		t.Errorf("a rerun without the file: result %v; want it delivered", res)
+	}
+	var boot2 guestapi.Bootstrap
+	b, err := os.ReadFile(path)
+	if err != nil || json.Unmarshal(b, &boot2) != nil || !strings.HasPrefix(boot2.LocalAPI.Token, guestapi.TokenPrefix) {
+		t.Fatalf("the delivered file %s: %v", b, err)
+	}
+	c2 := newGuestClient(t, boot2.LocalAPI.Endpoint, boot2.LocalAPI.Fingerprint, boot2.LocalAPI.Token)
+	if code, _ := c2.do("GET", "/status", "", nil); code != 200 {
+		t.Errorf("the delivered token answers %d", code)
+	}
+	g, _ := sim.Guest(130)
+	n := 0
+	for k, v := range g.Config {
+		if strings.HasPrefix(k, "mp") && strings.Contains(v, "/etc/felhom-bootstrap") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("the bootstrap directory is attached %d times; want once", n)
+	}
+}
