@@ -33,7 +33,7 @@ func TestCommands(t *testing.T) {
 		{"test: a retention test over weeks", []string{"--playbooks", "../../playbooks", "test", "--run", "retention_over", "../../playbooks/backup_test.star"}, exitOK,
 			[]string{"test_retention_over_four_weeks_of_nightly_runs", "1 passed, 0 failed"}},
 		{"test filters by name", []string{"test", "--run", "passes", "testdata/cli/mixed_test.star"}, exitOK, []string{"1 passed, 0 failed"}},
-		{"check the shipped playbooks", []string{"--playbooks", "../../playbooks", "check"}, exitOK, []string{"8 playbooks, 3 modules and 10 test files OK"}},
+		{"check the shipped playbooks", []string{"--playbooks", "../../playbooks", "check"}, exitOK, []string{"9 playbooks, 3 modules and 11 test files OK"}},
 		{"check broken playbooks", []string{"check", "../../testdata/check/syntax_error.star"}, exitFailed, []string{"syntax_error.star:"}},
 		{"check knows the builtins", []string{"check", "testdata/typos/typos.star"}, exitFailed, []string{
 			"testdata/typos/typos.star:5:21: module proxmox has no .guets field or method (did you mean .guests?)\n",
