@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"gitea.dooplex.hu/admin/felhom-agent/builtins"
+	"gitea.dooplex.hu/admin/felhom-agent/internal/clip"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/hub/channel"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/safety"
@@ -240,10 +242,54 @@ func (a *Agent) collectReport(ctx context.Context, since channel.Cursor) (*chann
 			ErrorKind: r.ErrorKind, Error: r.Error, Created: r.Created.UTC(), Ended: r.Ended.UTC()})
 	}
 	rep.RunsOmitted = more
+	a.reportSafety(ctx, since.Audit, rep)
 	if len(rep.Errors) == 0 {
 		rep.Errors = nil
 	}
 	return rep, nil
+}
+
+// Bounds of the safety parts of one report: pending operations listed, gate
+// audit entries sent (the rest follow), one entry's size.
+const (
+	maxReportPending    = 100
+	maxReportAudit      = 500
+	maxReportAuditEntry = 2 << 10
+)
+
+// reportSafety adds the open pending operations (each with the canonical
+// blob to sign) and the gate's audit entries after seq.
+func (a *Agent) reportSafety(ctx context.Context, seq int64, rep *channel.Report) {
+	rep.Pending, rep.Audit = []channel.PendingOp{}, []channel.AuditEntry{}
+	pend, err := a.store.PendingOps(ctx, true, maxReportPending+1)
+	if err != nil {
+		rep.Errors["pending_operations"] = err.Error()
+	}
+	if len(pend) > maxReportPending {
+		pend, rep.PendingOmitted = pend[:maxReportPending], 1 // at least one more
+		if all, err := a.store.PendingOps(ctx, true, 1<<20); err == nil {
+			rep.PendingOmitted = len(all) - maxReportPending
+		}
+	}
+	for _, p := range pend {
+		rep.Pending = append(rep.Pending, channel.PendingOp{ID: p.ID, Run: p.Run, Playbook: p.Playbook, Guest: p.Guest, What: p.What,
+			OpBlobB64: base64.StdEncoding.EncodeToString(p.Blob), Created: p.Created.UTC(), Expires: p.Expires.UTC()})
+	}
+	audit, err := a.store.Audit(ctx, seq, "", maxReportAudit+1)
+	if err != nil {
+		rep.Errors["gate_audit"] = err.Error()
+	}
+	if len(audit) > maxReportAudit {
+		audit, rep.AuditOmitted = audit[:maxReportAudit], 1 // at least one more; counted next time
+	}
+	for _, e := range audit {
+		entry := e.Entry
+		if len(entry) > maxReportAuditEntry {
+			entry, _ = json.Marshal(map[string]any{"at": e.At, "run": e.Run, "truncated": true,
+				"entry": clip.String(string(e.Entry), maxReportAuditEntry/2)})
+		}
+		rep.Audit = append(rep.Audit, channel.AuditEntry{Seq: e.Seq, Entry: entry})
+	}
 }
 
 // reportGuests adds this node's guests, each with its spec and its entries

@@ -3,6 +3,7 @@ package agent
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -109,5 +110,39 @@ func TestHubJobs(t *testing.T) {
 	}
 	if runs, _ := ta.store.RunsByKey(ctx, store.SourceJob, "job-1"); len(runs) != 1 {
 		t.Errorf("job-1 has %d runs; want 1", len(runs))
+	}
+
+	// The report carries the gate's audit of all of it (refusals with
+	// their reason) and the pending operations with the blob to sign.
+	if err := ta.store.AddPending(ctx, store.PendingOp{ID: "p-1", Run: out.Run, Playbook: "wipe", Guest: 120, What: "delete guest 120",
+		Blob: good, Created: time.Now(), Expires: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	rep := &channel.Report{Errors: map[string]string{}}
+	ta.reportSafety(ctx, 0, rep)
+	if len(rep.Pending) != 1 || rep.Pending[0].OpBlobB64 != base64.StdEncoding.EncodeToString(good) || rep.Pending[0].What != "delete guest 120" {
+		t.Errorf("pending operations %+v", rep.Pending)
+	}
+	var refused, allowed int
+	for _, e := range rep.Audit {
+		var ae safety.AuditEntry
+		if err := json.Unmarshal(e.Entry, &ae); err != nil {
+			t.Fatal(err)
+		}
+		switch ae.Decision {
+		case safety.Refused:
+			refused++
+		case safety.AllowedSigned:
+			allowed++
+		}
+	}
+	if refused != 6 || allowed != 2 {
+		t.Errorf("audit: %d refused, %d allowed by signature; want 6 and 2", refused, allowed)
+	}
+	// After the cursor, nothing is sent again.
+	rep2 := &channel.Report{Errors: map[string]string{}}
+	ta.reportSafety(ctx, rep.Audit[len(rep.Audit)-1].Seq, rep2)
+	if len(rep2.Audit) != 0 {
+		t.Errorf("audit after the cursor: %d entries; want 0", len(rep2.Audit))
 	}
 }

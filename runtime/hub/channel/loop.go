@@ -47,10 +47,12 @@ type State struct {
 	Jobs []JobRecord `json:"jobs,omitempty"`
 }
 
-// Cursor is a position in the runs ordered by (end time, id).
+// Cursor is a position in the runs ordered by (end time, id), and in the
+// gate's audit (its sequence number).
 type Cursor struct {
 	Ended time.Time `json:"ended"`
 	ID    string    `json:"id"`
+	Audit int64     `json:"audit,omitempty"`
 }
 
 // StateStore persists State. Load returns the zero State and false when
@@ -371,7 +373,10 @@ func (c *Channel) accepted(ctx context.Context, rep *Report, env *Envelope) {
 	c.mu.Lock()
 	if n := len(rep.Runs); n > 0 {
 		last := rep.Runs[n-1]
-		c.st.Cursor = Cursor{Ended: last.Ended, ID: last.ID}
+		c.st.Cursor.Ended, c.st.Cursor.ID = last.Ended, last.ID
+	}
+	if n := len(rep.Audit); n > 0 {
+		c.st.Cursor.Audit = rep.Audit[n-1].Seq
 	}
 	c.jobsReported(rep.Jobs)
 	c.stats.Reports++

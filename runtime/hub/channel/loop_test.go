@@ -305,3 +305,51 @@ func TestEncodeReportBounded(t *testing.T) {
 		t.Fatalf("a small report was cut: %v", err)
 	}
 }
+
+// TestEncodeReportCutOrder: audit entries go before runs, pending
+// operations last of all.
+func TestEncodeReportCutOrder(t *testing.T) {
+	entry := json.RawMessage(`{"what":"` + strings.Repeat("a", 1000) + `"}`)
+	build := func(audit, runs, pending int) *Report {
+		rep := &Report{HostID: "h"}
+		for i := range audit {
+			rep.Audit = append(rep.Audit, AuditEntry{Seq: int64(i + 1), Entry: entry})
+		}
+		for i := range runs {
+			rep.Runs = append(rep.Runs, Run{ID: strings.Repeat("r", 1000), Ended: time.Unix(int64(i), 0)})
+		}
+		for range pending {
+			rep.Pending = append(rep.Pending, PendingOp{ID: "p", OpBlobB64: strings.Repeat("b", 1000)})
+		}
+		return rep
+	}
+	for _, tc := range []struct {
+		name                          string
+		rep                           *Report
+		limit                         int
+		wantAudit, wantRuns, wantPend bool // kept in part or whole
+	}{
+		{"audit cut first", build(100, 10, 10), 40 << 10, true, true, true},
+		{"then runs", build(100, 100, 10), 40 << 10, false, true, true},
+		{"pending last", build(100, 100, 100), 40 << 10, false, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			nAudit, nRuns, nPend := len(tc.rep.Audit), len(tc.rep.Runs), len(tc.rep.Pending)
+			b, err := EncodeReport(tc.rep, tc.limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := tc.rep
+			if len(b) > tc.limit || !r.Truncated ||
+				len(r.Audit)+r.AuditOmitted != nAudit || len(r.Runs)+r.RunsOmitted != nRuns || len(r.Pending)+r.PendingOmitted != nPend {
+				t.Fatalf("%d bytes; audit %d+%d runs %d+%d pending %d+%d", len(b), len(r.Audit), r.AuditOmitted, len(r.Runs), r.RunsOmitted, len(r.Pending), r.PendingOmitted)
+			}
+			if (len(r.Audit) > 0) != tc.wantAudit || (len(r.Runs) > 0) != tc.wantRuns || (len(r.Pending) > 0) != tc.wantPend {
+				t.Errorf("kept audit %d runs %d pending %d", len(r.Audit), len(r.Runs), len(r.Pending))
+			}
+			if r.PendingOmitted > 0 && (r.RunsOmitted != nRuns || r.AuditOmitted != nAudit || len(r.Guests) != 0) {
+				t.Errorf("pending operations cut before everything else was")
+			}
+		})
+	}
+}

@@ -10,11 +10,13 @@ import (
 // EncodeReport encodes rep in at most limit bytes. A report that is too
 // large is cut in this order, each step only if still needed, with
 // Truncated set: long strings are clipped (run errors, guest
-// descriptions and errors, disk errors); runs are dropped from the newest
-// end (RunsOmitted counts them; they go in a later report, since the
-// cursor only passes the runs sent); guests are dropped from the end
-// (GuestsOmitted); the disk, sensor and storage lists are emptied. rep is
-// modified to what was sent.
+// descriptions and errors, disk errors, pending operations' what); gate
+// audit entries are dropped from the newest end (AuditOmitted; they go in
+// a later report, the cursor only passes the entries sent); runs likewise
+// (RunsOmitted); guests are dropped from the end (GuestsOmitted); the
+// disk, sensor and storage lists are emptied; pending operations are
+// dropped from the newest end (PendingOmitted). rep is modified to what
+// was sent.
 func EncodeReport(rep *Report, limit int) ([]byte, error) {
 	b, err := json.Marshal(rep)
 	if err != nil || len(b) <= limit {
@@ -34,8 +36,19 @@ func EncodeReport(rep *Report, limit int) ([]byte, error) {
 	for i := range rep.Disks {
 		rep.Disks[i].Error = clip.String(rep.Disks[i].Error, 256)
 	}
+	for i := range rep.Pending {
+		rep.Pending[i].What = clip.String(rep.Pending[i].What, 512)
+	}
 	if b, err = json.Marshal(rep); err != nil || len(b) <= limit {
 		return b, err
+	}
+	for len(rep.Audit) > 0 {
+		keep := len(rep.Audit) / 2
+		rep.AuditOmitted += len(rep.Audit) - keep
+		rep.Audit = rep.Audit[:keep]
+		if b, err = json.Marshal(rep); err != nil || len(b) <= limit {
+			return b, err
+		}
 	}
 	for len(rep.Runs) > 0 {
 		keep := len(rep.Runs) / 2
@@ -56,6 +69,14 @@ func EncodeReport(rep *Report, limit int) ([]byte, error) {
 	rep.Disks, rep.Sensors, rep.Storage = nil, nil, nil
 	if b, err = json.Marshal(rep); err != nil || len(b) <= limit {
 		return b, err
+	}
+	for len(rep.Pending) > 0 {
+		keep := len(rep.Pending) / 2
+		rep.PendingOmitted += len(rep.Pending) - keep
+		rep.Pending = rep.Pending[:keep]
+		if b, err = json.Marshal(rep); err != nil || len(b) <= limit {
+			return b, err
+		}
 	}
 	return nil, fmt.Errorf("the host report is %d bytes even cut down, over the limit of %d", len(b), limit)
 }

@@ -66,6 +66,15 @@ type Report struct {
 	Runs        []Run `json:"runs"`
 	RunsOmitted int   `json:"runs_omitted,omitempty"`
 
+	// Pending are the operations waiting for an operator's signature,
+	// oldest first; PendingOmitted more are not listed.
+	Pending        []PendingOp `json:"pending_operations"`
+	PendingOmitted int         `json:"pending_omitted,omitempty"`
+	// Audit are the safety gate's decisions since the last report the hub
+	// accepted, oldest first; AuditOmitted more follow in the next reports.
+	Audit        []AuditEntry `json:"gate_audit"`
+	AuditOmitted int          `json:"audit_omitted,omitempty"`
+
 	// Jobs are the outcomes of the operator-signed jobs decided since the
 	// last report the hub accepted.
 	Jobs []JobOutcome `json:"jobs,omitempty"`
@@ -191,6 +200,27 @@ type Run struct {
 	Error     string    `json:"error,omitempty"`
 	Created   time.Time `json:"created"`
 	Ended     time.Time `json:"ended"`
+}
+
+// PendingOp is an operation waiting for an operator's signature: what it
+// would do, and the canonical op blob to sign (base64, as a job's
+// op_blob_b64 carries it back).
+type PendingOp struct {
+	ID        string    `json:"id"`
+	Run       string    `json:"run"`
+	Playbook  string    `json:"playbook"`
+	Guest     int       `json:"guest,omitempty"`
+	What      string    `json:"what"`
+	OpBlobB64 string    `json:"op_blob_b64"`
+	Created   time.Time `json:"created"`
+	Expires   time.Time `json:"expires"`
+}
+
+// AuditEntry is one safety gate decision (docs/safety.md): Entry is the
+// gate's record as the run store keeps it; Seq its position.
+type AuditEntry struct {
+	Seq   int64           `json:"seq"`
+	Entry json.RawMessage `json:"entry"`
 }
 
 // DesiredStatus is the desired-state part of a report.
