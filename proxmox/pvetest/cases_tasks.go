@@ -212,6 +212,37 @@ var taskCases = []testCase{
 		},
 	},
 	{
+		name: "vzdump-snapshot-line-while-running",
+		rule: "a container's snapshot-mode vzdump logs \"create storage snapshot 'vzdump'\" while it still runs, before its archive " +
+			"is written (pve-container src/PVE/VZDump/LXC.pm snapshot: $self->loginfo(\"create storage snapshot '$snapname'\")); " +
+			"the guest API's snapshotted phase is read from that line. A host whose storage cannot snapshot falls back to " +
+			"suspend mode and logs no such line, which the case accepts",
+		hooks: []string{"HoldTasks"},
+		run: func(t *testing.T, s *suite) {
+			s.w.HoldTasks(t)
+			upid, err := s.c.Vzdump(s.ctx, proxmox.VzdumpOptions{VMIDs: []int{s.w.Running}, Storage: s.w.BackupStorage, Mode: "snapshot"})
+			if err != nil {
+				t.Fatalf("Vzdump: %v", err)
+			}
+			defer func() { _ = s.c.StopTask(s.ctx, upid) }()
+			lines, err := proxmox.NewTaskLogReader(s.c, upid).Next(s.ctx)
+			if err != nil {
+				t.Fatalf("TaskLogReader.Next: %v", err)
+			}
+			var mode, snap bool
+			for _, l := range lines {
+				mode = mode || strings.Contains(l.T, "backup mode: snapshot")
+				snap = snap || strings.Contains(l.T, "create storage snapshot 'vzdump'")
+			}
+			if st, err := s.c.TaskStatusOnce(s.ctx, upid); err != nil || !st.Running() {
+				t.Fatalf("task status = %+v, %v; want it still running while held", st, err)
+			}
+			if mode && !snap {
+				t.Errorf("snapshot-mode log while running = %v; want a \"create storage snapshot 'vzdump'\" line", lines)
+			}
+		},
+	},
+	{
 		name: "worker-checks-lock-as-it-starts",
 		rule: "a worker checks the guest's lock when it starts (pve-container src/PVE/API2/LXC/Snapshot.pm and Status.pm: " +
 			"lock_config + check_lock before any work): a snapshot requested while a vzdump holds the guest returns a UPID " +
