@@ -1,0 +1,162 @@
+package e2e
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/safety"
+)
+
+// TestHubSignedJobs drives serve against hub-sim and sim: operator-signed
+// jobs queued at the hub. A forged, an expired and a hub-key-signed job
+// (a compromised hub) are refused, cleared and reported, and guest 101 is
+// untouched; a job an allow-listed operator signed with ssh-keygen runs
+// once and is cleared; the same blob again (a replay) is refused.
+func TestHubSignedJobs(t *testing.T) {
+	requireServe(t)
+	const host, key = "e2e-jobs", "e2e-hub-jobs-key-0123456789"
+	addSecret("hub api key", key)
+	hub := startHubSim(t, "--host", host+"="+key, "--poll", "1")
+	dir := servePlaybooks(t)
+	if err := os.WriteFile(filepath.Join(dir, "wipe.star"), []byte(wipePlaybook("wipe", 101, "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := startGatedAgent(t, agentOpts{playbooks: dir, args: []string{"--hub-poll-floor", "1s"},
+		env: []string{"FELHOM_AGENT_HUB_URL=" + hub.URL, "FELHOM_AGENT_HUB_HOST_ID=" + host, "FELHOM_AGENT_HUB_API_KEY=" + key,
+			"FELHOM_AGENT_HUB_FINGERPRINT=" + hub.Fingerprint}})
+
+	blob := func(target string, issued, expires time.Duration) []byte {
+		now := time.Now()
+		b, err := safety.Op{Op: "wipe", Target: safety.Target{HostID: target, GuestID: 101}, Params: json.RawMessage(`{"vmid": 101}`),
+			Nonce: safety.NewNonce(), IssuedAt: now.Add(issued), ExpiresAt: now.Add(expires)}.Canonical()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	sign := func(b []byte, keyFile string) string {
+		f := filepath.Join(g.dir, fmt.Sprintf("op-%d", time.Now().UnixNano()))
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(keygenPath, "-Y", "sign", "-n", safety.Namespace, "-f", keyFile, f).CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen -Y sign: %v: %s", err, out)
+		}
+		sig, err := os.ReadFile(f + ".sig")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(sig)
+	}
+	enqueue := func(b []byte, sig string) string {
+		status, out := hub.admin(t, "POST", "/api/v1/admin/hosts/"+host+"/jobs",
+			map[string]string{"op_blob_b64": base64.StdEncoding.EncodeToString(b), "sig_armored": sig})
+		var r struct {
+			ID string `json:"job_id"`
+		}
+		if status != 201 || json.Unmarshal(out, &r) != nil {
+			t.Fatalf("enqueue: %d %s", status, out)
+		}
+		return r.ID
+	}
+	type outcome struct {
+		JobID, Outcome, Run, Reason string
+	}
+	outcomes := func() map[string]outcome {
+		_, b := hub.admin(t, "GET", "/sim/hosts/"+host+"/reports", nil)
+		var reps []struct {
+			Body struct {
+				Jobs []struct {
+					JobID   string `json:"job_id"`
+					Outcome string `json:"outcome"`
+					Run     string `json:"run"`
+					Reason  string `json:"reason"`
+				} `json:"jobs"`
+			} `json:"body"`
+		}
+		if err := json.Unmarshal(b, &reps); err != nil {
+			t.Fatalf("reports: %v", err)
+		}
+		m := map[string]outcome{}
+		for _, r := range reps {
+			for _, j := range r.Body.Jobs {
+				if _, dup := m[j.JobID]; dup {
+					t.Errorf("job %s reported twice", j.JobID)
+				}
+				m[j.JobID] = outcome{j.JobID, j.Outcome, j.Run, j.Reason}
+			}
+		}
+		return m
+	}
+	waitOutcomes := func(ids ...string) map[string]outcome {
+		var m map[string]outcome
+		eventually(t, 20*time.Second, "the jobs' outcomes in a report", func() (bool, string) {
+			m = outcomes()
+			for _, id := range ids {
+				if _, ok := m[id]; !ok {
+					return false, "no outcome of " + id
+				}
+			}
+			return true, ""
+		})
+		return m
+	}
+
+	good := blob(host, -time.Minute, time.Hour)
+	goodSig := sign(good, g.opKey)
+	forged := []byte(strings.Replace(string(good), `"vmid":101`, `"vmid":102`, 1))
+	expired := blob(host, -2*time.Hour, -time.Hour)
+	hubs := blob(host, -time.Minute, time.Hour)
+	refused := map[string]string{
+		enqueue(forged, goodSig):                 "does not verify",
+		enqueue(expired, sign(expired, g.opKey)): "expired",
+		enqueue(hubs, sign(hubs, g.stranger)):    "key not allowed",
+	}
+	var ids []string
+	for id := range refused {
+		ids = append(ids, id)
+	}
+	m := waitOutcomes(ids...)
+	for id, want := range refused {
+		if o := m[id]; o.Outcome != "refused" || !strings.Contains(o.Reason, want) || o.Run != "" {
+			t.Errorf("job %s: %+v; want refused, %q", id, o, want)
+		}
+	}
+	g.assertUntouched(t, "after the refused jobs")
+
+	// The operator's job runs once, even though it is queued twice.
+	ok := enqueue(good, goodSig)
+	m = waitOutcomes(ok)
+	if o := m[ok]; o.Outcome != "accepted" || o.Run == "" {
+		t.Fatalf("the operator's job: %+v; want accepted with a run", o)
+	}
+	// Its run passes the gate on the operator's signature and sends the
+	// DELETE (the simulator then refuses it as Proxmox does: guest 101 is
+	// running — the gate let it through, which is what is tested here).
+	eventually(t, 20*time.Second, "the job's run allowed by the signature", func() (bool, string) {
+		r := g.cli(t, "runs", "show", m[ok].Run)
+		return strings.Contains(r.Stdout, `decision="allowed_signed"`) && strings.Contains(r.Stdout, `sending mutation method="DELETE"`) &&
+			strings.Contains(r.Stdout, "source:    job ("+ok+")"), r.Stdout + r.Stderr
+	})
+	replay := enqueue(good, goodSig)
+	m = waitOutcomes(replay)
+	if o := m[replay]; o.Outcome != "refused" || !strings.Contains(o.Reason, "replayed") {
+		t.Errorf("the replayed job: %+v; want refused as replayed", o)
+	}
+	if r := g.cli(t, "runs", "list", "--json"); strings.Count(r.Stdout, `"source":"job"`)+strings.Count(r.Stdout, `"source": "job"`) != 1 {
+		t.Errorf("runs with source job: want exactly 1 (the replay started none): %s", r.Stdout)
+	}
+	_, b := hub.admin(t, "GET", "/sim/hosts/"+host+"/jobs/cleared", nil)
+	for _, id := range append(ids, ok, replay) {
+		if !strings.Contains(string(b), `"`+id+`"`) {
+			t.Errorf("job %s not cleared at the hub: %s", id, b)
+		}
+	}
+}
