@@ -18,7 +18,8 @@ import (
 // jobs queued at the hub. A forged, an expired and a hub-key-signed job
 // (a compromised hub) are refused, cleared and reported, and guest 101 is
 // untouched; a job an allow-listed operator signed with ssh-keygen runs
-// once and is cleared; the same blob again (a replay) is refused.
+// once and is cleared; the same blob again (a replay) is refused; a parked
+// run's pending operation, with the blob to sign, is in a report.
 func TestHubSignedJobs(t *testing.T) {
 	requireServe(t)
 	const host, key = "e2e-jobs", "e2e-hub-jobs-key-0123456789"
@@ -159,4 +160,29 @@ func TestHubSignedJobs(t *testing.T) {
 			t.Errorf("job %s not cleared at the hub: %s", id, b)
 		}
 	}
+
+	// A run parked at a destructive call: its pending operation, with the
+	// blob to sign, is in the next report.
+	parkedRun := g.startRun(t, "wipe", nil).ID
+	eventually(t, 20*time.Second, "the parked run's pending operation in a report", func() (bool, string) {
+		_, b := hub.admin(t, "GET", "/sim/hosts/"+host+"/reports", nil)
+		var reps []struct {
+			Body struct {
+				Pending []struct {
+					Run, Playbook string
+					OpBlobB64     string `json:"op_blob_b64"`
+				} `json:"pending_operations"`
+			} `json:"body"`
+		}
+		if err := json.Unmarshal(b, &reps); err != nil || len(reps) == 0 {
+			return false, fmt.Sprint(err)
+		}
+		for _, p := range reps[len(reps)-1].Body.Pending {
+			blob, err := base64.StdEncoding.DecodeString(p.OpBlobB64)
+			if p.Run == parkedRun && p.Playbook == "wipe" && err == nil && strings.Contains(string(blob), `"host_id":"`+host+`"`) {
+				return true, ""
+			}
+		}
+		return false, "not yet"
+	})
 }
