@@ -161,6 +161,18 @@ func TestHubSignedJobs(t *testing.T) {
 		}
 	}
 
+	// The channel's counters on /metrics: 4 refused, 1 accepted, reports.
+	metrics := g.metrics(t)
+	for _, want := range []string{`felhom_hub_jobs_total{outcome="refused"} 4`, `felhom_hub_jobs_total{outcome="accepted"} 1`,
+		`felhom_hub_reports_total{result="accepted"} `, `felhom_hub_last_report_timestamp_seconds 1`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(metrics, `felhom_hub_reports_total{result="accepted"} 0`) {
+		t.Error("/metrics counts no accepted report")
+	}
+
 	// A run parked at a destructive call: its pending operation, with the
 	// blob to sign, is in the next report.
 	parkedRun := g.startRun(t, "wipe", nil).ID
