@@ -14,7 +14,11 @@ import (
 // preflight, the guest list, the node's storages, their configuration and
 // one listing before anything starts, which gives every guest's size
 // estimate). Deleting pruned archives is counted apart: that is retention's
-// work, a DELETE and its task's status read per archive. Issue #17: 6 requests per guest + 2 before.
+// work, a DELETE and its task's status read per archive, and the safety
+// gate's check that the deletion leaves the guest its safety.min_backups
+// (one GET of the node's storages and one listing per backup storage,
+// read fresh for each deletion: the gate trusts no earlier answer). Issue
+// #17: 6 requests per guest + 2 before.
 func TestBackupRequestEconomy(t *testing.T) {
 	t.Parallel()
 	const extra = 10
@@ -32,7 +36,8 @@ func TestBackupRequestEconomy(t *testing.T) {
 	if r.Code != 0 || s.Status != "succeeded" {
 		t.Fatalf("backup: exit %d, %s (%s)", r.Code, s.Status, s.Error)
 	}
-	var vzdumps, deletes, pruning, statusReads, listings, other int
+	var vzdumps, deletes, pruning, statusReads, listings, storageReads, other int
+	listed := map[string]bool{} // the storages whose content was listed
 	sc := bufio.NewScanner(strings.NewReader(r.Stderr))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -51,12 +56,15 @@ func TestBackupRequestEconomy(t *testing.T) {
 			statusReads++
 		case strings.HasSuffix(l.Path, "/content"):
 			listings++
+			listed[l.Path] = true
+		case strings.HasSuffix(l.Path, "/storage"):
+			storageReads++
 		default:
 			other++
 		}
 	}
-	if vzdumps+deletes+pruning+statusReads+listings+other != got {
-		t.Fatalf("the debug log shows %d requests; the simulator received %d", vzdumps+deletes+pruning+statusReads+listings+other, got)
+	if vzdumps+deletes+pruning+statusReads+listings+storageReads+other != got {
+		t.Fatalf("the debug log shows %d requests; the simulator received %d", vzdumps+deletes+pruning+statusReads+listings+storageReads+other, got)
 	}
 	if vzdumps != guests || deletes == 0 {
 		t.Fatalf("backup of %d guests: %d vzdumps, %d deletes; want one vzdump per guest and some pruning (keep_last=1)", guests, vzdumps, deletes)
@@ -66,6 +74,11 @@ func TestBackupRequestEconomy(t *testing.T) {
 		t.Errorf("%d deletes cost %d status reads; want at most one each (instant tasks)", deletes, pruning)
 	}
 	pruning += deletes
+	// The gate's reads for each deletion (see above), at most.
+	gateListings, gateStorageReads := min(listings, deletes*len(listed)), min(storageReads-1, deletes)
+	listings -= gateListings
+	other += storageReads - gateStorageReads
+	pruning += gateListings + gateStorageReads
 	if perGuest := got - pruning; perGuest > 3*guests+constant {
 		t.Errorf("backup of %d guests: %d requests besides %d for pruning (%d vzdump POSTs, %d status reads, %d content listings, %d other); want at most 3 per guest + %d = %d",
 			guests, perGuest, pruning, vzdumps, statusReads, listings, other, constant, 3*guests+constant)
@@ -73,6 +86,6 @@ func TestBackupRequestEconomy(t *testing.T) {
 	if listings > guests+1 {
 		t.Errorf("backup of %d guests listed storage content %d times; want one listing before and one after each vzdump", guests, listings)
 	}
-	record(t, "backup run (instant tasks): requests besides pruning", "%d for %d guests (%d POST + %d status + %d listings + %d other) + %d for %d deletes",
-		got-pruning, guests, vzdumps, statusReads, listings, other, pruning, deletes)
+	record(t, "backup run (instant tasks): requests besides pruning", "%d for %d guests (%d POST + %d status + %d listings + %d other) + %d for %d deletes (%d of them the safety gate's)",
+		got-pruning, guests, vzdumps, statusReads, listings, other, pruning, deletes, gateListings+gateStorageReads)
 }
