@@ -154,42 +154,17 @@ func (s *Store) TaskClaimed(ctx context.Context, run string, seq int, upid strin
 // stopped it (past the grace period) and it resumes or is undone at the
 // next start. It fails with ErrFinished for a terminal run.
 func (s *Store) Interrupt(ctx context.Context, id, reason string, counts JournalCounts) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE runs SET status = ?, error = ?,
+	return s.transition(ctx, "interrupt", id, `UPDATE runs SET status = ?, error = ?,
 			replayed = replayed + ?, adopted = adopted + ?, reissued = reissued + ?
 			WHERE id = ? AND status = ?`,
-			runstate.Interrupted, reason, counts.Replayed, counts.Adopted, counts.Reissued, id, runstate.Running)
-		if err != nil {
-			return err
-		}
-		if ok, err := exactlyOne(res); err != nil || ok {
-			return err
-		}
-		return refusal(ctx, tx, id)
-	})
-	if err != nil {
-		return fmt.Errorf("store: interrupt run %s: %w", id, err)
-	}
-	return nil
+		runstate.Interrupted, reason, counts.Replayed, counts.Adopted, counts.Reissued, id, runstate.Running)
 }
 
 // Resume moves an interrupted run back to running and counts the
 // resume. It fails with ErrFinished for a terminal run and ErrStarted
 // for one that is not interrupted.
 func (s *Store) Resume(ctx context.Context, id string) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE runs SET status = ?, error = '', resumes = resumes + 1
-			WHERE id = ? AND status = ?`, runstate.Running, id, runstate.Interrupted)
-		if err != nil {
-			return err
-		}
-		if ok, err := exactlyOne(res); err != nil || ok {
-			return err
-		}
-		return refusal(ctx, tx, id)
-	})
-	if err != nil {
-		return fmt.Errorf("store: resume run %s: %w", id, err)
-	}
-	return nil
+	return s.transition(ctx, "resume", id, `UPDATE runs SET status = ?, error = '', resumes = resumes + 1
+			WHERE id = ? AND status = ?`,
+		runstate.Running, id, runstate.Interrupted)
 }

@@ -135,23 +135,10 @@ func (s *Store) MarkStarted(ctx context.Context, id, version string, at time.Tim
 	if err := checkName("version", version, true); err != nil {
 		return fmt.Errorf("store: start run %s: %w", id, err)
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE runs
+	return s.transition(ctx, "start", id, `UPDATE runs
 			SET status = ?, started = ?, version = CASE WHEN ? = '' THEN version ELSE ? END
 			WHERE id = ? AND status = ?`,
-			runstate.Running, stamp(at).UnixNano(), version, version, id, runstate.Queued)
-		if err != nil {
-			return err
-		}
-		if ok, err := exactlyOne(res); err != nil || ok {
-			return err
-		}
-		return refusal(ctx, tx, id)
-	})
-	if err != nil {
-		return fmt.Errorf("store: start run %s: %w", id, err)
-	}
-	return nil
+		runstate.Running, stamp(at).UnixNano(), version, version, id, runstate.Queued)
 }
 
 // Finish gives a queued, running or interrupted run its terminal status, error, result
@@ -164,14 +151,22 @@ func (s *Store) Finish(ctx context.Context, id string, fi FinishInfo) error {
 	if err := checkJSON("result", fi.Result); err != nil {
 		return fmt.Errorf("store: finish run %s: %w", id, err)
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE runs
+	return s.transition(ctx, "finish", id, `UPDATE runs
 			SET status = ?, error = ?, error_kind = ?, result = ?, ended = ?, secrets = NULL,
 			    replayed = replayed + ?, adopted = adopted + ?, reissued = reissued + ?
 			WHERE id = ? AND status IN (?, ?, ?, ?)`,
-			fi.Status, fi.Error, fi.ErrorKind, jsonText(fi.Result), stamp(fi.At).UnixNano(),
-			fi.Counts.Replayed, fi.Counts.Adopted, fi.Counts.Reissued,
-			id, runstate.Queued, runstate.Running, runstate.Interrupted, runstate.PendingSignature)
+		fi.Status, fi.Error, fi.ErrorKind, jsonText(fi.Result), stamp(fi.At).UnixNano(),
+		fi.Counts.Replayed, fi.Counts.Adopted, fi.Counts.Reissued,
+		id, runstate.Queued, runstate.Running, runstate.Interrupted, runstate.PendingSignature)
+}
+
+// transition makes one guarded status change of run id (query, an
+// UPDATE whose WHERE names the statuses it may leave): exactly one row
+// changes, or refusal says why none did; what names the change in the
+// error.
+func (s *Store) transition(ctx context.Context, what, id, query string, args ...any) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, query, args...)
 		if err != nil {
 			return err
 		}
@@ -181,7 +176,7 @@ func (s *Store) Finish(ctx context.Context, id string, fi FinishInfo) error {
 		return refusal(ctx, tx, id)
 	})
 	if err != nil {
-		return fmt.Errorf("store: finish run %s: %w", id, err)
+		return fmt.Errorf("store: %s run %s: %w", what, id, err)
 	}
 	return nil
 }

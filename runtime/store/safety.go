@@ -140,20 +140,8 @@ func (s *Store) SetParked(ctx context.Context, id string, parked bool) error {
 	if !parked {
 		from, to = to, from
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE runs SET status = ? WHERE id = ? AND status = ?`, to, id, from)
-		if err != nil {
-			return err
-		}
-		if ok, err := exactlyOne(res); err != nil || ok {
-			return err
-		}
-		return refusal(ctx, tx, id)
-	})
-	if err != nil {
-		return fmt.Errorf("store: park run %s: %w", id, err)
-	}
-	return nil
+	return s.transition(ctx, "park", id, `UPDATE runs SET status = ? WHERE id = ? AND status = ?`,
+		to, id, from)
 }
 
 // AuditRecord is one stored gate decision: the entry as JSON, with its
