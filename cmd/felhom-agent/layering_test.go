@@ -74,7 +74,7 @@ var rules = []struct {
 		module + "/proxmox/pvesim":     "production code never depends on the simulator",
 	}},
 	{pkg: "runtime/hub/hubsim", only: map[string]string{
-		module + "/internal/selfsigned": "the simulators' one self-signed certificate maker",
+		module + "/internal/selfsigned": "the simulators' one self-signed certificate and TLS server lifecycle",
 		module + "/proxmox":             "the fingerprint format PVE and the agent's pins use",
 	}},
 	{pkg: "runtime/agent", bad: map[string]string{

@@ -3,7 +3,8 @@
 // (which guests pin by fingerprint): a P-256 key, valid
 // from an hour before now for two years, for localhost, 127.0.0.1, ::1
 // and the extra DNS names given, usable as its own CA (so a client can
-// trust it by CA file or pin its fingerprint).
+// trust it by CA file or pin its fingerprint); and serves a handler over
+// TLS with one (Serve), the one test-server lifecycle both simulators use.
 package selfsigned
 
 import (

@@ -1,18 +1,9 @@
 package pvesim
 
 import (
-	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
-	"errors"
 	"fmt"
-	"io"
-	"log"
-	"net"
 	"net/http"
-	"time"
 
 	"gitea.dooplex.hu/admin/felhom-agent/internal/selfsigned"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
@@ -31,10 +22,7 @@ type Info struct {
 // reach the client as PVE sends them).
 type Server struct {
 	Info
-	srv  *http.Server
-	ln   net.Listener
-	done chan struct{}
-	err  error
+	tls *selfsigned.Server
 }
 
 // Start serves s over TLS on addr ("" means "127.0.0.1:0", a free loopback
@@ -47,85 +35,26 @@ func (s *Sim) Start(addr string) (*Server, error) {
 
 // StartNode serves s as node (see NodeHandler) over TLS on addr, like
 // Start: a cluster world serves each node on its own listener, as each
-// node's pveproxy listens on its own address.
+// node's pveproxy listens on its own address. The certificate is like
+// pveproxy's self-signed one: a single ECDSA P-256 certificate that is
+// its own CA.
 func (s *Sim) StartNode(node, addr string) (*Server, error) {
-	handler := s.NodeHandler(node)
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
-	cert, certDER, err := selfSignedCert(time.Now()) // verified by real clocks, whatever Now says
+	sv, err := selfsigned.Serve(addr, s.NodeHandler(node),
+		pkix.Name{CommonName: DefaultNode + ".local", Organization: []string{"PVE Cluster Node"}}, DefaultNode)
 	if err != nil {
 		return nil, fmt.Errorf("pvesim: Start: %w", err)
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("pvesim: Start: %w", err)
-	}
-	sum := sha256.Sum256(certDER)
-	fp := proxmox.FormatFingerprint(sum[:])
+	fp := proxmox.FormatFingerprint(sv.SHA256[:])
 	_ = s.with(func(st *state) error { st.nodeByName(node).fingerprint = fp; return nil })
-
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		// An empty map disables HTTP/2: its frames have no reason phrase.
-		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
-		// Clients that reject the certificate on purpose (trust tests)
-		// would fill the log with handshake errors.
-		ErrorLog: log.New(io.Discard, "", 0),
-		TLSConfig: &tls.Config{
-			Certificates: []tls.Certificate{cert},
-			NextProtos:   []string{"http/1.1"},
-			MinVersion:   tls.VersionTLS12,
-		},
-	}
-	sv := &Server{
-		Info: Info{
-			Endpoint:    "https://" + ln.Addr().String(),
-			Node:        node,
-			Token:       DefaultTokenID + "=" + DefaultTokenSecret,
-			Fingerprint: fp,
-			CAPEM:       pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: certDER}),
-		},
-		srv:  srv,
-		ln:   ln,
-		done: make(chan struct{}),
-	}
-	go func() {
-		defer close(sv.done)
-		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
-			sv.err = err
-		}
-	}()
-	return sv, nil
+	return &Server{
+		Info: Info{Endpoint: sv.URL, Node: node, Token: DefaultTokenID + "=" + DefaultTokenSecret, Fingerprint: fp, CAPEM: sv.CAPEM},
+		tls:  sv,
+	}, nil
 }
 
 // Close stops the server at once, closing open connections.
-func (sv *Server) Close() error {
-	err := sv.srv.Close()
-	<-sv.done
-	if err == nil {
-		err = sv.err
-	}
-	return err
-}
+func (sv *Server) Close() error { return sv.tls.Close() }
 
 // Client returns an HTTP client that trusts exactly this server's
 // certificate.
-func (sv *Server) Client() *http.Client {
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(sv.CAPEM)
-	return &http.Client{
-		Transport: &http.Transport{
-			TLSClientConfig:   &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-			ForceAttemptHTTP2: false,
-		},
-		Timeout: 30 * time.Second,
-	}
-}
-
-// selfSignedCert makes a certificate like pveproxy's self-signed one: a
-// single ECDSA P-256 certificate that is its own CA.
-func selfSignedCert(now time.Time) (tls.Certificate, []byte, error) {
-	return selfsigned.Certificate(now, pkix.Name{CommonName: DefaultNode + ".local", Organization: []string{"PVE Cluster Node"}}, DefaultNode)
-}
+func (sv *Server) Client() *http.Client { return sv.tls.Client() }
