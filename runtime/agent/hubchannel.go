@@ -136,14 +136,21 @@ func (a *Agent) desiredAccepted(gen int64, d *channel.DesiredState) {
 // playbook that accepts its params, and its nonce, recorded durably, last)
 // and carries it out through the one start path with source "job" and the
 // job id as the idempotency key — so a job fetched twice, or again after a
-// restart, runs once. Every refusal is final (the job is cleared and the
-// report says why); only a nonce that could not be recorded leaves the job
+// restart, runs once. A refusal is final (the job is cleared and the
+// report says why), except where the job may still go on later, its
+// nonce unused: not valid yet (issued beyond the clock skew) or its
+// playbook's queue full — it waits, reported as such — and a nonce that
+// could not be recorded or an agent that is stopping, which leave it
 // queued for the next fetch.
 func (a *Agent) hubJob(ctx context.Context, j channel.Job) (channel.JobOutcome, error) {
 	ap, err := a.AcceptSigned(context.WithoutCancel(ctx), store.SourceJob, j.ID, j.Blob, j.Sig)
 	if err != nil {
-		if errors.Is(err, safety.ErrNonceUnrecorded) {
+		r, refused := errors.AsType[*startRefusal](err)
+		switch {
+		case errors.Is(err, safety.ErrNonceUnrecorded), refused && r.Reason == refusedDraining:
 			return channel.JobOutcome{}, err
+		case errors.Is(err, safety.ErrNotYetValid), refused && r.Reason == refusedQueueFull:
+			return channel.JobOutcome{Outcome: channel.JobWaiting, Reason: err.Error()}, nil
 		}
 		return channel.JobOutcome{Outcome: channel.JobRefused, Reason: err.Error()}, nil
 	}

@@ -5,9 +5,12 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -144,5 +147,114 @@ func TestHubJobs(t *testing.T) {
 	ta.reportSafety(ctx, rep.Audit[len(rep.Audit)-1].Seq, rep2)
 	if len(rep2.Audit) != 0 {
 		t.Errorf("audit after the cursor: %d entries; want 0", len(rep2.Audit))
+	}
+}
+
+// TestAcceptSignedSpendsLast: a verified operation that cannot start
+// spends no nonce — the agent draining leaves a hub job queued (undecided,
+// not cleared), one not valid yet waits, an op no playbook answers is
+// refused — and the same signed blob is accepted once it can go on; of
+// concurrent acceptances of one blob exactly one starts a run.
+func TestAcceptSignedSpendsLast(t *testing.T) {
+	operator := testSigner(t)
+	keys := filepath.Join(t.TempDir(), "operators")
+	if err := os.WriteFile(keys, []byte(`role="operational" `+string(ssh.MarshalAuthorizedKey(operator.PublicKey()))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ta := startAgent(t, map[string]string{
+		"wipe.star": agentPlaybook("wipe", "    return ctx.params.vmid", `params = {"vmid": param.int()}`),
+	}, func(c *Config) { c.Safety.OperatorKeys, c.Safety.HostID = keys, "cust-1" })
+	signed := func(name string, issued time.Duration) ([]byte, []byte, string) {
+		now, nonce := time.Now(), safety.NewNonce()
+		b, err := safety.Op{Op: name, Target: safety.Target{HostID: "cust-1", GuestID: 120}, Params: json.RawMessage(`{"vmid": 120}`),
+			Nonce: nonce, IssuedAt: now.Add(issued), ExpiresAt: now.Add(issued + time.Hour)}.Canonical()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig, err := safety.Sign(b, operator)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b, sig, nonce
+	}
+	ctx := t.Context()
+	spent := func(nonce string) bool { return ta.safe.verifier.Nonces.Seen(nonce) }
+	setDraining := func(d bool) {
+		ta.mu.Lock()
+		ta.draining = d
+		ta.mu.Unlock()
+	}
+
+	// Draining: undecided (the channel leaves the job queued), nothing spent.
+	blob, sig, nonce := signed("wipe", -time.Minute)
+	setDraining(true)
+	if out, err := ta.hubJob(ctx, channel.Job{ID: "job-d", Blob: blob, Sig: sig}); err == nil || !strings.Contains(err.Error(), "shutting down") {
+		t.Fatalf("a job while the agent drains: %+v, %v; want undecided (an error) naming the shutdown", out, err)
+	}
+	setDraining(false)
+	if spent(nonce) {
+		t.Fatal("a job refused because the agent drains spent its nonce")
+	}
+	if runs, _ := ta.store.RunsByKey(ctx, store.SourceJob, "job-d"); len(runs) != 0 {
+		t.Fatalf("a job refused because the agent drains recorded %d runs", len(runs))
+	}
+	// The next pass accepts it.
+	out, err := ta.hubJob(ctx, channel.Job{ID: "job-d", Blob: blob, Sig: sig})
+	if err != nil || out.Outcome != channel.JobAccepted || !spent(nonce) {
+		t.Fatalf("the same job after the drain: %+v, %v; want accepted, its nonce spent", out, err)
+	}
+	ta.wait(out.Run)
+
+	// Not valid yet (issued beyond the skew): waiting, nothing spent; once
+	// the clock reaches it, accepted.
+	blob, sig, nonce = signed("wipe", 10*time.Minute)
+	out, err = ta.hubJob(ctx, channel.Job{ID: "job-f", Blob: blob, Sig: sig})
+	if err != nil || out.Outcome != channel.JobWaiting || !strings.Contains(out.Reason, "not yet valid") || spent(nonce) {
+		t.Fatalf("a job issued in the future: %+v, %v, spent %v; want waiting, not yet valid, nonce unused", out, err, spent(nonce))
+	}
+	ta.safe.verifier.Now = func() time.Time { return time.Now().Add(10 * time.Minute) }
+	out, err = ta.hubJob(ctx, channel.Job{ID: "job-f", Blob: blob, Sig: sig})
+	ta.safe.verifier.Now = nil
+	if err != nil || out.Outcome != channel.JobAccepted {
+		t.Fatalf("the future job once valid: %+v, %v; want accepted", out, err)
+	}
+	ta.wait(out.Run)
+
+	// No playbook answers: refused for good, nothing spent.
+	blob, sig, nonce = signed("nosuch", -time.Minute)
+	if out, err := ta.hubJob(ctx, channel.Job{ID: "job-u", Blob: blob, Sig: sig}); err != nil || out.Outcome != channel.JobRefused || spent(nonce) {
+		t.Fatalf("a job for no playbook: %+v, %v, spent %v; want refused, nonce unused", out, err, spent(nonce))
+	}
+
+	// Concurrent acceptances of one blob (under different keys, so that
+	// idempotency cannot hide a replay): exactly one starts.
+	blob, sig, _ = signed("wipe", -time.Minute)
+	const racers = 8
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var accepted, replays int
+	for i := range racers {
+		wg.Go(func() {
+			ap, err := ta.AcceptSigned(ctx, store.SourceApproval, fmt.Sprintf("race-%d", i), blob, sig)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil && ap.Run != "":
+				accepted++
+			case errors.Is(err, safety.ErrReplay):
+				replays++
+			default:
+				t.Errorf("AcceptSigned: %+v, %v", ap, err)
+			}
+		})
+	}
+	wg.Wait()
+	started := 0
+	for i := range racers {
+		runs, _ := ta.store.RunsByKey(ctx, store.SourceApproval, fmt.Sprintf("race-%d", i))
+		started += len(runs)
+	}
+	if accepted != 1 || replays != racers-1 || started != 1 {
+		t.Fatalf("%d accepted, %d replays, %d runs of %d concurrent acceptances; want exactly one", accepted, replays, started, racers)
 	}
 }

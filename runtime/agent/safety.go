@@ -63,6 +63,9 @@ type parkedCall struct {
 	lr      *liveRun
 	pending *safety.Pending
 	answer  chan *safety.Verified // one approval, buffered
+	// answered is set (under agentSafety.mu) once an approval is on its
+	// way: a second one is refused before it spends its nonce.
+	answered bool
 }
 
 // nonceFile is the nonce record's name in the state directory.
@@ -231,15 +234,28 @@ type Approval struct {
 var ErrSignedOp = errors.New("signed operation refused")
 
 // AcceptSigned accepts one signed operation from source (an approval, a
-// hub job) under the idempotency key: it verifies it (the full
-// verifier, nonce last), then rotates the allow-list, lets the run parked
-// at the pending operation it covers go on, or starts a new run of its op
-// through the one start path carrying the signature — once per key.
+// hub job) under the idempotency key: it checks it (the full verifier but
+// the nonce), claims its nonce, does what may still refuse it — find the
+// run parked at the pending operation it covers, or start a new run of
+// its op through the one start path carrying the signature (a draining
+// agent, a full queue, an op no playbook answers refuse) — and only then
+// spends the nonce, durably, before the parked call goes on or the new
+// run is launched. A refusal after the checks leaves the nonce unused, so
+// the same signed blob may be offered again; two concurrent acceptances
+// of one blob never both go on (the claim); a rotation of the allow-list
+// is verified and spent at once. Once per key.
 func (a *Agent) AcceptSigned(ctx context.Context, source store.Source, key string, blob, armored []byte) (Approval, error) {
-	if key != "" {
-		if prior, err := a.store.RunsByKey(ctx, source, key); err == nil && len(prior) > 0 {
-			return Approval{Run: prior[0].ID}, nil
+	prior := func() (Approval, bool) {
+		if key == "" {
+			return Approval{}, false
 		}
+		if runs, err := a.store.RunsByKey(ctx, source, key); err == nil && len(runs) > 0 {
+			return Approval{Run: runs[0].ID}, true
+		}
+		return Approval{}, false
+	}
+	if ap, ok := prior(); ok {
+		return ap, nil
 	}
 	var hint struct {
 		Op     string          `json:"op"`
@@ -262,28 +278,49 @@ func (a *Agent) AcceptSigned(ctx context.Context, source store.Source, key strin
 		a.log.Warn("operator allow-list rotated", "keys", len(l.Keys), "signer", ver.Signer.Fingerprint(), "file", l.Source)
 		return Approval{Rotated: true, Keys: len(l.Keys), Signer: ver.Signer.Fingerprint()}, nil
 	}
+	// claim checks ver's nonce is free and holds it; a replay that lost a
+	// race with the same key's first acceptance answers as that one did.
+	claim := func(ver *safety.Verified) (*safety.NonceClaim, error) {
+		c, err := v.Claim(ctx, ver)
+		if errors.Is(err, safety.ErrReplay) {
+			if ap, ok := prior(); ok {
+				return nil, errAccepted{ap}
+			}
+		}
+		return c, err
+	}
 
 	// A parked run at a pending operation this op covers goes on.
 	if call := a.parkedFor(hint.Op, hint.Target, hint.Params); call != nil {
-		ver, err := v.Verify(blob, armored, call.pending.Covers)
+		ver, err := v.Check(blob, armored, call.pending.Covers)
 		if err != nil {
 			return Approval{}, a.refusedSigned(source, key, err)
 		}
-		select {
-		case call.answer <- ver:
-		default:
-			return Approval{}, fmt.Errorf("%w: pending operation %s was approved already", ErrSignedOp, call.pending.ID)
+		c, err := claim(ver)
+		if ea, ok := errors.AsType[errAccepted](err); ok {
+			return ea.Approval, nil
 		}
+		if err != nil {
+			return Approval{}, a.refusedSigned(source, key, err)
+		}
+		defer c.Release()
+		if !a.safe.takeAnswer(call) {
+			return Approval{}, fmt.Errorf("%w: pending operation %s was approved already, or its run ended", ErrSignedOp, call.pending.ID)
+		}
+		if err := c.Spend(); err != nil {
+			a.safe.untakeAnswer(call)
+			return Approval{}, a.refusedSigned(source, key, err)
+		}
+		call.answer <- ver // buffered; taken for this approval alone
 		_ = a.store.ResolvePending(context.Background(), call.pending.ID, store.PendingApproved,
 			"approved by "+ver.Signer.Fingerprint()+"; the parked run goes on", call.lr.id)
 		return Approval{Pending: call.pending.ID, Run: call.lr.id, Resumed: true, Signer: ver.Signer.Fingerprint()}, nil
 	}
 
 	// Otherwise a new run carries it out: its op must resolve to exactly
-	// one playbook that accepts its params — checked before the nonce is
-	// used.
+	// one playbook that accepts its params.
 	var pb *engine.Playbook
-	ver, err := v.Verify(blob, armored, func(ver *safety.Verified) error {
+	ver, err := v.Check(blob, armored, func(ver *safety.Verified) error {
 		var err error
 		pb, err = a.resolveSigned(ver)
 		return err
@@ -291,17 +328,31 @@ func (a *Agent) AcceptSigned(ctx context.Context, source store.Source, key strin
 	if err != nil {
 		return Approval{}, a.refusedSigned(source, key, err)
 	}
+	c, err := claim(ver)
+	if ea, ok := errors.AsType[errAccepted](err); ok {
+		return ea.Approval, nil
+	}
+	if err != nil {
+		return Approval{}, a.refusedSigned(source, key, err)
+	}
+	defer c.Release()
 	if key == "" {
 		key = ver.Nonce
 	}
 	params := map[string]json.RawMessage{}
 	_ = json.Unmarshal(ver.Params, &params)
-	st, err := a.start(ctx, startRequest{Source: source, Key: key, Playbook: pb.Name, Params: params, Signature: ver,
+	st, err := a.start(ctx, startRequest{Source: source, Key: key, Playbook: pb.Name, Params: params, Signature: ver, Spend: c.Spend,
 		Attrs: []any{"signed_by", ver.Signer.Fingerprint(), "guest", ver.Target.GuestID}})
 	if err != nil {
-		return Approval{}, fmt.Errorf("%w: starting %s: %w", ErrSignedOp, pb.Name, err)
+		if errors.Is(err, safety.ErrNonceUnrecorded) || errors.Is(err, safety.ErrReplay) {
+			return Approval{}, a.refusedSigned(source, key, err)
+		}
+		return Approval{}, fmt.Errorf("%w: starting %s (its nonce is not used: the same signed operation may be offered again): %w", ErrSignedOp, pb.Name, err)
 	}
 	out := Approval{Run: st.Runs[0].ID, Signer: ver.Signer.Fingerprint()}
+	if st.Existing {
+		return out, nil // the key was accepted before; nothing was spent now
+	}
 	if p := a.openPendingFor(ver); p != nil {
 		out.Pending = p.ID
 		_ = a.store.ResolvePending(context.Background(), p.ID, store.PendingApproved,
@@ -309,6 +360,32 @@ func (a *Agent) AcceptSigned(ctx context.Context, source store.Source, key strin
 	}
 	a.auditSigned(source, key, ver, "accepted: run "+out.Run+" carries it out", out.Run)
 	return out, nil
+}
+
+// errAccepted is a claim refused as a replay because the same key's first
+// acceptance spent the nonce: the answer is that acceptance's.
+type errAccepted struct{ Approval }
+
+func (errAccepted) Error() string { return "accepted before" }
+
+// takeAnswer reserves call's one approval: false when it was given
+// already or the run stopped waiting.
+func (s *agentSafety) takeAnswer(call *parkedCall) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if call.answered || s.parked[call.pending.ID] != call {
+		return false
+	}
+	call.answered = true
+	return true
+}
+
+// untakeAnswer gives back what takeAnswer reserved (the nonce could not
+// be spent).
+func (s *agentSafety) untakeAnswer(call *parkedCall) {
+	s.mu.Lock()
+	call.answered = false
+	s.mu.Unlock()
 }
 
 // resolveSigned finds the one playbook a signed op names (a playbook

@@ -66,6 +66,13 @@ type startRequest struct {
 	// source (timers, hub triggers, the local API, the CLI, the guest
 	// API) gets benign work and pending operations.
 	Signature *safety.Verified
+	// Spend, when set, is called once the request passed every check
+	// that may refuse it (draining, playbooks, parameters, the queue) and
+	// before its runs are recorded and launched: a signed operation's
+	// nonce is spent there, durably, so that a request refused for
+	// another reason spends nothing and no run can act before it is
+	// spent. Its error refuses the request (nothing recorded).
+	Spend func() error
 }
 
 // started is what [Agent.start] did.
@@ -136,7 +143,8 @@ func (r *startRefusal) Error() string {
 //     run is recorded (all or nothing);
 //  5. a place is reserved in the queue of each playbook that does not run
 //     concurrently (a full queue refuses: nothing accepted);
-//  6. the runs are recorded together with the key, durably, and only then
+//  6. Spend, if set, is called (a signed operation's nonce is spent);
+//  7. the runs are recorded together with the key, durably, and only then
 //     launched — at once, or queued behind the run of their playbook in
 //     flight; a store that cannot write refuses the request (fails
 //     closed, nothing accepted).
@@ -214,6 +222,12 @@ func (a *Agent) start(ctx context.Context, req startRequest) (started, error) {
 			full, _, _ = strings.Cut(full, laneGuest)
 			return started{}, &startRefusal{Reason: refusedQueueFull, Playbook: full,
 				Msg: fmt.Sprintf("already has %d runs queued (runs.queue_max); nothing was recorded", a.queues.max)}
+		}
+	}
+	if req.Spend != nil && refusal == nil {
+		if err := req.Spend(); err != nil {
+			a.queues.unreserve(gated)
+			return started{}, err
 		}
 	}
 	runs, created, err := a.store.CreateRuns(ctx, store.Trigger{Source: req.Source, Key: req.Key, At: req.At}, newRuns)

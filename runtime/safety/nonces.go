@@ -16,8 +16,10 @@ import (
 // (durably, before it returns nil) unless it was recorded before, which is
 // [ErrReplay]. A nonce need only be remembered until its operation
 // expires: after that, the time window refuses it anyway.
+// Seen reports whether nonce was recorded (a read: it records nothing).
 type NonceStore interface {
 	Use(nonce string, expires time.Time) error
+	Seen(nonce string) bool
 }
 
 // FileNonces is the durable [NonceStore]: an append-only file of
@@ -91,6 +93,14 @@ func (n *FileNonces) Use(nonce string, expires time.Time) error {
 	return nil
 }
 
+// Seen implements [NonceStore].
+func (n *FileNonces) Seen(nonce string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	_, ok := n.seen[nonce]
+	return ok
+}
+
 // Close closes the file.
 func (n *FileNonces) Close() error { return n.f.Close() }
 
@@ -113,4 +123,11 @@ func (m *MemoryNonces) Use(nonce string, _ time.Time) error {
 	}
 	m.seen[nonce] = true
 	return nil
+}
+
+// Seen implements [NonceStore].
+func (m *MemoryNonces) Seen(nonce string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.seen[nonce]
 }

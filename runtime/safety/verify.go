@@ -2,8 +2,10 @@ package safety
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hiddeco/sshsig"
@@ -41,15 +43,21 @@ type Verifier struct {
 	Now func() time.Time
 	// Skew is the allowed clock skew for issued_at; 0 means DefaultSkew.
 	Skew time.Duration
+
+	mu   sync.Mutex
+	held map[string]chan struct{} // nonces claimed and not yet spent or released
 }
 
 // Verified is an operation that passed every check, with the key that
 // signed it.
 type Verified struct {
 	Op
-	// Raw is the blob as received (what was signed).
-	Raw    []byte
-	Signer OperatorKey
+	// Raw is the blob as received (what was signed); Armored its
+	// armoured signature, so that a run can keep both (sealed) and have
+	// them checked again after a restart ([Verifier.Recheck]).
+	Raw     []byte
+	Armored []byte
+	Signer  OperatorKey
 }
 
 // Verify checks a received blob and its armoured SSHSIG signature, in
@@ -60,8 +68,53 @@ type Verified struct {
 // check) — what the caller binds, such as the role, the op, the guest and
 // the params; and last the nonce, recorded durably. A refusal at any stage
 // before the nonce leaves the nonce unused, so an invalid signature never
-// consumes one.
+// consumes one. Verify is [Verifier.Check], [Verifier.Claim] and
+// [NonceClaim.Spend] in one, for an acceptance with nothing to do between
+// the checks and the spending.
 func (v *Verifier) Verify(blob, armored []byte, expect func(*Verified) error) (*Verified, error) {
+	ver, err := v.Check(blob, armored, expect)
+	if err != nil {
+		return nil, err
+	}
+	c, err := v.Claim(context.Background(), ver)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Release()
+	if err := c.Spend(); err != nil {
+		return nil, err
+	}
+	return ver, nil
+}
+
+// Check is every check of [Verifier.Verify] but the last: nothing is
+// spent. A nonce recorded before is refused here already (ErrReplay), but
+// only [NonceClaim.Spend] makes an acceptance exclusive: a caller that
+// acts on a checked operation claims its nonce first, does what may still
+// refuse it (start a run, say), then spends the nonce before anything the
+// operation allows can happen.
+func (v *Verifier) Check(blob, armored []byte, expect func(*Verified) error) (*Verified, error) {
+	ver, err := v.check(blob, armored, expect)
+	if err != nil {
+		return nil, err
+	}
+	if v.Nonces.Seen(ver.Nonce) {
+		return nil, ErrReplay
+	}
+	return ver, nil
+}
+
+// Recheck checks again an operation accepted before (its nonce spent, by
+// the run that carries it): the signature against the allow-list now in
+// force, the target, the time window and expect — everything but the
+// nonce. A run that resumes or runs after a restart carries its
+// signature only while Recheck passes: a key removed from the allow-list
+// meanwhile, or an expired operation, no longer covers it.
+func (v *Verifier) Recheck(blob, armored []byte, expect func(*Verified) error) (*Verified, error) {
+	return v.check(blob, armored, expect)
+}
+
+func (v *Verifier) check(blob, armored []byte, expect func(*Verified) error) (*Verified, error) {
 	sig, err := sshsig.Unarmor(bytes.TrimSpace(armored))
 	if err != nil {
 		return nil, fmt.Errorf("%w: the signature is not an armoured SSH signature: %w", ErrMalformed, err)
@@ -97,7 +150,7 @@ func (v *Verifier) Verify(blob, armored []byte, expect func(*Verified) error) (*
 	if !now.Before(op.ExpiresAt) {
 		return nil, fmt.Errorf("%w: at %s", ErrExpired, op.ExpiresAt.UTC().Format(time.RFC3339))
 	}
-	ver := &Verified{Op: *op, Raw: append([]byte(nil), blob...), Signer: key}
+	ver := &Verified{Op: *op, Raw: bytes.Clone(blob), Armored: bytes.Clone(armored), Signer: key}
 	if key.Role == RoleRecovery && op.Op != OpRotateKeys {
 		return nil, fmt.Errorf("%w: a recovery key may only sign %s, not %q", ErrNotCovered, OpRotateKeys, op.Op)
 	}
@@ -106,13 +159,81 @@ func (v *Verifier) Verify(blob, armored []byte, expect func(*Verified) error) (*
 			return nil, fmt.Errorf("%w: %w", ErrNotCovered, err)
 		}
 	}
-	if err := v.Nonces.Use(op.Nonce, op.ExpiresAt); err != nil {
-		if errors.Is(err, ErrReplay) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("%w: %w", ErrNonceUnrecorded, err)
-	}
 	return ver, nil
+}
+
+// NonceClaim is one acceptance's exclusive hold on a checked operation's
+// nonce ([Verifier.Claim]): Spend records the nonce durably, Release lets
+// it go unspent (the acceptance did not happen). Exactly one of them
+// takes effect; Release after Spend does nothing.
+type NonceClaim struct {
+	v     *Verifier
+	ver   *Verified
+	done  chan struct{}
+	spent bool
+	once  sync.Once
+}
+
+// Claim holds ver's nonce for one acceptance. While it is held, another
+// Claim of the same nonce waits (or until ctx ends) for it to be spent —
+// then it is refused, ErrReplay — or released, when it may take it: two
+// concurrent acceptances of one signed blob never both go on, and one
+// that could not go on (the agent was stopping) spends nothing.
+func (v *Verifier) Claim(ctx context.Context, ver *Verified) (*NonceClaim, error) {
+	for {
+		v.mu.Lock()
+		if v.held == nil {
+			v.held = map[string]chan struct{}{}
+		}
+		busy, ok := v.held[ver.Nonce]
+		if !ok {
+			if v.Nonces.Seen(ver.Nonce) {
+				v.mu.Unlock()
+				return nil, ErrReplay
+			}
+			c := &NonceClaim{v: v, ver: ver, done: make(chan struct{})}
+			v.held[ver.Nonce] = c.done
+			v.mu.Unlock()
+			return c, nil
+		}
+		v.mu.Unlock()
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for another acceptance of the same operation: %w", context.Cause(ctx))
+		}
+	}
+}
+
+// Spend records the claimed nonce durably (the verifier's NonceStore):
+// from then on the operation is accepted and every other acceptance of
+// it a replay. An I/O error wraps ErrNonceUnrecorded: nothing is
+// accepted, and the claim is still held (Release it).
+func (c *NonceClaim) Spend() error {
+	if c.spent {
+		return nil
+	}
+	if err := c.v.Nonces.Use(c.ver.Nonce, c.ver.ExpiresAt); err != nil {
+		if errors.Is(err, ErrReplay) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", ErrNonceUnrecorded, err)
+	}
+	c.spent = true
+	c.release()
+	return nil
+}
+
+// Release gives the claim up; an unspent nonce stays unused.
+func (c *NonceClaim) Release() { c.release() }
+
+func (c *NonceClaim) release() {
+	c.once.Do(func() {
+		c.v.mu.Lock()
+		delete(c.v.held, c.ver.Nonce)
+		c.v.mu.Unlock()
+		close(c.done)
+	})
 }
 
 func fingerprint(sig *sshsig.Signature) string {

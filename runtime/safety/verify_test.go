@@ -1,6 +1,7 @@
 package safety
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -317,4 +319,96 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("accepted an op for %q", v.Op.Target.HostID)
 		}
 	})
+}
+
+// TestClaim: Check spends nothing; of concurrent claims of one nonce one
+// holds it and the others wait; a released claim leaves the nonce unused
+// (another acceptance may take it); a spent one makes every other claim a
+// replay, across a restart too.
+func TestClaim(t *testing.T) {
+	f := newFixture(t)
+	blob := blobOf(t, op(nil))
+	sig := sign(t, f.op, Namespace, blob)
+	ver, err := f.v.Check(blob, sig, nil)
+	if err != nil {
+		t.Fatalf("Check = %v", err)
+	}
+	if f.v.Nonces.Seen(ver.Nonce) {
+		t.Fatal("Check spent the nonce")
+	}
+	first, err := f.v.Claim(t.Context(), ver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second claim waits while the first holds the nonce.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Millisecond)
+	if _, err := f.v.Claim(ctx, ver); err == nil {
+		t.Fatal("a second Claim while the first holds the nonce succeeded")
+	}
+	cancel()
+	first.Release() // the acceptance did not happen (the agent was stopping)
+	if f.v.Nonces.Seen(ver.Nonce) {
+		t.Fatal("a released claim spent the nonce")
+	}
+
+	const racers = 8
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	spent, replays := 0, 0
+	for range racers {
+		wg.Go(func() {
+			c, err := f.v.Claim(t.Context(), ver)
+			if err == nil {
+				defer c.Release()
+				err = c.Spend()
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				spent++
+			case errors.Is(err, ErrReplay):
+				replays++
+			default:
+				t.Errorf("Claim/Spend = %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if spent != 1 || replays != racers-1 {
+		t.Fatalf("%d spent, %d replays of %d concurrent acceptances; want exactly one spent", spent, replays, racers)
+	}
+	if _, err := f.v.Check(blob, sig, nil); !errors.Is(err, ErrReplay) {
+		t.Errorf("Check after the spend = %v; want ErrReplay", err)
+	}
+	f.reopen(t)
+	if _, err := f.v.Claim(t.Context(), ver); !errors.Is(err, ErrReplay) {
+		t.Errorf("Claim after a restart = %v; want ErrReplay", err)
+	}
+	// Recheck ignores the nonce (the run that spent it carries it on).
+	if _, err := f.v.Recheck(blob, sig, nil); err != nil {
+		t.Errorf("Recheck of the spent operation = %v; want accepted", err)
+	}
+}
+
+// TestRecheck: an accepted operation no longer checks once its key left
+// the allow-list or it expired.
+func TestRecheck(t *testing.T) {
+	f := newFixture(t)
+	blob := blobOf(t, op(nil))
+	sig := sign(t, f.op, Namespace, blob)
+	if _, err := f.v.Verify(blob, sig, nil); err != nil {
+		t.Fatal(err)
+	}
+	later := &Verifier{Keys: f.v.Keys, Nonces: f.v.Nonces, HostID: f.v.HostID, Now: func() time.Time { return t0.Add(2 * time.Hour) }}
+	if _, err := later.Recheck(blob, sig, nil); !errors.Is(err, ErrExpired) {
+		t.Errorf("Recheck after expiry = %v; want ErrExpired", err)
+	}
+	text := keyLine(RoleOperational, newSigner(t)) + "\n" + keyLine(RoleRecovery, f.rec) + "\n"
+	if _, err := f.v.Keys.rotate(text); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.v.Recheck(blob, sig, nil); !errors.Is(err, ErrUnknownSigner) {
+		t.Errorf("Recheck after the key was removed = %v; want ErrUnknownSigner", err)
+	}
 }

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -47,6 +49,12 @@ type Job struct {
 const (
 	JobAccepted = "accepted" // verified; Run carries it out (or Rotated)
 	JobRefused  = "refused"  // refused for good; Reason says why; nothing ran
+	// JobWaiting is not an outcome: the job cannot be decided yet (it is
+	// not valid yet, its playbook's queue is full) and stays queued at the
+	// hub, not cleared, its nonce unused; each report while it waits says
+	// so, with Reason, and it is tried again at every fetch until it is
+	// accepted, or refused (expired).
+	JobWaiting = "waiting"
 )
 
 // JobOutcome is what became of a job, as the host report carries it.
@@ -75,9 +83,11 @@ type JobRecord struct {
 }
 
 // JobHandler verifies and carries out one job. It returns the job's
-// final outcome (accepted, or refused for good), or an error when the job
-// could not be decided now (the nonce record failed, say): the job then
-// stays queued at the hub and is tried again after the next report.
+// final outcome (accepted, or refused for good), JobWaiting with the
+// reason when the job cannot be decided yet, or an error when the job
+// could not be decided now (the nonce record failed, the agent is
+// stopping): either way the job then stays queued at the hub and is tried
+// again after the next report.
 type JobHandler func(ctx context.Context, j Job) (JobOutcome, error)
 
 // JobHub is the jobs half of the hub's host API: *Client implements it.
@@ -204,6 +214,12 @@ func (c *Channel) handleJobs(ctx context.Context) {
 		return
 	}
 	var problems []string
+	waiting := map[string]JobOutcome{}
+	defer func() {
+		c.mu.Lock()
+		c.waiting = waiting // the jobs that wait now; the rest are decided or gone
+		c.mu.Unlock()
+	}()
 	for _, j := range jobs {
 		if ctx.Err() != nil {
 			return
@@ -221,6 +237,13 @@ func (c *Channel) handleJobs(ctx context.Context) {
 			out.JobID, out.Reason = j.ID, clip.String(out.Reason, 1024)
 			if out.At.IsZero() {
 				out.At = time.Now().UTC()
+			}
+			if out.Outcome == JobWaiting {
+				if len(waiting) < maxReportJobs {
+					waiting[j.ID] = out
+				}
+				log.Info("a signed job cannot be decided yet; it stays queued", "job", j.ID, "reason", out.Reason)
+				continue
 			}
 			c.addJob(out)
 			c.save(ctx) // the outcome is durable before the hub forgets the job
@@ -288,13 +311,17 @@ func (c *Channel) addJob(out JobOutcome) {
 }
 
 // unreportedJobs are the outcomes no accepted report carried yet, oldest
-// first, at most maxReportJobs. c.mu held.
+// first, at most maxReportJobs, then the jobs that wait (JobWaiting), by
+// id. c.mu held.
 func (c *Channel) unreportedJobs() []JobOutcome {
 	var out []JobOutcome
 	for _, r := range c.st.Jobs {
 		if !r.Reported && len(out) < maxReportJobs {
 			out = append(out, r.Outcome)
 		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(c.waiting)) {
+		out = append(out, c.waiting[id])
 	}
 	return out
 }

@@ -164,6 +164,80 @@ func TestChannelJobs(t *testing.T) {
 	})
 }
 
+// TestChannelJobsWaiting: a job its handler says cannot be decided yet
+// (JobWaiting: not valid yet) is neither cleared nor recorded as decided;
+// each report while it waits carries it as waiting with its reason; once
+// the handler decides it, it is reported once and cleared.
+func TestChannelJobsWaiting(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hub := &jobsHub{fakeHub: fakeHub{env: Envelope{PollInterval: 60 * time.Second, HasSignedOps: true}}}
+		hub.queue = []Job{{ID: "future", Blob: []byte("op"), Sig: []byte("sig")}}
+		var mu sync.Mutex
+		valid, calls := false, 0
+		c := &Channel{Hub: hub, Logger: quiet(),
+			Collect: func(context.Context, Cursor) (*Report, error) { return &Report{}, nil },
+			Jobs: func(context.Context, Job) (JobOutcome, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				calls++
+				if !valid {
+					return JobOutcome{Outcome: JobWaiting, Reason: "not yet valid: issued at ..."}, nil
+				}
+				return JobOutcome{Outcome: JobAccepted, Run: "r-1"}, nil
+			}}
+		stop := runChannel(t, c)
+		defer stop()
+		synctest.Wait()
+		for range 2 {
+			time.Sleep(61 * time.Second)
+			synctest.Wait()
+		}
+		hub.jmu.Lock()
+		if len(hub.clears) != 0 {
+			t.Errorf("cleared %v while the job waits; want none", hub.clears)
+		}
+		hub.jmu.Unlock()
+		reps, _, _ := hub.get()
+		for i, r := range reps[1:] {
+			if len(r.Jobs) != 1 || r.Jobs[0].JobID != "future" || r.Jobs[0].Outcome != JobWaiting || !strings.Contains(r.Jobs[0].Reason, "not yet valid") {
+				t.Errorf("report %d jobs %+v; want future waiting, with its reason", i+1, r.Jobs)
+			}
+		}
+		if s := c.Stats(); s.JobsAccepted != 0 || s.JobsRefused != 0 {
+			t.Errorf("stats %+v; a waiting job is not decided", s)
+		}
+		mu.Lock()
+		valid = true
+		mu.Unlock()
+		for range 3 {
+			time.Sleep(61 * time.Second)
+			synctest.Wait()
+		}
+		hub.jmu.Lock()
+		if strings.Join(hub.clears, ",") != "future" {
+			t.Errorf("cleared %v; want future once it was accepted", hub.clears)
+		}
+		hub.jmu.Unlock()
+		reps, _, _ = hub.get()
+		accepted := 0
+		for _, r := range reps {
+			for _, o := range r.Jobs {
+				if o.Outcome == JobAccepted {
+					accepted++
+				}
+			}
+		}
+		if last := reps[len(reps)-1]; accepted != 1 || len(last.Jobs) != 0 {
+			t.Errorf("accepted reported %d times, last report %+v; want once, then nothing", accepted, last.Jobs)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if calls != 4 {
+			t.Errorf("handler called %d times; want 4 (waiting three times, then accepted)", calls)
+		}
+	})
+}
+
 func TestChannelJobsBlocked(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		hub := &jobsHub{fakeHub: fakeHub{env: Envelope{PollInterval: 60 * time.Second, HasSignedOps: true, Blocked: true}}}

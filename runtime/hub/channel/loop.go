@@ -112,7 +112,8 @@ type Channel struct {
 	desired *DesiredState
 	loaded  bool
 	seq     uint64
-	notes   map[string]string // errors for the next report
+	notes   map[string]string     // errors for the next report
+	waiting map[string]JobOutcome // the jobs the last fetch left waiting (JobWaiting), by id
 	stats   Stats
 }
 
