@@ -31,8 +31,10 @@ type Effect struct {
 type Facts interface {
 	// GuestExists reports whether vmid is taken anywhere in the cluster.
 	GuestExists(ctx context.Context, vmid int) (bool, error)
-	// Backups returns every backup of vmid on the node's storages.
-	Backups(ctx context.Context, vmid int) ([]proxmox.Volume, error)
+	// BackupStorages returns the node's active storages that hold backups.
+	BackupStorages(ctx context.Context) ([]string, error)
+	// StorageBackups returns the backups of vmid on one storage.
+	StorageBackups(ctx context.Context, storage string, vmid int) ([]proxmox.Volume, error)
 	// Retention returns a storage's prune-backups setting ("" for none).
 	Retention(ctx context.Context, storage string) (string, error)
 	// MountPoint returns container vmid's config value of key (mpN), ""
@@ -73,6 +75,9 @@ type classifier struct {
 	policy Policy
 	rec    Record
 	facts  Facts
+	// storages is the run's list of the node's backup storages (see
+	// [Gate.backupStorages]); nil reads it afresh.
+	storages func(context.Context) ([]string, error)
 }
 
 // own reports whether vmid is the run's own: created by it, or scratch.
@@ -225,27 +230,13 @@ func (c *classifier) classifyGuest(method, kind string, vmid int, rest string, p
 }
 
 // classifyVolume classifies deleting a volume: a backup is benign unless it
-// is one of its guest's newest MinBackups backups on the node; a guest's
-// disk is benign only when the run created the guest; anything else is
-// destructive.
+// is one of its guest's newest MinBackups backups on the node (see
+// [classifier.classifyBackup]); a guest's disk is benign only when the
+// run created the guest; anything else is destructive.
 func (c *classifier) classifyVolume(volid string) (Effect, error) {
 	what := "delete volume " + volid
 	if vmid, ok := backupVMID(volid); ok {
-		backups, err := c.facts.Backups(c.ctx, vmid)
-		if err != nil {
-			return Effect{Destructive: true, Guest: vmid, What: what, Rule: "backup-count-unknown"}, err
-		}
-		slices.SortFunc(backups, func(a, b proxmox.Volume) int { return b.CTime.Compare(a.CTime) })
-		n := c.policy.minBackups()
-		for i, b := range backups {
-			if b.VolID == volid {
-				if i < n {
-					return Effect{Destructive: true, Guest: vmid, What: fmt.Sprintf("%s, one of guest %d's %d newest backups (safety.min_backups = %d)", what, vmid, n, n), Rule: "below-min-backups"}, nil
-				}
-				return Effect{Guest: vmid, What: fmt.Sprintf("%s (guest %d keeps %d newer backups)", what, vmid, i), Rule: "prune-old-backup"}, nil
-			}
-		}
-		return Effect{Destructive: true, Guest: vmid, What: what + " (not among the guest's listed backups)", Rule: "unlisted-backup"}, nil
+		return c.backupEffect(what, vmid, volid)
 	}
 	if vmid, ok := diskVMID(volid); ok {
 		return c.guarded(vmid, "delete-disk", what), nil

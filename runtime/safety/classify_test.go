@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,7 +21,14 @@ func (f fakeFacts) GuestExists(_ context.Context, vmid int) (bool, error) {
 	return vmid == 100 || vmid == 9999, nil
 }
 
-func (f fakeFacts) Backups(_ context.Context, vmid int) ([]proxmox.Volume, error) {
+func (f fakeFacts) BackupStorages(context.Context) ([]string, error) {
+	if f.fail {
+		return nil, errors.New("connection refused")
+	}
+	return []string{"usb", "pbs"}, nil
+}
+
+func (f fakeFacts) StorageBackups(_ context.Context, storage string, vmid int) ([]proxmox.Volume, error) {
 	if f.fail {
 		return nil, errors.New("connection refused")
 	}
@@ -28,11 +36,17 @@ func (f fakeFacts) Backups(_ context.Context, vmid int) ([]proxmox.Volume, error
 		return nil, nil
 	}
 	day := func(d int) time.Time { return time.Date(2026, 11, d, 3, 0, 0, 0, time.UTC) }
-	return []proxmox.Volume{
+	var out []proxmox.Volume
+	for _, v := range []proxmox.Volume{
 		{VolID: "usb:backup/vzdump-lxc-100-2026_11_28-03_00_00.tar.zst", VMID: 100, CTime: day(28)},
 		{VolID: "usb:backup/vzdump-lxc-100-2026_11_30-03_00_00.tar.zst", VMID: 100, CTime: day(30)},
 		{VolID: "pbs:backup/ct/100/2026-11-29T03:00:00Z", VMID: 100, CTime: day(29)},
-	}, nil
+	} {
+		if strings.HasPrefix(v.VolID, storage+":") {
+			out = append(out, v)
+		}
+	}
+	return out, nil
 }
 
 func (f fakeFacts) MountPoint(_ context.Context, vmid int, key string) (string, error) {
@@ -110,6 +124,9 @@ func TestClassify(t *testing.T) {
 		{"delete the newest backup", mut("DELETE", "/nodes/pve/storage/usb/content/usb:backup/vzdump-lxc-100-2026_11_30-03_00_00.tar.zst"), 1, true, "below-min-backups"},
 		{"delete the second newest (PBS), min 2", mut("DELETE", "/nodes/pve/storage/pbs/content/pbs:backup/ct/100/2026-11-29T03:00:00Z"), 2, true, "below-min-backups"},
 		{"delete the second newest (PBS), min 1", mut("DELETE", "/nodes/pve/storage/pbs/content/pbs:backup/ct/100/2026-11-29T03:00:00Z"), 1, false, "prune-old-backup"},
+		{"delete the oldest, min 2: its own storage has one newer, PBS the other", mut("DELETE", "/nodes/pve/storage/usb/content/usb:backup/vzdump-lxc-100-2026_11_28-03_00_00.tar.zst"), 2, false, "prune-old-backup"},
+		{"delete the oldest, min 3", mut("DELETE", "/nodes/pve/storage/usb/content/usb:backup/vzdump-lxc-100-2026_11_28-03_00_00.tar.zst"), 3, true, "below-min-backups"},
+		{"delete a backup on a storage that holds none", mut("DELETE", "/nodes/pve/storage/thin/content/thin:backup/vzdump-lxc-100-2026_11_28-03_00_00.tar.zst"), 1, true, "unlisted-backup"},
 		{"delete an unlisted backup", mut("DELETE", "/nodes/pve/storage/usb/content/usb:backup/vzdump-lxc-100-2020_01_01-00_00_00.tar.zst"), 1, true, "unlisted-backup"},
 		{"delete a guest's disk", mut("DELETE", "/nodes/pve/storage/local-lvm/content/local-lvm:vm-100-disk-0"), 1, true, "delete-disk"},
 		{"delete the run's own guest's disk", mut("DELETE", "/nodes/pve/storage/local-lvm/content/local-lvm:vm-300-disk-0"), 1, false, "own-guest:delete-disk"},

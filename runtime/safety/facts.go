@@ -30,29 +30,29 @@ func (f ClientFacts) GuestExists(ctx context.Context, vmid int) (bool, error) {
 	return slices.ContainsFunc(rs, func(r proxmox.Resource) bool { return r.VMID == vmid }), nil
 }
 
-// Backups implements [Facts]: every active storage of the node that holds
-// backups.
-func (f ClientFacts) Backups(ctx context.Context, vmid int) ([]proxmox.Volume, error) {
+// BackupStorages implements [Facts]: the node's active storages whose
+// content includes backups.
+func (f ClientFacts) BackupStorages(ctx context.Context) ([]string, error) {
 	sts, err := f.C.NodeStorages(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("listing the node's storages: %w", err)
 	}
-	var out []proxmox.Volume
+	var out []string
 	for _, st := range sts {
-		if !slices.Contains(st.Content, "backup") || !st.Active {
-			continue
-		}
-		vols, err := f.C.StorageContent(ctx, st.Storage, "backup", vmid)
-		if err != nil {
-			return nil, fmt.Errorf("listing the backups on %s: %w", st.Storage, err)
-		}
-		for _, v := range vols {
-			if v.VMID == vmid {
-				out = append(out, v)
-			}
+		if slices.Contains(st.Content, "backup") && st.Active {
+			out = append(out, st.Storage)
 		}
 	}
 	return out, nil
+}
+
+// StorageBackups implements [Facts].
+func (f ClientFacts) StorageBackups(ctx context.Context, storage string, vmid int) ([]proxmox.Volume, error) {
+	vols, err := f.C.StorageContent(ctx, storage, "backup", vmid)
+	if err != nil {
+		return nil, fmt.Errorf("listing the backups on %s: %w", storage, err)
+	}
+	return slices.DeleteFunc(vols, func(v proxmox.Volume) bool { return v.VMID != vmid }), nil
 }
 
 // MountPoint implements [Facts].

@@ -129,11 +129,12 @@ type Gate struct {
 	// Simulated marks decisions of the simulated operator in the audit.
 	Simulated bool
 
-	mu      sync.Mutex
-	created map[int]bool
-	snaps   map[string]bool
-	tasks   map[string]bool
-	expect  *expectation // the mutation sent last, to pair with its UPID
+	mu       sync.Mutex
+	created  map[int]bool
+	snaps    map[string]bool
+	tasks    map[string]bool
+	expect   *expectation // the mutation sent last, to pair with its UPID
+	storages []string     // the node's backup storages, read once (backupStorages)
 }
 
 // expectation is what a mutation that is being sent will have created
@@ -236,7 +237,7 @@ func (g *Gate) classifier(ctx context.Context) *classifier {
 	if f == nil {
 		f = noFacts{}
 	}
-	return &classifier{ctx: ctx, policy: g.Policy, rec: g, facts: f}
+	return &classifier{ctx: ctx, policy: g.Policy, rec: g, facts: f, storages: g.backupStorages}
 }
 
 // noFacts is a gate without reads: every fact is unknown, so a call that
@@ -247,8 +248,9 @@ var errNoFacts = errors.New("the gate has no way to read the host")
 
 func (noFacts) MountPoint(context.Context, int, string) (string, error) { return "", errNoFacts }
 
-func (noFacts) GuestExists(context.Context, int) (bool, error) { return false, errNoFacts }
-func (noFacts) Backups(context.Context, int) ([]proxmox.Volume, error) {
+func (noFacts) GuestExists(context.Context, int) (bool, error)   { return false, errNoFacts }
+func (noFacts) BackupStorages(context.Context) ([]string, error) { return nil, errNoFacts }
+func (noFacts) StorageBackups(context.Context, string, int) ([]proxmox.Volume, error) {
 	return nil, errNoFacts
 }
 func (noFacts) Retention(context.Context, string) (string, error) { return "", errNoFacts }
