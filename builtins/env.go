@@ -46,6 +46,10 @@ type Env struct {
 	Tunnel string
 	// Wait tunes every task wait a builtin does.
 	Wait proxmox.WaitOptions
+	// History says how long a task is expected to run, from how long the
+	// same kind of task took on the same guest before; each wait passes it
+	// on as WaitOptions.Expected. nil means no history.
+	History TaskHistory
 	// Progress tunes what a task wait writes to the run log while the
 	// task runs: its new log lines and a heartbeat (progress.go).
 	Progress ProgressOptions
@@ -198,6 +202,14 @@ type HostOps interface {
 	MountUSBByUUID(ctx context.Context, uuid, target string) (string, error)
 	SMART(ctx context.Context, device string) (proxmox.SMARTReport, error)
 	Sensors(ctx context.Context) ([]proxmox.SensorReading, error)
+}
+
+// TaskHistory is what a task wait asks the run store: how long upid's
+// task is expected to run, by the tasks of its kind (worker type, guest,
+// node) that finished before; 0 when there is no history or it cannot be
+// read. Safe for concurrent use.
+type TaskHistory interface {
+	ExpectedDuration(ctx context.Context, upid proxmox.UPID) time.Duration
 }
 
 // GuestLocker serializes mutations of one guest across concurrent runs.

@@ -73,6 +73,39 @@ func TestWaitTimeout(t *testing.T) {
 	}
 }
 
+// historyOf is a task history that expects each worker type to run a
+// fixed time.
+type historyOf map[string]time.Duration
+
+func (h historyOf) ExpectedDuration(_ context.Context, upid proxmox.UPID) time.Duration {
+	return h[upid.Type]
+}
+
+// TestWaitHistory: every task wait expects its task to run as long as the
+// history says (WaitOptions.Expected), 0 without one.
+func TestWaitHistory(t *testing.T) {
+	tests := []struct {
+		call    string
+		history TaskHistory
+		want    time.Duration
+	}{
+		{`proxmox.start(101)`, historyOf{"vzstart": 3 * time.Second}, 3 * time.Second},
+		{`task.wait(proxmox.vzdump(101, storage = "usb-backup", wait = False))`, historyOf{"vzdump": time.Hour}, time.Hour},
+		{`proxmox.start(101)`, historyOf{"vzdump": time.Hour}, 0},
+		{`proxmox.start(101)`, nil, 0},
+	}
+	for _, tt := range tests {
+		rig := newRig(t)
+		rig.env.History = tt.history
+		if _, err := runStar(t, rig.env, tt.call); err != nil {
+			t.Fatalf("%s: %v", tt.call, err)
+		}
+		if got := rig.pve.lastWait.Expected; got != tt.want {
+			t.Errorf("%s: WaitTask expected %v; want %v", tt.call, got, tt.want)
+		}
+	}
+}
+
 // TestWaitSemantics checks that wait = True waits for the task (inside the
 // guest lock) and wait = False returns after the request, unlocking first.
 func TestWaitSemantics(t *testing.T) {

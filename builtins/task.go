@@ -127,7 +127,8 @@ func waitOptions(env *Env, timeout durationArg) proxmox.WaitOptions {
 	return o
 }
 
-// finish waits for upid and fills in r; while it waits, the task's log
+// finish waits for upid and fills in r, expecting it to run as long as
+// its history says (Env.History); while it waits, the task's log
 // and a heartbeat go to the run log (progress.go). WaitTask returns the
 // client's *proxmox.TaskError for a failed task, which passes through
 // unchanged. For a one-guest vzdump (PVE names the guest in the UPID's id
@@ -136,6 +137,9 @@ func waitOptions(env *Env, timeout durationArg) proxmox.WaitOptions {
 // archive and a retention plan need no listing of their own).
 func finish(env *Env, api taskWaiter, r taskResult, o proxmox.WaitOptions, start time.Time) (taskResult, error) {
 	ctx := env.Context
+	if o.Expected == 0 && env.History != nil {
+		o.Expected = env.History.ExpectedDuration(ctx, r.UPID)
+	}
 	stop := watchTask(ctx, env.Logger, api, r.UPID, env.Progress)
 	st, err := api.WaitTask(ctx, r.UPID, o)
 	stop()

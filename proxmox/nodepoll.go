@@ -78,6 +78,7 @@ type taskWait struct {
 	ctx    context.Context // the wait's own: its polls, timeout, Observer
 	since  time.Time
 	lo, hi time.Duration
+	expect time.Duration // WaitOptions.Expected
 	poll   chan struct{} // cap 1: poll your task's status now
 
 	// Guarded by taskWaits.mu.
@@ -173,16 +174,21 @@ func (p *nodePoll) run(tw *taskWaits) {
 	}
 }
 
-// interval is the sleep between cycles, with tw.mu held: the lone
-// interval of the youngest wait (the shortest of all), and, for a poll
-// shared by several, at least sharedFloor.
+// interval is the sleep between cycles, with tw.mu held: a lone wait's
+// interval, with its history; for a poll shared by several, the interval
+// of the youngest (the shortest of all), at least sharedFloor.
 func (p *nodePoll) interval(now time.Time) time.Duration {
 	d, lo := time.Duration(1<<63-1), time.Duration(1<<63-1)
+	shared := len(p.waits) > 1
 	for _, w := range p.waits {
-		d = min(d, waitInterval(now.Sub(w.since), w.lo, w.hi))
+		expect := w.expect
+		if shared {
+			expect = 0 // history serves a lone wait (waitschedule.go)
+		}
+		d = min(d, expectInterval(now.Sub(w.since), expect, w.lo, w.hi))
 		lo = min(lo, w.lo)
 	}
-	if len(p.waits) > 1 {
+	if shared {
 		d = max(d, sharedFloor(len(p.waits), lo))
 	}
 	return d

@@ -324,6 +324,18 @@ type WaitOptions struct {
 	MinInterval time.Duration // shortest sleep between polls; 0 means 25ms
 	MaxInterval time.Duration // longest sleep between polls; 0 means 1m
 	LogTail     int           // log lines kept in a TaskError; 0 means 20
+
+	// Expected is how long the task is expected to run, from how long
+	// the same kind of task took on the same guest before; 0 means
+	// unknown. A wait that expects a duration E polls sparsely (every
+	// quarter of the time waited) until a little before E/2 — a task
+	// twice as fast as its history is still noticed within 5% — and once
+	// at E itself, so that a task as long as its history is noticed as it
+	// ends. The estimate never makes a wait sleep past E: a task longer
+	// than expected is waited for by the ordinary schedule from E/2 on.
+	// Only a wait alone on its node's poll uses it; waits sharing one
+	// follow the youngest's ordinary schedule.
+	Expected time.Duration
 }
 
 // Disk is one entry of GET /nodes/{node}/disks/list.

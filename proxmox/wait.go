@@ -67,7 +67,7 @@ func (c *Client) waitTask(ctx context.Context, upid UPID, o WaitOptions) (TaskSt
 		wctx, cancel = context.WithTimeoutCause(ctx, o.Timeout, ErrWaitTimeout)
 		defer cancel()
 	}
-	w := &taskWait{upid: upid, id: upid.String(), ctx: wctx, since: time.Now(), lo: lo, hi: hi, poll: make(chan struct{}, 1)}
+	w := &taskWait{upid: upid, id: upid.String(), ctx: wctx, since: time.Now(), lo: lo, hi: hi, expect: o.Expected, poll: make(chan struct{}, 1)}
 	c.waits.join(c, w)
 	defer c.waits.leave(w)
 	last := TaskStatus{UPID: upid}

@@ -31,17 +31,27 @@ var taskDurations = []time.Duration{
 	30 * time.Second, 10 * time.Minute, time.Hour,
 }
 
-// waitFunc waits for a task the way a schedule does.
-type waitFunc func(ctx context.Context, c *proxmox.Client, upid proxmox.UPID) error
+// waitFunc waits for a task, which runs d, the way a schedule does.
+type waitFunc func(ctx context.Context, c *proxmox.Client, upid proxmox.UPID, d time.Duration) error
 
-func waitShared(ctx context.Context, c *proxmox.Client, upid proxmox.UPID) error {
+func waitShared(ctx context.Context, c *proxmox.Client, upid proxmox.UPID, _ time.Duration) error {
 	_, err := c.WaitTask(ctx, upid, proxmox.WaitOptions{})
 	return err
 }
 
+// waitHistory is WaitTask expecting the task to run share times its
+// duration (WaitOptions.Expected): 1 is an accurate history, 2 one twice
+// too long, 0.5 one twice too short.
+func waitHistory(share float64) waitFunc {
+	return func(ctx context.Context, c *proxmox.Client, upid proxmox.UPID, d time.Duration) error {
+		_, err := c.WaitTask(ctx, upid, proxmox.WaitOptions{Expected: time.Duration(share * float64(d))})
+		return err
+	}
+}
+
 // waitOld is WaitTask's schedule before the shared poll: at once, then
 // 250ms doubling to 2s, each wait polling its own task's status.
-func waitOld(ctx context.Context, c *proxmox.Client, upid proxmox.UPID) error {
+func waitOld(ctx context.Context, c *proxmox.Client, upid proxmox.UPID, _ time.Duration) error {
 	interval := 250 * time.Millisecond
 	for {
 		st, err := c.TaskStatusOnce(ctx, upid)
@@ -128,7 +138,7 @@ func runWaits(t *testing.T, wait waitFunc, n int, stagger time.Duration, duratio
 					t.Error(err)
 					return
 				}
-				if err := wait(t.Context(), c, upid); err != nil {
+				if err := wait(t.Context(), c, upid, d); err != nil {
 					t.Error(err)
 				}
 				sc.runs[i] = waitRun{duration: d, late: time.Since(start) - d}
@@ -169,6 +179,33 @@ func TestWaitGoals(t *testing.T) {
 			}
 		}
 	})
+	t.Run("lone with history", func(t *testing.T) {
+		// An accurate history makes a lone wait no later and no dearer
+		// than none; one twice too long or twice too short makes it no
+		// dearer, and late within the schedule's own bound. A task far
+		// shorter than its history (one that failed early) is noticed
+		// within a quarter of its duration.
+		for _, d := range taskDurations {
+			plain := runWaits(t, waitShared, 1, 0, []time.Duration{d})
+			for _, share := range []float64{1, 2, 0.5, 10} {
+				sc := runWaits(t, waitHistory(share), 1, 0, []time.Duration{d})
+				r, p := sc.runs[0], plain.runs[0]
+				bound := 0.05
+				if share > 2 {
+					bound = 0.25
+				}
+				if r.late < 0 || r.over(bound, loneSlack) > 0 {
+					t.Errorf("a lone wait on a %v task, history %v×, was %v late; want at most %v%% + %v", d, share, r.late, 100*bound, loneSlack)
+				}
+				if share == 1 && r.late > p.late {
+					t.Errorf("a lone wait on a %v task, accurate history, was %v late; %v without history", d, r.late, p.late)
+				}
+				if share <= 2 && sc.requests > plain.requests {
+					t.Errorf("a lone wait on a %v task, history %v×, made %d requests; %d without history", d, share, sc.requests, plain.requests)
+				}
+			}
+		}
+	})
 	t.Run("many", func(t *testing.T) {
 		// 1,000 waits over an hour of fake time take ~7s of CPU, ~45s
 		// under the race detector, which then checks 100 of them.
@@ -194,7 +231,13 @@ func TestWaitGoals(t *testing.T) {
 var schedules = []struct {
 	name string
 	wait waitFunc
-}{{"shared", waitShared}, {"old", waitOld}}
+}{
+	{"shared", waitShared},
+	{"history", waitHistory(1)},
+	{"history-2x-long", waitHistory(2)},
+	{"history-2x-short", waitHistory(0.5)},
+	{"old", waitOld},
+}
 
 // BenchmarkWaitLone is one wait on a task of each duration: how late it
 // noticed the end, and how many requests it made.

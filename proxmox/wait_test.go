@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -258,6 +259,50 @@ func TestWaitTaskSchedule(t *testing.T) {
 				t.Errorf("polled at %v; want %v", polls, want)
 			}
 		})
+	}
+}
+
+// TestWaitTaskScheduleExpected checks the schedule of a lone wait that
+// expects its task to run 10s (WaitOptions.Expected): a quarter of the
+// time waited until 4.5s, then a twentieth, with a poll at 4.5s and one at
+// 10s, where the task stops.
+func TestWaitTaskScheduleExpected(t *testing.T) {
+	const lo, quiet, expect = 25 * time.Millisecond, 4500 * time.Millisecond, 10 * time.Second
+	var polls []time.Duration
+	var start time.Time
+	status := func(w http.ResponseWriter, r *http.Request) {
+		polls = append(polls, time.Since(start))
+		if time.Since(start) >= expect {
+			stopped("OK")(w, r)
+			return
+		}
+		running()(w, r)
+	}
+	waitBubble(t, status, func(t *testing.T, c *proxmox.Client) {
+		start = time.Now()
+		if _, err := c.WaitTask(t.Context(), proxmox.MustParseUPID(upidWait), proxmox.WaitOptions{Expected: expect}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	want := []time.Duration{0}
+	for at := time.Duration(0); at < expect; {
+		var s time.Duration
+		if at < quiet {
+			s = max(at/4, lo)
+			if quiet-at >= lo {
+				s = min(s, quiet-at)
+			}
+		} else {
+			s = max(at/20, lo)
+		}
+		at += min(s, expect-at)
+		want = append(want, at)
+	}
+	if !reflect.DeepEqual(polls, want) {
+		t.Errorf("polled at %v; want %v", polls, want)
+	}
+	if !slices.Contains(polls, quiet) || polls[len(polls)-1] != expect {
+		t.Errorf("polled at %v; want a poll at %v and the last at %v", polls, quiet, expect)
 	}
 }
 

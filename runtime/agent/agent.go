@@ -259,6 +259,9 @@ func New(cfg Config) (*Agent, error) {
 		}
 		a.metrics.registerNotifyMetrics(cfg.Notifier)
 	}
+	if a.cfg.Engine.Env.History == nil {
+		a.cfg.Engine.Env.History = taskHistory{a}
+	}
 	if cfg.GuestAPI != nil && a.cfg.Engine.Env.Guests == nil {
 		a.cfg.Engine.Env.Guests = guestDelivery{a}
 	}

@@ -155,3 +155,56 @@ func TestRunRecordsTasksAndMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestTaskHistoryFromTheStore: the tasks a run waited for are the history
+// of the next wait on a task of their kind (worker type, guest, node): the
+// median of the last five that succeeded.
+func TestTaskHistoryFromTheStore(t *testing.T) {
+	sim := pvesim.New()
+	sim.TaskDuration = 150 * time.Millisecond
+	client := simClient(t, sim)
+	ta := startAgent(t, map[string]string{"snap.star": agentPlaybook("snap",
+		"    proxmox.snapshot(101, \"hist\")\n    proxmox.delete_snapshot(101, \"hist\")", "")},
+		func(c *Config) { c.Engine.Env.Proxmox, c.Proxmox = client, client })
+	h := ta.cfg.Engine.Env.History
+	if h == nil {
+		t.Fatal("the agent gives its runs no task history")
+	}
+	next := proxmox.UPID{Node: pvesim.DefaultNode, Type: "vzsnapshot", ID: "101", User: "root@pam", PID: 1, PStart: 1, StartTime: time.Now()}
+	if d := h.ExpectedDuration(t.Context(), next); d != 0 {
+		t.Errorf("expected %v before any task; want 0", d)
+	}
+	for range 2 {
+		if r, _ := ta.wait(ta.start("snap", nil).ID); r.Status != "succeeded" {
+			t.Fatalf("run %s: %s %s", r.ID, r.Status, r.Error)
+		}
+	}
+	d := h.ExpectedDuration(t.Context(), next)
+	if d < sim.TaskDuration { // from the POST's return to the end seen: never shorter
+		t.Errorf("expected a snapshot of 101 to run %v after two of %v; want at least %v", d, sim.TaskDuration, sim.TaskDuration)
+	}
+	other := next
+	other.ID = "102"
+	if d := h.ExpectedDuration(t.Context(), other); d != 0 {
+		t.Errorf("expected a snapshot of 102 to run %v; want 0 (no history)", d)
+	}
+}
+
+func TestMedianDuration(t *testing.T) {
+	s := time.Second
+	tests := []struct {
+		in   []time.Duration
+		want time.Duration
+	}{
+		{nil, 0},
+		{[]time.Duration{3 * s}, 3 * s},
+		{[]time.Duration{9 * s, 3 * s}, 3 * s},
+		{[]time.Duration{9 * s, 1 * s, 3 * s}, 3 * s},
+		{[]time.Duration{60 * s, 10 * s, 11 * s, 12 * s, 1 * s}, 11 * s},
+	}
+	for _, tt := range tests {
+		if got := medianDuration(tt.in); got != tt.want {
+			t.Errorf("medianDuration(%v) = %v; want %v", tt.in, got, tt.want)
+		}
+	}
+}

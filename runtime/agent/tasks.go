@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -114,6 +115,40 @@ func (t *runTasks) TaskWaited(upid proxmox.UPID, took time.Duration, st proxmox.
 		return // a task another run (or nobody) recorded
 	}
 	t.a.recordTaskEnd(t.run, upid.String(), st.ExitStatus)
+}
+
+// historyDepth is how many of a kind's last tasks its expected duration
+// is taken from.
+const historyDepth = 5
+
+// taskHistory is the run store as the builtins' task history
+// (builtins.Env.History): a task is expected to run the median of the
+// last historyDepth tasks of its kind that succeeded (the shorter middle
+// one of an even number), so that one unusually long or short run does
+// not move the estimate.
+type taskHistory struct{ a *Agent }
+
+func (h taskHistory) ExpectedDuration(ctx context.Context, upid proxmox.UPID) time.Duration {
+	if h.a.store == nil {
+		return 0
+	}
+	ds, err := h.a.store.TaskHistory(ctx, upid.String(), historyDepth)
+	if err != nil {
+		h.a.log.Debug("task history unavailable; waiting without it", "upid", upid.String(), "err", err)
+		return 0
+	}
+	return medianDuration(ds)
+}
+
+// medianDuration is the median of ds (the lower middle one of an even
+// number), 0 for none.
+func medianDuration(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	ds = slices.Clone(ds)
+	slices.Sort(ds)
+	return ds[(len(ds)-1)/2]
 }
 
 // unfinished returns the tasks whose end no wait has seen.

@@ -35,7 +35,11 @@
 // which never opens the store, shares it ([runstate.Status.Terminal]); a terminal status is final and Finish
 // refuses a second one ([ErrFinished]). TaskStarted and TaskFinished accept
 // any run, terminal included: a task that exists on the host must be in the
-// store even if its run ended in between.
+// store even if its run ended in between. The tasks that succeeded are
+// also the history of their kind (worker type, guest, node):
+// [Store.TaskHistory] says how long the last ones took, which a wait on
+// the next task of that kind expects it to take (proxmox.WaitOptions
+// Expected).
 //
 // # Recovery
 //

@@ -193,6 +193,14 @@ CREATE TABLE gate_audit (
 	entry    TEXT    NOT NULL -- the safety.AuditEntry as JSON
 ) STRICT;
 `,
+	// 9: task history (Store.TaskHistory): each task's kind, its UPID's
+	// node, worker type and worker id ("pve:vzdump:101"), so that how long
+	// the same kind of task took on the same guest is one index lookup.
+	// Tasks recorded before have no kind and make no history.
+	`
+ALTER TABLE tasks ADD COLUMN kind TEXT NOT NULL DEFAULT '';
+CREATE INDEX tasks_by_kind ON tasks (kind, ended);
+`,
 }
 
 // migrate runs the migrations the database lacks, all in one transaction,

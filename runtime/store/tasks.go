@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -27,8 +28,8 @@ func (s *Store) TaskStarted(ctx context.Context, runID, upid string, at time.Tim
 			return err
 		}
 		res, err := tx.ExecContext(ctx,
-			`INSERT INTO tasks (upid, run, started) VALUES (?, ?, ?) ON CONFLICT (upid) DO NOTHING`,
-			upid, runID, stamp(at).UnixNano())
+			`INSERT INTO tasks (upid, run, started, kind) VALUES (?, ?, ?, ?) ON CONFLICT (upid) DO NOTHING`,
+			upid, runID, stamp(at).UnixNano(), taskKind(upid))
 		if err != nil {
 			return err
 		}
@@ -82,6 +83,49 @@ func (s *Store) TaskFinished(ctx context.Context, upid, exitStatus string, at ti
 		return fmt.Errorf("store: task %s finished: %w", upid, err)
 	}
 	return nil
+}
+
+// TaskHistory returns how long the last n tasks of upid's kind took —
+// tasks of the same worker type on the same guest and node, that stopped
+// OK or with warnings — newest first: from the return of the POST that
+// started each to when it was seen stopped. It returns none for a UPID
+// of no kind (not PVE's form) and for n <= 0. upid itself need not be
+// recorded.
+func (s *Store) TaskHistory(ctx context.Context, upid string, n int) ([]time.Duration, error) {
+	kind := taskKind(upid)
+	if kind == "" || n <= 0 {
+		return nil, nil
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT ended - started FROM tasks
+		WHERE kind = ? AND ended IS NOT NULL AND (exit_status = 'OK' OR exit_status LIKE 'WARNINGS: %')
+		ORDER BY ended DESC LIMIT ?`, kind, n)
+	if err != nil {
+		return nil, fmt.Errorf("store: task history of %s: %w", kind, err)
+	}
+	defer rows.Close()
+	var out []time.Duration
+	for rows.Next() {
+		var d int64
+		if err := rows.Scan(&d); err != nil {
+			return nil, fmt.Errorf("store: task history of %s: %w", kind, err)
+		}
+		out = append(out, time.Duration(max(d, 0)))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: task history of %s: %w", kind, err)
+	}
+	return out, nil
+}
+
+// taskKind is the kind of a task by its UPID, "node:type:id": the fields
+// 1, 5 and 6 of PVE's UPID:node:pid:pstart:starttime:type:id:user: (pve-
+// common PVE/Tools.pm upid_encode), or "" for a text not of that form.
+func taskKind(upid string) string {
+	f := strings.Split(upid, ":")
+	if len(f) != 9 || f[0] != "UPID" || f[1] == "" || f[5] == "" {
+		return ""
+	}
+	return f[1] + ":" + f[5] + ":" + f[6]
 }
 
 // OpenTasks returns every task whose end is not recorded, oldest first,

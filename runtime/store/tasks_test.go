@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,5 +79,65 @@ func TestTasks(t *testing.T) {
 		return a.UPID == b.UPID && a.ExitStatus == b.ExitStatus
 	}) {
 		t.Errorf("List tasks = %+v, %v; want those of Get", runs, err)
+	}
+}
+
+// TestTaskHistory: the durations of the last tasks of one kind (node,
+// worker type, worker id), newest first, of those that stopped OK or with
+// warnings; nothing for another kind, an unfinished task or text that is
+// not a UPID.
+func TestTaskHistory(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	run := create(t, s, "backup", t0).ID
+	upid := func(n int, typ, id string) string {
+		return "UPID:pve:000A1B2C:0123ABCD:" + strings.ToUpper(strconv.FormatInt(int64(0x6751F3A8+n), 16)) + ":" + typ + ":" + id + ":root@pam:"
+	}
+	tasks := []struct {
+		upid string
+		took time.Duration // 0: not finished
+		exit string
+	}{
+		{upid(1, "vzdump", "101"), 10 * time.Second, "OK"},
+		{upid(2, "vzdump", "101"), 12 * time.Second, "WARNINGS: 1"},
+		{upid(3, "vzdump", "101"), 2 * time.Second, "job errors"}, // failed: not history
+		{upid(4, "vzdump", "102"), time.Minute, "OK"},             // another guest
+		{upid(5, "vzsnapshot", "101"), time.Second, "OK"},         // another type
+		{upid(6, "vzdump", "101"), 11 * time.Second, "OK"},
+		{upid(7, "vzdump", "101"), 0, ""},                                                  // still running
+		{strings.Replace(upid(8, "vzdump", "101"), ":pve:", ":pve2:", 1), time.Hour, "OK"}, // another node
+	}
+	at := t0
+	for _, tk := range tasks {
+		at = at.Add(time.Minute)
+		if err := s.TaskStarted(ctx, run, tk.upid, at); err != nil {
+			t.Fatal(err)
+		}
+		if tk.took > 0 {
+			if err := s.TaskFinished(ctx, tk.upid, tk.exit, at.Add(tk.took)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	tests := []struct {
+		upid string
+		n    int
+		want []time.Duration
+	}{
+		{upid(9, "vzdump", "101"), 5, []time.Duration{11 * time.Second, 12 * time.Second, 10 * time.Second}},
+		{upid(9, "vzdump", "101"), 2, []time.Duration{11 * time.Second, 12 * time.Second}},
+		{upid(9, "vzdump", "102"), 5, []time.Duration{time.Minute}},
+		{upid(9, "vzdump", "103"), 5, nil},
+		{upid(9, "vzdump", "101"), 0, nil},
+		{"not a upid", 5, nil},
+	}
+	for _, tt := range tests {
+		got, err := s.TaskHistory(ctx, tt.upid, tt.n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("TaskHistory(%s, %d) = %v; want %v", tt.upid, tt.n, got, tt.want)
+		}
 	}
 }
