@@ -298,7 +298,11 @@ func (st *state) migrateTask(user, kind string, vmid int, tn *nodeState, restart
 				}
 			}
 			if kind == kindLXC && g.running {
+				// LXC/Migrate.pm prepare: in restart mode the container
+				// is shut down before it moves (vm_stop), so it is
+				// stopped while the task runs.
 				t.logf("%s shutdown CT %d", stamp(), vmid)
+				st.setRunning(g, false, t.start)
 			}
 			t.logf("%s starting migration of %s %d to node '%s' (%s)", stamp(), g.label(), vmid, tn.name, tn.ip)
 			g.conf["lock"] = "migrate"

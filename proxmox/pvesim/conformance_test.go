@@ -148,7 +148,8 @@ func simWorldOf(t *testing.T, legacy bool, nodes int) (*pvesim.Sim, *pvesim.Serv
 		}
 		w.Cluster = &pvetest.Cluster{
 			Other: pvesim.ClusterNodeName(2), OtherGuest: pvesim.ClusterShop, Operator: op,
-			Migrate: clusterMigrate, HAGuest: pvesim.ClusterMail, Settle: 10 * time.Second,
+			OperatorToken: pvesim.OperatorTokenID + "=" + pvesim.OperatorTokenSecret,
+			Migrate:       clusterMigrate, MigrateVM: pvesim.CustomerApp, HAGuest: pvesim.ClusterMail, Settle: 10 * time.Second,
 			NodeDown: func(t testing.TB, node string) {
 				t.Helper()
 				if err := sim.SetNodeOnline(node, false); err != nil {
@@ -260,6 +261,19 @@ func TestProxmoxer(t *testing.T) {
 	sim, srv, _, w := simWorld(t, false)
 	checkUndone(t, sim, w)
 	pvetest.Proxmoxer(t, endpoint(t, srv), w)
+}
+
+// TestProxmoxerCluster drives the cluster world as pve1 with proxmoxer:
+// the flow's cluster steps besides (migrations, HA, a node down).
+func TestProxmoxerCluster(t *testing.T) {
+	sim, srv, _, w := simWorldOf(t, false, 3)
+	checkUndone(t, sim, w)
+	pvetest.Proxmoxer(t, endpoint(t, srv), w)
+	for _, vmid := range []int{w.Running, w.Cluster.MigrateVM} {
+		if n := sim.GuestNode(vmid); n != srv.Node {
+			t.Errorf("guest %d on %s after the flow; want back on %s", vmid, n, srv.Node)
+		}
+	}
 }
 
 // TestAnsible drives the simulator with Ansible's community.general

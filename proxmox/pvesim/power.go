@@ -142,8 +142,9 @@ func (c *call) powerOff(action string, hard bool) response {
 	return ok(t.id)
 }
 
-// rebootGuest is vm_reboot (VMs) and the container's reboot: refused for a
-// stopped guest at the request, a clean stop and start in the worker.
+// rebootGuest is vm_reboot (qemu-server API2/Qemu.pm and pve-container
+// API2/LXC/Status.pm): refused for a stopped guest at the request, "VM
+// 101 not running" for both kinds, a clean stop and start in the worker.
 func (c *call) rebootGuest() response {
 	st, vmid, kind := c.st, c.int("vmid"), c.kind()
 	g, fail := c.loadGuest(vmid)
@@ -151,7 +152,8 @@ func (c *call) rebootGuest() response {
 		return fail
 	}
 	if !g.running {
-		return die("%s %d not running", g.label(), vmid)
+		// Both pve-container's vm_reboot and qemu-server's say "VM".
+		return die("VM %d not running", vmid)
 	}
 	t := st.startTask(c.tok.id, taskSpec{
 		typ: workerType(kind, "reboot"), id: vmidString(vmid), vmid: vmid, duration: st.sim.taskDuration(),

@@ -37,9 +37,12 @@ type storage struct {
 	verifyNew string
 }
 
+// pbsUser is the user every pbs storage logs in as (its username).
+const pbsUser = "felhom@pbs"
+
 // pbsRepository is the repository string proxmox-backup-client is given.
 func (s *storage) pbsRepository() string {
-	return "felhom@pbs@" + s.server + ":8007:" + s.datastore
+	return pbsUser + "@" + s.server + ":8007:" + s.datastore
 }
 
 type volume struct {
@@ -188,7 +191,7 @@ func (c *call) listStorageConfig() response {
 		case "zfspool":
 			m["pool"], m["sparse"] = s.pool, 1
 		case "pbs":
-			m["server"], m["datastore"], m["username"] = s.server, s.datastore, "felhom@pbs"
+			m["server"], m["datastore"], m["username"] = s.server, s.datastore, pbsUser
 			m["fingerprint"] = "4f:1b:9a:0c:6e:d2:77:83:5a:10:c4:e9:3b:2f:88:61:07:fa:5d:c3:19:ae:42:b6:90:7e:13:cd:58:24:af:01"
 		}
 		if s.shared {

@@ -264,9 +264,21 @@ func (s *storage) parseVolname(name string) (vtype string, owner int, format str
 	return "", 0, "", failf("unable to parse lvm volume name '%s'", name)
 }
 
-// filePath is where a volume lives on the host (PVE::Storage::path).
+// filePath is where a volume lives on the host (PVE::Storage::path): a
+// PBS snapshot's artificial pbs://REPOSITORY/NAME url (PBSPlugin.pm path,
+// PVE::PBSClient::get_repository: USER@SERVER:DATASTORE), a ZFS volume's
+// zvol device or a subvolume's directory below the pool's mountpoint
+// (ZFSPoolPlugin.pm path), an LVM volume's device (LvmThinPlugin.pm
+// filesystem_path), a directory storage's file in its content type's
+// subdirectory (Plugin.pm filesystem_path, get_subdir).
 func (s *storage) filePath(name string) string {
 	switch {
+	case s.typ == "pbs":
+		return "pbs://" + pbsUser + "@" + s.server + ":" + s.datastore + "/" + strings.TrimPrefix(name, "backup/")
+	case s.typ == "zfspool" && (strings.HasPrefix(name, "subvol-") || strings.HasPrefix(name, "basevol-")):
+		return "/" + s.pool + "/" + name
+	case s.typ == "zfspool":
+		return "/dev/zvol/" + s.pool + "/" + name
 	case strings.HasPrefix(name, "backup/"):
 		return s.path + "/dump/" + strings.TrimPrefix(name, "backup/")
 	case strings.HasPrefix(name, "vztmpl/"):
@@ -485,13 +497,16 @@ func (c *call) volumeInfo() response {
 	if err := c.st.activate(s); err != nil {
 		return die("%s", err)
 	}
-	_, i := c.st.findVolume(volid)
+	// What the content listing shows, guest disks included (they live in
+	// their guests' configs here).
+	list := c.st.contentList(s, "", 0)
+	i := slices.IndexFunc(list, func(v *volume) bool { return v.volid == volid })
 	if i < 0 {
 		// file_size_info of a missing file gives no format.
 		return die("volume_size_info on '%s' failed - no format", volid)
 	}
-	v := s.volumes[i]
-	out := map[string]any{"path": s.path + "/" + volumeName(volid), "size": v.size, "used": v.size, "format": v.format}
+	v := list[i]
+	out := map[string]any{"path": s.filePath(volumeName(volid)), "size": v.size, "used": v.size, "format": v.format}
 	if v.content == "backup" {
 		out["notes"] = v.notes
 		out["protected"] = boolInt(v.protected)

@@ -22,9 +22,18 @@ type Cluster struct {
 	// guests (VM.Migrate; root@pam's on a real cluster). Nil skips the
 	// migration cases.
 	Operator *proxmox.Client
+	// OperatorToken is Operator's token, USER@REALM!TOKENID=SECRET, for
+	// the third-party flows' migrations (Proxmoxer moves World.Running
+	// to Other and back in restart mode, and MigrateVM online). ""
+	// skips those steps.
+	OperatorToken string
 	// Migrate is a stopped, unlocked container on the suite's node that
 	// the migration case moves to Other and back. 0 skips that case.
 	Migrate int
+	// MigrateVM is a running, unlocked QEMU VM on the suite's node with
+	// its disks on local storage, that the third-party flows migrate
+	// online (with-local-disks) to Other and back. 0 skips that step.
+	MigrateVM int
 	// HAGuest is a running, HA-managed container (on any node) that the
 	// HA case stops and starts again through the HA stack. 0 skips it.
 	HAGuest int
@@ -220,6 +229,48 @@ var clusterCases = []testCase{
 				t.Fatal(err)
 			}
 			upid, err = back.Migrate(s.ctx, proxmox.LXC, cl.Migrate, proxmox.MigrateOptions{Target: s.node})
+			s.mustDone(t, "Migrate back", upid, err)
+		},
+	},
+	{
+		name:  "migrate-restart",
+		rule:  "a running container migrates in restart mode: the vzmigrate worker shuts it down first (pve-container src/PVE/LXC/Migrate.pm prepare), so it is stopped and locked \"migrate\" while the task runs, and runs again on the target after",
+		hooks: []string{"HoldTasks"},
+		run: func(t *testing.T, s *suite) {
+			cl := s.cluster(t)
+			if cl.Operator == nil {
+				t.Skip("World.Cluster.Operator is nil")
+			}
+			vmid := s.w.Running
+			var upid proxmox.UPID
+			t.Run("held", func(t *testing.T) {
+				s.w.HoldTasks(t)
+				var err error
+				upid, err = cl.Operator.Migrate(s.ctx, proxmox.LXC, vmid, proxmox.MigrateOptions{Target: cl.Other, Restart: true})
+				if err != nil {
+					t.Fatalf("Migrate: %v", err)
+				}
+				st, err := s.c.GuestStatus(s.ctx, proxmox.LXC, vmid)
+				if err != nil || st.Status != "stopped" || st.Lock != "migrate" {
+					t.Errorf("while migrating %d = %+v, %v; want stopped, locked migrate", vmid, st, err)
+				}
+			})
+			if upid.Type == "" {
+				t.FailNow()
+			}
+			s.mustDone(t, "Migrate", upid, nil)
+			other, err := s.c.OnNode(cl.Other)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st, err := other.GuestStatus(s.ctx, proxmox.LXC, vmid); err != nil || st.Status != "running" {
+				t.Errorf("on %s after migration %d = %+v, %v; want running", cl.Other, vmid, st, err)
+			}
+			back, err := cl.Operator.OnNode(cl.Other)
+			if err != nil {
+				t.Fatal(err)
+			}
+			upid, err = back.Migrate(s.ctx, proxmox.LXC, vmid, proxmox.MigrateOptions{Target: s.node, Restart: true})
 			s.mustDone(t, "Migrate back", upid, err)
 		},
 	},

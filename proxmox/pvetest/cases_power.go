@@ -36,6 +36,14 @@ var powerCases = []testCase{
 		},
 	},
 	{
+		name: "reboot-stopped",
+		rule: "rebooting a stopped container dies at the request with 500 \"VM VMID not running\" (pve-container src/PVE/API2/LXC/Status.pm vm_reboot says VM, not CT)",
+		run: func(t *testing.T, s *suite) {
+			_, err := s.c.Reboot(s.ctx, proxmox.LXC, s.w.Stopped)
+			wantAPIError(t, "Reboot", err, 500, fmt.Sprintf("VM %d not running", s.w.Stopped))
+		},
+	},
+	{
 		name: "destroy-running",
 		rule: "destroying a running container without force dies at the request with 500 \"unable to destroy CT VMID - container is running\"",
 		run: func(t *testing.T, s *suite) {

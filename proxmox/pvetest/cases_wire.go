@@ -283,6 +283,72 @@ var wireCases = []testCase{
 		},
 	},
 	{
+		name: "volume-info-path",
+		rule: "GET .../content/{volume} gives PVE::Storage::path: a directory storage's backup under its dump/ subdirectory " +
+			"(pve-storage src/PVE/Storage/Plugin.pm filesystem_path, get_subdir), a PBS snapshot as pbs://USER@SERVER:DATASTORE/NAME " +
+			"(PBSPlugin.pm path, pve-common PVE::PBSClient get_repository), an LVM-thin disk as /dev/VG/NAME (LvmThinPlugin.pm), " +
+			"a ZFS zvol as /dev/zvol/POOL/NAME and a subvolume as /POOL/NAME (ZFSPoolPlugin.pm path)",
+		hooks: []string{"Endpoint"},
+		run: func(t *testing.T, s *suite) {
+			a := s.raw(t)
+			checked := 0
+			for _, cfg := range a.ok("GET", "/storage", nil).list() {
+				sid, _ := cfg["storage"].(string)
+				typ, _ := cfg["type"].(string)
+				var want func(name string) string
+				switch typ {
+				case "dir":
+					want = func(name string) string {
+						if f, ok := strings.CutPrefix(name, "backup/"); ok {
+							return fmt.Sprint(cfg["path"]) + "/dump/" + f
+						}
+						return ""
+					}
+				case "pbs":
+					user, _ := cfg["username"].(string)
+					if user == "" {
+						user = "root@pam"
+					}
+					want = func(name string) string {
+						return fmt.Sprintf("pbs://%s@%s:%s/%s", user, cfg["server"], cfg["datastore"], strings.TrimPrefix(name, "backup/"))
+					}
+				case "lvmthin":
+					want = func(name string) string { return fmt.Sprintf("/dev/%s/%s", cfg["vgname"], name) }
+				case "zfspool":
+					want = func(name string) string {
+						if strings.HasPrefix(name, "subvol-") || strings.HasPrefix(name, "basevol-") {
+							return fmt.Sprintf("/%s/%s", cfg["pool"], name)
+						}
+						return fmt.Sprintf("/dev/zvol/%s/%s", cfg["pool"], name)
+					}
+				default:
+					continue
+				}
+				st := a.ok("GET", "/nodes/"+s.node+"/storage/"+sid+"/status", nil).object()
+				if fmt.Sprint(st["active"]) != "1" {
+					continue
+				}
+				for _, v := range a.ok("GET", "/nodes/"+s.node+"/storage/"+sid+"/content", nil).list() {
+					volid, _ := v["volid"].(string)
+					_, name, _ := strings.Cut(volid, ":")
+					path := want(name)
+					if path == "" {
+						continue
+					}
+					info := a.ok("GET", "/nodes/"+s.node+"/storage/"+sid+"/content/"+volid, nil).object()
+					if info["path"] != path || info["format"] != v["format"] {
+						t.Errorf("%s storage %s: info of %s = %v; want path %q, format %v", typ, sid, volid, info, path, v["format"])
+					}
+					checked++
+					break
+				}
+			}
+			if checked == 0 {
+				t.Error("no volume on a dir, pbs, lvmthin or zfspool storage to check")
+			}
+		},
+	},
+	{
 		name: "proxy-error-595",
 		rule: "when pveproxy cannot reach the node it proxies to it relays AnyEvent::HTTP's 595 with its reason phrase " +
 			"and no JSON body (pve-http-server src/PVE/APIServer/AnyEvent.pm proxy_request)",

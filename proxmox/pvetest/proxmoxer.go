@@ -1,7 +1,6 @@
 package pvetest
 
 import (
-	"bytes"
 	"context"
 	_ "embed" // the proxmoxer flow script
 	"encoding/json"
@@ -30,9 +29,20 @@ const PythonEnv = "FELHOM_PYTHON"
 // whose archive appears in the storage content with PVE's name, a restore
 // into w.Scratch, and a refusal whose HTTP reason phrase proxmoxer shows
 // as the error; the node's vzsnapshot tasks and one's whole log
-// (limit=0); a wrong secret refused with 401 and PVE's reason. It skips
-// when no Python with proxmoxer is found, or when
-// e.CAFile is empty.
+// (limit=0); the new archive's notes put, read whole from its volume info
+// and as a first line in the listing, and put back (and the same on a PBS
+// storage's first backup, whose info has a pbs:// path); a wrong secret
+// refused with 401 and PVE's reason. In a cluster (w.Cluster) also: the
+// cluster status, resources of type vm, nextid (and a taken id refused),
+// another node's guest reached only through its node; an HA-managed
+// guest's hastop and hastart, its state following later; with
+// Cluster.OperatorToken, w.Running migrated in restart mode to
+// Cluster.Other and back (held running with World.HoldTasks to read its
+// live log by start and limit and see its lock) and Cluster.MigrateVM
+// online; with Cluster.NodeDown, the other node's 595 "No route to host"
+// as proxmoxer raises it, and no quorum once every other node is down.
+// It skips when no Python with proxmoxer is found, or when e.CAFile is
+// empty.
 func Proxmoxer(t *testing.T, e Endpoint, w World) {
 	t.Helper()
 	if err := w.validate(); err != nil {
@@ -65,17 +75,18 @@ func Proxmoxer(t *testing.T, e Endpoint, w World) {
 		"backup_storage": w.BackupStorage, "guest_storage": w.GuestStorage,
 		"snapshot": snapshotName() + "py",
 		"guests":   thirdPartyGuests(w),
+		"hooks":    flowHooks(w),
+		"cluster":  thirdPartyCluster(w),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	// The configuration, token included, goes through stdin: a command
+	// The configuration, tokens included, goes through stdin: a command
 	// line is visible to every user of the machine.
 	cmd := exec.CommandContext(ctx, py, script)
-	cmd.Stdin = bytes.NewReader(cfg)
-	out, err := cmd.CombinedOutput()
+	out, err := runFlow(t, ctx, cmd, cfg, w)
 	t.Logf("%s %s:\n%s", py, filepath.Base(script), out)
 	if err != nil {
 		t.Fatalf("proxmoxer flow: %v", err)
@@ -99,4 +110,21 @@ func findProxmoxer() string {
 		}
 	}
 	return ""
+}
+
+// thirdPartyCluster is the cluster part of a third-party flow's
+// configuration: nil outside a cluster.
+func thirdPartyCluster(w World) map[string]any {
+	c := w.Cluster
+	if c == nil {
+		return nil
+	}
+	settle := c.Settle
+	if settle <= 0 {
+		settle = 2 * time.Minute
+	}
+	return map[string]any{
+		"other": c.Other, "other_guest": c.OtherGuest, "ha_guest": c.HAGuest,
+		"operator_token": c.OperatorToken, "migrate_vm": c.MigrateVM, "settle": settle.Seconds(),
+	}
 }
