@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,9 +18,11 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/hub/channel"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/safety"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
 func testSigner(t *testing.T) ssh.Signer {
@@ -256,5 +260,134 @@ func TestAcceptSignedSpendsLast(t *testing.T) {
 	}
 	if accepted != 1 || replays != racers-1 || started != 1 {
 		t.Fatalf("%d accepted, %d replays, %d runs of %d concurrent acceptances; want exactly one", accepted, replays, started, racers)
+	}
+}
+
+// TestSignatureAcrossRestart: a signed run left queued by a stopped agent
+// carries its signature (sealed in the store) into the next process,
+// which checks it again — the allow-list in force, the time window, but
+// not the nonce its acceptance spent: a valid one lets the destructive
+// call through with no second signature; one whose key was removed from
+// the allow-list meanwhile, or which expired, no longer covers the run,
+// which parks pending with an audit entry saying why.
+func TestSignatureAcrossRestart(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		expired    bool
+		removeKey  bool
+		wantStatus runstate.Status
+		wantAudit  string
+	}{
+		{name: "valid", wantStatus: runstate.Succeeded},
+		{name: "expired", expired: true, wantStatus: runstate.PendingSignature, wantAudit: "expired"},
+		{name: "key removed", removeKey: true, wantStatus: runstate.PendingSignature, wantAudit: "is not in the operator allow-list"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sim := pvesim.New()
+			client := simClient(t, sim)
+			operator := testSigner(t)
+			keys := filepath.Join(t.TempDir(), "operators")
+			writeKeys := func(s ssh.Signer) {
+				if err := os.WriteFile(keys, []byte(`role="operational" `+string(ssh.MarshalAuthorizedKey(s.PublicKey()))), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			writeKeys(operator)
+			files := map[string]string{"wipe.star": agentPlaybook("wipe", "    proxmox.delete_guest(vmid = ctx.params.vmid, purge = True)\n    return ctx.params.vmid",
+				`params = {"vmid": param.int()}`)}
+			state := t.TempDir()
+			mod := func(c *Config) {
+				c.StateDir, c.Safety.OperatorKeys, c.Safety.HostID = state, keys, "cust-1"
+				c.Safety.ScratchVMIDs = nil
+				c.ShutdownGrace = -1 // a parked run need not wait out a grace period at the end
+				c.Engine.Env.Proxmox, c.Proxmox = client, client
+			}
+			now := time.Now()
+			op := safety.Op{Op: "wipe", Target: safety.Target{HostID: "cust-1", GuestID: 201}, Params: json.RawMessage(`{"vmid": 201}`),
+				Nonce: safety.NewNonce(), IssuedAt: now.Add(-time.Minute), ExpiresAt: now.Add(time.Hour)}
+			if tc.expired {
+				op.IssuedAt, op.ExpiresAt = now.Add(-2*time.Hour), now.Add(-time.Hour)
+			}
+			blob, err := op.Canonical()
+			if err != nil {
+				t.Fatal(err)
+			}
+			sig, err := safety.Sign(blob, operator)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			// The first process: it seals the signature with its state key;
+			// the run is left queued in its store (accepted, never started).
+			ta := startAgent(t, files, mod)
+			plain, _ := json.Marshal(carried{Blob: blob, Sig: sig})
+			sealed, err := ta.seal(plain)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ta.stop(); err != nil {
+				t.Fatal(err)
+			}
+			st := openStore(t, state)
+			runs, _, err := st.CreateRuns(t.Context(), store.Trigger{Source: store.SourceJob, Key: "job-1"},
+				[]store.NewRun{{Playbook: "wipe", Params: json.RawMessage(`{"vmid":201}`), Signature: sealed}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.Close()
+			if bytes.Contains(sealed, sig) || bytes.Contains(sealed, blob) {
+				t.Fatal("the stored signature is not sealed")
+			}
+			if tc.removeKey {
+				writeKeys(testSigner(t))
+			}
+
+			// The next process requeues it with what it carries.
+			ta = startAgent(t, files, mod)
+			id := runs[0].ID
+			var r store.Run
+			for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				if r, err = ta.store.Get(t.Context(), id); err != nil {
+					t.Fatal(err)
+				}
+				if r.Status == runstate.PendingSignature || r.Status.Terminal() {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("run %s is %s", id, r.Status)
+				}
+			}
+			if r.Status != tc.wantStatus {
+				t.Fatalf("the requeued signed run: %s (%s); want %s", r.Status, r.Error, tc.wantStatus)
+			}
+			_, exists := sim.Guest(201)
+			if exists == (tc.wantStatus == runstate.Succeeded) {
+				t.Errorf("guest 201 exists: %v; want deleted only by a run whose signature still covers it", exists)
+			}
+			audit, err := ta.store.Audit(t.Context(), 0, id, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var decisions []string
+			found := tc.wantAudit == ""
+			for _, e := range audit {
+				var ae safety.AuditEntry
+				_ = json.Unmarshal(e.Entry, &ae)
+				decisions = append(decisions, string(ae.Decision))
+				if tc.wantAudit != "" && ae.Decision == safety.Refused && strings.Contains(ae.Detail, "no longer covers the run") && strings.Contains(ae.Detail, tc.wantAudit) {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("audit of run %s: %v; want a refusal of its carried signature naming %q", id, decisions, tc.wantAudit)
+			}
+			want := "allowed_signed"
+			if tc.wantStatus != runstate.Succeeded {
+				want = "pending"
+			}
+			if !slices.Contains(decisions, want) {
+				t.Errorf("gate decisions %v; want %s", decisions, want)
+			}
+		})
 	}
 }

@@ -143,7 +143,8 @@ func (a *Agent) requeue() {
 			continue
 		}
 		a.log.Info("run queued before the restart is queued again", "run", r.ID, "playbook", r.Playbook, "source", string(r.Source))
-		a.launch(r, pb, params, false, nil, "requeued", true)
+		sig, attrs := a.carriedSignature(r, pb)
+		a.launch(r, pb, params, false, sig, append([]any{"requeued", true}, attrs...)...)
 	}
 }
 

@@ -117,7 +117,8 @@ func (a *Agent) resumeRun(r store.Run, abandon bool) error {
 		return fmt.Errorf("run %s: %w", r.ID, err)
 	}
 	a.log.Info(res.what(), "run", r.ID, "playbook", r.Playbook, "version", pb.ShortVersion(), "journal_entries", len(entries), "resumes", r.Resumes+1)
-	if a.launchResumed(r, pb, params, false, res, nil, "resumed", r.Resumes+1) == nil {
+	sig, attrs := a.carriedSignature(r, pb)
+	if a.launchResumed(r, pb, params, false, res, sig, append([]any{"resumed", r.Resumes + 1}, attrs...)...) == nil {
 		// Draining: back to interrupted, for the next start.
 		_ = a.store.Interrupt(ctx, r.ID, r.Error, store.JournalCounts{})
 	}

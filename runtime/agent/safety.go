@@ -207,11 +207,84 @@ func (p parker) Approve(ctx context.Context, pend *safety.Pending) (*safety.Veri
 		if err := a.store.SetParked(context.Background(), p.lr.id, false); err != nil {
 			return nil, fmt.Errorf("resuming the run: %w", err)
 		}
+		// The run carries the signature from now on, after a restart too.
+		sealed, err := a.sealSignature(v)
+		if err == nil {
+			err = a.store.SetSignature(context.Background(), p.lr.id, sealed)
+		}
+		if err != nil {
+			p.logger.Error("recording the run's signature failed: after a restart it would wait for a new one", "err", err)
+		}
 		p.logger.Info("run resumes: the operator signed", "pending", pend.ID, "signer", v.Signer.Fingerprint())
 		return v, nil
 	case <-ctx.Done():
 		return nil, fmt.Errorf("no operator signed pending operation %s before the run ended: %w", pend.ID, context.Cause(ctx))
 	}
+}
+
+// carried is an operator signature as a run keeps it in the store, sealed
+// with the state key (store.Run.Signature): the signed blob as received
+// and its armoured signature — never in a log, a run record shown to
+// anyone or a Starlark value.
+type carried struct {
+	Blob []byte `json:"blob"`
+	Sig  []byte `json:"sig"`
+}
+
+// sealSignature is v as a run carries it in the store.
+func (a *Agent) sealSignature(v *safety.Verified) ([]byte, error) {
+	plain, err := json.Marshal(carried{Blob: v.Raw, Sig: v.Armored})
+	if err != nil {
+		return nil, err
+	}
+	return a.seal(plain)
+}
+
+// carriedSignature is the signature run r carries after a restart (it was
+// queued, or interrupted), checked again against the allow-list in force,
+// this host, the time window and the run's playbook and params — but not
+// the nonce, which this run spent when it was accepted. nil when it
+// carries none, or when it no longer covers the run (its key was removed
+// from the allow-list, it expired, it cannot be opened): the run then
+// parks at its destructive call as an unsigned one does, and an audit
+// entry says why. attrs are for the run's first log line: what became of
+// its signature.
+func (a *Agent) carriedSignature(r store.Run, pb *engine.Playbook) (ver *safety.Verified, attrs []any) {
+	if len(r.Signature) == 0 {
+		return nil, nil
+	}
+	var c carried
+	plain, err := a.openSealed(r.Signature)
+	if err == nil {
+		err = json.Unmarshal(plain, &c)
+	}
+	if err == nil {
+		ver, err = a.safe.verifier.Recheck(c.Blob, c.Sig, func(v *safety.Verified) error {
+			if v.Signer.Role != safety.RoleOperational {
+				return fmt.Errorf("signed by a %s key", v.Signer.Role)
+			}
+			if v.Op.Op != pb.Name && !slices.Contains(pb.Decl.Triggers, v.Op.Op) {
+				return fmt.Errorf("it allows %q, not %q", v.Op.Op, pb.Name)
+			}
+			if !sameJSON(v.Params, r.Params) {
+				return errors.New("its params differ from the run's")
+			}
+			return nil
+		})
+	}
+	if err == nil {
+		return ver, []any{"signature", "carried across the restart, checked again", "signed_by", ver.Signer.Fingerprint()}
+	}
+	e := safety.AuditEntry{At: time.Now(), Run: r.ID, Playbook: r.Playbook, Source: string(r.Source), Decision: safety.Refused,
+		What: "the operator signature run " + r.ID + " carried", Rule: "verify",
+		Detail: "it no longer covers the run after the restart, so its destructive calls wait for a new signature: " + err.Error()}
+	raw, _ := json.Marshal(e)
+	if err := a.store.AppendAudit(context.Background(), e.At, r.ID, raw); err != nil {
+		a.log.Error("recording a safety gate decision failed", "run", r.ID, "err", err)
+	}
+	a.log.Warn("the operator signature a run carried no longer covers it; its destructive calls wait for a new signature",
+		"run", r.ID, "playbook", r.Playbook, "err", err)
+	return nil, []any{"signature", "no longer covers the run after the restart: " + err.Error()}
 }
 
 // Approval is what accepting a signed operation did.

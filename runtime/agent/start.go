@@ -198,6 +198,13 @@ func (a *Agent) start(ctx context.Context, req startRequest) (started, error) {
 		}
 		params[i] = p
 		newRuns[i] = store.NewRun{Playbook: pb.Name, Version: pb.Version, Params: rec}
+		if req.Signature != nil {
+			// Sealed with the state key, so that the run carries it after a
+			// restart (queued, or interrupted).
+			if newRuns[i].Signature, err = a.sealSignature(req.Signature); err != nil {
+				return started{}, fmt.Errorf("playbook %s: sealing its signature: %w", pb.Name, err)
+			}
+		}
 		if secrets := p.SecretValues(); len(secrets) > 0 {
 			// Sealed with the state key, so the run can run after a restart
 			// (queued, or interrupted) without the store ever holding them

@@ -16,9 +16,9 @@ import (
 // runColumnsNoResult reads NULL for the result.
 const (
 	runColumns = `id, playbook, version, source, key, params, status, error, error_kind,
-	created, started, ended, result, resumes, replayed, adopted, reissued, secrets`
+	created, started, ended, result, resumes, replayed, adopted, reissued, secrets, signature`
 	runColumnsNoResult = `id, playbook, version, source, key, params, status, error, error_kind,
-	created, started, ended, NULL, resumes, replayed, adopted, reissued, secrets`
+	created, started, ended, NULL, resumes, replayed, adopted, reissued, secrets, signature`
 )
 
 // CreateRuns records the runs a trigger asks for, all queued, in one
@@ -68,6 +68,8 @@ func (s *Store) CreateRuns(ctx context.Context, t Trigger, runs []NewRun) ([]Run
 				Status:   runstate.Queued,
 				Created:  at,
 				Secrets:  bytes.Clone(nr.Secrets),
+
+				Signature: bytes.Clone(nr.Signature),
 			}
 			if len(r.Params) == 0 {
 				r.Params = nil
@@ -76,9 +78,9 @@ func (s *Store) CreateRuns(ctx context.Context, t Trigger, runs []NewRun) ([]Run
 			for {
 				r.ID = runstate.NewID(at)
 				res, err := tx.ExecContext(ctx, `INSERT INTO runs
-					(id, playbook, version, source, key, pos, params, status, created, secrets)
-					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-					r.ID, r.Playbook, r.Version, r.Source, r.Key, i, jsonText(r.Params), r.Status, at.UnixNano(), nilBlob(r.Secrets))
+					(id, playbook, version, source, key, pos, params, status, created, secrets, signature)
+					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+					r.ID, r.Playbook, r.Version, r.Source, r.Key, i, jsonText(r.Params), r.Status, at.UnixNano(), nilBlob(r.Secrets), nilBlob(r.Signature))
 				if err != nil {
 					return err
 				}
@@ -152,12 +154,22 @@ func (s *Store) Finish(ctx context.Context, id string, fi FinishInfo) error {
 		return fmt.Errorf("store: finish run %s: %w", id, err)
 	}
 	return s.transition(ctx, "finish", id, `UPDATE runs
-			SET status = ?, error = ?, error_kind = ?, result = ?, ended = ?, secrets = NULL,
+			SET status = ?, error = ?, error_kind = ?, result = ?, ended = ?, secrets = NULL, signature = NULL,
 			    replayed = replayed + ?, adopted = adopted + ?, reissued = reissued + ?
 			WHERE id = ? AND status IN (?, ?, ?, ?)`,
 		fi.Status, fi.Error, fi.ErrorKind, jsonText(fi.Result), stamp(fi.At).UnixNano(),
 		fi.Counts.Replayed, fi.Counts.Adopted, fi.Counts.Reissued,
 		id, runstate.Queued, runstate.Running, runstate.Interrupted, runstate.PendingSignature)
+}
+
+// SetSignature records the operator signature a run that has not ended
+// carries from now on (an approval let its parked call go on), sealed by
+// the caller (the store never sees it in clear). It fails with
+// ErrFinished for a terminal run.
+func (s *Store) SetSignature(ctx context.Context, id string, sealed []byte) error {
+	return s.transition(ctx, "record the signature of", id, `UPDATE runs SET signature = ?
+			WHERE id = ? AND status IN (?, ?, ?, ?)`,
+		nilBlob(sealed), id, runstate.Queued, runstate.Running, runstate.Interrupted, runstate.PendingSignature)
 }
 
 // transition makes one guarded status change of run id (query, an
@@ -317,7 +329,7 @@ func queryRunsCols(ctx context.Context, q querier, cols, clause string, args ...
 		)
 		if err := rows.Scan(&r.ID, &r.Playbook, &r.Version, &r.Source, &r.Key, &params, &r.Status,
 			&r.Error, &r.ErrorKind, &created, &started, &ended, &result,
-			&r.Resumes, &r.Replayed, &r.Adopted, &r.Reissued, &r.Secrets); err != nil {
+			&r.Resumes, &r.Replayed, &r.Adopted, &r.Reissued, &r.Secrets, &r.Signature); err != nil {
 			return nil, err
 		}
 		r.Params, r.Result = fromJSONText(params), fromJSONText(result)

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -373,5 +374,37 @@ func TestListOrderWithinOneSecond(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("paged List = %v; want %v", got, want)
+	}
+}
+
+// TestRunSignature: a run's sealed signature is kept from CreateRuns or
+// SetSignature until it ends, and Finish clears it; a terminal run takes
+// none.
+func TestRunSignature(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	runs, _, err := s.CreateRuns(ctx, Trigger{Source: SourceJob, Key: "job-1", At: t0},
+		[]NewRun{{Playbook: "decommission", Params: []byte(`{"vmid":101}`), Signature: []byte("sealed-1")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := runs[0].ID
+	if got, _ := s.Get(ctx, id); string(got.Signature) != "sealed-1" {
+		t.Fatalf("Get().Signature = %q; want the one CreateRuns stored", got.Signature)
+	}
+	if err := s.SetSignature(ctx, id, []byte("sealed-2")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Get(ctx, id); string(got.Signature) != "sealed-2" {
+		t.Fatalf("after SetSignature: %q", got.Signature)
+	}
+	if err := s.Finish(ctx, id, FinishInfo{Status: runstate.Succeeded}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Get(ctx, id); got.Signature != nil {
+		t.Errorf("after Finish: signature %q; want cleared", got.Signature)
+	}
+	if err := s.SetSignature(ctx, id, []byte("x")); !errors.Is(err, ErrFinished) {
+		t.Errorf("SetSignature on a finished run = %v; want ErrFinished", err)
 	}
 }

@@ -201,6 +201,13 @@ CREATE TABLE gate_audit (
 ALTER TABLE tasks ADD COLUMN kind TEXT NOT NULL DEFAULT '';
 CREATE INDEX tasks_by_kind ON tasks (kind, ended);
 `,
+	// 10: the operator signature a run carries (the signed op blob and its
+	// armoured signature), sealed with the state key by the agent, so that
+	// a queued or interrupted signed run carries it after a restart;
+	// cleared when the run ends.
+	`
+ALTER TABLE runs ADD COLUMN signature BLOB;
+`,
 }
 
 // migrate runs the migrations the database lacks, all in one transaction,

@@ -70,6 +70,9 @@ type Run struct {
 
 	// Secrets is what NewRun.Secrets stored, until the run ends.
 	Secrets []byte
+	// Signature is the sealed operator signature the run carries
+	// (NewRun.Signature, SetSignature), until the run ends; nil for none.
+	Signature []byte
 
 	// Resumes is how often the run was resumed (or replayed into its
 	// undo) after an interruption; the counts say what its replays did
@@ -129,6 +132,9 @@ type NewRun struct {
 	// Secrets are the run's secret parameters, sealed by the caller (the
 	// store never sees them in clear); nil for none. Cleared by Finish.
 	Secrets []byte
+	// Signature is the operator signature the run carries (a signed job,
+	// an approval), sealed by the caller; nil for none. Cleared by Finish.
+	Signature []byte
 }
 
 // FinishInfo is how a run ended.

@@ -43,7 +43,7 @@ type gatedAgent struct {
 	dir      string
 }
 
-func startGatedAgent(t *testing.T, o agentOpts) *gatedAgent {
+func startGatedAgent(t *testing.T, o agentOpts, simArgs ...string) *gatedAgent {
 	t.Helper()
 	if _, err := os.Stat(keygenPath); err != nil {
 		skip(t, "the operator signature round trip needs OpenSSH's %s: %v", keygenPath, err)
@@ -55,7 +55,7 @@ func startGatedAgent(t *testing.T, o agentOpts) *gatedAgent {
 	if err := os.WriteFile(keys, []byte(`role="operational" `+opPub+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	sim := startSim(t)
+	sim := startSim(t, simArgs...)
 	var env []string
 	for _, e := range sim.env() {
 		if e != scratchEnv {
