@@ -71,12 +71,48 @@ func (u UPID) String() string {
 	if u.IsZero() {
 		return ""
 	}
-	pstart := fmt.Sprintf("%08X", u.PStart)
-	if u.pstartWidth == 9 && len(pstart) < 9 {
-		pstart = "0" + pstart
+	// Spelt by hand rather than with fmt: every task result, journal
+	// entry and log line of a wait formats its UPID (BenchmarkFlowEngine).
+	var b strings.Builder
+	b.Grow(len("UPID::00000000:000000000:00000000:::") + len(u.Node) + len(u.Type) + len(u.ID) + len(u.User) + 1)
+	b.WriteString("UPID:")
+	b.WriteString(u.Node)
+	b.WriteByte(':')
+	writeHex(&b, uint64(u.PID), 8)
+	b.WriteByte(':')
+	writeHex(&b, u.PStart, max(8, u.pstartWidth))
+	b.WriteByte(':')
+	if start := u.StartTime.Unix(); start >= 0 {
+		writeHex(&b, uint64(start), 8)
+	} else {
+		fmt.Fprintf(&b, "%08X", start) // only a UPID made up in Go, never PVE's
 	}
-	return fmt.Sprintf("UPID:%s:%08X:%s:%08X:%s:%s:%s:",
-		u.Node, u.PID, pstart, u.StartTime.Unix(), u.Type, u.ID, u.User)
+	b.WriteByte(':')
+	b.WriteString(u.Type)
+	b.WriteByte(':')
+	b.WriteString(u.ID)
+	b.WriteByte(':')
+	b.WriteString(u.User)
+	b.WriteByte(':')
+	return b.String()
+}
+
+// writeHex writes v in upper-case hex, zero-padded to width digits (as
+// fmt's %0*X does).
+func writeHex(b *strings.Builder, v uint64, width int) {
+	var buf [16]byte
+	i := len(buf)
+	for {
+		i--
+		buf[i] = "0123456789ABCDEF"[v&0xF]
+		if v >>= 4; v == 0 {
+			break
+		}
+	}
+	for n := len(buf) - i; n < width; n++ {
+		b.WriteByte('0')
+	}
+	b.Write(buf[i:])
 }
 
 // IsZero reports whether u stands for "no task" (a synchronous operation).

@@ -2,6 +2,7 @@ package proxmox_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -185,4 +186,23 @@ func FuzzParseUPID(f *testing.F) {
 			t.Errorf("ParseUPID(%q).String() = %q; differs beyond hex case", s, s2)
 		}
 	})
+}
+
+// TestUPIDStringOfMadeUpUPIDs: a UPID built in Go (the simulator's, a
+// test's) formats as PVE's upid_encode would, fmt's %08X for each number:
+// zero and wide fields, a pstart past nine digits, a start before 1970.
+func TestUPIDStringOfMadeUpUPIDs(t *testing.T) {
+	pve := func(u proxmox.UPID) string {
+		return fmt.Sprintf("UPID:%s:%08X:%08X:%08X:%s:%s:%s:", u.Node, u.PID, u.PStart, u.StartTime.Unix(), u.Type, u.ID, u.User)
+	}
+	for _, u := range []proxmox.UPID{
+		{Node: "pve", Type: "vzstart", StartTime: time.Unix(0, 0)},
+		{Node: "pve", PID: 0xFFFFFFFF, PStart: 0xFFFFFFFFFFFFFFFF, StartTime: time.Unix(0xFFFFFFFF, 0), Type: "qmstart", ID: "100", User: "root@pam"},
+		{Node: "n1", PID: 0xA, PStart: 0x123456789AB, StartTime: time.Unix(0x6553F0A1, 0), Type: "vzdump", User: "a@pve!tok"},
+		{Node: "n1", PID: 1, PStart: 2, Type: "vzdump", ID: "7", User: "u@pam"}, // zero time: a negative start
+	} {
+		if got, want := u.String(), pve(u); got != want {
+			t.Errorf("%+v.String() = %q; want %q", u, got, want)
+		}
+	}
 }
