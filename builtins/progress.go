@@ -101,49 +101,87 @@ func watchTask(ctx context.Context, logger *slog.Logger, src proxmox.TaskLogSour
 	if o.Interval < 0 || src == nil || upid.IsZero() {
 		return func() {}
 	}
-	w := &taskWatch{logger: logger, upid: upid, r: proxmox.NewTaskLogReader(src, upid), o: o, start: time.Now()}
-	wctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { w.run(wctx) })
-	return func() {
-		cancel()
-		wg.Wait()
-		if w.began && ctx.Err() == nil {
-			w.read(ctx)
-		}
+	w := &taskWatch{logger: logger, upid: upid, src: src, o: o, start: time.Now()}
+	// Nothing but a timer until the first read is due: most tasks end
+	// before it (Interval, 2s by default), and then the watch costs
+	// neither a goroutine nor a context (BenchmarkFlowEngine).
+	w.first = time.AfterFunc(o.interval(), func() { w.begin(ctx) })
+	return func() { w.stop(ctx) }
+}
+
+// begin starts following the task on the first timer's goroutine, unless
+// stop came first.
+func (w *taskWatch) begin(ctx context.Context) {
+	w.mu.Lock()
+	if w.stopped {
+		w.mu.Unlock()
+		return
+	}
+	var wctx context.Context
+	wctx, w.cancel = context.WithCancel(ctx)
+	w.done = make(chan struct{})
+	w.mu.Unlock()
+	defer close(w.done)
+	w.run(wctx)
+}
+
+// stop ends the watch and reads what is left of a log it began reading.
+func (w *taskWatch) stop(ctx context.Context) {
+	w.mu.Lock()
+	w.stopped = true
+	w.first.Stop()
+	// cancel is nil unless begin got the lock first: the timer had not
+	// fired, or its function will see stopped; no watcher ran or will.
+	cancel := w.cancel
+	w.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	<-w.done
+	if w.began && ctx.Err() == nil {
+		w.read(ctx)
 	}
 }
 
 type taskWatch struct {
 	logger *slog.Logger
 	upid   proxmox.UPID
-	r      *proxmox.TaskLogReader
-	o      ProgressOptions
-	start  time.Time
-	began  bool      // the log has been read at least once
-	heard  time.Time // the last line, or the last heartbeat
-	beat   time.Duration
+	src    proxmox.TaskLogSource
+	r      *proxmox.TaskLogReader // from the first read on
+	first  *time.Timer            // of the first read; its function is begin
+
+	mu      sync.Mutex
+	stopped bool               // stop was called
+	cancel  context.CancelFunc // ends the watcher; set by begin, under mu
+	done    chan struct{}      // closed when the watcher has ended
+	o       ProgressOptions
+	start   time.Time
+	began   bool      // the log has been read at least once
+	heard   time.Time // the last line, or the last heartbeat
+	beat    time.Duration
 }
 
-func (w *taskWatch) run(ctx context.Context) {
-	lo := w.o.Interval
-	if lo == 0 {
-		lo = defaultProgressInterval
+// interval is the first pause before a read, and the shortest between
+// reads.
+func (o ProgressOptions) interval() time.Duration {
+	if o.Interval == 0 {
+		return defaultProgressInterval
 	}
+	return o.Interval
+}
+
+// run follows the task from its first read on (watchTask's timer has
+// waited the first pause) until ctx ends.
+func (w *taskWatch) run(ctx context.Context) {
+	lo := w.o.interval()
 	w.beat = w.o.Heartbeat
 	if w.beat <= 0 {
 		w.beat = defaultHeartbeat
 	}
 	w.heard = w.start
-	pause := lo
-	t := time.NewTimer(pause)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	var t *time.Timer
+	for ctx.Err() == nil {
 		refused := !w.o.Budget.take()
 		if !refused {
 			w.began = true
@@ -157,13 +195,23 @@ func (w *taskWatch) run(ctx context.Context) {
 			w.heard = now
 			w.beat = min(2*w.beat, maxHeartbeat)
 		}
-		pause = min(max(lo, now.Sub(w.start)/20), max(lo, maxProgressInterval))
+		pause := min(max(lo, now.Sub(w.start)/20), max(lo, maxProgressInterval))
 		if refused {
 			// Waits that woke together would be refused together again:
 			// try again soon, spread over a few of the budget's slots.
 			pause = min(pause, w.o.Budget.every*time.Duration(1+rand.IntN(20)))
 		}
-		t.Reset(pause)
+		if t == nil {
+			t = time.NewTimer(pause)
+			defer t.Stop()
+		} else {
+			t.Reset(pause)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }
 
@@ -171,6 +219,9 @@ func (w *taskWatch) run(ctx context.Context) {
 // business (the wait decides the task's fate): it is logged at debug
 // level and the next read tries again from the same line.
 func (w *taskWatch) read(ctx context.Context) {
+	if w.r == nil {
+		w.r = proxmox.NewTaskLogReader(w.src, w.upid)
+	}
 	lines, err := w.r.Next(ctx)
 	if err != nil {
 		if ctx.Err() == nil {

@@ -99,23 +99,27 @@ func syncResult(d time.Duration) taskResult {
 	return taskResult{Status: "stopped", ExitStatus: "OK", Duration: d, Sync: true}
 }
 
+// taskFields are a task struct's fields, in the order value gives them.
+var taskFields = newFieldNames("backups", "duration", "exitstatus", "id", "node", "ok",
+	"status", "storage", "sync", "type", "upid", "volid", "warnings")
+
 func (r taskResult) value() starlark.Value {
 	st := proxmox.TaskStatus{UPID: r.UPID, Status: r.Status, ExitStatus: r.ExitStatus}
-	return newStruct(starlark.StringDict{
-		"upid":       starlark.String(r.UPID.String()),
-		"node":       starlark.String(r.UPID.Node),
-		"type":       starlark.String(r.UPID.Type),
-		"id":         starlark.String(r.UPID.ID),
-		"status":     starlark.String(r.Status),
-		"exitstatus": starlark.String(r.ExitStatus),
-		"ok":         starlark.Bool(st.Succeeded()),
-		"warnings":   starlark.MakeInt(st.Warnings()),
-		"duration":   durationValue(r.Duration),
-		"volid":      starlark.String(r.VolID),
-		"backups":    listOf(r.Backups, volumeValue),
-		"storage":    starlark.String(r.Storage),
-		"sync":       starlark.Bool(r.Sync),
-	})
+	return taskFields.make(
+		listOf(r.Backups, volumeValue),
+		durationValue(r.Duration),
+		starlark.String(r.ExitStatus),
+		starlark.String(r.UPID.ID),
+		starlark.String(r.UPID.Node),
+		starlark.Bool(st.Succeeded()),
+		starlark.String(r.Status),
+		starlark.String(r.Storage),
+		starlark.Bool(r.Sync),
+		starlark.String(r.UPID.Type),
+		starlark.String(r.UPID.String()),
+		starlark.String(r.VolID),
+		starlark.MakeInt(st.Warnings()),
+	)
 }
 
 // waitOptions is the run's wait configuration with a per-call timeout.
