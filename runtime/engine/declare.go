@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.starlark.net/starlark"
@@ -60,6 +61,9 @@ type Declaration struct {
 	Pos syntax.Position
 
 	run starlark.Callable // the frozen entry point, called with ctx
+	// defaults is Coerce(nil, nil) once it succeeded: a run of defaults
+	// (a timer's, the CLI's without --param) shares its immutable Params.
+	defaults atomic.Pointer[Params]
 }
 
 // Param returns the declared parameter called name, or nil.

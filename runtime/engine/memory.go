@@ -28,16 +28,21 @@ const memoryCheckInterval = 20 * time.Millisecond
 // guard collects garbage and lets a few samples pass, so runs that merely
 // continue are not blamed for memory not yet freed.
 //
-// The guard's goroutine runs only while runs are registered.
+// The guard samples on a timer that is armed only while runs are
+// registered; each sample runs on the timer's own short-lived goroutine.
+// A run costs the guard no goroutine or ticker of its own to start and
+// stop (BenchmarkRunCached), and an idle agent none at all.
 //
-// Invariant: done is non-nil exactly while a loop goroutine runs.
+// Invariant: timer is non-nil exactly while runs are registered.
 type memoryGuard struct {
 	limit uint64 // bytes; 0 disables the guard
 
-	mu   sync.Mutex
-	next int
-	runs map[int]*guardedRun
-	done chan struct{} // closed to stop the loop; nil while it is not running
+	mu       sync.Mutex
+	next     int
+	runs     map[int]*guardedRun
+	timer    *time.Timer // the next sample's
+	armed    uint64      // counts the timers made; a sample of an older one does nothing
+	cooldown int         // samples left before the guard may stop runs again
 }
 
 // guardedRun is one run's hook into the guard.
@@ -93,53 +98,54 @@ func (g *memoryGuard) watch(r *guardedRun) (unwatch func()) {
 	id := g.next
 	g.next++
 	g.runs[id] = r
-	if g.done == nil {
-		g.done = make(chan struct{})
-		go g.loop(g.done)
+	if g.timer == nil {
+		g.armed++
+		gen := g.armed
+		g.timer = time.AfterFunc(memoryCheckInterval, func() { g.sample(gen) })
 	}
 	return func() {
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		delete(g.runs, id)
-		if len(g.runs) == 0 && g.done != nil {
-			close(g.done)
-			g.done = nil
+		if len(g.runs) == 0 && g.timer != nil {
+			g.timer.Stop()
+			g.timer = nil
 		}
 	}
 }
 
-func (g *memoryGuard) loop(done <-chan struct{}) {
-	sample := []metrics.Sample{{Name: heapSample}}
-	tick := time.NewTicker(memoryCheckInterval)
-	defer tick.Stop()
-	cooldown := 0
-	for {
-		select {
-		case <-done:
-			return
-		case <-tick.C:
-		}
-		g.mu.Lock()
-		metrics.Read(sample)
-		heap := sample[0].Value.Uint64()
-		stopped := false
-		for id, r := range g.runs {
-			busy := r.busy()
-			if busy && heap > g.limit && cooldown == 0 {
-				r.stop(heap)
-				delete(g.runs, id)
-				stopped = true
-			}
-		}
-		g.mu.Unlock()
-		switch {
-		case stopped:
-			cooldown = 4
-			go runtime.GC()
-		case cooldown > 0:
-			cooldown--
+// sample is one look at the heap, by the timer of generation gen; it
+// arms the timer again for the next.
+func (g *memoryGuard) sample(gen uint64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.timer == nil || gen != g.armed {
+		return // the runs it sampled for left; another timer serves new ones
+	}
+	s := []metrics.Sample{{Name: heapSample}}
+	metrics.Read(s)
+	heap := s[0].Value.Uint64()
+	stopped := false
+	for id, r := range g.runs {
+		busy := r.busy()
+		if busy && heap > g.limit && g.cooldown == 0 {
+			r.stop(heap)
+			delete(g.runs, id)
+			stopped = true
 		}
 	}
+	switch {
+	case stopped:
+		g.cooldown = 4
+		go runtime.GC()
+	case g.cooldown > 0:
+		g.cooldown--
+	}
+	if len(g.runs) == 0 {
+		g.timer = nil
+		return
+	}
+	g.timer.Reset(memoryCheckInterval)
 }
 
 // memoryError is why the guard stopped a run, or refused a reservation

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"regexp"
 	rt "runtime"
+	"sync/atomic"
 	"testing"
 
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/internal/enginetest"
@@ -71,5 +72,38 @@ playbook(name = "wait", run = run)
 	rt.GC()
 	if again := e.Run(context.Background(), wait, nil, RunOptions{}); again.Status != runstate.Succeeded {
 		t.Errorf("a run after the guard stopped one: %s %q", again.Status, again.Error)
+	}
+}
+
+// TestMemoryGuardIdle: the guard's timer is armed while runs are
+// registered and disarmed when the last leaves, so an idle agent has none;
+// a sample of a timer that was since replaced does nothing.
+func TestMemoryGuardIdle(t *testing.T) {
+	g := &memoryGuard{limit: 1} // every sample is over the limit
+	stopped := 0
+	run := func() *guardedRun {
+		return &guardedRun{progress: new(atomic.Uint64), stop: func(uint64) { stopped++ }}
+	}
+	a, b := g.watch(run()), g.watch(run())
+	if g.timer == nil {
+		t.Fatal("two runs registered, no timer armed")
+	}
+	a()
+	if g.timer == nil {
+		t.Fatal("a run left while another remains: the timer was disarmed")
+	}
+	b()
+	if g.timer != nil {
+		t.Fatal("the last run left: the timer is still armed")
+	}
+	old := g.armed
+	defer g.watch(run())()
+	g.sample(old - 1) // a timer of a generation before
+	if stopped != 0 {
+		t.Errorf("a stale timer's sample stopped %d runs; want none", stopped)
+	}
+	g.sample(g.armed)
+	if stopped != 1 || g.timer != nil {
+		t.Errorf("the current timer's sample over the limit: stopped %d, timer %v; want 1 and disarmed (no run left)", stopped, g.timer)
 	}
 }

@@ -293,8 +293,12 @@ func (p *Params) MarshalJSON() ([]byte, error) { return json.Marshal(p.record) }
 // parameters; the error joins one *[ParamError] per problem, in parameter
 // name order, so errors.As finds the first.
 func (d *Declaration) Coerce(strs map[string]string, raw map[string]json.RawMessage) (*Params, error) {
+	onlyDefaults := len(strs)+len(raw) == 0
+	if p := d.defaults.Load(); onlyDefaults && p != nil {
+		return p, nil // Params are immutable, and so are the defaults
+	}
 	var errs []error
-	if len(strs)+len(raw) > 0 { // a run of defaults (a timer's) has nothing to check here
+	if !onlyDefaults { // a run of defaults (a timer's) has nothing to check here
 		given := map[string]bool{}
 		for _, name := range slices.Sorted(maps.Keys(strs)) {
 			given[name] = true
@@ -348,7 +352,11 @@ func (d *Declaration) Coerce(strs map[string]string, raw map[string]json.RawMess
 	}
 	st := starlarkstruct.FromStringDict(starlarkstruct.Default, fields)
 	st.Freeze()
-	return &Params{decl: d, value: st, record: record}, nil
+	p := &Params{decl: d, value: st, record: record}
+	if onlyDefaults {
+		d.defaults.Store(p)
+	}
+	return p, nil
 }
 
 // errMissing and errMismatch are the two ways a value is refused; the

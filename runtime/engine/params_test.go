@@ -243,3 +243,42 @@ func FuzzCoerceParams(f *testing.F) {
 		}
 	})
 }
+
+// TestCoerceDefaultsShared: runs of defaults share one Params, which no
+// caller can change (Record is a copy), and a declaration whose defaults
+// do not suffice refuses every time rather than once.
+func TestCoerceDefaultsShared(t *testing.T) {
+	pb, err := loadTree(t, map[string]string{"d.star": `
+def run(ctx):
+    return ctx.params
+
+playbook(name = "d", run = run, params = {"only": param.list(param.int(), default = [1])})
+`}, "d.star")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := pb.Decl.Coerce(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Record()["only"] = "changed"
+	b, err := pb.Decl.Coerce(map[string]string{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a != b {
+		t.Error("two runs of defaults coerced apart; want one shared Params")
+	}
+	if got := b.Record()["only"]; !reflect.DeepEqual(got, []any{int64(1)}) {
+		t.Errorf("record only = %#v after a caller changed its copy; want [1]", got)
+	}
+	if c, err := pb.Decl.Coerce(map[string]string{"only": "[2]"}, nil); err != nil || c == a {
+		t.Errorf("Coerce(only=[2]) = %p, %v; want its own Params", c, err)
+	}
+	d := paramsDecl(t) // vmid and password have no default
+	for range 2 {
+		if _, err := d.Coerce(nil, nil); err == nil {
+			t.Error("Coerce(nil, nil) of required parameters succeeded")
+		}
+	}
+}

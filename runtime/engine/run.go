@@ -214,8 +214,6 @@ func (e *Engine) Run(ctx context.Context, pb *Playbook, params *Params, opts Run
 		logger = scrubLogger(logger, sc)
 	}
 
-	runCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	lane := opts.Lane
 	if lane == "" {
 		lane = pb.Name
@@ -228,8 +226,8 @@ func (e *Engine) Run(ctx context.Context, pb *Playbook, params *Params, opts Run
 	select {
 	case e.slots <- struct{}{}:
 		defer func() { <-e.slots }()
-	case <-runCtx.Done():
-		res.stopped(runCtx, "while waiting for a run slot")
+	case <-ctx.Done():
+		res.stopped(ctx, "while waiting for a run slot")
 		return res
 	}
 
@@ -237,7 +235,7 @@ func (e *Engine) Run(ctx context.Context, pb *Playbook, params *Params, opts Run
 	if timeout == 0 {
 		timeout = e.cfg.DefaultTimeout
 	}
-	runCtx, cancelTimeout := context.WithTimeoutCause(runCtx, timeout, &timeoutError{timeout})
+	runCtx, cancelTimeout := context.WithTimeoutCause(ctx, timeout, &timeoutError{timeout})
 	defer cancelTimeout()
 	runCtx = context.WithValue(runCtx, runIDKey{}, res.ID)
 
