@@ -17,9 +17,11 @@ import (
 // TestHubSignedJobs drives serve against hub-sim and sim: operator-signed
 // jobs queued at the hub. A forged, an expired and a hub-key-signed job
 // (a compromised hub) are refused, cleared and reported, and guest 101 is
-// untouched; a job an allow-listed operator signed with ssh-keygen runs
-// once and is cleared; the same blob again (a replay) is refused; a parked
-// run's pending operation, with the blob to sign, is in a report.
+// untouched; a job an allow-listed operator signed with ssh-keygen — the
+// shipped decommission of guest 101 — runs once and is cleared, and its
+// run really destroys the guest (final backup, stop, delete) and
+// succeeds; the same blob again (a replay) is refused; a parked run's
+// pending operation, with the blob to sign, is in a report.
 func TestHubSignedJobs(t *testing.T) {
 	requireServe(t)
 	const host, key = "e2e-jobs", "e2e-hub-jobs-key-0123456789"
@@ -29,13 +31,23 @@ func TestHubSignedJobs(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "wipe.star"), []byte(wipePlaybook("wipe", 101, "")), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	decommission, err := os.ReadFile(filepath.Join(playbooksDir, "decommission.star"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "decommission.star"), decommission, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	g := startGatedAgent(t, agentOpts{playbooks: dir, args: []string{"--hub-poll-floor", "1s"},
 		env: []string{"FELHOM_AGENT_HUB_URL=" + hub.URL, "FELHOM_AGENT_HUB_HOST_ID=" + host, "FELHOM_AGENT_HUB_API_KEY=" + key,
 			"FELHOM_AGENT_HUB_FINGERPRINT=" + hub.Fingerprint}})
 
 	blob := func(target string, issued, expires time.Duration) []byte {
 		now := time.Now()
-		b, err := safety.Op{Op: "wipe", Target: safety.Target{HostID: target, GuestID: 101}, Params: json.RawMessage(`{"vmid": 101}`),
+		// The run's parameters as it records them (defaults included): what
+		// the gate compares a signature with.
+		b, err := safety.Op{Op: "decommission", Target: safety.Target{HostID: target, GuestID: 101},
+			Params: json.RawMessage(`{"vmid": 101, "storage": "usb-backup", "remove_archives": false}`),
 			Nonce: safety.NewNonce(), IssuedAt: now.Add(issued), ExpiresAt: now.Add(expires)}.Canonical()
 		if err != nil {
 			t.Fatal(err)
@@ -88,7 +100,11 @@ func TestHubSignedJobs(t *testing.T) {
 		m := map[string]outcome{}
 		for _, r := range reps {
 			for _, j := range r.Body.Jobs {
-				if _, dup := m[j.JobID]; dup {
+				if j.Outcome == "waiting" { // listed in every report while it waits
+					m[j.JobID] = outcome{j.JobID, j.Outcome, j.Run, j.Reason}
+					continue
+				}
+				if o, dup := m[j.JobID]; dup && o.Outcome != "waiting" {
 					t.Errorf("job %s reported twice", j.JobID)
 				}
 				m[j.JobID] = outcome{j.JobID, j.Outcome, j.Run, j.Reason}
@@ -138,14 +154,23 @@ func TestHubSignedJobs(t *testing.T) {
 	if o := m[ok]; o.Outcome != "accepted" || o.Run == "" {
 		t.Fatalf("the operator's job: %+v; want accepted with a run", o)
 	}
-	// Its run passes the gate on the operator's signature and sends the
-	// DELETE (the simulator then refuses it as Proxmox does: guest 101 is
-	// running — the gate let it through, which is what is tested here).
-	eventually(t, 20*time.Second, "the job's run allowed by the signature", func() (bool, string) {
-		r := g.cli(t, "runs", "show", m[ok].Run)
-		return strings.Contains(r.Stdout, `decision="allowed_signed"`) && strings.Contains(r.Stdout, `sending mutation method="DELETE"`) &&
-			strings.Contains(r.Stdout, "source:    job ("+ok+")"), r.Stdout + r.Stderr
-	})
+	// Its run passes the gate on the operator's signature and destroys
+	// guest 101: a final backup, the guest stopped, then deleted.
+	run := g.waitRun(t, m[ok].Run, 60*time.Second, "to finish", finished)
+	if run.Status != "succeeded" {
+		t.Fatalf("the operator's job's run: %s (%s) %q; want succeeded", run.Status, run.ErrorKind, run.Error)
+	}
+	if guest := g.sim.guest(t, 101); guest.Exists {
+		t.Fatalf("guest 101 still exists after the signed decommission")
+	}
+	for _, typ := range []string{"vzdump", "vzstop", "vzdestroy"} {
+		if n := len(g.sim.tasks(t, typ, 101)); n != 1 {
+			t.Errorf("%d %s tasks on guest 101; want 1", n, typ)
+		}
+	}
+	if r := g.cli(t, "runs", "show", m[ok].Run); !strings.Contains(r.Stdout, `decision="allowed_signed"`) || !strings.Contains(r.Stdout, "source:    job ("+ok+")") {
+		t.Errorf("runs show %s: want the deletion allowed by the signature, source the job:\n%s", m[ok].Run, r.Stdout)
+	}
 	replay := enqueue(good, goodSig)
 	m = waitOutcomes(replay)
 	if o := m[replay]; o.Outcome != "refused" || !strings.Contains(o.Reason, "replayed") {
@@ -159,6 +184,19 @@ func TestHubSignedJobs(t *testing.T) {
 		if !strings.Contains(string(b), `"`+id+`"`) {
 			t.Errorf("job %s not cleared at the hub: %s", id, b)
 		}
+	}
+
+	// A job issued beyond the clock skew in the future waits: reported as
+	// waiting with its reason, not cleared, its nonce unused.
+	future := blob(host, 10*time.Minute, time.Hour)
+	waiting := enqueue(future, sign(future, g.opKey))
+	m = waitOutcomes(waiting)
+	if o := m[waiting]; o.Outcome != "waiting" || !strings.Contains(o.Reason, "not yet valid") || o.Run != "" {
+		t.Errorf("the job issued in the future: %+v; want waiting, not yet valid", o)
+	}
+	_, b = hub.admin(t, "GET", "/sim/hosts/"+host+"/jobs/cleared", nil)
+	if strings.Contains(string(b), `"`+waiting+`"`) {
+		t.Errorf("the waiting job %s was cleared at the hub: %s", waiting, b)
 	}
 
 	// The channel's counters on /metrics: 4 refused, 1 accepted, reports.
@@ -175,7 +213,7 @@ func TestHubSignedJobs(t *testing.T) {
 
 	// A run parked at a destructive call: its pending operation, with the
 	// blob to sign, is in the next report.
-	parkedRun := g.startRun(t, "wipe", nil).ID
+	parkedRun := g.startRun(t, "wipe", map[string]any{"vmid": 102}).ID
 	eventually(t, 20*time.Second, "the parked run's pending operation in a report", func() (bool, string) {
 		_, b := hub.admin(t, "GET", "/sim/hosts/"+host+"/reports", nil)
 		var reps []struct {
