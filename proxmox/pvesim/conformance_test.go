@@ -277,9 +277,11 @@ func TestProxmoxerCluster(t *testing.T) {
 }
 
 // TestAnsible drives the simulator with Ansible's community.general
-// Proxmox modules, where Debian's ansible is installed.
+// Proxmox modules, where Debian's ansible is installed: the cluster world
+// as pve1, once (ansible-playbook is slow), its playbook's single-host
+// steps and its cluster steps.
 func TestAnsible(t *testing.T) {
-	sim, srv, _, w := simWorld(t, false)
+	sim, srv, _, w := simWorldOf(t, false, 3)
 	checkUndone(t, sim, w)
 	pvetest.Ansible(t, endpoint(t, srv), w)
 }

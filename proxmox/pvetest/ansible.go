@@ -43,7 +43,14 @@ func thirdPartyGuests(w World) []ThirdPartyGuest {
 // proxmox_snap present / present again / rollback / absent on w.Stopped,
 // proxmox started and stopped on w.Stopped and started (no change) on
 // w.Running, and proxmox_tasks_info listing the node's tasks and one by
-// UPID. The modules talk to the host through proxmoxer with
+// UPID; per guest kind, proxmox_kvm current / started / started again /
+// stopped on w.StoppedVM. In a cluster (w.Cluster) also: proxmox_snap on
+// Cluster.OtherGuest (the module finds its node through
+// /cluster/resources), proxmox_tasks_info of Cluster.Other, proxmox
+// stopped and started on Cluster.HAGuest (hastop and hastart; each
+// repeated until the HA stack has acted and the module sees no change)
+// and proxmox_kvm current on Cluster.MigrateVM. All in one
+// ansible-playbook run. The modules talk to the host through proxmoxer with
 // validate_certs, trusting e.CAFile (REQUESTS_CA_BUNDLE). It skips when
 // ansible-playbook, the modules or proxmoxer are missing, or when
 // e.CAFile is empty.
@@ -74,7 +81,7 @@ func Ansible(t *testing.T, e Endpoint, w World) {
 	}
 
 	dir := t.TempDir()
-	for _, name := range []string{"flow.yml", "guest.yml"} {
+	for _, name := range []string{"flow.yml", "guest.yml", "cluster.yml"} {
 		b, err := ansibleFlow.ReadFile("testdata/ansible/" + name)
 		if err != nil {
 			t.Fatal(err)
@@ -90,6 +97,7 @@ func Ansible(t *testing.T, e Endpoint, w World) {
 		"node": e.Node, "backup_storage": w.BackupStorage, "guest_storage": w.GuestStorage,
 		"snapname": snapshotName() + "ans",
 		"guests":   thirdPartyGuests(w),
+		"cluster":  thirdPartyCluster(w),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -106,6 +114,10 @@ func Ansible(t *testing.T, e Endpoint, w World) {
 		"ANSIBLE_LOCAL_TEMP="+filepath.Join(dir, "tmp"),
 		"ANSIBLE_PYTHON_INTERPRETER="+py,
 		"ANSIBLE_NOCOLOR=1",
+		"ANSIBLE_PIPELINING=1", // modules run from stdin, no file copy per task
+		// Each task's time in the log (Debian's ansible ships ansible.posix;
+		// without it ansible warns and goes on).
+		"ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks",
 		"ANSIBLE_RETRY_FILES_ENABLED=0",
 		"ANSIBLE_DEPRECATION_WARNINGS=0",
 		"REQUESTS_CA_BUNDLE="+e.CAFile,

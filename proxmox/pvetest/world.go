@@ -14,7 +14,8 @@ import (
 // The suites change the host, and undo what they change when the test
 // ends (best effort, logged when it fails): they take, roll back and
 // delete snapshots of Stopped; set Stopped's description and write the
-// original back; stop, shut down and start Running; back up Stopped and
+// original back; stop, shut down and start Running (and, in a cluster,
+// the third-party flows migrate it to Cluster.Other and back); back up Stopped and
 // Running to BackupStorage and delete the archives they made; restore an
 // archive into Scratch and destroy Scratch again. Give them guests that
 // exist for testing.
