@@ -11,10 +11,14 @@
 // delete it, start and stop the guest; back it up and find the archive;
 // list tasks and read a log. Its guest table has the World's stopped
 // container and, when the World names one, its stopped VM.
+// [ClusterCheck] is the cluster's part: status, resources, next id, an HA
+// guest, migrations (one held running to read its live log) and a node
+// down.
 package goclient
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -47,7 +51,8 @@ func Guests(w pvetest.World) []Guest {
 // cluster's status and next id, cluster resources, the backup storage's
 // status and content; then for every guest of Guests(w) the snapshot
 // round trip, a start and a stop, and a vzdump whose archive appears in the
-// content; then the node's tasks and a task log. Everything it makes it
+// content, given notes (UpdateContent) that the listing shows; then the
+// node's tasks and a task log. Everything it makes it
 // removes again. e.HTTPClient must trust the host.
 func Check(t *testing.T, e pvetest.Endpoint, w pvetest.World) {
 	t.Helper()
@@ -149,6 +154,17 @@ func backup(t *testing.T, ctx context.Context, node *goproxmox.Node, store *gopr
 		t.Errorf("new archive %q; want %s...", archive, prefix)
 	}
 	if archive != "" {
+		// Notes go in whole; the listing shows their first line.
+		if err := store.UpdateContent(ctx, archive, &goproxmox.StorageContentUpdateOptions{Notes: "go-proxmox\nsecond line"}); err != nil {
+			t.Errorf("UpdateContent(%s, notes): %v", archive, err)
+		}
+		content, err := store.GetContent(ctx)
+		if err != nil {
+			t.Fatalf("GetContent: %v", err)
+		}
+		if i := slices.IndexFunc(content, func(c *goproxmox.StorageContent) bool { return c.Volid == archive }); i < 0 || content[i].Notes != "go-proxmox" {
+			t.Errorf("GetContent after UpdateContent: %s not listed with notes \"go-proxmox\"", archive)
+		}
 		task, err := store.DeleteContent(ctx, strings.TrimPrefix(archive, w.BackupStorage+":"))
 		wait("DeleteContent", task, err)
 	}
@@ -225,4 +241,261 @@ func containerSteps(t *testing.T, ctx context.Context, node *goproxmox.Node, g G
 	wait("Start", task, err)
 	task, err = ct.Stop(ctx)
 	wait("Stop", task, err)
+}
+
+// ClusterCheck drives the cluster w.Cluster describes with go-proxmox:
+// the cluster's status (name, quorum, members) and resources of type vm,
+// NextID and CheckID of another node's guest; the HA guest stopped and
+// started (hastop and hastart tasks, the state following later); with
+// Cluster.OperatorToken, w.Running migrated in restart mode to
+// Cluster.Other (held running with World.HoldTasks: the task's status and
+// its log read by start and limit; then Task.Watch to its end) and back,
+// and Cluster.MigrateVM online (refused by its local disks, then with
+// with-local-disks) and back; with Cluster.NodeDown, the other node's
+// 595 as ErrNodeUnreachable. It skips without w.Cluster.
+func ClusterCheck(t *testing.T, e pvetest.Endpoint, w pvetest.World) {
+	t.Helper()
+	cl := w.Cluster
+	if cl == nil {
+		t.Skip("World.Cluster is nil: the host is in no cluster")
+	}
+	c := client(t, e, e.Token)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	wait := func(what string, task *goproxmox.Task, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if err := task.Wait(ctx, 20*time.Millisecond, 2*time.Minute); err != nil {
+			t.Fatalf("%s: task %s: %v", what, task.UPID, err)
+		}
+	}
+
+	cluster, err := c.Cluster(ctx)
+	if err != nil || cluster.Name == "" || cluster.Quorate != 1 || len(cluster.Nodes) < 2 {
+		t.Fatalf("Cluster = %+v, %v; want a named, quorate cluster of 2 or more", cluster, err)
+	}
+	local := 0
+	for _, n := range cluster.Nodes {
+		if n.Local == 1 {
+			local++
+			if n.Name != e.Node {
+				t.Errorf("local member %s; want %s", n.Name, e.Node)
+			}
+		}
+		if n.Name == cl.Other && n.Status != "online" {
+			t.Errorf("member %s is %s; want online", n.Name, n.Status)
+		}
+	}
+	if local != 1 {
+		t.Errorf("%d local members; want 1", local)
+	}
+	res, err := cluster.Resources(ctx, "vm")
+	if err != nil {
+		t.Fatalf("Resources(vm): %v", err)
+	}
+	where := map[int]*goproxmox.ClusterResource{}
+	for _, r := range res {
+		if r.Type != "lxc" && r.Type != "qemu" {
+			t.Errorf("Resources(vm) has %+v", r)
+		}
+		where[int(r.VMID)] = r
+	}
+	if r := where[cl.OtherGuest]; r == nil || r.Node != cl.Other {
+		t.Errorf("resource of %d = %+v; want on %s", cl.OtherGuest, r, cl.Other)
+	}
+	if next, err := cluster.NextID(ctx); err != nil || where[next] != nil {
+		t.Errorf("NextID = %d, %v; want a free id", next, err)
+	}
+	if free, err := cluster.CheckID(ctx, cl.OtherGuest); err != nil || free {
+		t.Errorf("CheckID(%d) = %v, %v; want taken", cl.OtherGuest, free, err)
+	}
+	if _, err := c.NodeRef(e.Node).Container(ctx, cl.OtherGuest); !errors.Is(err, goproxmox.ErrNotFound) {
+		t.Errorf("Container(%d) on %s = %v; want not found (it is on %s)", cl.OtherGuest, e.Node, err, cl.Other)
+	}
+
+	if cl.HAGuest != 0 {
+		haPower(t, ctx, c, cl, where[cl.HAGuest], wait)
+	}
+	if cl.OperatorToken != "" {
+		op := client(t, e, cl.OperatorToken)
+		migrateContainer(t, ctx, c, op, e, w, wait)
+		if cl.MigrateVM != 0 {
+			migrateVM(t, ctx, c, op, e, w, wait)
+		}
+	}
+	if cl.NodeDown != nil {
+		t.Run("node-down", func(t *testing.T) {
+			cl.NodeDown(t, cl.Other)
+			_, err := c.Node(ctx, cl.Other)
+			ae, ok := errors.AsType[*goproxmox.APIError](err)
+			if !errors.Is(err, goproxmox.ErrNodeUnreachable) || !ok || ae.Message != "No route to host" {
+				t.Errorf("Node(%s) while down = %v; want ErrNodeUnreachable, 595 No route to host", cl.Other, err)
+			}
+			st, err := c.Cluster(ctx)
+			if err != nil {
+				t.Fatalf("Cluster: %v", err)
+			}
+			for _, n := range st.Nodes {
+				if n.Name == cl.Other && n.Online != 0 {
+					t.Errorf("member %+v while down; want offline", n)
+				}
+			}
+		})
+	}
+}
+
+// client is a go-proxmox client of e with token.
+func client(t *testing.T, e pvetest.Endpoint, token string) *goproxmox.Client {
+	t.Helper()
+	id, secret, ok := strings.Cut(token, "=")
+	if !ok {
+		t.Fatal("token is not USER@REALM!TOKENID=SECRET")
+	}
+	opts := []goproxmox.Option{goproxmox.WithAPIToken(id, secret)}
+	if e.HTTPClient != nil {
+		opts = append(opts, goproxmox.WithHTTPClient(e.HTTPClient))
+	}
+	return goproxmox.NewClient(strings.TrimSuffix(e.URL, "/")+"/api2/json", opts...)
+}
+
+// settle polls cond until it holds or the cluster's settle time passes.
+func settle(t *testing.T, cl *pvetest.Cluster, what string, cond func() bool) {
+	t.Helper()
+	limit := cl.Settle
+	if limit <= 0 {
+		limit = 2 * time.Minute
+	}
+	for deadline := time.Now().Add(limit); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after %s", what, limit)
+		}
+	}
+}
+
+// haPower stops and starts the HA guest on its node (res): hastop and
+// hastart tasks, the guest's state following later.
+func haPower(t *testing.T, ctx context.Context, c *goproxmox.Client, cl *pvetest.Cluster, res *goproxmox.ClusterResource, wait func(string, *goproxmox.Task, error)) {
+	t.Helper()
+	if res == nil || res.HAstate != "started" {
+		t.Fatalf("resource of HA guest %d = %+v; want hastate started", cl.HAGuest, res)
+	}
+	ct, err := c.NodeRef(res.Node).Container(ctx, cl.HAGuest)
+	if err != nil {
+		t.Fatalf("Container(%d) on %s: %v", cl.HAGuest, res.Node, err)
+	}
+	for _, step := range []struct {
+		typ, want string
+		call      func(context.Context) (*goproxmox.Task, error)
+	}{
+		{"hastop", "stopped", ct.Stop},
+		{"hastart", "running", ct.Start},
+	} {
+		task, err := step.call(ctx)
+		if err == nil && task.Type != step.typ {
+			t.Errorf("HA guest %d: task type %q; want %s", cl.HAGuest, task.Type, step.typ)
+		}
+		wait(step.typ, task, err)
+		settle(t, cl, step.typ, func() bool { return ct.Ping(ctx) == nil && ct.Status == step.want })
+	}
+}
+
+// migrateContainer moves w.Running to the other node in restart mode with
+// the operator's client op, and back.
+func migrateContainer(t *testing.T, ctx context.Context, c, op *goproxmox.Client, e pvetest.Endpoint, w pvetest.World, wait func(string, *goproxmox.Task, error)) {
+	t.Helper()
+	other := w.Cluster.Other
+	ct, err := op.NodeRef(e.Node).Container(ctx, w.Running)
+	if err != nil {
+		t.Fatalf("Container(%d): %v", w.Running, err)
+	}
+	if _, err := ct.Migrate(ctx, &goproxmox.ContainerMigrateOptions{Target: other}); err == nil || !strings.Contains(err.Error(), "can't migrate running container without --online or --restart") {
+		t.Errorf("Migrate without restart = %v; want PVE's refusal", err)
+	}
+	var task *goproxmox.Task
+	migrate := func() {
+		task, err = ct.Migrate(ctx, &goproxmox.ContainerMigrateOptions{Target: other, Restart: true})
+		if err != nil {
+			t.Fatalf("Migrate: %v", err)
+		}
+	}
+	if w.HoldTasks == nil {
+		migrate()
+	} else {
+		t.Run("held", func(t *testing.T) {
+			w.HoldTasks(t)
+			migrate()
+			if err := task.Ping(ctx); err != nil || !task.IsRunning || task.ExitStatus != "" {
+				t.Errorf("migration task while held = %+v, %v; want running", task, err)
+			}
+			first, err := task.Log(ctx, 0, 1)
+			if err != nil || len(first) != 1 {
+				t.Fatalf("Log(0, 1) = %v, %v; want one line", first, err)
+			}
+			// Log's keys are n-1: the first page is key 0, the rest 1 on.
+			rest, err := task.Log(ctx, 1, 50)
+			if _, ok := first[0]; !ok || err != nil || len(rest) == 0 || !strings.Contains(rest[len(rest)], "starting migration of CT") {
+				t.Errorf("Log(1, 50) = %v, %v; want the lines after the first, up to the migration's start", rest, err)
+			}
+		})
+	}
+	if task.Type != "vzmigrate" {
+		t.Errorf("migration task type %q; want vzmigrate", task.Type)
+	}
+	lines, err := task.Watch(ctx, 0)
+	if err != nil {
+		t.Fatalf("Watch: %v", err)
+	}
+	var watched []string
+	for l := range lines {
+		watched = append(watched, l)
+	}
+	if len(watched) == 0 || watched[len(watched)-1] != "TASK OK" {
+		t.Errorf("Watch = %q; want the whole log to TASK OK", watched)
+	}
+	wait("Migrate", task, nil)
+	moved, err := c.NodeRef(other).Container(ctx, w.Running)
+	if err != nil || moved.Status != "running" {
+		t.Fatalf("Container(%d) on %s after migration = %+v, %v; want running", w.Running, other, moved, err)
+	}
+	back, err := op.NodeRef(other).Container(ctx, w.Running)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err = back.Migrate(ctx, &goproxmox.ContainerMigrateOptions{Target: e.Node, Restart: true})
+	wait("Migrate back", task, err)
+}
+
+// migrateVM moves Cluster.MigrateVM online to the other node and back.
+func migrateVM(t *testing.T, ctx context.Context, c, op *goproxmox.Client, e pvetest.Endpoint, w pvetest.World, wait func(string, *goproxmox.Task, error)) {
+	t.Helper()
+	other, vmid := w.Cluster.Other, w.Cluster.MigrateVM
+	vm, err := op.NodeRef(e.Node).VirtualMachine(ctx, vmid)
+	if err != nil || vm.Status != "running" {
+		t.Fatalf("VirtualMachine(%d) = %+v, %v; want running", vmid, vm, err)
+	}
+	task, err := vm.Migrate(ctx, &goproxmox.VirtualMachineMigrateOptions{Target: other, Online: true})
+	if err != nil {
+		t.Fatalf("Migrate online: %v", err)
+	}
+	var failed *goproxmox.TaskFailedError
+	if err := task.Wait(ctx, 20*time.Millisecond, 2*time.Minute); !errors.As(err, &failed) || failed.ExitStatus != "migration aborted" {
+		t.Errorf("online migration with local disks = %v; want the task to fail \"migration aborted\"", err)
+	}
+	task, err = vm.Migrate(ctx, &goproxmox.VirtualMachineMigrateOptions{Target: other, Online: true, WithLocalDisks: true})
+	if err == nil && task.Type != "qmigrate" {
+		t.Errorf("task type %q; want qmigrate", task.Type)
+	}
+	wait("Migrate online with-local-disks", task, err)
+	moved, err := c.NodeRef(other).VirtualMachine(ctx, vmid)
+	if err != nil || moved.Status != "running" {
+		t.Fatalf("VirtualMachine(%d) on %s = %+v, %v; want running", vmid, other, moved, err)
+	}
+	back, err := op.NodeRef(other).VirtualMachine(ctx, vmid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err = back.Migrate(ctx, &goproxmox.VirtualMachineMigrateOptions{Target: e.Node, Online: true, WithLocalDisks: true})
+	wait("Migrate back", task, err)
 }

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,5 +37,53 @@ func TestGoProxmoxAgainstSim(t *testing.T) {
 	goclient.Check(t, e, w)
 	if g, _ := sim.Guest(120); g.Status != "stopped" || g.Lock != "" || len(g.Snapshots) != 0 {
 		t.Errorf("guest 120 after the flow: %+v; want it as it was", g)
+	}
+}
+
+// TestGoProxmoxCluster runs the go-proxmox cluster flow against the
+// simulator's cluster world as pve1, with tasks it can hold running and
+// nodes it can take down.
+func TestGoProxmoxCluster(t *testing.T) {
+	var frozen atomic.Pointer[time.Time]
+	sim := pvesim.New()
+	sim.Nodes = 3
+	sim.TaskDuration = 20 * time.Millisecond
+	sim.Now = func() time.Time {
+		if t := frozen.Load(); t != nil {
+			return *t
+		}
+		return time.Now()
+	}
+	sim.OnUnmodeled = func(r *http.Request) { t.Errorf("unmodelled request %s %s", r.Method, r.URL) }
+	srv, err := sim.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	e := pvetest.Endpoint{URL: srv.Endpoint, Node: srv.Node, Token: srv.Token, HTTPClient: srv.Client()}
+	w := pvetest.World{
+		Running: pvesim.CustomerWeb, Stopped: 125, Scratch: 131, BackupStorage: "usb-backup", GuestStorage: "local-lvm",
+		HoldTasks: func(t testing.TB) {
+			now := time.Now()
+			frozen.Store(&now)
+			t.Cleanup(func() { frozen.Store(nil) })
+		},
+		Cluster: &pvetest.Cluster{
+			Other: pvesim.ClusterNodeName(2), OtherGuest: pvesim.ClusterShop, HAGuest: pvesim.ClusterMail,
+			OperatorToken: pvesim.OperatorTokenID + "=" + pvesim.OperatorTokenSecret, MigrateVM: pvesim.CustomerApp,
+			Settle: 10 * time.Second,
+			NodeDown: func(t testing.TB, node string) {
+				if err := sim.SetNodeOnline(node, false); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = sim.SetNodeOnline(node, true) })
+			},
+		},
+	}
+	goclient.ClusterCheck(t, e, w)
+	for _, vmid := range []int{w.Running, w.Cluster.MigrateVM} {
+		if g, _ := sim.Guest(vmid); sim.GuestNode(vmid) != srv.Node || g.Status != "running" || g.Lock != "" {
+			t.Errorf("guest %d after the flow: %s on %s, lock %q; want running on %s", vmid, g.Status, sim.GuestNode(vmid), g.Lock, srv.Node)
+		}
 	}
 }
