@@ -391,3 +391,64 @@ func TestSignatureAcrossRestart(t *testing.T) {
 		})
 	}
 }
+
+// TestApprovalCarried: the approval that lets a parked run's destructive
+// call go on is kept with the run (sealed in its record) before the call is
+// sent, so that the run carries it after a restart; it is cleared when the
+// run ends.
+func TestApprovalCarried(t *testing.T) {
+	sim := pvesim.New()
+	sim.TaskDuration = 3 * time.Second
+	client := simClient(t, sim)
+	operator := testSigner(t)
+	keys := filepath.Join(t.TempDir(), "operators")
+	if err := os.WriteFile(keys, []byte(`role="operational" `+string(ssh.MarshalAuthorizedKey(operator.PublicKey()))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ta := startAgent(t, map[string]string{"wipe.star": agentPlaybook("wipe", "    proxmox.delete_guest(vmid = 201, purge = True)", "")},
+		func(c *Config) {
+			c.Safety.OperatorKeys, c.Safety.HostID, c.Safety.ScratchVMIDs = keys, "cust-1", nil
+			c.Engine.Env.Proxmox, c.Proxmox = client, client
+		})
+	ctx := t.Context()
+	run := ta.start("wipe", nil)
+	var pend []store.PendingOp
+	for deadline := time.Now().Add(20 * time.Second); len(pend) == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the run did not park")
+		}
+		pend, _ = ta.store.PendingOps(ctx, true, 0)
+	}
+	if r, _ := ta.store.Get(ctx, run.ID); r.Signature != nil {
+		t.Fatal("a parked run carries a signature before any approval")
+	}
+	sig, err := safety.Sign(pend[0].Blob, operator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ap, err := ta.AcceptSigned(ctx, store.SourceApproval, "", pend[0].Blob, sig)
+	if err != nil || !ap.Resumed || ap.Run != run.ID {
+		t.Fatalf("approval: %+v, %v; want the parked run resumed", ap, err)
+	}
+	var r store.Run
+	for deadline := time.Now().Add(20 * time.Second); r.Signature == nil; time.Sleep(5 * time.Millisecond) {
+		if r, err = ta.store.Get(ctx, run.ID); err != nil || r.Status.Terminal() || time.Now().After(deadline) {
+			t.Fatalf("the approved run (%s, %v) never carried its signature in its record", r.Status, err)
+		}
+	}
+	plain, err := ta.openSealed(r.Signature)
+	var c carried
+	if err != nil || json.Unmarshal(plain, &c) != nil || !bytes.Equal(c.Blob, pend[0].Blob) || !bytes.Equal(c.Sig, sig) {
+		t.Fatalf("the run's sealed signature opens to %q, %v; want the approved blob and signature", plain, err)
+	}
+	if bytes.Contains(r.Signature, sig) {
+		t.Fatal("the run's signature is stored in clear")
+	}
+	done, _ := ta.wait(run.ID)
+	if done.Status != "succeeded" {
+		t.Fatalf("the approved run ended %s (%s)", done.Status, done.Error)
+	}
+	if r, _ := ta.store.Get(ctx, run.ID); r.Signature != nil {
+		t.Error("the ended run still carries its signature in the store")
+	}
+}
