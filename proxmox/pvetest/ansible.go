@@ -44,7 +44,8 @@ func thirdPartyGuests(w World) []ThirdPartyGuest {
 // proxmox started and stopped on w.Stopped and started (no change) on
 // w.Running, and proxmox_tasks_info listing the node's tasks and one by
 // UPID; per guest kind, proxmox_kvm current / started / started again /
-// stopped on w.StoppedVM. In a cluster (w.Cluster) also: proxmox_snap on
+// stopped on w.StoppedVM, and proxmox_nic adding net1 (PVE gives it a
+// MAC), the same again (no change) and removing it. In a cluster (w.Cluster) also: proxmox_snap on
 // Cluster.OtherGuest (the module finds its node through
 // /cluster/resources), proxmox_tasks_info of Cluster.Other, proxmox
 // stopped and started on Cluster.HAGuest (hastop and hastart; each
