@@ -53,8 +53,15 @@ func (f fieldNames) make(values ...starlark.Value) *starlarkstruct.Struct {
 	if len(values) != len(f) {
 		panic(fmt.Sprintf("builtins: %d values for %d struct fields", len(values), len(f)))
 	}
-	kv := make([]starlark.Value, 2*len(f))
-	kw := make([]starlark.Tuple, len(f))
+	// Scratch on the stack for the usual size (FromKeywords keeps only
+	// the names and values, not the tuples).
+	var kvs [2 * 16]starlark.Value
+	var kws [16]starlark.Tuple
+	kv, kw := kvs[:0], kws[:0]
+	if len(f) > len(kws) {
+		kv, kw = make([]starlark.Value, 0, 2*len(f)), make([]starlark.Tuple, 0, len(f))
+	}
+	kv, kw = kv[:2*len(f)], kw[:len(f)]
 	for i, name := range f {
 		kv[2*i], kv[2*i+1] = name, values[i]
 		kw[i] = kv[2*i : 2*i+2 : 2*i+2]

@@ -657,6 +657,13 @@ func lockGuests(ctx context.Context, locks GuestLocker, vmids []int) (func(), er
 	if locks == nil || len(vmids) == 0 {
 		return func() {}, nil
 	}
+	if len(vmids) == 1 { // the usual case: one guest, no order to keep
+		unlock, err := locks.LockGuest(ctx, vmids[0])
+		if err != nil {
+			return nil, fmt.Errorf("lock guest %d: %w", vmids[0], err)
+		}
+		return unlock, nil
+	}
 	ids := slices.Compact(slices.Sorted(slices.Values(vmids)))
 	var held []func()
 	release := func() {

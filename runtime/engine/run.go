@@ -256,63 +256,46 @@ func (e *Engine) execute(ctx context.Context, pb *Playbook, params *Params, res 
 	// waiting returns and a stuck call is abandoned like a timed-out one.
 	ctx, stopRun := context.WithCancelCause(ctx)
 	defer stopRun(nil)
-	env := e.cfg.Env
+	st := &runState{env: e.cfg.Env, budget: e.cfg.MaxSteps, logger: logger}
+	env, thread := &st.env, &st.thread
 	env.Context, env.Logger = ctx, logger
-	env.Undo = new(builtins.UndoStack)
+	env.Undo = &st.undo
 	if opts.Journal != nil {
 		env.Journal = opts.Journal
 	}
 	defer func() {
 		if env.Undo.Len() > 0 {
-			undo = &undoPath{env: env, params: params}
+			undo = &undoPath{env: *env, params: params}
 		}
 	}()
-	var budgetSpent atomic.Bool
-	budget := e.cfg.MaxSteps
+	budget := st.budget
 	// The thread stops every memoryProbeSteps steps to mark progress for
 	// the memory guard, and at the budget for good.
-	var progress atomic.Uint64
-	thread := &starlark.Thread{
-		Name: res.ID,
-		Print: func(_ *starlark.Thread, msg string) {
-			if env.Journal == nil || !env.Journal.Replaying() {
-				logger.InfoContext(ctx, msg)
-			}
-		},
-		Load: func(*starlark.Thread, string) (starlark.StringDict, error) {
-			return nil, errors.New("load() runs only while a file loads")
-		},
-		OnMaxSteps: func(t *starlark.Thread) {
-			if t.ExecutionSteps() >= budget {
-				budgetSpent.Store(true)
-				t.Cancel(fmt.Sprintf("step budget of %d exceeded", budget))
-				return
-			}
-			progress.Add(1)
-			t.SetMaxExecutionSteps(min(t.ExecutionSteps()+memoryProbeSteps, budget))
-		},
-	}
+	thread.Name = res.ID
+	thread.Print = st.print
+	thread.Load = refuseLoad
+	thread.OnMaxSteps = st.onMaxSteps
 	thread.SetMaxExecutionSteps(min(memoryProbeSteps, budget))
-	var memHit atomic.Pointer[memoryError]
-	var parked atomic.Int32
-	env.Parked = &parked
+	env.Parked = &st.parked
 	env.Reserve = func(n uint64) error {
 		err := e.memory.reserve(n)
 		if me, ok := err.(*memoryError); ok {
-			memHit.CompareAndSwap(nil, me)
+			st.memHit.CompareAndSwap(nil, me)
 		}
 		return err
 	}
-	unwatch := e.memory.watch(&guardedRun{progress: &progress, parked: &parked, stop: func(heap uint64) {
+	st.guard = guardedRun{progress: &st.progress, parked: &st.parked, stop: func(heap uint64) {
 		me := &memoryError{limit: e.memory.limit, heap: heap}
-		memHit.Store(me)
+		st.memHit.Store(me)
 		thread.Cancel(me.Error())
 		stopRun(me)
-	}})
+	}}
+	unwatch := e.memory.watch(&st.guard)
 	defer unwatch()
-	builtins.SetEnv(thread, &env)
+	builtins.SetEnv(thread, env)
 	stop := context.AfterFunc(ctx, func() { thread.Cancel(context.Cause(ctx).Error()) })
 	defer stop()
+	budgetSpent, memHit := &st.budgetSpent, &st.memHit
 
 	ctxValue := starlarkstruct.FromStringDict(starlarkstruct.Default, starlark.StringDict{
 		"params":   params.Value(),
@@ -414,6 +397,48 @@ func (e *Engine) execute(ctx context.Context, pb *Playbook, params *Params, res 
 		res.failAt(runstate.Failed, kind, "", err)
 	}
 	return
+}
+
+// runState is what one run's thread and its hooks share, in one
+// allocation: a run is on the path of every playbook call, and its
+// pieces each allocated apart cost about as much as its steps.
+type runState struct {
+	env         builtins.Env
+	undo        builtins.UndoStack
+	thread      starlark.Thread
+	logger      *slog.Logger
+	budget      uint64 // the step budget
+	budgetSpent atomic.Bool
+	progress    atomic.Uint64 // memoryProbeSteps marks, for the memory guard
+	parked      atomic.Int32  // builtins.Env.Parked
+	memHit      atomic.Pointer[memoryError]
+	guard       guardedRun
+}
+
+// print is the thread's print: to the run log, except while a resumed run
+// replays its journal (the lines were written the first time).
+func (st *runState) print(_ *starlark.Thread, msg string) {
+	if st.env.Journal == nil || !st.env.Journal.Replaying() {
+		st.logger.InfoContext(st.env.Context, msg)
+	}
+}
+
+// onMaxSteps marks progress every memoryProbeSteps steps and stops the
+// thread at the budget.
+func (st *runState) onMaxSteps(t *starlark.Thread) {
+	if t.ExecutionSteps() >= st.budget {
+		st.budgetSpent.Store(true)
+		t.Cancel(fmt.Sprintf("step budget of %d exceeded", st.budget))
+		return
+	}
+	st.progress.Add(1)
+	t.SetMaxExecutionSteps(min(t.ExecutionSteps()+memoryProbeSteps, st.budget))
+}
+
+// refuseLoad is a run thread's load: modules load with their file, never
+// while a run runs.
+func refuseLoad(*starlark.Thread, string) (starlark.StringDict, error) {
+	return nil, errors.New("load() runs only while a file loads")
 }
 
 // abandonGrace is how long a run whose context ended (deadline, cancel,
