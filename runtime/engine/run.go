@@ -297,12 +297,13 @@ func (e *Engine) execute(ctx context.Context, pb *Playbook, params *Params, res 
 	defer stop()
 	budgetSpent, memHit := &st.budgetSpent, &st.memHit
 
-	ctxValue := starlarkstruct.FromStringDict(starlarkstruct.Default, starlark.StringDict{
-		"params":   params.Value(),
-		"run_id":   starlark.String(res.ID),
-		"playbook": starlark.String(pb.Name),
-		"version":  starlark.String(pb.Version),
-		"trigger":  starlark.String(res.Trigger),
+	// The run's ctx, its fields in sorted order (no map to build and sort).
+	ctxValue := starlarkstruct.FromKeywords(starlarkstruct.Default, []starlark.Tuple{
+		{ctxFieldParams, params.Value()},
+		{ctxFieldPlaybook, starlark.String(pb.Name)},
+		{ctxFieldRunID, starlark.String(res.ID)},
+		{ctxFieldTrigger, starlark.String(res.Trigger)},
+		{ctxFieldVersion, starlark.String(pb.Version)},
 	})
 	ctxValue.Freeze()
 
@@ -398,6 +399,15 @@ func (e *Engine) execute(ctx context.Context, pb *Playbook, params *Params, res 
 	}
 	return
 }
+
+// The field names of a run's ctx, boxed once.
+var (
+	ctxFieldParams   starlark.Value = starlark.String("params")
+	ctxFieldPlaybook starlark.Value = starlark.String("playbook")
+	ctxFieldRunID    starlark.Value = starlark.String("run_id")
+	ctxFieldTrigger  starlark.Value = starlark.String("trigger")
+	ctxFieldVersion  starlark.Value = starlark.String("version")
+)
 
 // runState is what one run's thread and its hooks share, in one
 // allocation: a run is on the path of every playbook call, and its
