@@ -34,12 +34,15 @@ func TestSignedRunAcrossRestart(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(pbs, "swipe.star"), []byte(swipePlaybook), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	g := startGatedAgent(t, agentOpts{playbooks: pbs}, "--task-duration", "3s")
-	approve := func(vmid string) string {
+	g := startGatedAgent(t, agentOpts{playbooks: pbs}, "--task-duration", "5s")
+	sign := func(vmid string) string {
 		file := filepath.Join(g.dir, "swipe-"+vmid+".json")
 		if r := g.cli(t, "sign", "--op", "swipe", "--host", pvesim.DefaultNode, "--guest", vmid, "-p", "vmid="+vmid, "-f", g.opKey, "--out", file); r.Code != 0 {
 			t.Fatalf("felhom-agent sign --op swipe: exit %d: %s%s", r.Code, r.Stdout, r.Stderr)
 		}
+		return file
+	}
+	approve := func(file string) string {
 		r := g.cli(t, "approve", file)
 		if r.Code != 0 {
 			t.Fatalf("approve: exit %d: %s%s", r.Code, r.Stdout, r.Stderr)
@@ -52,16 +55,21 @@ func TestSignedRunAcrossRestart(t *testing.T) {
 		t.Fatalf("approve started no swipe run: %s", r.Stdout)
 		return ""
 	}
-	first := approve("101")
-	g.waitRun(t, first, 30*time.Second, "to be stopping guest 101", func(r api.Run) bool {
+	// Both signed first, then approved back to back: the second queues
+	// behind the first, which stops guest 101 for 5 s.
+	f101, f102 := sign("101"), sign("102")
+	first, second := approve(f101), approve(f102)
+	stopping := func(r api.Run) bool {
 		for _, tk := range r.Tasks {
 			if strings.Contains(tk.UPID, ":vzstop:101:") && tk.Ended == nil {
 				return true
 			}
 		}
-		return r.Ended != nil
-	})
-	second := approve("102")
+		return false
+	}
+	if r := g.waitRun(t, first, 30*time.Second, "to be stopping guest 101", func(r api.Run) bool { return stopping(r) || r.Ended != nil }); !stopping(r) {
+		t.Fatalf("the first signed run is %s with no stop of guest 101 in flight", r.Status)
+	}
 	if r := g.run(t, second); r.Status != "queued" {
 		t.Fatalf("the second signed run is %s; want queued behind the first", r.Status)
 	}
