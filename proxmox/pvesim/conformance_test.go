@@ -27,6 +27,9 @@ const conformanceStopped = 120
 // conformanceScratch is a free vmid the suites restore into.
 const conformanceScratch = 130
 
+// conformanceRawLXC is a stopped container with raw lxc.* config keys.
+const conformanceRawLXC = 127
+
 // simWorld serves a default-world simulator over TLS with short tasks,
 // failing t on any request the simulator does not model, and returns it
 // with a client pinned to its certificate and the World describing it.
@@ -64,6 +67,14 @@ func simWorldOf(t *testing.T, legacy bool, nodes int) (*pvesim.Sim, *pvesim.Serv
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// A container with raw lxc.* keys, which clients read as the config's
+	// "lxc" array of [key, value] pairs.
+	if err := sim.AddGuest(pvesim.GuestSpec{
+		VMID: conformanceRawLXC, Hostname: "rawlxc", RootFS: "local-lvm:vm-" + strconv.Itoa(conformanceRawLXC) + "-disk-0,size=2G",
+		LXC: [][2]string{{"lxc.cgroup2.devices.allow", "c 10:200 rwm"}, {"lxc.mount.entry", "/dev/net dev/net none bind,create=dir"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
 	srv, err := sim.Start("")
 	if err != nil {
 		t.Fatal(err)
@@ -88,6 +99,7 @@ func simWorldOf(t *testing.T, legacy bool, nodes int) (*pvesim.Sim, *pvesim.Serv
 		Stopped:       stopped,
 		StoppedVM:     pvesim.CustomerCI,
 		Scratch:       scratch,
+		RawLXCGuest:   conformanceRawLXC,
 		BackupStorage: "usb-backup",
 		GuestStorage:  "local-lvm",
 		Wait:          proxmox.WaitOptions{MinInterval: 5 * time.Millisecond, MaxInterval: 50 * time.Millisecond},

@@ -198,6 +198,7 @@ func (cr *creation) run(t *task) error {
 	var conf map[string]string
 	var description string
 	var wasTemplate bool
+	var rawLXC [][2]string
 	sid := strings.Split(cr.archive, ":")[0]
 	src := st.storages[sid]
 	if cr.restore {
@@ -219,6 +220,7 @@ func (cr *creation) run(t *task) error {
 			return failf("%s archive '%s' is a VM backup, not a container's", cr.emsg(), cr.archive)
 		}
 		conf = maps.Clone(arch.config)
+		rawLXC = arch.lxc
 		description = arch.description
 		wasTemplate = conf["template"] == "1"
 		delete(conf, "template")
@@ -323,6 +325,17 @@ func (cr *creation) run(t *task) error {
 	}
 	if cr.restore {
 		t.logf("merging backed-up and given configuration..")
+		// pve-container src/PVE/LXC/Create.pm sanitize_and_merge_config:
+		// only root@pam restores raw lxc.* entries (API2/LXC.pm passes
+		// restricted = !$is_root; an API token is never root@pam); for
+		// anyone else they are a warning naming each, and left out.
+		if len(rawLXC) > 0 {
+			msg := "skipping custom lxc options, restore manually as root:\n--------------------------------\n"
+			for _, e := range rawLXC {
+				msg += e[0] + ": " + e[1] + "\n"
+			}
+			t.warnf("%s--------------------------------", msg)
+		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(g.conf)) {
 		if !isIndexed(k, "net") {

@@ -57,6 +57,7 @@ type volume struct {
 	notes       string
 	protected   bool
 	config      map[string]string // backups: the guest config inside the archive
+	lxc         [][2]string       // backups of containers: the config's raw lxc.* entries
 	description string            // backups: the guest description inside the archive
 	// verification is a PBS snapshot's verify state: "ok", "failed", or
 	// "" before any verify job ran.

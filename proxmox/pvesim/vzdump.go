@@ -623,7 +623,7 @@ func (j *vzdumpJob) finishBackup(t *task, sl *guestSlot, vmid int, start, end ti
 		node:  st.current().name,
 		volid: s.name + ":backup/" + name, content: "backup", format: format,
 		size: size, ctime: start.Truncate(time.Second), vmid: vmid, subtype: g.kind,
-		config: snapshotCopy(g.conf), description: g.description,
+		config: snapshotCopy(g.conf), description: g.description, lxc: slices.Clone(g.lxc),
 	}
 	// vzdump renames its .dat file over an archive of the same second, so
 	// the storage never lists one name twice.

@@ -2,6 +2,7 @@ package pvetest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"slices"
@@ -185,6 +186,78 @@ var restoreCases = []testCase{
 			s.restored = false
 		},
 	},
+	{
+		name: "restore-raw-lxc-skipped",
+		rule: "a token's restore of a container whose config had raw lxc.* keys leaves them out and warns naming each: " +
+			"\"WARN: skipping custom lxc options, restore manually as root:\" then the keys between dashes, task WARNINGS: 1 " +
+			"(pve-container src/PVE/LXC/Create.pm sanitize_and_merge_config; API2/LXC.pm restores them only for root@pam)",
+		hooks: []string{"RawLXCGuest"},
+		run: func(t *testing.T, s *suite) {
+			if _, err := s.c.GuestStatus(s.ctx, proxmox.LXC, s.w.Scratch); !proxmox.IsNotFound(err) {
+				t.Skipf("guest %d is not free: %v", s.w.Scratch, err)
+			}
+			raw := rawLXC(t, s, s.w.RawLXCGuest)
+			if len(raw) == 0 {
+				t.Fatalf("guest %d has no raw lxc.* keys", s.w.RawLXCGuest)
+			}
+			upid, err := s.c.Vzdump(s.ctx, proxmox.VzdumpOptions{VMIDs: []int{s.w.RawLXCGuest}, Storage: s.w.BackupStorage})
+			s.mustDone(t, "Vzdump", upid, err)
+			archive, err := s.c.VzdumpArchive(s.ctx, upid, s.w.BackupStorage)
+			if err != nil {
+				t.Fatalf("VzdumpArchive: %v", err)
+			}
+			s.archives = append(s.archives, archive)
+			upid, err = s.c.RestoreGuest(s.ctx, proxmox.RestoreOptions{VMID: s.w.Scratch, Archive: archive, Storage: s.w.GuestStorage})
+			if err == nil {
+				s.restored = true
+			}
+			st := s.mustDone(t, "RestoreGuest", upid, err)
+			if st.ExitStatus != "WARNINGS: 1" {
+				t.Errorf("restore exit %q; want WARNINGS: 1", st.ExitStatus)
+			}
+			log, err := s.c.TaskLog(s.ctx, upid, 0, 0)
+			if err != nil {
+				t.Fatalf("TaskLog: %v", err)
+			}
+			want := []string{"WARN: skipping custom lxc options, restore manually as root:", "--------------------------------"}
+			for _, e := range raw {
+				want = append(want, e[0]+": "+e[1])
+			}
+			want = append(want, "--------------------------------")
+			i := slices.IndexFunc(log, func(l proxmox.LogLine) bool { return l.T == want[0] })
+			if i < 0 || i+len(want) > len(log) {
+				t.Fatalf("restore log lacks %q:\n%v", want[0], log)
+			}
+			for j, w := range want {
+				if log[i+j].T != w {
+					t.Errorf("restore log line %d = %q; want %q", i+j+1, log[i+j].T, w)
+				}
+			}
+			if got := rawLXC(t, s, s.w.Scratch); len(got) != 0 {
+				t.Errorf("restored guest %d has raw lxc keys %v; want none", s.w.Scratch, got)
+			}
+			upid, err = s.c.DeleteGuest(s.ctx, proxmox.LXC, s.w.Scratch, true)
+			s.mustDone(t, "DeleteGuest", upid, err)
+			s.restored = false
+		},
+	},
+}
+
+// rawLXC is guest vmid's config's "lxc" array as PVE sends it: [key,
+// value] pairs (GuestConfig.Raw holds it as compact JSON).
+func rawLXC(t *testing.T, s *suite, vmid int) [][2]string {
+	t.Helper()
+	gc, err := s.c.GuestConfig(s.ctx, proxmox.LXC, vmid)
+	if err != nil {
+		t.Fatalf("GuestConfig(%d): %v", vmid, err)
+	}
+	var pairs [][2]string
+	if v, ok := gc.Raw["lxc"]; ok {
+		if err := json.Unmarshal([]byte(v), &pairs); err != nil {
+			t.Fatalf("guest %d: lxc = %s: %v", vmid, v, err)
+		}
+	}
+	return pairs
 }
 
 // volumeCases delete the archive and a volume that is not there.

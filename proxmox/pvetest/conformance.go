@@ -106,6 +106,10 @@ func (s *suite) missingHook(name string) string {
 		nilHook = s.w.Endpoint == nil
 	case "ProxyError":
 		nilHook = s.w.ProxyError == nil
+	case "RawLXCGuest":
+		if s.w.RawLXCGuest == 0 {
+			return "World.RawLXCGuest is 0: no container with raw lxc.* keys"
+		}
 	case "StoppedVM":
 		if s.w.StoppedVM == 0 {
 			return "World.StoppedVM is 0: no VM to run the VM cases on"

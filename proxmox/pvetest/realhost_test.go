@@ -27,8 +27,10 @@ import (
 //
 // FELHOM_PVE_CAFILE (the host's pve-root-ca.pem or its certificate) also
 // runs the proxmoxer flow; FELHOM_PVE_STOPPED_VM (a stopped QEMU VM) adds
-// the VM steps of the third-party flows. The guests must exist for testing: the suites
-// stop, start, snapshot and back them up (see pvetest.World).
+// the VM steps of the third-party flows; FELHOM_PVE_RAW_LXC (a stopped
+// container with raw lxc.* config keys) the raw-lxc restore case. The
+// guests must exist for testing: the suites stop, start, snapshot and
+// back them up (see pvetest.World).
 
 // realHost returns the configured host, or skips when FELHOM_PVE_URL is
 // unset. A host that is configured only in part fails the test, naming
@@ -77,6 +79,9 @@ func realHost(t *testing.T) (proxmox.Config, pvetest.World) {
 	}
 	if os.Getenv("FELHOM_PVE_STOPPED_VM") != "" {
 		w.StoppedVM = vmid("FELHOM_PVE_STOPPED_VM")
+	}
+	if os.Getenv("FELHOM_PVE_RAW_LXC") != "" {
+		w.RawLXCGuest = vmid("FELHOM_PVE_RAW_LXC")
 	}
 	if len(missing) > 0 {
 		t.Fatalf("FELHOM_PVE_URL is set but %s are not", strings.Join(missing, ", "))

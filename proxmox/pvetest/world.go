@@ -31,6 +31,11 @@ type World struct {
 	// work per guest kind (goclient.Check) snapshot, start, stop and back
 	// it up as they do Stopped. 0 leaves VMs out.
 	StoppedVM int
+	// RawLXCGuest is a stopped, unlocked container whose config has raw
+	// lxc.* keys (which only root@pam can write); the suite backs it up to
+	// BackupStorage, restores that into Scratch and destroys Scratch and
+	// the archive again. 0 skips that case.
+	RawLXCGuest int
 	// Scratch is a guest id that is free when the suite starts; the
 	// suite restores a backup into it and destroys it again. Required.
 	Scratch int

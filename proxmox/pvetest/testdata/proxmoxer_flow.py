@@ -326,6 +326,20 @@ def main():
             guest_snapshots(node, guest, snap, wait)
             step("%s %d: snapshot, its config, rollback, delete snapshot" % (guest["kind"], guest["stopped"]))
 
+        listed = {c["vmid"]: c for c in node.lxc.get()}
+        for vmid, c in listed.items():
+            expect(isinstance(vmid, int) and c["type"] == "lxc" and c["status"] in ("running", "stopped")
+                   and isinstance(c["maxmem"], int) and isinstance(c["maxdisk"], int) and "name" in c,
+                   "container listing entry %r" % (c,))
+        expect(listed[cfg["running"]]["status"] == "running" and listed[cfg["running"]]["uptime"] > 0
+               and listed[cfg["stopped"]]["status"] == "stopped", "listing status %r" % (listed,))
+        raw = 0
+        for vmid in listed:
+            for pair in node.lxc(vmid).config.get().get("lxc", []):
+                expect(isinstance(pair, list) and len(pair) == 2 and pair[0].startswith("lxc."), "lxc array entry %r" % (pair,))
+                raw += 1
+        step("container listing, %d raw lxc.* config entries" % raw)
+
         before = stopped.config.get().get("description")
         expect(stopped.config.put(description="proxmoxer") is None, "config PUT did not answer null")
         got = stopped.config.get().get("description")
