@@ -30,6 +30,9 @@ const conformanceScratch = 130
 // conformanceRawLXC is a stopped container with raw lxc.* config keys.
 const conformanceRawLXC = 127
 
+// conformanceZFS is a stopped container whose root disk is on ZFS.
+const conformanceZFS = 128
+
 // simWorld serves a default-world simulator over TLS with short tasks,
 // failing t on any request the simulator does not model, and returns it
 // with a client pinned to its certificate and the World describing it.
@@ -64,6 +67,16 @@ func simWorldOf(t *testing.T, legacy bool, nodes int) (*pvesim.Sim, *pvesim.Serv
 	if err := sim.AddGuest(pvesim.GuestSpec{
 		VMID: stopped, Hostname: "conformance", Cores: 1, MemoryMB: 512,
 		RootFS: "local-lvm:vm-" + strconv.Itoa(stopped) + "-disk-0,size=4G", Description: "conformance guest",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// A ZFS pool storage with a container's subvolume on it, for the
+	// checks of volume info and content shapes per storage type.
+	if err := sim.AddStorage(pvesim.StorageSpec{Name: "local-zfs", Type: "zfspool", Content: []string{"images", "rootdir"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.AddGuest(pvesim.GuestSpec{
+		VMID: conformanceZFS, Hostname: "onzfs", RootFS: "local-zfs:subvol-" + strconv.Itoa(conformanceZFS) + "-disk-0,size=2G",
 	}); err != nil {
 		t.Fatal(err)
 	}

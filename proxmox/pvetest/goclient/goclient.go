@@ -51,8 +51,9 @@ func Guests(w pvetest.World) []Guest {
 // cluster's status and next id, cluster resources, the backup storage's
 // status and content; then for every guest of Guests(w) the snapshot
 // round trip, a start and a stop, and a vzdump whose archive appears in the
-// content, given notes (UpdateContent) that the listing shows; then the
-// node's tasks and a task log. Everything it makes it
+// content, given notes (UpdateContent) that the listing shows; the
+// content of every PBS and ZFS storage; then the node's tasks and a task
+// log. Everything it makes it
 // removes again. e.HTTPClient must trust the host.
 func Check(t *testing.T, e pvetest.Endpoint, w pvetest.World) {
 	t.Helper()
@@ -117,6 +118,37 @@ func Check(t *testing.T, e pvetest.Endpoint, w pvetest.World) {
 	// A backup of every guest, found in the storage's content.
 	for _, g := range Guests(w) {
 		backup(t, ctx, node, store, w, g, wait)
+	}
+
+	// Every PBS and ZFS storage's content decodes: a PBS snapshot's
+	// format pbs-ct or pbs-vm and its verification object, a ZFS disk's
+	// raw or subvol format.
+	storages, err := c.ClusterStorages(ctx)
+	if err != nil {
+		t.Fatalf("ClusterStorages: %v", err)
+	}
+	for _, s := range storages {
+		if s.Type != "pbs" && s.Type != "zfspool" {
+			continue
+		}
+		content, err := node.StorageRef(s.Storage).GetContent(ctx)
+		if err != nil {
+			t.Errorf("GetContent of %s storage %s: %v", s.Type, s.Storage, err)
+			continue
+		}
+		for _, item := range content {
+			ok := strings.HasPrefix(item.Volid, s.Storage+":") && item.Size > 0
+			switch s.Type {
+			case "pbs":
+				ok = ok && (item.Format == "pbs-ct" || item.Format == "pbs-vm") &&
+					(item.Verification == nil || item.Verification.State == "ok" || item.Verification.State == "failed")
+			case "zfspool":
+				ok = ok && (item.Format == "raw" || item.Format == "subvol")
+			}
+			if !ok {
+				t.Errorf("%s storage %s content %+v", s.Type, s.Storage, item)
+			}
+		}
 	}
 
 	tasks, err := node.Tasks(ctx, &goproxmox.NodeTasksOptions{Limit: 50})

@@ -23,6 +23,12 @@ func TestGoProxmoxAgainstSim(t *testing.T) {
 	if err := sim.AddGuest(pvesim.GuestSpec{VMID: 120, Hostname: "goclient", RootFS: "local-lvm:vm-120-disk-0,size=4G"}); err != nil {
 		t.Fatal(err)
 	}
+	if err := sim.AddStorage(pvesim.StorageSpec{Name: "local-zfs", Type: "zfspool", Content: []string{"images", "rootdir"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.AddGuest(pvesim.GuestSpec{VMID: 128, Hostname: "onzfs", RootFS: "local-zfs:subvol-128-disk-0,size=2G"}); err != nil {
+		t.Fatal(err)
+	}
 	srv, err := sim.Start("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
