@@ -22,6 +22,11 @@
 // community.general Proxmox modules (each skipped where it is not
 // installed); the nested module goclient does the same with the Go client
 // github.com/luthermonson/go-proxmox.
+// Given a cluster (World.Cluster) they also drive what a node of one
+// answers: cluster status and resources, another node's guests, an
+// HA-managed guest, migrations and a node that is down. A flow script
+// asks the test for what it cannot make itself (a task held running, a
+// node down) over its stdin and stdout (flowhooks.go).
 // Passing them against the simulator is what "a third-party client could
 // not tell it from a host" means in practice.
 //
