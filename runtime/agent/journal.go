@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,11 +23,14 @@ import (
 // It holds the journal in memory as well: a resumed run's entries, loaded
 // at its start, answer the replay by sequence number; new entries are
 // appended and written through. The outcome of a read (builtins.Replayed)
-// and of a mutation is batched until the next intent, UPID or the run's
-// end — a read whose record a crash lost is simply made again, and
-// nothing acted on it in between; a mutation whose outcome was lost still
-// has its UPID, which the resume waits for. Every intent and UPID is
-// durable before the call goes on.
+// and of a mutation is batched until the next intent or the run's end — a
+// read whose record a crash lost is simply made again, and nothing acted
+// on it in between; a mutation whose outcome was lost still has its UPID,
+// which the resume waits for. Every intent is durable before the call
+// acts. A call's UPID is its task's record (store.TaskStarted with the
+// call's seq), which the run's observer writes the moment the POST
+// returns (runTasks.TaskStarted, asking call for the seq): one durable
+// write, so no crash leaves the task recorded but not the call's.
 type runJournal struct {
 	a   *Agent
 	run string
@@ -42,6 +46,7 @@ type runJournal struct {
 	undoAt  int                  // seq of the loaded undo mark; 0: none
 	inUndo  bool
 	cursor  int   // the last seq handed out
+	calling bool  // the call at cursor is acting (handed out, not done)
 	dirty   []int // seqs whose newest state is not written yet
 	counts  store.JournalCounts
 }
@@ -77,6 +82,7 @@ func (j *runJournal) Next(builtin, digest, pos string) (builtins.Entry, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	seq := j.cursor + 1
+	j.calling = false
 	if !j.inUndo && j.undoAt > 0 && seq >= j.undoAt {
 		return builtins.Entry{}, builtins.ErrReplayStop // the body got as far as it had
 	}
@@ -101,13 +107,13 @@ func (j *runJournal) Next(builtin, digest, pos string) (builtins.Entry, error) {
 			// is not looked up and never sent again.
 			return builtins.Entry{}, builtins.ErrReplayStop
 		}
-		j.cursor = seq
+		j.cursor, j.calling = seq, true
 		return builtins.Entry{Seq: seq, State: builtins.EntryPending, Intent: e.Intent, UPID: e.UPID}, nil
 	}
 	if j.stopAtEnd && !j.inUndo {
 		return builtins.Entry{}, builtins.ErrReplayStop
 	}
-	j.cursor = seq
+	j.cursor, j.calling = seq, true
 	j.entries = append(j.entries, store.JournalEntry{Seq: seq, Builtin: builtin, Digest: digest, Pos: pos})
 	return builtins.Entry{Seq: seq, State: builtins.EntryLive}, nil
 }
@@ -120,12 +126,64 @@ func (j *runJournal) Intent(seq int) error {
 	return j.flush()
 }
 
+// Started records upid as call seq's task: already done when the run's
+// observer recorded it as the POST returned (see call); otherwise it is
+// an adopted task, recorded now. An empty upid detaches the call's tasks:
+// the call is sent afresh.
 func (j *runJournal) Started(seq int, upid string) error {
 	j.mu.Lock()
-	j.entries[seq-1].UPID = upid
-	j.dirty = append(j.dirty, seq)
+	have := j.entries[seq-1].UPID
 	j.mu.Unlock()
-	return j.flush()
+	if upid != "" && upid == have {
+		return nil
+	}
+	var err error
+	if upid == "" {
+		err = j.a.store.DetachTasks(context.Background(), j.run, seq)
+	} else {
+		err = j.a.store.TaskStarted(context.Background(), j.run, seq, upid, time.Time{})
+	}
+	if err != nil {
+		return err
+	}
+	j.noteTask(seq, upid)
+	return nil
+}
+
+// call returns the seq of the journaled call that is acting, 0 for none:
+// the call a task the run's observer sees start belongs to. Calls are
+// made one at a time (builtins.Journal).
+func (j *runJournal) call() int {
+	if j == nil {
+		return 0
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if !j.calling {
+		return 0
+	}
+	return j.cursor
+}
+
+// noteTask keeps upid, recorded in the store, as call seq's task.
+func (j *runJournal) noteTask(seq int, upid string) {
+	if j == nil || seq == 0 {
+		return
+	}
+	j.mu.Lock()
+	j.entries[seq-1].UPID = upid
+	j.mu.Unlock()
+}
+
+// hasTask reports whether upid is a call's task in the journal (one a
+// resumed run waits for, or adopted).
+func (j *runJournal) hasTask(upid string) bool {
+	if j == nil {
+		return false
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return slices.ContainsFunc(j.entries, func(e store.JournalEntry) bool { return e.UPID == upid })
 }
 
 func (j *runJournal) Done(seq int, mode builtins.Journaling, outcome []byte) error {
@@ -139,11 +197,14 @@ func (j *runJournal) Done(seq int, mode builtins.Journaling, outcome []byte) err
 	}
 	j.mu.Lock()
 	j.entries[seq-1].Outcome, j.entries[seq-1].Sealed = outcome, sealed
+	if seq == j.cursor {
+		j.calling = false
+	}
 	j.dirty = append(j.dirty, seq)
 	n := len(j.dirty)
 	j.mu.Unlock()
 	if (mode == builtins.Replayed || mode == builtins.Mutation) && n < journalBatch {
-		// Batched until the next intent or UPID: a lost read is made
+		// Batched until the next intent: a lost read is made
 		// again; a lost mutation outcome leaves its UPID, which a resume
 		// waits for (the task has ended: one status read), never sent
 		// again.

@@ -200,7 +200,7 @@ func (a *Agent) execute(lr *liveRun, pb *engine.Playbook, params *engine.Params,
 	} else {
 		started = a.store.MarkStarted(context.Background(), lr.id, pb.Version, time.Time{})
 	}
-	opts.Journal = journal
+	opts.Journal, tasks.journal = journal, journal
 	a.mu.Lock()
 	a.secrets[lr.id] = params.Secrets()
 	a.mu.Unlock()

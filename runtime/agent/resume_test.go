@@ -122,6 +122,16 @@ func TestReconcileAdoptsATaskWhoseAnswerWasLost(t *testing.T) {
 	if n := sim.Mutations(101); n != 3 {
 		t.Errorf("guest 101 saw %d mutations; want 3 (the snapshot not sent again)", n)
 	}
+	// The adopted task is the run's, recorded with its end like the others.
+	rec, err := ta.store.Get(context.Background(), run.ID)
+	if err != nil || len(rec.Tasks) != 3 || !strings.Contains(rec.Tasks[0].UPID, ":vzsnapshot:101:") {
+		t.Fatalf("the run's tasks = %+v, %v; want the adopted snapshot and the two after it", rec.Tasks, err)
+	}
+	for _, tk := range rec.Tasks {
+		if !tk.Done() {
+			t.Errorf("task %s has no recorded end", tk.UPID)
+		}
+	}
 }
 
 func TestQueuedSecretSurvivesRestart(t *testing.T) {
@@ -157,10 +167,12 @@ func TestQueuedSecretSurvivesRestart(t *testing.T) {
 	}
 }
 
-// TestReconcileAfterCrashBeforeTheUPID: the agent stopped between
-// sending a snapshot and recording its UPID (the journal holds its intent
-// only): the resume finds the task in the node's task list and adopts it,
-// never sending the snapshot again.
+// TestReconcileAfterCrashBeforeTheUPID: the journal's snapshot call has
+// its intent and no task (as a stop between sending it and recording its
+// UPID leaves it; here its task is detached from the call, as a store
+// written before the UPID's one record holds it): the resume finds the
+// task in the node's task list and adopts it, never sending the snapshot
+// again.
 func TestReconcileAfterCrashBeforeTheUPID(t *testing.T) {
 	sim := pvesim.New()
 	sim.TaskDuration = 300 * time.Millisecond
@@ -172,10 +184,11 @@ func TestReconcileAfterCrashBeforeTheUPID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	last := j[len(j)-1]
-	last.UPID = ""
-	if err := st.WriteJournal(context.Background(), id, []store.JournalEntry{last}); err != nil {
+	if err := st.DetachTasks(context.Background(), id, j[len(j)-1].Seq); err != nil {
 		t.Fatal(err)
+	}
+	if j, _ := st.Journal(context.Background(), id); j[len(j)-1].UPID != "" {
+		t.Fatalf("the detached call still has its task %s", j[len(j)-1].UPID)
 	}
 	st.Close()
 

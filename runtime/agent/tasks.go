@@ -24,9 +24,10 @@ import (
 // cannot be written — its intent or its UPID — is stopped there, so it
 // sends no further mutation.
 type runTasks struct {
-	a   *Agent
-	run string
-	lr  *liveRun // nil in tests that have no live run
+	a       *Agent
+	run     string
+	lr      *liveRun    // nil in tests that have no live run
+	journal *runJournal // the run's; a task is recorded with its call (nil: none)
 
 	mu      sync.Mutex
 	open    map[string]proxmox.UPID
@@ -91,15 +92,19 @@ func (t *runTasks) Request(info proxmox.RequestInfo) { metricsObserver{t.a.metri
 
 // TaskStarted is synchronous on purpose: the builtin goes on only once
 // the UPID is durable, so a crash right after the POST still leaves the
-// task for recovery to follow.
+// task for recovery to follow. It is recorded with the journal call that
+// is acting (the one record of the call's UPID, see runJournal).
 func (t *runTasks) TaskStarted(upid proxmox.UPID) {
 	t.mu.Lock()
 	t.open[upid.String()] = upid
 	t.mu.Unlock()
-	if err := t.a.store.TaskStarted(context.Background(), t.run, upid.String(), time.Time{}); err != nil {
+	seq := t.journal.call()
+	if err := t.a.store.TaskStarted(context.Background(), t.run, seq, upid.String(), time.Time{}); err != nil {
 		t.a.log.Error("recording a Proxmox task failed", "run", t.run, "upid", upid.String(), "err", err)
 		t.stop(fmt.Errorf("recording task %s: %w", upid.String(), err))
+		return
 	}
+	t.journal.noteTask(seq, upid.String())
 }
 
 func (t *runTasks) TaskWaited(upid proxmox.UPID, took time.Duration, st proxmox.TaskStatus, err error) {
@@ -111,7 +116,7 @@ func (t *runTasks) TaskWaited(upid proxmox.UPID, took time.Duration, st proxmox.
 	_, mine := t.open[upid.String()]
 	delete(t.open, upid.String())
 	t.mu.Unlock()
-	if !mine {
+	if !mine && !t.journal.hasTask(upid.String()) {
 		return // a task another run (or nobody) recorded
 	}
 	t.a.recordTaskEnd(t.run, upid.String(), st.ExitStatus)

@@ -81,10 +81,10 @@ func runHelper(mode, path string) int {
 		id := runs[0].ID
 		for _, err := range []error{
 			s.MarkStarted(ctx, id, "v1", time.Time{}),
-			s.TaskStarted(ctx, id, upidA, time.Time{}),
+			s.TaskStarted(ctx, id, 0, upidA, time.Time{}),
 			s.TaskFinished(ctx, upidA, "OK", time.Time{}),
 			s.AppendLog(ctx, id, LogLine{Level: "INFO", Msg: "snapshot done"}),
-			s.TaskStarted(ctx, id, upidB, time.Time{}),
+			s.TaskStarted(ctx, id, 0, upidB, time.Time{}),
 		} {
 			if err != nil {
 				fmt.Fprintln(os.Stderr, err)

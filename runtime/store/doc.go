@@ -12,7 +12,10 @@
 // what it wrote; a crash before it returns loses the whole call, never half
 // of it. So a trigger may be acknowledged (202) as soon as CreateRuns
 // returns, and a UPID recorded with TaskStarted right after the POST that
-// started the task is never forgotten.
+// started the task is never forgotten. That record is the one place a
+// task's UPID is kept: with its run and the journal call that started it
+// (a journal entry reads its UPID from there, journal.go), so no crash
+// leaves a task recorded but not its call's.
 //
 // # Failing closed
 //

@@ -13,11 +13,12 @@ import (
 // The journal of durable runs: one row per journaled builtin call of a
 // run, numbered from 1 in the order the playbook made them (see
 // builtins.Journal). A row is written when the call is about to act (its
-// intent), updated with the UPID its request returned, and completed with
-// its outcome; a read's row is written once, with its outcome. The undo
-// mark is a row with builtin "undo". Writes are durable when they return
-// (synchronous=FULL), so a mutation's intent is on disk before its
-// request is sent.
+// intent) and completed with its outcome; a read's row is written once,
+// with its outcome. The UPID its request returned is not the journal's:
+// it is the task's record (TaskStarted, with the call's seq), and the
+// journal reads it from there. The undo mark is a row with builtin
+// "undo". Writes are durable when they return (synchronous=FULL), so a
+// mutation's intent is on disk before its request is sent.
 
 // JournalEntry is one journaled call.
 type JournalEntry struct {
@@ -26,6 +27,8 @@ type JournalEntry struct {
 	Digest  string // of its arguments
 	Pos     string // file:line:col of the call
 	Intent  time.Time
+	// UPID is the task the call started (the newest recorded with its
+	// seq, see TaskStarted); WriteJournal does not write it.
 	UPID    string
 	Outcome []byte // nil until it returned
 	Sealed  bool   // Outcome is encrypted with the state directory's key
@@ -36,15 +39,16 @@ type JournalEntry struct {
 const UndoMark = "undo"
 
 // WriteJournal writes entries of run (new ones, or newer states of ones
-// written before) in one durable transaction.
+// written before) in one durable transaction. Their UPIDs are not
+// written: TaskStarted records a call's task.
 func (s *Store) WriteJournal(ctx context.Context, run string, entries []JournalEntry) error {
 	if len(entries) == 0 {
 		return nil
 	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		st, err := tx.PrepareContext(ctx, `INSERT INTO journal (run, seq, builtin, digest, pos, intent, upid, outcome, sealed)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (run, seq) DO UPDATE SET intent = excluded.intent, upid = excluded.upid,
+		st, err := tx.PrepareContext(ctx, `INSERT INTO journal (run, seq, builtin, digest, pos, intent, outcome, sealed)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (run, seq) DO UPDATE SET intent = excluded.intent,
 				outcome = excluded.outcome, sealed = excluded.sealed
 			WHERE journal.builtin = excluded.builtin AND journal.digest = excluded.digest`)
 		if err != nil {
@@ -63,7 +67,7 @@ func (s *Store) WriteJournal(ctx context.Context, run string, entries []JournalE
 			if e.Outcome != nil {
 				outcome = e.Outcome
 			}
-			res, err := st.ExecContext(ctx, run, e.Seq, e.Builtin, e.Digest, e.Pos, intent, e.UPID, outcome, e.Sealed)
+			res, err := st.ExecContext(ctx, run, e.Seq, e.Builtin, e.Digest, e.Pos, intent, outcome, e.Sealed)
 			if err != nil {
 				return err
 			}
@@ -85,8 +89,8 @@ func (s *Store) WriteJournal(ctx context.Context, run string, entries []JournalE
 func (s *Store) Journal(ctx context.Context, run string) ([]JournalEntry, error) {
 	var out []JournalEntry
 	err := s.read(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT seq, builtin, digest, pos, intent, upid, outcome, sealed
-			FROM journal WHERE run = ? ORDER BY seq`, run)
+		rows, err := tx.QueryContext(ctx, `SELECT seq, builtin, digest, pos, intent, `+callTask+`, outcome, sealed
+			FROM journal j WHERE run = ? ORDER BY seq`, run)
 		if err != nil {
 			return err
 		}
@@ -114,7 +118,8 @@ func (s *Store) Journal(ctx context.Context, run string) ([]JournalEntry, error)
 func (s *Store) JournalUPIDs(ctx context.Context, run, builtin string) ([]string, error) {
 	var out []string
 	err := s.read(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT upid FROM journal WHERE run = ? AND builtin = ? AND upid != '' ORDER BY seq`, run, builtin)
+		rows, err := tx.QueryContext(ctx, `SELECT upid FROM (SELECT seq, `+callTask+` AS upid FROM journal j WHERE run = ? AND builtin = ?)
+			WHERE upid != '' ORDER BY seq`, run, builtin)
 		if err != nil {
 			return err
 		}
@@ -134,13 +139,18 @@ func (s *Store) JournalUPIDs(ctx context.Context, run, builtin string) ([]string
 	return out, nil
 }
 
+// callTask is the UPID of journal row j's call: the newest task recorded
+// with its seq, ” for none.
+const callTask = `COALESCE((SELECT t.upid FROM tasks t WHERE t.run = j.run AND t.seq = j.seq ORDER BY t.rowid DESC LIMIT 1), '')`
+
 // TaskClaimed reports whether upid is recorded as started by a run other
-// than run, or at a journal entry of run other than seq: a task some call
-// already owns, which reconciliation must never adopt for another.
+// than run, or by a journal call of run other than seq: a task some call
+// already owns, which reconciliation must never adopt for another. A task
+// of run recorded with no call (or detached from its call) is not
+// claimed.
 func (s *Store) TaskClaimed(ctx context.Context, run string, seq int, upid string) (bool, error) {
 	var one int
-	err := s.r.QueryRowContext(ctx, `SELECT 1 FROM tasks WHERE upid = ? AND run != ?
-		UNION ALL SELECT 1 FROM journal WHERE upid = ? AND NOT (run = ? AND seq = ?) LIMIT 1`, upid, run, upid, run, seq).Scan(&one)
+	err := s.r.QueryRowContext(ctx, `SELECT 1 FROM tasks WHERE upid = ? AND (run != ? OR seq != ?)`, upid, run, seq).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}

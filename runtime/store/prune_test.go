@@ -34,7 +34,7 @@ func pruneFixture(t *testing.T, s *Store) map[string]string {
 			for _, err := range []error{
 				s.MarkStarted(ctx, id, "", at),
 				s.AppendLog(ctx, id, LogLine{Msg: "hello"}),
-				s.TaskStarted(ctx, id, upid, at),
+				s.TaskStarted(ctx, id, 0, upid, at),
 			} {
 				if err != nil {
 					t.Fatal(err)

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -20,13 +22,13 @@ func TestRecoverInterrupted(t *testing.T) {
 	cancelled := create(t, s, "cancelled", t0).ID
 	for _, err := range []error{
 		s.MarkStarted(ctx, running, "v1", t0),
-		s.TaskStarted(ctx, running, upidA, t0),
+		s.TaskStarted(ctx, running, 0, upidA, t0),
 		s.TaskFinished(ctx, upidA, "OK", t0),
-		s.TaskStarted(ctx, running, upidB, t0),
+		s.TaskStarted(ctx, running, 0, upidB, t0),
 		s.Finish(ctx, done, FinishInfo{Status: runstate.Succeeded, At: t0}),
 		// A run cancelled while its task ran on: not interrupted, but its
 		// task still needs following.
-		s.TaskStarted(ctx, cancelled, "UPID:pve:1:2:3:vzcreate:103:root@pam:", t0),
+		s.TaskStarted(ctx, cancelled, 0, "UPID:pve:1:2:3:vzcreate:103:root@pam:", t0),
 		s.Finish(ctx, cancelled, FinishInfo{Status: runstate.Cancelled, Error: "cancelled by the operator", At: t0}),
 	} {
 		if err != nil {
@@ -120,8 +122,11 @@ func TestJournalStore(t *testing.T) {
 	if err := s.WriteJournal(ctx, id, entries); err != nil {
 		t.Fatal(err)
 	}
-	entries[1].UPID = "UPID:pve:00001000:0001E240:673D6A01:vzrestore:105:felhom@pve!agent:"
-	if err := s.WriteJournal(ctx, id, entries[1:]); err != nil {
+	// The restore's task, recorded with its call: the journal reads its
+	// UPID from the task's record.
+	const upidC = "UPID:pve:00001000:0001E240:673D6A01:vzrestore:105:felhom@pve!agent:"
+	entries[1].UPID = upidC
+	if err := s.TaskStarted(ctx, id, 2, upidC, t0); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Journal(ctx, id)
@@ -147,11 +152,41 @@ func TestJournalStore(t *testing.T) {
 		t.Errorf("TaskClaimed(unknown) = %v, %v; want false", claimed, err)
 	}
 	other := create(t, s, "other", t0).ID
-	if err := s.TaskStarted(ctx, other, upidA, t0); err != nil {
+	if err := s.TaskStarted(ctx, other, 0, upidA, t0); err != nil {
 		t.Fatal(err)
 	}
 	if claimed, err := s.TaskClaimed(ctx, id, 2, upidA); err != nil || !claimed {
 		t.Errorf("TaskClaimed(another run's task) = %v, %v; want true", claimed, err)
+	}
+	// A task of the run recorded with no call (the observer saw no call in
+	// flight) is not claimed, and recording it with its call attaches it.
+	if err := s.TaskStarted(ctx, id, 0, upidB, t0); err != nil {
+		t.Fatal(err)
+	}
+	if claimed, err := s.TaskClaimed(ctx, id, 3, upidB); err != nil || claimed {
+		t.Errorf("TaskClaimed(the run's task of no call) = %v, %v; want false", claimed, err)
+	}
+	// The call sent afresh: its task is detached, the entry has none, and
+	// the run still owns the task.
+	if err := s.DetachTasks(ctx, id, 2); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Journal(ctx, id); got[1].UPID != "" {
+		t.Errorf("the detached call's UPID = %q; want none", got[1].UPID)
+	}
+	if ups, _ := s.JournalUPIDs(ctx, id, "proxmox.restore"); len(ups) != 0 {
+		t.Errorf("JournalUPIDs after the detach = %v; want none", ups)
+	}
+	if r := get(t, s, id); len(r.Tasks) != 2 {
+		t.Errorf("the run's tasks after the detach = %+v; want both still its own", r.Tasks)
+	}
+	// Its next task is the call's.
+	const upidD = "UPID:pve:00001000:0001E241:673D6A02:qmrestore:105:felhom@pve!agent:"
+	if err := s.TaskStarted(ctx, id, 2, upidD, t0); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Journal(ctx, id); got[1].UPID != upidD {
+		t.Errorf("the call's UPID = %q; want its newest task %s", got[1].UPID, upidD)
 	}
 }
 
@@ -159,5 +194,63 @@ func TestRecoverInterruptedEmpty(t *testing.T) {
 	s := newStore(t)
 	if got, err := s.RecoverInterrupted(context.Background(), time.Time{}); err != nil || got != nil {
 		t.Errorf("RecoverInterrupted on an empty store = %v, %v; want nil, nil", got, err)
+	}
+}
+
+// TestMigrateJournalUPIDs: a version-8 store, where the journal kept its
+// own copy of each UPID, opens with every UPID in the task records: a
+// task the observer recorded gets its call, and one only the journal held
+// (an adopted task) becomes an open task of its run; the journal reads
+// both back, and claims stay as they were.
+func TestMigrateJournalUPIDs(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "runs.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range migrations[:8] {
+		if _, err := db.Exec(m); err != nil {
+			t.Fatalf("migration %d: %v", i+1, err)
+		}
+	}
+	const (
+		recorded = "UPID:pve:00001000:0001E240:673D6A01:vzsnapshot:101:root@pam:"
+		adopted  = "UPID:pve:00001000:0001E241:673D6A02:vzrollback:101:root@pam:"
+		noCall   = "UPID:pve:00001000:0001E242:673D6A03:vzstart:101:root@pam:"
+	)
+	for _, q := range []string{
+		`PRAGMA user_version = 8`,
+		`INSERT INTO runs (id, playbook, source, status, created) VALUES ('r-1', 'snap', 'cli', 'interrupted', 1)`,
+		`INSERT INTO journal (run, seq, builtin, digest, intent, upid, outcome) VALUES
+			('r-1', 1, 'proxmox.snapshot', 'd1', 10, '` + recorded + `', x'01'),
+			('r-1', 2, 'proxmox.rollback', 'd2', 20, '` + adopted + `', NULL),
+			('r-1', 3, 'proxmox.start', 'd3', 30, '', NULL)`,
+		`INSERT INTO tasks (upid, run, started, ended, exit_status) VALUES
+			('` + recorded + `', 'r-1', 11, 12, 'OK'), ('` + noCall + `', 'r-1', 31, NULL, '')`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+
+	s := openAt(t, path)
+	j, err := s.Journal(ctx, "r-1")
+	if err != nil || len(j) != 3 || j[0].UPID != recorded || j[1].UPID != adopted || j[2].UPID != "" {
+		t.Fatalf("Journal after the migration = %+v, %v; want the recorded and the adopted UPID, none for the third", j, err)
+	}
+	open, err := s.OpenTasks(ctx)
+	if err != nil || len(open) != 2 || open[0].UPID != adopted || !open[0].Started.Equal(time.Unix(0, 20)) || open[1].UPID != noCall {
+		t.Errorf("OpenTasks = %+v, %v; want the adopted task (started at its intent) and the open one", open, err)
+	}
+	for _, c := range []struct {
+		seq  int
+		upid string
+		want bool
+	}{{1, recorded, false}, {2, recorded, true}, {3, noCall, false}, {3, adopted, true}} {
+		if got, err := s.TaskClaimed(ctx, "r-1", c.seq, c.upid); err != nil || got != c.want {
+			t.Errorf("TaskClaimed(call %d, %s) = %v, %v; want %v", c.seq, c.upid, got, err, c.want)
+		}
 	}
 }

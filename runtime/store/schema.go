@@ -208,6 +208,20 @@ CREATE INDEX tasks_by_kind ON tasks (kind, ended);
 	`
 ALTER TABLE runs ADD COLUMN signature BLOB;
 `,
+	// 11: a task's UPID is recorded once, in tasks, with the journal call
+	// that started it (seq; NULL: none, or no longer its own); a journal
+	// entry's UPID is read from there. The journal's own copy goes: a UPID
+	// it alone held (an adopted task) becomes a task of its run, open
+	// until the next start follows it.
+	`
+ALTER TABLE tasks ADD COLUMN seq INTEGER;
+UPDATE tasks SET seq = (SELECT j.seq FROM journal j WHERE j.run = tasks.run AND j.upid = tasks.upid);
+INSERT INTO tasks (upid, run, seq, started)
+	SELECT j.upid, j.run, j.seq, COALESCE(j.intent, 0) FROM journal j
+	WHERE j.upid != '' AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.upid = j.upid);
+CREATE INDEX tasks_by_call ON tasks (run, seq) WHERE seq IS NOT NULL;
+ALTER TABLE journal DROP COLUMN upid;
+`,
 }
 
 // migrate runs the migrations the database lacks, all in one transaction,

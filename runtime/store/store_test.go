@@ -258,7 +258,7 @@ func writeV1Fixture(t *testing.T) {
 	const upid = "UPID:pve:000A1B2C:0123ABCD:6751F3A8:vzdump:101:root@pam:"
 	for _, err := range []error{
 		s.MarkStarted(ctx, id, "v-abc", t0.Add(1e9)),
-		s.TaskStarted(ctx, id, upid, t0.Add(2e9)),
+		s.TaskStarted(ctx, id, 0, upid, t0.Add(2e9)),
 		s.AppendLog(ctx, id, LogLine{Time: t0.Add(2e9), Level: "INFO", Msg: "backing up"},
 			LogLine{Time: t0.Add(8e9), Level: "INFO", Msg: "backed up", Attrs: []byte(`{"vmid":101}`)}),
 		s.TaskFinished(ctx, upid, "OK", t0.Add(8e9)),

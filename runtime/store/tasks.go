@@ -10,12 +10,14 @@ import (
 )
 
 // TaskStarted records that run runID started the Proxmox task upid, at
-// the given time (zero: now). Call it as soon as the POST that started
-// the task returns: when TaskStarted returns, the UPID survives any crash.
-// The run may have any status, since a task that exists must be recorded.
-// Recording the same UPID for the same run again is a no-op; for another
-// run it is an error.
-func (s *Store) TaskStarted(ctx context.Context, runID, upid string, at time.Time) error {
+// the given time (zero: now), by its journal call seq (0: none; see
+// journal.go, whose entries read their UPID from here). Call it as soon
+// as the POST that started the task returns: when TaskStarted returns,
+// the UPID survives any crash. The run may have any status, since a task
+// that exists must be recorded. Recording the same UPID for the same run
+// again is a no-op, except that it attaches a task recorded with no call
+// to seq; for another run it is an error.
+func (s *Store) TaskStarted(ctx context.Context, runID string, seq int, upid string, at time.Time) error {
 	if err := checkName("upid", upid, false); err != nil {
 		return fmt.Errorf("store: task started (run %s): %w", runID, err)
 	}
@@ -27,9 +29,14 @@ func (s *Store) TaskStarted(ctx context.Context, runID, upid string, at time.Tim
 		} else if err != nil {
 			return err
 		}
+		var call any
+		if seq > 0 {
+			call = seq
+		}
 		res, err := tx.ExecContext(ctx,
-			`INSERT INTO tasks (upid, run, started, kind) VALUES (?, ?, ?, ?) ON CONFLICT (upid) DO NOTHING`,
-			upid, runID, stamp(at).UnixNano(), taskKind(upid))
+			`INSERT INTO tasks (upid, run, seq, started, kind) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (upid) DO UPDATE SET seq = excluded.seq WHERE tasks.run = excluded.run AND tasks.seq IS NULL AND excluded.seq IS NOT NULL`,
+			upid, runID, call, stamp(at).UnixNano(), taskKind(upid))
 		if err != nil {
 			return err
 		}
@@ -47,6 +54,21 @@ func (s *Store) TaskStarted(ctx context.Context, runID, upid string, at time.Tim
 	})
 	if err != nil {
 		return fmt.Errorf("store: task %s started (run %s): %w", upid, runID, err)
+	}
+	return nil
+}
+
+// DetachTasks records that the tasks run's journal call seq started are no
+// longer its own: the call is sent afresh (its request or task failed and
+// changed nothing), and a resume must not wait for them. They stay the
+// run's tasks.
+func (s *Store) DetachTasks(ctx context.Context, run string, seq int) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE tasks SET seq = NULL WHERE run = ? AND seq = ?`, run, seq)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: tasks of call %d of run %s: %w", seq, run, err)
 	}
 	return nil
 }

@@ -27,16 +27,16 @@ func TestTasks(t *testing.T) {
 		wantIs   error
 		wantText string
 	}{
-		{name: "start A", do: func() error { return s.TaskStarted(ctx, run, upidA, t0.Add(time.Second)) }},
-		{name: "start A again for the same run", do: func() error { return s.TaskStarted(ctx, run, upidA, t0.Add(time.Hour)) }},
-		{name: "start A for another run", do: func() error { return s.TaskStarted(ctx, other, upidA, t0) },
+		{name: "start A", do: func() error { return s.TaskStarted(ctx, run, 0, upidA, t0.Add(time.Second)) }},
+		{name: "start A again for the same run", do: func() error { return s.TaskStarted(ctx, run, 0, upidA, t0.Add(time.Hour)) }},
+		{name: "start A for another run", do: func() error { return s.TaskStarted(ctx, other, 0, upidA, t0) },
 			wantIs: ErrInvalid, wantText: "already recorded for run " + run},
-		{name: "start for an unknown run", do: func() error { return s.TaskStarted(ctx, "r-none", upidB, t0) },
+		{name: "start for an unknown run", do: func() error { return s.TaskStarted(ctx, "r-none", 0, upidB, t0) },
 			wantIs: ErrNotFound, wantText: "r-none"},
-		{name: "start with an empty UPID", do: func() error { return s.TaskStarted(ctx, run, "", t0) },
+		{name: "start with an empty UPID", do: func() error { return s.TaskStarted(ctx, run, 0, "", t0) },
 			wantIs: ErrInvalid, wantText: "upid is empty"},
 		{name: "finish the run", do: func() error { return s.Finish(ctx, run, FinishInfo{Status: runstate.Cancelled}) }},
-		{name: "start B on the finished run", do: func() error { return s.TaskStarted(ctx, run, upidB, t0.Add(2*time.Second)) }},
+		{name: "start B on the finished run", do: func() error { return s.TaskStarted(ctx, run, 0, upidB, t0.Add(2*time.Second)) }},
 		{name: "finish A", do: func() error { return s.TaskFinished(ctx, upidA, "OK", t0.Add(time.Minute)) }},
 		{name: "finish A again", do: func() error { return s.TaskFinished(ctx, upidA, "OK", t0) },
 			wantIs: ErrFinished, wantText: upidA},
@@ -110,7 +110,7 @@ func TestTaskHistory(t *testing.T) {
 	at := t0
 	for _, tk := range tasks {
 		at = at.Add(time.Minute)
-		if err := s.TaskStarted(ctx, run, tk.upid, at); err != nil {
+		if err := s.TaskStarted(ctx, run, 0, tk.upid, at); err != nil {
 			t.Fatal(err)
 		}
 		if tk.took > 0 {
