@@ -99,6 +99,7 @@ var rules = []struct {
 	{pkg: "cmd/felhom-agent", bad: map[string]string{
 		"testing":                               "the agent binary must not link the testing package",
 		module + "/internal/logtest":            "test fixtures never reach the binary",
+		module + "/runtime/notify/notifytest":   "test fixtures never reach the binary",
 		module + "/runtime/internal/enginetest": "test fixtures never reach the binary",
 	}},
 }
