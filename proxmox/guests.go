@@ -156,7 +156,14 @@ func parseGuestConfig(kind GuestKind, data []byte) (GuestConfig, error) {
 		case "hostname":
 			gc.Hostname = v
 		case "description":
-			gc.Description = v
+			rest, id, found := splitIdentity(v)
+			gc.Description = rest
+			if found {
+				gc.identityText = identityLines(v)
+			}
+			if id.VMID != 0 {
+				gc.Identity = &id
+			}
 		case "ostype":
 			gc.OSType = v
 		case "arch":

@@ -321,6 +321,10 @@ func (c *Client) DeleteVolume(ctx context.Context, storage, volid string) (UPID,
 //
 // Should a host answer a container change with a UPID, it is returned for
 // the caller to wait on.
+//
+// A container's guest-API identity line (identity.go) is carried over: a
+// new description keeps it, a deleted one leaves only it, so no flow can
+// drop it by writing the description it read.
 func (c *Client) SetConfig(ctx context.Context, kind GuestKind, vmid int, set map[string]string, del []string) (UPID, error) {
 	if err := needGuest(kind, vmid); err != nil {
 		return UPID{}, err
@@ -328,6 +332,15 @@ func (c *Client) SetConfig(ctx context.Context, kind GuestKind, vmid int, set ma
 	if len(set) == 0 && len(del) == 0 {
 		return UPID{}, paramError("set", "", "and delete are both empty: nothing to change")
 	}
+	set, del, err := c.keepIdentity(ctx, kind, vmid, set, del)
+	if err != nil {
+		return UPID{}, err
+	}
+	return c.setConfig(ctx, kind, vmid, set, del)
+}
+
+// setConfig is SetConfig without the identity carry-over.
+func (c *Client) setConfig(ctx context.Context, kind GuestKind, vmid int, set map[string]string, del []string) (UPID, error) {
 	v := url.Values{}
 	for k, val := range set {
 		if k == "" || k == "delete" || k == "vmid" || k == "node" {

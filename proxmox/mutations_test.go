@@ -24,6 +24,7 @@ func TestMutations(t *testing.T) {
 		call     func(context.Context, *proxmox.Client) (proxmox.UPID, error)
 		wantArgs url.Values // form of POST/PUT, query of DELETE
 		wantUPID string     // "" for a synchronous change
+		config   string     // when set, GET of container 101's config answers this data (a description change reads it first)
 	}{
 		{
 			name: "restore", route: "POST /nodes/node1/lxc", answer: serveFile(t, "responses/lxc_create.pve9x.json"),
@@ -157,7 +158,18 @@ func TestMutations(t *testing.T) {
 			call: func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) {
 				return c.SetConfig(ctx, proxmox.LXC, 101, map[string]string{"memory": "2048", "description": "web, managed"}, []string{"mp1", "net1"})
 			},
+			config:   `{"description":"web\n","digest":"d1"}`,
 			wantArgs: url.Values{"memory": {"2048"}, "description": {"web, managed"}, "delete": {"mp1,net1"}},
+		},
+		{
+			// A container's guest-API identity line (identity.go) is kept
+			// when a flow writes its description, under the digest read.
+			name: "set config keeps the identity line", route: "PUT /nodes/node1/lxc/101/config", answer: serveJSON(200, `{"data":null}`),
+			call: func(ctx context.Context, c *proxmox.Client) (proxmox.UPID, error) {
+				return c.SetConfig(ctx, proxmox.LXC, 101, map[string]string{"description": "web, managed"}, nil)
+			},
+			config:   `{"description":"web\nfelhom-guest-api: vmid=101 sha256=` + strings.Repeat("ab", 32) + `\n","digest":"d1"}`,
+			wantArgs: url.Values{"description": {"web, managed\nfelhom-guest-api: vmid=101 sha256=" + strings.Repeat("ab", 32)}, "digest": {"d1"}},
 		},
 		{
 			name: "set config answered with a task", route: "PUT /nodes/node1/lxc/101/config", answer: serveFile(t, "responses/lxc_config_put.pve9x.json"),
@@ -283,6 +295,9 @@ func TestMutations(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFake(t).on(tt.route, tt.answer)
+			if tt.config != "" {
+				f.on("GET /nodes/node1/lxc/101/config", serveJSON(200, `{"data":`+tt.config+`}`))
+			}
 			rec := &recorder{}
 			u, err := tt.call(proxmox.WithObserver(t.Context(), rec), fakeClient(t, f))
 			if err != nil {

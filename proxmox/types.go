@@ -127,7 +127,7 @@ type GuestConfig struct {
 	Type         GuestKind // from the request path
 	Name         string    // a VM's name; a container's hostname
 	Hostname     string    // CT
-	Description  string    // as PVE returns it: with a trailing newline
+	Description  string    // as PVE returns it, with a trailing newline, without a guest-API identity line (identity.go)
 	OSType       string
 	Arch         string
 	Cores        int
@@ -152,6 +152,12 @@ type GuestConfig struct {
 	Drives       map[string]Drive      // VM: keys "scsi0", "virtio0", "ide2", "efidisk0", ...
 	Nets         map[string]Net        // keys "net0".."net31"
 	Raw          map[string]string     // every key, values as strings
+	// Identity is a container's guest-API identity line from its
+	// description (identity.go); nil when it holds none, or more than one.
+	Identity *GuestIdentity
+	// identityText is every identity line of the description as written,
+	// which SetConfig carries over.
+	identityText string
 }
 
 // Drive is a parsed VM disk value: "local-lvm:vm-200-disk-0,iothread=1,

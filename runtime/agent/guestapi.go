@@ -61,6 +61,10 @@ type GuestReader interface {
 	GuestStatus(ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.GuestStatus, error)
 	TaskLog(ctx context.Context, upid proxmox.UPID, start, limit int) ([]proxmox.LogLine, error)
 	backupLister // a guest's restore drills recorded on its archives
+	// SetGuestIdentity records a container's token hash in its
+	// description, where another node's agent finds it after a
+	// migration (guestidentity.go).
+	SetGuestIdentity(ctx context.Context, id proxmox.GuestIdentity) error
 }
 
 var _ GuestReader = (*proxmox.Client)(nil)
@@ -105,6 +109,10 @@ type guestAPI struct {
 	snaps  map[string]time.Time // run id -> when its vzdump log showed the snapshot
 	watch  map[string]*logWatch // UPID -> its log read so far, until the snapshot shows
 	minted sync.Mutex           // one mint at a time
+
+	adopt   sync.Mutex         // one adoption scan at a time; guards marks and scanned
+	marks   map[[32]byte][]int // the last scan's identity lines: hash -> containers
+	scanned time.Time          // when marks was read
 }
 
 // logWatch follows one vzdump task's log for the guest API's status polls
@@ -273,6 +281,9 @@ type GuestToken struct {
 	Mount string
 	// Attached: the bootstrap directory is attached to the guest.
 	Attached bool
+	// Identity: the token's identity line was written into the guest's
+	// description now.
+	Identity bool
 	// rewritten: the file was written now.
 	rewritten bool
 }
@@ -316,7 +327,7 @@ func (a *Agent) EnsureGuestBootstrap(ctx context.Context, vmid int) (t GuestToke
 		g.mu.Unlock()
 		if known && v == vmid {
 			t, err := a.deliverBootstrap(ctx, vmid, have.LocalAPI.Token)
-			return t, t.Mount != "" || t.rewritten, err
+			return t, t.Mount != "" || t.rewritten || t.Identity, err
 		}
 	}
 	t, err = a.deliverBootstrap(ctx, vmid, "")
@@ -401,6 +412,14 @@ func (a *Agent) deliverBootstrap(ctx context.Context, vmid int, existing string)
 		g.mu.Unlock()
 		out.Token = tok
 	}
+	// The token's hash goes into the container's description too, where
+	// the agent of a node it migrates to finds it (guestidentity.go).
+	// Not fatal: the token works here either way.
+	if wrote, err := a.recordIdentity(ctx, vmid, hash, conf); err != nil {
+		a.log.Warn("guest token's identity line not recorded: the token works on this node, but after a migration the new node's agent cannot verify it until it is rotated there", "vmid", vmid, "err", err)
+	} else if wrote {
+		out.Identity = true
+	}
 	var grant []func(string) error
 	if reader >= 0 {
 		grant = append(grant, func(p string) error { return grantRead(p, reader, false) })
@@ -430,7 +449,7 @@ func (a *Agent) deliverBootstrap(ctx context.Context, vmid int, existing string)
 		}
 		out.Mount, out.Attached = "mp"+strconv.Itoa(slot), true
 	}
-	if existing != "" && !out.rewritten && out.Mount == "" {
+	if existing != "" && !out.rewritten && out.Mount == "" && !out.Identity {
 		return out, nil // intact and attached: nothing to say
 	}
 	msg := "guest token minted; bootstrap file written"

@@ -41,6 +41,10 @@ func (b guestBackend) GuestByTokenHash(_ context.Context, h [32]byte) (int, bool
 	return v, ok, nil
 }
 
+func (b guestBackend) AdoptTokenHash(ctx context.Context, h [32]byte) (int, bool, error) {
+	return b.a.adoptToken(ctx, h)
+}
+
 func (b guestBackend) Storage(ctx context.Context, vmid int) (guestapi.Storage, error) {
 	g, err := b.a.guestOf(ctx, vmid)
 	if err != nil {

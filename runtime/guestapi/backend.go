@@ -21,6 +21,12 @@ type Backend interface {
 	// GuestByTokenHash returns the guest whose token hashes (SHA-256) to
 	// hash; false when none does.
 	GuestByTokenHash(ctx context.Context, hash [32]byte) (vmid int, ok bool, err error)
+	// AdoptTokenHash is asked about a hash GuestByTokenHash does not
+	// know, after the request passed the limit of requests without a
+	// valid token: the guest that proves it holds it (a container that
+	// migrated here with its identity), adopted, or false. It may be
+	// slow (it reads Proxmox) and must bound its own cost.
+	AdoptTokenHash(ctx context.Context, hash [32]byte) (vmid int, ok bool, err error)
 	// Storage is the guest's mounts and their usage.
 	Storage(ctx context.Context, vmid int) (Storage, error)
 	// Status is the guest's own status.

@@ -162,6 +162,14 @@ func (s *Server) guest(h func(*request) (int, any, error)) http.HandlerFunc {
 				s.tooMany(w)
 				return
 			}
+			vmid, found, err = s.b.AdoptTokenHash(r.Context(), sha256.Sum256([]byte(tok)))
+			if err != nil {
+				s.log.Error("guest token adoption failed", "err", err)
+				s.write(w, http.StatusServiceUnavailable, envelope{Error: "the agent cannot check tokens right now"})
+				return
+			}
+		}
+		if !found {
 			s.log.Warn("guest API: unknown token refused", "remote", remoteHost(r), "path", r.URL.Path)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="felhom-agent guest API", error="invalid_token"`)
 			s.write(w, http.StatusUnauthorized, envelope{Error: "the token is not a guest's token (rotated?)"})

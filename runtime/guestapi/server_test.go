@@ -22,6 +22,10 @@ type fake struct {
 	tokens map[[32]byte]int
 	starts []JobRequest
 	block  chan struct{} // when set, Storage waits on it
+	// adoptable are hashes AdoptTokenHash adopts (a guest that migrated
+	// here); adoptAsked counts its calls.
+	adoptable  map[[32]byte]int
+	adoptAsked int
 }
 
 func newFake(t testing.TB) (*fake, map[int]string) {
@@ -40,6 +44,16 @@ func newFake(t testing.TB) (*fake, map[int]string) {
 
 func (f *fake) GuestByTokenHash(_ context.Context, h [32]byte) (int, bool, error) {
 	v, ok := f.tokens[h]
+	return v, ok, nil
+}
+func (f *fake) AdoptTokenHash(_ context.Context, h [32]byte) (int, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.adoptAsked++
+	v, ok := f.adoptable[h]
+	if ok {
+		f.tokens[h] = v
+	}
 	return v, ok, nil
 }
 func (f *fake) Storage(ctx context.Context, vmid int) (Storage, error) {
@@ -163,6 +177,38 @@ func TestServer(t *testing.T) {
 		if strings.Contains(logs.String(), tok) {
 			t.Error("a token reached the log")
 		}
+	}
+}
+
+// A token the daemon does not hold is asked of AdoptTokenHash, and only
+// within the limit of requests without a valid token: a flood of made-up
+// tokens never makes the daemon scan more than that limit allows.
+func TestServerAdoptsToken(t *testing.T) {
+	f, _ := newFake(t)
+	migrated, h, err := NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.adoptable = map[[32]byte]int{h: 110}
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	s := New(f, Options{UnauthRate: 1, UnauthBurst: 3, Now: func() time.Time { return now }})
+	if a := call(t, s, "GET", "/status", migrated, ""); a.status != 200 || !strings.Contains(string(a.env.Data), `"vmid":110`) {
+		t.Fatalf("a migrated guest's token = %d %s %s; want its own status", a.status, a.env.Data, a.env.Error)
+	}
+	if a := call(t, s, "GET", "/status", migrated, ""); a.status != 200 || f.adoptAsked != 1 {
+		t.Errorf("the adopted token again = %d, adoption asked %d times; want 200, asked once", a.status, f.adoptAsked)
+	}
+	refused, limited := 0, 0
+	for i := range 20 {
+		switch a := call(t, s, "GET", "/status", fmt.Sprintf("fgt_madeup%d", i), ""); a.status {
+		case 401:
+			refused++
+		case 429:
+			limited++
+		}
+	}
+	if refused != 2 || limited != 18 || f.adoptAsked != 3 {
+		t.Errorf("20 made-up tokens: %d refused, %d limited, adoption asked %d times in all; want 2, 18, 3", refused, limited, f.adoptAsked)
 	}
 }
 
