@@ -319,14 +319,7 @@ func (st *state) migrateTask(user, kind string, vmid int, tn *nodeState, restart
 				return st.missing(kind, vmid)
 			}
 			delete(g.conf, "lock")
-			g.node = tn.name
-			for _, s := range st.storages {
-				for _, v := range s.volumes {
-					if v.vmid == vmid && v.content != "backup" && !s.shared {
-						v.node = tn.name
-					}
-				}
-			}
+			st.moveGuest(g, tn)
 			if wasRunning {
 				st.setRunning(g, true, t.end)
 				if kind == kindLXC {
@@ -337,6 +330,50 @@ func (st *state) migrateTask(user, kind string, vmid int, tn *nodeState, restart
 			return nil
 		},
 	})
+}
+
+// moveGuest is what a finished migration leaves: the guest's config
+// (all of it, the description included) on node tn, and its disks on
+// local storages with it.
+func (st *state) moveGuest(g *guest, tn *nodeState) {
+	g.node = tn.name
+	for _, s := range st.storages {
+		for _, v := range s.volumes {
+			if v.vmid == g.vmid && v.content != "backup" && !s.shared {
+				v.node = tn.name
+			}
+		}
+	}
+}
+
+// MigrateGuest moves guest vmid to node at once, as a finished migration
+// leaves it (its config and its local disks on node; a running guest
+// runs there), without a task: for tests that need the outcome, not the
+// migration.
+func (s *Sim) MigrateGuest(vmid int, node string) error {
+	return s.with(func(st *state) error {
+		g, ok := st.guests[vmid]
+		if !ok {
+			return fmt.Errorf("pvesim: MigrateGuest: no guest %d", vmid)
+		}
+		tn := st.nodeByName(node)
+		if tn == nil {
+			return fmt.Errorf("pvesim: MigrateGuest: no node %q (the nodes are %v)", node, s.nodeNamesLocked(st))
+		}
+		if g.lock() != "" {
+			return fmt.Errorf("pvesim: MigrateGuest: guest %d is locked (%s)", vmid, g.lock())
+		}
+		st.moveGuest(g, tn)
+		return nil
+	})
+}
+
+func (s *Sim) nodeNamesLocked(st *state) []string {
+	var out []string
+	for _, n := range st.nodes {
+		out = append(out, n.name)
+	}
+	return out
 }
 
 func hms(d time.Duration) string {

@@ -164,6 +164,80 @@ type harness struct {
 
 const harnessKey = "felhom.playtest.harness"
 
+const worldKey = "felhom.playtest.world"
+
+// testWorld is the simulated host (or cluster) of one test and what runs
+// against it; sim.cluster rebuilds it as a cluster.
+type testWorld struct {
+	thread   *starlark.Thread
+	loader   *engine.Loader
+	ctx      context.Context
+	logger   *slog.Logger
+	clk      *clock
+	tunnel   string
+	desired  *testDesired
+	maxSteps uint64
+	srv      *pvesim.Server
+}
+
+// build makes a fresh world — the default single node when nodes is 0,
+// else a cluster of that many nodes with the agent on the first — and
+// points the thread's simulator, builtins and harness at it, replacing
+// (and stopping) the world there was.
+func (w *testWorld) build(nodes int) error {
+	sim := pvesim.New()
+	sim.TaskDuration = taskDuration
+	sim.Now = w.clk.now
+	sim.Nodes = nodes
+	var srv *pvesim.Server
+	var err error
+	if nodes > 1 {
+		srv, err = sim.StartNode(pvesim.ClusterNodeName(1), "127.0.0.1:0")
+	} else {
+		srv, err = sim.Start("")
+	}
+	if err != nil {
+		return err
+	}
+	tok, err := proxmox.ParseToken(srv.Token)
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	client, err := proxmox.New(proxmox.Config{Endpoint: srv.Endpoint, Node: srv.Node, Token: tok, Fingerprint: srv.Fingerprint},
+		proxmox.WithLogger(w.logger), proxmox.WithRetryBackoff(time.Millisecond, 10*time.Millisecond))
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	priv, err := proxmox.NewPrivileged(proxmox.PrivilegedConfig{}, sim.RootRunner())
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	env := builtins.Env{
+		Proxmox: client, Host: priv, Tunnel: w.tunnel, Gauges: new(builtins.LastGauges), Desired: w.desired,
+		Wait: proxmox.WaitOptions{MinInterval: time.Millisecond, MaxInterval: 20 * time.Millisecond},
+		Now:  w.clk.now,
+	}
+	eng := engine.NewEngine(engine.Config{Env: env, MaxSteps: w.maxSteps, Logger: w.logger})
+	runEnv := env
+	runEnv.Context, runEnv.Logger, runEnv.Locks = w.ctx, w.logger, new(engine.GuestLocks)
+	builtins.SetEnv(w.thread, &runEnv)
+	w.thread.SetLocal(simKey, sim)
+	w.thread.SetLocal(harnessKey, &harness{loader: w.loader, engine: eng, ctx: w.ctx, logger: w.logger, client: client})
+	w.close()
+	w.srv = srv
+	return nil
+}
+
+func (w *testWorld) close() {
+	if w.srv != nil {
+		w.srv.Close()
+		w.srv = nil
+	}
+}
+
 // runTest runs one test function on a fresh simulated host.
 func runTest(ctx context.Context, l *engine.Loader, file string, t test, opts Options) (res Result) {
 	res = Result{File: file, Test: t.name}
@@ -172,28 +246,7 @@ func runTest(ctx context.Context, l *engine.Loader, file string, t test, opts Op
 	fail := func(err error) Result { res.Failures = append(res.Failures, err.Error()); return res }
 
 	clk := &clock{}
-	world := pvesim.New()
-	world.TaskDuration = taskDuration
-	world.Now = clk.now
-	srv, err := world.Start("")
-	if err != nil {
-		return fail(err)
-	}
-	defer srv.Close()
-	tok, err := proxmox.ParseToken(srv.Token)
-	if err != nil {
-		return fail(err)
-	}
 	logger := opts.Logger.With("test", t.name)
-	client, err := proxmox.New(proxmox.Config{Endpoint: srv.Endpoint, Node: srv.Node, Token: tok, Fingerprint: srv.Fingerprint},
-		proxmox.WithLogger(logger), proxmox.WithRetryBackoff(time.Millisecond, 10*time.Millisecond))
-	if err != nil {
-		return fail(err)
-	}
-	priv, err := proxmox.NewPrivileged(proxmox.PrivilegedConfig{}, world.RootRunner())
-	if err != nil {
-		return fail(err)
-	}
 	// The tunnel endpoint monitor.tunnel() checks: a listener of the test's
 	// own that sim.tunnel_down() closes.
 	tunnel, err := listenTunnel()
@@ -202,26 +255,20 @@ func runTest(ctx context.Context, l *engine.Loader, file string, t test, opts Op
 	}
 	defer tunnel.Close()
 	desired := &testDesired{}
-	env := builtins.Env{
-		Proxmox: client, Host: priv, Tunnel: tunnel.Addr().String(), Gauges: new(builtins.LastGauges), Desired: desired,
-		Wait: proxmox.WaitOptions{MinInterval: time.Millisecond, MaxInterval: 20 * time.Millisecond},
-		Now:  clk.now,
-	}
-	eng := engine.NewEngine(engine.Config{Env: env, MaxSteps: opts.MaxSteps, Logger: logger})
-
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	rep := &reporter{}
 	thread := &starlark.Thread{Name: t.name, Print: func(_ *starlark.Thread, msg string) { logger.Info(msg) }}
-	runEnv := env
-	runEnv.Context, runEnv.Logger, runEnv.Locks = ctx, logger, new(engine.GuestLocks)
-	builtins.SetEnv(thread, &runEnv)
-	thread.SetLocal(simKey, world)
+	w := &testWorld{thread: thread, loader: l, ctx: ctx, logger: logger, clk: clk, tunnel: tunnel.Addr().String(), desired: desired, maxSteps: opts.MaxSteps}
+	defer w.close()
+	if err := w.build(0); err != nil {
+		return fail(err)
+	}
+	thread.SetLocal(worldKey, w)
 	thread.SetLocal(clockKey, clk)
 	thread.SetLocal(tunnelKey, tunnel)
 	thread.SetLocal(desiredKey, desired)
 	thread.SetLocal(reporterKey, rep)
-	thread.SetLocal(harnessKey, &harness{loader: l, engine: eng, ctx: ctx, logger: logger, client: client})
 	steps := cmp.Or(opts.MaxSteps, engine.DefaultMaxSteps)
 	thread.SetMaxExecutionSteps(steps)
 	thread.OnMaxSteps = func(th *starlark.Thread) { th.Cancel(fmt.Sprintf("step budget of %d exceeded", steps)) }

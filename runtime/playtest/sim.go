@@ -23,11 +23,14 @@ var SimTable = &builtins.Table{
 	Name:   "sim",
 	Doc:    "Shapes and inspects the simulated Proxmox VE host of the running test. Every test function starts on a fresh default world: node demo-felhom, guests 9999 (selftest), 9000 (golden template), 101 and 102, storages local, local-lvm and usb-backup.",
 	Funcs: []builtins.Func{
-		{Name: "add_guest", Journal: builtins.Pure, Sig: `add_guest(vmid, hostname="", running=True, template=False, cores=1, memory=512, description="", lock="", type="lxc")`, Doc: `Adds a guest: an LXC container, or with type = "qemu" a VM (hostname is then its name).`, Fn: simAddGuest},
+		{Name: "cluster", Journal: builtins.Pure, Sig: "cluster(nodes=3)", Doc: "Replaces the test's world with a Proxmox VE cluster of nodes pve1..pveN (2 to 9), the agent and run_playbook on pve1: the default world's guests and storages on pve1, guests 110 (shop, a running container) and 210 (erp, a running VM) on pve2, 120 (mail, HA-managed) and 121 (wiki, stopped) on pve3, the shared backup storage nas-backup. Call it first: what was shaped before is gone.", Fn: simCluster},
+		{Name: "add_guest", Journal: builtins.Pure, Sig: `add_guest(vmid, hostname="", running=True, template=False, cores=1, memory=512, description="", lock="", type="lxc", node="")`, Doc: `Adds a guest: an LXC container, or with type = "qemu" a VM (hostname is then its name); node is the cluster node it is on ("" the agent's).`, Fn: simAddGuest},
+		{Name: "migrate", Journal: builtins.Pure, Sig: "migrate(vmid, node)", Doc: "Moves a guest to another node of the cluster at once, as a finished migration leaves it (its config and local disks with it), without a task.", Fn: simMigrate},
+		{Name: "node_online", Journal: builtins.Pure, Sig: "node_online(node, online)", Doc: "Takes a cluster node down (online = False) or brings it back: requests for it fail as PVE fails when it cannot reach a node (595 \"No route to host\"), and without a majority online the cluster has no quorum.", Fn: simNodeOnline},
 		{Name: "remove_guest", Journal: builtins.Pure, Sig: "remove_guest(vmid)", Doc: "Removes a guest and its disks.", Fn: simVMID(func(s *pvesim.Sim, vmid int) (starlark.Value, error) { return none(s.RemoveGuest(vmid)) })},
 		{Name: "set_status", Journal: builtins.Pure, Sig: `set_status(vmid, status)`, Doc: `Sets a guest "running" or "stopped" without a task.`, Fn: simSetStatus},
 		{Name: "lock", Journal: builtins.Pure, Sig: `lock(vmid, lock="backup")`, Doc: `Puts a lock on a guest's config, as a task of another client would ("" unlocks); mutations then fail with PVE's "CT is locked (backup)".`, Fn: simLock},
-		{Name: "guest", Journal: builtins.Pure, Sig: "guest(vmid)", Doc: "Returns the guest as the simulator holds it: struct(type (\"lxc\" or \"qemu\"), vmid, name, status, lock, template, description, config (dict), snapshots (list of names)), or None.", Fn: simVMID(guestValue), Returns: simGuestShape},
+		{Name: "guest", Journal: builtins.Pure, Sig: "guest(vmid)", Doc: "Returns the guest as the simulator holds it: struct(type (\"lxc\" or \"qemu\"), vmid, node, name, status, lock, template, description, config (dict), snapshots (list of names)), or None.", Fn: simVMID(guestValue), Returns: simGuestShape},
 		{Name: "guests", Journal: builtins.Pure, Sig: "guests()", Doc: "Returns the vmids of all guests, sorted.", Fn: simGuests},
 		{Name: "add_storage", Journal: builtins.Pure, Sig: `add_storage(name, type="dir", content=["backup"], total=0, used=0, prune_backups="", verify_new="")`, Doc: `Adds a storage (type "dir", "lvmthin", "zfspool" or "pbs", a Proxmox Backup Server holding backups only); total 0 means 1 TiB; prune_backups is its retention setting, e.g. "keep-last=3"; verify_new ("ok" or "failed") makes a PBS datastore verify each new snapshot with that outcome.`, Fn: simAddStorage},
 		{Name: "set_storage_usage", Journal: builtins.Pure, Sig: "set_storage_usage(name, total, used)", Doc: "Sets a storage's size and usage in bytes.", Fn: simStorageUsage},
@@ -61,7 +64,7 @@ const simKey = "felhom.playtest.sim"
 
 // The shapes of what sim.guest and sim.tasks return, for check.
 var (
-	simGuestShape = builtins.StructShape("simulated guest", "vmid", "name", "status", "lock", "template", "description", "config", "snapshots", "type")
+	simGuestShape = builtins.StructShape("simulated guest", "vmid", "node", "name", "status", "lock", "template", "description", "config", "snapshots", "type")
 	simTaskShape  = builtins.StructShape("simulated task", "upid", "type", "id", "running", "exitstatus")
 )
 
@@ -102,7 +105,35 @@ func simAddGuest(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	sp := pvesim.GuestSpec{Running: true}
 	return withSim(thread, b, args, kwargs, func(s *pvesim.Sim) (starlark.Value, error) { return none(s.AddGuest(sp)) },
 		"vmid", &sp.VMID, "hostname?", &sp.Hostname, "running?", &sp.Running, "template?", &sp.Template,
-		"cores?", &sp.Cores, "memory?", &sp.MemoryMB, "description?", &sp.Description, "lock?", &sp.Lock, "type?", &sp.Type)
+		"cores?", &sp.Cores, "memory?", &sp.MemoryMB, "description?", &sp.Description, "lock?", &sp.Lock, "type?", &sp.Type, "node?", &sp.Node)
+}
+
+func simCluster(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	nodes := 3
+	return withSim(thread, b, args, kwargs, func(*pvesim.Sim) (starlark.Value, error) {
+		if nodes < 2 || nodes > 9 {
+			return nil, fmt.Errorf("nodes: %d; want 2 to 9", nodes)
+		}
+		w, ok := thread.Local(worldKey).(*testWorld)
+		if !ok {
+			return nil, fmt.Errorf("only a test function may make a cluster")
+		}
+		return none(w.build(nodes))
+	}, "nodes?", &nodes)
+}
+
+func simMigrate(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var vmid int
+	var node string
+	return withSim(thread, b, args, kwargs, func(s *pvesim.Sim) (starlark.Value, error) { return none(s.MigrateGuest(vmid, node)) },
+		"vmid", &vmid, "node", &node)
+}
+
+func simNodeOnline(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var node string
+	var online bool
+	return withSim(thread, b, args, kwargs, func(s *pvesim.Sim) (starlark.Value, error) { return none(s.SetNodeOnline(node, online)) },
+		"node", &node, "online", &online)
 }
 
 func simSetVerification(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -147,7 +178,7 @@ func guestValue(s *pvesim.Sim, vmid int) (starlark.Value, error) {
 		snaps[i] = starlark.String(sn.Name)
 	}
 	return starlarkstruct.FromStringDict(starlarkstruct.Default, starlark.StringDict{
-		"type": starlark.String(g.Type), "vmid": starlark.MakeInt(g.VMID), "name": starlark.String(g.Name), "status": starlark.String(g.Status),
+		"type": starlark.String(g.Type), "vmid": starlark.MakeInt(g.VMID), "node": starlark.String(g.Node), "name": starlark.String(g.Name), "status": starlark.String(g.Status),
 		"lock": starlark.String(g.Lock), "template": starlark.Bool(g.Template),
 		"description": starlark.String(g.Description), "config": cfg, "snapshots": starlark.NewList(snaps),
 	}), nil
