@@ -46,6 +46,9 @@ type HubConfig struct {
 	MinPoll time.Duration
 	// AgentVersion goes into every report.
 	AgentVersion string
+	// PlanTimeout bounds one plan job (hubplan.go); 0 means
+	// DefaultPlanTimeout.
+	PlanTimeout time.Duration
 }
 
 // hubStateKey is the channel's entry in the store's hub_state.
@@ -69,6 +72,7 @@ func (a *Agent) newHubChannel(cfg *HubConfig) error {
 		OnDesired:    a.desiredAccepted,
 		OnBlocked:    func(b bool) { a.hubBlocked.Store(b) },
 		Jobs:         a.hubJob,
+		Plans:        a.hubPlan, // plan jobs: hubplan.go
 		MinPoll:      cfg.MinPoll,
 		Logger:       a.log.With("part", "hub-channel"),
 	}

@@ -279,24 +279,21 @@ func (l localAPI) Start(ctx context.Context, req api.TriggerRequest) (api.Run, e
 }
 
 // Plan plans a run of req.Playbook through the configured Planner, its
-// parameters coerced as Start coerces them; nothing is recorded.
+// parameters coerced as Start coerces them; nothing is recorded. The hub's
+// plan jobs are made by the same planPlaybook (hubplan.go).
 func (l localAPI) Plan(ctx context.Context, req api.TriggerRequest) (json.RawMessage, error) {
-	if l.a.cfg.Planner == nil {
-		return nil, fmt.Errorf("no planner configured: %w", api.ErrUnavailable)
-	}
 	pbs, err := l.a.resolve(startRequest{Playbook: req.Playbook})
 	if err != nil {
 		return nil, fmt.Errorf("playbook %q: %w", req.Playbook, api.ErrNotFound)
 	}
 	pb := pbs[0]
-	params, err := pb.Decl.Coerce(req.Args, req.Params)
-	if err != nil {
-		if pe, ok := errors.AsType[*engine.ParamError](err); ok {
-			return nil, &api.BadRequestError{Field: "params." + pe.Param, Msg: refusalMsg(pe)}
-		}
-		return nil, fmt.Errorf("playbook %s: %w", pb.Name, err)
+	_, r, err := l.a.planPlaybook(ctx, pb, req.Args, req.Params)
+	if errors.Is(err, errNoPlanner) {
+		return nil, fmt.Errorf("%w: %w", err, api.ErrUnavailable)
 	}
-	r, err := l.a.cfg.Planner(ctx, pb, params)
+	if pe, ok := errors.AsType[*engine.ParamError](err); ok {
+		return nil, &api.BadRequestError{Field: "params." + pe.Param, Msg: refusalMsg(pe)}
+	}
 	if err != nil {
 		return nil, err
 	}

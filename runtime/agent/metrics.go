@@ -119,11 +119,14 @@ func newAgentMetrics(maxSeries int, logger *slog.Logger) *agentMetrics {
 	return m
 }
 
+// jobsHelp is felhom_hub_jobs_total's help text.
+const jobsHelp = "Jobs from the hub: operator-signed jobs accepted, plan jobs planned, or either refused."
+
 // registerHub exports the hub channel's counters:
 //
 //	felhom_hub_reports_total{result}               reports the hub accepted ("accepted") or that failed ("failed")
 //	felhom_hub_last_report_timestamp_seconds       when the hub last accepted a report (0: never)
-//	felhom_hub_jobs_total{outcome}                 operator-signed jobs accepted or refused
+//	felhom_hub_jobs_total{outcome}                 jobs from the hub: signed jobs accepted, plan jobs planned, either refused
 func (m *agentMetrics) registerHub(stats func() channel.Stats) {
 	counter := func(name, help string, labels prometheus.Labels, v func(channel.Stats) uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels},
@@ -134,10 +137,12 @@ func (m *agentMetrics) registerHub(stats func() channel.Stats) {
 			func(s channel.Stats) uint64 { return s.Reports }),
 		counter("felhom_hub_reports_total", "Host reports the hub accepted, or attempts that failed.", prometheus.Labels{"result": "failed"},
 			func(s channel.Stats) uint64 { return s.Failures }),
-		counter("felhom_hub_jobs_total", "Operator-signed jobs from the hub, accepted or refused.", prometheus.Labels{"outcome": channel.JobAccepted},
+		counter("felhom_hub_jobs_total", jobsHelp, prometheus.Labels{"outcome": channel.JobAccepted},
 			func(s channel.Stats) uint64 { return s.JobsAccepted }),
-		counter("felhom_hub_jobs_total", "Operator-signed jobs from the hub, accepted or refused.", prometheus.Labels{"outcome": channel.JobRefused},
+		counter("felhom_hub_jobs_total", jobsHelp, prometheus.Labels{"outcome": channel.JobRefused},
 			func(s channel.Stats) uint64 { return s.JobsRefused }),
+		counter("felhom_hub_jobs_total", jobsHelp, prometheus.Labels{"outcome": channel.JobPlanned},
+			func(s channel.Stats) uint64 { return s.JobsPlanned }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "felhom_hub_last_report_timestamp_seconds", Help: "When the hub last accepted a host report (Unix time; 0: never)."},
 			func() float64 {
 				if t := stats().LastReport; !t.IsZero() {

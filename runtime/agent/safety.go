@@ -465,22 +465,9 @@ func (s *agentSafety) untakeAnswer(call *parkedCall) {
 // name, else a trigger that exactly one playbook answers) and checks its
 // params against the declaration.
 func (a *Agent) resolveSigned(ver *safety.Verified) (*engine.Playbook, error) {
-	pb := a.registry.Get(ver.Op.Op)
-	if pb == nil {
-		var pbs []*engine.Playbook
-		for _, p := range a.registry.Playbooks() {
-			if slices.Contains(p.Decl.Triggers, ver.Op.Op) {
-				pbs = append(pbs, p)
-			}
-		}
-		switch len(pbs) {
-		case 0:
-			return nil, fmt.Errorf("no playbook answers %q", ver.Op.Op)
-		case 1:
-			pb = pbs[0]
-		default:
-			return nil, fmt.Errorf("%d playbooks answer trigger %q; a signed op must name one playbook", len(pbs), ver.Op.Op)
-		}
+	pb, err := a.resolveOne(ver.Op.Op)
+	if err != nil {
+		return nil, err
 	}
 	params := map[string]json.RawMessage{}
 	if err := json.Unmarshal(ver.Params, &params); err != nil {

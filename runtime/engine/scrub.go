@@ -57,6 +57,14 @@ func sortLongestFirst(pairs []string) {
 	}
 }
 
+// ScrubJSON returns the JSON document raw with the values of p's secret
+// parameters replaced by [Redacted] inside its strings, keys and numbers,
+// as a run's result is scrubbed: for what is built from a run of these
+// parameters outside the run — a plan sent to the hub.
+func (p *Params) ScrubJSON(raw json.RawMessage) json.RawMessage {
+	return newScrubber(p.Secrets()).JSON(raw)
+}
+
 // String returns s with every secret replaced.
 func (sc *scrubber) String(s string) string {
 	if sc == nil {

@@ -139,3 +139,24 @@ func TestRunScrubsSecrets(t *testing.T) {
 		}
 	}
 }
+
+// TestParamsScrubJSON: what is built from a run's parameters outside the
+// run (a plan for the hub) is scrubbed of their secrets like a result.
+func TestParamsScrubJSON(t *testing.T) {
+	d := paramsDecl(t)
+	p, err := d.Coerce(map[string]string{"vmid": "101", "password": "hunter2-x"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(p.ScrubJSON(json.RawMessage(`{"steps":[{"what":"set config: password=hunter2-x"}],"hunter2-x":1,"name":"n"}`)))
+	if want := `{"[redacted]":1,"name":"n","steps":[{"what":"set config: password=[redacted]"}]}`; got != want {
+		t.Errorf("ScrubJSON = %s; want %s", got, want)
+	}
+	empty, err := d.Coerce(map[string]string{"vmid": "101", "password": ""}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(empty.ScrubJSON(json.RawMessage(`{"a": 1}`))); got != `{"a": 1}` {
+		t.Errorf("ScrubJSON without a secret given = %s; want it untouched", got)
+	}
+}

@@ -20,6 +20,13 @@ const Namespace = "felhom-op-v1"
 // are {"authorized_keys": "..."}); the only op a recovery key may sign.
 const OpRotateKeys = "rotate-operator-keys"
 
+// OpPlan is the op of the hub's plan requests (docs/hub-protocol.md, "Plan
+// jobs"): a question, never a run. A signed operation naming it is refused
+// as malformed, whoever signed it, so a plan request can never be turned
+// into an operation that runs. It holds a '.', which no playbook name or
+// trigger may.
+const OpPlan = "felhom.plan"
+
 // Op is the signed operation: what an operator allows, for one host and
 // guest, once, within a time window. On the wire it is canonical JSON
 // ([Op.Canonical]); the verifier reads the bytes it received and never
@@ -113,6 +120,8 @@ func parseOp(blob []byte) (*Op, error) {
 	switch {
 	case o.Op == "":
 		return nil, errors.New("op is empty")
+	case o.Op == OpPlan:
+		return nil, fmt.Errorf("op %q asks for a plan, which is never a signed operation", OpPlan)
 	case o.Target.HostID == "":
 		return nil, errors.New("target.host_id is empty")
 	case o.Target.GuestID < 0:

@@ -159,6 +159,7 @@ func TestVerifyRefusals(t *testing.T) {
 		{"not yet valid", nil, nil, nil, ErrNotYetValid},
 		{"recovery key signs a destructive op", goodBlob, func() []byte { return sign(t, f.rec, Namespace, goodBlob) }, nil, ErrNotCovered},
 		{"unknown field", nil, nil, nil, ErrMalformed},
+		{"a plan request's op, signed", nil, nil, nil, ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -172,6 +173,8 @@ func TestVerifyRefusals(t *testing.T) {
 				blob = blobOf(t, op(func(o *Op) { o.Nonce = nonce; o.IssuedAt = t0.Add(3 * time.Minute); o.ExpiresAt = t0.Add(time.Hour) }))
 			case "unknown field":
 				blob = []byte(strings.Replace(string(goodBlob), `"key_id"`, `"admin":true,"key_id"`, 1))
+			case "a plan request's op, signed":
+				blob = blobOf(t, op(func(o *Op) { o.Nonce = nonce; o.Op = OpPlan }))
 			}
 			if sigf == nil || tt.name == "other host" {
 				b := blob

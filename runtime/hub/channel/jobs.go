@@ -34,12 +34,15 @@ const maxJobRecords = 256
 // maxReportJobs bounds the job outcomes of one report; the rest wait.
 const maxReportJobs = 100
 
-// Job is one operator-signed job as the hub queues it: opaque bytes the
-// hub can neither forge nor open. Err is set when the job's id is usable
-// but its blob or signature is not (not base64, too large): such a job is
-// refused and cleared without being looked at further.
+// Job is one job as the hub queues it: opaque bytes the hub can neither
+// forge nor open — an operator-signed operation, or (Kind JobKindPlan) a
+// plan request, which needs no signature (plans.go). Err is set when the
+// job's id is usable but its blob or signature is not (not base64, too
+// large): such a job is refused and cleared without being looked at
+// further.
 type Job struct {
 	ID   string
+	Kind string // "" for a signed job, JobKindPlan for a plan job
 	Blob []byte // op_blob_b64, decoded: the canonical op JSON that was signed
 	Sig  []byte // sig_armored: the armoured SSHSIG signature
 	Err  error
@@ -55,11 +58,13 @@ const (
 	// so, with Reason, and it is tried again at every fetch until it is
 	// accepted, or refused (expired).
 	JobWaiting = "waiting"
+	// JobPlanned (plans.go): a plan job's plan was made.
 )
 
 // JobOutcome is what became of a job, as the host report carries it.
 type JobOutcome struct {
 	JobID   string `json:"job_id"`
+	Kind    string `json:"kind,omitempty"` // JobKindPlan for a plan job
 	Outcome string `json:"outcome"`
 	// Run is the run that carries it out (a new run, or the parked run it
 	// let go on); RunStatus its status when the job was accepted. The
@@ -150,6 +155,13 @@ func ParseJobs(b []byte) ([]Job, error) {
 			return nil, fmt.Errorf("jobs answer: jobs[%d].job_id: %w", i, err)
 		}
 		j := Job{ID: id}
+		if wj.Op != nil {
+			if blob, ok := isPlanBlob(*wj.Op); ok {
+				j.Kind, j.Blob = JobKindPlan, blob // no signature needed (plans.go)
+				out = append(out, j)
+				continue
+			}
+		}
 		switch {
 		case wj.Op == nil || *wj.Op == "":
 			j.Err = errors.New("op_blob_b64 is missing")
@@ -220,6 +232,7 @@ func (c *Channel) handleJobs(ctx context.Context) {
 		c.waiting = waiting // the jobs that wait now; the rest are decided or gone
 		c.mu.Unlock()
 	}()
+	plans := 0 // plan jobs decided in this fetch
 	for _, j := range jobs {
 		if ctx.Err() != nil {
 			return
@@ -227,14 +240,24 @@ func (c *Channel) handleJobs(ctx context.Context) {
 		rec := c.jobRecord(j.ID)
 		if rec == nil {
 			var out JobOutcome
-			if j.Err != nil {
+			var err error
+			switch {
+			case j.Kind == JobKindPlan && plans >= MaxPlansPerFetch:
+				continue // it stays queued for a later fetch: plans are rate-bounded
+			case j.Err != nil:
 				out = JobOutcome{Outcome: JobRefused, Reason: "malformed job: " + j.Err.Error()}
-			} else if out, err = c.Jobs(ctx, j); err != nil {
-				log.Warn("a signed job could not be decided; it stays queued", "job", j.ID, "err", err)
+			case j.Kind == JobKindPlan:
+				plans++
+				out, err = c.planJob(ctx, j)
+			default:
+				out, err = c.Jobs(ctx, j)
+			}
+			if err != nil {
+				log.Warn("a job could not be decided; it stays queued", "job", j.ID, "kind", j.Kind, "err", err)
 				problems = append(problems, "job "+j.ID+": "+err.Error())
 				continue
 			}
-			out.JobID, out.Reason = j.ID, clip.String(out.Reason, 1024)
+			out.JobID, out.Kind, out.Reason = j.ID, j.Kind, clip.String(out.Reason, 1024)
 			if out.At.IsZero() {
 				out.At = time.Now().UTC()
 			}
@@ -247,10 +270,13 @@ func (c *Channel) handleJobs(ctx context.Context) {
 			}
 			c.addJob(out)
 			c.save(ctx) // the outcome is durable before the hub forgets the job
-			if out.Outcome == JobAccepted {
+			switch out.Outcome {
+			case JobAccepted:
 				log.Info("signed job accepted", "job", j.ID, "run", out.Run, "signer", out.Signer)
-			} else {
-				log.Warn("signed job refused; clearing it", "job", j.ID, "reason", out.Reason)
+			case JobPlanned:
+				log.Info("plan job planned; the plan goes in the next report", "job", j.ID)
+			default:
+				log.Warn("job refused; clearing it", "job", j.ID, "kind", j.Kind, "reason", out.Reason)
 			}
 		}
 		if err := jh.ClearJob(ctx, j.ID); err != nil {
@@ -293,9 +319,12 @@ func (c *Channel) addJob(out JobOutcome) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.st.Jobs = append(c.st.Jobs, JobRecord{Outcome: out})
-	if out.Outcome == JobAccepted {
+	switch out.Outcome {
+	case JobAccepted:
 		c.stats.JobsAccepted++
-	} else {
+	case JobPlanned:
+		c.stats.JobsPlanned++
+	default:
 		c.stats.JobsRefused++
 	}
 	for len(c.st.Jobs) > maxJobRecords {

@@ -45,6 +45,9 @@ type State struct {
 	// reported, and enough of the rest that a job the hub sends again is
 	// only cleared again.
 	Jobs []JobRecord `json:"jobs,omitempty"`
+	// Plans are the plans made for plan jobs that no accepted report
+	// carried yet (plans.go).
+	Plans []Plan `json:"plans,omitempty"`
 }
 
 // Cursor is a position in the runs ordered by (end time, id), and in the
@@ -96,6 +99,9 @@ type Channel struct {
 	// has_signed_ops and the host is not blocked); nil leaves them queued.
 	// Hub must implement JobHub too.
 	Jobs JobHandler
+	// Plans makes the plans plan jobs ask for (plans.go); nil refuses
+	// them.
+	Plans PlanHandler
 	// OnBlocked is called when blocked changes, and once at the start of
 	// Run.
 	OnBlocked func(blocked bool)
@@ -128,8 +134,9 @@ type Stats struct {
 	LastError string
 	// Interval is the adopted poll interval.
 	Interval time.Duration
-	// JobsAccepted and JobsRefused count the signed jobs decided.
-	JobsAccepted, JobsRefused uint64
+	// JobsAccepted and JobsRefused count the jobs decided (refused plan
+	// jobs included), JobsPlanned the plan jobs whose plan was made.
+	JobsAccepted, JobsRefused, JobsPlanned uint64
 }
 
 // Load reads the persisted State. Run calls it if it was not called.
@@ -309,6 +316,7 @@ func (c *Channel) attempt(ctx context.Context) bool {
 	rep.Blocked = c.st.Blocked
 	rep.DesiredState = DesiredStatus{Generation: c.st.Generation, Refused: c.st.Refused}
 	rep.Jobs = c.unreportedJobs()
+	rep.Plans = c.unreportedPlans()
 	notes := c.notes
 	c.notes = nil
 	c.mu.Unlock()
@@ -380,6 +388,7 @@ func (c *Channel) accepted(ctx context.Context, rep *Report, env *Envelope) {
 		c.st.Cursor.Audit = rep.Audit[n-1].Seq
 	}
 	c.jobsReported(rep.Jobs)
+	c.plansReported(rep.Plans)
 	c.stats.Reports++
 	c.stats.LastReport = time.Now()
 	c.stats.LastError = ""

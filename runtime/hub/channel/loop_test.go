@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -306,11 +307,11 @@ func TestEncodeReportBounded(t *testing.T) {
 	}
 }
 
-// TestEncodeReportCutOrder: audit entries go before runs, pending
-// operations last of all.
+// TestEncodeReportCutOrder: audit entries go before runs, runs before
+// plans, pending operations last of all.
 func TestEncodeReportCutOrder(t *testing.T) {
 	entry := json.RawMessage(`{"what":"` + strings.Repeat("a", 1000) + `"}`)
-	build := func(audit, runs, pending int) *Report {
+	build := func(audit, runs, plans, pending int) *Report {
 		rep := &Report{HostID: "h"}
 		for i := range audit {
 			rep.Audit = append(rep.Audit, AuditEntry{Seq: int64(i + 1), Entry: entry})
@@ -318,38 +319,85 @@ func TestEncodeReportCutOrder(t *testing.T) {
 		for i := range runs {
 			rep.Runs = append(rep.Runs, Run{ID: strings.Repeat("r", 1000), Ended: time.Unix(int64(i), 0)})
 		}
+		for i := range plans {
+			rep.Plans = append(rep.Plans, Plan{JobID: fmt.Sprint("p", i), Trigger: strings.Repeat("t", 1000), Status: "succeeded"})
+		}
 		for range pending {
 			rep.Pending = append(rep.Pending, PendingOp{ID: "p", OpBlobB64: strings.Repeat("b", 1000)})
 		}
 		return rep
 	}
 	for _, tc := range []struct {
-		name                          string
-		rep                           *Report
-		limit                         int
-		wantAudit, wantRuns, wantPend bool // kept in part or whole
+		name                                     string
+		rep                                      *Report
+		limit                                    int
+		wantAudit, wantRuns, wantPlans, wantPend bool // kept in part or whole
 	}{
-		{"audit cut first", build(100, 10, 10), 40 << 10, true, true, true},
-		{"then runs", build(100, 100, 10), 40 << 10, false, true, true},
-		{"pending last", build(100, 100, 100), 40 << 10, false, false, true},
+		{"audit cut first", build(100, 10, 10, 10), 40 << 10, true, true, true, true},
+		{"then runs", build(100, 100, 10, 10), 40 << 10, false, true, true, true},
+		{"then plans", build(100, 100, 100, 10), 40 << 10, false, false, true, true},
+		{"pending last", build(100, 100, 100, 100), 40 << 10, false, false, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			nAudit, nRuns, nPend := len(tc.rep.Audit), len(tc.rep.Runs), len(tc.rep.Pending)
+			nAudit, nRuns, nPlans, nPend := len(tc.rep.Audit), len(tc.rep.Runs), len(tc.rep.Plans), len(tc.rep.Pending)
 			b, err := EncodeReport(tc.rep, tc.limit)
 			if err != nil {
 				t.Fatal(err)
 			}
 			r := tc.rep
-			if len(b) > tc.limit || !r.Truncated ||
-				len(r.Audit)+r.AuditOmitted != nAudit || len(r.Runs)+r.RunsOmitted != nRuns || len(r.Pending)+r.PendingOmitted != nPend {
-				t.Fatalf("%d bytes; audit %d+%d runs %d+%d pending %d+%d", len(b), len(r.Audit), r.AuditOmitted, len(r.Runs), r.RunsOmitted, len(r.Pending), r.PendingOmitted)
+			if len(b) > tc.limit || !r.Truncated || len(r.Audit)+r.AuditOmitted != nAudit || len(r.Runs)+r.RunsOmitted != nRuns ||
+				len(r.Plans)+r.PlansOmitted != nPlans || len(r.Pending)+r.PendingOmitted != nPend {
+				t.Fatalf("%d bytes; audit %d+%d runs %d+%d plans %d+%d pending %d+%d", len(b), len(r.Audit), r.AuditOmitted,
+					len(r.Runs), r.RunsOmitted, len(r.Plans), r.PlansOmitted, len(r.Pending), r.PendingOmitted)
 			}
-			if (len(r.Audit) > 0) != tc.wantAudit || (len(r.Runs) > 0) != tc.wantRuns || (len(r.Pending) > 0) != tc.wantPend {
-				t.Errorf("kept audit %d runs %d pending %d", len(r.Audit), len(r.Runs), len(r.Pending))
+			if (len(r.Audit) > 0) != tc.wantAudit || (len(r.Runs) > 0) != tc.wantRuns || (len(r.Plans) > 0) != tc.wantPlans || (len(r.Pending) > 0) != tc.wantPend {
+				t.Errorf("kept audit %d runs %d plans %d pending %d", len(r.Audit), len(r.Runs), len(r.Plans), len(r.Pending))
 			}
-			if r.PendingOmitted > 0 && (r.RunsOmitted != nRuns || r.AuditOmitted != nAudit || len(r.Guests) != 0) {
+			if r.PlansOmitted > 0 && (r.RunsOmitted != nRuns || r.AuditOmitted != nAudit) {
+				t.Errorf("plans cut before the audit and the runs were")
+			}
+			if r.PendingOmitted > 0 && (r.RunsOmitted != nRuns || r.AuditOmitted != nAudit || r.PlansOmitted != nPlans || len(r.Guests) != 0) {
 				t.Errorf("pending operations cut before everything else was")
 			}
 		})
 	}
+}
+
+// TestCutPlansStayForTheNextReport: a plan a report had no room for is
+// sent with the next one; a plan sent is not sent again.
+func TestCutPlansStayForTheNextReport(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hub := &fakeHub{env: Envelope{PollInterval: 60 * time.Second}}
+		c := &Channel{Hub: hub, HostID: "h", Logger: quiet(), Collect: func(context.Context, Cursor) (*Report, error) {
+			// The host parts fill most of the 4 MiB: one plan fits beside them, not two.
+			return &Report{Guests: []Guest{{VMID: 100, Name: strings.Repeat("g", MaxReportBytes-300<<10)}}}, nil
+		}}
+		for i := range 2 {
+			big := make([]string, maxPlanChanges)
+			for j := range big {
+				big[j] = strings.Repeat("c", 900)
+			}
+			c.addPlan(Plan{JobID: fmt.Sprint("p", i), Status: "succeeded", Changes: big})
+		}
+		stop := runChannel(t, c)
+		synctest.Wait()
+		time.Sleep(61 * time.Second)
+		synctest.Wait()
+		time.Sleep(61 * time.Second)
+		synctest.Wait()
+		stop()
+		reps, _, _ := hub.get()
+		if len(reps) < 3 {
+			t.Fatalf("%d reports", len(reps))
+		}
+		var sent []string
+		for _, r := range reps {
+			for _, p := range r.Plans {
+				sent = append(sent, p.JobID)
+			}
+		}
+		if strings.Join(sent, ",") != "p0,p1" || reps[0].PlansOmitted != 1 || len(reps[0].Guests) != 1 {
+			t.Errorf("plans sent %v (first report omitted %d, guests %d); want p0 then p1, each once, the guest kept", sent, reps[0].PlansOmitted, len(reps[0].Guests))
+		}
+	})
 }

@@ -10,13 +10,16 @@ import (
 // EncodeReport encodes rep in at most limit bytes. A report that is too
 // large is cut in this order, each step only if still needed, with
 // Truncated set: long strings are clipped (run errors, guest
-// descriptions and errors, disk errors, pending operations' what); gate
-// audit entries are dropped from the newest end (AuditOmitted; they go in
-// a later report, the cursor only passes the entries sent); runs likewise
-// (RunsOmitted); guests are dropped from the end (GuestsOmitted); the
-// disk, sensor and storage lists are emptied; pending operations are
-// dropped from the newest end (PendingOmitted). rep is modified to what
-// was sent.
+// descriptions and errors, disk errors, pending operations' what, plans'
+// steps and errors); gate audit entries are dropped from the newest end
+// (AuditOmitted; they go in a later report, the cursor only passes the
+// entries sent); runs likewise (RunsOmitted); plans likewise
+// (PlansOmitted; they stay kept for the next report) — after the history,
+// since a plan answers a question the hub asked now, before the guests,
+// which are the heartbeat's own content; guests are dropped from the end
+// (GuestsOmitted); the disk, sensor and storage lists are emptied; pending
+// operations are dropped from the newest end (PendingOmitted). rep is
+// modified to what was sent.
 func EncodeReport(rep *Report, limit int) ([]byte, error) {
 	b, err := json.Marshal(rep)
 	if err != nil || len(b) <= limit {
@@ -39,6 +42,13 @@ func EncodeReport(rep *Report, limit int) ([]byte, error) {
 	for i := range rep.Pending {
 		rep.Pending[i].What = clip.String(rep.Pending[i].What, 512)
 	}
+	for i := range rep.Plans {
+		p := &rep.Plans[i]
+		p.Error = clip.String(p.Error, 512)
+		for j := range p.Steps {
+			p.Steps[j].What, p.Steps[j].Outcome = clip.String(p.Steps[j].What, 256), clip.String(p.Steps[j].Outcome, 256)
+		}
+	}
 	if b, err = json.Marshal(rep); err != nil || len(b) <= limit {
 		return b, err
 	}
@@ -54,6 +64,14 @@ func EncodeReport(rep *Report, limit int) ([]byte, error) {
 		keep := len(rep.Runs) / 2
 		rep.RunsOmitted += len(rep.Runs) - keep
 		rep.Runs = rep.Runs[:keep]
+		if b, err = json.Marshal(rep); err != nil || len(b) <= limit {
+			return b, err
+		}
+	}
+	for len(rep.Plans) > 0 {
+		keep := len(rep.Plans) / 2
+		rep.PlansOmitted += len(rep.Plans) - keep
+		rep.Plans = rep.Plans[:keep]
 		if b, err = json.Marshal(rep); err != nil || len(b) <= limit {
 			return b, err
 		}

@@ -78,6 +78,11 @@ type Report struct {
 	// Jobs are the outcomes of the operator-signed jobs decided since the
 	// last report the hub accepted.
 	Jobs []JobOutcome `json:"jobs,omitempty"`
+	// Plans are the plans made for the hub's plan jobs since the last
+	// report the hub accepted (plans.go); PlansOmitted more wait for the
+	// next report.
+	Plans        []Plan `json:"plans,omitempty"`
+	PlansOmitted int    `json:"plans_omitted,omitempty"`
 
 	// DesiredState is which desired state the agent holds.
 	DesiredState DesiredStatus `json:"desired_state"`

@@ -21,6 +21,8 @@
 //	GET    /sim/hosts/{host_id}/reports                 ADMIN  the reports received, oldest first
 //	PUT    /sim/hosts/{host_id}/envelope                ADMIN  {poll_interval_seconds, blocked}
 //	GET    /sim/hosts/{host_id}/jobs/cleared            ADMIN  ids of cleared jobs
+//	POST   /sim/hosts/{host_id}/plan-jobs               ADMIN  {trigger, params}: queue a plan job (plans.go)
+//	GET    /sim/hosts/{host_id}/plans                   ADMIN  the plans the reports carried, oldest first
 //	GET    /sim/faults, PUT /sim/faults                 ADMIN  the faults ([Faults] as JSON)
 //
 // A host key reads and writes only its own host (403 otherwise), as the
@@ -87,6 +89,10 @@ type Faults struct {
 	// "desired" (a desired-state answer that is not JSON), "desired_schema"
 	// (a desired state this agent's schema refuses).
 	Malformed string `json:"malformed"`
+	// FailClear answers the next FailClear DELETEs of a job with 503,
+	// keeping the job queued, as a DELETE lost on the way looks: the
+	// agent fetches the job again.
+	FailClear int `json:"fail_clear"`
 }
 
 // Report is one host report received.
@@ -243,6 +249,8 @@ func (s *Sim) routes() {
 	m.HandleFunc("GET /sim/hosts/{host_id}/reports", s.admin(s.getReports))
 	m.HandleFunc("PUT /sim/hosts/{host_id}/envelope", s.admin(s.putEnvelope))
 	m.HandleFunc("GET /sim/hosts/{host_id}/jobs/cleared", s.admin(s.getCleared))
+	m.HandleFunc("POST /sim/hosts/{host_id}/plan-jobs", s.admin(s.postPlanJob))
+	m.HandleFunc("GET /sim/hosts/{host_id}/plans", s.admin(s.getPlans))
 	m.HandleFunc("GET /sim/faults", s.admin(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.Faults()) }))
 	m.HandleFunc("PUT /sim/faults", s.admin(s.putFaults))
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -428,6 +436,16 @@ func (s *Sim) listJobs(w http.ResponseWriter, r *http.Request, id string) {
 
 func (s *Sim) clearJob(w http.ResponseWriter, r *http.Request, id string) {
 	jid := r.PathValue("job_id")
+	s.mu.Lock()
+	lost := s.faults.FailClear > 0
+	if lost {
+		s.faults.FailClear--
+	}
+	s.mu.Unlock()
+	if lost {
+		writeError(w, http.StatusServiceUnavailable, "hubsim: fail_clear: the job stays queued")
+		return
+	}
 	_ = s.withHost(id, func(h *host) error {
 		for i, j := range h.jobs {
 			if j.ID == jid {
