@@ -230,7 +230,7 @@ func sizedMod(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 				}
 			}
 		}
-		if err := reserve(thread, n); err != nil {
+		if err := reserve(thread, builderBytes(n)); err != nil {
 			return nil, err
 		}
 	}
@@ -300,9 +300,21 @@ func methodBytes(s, name string, args starlark.Tuple) uint64 {
 				total += uint64(len(e))
 			}
 		}
-		return total
+		return builderBytes(total)
 	}
 	return 0
+}
+
+// builderBytes is what building a result of n bytes in a
+// strings.Builder without Grow can hold at its peak, as go.starlark.net
+// builds sep.join(seq) and f % args: the builder's old buffer and the
+// one it grows into, about twice the result (asking for n alone let a
+// join pass the reservation and the heap sampler stop the run instead).
+func builderBytes(n uint64) uint64 {
+	if n > math.MaxUint64/2 {
+		return math.MaxUint64
+	}
+	return 2 * n
 }
 
 // sizedIAdd is x += y on a name: a list is extended in place and returned

@@ -19,8 +19,9 @@ func TestQueuedTriggersRun(t *testing.T) {
 	t.Parallel()
 	requireServe(t)
 	// Tasks long enough that the first run is surely still in flight at
-	// the kill, however slow the machine.
-	sim := startSim(t, "--task-duration", "10s")
+	// the kill, however slow the machine: 10 s was outlasted by the steps
+	// below on a machine at load 20.
+	sim := startSim(t, "--task-duration", "30s")
 	a := startAgent(t, agentOpts{env: append(sim.env(), "FELHOM_AGENT_RUNS_QUEUE_MAX=2"),
 		playbooks: filepath.Join(mustAbs(t, "testdata"), "queue")})
 
@@ -75,7 +76,7 @@ func TestQueuedTriggersRun(t *testing.T) {
 		t.Fatalf("queued at the kill: %v; want q-2 and q-3 (the first run's task outlasted the test's steps?)", queuedAtKill)
 	}
 	a.restart(t)
-	first := a.waitRun(t, ids["q-1"], 30*time.Second, "to be recovered", finished)
+	first := a.waitRun(t, ids["q-1"], 120*time.Second, "to be recovered", finished)
 	// solo does not declare resume: replayed to where it stopped (its
 	// snapshot waited for, not sent again) and undone, it fails.
 	if first.Status != "failed" || first.ErrorKind != "interrupted" {
@@ -83,7 +84,7 @@ func TestQueuedTriggersRun(t *testing.T) {
 	}
 	got := map[string]string{}
 	for _, key := range []string{"q-2", "q-3"} {
-		r := a.waitRun(t, ids[key], 90*time.Second, "to run after the restart", finished)
+		r := a.waitRun(t, ids[key], 180*time.Second, "to run after the restart", finished)
 		got[key] = r.Status
 		if r.Status != "succeeded" {
 			t.Errorf("queued run %s after kill -9 and restart: %s (%s); want succeeded", key, r.Status, r.Error)
