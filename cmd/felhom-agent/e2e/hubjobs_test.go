@@ -48,7 +48,7 @@ func TestHubSignedJobs(t *testing.T) {
 		// the gate compares a signature with.
 		b, err := safety.Op{Op: "decommission", Target: safety.Target{HostID: target, GuestID: 101},
 			Params: json.RawMessage(`{"vmid": 101, "storage": "usb-backup", "remove_archives": false}`),
-			Nonce: safety.NewNonce(), IssuedAt: now.Add(issued), ExpiresAt: now.Add(expires)}.Canonical()
+			Nonce:  safety.NewNonce(), IssuedAt: now.Add(issued), ExpiresAt: now.Add(expires)}.Canonical()
 		if err != nil {
 			t.Fatal(err)
 		}
