@@ -148,15 +148,10 @@ func BenchmarkConcurrentRuns1000(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	client := simClient(b, sim)
-	ta := startAgent(b, map[string]string{
+	ta := newSimHost(b, sim).agent(map[string]string{
 		"snap.star": agentPlaybook("snap", `    t = proxmox.snapshot(ctx.params.vmid, "bench%d" % ctx.params.round)
     return t.exitstatus`, `concurrent = True, params = {"vmid": param.int(), "round": param.int()}`),
-	}, func(c *Config) {
-		c.Engine.Env.Proxmox, c.Proxmox = client, client
-		c.Engine.MaxConcurrent = runs
-		c.Listen = ""
-	})
+	}, noListen, func(c *Config) { c.Engine.MaxConcurrent = runs })
 	local := localAPI{ta.Agent}
 	var peakHeap, peakSys, peakStack uint64
 	var peakG int

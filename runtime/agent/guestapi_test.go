@@ -131,14 +131,13 @@ func (c *guestClient) follow(job string) ([]string, guestapi.BackupStatus) {
 	return nil, guestapi.BackupStatus{}
 }
 
+// startGuestAgent serves an agent with the guest API on sim, on the
+// shipped backup and guest_reboot playbooks.
 func startGuestAgent(t *testing.T, sim *pvesim.Sim) (*testAgent, *proxmox.Client) {
-	client := simClient(t, sim)
-	ta := startAgent(t, shippedPlaybooks(t, "backup.star", "guest_reboot.star"), func(c *Config) {
-		c.Engine.Env.Proxmox, c.Proxmox = client, client
-		c.GuestAPI = &GuestAPIConfig{Listen: []string{"127.0.0.1:0"}, Proxmox: client, Attach: attachRecorder{sim},
-			Limits: guestapi.Options{Rate: 1000, Burst: 1000}} // the tests poll fast
-	})
-	return ta, client
+	host := newSimHost(t, sim)
+	ta := host.agent(shippedPlaybooks(t, "backup.star", "guest_reboot.star"),
+		host.guestAPI(func(g *GuestAPIConfig) { g.Limits = guestapi.Options{Rate: 1000, Burst: 1000} })) // the tests poll fast
+	return ta, host.client
 }
 
 // attachRecorder attaches through the simulator's root tools, as the
@@ -397,11 +396,8 @@ func indexOf(s []string, v string) int {
 func TestProvisionDeliversBootstrap(t *testing.T) {
 	sim := pvesim.New()
 	sim.TaskDuration = 20 * time.Millisecond
-	client := simClient(t, sim)
-	ta := startAgent(t, shippedPlaybooks(t, "provision.star"), func(c *Config) {
-		c.Engine.Env.Proxmox, c.Proxmox = client, client
-		c.GuestAPI = &GuestAPIConfig{Listen: []string{"127.0.0.1:0"}, Proxmox: client, Attach: attachRecorder{sim}}
-	})
+	host := newSimHost(t, sim)
+	ta := host.agent(shippedPlaybooks(t, "provision.star"), host.guestAPI())
 	run, err := ta.client.Trigger(context.Background(), api.TriggerRequest{Playbook: "provision",
 		Params: map[string]json.RawMessage{"vmid": json.RawMessage(`130`), "hostname": json.RawMessage(`"cust130"`)}})
 	if err != nil {
@@ -461,11 +457,9 @@ func TestBootstrapCustomerFromDesiredState(t *testing.T) {
 	}
 	var logs bytes.Buffer
 	sim := pvesim.New()
-	client := simClient(t, sim)
-	ta := startAgent(t, shippedPlaybooks(t, "backup.star"), func(c *Config) {
+	host := newSimHost(t, sim)
+	ta := host.agent(shippedPlaybooks(t, "backup.star"), host.guestAPI(func(g *GuestAPIConfig) { g.HubURL = srv.URL }), func(c *Config) {
 		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		c.Engine.Env.Proxmox, c.Proxmox = client, client
-		c.GuestAPI = &GuestAPIConfig{Listen: []string{"127.0.0.1:0"}, Proxmox: client, Attach: attachRecorder{sim}, HubURL: srv.URL}
 		c.Hub = &HubConfig{Client: channel.Config{URL: srv.URL, HostID: "host-a", APIKey: "host-key-a",
 			TLS: proxmox.TLSTrust{Fingerprint: srv.Fingerprint}}}
 	})
@@ -564,11 +558,8 @@ func TestBootstrapReaderFromIDMap(t *testing.T) {
 func TestProvisionRerunDeliversMissingBootstrap(t *testing.T) {
 	sim := pvesim.New()
 	sim.TaskDuration = 20 * time.Millisecond
-	client := simClient(t, sim)
-	ta := startAgent(t, shippedPlaybooks(t, "provision.star"), func(c *Config) {
-		c.Engine.Env.Proxmox, c.Proxmox = client, client
-		c.GuestAPI = &GuestAPIConfig{Listen: []string{"127.0.0.1:0"}, Proxmox: client, Attach: attachRecorder{sim}}
-	})
+	host := newSimHost(t, sim)
+	ta := host.agent(shippedPlaybooks(t, "provision.star"), host.guestAPI())
 	provision := func() map[string]any {
 		t.Helper()
 		run, err := ta.client.Trigger(context.Background(), api.TriggerRequest{Playbook: "provision",

@@ -284,7 +284,7 @@ func TestSignatureAcrossRestart(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sim := pvesim.New()
-			client := simClient(t, sim)
+			host := newSimHost(t, sim)
 			operator := testSigner(t)
 			keys := filepath.Join(t.TempDir(), "operators")
 			writeKeys := func(s ssh.Signer) {
@@ -300,7 +300,6 @@ func TestSignatureAcrossRestart(t *testing.T) {
 				c.StateDir, c.Safety.OperatorKeys, c.Safety.HostID = state, keys, "cust-1"
 				c.Safety.ScratchVMIDs = nil
 				c.ShutdownGrace = -1 // a parked run need not wait out a grace period at the end
-				c.Engine.Env.Proxmox, c.Proxmox = client, client
 			}
 			now := time.Now()
 			op := safety.Op{Op: "wipe", Target: safety.Target{HostID: "cust-1", GuestID: 201}, Params: json.RawMessage(`{"vmid": 201}`),
@@ -319,7 +318,7 @@ func TestSignatureAcrossRestart(t *testing.T) {
 
 			// The first process: it seals the signature with its state key;
 			// the run is left queued in its store (accepted, never started).
-			ta := startAgent(t, files, mod)
+			ta := host.agent(files, mod)
 			plain, _ := json.Marshal(carried{Blob: blob, Sig: sig})
 			sealed, err := ta.seal(plain)
 			if err != nil {
@@ -343,7 +342,7 @@ func TestSignatureAcrossRestart(t *testing.T) {
 			}
 
 			// The next process requeues it with what it carries.
-			ta = startAgent(t, files, mod)
+			ta = host.agent(files, mod)
 			id := runs[0].ID
 			var r store.Run
 			for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
@@ -399,17 +398,13 @@ func TestSignatureAcrossRestart(t *testing.T) {
 func TestApprovalCarried(t *testing.T) {
 	sim := pvesim.New()
 	sim.TaskDuration = 3 * time.Second
-	client := simClient(t, sim)
 	operator := testSigner(t)
 	keys := filepath.Join(t.TempDir(), "operators")
 	if err := os.WriteFile(keys, []byte(`role="operational" `+string(ssh.MarshalAuthorizedKey(operator.PublicKey()))), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ta := startAgent(t, map[string]string{"wipe.star": agentPlaybook("wipe", "    proxmox.delete_guest(vmid = 201, purge = True)", "")},
-		func(c *Config) {
-			c.Safety.OperatorKeys, c.Safety.HostID, c.Safety.ScratchVMIDs = keys, "cust-1", nil
-			c.Engine.Env.Proxmox, c.Proxmox = client, client
-		})
+	ta := newSimHost(t, sim).agent(map[string]string{"wipe.star": agentPlaybook("wipe", "    proxmox.delete_guest(vmid = 201, purge = True)", "")},
+		func(c *Config) { c.Safety.OperatorKeys, c.Safety.HostID, c.Safety.ScratchVMIDs = keys, "cust-1", nil })
 	ctx := t.Context()
 	run := ta.start("wipe", nil)
 	var pend []store.PendingOp

@@ -66,10 +66,9 @@ func BenchmarkJournalCost(b *testing.B) {
 		b.Run(fmt.Sprintf("task=%s", d), func(b *testing.B) {
 			sim := pvesim.New()
 			sim.TaskDuration = d
-			client := simClient(b, sim)
-			ta := startAgent(b, map[string]string{"snap.star": agentPlaybook("snap", `    proxmox.snapshot(101, "bench")
+			ta := newSimHost(b, sim).agent(map[string]string{"snap.star": agentPlaybook("snap", `    proxmox.snapshot(101, "bench")
     proxmox.rollback(101, "bench")
-    proxmox.delete_snapshot(101, "bench")`, "")}, func(c *Config) { c.Engine.Env.Proxmox, c.Proxmox, c.Listen = client, client, "" })
+    proxmox.delete_snapshot(101, "bench")`, "")}, noListen)
 			pb := ta.registry.Get("snap")
 			var with, without time.Duration
 			calls := 0
@@ -93,9 +92,8 @@ func BenchmarkJournalCost(b *testing.B) {
 // answered from the journal.
 func BenchmarkResume1000(b *testing.B) {
 	sim := pvesim.New()
-	client := simClient(b, sim)
-	ta := startAgent(b, map[string]string{"reads.star": agentPlaybook("reads", `    for i in range(1000):
-        proxmox.guest(101)`, "")}, func(c *Config) { c.Engine.Env.Proxmox, c.Proxmox, c.Listen = client, client, "" })
+	ta := newSimHost(b, sim).agent(map[string]string{"reads.star": agentPlaybook("reads", `    for i in range(1000):
+        proxmox.guest(101)`, "")}, noListen)
 	pb := ta.registry.Get("reads")
 	_, n, id := journalRun(b, ta, pb, true, nil)
 	entries, err := ta.store.Journal(context.Background(), id)

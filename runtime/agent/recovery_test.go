@@ -35,6 +35,75 @@ func simClient(t testing.TB, sim *pvesim.Sim) *proxmox.Client {
 	return c
 }
 
+// simHost is the rig of the tests that run agents on a simulated host:
+// sim served over TLS for the test, with one client pinned to it that
+// every agent started on it uses (engine and daemon alike) — several, one
+// after another on one state directory, for the restart tests.
+type simHost struct {
+	t      testing.TB
+	sim    *pvesim.Sim
+	client *proxmox.Client
+}
+
+func newSimHost(t testing.TB, sim *pvesim.Sim) *simHost {
+	return &simHost{t: t, sim: sim, client: simClient(t, sim)}
+}
+
+// agent starts an agent (startAgent) on files and the host; each mod
+// adjusts its configuration in turn.
+func (h *simHost) agent(files map[string]string, mods ...func(*Config)) *testAgent {
+	h.t.Helper()
+	return startAgent(h.t, files, func(c *Config) {
+		c.Engine.Env.Proxmox, c.Proxmox = h.client, h.client
+		for _, m := range mods {
+			m(c)
+		}
+	})
+}
+
+// guestAPI serves the guest API on a loopback port, attaching bootstrap
+// directories through the simulator's root tools; more, if any, adjusts
+// it.
+func (h *simHost) guestAPI(more ...func(*GuestAPIConfig)) func(*Config) {
+	return func(c *Config) {
+		c.GuestAPI = &GuestAPIConfig{Listen: []string{"127.0.0.1:0"}, Proxmox: h.client, Attach: attachRecorder{h.sim}}
+		for _, m := range more {
+			m(c.GuestAPI)
+		}
+	}
+}
+
+// waitMutations waits until guest vmid has seen n mutations.
+func (h *simHost) waitMutations(vmid, n int) {
+	h.t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); h.sim.Mutations(vmid) < n; time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("guest %d saw %d mutations; want %d", vmid, h.sim.Mutations(vmid), n)
+		}
+	}
+}
+
+// expectGuest checks that guest vmid saw n mutations (why says which)
+// and has no snapshot left, as a finished or undone run leaves it.
+func (h *simHost) expectGuest(vmid, n int, why string) {
+	h.t.Helper()
+	if got := h.sim.Mutations(vmid); got != n {
+		h.t.Errorf("guest %d saw %d mutations; want %d (%s)", vmid, got, n, why)
+	}
+	if g, _ := h.sim.Guest(vmid); len(g.Snapshots) != 0 {
+		h.t.Errorf("guest %d has snapshots %v; want none, as a finished or undone run leaves it", vmid, g.Snapshots)
+	}
+}
+
+// inState runs the agent on an existing state directory (a restart).
+func inState(state string) func(*Config) { return func(c *Config) { c.StateDir = state } }
+
+// pastGrace makes the agent's stop interrupt its runs at once.
+func pastGrace(c *Config) { c.ShutdownGrace = -1 }
+
+// noListen serves no TCP listener (benchmarks).
+func noListen(c *Config) { c.Listen = "" }
+
 func TestRecoveryInterruptsAndFollowsTasks(t *testing.T) {
 	saved := followWait
 	followWait = proxmox.WaitOptions{MinInterval: 5 * time.Millisecond, MaxInterval: 20 * time.Millisecond}
@@ -123,13 +192,12 @@ func TestRecoveryInterruptsAndFollowsTasks(t *testing.T) {
 func TestRunRecordsTasksAndMetrics(t *testing.T) {
 	sim := pvesim.New()
 	sim.TaskDuration = 20 * time.Millisecond
-	client := simClient(t, sim)
-	ta := startAgent(t, map[string]string{
+	ta := newSimHost(t, sim).agent(map[string]string{
 		"snap.star": agentPlaybook("snap", `    t = proxmox.snapshot(101, "nightly")
     monitor.gauge("snapshots_taken", 1, labels = {"vmid": "101"})
     monitor.gauge("snapshots_taken", 1, labels = {"guest": "101"})
     return t.exitstatus`, ""),
-	}, func(c *Config) { c.Engine.Env.Proxmox, c.Proxmox = client, client })
+	})
 
 	run, _ := ta.wait(ta.start("snap", nil).ID)
 	if run.Status != "succeeded" || len(run.Tasks) != 1 || run.Tasks[0].Status != "stopped" || run.Tasks[0].ExitStatus != "OK" ||
@@ -162,10 +230,8 @@ func TestRunRecordsTasksAndMetrics(t *testing.T) {
 func TestTaskHistoryFromTheStore(t *testing.T) {
 	sim := pvesim.New()
 	sim.TaskDuration = 150 * time.Millisecond
-	client := simClient(t, sim)
-	ta := startAgent(t, map[string]string{"snap.star": agentPlaybook("snap",
-		"    proxmox.snapshot(101, \"hist\")\n    proxmox.delete_snapshot(101, \"hist\")", "")},
-		func(c *Config) { c.Engine.Env.Proxmox, c.Proxmox = client, client })
+	ta := newSimHost(t, sim).agent(map[string]string{"snap.star": agentPlaybook("snap",
+		"    proxmox.snapshot(101, \"hist\")\n    proxmox.delete_snapshot(101, \"hist\")", "")})
 	h := ta.cfg.Engine.Env.History
 	if h == nil {
 		t.Fatal("the agent gives its runs no task history")

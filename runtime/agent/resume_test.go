@@ -12,7 +12,6 @@ import (
 	"go.starlark.net/starlark"
 
 	"gitea.dooplex.hu/admin/felhom-agent/builtins"
-	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/api"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
@@ -28,19 +27,14 @@ const snapFlow = `    proxmox.snapshot(101, "durable")
     proxmox.delete_snapshot(101, "durable")
     return "done"`
 
-// interruptDuringTask starts playbook name on a first agent, stops that
-// agent past its grace period while the run's first task runs on the
+// interruptDuringTask starts playbook name on a first agent on host, stops
+// that agent past its grace period while the run's first task runs on the
 // host, and returns the run's id and the state directory.
-func interruptDuringTask(t *testing.T, sim *pvesim.Sim, client *proxmox.Client, files map[string]string, name string) (string, string) {
+func interruptDuringTask(t *testing.T, host *simHost, files map[string]string, name string) (string, string) {
 	t.Helper()
-	ta := startAgent(t, files, func(c *Config) { c.ShutdownGrace = -1; c.Engine.Env.Proxmox, c.Proxmox = client, client })
+	ta := host.agent(files, pastGrace)
 	run := ta.start(name, nil)
-	for deadline := time.Now().Add(10 * time.Second); sim.Mutations(101) == 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("the run sent no mutation")
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	host.waitMutations(101, 1)
 	if err := ta.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -57,71 +51,65 @@ func interruptDuringTask(t *testing.T, sim *pvesim.Sim, client *proxmox.Client, 
 	return run.ID, ta.state
 }
 
-func TestResumeAfterStopPastGrace(t *testing.T) {
-	sim := pvesim.New()
-	sim.TaskDuration = 300 * time.Millisecond
-	client := simClient(t, sim)
-	files := map[string]string{"snap.star": agentPlaybook("snap", snapFlow, "resume = True")}
-	id, state := interruptDuringTask(t, sim, client, files, "snap")
-
-	ta := startAgent(t, files, func(c *Config) { c.StateDir = state; c.Engine.Env.Proxmox, c.Proxmox = client, client })
-	run, _ := ta.wait(id)
-	if run.Status != "succeeded" || string(run.Result) != `"done"` || run.Resumes != 1 || run.Replayed != 1 {
-		t.Fatalf("resumed run = %s %q %s, %d resumes, %d replayed; want succeeded after one resume, the snapshot's task waited for",
-			run.Status, run.Error, run.Result, run.Resumes, run.Replayed)
-	}
-	// snapshot, rollback, delete: each sent once.
-	if n := sim.Mutations(101); n != 3 {
-		t.Errorf("guest 101 saw %d mutations; want 3 (nothing sent twice)", n)
-	}
-	if g, _ := sim.Guest(101); len(g.Snapshots) != 0 {
-		t.Errorf("guest 101 has snapshots %v; want none, as a finished run leaves it", g.Snapshots)
-	}
-}
-
-func TestUndoAfterStopOfARunThatDoesNotResume(t *testing.T) {
-	sim := pvesim.New()
-	sim.TaskDuration = 300 * time.Millisecond
-	client := simClient(t, sim)
-	files := map[string]string{"snap.star": agentPlaybook("snap", snapFlow, "")}
-	id, state := interruptDuringTask(t, sim, client, files, "snap")
-
-	ta := startAgent(t, files, func(c *Config) { c.StateDir = state; c.Engine.Env.Proxmox, c.Proxmox = client, client })
-	run, _ := ta.wait(id)
-	if run.Status != "failed" || run.ErrorKind != engine.KindInterrupt || !strings.Contains(run.Error, "the agent stopped while the run was running") ||
-		!strings.Contains(run.Error, "undone: 1 compensation") {
-		t.Fatalf("run = %s %s %q; want failed, interrupted, with its snapshot undone", run.Status, run.ErrorKind, run.Error)
-	}
-	// The snapshot (waited for, not sent again) and its removal.
-	if n := sim.Mutations(101); n != 2 {
-		t.Errorf("guest 101 saw %d mutations; want 2 (snapshot, then its undo)", n)
-	}
-	if g, _ := sim.Guest(101); len(g.Snapshots) != 0 {
-		t.Errorf("guest 101 has snapshots %v; want none: the run was undone", g.Snapshots)
-	}
+// checkUndoneJournal checks that run id's journal holds the snapshot, the
+// undo mark and the snapshot's journaled removal.
+func checkUndoneJournal(t *testing.T, ta *testAgent, id string) {
+	t.Helper()
 	j, err := ta.store.Journal(context.Background(), id)
 	if err != nil || len(j) != 3 || j[1].Builtin != store.UndoMark || j[2].Builtin != "proxmox.delete_snapshot" || j[2].Outcome == nil {
 		t.Errorf("journal = %+v, %v; want the snapshot, the undo mark, and the journaled compensation", j, err)
 	}
 }
 
+func TestResumeAfterStopPastGrace(t *testing.T) {
+	sim := pvesim.New()
+	sim.TaskDuration = 300 * time.Millisecond
+	host := newSimHost(t, sim)
+	files := map[string]string{"snap.star": agentPlaybook("snap", snapFlow, "resume = True")}
+	id, state := interruptDuringTask(t, host, files, "snap")
+
+	ta := host.agent(files, inState(state))
+	run, _ := ta.wait(id)
+	if run.Status != "succeeded" || string(run.Result) != `"done"` || run.Resumes != 1 || run.Replayed != 1 {
+		t.Fatalf("resumed run = %s %q %s, %d resumes, %d replayed; want succeeded after one resume, the snapshot's task waited for",
+			run.Status, run.Error, run.Result, run.Resumes, run.Replayed)
+	}
+	// snapshot, rollback, delete: each sent once.
+	host.expectGuest(101, 3, "nothing sent twice")
+}
+
+func TestUndoAfterStopOfARunThatDoesNotResume(t *testing.T) {
+	sim := pvesim.New()
+	sim.TaskDuration = 300 * time.Millisecond
+	host := newSimHost(t, sim)
+	files := map[string]string{"snap.star": agentPlaybook("snap", snapFlow, "")}
+	id, state := interruptDuringTask(t, host, files, "snap")
+
+	ta := host.agent(files, inState(state))
+	run, _ := ta.wait(id)
+	if run.Status != "failed" || run.ErrorKind != engine.KindInterrupt || !strings.Contains(run.Error, "the agent stopped while the run was running") ||
+		!strings.Contains(run.Error, "undone: 1 compensation") {
+		t.Fatalf("run = %s %s %q; want failed, interrupted, with its snapshot undone", run.Status, run.ErrorKind, run.Error)
+	}
+	// The snapshot (waited for, not sent again) and its removal.
+	host.expectGuest(101, 2, "snapshot, then its undo")
+	checkUndoneJournal(t, ta, id)
+}
+
 func TestReconcileAdoptsATaskWhoseAnswerWasLost(t *testing.T) {
 	sim := pvesim.New()
 	sim.TaskDuration = 20 * time.Millisecond
-	client := simClient(t, sim)
+	host := newSimHost(t, sim)
 	// The host starts the snapshot's task, and the answer never arrives.
 	if err := sim.AddFault(pvesim.Fault{Kind: pvesim.FaultDrop, Method: "POST", Path: "/nodes/*/lxc/101/snapshot", Count: 1, After: true}); err != nil {
 		t.Fatal(err)
 	}
-	ta := startAgent(t, map[string]string{"snap.star": agentPlaybook("snap", snapFlow, "resume = True")},
-		func(c *Config) { c.Engine.Env.Proxmox, c.Proxmox = client, client })
+	ta := host.agent(map[string]string{"snap.star": agentPlaybook("snap", snapFlow, "resume = True")})
 	run, _ := ta.wait(ta.start("snap", nil).ID)
 	if run.Status != "succeeded" || run.Adopted != 1 {
 		t.Fatalf("run = %s %q, %d adopted; want succeeded with the lost answer's task adopted", run.Status, run.Error, run.Adopted)
 	}
-	if n := sim.Mutations(101); n != 3 {
-		t.Errorf("guest 101 saw %d mutations; want 3 (the snapshot not sent again)", n)
-	}
+	host.expectGuest(101, 3, "the snapshot not sent again")
 	// The adopted task is the run's, recorded with its end like the others.
 	rec, err := ta.store.Get(context.Background(), run.ID)
 	if err != nil || len(rec.Tasks) != 3 || !strings.Contains(rec.Tasks[0].UPID, ":vzsnapshot:101:") {
@@ -137,23 +125,18 @@ func TestReconcileAdoptsATaskWhoseAnswerWasLost(t *testing.T) {
 func TestQueuedSecretSurvivesRestart(t *testing.T) {
 	sim := pvesim.New()
 	sim.TaskDuration = 300 * time.Millisecond
-	client := simClient(t, sim)
+	host := newSimHost(t, sim)
 	files := map[string]string{"snap.star": agentPlaybook("snap", `    proxmox.snapshot(101, "s" + str(len(ctx.params.token)))
     return len(ctx.params.token)`, `params = {"token": param.secret()}`)}
-	ta := startAgent(t, files, func(c *Config) { c.ShutdownGrace = -1; c.Engine.Env.Proxmox, c.Proxmox = client, client })
+	ta := host.agent(files, pastGrace)
 	const secret = "hunter2-very-secret"
 	first := ta.start("snap", map[string]any{"token": "abc"})
 	queued := ta.start("snap", map[string]any{"token": secret})
-	for deadline := time.Now().Add(10 * time.Second); sim.Mutations(101) == 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("the first run sent no mutation")
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	host.waitMutations(101, 1)
 	if err := ta.stop(); err != nil {
 		t.Fatal(err)
 	}
-	ta = startAgent(t, files, func(c *Config) { c.StateDir = ta.state; c.Engine.Env.Proxmox, c.Proxmox = client, client })
+	ta = host.agent(files, inState(ta.state))
 	if r, _ := ta.wait(first.ID); r.Status != "failed" || r.ErrorKind != engine.KindInterrupt {
 		t.Errorf("the run interrupted in flight = %s %s %q; want failed, interrupted (it does not resume)", r.Status, r.ErrorKind, r.Error)
 	}
@@ -176,9 +159,9 @@ func TestQueuedSecretSurvivesRestart(t *testing.T) {
 func TestReconcileAfterCrashBeforeTheUPID(t *testing.T) {
 	sim := pvesim.New()
 	sim.TaskDuration = 300 * time.Millisecond
-	client := simClient(t, sim)
+	host := newSimHost(t, sim)
 	files := map[string]string{"snap.star": agentPlaybook("snap", snapFlow, "resume = True")}
-	id, state := interruptDuringTask(t, sim, client, files, "snap")
+	id, state := interruptDuringTask(t, host, files, "snap")
 	st := openStore(t, state)
 	j, err := st.Journal(context.Background(), id)
 	if err != nil {
@@ -192,24 +175,22 @@ func TestReconcileAfterCrashBeforeTheUPID(t *testing.T) {
 	}
 	st.Close()
 
-	ta := startAgent(t, files, func(c *Config) { c.StateDir = state; c.Engine.Env.Proxmox, c.Proxmox = client, client })
+	ta := host.agent(files, inState(state))
 	run, _ := ta.wait(id)
 	if run.Status != "succeeded" || run.Adopted != 1 || run.Reissued != 0 {
 		t.Fatalf("resumed run = %s %q, %d adopted, %d re-issued; want succeeded with the snapshot's task adopted", run.Status, run.Error, run.Adopted, run.Reissued)
 	}
-	if n := sim.Mutations(101); n != 3 {
-		t.Errorf("guest 101 saw %d mutations; want 3 (the snapshot not sent again)", n)
-	}
+	host.expectGuest(101, 3, "the snapshot not sent again")
 }
 
 func TestCreatedGuestsFromTheJournal(t *testing.T) {
 	sim := pvesim.New()
 	sim.TaskDuration = 10 * time.Millisecond
-	client := simClient(t, sim)
-	ta := startAgent(t, map[string]string{"make.star": agentPlaybook("make", `    golden = [v for v in proxmox.content("local", content = "backup") if v.vmid == 9000][0]
+	host := newSimHost(t, sim)
+	ta := host.agent(map[string]string{"make.star": agentPlaybook("make", `    golden = [v for v in proxmox.content("local", content = "backup") if v.vmid == 9000][0]
     proxmox.restore(130, golden.volid, storage = "local-lvm", unique = True)
     proxmox.snapshot(101, "not-a-creation")
-    return 130`, "")}, func(c *Config) { c.Engine.Env.Proxmox, c.Proxmox = client, client })
+    return 130`, "")})
 	run, _ := ta.wait(ta.start("make", nil).ID)
 	if run.Status != "succeeded" {
 		t.Fatalf("run = %s %q", run.Status, run.Error)
@@ -227,9 +208,9 @@ func TestCreatedGuestsFromTheJournal(t *testing.T) {
 func TestAbandonARunThatWaits(t *testing.T) {
 	sim := pvesim.New()
 	sim.TaskDuration = 300 * time.Millisecond
-	client := simClient(t, sim)
+	host := newSimHost(t, sim)
 	files := map[string]string{"snap.star": agentPlaybook("snap", snapFlow, "resume = True")}
-	id, state := interruptDuringTask(t, sim, client, files, "snap")
+	id, state := interruptDuringTask(t, host, files, "snap")
 	// Each automatic resume interrupted again, as a crash while resuming
 	// leaves it (recovery moves the run back to interrupted).
 	st := openStore(t, state)
@@ -243,7 +224,7 @@ func TestAbandonARunThatWaits(t *testing.T) {
 	}
 	st.Close()
 
-	ta := startAgent(t, files, func(c *Config) { c.StateDir = state; c.Engine.Env.Proxmox, c.Proxmox = client, client })
+	ta := host.agent(files, inState(state))
 	r, err := ta.store.Get(context.Background(), id)
 	if err != nil || r.Status != runstate.Interrupted || r.Resumes != autoResumes {
 		t.Fatalf("run after the start = %s, %d resumes, %v; want it waiting, interrupted, after %d resumes", r.Status, r.Resumes, err, autoResumes)
@@ -273,20 +254,12 @@ func TestAbandonARunThatWaits(t *testing.T) {
 	}
 	// The snapshot (waited for, not sent again) and its removal; no
 	// rollback: the abandoned run does not go on.
-	if n := sim.Mutations(101); n != 2 {
-		t.Errorf("guest 101 saw %d mutations; want 2 (snapshot, then its undo)", n)
-	}
-	if g, _ := sim.Guest(101); len(g.Snapshots) != 0 {
-		t.Errorf("guest 101 has snapshots %v; want none: the run was undone", g.Snapshots)
-	}
+	host.expectGuest(101, 2, "snapshot, then its undo")
 	// Abandoning it again: it is no longer interrupted.
 	if err := lapi.Abandon(context.Background(), id); !errors.Is(err, api.ErrConflict) {
 		t.Errorf("abandoning the finished run again = %v; want a conflict", err)
 	}
-	j, err := ta.store.Journal(context.Background(), id)
-	if err != nil || len(j) != 3 || j[1].Builtin != store.UndoMark || j[2].Builtin != "proxmox.delete_snapshot" || j[2].Outcome == nil {
-		t.Errorf("journal = %+v, %v; want the snapshot, the undo mark, and the journaled compensation", j, err)
-	}
+	checkUndoneJournal(t, ta, id)
 }
 
 // TestDivergenceAfterUpgrade: a run interrupted past the grace period
@@ -298,7 +271,7 @@ func TestAbandonARunThatWaits(t *testing.T) {
 func TestDivergenceAfterUpgrade(t *testing.T) {
 	sim := pvesim.New()
 	sim.TaskDuration = 300 * time.Millisecond
-	client := simClient(t, sim)
+	host := newSimHost(t, sim)
 	// upgraded.vmid() is the agent's own answer, not journaled (Pure): the
 	// old agent says 101, the new one 102.
 	upgraded := func(vmid int) *builtins.Table {
@@ -315,20 +288,12 @@ func TestDivergenceAfterUpgrade(t *testing.T) {
     proxmox.rollback(101, "durable")
     return "done"`
 	files := map[string]string{"snap.star": agentPlaybook("snap", flow, "resume = True")}
-	with := func(vmid int, more func(*Config)) func(*Config) {
-		return func(c *Config) {
-			c.Loader.Tables = append(slices.Clip(c.Loader.Tables), upgraded(vmid))
-			c.Engine.Env.Proxmox, c.Proxmox = client, client
-			more(c)
-		}
+	with := func(vmid int) func(*Config) {
+		return func(c *Config) { c.Loader.Tables = append(slices.Clip(c.Loader.Tables), upgraded(vmid)) }
 	}
-	old := startAgent(t, files, with(101, func(c *Config) { c.ShutdownGrace = -1 }))
+	old := host.agent(files, with(101), pastGrace)
 	run := old.start("snap", nil)
-	for deadline := time.Now().Add(10 * time.Second); sim.Mutations(101) < 2; time.Sleep(2 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the run sent %d mutations; want the rollback in flight", sim.Mutations(101))
-		}
-	}
+	host.waitMutations(101, 2) // the rollback in flight
 	if err := old.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +307,7 @@ func TestDivergenceAfterUpgrade(t *testing.T) {
 		}
 	}
 
-	ta := startAgent(t, files, with(102, func(c *Config) { c.StateDir = old.state }))
+	ta := host.agent(files, with(102), inState(old.state))
 	r, _ := ta.wait(run.ID)
 	if r.Status != "failed" || r.ErrorKind != "replay" || !strings.Contains(r.Error, "non-deterministic replay at ") ||
 		!strings.Contains(r.Error, "snap.star:4:18: journal has proxmox.guest (arguments ") ||
@@ -351,10 +316,5 @@ func TestDivergenceAfterUpgrade(t *testing.T) {
 		t.Fatalf("resumed run = %s %s %q; want failed on the divergence at proxmox.guest, its snapshot undone", r.Status, r.ErrorKind, r.Error)
 	}
 	// snapshot, rollback (waited for, not sent again), the snapshot's removal.
-	if n := sim.Mutations(101); n != 3 {
-		t.Errorf("guest 101 saw %d mutations; want 3 (snapshot, rollback, then the undo)", n)
-	}
-	if g, _ := sim.Guest(101); len(g.Snapshots) != 0 {
-		t.Errorf("guest 101 has snapshots %v; want none: the run was undone", g.Snapshots)
-	}
+	host.expectGuest(101, 3, "snapshot, rollback, then the undo")
 }
