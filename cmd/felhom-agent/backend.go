@@ -132,15 +132,21 @@ func (be *backend) Close() {
 }
 
 // planner plans runs against the backend's host through its read-only
-// client (runtime/plan), with the configuration's limits.
-func (be *backend) planner(g *Globals, sim bool, runLog *slog.Logger) func(ctx context.Context, pb *engine.Playbook, params *engine.Params) (*plan.Report, error) {
+// client (runtime/plan), with the configuration's limits; desired, when
+// set, is what hub.desired_state() reads in the plan (a serving agent's
+// desired state, so that a plan of reconcile converges to it).
+func (be *backend) planner(g *Globals, sim bool, runLog *slog.Logger, desired func() builtins.DesiredSource) func(ctx context.Context, pb *engine.Playbook, params *engine.Params) (*plan.Report, error) {
 	return func(ctx context.Context, pb *engine.Playbook, params *engine.Params) (*plan.Report, error) {
-		return plan.Run(ctx, be.ReadOnly, pb, params, plan.Config{
+		cfg := plan.Config{
 			MaxSteps:      g.Runtime.MaxSteps,
 			MaxMemory:     g.Runtime.engineMemory(),
 			Logger:        runLog,
 			PrivilegedRun: sim || g.Privileged.Enabled,
 			MountPrefix:   g.Privileged.MountPrefix,
-		})
+		}
+		if desired != nil {
+			cfg.Desired = desired()
+		}
+		return plan.Run(ctx, be.ReadOnly, pb, params, cfg)
 	}
 }

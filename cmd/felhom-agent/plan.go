@@ -54,7 +54,7 @@ func (c *PlanCmd) Run(g *Globals) error {
 		return err
 	}
 	defer be.Close()
-	r, err := be.planner(g, c.Sim, runLog)(ctx, pb, params)
+	r, err := be.planner(g, c.Sim, runLog, nil)(ctx, pb, params)
 	switch {
 	case err != nil && proxmox.IsUnreachable(err) && ctx.Err() == nil:
 		return &exitError{code: exitUnreachable, err: fmt.Errorf("plan: %s is unreachable: %w", g.Proxmox.Endpoint, err)}

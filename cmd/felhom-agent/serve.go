@@ -12,11 +12,13 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/alecthomas/kong"
 
+	"gitea.dooplex.hu/admin/felhom-agent/builtins"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/agent"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
@@ -190,6 +192,15 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 	}
 	defer closeNotifier(nt, logger)
 
+	// A plan reads the agent's desired state (hub.desired_state()), once
+	// there is an agent with a hub channel.
+	var planDesired atomic.Pointer[agent.Agent]
+	desired := func() builtins.DesiredSource {
+		if a := planDesired.Load(); a != nil {
+			return a
+		}
+		return nil
+	}
 	ag, err := agent.New(agent.Config{
 		PlaybooksDir:   g.Playbooks,
 		StateDir:       c.StateDir,
@@ -214,12 +225,15 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 		Notifier: nt,
 		GuestAPI: guestCfg,
 		Planner: func(ctx context.Context, pb *engine.Playbook, params *engine.Params) (any, error) {
-			return be.planner(g, c.Sim, slog.New(slog.DiscardHandler))(ctx, pb, params)
+			return be.planner(g, c.Sim, slog.New(slog.DiscardHandler), desired)(ctx, pb, params)
 		},
 		Safety: safetyCfg,
 	})
 	if err != nil {
 		return withSetting(err)
+	}
+	if hubCfg != nil {
+		planDesired.Store(ag)
 	}
 	if fp := ag.GuestAPIFingerprint(); fp != "" {
 		fmt.Fprintf(g.stderr, "guest API on %v, certificate SHA-256 fingerprint %s\n", ag.GuestAPIAddrs(), fp)

@@ -30,6 +30,9 @@ type Config struct {
 	// Now is the mirror's clock, which its tasks and the playbook's
 	// time.now() follow; nil means the host's (time.Now).
 	Now func() time.Time
+	// Desired is what hub.desired_state() reads in the plan: a serving
+	// agent's desired state; nil means none (as without a hub).
+	Desired builtins.DesiredSource
 }
 
 // Report is a plan: the mutations in the order the playbook sent them,
@@ -77,7 +80,7 @@ func Run(ctx context.Context, h HostReader, pb *engine.Playbook, params *engine.
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	env := builtins.Env{Proxmox: client, Progress: builtins.ProgressOptions{Interval: -1}, Now: cfg.Now}
+	env := builtins.Env{Proxmox: client, Progress: builtins.ProgressOptions{Interval: -1}, Now: cfg.Now, Desired: cfg.Desired}
 	if cfg.PrivilegedRun {
 		prefix := cfg.MountPrefix
 		if prefix == "" {

@@ -2,8 +2,11 @@ package plan
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -223,3 +226,39 @@ func TestDescribe(t *testing.T) {
 }
 
 func urlValues(s string) (url.Values, error) { return url.ParseQuery(s) }
+
+type fixedDesired struct{}
+
+func (fixedDesired) DesiredState() (int64, json.RawMessage) {
+	return 7, json.RawMessage(`{"schema": 1, "guests": [{"vmid": 130, "hostname": "shop"}]}`)
+}
+
+// TestPlanReadsTheDesiredState: a plan made for a serving agent reads the
+// agent's desired state through hub.desired_state(), as its runs do; a
+// plan without one fails as a run without a hub does.
+func TestPlanReadsTheDesiredState(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		src := "def run(ctx):\n    d = hub.desired_state()\n    return {\"generation\": d.generation, \"vmid\": d.state[\"guests\"][0][\"vmid\"]}\n\nplaybook(name = \"peek\", run = run)\n"
+		if err := os.WriteFile(filepath.Join(dir, "peek.star"), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		pb, err := engine.LoadFile(filepath.Join(dir, "peek.star"), dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		params, err := pb.Decl.Coerce(nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _ := hostClient(t, &pvesim.Sim{}, true)
+		r, err := Run(context.Background(), c, pb, params, Config{Now: planNow, Desired: fixedDesired{}})
+		if err != nil || r.Status != "succeeded" || string(r.Result) != `{"generation":7,"vmid":130}` {
+			t.Fatalf("plan with a desired state = %+v, %v", r, err)
+		}
+		r, err = Run(context.Background(), c, pb, params, Config{Now: planNow})
+		if err != nil || r.Status != "failed" || !strings.Contains(r.Error, "no hub is configured") {
+			t.Fatalf("plan without one = %+v, %v; want failed: no hub", r, err)
+		}
+	})
+}
