@@ -194,3 +194,29 @@ func (c *Client) keepIdentity(ctx context.Context, kind GuestKind, vmid int, set
 	}
 	return out, keep, nil
 }
+
+// ClearGuestIdentity removes every identity line from container vmid's
+// description, keeping the rest (deleting the description when nothing
+// else is left); a description without one is not written.
+func (c *Client) ClearGuestIdentity(ctx context.Context, vmid int) error {
+	conf, err := c.GuestConfig(ctx, LXC, vmid)
+	if err != nil {
+		return err
+	}
+	if conf.identityText == "" {
+		return nil
+	}
+	set, del := map[string]string{}, []string(nil)
+	if conf.Description != "" {
+		set["description"] = strings.TrimSuffix(conf.Description, "\n")
+	} else {
+		del = []string{"description"}
+	}
+	if conf.Digest != "" {
+		set["digest"] = conf.Digest
+	}
+	if _, err := c.setConfig(ctx, LXC, vmid, set, del); err != nil {
+		return fmt.Errorf("guest %d: removing its guest-API identity line: %w", vmid, err)
+	}
+	return nil
+}

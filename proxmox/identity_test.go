@@ -97,4 +97,12 @@ func TestIdentityLineKept(t *testing.T) {
 	if conf.Identity != nil || conf.Description != "text\n" {
 		t.Errorf("two identity lines: Identity %+v, Description %q; want none and the text", conf.Identity, conf.Description)
 	}
+	// ClearGuestIdentity takes every line out and keeps the text.
+	if err := c.ClearGuestIdentity(ctx, vmid); err != nil {
+		t.Fatal(err)
+	}
+	conf, _ = c.GuestConfig(ctx, proxmox.LXC, vmid)
+	if strings.Contains(conf.Raw["description"], proxmox.IdentityPrefix) || conf.Description != "text\n" {
+		t.Errorf("after ClearGuestIdentity: %q", conf.Raw["description"])
+	}
 }

@@ -1,10 +1,12 @@
 package pvesim
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -353,4 +355,53 @@ func TestClusterOfflineFault(t *testing.T) {
 	}
 	h.clock.Advance(10 * time.Minute)
 	h.ok("GET", "/nodes/pve2/status", nil)
+}
+
+// In a cluster each node has its own root commands and its own figures:
+// a node's runner acts on that node (pct finds only its containers, as
+// root on that host does), and a node's usage is its own.
+func TestClusterRootRunnerAndUsagePerNode(t *testing.T) {
+	h := newCluster(t)
+	ctx := context.Background()
+	r2, err := h.sim.NodeRootRunner("pve2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r1, _ := h.sim.NodeRootRunner("pve1"); r1 != h.sim.RootRunner() {
+		t.Error("the first node's runner is not RootRunner")
+	}
+	if _, err := h.sim.NodeRootRunner("pve9"); err == nil {
+		t.Error("a runner of a node the world does not have")
+	}
+	set := func(r *RootRunner, vmid int) error {
+		_, err := r.Run(ctx, []string{"pct", "set", strconv.Itoa(vmid), "--mp255", "/var/lib/felhom-agent/guests/" + strconv.Itoa(vmid) + ",mp=/etc/felhom-bootstrap,ro=1"})
+		return err
+	}
+	if err := set(r2, ClusterShop); err != nil {
+		t.Errorf("pct set of pve2's guest on pve2: %v", err)
+	}
+	if err := set(r2, CustomerWeb); exitCode(err) != 255 || !strings.Contains(err.Error(), "Configuration file 'nodes/pve2/lxc/101.conf' does not exist") {
+		t.Errorf("pct set of pve1's guest on pve2 = %v; want PVE's missing config file", err)
+	}
+	if len(r2.Calls()) != 2 || len(h.sim.RootRunner().Calls()) != 0 {
+		t.Errorf("calls: pve2 %d, pve1 %d; want each runner its own", len(r2.Calls()), len(h.sim.RootRunner().Calls()))
+	}
+
+	u := h.sim.NodeUsage()
+	u.CPU = 0.75
+	if err := h.sim.SetNodeUsageOf("pve2", u); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := h.sim.NodeUsageOf("pve2"); got.CPU != 0.75 {
+		t.Errorf("NodeUsageOf(pve2).CPU = %v", got.CPU)
+	}
+	if h.sim.NodeUsage().CPU == 0.75 {
+		t.Error("setting pve2's usage changed pve1's")
+	}
+	if st := h.do("GET", "/nodes/pve2/status", nil).object(); st["cpu"] != 0.75 {
+		t.Errorf("GET /nodes/pve2/status cpu = %v; want 0.75", st["cpu"])
+	}
+	if _, err := h.sim.NodeUsageOf("pve9"); err == nil {
+		t.Error("the usage of a node the world does not have")
+	}
 }

@@ -367,22 +367,58 @@ func (c *call) diskSmart() response {
 
 // --- shaping API ------------------------------------------------------------
 
-// NodeUsage returns the node's load and capacity.
+// NodeUsage returns the first node's load and capacity (the one node of
+// the default world); NodeUsageOf names a cluster node.
 func (s *Sim) NodeUsage() NodeUsage {
-	var u NodeUsage
-	_ = s.with(func(st *state) error { u = st.node.usage; return nil }) // the first node's
+	u, _ := s.NodeUsageOf("")
 	return u
 }
 
-// SetNodeUsage sets the node's load and capacity (for monitor tests).
-func (s *Sim) SetNodeUsage(u NodeUsage) error {
+// NodeUsageOf returns node name's load and capacity ("" the first node),
+// as GET /nodes/{node}/status reports them; an error for a node the
+// world does not have.
+func (s *Sim) NodeUsageOf(name string) (NodeUsage, error) {
+	var u NodeUsage
+	err := s.with(func(st *state) error {
+		n, err := st.usageNode("NodeUsageOf", name)
+		if err == nil {
+			u = n.usage
+		}
+		return err
+	})
+	return u, err
+}
+
+// SetNodeUsage sets the first node's load and capacity (for monitor
+// tests); SetNodeUsageOf names a cluster node.
+func (s *Sim) SetNodeUsage(u NodeUsage) error { return s.SetNodeUsageOf("", u) }
+
+// SetNodeUsageOf sets node name's load and capacity ("" the first node).
+func (s *Sim) SetNodeUsageOf(name string, u NodeUsage) error {
 	if u.CPU < 0 || u.CPU > 1 {
 		return fmt.Errorf("pvesim: SetNodeUsage: CPU %v must be a fraction 0..1", u.CPU)
 	}
 	if u.MemoryUsed > u.MemoryTotal || u.SwapUsed > u.SwapTotal || u.RootFSUsed > u.RootFSTotal {
 		return fmt.Errorf("pvesim: SetNodeUsage: a used figure exceeds its total")
 	}
-	return s.with(func(st *state) error { st.node.usage = u; return nil })
+	return s.with(func(st *state) error {
+		n, err := st.usageNode("SetNodeUsageOf", name)
+		if err == nil {
+			n.usage = u
+		}
+		return err
+	})
+}
+
+// usageNode is node name, or the first node for "".
+func (st *state) usageNode(op, name string) (*nodeState, error) {
+	if name == "" {
+		return st.node, nil
+	}
+	if n := st.nodeByName(name); n != nil {
+		return n, nil
+	}
+	return nil, fmt.Errorf("pvesim: %s: no node %q", op, name)
 }
 
 // SetDiskHealth sets a disk's SMART verdict and its reallocated sector

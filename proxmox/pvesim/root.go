@@ -22,9 +22,15 @@ import (
 // sudo runner shapes work.
 //
 // RootRunner implements proxmox.Runner; get it from Sim.RootRunner.
+//
+// In a cluster world a runner is one node's (NodeRootRunner): what it
+// runs acts on that node, as the commands do run as root on the host the
+// agent is on — `pct create` makes the container there, `pct set` finds
+// only that node's containers.
 type RootRunner struct {
-	sim *Sim
-	// calls is guarded by sim.mu.
+	sim  *Sim
+	node string // "" the first node
+	// calls is guarded by sim.mu; a node's runner keeps its own.
 	calls [][]string
 }
 
@@ -35,6 +41,32 @@ var _ proxmox.Runner = (*RootRunner)(nil)
 func (s *Sim) RootRunner() *RootRunner {
 	s.init()
 	return s.runner
+}
+
+// NodeRootRunner returns the root-command runner of node name of a
+// cluster world (see [Sim.NodeNames]), or an error for a node the world
+// does not have. Every call for one node returns the same runner.
+func (s *Sim) NodeRootRunner(name string) (*RootRunner, error) {
+	s.init()
+	var r *RootRunner
+	err := s.with(func(st *state) error {
+		if st.nodeByName(name) == nil {
+			return fmt.Errorf("pvesim: NodeRootRunner: no node %q (the nodes are %v)", name, s.nodeNamesLocked(st))
+		}
+		if name == st.node.name {
+			r = s.runner
+			return nil
+		}
+		if s.nodeRunners == nil {
+			s.nodeRunners = map[string]*RootRunner{}
+		}
+		if r = s.nodeRunners[name]; r == nil {
+			r = &RootRunner{sim: s, node: name}
+			s.nodeRunners[name] = r
+		}
+		return nil
+	})
+	return r, err
 }
 
 // Calls returns every argv the runner was given, oldest first.
@@ -60,6 +92,21 @@ func (r *RootRunner) Run(ctx context.Context, argv []string) ([]byte, error) {
 	var out []byte
 	var err error
 	_ = r.sim.with(func(st *state) error {
+		if r.node != "" {
+			if n := st.nodeByName(r.node); n != nil && n != st.current() {
+				st.as(n, func() { out, err = r.run(st, argv) })
+				return nil
+			}
+		}
+		out, err = r.run(st, argv)
+		return nil
+	})
+	return out, err
+}
+
+// run answers argv on the node st is handling.
+func (r *RootRunner) run(st *state, argv []string) (out []byte, err error) {
+	{
 		r.calls = append(r.calls, slices.Clone(argv))
 		args := argv
 		if path.Base(args[0]) == "sudo" {
@@ -69,8 +116,7 @@ func (r *RootRunner) Run(ctx context.Context, argv []string) ([]byte, error) {
 			}
 		}
 		if len(args) == 0 {
-			out, err = nil, exitError(argv, 1, "usage: sudo -h | -K | -k | -V\n")
-			return nil
+			return nil, exitError(argv, 1, "usage: sudo -h | -K | -k | -V\n")
 		}
 		switch path.Base(args[0]) {
 		case "pct":
@@ -84,8 +130,7 @@ func (r *RootRunner) Run(ctx context.Context, argv []string) ([]byte, error) {
 		default:
 			out, err = nil, fmt.Errorf("pvesim: RootRunner: %q is not a simulated command: exec: %q: executable file not found in $PATH", args[0], args[0])
 		}
-		return nil
-	})
+	}
 	return out, err
 }
 
@@ -111,7 +156,7 @@ func (st *state) pct(argv, args []string) ([]byte, error) {
 	if len(args) < 2 {
 		return nil, exitError(argv, 255, "400 not enough arguments\n"+pctUsage)
 	}
-	params := map[string][]string{"vmid": {args[0]}, "ostemplate": {args[1]}, "node": {st.node.name}}
+	params := map[string][]string{"vmid": {args[0]}, "ostemplate": {args[1]}, "node": {st.current().name}}
 	rest := args[2:]
 	for i := 0; i < len(rest); i++ {
 		key, ok := strings.CutPrefix(rest[i], "--")

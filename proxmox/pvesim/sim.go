@@ -91,6 +91,9 @@ type Sim struct {
 	mu     sync.Mutex
 	st     *state // guarded by mu
 	runner *RootRunner
+	// nodeRunners are the other nodes' root runners (NodeRootRunner),
+	// guarded by mu.
+	nodeRunners map[string]*RootRunner
 }
 
 // New returns a Sim serving the default world, with the default knobs

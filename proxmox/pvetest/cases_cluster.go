@@ -233,6 +233,56 @@ var clusterCases = []testCase{
 		},
 	},
 	{
+		name: "migrate-keeps-description",
+		rule: "a migration moves the guest's whole config file to the target (pve-container src/PVE/LXC/Migrate.pm phase3: PVE::LXC::Config->move_config_to_node), so every line of its description — the agent's guest-API identity line (proxmox/identity.go) among them — is read back from the target node as it was written",
+		run: func(t *testing.T, s *suite) {
+			cl := s.cluster(t)
+			if cl.Operator == nil || cl.Migrate == 0 {
+				t.Skip("World.Cluster.Operator or Migrate unset")
+			}
+			before, err := cl.Operator.GuestConfig(s.ctx, proxmox.LXC, cl.Migrate)
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := proxmox.GuestIdentity{VMID: cl.Migrate}
+			copy(id.Hash[:], "conformance: a made-up token hash")
+			if err := cl.Operator.SetGuestIdentity(s.ctx, id); err != nil {
+				t.Fatalf("SetGuestIdentity: %v", err)
+			}
+			defer func() {
+				// Back to what it was: no identity line, wherever it is.
+				client := cl.Operator
+				if loc, found, err := s.c.LocateGuest(s.ctx, cl.Migrate); err == nil && found && loc.Node != s.node {
+					if client, err = cl.Operator.OnNode(loc.Node); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+				if err := client.ClearGuestIdentity(s.ctx, cl.Migrate); err != nil {
+					t.Errorf("removing %d's identity line: %v", cl.Migrate, err)
+				}
+				if conf, err := client.GuestConfig(s.ctx, proxmox.LXC, cl.Migrate); err != nil || conf.Raw["description"] != before.Raw["description"] {
+					t.Errorf("%d's description after the case = %q (%v); want %q", cl.Migrate, conf.Raw["description"], err, before.Raw["description"])
+				}
+			}()
+			upid, err := cl.Operator.Migrate(s.ctx, proxmox.LXC, cl.Migrate, proxmox.MigrateOptions{Target: cl.Other})
+			s.mustDone(t, "Migrate", upid, err)
+			there, err := cl.Operator.OnNode(cl.Other)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conf, err := there.GuestConfig(s.ctx, proxmox.LXC, cl.Migrate)
+			if err != nil {
+				t.Fatalf("config on %s: %v", cl.Other, err)
+			}
+			if conf.Identity == nil || *conf.Identity != (proxmox.GuestIdentity{VMID: id.VMID, Hash: id.Hash, Line: id.String()}) || conf.Description != before.Description {
+				t.Errorf("on %s: identity %+v, description %q; want %+v and %q", cl.Other, conf.Identity, conf.Description, id, before.Description)
+			}
+			upid, err = there.Migrate(s.ctx, proxmox.LXC, cl.Migrate, proxmox.MigrateOptions{Target: s.node})
+			s.mustDone(t, "Migrate back", upid, err)
+		},
+	},
+	{
 		name:  "migrate-restart",
 		rule:  "a running container migrates in restart mode: the vzmigrate worker shuts it down first (pve-container src/PVE/LXC/Migrate.pm prepare), so it is stopped and locked \"migrate\" while the task runs, and runs again on the target after",
 		hooks: []string{"HoldTasks"},
