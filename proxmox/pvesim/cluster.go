@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -282,6 +283,13 @@ func (st *state) migrateTask(user, kind string, vmid int, tn *nodeState, restart
 				return failf("lxc live migration is currently not implemented")
 			}
 			stamp := func() string { return t.start.Format("2006-01-02 15:04:05") }
+			if kind == kindLXC {
+				if err := localMountPoint(g); err != "" {
+					// prepare dies; AbstractMigrate logs and dies "migration aborted".
+					t.logf("%s ERROR: migration aborted (duration 00:00:00): %s", stamp(), err)
+					return failf("migration aborted")
+				}
+			}
 			if !tn.online {
 				// prepare's ssh check of the target fails; AbstractMigrate
 				// logs it and dies "migration aborted".
@@ -330,6 +338,32 @@ func (st *state) migrateTask(user, kind string, vmid int, tn *nodeState, restart
 			return nil
 		},
 	})
+}
+
+// localMountPoint is pve-container's refusal to migrate a container with
+// a bind or device mount point not marked shared=1 (src/PVE/LXC/Migrate.pm
+// prepare: "cannot migrate local $type mount point '$ms'"; the type as
+// PVE::LXC::Config classify_mountpoint gives it: /dev/... a device, any
+// other absolute path a bind mount), for the first such in PVE's order
+// (mp0..mp255); "" when there is none.
+func localMountPoint(g *guest) string {
+	for n := 0; n <= 255; n++ {
+		key := "mp" + strconv.Itoa(n)
+		v, ok := g.conf[key]
+		if !ok {
+			continue
+		}
+		vol, opts, _ := strings.Cut(v, ",")
+		if !strings.HasPrefix(vol, "/") || slices.Contains(strings.Split(opts, ","), "shared=1") {
+			continue
+		}
+		typ := "bind"
+		if strings.HasPrefix(vol, "/dev/") {
+			typ = "device"
+		}
+		return fmt.Sprintf("cannot migrate local %s mount point '%s'", typ, key)
+	}
+	return ""
 }
 
 // moveGuest is what a finished migration leaves: the guest's config

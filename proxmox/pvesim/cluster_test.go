@@ -405,3 +405,28 @@ func TestClusterRootRunnerAndUsagePerNode(t *testing.T) {
 		t.Error("the usage of a node the world does not have")
 	}
 }
+
+// A container with a bind mount point (the guest API's bootstrap
+// directory is one) migrates only when the mount point is marked
+// shared=1, as pve-container's Migrate.pm prepare says.
+func TestClusterMigrateBindMount(t *testing.T) {
+	h := newCluster(t)
+	if _, err := h.sim.RootRunner().Run(context.Background(), []string{"pct", "set", "101", "--mp255", "/var/lib/felhom-agent/guests/101,mp=/etc/felhom-bootstrap,ro=1"}); err != nil {
+		t.Fatal(err)
+	}
+	p := "/nodes/pve1/lxc/101/migrate"
+	lines := h.wantExit(h.upid("POST", p, vals("target", "pve2", "restart", "1")), "migration aborted")
+	if !containsLine(lines, "ERROR: migration aborted (duration 00:00:00): cannot migrate local bind mount point 'mp255'") {
+		t.Errorf("migrate log:\n%s", strings.Join(lines, "\n"))
+	}
+	if g := h.guest(101); g.Node != "pve1" || g.Lock != "" || g.Status != "running" {
+		t.Errorf("101 after the refused migration = %+v; want running, unlocked, on pve1", g)
+	}
+	if _, err := h.sim.RootRunner().Run(context.Background(), []string{"pct", "set", "101", "--mp255", "/var/lib/felhom-agent/guests/101,mp=/etc/felhom-bootstrap,ro=1,shared=1"}); err != nil {
+		t.Fatal(err)
+	}
+	h.wantExit(h.upid("POST", p, vals("target", "pve2", "restart", "1")), "OK")
+	if g := h.guest(101); g.Node != "pve2" {
+		t.Errorf("101 with a shared bind mount is on %s; want pve2", g.Node)
+	}
+}
