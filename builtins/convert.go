@@ -93,11 +93,7 @@ func stringList(ss []string) *starlark.List {
 // stringDict is m as a dict with keys in configKeyOrder, so output is
 // deterministic.
 func stringDict(m map[string]string) *starlark.Dict {
-	d := starlark.NewDict(len(m))
-	for _, k := range sortedKeys(m) {
-		_ = d.SetKey(starlark.String(k), starlark.String(m[k])) // a new dict is never frozen
-	}
-	return d
+	return dictOf(m, func(v string) starlark.Value { return starlark.String(v) })
 }
 
 // sortedKeys orders PVE config keys naturally: "mp2" before "mp10".
@@ -279,18 +275,6 @@ func guestConfigValue(c proxmox.GuestConfig) starlark.Value {
 	if c.RootFS.Volume != "" {
 		rootfs = mountPointValue(c.RootFS)
 	}
-	mps := starlark.NewDict(len(c.MountPoints))
-	for _, k := range sortedKeys(c.MountPoints) {
-		_ = mps.SetKey(starlark.String(k), mountPointValue(c.MountPoints[k]))
-	}
-	nets := starlark.NewDict(len(c.Nets))
-	for _, k := range sortedKeys(c.Nets) {
-		_ = nets.SetKey(starlark.String(k), netValue(c.Nets[k]))
-	}
-	drives := starlark.NewDict(len(c.Drives))
-	for _, k := range sortedKeys(c.Drives) {
-		_ = drives.SetKey(starlark.String(k), driveValue(c.Drives[k]))
-	}
 	return newStruct(starlark.StringDict{
 		"type":         starlark.String(c.Type),
 		"name":         starlark.String(c.Name),
@@ -300,7 +284,7 @@ func guestConfigValue(c proxmox.GuestConfig) starlark.Value {
 		"bios":         starlark.String(c.BIOS),
 		"boot":         starlark.String(c.Boot),
 		"agent":        starlark.String(c.Agent),
-		"drives":       drives,
+		"drives":       dictOf(c.Drives, driveValue),
 		"hostname":     starlark.String(c.Hostname),
 		"description":  starlark.String(c.Description),
 		"ostype":       starlark.String(c.OSType),
@@ -316,8 +300,8 @@ func guestConfigValue(c proxmox.GuestConfig) starlark.Value {
 		"features":     starlark.String(c.Features),
 		"digest":       starlark.String(c.Digest),
 		"rootfs":       rootfs,
-		"mountpoints":  mps,
-		"nets":         nets,
+		"mountpoints":  dictOf(c.MountPoints, mountPointValue),
+		"nets":         dictOf(c.Nets, netValue),
 		"raw":          stringDict(c.Raw),
 	})
 }
@@ -464,6 +448,16 @@ func sensorValue(s proxmox.SensorReading) starlark.Value {
 		"high":    starlark.Float(s.High),
 		"crit":    starlark.Float(s.Crit),
 	})
+}
+
+// dictOf converts m to a dict with keys in sortedKeys order (so output is
+// deterministic), with conv for each value.
+func dictOf[V any](m map[string]V, conv func(V) starlark.Value) *starlark.Dict {
+	d := starlark.NewDict(len(m))
+	for _, k := range sortedKeys(m) {
+		_ = d.SetKey(starlark.String(k), conv(m[k])) // a new dict is never frozen
+	}
+	return d
 }
 
 // listOf converts a slice with one of the converters above.

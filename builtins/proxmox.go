@@ -135,6 +135,25 @@ func read(thread *starlark.Thread, b *starlark.Builtin, fn readFn) (starlark.Val
 	return v, nil
 }
 
+// readNoArgs is the builtin of a read that takes no arguments: it asks the
+// client with get and converts the answer with conv.
+func readNoArgs[T any](get func(guestReader, context.Context) (T, error), conv func(T) starlark.Value) func(*starlark.Thread, *starlark.Builtin, starlark.Tuple, []starlark.Tuple) (starlark.Value, error) {
+	return func(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		if err := noArgs(b, args, kwargs); err != nil {
+			return nil, err
+		}
+		return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
+			v, err := get(api, ctx)
+			return conv(v), err
+		})
+	}
+}
+
+// listConv converts a list with conv for each element (see listOf).
+func listConv[T any](conv func(T) starlark.Value) func([]T) starlark.Value {
+	return func(xs []T) starlark.Value { return listOf(xs, conv) }
+}
+
 // guestReadFn is a read of one guest once its kind is known.
 type guestReadFn func(ctx context.Context, api guestReader, kind proxmox.GuestKind) (starlark.Value, error)
 
@@ -162,35 +181,11 @@ func noArgs(b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) e
 	return starlark.UnpackArgs(b.Name(), args, kwargs)
 }
 
-func pveVersion(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	if err := noArgs(b, args, kwargs); err != nil {
-		return nil, err
-	}
-	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
-		v, err := api.Version(ctx)
-		return versionValue(v), err
-	})
-}
+var pveVersion = readNoArgs(guestReader.Version, versionValue)
 
-func pveNodes(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	if err := noArgs(b, args, kwargs); err != nil {
-		return nil, err
-	}
-	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
-		ns, err := api.Nodes(ctx)
-		return listOf(ns, nodeValue), err
-	})
-}
+var pveNodes = readNoArgs(guestReader.Nodes, listConv(nodeValue))
 
-func pveNodeStatus(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	if err := noArgs(b, args, kwargs); err != nil {
-		return nil, err
-	}
-	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
-		s, err := api.NodeStatus(ctx)
-		return nodeStatusValue(s), err
-	})
-}
+var pveNodeStatus = readNoArgs(guestReader.NodeStatus, nodeStatusValue)
 
 func pveResources(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var typ string
@@ -368,25 +363,9 @@ func pveConfig(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	})
 }
 
-func pveStorages(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	if err := noArgs(b, args, kwargs); err != nil {
-		return nil, err
-	}
-	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
-		ss, err := api.Storages(ctx)
-		return listOf(ss, storageValue), err
-	})
-}
+var pveStorages = readNoArgs(guestReader.Storages, listConv(storageValue))
 
-func pveNodeStorages(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	if err := noArgs(b, args, kwargs); err != nil {
-		return nil, err
-	}
-	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
-		ss, err := api.NodeStorages(ctx)
-		return listOf(ss, storageValue), err
-	})
-}
+var pveNodeStorages = readNoArgs(guestReader.NodeStorages, listConv(storageValue))
 
 func pveContent(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var (
@@ -435,25 +414,9 @@ func pveTasks(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	})
 }
 
-func pveNextID(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	if err := noArgs(b, args, kwargs); err != nil {
-		return nil, err
-	}
-	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
-		id, err := api.NextID(ctx)
-		return starlark.MakeInt(id), err
-	})
-}
+var pveNextID = readNoArgs(guestReader.NextID, func(id int) starlark.Value { return starlark.MakeInt(id) })
 
-func pveDisks(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	if err := noArgs(b, args, kwargs); err != nil {
-		return nil, err
-	}
-	return read(thread, b, func(ctx context.Context, api guestReader) (starlark.Value, error) {
-		ds, err := api.Disks(ctx)
-		return listOf(ds, diskValue), err
-	})
-}
+var pveDisks = readNoArgs(guestReader.Disks, listConv(diskValue))
 
 func pveSmart(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var disk string
