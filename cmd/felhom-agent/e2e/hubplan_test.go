@@ -54,6 +54,7 @@ func TestHubPlanJobs(t *testing.T) {
 	type step struct{ What, Method, Outcome string }
 	type hubPlan struct {
 		JobID    string         `json:"job_id"`
+		TookMS   int64          `json:"took_ms"`
 		Trigger  string         `json:"trigger"`
 		Playbook string         `json:"playbook"`
 		Params   map[string]any `json:"params"`
@@ -123,6 +124,7 @@ func TestHubPlanJobs(t *testing.T) {
 	if n := sim.MutatingRequests() - mutating; n != 0 {
 		t.Errorf("the simulator received %d mutating requests during the plan; want 0", n)
 	}
+	record(t, "plan job of backup.star: time to plan (mirror + run), mutating requests", "%d ms, %d", p.TookMS, sim.MutatingRequests()-mutating)
 	if n := len(sim.Volumes("usb-backup")); n != archives || len(sim.Tasks()) != 0 {
 		t.Errorf("the host changed: %d archives (was %d), %d tasks", n, archives, len(sim.Tasks()))
 	}
