@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -24,12 +23,13 @@ import (
 // waiting is whole seconds since the task started.
 
 // ProgressOptions tune the progress of task waits; the zero value is the
-// defaults.
+// defaults, and reads no task log (nobody follows).
 type ProgressOptions struct {
-	// Interval is the first pause before the task's log is read, and the
-	// shortest between reads; reads then come every twentieth of the time
-	// waited, at most every 10s. 0 means 2s; negative turns the log
-	// reading and the heartbeat off.
+	// Interval is the least time before the task's log is first read,
+	// and between two reads; reads then come every twentieth of the time
+	// waited, at most every 10s, and only right after a status poll of
+	// the wait that saw the task running: never more than one per poll.
+	// 0 means 2s; negative turns the log reading and the heartbeat off.
 	Interval time.Duration
 	// Heartbeat is how long a task may print nothing before a heartbeat
 	// line says it is still awaited; it doubles after each heartbeat (up
@@ -38,9 +38,34 @@ type ProgressOptions struct {
 	// Budget, shared by every run of a process, bounds the log reads of
 	// all the waits together, so a thousand tasks awaited at once do not
 	// cost the host a thousand reads every few seconds; a read the budget
-	// refuses is tried at the next pause. nil means no bound.
+	// refuses is tried at the next poll. nil means no bound.
 	Budget *ReadBudget
+	// Followers says whether someone follows the run's log as it is
+	// written (a terminal, a guest, the hub): the task's log is read only
+	// while someone does, so a task nobody follows costs no log read.
+	// nil means nobody ever does.
+	Followers Followers
 }
+
+// Followers tells whether someone follows a run's log live: a terminal's
+// live line (`felhom-agent run`, `runs follow`), a guest watching its
+// backup's phase, the hub reading the run. Safe for concurrent use.
+type Followers interface {
+	// Follows is 0 when nobody follows, now, the log of the run whose
+	// context ctx is. Otherwise it is a number that changes each time a
+	// follower asks for news (a stream opens, a guest or the hub reads
+	// the run): a wait then reads the task's log at its next poll, not
+	// only at its own pace.
+	Follows(ctx context.Context) uint64
+}
+
+// Followed is the Followers of runs that someone follows from start to
+// end: a console run, whose output is its log.
+var Followed Followers = alwaysFollowed{}
+
+type alwaysFollowed struct{}
+
+func (alwaysFollowed) Follows(context.Context) uint64 { return 1 }
 
 // ReadBudget lets at most one task-log read through per Every, among all
 // the waits sharing it. Safe for concurrent use.
@@ -93,24 +118,36 @@ func TaskWhat(upid proxmox.UPID) string {
 }
 
 // watchTask reports upid's progress to logger until the returned stop is
-// called. stop waits for the watcher to end and then, if the watcher had
-// begun reading the log, reads what is left of it once more, so the run
-// log holds the task's whole log; a task that ends before the first read
-// costs no request. stop must be called exactly once.
-func watchTask(ctx context.Context, logger *slog.Logger, src proxmox.TaskLogSource, upid proxmox.UPID, o ProgressOptions) (stop func()) {
+// called. The wait calls polled (WaitOptions.Polled) each time it has seen
+// the task running: a log read happens only then, at most once per poll,
+// and only while someone follows the run (o.Followers) — at the wait's own
+// pace (Interval), and at the first poll after a follower asked for news.
+// stop waits for the watcher to end and then, if the watcher had begun
+// reading the log and someone still follows, reads what is left of it
+// once more, so the run log holds the task's whole log; a task nobody
+// follows, or that ends before the first read, costs no log request.
+// Until the wait's first poll that saw the task running the watch is
+// nothing but its state: a task that has ended by then costs neither a
+// goroutine nor a context (BenchmarkFlowEngine). stop must be called
+// exactly once.
+func watchTask(ctx context.Context, logger *slog.Logger, src proxmox.TaskLogSource, upid proxmox.UPID, o ProgressOptions) (polled, stop func()) {
 	if o.Interval < 0 || src == nil || upid.IsZero() {
-		return func() {}
+		return nil, func() {}
 	}
-	w := &taskWatch{logger: logger, upid: upid, src: src, o: o, start: time.Now()}
-	// Nothing but a timer until the first read is due: most tasks end
-	// before it (Interval, 2s by default), and then the watch costs
-	// neither a goroutine nor a context (BenchmarkFlowEngine).
-	w.first = time.AfterFunc(o.interval(), func() { w.begin(ctx) })
-	return func() { w.stop(ctx) }
+	w := &taskWatch{logger: logger, upid: upid, src: src, o: o, start: time.Now(), polls: make(chan struct{}, 1)}
+	polled = func() {
+		// Called with the wait's state locked: begin starts the watcher
+		// on a goroutine of its own, once.
+		w.once.Do(func() { go w.begin(ctx) })
+		select {
+		case w.polls <- struct{}{}:
+		default:
+		}
+	}
+	return polled, func() { w.stop(ctx) }
 }
 
-// begin starts following the task on the first timer's goroutine, unless
-// stop came first.
+// begin starts following the task, unless stop came first.
 func (w *taskWatch) begin(ctx context.Context) {
 	w.mu.Lock()
 	if w.stopped {
@@ -125,13 +162,13 @@ func (w *taskWatch) begin(ctx context.Context) {
 	w.run(wctx)
 }
 
-// stop ends the watch and reads what is left of a log it began reading.
+// stop ends the watch and reads what is left of a log it began reading,
+// if someone still follows.
 func (w *taskWatch) stop(ctx context.Context) {
 	w.mu.Lock()
 	w.stopped = true
-	w.first.Stop()
-	// cancel is nil unless begin got the lock first: the timer had not
-	// fired, or its function will see stopped; no watcher ran or will.
+	// cancel is nil unless begin got the lock first: no watcher ran or
+	// will.
 	cancel := w.cancel
 	w.mu.Unlock()
 	if cancel == nil {
@@ -139,7 +176,7 @@ func (w *taskWatch) stop(ctx context.Context) {
 	}
 	cancel()
 	<-w.done
-	if w.began && ctx.Err() == nil {
+	if w.began && ctx.Err() == nil && w.follows(ctx) != 0 {
 		w.read(ctx)
 	}
 }
@@ -149,21 +186,24 @@ type taskWatch struct {
 	upid   proxmox.UPID
 	src    proxmox.TaskLogSource
 	r      *proxmox.TaskLogReader // from the first read on
-	first  *time.Timer            // of the first read; its function is begin
+	o      ProgressOptions
+	start  time.Time
+	polls  chan struct{} // cap 1: the wait saw the task running
+	once   sync.Once     // of begin
 
 	mu      sync.Mutex
 	stopped bool               // stop was called
 	cancel  context.CancelFunc // ends the watcher; set by begin, under mu
 	done    chan struct{}      // closed when the watcher has ended
-	o       ProgressOptions
-	start   time.Time
-	began   bool      // the log has been read at least once
-	heard   time.Time // the last line, or the last heartbeat
-	beat    time.Duration
+
+	// The watcher's own, then stop's after it has ended.
+	began bool      // the log has been read at least once
+	heard time.Time // the last line, or the last heartbeat
+	beat  time.Duration
 }
 
 // interval is the first pause before a read, and the shortest between
-// reads.
+// reads at the wait's own pace.
 func (o ProgressOptions) interval() time.Duration {
 	if o.Interval == 0 {
 		return defaultProgressInterval
@@ -171,54 +211,68 @@ func (o ProgressOptions) interval() time.Duration {
 	return o.Interval
 }
 
-// run follows the task from its first read on (watchTask's timer has
-// waited the first pause) until ctx ends.
+// follows is o.Followers' answer for the run: 0 when nobody follows.
+func (w *taskWatch) follows(ctx context.Context) uint64 {
+	if w.o.Followers == nil {
+		return 0
+	}
+	return w.o.Followers.Follows(ctx)
+}
+
+// run follows the task from the wait's first poll that saw it running
+// until ctx ends: a read at a poll when the pace allows or a follower has
+// asked since the last, and a heartbeat after each silence.
 func (w *taskWatch) run(ctx context.Context) {
 	lo := w.o.interval()
-	w.beat = w.o.Heartbeat
-	if w.beat <= 0 {
-		w.beat = defaultHeartbeat
-	}
+	w.resetBeat()
 	w.heard = w.start
-	var t *time.Timer
-	for ctx.Err() == nil {
-		refused := !w.o.Budget.take()
-		if !refused {
+	next := w.start.Add(lo) // the earliest next read at the wait's own pace
+	// A follower there from the start waits for the pace; one that asks
+	// later is answered at the next poll.
+	asked := w.follows(ctx)
+	hb := time.NewTimer(time.Until(w.heard.Add(w.beat)))
+	defer hb.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.polls:
+			now := time.Now()
+			f := w.follows(ctx)
+			if f == 0 || (f == asked && now.Before(next)) || !w.o.Budget.take() {
+				continue
+			}
+			asked = f
 			w.began = true
-			w.read(ctx)
-		}
-		now := time.Now()
-		if now.Sub(w.heard) >= w.beat {
+			if w.read(ctx) {
+				hb.Reset(w.beat)
+			}
+			next = now.Add(min(max(lo, now.Sub(w.start)/20), max(lo, maxProgressInterval)))
+		case <-hb.C:
+			now := time.Now()
 			waited := now.Sub(w.start).Truncate(time.Second)
 			w.logger.Info(fmt.Sprintf("waiting for %s: %s", TaskWhat(w.upid), waited),
 				AttrUPID, w.upid.String(), AttrWaiting, int64(waited/time.Second))
 			w.heard = now
 			w.beat = min(2*w.beat, maxHeartbeat)
-		}
-		pause := min(max(lo, now.Sub(w.start)/20), max(lo, maxProgressInterval))
-		if refused {
-			// Waits that woke together would be refused together again:
-			// try again soon, spread over a few of the budget's slots.
-			pause = min(pause, w.o.Budget.every*time.Duration(1+rand.IntN(20)))
-		}
-		if t == nil {
-			t = time.NewTimer(pause)
-			defer t.Stop()
-		} else {
-			t.Reset(pause)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+			hb.Reset(w.beat)
 		}
 	}
 }
 
-// read logs the task's new lines. A failed read is not the wait's
-// business (the wait decides the task's fate): it is logged at debug
-// level and the next read tries again from the same line.
-func (w *taskWatch) read(ctx context.Context) {
+// resetBeat starts the heartbeat's silence allowance over.
+func (w *taskWatch) resetBeat() {
+	w.beat = w.o.Heartbeat
+	if w.beat <= 0 {
+		w.beat = defaultHeartbeat
+	}
+}
+
+// read logs the task's new lines and reports whether there were any. A
+// failed read is not the wait's business (the wait decides the task's
+// fate): it is logged at debug level and the next read tries again from
+// the same line.
+func (w *taskWatch) read(ctx context.Context) bool {
 	if w.r == nil {
 		w.r = proxmox.NewTaskLogReader(w.src, w.upid)
 	}
@@ -227,7 +281,7 @@ func (w *taskWatch) read(ctx context.Context) {
 		if ctx.Err() == nil {
 			w.logger.Debug("task log unavailable", AttrUPID, w.upid.String(), "err", err)
 		}
-		return
+		return false
 	}
 	for _, l := range lines {
 		attrs := []any{AttrUPID, w.upid.String(), AttrTaskLine, l.N}
@@ -236,11 +290,10 @@ func (w *taskWatch) read(ctx context.Context) {
 		}
 		w.logger.Info(l.T, attrs...)
 	}
-	if len(lines) > 0 {
-		w.heard = time.Now()
-		w.beat = w.o.Heartbeat
-		if w.beat <= 0 {
-			w.beat = defaultHeartbeat
-		}
+	if len(lines) == 0 {
+		return false
 	}
+	w.heard = time.Now()
+	w.resetBeat()
+	return true
 }

@@ -1,11 +1,13 @@
 package builtins
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -81,6 +83,7 @@ func TestWaitStreamsTheTaskLog(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rec := logtest.New()
 		sim, env := pipeRig(t, 2*time.Minute, rec)
+		env.Progress.Followers = Followed
 		if _, err := runStar(t, env, `b = proxmox.vzdump(200, storage = "usb-backup")`); err != nil {
 			t.Fatal(err)
 		}
@@ -128,6 +131,7 @@ func TestWaitHeartbeat(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rec := logtest.New()
 		_, env := pipeRig(t, 3*time.Minute, rec)
+		env.Progress.Followers = Followed
 		// A container's tar prints nothing between its archive and its end.
 		if _, err := runStar(t, env, `proxmox.vzdump(101, storage = "usb-backup")`); err != nil {
 			t.Fatal(err)
@@ -138,8 +142,9 @@ func TestWaitHeartbeat(t *testing.T) {
 				beats = append(beats, r.Message)
 			}
 		}
-		// The head lines are read at 2s; silence from then: 10s, 20s, 40s, 80s.
-		want := []string{"waiting for vzdump of 101: 12s", "waiting for vzdump of 101: 32s", "waiting for vzdump of 101: 1m15s", "waiting for vzdump of 101: 2m36s"}
+		// The head lines are read at the first poll after 2s; silence from
+		// then: 10s, 20s, 40s, 80s.
+		want := []string{"waiting for vzdump of 101: 12s", "waiting for vzdump of 101: 32s", "waiting for vzdump of 101: 1m12s", "waiting for vzdump of 101: 2m32s"}
 		if !slices.Equal(beats, want) {
 			t.Errorf("heartbeats %q; want %q", beats, want)
 		}
@@ -147,6 +152,7 @@ func TestWaitHeartbeat(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rec := logtest.New()
 		_, env, paths := pipeRigPaths(t, time.Second, rec)
+		env.Progress.Followers = Followed
 		if _, err := runStar(t, env, `proxmox.snapshot(101, "quick")`); err != nil {
 			t.Fatal(err)
 		}
@@ -172,6 +178,7 @@ func TestWaitReadBudget(t *testing.T) {
 		rec := logtest.New()
 		sim, env, paths := pipeRigPaths(t, time.Minute, rec)
 		env.Progress.Budget = NewReadBudget(time.Hour)
+		env.Progress.Followers = Followed
 		if _, err := runStar(t, env, `proxmox.vzdump(200, storage = "usb-backup")`); err != nil {
 			t.Fatal(err)
 		}
@@ -208,5 +215,108 @@ func TestWaitReadBudget(t *testing.T) {
 		if !nilBudget.take() {
 			t.Error("no budget: want every read")
 		}
+	})
+}
+
+// followSwitch is Followers that a test turns on and off.
+type followSwitch struct{ on atomic.Bool }
+
+func (f *followSwitch) Follows(context.Context) uint64 {
+	if f.on.Load() {
+		return 1
+	}
+	return 0
+}
+
+// countPaths counts the requests of paths that are GETs ending in suffix.
+func countPaths(paths []string, suffix string) int {
+	n := 0
+	for _, p := range paths {
+		if strings.HasPrefix(p, "GET ") && strings.HasSuffix(p, suffix) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestWaitLogOnlyWhenFollowed: a task's log is read only while someone
+// follows the run, and then at most once per status poll of its wait: a
+// run nobody follows makes no log request (its heartbeats are still
+// logged); a followed one reads at most as many times as the wait polled;
+// a follower that comes mid-way gets the log from its first line, and
+// one that leaves stops the reads.
+func TestWaitLogOnlyWhenFollowed(t *testing.T) {
+	const vzdump = `proxmox.vzdump(200, storage = "usb-backup")`
+	t.Run("nobody", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			rec := logtest.New()
+			_, env, paths := pipeRigPaths(t, 10*time.Minute, rec)
+			if _, err := runStar(t, env, vzdump); err != nil {
+				t.Fatal(err)
+			}
+			if n := countPaths(paths.Paths(), "/log"); n != 0 {
+				t.Errorf("%d log requests for a task nobody follows; want 0", n)
+			}
+			beats := 0
+			for _, r := range rec.Records() {
+				if recordAttr(r, AttrTaskLine) != nil {
+					t.Errorf("task line %q logged with nobody following", r.Message)
+				}
+				if recordAttr(r, AttrWaiting) != nil {
+					beats++
+				}
+			}
+			if beats == 0 {
+				t.Error("no heartbeat in 10 minutes; want some (they cost no request)")
+			}
+		})
+	})
+	t.Run("followed", func(t *testing.T) {
+		for _, d := range []time.Duration{5 * time.Second, time.Minute, 10 * time.Minute, time.Hour} {
+			synctest.Test(t, func(t *testing.T) {
+				_, env, paths := pipeRigPaths(t, d, logtest.New())
+				env.Progress.Followers = Followed
+				if _, err := runStar(t, env, vzdump); err != nil {
+					t.Fatal(err)
+				}
+				all := paths.Paths()
+				reads, polls := countPaths(all, "/log"), countPaths(all, "/status")
+				if reads == 0 || reads > polls {
+					t.Errorf("%v task: %d log reads for %d status polls; want at least one, at most one per poll", d, reads, polls)
+				}
+			})
+		}
+	})
+	t.Run("comes and goes", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			rec := logtest.New()
+			sim, env, paths := pipeRigPaths(t, 10*time.Minute, rec)
+			f := &followSwitch{}
+			env.Progress.Followers = f
+			go func() {
+				time.Sleep(2 * time.Minute)
+				f.on.Store(true)
+				time.Sleep(time.Minute)
+				f.on.Store(false)
+			}()
+			if _, err := runStar(t, env, vzdump); err != nil {
+				t.Fatal(err)
+			}
+			var lines []string
+			for _, r := range rec.Records() {
+				if recordAttr(r, AttrTaskLine) != nil {
+					lines = append(lines, r.Message)
+				}
+			}
+			tasks := sim.Tasks()
+			log := tasks[len(tasks)-1].Log
+			if len(lines) == 0 || len(lines) >= len(log) || !slices.Equal(lines, log[:len(lines)]) {
+				t.Errorf("task lines logged:\n%s\nwant the log's first lines, up to where the follower left, of:\n%s", strings.Join(lines, "\n"), strings.Join(log, "\n"))
+			}
+			reads := countPaths(paths.Paths(), "/log")
+			if reads < 2 || reads > 11 {
+				t.Errorf("%d log reads while followed for a minute (one every 6–9s then); want 2 to 11", reads)
+			}
+		})
 	})
 }

@@ -144,7 +144,10 @@ func finish(env *Env, api taskWaiter, r taskResult, o proxmox.WaitOptions, start
 	if o.Expected == 0 && env.History != nil {
 		o.Expected = env.History.ExpectedDuration(ctx, r.UPID)
 	}
-	stop := watchTask(ctx, env.Logger, api, r.UPID, env.Progress)
+	polled, stop := watchTask(ctx, env.Logger, api, r.UPID, env.Progress)
+	if polled != nil {
+		o.Polled = polled
+	}
 	st, err := api.WaitTask(ctx, r.UPID, o)
 	stop()
 	if err != nil {

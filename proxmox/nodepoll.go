@@ -79,6 +79,7 @@ type taskWait struct {
 	since  time.Time
 	lo, hi time.Duration
 	expect time.Duration // WaitOptions.Expected
+	polled func()        // WaitOptions.Polled
 	poll   chan struct{} // cap 1: poll your task's status now
 
 	// Guarded by taskWaits.mu.
@@ -246,6 +247,9 @@ func (p *nodePoll) cycle(tw *taskWaits) {
 		case w.own:
 		case running[w.id]:
 			w.listed = true
+			if w.polled != nil {
+				w.polled()
+			}
 		case complete:
 			// Left the list: stopped. Its status is read once, and if it
 			// says running after all, the task is one the list does not

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -311,4 +312,60 @@ func simClient(t *testing.T, sim *pvesim.Sim) *proxmox.Client {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestWaitPolled: WaitOptions.Polled is called once for each look that
+// saw the task running — each status poll of a lone wait, each shared list
+// showing it — and not for the look that saw it stopped.
+func TestWaitPolled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFake(t)
+		f.on(listRoute, listUntil(map[string]time.Duration{upidA: time.Second, upidB: 3 * time.Second}))
+		f.on(statusRouteOf(upidA), statusAfter(time.Second, upidA))
+		f.on(statusRouteOf(upidB), statusAfter(3*time.Second, upidB))
+		c, err := proxmox.New(testConfig("https://pve.example:8006"), proxmox.WithTransport(handlerTransport{f}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Alone: every status poll but the last saw it running.
+		var lone atomic.Int32
+		if _, err := c.WaitTask(t.Context(), proxmox.MustParseUPID(upidA), proxmox.WaitOptions{Polled: func() { lone.Add(1) }}); err != nil {
+			t.Fatal(err)
+		}
+		if polls := f.count(statusRouteOf(upidA)); int(lone.Load()) != polls-1 {
+			t.Errorf("Polled called %d times for %d status polls; want %d", lone.Load(), polls, polls-1)
+		}
+		// Shared: each list showing the task running counts, and no poll
+		// is counted twice.
+		f2 := newFake(t)
+		f2.on(listRoute, listUntil(map[string]time.Duration{upidA: time.Second, upidB: 3 * time.Second}))
+		f2.on(statusRouteOf(upidA), statusAfter(time.Second, upidA))
+		f2.on(statusRouteOf(upidB), statusAfter(3*time.Second, upidB))
+		c2, err := proxmox.New(testConfig("https://pve.example:8006"), proxmox.WithTransport(handlerTransport{f2}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var a, b atomic.Int32
+		var wg sync.WaitGroup
+		for _, w := range []struct {
+			upid string
+			n    *atomic.Int32
+		}{{upidA, &a}, {upidB, &b}} {
+			wg.Go(func() {
+				if _, err := c2.WaitTask(t.Context(), proxmox.MustParseUPID(w.upid), proxmox.WaitOptions{Polled: func() { w.n.Add(1) }}); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		lists := f2.count(listRoute)
+		for _, w := range []struct {
+			upid string
+			n    int
+		}{{upidA, int(a.Load())}, {upidB, int(b.Load())}} {
+			if looks := lists + f2.count(statusRouteOf(w.upid)); w.n == 0 || w.n >= looks {
+				t.Errorf("Polled called %d times for %s, which %d lists and status reads looked at; want fewer, at least one", w.n, w.upid, looks)
+			}
+		}
+	})
 }

@@ -342,6 +342,14 @@ type WaitOptions struct {
 	// Only a wait alone on its node's poll uses it; waits sharing one
 	// follow the youngest's ordinary schedule.
 	Expected time.Duration
+
+	// Polled, if set, is called each time the wait has seen its task
+	// still running — its own status poll, or its node's shared active
+	// list showing it — so that work that should follow the polls (a
+	// followed task's log, at most one read per poll) can. It is called
+	// from the goroutine that looked, maybe with the Client's wait state
+	// locked: it must return at once and not call the Client.
+	Polled func()
 }
 
 // Disk is one entry of GET /nodes/{node}/disks/list.

@@ -67,7 +67,7 @@ func (c *Client) waitTask(ctx context.Context, upid UPID, o WaitOptions) (TaskSt
 		wctx, cancel = context.WithTimeoutCause(ctx, o.Timeout, ErrWaitTimeout)
 		defer cancel()
 	}
-	w := &taskWait{upid: upid, id: upid.String(), ctx: wctx, since: time.Now(), lo: lo, hi: hi, expect: o.Expected, poll: make(chan struct{}, 1)}
+	w := &taskWait{upid: upid, id: upid.String(), ctx: wctx, since: time.Now(), lo: lo, hi: hi, expect: o.Expected, polled: o.Polled, poll: make(chan struct{}, 1)}
 	c.waits.join(c, w)
 	defer c.waits.leave(w)
 	last := TaskStatus{UPID: upid}
@@ -93,6 +93,9 @@ func (c *Client) waitTask(ctx context.Context, upid UPID, o WaitOptions) (TaskSt
 			return c.finished(ctx, st, tail)
 		case err == nil:
 			last = st
+			if w.polled != nil {
+				w.polled()
+			}
 		case wctx.Err() != nil:
 			return seen(), c.waitEnded(ctx, wctx, upid, o.Timeout)
 		case !pollTransient(err):

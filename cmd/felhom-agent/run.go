@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"gitea.dooplex.hu/admin/felhom-agent/builtins"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/safety"
@@ -80,6 +81,9 @@ func (c *RunCmd) Run(g *Globals) error {
 		return err
 	}
 	defer be.Close()
+	// The run's output is its log, followed from start to end: its task
+	// waits read the tasks' logs into it.
+	be.Env.Progress.Followers = builtins.Followed
 	if !c.Sim {
 		// No agent serves: the same host-wide guest locks as its runs,
 		// should one start meanwhile (or another console run).

@@ -165,6 +165,17 @@ func (s *Sim) MutatingRequests() int {
 	return n
 }
 
+// RouteRequests is the number of requests the handler has received for
+// the endpoint named as the simulator's routes name it, counted on
+// arrival whatever their outcome: "GET /nodes/{node}/tasks/{upid}/log"
+// counts the task-log reads, "GET /nodes/{node}/tasks/{upid}/status" the
+// status polls. An endpoint the simulator does not model counts nowhere.
+func (s *Sim) RouteRequests(key string) int {
+	var n int
+	_ = s.with(func(st *state) error { n = st.byRoute[key]; return nil })
+	return n
+}
+
 // Mutations is the number of mutating requests (POST, PUT, DELETE) the
 // handler has received that name guest vmid: in the path, as the vmid of
 // a create or restore, or in a vzdump's vmid list. Requests count on
@@ -206,6 +217,9 @@ func (s *Sim) serveAs(via *nodeState, w http.ResponseWriter, r *http.Request) {
 	}
 	for _, vmid := range req.mutatedGuests() {
 		st.mutations[vmid]++
+	}
+	if req.route != nil {
+		st.byRoute[req.route.key]++
 	}
 	act := st.matchFaults(req)
 	down := !via.online

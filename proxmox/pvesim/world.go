@@ -78,6 +78,7 @@ type state struct {
 	requests   int
 	mutating   int // requests other than GETs
 	mutations  map[int]int
+	byRoute    map[string]int // requests by route key ("GET /nodes/{node}/tasks/{upid}/log")
 	nextPID    uint32
 	macSeq     int
 	snapSeq    int      // snapshots made so far, for their creation order
@@ -121,6 +122,7 @@ func newWorld(s *Sim, now time.Time) *state {
 		tasksByID: map[string]*task{},
 		tokens:    map[string]*token{},
 		mutations: map[int]int{},
+		byRoute:   map[string]int{},
 		nextPID:   0x0001A2F0,
 		usbParts:  map[string]string{DefaultUSBUUID: "/dev/sdb1"},
 		mounts:    map[string]string{"/mnt/usb-backup": DefaultUSBUUID},

@@ -259,6 +259,9 @@ func New(cfg Config) (*Agent, error) {
 		}
 		a.metrics.registerNotifyMetrics(cfg.Notifier)
 	}
+	if a.cfg.Engine.Env.Progress.Followers == nil {
+		a.cfg.Engine.Env.Progress.Followers = runFollowers{a}
+	}
 	if a.cfg.Engine.Env.History == nil {
 		a.cfg.Engine.Env.History = taskHistory{a}
 	}

@@ -107,34 +107,12 @@ type guestAPI struct {
 	mu     sync.Mutex
 	tokens map[[32]byte]int     // hash -> vmid; the store is the truth, every write goes through mint
 	snaps  map[string]time.Time // run id -> when its vzdump log showed the snapshot
-	watch  map[string]*logWatch // UPID -> its log read so far, until the snapshot shows
+	seen   map[string]int64     // run id -> its log read so far, until the snapshot shows
 	minted sync.Mutex           // one mint at a time
 
 	adopt   sync.Mutex         // one adoption scan at a time; guards marks and scanned
 	marks   map[[32]byte][]int // the last scan's identity lines: hash -> containers
 	scanned time.Time          // when marks was read
-}
-
-// logWatch follows one vzdump task's log for the guest API's status polls
-// (proxmox.TaskLogReader is for one goroutine at a time).
-type logWatch struct {
-	mu sync.Mutex
-	r  *proxmox.TaskLogReader
-}
-
-// watcher is upid's log watch, made with mk the first time.
-func (g *guestAPI) watcher(upid string, mk func() *proxmox.TaskLogReader) *logWatch {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	w := g.watch[upid]
-	if w == nil {
-		if len(g.watch) > 10000 {
-			clear(g.watch)
-		}
-		w = &logWatch{r: mk()}
-		g.watch[upid] = w
-	}
-	return w
 }
 
 // newGuestAPI loads (or makes) the certificate, binds the listeners and
@@ -146,7 +124,7 @@ func (a *Agent) newGuestAPI(cfg *GuestAPIConfig) error {
 	if cfg.Proxmox == nil {
 		return errors.New("guest API: no Proxmox client")
 	}
-	g := &guestAPI{cfg: cfg, tokens: map[[32]byte]int{}, snaps: map[string]time.Time{}, watch: map[string]*logWatch{}}
+	g := &guestAPI{cfg: cfg, tokens: map[[32]byte]int{}, snaps: map[string]time.Time{}, seen: map[string]int64{}}
 	cert, fp, err := loadGuestCert(a.cfg.StateDir)
 	if err != nil {
 		return err

@@ -312,52 +312,71 @@ func (b guestBackend) backupStatus(ctx context.Context, vmid int, run store.Run)
 }
 
 // snapshotted reports when run's vzdump task logged its storage
-// snapshot, reading the task's log until it has (then remembering).
+// snapshot, as the run's log shows it (remembered once seen). A guest
+// asking follows the run (follow.go): its waits then read the vzdump's
+// log into the run's log, so the guest API reads no task log itself, and
+// a run nobody follows reads none at all.
 func (b guestBackend) snapshotted(ctx context.Context, run store.Run) (time.Time, bool) {
 	g := b.a.guest
 	g.mu.Lock()
 	at, ok := g.snaps[run.ID]
+	after := g.seen[run.ID]
 	g.mu.Unlock()
 	if ok || run.Status == runstate.Queued {
 		return at, ok
 	}
-	for _, t := range run.Tasks {
-		u, err := proxmox.ParseUPID(t.UPID)
-		if err != nil || u.Type != "vzdump" {
-			continue
-		}
-		w := g.watcher(t.UPID, func() *proxmox.TaskLogReader { return proxmox.NewTaskLogReader(g.cfg.Proxmox, u) })
-		w.mu.Lock()
-		lines, err := w.r.Next(ctx) // only what was written since the last poll
-		w.mu.Unlock()
+	if !run.Status.Terminal() {
+		b.a.followRead(run.ID)
+	}
+	for {
+		lines, err := b.a.store.Logs(ctx, run.ID, after, guestLogPage)
 		if err != nil {
-			b.a.log.Warn("guest API: reading a vzdump log failed", "run", run.ID, "err", err)
-			continue
+			b.a.log.Warn("guest API: reading a run's log failed", "run", run.ID, "err", err)
+			return time.Time{}, false
 		}
 		for _, l := range lines {
-			if !strings.Contains(l.T, snapshotLine) {
+			after = l.Seq
+			if !strings.Contains(l.Msg, snapshotLine) || !vzdumpLine(l.Attrs) {
 				continue
 			}
-			at := time.Now().UTC()
-			if !t.Ended.IsZero() && run.Status.Terminal() {
-				at = t.Ended.UTC()
-			}
+			at := l.Time.UTC()
 			g.mu.Lock()
 			if len(g.snaps) > 10000 {
 				clear(g.snaps)
 			}
 			g.snaps[run.ID] = at
-			delete(g.watch, t.UPID)
+			delete(g.seen, run.ID)
 			g.mu.Unlock()
 			return at, true
 		}
-		if run.Status.Terminal() {
-			g.mu.Lock()
-			delete(g.watch, t.UPID)
-			g.mu.Unlock()
+		if len(lines) < guestLogPage {
+			break
 		}
 	}
+	g.mu.Lock()
+	if run.Status.Terminal() {
+		delete(g.seen, run.ID)
+	} else {
+		if len(g.seen) > 10000 {
+			clear(g.seen)
+		}
+		g.seen[run.ID] = after
+	}
+	g.mu.Unlock()
 	return time.Time{}, false
+}
+
+// guestLogPage is how many of a run's log lines one look reads.
+const guestLogPage = 500
+
+// vzdumpLine reports whether a run log line's attributes make it a line of
+// a vzdump task's log (builtins' progress records: upid, task_line).
+func vzdumpLine(attrs json.RawMessage) bool {
+	var a struct {
+		UPID string `json:"upid"`
+		Line *int   `json:"task_line"`
+	}
+	return json.Unmarshal(attrs, &a) == nil && a.Line != nil && strings.Contains(a.UPID, ":vzdump:")
 }
 
 // archiveOf is the archive a backup result names for vmid, by the

@@ -47,6 +47,8 @@ type liveRun struct {
 	// after an interruption; nil for a run that starts.
 	resume *resumption
 
+	follows follows // who follows its log live (follow.go)
+
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on each flush and at the end
 }

@@ -29,6 +29,7 @@ var (
 	_ api.Planner        = localAPI{}
 	_ api.Backend        = localAPI{}
 	_ api.Waiter         = localAPI{}
+	_ api.FollowMarker   = localAPI{}
 	_ api.TriggerStarter = localAPI{}
 	_ api.Approvals      = localAPI{}
 )
@@ -183,6 +184,15 @@ func (l localAPI) Cancel(ctx context.Context, id string) error {
 		return fmt.Errorf("run %s has already finished (%s): %w", id, r.Status, api.ErrConflict)
 	}
 	return fmt.Errorf("run %s is %s but not in flight in this agent: %w", id, r.Status, api.ErrConflict)
+}
+
+// Following implements api.FollowMarker: a follow stream of run id is
+// open until done (follow.go).
+func (l localAPI) Following(id string) (done func()) {
+	if lr := l.a.liveRun(id); lr != nil {
+		return lr.follows.stream()
+	}
+	return func() {}
 }
 
 // WaitChange returns when run id has logged past after or finished, or

@@ -274,3 +274,47 @@ func TestMedianDuration(t *testing.T) {
 		}
 	}
 }
+
+// TestLogReadsOnlyForFollowers: a run nobody follows reads no task log
+// (the simulator counts none); a run someone follows through the local
+// API gets its vzdump's lines, at most one log read per status poll.
+func TestLogReadsOnlyForFollowers(t *testing.T) {
+	const logRoute, statusRoute, listRoute = "GET /nodes/{node}/tasks/{upid}/log", "GET /nodes/{node}/tasks/{upid}/status", "GET /nodes/{node}/tasks"
+	sim := pvesim.New()
+	sim.TaskDuration = 3 * time.Second
+	client := simClient(t, sim)
+	ta := startAgent(t, map[string]string{"dump.star": agentPlaybook("dump", `    proxmox.vzdump(200, storage = "usb-backup")`, "")},
+		func(c *Config) { c.Engine.Env.Proxmox, c.Proxmox = client, client })
+	ctx := t.Context()
+
+	run := ta.start("dump", nil)
+	if lr := ta.liveRun(run.ID); lr != nil {
+		<-lr.done
+	}
+	if r, err := ta.client.Run(ctx, run.ID); err != nil || r.Status != "succeeded" {
+		t.Fatalf("unfollowed run: %+v, %v", r, err)
+	}
+	if n := sim.RouteRequests(logRoute); n != 0 {
+		t.Errorf("%d task-log reads for a run nobody followed; want 0", n)
+	}
+
+	polls := sim.RouteRequests(statusRoute) + sim.RouteRequests(listRoute)
+	r, lines := ta.wait(ta.start("dump", nil).ID)
+	if r.Status != "succeeded" {
+		t.Fatalf("followed run: %s %s", r.Status, r.Error)
+	}
+	polls = sim.RouteRequests(statusRoute) + sim.RouteRequests(listRoute) - polls
+	reads := sim.RouteRequests(logRoute)
+	if reads == 0 || reads > polls {
+		t.Errorf("%d task-log reads for a followed run whose wait polled %d times; want at least one, at most one per poll", reads, polls)
+	}
+	taskLines := 0
+	for _, l := range lines {
+		if strings.Contains(string(l.Attrs), `"task_line"`) {
+			taskLines++
+		}
+	}
+	if taskLines == 0 {
+		t.Error("the followed run's log has no line of its vzdump")
+	}
+}

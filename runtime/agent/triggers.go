@@ -58,6 +58,9 @@ func (a *Agent) TriggeredRun(ctx context.Context, id string) (hub.RunStatus, err
 	if err != nil {
 		return hub.RunStatus{}, err
 	}
+	if !r.Status.Terminal() {
+		a.followRead(r.ID) // the hub follows it (follow.go)
+	}
 	tail, err := a.logTail(ctx, id, hubLogTail)
 	if err != nil {
 		return hub.RunStatus{}, err

@@ -52,6 +52,14 @@ type Waiter interface {
 	WaitChange(ctx context.Context, id string, after int64) error
 }
 
+// FollowMarker is an optional Backend extension, found by type assertion:
+// a follow stream tells the daemon that someone follows run id's log as
+// it is written, from the call until done is called, so that the run
+// reads its tasks' logs into it (which it does only while followed).
+type FollowMarker interface {
+	Following(id string) (done func())
+}
+
 // TriggerStarter is an optional Backend extension, found by type
 // assertion, that starts runs by trigger name (TriggerRequest.Trigger):
 // every playbook whose declaration lists the trigger, all or none. Without

@@ -33,6 +33,9 @@ func (s *server) follow(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if fm, ok := s.b.(FollowMarker); ok && !run.Finished() {
+		defer fm.Following(run.ID)()
+	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
