@@ -81,8 +81,9 @@ func (h historyOf) ExpectedDuration(_ context.Context, upid proxmox.UPID) time.D
 	return h[upid.Type]
 }
 
-// TestWaitHistory: every task wait expects its task to run as long as the
-// history says (WaitOptions.Expected), 0 without one.
+// TestWaitHistory: every task wait of a run nobody follows expects its
+// task to run as long as the history says (WaitOptions.Expected), 0
+// without one.
 func TestWaitHistory(t *testing.T) {
 	tests := []struct {
 		call    string
@@ -102,6 +103,15 @@ func TestWaitHistory(t *testing.T) {
 		}
 		if got := rig.pve.lastWait.Expected; got != tt.want {
 			t.Errorf("%s: WaitTask expected %v; want %v", tt.call, got, tt.want)
+		}
+		// A followed run keeps the ordinary schedule: its task logs are
+		// read at polls, which history would make sparse.
+		rig.env.Progress.Followers = Followed
+		if _, err := runStar(t, rig.env, tt.call); err != nil {
+			t.Fatalf("%s: %v", tt.call, err)
+		}
+		if got := rig.pve.lastWait.Expected; got != 0 {
+			t.Errorf("%s, followed: WaitTask expected %v; want 0", tt.call, got)
 		}
 	}
 }

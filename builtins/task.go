@@ -132,7 +132,8 @@ func waitOptions(env *Env, timeout durationArg) proxmox.WaitOptions {
 }
 
 // finish waits for upid and fills in r, expecting it to run as long as
-// its history says (Env.History); while it waits, the task's log
+// its history says (Env.History) unless someone follows the run; while it
+// waits, the task's log
 // and a heartbeat go to the run log (progress.go). WaitTask returns the
 // client's *proxmox.TaskError for a failed task, which passes through
 // unchanged. For a one-guest vzdump (PVE names the guest in the UPID's id
@@ -141,7 +142,10 @@ func waitOptions(env *Env, timeout durationArg) proxmox.WaitOptions {
 // archive and a retention plan need no listing of their own).
 func finish(env *Env, api taskWaiter, r taskResult, o proxmox.WaitOptions, start time.Time) (taskResult, error) {
 	ctx := env.Context
-	if o.Expected == 0 && env.History != nil {
+	// History makes a wait poll sparsely early on, and the log of a task
+	// someone follows is read only at polls: a followed wait keeps the
+	// ordinary schedule, for the follower's sake.
+	if o.Expected == 0 && env.History != nil && (env.Progress.Followers == nil || env.Progress.Followers.Follows(ctx) == 0) {
 		o.Expected = env.History.ExpectedDuration(ctx, r.UPID)
 	}
 	polled, stop := watchTask(ctx, env.Logger, api, r.UPID, env.Progress)

@@ -340,7 +340,8 @@ type WaitOptions struct {
 	// ends. The estimate never makes a wait sleep past E: a task longer
 	// than expected is waited for by the ordinary schedule from E/2 on.
 	// Only a wait alone on its node's poll uses it; waits sharing one
-	// follow the youngest's ordinary schedule.
+	// follow the youngest's ordinary schedule. (The builtins pass it only
+	// for runs nobody follows: a followed task's log is read at polls.)
 	Expected time.Duration
 
 	// Polled, if set, is called each time the wait has seen its task
