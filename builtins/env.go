@@ -87,11 +87,13 @@ type Env struct {
 }
 
 // SetEnv attaches env to the run's thread, and env.Now (when set) as the
-// thread's clock for time.now(). It also gives the thread an empty memory
-// of guest kinds (kinds.go), used when the client keeps none of its own.
+// thread's clock for time.now(). When env's client keeps no memory of
+// guest kinds of its own it also gives the thread an empty one (kinds.go).
 func SetEnv(thread *starlark.Thread, env *Env) {
 	thread.SetLocal(envKey, env)
-	thread.SetLocal(kindsKey, new(proxmox.GuestKinds))
+	if km, ok := env.Proxmox.(kindMemory); !ok || km.Kinds() == nil {
+		thread.SetLocal(kindsKey, new(proxmox.GuestKinds))
+	}
 	if now := env.Now; now != nil {
 		startime.SetNow(thread, func() (time.Time, error) { return now(), nil })
 	}

@@ -117,34 +117,43 @@ func TaskWhat(upid proxmox.UPID) string {
 	return upid.Type + " of " + upid.ID
 }
 
-// watchTask reports upid's progress to logger until the returned stop is
-// called. The wait calls polled (WaitOptions.Polled) each time it has seen
-// the task running: a log read happens only then, at most once per poll,
-// and only while someone follows the run (o.Followers) — at the wait's own
-// pace (Interval), and at the first poll after a follower asked for news.
+// watchTask reports upid's progress to logger until its stop is called;
+// nil means nothing to watch (stop is then a no-op too). The wait calls
+// its polled (WaitOptions.Polled) each time it has seen the task running:
+// a log read happens only then, at most once per poll, and only while
+// someone follows the run (o.Followers) — at the wait's own pace
+// (Interval), and at the first poll after a follower asked for news.
 // stop waits for the watcher to end and then, if the watcher had begun
 // reading the log and someone still follows, reads what is left of it
 // once more, so the run log holds the task's whole log; a task nobody
 // follows, or that ends before the first read, costs no log request.
 // Until the wait's first poll that saw the task running the watch is
-// nothing but its state: a task that has ended by then costs neither a
-// goroutine nor a context (BenchmarkFlowEngine). stop must be called
-// exactly once.
-func watchTask(ctx context.Context, logger *slog.Logger, src proxmox.TaskLogSource, upid proxmox.UPID, o ProgressOptions) (polled, stop func()) {
+// nothing but its state (one allocation): a task that has ended by then
+// costs neither a goroutine, a channel nor a context
+// (BenchmarkFlowEngine). stop must be called exactly once.
+func watchTask(ctx context.Context, logger *slog.Logger, src proxmox.TaskLogSource, upid proxmox.UPID, o ProgressOptions) *taskWatch {
 	if o.Interval < 0 || src == nil || upid.IsZero() {
-		return nil, func() {}
+		return nil
 	}
-	w := &taskWatch{logger: logger, upid: upid, src: src, o: o, start: time.Now(), polls: make(chan struct{}, 1)}
-	polled = func() {
-		// Called with the wait's state locked: begin starts the watcher
-		// on a goroutine of its own, once.
-		w.once.Do(func() { go w.begin(ctx) })
-		select {
-		case w.polls <- struct{}{}:
-		default:
-		}
+	return &taskWatch{ctx: ctx, logger: logger, upid: upid, src: src, o: o, start: time.Now()}
+}
+
+// polled is the wait's WaitOptions.Polled, called with the wait's state
+// locked: the first call makes the poll channel and starts the watcher
+// on a goroutine of its own.
+func (w *taskWatch) polled() {
+	w.once.Do(w.startWatcher)
+	select {
+	case w.polls <- struct{}{}:
+	default:
 	}
-	return polled, func() { w.stop(ctx) }
+}
+
+// startWatcher is polled's first call (under w.once, which orders the
+// channel's making before every later send).
+func (w *taskWatch) startWatcher() {
+	w.polls = make(chan struct{}, 1)
+	go w.begin(w.ctx)
 }
 
 // begin starts following the task, unless stop came first.
@@ -163,8 +172,12 @@ func (w *taskWatch) begin(ctx context.Context) {
 }
 
 // stop ends the watch and reads what is left of a log it began reading,
-// if someone still follows.
-func (w *taskWatch) stop(ctx context.Context) {
+// if someone still follows. A nil watch has nothing to stop.
+func (w *taskWatch) stop() {
+	if w == nil {
+		return
+	}
+	ctx := w.ctx
 	w.mu.Lock()
 	w.stopped = true
 	// cancel is nil unless begin got the lock first: no watcher ran or
@@ -182,13 +195,14 @@ func (w *taskWatch) stop(ctx context.Context) {
 }
 
 type taskWatch struct {
+	ctx    context.Context // the wait's
 	logger *slog.Logger
 	upid   proxmox.UPID
 	src    proxmox.TaskLogSource
 	r      *proxmox.TaskLogReader // from the first read on
 	o      ProgressOptions
 	start  time.Time
-	polls  chan struct{} // cap 1: the wait saw the task running
+	polls  chan struct{} // cap 1: the wait saw the task running; made by polled's first call
 	once   sync.Once     // of begin
 
 	mu      sync.Mutex

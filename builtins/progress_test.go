@@ -94,7 +94,7 @@ func TestWaitStreamsTheTaskLog(t *testing.T) {
 		for i, r := range rec.Records() {
 			switch {
 			case r.Message == "task started":
-				upid = recordAttr(r, AttrUPID).(proxmox.UPID).String()
+				upid = recordAttr(r, AttrUPID).(string) // the UPID's text, as the watcher's lines carry it
 			case r.Message == "task finished":
 				finished = i
 			case recordAttr(r, AttrTaskLine) != nil:

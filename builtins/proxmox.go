@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"slices"
 	"strconv"
@@ -452,6 +453,14 @@ type mutation struct {
 	// kind and relook has set do and worker for it (the mutation is made
 	// once more); a non-nil replace is the error instead of err.
 	relook func(ctx context.Context, err error) (again bool, replace error)
+	guest  [1]int // lock's backing for one guest (see one)
+}
+
+// one is a lock of the single guest vmid, without an allocation of its
+// own.
+func (m *mutation) one(vmid int) []int {
+	m.guest[0] = vmid
+	return m.guest[:]
 }
 
 // workerType is PVE's worker type of action on a guest of kind: "vz" for
@@ -509,8 +518,11 @@ func mutateOnce(env *Env, api GuestAPI, b *starlark.Builtin, m *mutation) (starl
 		env.Logger.Debug("applied synchronously", "builtin", b.Name())
 		return syncResult(time.Since(start)).value(), nil
 	}
-	env.Logger.Info("task started", "builtin", b.Name(), "upid", upid)
-	r := taskResult{UPID: upid, Status: "running", Storage: m.storage}
+	// The UPID's text serves both log lines and the result; the lines are
+	// attributes of their own kinds (no boxing, no argument slice).
+	text := upid.String()
+	env.Logger.LogAttrs(env.Context, slog.LevelInfo, "task started", slog.String("builtin", b.Name()), slog.String("upid", text))
+	r := taskResult{UPID: upid, text: text, Status: "running", Storage: m.storage}
 	if !m.wait {
 		// The deferred unlock releases the guests now: with wait = False the
 		// caller gives up the exclusivity for the rest of the task.
@@ -521,7 +533,8 @@ func mutateOnce(env *Env, api GuestAPI, b *starlark.Builtin, m *mutation) (starl
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
-	env.Logger.Info("task finished", "builtin", b.Name(), "upid", upid, "exitstatus", r.ExitStatus, "took", r.Duration)
+	env.Logger.LogAttrs(env.Context, slog.LevelInfo, "task finished", slog.String("builtin", b.Name()), slog.String("upid", text),
+		slog.String("exitstatus", r.ExitStatus), slog.Duration("took", r.Duration))
 	return r.value(), nil
 }
 
@@ -821,7 +834,8 @@ func guestMutation(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 		vmid VMID
 		m    = mutation{wait: true}
 	)
-	pairs := append([]any{"vmid", &vmid}, extra...)
+	var scratch [16]any // the usual pairs, on the stack
+	pairs := append(append(scratch[:0], "vmid", &vmid), extra...)
 	pairs = append(pairs, "wait?", &m.wait, "timeout??", &m.timeout)
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, pairs...); err != nil {
 		return nil, err
@@ -839,7 +853,7 @@ func guestMutation(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 			return nil, fmt.Errorf("%s: %w", b.Name(), err)
 		}
 	}
-	m.lock = []int{int(vmid)}
+	m.lock = m.one(int(vmid))
 	m.worker, m.workerID = workerType(kind, action), strconv.Itoa(int(vmid))
 	m.do = func(ctx context.Context, api guestMutator) (proxmox.UPID, error) {
 		return do(api, ctx, kind, int(vmid))
@@ -932,7 +946,7 @@ func pveShutdown(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
-	m.lock = []int{int(vmid)}
+	m.lock = m.one(int(vmid))
 	m.worker, m.workerID = workerType(kind, "shutdown"), strconv.Itoa(int(vmid))
 	m.do = func(ctx context.Context, api guestMutator) (proxmox.UPID, error) {
 		return api.Shutdown(ctx, kind, int(vmid), secs)
@@ -1023,7 +1037,7 @@ func pveSetConfig(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tu
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
-	m.lock = []int{int(vmid)}
+	m.lock = m.one(int(vmid))
 	worker := func(kind proxmox.GuestKind) (string, string) {
 		if kind == proxmox.QEMU {
 			return "qmconfig", strconv.Itoa(int(vmid))

@@ -85,6 +85,7 @@ var TaskTable = &Table{
 // taskResult is what the task struct shows; see [TaskTable].
 type taskResult struct {
 	UPID       proxmox.UPID
+	text       string // UPID's text when already made ("" makes it)
 	Status     string // "running" or "stopped"
 	ExitStatus string
 	Duration   time.Duration
@@ -105,21 +106,45 @@ var taskFields = newFieldNames("backups", "duration", "exitstatus", "id", "node"
 
 func (r taskResult) value() starlark.Value {
 	st := proxmox.TaskStatus{UPID: r.UPID, Status: r.Status, ExitStatus: r.ExitStatus}
+	if r.text == "" {
+		r.text = r.UPID.String()
+	}
 	return taskFields.make(
 		listOf(r.Backups, volumeValue),
 		durationValue(r.Duration),
-		starlark.String(r.ExitStatus),
+		taskString(r.ExitStatus),
 		starlark.String(r.UPID.ID),
 		starlark.String(r.UPID.Node),
 		starlark.Bool(st.Succeeded()),
-		starlark.String(r.Status),
+		taskString(r.Status),
 		starlark.String(r.Storage),
 		starlark.Bool(r.Sync),
 		starlark.String(r.UPID.Type),
-		starlark.String(r.UPID.String()),
+		starlark.String(r.text),
 		starlark.String(r.VolID),
 		starlark.MakeInt(st.Warnings()),
 	)
+}
+
+// The usual values of a task's status and exit status, boxed once.
+var (
+	boxedRunning starlark.Value = starlark.String("running")
+	boxedStopped starlark.Value = starlark.String("stopped")
+	boxedOK      starlark.Value = starlark.String("OK")
+)
+
+// taskString is s as a Starlark value, without an allocation for a task's
+// usual status and exit status.
+func taskString(s string) starlark.Value {
+	switch s {
+	case "running":
+		return boxedRunning
+	case "stopped":
+		return boxedStopped
+	case "OK":
+		return boxedOK
+	}
+	return starlark.String(s)
 }
 
 // waitOptions is the run's wait configuration with a per-call timeout.
@@ -148,12 +173,12 @@ func finish(env *Env, api taskWaiter, r taskResult, o proxmox.WaitOptions, start
 	if o.Expected == 0 && env.History != nil && (env.Progress.Followers == nil || env.Progress.Followers.Follows(ctx) == 0) {
 		o.Expected = env.History.ExpectedDuration(ctx, r.UPID)
 	}
-	polled, stop := watchTask(ctx, env.Logger, api, r.UPID, env.Progress)
-	if polled != nil {
-		o.Polled = polled
+	w := watchTask(ctx, env.Logger, api, r.UPID, env.Progress)
+	if w != nil {
+		o.Polled = w.polled
 	}
 	st, err := api.WaitTask(ctx, r.UPID, o)
-	stop()
+	w.stop()
 	if err != nil {
 		return r, err
 	}
