@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gitea.dooplex.hu/admin/felhom-agent/builtins"
@@ -33,6 +34,7 @@ type GuestLocks struct {
 
 	mu     sync.Mutex
 	guests map[int]*guestLock
+	free   []*guestLock // released entries for reuse, at most maxFreeLocks
 }
 
 var _ builtins.GuestLocker = (*GuestLocks)(nil)
@@ -75,7 +77,11 @@ func (g *GuestLocks) lockLocal(ctx context.Context, vmid int) (unlock func(), er
 	}
 	l := g.guests[vmid]
 	if l == nil {
-		l = &guestLock{held: make(chan struct{}, 1)}
+		if n := len(g.free); n > 0 {
+			l, g.free = g.free[n-1], g.free[:n-1]
+		} else {
+			l = &guestLock{held: make(chan struct{}, 1)}
+		}
 		g.guests[vmid] = l
 	}
 	l.refs++
@@ -98,14 +104,36 @@ func (g *GuestLocks) lockLocal(ctx context.Context, vmid int) (unlock func(), er
 	g.mu.Lock()
 	l.holder = RunID(ctx)
 	g.mu.Unlock()
-	return sync.OnceFunc(func() {
-		g.mu.Lock()
-		l.holder = ""
-		g.mu.Unlock()
-		<-l.held
-		g.release(vmid, l)
-	}), nil
+	h := &localHold{g: g, vmid: vmid, l: l}
+	return h.unlock, nil
 }
+
+// localHold is one hold of a guest's local lock; its unlock releases it
+// once, however often it is called (a later call must not release the
+// lock a later holder took).
+type localHold struct {
+	g    *GuestLocks
+	vmid int
+	l    *guestLock
+	done atomic.Bool
+}
+
+func (h *localHold) unlock() {
+	if h.done.Swap(true) {
+		return
+	}
+	g, l := h.g, h.l
+	g.mu.Lock()
+	l.holder = ""
+	g.mu.Unlock()
+	<-l.held
+	g.release(h.vmid, l)
+}
+
+// maxFreeLocks bounds the guests' lock entries kept for reuse: a guest
+// locked and released again, the usual run, reuses one instead of making
+// a lock and its channel.
+const maxFreeLocks = 64
 
 // wait takes the lock l, which another run holds, within the limits.
 func (g *GuestLocks) wait(ctx context.Context, l *guestLock) error {
@@ -132,6 +160,10 @@ func (g *GuestLocks) release(vmid int, l *guestLock) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if l.refs--; l.refs == 0 {
+		// No holder and no waiter: held is empty, the entry as new.
 		delete(g.guests, vmid)
+		if len(g.free) < maxFreeLocks {
+			g.free = append(g.free, l)
+		}
 	}
 }

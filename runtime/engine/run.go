@@ -186,7 +186,8 @@ func (e *Engine) Run(ctx context.Context, pb *Playbook, params *Params, opts Run
 	if base == nil {
 		base = e.cfg.Logger
 	}
-	logger := base.With("run", res.ID, "playbook", pb.Name)
+	// The handler's attributes directly: no argument boxing or slice.
+	logger := slog.New(base.Handler().WithAttrs([]slog.Attr{slog.String("run", res.ID), slog.String("playbook", pb.Name)}))
 	// Set once the parameters are known: from then on every line the run
 	// writes, and its error and result, are scrubbed of their secrets.
 	var sc *scrubber
@@ -293,8 +294,6 @@ func (e *Engine) execute(ctx context.Context, pb *Playbook, params *Params, res 
 	unwatch := e.memory.watch(&st.guard)
 	defer unwatch()
 	builtins.SetEnv(thread, env)
-	stop := context.AfterFunc(ctx, func() { thread.Cancel(context.Cause(ctx).Error()) })
-	defer stop()
 	budgetSpent, memHit := &st.budgetSpent, &st.memHit
 
 	// The run's ctx, its fields in sorted order (no map to build and sort).
@@ -329,6 +328,9 @@ func (e *Engine) execute(ctx context.Context, pb *Playbook, params *Params, res 
 	select {
 	case o = <-done:
 	case <-ctx.Done():
+		// The thread stops at its next step, and a waiting builtin
+		// returns, its context being this one.
+		thread.Cancel(context.Cause(ctx).Error())
 		grace := time.NewTimer(abandonGrace)
 		select {
 		case o = <-done:
