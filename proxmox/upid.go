@@ -85,7 +85,11 @@ func (u UPID) String() string {
 	if start := u.StartTime.Unix(); start >= 0 {
 		writeHex(&b, uint64(start), 8)
 	} else {
-		fmt.Fprintf(&b, "%08X", start) // only a UPID made up in Go, never PVE's
+		// Only a UPID made up in Go, never PVE's: as fmt's %08X, the
+		// sign inside the width (and no fmt, which would move b to the
+		// heap for every UPID).
+		b.WriteByte('-')
+		writeHex(&b, uint64(-start), 7)
 	}
 	b.WriteByte(':')
 	b.WriteString(u.Type)

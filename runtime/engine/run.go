@@ -273,9 +273,12 @@ func (e *Engine) execute(ctx context.Context, pb *Playbook, params *Params, res 
 	// The thread stops every memoryProbeSteps steps to mark progress for
 	// the memory guard, and at the budget for good.
 	thread.Name = res.ID
-	thread.Print = st.print
+	// The hooks are plain functions that find st on the thread (no
+	// closure per run).
+	thread.SetLocal(runStateKey, st)
+	thread.Print = runPrint
 	thread.Load = refuseLoad
-	thread.OnMaxSteps = st.onMaxSteps
+	thread.OnMaxSteps = runOnMaxSteps
 	thread.SetMaxExecutionSteps(min(memoryProbeSteps, budget))
 	env.Parked = &st.parked
 	env.Reserve = func(n uint64) error {
@@ -313,27 +316,27 @@ func (e *Engine) execute(ctx context.Context, pb *Playbook, params *Params, res 
 	// are released and shutdown is not held up. The goroutine itself
 	// cannot be killed (Go has no way to), so it keeps its CPU and memory
 	// until the call returns or the process exits; see abandonGrace.
-	type outcome struct {
-		v     starlark.Value
-		err   error
-		steps uint64
-	}
-	done := make(chan outcome, 1)
+	// The outcome is written before done closes (which orders it before
+	// every read); an abandoned run writes it unread.
+	done := make(chan struct{})
 	go func() {
 		presizeStack()
 		v, err := call(thread, pb.Decl.Entry(), ctxValue)
-		done <- outcome{v, err, thread.ExecutionSteps()}
+		st.out = runOutcome{v, err, thread.ExecutionSteps()}
+		close(done)
 	}()
-	var o outcome
+	var o runOutcome
 	select {
-	case o = <-done:
+	case <-done:
+		o = st.out
 	case <-ctx.Done():
 		// The thread stops at its next step, and a waiting builtin
 		// returns, its context being this one.
 		thread.Cancel(context.Cause(ctx).Error())
 		grace := time.NewTimer(abandonGrace)
 		select {
-		case o = <-done:
+		case <-done:
+			o = st.out
 			grace.Stop()
 		case <-grace.C:
 			abandoned.Add(1)
@@ -425,11 +428,32 @@ type runState struct {
 	parked      atomic.Int32  // builtins.Env.Parked
 	memHit      atomic.Pointer[memoryError]
 	guard       guardedRun
+	out         runOutcome // the entry function's, written before done closes
+}
+
+// runOutcome is what a run's entry function returned.
+type runOutcome struct {
+	v     starlark.Value
+	err   error
+	steps uint64
+}
+
+// runStateKey is the thread-local key of a run thread's *runState.
+const runStateKey = "felhom.run"
+
+// runPrint is a run thread's print: its runState's print.
+func runPrint(t *starlark.Thread, msg string) {
+	t.Local(runStateKey).(*runState).print(msg)
+}
+
+// runOnMaxSteps is a run thread's OnMaxSteps: its runState's onMaxSteps.
+func runOnMaxSteps(t *starlark.Thread) {
+	t.Local(runStateKey).(*runState).onMaxSteps(t)
 }
 
 // print is the thread's print: to the run log, except while a resumed run
 // replays its journal (the lines were written the first time).
-func (st *runState) print(_ *starlark.Thread, msg string) {
+func (st *runState) print(msg string) {
 	if st.env.Journal == nil || !st.env.Journal.Replaying() {
 		st.logger.InfoContext(st.env.Context, msg)
 	}
