@@ -115,6 +115,16 @@ func (c *Client) GuestConfig(ctx context.Context, kind GuestKind, vmid int) (Gue
 	return gc, nil
 }
 
+// GuestConfigOn is GuestConfig of a guest on node of the same cluster
+// (pveproxy proxies the call there; 595 while node is down).
+func (c *Client) GuestConfigOn(ctx context.Context, node string, kind GuestKind, vmid int) (GuestConfig, error) {
+	on, err := c.OnNode(node)
+	if err != nil {
+		return GuestConfig{}, err
+	}
+	return on.GuestConfig(ctx, kind, vmid)
+}
+
 var (
 	mountPointKey = regexp.MustCompile(`^mp[0-9]+$`)
 	netKey        = regexp.MustCompile(`^net[0-9]+$`)

@@ -75,7 +75,7 @@ func (c *PrivilegedConfig) Validate() error {
 //	mount -o nodev,nosuid,noexec UUID=<uuid> TARGET
 //	smartctl --json -a DEVICE
 //	sensors -j
-//	pct set VMID --mpN BOOTSTRAP_ROOT/VMID,mp=/etc/felhom-bootstrap,ro=1
+//	pct set VMID --mpN BOOTSTRAP_ROOT/VMID,mp=/etc/felhom-bootstrap,ro=1,shared=1
 //
 // deploy/sudoers allows exactly these shapes for the felhom-agent user.
 // A Privileged is safe for concurrent use if its Runner is.
@@ -144,6 +144,13 @@ func (p *Privileged) MountPrefix() string { return p.prefix }
 // way), guestPath must be BootstrapMountPath and slot 0..255. The file
 // inside holds the guest's token; the token is never an argument.
 //
+// The mount point is marked shared=1: pve-container migrates a container
+// with a local bind mount only when it is (src/PVE/LXC/Migrate.pm
+// prepare: "cannot migrate local bind mount point"). shared=1 grants
+// nothing; it tells PVE the path exists on every node, which the agent
+// of every node makes true (runtime/agent, docs/guest-api.md). Running
+// it again on a mount point attached without shared=1 re-marks it.
+//
 // Why not the API: PVE lets only root@pam set a mount point that is a
 // host path ("only root can set 'mpN' config for non-volume"
 // in pve-container src/PVE/LXC/Config.pm check_ct_modify_config_perm),
@@ -180,7 +187,7 @@ func attachArgv(root string, vmid, slot int, hostDir, guestPath string) ([]strin
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return []string{"pct", "set", strconv.Itoa(vmid), "--mp" + strconv.Itoa(slot), hostDir + ",mp=" + guestPath + ",ro=1"}, nil
+	return []string{"pct", "set", strconv.Itoa(vmid), "--mp" + strconv.Itoa(slot), hostDir + ",mp=" + guestPath + ",ro=1,shared=1"}, nil
 }
 
 // Defaults and bounds of GoldenSpec's sizes; the bounds are PVE's

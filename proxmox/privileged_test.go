@@ -560,7 +560,7 @@ func TestPrivilegedGated(t *testing.T) {
 				_, err := p.MountUSBByUUID(ctx, "ABCD-1234", "/mnt/felhom/a")
 				return err
 			}},
-		{"attach", "EXEC pct set 101 --mp255 /var/lib/felhom-agent/guests/101,mp=/etc/felhom-bootstrap,ro=1",
+		{"attach", "EXEC pct set 101 --mp255 /var/lib/felhom-agent/guests/101,mp=/etc/felhom-bootstrap,ro=1,shared=1",
 			func(ctx context.Context, p *Privileged) error {
 				return p.AttachReadOnly(ctx, 101, 255, DefaultBootstrapRoot+"/101", BootstrapMountPath)
 			}},
@@ -625,7 +625,7 @@ func TestAttachReadOnlyRefuses(t *testing.T) {
 	if err := p.AttachReadOnly(ctx, 101, 9, root+"/101", BootstrapMountPath); err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(r.calls[0], " "); got != "pct set 101 --mp9 "+root+"/101,mp=/etc/felhom-bootstrap,ro=1" {
+	if got := strings.Join(r.calls[0], " "); got != "pct set 101 --mp9 "+root+"/101,mp=/etc/felhom-bootstrap,ro=1,shared=1" {
 		t.Errorf("argv = %s", got)
 	}
 }

@@ -328,11 +328,23 @@ func (st *state) migrateTask(user, kind string, vmid int, tn *nodeState, restart
 			}
 			delete(g.conf, "lock")
 			st.moveGuest(g, tn)
+			if wasRunning && kind == kindLXC {
+				// LXC/Migrate.pm final_cleanup: "pct start" on the target;
+				// its failure (a bind mount's directory missing there,
+				// LXC.pm mountpoint_mount) is logged, the container stays
+				// stopped on the target and AbstractMigrate ends with
+				// "migration problems".
+				end := t.end.Format("2006-01-02 15:04:05")
+				t.logf("%s start container on target node", end)
+				if err := st.missingBindDir(g); err != "" {
+					t.logf("%s ERROR: %s", end, err)
+					t.logf("%s ERROR: startup for container '%d' failed", end, vmid)
+					t.logf("%s ERROR: migration finished with problems (duration %s)", end, hms(t.end.Sub(t.start)))
+					return failf("migration problems")
+				}
+			}
 			if wasRunning {
 				st.setRunning(g, true, t.end)
-				if kind == kindLXC {
-					t.logf("%s start container on target node", t.end.Format("2006-01-02 15:04:05"))
-				}
 			}
 			t.logf("%s migration finished successfully (duration %s)", t.end.Format("2006-01-02 15:04:05"), hms(t.end.Sub(t.start)))
 			return nil

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -428,5 +429,48 @@ func TestClusterMigrateBindMount(t *testing.T) {
 	h.wantExit(h.upid("POST", p, vals("target", "pve2", "restart", "1")), "OK")
 	if g := h.guest(101); g.Node != "pve2" {
 		t.Errorf("101 with a shared bind mount is on %s; want pve2", g.Node)
+	}
+}
+
+// With the nodes' host directories modelled (Sim.HostDir), a shared bind
+// mount whose directory does not exist on the target moves with the
+// container, which then fails to start there as pve-container's
+// mountpoint_mount says, and starts once the directory exists.
+func TestClusterSharedBindMountNeedsDirOnTarget(t *testing.T) {
+	h := newCluster(t)
+	const dir = "/var/lib/felhom-agent/guests/101"
+	var mu sync.Mutex
+	exists := map[string]bool{"pve1 " + dir: true}
+	h.sim.HostDir = func(node, path string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return exists[node+" "+path]
+	}
+	if _, err := h.sim.RootRunner().Run(context.Background(), []string{"pct", "set", "101", "--mp255", dir + ",mp=/etc/felhom-bootstrap,ro=1,shared=1"}); err != nil {
+		t.Fatal(err)
+	}
+	lines := h.wantExit(h.upid("POST", "/nodes/pve1/lxc/101/migrate", vals("target", "pve2", "restart", "1")), "migration problems")
+	for _, want := range []string{"start container on target node", "ERROR: directory '" + dir + "' does not exist", "ERROR: startup for container '101' failed", "ERROR: migration finished with problems"} {
+		if !containsLine(lines, want) {
+			t.Errorf("migrate log lacks %q:\n%s", want, strings.Join(lines, "\n"))
+		}
+	}
+	if g := h.guest(101); g.Node != "pve2" || g.Status != "stopped" || g.Lock != "" {
+		t.Errorf("101 after the migration with problems = %+v; want stopped, unlocked, on pve2", g)
+	}
+	start := "/nodes/pve2/lxc/101/status/start"
+	if lines := h.wantExit(h.upid("POST", start, nil), "startup for container '101' failed"); !containsLine(lines, "directory '"+dir+"' does not exist") || h.guest(101).Status != "stopped" {
+		t.Errorf("101 after a failed start = %+v; log:\n%s", h.guest(101), strings.Join(lines, "\n"))
+	}
+	mu.Lock()
+	exists["pve2 "+dir] = true
+	mu.Unlock()
+	h.wantExit(h.upid("POST", start, nil), "OK")
+	if g := h.guest(101); g.Status != "running" {
+		t.Errorf("101 once its directory exists on pve2 = %+v; want running", g)
+	}
+	h.wantExit(h.upid("POST", "/nodes/pve2/lxc/101/migrate", vals("target", "pve1", "restart", "1")), "OK")
+	if g := h.guest(101); g.Node != "pve1" || g.Status != "running" {
+		t.Errorf("101 migrated back = %+v; want running on pve1", g)
 	}
 }

@@ -1,6 +1,9 @@
 package pvesim
 
 import (
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -91,8 +94,38 @@ func (st *state) workStart(t *task, kind string, vmid int) error {
 	if g.running {
 		return failf("%s %d already running", g.label(), vmid)
 	}
+	if kind == kindLXC {
+		// The pre-start hook dies; vm_start prints the container's stderr
+		// log and dies (src/PVE/LXC.pm monitor_start).
+		if err := st.missingBindDir(g); err != "" {
+			t.logf("%s", err)
+			return failf("startup for container '%d' failed", vmid)
+		}
+	}
 	st.setRunning(g, true, t.end)
 	return nil
+}
+
+// missingBindDir is pve-container's refusal to mount a bind mount point
+// whose directory does not exist on the container's node (src/PVE/LXC.pm
+// mountpoint_mount: "directory '$volid' does not exist"), for the first
+// such in mp0..mp255, when the Sim models host directories (HostDir);
+// "" when there is none.
+func (st *state) missingBindDir(g *guest) string {
+	if st.sim.HostDir == nil {
+		return ""
+	}
+	for n := 0; n <= 255; n++ {
+		v, ok := g.conf["mp"+strconv.Itoa(n)]
+		if !ok {
+			continue
+		}
+		vol, _, _ := strings.Cut(v, ",")
+		if strings.HasPrefix(vol, "/") && !strings.HasPrefix(vol, "/dev/") && !st.sim.HostDir(g.node, vol) {
+			return fmt.Sprintf("directory '%s' does not exist", vol)
+		}
+	}
+	return ""
 }
 
 func (c *call) stopGuest() response {

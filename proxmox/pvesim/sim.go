@@ -82,6 +82,16 @@ type Sim struct {
 	// NodeName names the node; "" means DefaultNode.
 	NodeName string
 
+	// HostDir, when set, models the nodes' host filesystems for bind
+	// mount points: HostDir(node, path) says whether directory path
+	// exists on node. A container with a bind mount point whose
+	// directory does not exist on its node then fails to start there
+	// (vzstart, and the start on the target of a restart migration),
+	// as pve-container's mountpoint_mount dies "directory '…' does not
+	// exist". Nil does not model them: every bind mount's directory
+	// exists.
+	HostDir func(node, path string) bool
+
 	// Now is the clock: task timing, ctimes and archive names (which use
 	// the location of the time Now returns; time.Now is local time, like
 	// PVE's). Nil means time.Now.

@@ -113,6 +113,9 @@ type guestAPI struct {
 	adopt   sync.Mutex         // one adoption scan at a time; guards marks and scanned
 	marks   map[[32]byte][]int // the last scan's identity lines: hash -> containers
 	scanned time.Time          // when marks was read
+
+	bootDirs sync.Mutex        // one bootstrap-directory pass at a time; guards noMount
+	noMount  map[int]time.Time // containers last read without the bootstrap mount
 }
 
 // newGuestAPI loads (or makes) the certificate, binds the listeners and
@@ -343,14 +346,9 @@ func (a *Agent) deliverBootstrap(ctx context.Context, vmid int, existing string)
 			return GuestToken{}, err
 		}
 	}
-	dir := filepath.Join(a.cfg.StateDir, GuestsDir, strconv.Itoa(vmid))
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-			return GuestToken{}, fmt.Errorf("guest %d bootstrap directory: %w", vmid, err)
-		}
-		if err := os.Chmod(d, 0o700); err != nil {
-			return GuestToken{}, fmt.Errorf("guest %d bootstrap directory: %w", vmid, err)
-		}
+	dir, err := a.makeBootstrapDir(vmid)
+	if err != nil {
+		return GuestToken{}, err
 	}
 	boot := guestapi.Bootstrap{Schema: guestapi.BootstrapSchema, VMID: vmid,
 		LocalAPI: guestapi.BootstrapAPI{Endpoint: g.endpoint, Fingerprint: g.fingerprint, Token: tok}}
@@ -413,10 +411,17 @@ func (a *Agent) deliverBootstrap(ctx context.Context, vmid int, existing string)
 			return out, fmt.Errorf("guest %d: bootstrap file written, but the container cannot read it: %w", vmid, err)
 		}
 	}
-	slot, attached := bootstrapSlot(conf, dir)
+	slot, attached, shared := bootstrapSlot(conf, dir)
 	switch {
-	case attached:
+	case attached && (shared || g.cfg.Attach == nil):
 		out.Attached = true
+	case attached:
+		// Attached before the mount was marked shared=1: the same command
+		// on the same slot re-marks it, so the container can migrate.
+		if err := g.cfg.Attach.AttachReadOnly(ctx, vmid, slot, dir, BootstrapMountPath); err != nil {
+			return out, fmt.Errorf("guest %d: bootstrap file written; marking its mount point mp%d shared=1 (for migration) failed: %w", vmid, slot, err)
+		}
+		out.Mount, out.Attached = "mp"+strconv.Itoa(slot), true
 	case g.cfg.Attach == nil:
 		a.log.Warn("guest bootstrap file written but not attached: privileged operations are off", "vmid", vmid)
 	case slot < 0:
@@ -440,21 +445,22 @@ func (a *Agent) deliverBootstrap(ctx context.Context, vmid int, existing string)
 }
 
 // bootstrapSlot is the mount point that attaches dir to the guest
-// (attached true), or the first free mpN from the top (mp255 down, so
-// that the guest's own mp0, mp1, … stay free), or -1.
-func bootstrapSlot(conf proxmox.GuestConfig, dir string) (int, bool) {
+// (attached true; shared whether it is marked shared=1), or the first
+// free mpN from the top (mp255 down, so that the guest's own mp0, mp1, …
+// stay free), or -1.
+func bootstrapSlot(conf proxmox.GuestConfig, dir string) (slot int, attached, shared bool) {
 	for key, mp := range conf.MountPoints {
 		if filepath.Clean(mp.Volume) == filepath.Clean(dir) {
 			n, _ := strconv.Atoi(strings.TrimPrefix(key, "mp"))
-			return n, true
+			return n, true, mp.Options["shared"] == "1"
 		}
 	}
 	for n := 255; n >= 0; n-- {
 		if _, ok := conf.MountPoints["mp"+strconv.Itoa(n)]; !ok {
-			return n, false
+			return n, false, false
 		}
 	}
-	return -1, false
+	return -1, false, false
 }
 
 // errVM refuses the guest API for a VM.

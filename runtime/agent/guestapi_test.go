@@ -145,7 +145,7 @@ func startGuestAgent(t *testing.T, sim *pvesim.Sim) (*testAgent, *proxmox.Client
 type attachRecorder struct{ sim *pvesim.Sim }
 
 func (r attachRecorder) AttachReadOnly(ctx context.Context, vmid, slot int, dir, path string) error {
-	_, err := r.sim.RootRunner().Run(ctx, []string{"pct", "set", fmt.Sprint(vmid), fmt.Sprintf("--mp%d", slot), dir + ",mp=" + path + ",ro=1"})
+	_, err := r.sim.RootRunner().Run(ctx, []string{"pct", "set", fmt.Sprint(vmid), fmt.Sprintf("--mp%d", slot), dir + ",mp=" + path + ",ro=1,shared=1"})
 	return err
 }
 
@@ -166,7 +166,7 @@ func TestGuestAPITokensAndIdentity(t *testing.T) {
 	if !tok101.Attached || tok101.Mount != "mp255" {
 		t.Errorf("101's delivery = %+v; want attached as mp255", tok101)
 	}
-	if g, _ := sim.Guest(101); g.Config["mp255"] != filepath.Join(ta.state, "guests", "101")+",mp=/etc/felhom-bootstrap,ro=1" {
+	if g, _ := sim.Guest(101); g.Config["mp255"] != filepath.Join(ta.state, "guests", "101")+",mp=/etc/felhom-bootstrap,ro=1,shared=1" {
 		t.Errorf("101's mp255 = %q", g.Config["mp255"])
 	}
 	if _, err := ta.MintGuestToken(ctx, 200); !errors.Is(err, guestapi.ErrNotServed) || !strings.Contains(err.Error(), "QEMU VM") {
@@ -427,7 +427,7 @@ func TestProvisionDeliversBootstrap(t *testing.T) {
 			t.Error("the run's log holds the token")
 		}
 	}
-	if g, _ := sim.Guest(130); !strings.HasSuffix(g.Config["mp255"], ",mp=/etc/felhom-bootstrap,ro=1") {
+	if g, _ := sim.Guest(130); !strings.HasSuffix(g.Config["mp255"], ",mp=/etc/felhom-bootstrap,ro=1,shared=1") {
 		t.Errorf("guest 130's mp255 = %q; want the bootstrap attached read-only", g.Config["mp255"])
 	}
 	var st guestapi.GuestStatus

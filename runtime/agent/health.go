@@ -170,12 +170,15 @@ func checkNode(st proxmox.ClusterStatus, node string) (*ClusterHealth, error) {
 	return ch, nil // no local entry to compare with
 }
 
-// probeLoop probes at once and then every HealthInterval until ctx ends.
+// probeLoop probes at once and then every HealthInterval until ctx ends,
+// each probe followed by the pass over the cluster's bootstrap
+// directories (guestbootdirs.go).
 func (a *Agent) probeLoop(ctx context.Context) {
 	t := time.NewTicker(a.cfg.HealthInterval)
 	defer t.Stop()
 	for {
 		a.probe(ctx)
+		a.bootDirsPass(ctx)
 		select {
 		case <-ctx.Done():
 			return

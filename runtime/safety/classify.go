@@ -250,7 +250,7 @@ func (c *classifier) classifyRoot(op proxmox.RootOp) (Effect, error) {
 	case "host.mount_usb":
 		return Effect{What: "mount " + strings.Join(op.Argv[len(op.Argv)-2:], " on "), Rule: "mount"}, nil
 	case "host.attach_bootstrap":
-		// pct set VMID --mpN HOSTDIR,mp=PATH,ro=1: benign on a free slot or
+		// pct set VMID --mpN HOSTDIR,mp=PATH,ro=1,shared=1: benign on a free slot or
 		// over the same bootstrap mount; replacing another mount point
 		// detaches it.
 		if len(op.Argv) < 5 {
