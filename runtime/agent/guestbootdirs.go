@@ -24,9 +24,10 @@ import (
 // first boot; a token rotation on the new node writes a fresh one.
 
 const (
-	// bootDirsRecheck is how long a container seen without the
-	// bootstrap mount is not read again (another node may attach it).
-	bootDirsRecheck = 10 * time.Minute
+	// bootDirsRecheck is how many health intervals a container seen
+	// without the bootstrap mount is not read again (another node's
+	// agent may attach it later): 2 minutes at the default interval.
+	bootDirsRecheck = 4
 	// bootDirsReads bounds the config reads of one pass.
 	bootDirsReads = 50
 	// bootDirsTimeout bounds one pass.
@@ -85,7 +86,8 @@ func (a *Agent) bootDirsPass(ctx context.Context) {
 // none on this node yet, and returns the vmids it made. Requests: one
 // listing (GET /cluster/resources), then one config read per container
 // without a directory here, at most bootDirsReads a pass; a container
-// without the mount is read again only after bootDirsRecheck. A node
+// without the mount is read again only after bootDirsRecheck health
+// intervals. A node
 // that cannot be reached, or a config that cannot be read, is skipped
 // until the next pass.
 func (a *Agent) ensureBootstrapDirs(ctx context.Context) ([]int, error) {
@@ -114,7 +116,7 @@ func (a *Agent) ensureBootstrapDirs(ctx context.Context) ([]int, error) {
 		if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
 			continue
 		}
-		if at, seen := g.noMount[gu.VMID]; seen && time.Since(at) < bootDirsRecheck {
+		if at, seen := g.noMount[gu.VMID]; seen && time.Since(at) < bootDirsRecheck*a.cfg.HealthInterval {
 			continue
 		}
 		if reads == bootDirsReads {
@@ -132,14 +134,12 @@ func (a *Agent) ensureBootstrapDirs(ctx context.Context) ([]int, error) {
 			continue
 		}
 		delete(g.noMount, gu.VMID)
-		if filepath.Clean(vol) != dir {
-			// Another node's agent has another state directory: this
-			// node cannot make that path, and PVE would not start the
-			// container here.
-			a.log.Warn("guest API: a container's bootstrap mount is not this agent's bootstrap directory: it will not start on this node after a migration (give every node's agent the same state_dir)",
+		if vol != dir {
+			// Another node's agent has another state directory: the
+			// directory made here is not the path PVE checks, so the
+			// container would not start on this node after a migration.
+			a.log.Warn("guest API: a container's bootstrap mount is not this agent's bootstrap directory: unless that path exists on this node too, the container will not start here after a migration (give every node's agent the same state_dir)",
 				"vmid", gu.VMID, "mount", vol, "here", dir)
-			g.noMount[gu.VMID] = time.Now()
-			continue
 		}
 		reader, err := conf.RootUID()
 		if err != nil {

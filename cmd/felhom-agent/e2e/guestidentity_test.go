@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"crypto/sha256"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,11 +20,30 @@ import (
 // pve2, and its controller's token is accepted by pve2's agent, which
 // never heard of it (it finds the token's hash in 102's identity line).
 // Identity lines planted on other guests claim nothing they do not hold.
+//
+// 102 carries the bootstrap mount as the agent's fenced attach makes it
+// (shared=1), and the simulator models the nodes' directories: PVE
+// starts 102 on pve2 only because pve2's agent made 102's bootstrap
+// directory there beforehand. The two agents' state directories differ
+// on this one machine; HostDir maps a path below either agent's guests/
+// to that node's own agent's, standing for the one state_dir every node
+// has on a real cluster.
 func TestGuestIdentityMigrates(t *testing.T) {
 	requireServe(t)
 	sim := pvesim.New()
 	sim.Nodes = 2
 	sim.TaskDuration = 20 * time.Millisecond
+	state1, state2 := t.TempDir(), t.TempDir()
+	states := map[string]string{"pve1": state1, "pve2": state2}
+	sim.HostDir = func(node, path string) bool {
+		for _, s := range states {
+			if rest, ok := strings.CutPrefix(path, filepath.Join(s, "guests")+"/"); ok {
+				path = filepath.Join(states[node], "guests", rest)
+			}
+		}
+		fi, err := os.Stat(path)
+		return err == nil && fi.IsDir()
+	}
 	servers := map[string]*pvesim.Server{}
 	for _, n := range sim.NodeNames() {
 		srv, err := sim.StartNode(n, "127.0.0.1:0")
@@ -37,10 +57,9 @@ func TestGuestIdentityMigrates(t *testing.T) {
 	registerTokenSecret(pvesim.OperatorTokenID + "=" + pvesim.OperatorTokenSecret)
 	dir := guestPlaybooks(t)
 	addr1, addr2 := freeAddr(t), freeAddr(t)
-	a1 := startAgent(t, agentOpts{env: serverEnv(servers["pve1"]), playbooks: dir, args: []string{"--guest-api-listen", addr1}})
+	a1 := startAgent(t, agentOpts{env: serverEnv(servers["pve1"]), playbooks: dir, stateDir: state1, args: []string{"--guest-api-listen", addr1}})
 	// Every node's agent serves guests with the same certificate, so a
 	// migrated controller's pin holds on its new node.
-	state2 := t.TempDir()
 	for _, f := range []string{"guest-api.crt", "guest-api.key"} {
 		b, err := os.ReadFile(filepath.Join(a1.stateDir, f))
 		if err != nil {
@@ -50,10 +69,39 @@ func TestGuestIdentityMigrates(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	a2 := startAgent(t, agentOpts{env: serverEnv(servers["pve2"]), playbooks: dir, stateDir: state2, args: []string{"--guest-api-listen", addr2}})
+	a2 := startAgent(t, agentOpts{env: serverEnv(servers["pve2"]), playbooks: dir, stateDir: state2,
+		args: []string{"--guest-api-listen", addr2, "--health-interval", "300ms"}})
 
 	vmid := pvesim.CustomerDB
 	tok, _ := rotate(t, a1, vmid)
+	// The agent processes here cannot run the simulator's pct (privileged
+	// operations are off); the attach is the agent's own fenced command,
+	// run against pve1's simulated root tools.
+	boot1 := filepath.Join(state1, "guests", fmt.Sprint(vmid))
+	r1, err := sim.NodeRootRunner("pve1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := proxmox.NewPrivileged(proxmox.PrivilegedConfig{BootstrapRoot: filepath.Join(state1, "guests")}, r1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := priv.AttachReadOnly(t.Context(), vmid, 255, boot1, proxmox.BootstrapMountPath); err != nil {
+		t.Fatal(err)
+	}
+	if g, _ := sim.Guest(vmid); g.Config["mp255"] != boot1+",mp=/etc/felhom-bootstrap,ro=1,shared=1" || g.Status != "running" {
+		t.Fatalf("guest %d: mp255 %q, %s; want the shared bootstrap mount on a running guest", vmid, g.Config["mp255"], g.Status)
+	}
+	// pve2's agent makes 102's (empty) bootstrap directory at a health
+	// pass, before any migration.
+	boot2 := filepath.Join(state2, "guests", fmt.Sprint(vmid))
+	eventually(t, 30*time.Second, "pve2's agent makes the bootstrap directory of pve1's guest", func() (bool, string) {
+		fi, err := os.Stat(boot2)
+		return err == nil && fi.IsDir(), fmt.Sprint(err)
+	})
+	if ents, _ := os.ReadDir(boot2); len(ents) != 0 {
+		t.Errorf("pve2's bootstrap directory of %d holds %v before any rotation there; want it empty", vmid, ents)
+	}
 	on1 := newController(t, a1, vmid)
 	var st struct {
 		VMID   int    `json:"vmid"`
@@ -112,6 +160,9 @@ func TestGuestIdentityMigrates(t *testing.T) {
 	}
 	if _, err := op1.WaitTask(t.Context(), upid, proxmox.WaitOptions{MinInterval: 10 * time.Millisecond, Timeout: time.Minute}); err != nil {
 		t.Fatal(err)
+	}
+	if g, _ := sim.Guest(vmid); g.Node != "pve2" || g.Status != "running" {
+		t.Fatalf("guest %d after the migration: node %s, %s; want running on pve2", vmid, g.Node, g.Status)
 	}
 
 	// pve2's agent scans at most every 10 s for unknown tokens; the first
