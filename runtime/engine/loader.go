@@ -115,6 +115,20 @@ type Playbook struct {
 	Saved bool
 
 	sources map[string][]byte // every file of the version, by root-relative path
+	boxed   [2]starlark.Value // Name and Version for each run's ctx, boxed once (see ctxStrings)
+}
+
+// ctxStrings are the playbook's name and version as Starlark values: the
+// ones boxed at load while Name and Version are as loaded, else new ones.
+func (p *Playbook) ctxStrings() (name, version starlark.Value) {
+	name, version = p.boxed[0], p.boxed[1]
+	if n, ok := name.(starlark.String); !ok || string(n) != p.Name {
+		name = starlark.String(p.Name)
+	}
+	if v, ok := version.(starlark.String); !ok || string(v) != p.Version {
+		version = starlark.String(p.Version)
+	}
+	return name, version
 }
 
 // Sources returns the contents of every file this version was loaded
@@ -283,6 +297,7 @@ func (s *session) load(rel string) (pb *Playbook, deps []string, err error) {
 		Decl:    m.decl,
 		Modules: deps,
 		sources: s.srcs,
+		boxed:   [2]starlark.Value{starlark.String(m.decl.Name), starlark.String(n.version)},
 	}, deps, nil
 }
 

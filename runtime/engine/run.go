@@ -300,12 +300,13 @@ func (e *Engine) execute(ctx context.Context, pb *Playbook, params *Params, res 
 	budgetSpent, memHit := &st.budgetSpent, &st.memHit
 
 	// The run's ctx, its fields in sorted order (no map to build and sort).
+	pbName, pbVersion := pb.ctxStrings()
 	ctxValue := starlarkstruct.FromKeywords(starlarkstruct.Default, []starlark.Tuple{
 		{ctxFieldParams, params.Value()},
-		{ctxFieldPlaybook, starlark.String(pb.Name)},
+		{ctxFieldPlaybook, pbName},
 		{ctxFieldRunID, starlark.String(res.ID)},
 		{ctxFieldTrigger, starlark.String(res.Trigger)},
-		{ctxFieldVersion, starlark.String(pb.Version)},
+		{ctxFieldVersion, pbVersion},
 	})
 	ctxValue.Freeze()
 
