@@ -1,12 +1,14 @@
 package pvesim_test
 
 import (
+	"context"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -64,6 +66,16 @@ func simWorldOf(t *testing.T, legacy bool, nodes int) (*pvesim.Sim, *pvesim.Serv
 	sim.LegacyErrors = legacy
 	sim.Now = clock.Now
 	sim.OnUnmodeled = func(r *http.Request) { t.Errorf("unmodelled request %s %s", r.Method, r.URL) }
+	// The nodes' directories: the bind-mount case's paths exist only
+	// where it made them; every other path exists.
+	var hostDirs sync.Map
+	sim.HostDir = func(node, path string) bool {
+		if !strings.HasPrefix(path, "/run/pvetest-bind-") {
+			return true
+		}
+		_, ok := hostDirs.Load(node + " " + path)
+		return ok
+	}
 	if err := sim.AddGuest(pvesim.GuestSpec{
 		VMID: stopped, Hostname: "conformance", Cores: 1, MemoryMB: 512,
 		RootFS: "local-lvm:vm-" + strconv.Itoa(stopped) + "-disk-0,size=4G", Description: "conformance guest",
@@ -175,6 +187,25 @@ func simWorldOf(t *testing.T, legacy bool, nodes int) (*pvesim.Sim, *pvesim.Serv
 			Other: pvesim.ClusterNodeName(2), OtherGuest: pvesim.ClusterShop, Operator: op,
 			OperatorToken: pvesim.OperatorTokenID + "=" + pvesim.OperatorTokenSecret,
 			Migrate:       clusterMigrate, MigrateVM: pvesim.CustomerApp, HAGuest: pvesim.ClusterMail, Settle: 10 * time.Second,
+			BindMount: func(t testing.TB, vmid int, key, value string) {
+				t.Helper()
+				r, err := sim.NodeRootRunner(sim.GuestNode(vmid))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := r.Run(context.Background(), []string{"pct", "set", strconv.Itoa(vmid), "--" + key, value}); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() {
+					if err := sim.SetGuestOption(vmid, key, ""); err != nil {
+						t.Error(err)
+					}
+				})
+			},
+			HostDir: func(t testing.TB, node, path string) {
+				hostDirs.Store(node+" "+path, true)
+				t.Cleanup(func() { hostDirs.Delete(node + " " + path) })
+			},
 			NodeDown: func(t testing.TB, node string) {
 				t.Helper()
 				if err := sim.SetNodeOnline(node, false); err != nil {

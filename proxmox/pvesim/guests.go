@@ -487,6 +487,25 @@ func (s *Sim) SetGuestStatus(vmid int, status string) error {
 	})
 }
 
+// SetGuestOption sets config key of guest vmid to value at once, or
+// with "" removes it, as root editing the guest's config file does: no
+// check of the key or value, no task. For tests that need a config PVE
+// only lets root write (a bind mount point) and undo.
+func (s *Sim) SetGuestOption(vmid int, key, value string) error {
+	return s.with(func(st *state) error {
+		g, ok := st.guests[vmid]
+		if !ok {
+			return fmt.Errorf("pvesim: SetGuestOption: no guest %d", vmid)
+		}
+		if value == "" {
+			delete(g.conf, key)
+		} else {
+			g.conf[key] = value
+		}
+		return nil
+	})
+}
+
 // guestLocks are the lock values PVE's schema allows.
 var guestLocks = []string{"backup", "create", "destroyed", "disk", "fstrim", "migrate", "mounted", "rollback", "snapshot", "snapshot-delete"}
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,6 +41,14 @@ type Cluster struct {
 	// NodeDown takes node down (or cuts it off) until t's cleanup. Nil
 	// skips the case.
 	NodeDown func(t testing.TB, node string)
+	// BindMount sets mount point key (mpN) of container vmid to value as
+	// root does (pct set VMID --KEY VALUE), wherever the container is;
+	// t's cleanup removes the mount point. Nil skips the bind-mount case.
+	BindMount func(t testing.TB, vmid int, key, value string)
+	// HostDir makes directory path exist on node until t's cleanup. The
+	// bind-mount case uses fresh paths below /run/pvetest-bind-, absent
+	// on every node before. Nil skips the bind-mount case.
+	HostDir func(t testing.TB, node, path string)
 	// Settle bounds how long the HA stack may take to act on a request;
 	// 0 means 2 minutes.
 	Settle time.Duration
@@ -230,6 +239,50 @@ var clusterCases = []testCase{
 			}
 			upid, err = back.Migrate(s.ctx, proxmox.LXC, cl.Migrate, proxmox.MigrateOptions{Target: s.node})
 			s.mustDone(t, "Migrate back", upid, err)
+		},
+	},
+	{
+		name: "migrate-bind-mount",
+		rule: "a container with a bind mount point migrates only when it is marked shared=1 (else vzmigrate \"migration aborted\", \"cannot migrate local bind mount point 'mpN'\", pve-container src/PVE/LXC/Migrate.pm prepare); on a node without its directory it does not start (vzstart \"startup for container 'N' failed\", the log \"directory 'P' does not exist\", src/PVE/LXC.pm mountpoint_mount), and starts once the directory exists",
+		run: func(t *testing.T, s *suite) {
+			cl := s.cluster(t)
+			if cl.Operator == nil || cl.Migrate == 0 || cl.BindMount == nil || cl.HostDir == nil {
+				t.Skip("World.Cluster.Operator, Migrate, BindMount or HostDir unset")
+			}
+			vmid := cl.Migrate
+			path := fmt.Sprintf("/run/pvetest-bind-%d", time.Now().UnixNano())
+			cl.HostDir(t, s.node, path)
+			cl.BindMount(t, vmid, "mp255", path+",mp=/mnt/pvetest,ro=1")
+			upid, err := cl.Operator.Migrate(s.ctx, proxmox.LXC, vmid, proxmox.MigrateOptions{Target: cl.Other})
+			te := s.wantTaskError(t, "Migrate with a local bind mount", upid, err, "migration aborted")
+			if !slices.ContainsFunc(te.LogTail, func(l string) bool { return strings.Contains(l, "cannot migrate local bind mount point 'mp255'") }) {
+				t.Errorf("migrate log %q; want PVE's refusal of mp255", te.LogTail)
+			}
+			if loc, _, err := s.c.LocateGuest(s.ctx, vmid); err != nil || loc.Node != s.node || loc.Lock != "" {
+				t.Fatalf("after the refused migration %d = %+v, %v; want on %s, unlocked", vmid, loc, err, s.node)
+			}
+
+			cl.BindMount(t, vmid, "mp255", path+",mp=/mnt/pvetest,ro=1,shared=1")
+			upid, err = cl.Operator.Migrate(s.ctx, proxmox.LXC, vmid, proxmox.MigrateOptions{Target: cl.Other})
+			s.mustDone(t, "Migrate with a shared bind mount", upid, err)
+			there, err := cl.Operator.OnNode(cl.Other)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				upid, err := there.Migrate(s.ctx, proxmox.LXC, vmid, proxmox.MigrateOptions{Target: s.node})
+				s.mustDone(t, "Migrate back", upid, err)
+			}()
+			upid, err = there.Start(s.ctx, proxmox.LXC, vmid)
+			te = s.wantTaskError(t, "Start without the directory", upid, err, "startup for container '"+itoa(vmid)+"' failed")
+			if !slices.ContainsFunc(te.LogTail, func(l string) bool { return strings.Contains(l, "directory '"+path+"' does not exist") }) {
+				t.Errorf("start log %q; want PVE's missing directory", te.LogTail)
+			}
+			cl.HostDir(t, cl.Other, path)
+			upid, err = there.Start(s.ctx, proxmox.LXC, vmid)
+			s.mustDone(t, "Start with the directory", upid, err)
+			upid, err = there.Stop(s.ctx, proxmox.LXC, vmid)
+			s.mustDone(t, "Stop", upid, err)
 		},
 	},
 	{
