@@ -87,9 +87,8 @@ func (a *Agent) bootDirsPass(ctx context.Context) {
 // listing (GET /cluster/resources), then one config read per container
 // without a directory here, at most bootDirsReads a pass; a container
 // without the mount is read again only after bootDirsRecheck health
-// intervals. A node
-// that cannot be reached, or a config that cannot be read, is skipped
-// until the next pass.
+// intervals. A node that cannot be reached, or a config that cannot be
+// read, is skipped until that recheck too.
 func (a *Agent) ensureBootstrapDirs(ctx context.Context) ([]int, error) {
 	g := a.guest
 	px, ok := g.cfg.Proxmox.(bootDirsReader)
@@ -126,6 +125,7 @@ func (a *Agent) ensureBootstrapDirs(ctx context.Context) ([]int, error) {
 		conf, err := px.GuestConfigOn(ctx, gu.Node, proxmox.LXC, gu.VMID)
 		if err != nil {
 			a.log.Debug("guest API: container config not read for its bootstrap directory", "vmid", gu.VMID, "node", gu.Node, "err", err)
+			g.noMount[gu.VMID] = time.Now() // read again after the recheck, not every pass
 			continue
 		}
 		vol, mounted := bootstrapMount(conf, gu.VMID)
