@@ -25,7 +25,15 @@ import (
 //     node the request is proxied to reads its own directory);
 //   - storages are cluster-wide configuration; what a storage without
 //     shared=1 holds is each node's own, what a shared one holds every
-//     node sees;
+//     node sees. So is its use: a local storage has one usage figure per
+//     node (GET /nodes/{node}/storage and …/status answer the node's
+//     own, GET /cluster/resources lists storage/NODE/STORAGE per node,
+//     as pvestatd broadcasts them), a shared one a single figure; a
+//     backup, a disk or a deletion changes the figure of the node that
+//     made it (a disk: its guest's node), a migration moves a guest's
+//     local disks' space to the target (storage.go nodeUse, moveGuest);
+//     FillStorage and the full:STORAGE fault fill every node's disk of
+//     that name, FillStorageOn and full:STORAGE:NODE one node's;
 //   - a node that is down answers nothing, and a request another node
 //     proxies to it fails as AnyEvent::HTTP fails: 595 with the socket's
 //     error as reason phrase, "No route to host" (pve-http-server
@@ -380,13 +388,29 @@ func localMountPoint(g *guest) string {
 
 // moveGuest is what a finished migration leaves: the guest's config
 // (all of it, the description included) on node tn, and its disks on
-// local storages with it.
+// local storages with it, their space with them. pve-container
+// src/PVE/LXC/Migrate.pm phase1 copies each local volume to the target
+// (PVE::Storage::storage_migrate allocates it there) and phase3 frees the
+// source's ("destroy local copies": vdisk_free); qemu-server
+// src/PVE/QemuMigrate.pm mirrors with-local-disks drives to volumes
+// allocated on the target and phase3_cleanup frees the source's the same
+// way. So the source node's local storage gets the space back and the
+// target's takes it; a shared storage's figure does not change.
 func (st *state) moveGuest(g *guest, tn *nodeState) {
+	from := g.node
+	for _, d := range st.guestDisks(g) {
+		if s := st.storages[storageOf(d.volid)]; s != nil && !s.shared {
+			st.useOn(s, from).release(d.size)
+			st.useOn(s, tn.name).claim(d.size)
+		}
+	}
 	g.node = tn.name
 	for _, s := range st.storages {
 		for _, v := range s.volumes {
 			if v.vmid == g.vmid && v.content != "backup" && !s.shared {
+				st.useOn(s, v.node).release(v.size)
 				v.node = tn.name
+				st.useOn(s, v.node).claim(v.size)
 			}
 		}
 	}

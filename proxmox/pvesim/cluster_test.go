@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 )
 
 func newCluster(t *testing.T) *harness {
@@ -473,4 +475,127 @@ func TestClusterSharedBindMountNeedsDirOnTarget(t *testing.T) {
 	if g := h.guest(101); g.Node != "pve1" || g.Status != "running" {
 		t.Errorf("101 migrated back = %+v; want running on pve1", g)
 	}
+}
+
+// TestClusterStorageUsageIsPerNodeUnlessShared: a storage without shared=1
+// is each node's own disk with its own figures (pve-storage
+// src/PVE/Storage.pm storage_info on the node asked; pve-manager
+// PVE/Service/pvestatd.pm broadcasts pve2-storage/NODE/STORAGE), a shared
+// one has one figure the whole cluster sees; a migration moves a local
+// disk's space to the target; a full fault may name one node.
+func TestClusterStorageUsageIsPerNodeUnlessShared(t *testing.T) {
+	h := newCluster(t)
+	used := func(node, sid string) uint64 {
+		t.Helper()
+		return uint64(h.ok("GET", "/nodes/"+node+"/storage/"+sid+"/status", nil).object()["used"].(float64))
+	}
+	resource := func(node, sid string) uint64 {
+		t.Helper()
+		m := byID(h.ok("GET", "/cluster/resources", vals("type", "storage")).list())["storage/"+node+"/"+sid]
+		if m == nil {
+			t.Fatalf("cluster/resources lacks storage/%s/%s", node, sid)
+		}
+		return uint64(m["disk"].(float64))
+	}
+	nodes := []string{"pve1", "pve2", "pve3"}
+	snap := func(sid string) map[string]uint64 {
+		out := map[string]uint64{}
+		for _, n := range nodes {
+			out[n] = used(n, sid)
+			if r := resource(n, sid); r != out[n] {
+				t.Errorf("cluster/resources storage/%s/%s disk %d; the node's status says %d", n, sid, r, out[n])
+			}
+		}
+		return out
+	}
+	archiveSize := func(node, sid string) uint64 {
+		t.Helper()
+		var size uint64
+		for _, v := range h.ok("GET", "/nodes/"+node+"/storage/"+sid+"/content", vals("vmid", "110")).list() {
+			size += uint64(v["size"].(float64))
+		}
+		return size
+	}
+
+	// A backup on pve2 to the local usb-backup: pve2's disk fills, not pve1's.
+	before := snap("usb-backup")
+	if before["pve1"] != before["pve2"] {
+		t.Errorf("usb-backup starts at %v; want every node alike", before)
+	}
+	h.wantExit(h.upid("POST", "/nodes/pve2/vzdump", vals("vmid", "110", "storage", "usb-backup")), "OK")
+	size := archiveSize("pve2", "usb-backup")
+	after := snap("usb-backup")
+	if size == 0 || after["pve2"] != before["pve2"]+size || after["pve1"] != before["pve1"] || after["pve3"] != before["pve3"] {
+		t.Errorf("usb-backup used %v -> %v after a %d-byte archive on pve2; want only pve2's to grow by it", before, after, size)
+	}
+	if got := h.sim.Storages(); got[slicesIndex(got, "usb-backup")].Used != after["pve1"] {
+		t.Errorf("Sim.Storages usb-backup used %d; want pve1's %d", got[slicesIndex(got, "usb-backup")].Used, after["pve1"])
+	}
+	if got, err := h.sim.StoragesOn("pve2"); err != nil || got[slicesIndex(got, "usb-backup")].Used != after["pve2"] {
+		t.Errorf("Sim.StoragesOn(pve2) = %v, %v; want usb-backup at pve2's %d", got, err, after["pve2"])
+	}
+
+	// The same to the shared NFS: one figure, every node sees it grow.
+	before = snap(SharedBackupStorage)
+	h.wantExit(h.upid("POST", "/nodes/pve2/vzdump", vals("vmid", "110", "storage", SharedBackupStorage)), "OK")
+	size = archiveSize("pve2", SharedBackupStorage)
+	for n, u := range snap(SharedBackupStorage) {
+		if u != before[n]+size {
+			t.Errorf("%s: %s used %d; want %d + %d (shared)", n, SharedBackupStorage, u, before[n], size)
+		}
+	}
+
+	// A restart-mode migration of 101 (rootfs local-lvm, 8G) to pve2 frees
+	// pve1's copy and takes the space on pve2 (LXC/Migrate.pm phase1
+	// storage_migrate, phase3 vdisk_free).
+	before = snap("local-lvm")
+	h.wantExit(h.upid("POST", "/nodes/pve1/lxc/101/migrate", vals("target", "pve2", "restart", "1")), "OK")
+	after = snap("local-lvm")
+	const disk = 8 << 30
+	if after["pve1"] != before["pve1"]-disk || after["pve2"] != before["pve2"]+disk || after["pve3"] != before["pve3"] {
+		t.Errorf("local-lvm used %v -> %v after migrating an 8G rootfs pve1 -> pve2", before, after)
+	}
+
+	// full:usb-backup:pve2 fills pve2's disk only.
+	f, err := ParseFault("full:usb-backup:pve2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.sim.AddFault(f); err != nil {
+		t.Fatal(err)
+	}
+	if log := h.wantExit(h.upid("POST", "/nodes/pve2/vzdump", vals("vmid", "110", "storage", "usb-backup")), "job errors"); !containsLine(log, "No space left on device") {
+		t.Errorf("vzdump to a full usb-backup on pve2:\n%s", strings.Join(log, "\n"))
+	}
+	h.wantExit(h.upid("POST", "/nodes/pve1/vzdump", vals("vmid", "102", "storage", "usb-backup")), "OK")
+	if err := h.sim.FillStorageOn("usb-backup", "pve9"); err == nil || !strings.Contains(err.Error(), `no node "pve9"`) {
+		t.Errorf("FillStorageOn(pve9) = %v; want no node", err)
+	}
+	// SetStorageUsageOn sets one node's figure; SetStorageUsage every node's.
+	if err := h.sim.SetStorageUsageOn("local", "pve3", 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	if used("pve3", "local") != 1<<30 || used("pve1", "local") == 1<<30 {
+		t.Errorf("local after SetStorageUsageOn(pve3, 1G): pve3 %d, pve1 %d", used("pve3", "local"), used("pve1", "local"))
+	}
+	if err := h.sim.SetStorageUsageOn("local", "pve9", 1); err == nil {
+		t.Error("SetStorageUsageOn(pve9) = nil; want an error naming the node")
+	}
+	if err := h.sim.SetStorageUsage("local", 100<<30, 5<<30); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if used(n, "local") != 5<<30 {
+			t.Errorf("%s: local used %d after SetStorageUsage; want 5G on every node", n, used(n, "local"))
+		}
+	}
+}
+
+func slicesIndex(list []proxmox.Storage, name string) int {
+	for i, s := range list {
+		if s.Storage == name {
+			return i
+		}
+	}
+	panic("no storage " + name)
 }

@@ -110,5 +110,7 @@
 // (a create without archive is refused); pending config changes (QEMU's
 // and containers') apply at once, as hot-plug would; PBS verify jobs are
 // set with SetVerification, not run; storage space is accounted for
-// archives and guest disks only.
+// archives and guest disks only; in a cluster world a storage's size is
+// the same on every node (its use is each node's own on a storage without
+// shared=1, see cluster.go).
 package pvesim

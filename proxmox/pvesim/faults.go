@@ -21,7 +21,7 @@ const (
 	FaultStatus   FaultKind = "status"   // answer matching requests with Status
 	FaultDrop     FaultKind = "drop"     // close the connection without an answer
 	FaultTaskFail FaultKind = "taskfail" // matching tasks stop with Message as exit status
-	FaultFull     FaultKind = "full"     // FillStorage(Storage)
+	FaultFull     FaultKind = "full"     // FillStorageOn(Storage, Node): Node "" fills it on every node
 	FaultDeny     FaultKind = "deny"     // DenyAtTaskTime(ACLPath, Privilege)
 	FaultOffline  FaultKind = "offline"  // SetNodeOnline(Node, false) from Delay on, for For (0: for good)
 )
@@ -35,7 +35,7 @@ const (
 //	STATUS:METHOD:PATH[:count=N][:MESSAGE]       503:GET:/nodes/*/tasks/*/status:count=2
 //	drop:METHOD:PATH[:count=N][:after]           drop:POST:/nodes/*/vzdump:count=1:after
 //	taskfail:TYPE:VMID[:count=N][:MESSAGE]       taskfail:vzdump:101:disk on fire
-//	full:STORAGE                                 full:usb-backup
+//	full:STORAGE[:NODE]                          full:usb-backup, full:local:pve2
 //	deny:ACLPATH:PRIVILEGE                       deny:/vms/101:VM.Backup
 //	offline:NODE[:at=DURATION][:for=DURATION]    offline:pve3:at=30s:for=1m
 //
@@ -46,7 +46,9 @@ const (
 // a worker type (vzdump, vzstart, ...) or "*"; VMID a guest id or "*".
 // count=N limits the fault to the next N matches (default: every match;
 // for taskfail: 1). MESSAGE is the rest of the line and may contain ':'.
-// offline takes node NODE of a cluster world down at=DURATION after the
+// full fills STORAGE on every node, or on NODE only (a storage without
+// shared=1 is each node's own disk; a shared one fills for all either
+// way). offline takes node NODE of a cluster world down at=DURATION after the
 // fault is added (default at once) and brings it back for=DURATION later
 // (default never): see Sim.SetNodeOnline.
 //
@@ -71,7 +73,7 @@ type Fault struct {
 	VMID     int    // taskfail: guest (the task's id), 0 for any
 
 	Storage   string        // full
-	Node      string        // offline
+	Node      string        // offline; full: the node whose storage fills ("" every node)
 	For       time.Duration // offline: how long the node stays down; 0 means for good
 	ACLPath   string        // deny
 	Privilege string        // deny
@@ -165,10 +167,17 @@ func ParseFault(spec string) (Fault, error) {
 		}
 		pos = 3
 	case kind == "full":
-		if len(fields) != 2 || checkFormatValue("pve-storage-id", fields[1]) != "" {
-			return bad(1, "storage", "want full:STORAGE with a storage id")
+		if len(fields) < 2 || len(fields) > 3 || checkFormatValue("pve-storage-id", fields[1]) != "" {
+			return bad(1, "storage", "want full:STORAGE[:NODE] with a storage id")
 		}
-		return Fault{Kind: FaultFull, Storage: fields[1]}, nil
+		f = Fault{Kind: FaultFull, Storage: fields[1]}
+		if len(fields) == 3 {
+			if checkFormatValue("pve-node", fields[2]) != "" {
+				return bad(2, "node", "want full:STORAGE[:NODE] with a node name")
+			}
+			f.Node = fields[2]
+		}
+		return f, nil
 	case kind == "offline":
 		if len(fields) < 2 || checkFormatValue("pve-node", fields[1]) != "" {
 			return bad(1, "node", "want offline:NODE[:at=DURATION][:for=DURATION] with a node name")
@@ -302,6 +311,9 @@ func (f Fault) String() string {
 		}
 	case FaultFull:
 		b.WriteString("full:" + f.Storage)
+		if f.Node != "" {
+			b.WriteString(":" + f.Node)
+		}
 	case FaultDeny:
 		b.WriteString("deny:" + f.ACLPath + ":" + f.Privilege)
 	case FaultOffline:
@@ -362,7 +374,7 @@ func (st *state) addFault(f Fault) error {
 	}
 	switch f.Kind {
 	case FaultFull:
-		return st.fillStorage(f.Storage)
+		return st.fillStorage(f.Storage, f.Node)
 	case FaultDeny:
 		st.denials = append(st.denials, denial{path: normalizeACLPath(f.ACLPath), priv: f.Privilege})
 		return nil

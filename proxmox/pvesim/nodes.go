@@ -129,7 +129,7 @@ func (c *call) getClusterResources() response {
 				m := map[string]any{
 					"id": "storage/" + n.name + "/" + name, "type": "storage", "storage": name,
 					"node": n.name, "plugintype": s.typ, "content": strings.Join(s.content, ","),
-					"shared": boolInt(s.shared), "status": "available", "disk": s.used, "maxdisk": s.total,
+					"shared": boolInt(s.shared), "status": "available", "disk": st.useOn(s, n.name).used(), "maxdisk": s.total,
 				}
 				if !st.nodeFresh(n) {
 					m = map[string]any{"id": m["id"], "type": "storage", "storage": name, "node": n.name, "status": "unknown"}

@@ -16,12 +16,19 @@ import (
 // (PVE/Storage.pm, Storage/DirPlugin.pm). What they hold is in volumes.go.
 
 type storage struct {
-	name     string
-	typ      string // dir, lvmthin, ...
-	content  []string
-	path     string
-	total    uint64
+	name    string
+	typ     string // dir, lvmthin, ...
+	content []string
+	path    string
+	total   uint64
+	// used is the bytes used: of a shared storage (shared=1), the one
+	// figure the cluster has; of a local one, the first node's. usedOn
+	// holds the other nodes' figures of a local storage, and a node not
+	// in it is at baseUsed (the spec's Used: nodes set up alike). Read
+	// and change them through state.useOn, never directly.
 	used     uint64
+	usedOn   map[string]uint64
+	baseUsed uint64
 	shared   bool
 	disabled bool
 	prune    string
@@ -94,7 +101,7 @@ type StorageSpec struct {
 func newStorage(sp StorageSpec) *storage {
 	s := &storage{
 		name: sp.Name, typ: sp.Type, content: slices.Sorted(slices.Values(sp.Content)), path: sp.Path,
-		total: sp.Total, used: sp.Used, shared: sp.Shared, disabled: sp.Disabled, prune: sp.PruneBackups,
+		total: sp.Total, used: sp.Used, baseUsed: sp.Used, shared: sp.Shared, disabled: sp.Disabled, prune: sp.PruneBackups,
 		mountpnt: sp.MountPoint,
 	}
 	if s.typ == "" {
@@ -136,16 +143,71 @@ func (s *storage) hasPath() bool {
 
 func (s *storage) supports(content string) bool { return slices.Contains(s.content, content) }
 
-func (s *storage) avail() uint64 {
-	if s.used >= s.total {
-		return 0
+// nodeUse is one usage counter of a storage: what node sees of it. A
+// storage with shared=1 is one filesystem for the cluster and has one
+// counter; a storage without it is each node's own disk of that name
+// (pve-storage src/PVE/Storage.pm storage_info runs on the node asked, and
+// pve-manager PVE/Service/pvestatd.pm update_storage_status broadcasts
+// every node's figures as pve2-storage/NODE/STORAGE), so it has one per
+// node. The first node's counter is storage.used, so the one-node world
+// keeps exactly one.
+type nodeUse struct {
+	s    *storage
+	node string // "": storage.used (a shared storage, or the first node)
+}
+
+// useOn is storage s's counter as node sees it ("" the first node).
+func (st *state) useOn(s *storage, node string) nodeUse {
+	if s.shared || node == "" || node == st.node.name {
+		return nodeUse{s: s}
 	}
-	return s.total - s.used
+	return nodeUse{s: s, node: node}
+}
+
+// useHere is storage s's counter as the node being handled sees it.
+func (st *state) useHere(s *storage) nodeUse { return st.useOn(s, st.current().name) }
+
+func (u nodeUse) used() uint64 {
+	if u.node == "" {
+		return u.s.used
+	}
+	if n, ok := u.s.usedOn[u.node]; ok {
+		return n
+	}
+	return u.s.baseUsed
+}
+
+func (u nodeUse) set(n uint64) {
+	if u.node == "" {
+		u.s.used = n
+		return
+	}
+	if u.s.usedOn == nil {
+		u.s.usedOn = map[string]uint64{}
+	}
+	u.s.usedOn[u.node] = n
+}
+
+func (u nodeUse) avail() uint64 {
+	if used := u.used(); used < u.s.total {
+		return u.s.total - used
+	}
+	return 0
 }
 
 // claim and release account for space a volume takes.
-func (s *storage) claim(n uint64)   { s.used = min(s.used+n, s.total) }
-func (s *storage) release(n uint64) { s.used -= min(n, s.used) }
+func (u nodeUse) claim(n uint64) { u.set(min(u.used()+n, u.s.total)) }
+func (u nodeUse) release(n uint64) {
+	used := u.used()
+	u.set(used - min(n, used))
+}
+
+// setAll sets every node's counter of s to used (one for a shared
+// storage).
+func (s *storage) setAll(used uint64) {
+	s.used, s.baseUsed = used, used
+	clear(s.usedOn)
+}
 
 // activate is PVE's activate_storage: a disabled storage or an unmounted
 // mount point cannot be used.
@@ -238,14 +300,15 @@ func (c *call) listStorageStatus() response {
 			continue
 		}
 		active := c.st.activate(s) == nil
+		u := c.st.useHere(s)
 		m := map[string]any{
 			"storage": name, "type": s.typ, "content": strings.Join(s.content, ","),
 			"shared": boolInt(s.shared), "enabled": boolInt(!s.disabled), "active": boolInt(active),
 			"total": 0, "used": 0, "avail": 0,
 		}
 		if active {
-			m["total"], m["used"], m["avail"] = s.total, s.used, s.avail()
-			m["used_fraction"] = float64(s.used) / float64(s.total)
+			m["total"], m["used"], m["avail"] = s.total, u.used(), u.avail()
+			m["used_fraction"] = float64(u.used()) / float64(s.total)
 		}
 		out = append(out, m)
 	}
@@ -259,13 +322,21 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// fillStorage makes a storage full: used = total.
-func (st *state) fillStorage(name string) error {
+// fillStorage makes a storage full, used = total: on node, or on every
+// node for "" (a shared storage has one figure either way).
+func (st *state) fillStorage(name, node string) error {
 	s, ok := st.storages[name]
 	if !ok {
 		return fmt.Errorf("no storage %q", name)
 	}
-	s.used = s.total
+	if node == "" {
+		s.setAll(s.total)
+		return nil
+	}
+	if st.nodeByName(node) == nil {
+		return fmt.Errorf("no node %q", node)
+	}
+	st.useOn(s, node).set(s.total)
 	return nil
 }
 
@@ -296,7 +367,9 @@ func (s *Sim) AddStorage(sp StorageSpec) error {
 	})
 }
 
-// SetStorageUsage sets a storage's size and use in bytes.
+// SetStorageUsage sets a storage's size and use in bytes, the use on every
+// node (a storage without shared=1 is each node's own; SetStorageUsageOn
+// sets one node's).
 func (s *Sim) SetStorageUsage(name string, total, used uint64) error {
 	if total == 0 || used > total {
 		return fmt.Errorf("pvesim: SetStorageUsage(%s): want 0 < used (%d) <= total (%d)", name, used, total)
@@ -306,36 +379,75 @@ func (s *Sim) SetStorageUsage(name string, total, used uint64) error {
 		if !ok {
 			return fmt.Errorf("pvesim: SetStorageUsage: no storage %q", name)
 		}
-		sto.total, sto.used = total, used
+		sto.total = total
+		sto.setAll(used)
 		return nil
 	})
 }
 
-// FillStorage leaves no free space on storage name: a vzdump to it fails
-// the way a full disk makes it fail (the archive write hits "No space
-// left on device").
-func (s *Sim) FillStorage(name string) error {
+// SetStorageUsageOn sets the use in bytes of storage name as node sees it:
+// that node's own, for a storage without shared=1; the cluster's, for a
+// shared one. The size stays the storage's.
+func (s *Sim) SetStorageUsageOn(name, node string, used uint64) error {
 	return s.with(func(st *state) error {
-		if err := st.fillStorage(name); err != nil {
+		sto, ok := st.storages[name]
+		if !ok {
+			return fmt.Errorf("pvesim: SetStorageUsageOn: no storage %q", name)
+		}
+		if st.nodeByName(node) == nil {
+			return fmt.Errorf("pvesim: SetStorageUsageOn: no node %q (the nodes are %v)", node, s.nodeNamesLocked(st))
+		}
+		if used > sto.total {
+			return fmt.Errorf("pvesim: SetStorageUsageOn(%s): used %d exceeds total %d", name, used, sto.total)
+		}
+		st.useOn(sto, node).set(used)
+		return nil
+	})
+}
+
+// FillStorage leaves no free space on storage name, on every node (a
+// storage without shared=1 is each node's own disk: all of them fill;
+// FillStorageOn fills one node's): a vzdump to it fails the way a full
+// disk makes it fail (the archive write hits "No space left on device").
+func (s *Sim) FillStorage(name string) error { return s.FillStorageOn(name, "") }
+
+// FillStorageOn leaves no free space on storage name as node sees it: that
+// node's own disk for a storage without shared=1, the one filesystem of a
+// shared one; node "" means every node.
+func (s *Sim) FillStorageOn(name, node string) error {
+	return s.with(func(st *state) error {
+		if err := st.fillStorage(name, node); err != nil {
 			return fmt.Errorf("pvesim: FillStorage: %w", err)
 		}
 		return nil
 	})
 }
 
-// Storages lists the storages with their usage.
+// Storages lists the storages with their usage as the first node sees it;
+// StoragesOn names a node.
 func (s *Sim) Storages() []proxmox.Storage {
+	out, _ := s.StoragesOn("")
+	return out
+}
+
+// StoragesOn lists the storages with their usage as node sees it ("" the
+// first node): its own figures of the storages without shared=1.
+func (s *Sim) StoragesOn(node string) ([]proxmox.Storage, error) {
 	var out []proxmox.Storage
-	_ = s.with(func(st *state) error {
+	err := s.with(func(st *state) error {
+		if node != "" && st.nodeByName(node) == nil {
+			return fmt.Errorf("pvesim: StoragesOn: no node %q (the nodes are %v)", node, s.nodeNamesLocked(st))
+		}
 		for _, name := range slices.Sorted(maps.Keys(st.storages)) {
 			sto := st.storages[name]
+			u := st.useOn(sto, node)
 			out = append(out, proxmox.Storage{
 				Storage: name, Type: sto.typ, Content: slices.Clone(sto.content), Path: sto.path,
 				Shared: sto.shared, Enabled: !sto.disabled, Active: st.activate(sto) == nil,
-				Total: sto.total, Used: sto.used, Avail: sto.avail(), PruneBackups: sto.prune,
+				Total: sto.total, Used: u.used(), Avail: u.avail(), PruneBackups: sto.prune,
 			})
 		}
 		return nil
 	})
-	return out
+	return out, err
 }

@@ -77,22 +77,30 @@ func (st *state) guestVolumes(g *guest) []string {
 	return out
 }
 
-// claimDisk and releaseDisk account for a guest disk on its storage.
+// claimDisk and releaseDisk account for a guest disk on its storage, on
+// the node of the guest whose config names it (a local storage's disk is
+// on that node's own disk).
 func (st *state) claimDisk(volid string) {
 	if s, ok := st.storages[strings.Split(volid, ":")[0]]; ok {
-		s.claim(st.diskSize(volid))
+		g, d := st.findDisk(volid)
+		st.useOn(s, diskNode(g)).claim(d.size)
 	}
 }
 
 func (st *state) releaseDisk(volid string) {
 	if s, ok := st.storages[strings.Split(volid, ":")[0]]; ok {
-		s.release(st.diskSize(volid))
+		g, d := st.findDisk(volid)
+		st.useOn(s, diskNode(g)).release(d.size)
 	}
 }
 
-func (st *state) diskSize(volid string) uint64 {
-	_, d := st.findDisk(volid)
-	return d.size
+// diskNode is the node a guest's disks are on ("" the first node, for a
+// disk no guest names).
+func diskNode(g *guest) string {
+	if g == nil {
+		return ""
+	}
+	return g.node
 }
 
 // findDisk finds the guest whose config names volid, and that disk. A
@@ -170,7 +178,7 @@ func (st *state) allocDisk(vmid int, sid, size string, base bool) (string, error
 		}
 		volid := sid + ":" + name
 		if !used[volid] {
-			s.claim(parseSize("size=" + size))
+			st.useHere(s).claim(parseSize("size=" + size))
 			return volid, nil
 		}
 	}
@@ -199,7 +207,7 @@ func (st *state) allocVMDisk(vmid int, sid, size string) (string, error) {
 			name = fmt.Sprintf("%d/%s.raw", vmid, name)
 		}
 		if volid := sid + ":" + name; !used[volid] {
-			s.claim(parseSize("size=" + size))
+			st.useHere(s).claim(parseSize("size=" + size))
 			return volid, nil
 		}
 	}
@@ -579,22 +587,17 @@ func (st *state) workDeleteVolume(t *task, volid string) error {
 			return failf("cannot remove protected volume '%s' on '%s'", name, s.name)
 		}
 		s.volumes = slices.Delete(s.volumes, i, i+1)
-		s.release(v.size)
-	} else if size := st.diskSize(volid); size > 0 || st.diskOwner(volid) != nil {
-		if g := st.diskOwner(volid); g != nil && g.running {
+		st.useOn(s, v.node).release(v.size)
+	} else if g, d := st.findDisk(volid); d.size > 0 || g != nil {
+		if g != nil && g.running {
 			return failf("lvremove 'pve/%s' error:   Logical volume pve/%s contains a filesystem in use.", name, name)
 		}
-		s.release(size)
+		st.useOn(s, diskNode(g)).release(d.size)
 	} else {
 		t.warnf("disk image '%s' does not exist", s.filePath(name))
 	}
 	t.logf("Removed volume '%s'", volid)
 	return nil
-}
-
-func (st *state) diskOwner(volid string) *guest {
-	g, _ := st.findDisk(volid)
-	return g
 }
 
 // VolumeSpec describes a file volume for AddVolume. Zero fields are
@@ -676,7 +679,7 @@ func (s *Sim) AddVolume(sp VolumeSpec) error {
 			v.size = 512 * mib
 		}
 		sto.volumes = append(sto.volumes, v)
-		sto.claim(v.size)
+		st.useOn(sto, v.node).claim(v.size)
 		return nil
 	})
 }
@@ -731,7 +734,8 @@ func (s *Sim) RemoveVolume(volid string) error {
 		if i < 0 {
 			return fmt.Errorf("pvesim: RemoveVolume: no volume %q", volid)
 		}
-		sto.release(sto.volumes[i].size)
+		v := sto.volumes[i]
+		st.useOn(sto, v.node).release(v.size)
 		sto.volumes = slices.Delete(sto.volumes, i, i+1)
 		return nil
 	})

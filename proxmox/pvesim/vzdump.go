@@ -579,7 +579,8 @@ func (j *vzdumpJob) finishBackup(t *task, sl *guestSlot, vmid int, start, end ti
 	if pbs {
 		size = guestUsedBytes(g)
 	}
-	if size > s.avail() {
+	use := st.useHere(s) // a local storage: this node's own disk
+	if size > use.avail() {
 		t.logf("INFO: %s", noSpaceLine(j.compress))
 		if mode == "snapshot" && !g.isQemu() {
 			j.cleanupSnapshot(t, disks)
@@ -628,11 +629,11 @@ func (j *vzdumpJob) finishBackup(t *task, sl *guestSlot, vmid int, start, end ti
 	// vzdump renames its .dat file over an archive of the same second, so
 	// the storage never lists one name twice.
 	if i := slices.IndexFunc(s.volumes, func(v *volume) bool { return v.volid == vol.volid }); i >= 0 {
-		s.release(s.volumes[i].size)
+		st.useOn(s, s.volumes[i].node).release(s.volumes[i].size)
 		s.volumes = slices.Delete(s.volumes, i, i+1)
 	}
 	s.volumes = append(s.volumes, vol)
-	s.claim(size)
+	use.claim(size)
 	if pbs && s.verifyNew != "" {
 		vol.verification, vol.verifyUPID = s.verifyNew, st.verifyUPID()
 	}
@@ -734,7 +735,7 @@ func (j *vzdumpJob) pruneOld(t *task, s *storage, vmid int, kind string) {
 		t.logf("INFO: removing backup '%s'", v.volid)
 		if _, i := j.st.findVolume(v.volid); i >= 0 {
 			s.volumes = slices.Delete(s.volumes, i, i+1)
-			s.release(v.size)
+			j.st.useOn(s, v.node).release(v.size)
 		}
 		pruned++
 	}

@@ -196,6 +196,75 @@ var clusterCases = []testCase{
 		},
 	},
 	{
+		name: "storage-usage-per-node",
+		rule: "a storage without shared=1 is each node's own disk: a backup on another node to it grows that node's usage (GET /nodes/OTHER/storage, cluster/resources storage/OTHER/STORAGE) and not this node's (pve-storage src/PVE/Storage.pm storage_info runs on the node asked; pve-manager PVE/Service/pvestatd.pm broadcasts pve2-storage/NODE/STORAGE)",
+		run: func(t *testing.T, s *suite) {
+			cl := s.cluster(t)
+			other, err := s.c.OnNode(cl.Other)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sid := s.w.BackupStorage
+			usage := func(c *proxmox.Client) proxmox.Storage {
+				t.Helper()
+				list, err := c.NodeStorages(s.ctx)
+				if err != nil {
+					t.Fatalf("NodeStorages: %v", err)
+				}
+				i := slices.IndexFunc(list, func(x proxmox.Storage) bool { return x.Storage == sid })
+				if i < 0 {
+					t.Fatalf("NodeStorages lacks %s", sid)
+				}
+				return list[i]
+			}
+			here, there := usage(s.c), usage(other)
+			if here.Shared {
+				t.Skipf("World.BackupStorage %s is shared: one usage for the cluster", sid)
+			}
+			upid, err := other.Vzdump(s.ctx, proxmox.VzdumpOptions{VMIDs: []int{cl.OtherGuest}, Storage: sid})
+			s.mustDone(t, "Vzdump on "+cl.Other, upid, err)
+			volid, err := other.VzdumpArchive(s.ctx, upid, sid)
+			if err != nil {
+				t.Fatalf("VzdumpArchive: %v", err)
+			}
+			defer func() {
+				upid, err := other.DeleteVolume(s.ctx, sid, volid)
+				s.mustDone(t, "DeleteVolume", upid, err)
+			}()
+			vols, err := other.StorageContent(s.ctx, sid, "backup", cl.OtherGuest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			i := slices.IndexFunc(vols, func(v proxmox.Volume) bool { return v.VolID == volid })
+			if i < 0 || vols[i].Size == 0 {
+				t.Fatalf("%s's content on %s lacks %s with a size: %+v", sid, cl.Other, volid, vols)
+			}
+			size := vols[i].Size
+			// A real node's disk also changes by what else writes to it:
+			// half the archive's size is the margin either way.
+			if grew := int64(usage(other).Used) - int64(there.Used); grew < int64(size/2) {
+				t.Errorf("%s on %s grew by %d after a %d-byte archive; want about that", sid, cl.Other, grew, size)
+			}
+			if moved := int64(usage(s.c).Used) - int64(here.Used); max(moved, -moved) >= int64(size/2) {
+				t.Errorf("%s on %s (this node) changed by %d after a %d-byte archive on %s; want its own disk unchanged", sid, s.node, moved, size, cl.Other)
+			}
+			s.eventually(t, "cluster/resources storage/"+cl.Other+"/"+sid, func() (bool, string) {
+				res, err := s.c.ClusterResources(s.ctx, "storage")
+				if err != nil {
+					return false, err.Error()
+				}
+				disk := map[string]uint64{}
+				for _, r := range res {
+					if r.Storage == sid {
+						disk[r.Node] = r.Disk
+					}
+				}
+				return disk[cl.Other] >= there.Used+size/2 && disk[s.node] < here.Used+size/2,
+					fmt.Sprintf("disk %v (%s before %d, %s before %d)", disk, cl.Other, there.Used, s.node, here.Used)
+			})
+		},
+	},
+	{
 		name: "migrate-refused",
 		rule: "migrate: to the node itself 400 target \"target is local node.\"; to no member 500 \"no such cluster node 'X'\"; a running container without restart 500 \"can't migrate running container without --online or --restart\"",
 		run: func(t *testing.T, s *suite) {
