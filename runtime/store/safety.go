@@ -83,14 +83,20 @@ func (s *Store) PendingOps(ctx context.Context, open bool, limit int) ([]Pending
 	if limit <= 0 {
 		limit = 100
 	}
-	q := `SELECT id, run, playbook, guest, what, blob, created, expires, state, resolved, detail, new_run FROM pending_ops`
+	q := `SELECT ` + pendingColumns + ` FROM pending_ops`
 	if open {
 		q += ` WHERE state = 'open'`
 	}
 	q += ` ORDER BY created DESC, id LIMIT ?`
+	return s.queryPending(ctx, q, limit)
+}
+
+// queryPending reads the pending operations that query q (selecting
+// pendingColumns) answers with args.
+func (s *Store) queryPending(ctx context.Context, q string, args ...any) ([]PendingOp, error) {
 	var out []PendingOp
 	err := s.read(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, q, limit)
+		rows, err := tx.QueryContext(ctx, q, args...)
 		if err != nil {
 			return err
 		}
@@ -111,8 +117,7 @@ func (s *Store) PendingOps(ctx context.Context, open bool, limit int) ([]Pending
 func (s *Store) Pending(ctx context.Context, id string) (PendingOp, error) {
 	var p PendingOp
 	err := s.read(ctx, func(tx *sql.Tx) error {
-		row := tx.QueryRowContext(ctx, `SELECT id, run, playbook, guest, what, blob, created, expires, state, resolved, detail, new_run
-			FROM pending_ops WHERE id = ?`, id)
+		row := tx.QueryRowContext(ctx, `SELECT `+pendingColumns+` FROM pending_ops WHERE id = ?`, id)
 		var err error
 		p, err = scanPending(row)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -122,6 +127,10 @@ func (s *Store) Pending(ctx context.Context, id string) (PendingOp, error) {
 	})
 	return p, err
 }
+
+// pendingColumns are the columns of pending_ops that scanPending reads,
+// in its order.
+const pendingColumns = `id, run, playbook, guest, what, blob, created, expires, state, resolved, detail, new_run`
 
 func scanPending(r interface{ Scan(...any) error }) (PendingOp, error) {
 	var p PendingOp
@@ -196,22 +205,5 @@ func (s *Store) Audit(ctx context.Context, after int64, run string, limit int) (
 // PendingOfRun returns the pending operations a run parked at (or was
 // refused), oldest first.
 func (s *Store) PendingOfRun(ctx context.Context, run string) ([]PendingOp, error) {
-	var out []PendingOp
-	err := s.read(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id, run, playbook, guest, what, blob, created, expires, state, resolved, detail, new_run
-			FROM pending_ops WHERE run = ? ORDER BY created, id`, run)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			p, err := scanPending(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, p)
-		}
-		return rows.Err()
-	})
-	return out, err
+	return s.queryPending(ctx, `SELECT `+pendingColumns+` FROM pending_ops WHERE run = ? ORDER BY created, id`, run)
 }
