@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"regexp"
 	"time"
 
@@ -82,14 +81,9 @@ var triggerName = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
 // exactly the PlanRequest fields, op PlanOp, a trigger name, params an
 // object. host is this host's id: a request for another host is refused.
 func ParsePlanRequest(blob []byte, host string) (*PlanRequest, error) {
-	dec := json.NewDecoder(bytes.NewReader(blob))
-	dec.DisallowUnknownFields()
 	var r PlanRequest
-	if err := dec.Decode(&r); err != nil {
+	if err := decodeStrict(blob, &r, true); err != nil {
 		return nil, fmt.Errorf("plan request: %w", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, errors.New("plan request: something follows the JSON object")
 	}
 	switch {
 	case r.Op != PlanOp:

@@ -37,7 +37,7 @@ func TestParsePlanRequest(t *testing.T) {
 		{"bad trigger", `{"op":"felhom.plan","target":{"host_id":"h"},"trigger":"../x"}`, `trigger: "../x" is not a playbook or trigger name`},
 		{"no trigger", `{"op":"felhom.plan","target":{"host_id":"h"}}`, `trigger: "" is not`},
 		{"params a list", `{"op":"felhom.plan","target":{"host_id":"h"},"trigger":"b","params":[1]}`, "params: not a JSON object"},
-		{"trailing", `{"op":"felhom.plan","target":{"host_id":"h"},"trigger":"b"} {}`, "something follows"},
+		{"trailing", `{"op":"felhom.plan","target":{"host_id":"h"},"trigger":"b"} {}`, "plan request: trailing data after the JSON value"},
 		{"other op", `{"op":"backup","target":{"host_id":"h"},"trigger":"b"}`, `op is "backup"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
