@@ -351,30 +351,32 @@ func (a *Agent) AcceptSigned(ctx context.Context, source store.Source, key strin
 		a.log.Warn("operator allow-list rotated", "keys", len(l.Keys), "signer", ver.Signer.Fingerprint(), "file", l.Source)
 		return Approval{Rotated: true, Keys: len(l.Keys), Signer: ver.Signer.Fingerprint()}, nil
 	}
-	// claim checks ver's nonce is free and holds it; a replay that lost a
-	// race with the same key's first acceptance answers as that one did.
-	claim := func(ver *safety.Verified) (*safety.NonceClaim, error) {
-		c, err := v.Claim(ctx, ver)
+	// checkClaim verifies the op (covers checks what it must cover) and
+	// holds its nonce; a refusal is audited. A replay that lost a race
+	// with the same key's first acceptance answers as that one did: then
+	// answered is true and ap is that answer.
+	checkClaim := func(covers func(*safety.Verified) error) (ver *safety.Verified, c *safety.NonceClaim, ap Approval, answered bool, err error) {
+		ver, err = v.Check(blob, armored, covers)
+		if err != nil {
+			return nil, nil, Approval{}, false, a.refusedSigned(source, key, err)
+		}
+		c, err = v.Claim(ctx, ver)
 		if errors.Is(err, safety.ErrReplay) {
 			if ap, ok := prior(); ok {
-				return nil, errAccepted{ap}
+				return nil, nil, ap, true, nil
 			}
 		}
-		return c, err
+		if err != nil {
+			return nil, nil, Approval{}, false, a.refusedSigned(source, key, err)
+		}
+		return ver, c, Approval{}, false, nil
 	}
 
 	// A parked run at a pending operation this op covers goes on.
 	if call := a.parkedFor(hint.Op, hint.Target, hint.Params); call != nil {
-		ver, err := v.Check(blob, armored, call.pending.Covers)
-		if err != nil {
-			return Approval{}, a.refusedSigned(source, key, err)
-		}
-		c, err := claim(ver)
-		if ea, ok := errors.AsType[errAccepted](err); ok {
-			return ea.Approval, nil
-		}
-		if err != nil {
-			return Approval{}, a.refusedSigned(source, key, err)
+		ver, c, ap, answered, err := checkClaim(call.pending.Covers)
+		if answered || err != nil {
+			return ap, err
 		}
 		defer c.Release()
 		if !a.safe.takeAnswer(call) {
@@ -393,20 +395,13 @@ func (a *Agent) AcceptSigned(ctx context.Context, source store.Source, key strin
 	// Otherwise a new run carries it out: its op must resolve to exactly
 	// one playbook that accepts its params.
 	var pb *engine.Playbook
-	ver, err := v.Check(blob, armored, func(ver *safety.Verified) error {
+	ver, c, ap, answered, err := checkClaim(func(ver *safety.Verified) error {
 		var err error
 		pb, err = a.resolveSigned(ver)
 		return err
 	})
-	if err != nil {
-		return Approval{}, a.refusedSigned(source, key, err)
-	}
-	c, err := claim(ver)
-	if ea, ok := errors.AsType[errAccepted](err); ok {
-		return ea.Approval, nil
-	}
-	if err != nil {
-		return Approval{}, a.refusedSigned(source, key, err)
+	if answered || err != nil {
+		return ap, err
 	}
 	defer c.Release()
 	if key == "" {
@@ -434,12 +429,6 @@ func (a *Agent) AcceptSigned(ctx context.Context, source store.Source, key strin
 	a.auditSigned(source, key, ver, "accepted: run "+out.Run+" carries it out", out.Run)
 	return out, nil
 }
-
-// errAccepted is a claim refused as a replay because the same key's first
-// acceptance spent the nonce: the answer is that acceptance's.
-type errAccepted struct{ Approval }
-
-func (errAccepted) Error() string { return "accepted before" }
 
 // takeAnswer reserves call's one approval: false when it was given
 // already or the run stopped waiting.
