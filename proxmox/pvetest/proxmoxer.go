@@ -34,7 +34,9 @@ const PythonEnv = "FELHOM_PYTHON"
 // storage's first backup, whose info has a pbs:// path); a wrong secret
 // refused with 401 and PVE's reason. In a cluster (w.Cluster) also: the
 // cluster status, resources of type vm, nextid (and a taken id refused),
-// another node's guest reached only through its node; an HA-managed
+// another node's guest reached only through its node; a backup to a
+// storage without shared=1 on the other node growing that node's usage
+// and not this one's (archive deleted after); an HA-managed
 // guest's hastop and hastart, its state following later; with
 // Cluster.OperatorToken, w.Running migrated in restart mode to
 // Cluster.Other and back (held running with World.HoldTasks to read its

@@ -127,6 +127,8 @@ def cluster_steps(px, cfg, wait, step):
            "the other node's path does not reach its guest")
     step("cluster resources, nextid, another node's guest")
 
+    local_usage_per_node(px, cfg, wait, step)
+
     if cl.get("ha_guest"):
         ha_power(px, cl, wait)
         step("HA guest %d: hastop and hastart, state changed later" % cl["ha_guest"])
@@ -148,6 +150,32 @@ def cluster_steps(px, cfg, wait, step):
         step("%s down: 595 No route to host, then no quorum" % other)
     else:
         step("node-down steps skipped: no hook")
+
+
+def local_usage_per_node(px, cfg, wait, step):
+    """A storage without shared=1 is each node's own disk (pve-storage
+    Storage.pm storage_info runs on the node asked): a backup to it on the
+    other node grows that node's usage, not this one's."""
+    here, other, guest = cfg["node"], cfg["cluster"]["other"], cfg["cluster"]["other_guest"]
+    sid = cfg["backup_storage"]
+    if px.storage(sid).get().get("shared"):
+        step("per-node usage skipped: %s is shared" % sid)
+        return
+    used = lambda n: px.nodes(n).storage(sid).status.get()["used"]
+    content = px.nodes(other).storage(sid).content
+    had = {v["volid"] for v in content.get(content="backup", vmid=guest)}
+    here0, other0 = used(here), used(other)
+    wait(px.nodes(other).vzdump.post(vmid=guest, storage=sid, mode="snapshot", compress="zstd", remove=0))
+    new = [v for v in content.get(content="backup", vmid=guest) if v["volid"] not in had]
+    expect(len(new) == 1 and new[0]["size"] > 0, "vzdump on %s made %r" % (other, new))
+    size = new[0]["size"]
+    grew, moved = used(other) - other0, abs(used(here) - here0)
+    try:
+        expect(grew >= size / 2, "%s's %s grew %d for an archive of %d" % (other, sid, grew, size))
+        expect(moved < size / 2, "%s's %s moved %d for an archive on %s" % (here, sid, moved, other))
+    finally:
+        wait(content(new[0]["volid"]).delete())
+    step("%s is per node: a backup on %s grew its usage by %d, %s's moved %d" % (sid, other, grew, here, moved))
 
 
 def settle(what, cond, limit):
