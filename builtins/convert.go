@@ -28,47 +28,6 @@ func newStruct(fields starlark.StringDict) *starlarkstruct.Struct {
 	return starlarkstruct.FromStringDict(starlarkstruct.Default, fields)
 }
 
-// fieldNames is the field names of a struct a hot builtin returns many
-// times (a task's result), sorted and boxed once: [fieldNames.make] builds
-// the struct from the values alone, with no map and no sort of its own
-// beyond starlarkstruct's check of a sorted list.
-type fieldNames []starlark.Value
-
-// newFieldNames returns names as fieldNames; it panics unless they are
-// sorted and distinct, since make lines values up with them in order.
-func newFieldNames(names ...string) fieldNames {
-	if !slices.IsSorted(names) || len(slices.Compact(slices.Clone(names))) != len(names) {
-		panic(fmt.Sprintf("builtins: struct fields %q are not sorted and distinct", names))
-	}
-	f := make(fieldNames, len(names))
-	for i, n := range names {
-		f[i] = starlark.String(n)
-	}
-	return f
-}
-
-// make returns the struct with field f[i] = values[i]; it panics unless
-// there is one value per name.
-func (f fieldNames) make(values ...starlark.Value) *starlarkstruct.Struct {
-	if len(values) != len(f) {
-		panic(fmt.Sprintf("builtins: %d values for %d struct fields", len(values), len(f)))
-	}
-	// Scratch on the stack for the usual size (FromKeywords keeps only
-	// the names and values, not the tuples).
-	var kvs [2 * 16]starlark.Value
-	var kws [16]starlark.Tuple
-	kv, kw := kvs[:0], kws[:0]
-	if len(f) > len(kws) {
-		kv, kw = make([]starlark.Value, 0, 2*len(f)), make([]starlark.Tuple, 0, len(f))
-	}
-	kv, kw = kv[:2*len(f)], kw[:len(f)]
-	for i, name := range f {
-		kv[2*i], kv[2*i+1] = name, values[i]
-		kw[i] = kv[2*i : 2*i+2 : 2*i+2]
-	}
-	return starlarkstruct.FromKeywords(starlarkstruct.Default, kw)
-}
-
 // timeValue is t as a time.time, or None for the zero time (PVE sent none,
 // or the task has not ended).
 func timeValue(t time.Time) starlark.Value {

@@ -105,30 +105,3 @@ func TestVMIDArgs(t *testing.T) {
 		}
 	}
 }
-
-// TestFieldNames: a struct made from sorted field names equals the one
-// newStruct makes of the same fields; names out of order, repeated, or a
-// value count that does not match them panic (a programming error).
-func TestFieldNames(t *testing.T) {
-	f := newFieldNames("a", "b", "c")
-	got := f.make(starlark.MakeInt(1), starlark.String("x"), starlark.None)
-	want := newStruct(starlark.StringDict{"c": starlark.None, "a": starlark.MakeInt(1), "b": starlark.String("x")})
-	if eq, err := starlark.Equal(got, want); err != nil || !eq {
-		t.Errorf("make = %v; want %v (%v)", got, want, err)
-	}
-	for name, bad := range map[string]func(){
-		"unsorted":    func() { newFieldNames("b", "a") },
-		"repeated":    func() { newFieldNames("a", "a") },
-		"few values":  func() { f.make(starlark.None) },
-		"many values": func() { f.make(starlark.None, starlark.None, starlark.None, starlark.None) },
-	} {
-		func() {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("%s: no panic", name)
-				}
-			}()
-			bad()
-		}()
-	}
-}

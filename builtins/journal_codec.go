@@ -173,7 +173,8 @@ func (je *journaledError) decode() error {
 // Values are encoded as a JSON array whose first element names the type:
 // ["N"] None, ["b", bool], ["i", "decimal"], ["f", float], ["s", str],
 // ["y", base64] bytes, ["l", [...]] list, ["t", [...]] tuple,
-// ["d", [[k, v], ...]] dict, ["S", [[name, v], ...]] struct,
+// ["d", [[k, v], ...]] dict, ["S", [[name, v], ...]] struct, ["K", {...}]
+// task (taskJournal),
 // ["T", RFC 3339] time, ["D", nanoseconds] duration.
 
 func encodeValue(v starlark.Value) (json.RawMessage, error) {
@@ -230,6 +231,12 @@ func encodeValue(v starlark.Value) (json.RawMessage, error) {
 			fields[i] = []any{n, val}
 		}
 		x = []any{"S", fields}
+	case *taskValue:
+		j, err := v.journal()
+		if err != nil {
+			return nil, err
+		}
+		x = []any{"K", j}
 	case startime.Time:
 		x = []any{"T", time.Time(v).Format(time.RFC3339Nano)}
 	case startime.Duration:
@@ -353,6 +360,8 @@ func decodeValue(raw json.RawMessage) (starlark.Value, error) {
 			sd[name] = v
 		}
 		return newStruct(sd), nil
+	case "K":
+		return taskFromJournal(body)
 	case "T":
 		var s string
 		if err := json.Unmarshal(body, &s); err != nil {

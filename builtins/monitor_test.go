@@ -15,8 +15,13 @@ import (
 func attrOf(t *testing.T, v starlark.Value, path ...string) starlark.Value {
 	t.Helper()
 	for _, name := range path {
-		s, ok := v.(*starlarkstruct.Struct)
-		if !ok {
+		var s starlark.HasAttrs
+		switch x := v.(type) {
+		case *starlarkstruct.Struct:
+			s = x
+		case *taskValue:
+			s = x
+		default:
 			t.Fatalf("%s: %v is %s, not a struct", name, v, v.Type())
 		}
 		var err error

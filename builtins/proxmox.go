@@ -438,29 +438,90 @@ func pveSmart(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 // mutation is one mutating call: the guests it locks, the request, and how
 // to follow its task.
 type mutation struct {
-	lock    []int // guests to lock, any order; nil locks none
+	lock    []int // guests to lock, any order; nil locks none (a guest call locks its guest)
 	wait    bool
 	timeout durationArg
 	storage string // vzdump's target, to find the archive
-	do      func(ctx context.Context, api guestMutator) (proxmox.UPID, error)
+	// do sends the request, unless guest is set.
+	do func(ctx context.Context, api guestMutator) (proxmox.UPID, error)
 	// worker and workerID are the task PVE starts for it (vzsnapshot on
 	// "101"), for finding it in the node's task list when the request's
 	// answer was lost; worker "" means it starts none that can be found
-	// (a container's synchronous config change).
+	// (a container's synchronous config change). A guest call names its
+	// own (see task).
 	worker, workerID string
 	// relook, when set, follows a request or task that failed with err
 	// ([relook] in kinds.go): again means the guest is now of the other
 	// kind and relook has set do and worker for it (the mutation is made
-	// once more); a non-nil replace is the error instead of err.
+	// once more); a non-nil replace is the error instead of err. A guest
+	// call has its own (see retry).
 	relook func(ctx context.Context, err error) (again bool, replace error)
-	guest  [1]int // lock's backing for one guest (see one)
+	// guest, when its send is set, is the request instead of do, worker
+	// and relook: the common mutation of one guest, made by
+	// guestMutation without a closure of its own.
+	guest guestCall
+	one1  [1]int // lock's backing for one guest (see one)
+}
+
+// guestCall is a mutation of one guest as guestMutation makes it: the
+// guest, its kind (which retry changes when it was stale), PVE's action
+// (snapshot, start, ...), and the builtin's check of its options against
+// the kind and its request.
+type guestCall struct {
+	thread *starlark.Thread
+	vmid   int
+	kind   proxmox.GuestKind
+	action string
+	check  func(kind proxmox.GuestKind, vmid int) error
+	send   func(api guestMutator, ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.UPID, error)
+}
+
+// request sends m's request once.
+func (m *mutation) request(ctx context.Context, api guestMutator) (proxmox.UPID, error) {
+	if g := &m.guest; g.send != nil {
+		return g.send(api, ctx, g.kind, g.vmid)
+	}
+	return m.do(ctx, api)
+}
+
+// task is the worker type and id of the task m's request starts (see
+// worker), made when asked: a guest call's only when its answer was lost,
+// its run resumed or its kind was stale.
+func (m *mutation) task() (worker, id string) {
+	if g := &m.guest; g.send != nil {
+		return workerType(g.kind, g.action), strconv.Itoa(g.vmid)
+	}
+	return m.worker, m.workerID
+}
+
+// retry follows a request or task that failed with err (see relook):
+// again means m is to be made once more, replace is the error instead
+// of err.
+func (m *mutation) retry(ctx context.Context, api GuestAPI, err error) (again bool, replace error) {
+	g := &m.guest
+	if g.send == nil {
+		if m.relook == nil {
+			return false, nil
+		}
+		return m.relook(ctx, err)
+	}
+	now, again, rerr := relook(g.thread, ctx, api, g.vmid, g.kind, err)
+	if again && g.check != nil {
+		if cerr := g.check(now, g.vmid); cerr != nil {
+			return false, cerr
+		}
+	}
+	if again {
+		g.kind = now
+	}
+	return again, rerr
 }
 
 // one is a lock of the single guest vmid, without an allocation of its
 // own.
 func (m *mutation) one(vmid int) []int {
-	m.guest[0] = vmid
-	return m.guest[:]
+	m.one1[0] = vmid
+	return m.one1[:]
 }
 
 // workerType is PVE's worker type of action on a guest of kind: "vz" for
@@ -476,24 +537,31 @@ func workerType(kind proxmox.GuestKind, action string) string {
 // journaled (see [Mutation]) when the run has a journal.
 func mutate(env *Env, api GuestAPI, b *starlark.Builtin, m *mutation) (starlark.Value, error) {
 	ctx := env.Context
-	unlock, err := lockGuests(ctx, env.Locks, m.lock)
+	lock := m.lock
+	var one [1]int
+	if g := &m.guest; g.send != nil {
+		one[0] = g.vmid
+		lock = one[:]
+	}
+	unlock, err := lockGuests(ctx, env.Locks, lock)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
 	defer unlock()
 	for retried := false; ; retried = true {
 		v, err := mutateOnce(env, api, b, m)
-		if err == nil || retried || m.relook == nil {
+		if err == nil || retried {
 			return v, err
 		}
-		again, replace := m.relook(ctx, err)
+		again, replace := m.retry(ctx, api, err)
 		if replace != nil {
 			return nil, fmt.Errorf("%s: %w", b.Name(), replace)
 		}
 		if !again {
 			return nil, err
 		}
-		env.Logger.Info("the guest's remembered kind was stale; acting on it as the kind it is now", "builtin", b.Name(), "worker", m.worker)
+		worker, _ := m.task()
+		env.Logger.Info("the guest's remembered kind was stale; acting on it as the kind it is now", "builtin", b.Name(), "worker", worker)
 		if call := env.call; call != nil && env.Journal != nil {
 			// The failed request or task changed nothing: the call is
 			// sent afresh, and a resumed run must not wait for that
@@ -548,7 +616,7 @@ func mutateOnce(env *Env, api GuestAPI, b *starlark.Builtin, m *mutation) (starl
 func send(env *Env, api GuestAPI, b *starlark.Builtin, m *mutation) (proxmox.UPID, error) {
 	ctx, call := env.Context, env.call
 	if call == nil || env.Journal == nil {
-		return m.do(ctx, api)
+		return m.request(ctx, api)
 	}
 	j := call.entry
 	switch {
@@ -569,15 +637,16 @@ func send(env *Env, api GuestAPI, b *starlark.Builtin, m *mutation) (proxmox.UPI
 			return adopt(env, b, j.Seq, upid)
 		}
 		env.Journal.Note("reissued")
-		env.Logger.Warn("resumed: the request the run was sending never started a task on the host; sending it again", "builtin", b.Name(), "worker", m.worker, "id", m.workerID)
+		worker, id := m.task()
+		env.Logger.Warn("resumed: the request the run was sending never started a task on the host; sending it again", "builtin", b.Name(), "worker", worker, "id", id)
 	default:
 		if err := env.Journal.Intent(j.Seq); err != nil {
 			return proxmox.UPID{}, fmt.Errorf("%w: recording its intent: %w", proxmox.ErrNotSent, err)
 		}
 	}
 	intent := time.Now()
-	upid, err := m.do(ctx, api)
-	if err != nil && proxmox.IsAmbiguous(err) && m.worker != "" && ctx.Err() == nil {
+	upid, err := m.request(ctx, api)
+	if err != nil && proxmox.IsAmbiguous(err) && ctx.Err() == nil {
 		// The request may have started a task: ask the host.
 		found, ok, ferr := findStarted(env, api, m, intent.Add(-time.Second))
 		if ferr == nil && ok {
@@ -616,10 +685,11 @@ type taskFinder interface {
 // starts no task that can be found.
 func findStarted(env *Env, api GuestAPI, m *mutation, since time.Time) (proxmox.UPID, bool, error) {
 	f, ok := api.(taskFinder)
-	if m.worker == "" || !ok {
+	worker, id := m.task()
+	if worker == "" || !ok {
 		return proxmox.UPID{}, false, fmt.Errorf("%w: the agent stopped while sending this request, and whether it was applied cannot be looked up", proxmox.ErrAmbiguous)
 	}
-	t, found, err := f.FindStartedTask(env.Context, m.worker, m.workerID, since, func(u proxmox.UPID) bool { return env.Journal.Claimed(u.String()) })
+	t, found, err := f.FindStartedTask(env.Context, worker, id, since, func(u proxmox.UPID) bool { return env.Journal.Claimed(u.String()) })
 	if err != nil {
 		return proxmox.UPID{}, false, fmt.Errorf("%w: %w", proxmox.ErrAmbiguous, err)
 	}
@@ -831,12 +901,13 @@ func guestMutation(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 	action string, extra []any, check func(kind proxmox.GuestKind, vmid int) error,
 	do func(api guestMutator, ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.UPID, error)) (starlark.Value, error) {
 	var (
-		vmid VMID
-		m    = mutation{wait: true}
+		vmid    VMID
+		wait    = true
+		timeout durationArg
 	)
 	var scratch [16]any // the usual pairs, on the stack
 	pairs := append(append(scratch[:0], "vmid", &vmid), extra...)
-	pairs = append(pairs, "wait?", &m.wait, "timeout??", &m.timeout)
+	pairs = append(pairs, "wait?", &wait, "timeout??", &timeout)
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, pairs...); err != nil {
 		return nil, err
 	}
@@ -853,23 +924,8 @@ func guestMutation(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 			return nil, fmt.Errorf("%s: %w", b.Name(), err)
 		}
 	}
-	m.lock = m.one(int(vmid))
-	m.worker, m.workerID = workerType(kind, action), strconv.Itoa(int(vmid))
-	m.do = func(ctx context.Context, api guestMutator) (proxmox.UPID, error) {
-		return do(api, ctx, kind, int(vmid))
-	}
-	m.relook = func(ctx context.Context, err error) (bool, error) {
-		now, again, rerr := relook(thread, ctx, api, int(vmid), kind, err)
-		if again && check != nil {
-			if cerr := check(now, int(vmid)); cerr != nil {
-				return false, cerr
-			}
-		}
-		if again {
-			kind, m.worker = now, workerType(now, action)
-		}
-		return again, rerr
-	}
+	m := mutation{wait: wait, timeout: timeout,
+		guest: guestCall{thread: thread, vmid: int(vmid), kind: kind, action: action, check: check, send: do}}
 	return mutate(env, api, b, &m)
 }
 

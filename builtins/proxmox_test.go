@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"go.starlark.net/starlark"
-	"go.starlark.net/starlarkstruct"
 
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 )
@@ -149,7 +148,7 @@ func TestSetConfigSync(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := g["c"].(*starlarkstruct.Struct)
+	c := g["c"].(starlark.HasAttrs)
 	for field, want := range map[string]starlark.Value{
 		"upid": starlark.String(""), "status": starlark.String("stopped"), "exitstatus": starlark.String("OK"),
 		"ok": starlark.True, "sync": starlark.True, "type": starlark.String(""),

@@ -78,8 +78,13 @@ func (s *Shape) Match(v starlark.Value) error {
 	if v == starlark.None {
 		return nil
 	}
-	st, ok := v.(*starlarkstruct.Struct)
-	if !ok {
+	var st starlark.HasAttrs
+	switch v := v.(type) {
+	case *starlarkstruct.Struct:
+		st = v
+	case *taskValue:
+		st = v
+	default:
 		return fmt.Errorf("%s: got %s, want struct", s.Name, v.Type())
 	}
 	got, want := st.AttrNames(), slices.Sorted(slices.Values(s.Fields))

@@ -13,10 +13,11 @@ import (
 )
 
 // TaskTable is the `task` module: follow, inspect and stop Proxmox worker
-// tasks, given a task struct that a proxmox mutation returned or a UPID
-// string.
+// tasks, given a task that a proxmox mutation returned or a UPID string.
 //
-// Every task struct, from a proxmox mutation or task.wait, has the fields
+// Every task, from a proxmox mutation or task.wait, is a value of type
+// "task" (taskvalue.go) that reads, compares and prints like a struct
+// of the fields
 //
 //	upid        string    PVE's task id; "" for a synchronous change
 //	node        string    node that runs the task
@@ -34,7 +35,7 @@ import (
 var TaskTable = &Table{
 	Name:  "task",
 	Waits: true,
-	Doc: "Follow Proxmox worker tasks. Every function takes a task struct " +
+	Doc: "Follow Proxmox worker tasks. Every function takes a task " +
 		"(returned by a proxmox mutation, for example with wait = False) or " +
 		"a UPID string, and blocks at most until the run is cancelled.",
 	Funcs: []Func{
@@ -43,8 +44,8 @@ var TaskTable = &Table{
 			Journal: Replayed,
 			Sig:     "wait(task, timeout=None)",
 			Returns: taskShape,
-			Doc: "Blocks until the task stops and returns the finished task " +
-				"struct. Fails with the task's error (permission, lock, log " +
+			Doc: "Blocks until the task stops and returns the finished " +
+				"task. Fails with the task's error (permission, lock, log " +
 				"tail kept) when it did not stop OK or with warnings; fails " +
 				"when timeout (a duration, \"10m\" or int seconds; default " +
 				"the agent's wait timeout) passes first — the task itself " +
@@ -98,32 +99,6 @@ type taskResult struct {
 // syncResult is a change Proxmox applied without a task.
 func syncResult(d time.Duration) taskResult {
 	return taskResult{Status: "stopped", ExitStatus: "OK", Duration: d, Sync: true}
-}
-
-// taskFields are a task struct's fields, in the order value gives them.
-var taskFields = newFieldNames("backups", "duration", "exitstatus", "id", "node", "ok",
-	"status", "storage", "sync", "type", "upid", "volid", "warnings")
-
-func (r taskResult) value() starlark.Value {
-	st := proxmox.TaskStatus{UPID: r.UPID, Status: r.Status, ExitStatus: r.ExitStatus}
-	if r.text == "" {
-		r.text = r.UPID.String()
-	}
-	return taskFields.make(
-		listOf(r.Backups, volumeValue),
-		durationValue(r.Duration),
-		taskString(r.ExitStatus),
-		starlark.String(r.UPID.ID),
-		starlark.String(r.UPID.Node),
-		starlark.Bool(st.Succeeded()),
-		taskString(r.Status),
-		starlark.String(r.Storage),
-		starlark.Bool(r.Sync),
-		starlark.String(r.UPID.Type),
-		starlark.String(r.text),
-		starlark.String(r.VolID),
-		starlark.MakeInt(st.Warnings()),
-	)
 }
 
 // The usual values of a task's status and exit status, boxed once.
@@ -215,6 +190,16 @@ func (t *taskRef) Unpack(v starlark.Value) error {
 	switch v := v.(type) {
 	case starlark.String:
 		return t.parse(string(v))
+	case *taskValue:
+		if v.r.Sync {
+			*t = taskRef{sync: true}
+			return nil
+		}
+		if v.r.UPID.IsZero() {
+			return fmt.Errorf("task has no upid")
+		}
+		*t = taskRef{upid: v.r.UPID, storage: v.r.Storage}
+		return nil
 	case *starlarkstruct.Struct:
 		if s, err := v.Attr("sync"); err == nil && s == starlark.True {
 			*t = taskRef{sync: true}
@@ -236,7 +221,7 @@ func (t *taskRef) Unpack(v starlark.Value) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("got %s, want a task struct or a UPID string", v.Type())
+	return fmt.Errorf("got %s, want a task or a UPID string", v.Type())
 }
 
 func (t *taskRef) parse(s string) error {
