@@ -85,27 +85,31 @@ func (g *GuestLocks) lockLocal(ctx context.Context, vmid int) (unlock func(), er
 		g.guests[vmid] = l
 	}
 	l.refs++
-	g.mu.Unlock()
-
+	// A free guest is taken in the same section (the send cannot block:
+	// it either fills the empty slot or finds it full).
 	select {
 	case l.held <- struct{}{}:
+		l.holder = RunID(ctx)
+		g.mu.Unlock()
+		return (&localHold{g: g, vmid: vmid, l: l}).unlock, nil
 	default:
-		if err := g.wait(ctx, l); err != nil {
-			g.mu.Lock()
-			holder := l.holder
-			g.mu.Unlock()
-			g.release(vmid, l)
-			if holder == "" {
-				return nil, fmt.Errorf("waiting for guest %d: %w", vmid, err)
-			}
-			return nil, fmt.Errorf("waiting for guest %d (held by run %s): %w", vmid, holder, err)
+	}
+	g.mu.Unlock()
+
+	if err := g.wait(ctx, l); err != nil {
+		g.mu.Lock()
+		holder := l.holder
+		g.release(vmid, l)
+		g.mu.Unlock()
+		if holder == "" {
+			return nil, fmt.Errorf("waiting for guest %d: %w", vmid, err)
 		}
+		return nil, fmt.Errorf("waiting for guest %d (held by run %s): %w", vmid, holder, err)
 	}
 	g.mu.Lock()
 	l.holder = RunID(ctx)
 	g.mu.Unlock()
-	h := &localHold{g: g, vmid: vmid, l: l}
-	return h.unlock, nil
+	return (&localHold{g: g, vmid: vmid, l: l}).unlock, nil
 }
 
 // localHold is one hold of a guest's local lock; its unlock releases it
@@ -124,8 +128,10 @@ func (h *localHold) unlock() {
 	}
 	g, l := h.g, h.l
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	l.holder = ""
-	g.mu.Unlock()
+	// The slot is full (this hold fills it), so the receive does not
+	// block; a waiter blocked sending fills it again at once.
 	<-l.held
 	g.release(h.vmid, l)
 }
@@ -156,9 +162,8 @@ func (g *GuestLocks) wait(ctx context.Context, l *guestLock) error {
 	}
 }
 
+// release drops a holder's or waiter's reference to l, with g.mu held.
 func (g *GuestLocks) release(vmid int, l *guestLock) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
 	if l.refs--; l.refs == 0 {
 		// No holder and no waiter: held is empty, the entry as new.
 		delete(g.guests, vmid)
