@@ -3,8 +3,9 @@ package builtins
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"go.starlark.net/starlark"
@@ -23,11 +24,13 @@ import (
 // "struct" is one of its structs.
 //
 // Its backups list is made at its first read and kept, so that it is the
-// same list however often it is read, as a struct's field would be.
+// same list however often it is read, as a struct's field would be; mu
+// orders that with Freeze.
 type taskValue struct {
 	r       taskResult
-	backups atomic.Pointer[starlark.List]
-	frozen  atomic.Bool
+	mu      sync.Mutex
+	backups *starlark.List // nil until read
+	frozen  bool
 }
 
 var (
@@ -43,7 +46,7 @@ var taskFieldNames = []string{"backups", "duration", "exitstatus", "id", "node",
 
 func (t *taskValue) Type() string         { return "task" }
 func (t *taskValue) Truth() starlark.Bool { return starlark.True }
-func (t *taskValue) AttrNames() []string  { return taskFieldNames }
+func (t *taskValue) AttrNames() []string  { return slices.Clone(taskFieldNames) }
 
 func (t *taskValue) Hash() (uint32, error) {
 	return 0, fmt.Errorf("unhashable type: task")
@@ -51,9 +54,11 @@ func (t *taskValue) Hash() (uint32, error) {
 
 // Freeze freezes the task's backups list, now or when it is made.
 func (t *taskValue) Freeze() {
-	t.frozen.Store(true)
-	if l := t.backups.Load(); l != nil {
-		l.Freeze()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.frozen = true
+	if t.backups != nil {
+		t.backups.Freeze()
 	}
 }
 
@@ -113,17 +118,15 @@ func (t *taskValue) Attr(name string) (starlark.Value, error) {
 
 // backupList is the backups field, made once.
 func (t *taskValue) backupList() *starlark.List {
-	if l := t.backups.Load(); l != nil {
-		return l
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.backups == nil {
+		t.backups = listOf(t.r.Backups, volumeValue)
+		if t.frozen {
+			t.backups.Freeze()
+		}
 	}
-	l := listOf(t.r.Backups, volumeValue)
-	if t.frozen.Load() {
-		l.Freeze()
-	}
-	if !t.backups.CompareAndSwap(nil, l) {
-		return t.backups.Load()
-	}
-	return l
+	return t.backups
 }
 
 // status is the task's status as the client reports it.
@@ -202,6 +205,6 @@ func taskFromJournal(body json.RawMessage) (starlark.Value, error) {
 	if !ok {
 		return nil, fmt.Errorf("task backups: got %s, want list", backups.Type())
 	}
-	t.backups.Store(l)
+	t.backups = l
 	return t, nil
 }
