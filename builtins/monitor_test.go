@@ -8,20 +8,14 @@ import (
 	"testing"
 
 	"go.starlark.net/starlark"
-	"go.starlark.net/starlarkstruct"
 )
 
 // attrOf reads a struct field for assertions in Go.
 func attrOf(t *testing.T, v starlark.Value, path ...string) starlark.Value {
 	t.Helper()
 	for _, name := range path {
-		var s starlark.HasAttrs
-		switch x := v.(type) {
-		case *starlarkstruct.Struct:
-			s = x
-		case *taskValue:
-			s = x
-		default:
+		s, ok := record(v)
+		if !ok {
 			t.Fatalf("%s: %v is %s, not a struct", name, v, v.Type())
 		}
 		var err error

@@ -78,13 +78,8 @@ func (s *Shape) Match(v starlark.Value) error {
 	if v == starlark.None {
 		return nil
 	}
-	var st starlark.HasAttrs
-	switch v := v.(type) {
-	case *starlarkstruct.Struct:
-		st = v
-	case *taskValue:
-		st = v
-	default:
+	st, ok := record(v)
+	if !ok {
 		return fmt.Errorf("%s: got %s, want struct", s.Name, v.Type())
 	}
 	got, want := st.AttrNames(), slices.Sorted(slices.Values(s.Fields))
@@ -98,6 +93,18 @@ func (s *Shape) Match(v starlark.Value) error {
 		}
 	}
 	return nil
+}
+
+// record is v as a value of named fields that a builtin returns: a struct
+// or a task (whose own type has the fields of taskShape).
+func record(v starlark.Value) (starlark.HasAttrs, bool) {
+	switch v := v.(type) {
+	case *starlarkstruct.Struct:
+		return v, true
+	case *taskValue:
+		return v, true
+	}
+	return nil, false
 }
 
 // The shapes of the structs this package returns, next to each other so a
