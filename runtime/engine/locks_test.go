@@ -48,10 +48,14 @@ func TestGuestLocksSerializeInArrivalOrder(t *testing.T) {
 		time.Sleep(time.Second) // the last holder's turn ends
 		synctest.Wait()
 		g.mu.Lock()
-		n := len(g.guests)
-		g.mu.Unlock()
-		if n != 0 {
-			t.Errorf("%d guest entries left after every unlock", n)
+		defer g.mu.Unlock()
+		if len(g.guests) != g.idle {
+			t.Errorf("%d guest entries after every unlock, %d of them idle; want all idle", len(g.guests), g.idle)
+		}
+		for vmid, l := range g.guests {
+			if l.refs != 0 || l.holder != "" || len(l.held) != 0 {
+				t.Errorf("guest %d's idle entry: %d refs, holder %q, %d in its slot; want none", vmid, l.refs, l.holder, len(l.held))
+			}
 		}
 	})
 }
@@ -121,4 +125,39 @@ func TestGuestLocksCancelledWaiter(t *testing.T) {
 		}
 		unlock()
 	})
+}
+
+// TestGuestLocksIdleEntries: a released guest keeps its entry for the
+// next lock, at most maxIdleLocks of them; an idle entry locked again is
+// held (a second lock waits), and one released twice is released once.
+func TestGuestLocksIdleEntries(t *testing.T) {
+	var g GuestLocks
+	ctx := context.Background()
+	for vmid := range 2 * maxIdleLocks {
+		unlock, err := g.LockGuest(ctx, vmid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		unlock()
+		unlock()
+	}
+	if len(g.guests) != maxIdleLocks || g.idle != maxIdleLocks {
+		t.Fatalf("after %d guests locked and released: %d entries, %d idle; want %d and %d", 2*maxIdleLocks, len(g.guests), g.idle, maxIdleLocks, maxIdleLocks)
+	}
+	l := g.guests[0]
+	unlock, err := g.LockGuest(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.guests[0] != l || g.idle != maxIdleLocks-1 || l.refs != 1 {
+		t.Errorf("guest 0 locked again: same entry %v, %d idle, %d refs; want the same entry, %d idle, 1 ref", g.guests[0] == l, g.idle, l.refs, maxIdleLocks-1)
+	}
+	g.MaxWait = -1
+	if _, err := g.LockGuest(ctx, 0); !errors.Is(err, ErrGuestBusy) {
+		t.Errorf("second lock of a held idle entry = %v; want ErrGuestBusy", err)
+	}
+	unlock()
+	if g.idle != maxIdleLocks || len(g.guests) != maxIdleLocks {
+		t.Errorf("after release: %d entries, %d idle; want %d each", len(g.guests), g.idle, maxIdleLocks)
+	}
 }
