@@ -8,9 +8,9 @@ import (
 
 func TestServeHubConfig(t *testing.T) {
 	const key = "k3y-that-must-not-show"
-	base := ServeCmd{HubURL: "https://hub.example", HubHostID: "cust-1", HubAPIKey: key, HubPollFloor: time.Minute, HubTimeout: 30 * time.Second}
+	base := ServeCmd{HubURL: "https://hub.example", HubHostID: "cust-1", HubAPIKey: key, HubPollFloor: time.Minute, HubTimeout: 30 * time.Second, HubPlanTimeout: 2 * time.Minute}
 	cfg, err := base.hubConfig()
-	if err != nil || cfg == nil || cfg.Client.HostID != "cust-1" || cfg.MinPoll != time.Minute {
+	if err != nil || cfg == nil || cfg.Client.HostID != "cust-1" || cfg.MinPoll != time.Minute || cfg.PlanTimeout != 2*time.Minute {
 		t.Fatalf("hubConfig() = %+v, %v", cfg, err)
 	}
 	if none, err := (&ServeCmd{}).hubConfig(); none != nil || err != nil {
@@ -26,6 +26,8 @@ func TestServeHubConfig(t *testing.T) {
 		{func(c *ServeCmd) { c.HubAPIKey = "" }, "hub.api_key: is required"},
 		{func(c *ServeCmd) { c.HubFingerprint = "nope" }, "hub.fingerprint:"},
 		{func(c *ServeCmd) { c.HubPollFloor = 0 }, "hub.poll_floor:"},
+		{func(c *ServeCmd) { c.HubPlanTimeout = 0 }, "hub.plan_timeout: 0s is not in (0, 10m0s]"},
+		{func(c *ServeCmd) { c.HubPlanTimeout = 11 * time.Minute }, "hub.plan_timeout: 11m0s is not in"},
 	}
 	for _, tt := range tests {
 		c := base

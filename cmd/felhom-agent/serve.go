@@ -65,7 +65,12 @@ type ServeCmd struct {
 	HubFingerprint string        `name:"hub-fingerprint" help:"SHA-256 fingerprint of the hub's certificate to pin (AB:CD:...)." placeholder:"SHA256" config:"hub.fingerprint"`
 	HubPollFloor   time.Duration `name:"hub-poll-floor" help:"The shortest poll interval the hub may ask for (tests lower it)." default:"60s" config:"hub.poll_floor"`
 	HubTimeout     time.Duration `name:"hub-timeout" help:"Timeout of one hub request." default:"30s" config:"hub.timeout"`
+	HubPlanTimeout time.Duration `name:"hub-plan-timeout" help:"How long one hub plan job may take (reading the host and running the playbook against a mirror); past it the job is answered not_planned. The channel's loop waits for it, so a report can be this much late." default:"1m" config:"hub.plan_timeout"`
 }
+
+// maxPlanTimeout bounds hub.plan_timeout: a plan holds up the channel's
+// loop, and with it the next report, for as long as it takes.
+const maxPlanTimeout = 10 * time.Minute
 
 // hubConfig is the hub channel's configuration, or nil when hub.url is
 // not set. Every problem names its key; the API key never appears.
@@ -86,7 +91,10 @@ func (c *ServeCmd) hubConfig() (*agent.HubConfig, error) {
 	if c.HubPollFloor <= 0 || c.HubPollFloor > channel.MaxPoll {
 		return nil, fmt.Errorf("hub.poll_floor: %s is not in (0, %s]", c.HubPollFloor, channel.MaxPoll)
 	}
-	return &agent.HubConfig{Client: cfg, MinPoll: c.HubPollFloor, AgentVersion: agentVersion()}, nil
+	if c.HubPlanTimeout <= 0 || c.HubPlanTimeout > maxPlanTimeout {
+		return nil, fmt.Errorf("hub.plan_timeout: %s is not in (0, %s]", c.HubPlanTimeout, maxPlanTimeout)
+	}
+	return &agent.HubConfig{Client: cfg, MinPoll: c.HubPollFloor, PlanTimeout: c.HubPlanTimeout, AgentVersion: agentVersion()}, nil
 }
 
 // guestAPIConfig is the guest API's configuration, or nil when

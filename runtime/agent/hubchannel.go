@@ -46,8 +46,8 @@ type HubConfig struct {
 	MinPoll time.Duration
 	// AgentVersion goes into every report.
 	AgentVersion string
-	// PlanTimeout bounds one plan job (hubplan.go); 0 means
-	// DefaultPlanTimeout.
+	// PlanTimeout bounds one plan job (hubplan.go; config
+	// hub.plan_timeout); 0 means DefaultPlanTimeout.
 	PlanTimeout time.Duration
 }
 
