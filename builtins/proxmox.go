@@ -459,8 +459,8 @@ type mutation struct {
 	// guest, when its send is set, is the request instead of do, worker
 	// and relook: the common mutation of one guest, made by
 	// guestMutation without a closure of its own.
-	guest guestCall
-	one1  [1]int // lock's backing for one guest (see one)
+	guest   guestCall
+	oneLock [1]int // lock's backing for one guest (see one)
 }
 
 // guestCall is a mutation of one guest as guestMutation makes it: the
@@ -520,8 +520,8 @@ func (m *mutation) retry(ctx context.Context, api GuestAPI, err error) (again bo
 // one is a lock of the single guest vmid, without an allocation of its
 // own.
 func (m *mutation) one(vmid int) []int {
-	m.one1[0] = vmid
-	return m.one1[:]
+	m.oneLock[0] = vmid
+	return m.oneLock[:]
 }
 
 // workerType is PVE's worker type of action on a guest of kind: "vz" for
