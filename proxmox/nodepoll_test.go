@@ -111,20 +111,29 @@ func waitAll(c *proxmox.Client, ctx context.Context, o proxmox.WaitOptions, upid
 
 func statusRouteOf(upid string) string { return "GET /nodes/node1/tasks/" + upid + "/status" }
 
+// twoTasks is a fake node whose tasks A and B end 1 s and 3 s after it is
+// made, in its active list and in their status alike, and a Client of it;
+// call it in a bubble.
+func twoTasks(t *testing.T) (*fakePVE, *proxmox.Client) {
+	t.Helper()
+	f := newFake(t)
+	f.on(listRoute, listUntil(map[string]time.Duration{upidA: time.Second, upidB: 3 * time.Second}))
+	f.on(statusRouteOf(upidA), statusAfter(time.Second, upidA))
+	f.on(statusRouteOf(upidB), statusAfter(3*time.Second, upidB))
+	c, err := proxmox.New(testConfig("https://pve.example:8006"), proxmox.WithTransport(handlerTransport{f}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, c
+}
+
 // TestSharedPoll checks two waits sharing the list: each task's status is
 // read once, when it has left the list, each wait ends within the shared
 // floor (2 × 25ms) of its task's end, and the list is read on the shared
 // schedule.
 func TestSharedPoll(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newFake(t)
-		f.on(listRoute, listUntil(map[string]time.Duration{upidA: time.Second, upidB: 3 * time.Second}))
-		f.on(statusRouteOf(upidA), statusAfter(time.Second, upidA))
-		f.on(statusRouteOf(upidB), statusAfter(3*time.Second, upidB))
-		c, err := proxmox.New(testConfig("https://pve.example:8006"), proxmox.WithTransport(handlerTransport{f}))
-		if err != nil {
-			t.Fatal(err)
-		}
+		f, c := twoTasks(t)
 		errs, took := waitAll(c, t.Context(), proxmox.WaitOptions{}, upidA, upidB)
 		for i, end := range []time.Duration{time.Second, 3 * time.Second} {
 			if late := took[i] - end; errs[i] != nil || late < 0 || late > end/20+50*time.Millisecond {
@@ -319,14 +328,7 @@ func simClient(t *testing.T, sim *pvesim.Sim) *proxmox.Client {
 // showing it — and not for the look that saw it stopped.
 func TestWaitPolled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newFake(t)
-		f.on(listRoute, listUntil(map[string]time.Duration{upidA: time.Second, upidB: 3 * time.Second}))
-		f.on(statusRouteOf(upidA), statusAfter(time.Second, upidA))
-		f.on(statusRouteOf(upidB), statusAfter(3*time.Second, upidB))
-		c, err := proxmox.New(testConfig("https://pve.example:8006"), proxmox.WithTransport(handlerTransport{f}))
-		if err != nil {
-			t.Fatal(err)
-		}
+		f, c := twoTasks(t)
 		// Alone: every status poll but the last saw it running.
 		var lone atomic.Int32
 		if _, err := c.WaitTask(t.Context(), proxmox.MustParseUPID(upidA), proxmox.WaitOptions{Polled: func() { lone.Add(1) }}); err != nil {
@@ -337,14 +339,7 @@ func TestWaitPolled(t *testing.T) {
 		}
 		// Shared: each list showing the task running counts, and no poll
 		// is counted twice.
-		f2 := newFake(t)
-		f2.on(listRoute, listUntil(map[string]time.Duration{upidA: time.Second, upidB: 3 * time.Second}))
-		f2.on(statusRouteOf(upidA), statusAfter(time.Second, upidA))
-		f2.on(statusRouteOf(upidB), statusAfter(3*time.Second, upidB))
-		c2, err := proxmox.New(testConfig("https://pve.example:8006"), proxmox.WithTransport(handlerTransport{f2}))
-		if err != nil {
-			t.Fatal(err)
-		}
+		f2, c2 := twoTasks(t)
 		var a, b atomic.Int32
 		var wg sync.WaitGroup
 		for _, w := range []struct {
