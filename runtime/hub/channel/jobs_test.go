@@ -148,14 +148,7 @@ func TestChannelJobs(t *testing.T) {
 		stop()
 		// The outcomes survive a restart: a new channel on the same state
 		// clears a resent job without deciding it again.
-		hub.jmu.Lock()
-		hub.queue = []Job{{ID: "forged", Blob: []byte("op"), Sig: []byte("bad")}}
-		hub.jmu.Unlock()
-		c2 := &Channel{Hub: hub, Store: store, Logger: quiet(), Jobs: c.Jobs,
-			Collect: func(context.Context, Cursor) (*Report, error) { return &Report{}, nil }}
-		stop = runChannel(t, c2)
-		synctest.Wait()
-		stop()
+		restartWith(t, hub, c, Job{ID: "forged", Blob: []byte("op"), Sig: []byte("bad")})
 		mu.Lock()
 		defer mu.Unlock()
 		if calls["forged"] != 1 {
@@ -345,4 +338,19 @@ func TestClientJobs(t *testing.T) {
 	if len(deletes) != 1 {
 		t.Errorf("deletes = %v", deletes)
 	}
+}
+
+// restartWith queues jobs at hub and runs a new channel on c's state, host,
+// jobs and plans until it is idle: what an agent restarted on the same
+// state directory does with what the hub still holds.
+func restartWith(t *testing.T, hub *jobsHub, c *Channel, jobs ...Job) {
+	t.Helper()
+	hub.jmu.Lock()
+	hub.queue = jobs
+	hub.jmu.Unlock()
+	c2 := &Channel{Hub: hub, HostID: c.HostID, Store: c.Store, Logger: quiet(), Jobs: c.Jobs, Plans: c.Plans,
+		Collect: func(context.Context, Cursor) (*Report, error) { return &Report{}, nil }}
+	stop := runChannel(t, c2)
+	synctest.Wait()
+	stop()
 }

@@ -167,14 +167,7 @@ func TestChannelPlanJobs(t *testing.T) {
 		// A plan job sent again (its DELETE lost, or after a restart) is
 		// only cleared again: planned once.
 		stop()
-		hub.jmu.Lock()
-		hub.queue = []Job{{ID: "p1", Kind: JobKindPlan, Blob: planBlob(t, "h", "backup", "")}}
-		hub.jmu.Unlock()
-		c2 := &Channel{Hub: hub, HostID: "h", Store: store, Logger: quiet(), Jobs: c.Jobs, Plans: c.Plans,
-			Collect: func(context.Context, Cursor) (*Report, error) { return &Report{}, nil }}
-		stop = runChannel(t, c2)
-		synctest.Wait()
-		stop()
+		restartWith(t, hub, c, Job{ID: "p1", Kind: JobKindPlan, Blob: planBlob(t, "h", "backup", "")})
 		mu.Lock()
 		defer mu.Unlock()
 		if planned["backup"] != 1 {
