@@ -81,17 +81,7 @@ func TestClusterAgentPerNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	nodes := sim.NodeNames()
-	servers := map[string]*pvesim.Server{}
-	for _, n := range nodes {
-		srv, err := sim.StartNode(n, "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { srv.Close() })
-		registerTokenSecret(srv.Token)
-		servers[n] = srv
-	}
-	registerTokenSecret(pvesim.OperatorTokenID + "=" + pvesim.OperatorTokenSecret)
+	servers := startNodes(t, sim)
 	dir := clusterPlaybooks(t)
 	agents := map[string]*agent{}
 	for _, n := range nodes {
@@ -273,4 +263,23 @@ func TestClusterAgentPerNode(t *testing.T) {
 			return code == 200, fmt.Sprintf("%d %+v", code, h.Proxmox)
 		})
 	})
+}
+
+// startNodes serves each node of sim's cluster on a loopback port of its
+// own, closed when t ends, and registers their tokens and the operator's
+// as secrets no output may show.
+func startNodes(t *testing.T, sim *pvesim.Sim) map[string]*pvesim.Server {
+	t.Helper()
+	servers := map[string]*pvesim.Server{}
+	for _, n := range sim.NodeNames() {
+		srv, err := sim.StartNode(n, "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { srv.Close() })
+		registerTokenSecret(srv.Token)
+		servers[n] = srv
+	}
+	registerTokenSecret(pvesim.OperatorTokenID + "=" + pvesim.OperatorTokenSecret)
+	return servers
 }

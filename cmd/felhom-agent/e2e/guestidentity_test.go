@@ -44,17 +44,7 @@ func TestGuestIdentityMigrates(t *testing.T) {
 		fi, err := os.Stat(path)
 		return err == nil && fi.IsDir()
 	}
-	servers := map[string]*pvesim.Server{}
-	for _, n := range sim.NodeNames() {
-		srv, err := sim.StartNode(n, "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { srv.Close() })
-		registerTokenSecret(srv.Token)
-		servers[n] = srv
-	}
-	registerTokenSecret(pvesim.OperatorTokenID + "=" + pvesim.OperatorTokenSecret)
+	servers := startNodes(t, sim)
 	dir := guestPlaybooks(t)
 	addr1, addr2 := freeAddr(t), freeAddr(t)
 	a1 := startAgent(t, agentOpts{env: serverEnv(servers["pve1"]), playbooks: dir, stateDir: state1, args: []string{"--guest-api-listen", addr1}})
