@@ -35,6 +35,19 @@ func interruptDuringTask(t *testing.T, host *simHost, files map[string]string, n
 	ta := host.agent(files, pastGrace)
 	run := ta.start(name, nil)
 	host.waitMutations(101, 1)
+	// The host has the request; the run records the task's UPID once the
+	// answer is back. Stopping in between would leave a call with its
+	// intent and no task, which is TestReconcileAfterCrashBeforeTheUPID's
+	// case, not this helper's.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+		j, err := ta.store.Journal(context.Background(), run.ID)
+		if err == nil && len(j) > 0 && j[len(j)-1].UPID != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("journal = %+v, %v; want the snapshot's UPID recorded while its task runs", j, err)
+		}
+	}
 	if err := ta.stop(); err != nil {
 		t.Fatal(err)
 	}
