@@ -457,16 +457,16 @@ type mutation struct {
 	// call has its own (see retry).
 	relook func(ctx context.Context, err error) (again bool, replace error)
 	// guest, when its send is set, is the request instead of do, worker
-	// and relook: the common mutation of one guest, made by
-	// guestMutation without a closure of its own.
-	guest   guestCall
-	oneLock [1]int // lock's backing for one guest (see one)
+	// and relook: a mutation of one guest (guestMutation's, shutdown's,
+	// set_config's), locked, named and retried by the same methods.
+	guest guestCall
 }
 
 // guestCall is a mutation of one guest as guestMutation makes it: the
 // guest, its kind (which retry changes when it was stale), PVE's action
-// (snapshot, start, ...), and the builtin's check of its options against
-// the kind and its request.
+// (snapshot, start, ..., "config" for set_config, whose change of a
+// container is synchronous), and the builtin's check of its options
+// against the kind and its request.
 type guestCall struct {
 	thread *starlark.Thread
 	vmid   int
@@ -489,6 +489,9 @@ func (m *mutation) request(ctx context.Context, api guestMutator) (proxmox.UPID,
 // its run resumed or its kind was stale.
 func (m *mutation) task() (worker, id string) {
 	if g := &m.guest; g.send != nil {
+		if g.action == "config" && g.kind == proxmox.LXC {
+			return "", "" // a container's config change is synchronous: no task to find
+		}
 		return workerType(g.kind, g.action), strconv.Itoa(g.vmid)
 	}
 	return m.worker, m.workerID
@@ -515,13 +518,6 @@ func (m *mutation) retry(ctx context.Context, api GuestAPI, err error) (again bo
 		g.kind = now
 	}
 	return again, rerr
-}
-
-// one is a lock of the single guest vmid, without an allocation of its
-// own.
-func (m *mutation) one(vmid int) []int {
-	m.oneLock[0] = vmid
-	return m.oneLock[:]
 }
 
 // workerType is PVE's worker type of action on a guest of kind: "vz" for
@@ -1002,18 +998,10 @@ func pveShutdown(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
-	m.lock = m.one(int(vmid))
-	m.worker, m.workerID = workerType(kind, "shutdown"), strconv.Itoa(int(vmid))
-	m.do = func(ctx context.Context, api guestMutator) (proxmox.UPID, error) {
-		return api.Shutdown(ctx, kind, int(vmid), secs)
-	}
-	m.relook = func(ctx context.Context, err error) (bool, error) {
-		now, again, rerr := relook(thread, ctx, api, int(vmid), kind, err)
-		if again {
-			kind, m.worker = now, workerType(now, "shutdown")
-		}
-		return again, rerr
-	}
+	m.guest = guestCall{thread: thread, vmid: int(vmid), kind: kind, action: "shutdown",
+		send: func(api guestMutator, ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.UPID, error) {
+			return api.Shutdown(ctx, kind, vmid, secs)
+		}}
 	return mutate(env, api, b, &m)
 }
 
@@ -1093,25 +1081,10 @@ func pveSetConfig(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tu
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
-	m.lock = m.one(int(vmid))
-	worker := func(kind proxmox.GuestKind) (string, string) {
-		if kind == proxmox.QEMU {
-			return "qmconfig", strconv.Itoa(int(vmid))
-		}
-		return "", "" // a container's change is synchronous: no task to find
-	}
-	m.worker, m.workerID = worker(kind)
-	m.do = func(ctx context.Context, api guestMutator) (proxmox.UPID, error) {
-		return api.SetConfig(ctx, kind, int(vmid), values, deletes)
-	}
-	m.relook = func(ctx context.Context, err error) (bool, error) {
-		now, again, rerr := relook(thread, ctx, api, int(vmid), kind, err)
-		if again {
-			kind = now
-			m.worker, m.workerID = worker(kind)
-		}
-		return again, rerr
-	}
+	m.guest = guestCall{thread: thread, vmid: int(vmid), kind: kind, action: "config",
+		send: func(api guestMutator, ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.UPID, error) {
+			return api.SetConfig(ctx, kind, vmid, values, deletes)
+		}}
 	return mutate(env, api, b, &m)
 }
 

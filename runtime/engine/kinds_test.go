@@ -27,6 +27,8 @@ def run(ctx):
     if step == "set_config":
         t = proxmox.set_config(150, set = {"description": "x"})
         return "%s sync=%s" % (t.type, t.sync)
+    if step == "shutdown":
+        return proxmox.shutdown(150).type
     fail("unknown step " + step)
 
 playbook(name = "kinds", run = run, params = {"step": param.string()})
@@ -53,6 +55,10 @@ func TestKindMemoryAcrossRuns(t *testing.T) {
 			step: "snapshot", want: `"qmsnapshot"`},
 		{name: "VM recreated as a container", before: "qemu", change: pvesim.GuestSpec{VMID: 150},
 			step: "set_config", want: `" sync=True"`},
+		{name: "container recreated as a VM, config", before: "lxc", change: pvesim.GuestSpec{VMID: 150, Type: "qemu"},
+			step: "set_config", want: `"qmconfig sync=False"`},
+		{name: "VM recreated as a running container, shutdown", before: "qemu", change: pvesim.GuestSpec{VMID: 150, Running: true},
+			step: "shutdown", want: `"vzshutdown"`},
 		{name: "container recreated as a VM, read", before: "lxc", change: pvesim.GuestSpec{VMID: 150, Type: "qemu"},
 			step: "type", want: `"qemu"`},
 		{name: "VM deleted", before: "qemu", removed: true,
