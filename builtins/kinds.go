@@ -103,13 +103,16 @@ func lookUp(ctx context.Context, kinds *proxmox.GuestKinds, api resourceLister, 
 
 // relook is what follows an operation on guest vmid as kind that failed
 // with err. When err is PVE's answer that no guest of that kind has the
-// vmid here, it forgets the kind and looks the guest up afresh: again is
+// vmid here (or, for a container, that none is running with it, which
+// stop and shutdown answer before reading the config), it forgets the
+// kind and looks the guest up afresh: again is
 // true with the guest's kind when it now is of the other kind (the
 // caller acts once more), and replace is a *proxmox.GuestElsewhereError
 // (wrapping err) when another node has it. Otherwise err stands (again
 // false, replace nil).
 func relook(thread *starlark.Thread, ctx context.Context, api resourceLister, vmid int, kind proxmox.GuestKind, err error) (now proxmox.GuestKind, again bool, replace error) {
-	if err == nil || !proxmox.IsNoGuestConfig(err) || ctx.Err() != nil {
+	stale := proxmox.IsNoGuestConfig(err) || kind == proxmox.LXC && proxmox.IsContainerNotRunning(err)
+	if err == nil || !stale || ctx.Err() != nil {
 		return kind, false, nil
 	}
 	kinds := kindsOf(thread, api)

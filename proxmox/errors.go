@@ -200,6 +200,20 @@ func IsNoGuestConfig(err error) bool {
 	return ok && noGuestConfig.MatchString(te.ExitStatus)
 }
 
+// containerNotRunning is pve-container's refusal to stop or shut down a
+// container that is not running, given before its config is read
+// (API2/LXC/Status.pm vm_stop, vm_shutdown: check_running first): a
+// vmid with no container here gets it too.
+var containerNotRunning = regexp.MustCompile(`^CT \d+ not running`)
+
+// IsContainerNotRunning reports whether err is PVE's answer that no
+// running container has the vmid asked: it is stopped, or it is not a
+// container of this node (gone, elsewhere, or a VM now).
+func IsContainerNotRunning(err error) bool {
+	ae, ok := errors.AsType[*APIError](err)
+	return ok && containerNotRunning.MatchString(ae.Message)
+}
+
 // IsAmbiguous reports whether err is a mutation whose outcome is unknown.
 func IsAmbiguous(err error) bool { return errors.Is(err, ErrAmbiguous) }
 

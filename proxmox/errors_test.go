@@ -70,6 +70,8 @@ func TestAPIErrors(t *testing.T) {
 		perm     *proxmox.Permission
 		lock     string // "-" when not a lock
 		notFound bool
+		noConfig bool // IsNoGuestConfig
+		stopped  bool // IsContainerNotRunning
 		kind     string
 	}{
 		{
@@ -115,7 +117,18 @@ func TestAPIErrors(t *testing.T) {
 		},
 		{
 			name: "missing guest", handler: serveError(500, "Configuration file 'nodes/pve1/lxc/101.conf' does not exist", nil),
-			status: 500, message: "Configuration file 'nodes/pve1/lxc/101.conf' does not exist", lock: "-", notFound: true, kind: "not_found",
+			status: 500, message: "Configuration file 'nodes/pve1/lxc/101.conf' does not exist", lock: "-", notFound: true, noConfig: true, kind: "not_found",
+		},
+		{
+			// pve-container API2/LXC/Status.pm vm_shutdown: check_running
+			// before load_config, so a vmid with no container gets it too.
+			name: "container not running", handler: serveError(500, "CT 101 not running", nil),
+			status: 500, message: "CT 101 not running", lock: "-", stopped: true, kind: "api",
+		},
+		{
+			// vm_reboot of both kinds says "VM" (read after load_config).
+			name: "reboot of a stopped guest", handler: serveError(500, "VM 101 not running", nil),
+			status: 500, message: "VM 101 not running", lock: "-", kind: "api",
 		},
 		{
 			name: "authentication", handler: serveReason(401, "authentication failure", ""),
@@ -156,6 +169,12 @@ func TestAPIErrors(t *testing.T) {
 			}
 			if proxmox.IsNotFound(err) != tt.notFound {
 				t.Errorf("IsNotFound = %v; want %v", !tt.notFound, tt.notFound)
+			}
+			if got := proxmox.IsNoGuestConfig(err); got != tt.noConfig {
+				t.Errorf("IsNoGuestConfig = %v; want %v", got, tt.noConfig)
+			}
+			if got := proxmox.IsContainerNotRunning(err); got != tt.stopped {
+				t.Errorf("IsContainerNotRunning = %v; want %v", got, tt.stopped)
 			}
 			if k := proxmox.Kind(err); k != tt.kind {
 				t.Errorf("Kind = %q; want %q", k, tt.kind)
