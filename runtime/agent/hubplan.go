@@ -127,7 +127,9 @@ func (a *Agent) hubPlan(ctx context.Context, req channel.PlanRequest) (*channel.
 }
 
 // decodePlan reads the planner's answer (runtime/plan's Report, by its
-// JSON: the shape POST /v1/plan answers) into p.
+// JSON: the shape POST /v1/plan answers) into p. It reads the JSON, not
+// the type, because runtime/plan runs playbooks against the simulator,
+// which the agent's production code never depends on (TestLayering).
 func decodePlan(r any, p *channel.Plan) error {
 	b, err := json.Marshal(r)
 	if err != nil {
