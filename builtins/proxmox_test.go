@@ -452,3 +452,32 @@ func TestLoadTime(t *testing.T) {
 		t.Errorf("host.enabled() at load time = %v, %v; want False", g["e"], err)
 	}
 }
+
+// TestCheckSnapshotName: PVE's snapshot name format, a letter then 1 to 39
+// letters, digits, '_' or '-' (pve-snapshot-name), checked before any
+// request.
+func TestCheckSnapshotName(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"pre":                         true,
+		"Pre-Upgrade_2":               true,
+		"ab":                          true,
+		"a" + strings.Repeat("b", 39): true,
+		"a" + strings.Repeat("b", 40): false,
+		"a":                           false,
+		"":                            false,
+		"1st":                         false,
+		"_x":                          false,
+		"-x":                          false,
+		"a b":                         false,
+		"a.b":                         false,
+		"a@b":                         false, // '@' | 0x20 is '`', not a letter
+		"a[b":                         false,
+		"é1":                          false,
+		"aé":                          false,
+		"a\x00":                       false,
+	} {
+		if err := checkSnapshotName(name); (err == nil) != ok {
+			t.Errorf("checkSnapshotName(%q) = %v; want ok %v", name, err, ok)
+		}
+	}
+}
