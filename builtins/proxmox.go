@@ -582,10 +582,16 @@ func mutateOnce(env *Env, api GuestAPI, b *starlark.Builtin, m *mutation) (starl
 		env.Logger.Debug("applied synchronously", "builtin", b.Name())
 		return syncResult(time.Since(start)).value(), nil
 	}
-	// The UPID's text serves both log lines and the result; the lines are
-	// attributes of their own kinds (no boxing, no argument slice).
-	text := upid.String()
-	env.Logger.LogAttrs(env.Context, slog.LevelInfo, "task started", slog.String("builtin", b.Name()), slog.String("upid", text))
+	// The UPID's text serves both log lines and the result, and is made
+	// only when the lines are written (else the result makes it when its
+	// upid is read); the lines are attributes of their own kinds (no
+	// boxing, no argument slice).
+	var text string
+	logged := env.Logger.Enabled(env.Context, slog.LevelInfo)
+	if logged {
+		text = upid.String()
+		env.Logger.LogAttrs(env.Context, slog.LevelInfo, "task started", slog.String("builtin", b.Name()), slog.String("upid", text))
+	}
 	r := taskResult{UPID: upid, text: text, Status: "running", Storage: m.storage}
 	if !m.wait {
 		// The deferred unlock releases the guests now: with wait = False the
@@ -597,8 +603,10 @@ func mutateOnce(env *Env, api GuestAPI, b *starlark.Builtin, m *mutation) (starl
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
-	env.Logger.LogAttrs(env.Context, slog.LevelInfo, "task finished", slog.String("builtin", b.Name()), slog.String("upid", text),
-		slog.String("exitstatus", r.ExitStatus), slog.Duration("took", r.Duration))
+	if logged {
+		env.Logger.LogAttrs(env.Context, slog.LevelInfo, "task finished", slog.String("builtin", b.Name()), slog.String("upid", text),
+			slog.String("exitstatus", r.ExitStatus), slog.Duration("took", r.Duration))
+	}
 	return r.value(), nil
 }
 
