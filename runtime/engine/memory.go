@@ -28,20 +28,20 @@ const memoryCheckInterval = 20 * time.Millisecond
 // guard collects garbage and lets a few samples pass, so runs that merely
 // continue are not blamed for memory not yet freed.
 //
-// The guard samples on a timer that is armed only while runs are
-// registered; each sample runs on the timer's own short-lived goroutine.
-// A run costs the guard no goroutine or ticker of its own to start and
-// stop (BenchmarkRunCached), and an idle agent none at all.
+// The guard samples on one timer, made at the first run and armed only
+// while runs are registered; each sample runs on the timer's own
+// short-lived goroutine. A run costs the guard no goroutine, ticker or
+// timer of its own to start and stop (BenchmarkRunCached), and an idle
+// agent nothing but the disarmed timer.
 //
-// Invariant: timer is non-nil exactly while runs are registered.
+// Invariant: armed is true exactly while runs are registered.
 type memoryGuard struct {
 	limit uint64 // bytes; 0 disables the guard
 
 	mu       sync.Mutex
-	next     int
-	runs     map[int]*guardedRun
-	timer    *time.Timer // the next sample's
-	armed    uint64      // counts the timers made; a sample of an older one does nothing
+	runs     map[*guardedRun]struct{}
+	timer    *time.Timer // the samples', made by the first watch
+	armed    bool        // timer is set to fire
 	cooldown int         // samples left before the guard may stop runs again
 }
 
@@ -85,52 +85,62 @@ func (g *memoryGuard) reserve(n uint64) error {
 // progress marks; small, because one step can allocate a lot.
 const memoryProbeSteps = 64
 
-// watch registers a run; the returned function unregisters it.
-func (g *memoryGuard) watch(r *guardedRun) (unwatch func()) {
+// watch registers a run until unwatch.
+func (g *memoryGuard) watch(r *guardedRun) {
 	if g.limit == 0 {
-		return func() {}
+		return
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.runs == nil {
-		g.runs = map[int]*guardedRun{}
+		g.runs = map[*guardedRun]struct{}{}
 	}
-	id := g.next
-	g.next++
-	g.runs[id] = r
+	g.runs[r] = struct{}{}
+	if g.armed {
+		return
+	}
+	g.armed = true
 	if g.timer == nil {
-		g.armed++
-		gen := g.armed
-		g.timer = time.AfterFunc(memoryCheckInterval, func() { g.sample(gen) })
+		g.timer = time.AfterFunc(memoryCheckInterval, g.sample)
+		return
 	}
-	return func() {
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		delete(g.runs, id)
-		if len(g.runs) == 0 && g.timer != nil {
-			g.timer.Stop()
-			g.timer = nil
-		}
+	g.timer.Reset(memoryCheckInterval)
+}
+
+// unwatch unregisters a run watch registered (or the guard stopped); the
+// last run to leave disarms the timer.
+func (g *memoryGuard) unwatch(r *guardedRun) {
+	if g.limit == 0 {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.runs, r)
+	if len(g.runs) == 0 && g.armed {
+		g.timer.Stop()
+		g.armed = false
 	}
 }
 
-// sample is one look at the heap, by the timer of generation gen; it
-// arms the timer again for the next.
-func (g *memoryGuard) sample(gen uint64) {
+// sample is one look at the heap; it arms the timer again for the next.
+// A sample that fired as the last run left finds the timer disarmed and
+// does nothing; one that fired before a new run re-armed it samples a
+// little early, which is harmless.
+func (g *memoryGuard) sample() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.timer == nil || gen != g.armed {
-		return // the runs it sampled for left; another timer serves new ones
+	if !g.armed {
+		return
 	}
 	s := []metrics.Sample{{Name: heapSample}}
 	metrics.Read(s)
 	heap := s[0].Value.Uint64()
 	stopped := false
-	for id, r := range g.runs {
+	for r := range g.runs {
 		busy := r.busy()
 		if busy && heap > g.limit && g.cooldown == 0 {
 			r.stop(heap)
-			delete(g.runs, id)
+			delete(g.runs, r)
 			stopped = true
 		}
 	}
@@ -142,7 +152,7 @@ func (g *memoryGuard) sample(gen uint64) {
 		g.cooldown--
 	}
 	if len(g.runs) == 0 {
-		g.timer = nil
+		g.armed = false
 		return
 	}
 	g.timer.Reset(memoryCheckInterval)

@@ -76,34 +76,42 @@ playbook(name = "wait", run = run)
 }
 
 // TestMemoryGuardIdle: the guard's timer is armed while runs are
-// registered and disarmed when the last leaves, so an idle agent has none;
-// a sample of a timer that was since replaced does nothing.
+// registered and disarmed when the last leaves, so an idle agent has none
+// set; the next run re-arms the same timer; a sample that fires while it
+// is disarmed (it raced the last run's leaving) does nothing.
 func TestMemoryGuardIdle(t *testing.T) {
 	g := &memoryGuard{limit: 1} // every sample is over the limit
 	stopped := 0
 	run := func() *guardedRun {
 		return &guardedRun{progress: new(atomic.Uint64), stop: func(uint64) { stopped++ }}
 	}
-	a, b := g.watch(run()), g.watch(run())
-	if g.timer == nil {
+	a, b := run(), run()
+	g.watch(a)
+	g.watch(b)
+	if !g.armed || g.timer == nil {
 		t.Fatal("two runs registered, no timer armed")
 	}
-	a()
-	if g.timer == nil {
+	timer := g.timer
+	g.unwatch(a)
+	if !g.armed {
 		t.Fatal("a run left while another remains: the timer was disarmed")
 	}
-	b()
-	if g.timer != nil {
+	g.unwatch(b)
+	if g.armed {
 		t.Fatal("the last run left: the timer is still armed")
 	}
-	old := g.armed
-	defer g.watch(run())()
-	g.sample(old - 1) // a timer of a generation before
+	g.sample() // fired as the last run left
 	if stopped != 0 {
-		t.Errorf("a stale timer's sample stopped %d runs; want none", stopped)
+		t.Errorf("a sample of the disarmed timer stopped %d runs; want none", stopped)
 	}
-	g.sample(g.armed)
-	if stopped != 1 || g.timer != nil {
-		t.Errorf("the current timer's sample over the limit: stopped %d, timer %v; want 1 and disarmed (no run left)", stopped, g.timer)
+	c := run()
+	g.watch(c)
+	defer g.unwatch(c)
+	if !g.armed || g.timer != timer {
+		t.Errorf("a run after the last left: armed %v, same timer %v; want the one timer re-armed", g.armed, g.timer == timer)
+	}
+	g.sample()
+	if stopped != 1 || g.armed {
+		t.Errorf("a sample over the limit: stopped %d, armed %v; want 1 and disarmed (no run left)", stopped, g.armed)
 	}
 }

@@ -294,8 +294,8 @@ func (e *Engine) execute(ctx context.Context, pb *Playbook, params *Params, res 
 		thread.Cancel(me.Error())
 		stopRun(me)
 	}}
-	unwatch := e.memory.watch(&st.guard)
-	defer unwatch()
+	e.memory.watch(&st.guard)
+	defer e.memory.unwatch(&st.guard)
 	builtins.SetEnv(thread, env)
 	budgetSpent, memHit := &st.budgetSpent, &st.memHit
 
