@@ -35,6 +35,9 @@ import (
 //     answer is PVE's own not-found error ("Configuration file
 //     'nodes/pve/lxc/123.conf' does not exist"), which IsNotFound and
 //     catch() classify; one on another node is refused naming that node.
+//     A read asks it as itself; a mutation looks once more and asks with
+//     a status read ([mutationKind]), so nothing is checked, gated or sent
+//     for a guest that does not exist.
 //   - A restore PVE accepted remembers the kind of its archive;
 //     delete_guest forgets it.
 //   - Options of one kind are refused for the other with a message naming
@@ -74,6 +77,30 @@ func guestKind(thread *starlark.Thread, ctx context.Context, api resourceLister,
 		return kind, true, nil
 	}
 	return lookUp(ctx, kinds, api, vmid, false)
+}
+
+// mutationKind is the kind of guest vmid for a mutation, as guestKind
+// has it, except for a vmid no node lists: it is looked up afresh (a
+// listing shared with other runs may predate the guest), and one still
+// unlisted is asked of PVE with a status read, whose answer for a guest
+// that does not exist is PVE's own not-found error ("Configuration file
+// 'nodes/pve/lxc/123.conf' does not exist"). So a mutation of a guest that
+// does not exist is refused with that answer before its options are
+// checked against a kind it does not have, before the safety gate asks an
+// operator to sign for it, and before anything is sent. The extra requests
+// are made only for a vmid that is no guest.
+func mutationKind(thread *starlark.Thread, ctx context.Context, api guestReader, vmid int) (proxmox.GuestKind, error) {
+	kind, found, err := guestKind(thread, ctx, api, vmid)
+	if err != nil || found {
+		return kind, err
+	}
+	if kind, found, err = lookUp(ctx, kindsOf(thread, api), api, vmid, true); err != nil || found {
+		return kind, err
+	}
+	if _, err := api.GuestStatus(ctx, proxmox.LXC, vmid); err != nil {
+		return "", fmt.Errorf("no node of the cluster has guest %d: %w", vmid, err)
+	}
+	return proxmox.LXC, nil // a container that answers, though not listed yet
 }
 
 // lookUp lists the cluster's guests (a shared listing unless fresh),

@@ -926,7 +926,7 @@ func guestMutation(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 	if err != nil {
 		return nil, err
 	}
-	kind, _, err := guestKind(thread, env.Context, api, int(vmid))
+	kind, err := mutationKind(thread, env.Context, api, int(vmid))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
@@ -1009,7 +1009,7 @@ func pveShutdown(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	if err != nil {
 		return nil, err
 	}
-	kind, _, err := guestKind(thread, env.Context, api, int(vmid))
+	kind, err := mutationKind(thread, env.Context, api, int(vmid))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
@@ -1092,7 +1092,7 @@ func pveSetConfig(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tu
 	if err != nil {
 		return nil, err
 	}
-	kind, _, err := guestKind(thread, env.Context, api, int(vmid))
+	kind, err := mutationKind(thread, env.Context, api, int(vmid))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}

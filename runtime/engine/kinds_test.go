@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"gitea.dooplex.hu/admin/felhom-agent/builtins"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
@@ -29,6 +30,10 @@ def run(ctx):
         return "%s sync=%s" % (t.type, t.sync)
     if step == "shutdown":
         return proxmox.shutdown(150).type
+    if step == "vmstate":
+        return proxmox.snapshot(150, "s1", vmstate = True).type
+    if step == "delete":
+        return proxmox.delete_guest(150).type
     fail("unknown step " + step)
 
 playbook(name = "kinds", run = run, params = {"step": param.string()})
@@ -77,36 +82,7 @@ func TestKindMemoryAcrossRuns(t *testing.T) {
 			if err := sim.AddGuest(pvesim.GuestSpec{VMID: 150, Type: tc.before}); err != nil {
 				t.Fatal(err)
 			}
-			srv, err := sim.Start("")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = srv.Close() })
-			tok, err := proxmox.ParseToken(srv.Token)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c, err := proxmox.New(proxmox.Config{Endpoint: srv.Endpoint, Node: srv.Node, Token: tok, Fingerprint: srv.Fingerprint})
-			if err != nil {
-				t.Fatal(err)
-			}
-			dir := t.TempDir()
-			path := filepath.Join(dir, "kinds.star")
-			if err := os.WriteFile(path, []byte(kindsPlaybook), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			pb, err := engine.LoadFile(path, dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			e := engine.NewEngine(engine.Config{Env: builtins.Env{Proxmox: c}, Logger: slog.New(slog.DiscardHandler)})
-			run := func(step string) *engine.Result {
-				params, err := pb.Decl.Coerce(map[string]string{"step": step}, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return e.Run(context.Background(), pb, params, engine.RunOptions{ID: "kinds-" + step})
-			}
+			run := kindsRunner(t, sim, context.Background())
 
 			// The first run looks the kind up; the next acts on it at once.
 			if res := run("type"); res.Status != runstate.Succeeded || string(res.Output) != `"`+tc.before+`"` {
@@ -148,6 +124,83 @@ func TestKindMemoryAcrossRuns(t *testing.T) {
 			}
 		})
 	}
+}
+
+// kindsRunner serves sim over TLS and returns a function that runs
+// kindsPlaybook's step on an engine acting on it, with ctx.
+func kindsRunner(t *testing.T, sim *pvesim.Sim, ctx context.Context) func(step string) *engine.Result {
+	t.Helper()
+	srv, err := sim.Start("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	tok, err := proxmox.ParseToken(srv.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := proxmox.New(proxmox.Config{Endpoint: srv.Endpoint, Node: srv.Node, Token: tok, Fingerprint: srv.Fingerprint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "kinds.star")
+	if err := os.WriteFile(path, []byte(kindsPlaybook), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pb, err := engine.LoadFile(path, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := engine.NewEngine(engine.Config{Env: builtins.Env{Proxmox: c}, Logger: slog.New(slog.DiscardHandler)})
+	return func(step string) *engine.Result {
+		params, err := pb.Decl.Coerce(map[string]string{"step": step}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.Run(ctx, pb, params, engine.RunOptions{ID: "kinds-" + step})
+	}
+}
+
+// TestMutationOfNoGuest: a mutation of a vmid no node has is refused with
+// PVE's own not-found answer (a status read), after one fresh look at the
+// cluster's guests: its options are not checked against a kind it does not
+// have (was: "vmstate applies only to QEMU VMs; guest 150 is an LXC
+// container"), the safety gate is never asked (was: a signature asked for
+// deleting a guest that does not exist), and nothing is sent.
+func TestMutationOfNoGuest(t *testing.T) {
+	sim := pvesim.New()
+	sim.TaskDuration = -1
+	gate := &countingGate{}
+	run := kindsRunner(t, sim, proxmox.WithObserver(context.Background(), gate))
+	for _, step := range []string{"vmstate", "delete", "shutdown", "set_config"} {
+		q := sim.Requests()
+		res := run(step)
+		if res.Status != runstate.Failed || !strings.Contains(res.Error, "no node of the cluster has guest 150: ") ||
+			!strings.Contains(res.Error, "Configuration file 'nodes/demo-felhom/lxc/150.conf' does not exist") {
+			t.Errorf("%s: run = %s %q; want failed with PVE's not-found for guest 150", step, res.Status, res.Error)
+		}
+		// The listing, the fresh one (the first may have begun before the
+		// guest was made), the status read; nothing else.
+		if got := sim.Requests() - q; got != 3 {
+			t.Errorf("%s: %d requests; want two listings and a status read", step, got)
+		}
+	}
+	if gate.n != 0 || sim.Mutations(150) != 0 {
+		t.Errorf("the gate was asked %d times, the host saw %d mutations of 150; want neither", gate.n, sim.Mutations(150))
+	}
+}
+
+// countingGate is an Observer and MutationGate that lets every mutation
+// through and counts them.
+type countingGate struct{ n int }
+
+func (*countingGate) Request(proxmox.RequestInfo)                                       {}
+func (*countingGate) TaskStarted(proxmox.UPID)                                          {}
+func (*countingGate) TaskWaited(proxmox.UPID, time.Duration, proxmox.TaskStatus, error) {}
+func (g *countingGate) BeforeMutation(context.Context, proxmox.Mutation) error {
+	g.n++
+	return nil
 }
 
 func kindOf(sp pvesim.GuestSpec) proxmox.GuestKind {
