@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -593,12 +594,24 @@ func (r *Result) stopped(ctx context.Context, when string) {
 	r.Err = cause
 }
 
+// backtrace is err's Starlark backtrace, or "". Its last line names the
+// builtin that failed, whose message names it too ("Error in fail: fail:
+// boom", Starlark's way): the name is said once ("Error in fail: boom").
 func backtrace(err error) string {
 	var ee *starlark.EvalError
-	if errors.As(err, &ee) {
-		return ee.Backtrace()
+	if !errors.As(err, &ee) {
+		return ""
 	}
-	return ""
+	bt := ee.Backtrace()
+	i := strings.Index(bt, "\nError in ") // the line after the frames
+	if i < 0 {
+		return bt
+	}
+	head := i + len("\nError in ")
+	if name, rest, ok := strings.Cut(bt[head:], ": "); ok && strings.HasPrefix(rest, name+": ") {
+		return bt[:head] + rest
+	}
+	return bt
 }
 
 // errPos is "file:line:col" of err's innermost Starlark frame, or "".

@@ -130,10 +130,10 @@ func TestRunFailures(t *testing.T) {
 		backtrace         []string
 	}{
 		{"fail.star", KindError, `^lib/steps\.star:3:13: fail: too many: 2$`,
-			[]string{"Traceback (most recent call last):", "fail.star:4:17: in run", "lib/steps.star:3:13: in check", "Error in fail: fail: too many: 2"}},
+			[]string{"Traceback (most recent call last):", "fail.star:4:17: in run", "lib/steps.star:3:13: in check", "Error in fail: too many: 2"}},
 		{"budget.star", KindStepBudget, `^budget\.star:\d+:\d+: step budget of 100000 exceeded$`, nil},
 		{"proxmox.star", "permission", `^proxmox\.star:2:16: test\.vzdump: task vzdump \(101 UPID:pve:.*\) failed: Permission check failed \(/storage/usb-backup, Datastore\.AllocateSpace\)$`,
-			[]string{"proxmox.star:2:16: in run", "Error in test.vzdump: test.vzdump: task vzdump"}},
+			[]string{"proxmox.star:2:16: in run", "Error in test.vzdump: task vzdump"}},
 		{"panic.star", KindInternal, `^internal error: test\.panic called$`, nil},
 		{"result.star", KindResult, `^result\.star: result\["a"\]\[1\]: cannot encode function as JSON$`, nil},
 		{"self.star", KindResult, `^self\.star: result(\[0\]){65}: nested more than 64 levels deep`, nil},
