@@ -178,6 +178,9 @@ type testWorld struct {
 	desired  *testDesired
 	maxSteps uint64
 	srv      *pvesim.Server
+	// unprivileged builds worlds whose agent has privileged operations
+	// disabled (Env.Host nil), as privileged.enabled = false leaves it.
+	unprivileged bool
 }
 
 // build makes a fresh world — the default single node when nodes is 0,
@@ -219,6 +222,9 @@ func (w *testWorld) build(nodes int) error {
 		Proxmox: client, Host: priv, Tunnel: w.tunnel, Gauges: new(builtins.LastGauges), Desired: w.desired,
 		Wait: proxmox.WaitOptions{MinInterval: time.Millisecond, MaxInterval: 20 * time.Millisecond},
 		Now:  w.clk.now,
+	}
+	if w.unprivileged {
+		env.Host = nil
 	}
 	eng := engine.NewEngine(engine.Config{Env: env, MaxSteps: w.maxSteps, Logger: w.logger})
 	runEnv := env

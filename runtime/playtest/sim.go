@@ -24,6 +24,7 @@ var SimTable = &builtins.Table{
 	Doc:    "Shapes and inspects the simulated Proxmox VE host of the running test. Every test function starts on a fresh default world: node demo-felhom, guests 9999 (selftest), 9000 (golden template), 101 and 102, storages local, local-lvm and usb-backup.",
 	Funcs: []builtins.Func{
 		{Name: "cluster", Journal: builtins.Pure, Sig: "cluster(nodes=3)", Doc: "Replaces the test's world with a Proxmox VE cluster of nodes pve1..pveN (2 to 9), the agent and run_playbook on pve1: the default world's guests and storages on pve1, guests 110 (shop, a running container) and 210 (erp, a running VM) on pve2, 120 (mail, HA-managed) and 121 (wiki, stopped) on pve3, the shared backup storage nas-backup. Call it first: what was shaped before is gone.", Fn: simCluster},
+		{Name: "unprivileged", Journal: builtins.Pure, Sig: "unprivileged()", Doc: "Replaces the test's world with the default single node whose agent has privileged operations disabled, as privileged.enabled = false leaves it: host.* and the monitors that need root (sensors) fail saying so, SMART is read through the API. Call it first: what was shaped before is gone.", Fn: simUnprivileged},
 		{Name: "add_guest", Journal: builtins.Pure, Sig: `add_guest(vmid, hostname="", running=True, template=False, cores=1, memory=512, description="", lock="", type="lxc", node="")`, Doc: `Adds a guest: an LXC container, or with type = "qemu" a VM (hostname is then its name); node is the cluster node it is on ("" the agent's).`, Fn: simAddGuest},
 		{Name: "migrate", Journal: builtins.Pure, Sig: "migrate(vmid, node)", Doc: "Moves a guest to another node of the cluster at once, as a finished migration leaves it (its config and local disks with it), without a task.", Fn: simMigrate},
 		{Name: "node_online", Journal: builtins.Pure, Sig: "node_online(node, online)", Doc: "Takes a cluster node down (online = False) or brings it back: requests for it fail as PVE fails when it cannot reach a node (595 \"No route to host\"), and without a majority online the cluster has no quorum.", Fn: simNodeOnline},
@@ -120,6 +121,17 @@ func simCluster(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 		}
 		return none(w.build(nodes))
 	}, "nodes?", &nodes)
+}
+
+func simUnprivileged(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	return withSim(thread, b, args, kwargs, func(*pvesim.Sim) (starlark.Value, error) {
+		w, ok := thread.Local(worldKey).(*testWorld)
+		if !ok {
+			return nil, fmt.Errorf("only a test function may change the world")
+		}
+		w.unprivileged = true
+		return none(w.build(0))
+	})
 }
 
 func simMigrate(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
