@@ -151,7 +151,7 @@ func effectNote(t *Table, f *Func) string {
 	case Benign:
 		return "\nSafety gate: benign (never needs a signature)."
 	case Gated:
-		return "\nSafety gate: destructive " + f.Destructive + " — then it needs an operator's signature (docs/safety.md); benign otherwise."
+		return "\nSafety gate: destructive, needing an operator's signature (docs/safety.md), " + f.Destructive + "; benign otherwise."
 	}
 	return ""
 }

@@ -126,7 +126,11 @@ func (c *PlaybooksShowCmd) Run(g *Globals) error {
 	if p.Schedule == "" {
 		fmt.Fprintln(w, "schedule:  -")
 	} else {
-		fmt.Fprintf(w, "schedule:  %s (in %s)\n", p.Schedule, p.Zone)
+		zone := p.Zone
+		if zone == "Local" {
+			zone = "the agent's local time zone"
+		}
+		fmt.Fprintf(w, "schedule:  %s (in %s)\n", p.Schedule, zone)
 		if p.NextRun != nil {
 			fmt.Fprintf(w, "next run:  %s\n", timeText(*p.NextRun, c.UTC))
 		}

@@ -75,7 +75,7 @@ func Tables() []*builtins.Table { return []*builtins.Table{SimTable, AssertTable
 var testGlobals = &builtins.Table{
 	Effect: builtins.Benign, // run_playbook: each call of the run passes the gate
 	Name:   "",
-	Doc:    "Test files only.",
+	Doc:    "Test files (NAME_test.star) have one more: run_playbook.",
 	Funcs: []builtins.Func{{
 		Name: "run_playbook", Journal: builtins.Pure,
 		Sig:     "run_playbook(file, params={}, operator=True)",
