@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"os"
-	"reflect"
-	"slices"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -53,8 +51,8 @@ type ProxmoxFlags struct {
 	TLSFingerprint     string        `name:"tls-fingerprint" help:"SHA-256 fingerprint of the host's certificate to pin (AB:CD:...)." config:"proxmox.fingerprint"`
 	CAFile             string        `name:"ca-file" help:"PEM CA bundle to verify the host's certificate (e.g. pve-root-ca.pem)." config:"proxmox.ca_file"`
 	InsecureSkipVerify bool          `help:"Do not verify the host's TLS certificate (labs only; never the default)." config:"proxmox.insecure_skip_verify"`
-	Timeout            time.Duration `help:"Timeout of one API request." default:"30s" config:"proxmox.timeout"`
-	ReadRetryBudget    time.Duration `help:"How long a read keeps retrying while the API is unavailable (502/503, refused or dropped connections); 0 never retries." default:"30s" config:"proxmox.read_retry_budget"`
+	Timeout            time.Duration `help:"Timeout of one API request." default:"30s" config:"proxmox.timeout" valid:"positive"`
+	ReadRetryBudget    time.Duration `help:"How long a read keeps retrying while the API is unavailable (502/503, refused or dropped connections); 0 never retries." default:"30s" config:"proxmox.read_retry_budget" valid:"nonnegative"`
 }
 
 // PrivilegedFlags enable and fence the root-only host operations.
@@ -66,9 +64,9 @@ type PrivilegedFlags struct {
 
 // RuntimeFlags bound what runs may consume.
 type RuntimeFlags struct {
-	MaxConcurrent int    `help:"Runs executing at once; more wait for a slot." default:"${max_concurrent}" config:"runtime.max_concurrent"`
-	MaxSteps      uint64 `help:"Starlark steps one run may take before it is stopped." default:"${max_steps}" config:"runtime.max_steps"`
-	MaxMemoryMiB  int64  `name:"max-memory-mib" help:"Go heap (MiB) above which the runs executing Starlark are stopped; 0 disables the guard." default:"${max_memory_mib}" config:"runtime.max_memory_mib"`
+	MaxConcurrent int    `help:"Runs executing at once; more wait for a slot." default:"${max_concurrent}" config:"runtime.max_concurrent" valid:"positive"`
+	MaxSteps      uint64 `help:"Starlark steps one run may take before it is stopped." default:"${max_steps}" config:"runtime.max_steps" valid:"positive"`
+	MaxMemoryMiB  int64  `name:"max-memory-mib" help:"Go heap (MiB) above which the runs executing Starlark are stopped; 0 disables the guard." default:"${max_memory_mib}" config:"runtime.max_memory_mib" valid:"nonnegative"`
 }
 
 // ClientConfig turns the flags into a validated proxmox.Config. Every
@@ -114,18 +112,27 @@ func (p ProxmoxFlags) ClientConfig() (proxmox.Config, error) {
 
 // jsonConfig is the kong.ConfigurationLoader for --config: a JSON object
 // whose keys (nested objects joined with '.') are the `config` tags of the
-// flags. Unknown keys are an error naming the key, so a typo is never
-// silently ignored. A flag whose environment variable is set keeps the
-// environment's value: the file is the weakest source.
+// flags. The whole file is checked against every flag of the application
+// (checkConfig), whichever command reads it: an unknown key, a value of
+// the wrong JSON type or out of its key's range is an error naming the
+// file and the dotted key. A flag whose environment variable is set keeps
+// the environment's value: the file is the weakest source.
 //
 // A file that holds the API token is a key file, and is treated as ssh
 // treats one: if others may read it, or anyone but its owner may write it,
 // it is refused (checkConfigMode). A file others may write is refused
 // whatever it holds: it says which host to trust and where playbooks are.
 func jsonConfig(r io.Reader) (kong.Resolver, error) {
+	name := "(stdin)"
+	if f, ok := r.(interface{ Name() string }); ok {
+		name = displayPath(f.Name())
+	}
+	fail := func(format string, a ...any) error {
+		return &configError{file: name, problems: []string{fmt.Sprintf(format, a...)}}
+	}
 	src, err := io.ReadAll(r)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, fail("%v", err)
 	}
 	var doc map[string]any
 	dec := json.NewDecoder(bytes.NewReader(src))
@@ -133,19 +140,63 @@ func jsonConfig(r io.Reader) (kong.Resolver, error) {
 	if err := dec.Decode(&doc); err != nil {
 		if se, ok := errors.AsType[*json.SyntaxError](err); ok {
 			line, col := lineCol(src, se.Offset-1) // Offset is just past the bad byte
-			return nil, fmt.Errorf("config: line %d, column %d: %w", line, col, err)
+			return nil, fail("line %d, column %d: %v", line, col, err)
 		}
-		return nil, fmt.Errorf("config: %w", err)
+		if _, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+			return nil, fail("want a JSON object, got %s", jsonType(firstValue(src)))
+		}
+		return nil, fail("%v", err)
 	}
-	flat := map[string]any{}
-	flatten("", doc, flat)
 	if f, ok := r.(*os.File); ok {
-		_, hasToken := flat["proxmox.token"]
+		px, _ := doc["proxmox"].(map[string]any)
+		_, hasToken := px["token"]
 		if err := checkConfigMode(f, hasToken); err != nil {
 			return nil, err
 		}
 	}
-	return &configResolver{values: flat}, nil
+	return &configResolver{file: name, doc: doc}, nil
+}
+
+// firstValue decodes the first JSON value of src, for saying what a file
+// that is not an object holds.
+func firstValue(src []byte) any {
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(src))
+	dec.UseNumber()
+	_ = dec.Decode(&v)
+	return v
+}
+
+// displayPath is path as an operator would write it: relative to the
+// working directory when it is below it.
+func displayPath(path string) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return path
+	}
+	if rel, err := filepath.Rel(wd, path); err == nil && filepath.IsLocal(rel) {
+		return rel
+	}
+	return path
+}
+
+// configError is what is wrong with a configuration file: one problem a
+// line, each "config FILE: KEY: what is wrong". It never holds a value of
+// a string setting (a secret may be one).
+type configError struct {
+	file     string
+	problems []string
+}
+
+func (e *configError) Error() string {
+	var b strings.Builder
+	for i, p := range e.problems {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		fmt.Fprintf(&b, "config %s: %s", e.file, p)
+	}
+	return b.String()
 }
 
 // checkConfigMode refuses a configuration file whose permissions let
@@ -177,72 +228,39 @@ func lineCol(src []byte, offset int64) (line, col int) {
 	return line, col
 }
 
-type configResolver struct{ values map[string]any }
+// configResolver answers flags from the file's values, once the whole
+// file has passed checkConfig against the application's flags.
+type configResolver struct {
+	file string
+	doc  map[string]any
 
-// Validate rejects keys that no flag of the application reads.
-func (c *configResolver) Validate(app *kong.Application) error {
-	known := map[string]*kong.Flag{}
-	_ = kong.Visit(app, func(n kong.Visitable, next kong.Next) error {
-		if f, ok := n.(*kong.Flag); ok {
-			if key := f.Tag.Get("config"); key != "" {
-				known[key] = f
-			}
-		}
-		return next(nil)
-	})
-	for _, k := range slices.Sorted(maps.Keys(c.values)) {
-		if _, ok := known[k]; !ok {
-			return fmt.Errorf("config: unknown key %q", k)
-		}
-	}
-	return nil
+	checked bool
+	values  map[string]any // dotted key -> checked value
+	err     error
 }
 
-// checkShape refuses a JSON array or object (or a number or boolean given
-// for a string) at a key whose flag takes one value of another kind, naming
-// the key and the JSON type but never the value: a token given as
-// ["..."] would otherwise become the string `["..."]` and reach an error
-// message whole.
-func checkShape(key string, f *kong.Flag, v any) error {
-	kind := f.Target.Kind()
-	got := ""
-	switch v.(type) {
-	case []any:
-		got = "an array"
-	case map[string]any:
-		got = "an object"
-	case json.Number:
-		got = "a number"
-	case bool:
-		got = "a boolean"
-	case nil:
-		got = "null"
+// check runs checkConfig once; Resolve and Validate both need it, and
+// whichever kong calls first (Resolve, unless every flag of the command
+// line was given) does it.
+func (c *configResolver) check(app *kong.Application) error {
+	if !c.checked {
+		c.checked = true
+		c.values, c.err = checkConfig(c.file, c.doc, app)
 	}
-	switch {
-	case got == "":
-		return nil
-	case kind == reflect.Slice || kind == reflect.Map, got == "an object" && isLeafObject(key):
-		return nil
-	case (got == "an array" || got == "an object" || got == "null") || kind == reflect.String:
-		want := "a string"
-		switch kind {
-		case reflect.Bool:
-			want = "true or false"
-		case reflect.Int, reflect.Int64, reflect.Uint64, reflect.Uint, reflect.Int32:
-			want = "a number"
-			if f.Target.Type() == reflect.TypeFor[time.Duration]() {
-				want = `a duration string such as "30s"`
-			}
-		}
-		return fmt.Errorf("config: %s: want %s, got %s", key, want, got)
-	}
-	return nil
+	return c.err
 }
+
+// Validate checks the whole file (for a command line whose every flag was
+// given, so that Resolve was never asked).
+func (c *configResolver) Validate(app *kong.Application) error { return c.check(app) }
 
 // Resolve answers a flag from the file unless its environment variable is
 // set (kong applies environment values before resolvers, so without this
 // check the file would override the environment).
-func (c *configResolver) Resolve(_ *kong.Context, _ *kong.Path, f *kong.Flag) (any, error) {
+func (c *configResolver) Resolve(kctx *kong.Context, _ *kong.Path, f *kong.Flag) (any, error) {
+	if err := c.check(kctx.Model); err != nil {
+		return nil, err
+	}
 	key := f.Tag.Get("config")
 	if key == "" {
 		return nil, nil
@@ -256,43 +274,15 @@ func (c *configResolver) Resolve(_ *kong.Context, _ *kong.Path, f *kong.Flag) (a
 	if !ok {
 		return nil, nil
 	}
-	if err := checkShape(key, f, v); err != nil {
-		return nil, err
-	}
 	switch v := v.(type) {
 	case json.Number:
 		return v.String(), nil
-	case []any, map[string]any:
+	case map[string]any: // hub.keys, read by parseHubKeys
 		b, _ := json.Marshal(v)
 		return string(b), nil
 	}
-	return v, nil
+	return v, nil // a list: kong decodes a []any into the flag's slice
 }
-
-// flatten turns nested objects into dotted keys, dropping comment keys
-// (those starting with "_"). Objects that are values
-// (a flag of map type) are not expected in this configuration.
-func flatten(prefix string, m map[string]any, out map[string]any) {
-	for k, v := range m {
-		if strings.HasPrefix(k, "_") {
-			continue // a comment, as in deploy/agent.example.json
-		}
-		key := k
-		if prefix != "" {
-			key = prefix + "." + k
-		}
-		if sub, ok := v.(map[string]any); ok && !isLeafObject(key) {
-			flatten(key, sub, out)
-			continue
-		}
-		out[key] = v
-	}
-}
-
-// leafObjects are configuration keys whose value is itself an object.
-var leafObjects = map[string]bool{"hub.keys": true}
-
-func isLeafObject(key string) bool { return leafObjects[key] }
 
 // engineMemory converts --runtime-max-memory-mib to engine.Config's
 // MaxMemory: bytes, negative for "no guard".

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // parseGlobals parses args with the real parser and returns the globals.
@@ -86,7 +87,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 	}{
 		{"unknown key", `{"proxmox": {"endpont": "https://x:8006"}}`, nil, []string{`unknown key "proxmox.endpont"`}},
 		{"malformed json", `{"proxmox": `, nil, []string{"config"}},
-		{"syntax error position", "{\n  \"proxmox\": {\"node\": \"a\",}\n}", nil, []string{"config: line 2, column 27: invalid character '}'"}},
+		{"syntax error position", "{\n  \"proxmox\": {\"node\": \"a\",}\n}", nil, []string{"agent.json: line 2, column 27: invalid character '}'"}},
 		{"missing everything", `{}`, nil, []string{"proxmox.endpoint: is required", "proxmox.node: is required", "proxmox.token: is required"}},
 		{"malformed endpoint", `{"proxmox": {"endpoint": "http://x", "node": "n", "token": "a@pve!t=s"}}`, nil, []string{"proxmox.endpoint", "must use https"}},
 		{"bad token", `{"proxmox": {"endpoint": "https://x:8006", "node": "n", "token": "nonsense-` + testSecret + `"}}`, nil, []string{"proxmox.token"}},
@@ -169,29 +170,148 @@ func TestConfigFileMode(t *testing.T) {
 	}
 }
 
-// TestConfigShapes: a value of the wrong JSON shape is refused naming the
-// key and the shape, never echoing the value.
-func TestConfigShapes(t *testing.T) {
-	tests := []struct{ name, file, want string }{
-		{"token as an array", `{"proxmox": {"token": ["a@pve!t=` + testSecret + `"]}}`, "config: proxmox.token: want a string, got an array"},
-		{"token as an object", `{"proxmox": {"token": {"secret": "` + testSecret + `"}}}`, `config: unknown key "proxmox.token.secret"`},
-		{"token as a number", `{"proxmox": {"token": 1234567}}`, "config: proxmox.token: want a string, got a number"},
-		{"endpoint null", `{"proxmox": {"endpoint": null}}`, "config: proxmox.endpoint: want a string, got null"},
-		{"timeout as an array", `{"proxmox": {"timeout": ["30s"]}}`, `config: proxmox.timeout: want a duration string such as "30s", got an array`},
-		{"bool as an array", `{"privileged": {"enabled": [true]}}`, "config: privileged.enabled: want true or false, got an array"},
+// TestConfigFileChecked: every fixture in testdata/config is refused by
+// every command that reads the file — version, check, run and serve alike
+// — with the exact problems, each naming the file and the dotted key (and
+// the type or range wanted), never a value of a string setting.
+func TestConfigFileChecked(t *testing.T) {
+	const wantDur = `expected a duration such as "30s", got `
+	tests := []struct{ fixture, want string }{
+		{"timeout-number", `proxmox.timeout: ` + wantDur + `30`},
+		{"timeout-not-duration", `proxmox.timeout: ` + wantDur + `"thirty"`},
+		{"timeout-zero", `proxmox.timeout: want a duration above zero such as "30s", got "0s"`},
+		{"retry-budget-negative", `proxmox.read_retry_budget: want zero or a positive duration such as "30s", got "-1s"`},
+		{"max-concurrent-abc", `runtime.max_concurrent: want a whole number, got a string`},
+		{"max-concurrent-quoted", `runtime.max_concurrent: want a whole number, got a string`},
+		{"max-concurrent-negative", `runtime.max_concurrent: want at least 1, got -5`},
+		{"max-concurrent-zero", `runtime.max_concurrent: want at least 1, got 0`},
+		{"max-concurrent-fraction", `runtime.max_concurrent: want a whole number, got 1.5`},
+		{"max-steps-negative", `runtime.max_steps: want at least 1, got -5`},
+		{"max-memory-negative", `runtime.max_memory_mib: want 0 or more, got -1`},
+		{"enabled-yes", `privileged.enabled: want true or false, got a string`},
+		{"enabled-array", `privileged.enabled: want true or false, got an array`},
+		{"proxmox-string", `proxmox: want an object, got a string`},
+		{"notify-smtp-number", `notify.smtp: want an object, got a number`},
+		{"hub-keys-array", `hub.keys: want an object of key id to base64 public key, got an array`},
+		{"hub-keys-number-value", `hub.keys: want an object of key id to base64 public key, got a number for a key`},
+		{"hub-keys-bad-base64", `hub.keys: key id "hub-2026": public key is not standard base64: illegal base64 data at input byte 3`},
+		{"log-level-unknown", `log_level: want one of "debug", "info", "warn", "error", got "verbose"`},
+		{"scratch-vmids-strings", `safety.scratch_vmids: want a list of whole numbers, got a string at [0]`},
+		{"smtp-to-number", `notify.smtp.to: want a list of strings, got a number`},
+		{"min-backups-zero", `safety.min_backups: want at least 1, got 0`},
+		{"health-interval-zero", `health_interval: want a duration above zero such as "30s", got "0s"`},
+		{"shutdown-grace-negative", `shutdown_grace: want zero or a positive duration such as "30s", got "-1s"`},
+		{"runs-keep-negative", `runs.keep: want 0 or more, got -1`},
+		{"runs-max-age-number", `runs.max_age: ` + wantDur + `90`},
+		{"runs-queue-max-zero", `runs.queue_max: want at least 1, got 0`},
+		{"runs-log-max-zero", "runs.log_line_max_kib: want at least 1, got 0\n" +
+			"runs.log_max_mib: want at least 1, got 0\nruns.result_max_kib: want at least 1, got 0"},
+		{"guest-api-rate-zero", "guest_api.burst: want at least 1, got 0\nguest_api.rate: want more than 0, got 0"},
+		{"hub-timeouts-zero", `hub.plan_timeout: want a duration above zero such as "30s", got "-1m0s"` + "\n" +
+			`hub.poll_floor: want a duration above zero such as "30s", got "0s"` + "\n" +
+			`hub.timeout: want a duration above zero such as "30s", got "0s"`},
+		{"token-number", `proxmox.token: want a string, got a number`},
+		{"token-array", `proxmox.token: want a string, got an array`},
+		{"token-object", `proxmox.token: want a string, got an object`},
+		{"endpoint-null", `proxmox.endpoint: want a string, got null`},
+		{"unknown-key", `unknown key "proxmox.endpont"`},
+		{"top-level-array", `want a JSON object, got an array`},
+		{"several", "log_level: want a string, got a number\n" + `proxmox.timeout: ` + wantDur + "30\n" +
+			"runtime.max_concurrent: want a whole number, got a string\nruntime.max_steps: want at least 1, got 0\n" + `unknown key "typo"`},
 	}
+	playbook := filepath.Join("testdata", "config", "playbook.star")
+	commands := [][]string{{"version"}, {"check", playbook}, {"run", playbook}, {"serve"}}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := parseGlobals(t, "--config", writeConfig(t, tt.file), "version")
-			if err == nil || !strings.HasSuffix(err.Error(), tt.want) || strings.Contains(err.Error(), testSecret) {
-				t.Errorf("error = %v; want %s", err, tt.want)
+		t.Run(tt.fixture, func(t *testing.T) {
+			path := copyFixture(t, tt.fixture+".json")
+			var want strings.Builder
+			for i, line := range strings.Split(tt.want, "\n") {
+				if i > 0 {
+					want.WriteByte('\n')
+				}
+				want.WriteString("config " + path + ": " + line)
+			}
+			for _, cmd := range commands {
+				_, err := parseGlobals(t, append([]string{"--config", path}, cmd...)...)
+				if err == nil || err.Error() != want.String() {
+					t.Errorf("%s: error\n%v\nwant\n%s", cmd[0], err, want.String())
+				}
+				if err != nil && strings.Contains(err.Error(), testSecret) {
+					t.Errorf("%s: error leaks the token secret: %v", cmd[0], err)
+				}
 			}
 		})
 	}
-	// A number for a number, an object where the key takes one: accepted.
-	for _, ok := range []string{`{"runtime": {"max_steps": 5}}`, `{"log_level": "warn"}`} {
-		if _, err := parseGlobals(t, "--config", writeConfig(t, ok), "version"); err != nil {
-			t.Errorf("%s: %v", ok, err)
+}
+
+// TestConfigFileValid: the shipped example and the edges of each range
+// load, for every command that reads the file, and land in the flags.
+func TestConfigFileValid(t *testing.T) {
+	playbook := filepath.Join("testdata", "config", "playbook.star")
+	for _, fixture := range []string{"../../../../deploy/agent.example.json", "valid-edges.json"} {
+		path := copyFixture(t, fixture)
+		for _, cmd := range [][]string{{"version"}, {"check", playbook}, {"run", playbook}, {"serve"}} {
+			cli, err := parseGlobals(t, append([]string{"--config", path}, cmd...)...)
+			if err != nil {
+				t.Errorf("%s %s: %v", fixture, cmd[0], err)
+				continue
+			}
+			if fixture == "valid-edges.json" && (cli.Runtime.MaxMemoryMiB != 0 || cli.Runtime.MaxConcurrent != 1 || cli.Proxmox.ReadRetryBudget != 0 || cli.Proxmox.Timeout != time.Millisecond) {
+				t.Errorf("%s: runtime %+v, proxmox timeout %v, budget %v", cmd[0], cli.Runtime, cli.Proxmox.Timeout, cli.Proxmox.ReadRetryBudget)
+			}
+			if fixture != "valid-edges.json" && (cli.Proxmox.Node != "pve1" || cli.Runtime.MaxSteps != 10000000 || !cli.Privileged.Enabled) {
+				t.Errorf("%s: the example's values did not land: node %q, %+v, privileged %+v", cmd[0], cli.Proxmox.Node, cli.Runtime, cli.Privileged)
+			}
+			if cmd[0] == "serve" && fixture != "valid-edges.json" && (cli.Serve.HubKeys == "" || cli.Serve.RunsKeep != 10000) {
+				t.Errorf("serve: hub keys %q, runs.keep %d", cli.Serve.HubKeys, cli.Serve.RunsKeep)
+			}
 		}
 	}
+}
+
+// TestFlagRangesNameTheFlag: a value out of range given by a flag names
+// the flag, by the environment names its variable; a file's name the
+// file and key even when a flag overrides it (the whole file is checked).
+func TestFlagRangesNameTheFlag(t *testing.T) {
+	good := copyFixture(t, "valid-edges.json")
+	bad := copyFixture(t, "max-concurrent-negative.json")
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"flag", nil, []string{"--runtime-max-concurrent=-5", "version"}, "--runtime-max-concurrent: want at least 1, got -5"},
+		{"flag over a good file", nil, []string{"--config", good, "--runtime-max-steps=0", "version"}, "--runtime-max-steps: want at least 1, got 0"},
+		{"duration flag", nil, []string{"serve", "--health-interval=0s"}, `--health-interval: want a duration above zero such as "30s", got "0s"`},
+		{"environment", map[string]string{"FELHOM_AGENT_RUNTIME_MAX_CONCURRENT": "0"}, []string{"version"}, "FELHOM_AGENT_RUNTIME_MAX_CONCURRENT: want at least 1, got 0"},
+		{"flag beats a bad environment", map[string]string{"FELHOM_AGENT_RUNTIME_MAX_CONCURRENT": "0"}, []string{"--runtime-max-concurrent=2", "version"}, ""},
+		{"bad file, good flag", nil, []string{"--config", bad, "--runtime-max-concurrent=2", "version"}, "config " + bad + ": runtime.max_concurrent: want at least 1, got -5"},
+		{"several", nil, []string{"serve", "--runs-keep=-1", "--runs-queue-max=0"}, "--runs-keep: want 0 or more, got -1\n--runs-queue-max: want at least 1, got 0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			_, err := parseGlobals(t, tt.args...)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("%v; want accepted", err)
+			case tt.want != "" && (err == nil || err.Error() != tt.want):
+				t.Errorf("error %v; want %s", err, tt.want)
+			}
+		})
+	}
+}
+
+// copyFixture copies testdata/config/name to a private (0600) file, as a
+// file holding a token must be, and returns its path.
+func copyFixture(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "config", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeConfig(t, string(b))
 }

@@ -97,5 +97,13 @@ func parse(parser *kong.Kong, args []string) (kctx *kong.Context, exited *kongEx
 		}
 	}()
 	kctx, err = parser.Parse(args)
+	if ce, ok := errors.AsType[*configError](err); ok {
+		// kong prefixes the flag it was resolving; the problem is the
+		// file's, named by its keys.
+		return nil, nil, ce
+	}
+	if err == nil {
+		err = checkFlagRanges(kctx)
+	}
 	return kctx, nil, err
 }

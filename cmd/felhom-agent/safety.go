@@ -25,7 +25,7 @@ import (
 // SafetyFlags configure the safety gate (docs/safety.md).
 type SafetyFlags struct {
 	OperatorKeys string `name:"operator-keys" help:"File of the operators' OpenSSH public keys (authorized_keys syntax), each marked role=\"operational\" or role=\"recovery\"; empty: none (destructive calls stay pending)." placeholder:"FILE" config:"safety.operator_keys"`
-	MinBackups   int    `name:"min-backups" help:"How many of a guest's newest backups no unsigned run may delete or prune away." default:"1" config:"safety.min_backups"`
+	MinBackups   int    `name:"min-backups" help:"How many of a guest's newest backups no unsigned run may delete or prune away." default:"1" config:"safety.min_backups" valid:"positive"`
 	ScratchVMIDs []int  `name:"scratch-vmids" help:"Guests that count as every run's own (rolling them back or deleting them is benign), e.g. a self-test guest." placeholder:"VMID,..." config:"safety.scratch_vmids"`
 }
 
@@ -34,9 +34,6 @@ const simScratch = 9999
 
 // agentConfig is the gate's configuration for serve.
 func (f SafetyFlags) agentConfig(hostID string, sim bool) (agent.SafetyConfig, error) {
-	if f.MinBackups < 1 {
-		return agent.SafetyConfig{}, fmt.Errorf("safety.min_backups: %d is less than 1", f.MinBackups)
-	}
 	scratch := f.ScratchVMIDs
 	if sim {
 		scratch = append(append([]int(nil), scratch...), simScratch)

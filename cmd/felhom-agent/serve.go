@@ -40,32 +40,32 @@ type ServeCmd struct {
 	Listen        string        `help:"TCP address of hub triggers, /metrics and /healthz; empty disables it. Put TLS in front when it leaves the host." default:"127.0.0.1:8787" placeholder:"ADDR" config:"listen"`
 	Socket        string        `help:"${socket_help} The guest locks every run takes live beside it, in guests/." placeholder:"PATH" config:"socket"`
 	StateDir      string        `help:"${state_dir_help}" placeholder:"DIR" config:"state_dir"`
-	ShutdownGrace time.Duration `help:"On SIGTERM, how long runs may finish before they are cancelled." default:"60s" config:"shutdown_grace"`
-	HealthEvery   time.Duration `name:"health-interval" help:"How often the Proxmox API is probed for /healthz." default:"30s" config:"health_interval"`
+	ShutdownGrace time.Duration `help:"On SIGTERM, how long runs may finish before they are cancelled." default:"60s" config:"shutdown_grace" valid:"nonnegative"`
+	HealthEvery   time.Duration `name:"health-interval" help:"How often the Proxmox API is probed for /healthz." default:"30s" config:"health_interval" valid:"positive"`
 	HubKeys       string        `name:"hub-keys" help:"Public keys of the hub: ID=BASE64[,ID=BASE64]... (in the config file, an object {\"ID\": \"BASE64\"}). None refuses every trigger." placeholder:"ID=BASE64,..." config:"hub.keys"`
-	RunsKeep      int           `name:"runs-keep" help:"Run records kept per playbook, newest first; 0 keeps all." default:"10000" config:"runs.keep"`
-	RunsMaxAge    time.Duration `name:"runs-max-age" help:"Run records older than this are deleted; 0 keeps them." default:"2160h" config:"runs.max_age"`
-	LogLineKiB    int           `name:"runs-log-line-max-kib" help:"Longest log line a run records (KiB); longer ones are cut with a marker." default:"8" config:"runs.log_line_max_kib"`
-	LogMiB        int           `name:"runs-log-max-mib" help:"Most log a run records (MiB); past it one line says so and the rest is not recorded." default:"16" config:"runs.log_max_mib"`
-	ResultKiB     int           `name:"runs-result-max-kib" help:"Largest result a run records (KiB); a larger one fails the run with kind limit." default:"1024" config:"runs.result_max_kib"`
-	RunsQueueMax  int           `name:"runs-queue-max" help:"Runs of one non-concurrent playbook that may wait for it to be free; a trigger beyond is refused (429)." default:"${queue_max}" config:"runs.queue_max"`
+	RunsKeep      int           `name:"runs-keep" help:"Run records kept per playbook, newest first; 0 keeps all." default:"10000" config:"runs.keep" valid:"nonnegative"`
+	RunsMaxAge    time.Duration `name:"runs-max-age" help:"Run records older than this are deleted; 0 keeps them." default:"2160h" config:"runs.max_age" valid:"nonnegative"`
+	LogLineKiB    int           `name:"runs-log-line-max-kib" help:"Longest log line a run records (KiB); longer ones are cut with a marker." default:"8" config:"runs.log_line_max_kib" valid:"positive"`
+	LogMiB        int           `name:"runs-log-max-mib" help:"Most log a run records (MiB); past it one line says so and the rest is not recorded." default:"16" config:"runs.log_max_mib" valid:"positive"`
+	ResultKiB     int           `name:"runs-result-max-kib" help:"Largest result a run records (KiB); a larger one fails the run with kind limit." default:"1024" config:"runs.result_max_kib" valid:"positive"`
+	RunsQueueMax  int           `name:"runs-queue-max" help:"Runs of one non-concurrent playbook that may wait for it to be free; a trigger beyond is refused (429)." default:"${queue_max}" config:"runs.queue_max" valid:"positive"`
 	Sim           bool          `help:"Serve against an in-process simulated Proxmox VE host (no host needed)." env:"-"`
 
 	Notify NotifyFlags `embed:"" prefix:"notify-" group:"Notifications"`
 
 	GuestAPIListen   []string `name:"guest-api-listen" sep:"none" help:"HTTPS addresses of the guest API in-guest controllers call (typically the host's bridge address, port 8443), comma-separated (in the config file, a list); empty: no guest API. A separate listener with a narrow surface: never run control." placeholder:"ADDR,..." config:"guest_api.listen" group:"Guest API"`
 	GuestAPIEndpoint string   `name:"guest-api-endpoint" help:"host:port written into guests' bootstrap files; default the first --guest-api-listen address." placeholder:"ADDR" config:"guest_api.endpoint" group:"Guest API"`
-	GuestAPIRate     float64  `name:"guest-api-rate" help:"Requests per second one guest may make, sustained (a token bucket)." default:"5" config:"guest_api.rate" group:"Guest API"`
-	GuestAPIBurst    int      `name:"guest-api-burst" help:"Requests one guest may make at once after a quiet spell." default:"20" config:"guest_api.burst" group:"Guest API"`
+	GuestAPIRate     float64  `name:"guest-api-rate" help:"Requests per second one guest may make, sustained (a token bucket)." default:"5" config:"guest_api.rate" valid:"positive" group:"Guest API"`
+	GuestAPIBurst    int      `name:"guest-api-burst" help:"Requests one guest may make at once after a quiet spell." default:"20" config:"guest_api.burst" valid:"positive" group:"Guest API"`
 
 	HubURL         string        `name:"hub-url" help:"The hub the agent reports to, https://HUB; empty: no hub channel." placeholder:"URL" config:"hub.url"`
 	HubHostID      string        `name:"hub-host-id" help:"This host's id at the hub." placeholder:"ID" config:"hub.host_id"`
 	HubAPIKey      string        `name:"hub-api-key" help:"This host's bearer key for the hub (prefer the environment or the config file: flags show in ps)." placeholder:"KEY" config:"hub.api_key"`
 	HubCAFile      string        `name:"hub-ca-file" help:"PEM CA bundle to verify the hub's certificate; default the system's roots." placeholder:"FILE" config:"hub.ca_file"`
 	HubFingerprint string        `name:"hub-fingerprint" help:"SHA-256 fingerprint of the hub's certificate to pin (AB:CD:...)." placeholder:"SHA256" config:"hub.fingerprint"`
-	HubPollFloor   time.Duration `name:"hub-poll-floor" help:"The shortest poll interval the hub may ask for (tests lower it)." default:"60s" config:"hub.poll_floor"`
-	HubTimeout     time.Duration `name:"hub-timeout" help:"Timeout of one hub request." default:"30s" config:"hub.timeout"`
-	HubPlanTimeout time.Duration `name:"hub-plan-timeout" help:"How long one hub plan job may take (reading the host and running the playbook against a mirror); past it the job is answered not_planned. The channel's loop waits for it, so a report can be this much late." default:"1m" config:"hub.plan_timeout"`
+	HubPollFloor   time.Duration `name:"hub-poll-floor" help:"The shortest poll interval the hub may ask for (tests lower it)." default:"60s" config:"hub.poll_floor" valid:"positive"`
+	HubTimeout     time.Duration `name:"hub-timeout" help:"Timeout of one hub request." default:"30s" config:"hub.timeout" valid:"positive"`
+	HubPlanTimeout time.Duration `name:"hub-plan-timeout" help:"How long one hub plan job may take (reading the host and running the playbook against a mirror); past it the job is answered not_planned. The channel's loop waits for it, so a report can be this much late." default:"1m" config:"hub.plan_timeout" valid:"positive"`
 }
 
 // maxPlanTimeout bounds hub.plan_timeout: a plan holds up the channel's
@@ -147,14 +147,8 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, k := range []struct {
-		key string
-		v   int
-	}{{"runs.queue_max", c.RunsQueueMax}, {"runs.log_line_max_kib", c.LogLineKiB}, {"runs.log_max_mib", c.LogMiB}, {"runs.result_max_kib", c.ResultKiB}} {
-		if k.v < 1 {
-			return fmt.Errorf("%s: %d; want at least 1", k.key, k.v)
-		}
-	}
+	// The ranges of the flags (their valid tags) were checked when the
+	// command line and the configuration file were parsed (configcheck.go).
 	level := new(slog.LevelVar)
 	level.Set(hot.LogLevel)
 	logger := levelLogger(g, g.stderr, level)
@@ -371,12 +365,6 @@ func (c *ServeCmd) hotConfig(g *Globals) (agent.HotConfig, error) {
 		return h, err
 	}
 	h.HubKeys = keys
-	if c.RunsKeep < 0 {
-		return h, fmt.Errorf("runs.keep: %d is negative", c.RunsKeep)
-	}
-	if c.RunsMaxAge < 0 {
-		return h, fmt.Errorf("runs.max_age: %s is negative", c.RunsMaxAge)
-	}
 	h.Retention = store.Retention{KeepLast: c.RunsKeep, MaxAge: c.RunsMaxAge}
 	return h, nil
 }

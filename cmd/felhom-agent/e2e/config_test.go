@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestConfigErrors: a wrong configuration is refused before anything runs,
@@ -61,6 +63,15 @@ func TestConfigErrors(t *testing.T) {
 		{"CA file a directory", with(fp, "", caFile, dir), []string{"proxmox.ca_file:", "is a directory"}},
 		{"CA file not PEM", with(fp, "", caFile, notPEM), []string{"proxmox.ca_file:", "no PEM certificate"}},
 		{"unknown key in the config file", append(with(), "FELHOM_AGENT_CONFIG="+writeJSON(t, dir, "typo.json", map[string]any{"proxmox": map[string]any{"endpont": "x"}})), []string{`unknown key "proxmox.endpont"`}},
+		{"a number for a duration in the config file", append(with(), "FELHOM_AGENT_CONFIG="+writeJSON(t, dir, "timeout.json", map[string]any{"proxmox": map[string]any{"timeout": 30}})),
+			[]string{`timeout.json: proxmox.timeout: expected a duration such as "30s", got 30`}},
+		{"a string for a number in the config file", append(with(), "FELHOM_AGENT_CONFIG="+writeJSON(t, dir, "quoted.json", map[string]any{"runtime": map[string]any{"max_concurrent": "16"}})),
+			[]string{"quoted.json: runtime.max_concurrent: want a whole number, got a string"}},
+		{"a negative max_concurrent in the config file", append(with(), "FELHOM_AGENT_CONFIG="+writeJSON(t, dir, "negative.json", map[string]any{"runtime": map[string]any{"max_concurrent": -5}})),
+			[]string{"negative.json: runtime.max_concurrent: want at least 1, got -5"}},
+		{"a negative max_concurrent in the environment", with("FELHOM_AGENT_RUNTIME_MAX_CONCURRENT", "-5"), []string{"FELHOM_AGENT_RUNTIME_MAX_CONCURRENT: want at least 1, got -5"}},
+		{"serve's hub.keys as a list, read by run", append(with(), "FELHOM_AGENT_CONFIG="+writeJSON(t, dir, "keys.json", map[string]any{"hub": map[string]any{"keys": []string{"a"}}})),
+			[]string{"keys.json: hub.keys: want an object of key id to base64 public key, got an array"}},
 	}
 	if os.Geteuid() != 0 {
 		unreadable := filepath.Join(dir, "unreadable.pem")
@@ -144,4 +155,39 @@ func writeJSON(t testing.TB, dir, name string, v any) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// TestServeConfigChecked: serve refuses at start (exit 2) a configuration
+// file whose value is of the wrong type or out of range, naming the file
+// and the key, before it opens its state directory or listens.
+func TestServeConfigChecked(t *testing.T) {
+	t.Parallel()
+	requireServe(t)
+	sim := startSim(t)
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		cfg  map[string]any
+		want string
+	}{
+		{"negative max_concurrent", map[string]any{"runtime": map[string]any{"max_concurrent": -5}}, "bad1.json: runtime.max_concurrent: want at least 1, got -5"},
+		{"a string for a bool", map[string]any{"privileged": map[string]any{"enabled": "yes"}}, "bad2.json: privileged.enabled: want true or false, got a string"},
+		{"a section that is not an object", map[string]any{"proxmox": "x"}, "bad3.json: proxmox: want an object, got a string"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := writeJSON(t, dir, fmt.Sprintf("bad%d.json", i+1), tt.cfg)
+			state := filepath.Join(t.TempDir(), "state")
+			p := startProc(t, "serve ("+tt.name+")", append(sim.env(), "FELHOM_AGENT_CONFIG="+cfg),
+				"--playbooks", servePlaybooks(t), "serve", "--listen", freeAddr(t), "--state-dir", state)
+			code := p.wait(t, time.Minute)
+			if code != 2 || !strings.Contains(p.stderr.String(), tt.want) {
+				t.Errorf("exit %d, stderr %s; want exit 2 and %q", code, tail(p.stderr.String(), 1000), tt.want)
+			}
+			if _, err := os.Stat(state); err == nil {
+				t.Errorf("the refused serve made its state directory")
+			}
+		})
+	}
 }
