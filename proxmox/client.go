@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -170,6 +171,22 @@ func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastR
 // Node is the name of the node this Client manages (Config.Node); every
 // node-scoped read and mutation addresses it.
 func (c *Client) Node() string { return c.cfg.Node }
+
+// Target names the host and node this Client's requests address, as
+// "https://pve1:8006 node pve1": the endpoint's scheme and host (its
+// port made explicit, its host name in lower case, its path dropped, as
+// the requests drop it) and Config.Node. It is the same for every client
+// of one endpoint and node, across restarts of the host and renewals of
+// its certificate, and differs between two hosts or two nodes — what
+// the agent records a run as made against (Run.Origin).
+func (c *Client) Target() string {
+	u, _ := url.Parse(c.cfg.Endpoint) // New validated it
+	host, port := strings.ToLower(u.Hostname()), u.Port()
+	if port == "" {
+		port = "443"
+	}
+	return u.Scheme + "://" + net.JoinHostPort(host, port) + " node " + c.cfg.Node
+}
 
 // paramError is input the Client refuses before sending anything; it names
 // the API parameter.

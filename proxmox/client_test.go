@@ -48,6 +48,27 @@ func TestNode(t *testing.T) {
 	}
 }
 
+// TestTarget: a client names its endpoint's host and its node, the same
+// way however the endpoint is spelled, and differently for another host,
+// port or node.
+func TestTarget(t *testing.T) {
+	for _, tt := range []struct {
+		endpoint, node, want string
+	}{
+		{"https://pve:8006", testNode, "https://pve:8006 node " + testNode},
+		{"https://PVE:8006/api2/json", testNode, "https://pve:8006 node " + testNode},
+		{"https://pve", testNode, "https://pve:443 node " + testNode},
+		{"https://[::1]:8006", "pve2", "https://[::1]:8006 node pve2"},
+		{"https://10.0.0.2:8006", "pve1", "https://10.0.0.2:8006 node pve1"},
+	} {
+		cfg := testConfig(tt.endpoint)
+		cfg.Node = tt.node
+		if got := newClientCfg(t, cfg).Target(); got != tt.want {
+			t.Errorf("Target() of %s node %s = %q; want %q", tt.endpoint, tt.node, got, tt.want)
+		}
+	}
+}
+
 // TestRequestShape checks what goes on the wire: the API base below the
 // endpoint's host (its path ignored), the token header, reads as query
 // parameters and mutations as a form body.

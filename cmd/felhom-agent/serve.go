@@ -169,8 +169,12 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 		return err
 	}
 	defer be.Close()
+	// What each run records as the Proxmox it is made against: a run
+	// interrupted against one is never resumed or undone against another.
+	origin := be.Client.Target()
 	if c.Sim {
 		logger.Info("serving against a simulated Proxmox VE host", "endpoint", be.Server.Endpoint, "node", be.Server.Node)
+		origin = agent.SimOrigin
 	}
 
 	if !c.Sim {
@@ -215,6 +219,7 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 		QueueMax:       c.RunsQueueMax,
 		Limits:         agent.RunLimits{LogLine: c.LogLineKiB << 10, Log: int64(c.LogMiB) << 20, Result: c.ResultKiB << 10},
 		Proxmox:        be.Client,
+		Origin:         origin,
 		Engine: engine.Config{
 			Env:           be.Env,
 			MaxSteps:      g.Runtime.MaxSteps,

@@ -81,6 +81,14 @@ type Config struct {
 	// *proxmox.Client as Engine.Env.Proxmox. nil: /healthz reports no
 	// client, and interrupted tasks are left for a later start.
 	Proxmox ProxmoxAPI
+	// Origin names the Proxmox the agent's runs are made against, which
+	// each run records when it starts (origin.go): SimOrigin for a
+	// simulated host, else the client's endpoint and node
+	// (proxmox.Client.Target). An interrupted run recorded with another
+	// origin is neither resumed nor undone, and its tasks are not
+	// followed: it ends failed saying both. "" means the Target of
+	// Engine.Env.Proxmox when that is a *proxmox.Client, else none.
+	Origin string
 	// Loader configures how playbooks load (builtin tables, load-time
 	// step budget, cache size). Its Logger nil means Logger.
 	Loader engine.LoaderOptions
@@ -164,6 +172,7 @@ type Agent struct {
 	sched    *schedule.Scheduler
 	lock     *statedir.DirLock // the state directory's, held until Close
 	safe     *agentSafety      // the safety gate's verifier and parked runs
+	origin   string            // the Proxmox runs are made against (Config.Origin, origin.go)
 
 	tcp   net.Listener // nil: none
 	unix  net.Listener // nil: none
@@ -248,6 +257,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 
 	a := &Agent{cfg: cfg, log: cfg.Logger, live: map[string]*liveRun{}, jobs: map[string]bool{}, secrets: map[string][]string{}}
+	a.origin = cfg.origin()
 	a.hurry.init()
 	a.metrics = newAgentMetrics(cfg.MaxGaugeSeries, cfg.Logger)
 	if a.cfg.Engine.Env.Gauges == nil {

@@ -34,7 +34,7 @@ func journalRun(b *testing.B, ta *testAgent, pb *engine.Playbook, journal bool, 
 		b.Fatal(err)
 	}
 	id := runs[0].ID
-	if err := ta.store.MarkStarted(ctx, id, pb.Version, time.Time{}); err != nil {
+	if err := ta.store.MarkStarted(ctx, id, pb.Version, "", time.Time{}); err != nil {
 		b.Fatal(err)
 	}
 	opts := engine.RunOptions{ID: id, Logger: slog.New(slog.DiscardHandler)}

@@ -19,7 +19,7 @@ import (
 // A run's record in the store follows it as it goes:
 //
 //	CreateRuns (queued; by the trigger, before it is acknowledged)
-//	MarkStarted(version)
+//	MarkStarted(version, origin)
 //	log lines, batched: AppendLog at most every logFlushEvery, and at the end
 //	TaskStarted as soon as a mutation's POST returns a UPID (synchronously,
 //	  from the proxmox.Observer), TaskFinished when a wait sees it stop
@@ -200,7 +200,7 @@ func (a *Agent) execute(lr *liveRun, pb *engine.Playbook, params *engine.Params,
 		opts.StopReason, opts.UndoOnly = r.reason, r.undoOnly
 		own.Info(r.what(), "journal_entries", len(r.entries), "version", pb.ShortVersion())
 	} else {
-		started = a.store.MarkStarted(context.Background(), lr.id, pb.Version, time.Time{})
+		started = a.store.MarkStarted(context.Background(), lr.id, pb.Version, a.origin, time.Time{})
 	}
 	opts.Journal, tasks.journal = journal, journal
 	a.mu.Lock()

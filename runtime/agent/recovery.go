@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
@@ -48,7 +49,22 @@ func (a *Agent) recoverRuns() error {
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
+	origins := runOrigins{a: a, seen: make(map[string]string, len(runs))}
+	for _, r := range runs {
+		origins.seen[r.ID] = r.Origin
+	}
 	for _, t := range tasks {
+		o, ok := origins.of(ctx, t.Run)
+		if !ok {
+			continue
+		}
+		if why := a.foreign(o); why != "" {
+			// Its UPID is another host's: asking this one about it would
+			// send the run's requests to the wrong host.
+			a.log.Warn("a recorded task was started on another Proxmox; not following it", "run", t.Run, "upid", t.UPID, "reason", why)
+			a.recordTaskEnd(t.Run, t.UPID, "unknown: "+strings.Replace(why, "not resumed and not undone", "not followed", 1))
+			continue
+		}
 		upid, err := proxmox.ParseUPID(t.UPID)
 		if err != nil {
 			a.log.Error("recorded task has a malformed UPID; recording it as unknown", "run", t.Run, "upid", t.UPID, "err", err)

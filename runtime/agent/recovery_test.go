@@ -133,7 +133,7 @@ func TestRecoveryInterruptsAndFollowsTasks(t *testing.T) {
 	}
 	running, queued := runs[0].ID, runs[1].ID
 	for _, err := range []error{
-		st.MarkStarted(ctx, running, "v1", time.Time{}),
+		st.MarkStarted(ctx, running, "v1", "", time.Time{}),
 		st.TaskStarted(ctx, running, 0, upid.String(), time.Time{}),
 		st.TaskStarted(ctx, running, 0, gone, time.Time{}),
 		st.Close(),

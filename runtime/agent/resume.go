@@ -63,6 +63,10 @@ func (a *Agent) resumeInterrupted() {
 	}
 	slices.Reverse(runs) // List is newest first
 	for _, r := range runs {
+		if a.foreign(r.Origin) != "" {
+			_ = a.resumeRun(r, false) // ends it failed, saying why
+			continue
+		}
 		if r.Resumes >= autoResumes {
 			a.log.Warn("an interrupted run was interrupted again after each of its automatic resumes; it waits for runs resume or runs abandon",
 				"run", r.ID, "playbook", r.Playbook, "resumes", r.Resumes)
@@ -81,12 +85,18 @@ func (a *Agent) resumeRun(r store.Run, abandon bool) error {
 	if r.Status != runstate.Interrupted {
 		return fmt.Errorf("run %s is %s: %w", r.ID, r.Status, errNotInterrupted)
 	}
-	fail := func(msg string) error {
+	end := func(msg, detail string) error {
 		a.log.Error("an interrupted run can be neither resumed nor undone", "run", r.ID, "playbook", r.Playbook, "reason", msg)
-		a.recordFinish(r.ID, store.FinishInfo{Status: runstate.Failed, ErrorKind: engine.KindInterrupt,
-			Error: r.Error + "; it cannot be resumed or undone: " + msg})
+		a.recordFinish(r.ID, store.FinishInfo{Status: runstate.Failed, ErrorKind: engine.KindInterrupt, Error: r.Error + "; " + detail})
 		a.metrics.runFinished(r.Playbook, string(runstate.Failed), 0)
 		return errors.New(msg)
+	}
+	fail := func(msg string) error { return end(msg, "it cannot be resumed or undone: "+msg) }
+	if why := a.foreign(r.Origin); why != "" {
+		// Its journal holds another host's answers and its compensations
+		// would act on guests of this one it never touched: nothing of it
+		// is sent here.
+		return end(why, why)
 	}
 	pb, err := a.versionOf(ctx, r)
 	if err != nil {

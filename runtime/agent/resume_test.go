@@ -27,12 +27,13 @@ const snapFlow = `    proxmox.snapshot(101, "durable")
     proxmox.delete_snapshot(101, "durable")
     return "done"`
 
-// interruptDuringTask starts playbook name on a first agent on host, stops
-// that agent past its grace period while the run's first task runs on the
-// host, and returns the run's id and the state directory.
-func interruptDuringTask(t *testing.T, host *simHost, files map[string]string, name string) (string, string) {
+// interruptDuringTask starts playbook name on a first agent on host (each
+// mod adjusting its configuration), stops that agent past its grace period
+// while the run's first task runs on the host, and returns the run's id
+// and the state directory.
+func interruptDuringTask(t *testing.T, host *simHost, files map[string]string, name string, mods ...func(*Config)) (string, string) {
 	t.Helper()
-	ta := host.agent(files, pastGrace)
+	ta := host.agent(files, append([]func(*Config){pastGrace}, mods...)...)
 	run := ta.start(name, nil)
 	host.waitMutations(101, 1)
 	// The host has the request; the run records the task's UPID once the

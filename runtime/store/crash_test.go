@@ -80,7 +80,7 @@ func runHelper(mode, path string) int {
 		}
 		id := runs[0].ID
 		for _, err := range []error{
-			s.MarkStarted(ctx, id, "v1", time.Time{}),
+			s.MarkStarted(ctx, id, "v1", "", time.Time{}),
 			s.TaskStarted(ctx, id, 0, upidA, time.Time{}),
 			s.TaskFinished(ctx, upidA, "OK", time.Time{}),
 			s.AppendLog(ctx, id, LogLine{Level: "INFO", Msg: "snapshot done"}),

@@ -32,7 +32,7 @@ func pruneFixture(t *testing.T, s *Store) map[string]string {
 			names[name] = id
 			upid := "UPID:" + name
 			for _, err := range []error{
-				s.MarkStarted(ctx, id, "", at),
+				s.MarkStarted(ctx, id, "", "", at),
 				s.AppendLog(ctx, id, LogLine{Msg: "hello"}),
 				s.TaskStarted(ctx, id, 0, upid, at),
 			} {

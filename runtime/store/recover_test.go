@@ -21,7 +21,7 @@ func TestRecoverInterrupted(t *testing.T) {
 	done := create(t, s, "done", t0).ID
 	cancelled := create(t, s, "cancelled", t0).ID
 	for _, err := range []error{
-		s.MarkStarted(ctx, running, "v1", t0),
+		s.MarkStarted(ctx, running, "v1", "", t0),
 		s.TaskStarted(ctx, running, 0, upidA, t0),
 		s.TaskFinished(ctx, upidA, "OK", t0),
 		s.TaskStarted(ctx, running, 0, upidB, t0),

@@ -16,9 +16,9 @@ import (
 // runColumnsNoResult reads NULL for the result.
 const (
 	runColumns = `id, playbook, version, source, key, params, status, error, error_kind,
-	created, started, ended, result, resumes, replayed, adopted, reissued, secrets, signature`
+	created, started, ended, result, resumes, replayed, adopted, reissued, secrets, signature, origin`
 	runColumnsNoResult = `id, playbook, version, source, key, params, status, error, error_kind,
-	created, started, ended, NULL, resumes, replayed, adopted, reissued, secrets, signature`
+	created, started, ended, NULL, resumes, replayed, adopted, reissued, secrets, signature, origin`
 )
 
 // CreateRuns records the runs a trigger asks for, all queued, in one
@@ -131,16 +131,20 @@ func checkNewRuns(t Trigger, runs []NewRun) error {
 }
 
 // MarkStarted moves a queued run to running at the given time (zero:
-// now), recording the version it runs unless version is "". It fails with
-// ErrStarted for a running run and ErrFinished for a terminal one.
-func (s *Store) MarkStarted(ctx context.Context, id, version string, at time.Time) error {
+// now), recording the version it runs unless version is "", and origin,
+// the Proxmox it is made against (Run.Origin; "" records none). It fails
+// with ErrStarted for a running run and ErrFinished for a terminal one.
+func (s *Store) MarkStarted(ctx context.Context, id, version, origin string, at time.Time) error {
 	if err := checkName("version", version, true); err != nil {
 		return fmt.Errorf("store: start run %s: %w", id, err)
 	}
+	if err := checkName("origin", origin, true); err != nil {
+		return fmt.Errorf("store: start run %s: %w", id, err)
+	}
 	return s.transition(ctx, "start", id, `UPDATE runs
-			SET status = ?, started = ?, version = CASE WHEN ? = '' THEN version ELSE ? END
+			SET status = ?, started = ?, version = CASE WHEN ? = '' THEN version ELSE ? END, origin = ?
 			WHERE id = ? AND status = ?`,
-		runstate.Running, stamp(at).UnixNano(), version, version, id, runstate.Queued)
+		runstate.Running, stamp(at).UnixNano(), version, version, origin, id, runstate.Queued)
 }
 
 // Finish gives a queued, running or interrupted run its terminal status, error, result
@@ -329,7 +333,7 @@ func queryRunsCols(ctx context.Context, q querier, cols, clause string, args ...
 		)
 		if err := rows.Scan(&r.ID, &r.Playbook, &r.Version, &r.Source, &r.Key, &params, &r.Status,
 			&r.Error, &r.ErrorKind, &created, &started, &ended, &result,
-			&r.Resumes, &r.Replayed, &r.Adopted, &r.Reissued, &r.Secrets, &r.Signature); err != nil {
+			&r.Resumes, &r.Replayed, &r.Adopted, &r.Reissued, &r.Secrets, &r.Signature, &r.Origin); err != nil {
 			return nil, err
 		}
 		r.Params, r.Result = fromJSONText(params), fromJSONText(result)

@@ -123,7 +123,7 @@ func TestCreateRunsIdempotent(t *testing.T) {
 			if err != nil || !created || len(first) != 2 {
 				t.Fatalf("first CreateRuns = %v, %v, %v; want 2 runs created", ids(first), created, err)
 			}
-			if err := s.MarkStarted(ctx, first[0].ID, "v1", t0); err != nil {
+			if err := s.MarkStarted(ctx, first[0].ID, "v1", "", t0); err != nil {
 				t.Fatal(err)
 			}
 			// The replay names other playbooks: what counts is the key.
@@ -193,7 +193,7 @@ func TestCreateRunsConcurrentSameKey(t *testing.T) {
 
 func TestTransitions(t *testing.T) {
 	ctx := context.Background()
-	start := func(s *Store, id string) error { return s.MarkStarted(ctx, id, "", t0.Add(time.Second)) }
+	start := func(s *Store, id string) error { return s.MarkStarted(ctx, id, "", "", t0.Add(time.Second)) }
 	finish := func(st runstate.Status) func(*Store, string) error {
 		return func(s *Store, id string) error {
 			return s.Finish(ctx, id, FinishInfo{Status: st, Error: "e-" + string(st), ErrorKind: "k", At: t0.Add(time.Minute)})
@@ -222,8 +222,11 @@ func TestTransitions(t *testing.T) {
 			return s.Finish(ctx, id, FinishInfo{Status: runstate.Succeeded, Result: []byte("{")})
 		}, wantIs: ErrInvalid, wantText: "result is not valid JSON"}}, runstate.Queued, ""},
 		{"start with a bad version", []step{{do: func(s *Store, id string) error {
-			return s.MarkStarted(ctx, id, "a\tb", t0)
+			return s.MarkStarted(ctx, id, "a\tb", "", t0)
 		}, wantIs: ErrInvalid, wantText: "version"}}, runstate.Queued, ""},
+		{"start with a bad origin", []step{{do: func(s *Store, id string) error {
+			return s.MarkStarted(ctx, id, "v1", "https://pve1:8006\nnode x", t0)
+		}, wantIs: ErrInvalid, wantText: "origin"}}, runstate.Queued, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -246,7 +249,7 @@ func TestTransitions(t *testing.T) {
 func TestTransitionsUnknownRun(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t)
-	checkErr(t, "MarkStarted", s.MarkStarted(ctx, "r-none", "", t0), ErrNotFound, "r-none")
+	checkErr(t, "MarkStarted", s.MarkStarted(ctx, "r-none", "", "", t0), ErrNotFound, "r-none")
 	checkErr(t, "Finish", s.Finish(ctx, "r-none", FinishInfo{Status: runstate.Failed}), ErrNotFound, "r-none")
 	_, err := s.Get(ctx, "r-none")
 	checkErr(t, "Get", err, ErrNotFound, "r-none")
@@ -261,10 +264,10 @@ func TestRunRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, n := runs[0].ID, runs[1].ID
-	if err := s.MarkStarted(ctx, b, "v-started", t0.Add(time.Second)); err != nil {
+	if err := s.MarkStarted(ctx, b, "v-started", "https://pve1:8006 node pve1", t0.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.MarkStarted(ctx, n, "", t0.Add(time.Second)); err != nil {
+	if err := s.MarkStarted(ctx, n, "", "", t0.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	res := []byte(`{"backed_up":[101]}`)
@@ -274,13 +277,13 @@ func TestRunRecord(t *testing.T) {
 	}
 	want := Run{ID: b, Playbook: "backup", Version: "v-started", Source: SourceHub, Key: "k", Status: runstate.Failed,
 		Error: "permission denied", ErrorKind: "permission", Created: t0, Started: t0.Add(time.Second),
-		Ended: t0.Add(time.Minute), Result: res}
+		Ended: t0.Add(time.Minute), Result: res, Origin: "https://pve1:8006 node pve1"}
 	if got := get(t, s, b); !equalRun(got, want) {
 		t.Errorf("Get(backup) = %+v; want %+v", got, want)
 	}
 	// MarkStarted with "" keeps the version given at creation.
-	if got := get(t, s, n); got.Version != "v-n" || got.Status != runstate.Running {
-		t.Errorf("Get(notify) version %q status %s; want v-n running", got.Version, got.Status)
+	if got := get(t, s, n); got.Version != "v-n" || got.Status != runstate.Running || got.Origin != "" {
+		t.Errorf("Get(notify) version %q status %s origin %q; want v-n running, no origin", got.Version, got.Status, got.Origin)
 	}
 	// A zero time means now, not the zero time.
 	before := time.Now()
@@ -308,7 +311,7 @@ func TestList(t *testing.T) {
 		}
 		all = append(all, runs[0])
 	}
-	if err := s.MarkStarted(ctx, all[2].ID, "", t0); err != nil {
+	if err := s.MarkStarted(ctx, all[2].ID, "", "", t0); err != nil {
 		t.Fatal(err)
 	}
 	pick := func(idx ...int) []string {

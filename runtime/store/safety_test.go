@@ -49,7 +49,7 @@ func TestParkedRun(t *testing.T) {
 	at := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	r := create(t, s, "decommission", at)
 	checkErr(t, "park a queued run", s.SetParked(ctx, r.ID, true), ErrStarted, "queued")
-	if err := s.MarkStarted(ctx, r.ID, "", at); err != nil {
+	if err := s.MarkStarted(ctx, r.ID, "", "", at); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.SetParked(ctx, r.ID, true); err != nil {
@@ -66,7 +66,7 @@ func TestParkedRun(t *testing.T) {
 		t.Fatalf("Finish a parked run = %v", err)
 	}
 	r2 := create(t, s, "decommission", at)
-	s.MarkStarted(ctx, r2.ID, "", at)
+	s.MarkStarted(ctx, r2.ID, "", "", at)
 	s.SetParked(ctx, r2.ID, true)
 	rec, err := s.RecoverInterrupted(ctx, at)
 	if err != nil || len(rec) != 1 || get(t, s, r2.ID).Status != runstate.Interrupted {

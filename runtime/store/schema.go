@@ -222,6 +222,13 @@ INSERT INTO tasks (upid, run, seq, started)
 CREATE INDEX tasks_by_call ON tasks (run, seq) WHERE seq IS NOT NULL;
 ALTER TABLE journal DROP COLUMN upid;
 `,
+	// 12: the Proxmox a run was made against (Run.Origin), recorded when
+	// it starts, so that a run interrupted against one host is never
+	// resumed or undone against another. Runs recorded before have none
+	// ('') and count as made against the current host.
+	`
+ALTER TABLE runs ADD COLUMN origin TEXT NOT NULL DEFAULT '';
+`,
 }
 
 // migrate runs the migrations the database lacks, all in one transaction,

@@ -257,7 +257,7 @@ func writeV1Fixture(t *testing.T) {
 	id := runs[0].ID
 	const upid = "UPID:pve:000A1B2C:0123ABCD:6751F3A8:vzdump:101:root@pam:"
 	for _, err := range []error{
-		s.MarkStarted(ctx, id, "v-abc", t0.Add(1e9)),
+		s.MarkStarted(ctx, id, "v-abc", "", t0.Add(1e9)),
 		s.TaskStarted(ctx, id, 0, upid, t0.Add(2e9)),
 		s.AppendLog(ctx, id, LogLine{Time: t0.Add(2e9), Level: "INFO", Msg: "backing up"},
 			LogLine{Time: t0.Add(8e9), Level: "INFO", Msg: "backed up", Attrs: []byte(`{"vmid":101}`)}),
@@ -279,7 +279,7 @@ func writeV1Fixture(t *testing.T) {
 // equalRun compares runs field by field, times with Equal.
 func equalRun(a, b Run) bool {
 	if a.ID != b.ID || a.Playbook != b.Playbook || a.Version != b.Version || a.Source != b.Source ||
-		a.Key != b.Key || string(a.Params) != string(b.Params) || a.Status != b.Status ||
+		a.Key != b.Key || string(a.Params) != string(b.Params) || a.Status != b.Status || a.Origin != b.Origin ||
 		a.Error != b.Error || a.ErrorKind != b.ErrorKind || !a.Created.Equal(b.Created) ||
 		!a.Started.Equal(b.Started) || !a.Ended.Equal(b.Ended) || string(a.Result) != string(b.Result) ||
 		len(a.Tasks) != len(b.Tasks) {

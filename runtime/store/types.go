@@ -74,6 +74,12 @@ type Run struct {
 	// (NewRun.Signature, SetSignature), until the run ends; nil for none.
 	Signature []byte
 
+	// Origin is the Proxmox the run was made against, as MarkStarted
+	// recorded it: the agent's words for its host (runtime/agent's
+	// origin), "" for a run that has not started or was recorded by an
+	// agent that did not say (an older store).
+	Origin string
+
 	// Resumes is how often the run was resumed (or replayed into its
 	// undo) after an interruption; the counts say what its replays did
 	// with the journal's calls, over every resume.
