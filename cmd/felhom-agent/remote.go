@@ -356,6 +356,19 @@ type TriggerCmd struct {
 	Plan   bool     `help:"Start nothing: print what a run of each playbook would do (felhom-agent plan, on the serving agent); exit 1 unless all would succeed." env:"-"`
 }
 
+// warnStale tells the operator on stderr about each started run whose
+// playbook's file on disk does not load: the run gets the last good
+// version, which the agent keeps serving, not the edit just saved.
+func warnStale(g *Globals, pbs []api.Playbook, runs []api.Run) {
+	for _, run := range runs {
+		for _, p := range pbs {
+			if p.Name == run.Playbook && p.LoadError != "" {
+				fmt.Fprintf(g.stderr, "warning: %s does not load, so run %s runs its last good version %s: %s\n", p.File, run.ID, run.Version, p.LoadError)
+			}
+		}
+	}
+}
+
 // Run resolves the name — a trigger first, then a playbook, saying which —
 // and triggers; the runs are recorded with source "cli". Values go as the strings they were typed; the agent
 // coerces them against each declaration exactly as `felhom-agent run`
@@ -402,6 +415,7 @@ func (c *TriggerCmd) Run(g *Globals) error {
 			fmt.Fprintf(g.stdout, "started run %s (%s, %s)\n", run.ID, run.Playbook, target.how(run.Playbook))
 		}
 	}
+	warnStale(g, pbs, runs)
 	if !c.Follow {
 		return nil
 	}

@@ -75,6 +75,12 @@ func TestHotReloadKeepsLastGood(t *testing.T) {
 				t.Errorf("serving version %s; want the last good %s", p.Version, v1)
 			}
 			checkResult(t, a, "reload", `"v1"`)
+			// The operator who triggers it is told the edit is not what runs.
+			tr := runCmd(t, time.Minute, nil, "trigger", "reload", "--socket", a.socket)
+			if tr.Code != 0 || !strings.Contains(tr.Stderr, "warning: reload.star does not load, so run r-") ||
+				!strings.Contains(tr.Stderr, "runs its last good version "+v1) {
+				t.Errorf("trigger of a playbook whose file does not load: exit %d\n%s%s; want a warning naming the last good version", tr.Code, tr.Stdout, tr.Stderr)
+			}
 			code, body := a.healthz(t)
 			if code != http.StatusServiceUnavailable || !strings.Contains(body, `"load_errors":1`) {
 				t.Errorf("/healthz with a refused file: HTTP %d %s; want 503 counting 1 load error", code, body)
