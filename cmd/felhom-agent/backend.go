@@ -12,6 +12,7 @@ import (
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/plan"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/safety"
 )
 
 // backend is what runs act on: the Proxmox client and, when enabled, the
@@ -147,6 +148,13 @@ func (be *backend) planner(g *Globals, sim bool, runLog *slog.Logger, desired fu
 		if desired != nil {
 			cfg.Desired = desired()
 		}
+		// The gate a run would meet: this configuration's scratch guests
+		// and min_backups (with --sim, its scratch guest too).
+		sc, err := g.Safety.agentConfig("", sim)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Policy = safety.Policy{MinBackups: sc.MinBackups, Scratch: sc.ScratchVMIDs}
 		return plan.Run(ctx, be.ReadOnly, pb, params, cfg)
 	}
 }

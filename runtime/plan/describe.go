@@ -270,6 +270,17 @@ func bytesIEC(n uint64) string {
 }
 
 // WriteText prints the report for people.
+// Gated is how many of r's steps need an operator's signature.
+func (r *Report) Gated() int {
+	n := 0
+	for _, s := range r.Steps {
+		if s.Gated != "" {
+			n++
+		}
+	}
+	return n
+}
+
 func (r *Report) WriteText(w interface{ Write([]byte) (int, error) }) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "plan of %s — nothing was changed on the host\n\n", r.Playbook)
@@ -281,6 +292,9 @@ func (r *Report) WriteText(w interface{ Write([]byte) (int, error) }) error {
 		if s.Outcome != "" && s.Outcome != "OK" {
 			fmt.Fprintf(&b, "  [%s]", s.Outcome)
 		}
+		if s.Gated != "" {
+			fmt.Fprintf(&b, "  [needs an operator's signature: %s]", s.Gated)
+		}
 		b.WriteByte('\n')
 	}
 	fmt.Fprintf(&b, "\nresult: %s", strings.ToUpper(r.Status))
@@ -288,6 +302,9 @@ func (r *Report) WriteText(w interface{ Write([]byte) (int, error) }) error {
 		fmt.Fprintf(&b, " — %s", r.Error)
 	}
 	b.WriteByte('\n')
+	if n := r.Gated(); n > 0 {
+		fmt.Fprintf(&b, "  the result if signed: %d step(s) need an operator's signature, and a run without one stops before the first (felhom-agent pending, sign, approve)\n", n)
+	}
 	if len(r.Result) > 0 {
 		fmt.Fprintf(&b, "  returns %s\n", r.Result)
 	}

@@ -18,6 +18,7 @@ import (
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/safety"
 )
 
 // Config is what a plan runs with. Zero fields mean the engine's defaults.
@@ -33,6 +34,10 @@ type Config struct {
 	// Desired is what hub.desired_state() reads in the plan: a serving
 	// agent's desired state; nil means none (as without a hub).
 	Desired builtins.DesiredSource
+	// Policy is the safety gate's policy a run would meet (scratch
+	// guests, min_backups): the plan's calls pass the same gate, and a
+	// step it would hold for an operator's signature is marked (Gated).
+	Policy safety.Policy
 }
 
 // Report is a plan: the mutations in the order the playbook sent them,
@@ -54,6 +59,11 @@ type Step struct {
 	Path    string `json:"path"`    // below /api2/json
 	Outcome string `json:"outcome"` // "OK", the task's error, or the refusal
 	UPID    string `json:"upid,omitempty"`
+	// Gated is what the safety gate said of a step that needs an
+	// operator's signature ("destroy lxc 102 (not created by the run)");
+	// "" for one that passes it unsigned. The plan goes on past it as if
+	// signed; a run without a signature would stop there.
+	Gated string `json:"gated,omitempty"`
 }
 
 // Run mirrors the host h, runs pb with params against the mirror and
@@ -93,14 +103,18 @@ func Run(ctx context.Context, h HostReader, pb *engine.Playbook, params *engine.
 		env.Host = priv
 	}
 	eng := engine.NewEngine(engine.Config{Env: env, MaxSteps: cfg.MaxSteps, MaxMemory: cfg.MaxMemory, Logger: logger})
-	res := eng.Run(ctx, pb, params, engine.RunOptions{Trigger: "plan"})
+	gate, err := planGate(client, pb, params, cfg.Policy, rec)
+	if err != nil {
+		return nil, err
+	}
+	res := eng.Run(proxmox.WithObserver(ctx, gate), pb, params, engine.RunOptions{Trigger: "plan"})
 
 	r := &Report{Playbook: res.Playbook, Status: string(res.Status), Error: res.Error, Assumptions: assumed}
 	if len(res.Output) > 0 && string(res.Output) != "null" {
 		r.Result = res.Output
 	}
 	for _, m := range rec.mutations() {
-		st := Step{What: describe(m), Method: m.method, Path: m.path, Outcome: m.outcome, UPID: m.upid}
+		st := Step{What: describe(m), Method: m.method, Path: m.path, Outcome: m.outcome, UPID: m.upid, Gated: m.gated}
 		if m.upid != "" {
 			if t, ok := sim.Task(m.upid); ok {
 				switch {
@@ -123,6 +137,7 @@ type mutation struct {
 	params       url.Values
 	outcome      string // for a refused request, PVE's message; else ""
 	upid         string
+	gated        string // the gate's word when it needs a signature (Step.Gated)
 }
 
 // recorder passes every request to the mirror and notes each mutating
@@ -131,6 +146,64 @@ type recorder struct {
 	next http.Handler
 	mu   sync.Mutex
 	muts []mutation
+	// gated is the gate's word on the mutation about to be sent, set by
+	// the gate's audit just before it goes (the run's calls are one at a
+	// time) and taken by the mutation's request.
+	gated string
+}
+
+// gateSaid notes what the gate said of the call about to be sent ("" for
+// nothing to note).
+func (rc *recorder) gateSaid(what string) {
+	rc.mu.Lock()
+	rc.gated = what
+	rc.mu.Unlock()
+}
+
+// planGate is the safety gate of the plan's run: the run's own gate, with
+// the mirror's facts and the given policy, whose pending operations the
+// simulated operator signs (so the plan shows what follows) and which tells
+// rec of each. A root command it classifies is no step of the plan: what it
+// said of one is dropped before the next request.
+func planGate(client *proxmox.Client, pb *engine.Playbook, params *engine.Params, policy safety.Policy, rec *recorder) (*planObserver, error) {
+	recJSON, err := json.Marshal(params.Record())
+	if err != nil {
+		return nil, err
+	}
+	g := &safety.Gate{
+		Run:    safety.RunInfo{ID: "plan", Playbook: pb.Name, Triggers: pb.Decl.Triggers, Params: recJSON, Source: "plan"},
+		HostID: client.Node(), Policy: policy, Facts: safety.ClientFacts{C: client}, Simulated: true,
+		Audit: func(e safety.AuditEntry) {
+			if e.Decision == safety.PendingOp {
+				what := e.What
+				if e.Rule != "" {
+					what += " (" + e.Rule + ")"
+				}
+				rec.gateSaid(what)
+			}
+		},
+	}
+	v := &safety.Verifier{Keys: safety.NewKeyRing(&safety.AllowList{}), Nonces: &safety.MemoryNonces{}, HostID: g.HostID}
+	op, err := safety.NewSimOperator(v)
+	if err != nil {
+		return nil, err
+	}
+	g.Approver = op
+	return &planObserver{Gate: g, rec: rec}, nil
+}
+
+// planObserver is the plan's gate (see planGate).
+type planObserver struct {
+	*safety.Gate
+	rec *recorder
+}
+
+// BeforeRoot passes a root command through the gate and forgets what it
+// said: root commands are no steps of the plan.
+func (o *planObserver) BeforeRoot(ctx context.Context, op proxmox.RootOp) error {
+	err := o.Gate.BeforeRoot(ctx, op)
+	o.rec.gateSaid("")
+	return err
 }
 
 func (rc *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -161,6 +234,7 @@ func (rc *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m.outcome = "OK"
 	}
 	rc.mu.Lock()
+	m.gated, rc.gated = rc.gated, ""
 	rc.muts = append(rc.muts, m)
 	rc.mu.Unlock()
 }

@@ -17,6 +17,7 @@ import (
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/safety"
 )
 
 // methodCounter counts the requests a host receives, by method.
@@ -261,4 +262,51 @@ func TestPlanReadsTheDesiredState(t *testing.T) {
 			t.Fatalf("plan without one = %+v, %v; want failed: no hub", r, err)
 		}
 	})
+}
+
+// TestPlanMarksGatedSteps: the plan's calls pass the safety gate a run
+// would meet. Decommissioning 102 (its final backup, stop, destroy) marks
+// the destroy as needing an operator's signature, and only it, and says so
+// in the text; with 102 a scratch guest nothing is marked.
+func TestPlanMarksGatedSteps(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		policy safety.Policy
+		gated  bool
+	}{
+		{"a customer guest", safety.Policy{MinBackups: 1}, true},
+		{"a scratch guest", safety.Policy{MinBackups: 1, Scratch: []int{102}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c, _ := hostClient(t, &pvesim.Sim{}, true)
+				pb, params := loadShipped(t, "decommission.star", map[string]string{"vmid": "102"})
+				r, err := Run(context.Background(), c, pb, params, Config{Policy: tc.policy, Now: planNow})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Status != "succeeded" || len(r.Steps) < 2 {
+					t.Fatalf("plan = %s %q, steps %+v; want it to succeed in the mirror", r.Status, r.Error, r.Steps)
+				}
+				var gated []string
+				for _, s := range r.Steps {
+					if s.Gated != "" {
+						gated = append(gated, s.Method+" "+s.Path+": "+s.Gated)
+					}
+				}
+				var text strings.Builder
+				if err := r.WriteText(&text); err != nil {
+					t.Fatal(err)
+				}
+				switch {
+				case tc.gated && (len(gated) != 1 || !strings.HasPrefix(gated[0], "DELETE /nodes/"+pvesim.DefaultNode+"/lxc/102")):
+					t.Errorf("gated steps %q; want the destroy of 102 alone", gated)
+				case tc.gated && !strings.Contains(text.String(), "[needs an operator's signature: ") || tc.gated && !strings.Contains(text.String(), "1 step(s) need an operator's signature"):
+					t.Errorf("the plan's text does not say the destroy needs a signature:\n%s", text.String())
+				case !tc.gated && (len(gated) != 0 || strings.Contains(text.String(), "signature")):
+					t.Errorf("gated steps %q on a scratch guest; want none\n%s", gated, text.String())
+				}
+			})
+		})
+	}
 }
