@@ -126,11 +126,17 @@ func (c *RunCmd) Run(g *Globals) error {
 	}
 	res := eng.Run(proxmox.WithObserver(ctx, gate), pb, params, engine.RunOptions{ID: id, Trigger: "cli"})
 	closeStatus()
+	// The refusal's pending operation, also when the playbook caught the
+	// refusal and failed in its own words (selftest does).
+	pending := gate.Refused()
 	if re, ok := errors.AsType[*safety.RefusedError](res.Err); ok && re.Pending != nil {
+		pending = re.Pending
+	}
+	if pending != nil && res.Status != runstate.Succeeded {
 		fmt.Fprintf(g.stderr, "\n%s needs an operator's signature, and a run from the command line has nobody to ask.\n"+
 			"Start it on the serving agent instead (felhom-agent trigger %s ...): it parks there as a pending operation,\n"+
 			"which an operator signs and approves (felhom-agent pending, sign, approve). What it would sign:\n%s\n",
-			re.Pending.Effect.What, pb.Name, re.Pending.Blob)
+			pending.Effect.What, pb.Name, pending.Blob)
 	}
 
 	s := summary{

@@ -49,6 +49,12 @@ func TestRunAgainstServedSimulator(t *testing.T) {
 		{"no trust configured", nil, nil, exitUsage, "", "certificate"},
 		{"unreadable ca file", []string{"--proxmox-ca-file", filepath.Join(t.TempDir(), "missing.pem")}, nil, exitUsage, "", "proxmox.ca_file"},
 		{"bad parameter", []string{"--proxmox-ca-file", ca}, []string{"-p", "mode=nonsense"}, exitUsage, "", `parameter "mode"`},
+		// On a host 9999 is no scratch guest unless configured so: the
+		// rollback needs a signature, which selftest catches and fails in
+		// its own words; the console still says what to sign.
+		{"gated rollback, caught", []string{"--proxmox-ca-file", ca}, []string{"-p", "mode=task", "-p", "vmid=9999"}, exitFailed, "",
+			"needs an operator's signature, and a run from the command line has nobody to ask"},
+		{"scratch guest configured", []string{"--proxmox-ca-file", ca, "--safety-scratch-vmids", "9999"}, []string{"-p", "mode=task", "-p", "vmid=9999"}, exitOK, `"status": "succeeded"`, ""},
 	}
 	secret := srv.Token[strings.Index(srv.Token, "=")+1:]
 	for _, tt := range tests {

@@ -135,6 +135,17 @@ type Gate struct {
 	tasks    map[string]bool
 	expect   *expectation // the mutation sent last, to pair with its UPID
 	storages []string     // the node's backup storages, read once (backupStorages)
+	refused  *Pending     // the last pending operation refused for want of an Approver
+}
+
+// Refused is the last pending operation the gate refused for want of an
+// Approver (a console run has nobody to ask), or nil: what an operator
+// would sign, even when the playbook caught the refusal and failed with
+// words of its own.
+func (g *Gate) Refused() *Pending {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.refused
 }
 
 // expectation is what a mutation that is being sent will have created
@@ -344,6 +355,9 @@ func (g *Gate) decide(ctx context.Context, eff Effect, factErr error) error {
 	}
 	if g.Approver == nil {
 		entry.Decision, entry.Pending = Refused, p.ID
+		g.mu.Lock()
+		g.refused = p
+		g.mu.Unlock()
 		g.audit(entry)
 		return &RefusedError{Effect: eff, Pending: p}
 	}
