@@ -19,6 +19,7 @@ import (
 
 	"gitea.dooplex.hu/admin/felhom-agent/builtins"
 	"gitea.dooplex.hu/admin/felhom-agent/internal/clip"
+	"gitea.dooplex.hu/admin/felhom-agent/internal/spell"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 )
 
@@ -215,10 +216,15 @@ type ParamError struct {
 	// JSON type name for secrets, or "" when a required value is missing.
 	Got     string
 	Unknown bool // no parameter of this name is declared
+	// Nearest is, for an unknown parameter, the declared name it is
+	// likely a typo of ("" for none).
+	Nearest string
 }
 
 func (e *ParamError) Error() string {
 	switch {
+	case e.Unknown && e.Nearest != "":
+		return fmt.Sprintf("unknown parameter %q: did you mean %s? (declared: %s)", e.Param, e.Nearest, e.Want)
 	case e.Unknown:
 		return fmt.Sprintf("unknown parameter %q (declared: %s)", e.Param, e.Want)
 	case e.Got == "":
@@ -311,7 +317,7 @@ func (d *Declaration) Coerce(strs map[string]string, raw map[string]json.RawMess
 		}
 		for _, name := range slices.Sorted(maps.Keys(given)) {
 			if d.Param(name) == nil {
-				errs = append(errs, &ParamError{Param: name, Want: d.paramNames(), Unknown: true})
+				errs = append(errs, &ParamError{Param: name, Want: d.paramNames(), Unknown: true, Nearest: spell.Nearest(name, d.names())})
 			}
 		}
 	}
@@ -398,11 +404,16 @@ func (d *Declaration) paramNames() string {
 	if len(d.Params) == 0 {
 		return "none"
 	}
+	return strings.Join(d.names(), ", ")
+}
+
+// names are the declared parameters' names, in declaration order.
+func (d *Declaration) names() []string {
 	names := make([]string, len(d.Params))
 	for i, p := range d.Params {
 		names[i] = p.Name
 	}
-	return strings.Join(names, ", ")
+	return names
 }
 
 // jsonKind names the JSON type of raw, for refusals that must not echo

@@ -148,6 +148,8 @@ func TestCoerceRefusals(t *testing.T) {
 			`parameter "vmid": expected int, got no value (it has no default)`},
 		{"unknown", map[string]string{"vmid": "1", "password": "x", "vmdi": "2"}, nil,
 			`unknown parameter "vmdi" (declared: dry, maybe, mode, names, only, password, storage, vmid, wait)`},
+		{"a typo", map[string]string{"vmid": "1", "password": "x", "storag": "2"}, nil,
+			`unknown parameter "storag": did you mean storage? (declared: dry, maybe, mode, names, only, password, storage, vmid, wait)`},
 		{"twice", map[string]string{"vmid": "1", "password": "x"}, map[string]json.RawMessage{"vmid": json.RawMessage(`1`)},
 			`parameter "vmid": expected one value, got two (as a string and as JSON)`},
 		{"all problems, in order", map[string]string{"vmid": "x", "zzz": "1"}, nil,
