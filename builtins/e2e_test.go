@@ -25,11 +25,11 @@ func e2eRig(t *testing.T) (*pvesim.Sim, *Env) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Close() })
-	token, err := proxmox.ParseToken(srv.Token)
+	cfg, err := srv.ClientConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := proxmox.New(proxmox.Config{Endpoint: srv.Endpoint, Node: srv.Node, Token: token, Fingerprint: srv.Fingerprint})
+	client, err := proxmox.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

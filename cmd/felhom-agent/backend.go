@@ -67,12 +67,10 @@ func openBackend(g *Globals, sim bool, logger *slog.Logger) (*backend, error) {
 			return nil, err
 		}
 		be.Server = srv
-		tok, err := proxmox.ParseToken(srv.Token)
-		if err != nil {
+		if cfg, err = srv.ClientConfig(); err != nil {
 			be.Close()
 			return nil, err
 		}
-		cfg = proxmox.Config{Endpoint: srv.Endpoint, Node: srv.Node, Token: tok, Fingerprint: srv.Fingerprint}
 		runner = be.Sim.RootRunner()
 		if g.Tunnel == "" {
 			u, _ := url.Parse(srv.Endpoint)

@@ -109,11 +109,11 @@ func simWorldOf(t *testing.T, legacy bool, nodes int) (*pvesim.Sim, *pvesim.Serv
 			t.Errorf("Close: %v", err)
 		}
 	})
-	tok, err := proxmox.ParseToken(srv.Token)
+	cfg, err := srv.ClientConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := proxmox.New(proxmox.Config{Endpoint: srv.Endpoint, Node: srv.Node, Token: tok, Fingerprint: srv.Fingerprint})
+	c, err := proxmox.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,8 +13,9 @@
 //	srv, err := sim.Start("127.0.0.1:0") // or httptest.NewTLSServer(sim)
 //	if err != nil { t.Fatal(err) }
 //	t.Cleanup(func() { srv.Close() })
-//	// point the client at srv.Endpoint with srv.Token, trusting srv.CAPEM
-//	// or pinning srv.Fingerprint; shape the world with sim.AddGuest,
+//	cfg, err := srv.ClientConfig() // srv.Endpoint, srv.Node, srv.Token, srv.Fingerprint pinned
+//	c, err := proxmox.New(cfg)     // or trust srv.CAPEM instead of the pin
+//	// shape the world with sim.AddGuest,
 //	// sim.FillStorage, sim.DenyAtTaskTime, sim.FailNextTask, sim.AddFault;
 //	// assert with sim.Guest, sim.Volumes, sim.Tasks, sim.Mutations.
 //

@@ -52,6 +52,17 @@ func (s *Sim) StartNode(node, addr string) (*Server, error) {
 	}, nil
 }
 
+// ClientConfig is how a proxmox.Client reaches this server as an operator
+// would configure it: the endpoint, the node, the default token and the
+// certificate's fingerprint pinned.
+func (i Info) ClientConfig() (proxmox.Config, error) {
+	tok, err := proxmox.ParseToken(i.Token)
+	if err != nil {
+		return proxmox.Config{}, fmt.Errorf("pvesim: the server's token: %w", err)
+	}
+	return proxmox.Config{Endpoint: i.Endpoint, Node: i.Node, Token: tok, Fingerprint: i.Fingerprint}, nil
+}
+
 // Close stops the server at once, closing open connections.
 func (sv *Server) Close() error { return sv.tls.Close() }
 

@@ -28,6 +28,15 @@ func TestServeInfo(t *testing.T) {
 	if err != nil || tok.ID != DefaultTokenID || tok.Secret.Reveal() != DefaultTokenSecret {
 		t.Errorf("Token %q parses as %v, %v", srv.Token, tok, err)
 	}
+	cfg, err := srv.ClientConfig()
+	if err != nil || cfg.Endpoint != srv.Endpoint || cfg.Node != srv.Node || cfg.Token.ID != DefaultTokenID || cfg.Fingerprint != srv.Fingerprint {
+		t.Errorf("ClientConfig = %+v, %v; want the endpoint, node, token and pin of %+v", cfg, err, srv.Info)
+	}
+	if c, err := proxmox.New(cfg); err != nil {
+		t.Errorf("a client of ClientConfig: %v", err)
+	} else if _, err := c.Version(t.Context()); err != nil {
+		t.Errorf("a client of ClientConfig cannot reach the server: %v", err)
+	}
 	block, _ := pem.Decode(srv.CAPEM)
 	if block == nil {
 		t.Fatal("CAPEM is not PEM")

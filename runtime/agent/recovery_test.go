@@ -23,12 +23,11 @@ func simClient(t testing.TB, sim *pvesim.Sim) *proxmox.Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	tok, err := proxmox.ParseToken(srv.Token)
+	cfg, err := srv.ClientConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := proxmox.New(proxmox.Config{Endpoint: srv.Endpoint, Node: srv.Node, Token: tok, Fingerprint: srv.Fingerprint},
-		proxmox.WithLogger(enginetest.Logger()))
+	c, err := proxmox.New(cfg, proxmox.WithLogger(enginetest.Logger()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,11 +107,11 @@ func (r *flowRig) renew() {
 		b.Fatal(err)
 	}
 	r.srv, r.sim = srv, sim
-	tok, err := proxmox.ParseToken(srv.Token)
+	cfg, err := srv.ClientConfig()
 	if err != nil {
 		b.Fatal(err)
 	}
-	r.c, err = proxmox.New(proxmox.Config{Endpoint: srv.Endpoint, Node: srv.Node, Token: tok, Fingerprint: srv.Fingerprint})
+	r.c, err = proxmox.New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -135,11 +135,11 @@ func kindsRunner(t *testing.T, sim *pvesim.Sim, ctx context.Context) func(step s
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Close() })
-	tok, err := proxmox.ParseToken(srv.Token)
+	cfg, err := srv.ClientConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := proxmox.New(proxmox.Config{Endpoint: srv.Endpoint, Node: srv.Node, Token: tok, Fingerprint: srv.Fingerprint})
+	c, err := proxmox.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

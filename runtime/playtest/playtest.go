@@ -202,13 +202,12 @@ func (w *testWorld) build(nodes int) error {
 	if err != nil {
 		return err
 	}
-	tok, err := proxmox.ParseToken(srv.Token)
+	cfg, err := srv.ClientConfig()
 	if err != nil {
 		srv.Close()
 		return err
 	}
-	client, err := proxmox.New(proxmox.Config{Endpoint: srv.Endpoint, Node: srv.Node, Token: tok, Fingerprint: srv.Fingerprint},
-		proxmox.WithLogger(w.logger), proxmox.WithRetryBackoff(time.Millisecond, 10*time.Millisecond))
+	client, err := proxmox.New(cfg, proxmox.WithLogger(w.logger), proxmox.WithRetryBackoff(time.Millisecond, 10*time.Millisecond))
 	if err != nil {
 		srv.Close()
 		return err
