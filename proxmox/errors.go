@@ -106,6 +106,21 @@ var ErrNotSent = errors.New("not sent")
 // ([WithReadOnly]) refused; it comes wrapped together with [ErrNotSent].
 var ErrReadOnly = errors.New("refused by a read-only client")
 
+// unknownNodePattern is PVE's answer for a node path naming no member
+// (pve-cluster PVE::Cluster, check_node_exists and remote_node_ip).
+var unknownNodePattern = regexp.MustCompile(`^no such cluster node '([^']*)'`)
+
+// IsUnknownNode reports whether err is PVE's 500 "no such cluster node
+// 'NAME'", and the NAME: a request to a node the host does not have.
+func IsUnknownNode(err error) (node string, ok bool) {
+	if ae, isAPI := errors.AsType[*APIError](err); isAPI && ae.Status == 500 {
+		if m := unknownNodePattern.FindStringSubmatch(ae.Message); m != nil {
+			return m[1], true
+		}
+	}
+	return "", false
+}
+
 // IsPermission reports whether err is a failed PVE permission check, at the
 // request (403) or inside a task, and returns what the check named.
 func IsPermission(err error) (*Permission, bool) {

@@ -244,3 +244,25 @@ func TestTaskErrorClassification(t *testing.T) {
 		t.Errorf("Permission.String() = %q / %q", perm.String(), (&proxmox.Permission{}).String())
 	}
 }
+
+// TestIsUnknownNode: PVE's 500 for a node the host does not have is told
+// apart, with the node, from other 500s and from a wrapped error's text.
+func TestIsUnknownNode(t *testing.T) {
+	tests := []struct {
+		err  error
+		node string // "" not one
+	}{
+		{&proxmox.APIError{Method: "GET", Path: "/nodes/pve9/version", Status: 500, Message: "no such cluster node 'pve9'"}, "pve9"},
+		{fmt.Errorf("preflight: %w", &proxmox.APIError{Status: 500, Message: "no such cluster node 'pve9'\n"}), "pve9"},
+		{&proxmox.APIError{Status: 500, Message: "Configuration file 'nodes/pve1/lxc/4242.conf' does not exist"}, ""},
+		{&proxmox.APIError{Status: 400, Message: "no such cluster node 'pve9'"}, ""},
+		{errors.New("no such cluster node 'pve9'"), ""},
+		{nil, ""},
+	}
+	for _, tt := range tests {
+		node, ok := proxmox.IsUnknownNode(tt.err)
+		if ok != (tt.node != "") || node != tt.node {
+			t.Errorf("IsUnknownNode(%v) = %q, %v; want %q", tt.err, node, ok, tt.node)
+		}
+	}
+}

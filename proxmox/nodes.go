@@ -10,12 +10,25 @@ import (
 
 // Version returns the API version (GET /version).
 func (c *Client) Version(ctx context.Context) (Version, error) {
+	return c.version(ctx, pathOf("version"))
+}
+
+// NodeVersion returns the API version as this Client's node answers it
+// (GET /nodes/{node}/version; pve-manager PVE/API2/Nodes.pm "version": any
+// user, proxied to the node). It costs what Version costs, and also says
+// whether the host has the node: for one it has not, PVE answers 500 "no
+// such cluster node 'NAME'" (IsUnknownNode).
+func (c *Client) NodeVersion(ctx context.Context) (Version, error) {
+	return c.version(ctx, c.nodePath("version"))
+}
+
+func (c *Client) version(ctx context.Context, p apiPath) (Version, error) {
 	var w struct {
 		Version text `json:"version"`
 		Release text `json:"release"`
 		RepoID  text `json:"repoid"`
 	}
-	if err := c.get(ctx, pathOf("version"), nil, &w); err != nil {
+	if err := c.get(ctx, p, nil, &w); err != nil {
 		return Version{}, err
 	}
 	return Version{Version: string(w.Version), Release: string(w.Release), RepoID: string(w.RepoID)}, nil

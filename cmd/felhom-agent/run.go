@@ -97,12 +97,19 @@ func (c *RunCmd) Run(g *Globals) error {
 	// included.
 	var rc recap
 	if !c.Sim {
-		// A wrong endpoint, token or TLS trust is a configuration error
-		// (exit 2), found before the playbook starts rather than at its
-		// first call; an API that does not answer, after the reads' retry
-		// budget, is an outage (exit 3): the same command may work later.
+		// A wrong endpoint, token, TLS trust or node is a configuration
+		// error (exit 2), found before the playbook starts rather than at
+		// its first call; an API that does not answer, after the reads'
+		// retry budget, is an outage (exit 3): the same command may work
+		// later. The node's own version read costs what GET /version
+		// does, and PVE refuses it for a node the host does not have.
 		pctx, cancel := context.WithTimeout(proxmox.WithObserver(ctx, &rc), max(g.Proxmox.ReadRetryBudget, 0)+g.Proxmox.Timeout)
-		_, err := be.Client.Version(pctx)
+		_, err := be.Client.NodeVersion(pctx)
+		if node, unknown := proxmox.IsUnknownNode(err); unknown && node == g.Proxmox.Node {
+			err = unknownNode(pctx, be.Client, node, err)
+			cancel()
+			return err
+		}
 		cancel()
 		switch {
 		case err != nil && proxmox.IsUnreachable(err) && ctx.Err() == nil:
@@ -158,6 +165,21 @@ func (c *RunCmd) Run(g *Globals) error {
 		return errors.New(res.Error)
 	}
 	return failed(fmt.Errorf("run %s %s", res.ID, res.Status))
+}
+
+// unknownNode is the start-up check's error for a proxmox.node the host
+// does not have: it names the key and, read once more (GET /nodes, only on
+// this path), the nodes the host has.
+func unknownNode(ctx context.Context, c *proxmox.Client, node string, err error) error {
+	have := "its nodes could not be listed"
+	if nodes, lerr := c.Nodes(ctx); lerr == nil {
+		names := make([]string, 0, len(nodes))
+		for _, n := range nodes {
+			names = append(names, n.Node)
+		}
+		have = "its nodes: " + strings.Join(names, ", ")
+	}
+	return fmt.Errorf("proxmox.node: the host has no node %q (%s); set it to this host's node name, hostname -s: %w", node, have, err)
 }
 
 // seconds is a number of seconds as a duration.

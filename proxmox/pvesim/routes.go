@@ -23,6 +23,7 @@ var routes = buildRoutes(map[string]func(*call) response{
 	"GET /version":                                                (*call).getVersion,
 	"GET /nodes":                                                  (*call).getNodes,
 	"GET /nodes/{node}/status":                                    (*call).getNodeStatus,
+	"GET /nodes/{node}/version":                                   (*call).getVersion,
 	"GET /cluster/resources":                                      (*call).getClusterResources,
 	"GET /cluster/nextid":                                         (*call).getNextID,
 	"GET /nodes/{node}/lxc":                                       (*call).listGuests,

@@ -26,6 +26,23 @@ var readCases = []testCase{
 		},
 	},
 	{
+		name: "node-version",
+		rule: "GET /nodes/{node}/version (pve-manager PVE/API2/Nodes.pm \"version\", any user, proxied to the node) answers " +
+			"what GET /version does; for a node the host does not have, 500 \"no such cluster node 'X'\" (pve-cluster " +
+			"PVE::Cluster check_node_exists), the start-up check of `felhom-agent run`",
+		hooks: []string{"Endpoint"},
+		run: func(t *testing.T, s *suite) {
+			v, err := s.c.NodeVersion(s.ctx)
+			if err != nil {
+				t.Fatalf("NodeVersion: %v", err)
+			}
+			if want, err := s.c.Version(s.ctx); err != nil || v != want {
+				t.Errorf("NodeVersion = %+v; Version = %+v (%v): want the same", v, want, err)
+			}
+			s.raw(t).fails("GET", "/nodes/felhom-no-such-node/version", nil, 500, "no such cluster node 'felhom-no-such-node'")
+		},
+	},
+	{
 		name: "nodes",
 		rule: "GET /nodes lists the host itself, online, with cpu as a 0..1 fraction",
 		run: func(t *testing.T, s *suite) {

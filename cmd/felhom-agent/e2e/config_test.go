@@ -69,6 +69,8 @@ func TestConfigErrors(t *testing.T) {
 			[]string{"quoted.json: runtime.max_concurrent: want a whole number, got a string"}},
 		{"a negative max_concurrent in the config file", append(with(), "FELHOM_AGENT_CONFIG="+writeJSON(t, dir, "negative.json", map[string]any{"runtime": map[string]any{"max_concurrent": -5}})),
 			[]string{"negative.json: runtime.max_concurrent: want at least 1, got -5"}},
+		{"a node the host does not have", with("FELHOM_AGENT_PROXMOX_NODE", "pve9"),
+			[]string{`proxmox.node: the host has no node "pve9" (its nodes: ` + sim.Node + `); set it to this host's node name, hostname -s: GET /nodes/pve9/version: 500 no such cluster node 'pve9'`}},
 		{"a negative max_concurrent in the environment", with("FELHOM_AGENT_RUNTIME_MAX_CONCURRENT", "-5"), []string{"FELHOM_AGENT_RUNTIME_MAX_CONCURRENT: want at least 1, got -5"}},
 		{"serve's hub.keys as a list, read by run", append(with(), "FELHOM_AGENT_CONFIG="+writeJSON(t, dir, "keys.json", map[string]any{"hub": map[string]any{"keys": []string{"a"}}})),
 			[]string{"keys.json: hub.keys: want an object of key id to base64 public key, got an array"}},

@@ -13,7 +13,7 @@ import (
 func TestReadsRideOutOutage(t *testing.T) {
 	t.Parallel()
 	sim := startSim(t, "--task-duration", "100ms",
-		"--fault", "503:GET:/version:count=4",
+		"--fault", "503:GET:/nodes/*/version:count=4",
 		"--fault", "503:GET:/nodes/*/lxc:count=4")
 	start := time.Now()
 	out := shipped(t, sim, "backup.star", params("vmids=101")...)
@@ -41,7 +41,7 @@ func TestUnreachableAtStart(t *testing.T) {
 	}
 	closed := ln.Addr().String()
 	ln.Close()
-	down := startSim(t, "--fault", "503:GET:/version:count=100000")
+	down := startSim(t, "--fault", "503:GET:/nodes/*/version:count=100000")
 	const budget = "3s"
 	tests := []struct {
 		name string
