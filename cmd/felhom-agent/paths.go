@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +22,18 @@ func rootFor(playbooks string, args []string) string {
 		return args[0]
 	}
 	return filepath.Dir(args[0])
+}
+
+// loadPlaybook loads file for run and plan with rootFor's root. When that
+// root is not the playbooks directory (the file lies outside it), a failed
+// load() says which root it resolved in, and why.
+func loadPlaybook(playbooks, file string) (*engine.Playbook, error) {
+	root := rootFor(playbooks, []string{file})
+	pb, err := engine.LoadFile(file, root)
+	if err != nil && root != playbooks && strings.Contains(err.Error(), "cannot load ") {
+		return nil, fmt.Errorf("%w\n(load() resolved in %s, the file's own directory, since the file is outside the playbooks directory %s; pass --playbooks DIR to load from another)", err, root, playbooks)
+	}
+	return pb, err
 }
 
 // under reports whether every path lies below dir (or is dir).

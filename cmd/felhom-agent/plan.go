@@ -11,7 +11,6 @@ import (
 	"syscall"
 
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
-	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/plan"
 )
 
@@ -30,7 +29,7 @@ type PlanCmd struct {
 
 // Run loads, checks parameters, mirrors the host and plans.
 func (c *PlanCmd) Run(g *Globals) error {
-	pb, err := engine.LoadFile(c.Playbook, rootFor(g.Playbooks, []string{c.Playbook}))
+	pb, err := loadPlaybook(g.Playbooks, c.Playbook)
 	if err != nil {
 		return err
 	}

@@ -43,7 +43,7 @@ func (c *RunCmd) Run(g *Globals) error {
 	logger, closeStatus := g.statusLogger(g.stderr)
 	defer closeStatus()
 
-	pb, err := engine.LoadFile(c.Playbook, rootFor(g.Playbooks, []string{c.Playbook}))
+	pb, err := loadPlaybook(g.Playbooks, c.Playbook)
 	if err != nil {
 		return err
 	}

@@ -84,3 +84,20 @@ func TestRunAgainstServedSimulator(t *testing.T) {
 		})
 	}
 }
+
+// TestRunOutsideThePlaybooksRoot: a playbook outside --playbooks loads
+// from its own directory; a load() that fails there says so.
+func TestRunOutsideThePlaybooksRoot(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "l.star")
+	src := "load(\"lib/undo.star\", \"x\")\n\ndef run(ctx):\n    return 1\n\nplaybook(name = \"l\", run = run)\n"
+	if err := os.WriteFile(f, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"--playbooks", "../../playbooks", "run", "--sim", f}, &stdout, &stderr)
+	if code != exitUsage || !strings.Contains(stderr.String(), "cannot load lib/undo.star: no such file under the playbooks root") ||
+		!strings.Contains(stderr.String(), "load() resolved in "+dir+", the file's own directory, since the file is outside the playbooks directory ../../playbooks") {
+		t.Errorf("run of a playbook outside the root = %d:\n%s", code, stderr.String())
+	}
+}
