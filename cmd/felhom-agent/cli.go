@@ -88,6 +88,8 @@ func cliVars() kong.Vars {
 		"statuses":       statusEnum(),
 		"status_names":   runstate.Names(),
 		"state_dir_help": "The agent's state directory: the run store (runs.db) and its lock. Default $STATE_DIRECTORY under systemd, else " + systemStateDir + ", else (a user who cannot write it) $XDG_STATE_HOME/" + appDirName + ".",
+		"sim_state_dir":  "$XDG_STATE_HOME/" + simDirName,
+		"sim_socket":     socketName + " in $XDG_RUNTIME_DIR/" + simDirName,
 		"socket_help":    "Unix socket of the serving agent's local API (mode 0660). Default " + socketName + " in $RUNTIME_DIRECTORY under systemd, else in " + systemRuntimeDir + ", else (a user who cannot write it) in $XDG_RUNTIME_DIR/" + appDirName + ".",
 	}
 }

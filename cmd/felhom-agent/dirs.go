@@ -26,11 +26,25 @@ import (
 //	                                        /run/felhom-agent/agent.sock
 //	                                                               $XDG_RUNTIME_DIR/felhom-agent/agent.sock
 //
+// An agent serving a simulated host (serve --sim) never shares the real
+// host's agent's files: whoever runs it, root included, and under systemd
+// too, it takes the user's directories under their own name,
+// felhom-agent-sim:
+//
+//	                serve --sim (any user)
+//	state_dir       $XDG_STATE_HOME/felhom-agent-sim (~/.local/state/felhom-agent-sim)
+//	socket          $XDG_RUNTIME_DIR/felhom-agent-sim/agent.sock
+//	                (without XDG_RUNTIME_DIR: $TMPDIR/felhom-agent-sim-UID/agent.sock;
+//	                without a home, the state directory is state/ beside it)
+//
 // The guest locks (host-wide, flock) live beside the socket, in guests/.
+// A socket directory that is missing is made when the agent listens
+// (runtime/api.Listen; a per-user default one mode 0700).
 const (
 	systemStateDir   = "/var/lib/felhom-agent"
 	systemRuntimeDir = "/run/felhom-agent"
 	appDirName       = "felhom-agent"
+	simDirName       = appDirName + "-sim"
 	socketName       = "agent.sock"
 )
 
@@ -79,16 +93,51 @@ func (e dirEnv) stateDir() place {
 	if e.uid == 0 || e.writable(systemStateDir) {
 		return place{Dir: systemStateDir}
 	}
-	base := xdgDir(e.getenv("XDG_STATE_HOME"))
+	base := e.userStateBase()
 	if base == "" {
-		home, err := e.home()
-		if err != nil || home == "" {
-			return place{Dir: systemStateDir}
-		}
-		base = filepath.Join(home, ".local", "state")
+		return place{Dir: systemStateDir}
 	}
 	d := filepath.Join(base, appDirName)
 	return place{Dir: d, Note: fmt.Sprintf("%s is not writable by uid %d: using the per-user state directory %s (state_dir sets another)", systemStateDir, e.uid, d)}
+}
+
+// userStateBase is $XDG_STATE_HOME, else ~/.local/state, else "" (no
+// home).
+func (e dirEnv) userStateBase() string {
+	if base := xdgDir(e.getenv("XDG_STATE_HOME")); base != "" {
+		return base
+	}
+	home, err := e.home()
+	if err != nil || home == "" {
+		return ""
+	}
+	return filepath.Join(home, ".local", "state")
+}
+
+// simStateDir is serve --sim's default state directory: the user's
+// felhom-agent-sim, whoever the user is, never the real host agent's.
+func (e dirEnv) simStateDir() place {
+	d := filepath.Join(e.simRuntimeDir(), "state")
+	if base := e.userStateBase(); base != "" {
+		d = filepath.Join(base, simDirName)
+	}
+	return place{Dir: d, Note: fmt.Sprintf("serving a simulated host: using its own state directory %s, apart from the real host's agent (state_dir sets another)", d)}
+}
+
+// simSocket is serve --sim's default socket: agent.sock in the user's
+// felhom-agent-sim runtime directory.
+func (e dirEnv) simSocket() place {
+	d := filepath.Join(e.simRuntimeDir(), socketName)
+	return place{Dir: d, Note: fmt.Sprintf("serving a simulated host: its local API is %s, apart from the real host's agent; other commands reach it with --socket %s (socket sets another)", d, d)}
+}
+
+// simRuntimeDir is $XDG_RUNTIME_DIR/felhom-agent-sim, else a directory of
+// the user's own under the temporary directory.
+func (e dirEnv) simRuntimeDir() string {
+	if base := xdgDir(e.getenv("XDG_RUNTIME_DIR")); base != "" {
+		return filepath.Join(base, simDirName)
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("%s-%d", simDirName, e.uid))
 }
 
 // runtimeDir is the default directory of the socket and the guest locks:
@@ -165,8 +214,9 @@ func guestLockDir(socket string) string { return filepath.Join(filepath.Dir(sock
 // so that a problem with it is a start-up error naming the setting.
 func hostGuestLocks(socket string) (*engine.GuestLocks, error) {
 	// Others who may write beside the socket could replace the locks too;
-	// refused before anything is made there.
-	if err := api.CheckSocketDir(filepath.Dir(socket)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	// refused before anything is made there. A missing socket directory is
+	// made as the socket's listener would make it.
+	if err := api.MakeSocketDir(filepath.Dir(socket)); err != nil {
 		return nil, fmt.Errorf("local API socket %s: %w\n  the setting to change: %s", socket, err, settingNames["Socket"])
 	}
 	dir := guestLockDir(socket)

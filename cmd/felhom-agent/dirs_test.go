@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -107,5 +108,88 @@ func TestWithSetting(t *testing.T) {
 		"--socket", filepath.Join(t.TempDir(), "a.sock")}, &out, &out)
 	if code != exitUsage || !strings.Contains(out.String(), "the setting to change: state_dir (--state-dir, FELHOM_AGENT_STATE_DIR)") {
 		t.Errorf("serve on a state directory that is a file: exit %d\n%s", code, out.String())
+	}
+}
+
+// TestSimDefaultDirs: serve --sim takes the user's felhom-agent-sim
+// directories whoever runs it — root and a systemd unit included — never
+// the real host agent's, and always says where; explicit settings win.
+func TestSimDefaultDirs(t *testing.T) {
+	tmp := os.TempDir()
+	for _, tt := range []struct {
+		name   string
+		env    map[string]string
+		uid    int
+		noHome bool
+		state  string
+		socket string
+	}{
+		{name: "root", uid: 0,
+			state: "/home/u/.local/state/felhom-agent-sim", socket: filepath.Join(tmp, "felhom-agent-sim-0", "agent.sock")},
+		{name: "root with XDG variables", uid: 0, env: map[string]string{"XDG_STATE_HOME": "/root/st", "XDG_RUNTIME_DIR": "/run/user/0"},
+			state: "/root/st/felhom-agent-sim", socket: "/run/user/0/felhom-agent-sim/agent.sock"},
+		{name: "under systemd: its directories are the real agent's", uid: 997,
+			env:   map[string]string{"STATE_DIRECTORY": "/var/lib/felhom-agent", "RUNTIME_DIRECTORY": "/run/felhom-agent", "XDG_RUNTIME_DIR": "/run/user/997"},
+			state: "/home/u/.local/state/felhom-agent-sim", socket: "/run/user/997/felhom-agent-sim/agent.sock"},
+		{name: "user", uid: 1000, env: map[string]string{"XDG_STATE_HOME": "/home/u/st", "XDG_RUNTIME_DIR": "/run/user/1000"},
+			state: "/home/u/st/felhom-agent-sim", socket: "/run/user/1000/felhom-agent-sim/agent.sock"},
+		{name: "user, relative XDG variables are ignored", uid: 1000, env: map[string]string{"XDG_STATE_HOME": "st", "XDG_RUNTIME_DIR": "rt"},
+			state: "/home/u/.local/state/felhom-agent-sim", socket: filepath.Join(tmp, "felhom-agent-sim-1000", "agent.sock")},
+		{name: "without a home: beside the socket", uid: 1000, noHome: true, env: map[string]string{"XDG_RUNTIME_DIR": "/run/user/1000"},
+			state: "/run/user/1000/felhom-agent-sim/state", socket: "/run/user/1000/felhom-agent-sim/agent.sock"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := dirEnv{
+				getenv: func(k string) string { return tt.env[k] },
+				uid:    tt.uid,
+				home: func() (string, error) {
+					if tt.noHome {
+						return "", errors.New("no home")
+					}
+					return "/home/u", nil
+				},
+				// The system directories are usable and a real agent
+				// serves there: --sim still keeps apart.
+				writable: func(string) bool { return true },
+				exists:   func(string) bool { return true },
+			}
+			st, sock := e.simStateDir(), e.simSocket()
+			if st.Dir != tt.state || sock.Dir != tt.socket {
+				t.Errorf("sim state, socket = %s, %s; want %s, %s", st.Dir, sock.Dir, tt.state, tt.socket)
+			}
+			for _, d := range []string{st.Dir, sock.Dir} {
+				if strings.HasPrefix(d, systemStateDir) || strings.HasPrefix(d, systemRuntimeDir) || strings.HasPrefix(d, "/var/lib/") {
+					t.Errorf("sim default %s is the real agent's", d)
+				}
+			}
+			if !strings.Contains(st.Note, st.Dir) || !strings.Contains(st.Note, "state_dir sets another") ||
+				!strings.Contains(sock.Note, "--socket "+sock.Dir) || !strings.Contains(sock.Note, "socket sets another") {
+				t.Errorf("notes %q, %q; want each to name its directory and the setting", st.Note, sock.Note)
+			}
+
+			// serve fills in only what no setting chose.
+			home := t.TempDir()
+			e.getenv = func(k string) string {
+				return map[string]string{"XDG_STATE_HOME": filepath.Join(home, "st"), "XDG_RUNTIME_DIR": filepath.Join(home, "rt")}[k]
+			}
+			for _, c := range []struct {
+				cmd               ServeCmd
+				wantState, wantSo string
+			}{
+				{ServeCmd{Sim: true}, filepath.Join(home, "st", simDirName), filepath.Join(home, "rt", simDirName, socketName)},
+				{ServeCmd{Sim: true, StateDir: "/srv/s", Socket: "/srv/r/a.sock"}, "/srv/s", "/srv/r/a.sock"},
+			} {
+				cmd := c.cmd
+				if err := cmd.defaultDirs(e, slog.New(slog.DiscardHandler)); err != nil {
+					t.Fatal(err)
+				}
+				if cmd.StateDir != c.wantState || cmd.Socket != c.wantSo {
+					t.Errorf("serve --sim state_dir, socket = %s, %s; want %s, %s", cmd.StateDir, cmd.Socket, c.wantState, c.wantSo)
+				}
+			}
+			if fi, err := os.Stat(filepath.Join(home, "rt", simDirName)); err != nil || fi.Mode().Perm() != 0o700 {
+				t.Errorf("sim socket directory: %v, %v; want it made, mode 0700", fi, err)
+			}
+		})
 	}
 }

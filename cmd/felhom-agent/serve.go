@@ -38,8 +38,8 @@ import (
 // configuration and applies hub keys, log level and retention.
 type ServeCmd struct {
 	Listen        string        `help:"TCP address of hub triggers, /metrics and /healthz; empty disables it. Put TLS in front when it leaves the host." default:"127.0.0.1:8787" placeholder:"ADDR" config:"listen"`
-	Socket        string        `help:"${socket_help} The guest locks every run takes live beside it, in guests/." placeholder:"PATH" config:"socket"`
-	StateDir      string        `help:"${state_dir_help}" placeholder:"DIR" config:"state_dir"`
+	Socket        string        `help:"${socket_help} With --sim, ${sim_socket} (never the real host agent's). A missing directory is made. The guest locks every run takes live beside it, in guests/." placeholder:"PATH" config:"socket"`
+	StateDir      string        `help:"${state_dir_help} With --sim, ${sim_state_dir} (never the real host agent's)." placeholder:"DIR" config:"state_dir"`
 	ShutdownGrace time.Duration `help:"On SIGTERM, how long runs may finish before they are cancelled." default:"60s" config:"shutdown_grace" valid:"nonnegative"`
 	HealthEvery   time.Duration `name:"health-interval" help:"How often the Proxmox API is probed for /healthz." default:"30s" config:"health_interval" valid:"positive"`
 	HubKeys       string        `name:"hub-keys" help:"Public keys of the hub: ID=BASE64[,ID=BASE64]... (in the config file, an object {\"ID\": \"BASE64\"}). None refuses every trigger." placeholder:"ID=BASE64,..." config:"hub.keys"`
@@ -270,17 +270,22 @@ func (c *ServeCmd) Run(g *Globals, kctx *kong.Context) error {
 }
 
 // defaultDirs fills in the state directory and the socket that no
-// setting chose (dirs.go), creating a per-user default and saying so.
+// setting chose (dirs.go) — with --sim, the simulated host's own —
+// creating a per-user default (mode 0700) and saying so.
 func (c *ServeCmd) defaultDirs(e dirEnv, logger *slog.Logger) error {
+	stateDir, socket := e.stateDir, e.socket
+	if c.Sim {
+		stateDir, socket = e.simStateDir, e.simSocket
+	}
 	if c.StateDir == "" {
-		p := e.stateDir()
+		p := stateDir()
 		if p.Note != "" {
 			logger.Info(p.Note)
 		}
 		c.StateDir = p.Dir // the state directory's lock creates it
 	}
 	if c.Socket == "" {
-		p := e.socket()
+		p := socket()
 		if p.Note != "" {
 			logger.Info(p.Note)
 			if err := os.MkdirAll(filepath.Dir(p.Dir), 0o700); err != nil {

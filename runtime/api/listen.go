@@ -34,13 +34,15 @@ var tmpSeq atomic.Uint64
 // is not a socket, is an error. Closing the listener removes the socket
 // file, if it is still the one Listen created. The group owning the file is
 // the directory's or the process's; choose the directory accordingly (for
-// example systemd's RuntimeDirectory= with Group=).
+// example systemd's RuntimeDirectory= with Group=). A directory that is
+// missing is made, mode SocketDirMode (its group may reach the socket,
+// nobody else), before CheckSocketDir checks it.
 func Listen(path string) (net.Listener, error) {
 	if len(path) > maxSocketPath {
 		return nil, fmt.Errorf("local API socket %s: path is %d bytes, longer than the %d a unix socket allows", path, len(path), maxSocketPath)
 	}
 	dir := filepath.Dir(path)
-	if err := CheckSocketDir(dir); err != nil {
+	if err := MakeSocketDir(dir); err != nil {
 		return nil, fmt.Errorf("local API socket %s: %w", path, err)
 	}
 	if err := removeStale(path); err != nil {
@@ -79,6 +81,24 @@ func Listen(path string) (net.Listener, error) {
 		return fail(err)
 	}
 	return &socketListener{UnixListener: l, path: path, file: fi}, nil
+}
+
+// SocketDirMode is the mode of a socket directory Listen makes: the
+// agent's user writes it, its group may reach the socket in it (the
+// socket's own mode says who may connect), others see nothing.
+const SocketDirMode fs.FileMode = 0o750
+
+// MakeSocketDir makes dir (and its missing parents), mode SocketDirMode,
+// when it does not exist, then checks it (CheckSocketDir): so a missing
+// socket directory is no start-up error, and an existing one others may
+// write still is.
+func MakeSocketDir(dir string) error {
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, SocketDirMode); err != nil {
+			return err
+		}
+	}
+	return CheckSocketDir(dir)
 }
 
 // CheckSocketDir refuses a socket directory that others may write: anyone

@@ -99,10 +99,28 @@ func TestListen(t *testing.T) {
 			t.Errorf("Listen(long path) = %v; want a length error", err)
 		}
 	})
-	t.Run("missing directory", func(t *testing.T) {
-		path := filepath.Join(shortDir(t), "no", "a.sock")
+	t.Run("missing directory is made", func(t *testing.T) {
+		dir := filepath.Join(shortDir(t), "no", "rt")
+		l, err := Listen(filepath.Join(dir, "a.sock"))
+		if err != nil {
+			t.Fatalf("Listen(missing dir) = %v; want the directory made", err)
+		}
+		l.Close()
+		for _, d := range []string{dir, filepath.Dir(dir)} {
+			fi, err := os.Stat(d)
+			if err != nil || !fi.IsDir() || fi.Mode().Perm()&^SocketDirMode != 0 {
+				t.Errorf("made directory %s = %v, %v; want a directory of mode %04o at most", d, fi.Mode(), err, SocketDirMode)
+			}
+		}
+	})
+	t.Run("directory that cannot be made", func(t *testing.T) {
+		file := filepath.Join(shortDir(t), "f")
+		if err := os.WriteFile(file, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(file, "rt", "a.sock")
 		if _, err := Listen(path); err == nil || !strings.Contains(err.Error(), path) {
-			t.Errorf("Listen(missing dir) = %v; want an error naming the path", err)
+			t.Errorf("Listen(dir under a file) = %v; want an error naming the path", err)
 		}
 	})
 }

@@ -30,17 +30,20 @@ func waitFile(t *testing.T, path string, p *proc, timeout time.Duration) {
 // TestSystemdDirectories (issue 19, paths): with no state_dir and no
 // socket set, serve keeps its state in $STATE_DIRECTORY and its socket in
 // $RUNTIME_DIRECTORY, as systemd's StateDirectory= and RuntimeDirectory=
-// give them, and the CLI finds the agent through the same variable.
+// give them, and the CLI finds the agent through the same variable. The
+// host is a simulator served over TLS, configured as a real one (serve
+// --sim keeps apart from these directories: TestSimDirectories).
 func TestSystemdDirectories(t *testing.T) {
 	t.Parallel()
 	requireServe(t)
+	_, srv, _ := inProcSim(t, 0, 0, 0)
 	base := t.TempDir()
 	st, rt := filepath.Join(base, "state"), filepath.Join(base, "run")
 	if err := os.Mkdir(rt, 0o750); err != nil {
 		t.Fatal(err)
 	}
 	env := []string{"STATE_DIRECTORY=" + st, "RUNTIME_DIRECTORY=" + rt}
-	p := startProc(t, "serve (systemd)", env, "--playbooks", playbooksDir, "serve", "--sim", "--listen", "")
+	p := startProc(t, "serve (systemd)", serverEnv(srv, env...), "--playbooks", playbooksDir, "serve", "--listen", "")
 	waitFile(t, filepath.Join(rt, "agent.sock"), p, time.Minute)
 	if _, err := os.Stat(filepath.Join(st, "runs.db")); err != nil {
 		t.Errorf("the run store is not in $STATE_DIRECTORY: %v", err)
@@ -58,15 +61,17 @@ func TestSystemdDirectories(t *testing.T) {
 }
 
 // TestUserDirectories (issue 19, paths): a user who cannot write
-// /var/lib/felhom-agent and /run/felhom-agent gets `serve --sim` going in
+// /var/lib/felhom-agent and /run/felhom-agent gets `serve` going in
 // $XDG_STATE_HOME and $XDG_RUNTIME_DIR, and is told where; the user's CLI
-// finds that agent. Needs root (to run the binary as nobody).
+// finds that agent. The host is a simulator served over TLS, configured
+// as a real one. Needs root (to run the binary as nobody).
 func TestUserDirectories(t *testing.T) {
 	t.Parallel()
 	requireServe(t)
 	if os.Geteuid() != 0 {
 		skip(t, "needs root to run the agent as another user")
 	}
+	_, srv, _ := inProcSim(t, 0, 0, 0)
 	base := t.TempDir()
 	for _, d := range []string{filepath.Dir(base), base} { // t.TempDir's are private
 		if err := os.Chmod(d, 0o755); err != nil {
@@ -90,7 +95,7 @@ func TestUserDirectories(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	env := []string{"HOME=" + home, "XDG_RUNTIME_DIR=" + xrt}
+	env := serverEnv(srv, "HOME="+home, "XDG_RUNTIME_DIR="+xrt)
 	asNobody := func(ctx context.Context, stdout, stderr io.Writer, args ...string) *exec.Cmd {
 		cmd := exec.CommandContext(ctx, bin, args...)
 		cmd.Env = cleanEnv(env...)
@@ -101,7 +106,7 @@ func TestUserDirectories(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	serr := newStream()
-	serve := asNobody(ctx, io.Discard, serr, "--playbooks", playbooksDir, "serve", "--sim", "--listen", "")
+	serve := asNobody(ctx, io.Discard, serr, "--playbooks", playbooksDir, "serve", "--listen", "")
 	if err := serve.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +151,51 @@ func TestUserDirectories(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("serve as nobody did not stop")
 	}
-	record(t, "serve --sim as a user", "state in %s, socket %s", state, sock)
+	record(t, "serve as a user", "state in %s, socket %s", state, sock)
+}
+
+// TestSimDirectories: `serve --sim` with no state_dir and no socket set
+// never takes the real host agent's directories — not systemd's, not the
+// system's (the test runs as root when it can) — but the user's
+// felhom-agent-sim ones, making the socket's directory (mode 0700), and
+// says where; the CLI reaches it with --socket.
+func TestSimDirectories(t *testing.T) {
+	t.Parallel()
+	requireServe(t)
+	base := t.TempDir()
+	sysState, sysRun := filepath.Join(base, "sys-state"), filepath.Join(base, "sys-run")
+	xst, xrt := filepath.Join(base, "xdg-state"), filepath.Join(base, "xdg-run")
+	env := []string{"STATE_DIRECTORY=" + sysState, "RUNTIME_DIRECTORY=" + sysRun, "XDG_STATE_HOME=" + xst, "XDG_RUNTIME_DIR=" + xrt}
+	p := startProc(t, "serve --sim", env, "--playbooks", playbooksDir, "serve", "--sim", "--listen", "")
+	sock := filepath.Join(xrt, "felhom-agent-sim", "agent.sock")
+	waitFile(t, sock, p, time.Minute)
+	state := filepath.Join(xst, "felhom-agent-sim")
+	if _, err := os.Stat(filepath.Join(state, "runs.db")); err != nil {
+		t.Errorf("the simulated host's run store is not in %s: %v", state, err)
+	}
+	if fi, err := os.Stat(filepath.Dir(sock)); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("socket directory %s: %v, %v; want it made, mode 0700", filepath.Dir(sock), fi, err)
+	}
+	for _, d := range []string{sysState, sysRun} {
+		if _, err := os.Stat(d); err == nil {
+			t.Errorf("serve --sim made the real agent's directory %s", d)
+		}
+	}
+	for _, want := range []string{"using its own state directory " + state, "--socket " + sock} {
+		if !strings.Contains(p.stderr.String(), want) {
+			t.Errorf("serve's log does not say %q:\n%s", want, tail(p.stderr.String(), 2000))
+		}
+	}
+	ls := runCmd(t, time.Minute, nil, "playbooks", "--socket", sock)
+	if ls.Code != 0 || !strings.Contains(ls.Stdout, "selftest") {
+		t.Errorf("playbooks --socket %s: exit %d\n%s%s", sock, ls.Code, ls.Stdout, ls.Stderr)
+	}
+	if err := p.signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(t, time.Minute); code != 0 {
+		t.Errorf("serve exit %d\n%s", code, tail(p.stderr.String(), 2000))
+	}
 }
 
 // TestManPage (issue 19): the binary prints the shipped manual page,
@@ -197,8 +246,8 @@ func TestStartErrorNamesSetting(t *testing.T) {
 			[]string{"--listen", "", "--state-dir", file, "--socket", filepath.Join(base, "s1.sock")}},
 		{"address in use", "listen (--listen, FELHOM_AGENT_LISTEN)",
 			[]string{"--listen", busy.listen, "--state-dir", filepath.Join(base, "st2"), "--socket", filepath.Join(base, "s2.sock")}},
-		{"socket in a missing directory", "socket (--socket, FELHOM_AGENT_SOCKET)",
-			[]string{"--listen", "", "--state-dir", filepath.Join(base, "st3"), "--socket", filepath.Join(base, "no", "such", "s.sock")}},
+		{"socket in a directory that cannot be made", "socket (--socket, FELHOM_AGENT_SOCKET)",
+			[]string{"--listen", "", "--state-dir", filepath.Join(base, "st3"), "--socket", filepath.Join(file, "no", "s.sock")}},
 	} {
 		r := runCmd(t, time.Minute, nil, append([]string{"--playbooks", playbooksDir, "serve", "--sim"}, tt.args...)...)
 		if r.Code != 2 || !strings.Contains(r.Stderr, "the setting to change: "+tt.setting) {
