@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -63,6 +64,8 @@ type guestAnswer struct {
 	Error  string          `json:"error"`
 	took   time.Duration
 	raw    []byte
+	// retryAfter is a 429's Retry-After, in seconds.
+	retryAfter int
 }
 
 func (c *controller) call(method, path, body string) guestAnswer {
@@ -82,6 +85,7 @@ func (c *controller) call(method, path, body string) guestAnswer {
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	a := guestAnswer{status: resp.StatusCode, took: time.Since(start), raw: raw}
+	a.retryAfter, _ = strconv.Atoi(resp.Header.Get("Retry-After"))
 	captureBytes(c.t, fmt.Sprintf("guest %d %s %s", c.vmid, method, path), raw)
 	if err := json.Unmarshal(raw, &a); err != nil {
 		c.t.Fatalf("guest %d: %s %s: %d %q is not the envelope", c.vmid, method, path, resp.StatusCode, raw)
@@ -89,9 +93,17 @@ func (c *controller) call(method, path, body string) guestAnswer {
 	return a
 }
 
+// data makes a call that must succeed and decodes its data into out. Like
+// a well-behaved controller it waits out a 429 as its Retry-After says
+// (a test polling fast on a loaded machine can meet the guest's limit),
+// five times at most; call shows the limit itself.
 func (c *controller) data(method, path, body string, out any) {
 	c.t.Helper()
 	a := c.call(method, path, body)
+	for retries := 0; a.status == http.StatusTooManyRequests && retries < 5; retries++ {
+		time.Sleep(time.Duration(max(a.retryAfter, 1)) * time.Second)
+		a = c.call(method, path, body)
+	}
 	if a.status != 200 || !a.OK {
 		c.t.Fatalf("guest %d: %s %s = %d %s", c.vmid, method, path, a.status, a.Error)
 	}
