@@ -168,6 +168,21 @@ func (e dirEnv) socket() place {
 	return p
 }
 
+// simSocketHint is the line that tells a command which could not reach
+// the default socket (the real host agent's) where a serve --sim agent
+// serves instead, when one's socket is there; "" otherwise.
+func simSocketHint(err error, e dirEnv) string {
+	path := api.UnreachableSocket(err)
+	if path == "" || path != e.socket().Dir {
+		return ""
+	}
+	sim := e.simSocket().Dir
+	if !e.exists(sim) {
+		return ""
+	}
+	return fmt.Sprintf("  a serve --sim agent's socket is %s: add --socket %s to reach it", sim, sim)
+}
+
 // systemdDir is the first of the colon-separated absolute paths systemd
 // puts in $STATE_DIRECTORY or $RUNTIME_DIRECTORY (one per directory the
 // unit names), or "".

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/api"
 )
 
 // TestDefaultDirs: the state directory and the socket follow systemd's
@@ -189,6 +192,52 @@ func TestSimDefaultDirs(t *testing.T) {
 			}
 			if fi, err := os.Stat(filepath.Join(home, "rt", simDirName)); err != nil || fi.Mode().Perm() != 0o700 {
 				t.Errorf("sim socket directory: %v, %v; want it made, mode 0700", fi, err)
+			}
+		})
+	}
+}
+
+// TestSimSocketHint: a command that cannot reach the default socket is
+// told where a serve --sim agent's socket is, when there is one; an
+// explicit other socket, a missing sim socket or another error says
+// nothing more.
+func TestSimSocketHint(t *testing.T) {
+	dir := t.TempDir()
+	def, other := filepath.Join(dir, "rt", "agent.sock"), filepath.Join(dir, "o.sock")
+	unreachable := func(path string) error {
+		c := api.NewClient(path)
+		defer c.Close()
+		_, err := c.Runs(context.Background(), api.ListFilter{})
+		if err == nil {
+			t.Fatalf("Runs at %s succeeded", path)
+		}
+		return err
+	}
+	sim := filepath.Join(dir, "x", simDirName, socketName)
+	for _, tt := range []struct {
+		name       string
+		err        error
+		simServing bool
+		want       bool
+	}{
+		{"default socket unreachable, sim agent's there", unreachable(def), true, true},
+		{"default socket unreachable, no sim agent", unreachable(def), false, false},
+		{"another socket unreachable", unreachable(other), true, false},
+		{"another error", errors.New("run r-1 is succeeded"), true, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := dirEnv{
+				getenv: func(k string) string {
+					return map[string]string{"RUNTIME_DIRECTORY": filepath.Dir(def), "XDG_RUNTIME_DIR": filepath.Join(dir, "x")}[k]
+				},
+				uid:      1000,
+				home:     func() (string, error) { return dir, nil },
+				writable: func(string) bool { return false },
+				exists:   func(p string) bool { return tt.simServing && p == sim },
+			}
+			got := simSocketHint(tt.err, e)
+			if (got != "") != tt.want || tt.want && !strings.Contains(got, "--socket "+sim) {
+				t.Errorf("hint = %q; want a hint naming %s: %v", got, sim, tt.want)
 			}
 		})
 	}

@@ -71,6 +71,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cli.Globals.color = colorFor(stdout)
 	if err := kctx.Run(&cli.Globals); err != nil {
 		fmt.Fprintf(stderr, "felhom-agent: %v\n", err)
+		if hint := simSocketHint(err, hostDirs()); hint != "" {
+			fmt.Fprintln(stderr, hint)
+		}
 		if ee, ok := errors.AsType[*exitError](err); ok {
 			return ee.code
 		}

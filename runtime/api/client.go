@@ -57,6 +57,15 @@ func (e *connectError) Error() string {
 
 func (e *connectError) Unwrap() error { return e.err }
 
+// UnreachableSocket is the socket path err says nothing could be reached
+// at (no agent listens there), or "" when err is not such a failure.
+func UnreachableSocket(err error) string {
+	if ce, ok := errors.AsType[*connectError](err); ok {
+		return ce.path
+	}
+	return ""
+}
+
 // Close releases the client's idle connections.
 func (c *Client) Close() error {
 	c.hc.CloseIdleConnections()

@@ -190,6 +190,12 @@ func TestSimDirectories(t *testing.T) {
 	if ls.Code != 0 || !strings.Contains(ls.Stdout, "selftest") {
 		t.Errorf("playbooks --socket %s: exit %d\n%s%s", sock, ls.Code, ls.Stdout, ls.Stderr)
 	}
+	// Without --socket the CLI asks the real agent's socket, which nothing
+	// serves, and is told where the simulated host's agent is.
+	ls = runCmd(t, time.Minute, env, "playbooks")
+	if ls.Code == 0 || !strings.Contains(ls.Stderr, "is the agent running?") || !strings.Contains(ls.Stderr, "add --socket "+sock) {
+		t.Errorf("playbooks without --socket: exit %d\n%s%s; want refused, pointing at %s", ls.Code, ls.Stdout, ls.Stderr, sock)
+	}
 	if err := p.signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
