@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
 )
 
 var permissionTests = []struct {
@@ -264,5 +265,34 @@ func TestIsUnknownNode(t *testing.T) {
 		if ok != (tt.node != "") || node != tt.node {
 			t.Errorf("IsUnknownNode(%v) = %q, %v; want %q", tt.err, node, ok, tt.node)
 		}
+	}
+}
+
+// TestUnknownConfiguredNode: a request PVE refuses because the Client's own
+// node is not the host's says that proxmox.node is wrong, and stays
+// PVE's *APIError (IsUnknownNode, IsNotFound); another node's refusal
+// (a migration target, say) is PVE's words alone.
+func TestUnknownConfiguredNode(t *testing.T) {
+	sim := pvesim.New()
+	rt, stop := pvesim.PipeTransport(sim)
+	t.Cleanup(stop)
+	token, err := proxmox.ParseToken(pvesim.DefaultTokenID + "=" + pvesim.DefaultTokenSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := proxmox.New(proxmox.Config{Endpoint: "https://pve.sim:8006", Node: "pve9", Token: token}, proxmox.WithTransport(rt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Guests(context.Background())
+	const want = `proxmox.node "pve9" is not a node of this host (set proxmox.node to the host's node name): GET /nodes/pve9/lxc: 500 no such cluster node 'pve9'`
+	if err == nil || err.Error() != want {
+		t.Fatalf("Guests on an unknown node: %v; want %s", err, want)
+	}
+	if node, ok := proxmox.IsUnknownNode(err); !ok || node != "pve9" || !proxmox.IsNotFound(err) {
+		t.Errorf("IsUnknownNode = %q, %v; IsNotFound = %v; want pve9, true, true", node, ok, proxmox.IsNotFound(err))
+	}
+	if ae, ok := errors.AsType[*proxmox.APIError](err); !ok || ae.Status != 500 {
+		t.Errorf("the *APIError is lost: %#v", err)
 	}
 }

@@ -192,7 +192,13 @@ func (c *Client) attempt(ctx context.Context, method string, p apiPath, params u
 		return resp.StatusCode, envelope{}, c.transportError(ctx, method, p, fmt.Errorf("reading response: %w", err), true)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return resp.StatusCode, envelope{}, parseAPIError(method, p.plain, resp.StatusCode, resp.Status, raw)
+		e := parseAPIError(method, p.plain, resp.StatusCode, resp.Status, raw)
+		if node, ok := IsUnknownNode(e); ok && node == c.cfg.Node {
+			// PVE's words alone read as a problem of the request; it is
+			// the configuration's.
+			return resp.StatusCode, envelope{}, fmt.Errorf("proxmox.node %q is not a node of this host (set proxmox.node to the host's node name): %w", node, e)
+		}
+		return resp.StatusCode, envelope{}, e
 	}
 	// From here PVE has accepted the request: a mutation whose answer
 	// cannot be read may have been applied.

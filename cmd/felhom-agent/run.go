@@ -179,6 +179,9 @@ func unknownNode(ctx context.Context, c *proxmox.Client, node string, err error)
 		}
 		have = "its nodes: " + strings.Join(names, ", ")
 	}
+	if ae, ok := errors.AsType[*proxmox.APIError](err); ok {
+		err = ae // the client's own wording says less than this
+	}
 	return fmt.Errorf("proxmox.node: the host has no node %q (%s); set it to this host's node name, hostname -s: %w", node, have, err)
 }
 

@@ -193,3 +193,20 @@ func TestServeConfigChecked(t *testing.T) {
 		})
 	}
 }
+
+// TestServeUnknownNode: serve makes no start-up request (it starts while
+// Proxmox is down, and /healthz says so), so a proxmox.node the host does
+// not have is found by the first run's request: the run fails saying that
+// proxmox.node is wrong, not only PVE's "no such cluster node".
+func TestServeUnknownNode(t *testing.T) {
+	t.Parallel()
+	sim := startSim(t)
+	a := startAgent(t, agentOpts{env: append(sim.env(), "FELHOM_AGENT_PROXMOX_NODE=pve9")})
+	r := a.startRun(t, "selftest", nil)
+	r = a.waitRun(t, r.ID, time.Minute, "to end", finished)
+	const want = `proxmox.node "pve9" is not a node of this host (set proxmox.node to the host's node name): GET /nodes/pve9/`
+	if r.Status != "failed" || !strings.Contains(r.Error, want) {
+		t.Errorf("run on an unknown node: %s, %q; want failed with %q", r.Status, r.Error, want)
+	}
+	record(t, "serve with an unknown proxmox.node: the first run's error", "%s", clipLine(r.Error))
+}
