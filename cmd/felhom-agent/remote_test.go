@@ -17,6 +17,7 @@ import (
 
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/agent"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/api"
+	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 )
 
 // agentCLI is the part of the command line that serve and the client
@@ -96,8 +97,11 @@ func serveAgent(t *testing.T, files map[string]string) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
 	sock := filepath.Join(sockDir, "s")
+	// A step budget no test reaches: a spinning run lives until it is
+	// cancelled, not until it has taken 10,000,000 steps (0.4 s, which a
+	// loaded machine lets pass before the test is done with it).
 	a, err := agent.New(agent.Config{PlaybooksDir: dir, StateDir: t.TempDir(), Socket: sock,
-		NoWatch: true, ShutdownGrace: -1, Logger: slog.New(slog.DiscardHandler)})
+		NoWatch: true, ShutdownGrace: -1, Logger: slog.New(slog.DiscardHandler), Engine: engine.Config{MaxSteps: 1 << 40}})
 	if err != nil {
 		t.Fatal(err)
 	}
