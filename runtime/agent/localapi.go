@@ -344,7 +344,7 @@ func apiRun(r store.Run) api.Run {
 		ID: r.ID, Playbook: r.Playbook, Version: r.Version, Source: string(r.Source), Key: r.Key,
 		Params: r.Params, Status: string(r.Status), Error: r.Error, ErrorKind: r.ErrorKind,
 		Created: r.Created.UTC(), Started: timePtr(r.Started), Ended: timePtr(r.Ended), Result: r.Result,
-		Resumes: r.Resumes, Replayed: r.Replayed, Adopted: r.Adopted, Reissued: r.Reissued,
+		Resumes: r.Resumes, Replayed: r.Replayed, Adopted: r.Adopted, Reissued: r.Reissued, Origin: r.Origin,
 	}
 	for _, t := range r.Tasks {
 		at := api.Task{UPID: t.UPID, Status: "running", ExitStatus: t.ExitStatus, Started: timePtr(t.Started), Ended: timePtr(t.Ended)}

@@ -39,6 +39,11 @@ type Run struct {
 	Replayed int `json:"replayed,omitempty"`
 	Adopted  int `json:"adopted,omitempty"`
 	Reissued int `json:"reissued,omitempty"`
+	// Origin is the Proxmox the run was made against, recorded when it
+	// started: "https://HOST:PORT node NODE", or "sim" for a simulated
+	// host; absent before it started or when an older agent ran it. An
+	// interrupted run is resumed or undone only against its origin.
+	Origin string `json:"origin,omitempty"`
 	// Pending are the destructive calls it parked at for an operator's
 	// signature (runs show only), oldest first.
 	Pending []PendingOp `json:"pending,omitempty"`
