@@ -33,7 +33,9 @@ func TestResumeOnlyAgainstTheSameHost(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			simA := pvesim.New()
-			simA.TaskDuration = 300 * time.Millisecond
+			// Long enough that the stop comes while the snapshot runs, also
+			// on a loaded machine.
+			simA.TaskDuration = time.Second
 			hostA := newSimHost(t, simA)
 			files := map[string]string{"snap.star": agentPlaybook("snap", snapFlow, tt.decl)}
 			var mods []func(*Config)
