@@ -19,6 +19,11 @@ import (
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
+// inFlight is how long the tasks of the tests that stop an agent while a
+// task runs take: long enough that a loaded machine cannot finish the task
+// between the test seeing it start and the stop (300 ms could).
+const inFlight = 1500 * time.Millisecond
+
 // snapFlow is snapshot → rollback → delete of guest 101, the snapshot's
 // removal registered as its compensation.
 const snapFlow = `    proxmox.snapshot(101, "durable")
@@ -77,7 +82,7 @@ func checkUndoneJournal(t *testing.T, ta *testAgent, id string) {
 
 func TestResumeAfterStopPastGrace(t *testing.T) {
 	sim := pvesim.New()
-	sim.TaskDuration = 300 * time.Millisecond
+	sim.TaskDuration = inFlight
 	host := newSimHost(t, sim)
 	files := map[string]string{"snap.star": agentPlaybook("snap", snapFlow, "resume = True")}
 	id, state := interruptDuringTask(t, host, files, "snap")
@@ -94,7 +99,7 @@ func TestResumeAfterStopPastGrace(t *testing.T) {
 
 func TestUndoAfterStopOfARunThatDoesNotResume(t *testing.T) {
 	sim := pvesim.New()
-	sim.TaskDuration = 300 * time.Millisecond
+	sim.TaskDuration = inFlight
 	host := newSimHost(t, sim)
 	files := map[string]string{"snap.star": agentPlaybook("snap", snapFlow, "")}
 	id, state := interruptDuringTask(t, host, files, "snap")
@@ -138,7 +143,7 @@ func TestReconcileAdoptsATaskWhoseAnswerWasLost(t *testing.T) {
 
 func TestQueuedSecretSurvivesRestart(t *testing.T) {
 	sim := pvesim.New()
-	sim.TaskDuration = 300 * time.Millisecond
+	sim.TaskDuration = inFlight
 	host := newSimHost(t, sim)
 	files := map[string]string{"snap.star": agentPlaybook("snap", `    proxmox.snapshot(101, "s" + str(len(ctx.params.token)))
     return len(ctx.params.token)`, `params = {"token": param.secret()}`)}
@@ -172,7 +177,7 @@ func TestQueuedSecretSurvivesRestart(t *testing.T) {
 // again.
 func TestReconcileAfterCrashBeforeTheUPID(t *testing.T) {
 	sim := pvesim.New()
-	sim.TaskDuration = 300 * time.Millisecond
+	sim.TaskDuration = inFlight
 	host := newSimHost(t, sim)
 	files := map[string]string{"snap.star": agentPlaybook("snap", snapFlow, "resume = True")}
 	id, state := interruptDuringTask(t, host, files, "snap")
@@ -221,7 +226,7 @@ func TestCreatedGuestsFromTheJournal(t *testing.T) {
 // and runs its compensations: it fails, and the guest is as before it.
 func TestAbandonARunThatWaits(t *testing.T) {
 	sim := pvesim.New()
-	sim.TaskDuration = 300 * time.Millisecond
+	sim.TaskDuration = inFlight
 	host := newSimHost(t, sim)
 	files := map[string]string{"snap.star": agentPlaybook("snap", snapFlow, "resume = True")}
 	id, state := interruptDuringTask(t, host, files, "snap")
@@ -284,7 +289,7 @@ func TestAbandonARunThatWaits(t *testing.T) {
 // registered before it run: the guest is as before the run.
 func TestDivergenceAfterUpgrade(t *testing.T) {
 	sim := pvesim.New()
-	sim.TaskDuration = 300 * time.Millisecond
+	sim.TaskDuration = inFlight
 	host := newSimHost(t, sim)
 	// upgraded.vmid() is the agent's own answer, not journaled (Pure): the
 	// old agent says 101, the new one 102.
