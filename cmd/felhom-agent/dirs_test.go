@@ -49,18 +49,9 @@ func TestDefaultDirs(t *testing.T) {
 			state: "/var/lib/felhom-agent", socket: "/run/user/1000/felhom-agent/agent.sock", noted: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			e := dirEnv{
-				getenv: func(k string) string { return tt.env[k] },
-				uid:    tt.uid,
-				home: func() (string, error) {
-					if tt.noHome {
-						return "", errors.New("no home")
-					}
-					return "/home/u", nil
-				},
-				writable: func(string) bool { return tt.writable },
-				exists:   func(p string) bool { return tt.sockExists && p == "/run/felhom-agent/agent.sock" },
-			}
+			e := fakeDirs(tt.env, tt.uid, tt.noHome)
+			e.writable = func(string) bool { return tt.writable }
+			e.exists = func(p string) bool { return tt.sockExists && p == "/run/felhom-agent/agent.sock" }
 			st, sock := e.stateDir(), e.socket()
 			if st.Dir != tt.state || sock.Dir != tt.socket {
 				t.Errorf("state, socket = %s, %s; want %s, %s", st.Dir, sock.Dir, tt.state, tt.socket)
@@ -142,20 +133,11 @@ func TestSimDefaultDirs(t *testing.T) {
 			state: "/run/user/1000/felhom-agent-sim/state", socket: "/run/user/1000/felhom-agent-sim/agent.sock"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			e := dirEnv{
-				getenv: func(k string) string { return tt.env[k] },
-				uid:    tt.uid,
-				home: func() (string, error) {
-					if tt.noHome {
-						return "", errors.New("no home")
-					}
-					return "/home/u", nil
-				},
-				// The system directories are usable and a real agent
-				// serves there: --sim still keeps apart.
-				writable: func(string) bool { return true },
-				exists:   func(string) bool { return true },
-			}
+			e := fakeDirs(tt.env, tt.uid, tt.noHome)
+			// The system directories are usable and a real agent serves
+			// there: --sim still keeps apart.
+			e.writable = func(string) bool { return true }
+			e.exists = func(string) bool { return true }
 			st, sock := e.simStateDir(), e.simSocket()
 			if st.Dir != tt.state || sock.Dir != tt.socket {
 				t.Errorf("sim state, socket = %s, %s; want %s, %s", st.Dir, sock.Dir, tt.state, tt.socket)
@@ -240,5 +222,20 @@ func TestSimSocketHint(t *testing.T) {
 				t.Errorf("hint = %q; want a hint naming %s: %v", got, sim, tt.want)
 			}
 		})
+	}
+}
+
+// fakeDirs is a dirEnv of environment env, user uid and home /home/u
+// (none when noHome); writable and exists are the test's to set.
+func fakeDirs(env map[string]string, uid int, noHome bool) dirEnv {
+	return dirEnv{
+		getenv: func(k string) string { return env[k] },
+		uid:    uid,
+		home: func() (string, error) {
+			if noHome {
+				return "", errors.New("no home")
+			}
+			return "/home/u", nil
+		},
 	}
 }
