@@ -43,13 +43,14 @@ func describeOrigin(o string) string {
 }
 
 // foreign says why a run recorded with origin o may not be resumed, undone
-// or followed by this agent, or "" when it may: it was made against this
-// agent's Proxmox, or either side names none.
+// or followed by this agent ("made against the simulator; this agent talks
+// to …", the caller saying what it leaves undone), or "" when it may: it
+// was made against this agent's Proxmox, or either side names none.
 func (a *Agent) foreign(o string) string {
 	if o == "" || a.origin == "" || o == a.origin {
 		return ""
 	}
-	return fmt.Sprintf("made against %s; this agent talks to %s: not resumed and not undone", describeOrigin(o), describeOrigin(a.origin))
+	return fmt.Sprintf("made against %s; this agent talks to %s", describeOrigin(o), describeOrigin(a.origin))
 }
 
 // runOrigins looks up the origin of each run id once, for the task

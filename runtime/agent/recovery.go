@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"time"
 
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
@@ -62,7 +61,7 @@ func (a *Agent) recoverRuns() error {
 			// Its UPID is another host's: asking this one about it would
 			// send the run's requests to the wrong host.
 			a.log.Warn("a recorded task was started on another Proxmox; not following it", "run", t.Run, "upid", t.UPID, "reason", why)
-			a.recordTaskEnd(t.Run, t.UPID, "unknown: "+strings.Replace(why, "not resumed and not undone", "not followed", 1))
+			a.recordTaskEnd(t.Run, t.UPID, "unknown: "+why+": not followed")
 			continue
 		}
 		upid, err := proxmox.ParseUPID(t.UPID)

@@ -96,6 +96,7 @@ func (a *Agent) resumeRun(r store.Run, abandon bool) error {
 		// Its journal holds another host's answers and its compensations
 		// would act on guests of this one it never touched: nothing of it
 		// is sent here.
+		why += ": not resumed and not undone"
 		return end(why, why)
 	}
 	pb, err := a.versionOf(ctx, r)
