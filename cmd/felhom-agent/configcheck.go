@@ -57,8 +57,10 @@ func checkConfig(file string, doc map[string]any, app *kong.Application) (map[st
 	})
 	sections := map[string]bool{}
 	for key := range known {
-		for i := strings.IndexByte(key, '.'); i >= 0; i = next(key, i) {
-			sections[key[:i]] = true
+		for i := range len(key) {
+			if key[i] == '.' {
+				sections[key[:i]] = true
+			}
 		}
 	}
 	values := map[string]any{}
@@ -95,15 +97,6 @@ func checkConfig(file string, doc map[string]any, app *kong.Application) (map[st
 		return nil, &configError{file: file, problems: problems}
 	}
 	return values, nil
-}
-
-// next is the index of the '.' after the one at i in key, or -1.
-func next(key string, i int) int {
-	j := strings.IndexByte(key[i+1:], '.')
-	if j < 0 {
-		return -1
-	}
-	return i + 1 + j
 }
 
 // checkValue is what is wrong with v as the value of f's key, or "".
