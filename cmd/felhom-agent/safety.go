@@ -276,12 +276,9 @@ func cliGate(g *Globals, be *backend, sim bool, id string, pb *engine.Playbook, 
 		},
 	}
 	if sim {
-		v := &safety.Verifier{Keys: safety.NewKeyRing(&safety.AllowList{}), Nonces: &safety.MemoryNonces{}, HostID: gate.HostID}
-		op, err := safety.NewSimOperator(v)
-		if err != nil {
+		if err := gate.SignSimulated(); err != nil {
 			return nil, err
 		}
-		gate.Approver, gate.Simulated = op, true
 	}
 	return gate, nil
 }

@@ -172,7 +172,7 @@ func planGate(client *proxmox.Client, pb *engine.Playbook, params *engine.Params
 	}
 	g := &safety.Gate{
 		Run:    safety.RunInfo{ID: "plan", Playbook: pb.Name, Triggers: pb.Decl.Triggers, Params: recJSON, Source: "plan"},
-		HostID: client.Node(), Policy: policy, Facts: safety.ClientFacts{C: client}, Simulated: true,
+		HostID: client.Node(), Policy: policy, Facts: safety.ClientFacts{C: client},
 		Audit: func(e safety.AuditEntry) {
 			if e.Decision == safety.PendingOp {
 				what := e.What
@@ -183,12 +183,9 @@ func planGate(client *proxmox.Client, pb *engine.Playbook, params *engine.Params
 			}
 		},
 	}
-	v := &safety.Verifier{Keys: safety.NewKeyRing(&safety.AllowList{}), Nonces: &safety.MemoryNonces{}, HostID: g.HostID}
-	op, err := safety.NewSimOperator(v)
-	if err != nil {
+	if err := g.SignSimulated(); err != nil {
 		return nil, err
 	}
-	g.Approver = op
 	return &planObserver{Gate: g, rec: rec}, nil
 }
 

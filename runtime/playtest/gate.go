@@ -38,12 +38,9 @@ func (h *harness) gate(id string, pb *engine.Playbook, p *engine.Params, operato
 		},
 	}
 	if operator {
-		v := &safety.Verifier{Keys: safety.NewKeyRing(&safety.AllowList{}), Nonces: &safety.MemoryNonces{}, HostID: g.HostID}
-		sim, err := safety.NewSimOperator(v)
-		if err != nil {
+		if err := g.SignSimulated(); err != nil {
 			return nil, nil, err
 		}
-		g.Approver, g.Simulated = sim, true
 	}
 	return g, decisions, nil
 }

@@ -49,6 +49,20 @@ func NewSimOperator(v *Verifier) (*SimOperator, error) {
 	return &SimOperator{Signer: s, Verifier: v}, nil
 }
 
+// SignSimulated makes g's Approver a simulated operator, trusted by a
+// verifier of g's own (in memory only): every pending operation of g is
+// signed, and its audit says so (Simulated). For --sim runs, playbook
+// tests and plans.
+func (g *Gate) SignSimulated() error {
+	v := &Verifier{Keys: NewKeyRing(&AllowList{}), Nonces: &MemoryNonces{}, HostID: g.HostID}
+	op, err := NewSimOperator(v)
+	if err != nil {
+		return err
+	}
+	g.Approver, g.Simulated = op, true
+	return nil
+}
+
 // Approve implements [Approver]: it signs p's blob and verifies it.
 func (s *SimOperator) Approve(_ context.Context, p *Pending) (*Verified, error) {
 	armored, err := Sign(p.Blob, s.Signer)
