@@ -336,6 +336,11 @@ def main():
     try:
         expect(px.version.get()["version"], "no version")
         step("version")
+        # pve-manager PVE/API2/Nodes.pm "version": the node's answer is
+        # GET /version's; an unknown node is pve-cluster's check_node_exists.
+        expect(node.version.get() == px.version.get(), "nodes/NODE/version differs from /version")
+        refused(lambda: px.nodes("felhom-no-such-node").version.get(), 500, "no such cluster node 'felhom-no-such-node'")
+        step("node-version")
         expect(isinstance(px.cluster.nextid.get(), str), "nextid is not a JSON string")
         step("nextid")
 
