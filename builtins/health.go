@@ -2,7 +2,6 @@ package builtins
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
@@ -11,7 +10,9 @@ import (
 // Health is one reading of every monitor, typed for Go callers: the
 // daemon's host report reads exactly what monitor.all() gives playbooks,
 // through the same monitors (see [MonitorTable]). A monitor that failed
-// has its field nil and its reason in Errors, keyed by the monitor's name.
+// has its field nil and its reason in Errors, keyed by the monitor's name;
+// one not read because the agent runs without privileged operations (a
+// choice of the configuration, not a failure) has its reason in Skipped.
 type Health struct {
 	Node    *proxmox.NodeStatus
 	Storage []proxmox.Storage
@@ -19,6 +20,7 @@ type Health struct {
 	Sensors []proxmox.SensorReading
 	Tunnel  *TunnelHealth
 	Errors  map[string]string
+	Skipped map[string]string
 	Took    map[string]time.Duration
 }
 
@@ -27,12 +29,16 @@ type Health struct {
 // reads, env.Logger (required) hears of failures, env.Gauges (optional)
 // gets the monitor_* gauges.
 func ReadHealth(ctx context.Context, env *Env) Health {
-	h := Health{Errors: map[string]string{}, Took: map[string]time.Duration{}}
+	h := Health{Errors: map[string]string{}, Skipped: map[string]string{}, Took: map[string]time.Duration{}}
 	for i, r := range readAll(ctx, env) {
 		name := monitors[i].name
 		h.Took[name] = r.took
 		if r.err != nil {
-			h.Errors[name] = fmt.Sprintf("monitor.%s: %v", name, r.err)
+			into := h.Errors
+			if r.skipped() {
+				into = h.Skipped
+			}
+			into[name] = r.message(name)
 			continue
 		}
 		switch v := r.r.(type) {

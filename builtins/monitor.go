@@ -2,6 +2,7 @@ package builtins
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -32,7 +33,7 @@ var MonitorTable = &Table{
 		"publishes a metric.",
 	Funcs: append(monitorFuncs(),
 		Func{Name: "all", Journal: Replayed, Sig: "all()", Fn: monitorAll, Returns: monitorAllShape,
-			Doc: "Reads every monitor concurrently with its defaults and returns struct(node, storage, smart, sensors, tunnel, errors, took): each monitor's reading (None when it failed), errors a dict monitor → message of the ones that failed (one failure never stops the others), took a dict monitor → duration. Fails only when the run is cancelled."},
+			Doc: "Reads every monitor concurrently with its defaults and returns struct(node, storage, smart, sensors, tunnel, errors, skipped, took): each monitor's reading (None when it failed or was skipped), errors a dict monitor → message of the ones that failed (one failure never stops the others), skipped a dict monitor → reason of the ones not read because the agent runs without privileged operations (sensors needs them: not a failure), took a dict monitor → duration. Fails only when the run is cancelled."},
 		Func{Name: "gauge_value", Journal: Replayed, Sig: "gauge_value(name, labels={})", Fn: monitorGaugeValue,
 			Doc: "Returns the value last published with gauge(name, ..., labels) in this agent process (a float), or None — for comparing a reading with the previous run's, e.g. a growing count."},
 		Func{Name: "gauge", Journal: Once, Sig: "gauge(name, value, labels={})", Fn: monitorGauge,
@@ -119,10 +120,16 @@ func runMonitor(ctx context.Context, env *Env, name string, m monitor) (reading,
 	took := time.Since(start)
 	logger := env.Logger.With("monitor", name)
 	success := 1.0
-	if err != nil {
+	switch {
+	case errors.Is(err, errHostDisabled):
+		// Not read, by the configuration's choice: no failure to alert
+		// on, and no success to report either.
+		logger.Debug("monitor skipped", "reason", err)
+		return r, took, err
+	case err != nil:
 		success = 0
 		logger.Warn("monitor failed", "took", took, "err", err)
-	} else {
+	default:
 		logger.Debug("monitor read", "took", took)
 	}
 	if env.Gauges != nil {
@@ -145,20 +152,25 @@ func monitorAll(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if err := env.Context.Err(); err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), context.Cause(env.Context))
 	}
-	fields := make(starlark.StringDict, len(monitors)+2)
-	errs := starlark.NewDict(0)
+	fields := make(starlark.StringDict, len(monitors)+3)
+	errs, skipped := starlark.NewDict(0), starlark.NewDict(0)
 	took := starlark.NewDict(len(monitors))
 	for i, d := range monitors {
 		r := results[i]
 		_ = took.SetKey(starlark.String(d.name), durationValue(r.took))
 		if r.err != nil {
 			fields[d.name] = starlark.None
-			_ = errs.SetKey(starlark.String(d.name), starlark.String(fmt.Sprintf("monitor.%s: %v", d.name, r.err)))
+			into := errs
+			if r.skipped() {
+				into = skipped
+			}
+			_ = into.SetKey(starlark.String(d.name), starlark.String(r.message(d.name)))
 			continue
 		}
 		fields[d.name] = r.r.value()
 	}
 	fields["errors"] = errs
+	fields["skipped"] = skipped
 	fields["took"] = took
 	return newStruct(fields), nil
 }
@@ -168,6 +180,18 @@ type monitorResult struct {
 	r    reading
 	took time.Duration
 	err  error
+}
+
+// skipped reports whether the monitor was not read because the agent runs
+// without privileged operations: a choice of the configuration, which
+// monitor.all(), the hub's report and the guest API tell apart from a
+// failure.
+func (r monitorResult) skipped() bool { return errors.Is(r.err, errHostDisabled) }
+
+// message is how a failed or skipped monitor's reason reads: named after
+// its module function.
+func (r monitorResult) message(name string) string {
+	return fmt.Sprintf("monitor.%s: %v", name, r.err)
 }
 
 // readAll reads every monitor concurrently with its defaults, in the

@@ -27,7 +27,9 @@ func attrOf(t *testing.T, v starlark.Value, path ...string) starlark.Value {
 }
 
 // TestMonitorAllOneFails: a failing monitor leaves None and a message,
-// the others still report, and each one's duration is recorded.
+// the others still report, and each one's duration is recorded. A monitor
+// that needs the privileged operations the agent runs without is skipped,
+// not failed: its reason in skipped, and no monitor_success gauge.
 func TestMonitorAllOneFails(t *testing.T) {
 	rig := newRig(t)
 	rig.pve.errs["NodeStatus"] = errors.New("connection refused")
@@ -41,17 +43,29 @@ func TestMonitorAllOneFails(t *testing.T) {
 		t.Errorf("node = %v; want None", v)
 	}
 	errs := attrOf(t, a, "errors").(*starlark.Dict)
-	wantErrs := map[string]string{
-		"node":    "monitor.node: node status: connection refused",
-		"sensors": "monitor.sensors: privileged operations are disabled (set privileged.enabled in the configuration)",
-	}
-	if errs.Len() != len(wantErrs) {
-		t.Errorf("errors = %v; want %v", errs, wantErrs)
-	}
-	for k, want := range wantErrs {
-		if got, _, _ := errs.Get(starlark.String(k)); got != starlark.String(want) {
-			t.Errorf("errors[%q] = %v; want %q", k, got, want)
+	skipped := attrOf(t, a, "skipped").(*starlark.Dict)
+	for _, c := range []struct {
+		field string
+		got   *starlark.Dict
+		want  map[string]string
+	}{
+		{"errors", errs, map[string]string{"node": "monitor.node: node status: connection refused"}},
+		{"skipped", skipped, map[string]string{"sensors": "monitor.sensors: privileged operations are disabled (set privileged.enabled in the configuration)"}},
+	} {
+		if c.got.Len() != len(c.want) {
+			t.Errorf("%s = %v; want %v", c.field, c.got, c.want)
 		}
+		for k, want := range c.want {
+			if got, _, _ := c.got.Get(starlark.String(k)); got != starlark.String(want) {
+				t.Errorf("%s[%q] = %v; want %q", c.field, k, got, want)
+			}
+		}
+	}
+	if v := attrOf(t, a, "sensors"); v != starlark.None {
+		t.Errorf("sensors = %v; want None", v)
+	}
+	if v, ok := rig.gauges.get("monitor_success{monitor=sensors}"); ok {
+		t.Errorf("monitor_success{monitor=sensors} = %v; want none for a skipped monitor", v)
 	}
 	if n := attrOf(t, a, "storage").(*starlark.List).Len(); n != 3 {
 		t.Errorf("storage has %d entries; want 3", n)

@@ -149,7 +149,7 @@ var (
 	monitorSmartShape   = ListOf(StructShape("disk health", "device", "model", "health", "passed", "temperature", "reallocated", "source", "error"))
 	monitorSensorsShape = ListOf(sensorShape)
 	monitorTunnelShape  = StructShape("tunnel reading", "endpoint", "up", "latency", "error")
-	monitorAllShape     = StructShape("monitor readings", "node", "storage", "smart", "sensors", "tunnel", "errors", "took").
+	monitorAllShape     = StructShape("monitor readings", "node", "storage", "smart", "sensors", "tunnel", "errors", "skipped", "took").
 				With("node", monitorNodeShape).With("storage", monitorStorageShape).With("smart", monitorSmartShape).
 				With("sensors", monitorSensorsShape).With("tunnel", monitorTunnelShape)
 	taskStatusShape = StructShape("task status", "upid", "status", "exitstatus", "ok", "running")

@@ -152,7 +152,7 @@ func (b guestBackend) Health(ctx context.Context) (guestapi.Health, error) {
 		out.Sensors = append(out.Sensors, guestapi.SensorHealth{Name: s.Label, Value: s.Celsius})
 	}
 	for name := range h.Errors {
-		if name == "sensors" && env.Host == nil || name == "tunnel" {
+		if name == "tunnel" {
 			continue
 		}
 		if out.Errors == nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -212,12 +213,7 @@ func (a *Agent) collectReport(ctx context.Context, since channel.Cursor) (*chann
 		return nil, errors.New(h.Errors["node"])
 	}
 	rep := &channel.Report{ReportedAt: time.Now().UTC(), Errors: map[string]string{}}
-	for name, msg := range h.Errors {
-		if name == "sensors" && env.Host == nil {
-			continue // privileged operations are off: nothing to report
-		}
-		rep.Errors[name] = msg
-	}
+	maps.Copy(rep.Errors, h.Errors) // not h.Skipped: privileged operations off is nothing to report
 	n := h.Node
 	rep.Host = channel.HostMetrics{
 		CPUPercent: n.CPU * 100, CPUs: n.CPUs, Load: n.LoadAvg,
