@@ -8,7 +8,9 @@ import (
 )
 
 // A run's origin is the Proxmox it was made against (Config.Origin), which
-// it records when it starts (store.Run.Origin). An interrupted run is
+// it records when it is accepted and again when it starts
+// (store.Run.Origin). A queued run accepted for another host is refused at
+// the agent's start (requeue), never having started. An interrupted run is
 // resumed, undone, or its tasks followed only by an agent that talks to the
 // same one: against another host its journal's answers are another host's
 // and its compensations would act on guests it never touched. Such a run

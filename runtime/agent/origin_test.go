@@ -118,3 +118,52 @@ func TestResumeOnlyAgainstTheSameHost(t *testing.T) {
 		})
 	}
 }
+
+// TestQueuedOnlyOnTheSameHost: a run accepted and still queued when the
+// agent stops records the host it was accepted for; an agent on the same
+// state directory that talks to another host refuses it, naming both, and
+// sends that host nothing of it. On the same host it runs.
+func TestQueuedOnlyOnTheSameHost(t *testing.T) {
+	for _, same := range []bool{true, false} {
+		t.Run(map[bool]string{true: "same host runs it", false: "another host refuses it"}[same], func(t *testing.T) {
+			simA := pvesim.New()
+			simA.TaskDuration = inFlight
+			hostA := newSimHost(t, simA)
+			files := map[string]string{"snap.star": agentPlaybook("snap", snapFlow, "")}
+			ta := hostA.agent(files, pastGrace)
+			ta.start("snap", nil)
+			queued := ta.start("snap", nil) // behind the first: the playbook is not concurrent
+			hostA.waitMutations(101, 1)
+			if err := ta.stop(); err != nil {
+				t.Fatal(err)
+			}
+			st := openStore(t, ta.state)
+			r, err := st.Get(context.Background(), queued.ID)
+			st.Close()
+			if err != nil || r.Status != "queued" || r.Origin != hostA.client.Target() {
+				t.Fatalf("the queued run = %s, origin %q, %v; want queued for %q", r.Status, r.Origin, err, hostA.client.Target())
+			}
+
+			host := hostA
+			if !same {
+				host = newSimHost(t, pvesim.New())
+			}
+			before := host.sim.MutatingRequests()
+			tb := host.agent(files, inState(ta.state))
+			run, _ := tb.wait(queued.ID)
+			if same {
+				if run.Status != "succeeded" {
+					t.Fatalf("the queued run on its own host = %s %q; want succeeded", run.Status, run.Error)
+				}
+				return
+			}
+			want := "accepted to be made against " + hostA.client.Target() + "; this agent talks to " + host.client.Target() + "; it never started"
+			if run.Status != "refused" || !strings.Contains(run.Error, want) {
+				t.Fatalf("the queued run on another host = %s %q; want refused, saying %q", run.Status, run.Error, want)
+			}
+			if n := host.sim.MutatingRequests() - before; n != 0 {
+				t.Errorf("the other host got %d mutating requests; want none", n)
+			}
+		})
+	}
+}

@@ -132,6 +132,7 @@ func (a *Agent) follow(upid proxmox.UPID, runID string) {
 
 // requeue queues the runs a previous process accepted and never started,
 // oldest first, on the playbooks as they load now (lifecycle step 5). A
+// run accepted by an agent talking to another Proxmox (origin.go), a
 // run whose playbook does not load, or whose recorded parameters no longer
 // pass its declaration, is refused with the reason. A secret parameter is
 // recorded redacted, so a run given one cannot be queued again: it is
@@ -145,6 +146,13 @@ func (a *Agent) requeue() {
 	}
 	slices.Reverse(runs) // List is newest first
 	for _, r := range runs {
+		if why := a.foreign(r.Origin); why != "" {
+			// Accepted for another host: its parameters name that host's
+			// guests. It never started, so nothing of it is undone.
+			a.finishUnstarted(r.ID, runstate.Refused, engine.KindParams, "accepted to be "+why+"; it never started: trigger it again on this host")
+			a.metrics.runFinished(r.Playbook, string(runstate.Refused), 0)
+			continue
+		}
 		pb := a.registry.Get(r.Playbook)
 		if pb == nil {
 			a.finishUnstarted(r.ID, runstate.Refused, engine.KindParams, fmt.Sprintf("playbook %q does not load at the agent's start; the run queued before the restart cannot run", r.Playbook))

@@ -189,7 +189,7 @@ func (a *Agent) start(ctx context.Context, req startRequest) (started, error) {
 			if !req.RecordRefusal {
 				return started{}, refusal
 			}
-			newRuns[i] = store.NewRun{Playbook: pb.Name, Version: pb.Version}
+			newRuns[i] = store.NewRun{Playbook: pb.Name, Version: pb.Version, Origin: a.origin}
 			continue
 		}
 		rec, err := json.Marshal(p.Record())
@@ -197,7 +197,7 @@ func (a *Agent) start(ctx context.Context, req startRequest) (started, error) {
 			return started{}, fmt.Errorf("playbook %s: parameters: %w", pb.Name, err)
 		}
 		params[i] = p
-		newRuns[i] = store.NewRun{Playbook: pb.Name, Version: pb.Version, Params: rec}
+		newRuns[i] = store.NewRun{Playbook: pb.Name, Version: pb.Version, Params: rec, Origin: a.origin}
 		if req.Signature != nil {
 			// Sealed with the state key, so that the run carries it after a
 			// restart (queued, or interrupted).

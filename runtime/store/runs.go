@@ -70,6 +70,7 @@ func (s *Store) CreateRuns(ctx context.Context, t Trigger, runs []NewRun) ([]Run
 				Secrets:  bytes.Clone(nr.Secrets),
 
 				Signature: bytes.Clone(nr.Signature),
+				Origin:    nr.Origin,
 			}
 			if len(r.Params) == 0 {
 				r.Params = nil
@@ -78,9 +79,9 @@ func (s *Store) CreateRuns(ctx context.Context, t Trigger, runs []NewRun) ([]Run
 			for {
 				r.ID = runstate.NewID(at)
 				res, err := tx.ExecContext(ctx, `INSERT INTO runs
-					(id, playbook, version, source, key, pos, params, status, created, secrets, signature)
-					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-					r.ID, r.Playbook, r.Version, r.Source, r.Key, i, jsonText(r.Params), r.Status, at.UnixNano(), nilBlob(r.Secrets), nilBlob(r.Signature))
+					(id, playbook, version, source, key, pos, params, status, created, secrets, signature, origin)
+					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+					r.ID, r.Playbook, r.Version, r.Source, r.Key, i, jsonText(r.Params), r.Status, at.UnixNano(), nilBlob(r.Secrets), nilBlob(r.Signature), r.Origin)
 				if err != nil {
 					return err
 				}
@@ -121,6 +122,9 @@ func checkNewRuns(t Trigger, runs []NewRun) error {
 		}
 		seen[nr.Playbook] = true
 		if err := checkName(fmt.Sprintf("runs[%d].Version", i), nr.Version, true); err != nil {
+			return err
+		}
+		if err := checkName(fmt.Sprintf("runs[%d].Origin", i), nr.Origin, true); err != nil {
 			return err
 		}
 		if err := checkJSON(fmt.Sprintf("runs[%d].Params", i), nr.Params); err != nil {

@@ -74,10 +74,10 @@ type Run struct {
 	// (NewRun.Signature, SetSignature), until the run ends; nil for none.
 	Signature []byte
 
-	// Origin is the Proxmox the run was made against, as MarkStarted
-	// recorded it: the agent's words for its host (runtime/agent's
-	// origin), "" for a run that has not started or was recorded by an
-	// agent that did not say (an older store).
+	// Origin is the Proxmox the run is made against, as CreateRuns (for
+	// the host it was accepted on) and then MarkStarted recorded it: the
+	// agent's words for its host (runtime/agent's origin), "" for a run
+	// recorded by an agent that did not say (an older store).
 	Origin string
 
 	// Resumes is how often the run was resumed (or replayed into its
@@ -141,6 +141,9 @@ type NewRun struct {
 	// Signature is the operator signature the run carries (a signed job,
 	// an approval), sealed by the caller; nil for none. Cleared by Finish.
 	Signature []byte
+	// Origin is the Proxmox the run is accepted to be made against (see
+	// Run.Origin); "" records none.
+	Origin string
 }
 
 // FinishInfo is how a run ended.
