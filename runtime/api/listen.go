@@ -107,7 +107,9 @@ func MakeSocketDir(dir string) error {
 // is only worth anything in a directory the agent controls. The sticky bit
 // (as on /tmp) does not make it acceptable: others could still take the
 // name before the agent starts. Group-writable is allowed: the group is the
-// one the socket's 0660 trusts anyway. The guest locks beside the socket
+// one the socket's 0660 trusts anyway. Nor may the directory belong to
+// another user than the agent's or root (as ssh holds its files): its
+// owner can change its mode at will. The guest locks beside the socket
 // are held to the same rule before anything is made there.
 func CheckSocketDir(dir string) error {
 	fi, err := os.Stat(dir)
@@ -117,8 +119,14 @@ func CheckSocketDir(dir string) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("%s is not a directory", dir)
 	}
+	const choose = "choose a directory only the agent's user and group may write, such as systemd's RuntimeDirectory= (/run/felhom-agent)"
 	if mode := fi.Mode(); mode.Perm()&0o002 != 0 {
-		return fmt.Errorf("its directory %s is writable by others (mode %04o%s): choose a directory only the agent's user and group may write, such as systemd's RuntimeDirectory= (/run/felhom-agent)", dir, mode.Perm(), map[bool]string{true: ", sticky", false: ""}[mode&fs.ModeSticky != 0])
+		return fmt.Errorf("its directory %s is writable by others (mode %04o%s): %s", dir, mode.Perm(), map[bool]string{true: ", sticky", false: ""}[mode&fs.ModeSticky != 0], choose)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		if uid := os.Geteuid(); st.Uid != 0 && int(st.Uid) != uid {
+			return fmt.Errorf("its directory %s belongs to uid %d, neither the agent's user (uid %d) nor root, who may change its mode at will: %s", dir, st.Uid, uid, choose)
+		}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net"
 	"os"
@@ -139,27 +140,37 @@ func TestClientNoServer(t *testing.T) {
 	}
 }
 
-// TestListenSocketDirectory: a directory others may write (sticky or not)
-// is refused before any socket is made; the agent's own and group-writable
-// directories are accepted.
+// TestListenSocketDirectory: a directory others may write (sticky or not),
+// or one another user owns, is refused before any socket is made; the
+// agent's own and group-writable directories are accepted.
 func TestListenSocketDirectory(t *testing.T) {
 	tests := []struct {
-		mode fs.FileMode
-		want string // "" accepted
+		mode  fs.FileMode
+		owner int    // chowned to this uid (needs root), -1 leaves it the agent's
+		want  string // "" accepted
 	}{
-		{0o700, ""},
-		{0o750, ""},
-		{0o770, ""},
-		{0o755, ""},
-		{0o777, "writable by others (mode 0777)"},
-		{0o777 | fs.ModeSticky, "writable by others (mode 0777, sticky)"},
-		{0o703, "writable by others (mode 0703)"},
+		{0o700, -1, ""},
+		{0o750, -1, ""},
+		{0o770, -1, ""},
+		{0o755, -1, ""},
+		{0o777, -1, "writable by others (mode 0777)"},
+		{0o777 | fs.ModeSticky, -1, "writable by others (mode 0777, sticky)"},
+		{0o703, -1, "writable by others (mode 0703)"},
+		{0o755, 65534, "belongs to uid 65534, neither the agent's user"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.mode.String(), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%v uid %d", tt.mode, tt.owner), func(t *testing.T) {
 			dir := shortDir(t)
 			if err := os.Chmod(dir, tt.mode); err != nil {
 				t.Fatal(err)
+			}
+			if tt.owner >= 0 {
+				if os.Geteuid() != 0 {
+					t.Skip("giving a directory to another user needs root")
+				}
+				if err := os.Chown(dir, tt.owner, -1); err != nil {
+					t.Fatal(err)
+				}
 			}
 			l, err := Listen(filepath.Join(dir, "a.sock"))
 			if err == nil {
