@@ -10,6 +10,7 @@ import (
 
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvetest"
 )
 
 // e2eRig serves a fresh simulated host over TLS and returns a run's Env
@@ -20,19 +21,7 @@ func e2eRig(t *testing.T) (*pvesim.Sim, *Env) {
 	t.Helper()
 	sim := &pvesim.Sim{TaskDuration: time.Millisecond}
 	sim.OnUnmodeled = func(r *http.Request) { t.Errorf("unmodelled request %s %s", r.Method, r.URL) }
-	srv, err := sim.Start("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	cfg, err := srv.ClientConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := proxmox.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, client := pvetest.Serve(t, sim)
 	priv, err := proxmox.NewPrivileged(proxmox.PrivilegedConfig{MountPrefix: "/mnt"}, sim.RootRunner())
 	if err != nil {
 		t.Fatal(err)

@@ -100,23 +100,7 @@ func simWorldOf(t *testing.T, legacy bool, nodes int) (*pvesim.Sim, *pvesim.Serv
 	}); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := sim.Start("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := srv.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	cfg, err := srv.ClientConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := proxmox.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, c := pvetest.Serve(t, sim)
 	ep := endpoint(t, srv)
 	w := pvetest.World{
 		Endpoint:      &ep,

@@ -34,6 +34,10 @@
 // implementation cannot offer (forcing a lock, withdrawing a privilege)
 // are left nil, and the cases needing them skip, saying why.
 //
+// [Serve] is the rig of tests that talk to the simulator as the agent
+// talks to a host: the simulator served over TLS for the test, and a
+// client pinned to its certificate.
+//
 // This package is for tests only: it imports testing, and nothing the
 // agent binary links may import it.
 package pvetest

@@ -8,29 +8,19 @@ import (
 
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvetest"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/internal/enginetest"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
 
-// simClient serves sim over TLS on loopback for the test and returns a
-// client pinned to its certificate.
+// simClient serves sim over TLS on loopback for the test (pvetest.Serve)
+// and returns a client pinned to its certificate, logging as the agent's
+// tests do.
 func simClient(t testing.TB, sim *pvesim.Sim) *proxmox.Client {
 	t.Helper()
-	srv, err := sim.Start("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	cfg, err := srv.ClientConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := proxmox.New(cfg, proxmox.WithLogger(enginetest.Logger()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, c := pvetest.Serve(t, sim, proxmox.WithLogger(enginetest.Logger()))
 	return c
 }
 

@@ -13,6 +13,7 @@ import (
 	"gitea.dooplex.hu/admin/felhom-agent/builtins"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvetest"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
@@ -85,7 +86,6 @@ func newFlowRig(b *testing.B) *flowRig {
 	}
 	r := &flowRig{b: b, pb: pb}
 	r.renew()
-	b.Cleanup(func() { _ = r.srv.Close() })
 	return r
 }
 
@@ -102,19 +102,8 @@ func (r *flowRig) renew() {
 	if err := sim.AddGuest(pvesim.GuestSpec{VMID: flowVMID, Hostname: "bench", RootFS: "local-lvm:vm-120-disk-0,size=4G"}); err != nil {
 		b.Fatal(err)
 	}
-	srv, err := sim.Start("")
-	if err != nil {
-		b.Fatal(err)
-	}
-	r.srv, r.sim = srv, sim
-	cfg, err := srv.ClientConfig()
-	if err != nil {
-		b.Fatal(err)
-	}
-	r.c, err = proxmox.New(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
+	r.sim = sim
+	r.srv, r.c = pvetest.Serve(b, sim)
 	r.e = engine.NewEngine(engine.Config{Env: builtins.Env{Proxmox: r.c}, Logger: slog.New(slog.DiscardHandler)})
 	q0 := sim.Requests()
 	r.playbookFlow()

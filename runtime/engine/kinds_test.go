@@ -12,6 +12,7 @@ import (
 	"gitea.dooplex.hu/admin/felhom-agent/builtins"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox"
 	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvesim"
+	"gitea.dooplex.hu/admin/felhom-agent/proxmox/pvetest"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/engine"
 	"gitea.dooplex.hu/admin/felhom-agent/runtime/store/runstate"
 )
@@ -130,19 +131,7 @@ func TestKindMemoryAcrossRuns(t *testing.T) {
 // kindsPlaybook's step on an engine acting on it, with ctx.
 func kindsRunner(t *testing.T, sim *pvesim.Sim, ctx context.Context) func(step string) *engine.Result {
 	t.Helper()
-	srv, err := sim.Start("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	cfg, err := srv.ClientConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := proxmox.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, c := pvetest.Serve(t, sim)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "kinds.star")
 	if err := os.WriteFile(path, []byte(kindsPlaybook), 0o644); err != nil {
