@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -77,11 +78,14 @@ func (c *Client) do(ctx context.Context, method string, p apiPath, params url.Va
 		if obs != nil {
 			obs.Request(RequestInfo{Method: method, Path: p.plain, Attempt: attempt, Status: status, Took: took, Err: err})
 		}
-		attrs := []any{"method", method, "path", p.plain, "attempt", attempt, "status", status, "took", took}
-		if err != nil {
-			attrs = append(attrs, "err", err)
+		if c.log.Enabled(ctx, slog.LevelDebug) { // on every request: no attributes made for nothing
+			attrs := []slog.Attr{slog.String("method", method), slog.String("path", p.plain), slog.Int("attempt", attempt),
+				slog.Int("status", status), slog.Duration("took", took)}
+			if err != nil {
+				attrs = append(attrs, slog.Any("err", err))
+			}
+			c.log.LogAttrs(ctx, slog.LevelDebug, "proxmox api request", attrs...)
 		}
-		c.log.DebugContext(ctx, "proxmox api request", attrs...)
 		if err == nil {
 			return env, nil
 		}

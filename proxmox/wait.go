@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -46,7 +47,10 @@ func (c *Client) WaitTask(ctx context.Context, upid UPID, o WaitOptions) (TaskSt
 	if obs := observerFrom(ctx); obs != nil {
 		obs.TaskWaited(upid, time.Since(start), st, err)
 	}
-	c.log.DebugContext(ctx, "proxmox task wait", "upid", upid.String(), "status", st.Status, "exitstatus", st.ExitStatus, "took", time.Since(start), "err", err)
+	if c.log.Enabled(ctx, slog.LevelDebug) {
+		c.log.LogAttrs(ctx, slog.LevelDebug, "proxmox task wait", slog.String("upid", upid.String()), slog.String("status", st.Status),
+			slog.String("exitstatus", st.ExitStatus), slog.Duration("took", time.Since(start)), slog.Any("err", err))
+	}
 	return st, err
 }
 
