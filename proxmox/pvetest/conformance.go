@@ -314,6 +314,15 @@ func (s *suite) noRequest(t *testing.T, what, param string, call func(ctx contex
 	}
 }
 
+// firstAnswer is an Observer that ends a call's context once its first
+// HTTP attempt has finished, so that a read the client would retry
+// returns that attempt's answer.
+type firstAnswer struct{ end context.CancelFunc }
+
+func (f firstAnswer) Request(proxmox.RequestInfo)                                     { f.end() }
+func (firstAnswer) TaskStarted(proxmox.UPID)                                          {}
+func (firstAnswer) TaskWaited(proxmox.UPID, time.Duration, proxmox.TaskStatus, error) {}
+
 // requestCounter is an Observer counting HTTP attempts.
 type requestCounter struct{ requests atomic.Int64 }
 
