@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -162,9 +163,24 @@ func (a *agent) restart(t testing.TB) {
 	a.start(t, true)
 }
 
-// freeAddr returns a loopback address with a port nothing listens on.
+// freeAddr returns a loopback address with a port nothing listens on,
+// below the kernel's ephemeral range: an agent restarted on the address
+// (after a kill -9) binds it again, and a port of that range may meanwhile
+// have become some outgoing connection's own ("bind: address already in
+// use"), which a port below it never does. Where the range starts too low
+// to leave room, any free port.
 func freeAddr(t testing.TB) string {
 	t.Helper()
+	const lowest = 10000
+	if first := ephemeralFirst(); first > lowest+1000 {
+		for range 100 {
+			addr := fmt.Sprintf("127.0.0.1:%d", lowest+rand.IntN(first-lowest))
+			if ln, err := net.Listen("tcp", addr); err == nil {
+				ln.Close()
+				return addr
+			}
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -172,6 +188,20 @@ func freeAddr(t testing.TB) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	return addr
+}
+
+// ephemeralFirst is the first port the kernel gives outgoing connections
+// (net.ipv4.ip_local_port_range), or 0 when it cannot be read.
+func ephemeralFirst() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	var first, last int
+	if _, err := fmt.Sscan(string(b), &first, &last); err != nil {
+		return 0
+	}
+	return first
 }
 
 // servePlaybooks makes a playbooks directory for serve: the shipped
