@@ -495,16 +495,23 @@ var abandoned atomic.Int64
 func Abandoned() int64 { return abandoned.Load() }
 
 // runStackHint is the frame with which a run's goroutine grows its stack
-// at once (to 32 KiB), before its first Starlark call. A new goroutine
+// at once (to 64 KiB), before its first Starlark call. A new goroutine
 // starts with a few KiB and doubles its stack, copying it, each time a
-// call needs more; Starlark's interpreter frames are large, so an ordinary
-// run went through several copies, about a tenth of a short run's CPU
-// (BenchmarkRunCached). Go grows a stack straight to what the faulting
-// frame needs, so one frame of this size at the goroutine's start costs
-// one copy of an empty stack (and no zeroing: the frame is never
-// written). The garbage collector shrinks the stack of a run that then
-// waits with little of it in use, so waiting runs do not keep it.
-const runStackHint = 14 << 10
+// call needs more. Starlark's interpreter frames are large, and a builtin
+// that talks to Proxmox goes on down through the client and net/http: a
+// task wait's status poll reaches about 32 KiB, so that a few hundred
+// bytes more in any frame on the way (a debug line's attributes in the
+// client did it) cross it. Grown there, the stack is copied with every
+// frame of that depth adjusted, as much CPU as the rest of the engine's
+// work on a short run (BenchmarkFlowInterleaved, 12 alternated pairs: the
+// playbook 14.4% slower than Go with a 32 KiB start, 8.6% with 64 KiB,
+// lower in every pair). Go grows a stack straight to what
+// the faulting frame needs, so one frame of this size at the goroutine's
+// start costs one copy of an empty stack (and no zeroing: the frame is
+// never written). A run that waits for a task had reached 64 KiB anyway;
+// the garbage collector shrinks the stack of one that then waits with
+// little of it in use.
+const runStackHint = 40 << 10
 
 // presizeStack grows the calling goroutine's stack to runStackHint.
 //
