@@ -79,12 +79,7 @@ func (c *Client) do(ctx context.Context, method string, p apiPath, params url.Va
 			obs.Request(RequestInfo{Method: method, Path: p.plain, Attempt: attempt, Status: status, Took: took, Err: err})
 		}
 		if c.log.Enabled(ctx, slog.LevelDebug) { // on every request: no attributes made for nothing
-			attrs := []slog.Attr{slog.String("method", method), slog.String("path", p.plain), slog.Int("attempt", attempt),
-				slog.Int("status", status), slog.Duration("took", took)}
-			if err != nil {
-				attrs = append(attrs, slog.Any("err", err))
-			}
-			c.log.LogAttrs(ctx, slog.LevelDebug, "proxmox api request", attrs...)
+			c.logRequest(ctx, method, p.plain, attempt, status, took, err)
 		}
 		if err == nil {
 			return env, nil
@@ -106,6 +101,22 @@ func (c *Client) do(ctx context.Context, method string, p apiPath, params url.Va
 			return envelope{}, fmt.Errorf("%s %s: %w (while retrying after: %w)", method, p.plain, serr, err)
 		}
 	}
+}
+
+// logRequest writes one request's debug line. It is a function of its own
+// so that its attributes take no room in do's frame: do is on the stack of
+// every builtin call that talks to Proxmox, which runs on a run's
+// goroutine near the depth its stack is sized for (runtime/engine's
+// runStackHint).
+//
+//go:noinline
+func (c *Client) logRequest(ctx context.Context, method, path string, attempt, status int, took time.Duration, err error) {
+	attrs := []slog.Attr{slog.String("method", method), slog.String("path", path), slog.Int("attempt", attempt),
+		slog.Int("status", status), slog.Duration("took", took)}
+	if err != nil {
+		attrs = append(attrs, slog.Any("err", err))
+	}
+	c.log.LogAttrs(ctx, slog.LevelDebug, "proxmox api request", attrs...)
 }
 
 // RetryError is a read that kept failing transiently until its retry

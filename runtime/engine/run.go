@@ -500,8 +500,9 @@ func Abandoned() int64 { return abandoned.Load() }
 // call needs more. Starlark's interpreter frames are large, and a builtin
 // that talks to Proxmox goes on down through the client and net/http: a
 // task wait's status poll reaches about 32 KiB, so that a few hundred
-// bytes more in any frame on the way (a debug line's attributes in the
-// client did it) cross it. Grown there, the stack is copied with every
+// bytes more in any frame on the way cross it (a debug line's attributes
+// in the client's request frame did, until they moved to a function of
+// their own). Grown there, the stack is copied with every
 // frame of that depth adjusted, as much CPU as the rest of the engine's
 // work on a short run (BenchmarkFlowInterleaved, 12 alternated pairs: the
 // playbook 14.4% slower than Go with a 32 KiB start, 8.6% with 64 KiB,
