@@ -239,3 +239,44 @@ func fakeDirs(env map[string]string, uid int, noHome bool) dirEnv {
 		},
 	}
 }
+
+// TestHostGuestLocksInTheAgentsDirectory: a console run (here root) takes
+// its guest locks beside the socket of an agent that runs as its own user
+// (systemd's RuntimeDirectory= belongs to User=); only the serving agent
+// refuses a socket directory another user owns (api.Listen). One others
+// may write is refused to both.
+func TestHostGuestLocksInTheAgentsDirectory(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("giving a directory to another user needs root")
+	}
+	for _, tt := range []struct {
+		mode os.FileMode
+		want string // "" accepted
+	}{
+		{0o750, ""},
+		{0o770, ""},
+		{0o777, "is writable by others"},
+	} {
+		t.Run(tt.mode.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.Chown(dir, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(dir, tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			_, err := hostGuestLocks(filepath.Join(dir, "agent.sock"))
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("guest locks in the agent's %v directory: %v", tt.mode, err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("guest locks in a %v directory: %v; want %q", tt.mode, err, tt.want)
+			}
+			if tt.want == "" {
+				if fi, err := os.Stat(guestLockDir(filepath.Join(dir, "agent.sock"))); err != nil || !fi.IsDir() {
+					t.Errorf("the guest lock directory was not made: %v", err)
+				}
+			}
+		})
+	}
+}

@@ -45,6 +45,9 @@ func Listen(path string) (net.Listener, error) {
 	if err := MakeSocketDir(dir); err != nil {
 		return nil, fmt.Errorf("local API socket %s: %w", path, err)
 	}
+	if err := checkServedDirOwner(dir); err != nil {
+		return nil, fmt.Errorf("local API socket %s: %w", path, err)
+	}
 	if err := removeStale(path); err != nil {
 		return nil, err
 	}
@@ -107,10 +110,9 @@ func MakeSocketDir(dir string) error {
 // is only worth anything in a directory the agent controls. The sticky bit
 // (as on /tmp) does not make it acceptable: others could still take the
 // name before the agent starts. Group-writable is allowed: the group is the
-// one the socket's 0660 trusts anyway. Nor may the directory belong to
-// another user than the agent's or root (as ssh holds its files): its
-// owner can change its mode at will. The guest locks beside the socket
-// are held to the same rule before anything is made there.
+// one the socket's 0660 trusts anyway. The guest locks beside the socket
+// are held to the same rule before anything is made there, by the agent
+// and by console runs alike.
 func CheckSocketDir(dir string) error {
 	fi, err := os.Stat(dir)
 	if err != nil {
@@ -119,14 +121,32 @@ func CheckSocketDir(dir string) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("%s is not a directory", dir)
 	}
-	const choose = "choose a directory only the agent's user and group may write, such as systemd's RuntimeDirectory= (/run/felhom-agent)"
 	if mode := fi.Mode(); mode.Perm()&0o002 != 0 {
-		return fmt.Errorf("its directory %s is writable by others (mode %04o%s): %s", dir, mode.Perm(), map[bool]string{true: ", sticky", false: ""}[mode&fs.ModeSticky != 0], choose)
+		return fmt.Errorf("its directory %s is writable by others (mode %04o%s): %s", dir, mode.Perm(), map[bool]string{true: ", sticky", false: ""}[mode&fs.ModeSticky != 0], chooseSocketDir)
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		if uid := os.Geteuid(); st.Uid != 0 && int(st.Uid) != uid {
-			return fmt.Errorf("its directory %s belongs to uid %d, neither the agent's user (uid %d) nor root, who may change its mode at will: %s", dir, st.Uid, uid, choose)
-		}
+	return nil
+}
+
+// chooseSocketDir is what a refused socket directory's error advises.
+const chooseSocketDir = "choose a directory only the agent's user and group may write, such as systemd's RuntimeDirectory= (/run/felhom-agent)"
+
+// checkServedDirOwner refuses to serve the socket in a directory that
+// belongs to another user than the agent's or root (as ssh holds its
+// files): its owner may change its mode at will and put their own socket
+// in the agent's place. Only the serving agent asks: a console run
+// (root, or an operator in the agent's group) takes its guest locks in
+// the agent's own directory, which belongs to the agent's user.
+func checkServedDirOwner(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	if uid := os.Geteuid(); st.Uid != 0 && int(st.Uid) != uid {
+		return fmt.Errorf("its directory %s belongs to uid %d, neither this agent's user (uid %d) nor root, who may change its mode at will: %s", dir, st.Uid, uid, chooseSocketDir)
 	}
 	return nil
 }

@@ -156,7 +156,7 @@ func TestListenSocketDirectory(t *testing.T) {
 		{0o777, -1, "writable by others (mode 0777)"},
 		{0o777 | fs.ModeSticky, -1, "writable by others (mode 0777, sticky)"},
 		{0o703, -1, "writable by others (mode 0703)"},
-		{0o755, 65534, "belongs to uid 65534, neither the agent's user"},
+		{0o755, 65534, "belongs to uid 65534, neither this agent's user"},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%v uid %d", tt.mode, tt.owner), func(t *testing.T) {
