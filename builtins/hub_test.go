@@ -66,4 +66,12 @@ func TestReadHealthMatchesMonitorAll(t *testing.T) {
 	if len(h.Took) != len(monitors) {
 		t.Errorf("took = %v; want one per monitor", h.Took)
 	}
+	if len(h.Skipped) != 0 || len(h.Sensors) == 0 {
+		t.Errorf("skipped = %v, sensors %v; want the sensors read on an agent with privileged operations", h.Skipped, h.Sensors)
+	}
+	rig.env.Host = nil
+	h = ReadHealth(context.Background(), rig.env)
+	if _, ok := h.Skipped["sensors"]; !ok || h.Errors["sensors"] != "" || h.Sensors != nil {
+		t.Errorf("without privileged operations: skipped %v, errors %v, sensors %v; want sensors skipped, not failed", h.Skipped, h.Errors, h.Sensors)
+	}
 }

@@ -22,7 +22,8 @@ import (
 // monitor is one file and one line. Every reading records its duration
 // and success: in the run log, as the gauges monitor_duration_seconds and
 // monitor_success{monitor=NAME} when a gauge sink is configured, and in
-// monitor.all()'s result.
+// monitor.all()'s result — except a monitor skipped for want of privileged
+// operations, which sets neither gauge and is logged at debug level.
 var MonitorTable = &Table{
 	Effect: Reads,
 	Name:   "monitor",
