@@ -499,19 +499,20 @@ func Abandoned() int64 { return abandoned.Load() }
 // starts with a few KiB and doubles its stack, copying it, each time a
 // call needs more. Starlark's interpreter frames are large, and a builtin
 // that talks to Proxmox goes on down through the client and net/http: a
-// task wait's status poll reaches about 32 KiB, so that a few hundred
-// bytes more in any frame on the way cross it (a debug line's attributes
-// in the client's request frame did, until they moved to a function of
-// their own). Grown there, the stack is copied with every
-// frame of that depth adjusted, as much CPU as the rest of the engine's
-// work on a short run (BenchmarkFlowInterleaved, 12 alternated pairs: the
-// playbook 14.4% slower than Go with a 32 KiB start, 8.6% with 64 KiB,
-// lower in every pair). Go grows a stack straight to what
-// the faulting frame needs, so one frame of this size at the goroutine's
-// start costs one copy of an empty stack (and no zeroing: the frame is
-// never written). A run that waits for a task had reached 64 KiB anyway;
-// the garbage collector shrinks the stack of one that then waits with
-// little of it in use.
+// task wait's status poll reaches about 32 KiB, near enough that a few
+// hundred bytes more in one frame on the way crossed it (a debug line's
+// attributes in the client's request frame, since moved to a function of
+// their own). Grown there, the stack is copied with every frame of that
+// depth adjusted, as much CPU as the rest of the engine's work on a short
+// run (BenchmarkFlowInterleaved, 12 alternated pairs: 14.4% over plain Go
+// against 8.6% with this start). So the start is twice that depth, for
+// margin: with the frame fixed, 32 and 64 KiB starts measure alike (8.36 /
+// 8.42%), and 1,000 runs waiting at once hold no more stack
+// (BenchmarkConcurrentRuns1000's peak-stack-MiB 71.9 / 67.8: the garbage
+// collector shrinks the stack of a run that waits with little of it in
+// use). Go grows a stack straight to what the faulting frame needs, so one
+// frame of this size at the goroutine's start costs one copy of an empty
+// stack (and no zeroing: the frame is never written).
 const runStackHint = 40 << 10
 
 // presizeStack grows the calling goroutine's stack to runStackHint.
