@@ -149,6 +149,7 @@ func (a *Agent) requeue() {
 		if why := a.foreign(r.Origin); why != "" {
 			// Accepted for another host: its parameters name that host's
 			// guests. It never started, so nothing of it is undone.
+			a.log.Warn("a run queued before the restart was accepted for another Proxmox; refused", "run", r.ID, "playbook", r.Playbook, "reason", why)
 			a.finishUnstarted(r.ID, runstate.Refused, engine.KindParams, "accepted to be "+why+"; it never started: trigger it again on this host")
 			a.metrics.runFinished(r.Playbook, string(runstate.Refused), 0)
 			continue
