@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -167,16 +168,26 @@ func (a *agent) restart(t testing.TB) {
 // below the kernel's ephemeral range: an agent restarted on the address
 // (after a kill -9) binds it again, and a port of that range may meanwhile
 // have become some outgoing connection's own ("bind: address already in
-// use"), which a port below it never does. Where the range starts too low
-// to leave room, any free port.
+// use"), which a port below it never does. No port is handed out twice in
+// one test process, so parallel tests and an agent down between a kill
+// and its restart never share one. Where the range starts too low to
+// leave room (an ip_local_port_range from 1024, say), any free port, and
+// the restart's risk is back.
 func freeAddr(t testing.TB) string {
 	t.Helper()
 	const lowest = 10000
 	if first := ephemeralFirst(); first > lowest+1000 {
+		givenPorts.Lock()
+		defer givenPorts.Unlock()
 		for range 100 {
-			addr := fmt.Sprintf("127.0.0.1:%d", lowest+rand.IntN(first-lowest))
+			port := lowest + rand.IntN(first-lowest)
+			if givenPorts.m[port] {
+				continue
+			}
+			addr := fmt.Sprintf("127.0.0.1:%d", port)
 			if ln, err := net.Listen("tcp", addr); err == nil {
 				ln.Close()
+				givenPorts.m[port] = true
 				return addr
 			}
 		}
@@ -189,6 +200,12 @@ func freeAddr(t testing.TB) string {
 	ln.Close()
 	return addr
 }
+
+// givenPorts are the ports freeAddr has handed out in this process.
+var givenPorts = struct {
+	sync.Mutex
+	m map[int]bool
+}{m: map[int]bool{}}
 
 // ephemeralFirst is the first port the kernel gives outgoing connections
 // (net.ipv4.ip_local_port_range), or 0 when it cannot be read.
