@@ -183,6 +183,13 @@ type testWorld struct {
 	unprivileged bool
 }
 
+// testReadRetryBudget is how long a test's reads ride out an unavailable
+// API (proxmox.read_retry_budget, 30 s on a host): with the test's 1–10 ms
+// backoff that is a hundred retries and more, past any fault given a
+// count, while a fault without one is an outage the flow sees within a
+// second (a test of an unreadable monitor took 30 s per read).
+const testReadRetryBudget = time.Second
+
 // build makes a fresh world — the default single node when nodes is 0,
 // else a cluster of that many nodes with the agent on the first — and
 // points the thread's simulator, builtins and harness at it, replacing
@@ -207,6 +214,7 @@ func (w *testWorld) build(nodes int) error {
 		srv.Close()
 		return err
 	}
+	cfg.ReadRetryBudget = testReadRetryBudget
 	client, err := proxmox.New(cfg, proxmox.WithLogger(w.logger), proxmox.WithRetryBackoff(time.Millisecond, 10*time.Millisecond))
 	if err != nil {
 		srv.Close()
