@@ -922,22 +922,28 @@ func guestMutation(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, pairs...); err != nil {
 		return nil, err
 	}
-	env, api, err := proxmoxEnv(thread, b)
+	m := mutation{wait: wait, timeout: timeout}
+	return mutateGuest(b, &m, guestCall{thread: thread, vmid: int(vmid), action: action, check: check, send: do})
+}
+
+// mutateGuest is what every guest mutation does once its arguments are
+// unpacked: look the guest's kind up, check g against it (g.check may be
+// nil), and send m as g on the locked guest.
+func mutateGuest(b *starlark.Builtin, m *mutation, g guestCall) (starlark.Value, error) {
+	env, api, err := proxmoxEnv(g.thread, b)
 	if err != nil {
 		return nil, err
 	}
-	kind, err := mutationKind(thread, env.Context, api, int(vmid))
-	if err != nil {
+	if g.kind, err = mutationKind(g.thread, env.Context, api, g.vmid); err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
-	if check != nil {
-		if err := check(kind, int(vmid)); err != nil {
+	if g.check != nil {
+		if err := g.check(g.kind, g.vmid); err != nil {
 			return nil, fmt.Errorf("%s: %w", b.Name(), err)
 		}
 	}
-	m := mutation{wait: wait, timeout: timeout,
-		guest: guestCall{thread: thread, vmid: int(vmid), kind: kind, action: action, check: check, send: do}}
-	return mutate(env, api, b, &m)
+	m.guest = g
+	return mutate(env, api, b, m)
 }
 
 func pveSnapshot(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -959,22 +965,23 @@ func pveSnapshot(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 }
 
 func pveRollback(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var name string
-	return guestMutation(thread, b, args, kwargs, "rollback",
-		[]any{"name", &name},
-		func(proxmox.GuestKind, int) error { return nonEmptyArg("name", name) },
-		func(api guestMutator, ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.UPID, error) {
-			return api.Rollback(ctx, kind, vmid, name)
-		})
+	return snapshotMutation(thread, b, args, kwargs, "rollback", guestMutator.Rollback)
 }
 
 func pveDeleteSnapshot(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	return snapshotMutation(thread, b, args, kwargs, "delsnapshot", guestMutator.DeleteSnapshot)
+}
+
+// snapshotMutation is rollback's and delete_snapshot's shape: a guest and
+// the name of one of its snapshots, sent with send.
+func snapshotMutation(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple, action string,
+	send func(api guestMutator, ctx context.Context, kind proxmox.GuestKind, vmid int, name string) (proxmox.UPID, error)) (starlark.Value, error) {
 	var name string
-	return guestMutation(thread, b, args, kwargs, "delsnapshot",
+	return guestMutation(thread, b, args, kwargs, action,
 		[]any{"name", &name},
 		func(proxmox.GuestKind, int) error { return nonEmptyArg("name", name) },
 		func(api guestMutator, ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.UPID, error) {
-			return api.DeleteSnapshot(ctx, kind, vmid, name)
+			return send(api, ctx, kind, vmid, name)
 		})
 }
 
@@ -1005,19 +1012,10 @@ func pveShutdown(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 		return nil, fmt.Errorf("%s: timeout %s: PVE takes whole seconds", b.Name(), timeout.d)
 	}
 	secs := int(timeout.d / time.Second)
-	env, api, err := proxmoxEnv(thread, b)
-	if err != nil {
-		return nil, err
-	}
-	kind, err := mutationKind(thread, env.Context, api, int(vmid))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", b.Name(), err)
-	}
-	m.guest = guestCall{thread: thread, vmid: int(vmid), kind: kind, action: "shutdown",
+	return mutateGuest(b, &m, guestCall{thread: thread, vmid: int(vmid), action: "shutdown",
 		send: func(api guestMutator, ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.UPID, error) {
 			return api.Shutdown(ctx, kind, vmid, secs)
-		}}
-	return mutate(env, api, b, &m)
+		}})
 }
 
 func pveDeleteGuest(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -1088,19 +1086,10 @@ func pveSetConfig(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tu
 	if len(values) == 0 && len(deletes) == 0 {
 		return nil, fmt.Errorf("%s: nothing to change: set and delete are both empty", b.Name())
 	}
-	env, api, err := proxmoxEnv(thread, b)
-	if err != nil {
-		return nil, err
-	}
-	kind, err := mutationKind(thread, env.Context, api, int(vmid))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", b.Name(), err)
-	}
-	m.guest = guestCall{thread: thread, vmid: int(vmid), kind: kind, action: "config",
+	return mutateGuest(b, &m, guestCall{thread: thread, vmid: int(vmid), action: "config",
 		send: func(api guestMutator, ctx context.Context, kind proxmox.GuestKind, vmid int) (proxmox.UPID, error) {
 			return api.SetConfig(ctx, kind, vmid, values, deletes)
-		}}
-	return mutate(env, api, b, &m)
+		}})
 }
 
 // configValues converts set_config's dict to PVE's form: every value a
