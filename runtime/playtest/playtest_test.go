@@ -45,6 +45,24 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// TestGateOwnSnapshots: an unsigned run may delete a snapshot its own task
+// took, and not one a failed snapshot task of the same name stood beside
+// (testdata/snapgate_test.star).
+func TestGateOwnSnapshots(t *testing.T) {
+	results, err := Run(context.Background(), []string{"testdata/snapgate_test.star"}, Options{Root: "testdata"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 2 {
+		t.Errorf("ran %d tests; want the 2 of snapgate_test.star", len(results))
+	}
+	for _, r := range results {
+		if !r.Passed() {
+			t.Errorf("%s: %q", r.Test, r.Failures)
+		}
+	}
+}
+
 // TestClock runs the tests of the test's clock, sim.add_snapshot,
 // sim.add_archive and the keyword did-you-means (testdata/clock_test.star).
 func TestClock(t *testing.T) {

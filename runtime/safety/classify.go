@@ -43,8 +43,9 @@ type Facts interface {
 }
 
 // Record is what the run's own record says it created: the guests its
-// tasks created and the snapshots its tasks took. It comes from the tasks
-// the run started, never from a parameter, the hub or the playbook.
+// tasks created and the snapshots its tasks took (tasks that ended OK: a
+// snapshot task that failed took nothing). It comes from the tasks the run
+// started, never from a parameter, the hub or the playbook.
 type Record interface {
 	CreatedGuest(vmid int) bool
 	TookSnapshot(vmid int, name string) bool

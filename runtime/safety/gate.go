@@ -129,9 +129,14 @@ type Gate struct {
 	// Simulated marks decisions of the simulated operator in the audit.
 	Simulated bool
 
-	mu       sync.Mutex
-	created  map[int]bool
-	snaps    map[string]bool
+	mu      sync.Mutex
+	created map[int]bool
+	snaps   map[string]bool // "vmid/name" of the snapshots the run took: their tasks ended OK
+	// taking are the snapshot tasks started and not yet seen to end OK,
+	// by UPID: a snapshot task that fails took nothing of the run's (PVE
+	// refuses a name already used inside the worker, so a failed task may
+	// stand beside another's snapshot of that name).
+	taking   map[string]string
 	tasks    map[string]bool
 	expect   *expectation // the mutation sent last, to pair with its UPID
 	storages []string     // the node's backup storages, read once (backupStorages)
@@ -205,7 +210,7 @@ func (g *Gate) Remember(upids []proxmox.UPID) {
 
 func (g *Gate) note() {
 	if g.created == nil {
-		g.created, g.snaps, g.tasks = map[int]bool{}, map[string]bool{}, map[string]bool{}
+		g.created, g.snaps, g.taking, g.tasks = map[int]bool{}, map[string]bool{}, map[string]string{}, map[string]bool{}
 	}
 }
 
@@ -217,14 +222,15 @@ func (g *Gate) Request(info proxmox.RequestInfo) {
 }
 
 // TaskStarted implements proxmox.Observer: the run's record grows by the
-// task, and by what it creates.
+// task, and by the guest it creates. A snapshot it takes counts once its
+// task has ended OK (TaskWaited).
 func (g *Gate) TaskStarted(u proxmox.UPID) {
 	g.mu.Lock()
 	g.note()
 	g.tasks[u.String()] = true
 	if e := g.expect; e != nil && slices.Contains(e.typ, u.Type) && u.ID == strconv.Itoa(e.vmid) {
 		if e.snap != "" {
-			g.snaps[u.ID+"/"+e.snap] = true
+			g.taking[u.String()] = u.ID + "/" + e.snap
 		} else {
 			g.created[e.vmid] = true
 		}
@@ -236,8 +242,17 @@ func (g *Gate) TaskStarted(u proxmox.UPID) {
 	}
 }
 
-// TaskWaited implements proxmox.Observer.
+// TaskWaited implements proxmox.Observer: a snapshot task of the run that
+// ended OK makes its snapshot the run's; one that failed, none.
 func (g *Gate) TaskWaited(u proxmox.UPID, took time.Duration, st proxmox.TaskStatus, err error) {
+	g.mu.Lock()
+	if key, ok := g.taking[u.String()]; ok && !st.Running() {
+		delete(g.taking, u.String())
+		if err == nil && st.Succeeded() {
+			g.snaps[key] = true
+		}
+	}
+	g.mu.Unlock()
 	if g.Inner != nil {
 		g.Inner.TaskWaited(u, took, st, err)
 	}

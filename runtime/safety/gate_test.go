@@ -131,6 +131,44 @@ func TestGateLearnsWhatTheRunCreated(t *testing.T) {
 	}
 }
 
+// TestGateLearnsWhatTheRunSnapshotted: a snapshot becomes the run's own
+// when its task ends OK — not when it starts (PVE refuses a name already
+// used inside the worker, beside another's snapshot of that name), and not
+// while it runs.
+func TestGateLearnsWhatTheRunSnapshotted(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		end  proxmox.TaskStatus // what the wait saw; "" Status: no wait yet
+		err  error
+		own  bool
+	}{
+		{"ended OK", proxmox.TaskStatus{Status: "stopped", ExitStatus: "OK"}, nil, true},
+		{"ended with warnings", proxmox.TaskStatus{Status: "stopped", ExitStatus: "WARNINGS: 1"}, nil, true},
+		{"failed: name already used", proxmox.TaskStatus{Status: "stopped", ExitStatus: "snapshot name 'mine' already used"}, errors.New("task failed"), false},
+		{"still running (the wait was cut short)", proxmox.TaskStatus{Status: "running"}, context.Canceled, false},
+		{"not waited for", proxmox.TaskStatus{}, nil, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var audit []AuditEntry
+			g := newGate(&audit)
+			ctx := context.Background()
+			if err := g.BeforeMutation(ctx, mut("POST", "/nodes/pve/lxc/100/snapshot", "snapname", "mine")); err != nil {
+				t.Fatal(err)
+			}
+			u := mustUPID(t, "UPID:pve:00001234:00000001:692D6C00:vzsnapshot:100:root@pam:")
+			g.TaskStarted(u)
+			if tt.end.Status != "" {
+				tt.end.UPID = u
+				g.TaskWaited(u, time.Second, tt.end, tt.err)
+			}
+			err := g.BeforeMutation(ctx, mut("DELETE", "/nodes/pve/lxc/100/snapshot/mine"))
+			if got := err == nil; got != tt.own || g.TookSnapshot(100, "mine") != tt.own {
+				t.Errorf("deleting the snapshot = %v (took it: %v); want the run's own: %v", err, g.TookSnapshot(100, "mine"), tt.own)
+			}
+		})
+	}
+}
+
 // TestSimOperator: the simulated operator signs through the verifier.
 func TestSimOperator(t *testing.T) {
 	f := newFixture(t)
