@@ -22,7 +22,7 @@ var catchFunc = Func{
 On success: ok = True, value = what fn returned, error = None.
 On failure: ok = False, value = None, and error is a struct with
   message     the error text, starting with the failing builtin's name
-  kind        "permission", "lock", "elsewhere" (on another node of the cluster), "not_found", "ambiguous", "task", "api" or "error"
+  kind        "permission", "lock", "elsewhere" (on another node of the cluster), "not_found", "ambiguous", "task", "api", "signature" (the safety gate held a destructive call for an operator's signature) or "error"
   privilege   the missing privilege(s) of a permission failure ("VM.Config.Disk|VM.Config.CPU"), else ""
   path        the ACL path of a permission failure ("/vms/101"), else ""
   lock        the guest lock PVE named ("backup", "snapshot"), else ""

@@ -48,7 +48,18 @@ var ProxmoxTable = &Table{
 	Waits: true,
 	Doc: "The node's Proxmox VE API: read guests, storages, tasks and disks, " +
 		"and change guests through worker tasks that are waited for by " +
-		"default. Mutations of one guest are serialized across runs.",
+		"default. Mutations of one guest are serialized across runs. " +
+		"The mutation contract, shared by every mutating function: with wait = True (the default) it returns " +
+		"when the task has stopped OK (or with warnings) and fails with the task's error otherwise (PVE checks " +
+		"many privileges only inside the task); timeout (a duration, \"10m\" or int seconds) bounds the wait. " +
+		"With wait = False it returns once Proxmox accepted the request, status \"running\"; follow it with " +
+		"task.wait. It returns a task: struct(upid (\"\" for a change made without a task), node, type (the " +
+		"worker type: vzdump, vzrestore, vzstart, ...), id (usually the vmid), status (\"running\" or " +
+		"\"stopped\"), exitstatus (\"OK\", \"WARNINGS: N\" or the error; \"\" while running), ok, warnings (N), " +
+		"duration (the call's wall time), volid (a one-guest vzdump's archive), backups (that guest's backups " +
+		"on the storage, listed after it), storage (a vzdump's target), sync (applied without a task)). Errors " +
+		"keep their kind for catch(): a missing privilege, a PVE lock, a missing guest, a failed task with its " +
+		"log tail, an ambiguous outcome.",
 	Funcs: []Func{
 		{Name: "node", Effect: Reads, Journal: Pure, Sig: "node()", Fn: pveNode,
 			Doc: "Returns the name of the node this agent manages (a string). Makes no request."},
@@ -90,7 +101,7 @@ var ProxmoxTable = &Table{
 			Doc: "Returns PVE's SMART data of disk (a device path such as \"/dev/sda\"): struct(health, passed, type (\"ata\" or \"text\"), text, attributes (list of struct(id, name, value, worst, threshold, raw, flags, fail)))."},
 
 		{Name: "restore", Effect: Gated, Destructive: "with force = True over a guest the run did not create (restoring to a new vmid is benign)", Journal: Mutation, Sig: "restore(vmid, archive, storage=\"\", force=False, unique=False, start=False, hostname=\"\", config={}, wait=True, timeout=None)", Fn: pveRestore, Returns: taskShape,
-			Doc: "Restores backup archive (a volid: a vzdump file or a Proxmox Backup Server snapshot) as guest vmid, of the kind the archive holds (a container archive with POST /nodes/{node}/lxc, a VM's with POST /nodes/{node}/qemu), onto storage (\"\": the archive's), overwriting an existing guest only with force = True, with new MAC addresses with unique = True, starting it with start = True. hostname applies only to container archives. config (dict of key → str, int or bool, as set_config takes) is set in the restore request itself, over the archive's configuration — for example {\"onboot\": False, \"net0\": \"...,link_down=1\"}, so the restored guest never has the archive's values, not even for a moment. Returns the task (see the mutation contract)."},
+			Doc: "Restores backup archive (a volid: a vzdump file or a Proxmox Backup Server snapshot) as guest vmid, of the kind the archive holds (a container archive with POST /nodes/{node}/lxc, a VM's with POST /nodes/{node}/qemu), onto storage (\"\": the archive's), overwriting an existing guest only with force = True, with new MAC addresses with unique = True, starting it with start = True. hostname applies only to container archives. config (dict of key → str, int or bool, as set_config takes) is set in the restore request itself, over the archive's configuration — for example {\"onboot\": False, \"net0\": \"...,link_down=1\"}, so the restored guest never has the archive's values, not even for a moment. Returns the task (see the module's mutation contract)."},
 		{Name: "vzdump", Effect: Gated, Destructive: "when it prunes (remove = True) by a retention that keeps fewer than safety.min_backups backups", Journal: Mutation, Sig: "vzdump(vmid=None, *, storage, vmids=[], all=False, mode=\"snapshot\", compress=\"zstd\", notes=\"\", remove=False, wait=True, timeout=None)", Fn: pveVzdump, Returns: taskShape,
 			Doc: "Backs up one guest (vmid), several (vmids) or every guest (all = True) — exactly one of the three — to storage, in mode \"snapshot\", \"suspend\" or \"stop\", compressed with \"zstd\", \"gzip\", \"lzo\", \"1\" (lzo) or \"0\" (none), with a notes template; remove = True lets PVE prune by the storage's retention. Returns the task; for one guest, waited for, its volid is the archive (the guest's oldest backup on storage from after the task's start: PVE names archives by the time vzdump began them) and its backups the guest's backups on storage as listed after the task, one listing serving an archive check and a retention plan. Locks every guest it backs up."},
 		{Name: "snapshot", Effect: Benign, Journal: Mutation, Sig: "snapshot(vmid, name, description=\"\", vmstate=False, wait=True, timeout=None)", Fn: pveSnapshot, Returns: taskShape,

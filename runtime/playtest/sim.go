@@ -21,7 +21,7 @@ import (
 var SimTable = &builtins.Table{
 	Effect: builtins.Benign, // the simulated world only
 	Name:   "sim",
-	Doc:    "Shapes and inspects the simulated Proxmox VE host of the running test. Every test function starts on a fresh default world: node demo-felhom, guests 9999 (selftest), 9000 (golden template), 101 and 102, storages local, local-lvm and usb-backup.",
+	Doc:    "Shapes and inspects the simulated Proxmox VE host of the running test. Every test function starts on a fresh default world: node demo-felhom; containers 9999 (selftest, running, scratch), 9000 (golden, a stopped template), 101 (web) and 102 (db), both running; VMs 200 (app, running) and 201 (build, stopped); storages local, local-lvm, usb-backup (an archive of 101, 102, 200 and 201) and pbs-backup (a Proxmox Backup Server datastore with snapshots of 101 and 200).",
 	Funcs: []builtins.Func{
 		{Name: "cluster", Journal: builtins.Pure, Sig: "cluster(nodes=3)", Doc: "Replaces the test's world with a Proxmox VE cluster of nodes pve1..pveN (2 to 9), the agent and run_playbook on pve1: the default world's guests and storages on pve1, guests 110 (shop, a running container) and 210 (erp, a running VM) on pve2, 120 (mail, HA-managed) and 121 (wiki, stopped) on pve3, the shared backup storage nas-backup. Call it first: what was shaped before is gone.", Fn: simCluster},
 		{Name: "unprivileged", Journal: builtins.Pure, Sig: "unprivileged()", Doc: "Replaces the test's world with the default single node whose agent has privileged operations disabled, as privileged.enabled = false leaves it: host.* and the monitors that need root (sensors) fail saying so, SMART is read through the API. Call it first: what was shaped before is gone.", Fn: simUnprivileged},
