@@ -108,7 +108,8 @@ var PlaybookTable = &builtins.Table{
 		Doc: `Declares this file's playbook. Keyword arguments only:
   name        unique name, [a-z][a-z0-9_-]*, used by "felhom-agent trigger NAME", timers and the run store
   run         the entry point: a function taking one argument, ctx
-  params      dict of name -> param.*(...); ctx.params has one field per entry
+  params      dict of name -> param.*(...); ctx.params has one field per entry; a parameter given as None
+            (JSON null from the hub or the API) counts as not given: its default, or refused when it has none
   schedule    cron expression ("0 3 * * *", "@daily"), optionally "TZ=Europe/Budapest 0 3 * * *"
   jitter      delay each timer run by a random duration below this ("10m"), so hosts sharing a schedule spread out
   triggers    names of hub triggers that start this playbook
