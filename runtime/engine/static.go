@@ -272,6 +272,10 @@ func (c *checker) compute(e syntax.Expr) origin {
 		}
 	case *syntax.CallExpr:
 		fn := c.originOf(e.Fn)
+		if _, inner := c.caught(e, fn.fn); inner != nil && inner.f.Returns != nil && fn.fn.f.Returns != nil {
+			// catch(f, ...)'s value is what f returns.
+			return origin{shape: fn.fn.f.Returns.With("value", inner.f.Returns), from: "catch(" + inner.name + ")"}
+		}
 		if fn.fn != nil && fn.fn.f.Returns != nil {
 			return origin{shape: fn.fn.f.Returns, from: fn.fn.name + "()"}
 		}
@@ -390,9 +394,38 @@ func (c *checker) visit(n syntax.Node) bool {
 	case *syntax.CallExpr:
 		if fn := c.originOf(n.Fn); fn.fn != nil && fn.fn.sig != nil {
 			c.checkCall(n, fn.fn)
+			if call, inner := c.caught(n, fn.fn); inner != nil && inner.sig != nil {
+				c.checkCall(call, inner)
+			}
 		}
 	}
 	return true
+}
+
+// caught returns, for a call of catch whose first argument is a builtin,
+// the call catch makes (that builtin with the remaining arguments) and
+// the builtin; nil otherwise. catch(f, *args, **kwargs) calls f(*args,
+// **kwargs), so f's arguments are checked as if f were called directly.
+func (c *checker) caught(call *syntax.CallExpr, fn *builtinFunc) (*syntax.CallExpr, *builtinFunc) {
+	if fn == nil || fn.name != "catch" || len(call.Args) == 0 {
+		return nil, nil
+	}
+	first := call.Args[0]
+	switch a := first.(type) {
+	case *syntax.BinaryExpr:
+		if a.Op == syntax.EQ {
+			return nil, nil // fn = ..., by name
+		}
+	case *syntax.UnaryExpr:
+		if a.Op == syntax.STAR || a.Op == syntax.STARSTAR {
+			return nil, nil
+		}
+	}
+	inner := c.originOf(first).fn
+	if inner == nil {
+		return nil, nil
+	}
+	return &syntax.CallExpr{Fn: first, Lparen: call.Lparen, Args: call.Args[1:], Rparen: call.Rparen}, inner
 }
 
 func (c *checker) report(pos syntax.Position, format string, args ...any) {
