@@ -303,7 +303,7 @@ func (r *Report) WriteText(w interface{ Write([]byte) (int, error) }) error {
 	}
 	b.WriteByte('\n')
 	if n := r.Gated(); n > 0 {
-		fmt.Fprintf(&b, "  the result if signed: %d step(s) need an operator's signature, and a run without one stops before the first (felhom-agent pending, sign, approve)\n", n)
+		fmt.Fprintf(&b, "  the result if signed: %d step(s) need an operator's signature, and a run without one is refused at the first of them, and stops there unless the playbook catches the refusal (felhom-agent pending, sign, approve)\n", n)
 	}
 	if len(r.Result) > 0 {
 		fmt.Fprintf(&b, "  returns %s\n", r.Result)
