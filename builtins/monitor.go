@@ -122,7 +122,7 @@ func runMonitor(ctx context.Context, env *Env, name string, m monitor) (reading,
 	logger := env.Logger.With("monitor", name)
 	success := 1.0
 	switch {
-	case errors.Is(err, errHostDisabled):
+	case isSkipped(err):
 		// Not read, by the configuration's choice: no failure to alert
 		// on, and no success to report either.
 		logger.Debug("monitor skipped", "reason", err)
@@ -183,11 +183,14 @@ type monitorResult struct {
 	err  error
 }
 
-// skipped reports whether the monitor was not read because the agent runs
-// without privileged operations: a choice of the configuration, which
-// monitor.all(), the hub's report and the guest API tell apart from a
-// failure.
-func (r monitorResult) skipped() bool { return errors.Is(r.err, errHostDisabled) }
+// skipped reports whether the monitor was not read (see isSkipped).
+func (r monitorResult) skipped() bool { return isSkipped(r.err) }
+
+// isSkipped reports whether a monitor's error says it was not read because
+// the agent runs without privileged operations: a choice of the
+// configuration, which its gauges, monitor.all(), the hub's report and the
+// guest API tell apart from a failure.
+func isSkipped(err error) bool { return errors.Is(err, errHostDisabled) }
 
 // message is how a failed or skipped monitor's reason reads: named after
 // its module function.
