@@ -20,22 +20,15 @@ import (
 // agent's token sees it. Reads return structs (or lists of structs);
 // mutations return task structs (see [TaskTable] for their fields).
 //
-// Mutation contract, shared by every mutating function:
-//   - With wait = True (the default) the function returns when the task has
-//     stopped OK (or with warnings) and fails with the task's error
-//     otherwise. PVE checks many privileges only inside the task, so waiting
-//     is part of the operation. timeout (a duration, "10m" or int seconds)
-//     bounds the wait; the default is the agent's configured wait.
-//   - With wait = False it returns as soon as Proxmox accepted the request,
-//     with status "running"; follow it with task.wait.
+// The mutation contract every mutating function shares (wait, timeout,
+// the task it returns, errors that keep their kind) is stated once, for
+// playbook authors, in the table's Doc below. Beside it:
 //   - A mutation of a guest first takes the agent's lock on that guest (two
 //     runs never mutate one guest at once) and holds it until the task
 //     stopped. With wait = False the lock is released once Proxmox accepted
 //     the request: the caller gives up that exclusivity for the rest of the
 //     task (PVE's own guest lock still refuses conflicting tasks).
-//   - Errors keep their type: catch() and the run record can tell a missing
-//     privilege (and which), a PVE lock, a missing guest, a failed task
-//     (with its log tail) and an ambiguous outcome apart.
+//   - A wait without a timeout is bounded by the agent's configured wait.
 //   - Every call is cancelled with the run.
 //
 // Guest kinds: every function that takes a vmid acts on whichever kind the
