@@ -49,34 +49,31 @@ func TestRun(t *testing.T) {
 // took, and not one a failed snapshot task of the same name stood beside
 // (testdata/snapgate_test.star).
 func TestGateOwnSnapshots(t *testing.T) {
-	results, err := Run(context.Background(), []string{"testdata/snapgate_test.star"}, Options{Root: "testdata"})
+	if results := runPassing(t, "testdata/snapgate_test.star"); len(results) != 2 {
+		t.Errorf("ran %d tests; want the 2 of snapgate_test.star", len(results))
+	}
+}
+
+// runPassing runs the tests of file, failing t for each one that fails.
+func runPassing(t *testing.T, file string) []Result {
+	t.Helper()
+	results, err := Run(context.Background(), []string{file}, Options{Root: "testdata"})
 	if err != nil {
 		t.Fatal(err)
-	}
-	if len(results) != 2 {
-		t.Errorf("ran %d tests; want the 2 of snapgate_test.star", len(results))
 	}
 	for _, r := range results {
 		if !r.Passed() {
 			t.Errorf("%s: %q", r.Test, r.Failures)
 		}
 	}
+	return results
 }
 
 // TestClock runs the tests of the test's clock, sim.add_snapshot,
 // sim.add_archive and the keyword did-you-means (testdata/clock_test.star).
 func TestClock(t *testing.T) {
-	results, err := Run(context.Background(), []string{"testdata/clock_test.star"}, Options{Root: "testdata"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(results) < 6 {
+	if results := runPassing(t, "testdata/clock_test.star"); len(results) < 6 {
 		t.Errorf("ran %d tests; want the 6 of clock_test.star", len(results))
-	}
-	for _, r := range results {
-		if !r.Passed() {
-			t.Errorf("%s: %q", r.Test, r.Failures)
-		}
 	}
 }
 
